@@ -1,0 +1,98 @@
+"""Package structure: public names, layering, import cost, command line."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tnkit
+
+PACKAGE_ROOT = Path(tnkit.__file__).parent
+
+
+def _modules():
+    for info in pkgutil.walk_packages([str(PACKAGE_ROOT)], prefix="tnkit."):
+        if info.name != "tnkit.__main__":
+            yield info.name
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_module_has_docstring_and_valid_all(name):
+    module = importlib.import_module(name)
+    assert module.__doc__, f"{name} has no module docstring"
+    for public in getattr(module, "__all__", []):
+        assert hasattr(module, public), f"{name}.__all__ names missing {public!r}"
+
+
+def test_top_level_all():
+    for name in tnkit.__all__:
+        assert hasattr(tnkit, name)
+    assert tnkit.MPS is tnkit.MatrixProductState
+    assert tnkit.MPO is tnkit.MatrixProductOperator
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            found.add("." * node.level + base)
+    return found
+
+
+def test_core_imports_nothing_above_it():
+    """Layering: tnkit.core depends on no other tnkit subpackage and no optional stack."""
+    for path in (PACKAGE_ROOT / "core").glob("*.py"):
+        for imp in _imports(path):
+            assert not imp.startswith(("..mps", "..ml", "..aqc", "..compress", "..ttn", "tnkit.")), (path, imp)
+            assert imp.split(".")[0] not in {"torch", "qiskit", "quimb", "sklearn"}, (path, imp)
+
+
+def test_import_is_light():
+    code = (
+        "import sys, tnkit; heavy = [m for m in ('scipy', 'quimb', 'qiskit', 'torch', 'matplotlib') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing tnkit pulled in {out.stdout.strip()}"
+
+
+def test_cli_version_and_help():
+    from tnkit.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    for command in ("demo", "inspect"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+
+
+def test_cli_demo_runs_and_reports(tmp_path, capsys):
+    from tnkit.cli import main
+
+    status = main(["demo", "--n-sites", "10", "--samples", "500", "--sim-bond", "16", "--max-bond", "4",
+                   "--out", str(tmp_path)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "samples with total Sz = 0: 100.0%" in out
+    assert (tmp_path / "xxz_quench.npz").exists() and (tmp_path / "xxz_entropy.png").exists()
+    assert main(["inspect", str(tmp_path / "xxz_quench.npz")]) == 0
+    assert "bond dims" in capsys.readouterr().out
+
+
+def test_cli_reports_missing_file(tmp_path, capsys):
+    from tnkit.cli import main
+
+    assert main(["inspect", str(tmp_path / "nope.npz")]) == 1
+    assert "no such file" in capsys.readouterr().err

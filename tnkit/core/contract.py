@@ -1,0 +1,375 @@
+"""The contraction layer: planned, compiled and cached einsum contractions.
+
+Every contraction in tnkit goes through :func:`contract`. A contraction is planned
+once per ``(equation, shapes, dtypes, optimize)`` with opt_einsum (or cotengra), then
+compiled into a list of pairwise steps whose transposes, reshapes and matrix shapes
+are precomputed, so a repeated call (as in a sweep) costs one cache look-up plus
+one ``matmul`` per pairwise step. The plan can be inspected with
+:func:`contraction_info`.
+
+Equations use einsum notation with an explicit output (``"ab,bc->ac"``); an
+equation without ``->`` takes numpy's implicit output (indices seen once, sorted).
+Indices shared by both operands of a step and still needed later are batch
+indices, handled by batched ``matmul``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import opt_einsum as oe
+
+from .paths import get_optimizer
+
+__all__ = [
+    "contract",
+    "contraction_info",
+    "contract_strategy",
+    "ContractionInfo",
+    "contract_cache_info",
+    "clear_contract_cache",
+]
+
+_DEFAULT_OPTIMIZE: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "tnkit_optimize", default="auto"
+)
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class ContractionInfo:
+    """The plan of one contraction.
+
+    Attributes
+    ----------
+    equation : str
+        The einsum equation, with its output made explicit.
+    path : tuple of tuple of int
+        Pairwise contraction order in opt_einsum's linear format.
+    flops : int
+        Floating point operations of the planned order (opt_einsum's count).
+    naive_flops : int
+        Operations of a single-pass einsum without intermediates.
+    largest_intermediate : int
+        Number of elements of the largest intermediate tensor.
+    optimize : str
+        The strategy that produced the path.
+    """
+
+    equation: str
+    path: tuple[tuple[int, ...], ...]
+    flops: int
+    naive_flops: int
+    largest_intermediate: int
+    optimize: str
+
+    @property
+    def speedup(self) -> float:
+        """``naive_flops / flops``."""
+        return self.naive_flops / max(self.flops, 1)
+
+    def __str__(self) -> str:
+        return (
+            f"ContractionInfo({self.equation!r}, optimize={self.optimize!r}): "
+            f"path={list(self.path)}, flops={self.flops:.3e}, "
+            f"largest intermediate={self.largest_intermediate:,} elements, "
+            f"speedup over naive einsum={self.speedup:.1f}x"
+        )
+
+
+@contextlib.contextmanager
+def contract_strategy(optimize: Any) -> Iterator[None]:
+    """Use ``optimize`` as the default strategy of :func:`contract` inside a ``with`` block.
+
+    The default is kept in a :mod:`contextvars` variable, so threads and asyncio tasks
+    each see their own.
+
+    Examples
+    --------
+    >>> import numpy as np, tnkit
+    >>> with tnkit.contract_strategy("greedy"):
+    ...     tnkit.contract("ab,bc->ac", np.eye(2), np.eye(2)).shape
+    (2, 2)
+    """
+    _optimize_key(optimize)  # validate before entering
+    if isinstance(optimize, str):
+        get_optimizer(optimize)
+    token = _DEFAULT_OPTIMIZE.set(optimize)
+    try:
+        yield
+    finally:
+        _DEFAULT_OPTIMIZE.reset(token)
+
+
+def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.ndarray:
+    """Contract ``arrays`` according to the einsum ``equation``.
+
+    Parameters
+    ----------
+    equation : str
+        Einsum equation such as ``"xy,xsa,ysb->ab"``; no ellipsis.
+    *arrays : numpy.ndarray
+        One array per input term.
+    optimize : str, path or PathOptimizer, optional
+        Path strategy (see :mod:`tnkit.core.paths`); defaults to the context's
+        (``"auto"`` unless set by :func:`contract_strategy`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The contracted array, with the output indices in the order of the equation.
+
+    Examples
+    --------
+    >>> import numpy as np, tnkit
+    >>> a = np.arange(6.).reshape(2, 3)
+    >>> tnkit.contract("ab,cb->ac", a, a)
+    array([[ 5., 14.],
+           [14., 50.]])
+    """
+    if optimize is None:
+        optimize = _DEFAULT_OPTIMIZE.get()
+    plan = _compiled_plan(
+        equation,
+        tuple(a.shape for a in arrays),
+        tuple(a.dtype.char for a in arrays),
+        _optimize_key(optimize),
+    )
+    return plan(arrays)
+
+
+def contraction_info(
+    equation: str, *arrays_or_shapes: np.ndarray | Sequence[int], optimize: Any = None
+) -> ContractionInfo:
+    """Return the plan :func:`contract` uses for ``equation`` on these operands.
+
+    Operands may be arrays or shapes; planning is shared with :func:`contract` (and
+    cached), so inspecting a plan costs nothing afterwards.
+    """
+    if optimize is None:
+        optimize = _DEFAULT_OPTIMIZE.get()
+    shapes, dtypes = [], []
+    for op in arrays_or_shapes:
+        if isinstance(op, np.ndarray):
+            shapes.append(op.shape)
+            dtypes.append(op.dtype.char)
+        else:
+            shapes.append(tuple(int(d) for d in op))
+            dtypes.append("d")
+    plan = _compiled_plan(equation, tuple(shapes), tuple(dtypes), _optimize_key(optimize))
+    return plan.info
+
+
+def contract_cache_info() -> Any:
+    """Hit/miss statistics of the plan cache (a :func:`functools.lru_cache` info tuple)."""
+    return _compiled_plan.cache_info()
+
+
+def clear_contract_cache() -> None:
+    """Forget every cached contraction plan."""
+    _compiled_plan.cache_clear()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _optimize_key(optimize: Any) -> Any:
+    """A hashable stand-in for ``optimize`` (explicit paths become tuples of tuples)."""
+    if isinstance(optimize, str):
+        return optimize
+    if isinstance(optimize, (list, tuple)):
+        try:
+            return tuple(tuple(int(i) for i in step) for step in optimize)
+        except TypeError:
+            raise TypeError(
+                f"`optimize` given as a path must be a sequence of index tuples, got {optimize!r}."
+            ) from None
+    if isinstance(optimize, oe.paths.PathOptimizer) or callable(optimize):
+        return optimize
+    raise TypeError(
+        "`optimize` must be a strategy name, an explicit path or a PathOptimizer, "
+        f"got {type(optimize).__name__}."
+    )
+
+
+def _parse_equation(equation: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[list[str], str]:
+    if not isinstance(equation, str):
+        raise TypeError(f"`equation` must be a str, got {type(equation).__name__}.")
+    eq = equation.replace(" ", "")
+    if "." in eq:
+        raise ValueError(f"`equation` must not use an ellipsis, got {equation!r}.")
+    if "->" in eq:
+        lhs, output = eq.split("->")
+    else:
+        lhs = eq
+        counts: dict[str, int] = {}
+        for c in lhs.replace(",", ""):
+            counts[c] = counts.get(c, 0) + 1
+        output = "".join(sorted(c for c, n in counts.items() if n == 1))
+    inputs = lhs.split(",")
+    if len(inputs) != len(shapes):
+        raise ValueError(
+            f"`equation` {equation!r} has {len(inputs)} input terms but {len(shapes)} arrays were given."
+        )
+    sizes: dict[str, int] = {}
+    for k, (term, shape) in enumerate(zip(inputs, shapes)):
+        if len(term) != len(shape):
+            raise ValueError(
+                f"term {k} ({term!r}) of `equation` has {len(term)} indices but array {k} "
+                f"has shape {shape}."
+            )
+        for c, d in zip(term, shape):
+            if sizes.setdefault(c, d) != d:
+                raise ValueError(
+                    f"index {c!r} of `equation` {equation!r} has size {sizes[c]} in one "
+                    f"operand and {d} in array {k}."
+                )
+    for c in output:
+        if c not in sizes:
+            raise ValueError(f"output index {c!r} of `equation` {equation!r} is in no input.")
+    return inputs, output
+
+
+def _plan_path(
+    inputs: list[str], output: str, shapes: tuple, optimize_key: Any
+) -> tuple[tuple[tuple[int, ...], ...], Any]:
+    optimize = get_optimizer(optimize_key) if isinstance(optimize_key, str) else optimize_key
+    if isinstance(optimize, tuple):
+        optimize = list(optimize)
+        if len(inputs) > 1 and not optimize:
+            raise ValueError("`optimize` given as a path must not be empty.")
+    eq = ",".join(inputs) + "->" + output
+    path, info = oe.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+    return tuple(tuple(step) for step in path), info
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _compiled_plan(
+    equation: str, shapes: tuple, dtypes: tuple, optimize_key: Any
+) -> _CompiledContraction:
+    inputs, output = _parse_equation(equation, shapes)
+    if len(inputs) == 1:
+        if isinstance(optimize_key, str):
+            get_optimizer(optimize_key)  # validate the name even though one operand needs no plan
+        path: tuple[tuple[int, ...], ...] = ((0,),)
+        flops = naive = math.prod(shapes[0]) if shapes[0] else 1
+        largest = flops
+    else:
+        path, pinfo = _plan_path(inputs, output, shapes, optimize_key)
+        flops, naive, largest = int(pinfo.opt_cost), int(pinfo.naive_cost), int(pinfo.largest_intermediate)
+    name = optimize_key if isinstance(optimize_key, str) else type(optimize_key).__name__
+    info = ContractionInfo(
+        equation=",".join(inputs) + "->" + output,
+        path=path,
+        flops=flops,
+        naive_flops=naive,
+        largest_intermediate=largest,
+        optimize=name,
+    )
+    return _CompiledContraction(inputs, output, shapes, path, info)
+
+
+# --------------------------------------------------------------------------- execution
+
+
+class _CompiledContraction:
+    """A contraction path turned into precomputed numpy calls."""
+
+    __slots__ = ("steps", "final_perm", "info")
+
+    def __init__(self, inputs, output, shapes, path, info):
+        sizes = {c: d for term, shape in zip(inputs, shapes) for c, d in zip(term, shape)}
+        terms = list(inputs)
+        steps = []
+        for positions in path:
+            operands = [terms[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                del terms[p]
+            needed = set(output).union(*terms)
+            step, result = _compile_step(operands, needed, sizes)
+            steps.append((tuple(sorted(positions, reverse=True)), positions, step))
+            terms.append(result)
+        (final,) = terms
+        perm = tuple(final.index(c) for c in output)
+        self.steps = steps
+        self.final_perm = None if perm == tuple(range(len(perm))) else perm
+        self.info = info
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        ops = list(arrays)
+        for delete_order, positions, step in self.steps:
+            args = [ops[p] for p in positions]
+            for p in delete_order:
+                del ops[p]
+            ops.append(step(*args))
+        (result,) = ops
+        if self.final_perm is not None:
+            result = result.transpose(self.final_perm)
+        return result
+
+
+def _compile_step(operands: list[str], needed: set[str], sizes: dict[str, int]):
+    """Return ``(callable, result_term)`` for contracting ``operands`` in one step."""
+    if len(operands) == 2 and all(len(set(t)) == len(t) for t in operands):
+        a, b = operands
+        only_a = [c for c in a if c not in b]
+        only_b = [c for c in b if c not in a]
+        if all(c in needed for c in only_a) and all(c in needed for c in only_b):
+            return _matmul_step(a, b, needed, sizes)
+    kept = []
+    for term in operands:
+        for c in term:
+            if c in needed and c not in kept:
+                kept.append(c)
+    result = "".join(kept)
+    eq = ",".join(operands) + "->" + result
+    return functools.partial(_einsum_step, eq), result
+
+
+def _einsum_step(eq: str, *arrays: np.ndarray) -> np.ndarray:
+    return np.einsum(eq, *arrays, optimize=False)
+
+
+def _matmul_step(a: str, b: str, needed: set[str], sizes: dict[str, int]):
+    batch = [c for c in a if c in b and c in needed]
+    summed = [c for c in a if c in b and c not in needed]
+    free_a = [c for c in a if c not in b]
+    free_b = [c for c in b if c not in a]
+    perm_a = tuple(a.index(c) for c in batch + free_a + summed)
+    perm_b = tuple(b.index(c) for c in batch + summed + free_b)
+    nb = math.prod(sizes[c] for c in batch)
+    m = math.prod(sizes[c] for c in free_a)
+    k = math.prod(sizes[c] for c in summed)
+    n = math.prod(sizes[c] for c in free_b)
+    shape_a = (nb, m, k) if batch else (m, k)
+    shape_b = (nb, k, n) if batch else (k, n)
+    out_shape = tuple(sizes[c] for c in batch + free_a + free_b)
+    identity_a = perm_a == tuple(range(len(a)))
+    identity_b = perm_b == tuple(range(len(b)))
+    step = _MatmulStep(
+        None if identity_a else perm_a, shape_a, None if identity_b else perm_b, shape_b, out_shape
+    )
+    return step, "".join(batch + free_a + free_b)
+
+
+class _MatmulStep:
+    __slots__ = ("perm_a", "shape_a", "perm_b", "shape_b", "out_shape")
+
+    def __init__(self, perm_a, shape_a, perm_b, shape_b, out_shape):
+        self.perm_a, self.shape_a = perm_a, shape_a
+        self.perm_b, self.shape_b = perm_b, shape_b
+        self.out_shape = out_shape
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.perm_a is not None:
+            x = x.transpose(self.perm_a)
+        if self.perm_b is not None:
+            y = y.transpose(self.perm_b)
+        return np.matmul(x.reshape(self.shape_a), y.reshape(self.shape_b)).reshape(self.out_shape)

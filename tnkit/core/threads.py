@@ -1,0 +1,117 @@
+"""Control of the BLAS threads tnkit's linear algebra runs on.
+
+Tensor-network sweeps do many small matrix products and factorisations. At those
+sizes OpenBLAS gains little from a second thread, and when the other core is busy
+its spinning threads can make a product a hundred times slower. tnkit therefore
+runs each public operation with a thread count it chooses:
+
+* ``set_num_threads(n)``: exactly ``n`` BLAS threads inside tnkit;
+* by default (``None``, or the environment variable ``TNKIT_NUM_THREADS``
+  unset): one thread while the largest bond involved is below
+  :data:`AUTO_THREAD_BOND` (256), and the caller's current BLAS thread count
+  (e.g. set with ``threadpoolctl.threadpool_limits``) above it.
+
+So tnkit never gets slower when more threads are available. The previous thread
+count is restored when the operation returns. Switching costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "AUTO_THREAD_BOND"]
+
+#: Bond dimension from which tnkit lets BLAS use the caller's threads by default.
+AUTO_THREAD_BOND = 256
+
+_setting: dict[str, int | None] = {"n": None}
+_libs: list[Any] | None = None
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _from_environment() -> int | None:
+    value = os.environ.get("TNKIT_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"TNKIT_NUM_THREADS must be a positive integer, got {value!r}.") from None
+    if n < 1:
+        raise ValueError(f"TNKIT_NUM_THREADS must be a positive integer, got {value!r}.")
+    return n
+
+
+_setting["n"] = _from_environment()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` BLAS threads inside tnkit operations; ``None`` restores the automatic choice."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"`n` must be a positive integer or None, got {n!r}.")
+    _setting["n"] = n
+
+
+def get_num_threads() -> int | None:
+    """The fixed thread count set by :func:`set_num_threads` (``None``: automatic)."""
+    return _setting["n"]
+
+
+def _blas_libraries() -> list[Any]:
+    global _libs
+    if _libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # pragma: no cover - threadpoolctl missing or unable to inspect
+            _libs = []
+    return _libs
+
+
+@contextlib.contextmanager
+def blas_threads(max_bond: int) -> Iterator[None]:
+    """Run the body with the BLAS thread count tnkit chooses for bonds up to ``max_bond``."""
+    libs = _blas_libraries()
+    if not libs:
+        yield
+        return
+    current = [lib.get_num_threads() for lib in libs]
+    fixed = _setting["n"]
+    if fixed is not None:
+        target = fixed
+    else:
+        target = 1 if max_bond < AUTO_THREAD_BOND else max(current)
+    if all(c == target for c in current):
+        yield
+        return
+    for lib in libs:
+        lib.set_num_threads(target)
+    try:
+        yield
+    finally:
+        for lib, c in zip(libs, current):
+            lib.set_num_threads(c)
+
+
+def with_blas_threads(bond_of: Callable[..., int]) -> Callable[[F], F]:
+    """Decorate an operation so it runs under :func:`blas_threads`.
+
+    ``bond_of`` receives the operation's arguments and returns the largest bond
+    dimension it will handle.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with blas_threads(bond_of(*args, **kwargs)):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,89 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises with the argument's name, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Collection
+
+import numpy as np
+
+from ..errors import OptionError
+
+__all__ = [
+    "check_option",
+    "check_int",
+    "check_max_bond",
+    "check_cutoff",
+    "check_finite",
+    "check_site",
+    "as_array",
+]
+
+
+def check_option(name: str, value: object, valid: Collection[object]) -> None:
+    """Raise :class:`~tnkit.errors.OptionError` unless ``value`` is one of ``valid``."""
+    if value not in valid:
+        raise OptionError(f"`{name}` must be one of {sorted(map(str, valid))}, got {value!r}.")
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int``; it must be an integer (not bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}.")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}.")
+    return value
+
+
+def check_max_bond(max_bond: object, name: str = "max_bond") -> int | None:
+    """Validate a bond-dimension cap: ``None`` (no cap) or an integer >= 1."""
+    if max_bond is None:
+        return None
+    return check_int(name, max_bond, minimum=1)
+
+
+def check_cutoff(cutoff: object, name: str = "cutoff") -> float:
+    """Validate a relative discarded-weight cutoff: a real number in [0, 1)."""
+    if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {cutoff!r}.")
+    cutoff = float(cutoff)
+    if not (0.0 <= cutoff < 1.0):
+        raise ValueError(f"`{name}` must lie in [0, 1) (a relative discarded weight), got {cutoff}.")
+    return cutoff
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Raise ``ValueError`` if ``array`` holds NaN or infinity."""
+    if not np.isfinite(array).all():
+        bad = "NaN" if np.isnan(array).any() else "infinity"
+        raise ValueError(f"`{name}` must hold finite numbers, found {bad}.")
+
+
+def check_site(name: str, site: object, n_sites: int) -> int:
+    """Return ``site`` as an int in ``[0, n_sites)``; negative values count from the end."""
+    site = check_int(name, site)
+    if site < 0:
+        site += n_sites
+    if not 0 <= site < n_sites:
+        raise IndexError(f"`{name}` must be a site in [0, {n_sites}), got {site}.")
+    return site
+
+
+def as_array(name: str, value: object, *, ndim: int | None = None) -> np.ndarray:
+    """Convert ``value`` to a numeric numpy array, checking its rank and finiteness."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy raises various types
+        raise TypeError(f"`{name}` must be array-like, got {type(value).__name__}.") from exc
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"`{name}` must hold numbers, got an array of dtype {array.dtype}.")
+    if array.dtype.kind in "biu":
+        array = array.astype(np.float64)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"`{name}` must have {ndim} dimensions, got shape {array.shape}.")
+    check_finite(name, array)
+    return array

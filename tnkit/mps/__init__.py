@@ -1,0 +1,31 @@
+"""Matrix product states and operators.
+
+Modules: :mod:`~tnkit.mps.mps` (the state class), :mod:`~tnkit.mps.mpo` (the
+operator class), :mod:`~tnkit.mps.canonical`, :mod:`~tnkit.mps.compress`,
+:mod:`~tnkit.mps.overlap`, :mod:`~tnkit.mps.measure`, :mod:`~tnkit.mps.sampling`,
+:mod:`~tnkit.mps.gates`, :mod:`~tnkit.mps.apply` (MPO on MPS),
+:mod:`~tnkit.mps.builders` (Hamiltonians) and :mod:`~tnkit.mps.qiskit` (circuits).
+"""
+
+from .apply import apply_mpo, mpo_product
+from .builders import heisenberg_mpo, mpo_from_terms, pauli_operators, spin_operators, tfim_mpo, xxz_mpo
+from .compress import TruncationReport
+from .mpo import MPO, MatrixProductOperator, balanced_factors
+from .mps import MPS, MatrixProductState
+
+__all__ = [
+    "MatrixProductState",
+    "MPS",
+    "MatrixProductOperator",
+    "MPO",
+    "TruncationReport",
+    "apply_mpo",
+    "mpo_product",
+    "balanced_factors",
+    "mpo_from_terms",
+    "heisenberg_mpo",
+    "xxz_mpo",
+    "tfim_mpo",
+    "spin_operators",
+    "pauli_operators",
+]

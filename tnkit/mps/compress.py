@@ -1,0 +1,298 @@
+"""Truncation of matrix product states: SVD sweeps and variational fitting.
+
+SVD compression
+---------------
+Bring the chain to canonical form at one end, then sweep to the other end with a
+truncated SVD at every bond (see :mod:`tnkit.core.linalg` for the rule). Each
+truncation is an orthogonal projection and the projections are nested, so the
+errors of the bonds are mutually orthogonal and
+
+``||psi - psi_trunc||**2 / ||psi||**2 == sum(discarded weights) / ||psi||**2``
+
+exactly; this is the ``error`` of the :class:`TruncationReport`, and the fidelity
+``|<psi|psi_trunc>|**2 / (<psi|psi> <psi_trunc|psi_trunc>)`` equals ``1 - error``.
+The result is not renormalised: it is the projection of the input.
+
+Variational fitting
+-------------------
+Two-site sweeps maximise the overlap of a bond-limited state ``x`` with a target
+``W |t>`` (``W`` an optional MPO), keeping left and right environments cached so
+that one sweep costs ``O(N)`` local contractions. The local optimum at sites
+``(i, i+1)`` is the projection ``theta`` of the target onto the local subspace;
+it is split by truncated SVD and the centre moves on.
+"""
+
+from __future__ import annotations
+
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.contract import contract
+from ..core.linalg import truncated_svd
+from .canonical import move_center
+
+__all__ = [
+    "TruncationReport",
+    "svd_sweep",
+    "svd_compress",
+    "fit_compress",
+    "identity_mpo_tensors",
+]
+
+
+@dataclass(frozen=True)
+class TruncationReport:
+    """What a truncating operation discarded.
+
+    Attributes
+    ----------
+    method : str
+        The algorithm (``"svd"``, ``"fit"``, ``"zipup"``, ...).
+    error : float
+        Relative squared 2-norm error ``||psi - psi_trunc||**2 / ||psi||**2``. Exact
+        for ``"svd"`` (the sum of ``discarded``); for the other methods the value
+        of ``1 - fidelity`` where the fidelity was computed, else the sum of the
+        discarded weights of the last sweep (an estimate).
+    discarded : tuple of float
+        Relative discarded weight at each bond ``i`` (between sites ``i`` and ``i+1``).
+    bond_dims : tuple of int
+        Bond dimensions of the result.
+    fidelity : float or None
+        ``|<psi|psi_trunc>|**2 / (<psi|psi><psi_trunc|psi_trunc>)`` when known.
+    sweeps : int
+        Number of sweeps performed (0 for one-pass methods).
+    """
+
+    method: str
+    error: float
+    discarded: tuple[float, ...]
+    bond_dims: tuple[int, ...]
+    fidelity: float | None = None
+    sweeps: int = 0
+
+    def __float__(self) -> float:
+        return self.error
+
+    def __str__(self) -> str:
+        fid = "" if self.fidelity is None else f", fidelity={self.fidelity:.12f}"
+        return (
+            f"TruncationReport(method={self.method!r}, error={self.error:.3e}{fid}, "
+            f"max bond={max(self.bond_dims, default=1)}, sweeps={self.sweeps})"
+        )
+
+
+def svd_sweep(
+    tensors: list[np.ndarray],
+    direction: str,
+    *,
+    max_bond: int | None = None,
+    cutoff: float = 0.0,
+) -> tuple[list[float], list[np.ndarray]]:
+    """Sweep a truncated SVD over every bond, moving the orthogonality centre across.
+
+    Parameters
+    ----------
+    tensors : list of numpy.ndarray
+        Site tensors ``(D_left, d, D_right)`` in canonical form with centre at the
+        start of the sweep (site 0 for ``"right"``, site N-1 for ``"left"``);
+        entries are replaced.
+    direction : {"right", "left"}
+        ``"right"`` sweeps from site 0 to N-1, leaving the chain left-canonical with
+        centre N-1; ``"left"`` the reverse.
+
+    Returns
+    -------
+    discarded : list of float
+        Absolute discarded weight at each bond, indexed by bond.
+    singular_values : list of numpy.ndarray
+        Kept singular values at each bond (the Schmidt values when nothing is discarded
+        and the state is normalised).
+    """
+    n = len(tensors)
+    discarded = [0.0] * (n - 1)
+    svals: list[np.ndarray] = [np.ones(1)] * (n - 1)
+    if direction == "right":
+        for i in range(n - 1):
+            dl, d, dr = tensors[i].shape
+            u, s, vh, disc = truncated_svd(
+                tensors[i].reshape(dl * d, dr), max_bond=max_bond, cutoff=cutoff
+            )
+            tensors[i] = u.reshape(dl, d, len(s))
+            tensors[i + 1] = contract("ab,bsc->asc", s[:, None] * vh, tensors[i + 1])
+            discarded[i], svals[i] = disc, s
+    else:
+        for i in range(n - 1, 0, -1):
+            dl, d, dr = tensors[i].shape
+            u, s, vh, disc = truncated_svd(
+                tensors[i].reshape(dl, d * dr), max_bond=max_bond, cutoff=cutoff
+            )
+            tensors[i] = vh.reshape(len(s), d, dr)
+            tensors[i - 1] = contract("asb,bc->asc", tensors[i - 1], u * s)
+            discarded[i - 1], svals[i - 1] = disc, s
+    return discarded, svals
+
+
+def svd_compress(
+    tensors: list[np.ndarray],
+    left: int,
+    right: int,
+    *,
+    max_bond: int | None,
+    cutoff: float,
+) -> tuple[list[np.ndarray], tuple[int, int], TruncationReport]:
+    """SVD-compress a chain given with its canonical bookkeeping ``(left, right)``.
+
+    The sweep starts from whichever end is cheaper to reach. Returns the new site
+    tensors, their bookkeeping and the report.
+    """
+    tensors = list(tensors)
+    n = len(tensors)
+    # Work to reach centre 0 is the number of non-right-isometric sites past 0, and so on.
+    cost_to_start = max(right - 1, 0)
+    cost_to_end = max(n - 1 - left, 0)
+    if cost_to_start <= cost_to_end:
+        move_center(tensors, left, right, 0)
+        norm2 = _norm2(tensors[0])
+        disc, _ = svd_sweep(tensors, "right", max_bond=max_bond, cutoff=cutoff)
+        bookkeeping = (n - 1, n)
+    else:
+        move_center(tensors, left, n, n - 1)
+        norm2 = _norm2(tensors[-1])
+        disc, _ = svd_sweep(tensors, "left", max_bond=max_bond, cutoff=cutoff)
+        bookkeeping = (0, 1)
+    rel = tuple(d / norm2 if norm2 > 0 else 0.0 for d in disc)
+    error = float(sum(rel))
+    report = TruncationReport(
+        method="svd",
+        error=error,
+        discarded=rel,
+        bond_dims=tuple(t.shape[2] for t in tensors[:-1]),
+        fidelity=1.0 - error,
+    )
+    return tensors, bookkeeping, report
+
+
+def _norm2(a: np.ndarray) -> float:
+    return float(np.vdot(a, a).real)
+
+
+def identity_mpo_tensors(phys_dims: Sequence[int], dtype=np.float64) -> list[np.ndarray]:
+    """Bond-1 MPO tensors ``(1, d, d, 1)`` of the identity."""
+    return [np.eye(d, dtype=dtype).reshape(1, d, d, 1) for d in phys_dims]
+
+
+# ------------------------------------------------------------------ variational fitting
+
+_ENV_LEFT = "xwb,xty,wtsv,bsc->yvc"  # L, conj(X), W, T -> L'
+_ENV_RIGHT = "yvc,xty,wtsv,bsc->xwb"  # R, conj(X), W, T -> R'
+_THETA = "xwb,bsc,cue,wtsv,vruz,yze->xtry"  # L, T_i, T_i+1, W_i, W_i+1, R -> theta
+
+
+def fit_compress(
+    target: Sequence[np.ndarray],
+    guess: list[np.ndarray],
+    *,
+    mpo: Sequence[np.ndarray] | None = None,
+    max_bond: int | None,
+    cutoff: float,
+    max_sweeps: int = 8,
+    tol: float = 1e-10,
+    target_norm2: float | None = None,
+) -> tuple[list[np.ndarray], TruncationReport]:
+    """Variationally fit ``guess`` to ``mpo @ target`` by two-site sweeps.
+
+    Parameters
+    ----------
+    target : sequence of numpy.ndarray
+        Site tensors ``(D, d_in, D)`` of ``|t>``.
+    guess : list of numpy.ndarray
+        Initial site tensors ``(D, d_out, D)`` of ``x``, right-canonical with centre 0.
+    mpo : sequence of numpy.ndarray, optional
+        Site tensors ``(w, d_out, d_in, w)`` of ``W``; the identity when omitted.
+    max_bond, cutoff
+        Truncation of every two-site split.
+    max_sweeps : int
+        Largest number of full (right then left) sweeps.
+    tol : float
+        Stop when the relative change of ``||x||**2`` (which the sweeps maximise,
+        being the squared overlap with the target) between sweeps falls below it.
+    target_norm2 : float, optional
+        ``<t|W^dagger W|t>``; when given, the report carries the fidelity of the fit.
+
+    Returns
+    -------
+    tensors : list of numpy.ndarray
+        The fitted state, right-canonical with centre 0.
+    report : TruncationReport
+    """
+    n = len(target)
+    if mpo is None:
+        mpo = identity_mpo_tensors([t.shape[1] for t in target], dtype=target[0].dtype)
+    x = list(guess)
+    if n == 1:
+        x[0] = contract("wtsv,bsc->btc", mpo[0], target[0])  # all bonds have size 1
+        return x, _fit_report(_norm2(x[0]), target_norm2, (), x, sweeps=0)
+    one = np.ones((1, 1, 1))
+    right_env: list[np.ndarray | None] = [None] * (n + 1)
+    left_env: list[np.ndarray | None] = [None] * (n + 1)
+    right_env[n], left_env[0] = one, one
+    for i in range(n - 1, 1, -1):
+        right_env[i] = contract(_ENV_RIGHT, right_env[i + 1], x[i].conj(), mpo[i], target[i])
+    previous = -1.0
+    discarded = [0.0] * (n - 1)
+    norm2 = 0.0
+    sweeps = 0
+    for sweeps in range(1, max_sweeps + 1):
+        for i in range(n - 1):  # rightward: centre ends on i+1
+            u, sv, disc = _fit_two_site(x, target, mpo, left_env[i], right_env[i + 2], i, max_bond, cutoff)
+            x[i], x[i + 1] = u, sv
+            discarded[i] = disc
+            left_env[i + 1] = contract(_ENV_LEFT, left_env[i], x[i].conj(), mpo[i], target[i])
+        for i in range(n - 2, -1, -1):  # leftward: centre ends on i
+            us, v, disc = _fit_two_site(
+                x, target, mpo, left_env[i], right_env[i + 2], i, max_bond, cutoff, absorb="left"
+            )
+            x[i], x[i + 1] = us, v
+            discarded[i] = disc
+            right_env[i + 1] = contract(_ENV_RIGHT, right_env[i + 2], x[i + 1].conj(), mpo[i + 1], target[i + 1])
+        norm2 = _norm2(x[0])
+        if previous > 0 and abs(norm2 - previous) <= tol * max(norm2, 1e-300):
+            break
+        previous = norm2
+    return x, _fit_report(norm2, target_norm2, tuple(discarded), x, sweeps=sweeps)
+
+
+def _fit_two_site(x, target, mpo, lenv, renv, i, max_bond, cutoff, absorb="right"):
+    theta = contract(_THETA, lenv, target[i], target[i + 1], mpo[i], mpo[i + 1], renv)
+    dx, t, r, dy = theta.shape
+    u, s, vh, disc = truncated_svd(theta.reshape(dx * t, r * dy), max_bond=max_bond, cutoff=cutoff)
+    k = len(s)
+    if absorb == "right":
+        return u.reshape(dx, t, k), (s[:, None] * vh).reshape(k, r, dy), disc
+    return (u * s).reshape(dx, t, k), vh.reshape(k, r, dy), disc
+
+
+def _fit_report(norm2, target_norm2, discarded_abs, x, *, sweeps):
+    fidelity = None
+    if target_norm2 is not None and target_norm2 > 0:
+        # x is the projection of the target onto its own manifold: <x|Wt> = ||x||^2.
+        fidelity = min(norm2 / target_norm2, 1.0)
+        error = 1.0 - fidelity
+        rel = tuple(d / target_norm2 for d in discarded_abs)
+    else:
+        total = norm2 + sum(discarded_abs)
+        rel = tuple(d / total if total > 0 else 0.0 for d in discarded_abs)
+        error = float(sum(rel))
+    return TruncationReport(
+        method="fit",
+        error=float(error),
+        discarded=rel,
+        bond_dims=tuple(t.shape[2] for t in x[:-1]),
+        fidelity=fidelity,
+        sweeps=sweeps,
+    )
+
+

@@ -1,0 +1,406 @@
+"""Matrix product operators.
+
+Index conventions
+-----------------
+Site ``i`` holds ``W[i]`` of shape ``(w_i, d_out_i, d_in_i, w_{i+1})`` with
+``w_0 = w_N = 1``; the dense operator is
+``O[(t_0..t_{N-1}), (s_0..s_{N-1})] = W0[:, t_0, s_0, :] @ ... @ W_{N-1}[:, t_{N-1}, s_{N-1}, :]``
+with site 0 the slowest index of rows and of columns. Applied to an MPS, ``d_in``
+contracts with the state's physical index and ``d_out`` becomes the new one::
+
+         t_i (out)
+          |
+    w_i --W-- w_{i+1}
+          |
+         s_i (in)
+
+Compression treats an MPO as an MPS with fused physical index ``(t, s)``, so
+truncation is in the Frobenius norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.contract import contract
+from ..core.linalg import DEFAULT_CUTOFF
+from ..core.threads import with_blas_threads
+from ..core.validate import as_array, check_cutoff, check_int, check_max_bond, check_site
+from . import overlap
+from .compress import TruncationReport, svd_compress
+from .mps import MatrixProductState, _check_chain, _direct_sum, _frozen, _short
+
+__all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]
+
+
+class MatrixProductOperator:
+    """A matrix product operator on ``N`` sites.
+
+    Parameters
+    ----------
+    tensors : sequence of array_like
+        Site tensors of shape ``(w_i, d_out_i, d_in_i, w_{i+1})``, outer bonds 1.
+    copy : bool
+        Copy the arrays (by default they are shared, read-only).
+
+    Examples
+    --------
+    >>> import numpy as np, tnkit
+    >>> h = tnkit.mps.builders.heisenberg_mpo(6)
+    >>> h.bond_dims
+    (5, 5, 5, 5, 5)
+    >>> np.allclose(h.to_dense(), h.to_dense().conj().T)
+    True
+    """
+
+    __slots__ = ("_tensors",)
+
+    def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
+        arrays = [as_array(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
+        if not arrays:
+            raise ValueError("`tensors` must hold at least one site tensor, got none.")
+        if copy:
+            arrays = [a.copy() for a in arrays]
+        _check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
+        dtype = np.result_type(*arrays)
+        self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
+
+    @classmethod
+    def _trusted(cls, tensors: list[np.ndarray]) -> MatrixProductOperator:
+        obj = cls.__new__(cls)
+        obj._tensors = [_frozen(t) for t in tensors]
+        return obj
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def identity(cls, n_sites: int, phys_dim: int | Sequence[int] = 2, *, dtype: Any = np.float64) -> MatrixProductOperator:
+        """The identity operator (bond dimension 1)."""
+        n_sites = check_int("n_sites", n_sites, minimum=1)
+        from .mps import _phys_dims
+
+        dims = _phys_dims("phys_dim", phys_dim, n_sites)
+        return cls._trusted([np.eye(d, dtype=dtype).reshape(1, d, d, 1) for d in dims])
+
+    @classmethod
+    def from_dense(
+        cls,
+        matrix: Any,
+        *,
+        n_sites: int | None = None,
+        out_dims: Sequence[int] | None = None,
+        in_dims: Sequence[int] | None = None,
+        max_bond: int | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+        return_report: bool = False,
+    ) -> MatrixProductOperator | tuple[MatrixProductOperator, TruncationReport]:
+        """MPO of a dense ``(M, N)`` matrix by TT-SVD.
+
+        Parameters
+        ----------
+        matrix : array_like, shape (M, N)
+        n_sites : int, optional
+            Number of sites; needed when a dimension list is not given.
+        out_dims, in_dims : sequence of int, optional
+            Factorisations of ``M`` and ``N`` (site 0 slowest). When omitted, the
+            most balanced factorisation into ``n_sites`` factors is used
+            (:func:`balanced_factors`).
+        max_bond, cutoff
+            Truncation, in the Frobenius norm (see :mod:`tnkit.core.linalg`).
+        return_report : bool
+            Also return the :class:`TruncationReport`; ``error`` is exactly
+            ``||A - MPO||_F**2 / ||A||_F**2``.
+        """
+        a = as_array("matrix", matrix, ndim=2)
+        rows, cols = a.shape
+        if n_sites is None:
+            known = out_dims if out_dims is not None else in_dims
+            if known is None:
+                raise ValueError("give `n_sites`, or `out_dims` and/or `in_dims`.")
+            n_sites = len(known)
+        n_sites = check_int("n_sites", n_sites, minimum=1)
+        out_dims = _factor_dims("out_dims", out_dims, rows, n_sites)
+        in_dims = _factor_dims("in_dims", in_dims, cols, n_sites)
+        t = a.reshape(out_dims + in_dims)
+        order = [k for i in range(n_sites) for k in (i, n_sites + i)]
+        fused = t.transpose(order).reshape(-1)
+        psi, report = MatrixProductState.from_dense(
+            fused,
+            [o * i for o, i in zip(out_dims, in_dims)],
+            max_bond=max_bond,
+            cutoff=cutoff,
+            return_report=True,
+        )
+        mpo = cls._trusted(
+            [x.reshape(x.shape[0], o, i, x.shape[2]) for x, o, i in zip(psi.tensors, out_dims, in_dims)]
+        )
+        return (mpo, report) if return_report else mpo
+
+    @classmethod
+    def from_terms(cls, terms: Any, phys_dims: int | Sequence[int], n_sites: int | None = None) -> MatrixProductOperator:
+        """Sum of products of local operators; see :func:`tnkit.mps.builders.mpo_from_terms`."""
+        from .builders import mpo_from_terms
+
+        return mpo_from_terms(terms, phys_dims, n_sites)
+
+    @classmethod
+    def from_quimb(cls, qmpo: Any) -> MatrixProductOperator:
+        """Convert a ``quimb.tensor.MatrixProductOperator`` (exact)."""
+        from ..interop.quimb import mpo_from_quimb
+
+        return mpo_from_quimb(qmpo)
+
+    @classmethod
+    def load(cls, path: Any) -> MatrixProductOperator:
+        """Read an MPO written by :meth:`save`; never executes code from the file."""
+        from ..io import load_mpo
+
+        return load_mpo(path)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def n_sites(self) -> int:
+        """Number of sites."""
+        return len(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @property
+    def tensors(self) -> tuple[np.ndarray, ...]:
+        """The site tensors (read-only arrays)."""
+        return tuple(self._tensors)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._tensors[check_site("i", i, self.n_sites)]
+
+    @property
+    def out_dims(self) -> tuple[int, ...]:
+        """Output (row) physical dimension of each site."""
+        return tuple(t.shape[1] for t in self._tensors)
+
+    @property
+    def in_dims(self) -> tuple[int, ...]:
+        """Input (column) physical dimension of each site."""
+        return tuple(t.shape[2] for t in self._tensors)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape ``(M, N)`` of the dense operator."""
+        return math.prod(self.out_dims), math.prod(self.in_dims)
+
+    @property
+    def bond_dims(self) -> tuple[int, ...]:
+        """Dimension of each of the ``N - 1`` bonds."""
+        return tuple(t.shape[3] for t in self._tensors[:-1])
+
+    @property
+    def max_bond_dim(self) -> int:
+        """Largest bond dimension."""
+        return max(self.bond_dims, default=1)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Common dtype of the site tensors."""
+        return self._tensors[0].dtype
+
+    @property
+    def num_params(self) -> int:
+        """Total number of entries of the site tensors."""
+        return sum(t.size for t in self._tensors)
+
+    def __repr__(self) -> str:
+        return (
+            f"MatrixProductOperator(n_sites={self.n_sites}, out_dims={_short(self.out_dims)}, "
+            f"in_dims={_short(self.in_dims)}, max_bond={self.max_bond_dim}, dtype={self.dtype})"
+        )
+
+    def copy(self) -> MatrixProductOperator:
+        """A new MPO sharing the (read-only) site arrays."""
+        return type(self)._trusted(list(self._tensors))
+
+    # ------------------------------------------------------------------ dense
+
+    def to_dense(self, *, max_size: int = 2**26) -> np.ndarray:
+        """The ``(M, N)`` matrix (site 0 the slowest index of rows and columns)."""
+        rows, cols = self.shape
+        if rows * cols > max_size:
+            raise ValueError(
+                f"the dense matrix would have {rows * cols:,} entries, more than `max_size`={max_size:,}."
+            )
+        t = self._tensors[0].reshape(self._tensors[0].shape[1:])  # (t, s, w)
+        for w in self._tensors[1:]:
+            t = contract("xyw,wtsv->xtysv", t, w)
+            t = t.reshape(t.shape[0] * t.shape[1], t.shape[2] * t.shape[3], t.shape[4])
+        return t.reshape(rows, cols)
+
+    # ------------------------------------------------------------------ algebra
+
+    def dagger(self) -> MatrixProductOperator:
+        """The Hermitian adjoint."""
+        return type(self)._trusted([t.transpose(0, 2, 1, 3).conj() for t in self._tensors])
+
+    @property
+    def H(self) -> MatrixProductOperator:  # noqa: N802 - numpy-style name
+        """The Hermitian adjoint (alias of :meth:`dagger`)."""
+        return self.dagger()
+
+    def trace(self) -> complex | float:
+        """``Tr O`` (square operators only)."""
+        if self.out_dims != self.in_dims:
+            raise ValueError(f"trace needs a square operator, got out_dims {self.out_dims} and in_dims {self.in_dims}.")
+        env = np.ones((1,))
+        for w in self._tensors:
+            env = contract("a,attb->b", env, w)
+        return env.reshape(-1)[0].item()
+
+    def __mul__(self, scalar: complex) -> MatrixProductOperator:
+        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+            return NotImplemented
+        if not np.isfinite(scalar):
+            raise ValueError(f"cannot scale an MPO by {scalar!r}.")
+        tensors = list(self._tensors)
+        tensors[0] = tensors[0] * scalar
+        return type(self)._trusted(tensors)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar: complex) -> MatrixProductOperator:
+        return self * (1.0 / scalar)
+
+    def __neg__(self) -> MatrixProductOperator:
+        return self * -1.0
+
+    def __add__(self, other: MatrixProductOperator) -> MatrixProductOperator:
+        """Exact sum; bond dimensions add."""
+        if not isinstance(other, MatrixProductOperator):
+            return NotImplemented
+        _check_same_dims(self, other)
+        return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
+
+    def __sub__(self, other: MatrixProductOperator) -> MatrixProductOperator:
+        if not isinstance(other, MatrixProductOperator):
+            return NotImplemented
+        return self + (-other)
+
+    def __matmul__(self, other: Any) -> Any:
+        """``self @ other``: exact product with an MPO, or exact application to an MPS."""
+        from .apply import apply_mpo, mpo_product
+
+        if isinstance(other, MatrixProductOperator):
+            return mpo_product(self, other)
+        if isinstance(other, MatrixProductState):
+            return apply_mpo(self, other, method="direct", cutoff=0.0)
+        return NotImplemented
+
+    def apply(self, mps: MatrixProductState, **kwargs: Any) -> Any:
+        """``W |psi>`` with truncation; see :func:`tnkit.mps.apply.apply_mpo`."""
+        from .apply import apply_mpo
+
+        return apply_mpo(self, mps, **kwargs)
+
+    @with_blas_threads(lambda self, **kwargs: self.max_bond_dim)
+    def compress(
+        self, *, max_bond: int | None = None, cutoff: float = DEFAULT_CUTOFF
+    ) -> tuple[MatrixProductOperator, TruncationReport]:
+        """SVD-compressed copy (Frobenius norm) and the report of what was discarded."""
+        max_bond = check_max_bond(max_bond)
+        cutoff = check_cutoff(cutoff)
+        fused = [t.reshape(t.shape[0], -1, t.shape[3]) for t in self._tensors]
+        tensors, _, report = svd_compress(fused, 0, len(fused), max_bond=max_bond, cutoff=cutoff)
+        out = [
+            t.reshape(t.shape[0], o, i, t.shape[2]) for t, o, i in zip(tensors, self.out_dims, self.in_dims)
+        ]
+        return type(self)._trusted(out), report
+
+    @with_blas_threads(lambda self, mps: max(self.max_bond_dim, getattr(mps, "max_bond_dim", 1)))
+    def log_expectation(self, mps: MatrixProductState) -> tuple[complex | float, float]:
+        """``<psi|W|psi>`` as ``(phase, log|value|)``."""
+        if not isinstance(mps, MatrixProductState):
+            raise TypeError(f"`mps` must be a MatrixProductState, got {type(mps).__name__}.")
+        if self.in_dims != mps.phys_dims or self.out_dims != mps.phys_dims:
+            raise ValueError(
+                f"the MPO acts on dims {_short(self.in_dims)} -> {_short(self.out_dims)} but the state has "
+                f"dims {_short(mps.phys_dims)} on {mps.n_sites} sites."
+            )
+        return overlap.log_overlap(mps.tensors, mps.tensors, self._tensors)
+
+    def expectation(self, mps: MatrixProductState, *, normalize: bool = True) -> complex | float:
+        """``<psi|W|psi>``, divided by ``<psi|psi>`` when ``normalize``."""
+        phase, log_abs = self.log_expectation(mps)
+        if normalize:
+            log_abs -= 2 * mps.log_norm()
+        value = overlap.overlap_value(phase, log_abs)
+        if isinstance(value, complex) and abs(value.imag) <= 1e-13 * max(abs(value.real), 1.0):
+            return value.real
+        return value
+
+    # ------------------------------------------------------------------ interop and files
+
+    def to_quimb(self) -> Any:
+        """An equal ``quimb.tensor.MatrixProductOperator``."""
+        from ..interop.quimb import mpo_to_quimb
+
+        return mpo_to_quimb(self)
+
+    def save(self, path: Any) -> None:
+        """Write to ``.npz`` (schema-versioned, no pickle) atomically."""
+        from ..io import save_mpo
+
+        save_mpo(self, path)
+
+
+MPO = MatrixProductOperator
+
+
+def balanced_factors(n: int, n_factors: int) -> tuple[int, ...]:
+    """Factor ``n`` into ``n_factors`` integers as equal as possible (descending).
+
+    Prime factors are dealt largest first to the currently smallest factor; factors
+    of 1 appear when ``n`` has too few prime factors.
+
+    Examples
+    --------
+    >>> balanced_factors(576, 3)
+    (9, 8, 8)
+    """
+    n = check_int("n", n, minimum=1)
+    n_factors = check_int("n_factors", n_factors, minimum=1)
+    primes = []
+    m, p = n, 2
+    while p * p <= m:
+        while m % p == 0:
+            primes.append(p)
+            m //= p
+        p += 1
+    if m > 1:
+        primes.append(m)
+    factors = [1] * n_factors
+    for q in sorted(primes, reverse=True):
+        k = min(range(n_factors), key=lambda j: factors[j])
+        factors[k] *= q
+    return tuple(sorted(factors, reverse=True))
+
+
+def _factor_dims(name: str, dims: Sequence[int] | None, total: int, n_sites: int) -> tuple[int, ...]:
+    if dims is None:
+        return balanced_factors(total, n_sites)
+    dims = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(dims))
+    if len(dims) != n_sites or math.prod(dims) != total:
+        raise ValueError(
+            f"`{name}` must be {n_sites} integers whose product is {total}, got {dims}."
+        )
+    return dims
+
+
+def _check_same_dims(a: MatrixProductOperator, b: MatrixProductOperator) -> None:
+    if a.out_dims != b.out_dims or a.in_dims != b.in_dims:
+        raise ValueError(
+            f"the two operators must have equal dimensions, got {_short(a.out_dims)}x{_short(a.in_dims)} "
+            f"and {_short(b.out_dims)}x{_short(b.in_dims)}."
+        )

@@ -1,0 +1,821 @@
+"""Matrix product states.
+
+Index conventions
+-----------------
+Site ``i`` holds a tensor ``A[i]`` of shape ``(D_i, d_i, D_{i+1})``: left bond,
+physical index, right bond, with ``D_0 = D_N = 1``::
+
+        d_0       d_1             d_{N-1}
+         |         |                 |
+    1 --A0-- D_1 --A1-- D_2 ... --A_{N-1}-- 1
+
+``psi[s_0, ..., s_{N-1}] = A0[:, s_0, :] @ A1[:, s_1, :] @ ... @ A_{N-1}[:, s_{N-1}, :]``,
+and dense vectors are ordered with site 0 the slowest index (big-endian), unless a
+method's ``little_endian=True`` asks for Qiskit's order. Bond ``b`` joins sites ``b``
+and ``b + 1``.
+
+Canonical forms
+---------------
+The MPS keeps track of which sites are left- or right-isometric (see
+:mod:`tnkit.mps.canonical`). ``canonicalize_(c)`` moves the orthogonality centre to
+``c`` doing only the QR/LQ steps that are missing; measurements move it as they
+need, which changes the gauge but never the state. Site arrays are stored
+read-only and replaced, never written, so a copy of an MPS is cheap and safe.
+
+Methods ending in ``_`` modify the MPS in place; the others return a new one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.contract import contract
+from ..core.linalg import DEFAULT_CUTOFF
+from ..core.rng import as_generator
+from ..core.threads import with_blas_threads
+from ..core.validate import (
+    as_array,
+    check_cutoff,
+    check_int,
+    check_max_bond,
+    check_option,
+    check_site,
+)
+from . import canonical, compress, gates, measure, overlap, sampling
+
+__all__ = ["MatrixProductState", "MPS"]
+
+_COMPRESS_METHODS = ("svd", "fit")
+
+
+def _own_bond(self: MatrixProductState, *args: Any, **kwargs: Any) -> int:
+    return self.max_bond_dim
+
+
+def _pair_bond(self: MatrixProductState, other: Any, *args: Any, **kwargs: Any) -> int:
+    return max(self.max_bond_dim, getattr(other, "max_bond_dim", 1))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+class MatrixProductState:
+    """A matrix product state (tensor train) of ``N`` sites.
+
+    Parameters
+    ----------
+    tensors : sequence of array_like
+        Site tensors of shape ``(D_i, d_i, D_{i+1})`` with ``D_0 = D_N = 1``.
+    copy : bool
+        Copy the arrays (by default they are shared, read-only).
+
+    Raises
+    ------
+    ValueError
+        If a tensor is not 3-dimensional, bond dimensions do not match, boundary
+        bonds are not 1, or a tensor holds NaN or infinity.
+
+    Examples
+    --------
+    >>> import tnkit
+    >>> psi = tnkit.MPS.random(10, max_bond=8, seed=0)
+    >>> psi.bond_dims
+    (2, 4, 8, 8, 8, 8, 8, 4, 2)
+    >>> round(psi.norm(), 12)
+    1.0
+    """
+
+    __slots__ = ("_tensors", "_left", "_right")
+
+    def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
+        arrays = [as_array(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
+        if not arrays:
+            raise ValueError("`tensors` must hold at least one site tensor, got none.")
+        if copy:
+            arrays = [a.copy() for a in arrays]
+        _check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
+        dtype = np.result_type(*arrays)
+        self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
+        self._left, self._right = 0, len(arrays)
+
+    @classmethod
+    def _trusted(
+        cls, tensors: list[np.ndarray], left: int = 0, right: int | None = None
+    ) -> MatrixProductState:
+        """Wrap already-validated tensors without checks (internal)."""
+        obj = cls.__new__(cls)
+        obj._tensors = [_frozen(t) for t in tensors]
+        obj._left = left
+        obj._right = len(tensors) if right is None else right
+        return obj
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def random(
+        cls,
+        n_sites: int,
+        max_bond: int,
+        *,
+        phys_dim: int | Sequence[int] = 2,
+        dtype: Any = np.float64,
+        seed: object = None,
+        normalize: bool = True,
+    ) -> MatrixProductState:
+        """Random MPS with Gaussian entries and bonds ``min(max_bond, dims to either end)``.
+
+        Parameters
+        ----------
+        n_sites : int
+        max_bond : int
+            Bond dimension in the bulk.
+        phys_dim : int or sequence of int
+            Physical dimension of every site, or one per site.
+        dtype : numpy dtype
+            ``float64``, ``complex128``, ``float32`` or ``complex64``.
+        seed : None, int or numpy Generator
+        normalize : bool
+            Return a normalised state, in right-canonical form (centre at site 0).
+        """
+        n_sites = check_int("n_sites", n_sites, minimum=1)
+        max_bond = check_int("max_bond", max_bond, minimum=1)
+        dims = _phys_dims("phys_dim", phys_dim, n_sites)
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "fc":
+            raise TypeError(f"`dtype` must be a real or complex floating type, got {dtype}.")
+        rng = as_generator(seed)
+        bonds = _max_bond_profile(dims, max_bond)
+        tensors = []
+        for i, d in enumerate(dims):
+            shape = (bonds[i], d, bonds[i + 1])
+            t = rng.standard_normal(shape)
+            if dtype.kind == "c":
+                t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+            tensors.append((t / math.sqrt(bonds[i] * d)).astype(dtype))
+        psi = cls._trusted(tensors)
+        if normalize:
+            psi.canonicalize_(0)
+            psi.normalize_()
+        return psi
+
+    @classmethod
+    def product_state(
+        cls, states: Sequence[Any], *, phys_dim: int | Sequence[int] | None = None, dtype: Any = None
+    ) -> MatrixProductState:
+        """Product state from basis indices or local vectors.
+
+        Parameters
+        ----------
+        states : sequence of int or of 1-d array_like, or str of digits
+            ``states[i]`` is a basis index (needs ``phys_dim``, default 2) or the
+            local state vector of site ``i``. A string such as ``"0110"`` gives
+            basis indices.
+        phys_dim : int or sequence of int, optional
+            Physical dimensions for basis indices.
+        dtype : numpy dtype, optional
+        """
+        if isinstance(states, str):
+            if not states.isdigit():
+                raise ValueError(f"`states` as a string must be digits, got {states!r}.")
+            states = [int(c) for c in states]
+        states = list(states)
+        if not states:
+            raise ValueError("`states` must name at least one site.")
+        dims = _phys_dims("phys_dim", 2 if phys_dim is None else phys_dim, len(states))
+        tensors = []
+        for i, (s, d) in enumerate(zip(states, dims)):
+            if np.ndim(s) == 0:
+                k = check_int(f"states[{i}]", s, minimum=0)
+                if k >= d:
+                    raise ValueError(f"`states[{i}]` = {k} is not a basis state of dimension {d}.")
+                v = np.zeros(d)
+                v[k] = 1.0
+            else:
+                v = as_array(f"states[{i}]", s, ndim=1)
+                if phys_dim is not None and len(v) != d:
+                    raise ValueError(f"`states[{i}]` has {len(v)} entries but `phys_dim` gives {d} for site {i}.")
+            tensors.append(v.reshape(1, -1, 1))
+        dtype = np.result_type(*tensors) if dtype is None else np.dtype(dtype)
+        return cls._trusted([t.astype(dtype) for t in tensors])
+
+    @classmethod
+    def from_dense(
+        cls,
+        vector: Any,
+        phys_dims: int | Sequence[int] = 2,
+        *,
+        max_bond: int | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+        little_endian: bool = False,
+        return_report: bool = False,
+    ) -> MatrixProductState | tuple[MatrixProductState, compress.TruncationReport]:
+        """MPS of a dense vector by sequential truncated SVD (TT-SVD).
+
+        Parameters
+        ----------
+        vector : array_like, shape (prod(phys_dims),) or phys_dims
+        phys_dims : int or sequence of int
+            One dimension per site; an int ``d`` means ``log_d(len(vector))`` sites.
+        max_bond, cutoff
+            Truncation (see :mod:`tnkit.core.linalg`).
+        little_endian : bool
+            Site 0 is the fastest index of ``vector`` (Qiskit's order).
+        return_report : bool
+            Also return the :class:`TruncationReport`; its ``error`` is exactly
+            ``||v - psi||**2 / ||v||**2``.
+
+        The result is left-canonical (centre at the last site).
+        """
+        v = as_array("vector", vector)
+        dims = _dims_for_dense(v, phys_dims)
+        max_bond = check_max_bond(max_bond)
+        cutoff = check_cutoff(cutoff)
+        if little_endian:  # site 0 is the fastest index: read the axes in reverse
+            v = v.reshape(tuple(reversed(dims))).transpose(tuple(reversed(range(len(dims)))))
+        v = v.reshape(1, -1)
+        norm2 = float(np.vdot(v, v).real)
+        n = len(dims)
+        tensors = []
+        discarded = []
+        for i in range(n - 1):
+            rest = v.shape[1] // dims[i]
+            u, s, vh, disc = compress.truncated_svd(
+                v.reshape(v.shape[0] * dims[i], rest), max_bond=max_bond, cutoff=cutoff
+            )
+            tensors.append(u.reshape(v.shape[0], dims[i], len(s)))
+            discarded.append(disc / norm2 if norm2 > 0 else 0.0)
+            v = s[:, None] * vh
+        tensors.append(v.reshape(v.shape[0], dims[-1], 1))
+        psi = cls._trusted(tensors, left=n - 1, right=n)
+        if not return_report:
+            return psi
+        error = float(sum(discarded))
+        report = compress.TruncationReport(
+            "svd", error, tuple(discarded), psi.bond_dims, fidelity=1.0 - error
+        )
+        return psi, report
+
+    @classmethod
+    def from_quimb(cls, qmps: Any) -> MatrixProductState:
+        """Convert a ``quimb.tensor.MatrixProductState`` (exact)."""
+        from ..interop.quimb import mps_from_quimb
+
+        return mps_from_quimb(qmps)
+
+    @classmethod
+    def from_qiskit(cls, circuit: Any, **kwargs: Any) -> MatrixProductState:
+        """Simulate a Qiskit circuit from ``|0...0>``; see :func:`tnkit.mps.qiskit.from_qiskit`."""
+        from .qiskit import from_qiskit
+
+        return from_qiskit(circuit, **kwargs)
+
+    @classmethod
+    def load(cls, path: Any) -> MatrixProductState:
+        """Read an MPS written by :meth:`save`; never executes code from the file."""
+        from ..io import load_mps
+
+        return load_mps(path)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def n_sites(self) -> int:
+        """Number of sites ``N``."""
+        return len(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @property
+    def tensors(self) -> tuple[np.ndarray, ...]:
+        """The site tensors (read-only arrays)."""
+        return tuple(self._tensors)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._tensors[check_site("i", i, self.n_sites)]
+
+    def __setitem__(self, i: int, tensor: Any) -> None:
+        i = check_site("i", i, self.n_sites)
+        new = as_array("tensor", tensor, ndim=3)
+        old = self._tensors[i]
+        if new.shape[0] != old.shape[0] or new.shape[2] != old.shape[2]:
+            raise ValueError(
+                f"a tensor for site {i} must keep the bonds ({old.shape[0]}, ·, {old.shape[2]}), "
+                f"got shape {new.shape}."
+            )
+        dtype = np.result_type(self.dtype, new.dtype)
+        if dtype != self.dtype:
+            self._tensors = [_frozen(t.astype(dtype)) for t in self._tensors]
+        self._set_site(i, new.astype(dtype, copy=False), keeps_isometry=False)
+
+    @property
+    def phys_dims(self) -> tuple[int, ...]:
+        """Physical dimension of each site."""
+        return tuple(t.shape[1] for t in self._tensors)
+
+    @property
+    def bond_dims(self) -> tuple[int, ...]:
+        """Dimension of each of the ``N - 1`` bonds."""
+        return tuple(t.shape[2] for t in self._tensors[:-1])
+
+    @property
+    def max_bond_dim(self) -> int:
+        """Largest bond dimension (1 for a product state)."""
+        return max(self.bond_dims, default=1)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Common dtype of the site tensors."""
+        return self._tensors[0].dtype
+
+    @property
+    def num_params(self) -> int:
+        """Total number of entries of the site tensors."""
+        return sum(t.size for t in self._tensors)
+
+    @property
+    def center(self) -> int | None:
+        """The orthogonality centre if the MPS is in mixed canonical form, else ``None``."""
+        if self._left >= self._right - 1:
+            return max(self._right - 1, 0)
+        return None
+
+    @property
+    def canonical_range(self) -> tuple[int, int]:
+        """``(left, right)``: sites ``< left`` are left-, sites ``>= right`` right-isometric."""
+        return self._left, self._right
+
+    def __repr__(self) -> str:
+        centre = self.center
+        return (
+            f"MatrixProductState(n_sites={self.n_sites}, phys_dims={_short(self.phys_dims)}, "
+            f"max_bond={self.max_bond_dim}, dtype={self.dtype}, "
+            f"center={'none' if centre is None else centre})"
+        )
+
+    def copy(self) -> MatrixProductState:
+        """A new MPS sharing the (read-only) site arrays."""
+        return type(self)._trusted(list(self._tensors), self._left, self._right)
+
+    # ------------------------------------------------------------------ internal mutation
+
+    def _set_site(self, i: int, tensor: np.ndarray, *, keeps_isometry: bool) -> None:
+        self._tensors[i] = _frozen(tensor)
+        if not keeps_isometry:
+            self._left = min(self._left, i)
+            self._right = max(self._right, i + 1)
+
+    def _replace_tensors(self, tensors: list[np.ndarray], *, left: int, right: int) -> None:
+        self._tensors = [_frozen(t) for t in tensors]
+        self._left, self._right = left, right
+
+    # ------------------------------------------------------------------ canonical forms
+
+    @with_blas_threads(_own_bond)
+    def canonicalize_(self, center: int) -> MatrixProductState:
+        """Move the orthogonality centre to ``center`` in place (QR/LQ, only missing steps)."""
+        center = check_site("center", center, self.n_sites)
+        if self._left >= center and self._right <= center + 1:
+            return self
+        tensors = list(self._tensors)
+        left, right = canonical.move_center(tensors, self._left, self._right, center)
+        self._replace_tensors(tensors, left=left, right=right)
+        return self
+
+    def canonicalize(self, center: int) -> MatrixProductState:
+        """A copy in mixed canonical form about ``center``."""
+        return self.copy().canonicalize_(center)
+
+    def left_canonicalize_(self) -> MatrixProductState:
+        """In place: every site but the last left-isometric (centre ``N - 1``)."""
+        return self.canonicalize_(self.n_sites - 1)
+
+    def right_canonicalize_(self) -> MatrixProductState:
+        """In place: every site but the first right-isometric (centre 0)."""
+        return self.canonicalize_(0)
+
+    @with_blas_threads(_own_bond)
+    def is_canonical(self, center: int | None = None, *, atol: float = 1e-10) -> bool:
+        """Check numerically that sites left of ``center`` are left- and right of it right-isometric.
+
+        With ``center=None`` the tracked centre is checked (``False`` if there is none).
+        """
+        if center is None:
+            center = self.center
+            if center is None:
+                return False
+        center = check_site("center", center, self.n_sites)
+        t = self._tensors
+        return all(canonical.left_isometry_error(t[i]) <= atol for i in range(center)) and all(
+            canonical.right_isometry_error(t[i]) <= atol for i in range(center + 1, self.n_sites)
+        )
+
+    # ------------------------------------------------------------------ norms and overlaps
+
+    @with_blas_threads(_pair_bond)
+    def log_inner(self, other: MatrixProductState) -> tuple[complex | float, float]:
+        """``<self|other>`` as ``(phase, log|value|)``; safe for any number of sites."""
+        _check_same_sites(self, other)
+        return overlap.log_overlap(self._tensors, other._tensors)
+
+    def inner(self, other: MatrixProductState) -> complex | float:
+        """``<self|other>`` (``self`` conjugated)."""
+        return overlap.overlap_value(*self.log_inner(other))
+
+    @with_blas_threads(_own_bond)
+    def log_norm(self) -> float:
+        """``log ||psi||``; safe for any number of sites."""
+        centre = self.center
+        if centre is not None:
+            return 0.5 * math.log(_norm2(self._tensors[centre])) if self._tensors[centre].any() else -math.inf
+        return 0.5 * overlap.log_overlap(self._tensors, self._tensors)[1]
+
+    def norm(self) -> float:
+        """``||psi|| = sqrt(<psi|psi>)`` (``inf`` beyond the float range; see :meth:`log_norm`)."""
+        log_norm = self.log_norm()
+        return math.inf if log_norm > 709.0 else math.exp(log_norm)
+
+    def normalize_(self) -> MatrixProductState:
+        """Scale to unit norm in place.
+
+        Safe for norms beyond the float range: without a centre the factor is spread
+        over the non-isometric sites.
+        """
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            raise ValueError("cannot normalise the zero state.")
+        centre = self.center
+        if centre is not None:
+            self._set_site(centre, self._tensors[centre] * math.exp(-log_norm), keeps_isometry=True)
+        else:  # spread the factor over the sites not tracked as isometries (no overflow)
+            lo, hi = self._left, self._right
+            factor = math.exp(-log_norm / (hi - lo))
+            for i in range(lo, hi):
+                self._set_site(i, self._tensors[i] * factor, keeps_isometry=True)
+        return self
+
+    def normalized(self) -> MatrixProductState:
+        """A normalised copy."""
+        return self.copy().normalize_()
+
+    def fidelity(self, other: MatrixProductState) -> float:
+        """``|<self|other>|**2 / (<self|self> <other|other>)``."""
+        _, log_abs = self.log_inner(other)
+        return math.exp(2 * log_abs - 2 * self.log_norm() - 2 * other.log_norm()) if log_abs > -math.inf else 0.0
+
+    # ------------------------------------------------------------------ algebra
+
+    def __mul__(self, scalar: complex) -> MatrixProductState:
+        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+            return NotImplemented
+        if not np.isfinite(scalar):
+            raise ValueError(f"cannot scale an MPS by {scalar!r}.")
+        dtype = np.result_type(self.dtype, np.asarray(scalar).dtype)
+        tensors = [t.astype(dtype, copy=False) for t in self._tensors]
+        # Scale a site that is not tracked as an isometry: the centre, or the first
+        # site of the non-canonical range.
+        site = self.center if self.center is not None else self._left
+        tensors[site] = tensors[site] * scalar
+        return type(self)._trusted(tensors, self._left, self._right)
+
+    __rmul__ = __mul__
+    __array_ufunc__ = None  # numpy scalars on the left defer to __rmul__
+
+    def __truediv__(self, scalar: complex) -> MatrixProductState:
+        return self * (1.0 / scalar)
+
+    def __neg__(self) -> MatrixProductState:
+        return self * -1.0
+
+    def __add__(self, other: MatrixProductState) -> MatrixProductState:
+        """Exact sum; the bond dimensions add (compress afterwards if needed)."""
+        if not isinstance(other, MatrixProductState):
+            return NotImplemented
+        _check_same_sites(self, other)
+        return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
+
+    def __sub__(self, other: MatrixProductState) -> MatrixProductState:
+        if not isinstance(other, MatrixProductState):
+            return NotImplemented
+        return self + (-other)
+
+    def conj(self) -> MatrixProductState:
+        """Complex conjugate state."""
+        return type(self)._trusted([t.conj() for t in self._tensors], self._left, self._right)
+
+    # ------------------------------------------------------------------ dense and amplitudes
+
+    @with_blas_threads(_own_bond)
+    def to_dense(self, *, little_endian: bool = False, max_size: int = 2**26) -> np.ndarray:
+        """The state vector, of length ``prod(phys_dims)`` (site 0 slowest unless ``little_endian``)."""
+        size = math.prod(self.phys_dims)
+        if size > max_size:
+            raise ValueError(
+                f"the dense vector would have {size:,} entries, more than `max_size`={max_size:,}."
+            )
+        v = self._tensors[0].reshape(-1, self._tensors[0].shape[2])
+        for t in self._tensors[1:]:
+            v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
+        v = v.reshape(-1)
+        if little_endian:
+            v = v.reshape(self.phys_dims).transpose(tuple(reversed(range(self.n_sites)))).reshape(-1)
+        return v
+
+    @with_blas_threads(_own_bond)
+    def amplitudes(self, configs: Any) -> np.ndarray:
+        """``psi(s)`` for each row of an integer array ``configs`` of shape ``(n, N)``."""
+        return sampling.amplitudes(self, configs)
+
+    def amplitude(self, config: Sequence[int]) -> complex | float:
+        """``psi(s)`` of one basis state ``s`` (a sequence of ``N`` integers)."""
+        return self.amplitudes(np.asarray(config)[None, :])[0].item()
+
+    @with_blas_threads(_own_bond)
+    def log_amplitudes(self, configs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(phase, log|psi(s)|)`` per row of ``configs``; safe for long chains."""
+        return sampling.log_amplitudes(self, configs)
+
+    def probabilities(self, configs: Any) -> np.ndarray:
+        """``|psi(s)|**2 / <psi|psi>`` per row of ``configs``."""
+        _, log_abs = self.log_amplitudes(configs)
+        return np.exp(2 * log_abs - 2 * self.log_norm())
+
+    @with_blas_threads(_own_bond)
+    def sample(
+        self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Exact samples from ``|psi(s)|**2``; see :func:`tnkit.mps.sampling.sample`."""
+        return sampling.sample(self, n_samples, seed=seed, return_log_prob=return_log_prob)
+
+    # ------------------------------------------------------------------ truncation
+
+    @with_blas_threads(_own_bond)
+    def compress(
+        self,
+        *,
+        max_bond: int | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+        method: str = "svd",
+        max_sweeps: int = 8,
+        tol: float = 1e-10,
+    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+        """Compressed copy and what was discarded.
+
+        Parameters
+        ----------
+        max_bond : int, optional
+            Largest bond dimension kept.
+        cutoff : float
+            Largest relative discarded weight per bond (see :mod:`tnkit.core.linalg`).
+        method : {"svd", "fit"}
+            ``"svd"``: one canonicalisation plus one truncated-SVD sweep; its
+            ``error`` is exact. ``"fit"``: start from the SVD result and improve it
+            by two-site variational sweeps (``max_sweeps``, ``tol``); the report
+            carries the exact fidelity.
+
+        Returns
+        -------
+        (MatrixProductState, TruncationReport)
+        """
+        max_bond = check_max_bond(max_bond)
+        cutoff = check_cutoff(cutoff)
+        check_option("method", method, _COMPRESS_METHODS)
+        tensors, (left, right), report = compress.svd_compress(
+            self._tensors, self._left, self._right, max_bond=max_bond, cutoff=cutoff
+        )
+        if method == "svd":
+            return type(self)._trusted(tensors, left, right), report
+        guess = type(self)._trusted(tensors, left, right).canonicalize_(0)
+        fitted, report = compress.fit_compress(
+            self._tensors,
+            list(guess._tensors),
+            max_bond=max_bond,
+            cutoff=cutoff,
+            max_sweeps=check_int("max_sweeps", max_sweeps, minimum=1),
+            tol=tol,
+            target_norm2=math.exp(2 * self.log_norm()),
+        )
+        return type(self)._trusted(fitted, 0, 1), report
+
+    # ------------------------------------------------------------------ measurements
+
+    @with_blas_threads(_own_bond)
+    def local_expectation(self, op: Any, sites: int | tuple[int, int]) -> complex | float:
+        """``<O>`` of a one- or two-site operator; see :func:`tnkit.mps.measure.local_expectation`."""
+        return measure.local_expectation(self, op, sites)
+
+    @with_blas_threads(_own_bond)
+    def local_expectations(self, op: Any) -> np.ndarray:
+        """``<O_i>`` of a one-site operator at every site (one sweep of the centre)."""
+        return np.real_if_close(
+            np.array([measure.local_expectation(self, op, i) for i in range(self.n_sites)]), tol=1000
+        )
+
+    def expectation(self, mpo: Any, *, normalize: bool = True) -> complex | float:
+        """``<psi|W|psi>`` of an MPO, divided by ``<psi|psi>`` when ``normalize``."""
+        from .mpo import MatrixProductOperator
+
+        if not isinstance(mpo, MatrixProductOperator):
+            raise TypeError(f"`mpo` must be a MatrixProductOperator, got {type(mpo).__name__}.")
+        return mpo.expectation(self, normalize=normalize)
+
+    @with_blas_threads(_own_bond)
+    def correlation(self, op_a: Any, op_b: Any, i: int, j: int, *, connected: bool = False) -> complex | float:
+        """``<A_i B_j>``; see :func:`tnkit.mps.measure.correlation`."""
+        return measure.correlation(self, op_a, op_b, i, j, connected=connected)
+
+    @with_blas_threads(_own_bond)
+    def correlation_matrix(self, op_a: Any, op_b: Any, *, connected: bool = False) -> np.ndarray:
+        """``C[i, j] = <A_i B_j>`` for all pairs; see :func:`tnkit.mps.measure.correlation_matrix`."""
+        return measure.correlation_matrix(self, op_a, op_b, connected=connected)
+
+    @with_blas_threads(_own_bond)
+    def reduced_density_matrix(self, sites: int | tuple[int, int]) -> np.ndarray:
+        """One- or two-site reduced density matrix of the normalised state."""
+        return measure.reduced_density_matrix(self, sites)
+
+    @with_blas_threads(_own_bond)
+    def schmidt_values(self, bond: int | None = None) -> np.ndarray | list[np.ndarray]:
+        """Normalised Schmidt coefficients across ``bond`` (or all bonds)."""
+        return measure.schmidt_values(self, bond)
+
+    @with_blas_threads(_own_bond)
+    def entanglement_entropy(self, bond: int | None = None, *, alpha: float = 1.0) -> float | np.ndarray:
+        """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond."""
+        return measure.entanglement_entropy(self, bond, alpha=alpha)
+
+    @with_blas_threads(_own_bond)
+    def mutual_information(self, i: int, j: int) -> float:
+        """Mutual information ``I(i:j)`` in nats."""
+        return measure.mutual_information(self, i, j)
+
+    @with_blas_threads(_own_bond)
+    def mutual_information_matrix(self) -> np.ndarray:
+        """``I(i:j)`` for all pairs of sites."""
+        return measure.mutual_information_matrix(self)
+
+    # ------------------------------------------------------------------ gates and operators
+
+    @with_blas_threads(_own_bond)
+    def apply_gate_(
+        self,
+        gate: Any,
+        sites: int | Sequence[int],
+        *,
+        max_bond: int | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+    ) -> float:
+        """Apply a one- or two-site gate in place; return the relative discarded weight.
+
+        See :mod:`tnkit.mps.gates` for conventions; distant sites are joined by swaps.
+        """
+        return gates.apply_gate_(
+            self, gate, sites, max_bond=check_max_bond(max_bond), cutoff=check_cutoff(cutoff)
+        )
+
+    def apply_gate(
+        self,
+        gate: Any,
+        sites: int | Sequence[int],
+        *,
+        max_bond: int | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+    ) -> MatrixProductState:
+        """A copy with ``gate`` applied; see :meth:`apply_gate_`."""
+        out = self.copy()
+        out.apply_gate_(gate, sites, max_bond=max_bond, cutoff=cutoff)
+        return out
+
+    def apply_mpo(self, mpo: Any, **kwargs: Any) -> Any:
+        """``W |psi>``; see :func:`tnkit.mps.apply.apply_mpo` for methods and options."""
+        from .apply import apply_mpo
+
+        return apply_mpo(mpo, self, **kwargs)
+
+    # ------------------------------------------------------------------ interop and files
+
+    def to_quimb(self) -> Any:
+        """An equal ``quimb.tensor.MatrixProductState``."""
+        from ..interop.quimb import mps_to_quimb
+
+        return mps_to_quimb(self)
+
+    def save(self, path: Any) -> None:
+        """Write to ``.npz`` (schema-versioned, no pickle) atomically."""
+        from ..io import save_mps
+
+        save_mps(self, path)
+
+
+MPS = MatrixProductState
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _norm2(a: np.ndarray) -> float:
+    return float(np.vdot(a, a).real)
+
+
+def _short(dims: tuple[int, ...]) -> str:
+    if len(set(dims)) == 1:
+        return f"{dims[0]}"
+    return str(dims) if len(dims) <= 8 else f"({', '.join(map(str, dims[:4]))}, ...)"
+
+
+def _check_chain(name: str, left_bonds: list[int], right_bonds: list[int]) -> None:
+    if left_bonds[0] != 1 or right_bonds[-1] != 1:
+        raise ValueError(
+            f"`{name}`: the outer bonds must have dimension 1, got {left_bonds[0]} on the left "
+            f"of site 0 and {right_bonds[-1]} on the right of site {len(right_bonds) - 1}."
+        )
+    for i in range(len(left_bonds) - 1):
+        if right_bonds[i] != left_bonds[i + 1]:
+            raise ValueError(
+                f"`{name}`: bond {i} has dimension {right_bonds[i]} on site {i} but "
+                f"{left_bonds[i + 1]} on site {i + 1}."
+            )
+
+
+def _phys_dims(name: str, phys_dim: Any, n_sites: int) -> tuple[int, ...]:
+    if np.ndim(phys_dim) == 0:
+        return (check_int(name, phys_dim, minimum=1),) * n_sites
+    dims = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(phys_dim))
+    if len(dims) != n_sites:
+        raise ValueError(f"`{name}` must give {n_sites} dimensions (one per site), got {len(dims)}.")
+    return dims
+
+
+def _dims_for_dense(v: np.ndarray, phys_dims: Any) -> tuple[int, ...]:
+    size = v.size
+    if np.ndim(phys_dims) == 0:
+        d = check_int("phys_dims", phys_dims, minimum=2)
+        n = round(math.log(size) / math.log(d)) if size > 1 else 1
+        if d**n != size:
+            raise ValueError(f"`vector` has {size} entries, which is not a power of `phys_dims`={d}.")
+        return (d,) * max(n, 1)
+    dims = tuple(check_int(f"phys_dims[{i}]", d, minimum=1) for i, d in enumerate(phys_dims))
+    if math.prod(dims) != size:
+        raise ValueError(
+            f"`vector` has {size} entries but `phys_dims` {dims} multiply to {math.prod(dims)}."
+        )
+    return dims
+
+
+def _max_bond_profile(dims: Sequence[int], max_bond: int) -> list[int]:
+    """Bonds ``min(max_bond, prod of dims to the left, prod to the right)``, with 1 at the ends."""
+    n = len(dims)
+    bonds = [1] * (n + 1)
+    left = 1
+    for i in range(1, n):
+        left = min(left * dims[i - 1], max_bond)
+        bonds[i] = left
+    right = 1
+    for i in range(n - 1, 0, -1):
+        right = min(right * dims[i], max_bond)
+        bonds[i] = min(bonds[i], right)
+    return bonds
+
+
+def _check_same_sites(a: MatrixProductState, b: MatrixProductState) -> None:
+    if not isinstance(b, MatrixProductState):
+        raise TypeError(f"expected a MatrixProductState, got {type(b).__name__}.")
+    if a.phys_dims != b.phys_dims:
+        raise ValueError(
+            f"the two states must have the same physical dimensions, got {_short(a.phys_dims)} "
+            f"on {a.n_sites} sites and {_short(b.phys_dims)} on {b.n_sites} sites."
+        )
+
+
+def _direct_sum(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Site tensors of ``|a> + |b>``: block-diagonal bulk, concatenated ends.
+
+    Works for MPS tensors ``(Dl, d, Dr)`` and MPO tensors ``(Dl, d_out, d_in, Dr)``.
+    """
+    n = len(a)
+    dtype = np.result_type(*a, *b)
+    if n == 1:
+        return [(a[0] + b[0]).astype(dtype)]
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        phys = x.shape[1:-1]
+        if i == 0:
+            out.append(np.concatenate([x, y], axis=-1).astype(dtype))
+        elif i == n - 1:
+            out.append(np.concatenate([x, y], axis=0).astype(dtype))
+        else:
+            z = np.zeros((x.shape[0] + y.shape[0], *phys, x.shape[-1] + y.shape[-1]), dtype=dtype)
+            z[: x.shape[0], ..., : x.shape[-1]] = x
+            z[x.shape[0] :, ..., x.shape[-1] :] = y
+            out.append(z)
+    return out
+
+
