@@ -38,6 +38,25 @@ def mps_to_quimb(mps: Any) -> Any:
     return qtn.MatrixProductState(_strip_outer_bonds(arrays), shape="lpr")
 
 
+def _site_arrays(qtn_1d: Any, physical_inds: Any) -> list[np.ndarray]:
+    """Site arrays of a quimb 1D network as ``(left, *physical, right)``, outer bonds of size 1."""
+    n = qtn_1d.L
+    tensors = []
+    for i in range(n):
+        inds = list(physical_inds(i))
+        if i > 0:
+            inds.insert(0, qtn_1d.bond(i - 1, i))
+        if i < n - 1:
+            inds.append(qtn_1d.bond(i, i + 1))
+        data = np.asarray(qtn_1d[qtn_1d.site_tag(i)].transpose(*inds).data)
+        if i == 0:
+            data = data[None]
+        if i == n - 1:
+            data = data[..., None]
+        tensors.append(data)
+    return tensors
+
+
 def mps_from_quimb(qmps: Any) -> Any:
     """A tnkit MPS equal to a ``quimb.tensor.MatrixProductState`` (any index order)."""
     from ..mps.mps import MatrixProductState
@@ -45,22 +64,7 @@ def mps_from_quimb(qmps: Any) -> Any:
     qtn = _quimb_tensor()
     if not isinstance(qmps, qtn.MatrixProductState):
         raise TypeError(f"`qmps` must be a quimb MatrixProductState, got {type(qmps).__name__}.")
-    n = qmps.L
-    tensors = []
-    for i in range(n):
-        t = qmps[qmps.site_tag(i)]
-        inds = [qmps.site_ind(i)]
-        if i > 0:
-            inds.insert(0, qmps.bond(i - 1, i))
-        if i < n - 1:
-            inds.append(qmps.bond(i, i + 1))
-        data = np.asarray(t.transpose(*inds).data)
-        if i == 0:
-            data = data[None]
-        if i == n - 1:
-            data = data[..., None]
-        tensors.append(data)
-    return MatrixProductState(tensors)
+    return MatrixProductState(_site_arrays(qmps, lambda i: [qmps.site_ind(i)]))
 
 
 def mpo_to_quimb(mpo: Any) -> Any:
@@ -79,19 +83,4 @@ def mpo_from_quimb(qmpo: Any) -> Any:
     qtn = _quimb_tensor()
     if not isinstance(qmpo, qtn.MatrixProductOperator):
         raise TypeError(f"`qmpo` must be a quimb MatrixProductOperator, got {type(qmpo).__name__}.")
-    n = qmpo.L
-    tensors = []
-    for i in range(n):
-        t = qmpo[qmpo.site_tag(i)]
-        inds = [qmpo.upper_ind(i), qmpo.lower_ind(i)]
-        if i > 0:
-            inds.insert(0, qmpo.bond(i - 1, i))
-        if i < n - 1:
-            inds.append(qmpo.bond(i, i + 1))
-        data = np.asarray(t.transpose(*inds).data)
-        if i == 0:
-            data = data[None]
-        if i == n - 1:
-            data = data[..., None]
-        tensors.append(data)
-    return MatrixProductOperator(tensors)
+    return MatrixProductOperator(_site_arrays(qmpo, lambda i: [qmpo.upper_ind(i), qmpo.lower_ind(i)]))

@@ -9,7 +9,9 @@ Methods of :func:`apply_mpo`
     Density-matrix method: right environments of ``W|psi><psi|W^dagger`` are built
     from the factors (never forming the product), then each site's basis is chosen
     from its reduced density matrix, left to right. This is the SVD compression of
-    ``W|psi>`` without its cost; the error is exact.
+    ``W|psi>`` without its cost; the error is exact. Being eigenvalues of
+    ``rho``, the weights are resolved only down to :data:`DM_WEIGHT_FLOOR` (1e-14)
+    of the total, so this method never keeps directions below that floor.
 ``"zipup"`` (default)
     Stoudenmire & White (2010, arXiv:1002.1305): with ``|psi>`` right-canonical,
     contract and split site by site from the left, truncating to ``max_bond`` with
@@ -26,6 +28,7 @@ With ``return_report=True`` the fidelity of the result against the exact
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -43,6 +46,9 @@ from .mps import MatrixProductState, _short
 __all__ = ["apply_mpo", "mpo_product", "APPLY_METHODS"]
 
 APPLY_METHODS = ("zipup", "dm", "direct", "fit")
+
+#: Smallest relative weight the density-matrix method resolves (eigenvalue noise).
+DM_WEIGHT_FLOOR = 1e-14
 
 
 def _apply_bond(mpo: Any, mps: Any, *args: Any, method: str = "zipup", **kwargs: Any) -> int:
@@ -102,6 +108,7 @@ def apply_mpo(
             estimate = TruncationReport("direct", 0.0, (0.0,) * len(mps.bond_dims), result.bond_dims, 1.0)
         else:
             tensors, (left, right), estimate = svd_compress(tensors, 0, len(tensors), max_bond=max_bond, cutoff=cutoff)
+            estimate = dataclasses.replace(estimate, method="direct")
             result = MatrixProductState._trusted(tensors, left, right)
     elif method == "dm":
         mps = mps.canonicalize(0) if mps.center != 0 else mps
@@ -222,7 +229,9 @@ def _density_matrix_apply(w, a, max_bond, cutoff):
         rho = rho.reshape(k * t, k * t)
         evals, evecs = np.linalg.eigh((rho + rho.conj().T) / 2)
         evals, evecs = np.clip(evals[::-1], 0, None), evecs[:, ::-1]
-        keep, disc = truncation_rank(np.sqrt(evals), max_bond=max_bond, cutoff=cutoff)
+        # Eigenvalues are squared singular values, known only to ~1e-16 of the largest:
+        # below DM_WEIGHT_FLOOR of the trace they are noise, not weight, and are dropped.
+        keep, disc = truncation_rank(np.sqrt(evals), max_bond=max_bond, cutoff=max(cutoff, DM_WEIGHT_FLOOR))
         total = float(evals.sum())
         discarded.append(disc / total if total > 0 else 0.0)
         u = evecs[:, :keep].reshape(k, t, keep)

@@ -20,6 +20,7 @@ truncation is in the Frobenius norm.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,15 +30,17 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import with_blas_threads
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond, check_site
+from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
 from . import overlap
 from .compress import TruncationReport, svd_compress
-from .mps import MatrixProductState, _check_chain, _direct_sum, _frozen, _short
+from .chain import TensorChain
+from .chain import frozen as _frozen
+from .mps import MatrixProductState, _check_chain, _direct_sum, _short
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]
 
 
-class MatrixProductOperator:
+class MatrixProductOperator(TensorChain):
     """A matrix product operator on ``N`` sites.
 
     Parameters
@@ -57,7 +60,7 @@ class MatrixProductOperator:
     True
     """
 
-    __slots__ = ("_tensors",)
+    __slots__ = ()
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
         arrays = [as_array(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
@@ -164,22 +167,6 @@ class MatrixProductOperator:
     # ------------------------------------------------------------------ inspection
 
     @property
-    def n_sites(self) -> int:
-        """Number of sites."""
-        return len(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-    @property
-    def tensors(self) -> tuple[np.ndarray, ...]:
-        """The site tensors (read-only arrays)."""
-        return tuple(self._tensors)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self._tensors[check_site("i", i, self.n_sites)]
-
-    @property
     def out_dims(self) -> tuple[int, ...]:
         """Output (row) physical dimension of each site."""
         return tuple(t.shape[1] for t in self._tensors)
@@ -193,26 +180,6 @@ class MatrixProductOperator:
     def shape(self) -> tuple[int, int]:
         """Shape ``(M, N)`` of the dense operator."""
         return math.prod(self.out_dims), math.prod(self.in_dims)
-
-    @property
-    def bond_dims(self) -> tuple[int, ...]:
-        """Dimension of each of the ``N - 1`` bonds."""
-        return tuple(t.shape[3] for t in self._tensors[:-1])
-
-    @property
-    def max_bond_dim(self) -> int:
-        """Largest bond dimension."""
-        return max(self.bond_dims, default=1)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Common dtype of the site tensors."""
-        return self._tensors[0].dtype
-
-    @property
-    def num_params(self) -> int:
-        """Total number of entries of the site tensors."""
-        return sum(t.size for t in self._tensors)
 
     def __repr__(self) -> str:
         return (
@@ -359,32 +326,45 @@ MPO = MatrixProductOperator
 
 
 def balanced_factors(n: int, n_factors: int) -> tuple[int, ...]:
-    """Factor ``n`` into ``n_factors`` integers as equal as possible (descending).
+    """Factor ``n`` into ``n_factors`` integers, the most balanced way (descending).
 
-    Prime factors are dealt largest first to the currently smallest factor; factors
-    of 1 appear when ``n`` has too few prime factors.
+    Of all factorisations, the one whose descending tuple of factors is smallest
+    lexicographically: the largest factor as small as possible, then the second,
+    and so on. Factors of 1 appear when ``n`` has too few prime factors.
 
     Examples
     --------
     >>> balanced_factors(576, 3)
     (9, 8, 8)
+    >>> balanced_factors(72, 2)
+    (9, 8)
     """
     n = check_int("n", n, minimum=1)
     n_factors = check_int("n_factors", n_factors, minimum=1)
-    primes = []
-    m, p = n, 2
-    while p * p <= m:
-        while m % p == 0:
-            primes.append(p)
-            m //= p
-        p += 1
-    if m > 1:
-        primes.append(m)
-    factors = [1] * n_factors
-    for q in sorted(primes, reverse=True):
-        k = min(range(n_factors), key=lambda j: factors[j])
-        factors[k] *= q
-    return tuple(sorted(factors, reverse=True))
+    return _most_balanced(n, n_factors)
+
+
+@functools.lru_cache(maxsize=1024)
+def _most_balanced(n: int, k: int) -> tuple[int, ...]:
+    if k == 1:
+        return (n,)
+    best: tuple[int, ...] | None = None
+    for d in _divisors(n):
+        if d**k < n:  # the largest factor is at least the k-th root
+            continue
+        rest = _most_balanced(n // d, k - 1)
+        if rest[0] > d:
+            continue
+        candidate = (d, *rest)
+        if best is None or candidate < best:
+            best = candidate
+    assert best is not None  # d = n always qualifies
+    return best
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
 
 
 def _factor_dims(name: str, dims: Sequence[int] | None, total: int, n_sites: int) -> tuple[int, ...]:

@@ -46,6 +46,8 @@ from ..core.validate import (
     check_site,
 )
 from . import canonical, compress, gates, measure, overlap, sampling
+from .chain import TensorChain
+from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
 
@@ -60,14 +62,7 @@ def _pair_bond(self: MatrixProductState, other: Any, *args: Any, **kwargs: Any) 
     return max(self.max_bond_dim, getattr(other, "max_bond_dim", 1))
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    if a.flags.writeable:
-        a = a.view()
-        a.flags.writeable = False
-    return a
-
-
-class MatrixProductState:
+class MatrixProductState(TensorChain):
     """A matrix product state (tensor train) of ``N`` sites.
 
     Parameters
@@ -93,7 +88,7 @@ class MatrixProductState:
     1.0
     """
 
-    __slots__ = ("_tensors", "_left", "_right")
+    __slots__ = ("_left", "_right")
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
         arrays = [as_array(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
@@ -286,22 +281,6 @@ class MatrixProductState:
 
     # ------------------------------------------------------------------ inspection
 
-    @property
-    def n_sites(self) -> int:
-        """Number of sites ``N``."""
-        return len(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-    @property
-    def tensors(self) -> tuple[np.ndarray, ...]:
-        """The site tensors (read-only arrays)."""
-        return tuple(self._tensors)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self._tensors[check_site("i", i, self.n_sites)]
-
     def __setitem__(self, i: int, tensor: Any) -> None:
         i = check_site("i", i, self.n_sites)
         new = as_array("tensor", tensor, ndim=3)
@@ -320,26 +299,6 @@ class MatrixProductState:
     def phys_dims(self) -> tuple[int, ...]:
         """Physical dimension of each site."""
         return tuple(t.shape[1] for t in self._tensors)
-
-    @property
-    def bond_dims(self) -> tuple[int, ...]:
-        """Dimension of each of the ``N - 1`` bonds."""
-        return tuple(t.shape[2] for t in self._tensors[:-1])
-
-    @property
-    def max_bond_dim(self) -> int:
-        """Largest bond dimension (1 for a product state)."""
-        return max(self.bond_dims, default=1)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Common dtype of the site tensors."""
-        return self._tensors[0].dtype
-
-    @property
-    def num_params(self) -> int:
-        """Total number of entries of the site tensors."""
-        return sum(t.size for t in self._tensors)
 
     @property
     def center(self) -> int | None:
@@ -487,7 +446,6 @@ class MatrixProductState:
         return type(self)._trusted(tensors, self._left, self._right)
 
     __rmul__ = __mul__
-    __array_ufunc__ = None  # numpy scalars on the left defer to __rmul__
 
     def __truediv__(self, scalar: complex) -> MatrixProductState:
         return self * (1.0 / scalar)
