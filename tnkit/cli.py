@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly, like Unix tools
+        sys.stderr.close()
+        return 0
     except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         print(f"tnkit {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -39,6 +39,12 @@ def _as_path(path: Any) -> Path:
     return Path(path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_arrays(
     path: Any, kind: str, tensors: list[np.ndarray], meta: Mapping[str, Any] | None = None
 ) -> Path:
@@ -68,6 +74,7 @@ def save_arrays(
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0o600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()
@@ -83,6 +90,8 @@ def save_arrays(
 def load_arrays(path: Any, kind: str) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """Read a file written by :func:`save_arrays`, checking its kind and schema.
 
+    ``path`` may omit the ``.npz`` suffix that :func:`save_arrays` adds.
+
     Raises
     ------
     FileNotFoundError
@@ -91,32 +100,42 @@ def load_arrays(path: Any, kind: str) -> tuple[list[np.ndarray], dict[str, np.nd
         If the file is not a tnkit file of this ``kind`` and schema version, or is corrupt.
     """
     path = _as_path(path)
+    if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
+        path = path.with_name(path.name + ".npz")
     if not path.exists():
         raise FileNotFoundError(f"no such file: {str(path)!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            if "__tnkit_kind__" not in files or "__tnkit_schema__" not in files:
-                raise SchemaError(f"{str(path)!r} is not a tnkit file (no kind/schema entries).")
-            found = str(data["__tnkit_kind__"])
-            if found != kind:
-                raise SchemaError(f"{str(path)!r} holds a {found}, expected a {kind}.")
-            schema = int(data["__tnkit_schema__"])
-            if schema > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"{str(path)!r} has schema version {schema}; this tnkit reads up to {SCHEMA_VERSION}. "
-                    "Upgrade tnkit."
-                )
-            n = int(data["n_sites"])
-            missing = [f"t{i:04d}" for i in range(n) if f"t{i:04d}" not in files]
-            if missing:
-                raise SchemaError(f"{str(path)!r} is missing site tensors {missing[:3]}.")
-            tensors = [data[f"t{i:04d}"] for i in range(n)]
-            meta = {k[len("meta__") :]: data[k] for k in files if k.startswith("meta__")}
+        with open(path, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise SchemaError(f"{str(path)!r} is not a tnkit file: it holds a single .npy array.")
+            with data:
+                return _read_payload(data, str(path), kind)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         if isinstance(exc, SchemaError):
             raise
         raise SchemaError(f"{str(path)!r} is corrupt or not an .npz file: {exc}") from exc
+
+
+def _read_payload(data: Any, name: str, kind: str) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    files = set(data.files)
+    required = {"__tnkit_kind__", "__tnkit_schema__", "n_sites"}
+    if not required <= files:
+        raise SchemaError(f"{name!r} is not a tnkit file (missing {sorted(required - files)}).")
+    found = str(data["__tnkit_kind__"])
+    if found != kind:
+        raise SchemaError(f"{name!r} holds a {found}, expected a {kind}.")
+    schema = int(data["__tnkit_schema__"])
+    if schema > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{name!r} has schema version {schema}; this tnkit reads up to {SCHEMA_VERSION}. Upgrade tnkit."
+        )
+    n = int(data["n_sites"])
+    missing = [f"t{i:04d}" for i in range(n) if f"t{i:04d}" not in files]
+    if missing:
+        raise SchemaError(f"{name!r} is missing site tensors {missing[:3]}.")
+    tensors = [data[f"t{i:04d}"] for i in range(n)]
+    meta = {k[len("meta__") :]: data[k] for k in files if k.startswith("meta__")}
     return tensors, meta
 
 

@@ -40,6 +40,8 @@ def mps_to_quimb(mps: Any) -> Any:
 
 def _site_arrays(qtn_1d: Any, physical_inds: Any) -> list[np.ndarray]:
     """Site arrays of a quimb 1D network as ``(left, *physical, right)``, outer bonds of size 1."""
+    if getattr(qtn_1d, "cyclic", False):
+        raise ValueError("periodic (cyclic) quimb networks have no tnkit equivalent; tnkit chains are open.")
     n = qtn_1d.L
     tensors = []
     for i in range(n):

@@ -157,8 +157,10 @@ def _parse_term(k: int, term: Any, dims: tuple[int, ...]) -> tuple[Any, dict[int
         coef, ops = term
     except (TypeError, ValueError):
         raise TypeError(f"`terms[{k}]` must be a pair (coefficient, ops), got {term!r}.") from None
-    if not isinstance(coef, numbers.Number) or not np.isfinite(coef):
-        raise TypeError(f"the coefficient of `terms[{k}]` must be a finite number, got {coef!r}.")
+    if not isinstance(coef, numbers.Number):
+        raise TypeError(f"the coefficient of `terms[{k}]` must be a number, got {coef!r}.")
+    if not np.isfinite(coef):
+        raise ValueError(f"the coefficient of `terms[{k}]` must be finite, got {coef!r}.")
     pairs = ops.items() if isinstance(ops, Mapping) else ops
     parsed: dict[int, np.ndarray] = {}
     for site, op in pairs:

@@ -42,9 +42,12 @@ def gate_matrix(operation: Any) -> np.ndarray:
     """
     from qiskit.quantum_info import Operator
 
-    m = Operator(operation).data
+    try:
+        m = Operator(operation).data
+    except Exception as exc:  # qiskit raises QiskitError for non-unitary instructions
+        raise ValueError(f"cannot simulate {operation.name!r}: it has no unitary matrix ({exc}).") from exc
     k = operation.num_qubits
-    if k == 1:
+    if k <= 1:  # a zero-qubit gate (global phase) is a 1x1 matrix
         return m
     # Qiskit: row index = b_q0 + 2 b_q1, i.e. tensor [o_q1, o_q0, i_q1, i_q0].
     return m.reshape(2, 2, 2, 2).transpose(1, 0, 3, 2)
@@ -57,7 +60,7 @@ def _unitary_instructions(circuit: Any):
         if op.name in _IGNORED:
             continue
         qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
-        if op.name in {"measure", "reset"} or inst.clbits or getattr(op, "condition", None) is not None:
+        if op.name in {"measure", "reset", "initialize"} or inst.clbits or getattr(op, "condition", None) is not None:
             raise ValueError(
                 f"`circuit` contains {op.name!r} on qubits {list(qubits)}; only unitary gates can be "
                 "simulated (remove measurements with remove_final_measurements())."
@@ -74,6 +77,9 @@ def _fused_gates(circuit: Any):
     pair: tuple[int, int] | None = None
     block = np.eye(4).reshape(2, 2, 2, 2)
     for qubits, g in _unitary_instructions(circuit):
+        if not qubits:  # a zero-qubit gate (GlobalPhaseGate): a phase, passed on as such
+            yield qubits, g
+            continue
         if pair is not None and set(qubits) <= set(pair):
             if len(qubits) == 1:
                 g = np.kron(g, np.eye(2)) if qubits[0] == pair[0] else np.kron(np.eye(2), g)
@@ -132,19 +138,25 @@ def from_qiskit(
     if initial_state is None:
         psi = MatrixProductState.product_state([0] * n)
     else:
-        if not isinstance(initial_state, MatrixProductState) or initial_state.phys_dims != (2,) * n:
-            raise ValueError(f"`initial_state` must be an MPS of {n} qubits.")
+        if not isinstance(initial_state, MatrixProductState):
+            raise TypeError(f"`initial_state` must be a MatrixProductState, got {type(initial_state).__name__}.")
+        if initial_state.phys_dims != (2,) * n:
+            raise ValueError(f"`initial_state` must be an MPS of {n} qubits, got {initial_state!r}.")
         psi = initial_state.copy()
     if any(inst.operation.num_qubits > 2 for inst in circuit.data):
         circuit = qiskit.transpile(circuit, basis_gates=["u", "cx"], optimization_level=0)
     discarded = []
+    phase = cmath.exp(1j * float(circuit.global_phase))
     for qubits, matrix in _fused_gates(circuit):
+        if not qubits:
+            phase *= complex(np.asarray(matrix).reshape(-1)[0])
+            continue
         disc = psi.apply_gate_(matrix, qubits, max_bond=max_bond, cutoff=cutoff)
         if disc:
             discarded.append(disc)
     fidelity = float(np.prod([1.0 - d for d in discarded]))
-    if circuit.global_phase:
-        psi = psi * cmath.exp(1j * float(circuit.global_phase))
+    if phase != 1:
+        psi = psi * phase
     if not return_report:
         return psi
     report = TruncationReport("gates", 1.0 - fidelity, tuple(discarded), psi.bond_dims, fidelity=fidelity)
