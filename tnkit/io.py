@@ -140,16 +140,25 @@ def _read_payload(data: Any, name: str, kind: str) -> tuple[list[np.ndarray], di
 
 
 def save_mps(mps: Any, path: Any) -> Path:
-    """Write a :class:`~tnkit.MatrixProductState`."""
-    return save_arrays(path, "MatrixProductState", list(mps.tensors))
+    """Write a :class:`~tnkit.MatrixProductState`, with its canonical bookkeeping."""
+    left, right = mps.canonical_range
+    return save_arrays(path, "MatrixProductState", list(mps.tensors), {"canonical_range": [left, right]})
 
 
 def load_mps(path: Any) -> Any:
-    """Read a :class:`~tnkit.MatrixProductState` (validated like any user input)."""
+    """Read a :class:`~tnkit.MatrixProductState` (validated like any user input).
+
+    The canonical bookkeeping stored in the file is re-checked, never trusted: each
+    site it claims to be an isometry is verified (to 1e-10), else it is dropped.
+    """
     from .mps.mps import MatrixProductState
 
-    tensors, _ = load_arrays(path, "MatrixProductState")
-    return MatrixProductState(tensors)
+    tensors, meta = load_arrays(path, "MatrixProductState")
+    mps = MatrixProductState(tensors)
+    claimed = meta.get("canonical_range")
+    if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
+        mps._adopt_verified_canonical_range(int(claimed[0]), int(claimed[1]))
+    return mps
 
 
 def save_mpo(mpo: Any, path: Any) -> Path:

@@ -269,7 +269,7 @@ def test_entanglement_errors():
     psi = MPS.random(4, 2, seed=0)
     with pytest.raises(ValueError, match="`alpha` must be a non-negative number"):
         psi.entanglement_entropy(alpha=-1)
-    with pytest.raises(IndexError, match=r"`bond` must be a site in \[0, 3\)"):
+    with pytest.raises(IndexError, match=r"`bond` must be a bond in \[0, 3\)"):
         psi.schmidt_values(3)
     single = MPS.product_state("0")
     with pytest.raises(IndexError, match="one-site MPS has no bonds"):

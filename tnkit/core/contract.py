@@ -146,12 +146,16 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
 
 
 def contraction_info(
-    equation: str, *arrays_or_shapes: np.ndarray | Sequence[int], optimize: Any = None
+    equation: str,
+    *arrays_or_shapes: np.ndarray | Sequence[int],
+    optimize: Any = None,
+    dtype: Any = np.float64,
 ) -> ContractionInfo:
     """Return the plan :func:`contract` uses for ``equation`` on these operands.
 
-    Operands may be arrays or shapes; planning is shared with :func:`contract` (and
-    cached), so inspecting a plan costs nothing afterwards.
+    Operands may be arrays or shapes (shapes are taken to be of ``dtype``);
+    planning is shared with :func:`contract` (and cached), so inspecting a plan
+    costs nothing afterwards.
     """
     if optimize is None:
         optimize = _DEFAULT_OPTIMIZE.get()
@@ -162,7 +166,7 @@ def contraction_info(
             dtypes.append(op.dtype.char)
         else:
             shapes.append(tuple(int(d) for d in op))
-            dtypes.append("d")
+            dtypes.append(np.dtype(dtype).char)
     plan = _compiled_plan(equation, tuple(shapes), tuple(dtypes), _optimize_key(optimize))
     return plan.info
 

@@ -52,7 +52,9 @@ _setting["n"] = _from_environment()
 
 def set_num_threads(n: int | None) -> None:
     """Use ``n`` BLAS threads inside tnkit operations; ``None`` restores the automatic choice."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise TypeError(f"`n` must be a positive integer or None, got {n!r} of type {type(n).__name__}.")
+    if n is not None and n < 1:
         raise ValueError(f"`n` must be a positive integer or None, got {n!r}.")
     _setting["n"] = n
 

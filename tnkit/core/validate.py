@@ -63,13 +63,17 @@ def check_finite(name: str, array: np.ndarray) -> None:
         raise ValueError(f"`{name}` must hold finite numbers, found {bad}.")
 
 
-def check_site(name: str, site: object, n_sites: int) -> int:
-    """Return ``site`` as an int in ``[0, n_sites)``; negative values count from the end."""
+def check_site(name: str, site: object, n_sites: int, *, what: str = "site") -> int:
+    """Return ``site`` as an int in ``[0, n_sites)``; negative values count from the end.
+
+    ``what`` names the kind of index in the message (``"site"``, ``"bond"``, ...).
+    """
     site = check_int(name, site)
+    given = site
     if site < 0:
         site += n_sites
     if not 0 <= site < n_sites:
-        raise IndexError(f"`{name}` must be a site in [0, {n_sites}), got {site}.")
+        raise IndexError(f"`{name}` must be a {what} in [0, {n_sites}), got {given} (negative values count from the end).")
     return site
 
 

@@ -37,6 +37,7 @@ class TensorChain:
         return len(self._tensors)
 
     def __len__(self) -> int:
+        """Number of sites."""
         return len(self._tensors)
 
     @property
@@ -45,6 +46,7 @@ class TensorChain:
         return tuple(self._tensors)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """Site ``i``'s tensor (negative ``i`` counts from the end)."""
         return self._tensors[check_site("i", i, self.n_sites)]
 
     @property

@@ -25,6 +25,7 @@ it is split by truncated SVD and the centre moves on.
 from __future__ import annotations
 
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,9 @@ class TruncationReport:
         ``|<psi|psi_trunc>|**2 / (<psi|psi><psi_trunc|psi_trunc>)`` when known.
     sweeps : int
         Number of sweeps performed (0 for one-pass methods).
+    converged : bool
+        For iterative methods, whether the tolerance was met before the sweep limit
+        (``True`` for one-pass methods).
     """
 
     method: str
@@ -72,8 +76,10 @@ class TruncationReport:
     bond_dims: tuple[int, ...]
     fidelity: float | None = None
     sweeps: int = 0
+    converged: bool = True
 
     def __float__(self) -> float:
+        """The ``error``, so a report can be used where a number is expected."""
         return self.error
 
     def __str__(self) -> str:
@@ -218,7 +224,8 @@ def fit_compress(
         Largest number of full (right then left) sweeps.
     tol : float
         Stop when the relative change of ``||x||**2`` (which the sweeps maximise,
-        being the squared overlap with the target) between sweeps falls below it.
+        being the squared overlap with the target) between sweeps falls below it;
+        the report's ``converged`` says whether that happened within ``max_sweeps``.
     target_norm2 : float, optional
         ``<t|W^dagger W|t>``; when given, the report carries the fidelity of the fit.
 
@@ -242,6 +249,7 @@ def fit_compress(
     for i in range(n - 1, 1, -1):
         right_env[i] = contract(_ENV_RIGHT, right_env[i + 1], x[i].conj(), mpo[i], target[i])
     previous = -1.0
+    converged = False
     discarded = [0.0] * (n - 1)
     norm2 = 0.0
     sweeps = 0
@@ -259,10 +267,12 @@ def fit_compress(
             discarded[i] = disc
             right_env[i + 1] = contract(_ENV_RIGHT, right_env[i + 2], x[i + 1].conj(), mpo[i + 1], target[i + 1])
         norm2 = _norm2(x[0])
-        if previous > 0 and abs(norm2 - previous) <= tol * max(norm2, 1e-300):
+        converged = previous > 0 and abs(norm2 - previous) <= tol * max(norm2, 1e-300)
+        if converged:
             break
         previous = norm2
-    return x, _fit_report(norm2, target_norm2, tuple(discarded), x, sweeps=sweeps)
+    report = _fit_report(norm2, target_norm2, tuple(discarded), x, sweeps=sweeps)
+    return x, dataclasses.replace(report, converged=bool(converged))
 
 
 def _fit_two_site(x, target, mpo, lenv, renv, i, max_bond, cutoff, absorb="right"):

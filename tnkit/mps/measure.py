@@ -198,7 +198,7 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
     """
     n = mps.n_sites
     if bond is not None:
-        b = check_site("bond", bond, n - 1) if n > 1 else _no_bonds()
+        b = check_site("bond", bond, n - 1, what="bond") if n > 1 else _no_bonds()
         mps.canonicalize_(b)
         a = mps.tensors[b]
         s = np.linalg.svd(a.reshape(-1, a.shape[2]), compute_uv=False)

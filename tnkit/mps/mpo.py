@@ -315,11 +315,11 @@ class MatrixProductOperator(TensorChain):
 
         return mpo_to_quimb(self)
 
-    def save(self, path: Any) -> None:
-        """Write to ``.npz`` (schema-versioned, no pickle) atomically."""
+    def save(self, path: Any) -> Any:
+        """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
         from ..io import save_mpo
 
-        save_mpo(self, path)
+        return save_mpo(self, path)
 
 
 MPO = MatrixProductOperator

@@ -282,6 +282,7 @@ class MatrixProductState(TensorChain):
     # ------------------------------------------------------------------ inspection
 
     def __setitem__(self, i: int, tensor: Any) -> None:
+        """Replace site ``i``'s tensor (same bonds); the canonical bookkeeping is updated."""
         i = check_site("i", i, self.n_sites)
         new = as_array("tensor", tensor, ndim=3)
         old = self._tensors[i]
@@ -335,6 +336,19 @@ class MatrixProductState(TensorChain):
     def _replace_tensors(self, tensors: list[np.ndarray], *, left: int, right: int) -> None:
         self._tensors = [_frozen(t) for t in tensors]
         self._left, self._right = left, right
+
+    def _adopt_verified_canonical_range(self, left: int, right: int, atol: float = 1e-10) -> bool:
+        """Adopt bookkeeping ``(left, right)`` (e.g. read from a file) if the sites confirm it."""
+        n = self.n_sites
+        if not (0 <= left <= n - 1 and 1 <= right <= n):
+            return False
+        t = self._tensors
+        ok = all(canonical.left_isometry_error(t[i]) <= atol for i in range(left)) and all(
+            canonical.right_isometry_error(t[i]) <= atol for i in range(right, n)
+        )
+        if ok:
+            self._left, self._right = left, right
+        return ok
 
     # ------------------------------------------------------------------ canonical forms
 
@@ -433,6 +447,7 @@ class MatrixProductState(TensorChain):
     # ------------------------------------------------------------------ algebra
 
     def __mul__(self, scalar: complex) -> MatrixProductState:
+        """``scalar * |psi>``, scaling one non-isometric site (dtype promoted if needed)."""
         if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
             return NotImplemented
         if not np.isfinite(scalar):
@@ -448,9 +463,11 @@ class MatrixProductState(TensorChain):
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: complex) -> MatrixProductState:
+        """``|psi> / scalar``."""
         return self * (1.0 / scalar)
 
     def __neg__(self) -> MatrixProductState:
+        """``-|psi>``."""
         return self * -1.0
 
     def __add__(self, other: MatrixProductState) -> MatrixProductState:
@@ -461,6 +478,7 @@ class MatrixProductState(TensorChain):
         return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
 
     def __sub__(self, other: MatrixProductState) -> MatrixProductState:
+        """Exact difference; the bond dimensions add."""
         if not isinstance(other, MatrixProductState):
             return NotImplemented
         return self + (-other)
@@ -666,11 +684,11 @@ class MatrixProductState(TensorChain):
 
         return mps_to_quimb(self)
 
-    def save(self, path: Any) -> None:
-        """Write to ``.npz`` (schema-versioned, no pickle) atomically."""
+    def save(self, path: Any) -> Any:
+        """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
         from ..io import save_mps
 
-        save_mps(self, path)
+        return save_mps(self, path)
 
 
 MPS = MatrixProductState
