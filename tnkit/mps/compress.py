@@ -38,6 +38,7 @@ from .canonical import move_center
 __all__ = [
     "TruncationReport",
     "svd_sweep",
+    "sweep_from_nearer_end",
     "svd_compress",
     "fit_compress",
     "identity_mpo_tensors",
@@ -141,6 +142,32 @@ def svd_sweep(
     return discarded, svals
 
 
+def sweep_from_nearer_end(
+    tensors: list[np.ndarray],
+    left: int,
+    right: int,
+    *,
+    max_bond: int | None = None,
+    cutoff: float = 0.0,
+) -> tuple[tuple[int, int], float, list[float], list[np.ndarray]]:
+    """Canonicalise at the end nearer to the canonical range, then :func:`svd_sweep` across.
+
+    ``tensors`` (with bookkeeping ``(left, right)``) are replaced in place. Returns
+    the new bookkeeping, the squared norm before truncation, and the sweep's
+    discarded weights and singular values per bond.
+    """
+    n = len(tensors)
+    if max(right - 1, 0) <= max(n - 1 - left, 0):  # fewer LQ steps to reach site 0
+        move_center(tensors, left, right, 0)
+        norm2 = _norm2(tensors[0])
+        discarded, svals = svd_sweep(tensors, "right", max_bond=max_bond, cutoff=cutoff)
+        return (n - 1, n), norm2, discarded, svals
+    move_center(tensors, left, right, n - 1)
+    norm2 = _norm2(tensors[-1])
+    discarded, svals = svd_sweep(tensors, "left", max_bond=max_bond, cutoff=cutoff)
+    return (0, 1), norm2, discarded, svals
+
+
 def svd_compress(
     tensors: list[np.ndarray],
     left: int,
@@ -155,20 +182,7 @@ def svd_compress(
     tensors, their bookkeeping and the report.
     """
     tensors = list(tensors)
-    n = len(tensors)
-    # Work to reach centre 0 is the number of non-right-isometric sites past 0, and so on.
-    cost_to_start = max(right - 1, 0)
-    cost_to_end = max(n - 1 - left, 0)
-    if cost_to_start <= cost_to_end:
-        move_center(tensors, left, right, 0)
-        norm2 = _norm2(tensors[0])
-        disc, _ = svd_sweep(tensors, "right", max_bond=max_bond, cutoff=cutoff)
-        bookkeeping = (n - 1, n)
-    else:
-        move_center(tensors, left, n, n - 1)
-        norm2 = _norm2(tensors[-1])
-        disc, _ = svd_sweep(tensors, "left", max_bond=max_bond, cutoff=cutoff)
-        bookkeeping = (0, 1)
+    bookkeeping, norm2, disc, _ = sweep_from_nearer_end(tensors, left, right, max_bond=max_bond, cutoff=cutoff)
     rel = tuple(d / norm2 if norm2 > 0 else 0.0 for d in disc)
     error = float(sum(rel))
     report = TruncationReport(

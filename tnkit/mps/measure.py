@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.validate import as_array, check_site
-from .compress import svd_sweep
+from .compress import sweep_from_nearer_end
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mps import MatrixProductState
@@ -205,10 +205,11 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
         return s / np.linalg.norm(s)
     if n == 1:
         return []
-    mps.canonicalize_(n - 1)
+    # One untruncated SVD sweep from whichever end is closer to canonical
+    # (no QR sweep at all when the centre is already at an end).
     tensors = list(mps.tensors)
-    _, svals = svd_sweep(tensors, "left")
-    mps._replace_tensors(tensors, left=0, right=1)
+    (left, right), _, _, svals = sweep_from_nearer_end(tensors, *mps.canonical_range)
+    mps._replace_tensors(tensors, left=left, right=right)
     return [s / np.linalg.norm(s) for s in svals]
 
 
