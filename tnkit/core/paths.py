@@ -73,7 +73,11 @@ def _cotengra_optimizer() -> Any:
         raise ImportError(
             "optimize='cotengra' needs the cotengra package: pip install cotengra"
         ) from exc
-    return ctg.HyperOptimizer(max_repeats=32, parallel=False, progbar=False)
+    import importlib.util
+
+    # Without kahypar, cotengra warns and falls back to these; name them so it need not.
+    methods = None if importlib.util.find_spec("kahypar") else ["greedy", "labels"]
+    return ctg.HyperOptimizer(methods=methods, max_repeats=32, parallel=False, progbar=False)
 
 
 for _name, _value in [
