@@ -179,7 +179,7 @@ def test_fit_single_site():
 
 def test_compress_errors():
     psi = MPS.random(4, 2, seed=0)
-    with pytest.raises(OptionError, match=r"`method` must be one of \['fit', 'svd'\], got 'zipup'"):
+    with pytest.raises(OptionError, match=r"`method` must be one of \['dm', 'fit', 'svd'\], got 'zipup'"):
         psi.compress(method="zipup")
     with pytest.raises(ValueError, match="`max_bond` must be an integer >= 1"):
         psi.compress(max_bond=0)
@@ -189,3 +189,19 @@ def test_compress_errors():
         psi.compress(cutoff=1.0)
     with pytest.raises(ValueError, match="`max_sweeps` must be an integer >= 1"):
         psi.compress(method="fit", max_sweeps=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("max_bond", [2, 5, 8])
+def test_dm_compress_equals_svd_compress(dtype, max_bond):
+    """The density-matrix route gives the SVD truncation, from a non-canonical gauge too."""
+    psi = MPS.random(9, 8, dtype=dtype, seed=3)
+    psi[4] = psi[4] * 1.7  # leave the gauge non-canonical around site 4
+    v = psi.to_dense()
+    small_svd, rep_svd = psi.compress(max_bond=max_bond, method="svd")
+    small_dm, rep_dm = psi.compress(max_bond=max_bond, method="dm")
+    assert small_dm.bond_dims == small_svd.bond_dims
+    assert small_dm.is_canonical(psi.n_sites - 1)
+    err = np.linalg.norm(small_dm.to_dense() - v) ** 2 / np.linalg.norm(v) ** 2
+    assert rep_dm.error == pytest.approx(err, abs=1e-10)
+    assert rep_dm.error == pytest.approx(rep_svd.error, abs=1e-10)

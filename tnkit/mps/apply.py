@@ -8,9 +8,10 @@ Methods of :func:`apply_mpo`
 ``"dm"``
     Density-matrix method: right environments of ``W|psi><psi|W^dagger`` are built
     from the factors (never forming the product), then each site's basis is chosen
-    from its reduced density matrix, left to right. The same truncation as
+    from its reduced density matrix, left to right, in any gauge of ``|psi>``
+    (:func:`tnkit.mps.compress.density_matrix_truncation`). The same truncation as
     ``"direct"`` at a fraction of its cost. Being eigenvalues of ``rho``, weights
-    are resolved only down to :data:`DM_WEIGHT_FLOOR` (1e-14) of the total, so
+    are resolved only down to ``tnkit.mps.compress.DM_WEIGHT_FLOOR`` (1e-14) of the total, so
     this method never keeps directions below that floor.
 ``"zipup"`` (default)
     Stoudenmire & White (2010, arXiv:1002.1305): with ``|psi>`` right-canonical,
@@ -39,20 +40,17 @@ from typing import Any
 import numpy as np
 
 from ..core.contract import contract
-from ..core.linalg import DEFAULT_CUTOFF, truncated_svd, truncation_rank
+from ..core.linalg import DEFAULT_CUTOFF, truncated_svd
 from ..core.threads import with_blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from . import overlap
-from .compress import TruncationReport, fit_compress, svd_compress
+from .compress import TruncationReport, density_matrix_truncation, fit_compress, svd_compress
 from .mpo import MatrixProductOperator, _check_same_dims
 from .mps import MatrixProductState, _short
 
 __all__ = ["apply_mpo", "mpo_product", "APPLY_METHODS"]
 
 APPLY_METHODS = ("zipup", "dm", "direct", "fit")
-
-#: Smallest relative weight the density-matrix method resolves (eigenvalue noise).
-DM_WEIGHT_FLOOR = 1e-14
 
 
 def _apply_bond(mpo: Any, mps: Any, *args: Any, method: str = "zipup", **kwargs: Any) -> int:
@@ -115,8 +113,7 @@ def apply_mpo(
             estimate = dataclasses.replace(estimate, method="direct")
             result = MatrixProductState._trusted(tensors, left, right)
     elif method == "dm":
-        mps = mps.canonicalize(0) if mps.center != 0 else mps
-        tensors, discarded = _density_matrix_apply(w, list(mps.tensors), max_bond, cutoff)
+        tensors, discarded = density_matrix_truncation(a, w, max_bond=max_bond, cutoff=cutoff)
         n = len(tensors)
         result = MatrixProductState._trusted(tensors, n - 1, n)
         estimate = _report("dm", discarded, result)
@@ -210,40 +207,6 @@ def _zipup(w, a, max_bond, cutoff):
     return out, discarded
 
 
-
-
-def _density_matrix_apply(w, a, max_bond, cutoff):
-    """Density-matrix algorithm; ``a`` right-canonical. Returns left-isometric sites."""
-    n = len(a)
-    # Right environments R[i](b, v, b', v') of (W a)(W a)^dagger over sites >= i.
-    right = [None] * (n + 1)
-    right[n] = np.ones((1, 1, 1, 1))
-    for i in range(n - 1, 0, -1):
-        right[i] = contract("asb,wtsv,bvcz,xrc,ytrz->awxy", a[i], w[i], right[i + 1], a[i].conj(), w[i].conj())
-    out, discarded = [], []
-    norm2 = 0.0
-    left = np.ones((1, 1, 1), dtype=np.result_type(w[0], a[0]))  # (new bond k, psi bond a, mpo bond w)
-    for i in range(n):
-        # Projected ket at this site: (k, t, b, v)
-        ket = contract("kaw,asb,wtsv->ktbv", left, a[i], w[i])
-        k, t, b, v = ket.shape
-        if i == n - 1:
-            out.append(ket.reshape(k, t, 1))
-            break
-        rho = contract("ktbv,bvcz,lrcz->ktlr", ket, right[i + 1], ket.conj())
-        rho = rho.reshape(k * t, k * t)
-        evals, evecs = np.linalg.eigh((rho + rho.conj().T) / 2)
-        evals, evecs = np.clip(evals[::-1], 0, None), evecs[:, ::-1]
-        # Eigenvalues are squared singular values, known only to ~1e-16 of the largest:
-        # below DM_WEIGHT_FLOOR of the trace they are noise, not weight, and are dropped.
-        keep, disc = truncation_rank(np.sqrt(evals), max_bond=max_bond, cutoff=max(cutoff, DM_WEIGHT_FLOOR))
-        if i == 0:
-            norm2 = float(evals.sum())  # the trace at the first site is <psi|W^dagger W|psi>
-        discarded.append(disc / norm2 if norm2 > 0 else 0.0)
-        u = evecs[:, :keep].reshape(k, t, keep)
-        out.append(u)
-        left = contract("ktm,ktbv->mbv", u.conj(), ket)
-    return out, discarded
 
 
 def _report(method: str, discarded: list[float], result: MatrixProductState) -> TruncationReport:

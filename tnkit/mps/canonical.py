@@ -29,13 +29,18 @@ __all__ = [
 ]
 
 
-def orthogonalize_left(tensors: list[np.ndarray], i: int) -> None:
-    """Make site ``i`` left-isometric by QR, pushing ``R`` into site ``i + 1``."""
+def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
+    """Make site ``i`` left-isometric by QR, pushing ``R`` into site ``i + 1``; return ``R``.
+
+    When sites right of ``i`` are right-isometric, the singular values of ``R`` are
+    the Schmidt values across bond ``i``.
+    """
     a = tensors[i]
     dl, d, dr = a.shape
     q, r = qr(a.reshape(dl * d, dr))
     tensors[i] = q.reshape(dl, d, q.shape[1])
     tensors[i + 1] = contract("ab,bsc->asc", r, tensors[i + 1])
+    return r
 
 
 def orthogonalize_right(tensors: list[np.ndarray], i: int) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.validate import as_array, check_site
-from .compress import sweep_from_nearer_end
+from .canonical import orthogonalize_left
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mps import MatrixProductState
@@ -205,11 +205,13 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
         return s / np.linalg.norm(s)
     if n == 1:
         return []
-    # One untruncated SVD sweep from whichever end is closer to canonical
-    # (no QR sweep at all when the centre is already at an end).
+    # From the right-canonical form, a QR sweep to the right: at bond i the R factor
+    # carries the whole left-right coupling, so its singular values (no vectors
+    # needed) are the Schmidt values; cheaper than SVDs with vectors at every site.
+    mps.canonicalize_(0)
     tensors = list(mps.tensors)
-    (left, right), _, _, svals = sweep_from_nearer_end(tensors, *mps.canonical_range)
-    mps._replace_tensors(tensors, left=left, right=right)
+    svals = [np.linalg.svd(orthogonalize_left(tensors, i), compute_uv=False) for i in range(n - 1)]
+    mps._replace_tensors(tensors, left=n - 1, right=n)
     return [s / np.linalg.norm(s) for s in svals]
 
 

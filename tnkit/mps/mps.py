@@ -51,7 +51,7 @@ from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
 
-_COMPRESS_METHODS = ("svd", "fit")
+_COMPRESS_METHODS = ("svd", "dm", "fit")
 
 
 def _own_bond(self: MatrixProductState, *args: Any, **kwargs: Any) -> int:
@@ -551,11 +551,15 @@ class MatrixProductState(TensorChain):
             Largest bond dimension kept.
         cutoff : float
             Largest relative discarded weight per bond (see :mod:`tnkit.core.linalg`).
-        method : {"svd", "fit"}
+        method : {"svd", "dm", "fit"}
             ``"svd"``: one canonicalisation plus one truncated-SVD sweep; its
-            ``error`` is exact. ``"fit"``: start from the SVD result and improve it
-            by two-site variational sweeps (``max_sweeps``, ``tol``); the report
-            carries the exact fidelity.
+            ``error`` is exact. ``"dm"``: the same truncation chosen from reduced
+            density matrices built in the current gauge, with no canonicalisation at
+            the full bond: several times faster when the bond shrinks a lot, exact
+            error, but weights below 1e-14 of the norm are treated as noise.
+            ``"fit"``: start from the SVD result and improve it by two-site
+            variational sweeps (``max_sweeps``, ``tol``); the report carries the
+            exact fidelity.
 
         Returns
         -------
@@ -564,6 +568,11 @@ class MatrixProductState(TensorChain):
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         check_option("method", method, _COMPRESS_METHODS)
+        if method == "dm":
+            tensors, discarded = compress.density_matrix_truncation(self._tensors, max_bond=max_bond, cutoff=cutoff)
+            error = float(sum(discarded))
+            out = type(self)._trusted(tensors, self.n_sites - 1, self.n_sites)
+            return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
         tensors, (left, right), report = compress.svd_compress(
             self._tensors, self._left, self._right, max_bond=max_bond, cutoff=cutoff
         )
