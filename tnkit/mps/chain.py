@@ -7,6 +7,8 @@ and replaced, never written in place.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..core.validate import check_site
@@ -68,3 +70,19 @@ class TensorChain:
     def num_params(self) -> int:
         """Total number of entries of the site tensors."""
         return sum(t.size for t in self._tensors)
+
+    # Algebra shared by states and operators; subclasses define ``__mul__`` and ``__add__``.
+
+    def __truediv__(self, scalar: complex) -> Any:
+        """Division by a scalar."""
+        return self * (1.0 / scalar)
+
+    def __neg__(self) -> Any:
+        """The negative."""
+        return self * -1.0
+
+    def __sub__(self, other: Any) -> Any:
+        """Exact difference of two chains of the same kind; the bond dimensions add."""
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self + (-other)

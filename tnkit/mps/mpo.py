@@ -237,23 +237,12 @@ class MatrixProductOperator(TensorChain):
 
     __rmul__ = __mul__
 
-    def __truediv__(self, scalar: complex) -> MatrixProductOperator:
-        return self * (1.0 / scalar)
-
-    def __neg__(self) -> MatrixProductOperator:
-        return self * -1.0
-
     def __add__(self, other: MatrixProductOperator) -> MatrixProductOperator:
         """Exact sum; bond dimensions add."""
         if not isinstance(other, MatrixProductOperator):
             return NotImplemented
         _check_same_dims(self, other)
         return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
-
-    def __sub__(self, other: MatrixProductOperator) -> MatrixProductOperator:
-        if not isinstance(other, MatrixProductOperator):
-            return NotImplemented
-        return self + (-other)
 
     def __matmul__(self, other: Any) -> Any:
         """``self @ other``: exact product with an MPO, or exact application to an MPS."""

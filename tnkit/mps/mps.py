@@ -462,26 +462,12 @@ class MatrixProductState(TensorChain):
 
     __rmul__ = __mul__
 
-    def __truediv__(self, scalar: complex) -> MatrixProductState:
-        """``|psi> / scalar``."""
-        return self * (1.0 / scalar)
-
-    def __neg__(self) -> MatrixProductState:
-        """``-|psi>``."""
-        return self * -1.0
-
     def __add__(self, other: MatrixProductState) -> MatrixProductState:
         """Exact sum; the bond dimensions add (compress afterwards if needed)."""
         if not isinstance(other, MatrixProductState):
             return NotImplemented
         _check_same_sites(self, other)
         return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
-
-    def __sub__(self, other: MatrixProductState) -> MatrixProductState:
-        """Exact difference; the bond dimensions add."""
-        if not isinstance(other, MatrixProductState):
-            return NotImplemented
-        return self + (-other)
 
     def conj(self) -> MatrixProductState:
         """Complex conjugate state."""
