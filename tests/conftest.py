@@ -51,6 +51,15 @@ def random_array(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarra
     return a.astype(dtype)
 
 
+def random_mpo(rng: np.random.Generator, out_dims, in_dims, bond: int, dtype=np.float64):
+    """Random MPO with Gaussian site tensors ``(w, d_out, d_in, w)`` and bulk bond ``bond``."""
+    from tnkit import MPO
+
+    n = len(out_dims)
+    bonds = [1] + [bond] * (n - 1) + [1]
+    return MPO([random_array(rng, (bonds[i], out_dims[i], in_dims[i], bonds[i + 1]), dtype) for i in range(n)])
+
+
 def random_unitary(rng: np.random.Generator, d: int, dtype=np.float64) -> np.ndarray:
     """Haar-ish random orthogonal/unitary ``(d, d)`` matrix (QR of a Gaussian matrix)."""
     q, r = np.linalg.qr(random_array(rng, (d, d), dtype))

@@ -7,6 +7,8 @@ import pytest
 
 from tnkit import MPO, MPS, heisenberg_mpo
 from tnkit.interop.quimb import mpo_from_quimb, mpo_to_quimb, mps_from_quimb, mps_to_quimb
+from conftest import random_array as rand
+from conftest import random_mpo
 from tnkit.testing import TOL
 
 qtn = pytest.importorskip("quimb.tensor")
@@ -18,19 +20,6 @@ RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the o
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1618)
-
-
-def rand(rng, shape, dtype=np.float64):
-    a = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        a = a + 1j * rng.standard_normal(shape)
-    return a.astype(dtype)
-
-
-def random_mpo(rng, out_dims, in_dims, bond, dtype=np.float64) -> MPO:
-    n = len(out_dims)
-    bonds = [1] + [bond] * (n - 1) + [1]
-    return MPO([rand(rng, (bonds[i], out_dims[i], in_dims[i], bonds[i + 1]), dtype) for i in range(n)])
 
 
 def assert_close(actual, desired, rtol=RTOL):

@@ -17,6 +17,8 @@ from tnkit import MPO, MPS, MatrixProductOperator
 from tnkit.mps import mpo as mpo_module
 from tnkit.mps.apply import mpo_product
 from tnkit.mps.mpo import balanced_factors
+from conftest import random_array as rand
+from conftest import random_mpo
 from tnkit.testing import TOL
 
 DTYPES = [np.float64, np.complex128]
@@ -26,20 +28,6 @@ RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the o
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240611)
-
-
-def rand(rng, shape, dtype=np.float64):
-    a = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        a = a + 1j * rng.standard_normal(shape)
-    return a.astype(dtype)
-
-
-def random_mpo(rng, out_dims, in_dims, bond, dtype=np.float64) -> MatrixProductOperator:
-    """Random MPO with Gaussian site tensors (bulk bond ``bond``)."""
-    n = len(out_dims)
-    bonds = [1] + [bond] * (n - 1) + [1]
-    return MPO([rand(rng, (bonds[i], out_dims[i], in_dims[i], bonds[i + 1]), dtype) for i in range(n)])
 
 
 def assert_close(actual, desired, rtol=RTOL):
