@@ -196,15 +196,17 @@ def _svd_sweep_left(ts, max_bond=None):
 
 
 def np_entropy(tensors):
-    """Right-canonical input: one untruncated SVD sweep to the right (tnkit's order)."""
+    """Right-canonical input: QR sweep to the right; the singular values of each R
+    factor (no vectors) are the Schmidt values of that bond (tnkit's sequence)."""
     ts = list(tensors)
     out = []
     for i in range(len(ts) - 1):
         dl, d, dr = ts[i].shape
-        u, s, vh = np.linalg.svd(ts[i].reshape(dl * d, dr), full_matrices=False)
-        ts[i] = u.reshape(dl, d, len(s))
+        q, r = np.linalg.qr(ts[i].reshape(dl * d, dr))
+        ts[i] = q.reshape(dl, d, q.shape[1])
         nxt = ts[i + 1]
-        ts[i + 1] = ((s[:, None] * vh) @ nxt.reshape(dr, -1)).reshape(len(s), nxt.shape[1], nxt.shape[2])
+        ts[i + 1] = (r @ nxt.reshape(dr, -1)).reshape(r.shape[0], nxt.shape[1], nxt.shape[2])
+        s = np.linalg.svd(r, compute_uv=False)
         p = s * s
         p = p / p.sum()
         p = p[p > 0]
@@ -674,14 +676,15 @@ def case_entropy(ctx: Ctx, n: int, chi: int) -> None:
         f"entropy_n{n}_chi{chi}",
         kind="entropy",
         bond=chi,
-        tnkit_fn=lambda: psi.entanglement_entropy(),
+        tnkit_fn=lambda: psi.copy().entanglement_entropy(),  # centre 0 each time, like quimb's copy
         quimb_fns={
             "entropy(info, centre 0)": lambda: _quimb_entropies(q, n, (0, 0)),
             "entropy": lambda: _quimb_entropies(q, n, None),
         },
         floor_fn=lambda: np_entropy(t),
         check=check,
-        note="right-canonical random MPS; quimb given its centre and moving it one site per bond",
+        note="right-canonical random MPS (a fresh copy per call on both sides); quimb given its centre "
+        "and moving it one site per bond; floor = QR sweep + singular values of each R",
     )
 
 
