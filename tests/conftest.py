@@ -60,6 +60,13 @@ def random_mpo(rng: np.random.Generator, out_dims, in_dims, bond: int, dtype=np.
     return MPO([random_array(rng, (bonds[i], out_dims[i], in_dims[i], bonds[i + 1]), dtype) for i in range(n)])
 
 
+def assert_close_rtol(actual, desired, rtol: float = 1e-10) -> None:
+    """``assert_allclose`` with ``atol = rtol * max(|desired|, 1)``: relative at the scale of ``desired``."""
+    desired = np.asarray(desired)
+    scale = max(float(np.abs(desired).max(initial=0.0)), 1.0)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
+
+
 def random_unitary(rng: np.random.Generator, d: int, dtype=np.float64) -> np.ndarray:
     """Haar-ish random orthogonal/unitary ``(d, d)`` matrix (QR of a Gaussian matrix)."""
     q, r = np.linalg.qr(random_array(rng, (d, d), dtype))

@@ -8,6 +8,7 @@ import pytest
 from tnkit import MPO, MPS, heisenberg_mpo
 from tnkit.interop.quimb import mpo_from_quimb, mpo_to_quimb, mps_from_quimb, mps_to_quimb
 from conftest import random_array as rand
+from conftest import assert_close_rtol as assert_close
 from conftest import random_mpo
 from tnkit.testing import TOL
 
@@ -20,12 +21,6 @@ RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the o
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1618)
-
-
-def assert_close(actual, desired, rtol=RTOL):
-    desired = np.asarray(desired)
-    scale = max(float(np.abs(desired).max(initial=0.0)), 1.0)
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
 
 
 def assert_same_tensors(a, b):

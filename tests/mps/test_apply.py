@@ -12,6 +12,7 @@ from tnkit import MPO, MPS
 from tnkit.errors import OptionError
 from tnkit.mps.apply import APPLY_METHODS, apply_mpo
 from conftest import random_array as rand
+from conftest import assert_close_rtol as assert_close
 from conftest import random_mpo
 from tnkit.testing import TOL
 
@@ -22,12 +23,6 @@ RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the o
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(8675309)
-
-
-def assert_close(actual, desired, rtol=RTOL):
-    desired = np.asarray(desired)
-    scale = max(float(np.abs(desired).max(initial=0.0)), 1.0)
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
 
 
 def dense_fidelity(v, w) -> float:

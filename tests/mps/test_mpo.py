@@ -18,6 +18,7 @@ from tnkit.mps import mpo as mpo_module
 from tnkit.mps.apply import mpo_product
 from tnkit.mps.mpo import balanced_factors
 from conftest import random_array as rand
+from conftest import assert_close_rtol as assert_close
 from conftest import random_mpo
 from tnkit.testing import TOL
 
@@ -28,12 +29,6 @@ RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the o
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240611)
-
-
-def assert_close(actual, desired, rtol=RTOL):
-    desired = np.asarray(desired)
-    scale = max(float(np.abs(desired).max(initial=0.0)), 1.0)
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
 
 
 def rel_frob2(a, b):
