@@ -416,3 +416,17 @@ def test_raw_pickle_file_is_never_unpickled(tmp_path):
 
 def test_paths_returned_are_paths(tmp_path, rng):
     assert isinstance(save_mps(MPS.random(2, 2, seed=rng), tmp_path / "p"), Path)
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from tnkit.io import atomic_write
+
+    target = tmp_path / "sub" / "model.bin"
+    with atomic_write(target) as fh:
+        fh.write(b"first")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_write(target) as fh:
+            fh.write(b"half-written")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == ["model.bin"]

@@ -17,18 +17,19 @@ Layout (schema version 1)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import SchemaError
 
-__all__ = ["save_arrays", "load_arrays", "save_mps", "load_mps", "save_mpo", "load_mpo", "SCHEMA_VERSION"]
+__all__ = ["atomic_write", "save_arrays", "load_arrays", "save_mps", "load_mps", "save_mpo", "load_mpo", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -43,6 +44,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: Any) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Writes go to a temporary file in the same directory (created if needed), which is
+    flushed, fsynced and renamed over ``path`` when the ``with`` block ends without an
+    exception; on an exception the temporary file is removed and ``path`` is untouched.
+    Use it for every file tnkit writes (models, checkpoints, reports).
+
+    Examples
+    --------
+    >>> with atomic_write(tmp_path / "model.safetensors") as fh:  # doctest: +SKIP
+    ...     fh.write(data)
+    """
+    path = _as_path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0o600; give the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_arrays(
@@ -70,20 +102,8 @@ def save_arrays(
         if arr.dtype == object:
             raise TypeError(f"metadata {name!r} must be numeric or string, not object.")
         payload[f"meta__{name}"] = arr
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0o600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as fh:
+        np.savez(fh, **payload)
     return path
 
 
