@@ -1,0 +1,232 @@
+"""Datasets for tnkit's learning products, read from disk or generated; nothing is downloaded.
+
+- :func:`load_mnist` reads the four standard IDX files of MNIST or Fashion-MNIST
+  (``train-images-idx3-ubyte[.gz]`` etc.) from a directory, with the
+  preprocessing of Stoudenmire & Schwab (2016): 2x2 average pooling to 14x14 and
+  scaling to ``[0, 1]``.
+- :func:`read_idx` reads one IDX file (gzip or plain).
+- :func:`load_digits` wraps scikit-learn's 8x8 digits with the same conventions.
+- :func:`bars_and_stripes` generates the bars-and-stripes patterns used to test
+  generative models (Han et al. 2018).
+- :func:`binarize` thresholds images to ``{0, 1}`` integers.
+
+Images come back as ``float64`` arrays of shape ``(n_samples, height * width)``
+(row-major pixels), or ``(n_samples, height, width)`` with ``flatten=False``;
+labels as ``int64`` arrays of shape ``(n_samples,)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .core.validate import check_int, check_option
+from .errors import SchemaError
+
+__all__ = [
+    "Dataset",
+    "read_idx",
+    "load_mnist",
+    "pool_images",
+    "load_digits",
+    "bars_and_stripes",
+    "binarize",
+    "MNIST_FILES",
+    "default_mnist_dir",
+]
+
+#: File stems of the standard IDX files, per split: (images, labels).
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+#: IDX element type codes (third byte of the magic number) -> big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class Dataset(NamedTuple):
+    """Features and labels of one split."""
+
+    data: np.ndarray
+    target: np.ndarray
+
+
+def default_mnist_dir() -> Path:
+    """Where tnkit looks for MNIST when no directory is given.
+
+    ``$TNKIT_MNIST_DIR`` if set, else ``../shared/data/mnist`` beside the
+    current working directory (the layout of the tnkit repository).
+    """
+    env = os.environ.get("TNKIT_MNIST_DIR")
+    return Path(env) if env else Path("..") / "shared" / "data" / "mnist"
+
+
+def _find_idx_file(directory: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem, stem.replace("-idx", ".idx")):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no IDX file {stem!r} (or {stem}.gz) in {str(directory)!r}; expected the four standard "
+        f"MNIST/Fashion-MNIST files there."
+    )
+
+
+def read_idx(path: Any) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into a numpy array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; a ``.gz`` suffix or the gzip magic bytes mark compression.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array with the file's shape and element type (native byte order).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    SchemaError
+        If the file is not a well-formed IDX file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise SchemaError(f"{str(path)!r} is a corrupt gzip file: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise SchemaError(f"{str(path)!r} is not an IDX file (bad magic number {raw[:4].hex()}).")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise SchemaError(
+            f"{str(path)!r} is truncated or padded: header says shape {shape} ({expected} bytes), "
+            f"file has {len(raw)} bytes."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def pool_images(images: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Average-pool images of shape ``(n, h, w)`` over ``factor x factor`` blocks.
+
+    ``h`` and ``w`` must be multiples of ``factor``; returns ``(n, h // factor, w // factor)``.
+    """
+    factor = check_int("factor", factor, minimum=1)
+    images = np.asarray(images, dtype=float)
+    if images.ndim != 3:
+        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
+    n, h, w = images.shape
+    if h % factor or w % factor:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the pooling `factor` {factor}.")
+    return images.reshape(n, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def load_mnist(
+    directory: Any = None,
+    split: str = "train",
+    *,
+    pool: int = 1,
+    n_samples: int | None = None,
+    flatten: bool = True,
+) -> Dataset:
+    """Load MNIST or Fashion-MNIST from the four standard IDX files in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or path-like, optional
+        Directory holding ``train-images-idx3-ubyte.gz`` etc. Default: :func:`default_mnist_dir`.
+    split : {"train", "test"}
+        Which files to read.
+    pool : int
+        Average-pooling factor: 1 keeps 28x28, 2 gives the 14x14 images of
+        Stoudenmire & Schwab (2016).
+    n_samples : int, optional
+        Keep only the first ``n_samples`` images (in file order).
+    flatten : bool
+        Return images as ``(n, h * w)`` (row-major) rather than ``(n, h, w)``.
+
+    Returns
+    -------
+    Dataset
+        ``data``: float64 pixels scaled to ``[0, 1]``; ``target``: int64 labels.
+    """
+    check_option("split", split, MNIST_FILES)
+    directory = default_mnist_dir() if directory is None else Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"MNIST directory {str(directory)!r} does not exist.")
+    image_stem, label_stem = MNIST_FILES[split]
+    images = read_idx(_find_idx_file(directory, image_stem))
+    labels = read_idx(_find_idx_file(directory, label_stem))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise SchemaError(
+            f"MNIST {split} files disagree: images of shape {images.shape}, labels of shape {labels.shape}."
+        )
+    if n_samples is not None:
+        n_samples = check_int("n_samples", n_samples, minimum=1)
+        images, labels = images[:n_samples], labels[:n_samples]
+    data = images.astype(float) / 255.0
+    if pool != 1:
+        data = pool_images(data, pool)
+    if flatten:
+        data = data.reshape(len(data), -1)
+    return Dataset(data, labels.astype(np.int64))
+
+
+def load_digits(*, flatten: bool = True) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits, pixels scaled from ``0..16`` to ``[0, 1]``."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    data = bunch.images / 16.0
+    if flatten:
+        data = data.reshape(len(data), -1)
+    return Dataset(data, bunch.target.astype(np.int64))
+
+
+def bars_and_stripes(rows: int = 4, cols: int | None = None, *, flatten: bool = True) -> np.ndarray:
+    """Every bars-and-stripes pattern on a ``rows x cols`` grid, without repeats.
+
+    A pattern has every row constant (stripes) or every column constant (bars);
+    the all-0 and all-1 images are both, so there are ``2**rows + 2**cols - 2``
+    distinct patterns (30 on 4x4).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` array of shape ``(n_patterns, rows * cols)`` (or
+        ``(n_patterns, rows, cols)`` with ``flatten=False``), values in ``{0, 1}``.
+    """
+    rows = check_int("rows", rows, minimum=1)
+    cols = rows if cols is None else check_int("cols", cols, minimum=1)
+    patterns = {}
+    for bits in itertools.product((0, 1), repeat=rows):
+        image = np.repeat(np.array(bits)[:, None], cols, axis=1)
+        patterns[image.tobytes()] = image
+    for bits in itertools.product((0, 1), repeat=cols):
+        image = np.repeat(np.array(bits)[None, :], rows, axis=0)
+        patterns[image.tobytes()] = image
+    out = np.stack(list(patterns.values())).astype(np.int64)
+    return out.reshape(len(out), -1) if flatten else out
+
+
+def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """``1`` where a pixel is above ``threshold``, else ``0`` (``int64``, same shape)."""
+    return (np.asarray(images) > threshold).astype(np.int64)
