@@ -63,6 +63,35 @@ def test_contract_matches_einsum(rng, eq_shapes, optimize, dtype):
     assert_close(result, expected, dtype)
 
 
+# Every permutation of operand axes for a pairwise contraction with free, summed and
+# batch indices: all layouts (natural, transposed view, swapped operands, copy) must agree.
+_PAIR_LAYOUTS = [
+    ("ka,kb->ab", "ak,kb->ab", "ka,bk->ab", "ak,bk->ba"),
+    ("ijk,jkl->il", "ikj,ljk->il", "jki,klj->li", "kji,jlk->il"),
+    ("bik,bkj->bij", "ibk,jkb->bij", "kbi,bjk->ijb", "bki,bjk->bij"),
+    ("abc,d->abcd", "a,bc->cab"),
+]
+
+
+@pytest.mark.parametrize("eq", [e for group in _PAIR_LAYOUTS for e in group])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pairwise_layouts_match_einsum(rng, eq, dtype):
+    sizes = dict(zip("abcdijklm", (2, 3, 4, 5, 3, 4, 5, 2, 3)))
+    terms = eq.split("->")[0].split(",")
+    arrays = [random_array(rng, tuple(sizes[c] for c in t), dtype) for t in terms]
+    assert_close(contract(eq, *arrays), np.einsum(eq, *arrays), dtype)
+
+
+def test_pairwise_step_uses_transposed_views_instead_of_copies():
+    from tnkit.core.contract import _compiled_plan
+
+    # A left environment against a site tensor stored (k, a): no operand needs a copy.
+    plan = _compiled_plan("ka,kb->ab", ((7, 3), (7, 5)), ("float64",) * 2, "auto")
+    ((_, _, step),) = plan.steps
+    assert step.perm_l is None and step.perm_r is None
+    assert step.trans_l and not step.trans_r
+
+
 @pytest.mark.filterwarnings("ignore:Couldn't import `kahypar`:UserWarning")
 def test_contract_cotengra(rng):
     pytest.importorskip("cotengra")

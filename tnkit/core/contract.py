@@ -342,38 +342,82 @@ def _einsum_step(eq: str, *arrays: np.ndarray) -> np.ndarray:
 
 
 def _matmul_step(a: str, b: str, needed: set[str], sizes: dict[str, int]):
+    """One pairwise contraction as ``matmul(left, right)``, laid out to copy least.
+
+    ``left`` is ``(batch, X, K)`` and ``right`` ``(batch, K, Y)``. Either operand may
+    play ``left``, the summed indices may follow either operand's order, and an
+    operand stored as ``(K, X)`` (or ``(Y, K)``) is passed as a transposed view,
+    which BLAS takes without a copy. Among these layouts the one that transposes
+    the fewest elements in memory is chosen (ties keep ``a`` on the left).
+    """
     batch = [c for c in a if c in b and c in needed]
-    summed = [c for c in a if c in b and c not in needed]
     free_a = [c for c in a if c not in b]
     free_b = [c for c in b if c not in a]
-    perm_a = tuple(a.index(c) for c in batch + free_a + summed)
-    perm_b = tuple(b.index(c) for c in batch + summed + free_b)
+    orders = {tuple(c for c in t if c in a and c in b and c not in needed) for t in (a, b)}
+
+    def size(term: str) -> int:
+        return math.prod(sizes[c] for c in term)
+
+    best = None
+    for summed in sorted(orders):
+        for swap in (False, True):
+            (left, fl), (right, fr) = ((b, free_b), (a, free_a)) if swap else ((a, free_a), (b, free_b))
+            lay_l = _operand_layout(left, batch, fl, list(summed), is_left=True)
+            lay_r = _operand_layout(right, batch, fr, list(summed), is_left=False)
+            cost = lay_l[2] * size(left) + lay_r[2] * size(right)
+            key = (cost, swap)
+            if best is None or key < best[0]:
+                best = (key, swap, lay_l, lay_r, fl, fr, summed)
+    _, swap, (perm_l, trans_l, _), (perm_r, trans_r, _), fl, fr, summed = best
     nb = math.prod(sizes[c] for c in batch)
-    m = math.prod(sizes[c] for c in free_a)
-    k = math.prod(sizes[c] for c in summed)
-    n = math.prod(sizes[c] for c in free_b)
-    shape_a = (nb, m, k) if batch else (m, k)
-    shape_b = (nb, k, n) if batch else (k, n)
-    out_shape = tuple(sizes[c] for c in batch + free_a + free_b)
-    identity_a = perm_a == tuple(range(len(a)))
-    identity_b = perm_b == tuple(range(len(b)))
-    step = _MatmulStep(
-        None if identity_a else perm_a, shape_a, None if identity_b else perm_b, shape_b, out_shape
-    )
-    return step, "".join(batch + free_a + free_b)
+    x, k, y = (math.prod(sizes[c] for c in group) for group in (fl, summed, fr))
+    shape_l = (x, k) if not trans_l else (k, x)
+    shape_r = (k, y) if not trans_r else (y, k)
+    if batch:
+        shape_l, shape_r = (nb, *shape_l), (nb, *shape_r)
+    out_shape = tuple(sizes[c] for c in batch + fl + fr)
+    step = _MatmulStep(swap, perm_l, shape_l, trans_l, perm_r, shape_r, trans_r, out_shape)
+    return step, "".join(batch + fl + fr)
+
+
+def _operand_layout(
+    term: str, batch: list[str], free: list[str], summed: list[str], *, is_left: bool
+) -> tuple[tuple[int, ...] | None, bool, int]:
+    """``(perm, transposed, copies)`` to present ``term`` as a matmul operand.
+
+    The natural order is ``batch + free + summed`` for the left operand and
+    ``batch + summed + free`` for the right; the other order is usable as a
+    transposed view. ``copies`` is 1 when neither matches and a transpose copy is made.
+    """
+    natural = batch + free + summed if is_left else batch + summed + free
+    flipped = batch + summed + free if is_left else batch + free + summed
+    if list(term) == natural:
+        return None, False, 0
+    if list(term) == flipped:
+        return None, True, 0
+    return tuple(term.index(c) for c in natural), False, 1
 
 
 class _MatmulStep:
-    __slots__ = ("perm_a", "shape_a", "perm_b", "shape_b", "out_shape")
+    __slots__ = ("swap", "perm_l", "shape_l", "trans_l", "perm_r", "shape_r", "trans_r", "out_shape")
 
-    def __init__(self, perm_a, shape_a, perm_b, shape_b, out_shape):
-        self.perm_a, self.shape_a = perm_a, shape_a
-        self.perm_b, self.shape_b = perm_b, shape_b
+    def __init__(self, swap, perm_l, shape_l, trans_l, perm_r, shape_r, trans_r, out_shape):
+        self.swap = swap
+        self.perm_l, self.shape_l, self.trans_l = perm_l, shape_l, trans_l
+        self.perm_r, self.shape_r, self.trans_r = perm_r, shape_r, trans_r
         self.out_shape = out_shape
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if self.perm_a is not None:
-            x = x.transpose(self.perm_a)
-        if self.perm_b is not None:
-            y = y.transpose(self.perm_b)
-        return np.matmul(x.reshape(self.shape_a), y.reshape(self.shape_b)).reshape(self.out_shape)
+        if self.swap:
+            x, y = y, x
+        if self.perm_l is not None:
+            x = x.transpose(self.perm_l)
+        x = x.reshape(self.shape_l)
+        if self.trans_l:
+            x = x.swapaxes(-1, -2)
+        if self.perm_r is not None:
+            y = y.transpose(self.perm_r)
+        y = y.reshape(self.shape_r)
+        if self.trans_r:
+            y = y.swapaxes(-1, -2)
+        return np.matmul(x, y).reshape(self.out_shape)
