@@ -1,0 +1,52 @@
+"""Feature maps: definitions, norms, shapes and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tnkit.errors import OptionError
+from tnkit.ml.feature_maps import embed
+
+
+def test_cos_sin_matches_paper_for_two_dims():
+    x = np.array([[0.0, 0.25, 1.0]])
+    phi = embed(x)
+    theta = np.pi * x[0] / 2
+    np.testing.assert_allclose(phi[0], np.stack([np.cos(theta), np.sin(theta)], axis=1), atol=1e-15)
+
+
+@settings(max_examples=30, deadline=None)
+@given(d=st.integers(1, 6), vals=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_cos_sin_vectors_have_unit_norm(d, vals):
+    phi = embed(np.array([vals]), "cos-sin", local_dim=d)
+    assert phi.shape == (1, len(vals), d)
+    np.testing.assert_allclose(np.linalg.norm(phi, axis=-1), 1.0, rtol=1e-12)
+
+
+def test_cos_sin_three_dims_is_spin_coherent():
+    x = 0.3
+    c, s = np.cos(np.pi * x / 2), np.sin(np.pi * x / 2)
+    np.testing.assert_allclose(embed([[x]], local_dim=3)[0, 0], [c * c, np.sqrt(2) * c * s, s * s])
+
+
+def test_polynomial_and_one_hot():
+    np.testing.assert_allclose(embed([[2.0, 0.5]], "polynomial", local_dim=3)[0], [[1, 2, 4], [1, 0.5, 0.25]])
+    np.testing.assert_array_equal(embed([[0, 2, 1]], "one-hot", local_dim=3)[0], np.eye(3)[[0, 2, 1]])
+
+
+def test_bad_input():
+    with pytest.raises(OptionError, match="feature_map"):
+        embed([[0.1]], "fourier")
+    with pytest.raises(ValueError, match="local_dim"):
+        embed([[0.1]], local_dim=0)
+    with pytest.raises(ValueError, match="X"):
+        embed([0.1, 0.2])
+    with pytest.raises(ValueError, match=r"one-hot.*\[0, local_dim=2\)"):
+        embed([[0, 2]], "one-hot")
+    with pytest.raises(ValueError, match="one-hot"):
+        embed([[0.5]], "one-hot")
+    with pytest.raises(ValueError, match="finite"):
+        embed([[np.nan]])
