@@ -35,6 +35,7 @@ def test_top_level_all():
         assert hasattr(tnkit, name)
     assert tnkit.MPS is tnkit.MatrixProductState
     assert tnkit.MPO is tnkit.MatrixProductOperator
+    assert tnkit.TTN is tnkit.TreeTensorNetwork
 
 
 def _imports(path: Path) -> set[str]:

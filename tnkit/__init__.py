@@ -27,6 +27,7 @@ from .mps import (
     tfim_mpo,
     xxz_mpo,
 )
+from .ttn import TTN, TreeTensorNetwork
 
 __version__ = "0.1.0"
 
@@ -51,5 +52,7 @@ __all__ = [
     "heisenberg_mpo",
     "xxz_mpo",
     "tfim_mpo",
+    "TreeTensorNetwork",
+    "TTN",
     "__version__",
 ]

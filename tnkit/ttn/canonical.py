@@ -1,0 +1,138 @@
+"""Canonical forms of a tree tensor network, by QR steps along the tree.
+
+Functions here act on a list ``tensors`` indexed by node (``None`` for leaves)
+and replace its entries; arrays are never written in place. Axis order follows
+:mod:`tnkit.ttn.ttn`: a node's children in order, then its parent; the root's
+optional output axis comes last.
+
+Bookkeeping
+-----------
+``iso[v]`` is the neighbouring *internal* node towards which the tensor of
+internal node ``v`` is an isometry, or ``None`` when nothing is known. A tensor
+``T`` is an isometry towards neighbour ``u`` (the axis ``x`` pointing at ``u``)
+when contracting ``T`` with ``conj(T)`` over every other axis gives the identity
+on ``x``::
+
+    sum_{all axes but x} conj(T[..., x, ...]) T[..., x', ...] = delta(x, x')
+
+The network is in canonical form with **orthogonality centre** ``c`` when every
+internal ``v != c`` is an isometry towards its neighbour on the path to ``c``.
+Then the subtrees hanging off ``c`` are orthonormal bases, the whole norm sits
+in ``T_c``, and a local quantity at ``c`` needs only ``T_c``.
+
+:func:`move_center` brings the network to canonical form about ``c`` doing only
+the QR steps that are missing: a node is factorised only if it is not already
+an isometry towards ``c`` or if a factor ``R`` was absorbed into it. Moving the
+centre from ``a`` to a neighbouring ``b`` costs one QR.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+from opt_einsum import get_symbol
+
+from ..core.contract import contract
+from ..core.linalg import qr
+from .tree import Tree
+
+__all__ = [
+    "axis_of",
+    "apply_matrix",
+    "qr_toward",
+    "move_center",
+    "centre_of",
+    "towards_order",
+    "isometry_error",
+]
+
+
+def axis_of(tree: Tree, v: int, u: int) -> int:
+    """Axis of node ``v``'s tensor that points at neighbour ``u``."""
+    return tree.neighbours(v).index(u)
+
+
+@functools.lru_cache(maxsize=1024)
+def _apply_equation(ndim: int, axis: int) -> str:
+    t = "".join(get_symbol(i) for i in range(ndim))
+    new = get_symbol(ndim)
+    return f"{new}{t[axis]},{t}->{t[:axis]}{new}{t[axis + 1:]}"
+
+
+def apply_matrix(t: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
+    """``t`` with ``m`` applied on ``axis``: ``new[.., k, ..] = sum_j m[k, j] t[.., j, ..]``."""
+    return contract(_apply_equation(t.ndim, axis), m, t)
+
+
+def qr_toward(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
+    """Make ``v`` an isometry towards neighbour ``u`` by QR, absorbing ``R`` into ``u``; return ``R``.
+
+    The bond between ``v`` and ``u`` may shrink to ``min(bond, size of the rest of T_v)``.
+    """
+    ax = axis_of(tree, v, u)
+    t = tensors[v]
+    moved = np.moveaxis(t, ax, -1) if ax != t.ndim - 1 else t
+    shape = moved.shape
+    q, r = qr(moved.reshape(-1, shape[-1]))
+    q = q.reshape(shape[:-1] + (q.shape[1],))
+    tensors[v] = np.moveaxis(q, -1, ax) if ax != t.ndim - 1 else q
+    tensors[u] = apply_matrix(tensors[u], r, axis_of(tree, u, v))
+    return r
+
+
+def towards_order(tree: Tree, center: int) -> list[tuple[int, int]]:
+    """``(v, hop)`` for every internal ``v != center``: farthest first, ``hop`` its neighbour towards ``center``."""
+    n_leaves = tree.n_leaves
+    hop: dict[int, int] = {center: -1}
+    order = [center]
+    k = 0
+    while k < len(order):  # breadth-first from the centre over internal nodes
+        v = order[k]
+        k += 1
+        for u in tree.neighbours(v):
+            if u >= n_leaves and u not in hop:
+                hop[u] = v
+                order.append(u)
+    return [(v, hop[v]) for v in reversed(order[1:])]
+
+
+def move_center(tensors: list, iso: list, tree: Tree, center: int) -> int:
+    """Bring the network to canonical form about internal node ``center``; return the number of QR steps.
+
+    ``tensors`` and ``iso`` are updated in place (entries replaced).
+    """
+    steps = 0
+    for v, target in towards_order(tree, center):
+        if iso[v] != target:
+            qr_toward(tensors, tree, v, target)
+            iso[v] = target
+            iso[target] = None
+            steps += 1
+    iso[center] = None
+    return steps
+
+
+def centre_of(tree: Tree, iso: Sequence[int | None]) -> int | None:
+    """The orthogonality centre implied by ``iso``, or ``None`` if not canonical."""
+    free = [v for v in tree.internal_nodes if iso[v] is None]
+    if len(free) > 1:
+        return None
+    if not free:  # every node claims an isometry: two must point at each other
+        candidates = [v for v in tree.internal_nodes if iso[iso[v]] == v]  # type: ignore[index]
+        if not candidates:
+            return None
+        free = candidates[:1]
+    c = free[0]
+    for v in tree.internal_nodes:
+        if v != c and iso[v] != tree.next_hop(v, c):
+            return None
+    return c
+
+
+def isometry_error(t: np.ndarray, axis: int) -> float:
+    """Largest deviation from the identity of ``T^dagger T`` contracted over every axis but ``axis``."""
+    m = np.moveaxis(t, axis, -1).reshape(-1, t.shape[axis])
+    g = contract("ab,ac->bc", m.conj(), m)
+    return float(np.abs(g - np.eye(g.shape[0])).max())

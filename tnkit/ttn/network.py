@@ -1,0 +1,161 @@
+"""Whole-network contractions of a tree tensor network, through :func:`tnkit.contract`.
+
+* :func:`network_terms` writes the einsum terms of every node tensor: each edge
+  gets one symbol, named by its child node (see :mod:`tnkit.ttn.tree`), plus one
+  for the root's output axis and one for a batch index.
+* :func:`to_dense` contracts the network into one array.
+* :func:`product_inputs` contracts the network with a batch of product states
+  (one vector per leaf and per batch entry) in **one planned contraction**:
+  a single equation with a shared batch index and an explicit bottom-up path
+  (each node's tensor meets its children's results in child order), planned,
+  compiled and cached by the contraction layer.
+* :func:`log_overlap` computes ``<a|b>`` by leaf-to-root environments, each
+  rescaled, so no number overflows whatever the size of the tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from opt_einsum import get_symbol
+
+from ..core.contract import contract
+from .tree import Tree
+
+__all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap"]
+
+
+@functools.lru_cache(maxsize=256)
+def network_terms(tree: Tree, has_output: bool) -> tuple[tuple[str, ...], str, str]:
+    """Einsum terms of the internal nodes (in node order), the output symbol and the batch symbol."""
+    n_nodes = tree.n_nodes
+    sym = [get_symbol(v) for v in range(n_nodes)]
+    out_sym = get_symbol(n_nodes)
+    batch_sym = get_symbol(n_nodes + 1)
+    terms = []
+    for v in tree.internal_nodes:
+        term = "".join(sym[c] for c in tree.children(v))
+        if v != tree.root:
+            term += sym[v]
+        elif has_output:
+            term += out_sym
+        terms.append(term)
+    return tuple(terms), out_sym, batch_sym
+
+
+def to_dense(tree: Tree, tensors: Sequence[np.ndarray], has_output: bool) -> np.ndarray:
+    """The full array ``psi[s_0, ..., s_{L-1}(, o)]`` (leaf order, then the output axis)."""
+    terms, out_sym, _ = network_terms(tree, has_output)
+    output = "".join(get_symbol(leaf) for leaf in range(tree.n_leaves)) + (out_sym if has_output else "")
+    eq = ",".join(terms) + "->" + output
+    return contract(eq, *tensors)
+
+
+@functools.lru_cache(maxsize=256)
+def product_path(tree: Tree, has_output: bool) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Equation and explicit bottom-up path of the batched product-input contraction.
+
+    Operands: the internal node tensors in node order, then one ``(batch, d)``
+    matrix per leaf in leaf order.
+    """
+    terms, out_sym, batch = network_terms(tree, has_output)
+    n_leaves = tree.n_leaves
+    feats = tuple(batch + get_symbol(leaf) for leaf in range(n_leaves))
+    eq = ",".join(terms + feats) + "->" + batch + (out_sym if has_output else "")
+    # positions of the live operands: start with nodes (by id), then leaves
+    live: list[int] = [v for v in tree.internal_nodes] + list(range(n_leaves))
+    path: list[tuple[int, int]] = []
+    for v in tree.postorder():
+        if v < n_leaves:
+            continue
+        acc = v
+        for c in tree.children(v):
+            i, j = live.index(acc), live.index(c)
+            path.append((min(i, j), max(i, j)))
+            for p in sorted((i, j), reverse=True):
+                del live[p]
+            live.append(v)  # the partial result stands for node v
+            acc = v
+    return eq, tuple(path)
+
+
+def product_inputs(
+    tree: Tree, tensors: Sequence[np.ndarray], features: Sequence[np.ndarray], has_output: bool
+) -> np.ndarray:
+    """Contract the network with ``features[leaf]`` of shape ``(batch, d_leaf)``: ``(batch[, out])``."""
+    eq, path = product_path(tree, has_output)
+    return contract(eq, *tensors, *features, optimize=path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _env_equation(leaf_mask: tuple[bool, ...], has_parent: bool, has_output: bool) -> str:
+    """Equation ``T_v, env(child)..., conj(T_v) -> env(v)`` for one node.
+
+    Leaf children are traced between ``T`` and ``conj(T)``; each internal child
+    contributes a ``(ket, bra)`` environment; the parent bond stays open.
+    """
+    k = 0
+
+    def fresh() -> str:
+        nonlocal k
+        k += 1
+        return get_symbol(k - 1)
+
+    ket, bra, envs = [], [], []
+    for is_leaf in leaf_mask:
+        if is_leaf:
+            s = fresh()
+            ket.append(s)
+            bra.append(s)
+        else:
+            a, b = fresh(), fresh()
+            ket.append(a)
+            bra.append(b)
+            envs.append(a + b)
+    out = ""
+    if has_parent:
+        a, b = fresh(), fresh()
+        ket.append(a)
+        bra.append(b)
+        out = a + b
+    elif has_output:
+        s = fresh()
+        ket.append(s)
+        bra.append(s)
+    return ",".join(["".join(bra), *envs, "".join(ket)]) + "->" + out
+
+
+def log_overlap(
+    tree: Tree, bra: Sequence[np.ndarray | None], ket: Sequence[np.ndarray | None], has_output: bool
+) -> tuple[complex | float, float]:
+    """``<bra|ket>`` (``bra`` conjugated) as ``(phase, log|value|)``, by rescaled leaf-to-root environments.
+
+    ``bra`` and ``ket`` are indexed by node (``None`` for leaves).
+    """
+    n_leaves = tree.n_leaves
+    envs: dict[int, np.ndarray] = {}
+    log_scale = 0.0
+    value: complex | float = 0.0
+    for v in tree.postorder():
+        if v < n_leaves:
+            continue
+        kids = tree.children(v)
+        is_root = v == tree.root
+        eq = _env_equation(tuple(c < n_leaves for c in kids), not is_root, has_output and is_root)
+        operands = [bra[v].conj(), *(envs.pop(c) for c in kids if c >= n_leaves), ket[v]]
+        env = contract(eq, *operands)
+        if is_root:
+            value = env.item()
+            break
+        peak = float(np.abs(env).max())
+        if peak == 0.0:
+            return 0.0, -math.inf
+        envs[v] = env / peak
+        log_scale += math.log(peak)
+    magnitude = abs(value)
+    if magnitude == 0.0:
+        return 0.0, -math.inf
+    return value / magnitude, log_scale + math.log(magnitude)
