@@ -1,0 +1,245 @@
+"""MPSBornMachine against dense references: normalisation, sampling, marginals,
+conditionals, inpainting, save/load and argument checks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tnkit
+from tnkit.datasets import bars_and_stripes
+from tnkit.errors import OptionError, SchemaError
+from tnkit.ml import MPSBornMachine
+from tnkit.ml.born_machine import check_discrete_data
+
+from conftest import all_configurations
+
+
+def fitted_random(rng, dims, bond=4) -> MPSBornMachine:
+    """A 'fitted' model holding a random MPS with per-site dimensions ``dims``."""
+    model = MPSBornMachine()
+    model.mps_ = tnkit.MPS.random(len(dims), bond, phys_dim=list(dims), seed=rng)
+    model.n_categories_ = np.asarray(dims)
+    model.n_features_in_ = len(dims)
+    return model
+
+
+def dense_p(model) -> np.ndarray:
+    """The dense table p(x) over all configurations (site 0 slowest)."""
+    v = model.mps_.to_dense()
+    p = v**2 / np.sum(v**2)
+    return p.reshape(tuple(model.n_categories_))
+
+
+@pytest.fixture(scope="module")
+def bas_model():
+    X = bars_and_stripes(4)
+    return MPSBornMachine(max_bond=32, init_bond=16, n_sweeps=2, random_state=0).fit(X), X
+
+
+# --------------------------------------------------------------------------- likelihood
+
+
+@pytest.mark.parametrize("dims", [(2,) * 7, (3, 2, 4, 2, 3)])
+def test_probabilities_sum_to_one(rng, dims):
+    model = fitted_random(rng, dims)
+    configs = all_configurations(dims)
+    p = np.exp(model.log_prob(configs))
+    assert abs(p.sum() - 1.0) < 1e-12
+    np.testing.assert_allclose(p, dense_p(model).ravel(), rtol=1e-10)
+    assert model.score(configs) == pytest.approx(np.mean(np.log(p)))
+    np.testing.assert_array_equal(model.score_samples(configs), model.log_prob(configs))
+
+
+def test_log_prob_safe_on_long_chains(rng):
+    model = fitted_random(rng, (2,) * 600, bond=6)
+    x = rng.integers(0, 2, size=(5, 600))
+    log_p = model.log_prob(x)
+    assert np.all(np.isfinite(log_p)) and np.all(log_p < -100)   # p far below the float range
+    # the chain rule through the conditionals gives the same value
+    cond = model.log_marginal(x, np.ones(600, dtype=bool))
+    np.testing.assert_allclose(cond, log_p, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_sample_frequencies_match_probabilities(rng):
+    dims = (2, 3, 2, 2)
+    model = fitted_random(rng, dims, bond=3)
+    n = 40_000
+    samples = model.sample(n, random_state=1)
+    assert samples.shape == (n, 4)
+    p = dense_p(model).ravel()
+    codes = np.ravel_multi_index(samples.T, dims)
+    freq = np.bincount(codes, minlength=p.size) / n
+    sigma = np.sqrt(p * (1 - p) / n)
+    assert np.all(np.abs(freq - p) <= 5 * sigma + 1e-12)
+
+
+def test_sampling_is_reproducible(rng):
+    model = fitted_random(rng, (2,) * 6)
+    np.testing.assert_array_equal(model.sample(50, random_state=3), model.sample(50, random_state=3))
+
+
+# --------------------------------------------------------------------------- marginals and conditionals
+
+
+@pytest.mark.parametrize("sites", [[0], [4], [1, 3], [3, 1], [0, 2, 5]])
+def test_marginal_matches_dense(rng, sites):
+    dims = (2, 3, 2, 2, 3, 2)
+    model = fitted_random(rng, dims)
+    p = dense_p(model)
+    rest = tuple(k for k in range(len(dims)) if k not in sites)
+    expected = p.sum(axis=rest)
+    # np.sum keeps the remaining axes in increasing order; reorder to `sites`
+    order = np.argsort(np.argsort(sites))
+    expected = np.transpose(expected, order)
+    got = model.marginal(sites)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
+    assert abs(got.sum() - 1) < 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), mask_bits=st.integers(0, 2**6 - 1))
+def test_log_marginal_per_row_masks(seed, mask_bits):
+    """Property: the marginal of any observed subset equals the dense sum."""
+    rng = np.random.default_rng(seed)
+    dims = (2, 2, 3, 2, 2, 2)
+    model = fitted_random(rng, dims, bond=3)
+    observed = np.array([(mask_bits >> k) & 1 for k in range(6)], dtype=bool)
+    x = np.array([rng.integers(0, d) for d in dims])[None, :]
+    p = dense_p(model)
+    index = tuple(x[0, k] if observed[k] else slice(None) for k in range(6))
+    expected = np.sum(p[index])
+    got = np.exp(model.log_marginal(x, observed))[0]
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_conditional_sample_matches_conditional(rng):
+    dims = (2, 2, 2, 2, 2)
+    model = fitted_random(rng, dims, bond=3)
+    observed = np.array([False, True, False, True, False])
+    x = np.array([0, 1, 0, 0, 0])
+    n = 20_000
+    out = model.conditional_sample(np.tile(x, (n, 1)), observed, random_state=2)
+    assert np.all(out[:, 1] == 1) and np.all(out[:, 3] == 0)
+    p = dense_p(model)[:, 1, :, 0, :]
+    p = (p / p.sum()).ravel()
+    codes = np.ravel_multi_index(out[:, [0, 2, 4]].T, (2, 2, 2))
+    freq = np.bincount(codes, minlength=8) / n
+    assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12)
+
+
+def test_conditional_sample_per_row_masks_keep_observed(rng):
+    model = fitted_random(rng, (2,) * 8)
+    X = rng.integers(0, 2, size=(30, 8))
+    observed = rng.random((30, 8)) < 0.5
+    out = model.conditional_sample(X, observed, random_state=0)
+    np.testing.assert_array_equal(out[observed], X[observed])
+
+
+def test_greedy_inpaint_is_argmax_for_one_free_site(rng):
+    dims = (2, 3, 2, 2)
+    model = fitted_random(rng, dims)
+    observed = np.array([True, False, True, True])
+    X = all_configurations(dims)
+    out = model.inpaint(X, observed)
+    p = dense_p(model)
+    best = np.argmax(p[X[:, 0], :, X[:, 2], X[:, 3]], axis=1)
+    np.testing.assert_array_equal(out[:, 1], best)
+
+
+def test_inpainting_recovers_bars_and_stripes(bas_model):
+    model, X = bas_model
+    observed = np.zeros(16, dtype=bool)
+    observed[:8] = True                                  # top two rows seen
+    matches = (X[:, None, :8] == X[None, :, :8]).all(axis=2).sum(axis=1)
+    unique = matches == 1                                # the top half fixes the pattern
+    assert unique.sum() == 14                            # the 14 bars that are not all-0/all-1
+    valid = {tuple(r) for r in X}
+    for method in ("greedy", "sample"):
+        out = model.inpaint(X, observed, method=method, random_state=0)
+        assert all(tuple(r) in valid for r in out)
+        np.testing.assert_array_equal(out[unique], X[unique])
+        np.testing.assert_array_equal(out[:, :8], X[:, :8])
+
+
+def test_bas_fit_reaches_entropy_and_samples_are_valid(bas_model):
+    model, X = bas_model
+    assert abs(-model.score(X) - np.log(30)) < 1e-3
+    assert len(model.history_.nll) == 2
+    samples = model.sample(3000, random_state=0)
+    valid = {tuple(r) for r in X}
+    assert all(tuple(r) in valid for r in samples)
+    assert len({tuple(r) for r in samples}) == 30
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def test_save_load_gives_identical_log_probabilities(bas_model, tmp_path):
+    model, X = bas_model
+    path = model.save(tmp_path / "bm")
+    assert path.suffix == ".npz"
+    back = MPSBornMachine.load(path)
+    np.testing.assert_array_equal(back.log_prob(X), model.log_prob(X))
+    assert back.get_params() == {**model.get_params(), "random_state": 0}
+    assert back.history_.nll == model.history_.nll
+    with pytest.raises(SchemaError, match="MatrixProductState"):
+        tnkit.MPS.save(model.mps_, tmp_path / "psi")
+        MPSBornMachine.load(tmp_path / "psi.npz")
+
+
+def test_warm_start_continues(rng):
+    X = bars_and_stripes(3)
+    model = MPSBornMachine(max_bond=8, n_sweeps=1, warm_start=True, random_state=0).fit(X)
+    first = model.history_.nll[-1]
+    model.fit(X)
+    assert len(model.history_.nll) == 2 and model.history_.nll[-1] < first
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_bad_arguments_are_named(rng):
+    X = bars_and_stripes(3)
+    with pytest.raises(OptionError, match="trainer"):
+        MPSBornMachine(trainer="adam").fit(X)
+    with pytest.raises(ValueError, match="learning_rate"):
+        MPSBornMachine(learning_rate=-1).fit(X)
+    with pytest.raises(TypeError, match="max_bond"):
+        MPSBornMachine(max_bond=2.5).fit(X)
+    with pytest.raises(ValueError, match="whole numbers"):
+        MPSBornMachine().fit(X + 0.5)
+    with pytest.raises(ValueError, match="2-d"):
+        MPSBornMachine().fit(X[0])
+    model = MPSBornMachine(max_bond=4, n_sweeps=1).fit(X)
+    with pytest.raises(ValueError, match=r"`X`\[0, 2\] = 2 is not a value of feature 2"):
+        model.log_prob(np.array([[0, 0, 2, 0, 0, 0, 0, 0, 0]]))
+    with pytest.raises(ValueError, match="observed"):
+        model.inpaint(X, np.ones(4, dtype=bool))
+    with pytest.raises(TypeError, match="observed"):
+        model.inpaint(X, np.ones(9))
+    with pytest.raises(OptionError, match="method"):
+        model.inpaint(X, np.ones(9, dtype=bool), method="map")
+    with pytest.raises(ValueError, match="sites"):
+        model.marginal([1, 1])
+
+
+def test_unfitted_raises():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        MPSBornMachine().sample(3)
+
+
+def test_check_discrete_data_accepts_bool_and_whole_floats():
+    np.testing.assert_array_equal(check_discrete_data("X", np.array([[True, False]])), [[1, 0]])
+    np.testing.assert_array_equal(check_discrete_data("X", np.array([[1.0, 2.0]])), [[1, 2]])
+    with pytest.raises(ValueError, match="non-negative"):
+        check_discrete_data("X", np.array([[-1, 0]]))

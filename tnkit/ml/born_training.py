@@ -1,0 +1,535 @@
+"""Training of MPS Born machines: two-site NLL sweeps and a minibatch gradient trainer.
+
+A Born machine models discrete data ``x = (x_0, ..., x_{N-1})`` with
+``p(x) = |psi(x)|**2 / Z``, ``psi(x) = A0[:, x_0, :] @ ... @ A_{N-1}[:, x_{N-1}, :]``
+and ``Z = <psi|psi>`` (Han, Wang, Fan, Wang & Zhang, PRX 8, 031012 (2018),
+arXiv:1709.01662). Training minimises the negative log-likelihood on a data set ``T``::
+
+    NLL = -1/|T| sum_{x in T} log p(x) = log Z - 1/|T| sum_{x in T} log |psi(x)|**2
+
+Two-site sweeps (:func:`sweep_train`)
+-------------------------------------
+The MPS is kept in mixed canonical form with the orthogonality centre on the pair
+``(k, k+1)`` being trained, so ``Z = ||B||**2`` for the merged tensor
+``B[l, s, t, r] = sum_m A_k[l, s, m] A_{k+1}[m, t, r]`` and costs nothing. With
+``psi(x) = L(x) B[:, x_k, x_{k+1}, :] R(x)`` the gradient is::
+
+    dNLL/dB = 2 B / Z - 2/|T| sum_x Phi(x) / psi(x),
+    Phi(x)[l, s, t, r] = L(x)[l] delta(s, x_k) delta(t, x_{k+1}) R(x)[r]
+
+Each step is ``B <- B - learning_rate * dNLL/dB`` followed by ``B <- B / ||B||`` (the
+paper's update). After ``n_descent_steps`` steps ``B`` is split by a truncated SVD
+(:func:`tnkit.core.linalg.truncated_svd`, so ``max_bond`` and ``cutoff`` follow the
+engine's rule and the bond grows where the data need it) and the centre moves on.
+
+Numerical safety. ``Phi(x) / psi(x)`` is invariant under scaling ``L(x)`` and
+``R(x)``, so the per-sample environments are stored normalised to unit norm with
+their log-scales kept apart (as in :mod:`tnkit.ml.environments`); nothing over- or
+underflows on hundreds of sites, whatever the learning rate or the start.
+
+Why a gather and not :class:`tnkit.ml.environments.BatchEnvironments`. The data are
+integers; their one-hot embedding makes ``L(x) (x) e_{x_k}`` mostly zeros. Grouping
+the samples by ``(x_k, x_{k+1})`` turns ``psi`` and the gradient into one
+``(n_g, D) @ (D, D)`` product per group: ``d_k d_{k+1}`` times fewer operations than
+contracting the one-hot vectors, and physical dimensions may differ from site to
+site (categorical features), which the shared environments do not allow.
+
+Minibatch gradient trainer (:func:`gradient_train`)
+---------------------------------------------------
+All site tensors are updated together with Adam on minibatches, the bond dimensions
+fixed. :func:`nll_and_gradient` gives the exact NLL and its gradient with respect to
+every site tensor, with ``Z`` and its gradient from log-scaled transfer environments.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.contract import contract
+from ..core.linalg import truncated_svd
+from ..core.threads import blas_threads
+from ..mps.mps import MatrixProductState
+from .environments import normalize_rows
+
+__all__ = [
+    "TrainingHistory",
+    "sweep_train",
+    "gradient_train",
+    "nll_and_gradient",
+    "group_rows",
+    "absorb_left",
+    "absorb_right",
+]
+
+#: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
+_TINY = 1e-150
+
+
+@dataclass
+class TrainingHistory:
+    """What a trainer did, one entry per sweep (or epoch).
+
+    Attributes
+    ----------
+    nll : list of float
+        Training NLL in nats after each sweep / epoch (exact, of the state as stored).
+    max_bond : list of int
+        Largest bond dimension after each sweep / epoch.
+    seconds : list of float
+        Wall time of each sweep / epoch.
+    """
+
+    nll: list[float] = field(default_factory=list)
+    max_bond: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def append(self, nll: float, max_bond: int, seconds: float) -> None:
+        """Record one sweep or epoch."""
+        self.nll.append(float(nll))
+        self.max_bond.append(int(max_bond))
+        self.seconds.append(float(seconds))
+
+
+# --------------------------------------------------------------------------- gathers
+
+
+def group_rows(*columns: np.ndarray, dims: tuple[int, ...]) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Group sample indices by the values of one or more integer columns.
+
+    Parameters
+    ----------
+    *columns : numpy.ndarray of int, shape (n,)
+        Values of the grouped sites, ``0 <= columns[j] < dims[j]``.
+    dims : tuple of int
+        Number of values of each column.
+
+    Returns
+    -------
+    list of (values, rows)
+        One entry per value combination that occurs: the tuple of values and the
+        sorted row indices holding it.
+    """
+    code = np.zeros(len(columns[0]), dtype=np.intp)
+    for col, d in zip(columns, dims):
+        code = code * d + col
+    order = np.argsort(code, kind="stable")
+    sorted_codes = code[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    groups = []
+    for a, b in zip(starts, ends):
+        values = np.unravel_index(int(sorted_codes[a]), dims)
+        groups.append((tuple(int(v) for v in values), order[a:b]))
+    return groups
+
+
+def absorb_left(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``env[n] @ tensor[:, x[n], :]`` for every sample ``n`` (not normalised).
+
+    Parameters
+    ----------
+    env : numpy.ndarray, shape (n, D_left)
+    tensor : numpy.ndarray, shape (D_left, d, D_right)
+    x : numpy.ndarray of int, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, D_right)
+    """
+    out = np.empty((env.shape[0], tensor.shape[2]), dtype=np.result_type(env, tensor))
+    for (s,), rows in group_rows(x, dims=(tensor.shape[1],)):
+        out[rows] = contract("na,ab->nb", env[rows], tensor[:, s, :])
+    return out
+
+
+def absorb_right(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``tensor[:, x[n], :] @ env[n]`` for every sample ``n`` (not normalised).
+
+    Parameters
+    ----------
+    env : numpy.ndarray, shape (n, D_right)
+    tensor : numpy.ndarray, shape (D_left, d, D_right)
+    x : numpy.ndarray of int, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, D_left)
+    """
+    out = np.empty((env.shape[0], tensor.shape[0]), dtype=np.result_type(env, tensor))
+    for (s,), rows in group_rows(x, dims=(tensor.shape[1],)):
+        out[rows] = contract("nb,ab->na", env[rows], tensor[:, s, :])
+    return out
+
+
+# --------------------------------------------------------------------------- environments
+
+
+class _Environments:
+    """Normalised per-sample left/right environments of integer data, cached per site.
+
+    ``env[j]`` is the left environment of sites ``0..j-1`` (shape ``(n, D_j)``) for
+    ``j <= k`` and the right environment of sites ``j..N-1`` for ``j >= k + 2`` while
+    the pair ``(k, k+1)`` is trained; ``scale[j]`` holds the removed log-norms.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        n, n_sites = X.shape
+        self.X = X
+        ones = np.ones((n, 1))
+        self.env: list[np.ndarray | None] = [None] * (n_sites + 1)
+        self.scale: list[np.ndarray | None] = [None] * (n_sites + 1)
+        self.env[0], self.scale[0] = ones, np.zeros(n)
+        self.env[n_sites], self.scale[n_sites] = ones, np.zeros(n)
+
+    def build_right(self, tensors: list[np.ndarray], stop: int) -> None:
+        """Right environments ``env[j]`` for ``j = N-1 .. stop``."""
+        for j in range(len(tensors) - 1, stop - 1, -1):
+            self.set_right(tensors, j)
+
+    def build_left(self, tensors: list[np.ndarray], stop: int) -> None:
+        """Left environments ``env[j]`` for ``j = 1 .. stop``."""
+        for j in range(1, stop + 1):
+            self.set_left(tensors, j)
+
+    def set_left(self, tensors: list[np.ndarray], j: int) -> None:
+        """``env[j]`` from ``env[j-1]`` and site ``j - 1``."""
+        env, log_norm = normalize_rows(absorb_left(self.env[j - 1], tensors[j - 1], self.X[:, j - 1]))
+        self.env[j], self.scale[j] = env, self.scale[j - 1] + log_norm
+
+    def set_right(self, tensors: list[np.ndarray], j: int) -> None:
+        """``env[j]`` from ``env[j+1]`` and site ``j``."""
+        env, log_norm = normalize_rows(absorb_right(self.env[j + 1], tensors[j], self.X[:, j]))
+        self.env[j], self.scale[j] = env, self.scale[j + 1] + log_norm
+
+
+# --------------------------------------------------------------------------- two-site sweeps
+
+
+class _PairProblem:
+    """The local NLL of the merged pair ``(k, k+1)`` with fixed environments."""
+
+    def __init__(self, envs: _Environments, k: int, dims: tuple[int, int]) -> None:
+        left, right = envs.env[k], envs.env[k + 2]
+        self.n = left.shape[0]
+        self.log_scale = envs.scale[k] + envs.scale[k + 2]
+        self.groups = [
+            (values, rows, left[rows], right[rows])
+            for values, rows in group_rows(envs.X[:, k], envs.X[:, k + 1], dims=dims)
+        ]
+
+    def psi(self, merged: np.ndarray) -> np.ndarray:
+        """Amplitudes of the normalised environments, ``(n,)``, in sample order."""
+        out = np.empty(self.n, dtype=merged.dtype)
+        for (s, t), rows, left, right in self.groups:
+            out[rows] = contract("na,ab,nb->n", left, merged[:, s, t, :], right)
+        return out
+
+    def data_gradient(self, merged: np.ndarray) -> np.ndarray:
+        """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
+        grad = np.zeros_like(merged)
+        for (s, t), _, left, right in self.groups:
+            psi = contract("na,ab,nb->n", left, merged[:, s, t, :], right)
+            psi = np.where(np.abs(psi) < _TINY, np.where(psi < 0, -_TINY, _TINY), psi)
+            grad[:, s, t, :] = contract("na,nb->ab", left, right / psi[:, None])
+        return grad / self.n
+
+    def descend(self, merged: np.ndarray, learning_rate: float, n_steps: int) -> np.ndarray:
+        """``n_steps`` of Han et al.'s update on the unit sphere; returns the new ``B``."""
+        for _ in range(n_steps):
+            merged = merged - learning_rate * (2.0 * merged - 2.0 * self.data_gradient(merged))
+            norm = np.linalg.norm(merged)
+            if not np.isfinite(norm) or norm == 0.0:
+                raise FloatingPointError(
+                    "the merged tensor became zero or non-finite; lower `learning_rate`."
+                )
+            merged = merged / norm
+        return merged
+
+
+def _split(
+    merged: np.ndarray, *, going_right: bool, max_bond: int | None, cutoff: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated SVD of ``B`` into two sites, the norm (one) moved to the next centre."""
+    dl, d1, d2, dr = merged.shape
+    u, s, vh, _ = truncated_svd(merged.reshape(dl * d1, d2 * dr), max_bond=max_bond, cutoff=cutoff)
+    s = s / np.linalg.norm(s)
+    if going_right:
+        return u.reshape(dl, d1, -1), (s[:, None] * vh).reshape(-1, d2, dr)
+    return (u * s).reshape(dl, d1, -1), vh.reshape(-1, d2, dr)
+
+
+def _end_nll(envs: _Environments, tensors: list[np.ndarray], centre: int) -> float:
+    """Exact NLL of the normalised MPS whose centre is the end site ``centre``."""
+    n_sites = len(tensors)
+    if centre == n_sites - 1:
+        env, scale = envs.env[centre], envs.scale[centre]
+        psi = absorb_left(env, tensors[centre], envs.X[:, centre])[:, 0]
+    else:
+        env, scale = envs.env[1], envs.scale[1]
+        psi = absorb_right(env, tensors[0], envs.X[:, 0])[:, 0]
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(2.0 * (scale + np.log(np.abs(psi)))))
+
+
+def sweep_train(
+    mps: MatrixProductState,
+    X: np.ndarray,
+    *,
+    n_sweeps: int,
+    learning_rate: float,
+    n_descent_steps: int,
+    max_bond: int | None,
+    cutoff: float,
+    progress: bool = False,
+    history: TrainingHistory | None = None,
+    callback: Callable[[int, MatrixProductState, float], None] | None = None,
+) -> tuple[MatrixProductState, TrainingHistory]:
+    """Train a Born machine by two-site sweeps on the negative log-likelihood.
+
+    Parameters
+    ----------
+    mps : MatrixProductState
+        Starting state (real); it is canonicalised, not modified.
+    X : numpy.ndarray of int, shape (n_samples, n_sites)
+        Training data, ``0 <= X[:, i] < mps.phys_dims[i]`` (checked by the caller).
+    n_sweeps : int
+        Number of sweeps; a sweep is one pass over the ``N - 1`` pairs in one
+        direction, alternating direction (Han et al.'s "loop" is two sweeps).
+    learning_rate : float
+        Step of ``B <- B - learning_rate * dNLL/dB``.
+    n_descent_steps : int
+        Gradient steps per pair before the split.
+    max_bond : int or None
+        Largest bond dimension kept by the split.
+    cutoff : float
+        Largest relative discarded weight per split (see :mod:`tnkit.core.linalg`).
+    progress : bool
+        Show a tqdm bar over sweeps with the NLL.
+    history : TrainingHistory, optional
+        Appended to (warm start); a new one by default.
+    callback : callable, optional
+        ``callback(sweep, mps, nll)`` after each sweep.
+
+    Returns
+    -------
+    mps : MatrixProductState
+        The trained state, normalised, centre at one end.
+    history : TrainingHistory
+    """
+    history = TrainingHistory() if history is None else history
+    n_sites = mps.n_sites
+    if n_sites < 2:
+        raise ValueError(f"two-site sweeps need at least 2 sites, got {n_sites}.")
+    state = mps.copy()
+    # start at the end where the centre is (or site 0) and sweep away from it
+    start_right = state.center != n_sites - 1
+    state.canonicalize_(0 if start_right else n_sites - 1).normalize_()
+    tensors = list(state.tensors)
+    envs = _Environments(X)
+    if start_right:
+        envs.build_right(tensors, 2)
+    else:
+        envs.build_left(tensors, n_sites - 2)
+    bar = _progress(n_sweeps, progress)
+    going_right = start_right
+    for sweep in range(n_sweeps):
+        tick = time.perf_counter()
+        with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
+            _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff)
+        nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
+        history.append(nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick)
+        going_right = not going_right
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nll=f"{nll:.4f}", bond=history.max_bond[-1])
+        if callback is not None:
+            callback(sweep, _as_mps(tensors, going_right), nll)
+    if bar is not None:
+        bar.close()
+    return _as_mps(tensors, going_right), history
+
+
+def _as_mps(tensors: list[np.ndarray], next_going_right: bool) -> MatrixProductState:
+    n = len(tensors)
+    # after a right sweep the centre is at N-1, after a left sweep at 0
+    if next_going_right:
+        return MatrixProductState._trusted(list(tensors), 0, 1)
+    return MatrixProductState._trusted(list(tensors), n - 1, n)
+
+
+def _one_sweep(
+    tensors: list[np.ndarray],
+    envs: _Environments,
+    going_right: bool,
+    learning_rate: float,
+    n_steps: int,
+    max_bond: int | None,
+    cutoff: float,
+) -> None:
+    n_sites = len(tensors)
+    pairs = range(n_sites - 1) if going_right else range(n_sites - 2, -1, -1)
+    for k in pairs:
+        merged = contract("asb,btc->astc", tensors[k], tensors[k + 1])
+        problem = _PairProblem(envs, k, (merged.shape[1], merged.shape[2]))
+        merged = problem.descend(merged, learning_rate, n_steps)
+        tensors[k], tensors[k + 1] = _split(merged, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
+        if going_right:
+            envs.set_left(tensors, k + 1)
+        else:
+            envs.set_right(tensors, k + 1)
+
+
+def _progress(total: int, enabled: bool):  # noqa: ANN202 - tqdm or None
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Born machine", unit="sweep")
+
+
+# --------------------------------------------------------------------------- full gradient
+
+
+def nll_and_gradient(tensors: list[np.ndarray], X: np.ndarray) -> tuple[float, list[np.ndarray]]:
+    """Exact NLL of ``X`` under the Born machine of ``tensors`` and its gradient.
+
+    Parameters
+    ----------
+    tensors : list of numpy.ndarray
+        Real site tensors ``(D_left, d_i, D_right)``, any gauge and norm.
+    X : numpy.ndarray of int, shape (n, n_sites)
+
+    Returns
+    -------
+    nll : float
+        ``log Z - mean log |psi(x)|**2`` in nats.
+    grads : list of numpy.ndarray
+        ``dNLL/dA_i``, same shapes as ``tensors``.
+    """
+    n, n_sites = X.shape
+    envs = _Environments(X)
+    envs.build_left(tensors, n_sites)
+    lefts = [(envs.env[j], envs.scale[j]) for j in range(n_sites + 1)]
+    envs.env[n_sites], envs.scale[n_sites] = np.ones((n, 1)), np.zeros(n)
+    envs.build_right(tensors, 0)
+    rights = envs.env
+    psi_end, log_scale_end = lefts[n_sites]
+    log_psi = log_scale_end + np.log(np.maximum(np.abs(psi_end[:, 0]), 1e-300))
+    log_z, z_left, z_right = _norm_environments(tensors)
+    grads = []
+    for i, a in enumerate(tensors):
+        left = lefts[i][0]
+        right = rights[i + 1]
+        data = np.zeros_like(a)
+        for (s,), rows in group_rows(X[:, i], dims=(a.shape[1],)):
+            psi = contract("na,ab,nb->n", left[rows], a[:, s, :], right[rows])
+            psi = np.where(np.abs(psi) < _TINY, np.where(psi < 0, -_TINY, _TINY), psi)
+            data[:, s, :] = contract("na,nb->ab", left[rows], right[rows] / psi[:, None])
+        env_a = contract("xy,xsa,ab->ysb", z_left[i], a, z_right[i + 1])
+        z_local = float(np.vdot(a, env_a))
+        grads.append(2.0 * env_a / z_local - 2.0 * data / n)
+    return float(log_z - 2.0 * np.mean(log_psi)), grads
+
+
+def _norm_environments(tensors: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """``log Z`` and trace-normalised transfer environments from the left and the right."""
+    n_sites = len(tensors)
+    left = [np.ones((1, 1))]
+    log_z = 0.0
+    for a in tensors:
+        e = contract("xy,xsa,ysb->ab", left[-1], a, a)
+        tr = float(np.trace(e))
+        if not tr > 0:
+            raise FloatingPointError("the state has zero norm.")
+        log_z += math.log(tr)
+        left.append(e / tr)
+    right: list[np.ndarray] = [np.ones((1, 1))] * (n_sites + 1)
+    for i in range(n_sites - 1, -1, -1):
+        e = contract("asx,bsy,xy->ab", tensors[i], tensors[i], right[i + 1])
+        right[i] = e / float(np.trace(e))
+    return log_z, left, right
+
+
+def gradient_train(
+    mps: MatrixProductState,
+    X: np.ndarray,
+    *,
+    n_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    rng: np.random.Generator,
+    progress: bool = False,
+    history: TrainingHistory | None = None,
+) -> tuple[MatrixProductState, TrainingHistory]:
+    """Train all site tensors together with Adam on minibatches (bond dimensions fixed).
+
+    Parameters
+    ----------
+    mps : MatrixProductState
+        Starting state (real).
+    X : numpy.ndarray of int, shape (n_samples, n_sites)
+    n_epochs : int
+        Passes over the shuffled data.
+    batch_size : int
+        Samples per step.
+    learning_rate : float
+        Adam's step size; the tensors are rescaled to ``Z = 1`` after every step.
+    rng : numpy.random.Generator
+        For the shuffles.
+    progress : bool
+        Show a tqdm bar over epochs with the NLL.
+    history : TrainingHistory, optional
+        Appended to (warm start).
+
+    Returns
+    -------
+    mps : MatrixProductState
+        Normalised, right-canonical (centre 0).
+    history : TrainingHistory
+        The NLL recorded per epoch is that of the whole training set at the epoch's end.
+    """
+    history = TrainingHistory() if history is None else history
+    tensors = [np.array(t) for t in mps.normalized().tensors]
+    moments = [np.zeros_like(t) for t in tensors]
+    squares = [np.zeros_like(t) for t in tensors]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    step = 0
+    bar = _progress(n_epochs, progress)
+    bond = max(t.shape[2] for t in tensors)
+    for _ in range(n_epochs):
+        tick = time.perf_counter()
+        order = rng.permutation(len(X))
+        with blas_threads(bond):
+            for start in range(0, len(X), batch_size):
+                _, grads = nll_and_gradient(tensors, X[order[start : start + batch_size]])
+                step += 1
+                for i, g in enumerate(grads):
+                    moments[i] = beta1 * moments[i] + (1 - beta1) * g
+                    squares[i] = beta2 * squares[i] + (1 - beta2) * g * g
+                    m_hat = moments[i] / (1 - beta1**step)
+                    v_hat = squares[i] / (1 - beta2**step)
+                    tensors[i] = tensors[i] - learning_rate * m_hat / (np.sqrt(v_hat) + eps)
+                _rescale(tensors)
+            nll, _ = nll_and_gradient(tensors, X)
+        history.append(nll, bond, time.perf_counter() - tick)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nll=f"{nll:.4f}")
+    if bar is not None:
+        bar.close()
+    state = MatrixProductState(tensors)
+    state.canonicalize_(0).normalize_()
+    return state, history
+
+
+def _rescale(tensors: list[np.ndarray]) -> None:
+    """Scale every tensor by the same factor so that ``Z = 1`` (in place on the list)."""
+    log_z, _, _ = _norm_environments(tensors)
+    factor = math.exp(-log_z / (2 * len(tensors)))
+    for i, t in enumerate(tensors):
+        tensors[i] = t * factor
