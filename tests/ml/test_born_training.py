@@ -1,0 +1,155 @@
+"""Born-machine training: gradients against finite differences, NLL decrease over
+sweeps, the crash settings of the original code, the gradient trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tnkit
+from tnkit.ml import MPSBornMachine
+from tnkit.ml.born_training import (
+    _PairProblem,
+    _Environments,
+    absorb_left,
+    absorb_right,
+    group_rows,
+    nll_and_gradient,
+    sweep_train,
+)
+
+from conftest import all_configurations
+
+
+def dense_nll(tensors, X) -> float:
+    psi = tnkit.MPS(tensors).to_dense().reshape(tuple(t.shape[1] for t in tensors))
+    p = psi**2 / np.sum(psi**2)
+    return float(-np.mean(np.log(p[tuple(X.T)])))
+
+
+def random_data(rng, n, dims):
+    return np.stack([rng.integers(0, d, size=n) for d in dims], axis=1)
+
+
+def test_group_rows_partitions_samples(rng):
+    a, b = rng.integers(0, 3, 50), rng.integers(0, 2, 50)
+    groups = group_rows(a, b, dims=(3, 2))
+    rows = np.sort(np.concatenate([r for _, r in groups]))
+    np.testing.assert_array_equal(rows, np.arange(50))
+    for (s, t), r in groups:
+        assert np.all(a[r] == s) and np.all(b[r] == t)
+
+
+def test_absorb_matches_einsum(rng):
+    env, a, x = rng.standard_normal((7, 3)), rng.standard_normal((3, 4, 5)), rng.integers(0, 4, 7)
+    np.testing.assert_allclose(absorb_left(env, a, x), np.einsum("na,anb->nb", env, a[:, x, :]))
+    env_r = rng.standard_normal((7, 5))
+    np.testing.assert_allclose(absorb_right(env_r, a, x), np.einsum("anb,nb->na", a[:, x, :], env_r))
+
+
+@pytest.mark.parametrize("dims", [(2,) * 6, (2, 3, 2, 4, 2)])
+def test_full_gradient_matches_finite_differences(rng, dims):
+    tensors = list(tnkit.MPS.random(len(dims), 3, phys_dim=list(dims), seed=rng, normalize=False).tensors)
+    tensors = [np.array(t) * 1.3 for t in tensors]
+    X = random_data(rng, 20, dims)
+    nll, grads = nll_and_gradient(tensors, X)
+    assert nll == pytest.approx(dense_nll(tensors, X), rel=1e-10)
+    h = 1e-6
+    for i in (0, len(dims) // 2, len(dims) - 1):
+        for idx in list(np.ndindex(tensors[i].shape))[:6]:
+            plus = [t.copy() for t in tensors]
+            minus = [t.copy() for t in tensors]
+            plus[i][idx] += h
+            minus[i][idx] -= h
+            fd = (dense_nll(plus, X) - dense_nll(minus, X)) / (2 * h)
+            assert grads[i][idx] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_pair_gradient_matches_finite_differences(rng):
+    """The two-site update direction is dNLL/dB at Z = ||B||**2 = 1 (canonical form)."""
+    dims = (2, 3, 2, 2, 2)
+    psi = tnkit.MPS.random(5, 3, phys_dim=list(dims), seed=rng)
+    k = 2
+    psi.canonicalize_(k)
+    tensors = list(psi.tensors)
+    X = random_data(rng, 30, dims)
+    envs = _Environments(X)
+    envs.build_left(tensors, k)
+    envs.build_right(tensors, k + 2)
+    merged = tnkit.contract("asb,btc->astc", tensors[k], tensors[k + 1])
+    problem = _PairProblem(envs, k, (dims[k], dims[k + 1]))
+    # the local amplitudes (with the stored log-scales) are the dense amplitudes
+    dense = psi.to_dense().reshape(dims)[tuple(X.T)]
+    np.testing.assert_allclose(problem.psi(merged) * np.exp(problem.log_scale), dense, rtol=1e-10)
+    merged = merged / np.linalg.norm(merged)
+    grad = 2 * merged - 2 * problem.data_gradient(merged)   # dNLL/dB at ||B|| = 1
+
+    def nll(b):  # log Z - mean log psi**2 with Z = ||B||**2 (the rest is canonical)
+        return np.log(np.sum(b**2)) - np.mean(np.log(problem.psi(b) ** 2))
+
+    h = 1e-6
+    for idx in list(np.ndindex(merged.shape))[::5][:10]:
+        plus, minus = merged.copy(), merged.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        fd = (nll(plus) - nll(minus)) / (2 * h)
+        assert grad[idx] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_sweeps_decrease_nll_and_report_it_exactly(rng):
+    dims = (2,) * 10
+    X = random_data(rng, 200, dims)
+    X[:, 5] = X[:, 4]                                   # some structure to learn
+    mps, history = sweep_train(
+        tnkit.MPS.random(10, 2, seed=rng), X, n_sweeps=5, learning_rate=0.05,
+        n_descent_steps=5, max_bond=8, cutoff=1e-10,
+    )
+    assert np.all(np.diff(history.nll) < 1e-9)
+    assert history.nll[-1] == pytest.approx(dense_nll(list(mps.tensors), X), rel=1e-10)
+    assert mps.norm() == pytest.approx(1.0)
+    assert mps.max_bond_dim <= 8 and history.max_bond[-1] == mps.max_bond_dim
+
+
+def test_original_crash_settings_train_without_overflow(rng):
+    """lr 0.05, cutoff 1e-7, random start on 300 sites: everything stays finite."""
+    X = (rng.random((40, 300)) < 0.2).astype(int)
+    model = MPSBornMachine(max_bond=6, cutoff=1e-7, learning_rate=0.05, n_sweeps=2,
+                           n_descent_steps=3, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.history_.nll))
+    assert np.all(np.isfinite(model.log_prob(X)))
+    assert model.history_.nll[-1] < model.history_.nll[0]
+
+
+def test_gradient_trainer_decreases_nll(rng):
+    dims = (2,) * 8
+    X = random_data(rng, 120, dims)
+    X[:, 1] = X[:, 0]
+    X[:, 6] = 1 - X[:, 7]
+    model = MPSBornMachine(trainer="gradient", max_bond=4, n_epochs=8, batch_size=40,
+                           learning_rate=0.05, random_state=0).fit(X)
+    nll = model.history_.nll
+    assert nll[-1] < nll[0] - 0.3
+    assert -model.score(X) == pytest.approx(nll[-1], rel=1e-9)
+    assert model.mps_.max_bond_dim == 4
+
+
+def test_bas_two_sweeps_reach_ln30():
+    from tnkit.datasets import bars_and_stripes
+
+    X = bars_and_stripes(4)
+    for seed in range(3):
+        model = MPSBornMachine(max_bond=32, init_bond=16, n_sweeps=2, random_state=seed).fit(X)
+        assert abs(model.history_.nll[-1] - np.log(30)) < 1e-3
+
+
+def test_categorical_features_exact_on_small_data(rng):
+    """Enough bond and sweeps: the model learns the empirical distribution exactly."""
+    dims = (3, 2, 4)
+    X = random_data(rng, 12, dims)
+    model = MPSBornMachine(max_bond=None, init_bond=8, n_sweeps=6, n_categories=list(dims),
+                           learning_rate=0.1, random_state=0).fit(X)
+    configs = all_configurations(dims)
+    p = np.exp(model.log_prob(configs))
+    codes = np.ravel_multi_index(X.T, dims)
+    empirical = np.bincount(codes, minlength=p.size) / len(X)
+    np.testing.assert_allclose(p, empirical, atol=2e-3)
