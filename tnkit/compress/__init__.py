@@ -1,0 +1,41 @@
+"""LLM compression: transformer weights as matrix product operators (CompactifAI-style).
+
+Importing this package imports torch (``import tnkit`` does not). The pieces:
+
+* :class:`MPOLinear` and :class:`LowRankLinear`: compressed drop-in linear layers;
+* :func:`compress_model`: choose layers, calibrate, factorise, replace, in place;
+* :func:`collect_activation_stats`: input statistics for data-aware truncation;
+* :func:`allocate_budget`: per-layer sizes for a global parameter budget;
+* :func:`entanglement_profile`, :func:`sensitivity_profile`: which layers tolerate compression;
+* :func:`heal`: a short AdamW fine-tune with checkpoints;
+* :func:`perplexity`, :func:`evaluate_model`: sliding-window perplexity, size, speed;
+* :func:`save_compressed`, :func:`load_compressed`: safetensors + JSON, no pickle;
+* :func:`load_model`, :func:`tiny_llama`, :func:`tiny_gpt2`: models from disk or for tests.
+
+See ``docs/compress.md`` for the guide.
+"""
+
+from .allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
+from .calibration import ActivationStats, channel_scale, collect_activation_stats
+from .corpus import heal_eval_split, read_text, split_articles, token_batches, tokenize
+from .evaluate import EvalReport, evaluate_model, format_reports, generation_speed, model_bytes, perplexity
+from .factorize import MPOFactors, bond_for_params, max_bonds, mpo_factorize, weight_entanglement
+from .heal import HealResult, heal
+from .lowrank import LowRankLinear, lowrank_factors
+from .models import load_model, smollm2_gguf_path, tiny_gpt2, tiny_llama
+from .mpo_linear import MPOLinear
+from .pipeline import METHODS, CompressionResult, compress_model, count_params
+from .profile import entanglement_profile, plot_profile, sensitivity_profile, sensitivity_weights
+from .serialize import load_compressed, save_compressed
+from .surgery import find_layers, linear_weight, replace_layers
+
+__all__ = [
+    "MPOLinear", "LowRankLinear", "lowrank_factors", "MPOFactors", "mpo_factorize", "max_bonds",
+    "bond_for_params", "weight_entanglement", "ActivationStats", "collect_activation_stats", "channel_scale",
+    "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS", "CompressionResult",
+    "compress_model", "count_params", "find_layers", "replace_layers", "linear_weight",
+    "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal",
+    "perplexity", "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",
+    "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
+    "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches",
+]

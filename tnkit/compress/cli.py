@@ -1,0 +1,226 @@
+"""``tnkit compress``, ``tnkit profile`` and ``tnkit eval``: the compression command line.
+
+Each ``add_*_parser(sub)`` registers one subcommand (see :mod:`tnkit.cli`);
+:func:`add_parser` registers all three. torch and transformers are imported only
+when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser"]
+
+_MODEL_HELP = ("MODEL is a Hugging Face model directory (config.json + weights), a directory written by "
+               "'tnkit compress', or a .gguf file (4-bit GGUF weights are dequantised to float32).")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``compress``, ``profile`` and ``eval``."""
+    add_compress_parser(sub)
+    add_profile_parser(sub)
+    add_eval_parser(sub)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model to load: " + _MODEL_HELP)
+    p.add_argument("--gguf", default=None, metavar="FILE",
+                   help="name of the GGUF file inside the MODEL directory (when MODEL is a directory holding one)")
+
+
+def _layer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layers", nargs="+", default=None, metavar="GLOB",
+                   help="compress only layers whose full name matches one of these shell globs, e.g. "
+                        "'*.mlp.*' or 'model.layers.1?.*' (default: every linear layer in the blocks)")
+    p.add_argument("--roles", nargs="+", default=None, metavar="ROLE",
+                   help="compress only these roles: q k v o qkv gate up down, or the groups attention, mlp")
+    p.add_argument("--depth", nargs=2, type=int, default=None, metavar=("START", "STOP"),
+                   help="compress only blocks START <= index < STOP")
+    p.add_argument("--exclude", nargs="+", default=(), metavar="GLOB",
+                   help="leave layers matching these globs dense (e.g. '*.down_proj')")
+
+
+def _text_args(p: argparse.ArgumentParser, *, heal: bool) -> None:
+    p.add_argument("--eval-text", default=None, metavar="PATH",
+                   help="plain-text file or directory for perplexity; a WikiText-2 test file is cut to its "
+                        "evaluation articles (from ' = Attalea ( palm ) = ' on)")
+    p.add_argument("--eval-tokens", type=int, default=None, metavar="N", help="evaluate on the first N tokens only")
+    p.add_argument("--window", type=int, default=512, help="perplexity sliding-window length in tokens (default 512)")
+    p.add_argument("--stride", type=int, default=256, help="perplexity window step in tokens (default 256)")
+
+
+def add_compress_parser(sub: Any) -> None:
+    """Register ``tnkit compress``."""
+    p = sub.add_parser("compress", help="compress a causal LM's linear layers into MPOs (or low-rank layers)",
+                       description="Replace the linear layers of a causal language model by MPO layers "
+                                   "(tensor-train factorised weights), optionally heal by a short fine-tune, "
+                                   "evaluate before/after, and save safetensors + config to --out. " + _MODEL_HELP)
+    _model_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the compressed model to")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--max-bond", type=int, default=None, metavar="N",
+                      help="bond dimension of every MPO (rank for low-rank methods); must not exceed what a layer admits")
+    size.add_argument("--ratio", type=float, default=None, metavar="R",
+                      help="fraction in (0, 1] of the selected layers' parameters to keep (default 0.5)")
+    p.add_argument("--method", default="mpo-aware", choices=("svd", "asvd", "whiten", "mpo", "mpo-aware"),
+                   help="mpo-aware (default): data-aware MPO with budget allocation; mpo: plain TT-SVD; "
+                        "svd/asvd/whiten: low-rank baselines")
+    _layer_args(p)
+    p.add_argument("--calib-text", default=None, metavar="PATH",
+                   help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
+    p.add_argument("--calib-tokens", type=int, default=8192, help="calibration tokens (default 8192)")
+    p.add_argument("--heal-text", default=None, metavar="PATH",
+                   help="plain-text file or directory to heal on; a WikiText-2 test file is cut to its healing "
+                        "articles, never the evaluation ones")
+    p.add_argument("--heal-tokens", type=int, default=100_000, help="healing token budget (default 100000)")
+    p.add_argument("--heal-seconds", type=float, default=None, help="healing wall-time cap in seconds")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per training/calibration window (default 256)")
+    _text_args(p, heal=True)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run_compress)
+
+
+def add_profile_parser(sub: Any) -> None:
+    """Register ``tnkit profile``."""
+    p = sub.add_parser("profile", help="layer sensitivity and weight-entanglement profiles of a causal LM",
+                       description="Print the entanglement entropy of each weight as a 2-core MPO (no data needed) "
+                                   "and, with --eval-text, the perplexity change when each block (or layer) alone is "
+                                   "compressed; write a table (JSON) and a PNG plot. " + _MODEL_HELP)
+    _model_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for profile.json and profile.png")
+    _layer_args(p)
+    _text_args(p, heal=False)
+    p.add_argument("--unit", default="block", choices=("block", "layer", "role"),
+                   help="what to compress at a time for sensitivity (default block)")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of a unit's parameters kept (default 0.5)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run_profile)
+
+
+def add_eval_parser(sub: Any) -> None:
+    """Register ``tnkit eval``."""
+    p = sub.add_parser("eval", help="perplexity, size and speed of one or more causal LMs",
+                       description="Measure each MODEL: parameters, bytes in memory and on disk, sliding-window "
+                                   "perplexity and greedy tokens/s at batch 1; print a table and optionally write JSON. "
+                                   + _MODEL_HELP)
+    p.add_argument("models", nargs="+", metavar="MODEL", help="models to measure (the first is the baseline)")
+    p.add_argument("--gguf", default=None, metavar="FILE", help="GGUF file name inside a MODEL directory")
+    _text_args(p, heal=False)
+    p.add_argument("--speed-tokens", type=int, default=32, help="tokens generated to time (0 skips; default 32)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the reports to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run_eval)
+
+
+# ---------------------------------------------------------------------- runners
+
+
+def _text_ids(tok: Any, path: str | None, part: str) -> Any:
+    from .corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, tokenize
+
+    if path is None:
+        return None
+    if tok is None:
+        raise ValueError("the model has no tokenizer, so text cannot be tokenised.")
+    text = read_text(path)
+    if EVAL_FIRST_HEADING in text:
+        text = heal_eval_split(text)[0 if part == "heal" else 1]
+    return tokenize(tok, text)
+
+
+def _select(model: Any, args: Any) -> Any:
+    from .surgery import find_layers
+
+    return find_layers(model, patterns=args.layers, roles=args.roles,
+                       depth=tuple(args.depth) if args.depth else None, exclude=args.exclude)
+
+
+def _run_compress(args: Any) -> int:
+    from .corpus import token_batches
+    from .evaluate import evaluate_model, format_reports, write_reports
+    from .heal import heal
+    from .models import load_model
+    from .pipeline import compress_model
+    from .serialize import save_compressed
+
+    model, tok = load_model(args.model, gguf_file=args.gguf)
+    layers = _select(model, args)
+    eval_ids = _text_ids(tok, args.eval_text, "eval")
+    heal_ids = _text_ids(tok, args.heal_text, "heal")
+    calib_ids = _text_ids(tok, args.calib_text, "heal") if args.calib_text else (heal_ids if heal_ids is not None else eval_ids)
+    kw = dict(window=args.window, stride=args.stride, max_tokens=args.eval_tokens, progress=not args.no_progress)
+    reports = [evaluate_model(model, "original", ids=eval_ids, speed_tokens=8, **kw)] if eval_ids is not None else []
+    calib = None
+    if args.method in ("asvd", "whiten", "mpo-aware"):
+        if calib_ids is None:
+            raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or --eval-text.")
+        calib = token_batches(calib_ids, seq_len=min(args.seq_len, len(calib_ids)), batch_size=4,
+                              n_batches=max(1, args.calib_tokens // (4 * args.seq_len)), seed=0)
+    ratio = 0.5 if args.max_bond is None and args.ratio is None else args.ratio
+    result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond, layers=layers,
+                            calibration=calib, progress=not args.no_progress)
+    print(result.table())
+    if eval_ids is not None:
+        reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
+    if heal_ids is not None:
+        h = heal(model, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr,
+                 seq_len=min(args.seq_len, len(heal_ids) // 8 or 2), checkpoint_dir=Path(args.out) / "heal_checkpoint",
+                 progress=not args.no_progress)
+        print(f"healed {h.steps} steps, {h.tokens:,} tokens in {h.seconds:.1f} s, final loss {h.final_loss:.3f}")
+        if eval_ids is not None:
+            reports.append(evaluate_model(model, f"{args.method}+heal", ids=eval_ids, speed_tokens=8, **kw))
+    out = save_compressed(model, args.out, tokenizer=tok)
+    if reports:
+        print(format_reports(reports))
+        write_reports(reports, out / "report.json")
+    print(f"saved to {out}")
+    return 0
+
+
+def _run_profile(args: Any) -> int:
+    import json
+
+    from ..io import atomic_write
+    from .models import load_model
+    from .profile import entanglement_profile, format_profile, plot_profile, sensitivity_profile
+
+    model, tok = load_model(args.model, gguf_file=args.gguf)
+    layers = _select(model, args)
+    ent = entanglement_profile(model, layers)
+    print(format_profile(ent, "entropy"))
+    sens = None
+    eval_ids = _text_ids(tok, args.eval_text, "eval")
+    if eval_ids is not None:
+        base, sens = sensitivity_profile(model, eval_ids, unit=args.unit, ratio=args.ratio, layers=layers,
+                                         window=args.window, stride=args.stride, max_tokens=args.eval_tokens or 4096,
+                                         progress=not args.no_progress)
+        print(f"base perplexity {base:.3f}")
+        print(format_profile(sens, "ppl ratio"))
+    out = Path(args.out)
+    png = plot_profile(ent, sens, out / "profile.png", title=str(args.model))
+    table = {"entanglement": [r.__dict__ for r in ent], "sensitivity": [r.__dict__ for r in sens or []]}
+    with atomic_write(out / "profile.json") as fh:
+        fh.write(json.dumps(table, indent=2).encode())
+    print(f"wrote {out / 'profile.json'} and {png}")
+    return 0
+
+
+def _run_eval(args: Any) -> int:
+    from .evaluate import evaluate_model, format_reports, write_reports
+    from .models import load_model
+
+    reports = []
+    for path in args.models:
+        model, tok = load_model(path, gguf_file=args.gguf)
+        ids = _text_ids(tok, args.eval_text, "eval")
+        reports.append(evaluate_model(model, Path(path).name, ids=ids, window=args.window, stride=args.stride,
+                                      max_tokens=args.eval_tokens, speed_tokens=args.speed_tokens, disk_path=path,
+                                      progress=not args.no_progress))
+        del model
+    print(format_reports(reports))
+    if args.json:
+        write_reports(reports, args.json)
+    return 0

@@ -1,0 +1,195 @@
+"""Low-rank linear layers: plain, activation-aware and whitened truncated SVD.
+
+``LowRankLinear`` stores ``W ~ U V`` with ``U`` of shape ``(out, rank)`` and ``V`` of
+shape ``(rank, in)`` and computes ``y = (x V^T) U^T + b``: ``rank * (out + in)``
+multiply-adds per input row instead of ``out * in``. It is the comparison baseline of
+the MPO layers and the fast form at batch 1.
+
+Methods (:func:`lowrank_factors`)
+---------------------------------
+``"svd"``
+    Truncated SVD of ``W``: the best rank-``k`` approximation in the Frobenius norm.
+``"asvd"``
+    Activation-aware SVD (Yuan et al., arXiv:2312.05821): SVD of ``W diag(s)`` with
+    ``s = mean|x|**alpha`` per input channel, then ``V <- V diag(1/s)``.
+``"whiten"``
+    SVD-LLM (Wang et al., arXiv:2403.07378): SVD of ``W S`` with ``S`` the Cholesky
+    factor of the input second moment ``E[x x^T] = S S^T``, then ``V <- V S^{-1}``;
+    the best rank-``k`` approximation of the layer's *outputs* on the calibration data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.linalg import truncated_svd
+from ..core.validate import check_int, check_option
+
+__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener"]
+
+LOWRANK_METHODS = ("svd", "asvd", "whiten")
+
+
+def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6) -> np.ndarray:
+    """Lower-triangular ``S`` with ``S S^T = C + damping * mean(diag C) * I``."""
+    c = np.asarray(covariance, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
+    jitter = damping * max(float(np.mean(np.diag(c))), 1e-30)
+    for _ in range(6):
+        try:
+            return np.linalg.cholesky(c + jitter * np.eye(len(c)))
+        except np.linalg.LinAlgError:
+            jitter *= 10.0
+    raise ValueError("`covariance` is not positive semi-definite (Cholesky failed even with damping).")
+
+
+def lowrank_factors(
+    weight: np.ndarray,
+    rank: int,
+    *,
+    method: str = "svd",
+    input_scale: np.ndarray | None = None,
+    covariance: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight`` and the error.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray, shape (out, in)
+    rank : int
+        At most ``min(out, in)``.
+    method : {"svd", "asvd", "whiten"}
+    input_scale : numpy.ndarray, shape (in,)
+        Needed by ``"asvd"``.
+    covariance : numpy.ndarray, shape (in, in)
+        Needed by ``"whiten"``.
+
+    Returns
+    -------
+    U, V : numpy.ndarray
+    error : float
+        Relative squared Frobenius error of the truncated matrix in the basis that
+        was truncated (``W``, ``W diag(s)`` or ``W S``).
+    """
+    check_option("method", method, LOWRANK_METHODS)
+    w = np.asarray(weight, dtype=np.float64)
+    limit = min(w.shape)
+    rank = check_int("rank", rank, minimum=1)
+    if rank > limit:
+        raise ValueError(f"`rank` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight, got {rank}.")
+    if method == "svd":
+        right = None
+    elif method == "asvd":
+        if input_scale is None:
+            raise ValueError("method 'asvd' needs `input_scale` (per-channel activation scale).")
+        right = np.diag(np.asarray(input_scale, dtype=np.float64))
+    else:
+        if covariance is None:
+            raise ValueError("method 'whiten' needs `covariance` (input second moment).")
+        right = cholesky_whitener(covariance)
+    target = w if right is None else w @ right
+    u, s, vh, discarded = truncated_svd(target, max_bond=rank)
+    error = discarded / max(float(np.sum(target * target)), 1e-300)
+    v = vh if right is None else np.linalg.solve(right.T, vh.T).T  # vh @ right^{-1}
+    return u * s[None, :], v, float(error)
+
+
+class LowRankLinear(nn.Module):
+    """``y = (x V^T) U^T + b`` with ``U`` ``(out, rank)`` and ``V`` ``(rank, in)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> lin = torch.nn.Linear(10, 6)
+    >>> low = LowRankLinear.from_linear(lin, rank=6)  # full rank: exact
+    >>> bool(torch.allclose(low(torch.ones(2, 10)), lin(torch.ones(2, 10)), atol=1e-5))
+    True
+    """
+
+    def __init__(self, u: Any, v: Any, bias: Any = None, *, truncation_error: float = 0.0,
+                 original_params: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        u = torch.as_tensor(np.asarray(u) if not torch.is_tensor(u) else u, dtype=dtype)
+        v = torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, dtype=dtype)
+        if u.ndim != 2 or v.ndim != 2 or u.shape[1] != v.shape[0]:
+            raise ValueError(f"`u` (out, rank) and `v` (rank, in) must share the rank, got {tuple(u.shape)} and {tuple(v.shape)}.")
+        self.u = nn.Parameter(u.clone())
+        self.v = nn.Parameter(v.clone())
+        self.out_features, self.in_features = u.shape[0], v.shape[1]
+        if bias is not None:
+            b = torch.as_tensor(np.asarray(bias) if not torch.is_tensor(bias) else bias, dtype=dtype)
+            self.bias = nn.Parameter(b.clone())
+        else:
+            self.register_parameter("bias", None)
+        self.truncation_error = float(truncation_error)
+        self.original_params = original_params
+
+    @classmethod
+    def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
+                    input_scale: Any = None, covariance: Any = None) -> LowRankLinear:
+        """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
+        from .mpo_linear import _to_numpy
+
+        w = _to_numpy(weight)
+        u, v, err = lowrank_factors(w, rank, method=method,
+                                    input_scale=None if input_scale is None else _to_numpy(input_scale),
+                                    covariance=None if covariance is None else _to_numpy(covariance))
+        dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
+        return cls(u, v, bias, truncation_error=err, original_params=w.size + (0 if bias is None else w.shape[0]),
+                   dtype=dtype)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Module, **kwargs: Any) -> LowRankLinear:
+        """Factorise an ``nn.Linear`` or ``Conv1D``; see :meth:`from_weight`."""
+        from .surgery import linear_weight
+
+        bias = None if getattr(linear, "bias", None) is None else linear.bias.detach()
+        return cls.from_weight(linear_weight(linear).detach(), bias, **kwargs)
+
+    @property
+    def rank(self) -> int:
+        """Inner dimension of the factorisation."""
+        return self.u.shape[1]
+
+    @property
+    def num_params(self) -> int:
+        """Numbers in ``U``, ``V`` and the bias."""
+        return self.u.numel() + self.v.numel() + (0 if self.bias is None else self.bias.numel())
+
+    @property
+    def compression_ratio(self) -> float:
+        """``num_params / original_params``."""
+        orig = self.original_params or self.out_features * self.in_features + (
+            0 if self.bias is None else self.out_features)
+        return self.num_params / orig
+
+    def dense_weight(self) -> torch.Tensor:
+        """The ``(out, in)`` weight ``U V``."""
+        return self.u @ self.v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x @ self.v.T) @ self.u.T
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_features}, out={self.out_features}, rank={self.rank}, "
+                f"params={self.num_params:,} ({self.compression_ratio:.1%}), error={self.truncation_error:.3g}")
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-ready shapes for loading."""
+        return {"type": "lowrank", "out": self.out_features, "in": self.in_features, "rank": self.rank,
+                "bias": self.bias is not None, "truncation_error": self.truncation_error,
+                "original_params": self.original_params}
+
+    @classmethod
+    def empty_like_spec(cls, spec: dict[str, Any], *, dtype: torch.dtype = torch.float32) -> LowRankLinear:
+        """A zero layer of the recorded shapes."""
+        bias = torch.zeros(spec["out"], dtype=dtype) if spec["bias"] else None
+        return cls(torch.zeros(spec["out"], spec["rank"], dtype=dtype), torch.zeros(spec["rank"], spec["in"], dtype=dtype),
+                   bias, truncation_error=spec.get("truncation_error", 0.0),
+                   original_params=spec.get("original_params"), dtype=dtype)

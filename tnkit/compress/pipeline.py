@@ -1,0 +1,236 @@
+"""Compressing a whole model: choose layers, measure activations, factorise, replace.
+
+Methods (:data:`METHODS`)
+-------------------------
+``"svd"``, ``"asvd"``, ``"whiten"``
+    Low-rank layers (:mod:`tnkit.compress.lowrank`), the same fraction of each layer kept.
+``"mpo"``
+    Plain CompactifAI: TT-SVD of each weight (:class:`MPOLinear`), same fraction per layer.
+``"mpo-aware"``
+    tnkit's data-aware MPO: each weight truncated in the basis scaled by its input
+    activations, the last core refitted on the activation second moment, and the
+    bond dimensions allocated across layers for the global budget from the
+    error-versus-size curves (:mod:`tnkit.compress.allocate`), optionally weighted by
+    the measured sensitivity; a layer whose best option is dense stays dense.
+
+Budgets: ``ratio`` is the fraction of the selected layers' parameters kept;
+``max_bond`` fixes the bond dimension (the rank for low-rank methods) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..core.validate import check_option
+from .allocate import allocate_budget, mpo_curve
+from .calibration import ActivationStats, channel_scale, collect_activation_stats
+from .factorize import bond_for_params, max_bonds
+from .lowrank import LowRankLinear
+from .mpo_linear import MPOLinear
+from .surgery import find_layers, linear_weight, replace_layers
+
+__all__ = ["METHODS", "LayerReport", "CompressionResult", "compress_model", "count_params"]
+
+METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware")
+_NEEDS_DATA = ("asvd", "whiten", "mpo-aware")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What happened to one layer: ``form`` is ``"mpo"``, ``"lowrank"`` or ``"dense"``."""
+
+    name: str
+    form: str
+    size: int
+    params: int
+    original_params: int
+    error: float
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Summary of :func:`compress_model`."""
+
+    method: str
+    layers: tuple[LayerReport, ...]
+    params_before: int
+    params_after: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Total model parameters after / before."""
+        return self.params_after / self.params_before
+
+    def table(self) -> str:
+        """A readable per-layer table."""
+        rows = [f"{'layer':48s} {'form':8s} {'size':>5s} {'params':>10s} {'kept':>6s} {'error':>7s}"]
+        for r in self.layers:
+            rows.append(f"{r.name:48s} {r.form:8s} {r.size:5d} {r.params:10,d} "
+                        f"{r.params / r.original_params:6.1%} {r.error:7.4f}")
+        rows.append(f"method={self.method}: {self.params_before:,} -> {self.params_after:,} parameters "
+                    f"({self.ratio:.1%}) in {self.seconds:.1f} s")
+        return "\n".join(rows)
+
+
+def count_params(model: nn.Module) -> int:
+    """Distinct parameters and buffers-free numbers of ``model`` (tied weights once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def compress_model(
+    model: nn.Module,
+    *,
+    method: str = "mpo-aware",
+    ratio: float | None = None,
+    max_bond: int | None = None,
+    layers: Mapping[str, nn.Module] | Sequence[str] | None = None,
+    calibration: Sequence[Any] | None = None,
+    stats: Mapping[str, ActivationStats] | None = None,
+    weights: Mapping[str, float] | None = None,
+    n_cores: int = 2,
+    alpha: float = 0.5,
+    step: int = 8,
+    refit_limit: int = 2048,
+    progress: bool = True,
+) -> CompressionResult:
+    """Replace the chosen linear layers of ``model`` by compressed ones, in place.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
+    method : str
+        One of :data:`METHODS`.
+    ratio : float, optional
+        Fraction in (0, 1] of the selected layers' parameters to keep.
+    max_bond : int, optional
+        Fixed bond dimension (MPO) or rank (low-rank) instead of ``ratio``.
+    layers : mapping or sequence of names, optional
+        Layers to compress; default every linear layer in the blocks.
+    calibration : sequence of torch.Tensor, optional
+        Token-id batches ``(batch, seq)`` for the data-aware methods.
+    stats : mapping, optional
+        Precomputed :class:`ActivationStats` (instead of ``calibration``).
+    weights : mapping of str to float, optional
+        Per-layer importance for the ``"mpo-aware"`` allocation.
+    n_cores : int
+        MPO cores per weight (``"mpo-aware"`` allocation needs 2).
+    alpha : float
+        Exponent of the ASVD channel scale.
+    step : int
+        Granularity of the bond dimensions considered by the allocation.
+    refit_limit : int
+        ``"mpo-aware"`` refits a layer's last core on the activations only when the
+        linear system (``bond * i_last`` unknowns per output row) is at most this
+        size; its cost grows as the cube.
+    progress : bool
+        Show a tqdm bar over layers.
+    """
+    check_option("method", method, METHODS)
+    if (ratio is None) == (max_bond is None):
+        raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
+    if ratio is not None and not (0.0 < float(ratio) <= 1.0):
+        raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
+    start = time.perf_counter()
+    chosen = _resolve_layers(model, layers)
+    params_before = count_params(model)
+    if method in _NEEDS_DATA and stats is None:
+        if calibration is None:
+            raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
+        stats = collect_activation_stats(model, chosen, calibration)
+    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step)
+    reports, replacements = [], {}
+    from tqdm.auto import tqdm
+
+    for name in tqdm(list(chosen), desc=f"compress ({method})", disable=not progress, leave=False):
+        module, size = chosen[name], plan[name]
+        original = _layer_params(module)
+        if size < 0:
+            reports.append(LayerReport(name, "dense", -1, original, original, 0.0))
+            continue
+        new = _build_layer(module, method, size, None if stats is None else stats[name], n_cores, alpha,
+                           refit_limit)
+        replacements[name] = new
+        reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", size,
+                                   new.num_params, original, new.truncation_error))
+    replace_layers(model, replacements)
+    return CompressionResult(method, tuple(reports), params_before, count_params(model),
+                             time.perf_counter() - start)
+
+
+def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
+    if layers is None:
+        return find_layers(model)
+    if isinstance(layers, Mapping):
+        return dict(layers)
+    modules = dict(model.named_modules())
+    missing = [n for n in layers if n not in modules]
+    if missing:
+        raise ValueError(f"`layers` names modules the model does not have: {missing[:3]}.")
+    return {n: modules[n] for n in layers}
+
+
+def _layer_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _dims(module: nn.Module, n_cores: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    from ..mps.mpo import balanced_factors
+
+    out, inp = linear_weight(module).shape
+    return balanced_factors(out, n_cores), balanced_factors(inp, n_cores)
+
+
+def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) -> int:
+    out, inp = linear_weight(module).shape
+    if method == "mpo":
+        o, i = _dims(module, n_cores)
+        return bond_for_params(o, i, ratio * out * inp)
+    return max(1, int(ratio * out * inp / (out + inp)))
+
+
+def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step) -> dict[str, int]:
+    if max_bond is not None:
+        return {name: int(max_bond) for name in chosen}
+    if method != "mpo-aware":
+        return {name: _uniform_size(m, method, ratio, n_cores) for name, m in chosen.items()}
+    if n_cores != 2:
+        raise ValueError(f"method 'mpo-aware' allocates two-core MPOs, got n_cores={n_cores}.")
+    curves = {}
+    for name, module in chosen.items():
+        o, i = _dims(module, 2)
+        w = linear_weight(module).detach().double().numpy()
+        curves[name] = mpo_curve(w, o, i, input_scale=channel_scale(stats[name], alpha=alpha), step=step)
+    scales = sum(linear_weight(m).shape[1] for m in chosen.values())  # input scales cost `in` each
+    budget = max(int(ratio * sum(linear_weight(m).numel() for m in chosen.values())) - scales, 0)
+    choice = allocate_budget(curves, budget, weights=weights)
+    return {name: int(curves[name].sizes[j]) for name, j in choice.items()}
+
+
+def _build_layer(module, method, size, st, n_cores, alpha, refit_limit) -> nn.Module:
+    if method in ("svd", "asvd", "whiten"):
+        limit = min(linear_weight(module).shape)
+        if size > limit:
+            raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
+        kwargs: dict[str, Any] = {"rank": size, "method": method}
+        if method == "asvd":
+            kwargs["input_scale"] = channel_scale(st, alpha=alpha)
+        if method == "whiten":
+            kwargs["covariance"] = st.covariance
+        return LowRankLinear.from_linear(module, **kwargs)
+    o, i = _dims(module, n_cores)
+    size = min(size, max(max_bonds(o, i))) if method == "mpo-aware" else size
+    if method == "mpo":
+        return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size)
+    refit = size * i[-1] <= refit_limit
+    return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size, input_scale=channel_scale(st, alpha=alpha),
+                                 covariance=st.covariance if refit else None)
