@@ -1,0 +1,118 @@
+"""Canonical forms (with bookkeeping that repeats no work) and SVD truncation of every bond."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import DTYPES, assert_close, rel_err2
+
+from tnkit.ttn import TTN, Tree, canonical
+
+from ._reference import TREES, random_tensors
+
+
+@pytest.fixture
+def count_qr(monkeypatch):
+    """Count the QR steps of canonical moves."""
+    calls = []
+    original = canonical.qr_toward
+
+    def spy(tensors, tree, v, u):
+        calls.append((v, u))
+        return original(tensors, tree, v, u)
+
+    monkeypatch.setattr(canonical, "qr_toward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(TREES))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_canonicalize_every_node_keeps_the_state(rng, name, dtype):
+    tree = TREES[name]()
+    dims = tuple(int(d) for d in rng.integers(2, 4, size=tree.n_leaves))
+    psi = TTN(tree, random_tensors(rng, tree, dims, 3, dtype, output_dim=2)[tree.n_leaves:])
+    v = psi.to_dense()
+    for node in tree.internal_nodes:
+        psi.canonicalize_(node)
+        assert psi.center == node
+        assert psi.is_canonical(node) and psi.is_canonical()
+        assert_close(psi.to_dense(), v, dtype)
+        assert math.isclose(psi.norm(), np.linalg.norm(v), rel_tol=1e-10)
+        assert math.isclose(np.linalg.norm(psi.tensor(node)), np.linalg.norm(v), rel_tol=1e-10)
+
+
+def test_moves_do_only_the_missing_qr_steps(rng, count_qr):
+    tree = Tree.balanced(16)
+    psi = TTN(tree, random_tensors(rng, tree, (2,) * 16, 4)[16:])
+    psi.canonicalize_()  # full sweep: every internal node but the root once
+    assert len(count_qr) == len(tree.bonds)
+    count_qr.clear()
+    psi.canonicalize_(tree.root)
+    assert count_qr == []
+    leaf_parent = tree.parent(0)
+    psi.canonicalize_(leaf_parent)  # down a path of depth-1 edges
+    assert len(count_qr) == tree.depth(leaf_parent)
+    assert all(step[0] == a for step, a in zip(count_qr, tree.path(tree.root, leaf_parent)))
+    count_qr.clear()
+    other = tree.parent(15)
+    psi.canonicalize_(other)
+    assert len(count_qr) == len(tree.path(leaf_parent, other)) - 1
+    # canonicalize() returns a copy and leaves the original alone
+    count_qr.clear()
+    copy = psi.canonicalize(tree.root)
+    assert psi.center == other and copy.center == tree.root
+
+
+def test_copy_shares_read_only_arrays():
+    psi = TTN.random(Tree.balanced(8), 2, 4, seed=0)
+    phi = psi.copy()
+    assert phi.tensor(8) is psi.tensor(8)
+    phi.canonicalize_(8)
+    assert psi.center == psi.tree.root and phi.center == 8
+    with pytest.raises(ValueError, match="read-only"):
+        psi.tensor(8)[0, 0, 0] = 1.0
+
+
+@pytest.mark.parametrize("name", sorted(TREES))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compress_error_is_exact(rng, name, dtype):
+    tree = TREES[name]()
+    dims = tuple(int(d) for d in rng.integers(2, 4, size=tree.n_leaves))
+    psi = TTN(tree, random_tensors(rng, tree, dims, 4, dtype)[tree.n_leaves:])
+    v = psi.to_dense().ravel()
+    small, rep = psi.compress(max_bond=2)
+    assert max(small.bond_dims, default=1) <= 2 and rep.bond_dims == small.bond_dims
+    w = small.to_dense().ravel()
+    assert math.isclose(rep.error, rel_err2(v, w), rel_tol=1e-9, abs_tol=1e-14)
+    assert math.isclose(small.norm() ** 2, (1 - rep.error) * np.vdot(v, v).real, rel_tol=1e-9)
+    assert small.center == tree.root and small.is_canonical(tree.root)
+    assert math.isclose(rep.fidelity, small.fidelity(psi), rel_tol=1e-9)
+    assert len(rep.discarded) == len(tree.bonds)
+    # the input is unchanged (only its gauge may move)
+    assert_close(psi.to_dense().ravel(), v, dtype)
+
+
+def test_compress_without_truncation_is_lossless_and_cutoff_truncates(rng):
+    tree = Tree.balanced(8)
+    psi = TTN(tree, random_tensors(rng, tree, (2,) * 8, 8)[8:])  # bonds 8 > what the leaves support
+    same, rep = psi.compress()
+    assert rep.error < 1e-20
+    assert same.bond_dims == tuple(min(8, 2 ** len(tree.leaves_under(b)), 2 ** (8 - len(tree.leaves_under(b))))
+                                   for b in tree.bonds)
+    assert_close(same.to_dense(), psi.to_dense(), scale=psi.norm())
+    cut, rep = psi.compress(cutoff=1e-2)
+    assert all(d <= 1e-2 for d in rep.discarded)
+    assert math.isclose(rep.error, rel_err2(psi.to_dense().ravel(), cut.to_dense().ravel()), rel_tol=1e-9)
+
+
+def test_compress_equals_hierarchical_svd_of_the_dense_state(rng):
+    """Network compression and the dense leaves-to-root HSVD keep the same subspaces."""
+    tree = Tree.grid(2, 4)
+    psi = TTN(tree, random_tensors(rng, tree, (2,) * 8, 6, np.complex128)[8:])
+    small, rep = psi.compress(max_bond=3)
+    dense, rep_dense = TTN.from_dense(psi.to_dense(), tree, max_bond=3, return_report=True)
+    assert np.allclose(rep.discarded, rep_dense.discarded, rtol=1e-8, atol=1e-14)
+    assert small.bond_dims == dense.bond_dims
+    assert math.isclose(small.fidelity(dense), 1.0, rel_tol=1e-9)
