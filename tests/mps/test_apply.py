@@ -29,14 +29,18 @@ def dense_fidelity(v, w) -> float:
     return float(abs(np.vdot(v, w)) ** 2 / (np.vdot(v, v).real * np.vdot(w, w).real))
 
 
+#: Methods that take ``cutoff`` (all but the fixed-bond randomized "src", tested below).
+CUTOFF_METHODS = tuple(m for m in APPLY_METHODS if m != "src")
+
+
 def test_apply_methods_tuple():
-    assert set(APPLY_METHODS) == {"zipup", "dm", "direct", "fit"}
+    assert set(APPLY_METHODS) == {"zipup", "dm", "direct", "src", "fit"}
 
 
 # ----------------------------------------------------------------------------- exact application
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_sites", [1, 2, 5])
 def test_exact_equals_dense(rng, method, dtype, n_sites):
@@ -53,7 +57,7 @@ def test_exact_equals_dense(rng, method, dtype, n_sites):
     assert_close(apply_mpo(w, psi, method=method).to_dense(), ref)
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 def test_exact_unnormalised_and_non_canonical_input(rng, method):
     # psi is a sum (no canonical centre) and not normalised; the result is not renormalised.
     a = MPS.random(5, 3, seed=rng)
@@ -68,7 +72,7 @@ def test_exact_unnormalised_and_non_canonical_input(rng, method):
     assert all(np.array_equal(x, y) for x, y in zip(before, psi.tensors, strict=True))
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 @pytest.mark.parametrize(
     ("mpo_dtype", "mps_dtype"), [(np.float64, np.complex128), (np.complex128, np.float64)]
 )
@@ -80,7 +84,7 @@ def test_mixed_dtypes(rng, method, mpo_dtype, mps_dtype):
     assert_close(out.to_dense(), w.to_dense() @ psi.to_dense())
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_non_square_mpo(rng, method, dtype):
     out_dims, in_dims = (3, 2, 4, 2), (2, 3, 2, 2)
@@ -114,7 +118,7 @@ def test_default_method_is_zipup(rng):
 # ----------------------------------------------------------------------------- truncation and reports
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("max_bond", [1, 3, 5])
 def test_report_fidelity_is_exact(rng, method, dtype, max_bond):
@@ -175,7 +179,7 @@ def test_fit_sweep_options(rng):
         apply_mpo(w, psi, method="fit", max_bond=3, max_sweeps=0)
 
 
-@pytest.mark.parametrize("method", APPLY_METHODS)
+@pytest.mark.parametrize("method", CUTOFF_METHODS)
 @pytest.mark.parametrize("cutoff", [1e-8, 1e-4])
 def test_cutoff_truncation_bounded(rng, method, cutoff):
     # W = 1 + eps R: W|psi> has a dominant low-rank part and weak directions that a
@@ -215,7 +219,7 @@ def test_report_method_names_the_method(rng, method):
 def test_report_without_return_report_flag_returns_state_only(rng):
     w = random_mpo(rng, (2,) * 3, (2,) * 3, 2)
     psi = MPS.random(3, 2, seed=rng)
-    for method in APPLY_METHODS:
+    for method in CUTOFF_METHODS:
         out = apply_mpo(w, psi, method=method, max_bond=2)
         assert isinstance(out, MPS)
 
@@ -226,7 +230,7 @@ def test_unitary_mpo_keeps_norm_and_long_chain(rng):
     us = [np.linalg.qr(rand(rng, (2, 2), np.complex128))[0] for _ in range(n)]
     w = MPO([u.reshape(1, 2, 2, 1) for u in us])
     psi = MPS.random(n, 8, dtype=np.complex128, seed=rng)
-    for method in APPLY_METHODS:
+    for method in CUTOFF_METHODS:
         out, report = apply_mpo(w, psi, method=method, return_report=True)
         assert out.norm() == pytest.approx(1.0, abs=1e-10)
         assert report.fidelity == pytest.approx(1.0, abs=1e-10)
@@ -279,7 +283,7 @@ def test_report_fidelity_uses_exact_norm_on_long_chain(rng):
     w = 1.5 * MPO.identity(n) + 0.3 * random_mpo(rng, (2,) * n, (2,) * n, 2)
     psi = MPS.random(n, 4, seed=rng)
     exact = apply_mpo(w, psi, method="direct", cutoff=0.0)
-    for method in APPLY_METHODS:
+    for method in CUTOFF_METHODS:
         out, report = apply_mpo(w, psi, method=method, max_bond=4, return_report=True)
         assert 0.0 <= report.fidelity <= 1.0
         assert report.fidelity == pytest.approx(exact.fidelity(out), abs=1e-8)
@@ -299,3 +303,58 @@ def test_dm_bonds_never_exceed_exact_product(rng, cutoff):
     assert report.fidelity == pytest.approx(1.0, abs=1e-10)
     svd, _ = exact.compress(cutoff=1e-14)
     assert out.bond_dims == svd.bond_dims
+
+
+# ----------------------------------------------------------------------------- successive randomized compression
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("out_dims", "in_dims"), [((2,) * 5, (2,) * 5), ((3, 2, 4, 2), (2, 3, 2, 2))])
+def test_src_exact_when_the_sketch_covers_the_rank(rng, dtype, out_dims, in_dims):
+    n = len(in_dims)
+    w = random_mpo(rng, out_dims, in_dims, 3, dtype)
+    psi = MPS.random(n, 4, phys_dim=in_dims, dtype=dtype, seed=rng)
+    ref = w.to_dense() @ psi.to_dense()
+    out, report = apply_mpo(w, psi, method="src", max_bond=64, seed=1, return_report=True)
+    assert_close(out.to_dense(), ref)
+    assert report.method == "src" and report.fidelity == pytest.approx(1.0, abs=1e-10)
+    for t in out.tensors[1:]:  # right-isometric away from the centre at site 0
+        m = t.reshape(t.shape[0], -1)
+        assert_close(m @ m.conj().T, np.eye(t.shape[0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("max_bond", [2, 4])
+def test_src_truncation_close_to_optimal(rng, dtype, max_bond):
+    w = random_mpo(rng, (2,) * 8, (2,) * 8, 3, dtype)
+    psi = MPS.random(8, 6, dtype=dtype, seed=rng)
+    ref = w.to_dense() @ psi.to_dense()
+    out, report = apply_mpo(w, psi, method="src", max_bond=max_bond, seed=7, return_report=True)
+    _, optimal = apply_mpo(w, psi, method="direct", max_bond=max_bond, return_report=True)
+    assert out.max_bond_dim == max_bond
+    assert report.fidelity == pytest.approx(dense_fidelity(ref, out.to_dense()), abs=1e-10)
+    assert optimal.error <= report.error <= 10 * optimal.error
+    again = apply_mpo(w, psi, method="src", max_bond=max_bond, seed=7)
+    assert all(np.array_equal(x, y) for x, y in zip(out.tensors, again.tensors, strict=True))
+
+
+def test_src_needs_max_bond(rng):
+    w = random_mpo(rng, (2,) * 3, (2,) * 3, 2)
+    psi = MPS.random(3, 2, seed=rng)
+    with pytest.raises(ValueError, match="max_bond"):
+        apply_mpo(w, psi, method="src")
+    with pytest.raises(ValueError, match="max_bond"):
+        psi.compress(method="src")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mps_compress_src(rng, dtype):
+    psi = MPS.random(10, 16, dtype=dtype, seed=rng)
+    full, report = psi.compress(method="src", max_bond=64, seed=0)
+    assert_close(full.to_dense(), psi.to_dense())
+    assert report.fidelity == pytest.approx(1.0, abs=1e-10)
+    small, report = psi.compress(method="src", max_bond=5, seed=0)
+    _, optimal = psi.compress(method="svd", max_bond=5)
+    assert small.max_bond_dim == 5
+    assert report.fidelity == pytest.approx(dense_fidelity(psi.to_dense(), small.to_dense()), abs=1e-10)
+    assert optimal.error <= report.error <= 10 * optimal.error
