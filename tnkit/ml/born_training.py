@@ -238,10 +238,19 @@ class _PairProblem:
             grad[:, s, t, :] = contract("na,nb->ab", left, right / psi[:, None])
         return grad / self.n
 
-    def descend(self, merged: np.ndarray, learning_rate: float, n_steps: int) -> np.ndarray:
-        """``n_steps`` of Han et al.'s update on the unit sphere; returns the new ``B``."""
+    def descend(
+        self, merged: np.ndarray, learning_rate: float, n_steps: int, normalized: bool = False
+    ) -> np.ndarray:
+        """``n_steps`` of Han et al.'s update on the unit sphere; returns the new ``B``.
+
+        With ``normalized`` the gradient is divided by ``||g|| / g.size**0.25`` first
+        (the ``"norm0.25"`` mode of the authors' later GPU code).
+        """
         for _ in range(n_steps):
-            merged = merged - learning_rate * (2.0 * merged - 2.0 * self.data_gradient(merged))
+            grad = 2.0 * merged - 2.0 * self.data_gradient(merged)
+            if normalized:
+                grad = grad * (grad.size**0.25 / max(float(np.linalg.norm(grad)), 1e-300))
+            merged = merged - learning_rate * grad
             norm = np.linalg.norm(merged)
             if not np.isfinite(norm) or norm == 0.0:
                 raise FloatingPointError(
@@ -285,6 +294,7 @@ def sweep_train(
     n_descent_steps: int,
     max_bond: int | None,
     cutoff: float,
+    normalized_gradient: bool = False,
     progress: bool = False,
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
@@ -308,6 +318,9 @@ def sweep_train(
         Largest bond dimension kept by the split.
     cutoff : float
         Largest relative discarded weight per split (see :mod:`tnkit.core.linalg`).
+    normalized_gradient : bool
+        Rescale each gradient to norm ``size**0.25`` (step length set by
+        ``learning_rate`` alone) instead of Han et al.'s plain step.
     progress : bool
         Show a tqdm bar over sweeps with the NLL.
     history : TrainingHistory, optional
@@ -340,7 +353,8 @@ def sweep_train(
     for sweep in range(n_sweeps):
         tick = time.perf_counter()
         with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
-            _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff)
+            _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
+                       normalized_gradient)
         nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
         history.append(nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick)
         going_right = not going_right
@@ -370,13 +384,14 @@ def _one_sweep(
     n_steps: int,
     max_bond: int | None,
     cutoff: float,
+    normalized: bool,
 ) -> None:
     n_sites = len(tensors)
     pairs = range(n_sites - 1) if going_right else range(n_sites - 2, -1, -1)
     for k in pairs:
         merged = contract("asb,btc->astc", tensors[k], tensors[k + 1])
         problem = _PairProblem(envs, k, (merged.shape[1], merged.shape[2]))
-        merged = problem.descend(merged, learning_rate, n_steps)
+        merged = problem.descend(merged, learning_rate, n_steps, normalized)
         tensors[k], tensors[k + 1] = _split(merged, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
         if going_right:
             envs.set_left(tensors, k + 1)
