@@ -179,7 +179,7 @@ def test_fit_single_site():
 
 def test_compress_errors():
     psi = MPS.random(4, 2, seed=0)
-    with pytest.raises(OptionError, match=r"`method` must be one of \['dm', 'fit', 'svd'\], got 'zipup'"):
+    with pytest.raises(OptionError, match=r"`method` must be one of \['dm', 'fit', 'src', 'svd'\], got 'zipup'"):
         psi.compress(method="zipup")
     with pytest.raises(ValueError, match="`max_bond` must be an integer >= 1"):
         psi.compress(max_bond=0)
