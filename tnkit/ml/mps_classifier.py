@@ -1,0 +1,704 @@
+"""Matrix product state classifier (Stoudenmire & Schwab 2016) as a scikit-learn estimator.
+
+Model
+-----
+Each of the ``N`` input features becomes a site through a local feature map
+(:mod:`tnkit.ml.feature_maps`), so a sample ``x`` becomes the product state
+``Phi(x) = phi(x_0) (x) ... (x) phi(x_{N-1})``. The weights are a matrix product state
+``W`` with one extra **label index** of dimension ``n_classes`` on one site, the
+*label site* ``c``, and the decision function is the contraction
+
+    f_k(x) = sum_{s_0..s_{N-1}} W^k_{s_0 .. s_{N-1}} phi(x_0)_{s_0} ... phi(x_{N-1})_{s_{N-1}}.
+
+Tensor layout: site ``i != c`` holds ``(D_left, d, D_right)``; the label site holds
+``(D_left, d, D_right, n_classes)``. The chain is kept in mixed canonical form with its
+orthogonality centre at the label site: sites left of ``c`` are left-isometric, sites
+right of it right-isometric (checked with :meth:`MPSClassifier.to_mps`).
+
+Training by sweeping (``solver="sweep"``): at each pair ``(i, i+1)`` holding the label,
+the two tensors are merged into ``B`` of shape ``(D_left, d, d, D_right, n_classes)``,
+``B`` is improved against the cached environments (:mod:`tnkit.ml.environments`), then
+split by a truncated SVD (``max_bond``, ``cutoff``), the label index going to the next
+site. For the squared loss the local problem is linear least squares and ``B`` takes
+``local_steps`` conjugate-gradient steps; for the cross-entropy it takes
+``local_steps`` gradient steps with a backtracking line search. Either way the local
+loss never increases, so a sweep can only raise the training loss through truncation.
+``solver="adam"`` instead trains every tensor at a fixed bond dimension with Adam on
+minibatches.
+
+References
+----------
+E. M. Stoudenmire and D. J. Schwab, "Supervised learning with tensor networks",
+NeurIPS 2016, arXiv:1605.05775.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..core.contract import contract
+from ..core.linalg import truncated_svd
+from ..core.rng import as_generator
+from ..core.threads import blas_threads
+from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
+from ..io import load_arrays, save_arrays
+from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
+from .feature_maps import FEATURE_MAPS, embed
+from .optim import (
+    LOSSES,
+    Adam,
+    backtracking_descent,
+    conjugate_gradient_least_squares,
+    loss_function,
+    softmax,
+)
+
+__all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients"]
+
+SOLVERS = ("sweep", "adam")
+_PREDICT_CHUNK = 4096
+
+
+# --------------------------------------------------------------------------- chain helpers
+
+
+def _fuse_label(t: np.ndarray) -> np.ndarray:
+    """(Dl, d, Dr, K) -> (Dl, d*K, Dr): the label becomes part of the physical index."""
+    dl, d, dr, k = t.shape
+    return t.transpose(0, 1, 3, 2).reshape(dl, d * k, dr)
+
+
+def _unfuse_label(t: np.ndarray, d: int) -> np.ndarray:
+    dl, dk, dr = t.shape
+    return t.reshape(dl, d, dk // d, dr).transpose(0, 1, 3, 2)
+
+
+def _as_mps(tensors: Sequence[np.ndarray], label_site: int) -> Any:
+    from ..mps.mps import MatrixProductState
+
+    fused = [_fuse_label(t) if i == label_site else t for i, t in enumerate(tensors)]
+    return MatrixProductState(fused)
+
+
+def _canonicalize(tensors: list[np.ndarray], label_site: int) -> list[np.ndarray]:
+    """Mixed canonical form about the label site (the model function is unchanged)."""
+    psi = _as_mps(tensors, label_site)
+    psi.canonicalize_(label_site)
+    out = [np.array(t) for t in psi.tensors]
+    out[label_site] = _unfuse_label(out[label_site], tensors[label_site].shape[1])
+    return out
+
+
+def init_tensors(n_sites: int, local_dim: int, n_classes: int, bond: int, rng: np.random.Generator,
+                 *, noise: float = 1e-2) -> list[np.ndarray]:
+    """Near-identity chain, label on site 0, in canonical form about site 0.
+
+    Each site is ``A[:, s, :] = I / sqrt(d)`` for every ``s``, plus Gaussian noise of
+    scale ``noise``: every input vector of the cos-sin map then passes the bond state
+    through with a factor in ``[1/sqrt(2), 1]`` (no feature value switches a channel
+    off). Bond ``b`` has dimension ``min(bond, d**(b+1), d**(N-b-1) * n_classes)``.
+    """
+    dims = [1] + [
+        int(min(bond, local_dim ** min(b + 1, 30), local_dim ** min(n_sites - b - 1, 30) * n_classes))
+        for b in range(n_sites - 1)
+    ] + [1]
+    tensors = []
+    for i in range(n_sites):
+        shape = (dims[i], local_dim, dims[i + 1]) + ((n_classes,) if i == 0 else ())
+        t = noise * rng.standard_normal(shape)
+        eye = np.eye(dims[i], dims[i + 1]) / np.sqrt(local_dim)
+        t += (eye[:, None, :, None] if i == 0 else eye[:, None, :])
+        tensors.append(t)
+    return _canonicalize(tensors, 0)
+
+
+def _merge(tensors: list[np.ndarray], i: int, label_site: int) -> np.ndarray:
+    """Merge sites ``i, i+1`` (one of which holds the label) into (Dl, d, d, Dr, K)."""
+    if label_site == i:
+        return contract("lsrk,rtq->lstqk", tensors[i], tensors[i + 1])
+    return contract("lsr,rtqk->lstqk", tensors[i], tensors[i + 1])
+
+
+def _split(merged: np.ndarray, direction: str, max_bond: int | None, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated SVD of a merged tensor; the label goes right (``"right"``) or left."""
+    dl, d1, d2, dr, k = merged.shape
+    if direction == "right":
+        u, s, vh, _ = truncated_svd(merged.reshape(dl * d1, d2 * dr * k), max_bond=max_bond, cutoff=cutoff)
+        return u.reshape(dl, d1, -1), (s[:, None] * vh).reshape(-1, d2, dr, k)
+    m = merged.transpose(0, 1, 4, 2, 3).reshape(dl * d1 * k, d2 * dr)
+    u, s, vh, _ = truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
+    return (u * s).reshape(dl, d1, k, -1).transpose(0, 1, 3, 2), vh.reshape(-1, d2, dr)
+
+
+def _env_tensors(tensors: list[np.ndarray], label_site: int) -> list[np.ndarray | None]:
+    return [None if i == label_site else t for i, t in enumerate(tensors)]
+
+
+def chain_outputs(tensors: list[np.ndarray], label_site: int, phi: np.ndarray) -> np.ndarray:
+    """Decision function ``f`` (batch, n_classes) of the chain on embedded inputs ``phi`` (batch, N, d)."""
+    out = []
+    for start in range(0, len(phi), _PREDICT_CHUNK):
+        envs = BatchEnvironments(_env_tensors(tensors, label_site), phi[start : start + _PREDICT_CHUNK])
+        left, right, log_scale = envs.one_site_inputs(label_site)
+        out.append(local_output(left * np.exp(log_scale)[:, None, None], right, tensors[label_site]))
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- sweeping
+
+
+def _local_update(left, right, merged, Y, *, loss: str, alpha: float, local_steps: int, step: float):
+    """Improve a local tensor against fixed projected inputs; returns (tensor, next step length)."""
+
+    def forward(b: np.ndarray) -> np.ndarray:
+        return local_output(left, right, b)
+
+    def transpose(g: np.ndarray) -> np.ndarray:
+        return local_gradient(left, right, g)
+
+    if loss == "squared":
+        return conjugate_gradient_least_squares(forward, transpose, merged, Y, alpha=alpha, n_steps=local_steps), step
+    loss_fn = loss_function(loss)
+
+    def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad_f = loss_fn(forward(b), Y)
+        return value + 0.5 * alpha * float(np.sum(b * b)), transpose(grad_f) + alpha * b
+
+    return backtracking_descent(objective, merged, step=step, n_steps=local_steps)
+
+
+def sweep_fit(
+    tensors: list[np.ndarray],
+    label_site: int,
+    phi: np.ndarray,
+    Y: np.ndarray,
+    *,
+    n_sweeps: int,
+    max_bond: int | None,
+    cutoff: float,
+    loss: str = "squared",
+    local_steps: int = 3,
+    alpha: float = 0.0,
+    learning_rate: float = 0.1,
+    verbose: bool = False,
+) -> tuple[list[np.ndarray], int, list[dict[str, float]]]:
+    """Two-site sweeps of Stoudenmire & Schwab over a labelled chain.
+
+    Parameters
+    ----------
+    tensors : list of numpy.ndarray
+        Chain in canonical form about ``label_site`` (see the module docstring).
+    label_site : int
+        Site holding the label index. A sweep runs right to the last site, unless the
+        label is already there, in which case it runs left to site 0.
+    phi : numpy.ndarray, shape (batch, N, d)
+        Embedded training inputs.
+    Y : numpy.ndarray, shape (batch, n_classes)
+        One-hot targets.
+    n_sweeps : int
+        Number of sweeps (one pass across the chain each).
+
+    Returns
+    -------
+    tensors, label_site, history
+        ``history`` has one dict per sweep: ``loss`` (training loss after the sweep),
+        ``accuracy`` (training accuracy), ``max_bond`` and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    tensors = list(tensors)
+    n = len(tensors)
+    envs = BatchEnvironments(_env_tensors(tensors, label_site), phi)
+    loss_fn = loss_function(loss)
+    history: list[dict[str, float]] = []
+    step = learning_rate
+    for sweep in range(n_sweeps):
+        t0 = time.perf_counter()
+        if n == 1:
+            tensors[0], step = _one_site_update(envs, tensors[0], Y, loss, alpha, local_steps, step)
+            f = chain_outputs(tensors, 0, phi)
+        else:
+            direction = "left" if label_site == n - 1 else "right"
+            bonds = range(label_site, n - 1) if direction == "right" else range(label_site - 1, -1, -1)
+            bar = tqdm(bonds, desc=f"sweep {sweep + 1}/{n_sweeps} ({direction})", disable=not verbose, leave=verbose)
+            for i in bar:
+                left, right, log_scale = envs.local_inputs(i)
+                left = left * np.exp(log_scale)[:, None, None]
+                merged, step = _local_update(
+                    left, right, _merge(tensors, i, label_site), Y,
+                    loss=loss, alpha=alpha, local_steps=local_steps, step=step,
+                )
+                tensors[i], tensors[i + 1] = _split(merged, direction, max_bond, cutoff)
+                label_site = i + 1 if direction == "right" else i
+                envs.set_tensor(i, None if label_site == i else tensors[i])
+                envs.set_tensor(i + 1, None if label_site == i + 1 else tensors[i + 1])
+            f = local_output(left, right, _merge(tensors, i, label_site))
+        value, _ = loss_fn(f, Y)
+        record = {
+            "loss": value,
+            "accuracy": float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1))),
+            "max_bond": max(t.shape[2] for t in tensors),
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        if verbose and n > 1:
+            bar.set_postfix(loss=f"{value:.4g}", train_acc=f"{record['accuracy']:.4f}", bond=record["max_bond"])
+            bar.close()
+    return tensors, label_site, history
+
+
+def _one_site_update(envs, tensor, Y, loss, alpha, local_steps, step):
+    """Single-site update, used when the chain has one site."""
+    left, right, log_scale = envs.one_site_inputs(0)
+    left = left * np.exp(log_scale)[:, None, None]
+    return _local_update(left, right, tensor, Y, loss=loss, alpha=alpha, local_steps=local_steps, step=step)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _backward_vectors(tensors, label_site, phi, envs, G):
+    """Per-sample derivatives of ``sum_k G[b,k] f_k`` with respect to every environment.
+
+    Returns ``up[j] = (vec, log)`` for the derivative with respect to the left
+    environment of site ``j`` (``j <= label_site``) and ``down[j]`` for the right
+    environment ``right(j)`` (``j > label_site``), per-sample normalised.
+    """
+    c, n = label_site, len(tensors)
+    lenv, lscale = envs.left(c)
+    renv, rscale = envs.right(c + 1)
+    t = tensors[c]
+    up = {c: normalize_rows(contract("lsrk,bs,br,bk->bl", t, phi[:, c], renv, G))}
+    up[c] = (up[c][0], up[c][1] + rscale)
+    for j in range(c - 1, -1, -1):
+        vec, log = normalize_rows(extend_right(up[j + 1][0], tensors[j], phi[:, j]))
+        up[j] = (vec, log + up[j + 1][1])
+    down = {c + 1: normalize_rows(contract("bl,bs,lsrk,bk->br", lenv, phi[:, c], t, G))}
+    down[c + 1] = (down[c + 1][0], down[c + 1][1] + lscale)
+    for j in range(c + 2, n + 1):
+        vec, log = normalize_rows(extend_left(down[j - 1][0], tensors[j - 1], phi[:, j - 1]))
+        down[j] = (vec, log + down[j - 1][1])
+    return up, down
+
+
+def chain_gradients(
+    tensors: list[np.ndarray], label_site: int, phi: np.ndarray, Y: np.ndarray, *, loss: str, alpha: float = 0.0
+) -> tuple[float, list[np.ndarray]]:
+    """Loss of the chain on a batch and its gradient with respect to every tensor.
+
+    Returns
+    -------
+    loss : float
+        ``mean loss + alpha/2 * sum ||T||^2``.
+    grads : list of numpy.ndarray
+        One array per tensor, same shapes.
+    """
+    c = label_site
+    envs = BatchEnvironments(_env_tensors(tensors, c), phi)
+    left, right, log_scale = envs.one_site_inputs(c)
+    left = left * np.exp(log_scale)[:, None, None]
+    f = local_output(left, right, tensors[c])
+    value, G = loss_function(loss)(f, Y)
+    grads: list[np.ndarray] = [np.empty(0)] * len(tensors)
+    grads[c] = local_gradient(left, right, G)
+    up, down = _backward_vectors(tensors, c, phi, envs, G)
+    for j in range(c):
+        lenv, lscale = envs.left(j)
+        w = np.exp(lscale + up[j + 1][1])[:, None, None]
+        grads[j] = local_gradient(contract("bl,bs->bls", lenv, phi[:, j]) * w, up[j + 1][0])
+    for j in range(c + 1, len(tensors)):
+        renv, rscale = envs.right(j + 1)
+        w = np.exp(rscale + down[j][1])[:, None, None]
+        grads[j] = local_gradient(contract("bl,bs->bls", down[j][0], phi[:, j]) * w, renv)
+    reg = 0.5 * alpha * sum(float(np.sum(t * t)) for t in tensors)
+    return value + reg, [g + alpha * t for g, t in zip(grads, tensors)]
+
+
+def input_gradients(tensors: list[np.ndarray], label_site: int, phi: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """``d(sum_k G[b,k] f_k(x_b)) / d phi[b, i, s]`` for every sample and site: shape (batch, N, d).
+
+    The decision function is linear in each site's input vector, so this gives the
+    exact change of the output when one feature's vector is replaced.
+    """
+    c = label_site
+    envs = BatchEnvironments(_env_tensors(tensors, c), phi)
+    up, down = _backward_vectors(tensors, c, phi, envs, G)
+    out = np.empty(phi.shape)
+    for j in range(len(tensors)):
+        lenv, lscale = envs.left(j) if j <= c else down[j]
+        renv, rscale = envs.right(j + 1) if j >= c else up[j + 1]
+        if j == c:
+            out[:, j] = contract("bl,lsrk,br,bk->bs", lenv, tensors[j], renv, G)
+        else:
+            out[:, j] = contract("bl,lsr,br->bs", lenv, tensors[j], renv)
+        out[:, j] *= np.exp(lscale + rscale)[:, None]
+    return out
+
+
+def _balance(tensors: list[np.ndarray]) -> list[np.ndarray]:
+    """Rescale the tensors to equal Frobenius norms (their product, hence the model, is unchanged)."""
+    norms = np.array([np.linalg.norm(t) for t in tensors])
+    if np.any(norms == 0):
+        return list(tensors)
+    target = np.exp(np.mean(np.log(norms)))
+    return [t * (target / n) for t, n in zip(tensors, norms)]
+
+
+def adam_fit(
+    tensors: list[np.ndarray],
+    label_site: int,
+    phi: np.ndarray,
+    Y: np.ndarray,
+    *,
+    n_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    alpha: float,
+    rng: np.random.Generator,
+    verbose: bool = False,
+) -> tuple[list[np.ndarray], list[dict[str, float]]]:
+    """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain."""
+    from tqdm.auto import tqdm
+
+    opt = Adam(learning_rate)
+    history = []
+    tensors = _balance(tensors)
+    n = len(phi)
+    for epoch in range(n_epochs):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
+        total = 0.0
+        for idx in bar:
+            value, grads = chain_gradients(tensors, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha)
+            tensors = opt.step(tensors, grads)
+            total += value * len(idx)
+        f = chain_outputs(tensors, label_site, phi)
+        acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
+        history.append({"loss": total / n, "accuracy": acc, "max_bond": max(t.shape[2] for t in tensors),
+                        "seconds": time.perf_counter() - t0})
+        if verbose:
+            bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
+            bar.close()
+    return _canonicalize(tensors, label_site), history
+
+
+# --------------------------------------------------------------------------- estimator base
+
+
+class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
+    """scikit-learn plumbing shared by the tensor-network classifiers.
+
+    Subclasses implement ``_init_model(phi, rng)``, ``_train(phi, Y, n_iter, rng)``,
+    ``_decision(phi)`` and ``_model_arrays()``/``_restore_model(tensors, meta)``.
+    """
+
+    _kind = "TensorNetworkClassifier"
+
+    def _embed(self, X: np.ndarray) -> np.ndarray:
+        return embed(X, self.feature_map, local_dim=self.local_dim)
+
+    def _check_params(self) -> None:
+        check_option("feature_map", self.feature_map, FEATURE_MAPS)
+        check_option("loss", self.loss, LOSSES)
+        check_int("local_dim", self.local_dim, minimum=1)
+        check_max_bond(self.max_bond)
+        check_cutoff(self.cutoff)
+
+    def _fit(self, X: Any, y: Any, *, n_iter: int | None, warm: bool, classes: Any = None) -> TensorNetworkClassifierBase:
+        self._check_params()
+        warm = warm and hasattr(self, "classes_")
+        X, y = validate_data(self, X, y, reset=not warm)
+        check_classification_targets(y)
+        if not warm:
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"`y` has labels {unknown.tolist()} not in `classes_` {self.classes_.tolist()}.")
+        Y = (np.asarray(y)[:, None] == self.classes_[None, :]).astype(float)
+        phi = self._embed(X)
+        rng = as_generator(self.random_state)
+        with blas_threads(self.max_bond or 1):
+            if not warm:
+                self.history_ = []
+                self._init_model(phi, Y, rng)
+            self.history_ = self.history_ + self._train(phi, Y, n_iter, rng)
+        return self
+
+    def fit(self, X: Any, y: Any) -> TensorNetworkClassifierBase:
+        """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
+
+        With ``warm_start=True`` and a fitted model, training continues from it.
+        """
+        return self._fit(X, y, n_iter=None, warm=self.warm_start)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> TensorNetworkClassifierBase:
+        """One more sweep (or epoch) on ``X, y``, from the current model if there is one.
+
+        ``classes`` must list every label on the first call if ``y`` lacks some.
+        """
+        return self._fit(X, y, n_iter=1, warm=True, classes=classes)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Contraction of the model with each sample's product state.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, ``f_1 - f_0`` (positive means ``classes_[1]``).
+        """
+        f = self._raw_decision(X)
+        return f[:, 1] - f[:, 0] if f.shape[1] == 2 else f
+
+    def _raw_decision(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        with blas_threads(self.max_bond or 1):
+            return self._decision(self._embed(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class with the largest output ``f_k(x)``."""
+        f = self._raw_decision(X)
+        return self.classes_[np.argmax(f, axis=1)]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``softmax(f(x))``, shape (n_samples, n_classes).
+
+        For cross-entropy models these are the trained probabilities. Squared-loss
+        models regress the one-hot label, so their outputs are not calibrated
+        probabilities; the softmax keeps their order (``predict`` is the arg-max of
+        both). Wrap such a model in ``sklearn.calibration.CalibratedClassifierCV``
+        when calibrated probabilities matter.
+        """
+        return softmax(self._raw_decision(X))
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """``log(predict_proba(X))``."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, path: Any) -> Any:
+        """Write the fitted model to a schema-versioned ``.npz`` (no pickle); returns the path."""
+        check_is_fitted(self)
+        params = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else None)
+                  for k, v in self.get_params().items()}
+        tensors, meta = self._model_arrays()
+        meta = dict(meta, params=json.dumps(params), classes=np.asarray(self.classes_),
+                    n_features_in=self.n_features_in_, history=json.dumps(self.history_))
+        if np.asarray(self.classes_).dtype == object:
+            meta["classes"] = np.asarray(self.classes_).astype(str)
+        return save_arrays(path, self._kind, tensors, meta)
+
+    @classmethod
+    def load(cls, path: Any) -> TensorNetworkClassifierBase:
+        """Read a model written by :meth:`save` (loading never executes code)."""
+        tensors, meta = load_arrays(path, cls._kind)
+        model = cls(**json.loads(str(meta["params"])))
+        model.classes_ = meta["classes"]
+        model.n_features_in_ = int(meta["n_features_in"])
+        model.history_ = json.loads(str(meta["history"]))
+        model._restore_model(tensors, meta)
+        return model
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+class MPSClassifier(TensorNetworkClassifierBase):
+    """Matrix product state classifier of Stoudenmire & Schwab (2016).
+
+    Parameters
+    ----------
+    max_bond : int or None
+        Largest bond dimension kept by the SVD splits (sweeping), or the fixed bond
+        dimension (``solver="adam"``).
+    cutoff : float
+        Relative discarded weight allowed per split (see ``tnkit.core.linalg``).
+    feature_map : {"cos-sin", "polynomial", "one-hot"}
+        Local feature map (:mod:`tnkit.ml.feature_maps`); cos-sin expects features in
+        ``[0, 1]`` (use a ``MinMaxScaler`` in a ``Pipeline`` otherwise).
+    local_dim : int
+        Length of each local feature vector (physical dimension of the sites).
+    loss : {"squared", "cross-entropy"}
+        The paper's squared loss on the one-hot label, or softmax cross-entropy.
+    solver : {"sweep", "adam"}
+        Two-site DMRG-style sweeps, or minibatch Adam over all tensors.
+    n_sweeps : int
+        Sweeps per ``fit`` (each one pass across the chain, alternating direction).
+    local_steps : int
+        Conjugate-gradient (squared loss) or line-search gradient steps (cross-entropy)
+        on each merged tensor.
+    alpha : float
+        L2 regularisation of the weights.
+    learning_rate : float
+        Adam step (``solver="adam"``) or the initial line-search step (cross-entropy sweeps).
+    n_epochs, batch_size : int
+        Adam epochs per ``fit`` and minibatch size.
+    init_bond : int
+        Bond dimension of the initial near-identity chain for sweeping (bonds then grow
+        up to ``max_bond``).
+    random_state : None, int or numpy Generator
+        Seed of the initial weights and the minibatch order.
+    verbose : bool
+        Show a tqdm progress bar per sweep (or epoch) with the loss and train accuracy.
+    warm_start : bool
+        ``fit`` continues from the current model instead of starting afresh.
+
+    Attributes
+    ----------
+    tensors_ : list of numpy.ndarray
+        Site tensors ``(D_left, d, D_right)``; the label site's is ``(D_left, d, D_right, n_classes)``.
+    label_site_ : int
+        Site holding the label index (the orthogonality centre).
+    classes_ : numpy.ndarray
+    n_features_in_ : int
+    history_ : list of dict
+        Per sweep/epoch: ``loss``, ``accuracy`` (training), ``max_bond``, ``seconds``.
+
+    Examples
+    --------
+    >>> from tnkit.datasets import load_digits
+    >>> from tnkit.ml import MPSClassifier
+    >>> X, y = load_digits()
+    >>> clf = MPSClassifier(max_bond=8, n_sweeps=2, random_state=0).fit(X[:300], y[:300])
+    >>> clf.score(X[300:600], y[300:600]) > 0.8
+    True
+    """
+
+    _kind = "MPSClassifier"
+
+    def __init__(
+        self,
+        max_bond: int | None = 20,
+        *,
+        cutoff: float = 1e-10,
+        feature_map: str = "cos-sin",
+        local_dim: int = 2,
+        loss: str = "squared",
+        solver: str = "sweep",
+        n_sweeps: int = 4,
+        local_steps: int = 10,
+        alpha: float = 1e-4,
+        learning_rate: float = 0.002,
+        n_epochs: int = 10,
+        batch_size: int = 32,
+        init_bond: int = 4,
+        random_state: Any = None,
+        verbose: bool = False,
+        warm_start: bool = False,
+    ) -> None:
+        self.max_bond = max_bond
+        self.cutoff = cutoff
+        self.feature_map = feature_map
+        self.local_dim = local_dim
+        self.loss = loss
+        self.solver = solver
+        self.n_sweeps = n_sweeps
+        self.local_steps = local_steps
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.init_bond = init_bond
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_option("solver", self.solver, SOLVERS)
+        for name in ("n_sweeps", "local_steps", "n_epochs", "batch_size", "init_bond"):
+            check_int(name, getattr(self, name), minimum=1)
+
+    def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
+        bond = self.init_bond if self.solver == "sweep" else (self.max_bond or self.init_bond)
+        if self.max_bond is not None:
+            bond = min(bond, self.max_bond)
+        tensors = init_tensors(phi.shape[1], self.local_dim, Y.shape[1], bond, rng)
+        f = chain_outputs(tensors, 0, phi)
+        scale = np.median(np.linalg.norm(f, axis=1))
+        if scale > 0:
+            tensors[0] = tensors[0] / scale
+        self.tensors_, self.label_site_ = tensors, 0
+
+    def _train(self, phi, Y, n_iter, rng):
+        if self.solver == "sweep":
+            self.tensors_, self.label_site_, history = sweep_fit(
+                self.tensors_, self.label_site_, phi, Y,
+                n_sweeps=n_iter or self.n_sweeps, max_bond=self.max_bond, cutoff=self.cutoff,
+                loss=self.loss, local_steps=self.local_steps, alpha=self.alpha,
+                learning_rate=self.learning_rate, verbose=self.verbose,
+            )
+            return history
+        self.tensors_, history = adam_fit(
+            self.tensors_, self.label_site_, phi, Y, n_epochs=n_iter or self.n_epochs,
+            batch_size=self.batch_size, learning_rate=self.learning_rate, loss=self.loss,
+            alpha=self.alpha, rng=rng, verbose=self.verbose,
+        )
+        return history
+
+    def _decision(self, phi: np.ndarray) -> np.ndarray:
+        return chain_outputs(self.tensors_, self.label_site_, phi)
+
+    def _model_arrays(self):
+        return list(self.tensors_), {"label_site": self.label_site_}
+
+    def _restore_model(self, tensors, meta):
+        self.tensors_ = [np.array(t) for t in tensors]
+        self.label_site_ = int(meta["label_site"])
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def bond_dims_(self) -> tuple[int, ...]:
+        """Bond dimensions of the trained chain (``N - 1`` bonds)."""
+        check_is_fitted(self)
+        return tuple(t.shape[2] for t in self.tensors_[:-1])
+
+    def to_mps(self) -> Any:
+        """The weights as a :class:`tnkit.MPS`, the label fused into the label site's physical index.
+
+        The label site's physical dimension is ``local_dim * n_classes`` (index
+        ``s * n_classes + k``); the canonical bookkeeping is verified, not assumed.
+        """
+        check_is_fitted(self)
+        psi = _as_mps(self.tensors_, self.label_site_)
+        psi._adopt_verified_canonical_range(self.label_site_, self.label_site_ + 1)
+        return psi
+
+    def entanglement_entropy(self) -> np.ndarray:
+        """Von Neumann entropy (nats) across each bond of the normalised weight MPS, shape (N-1,)."""
+        return np.atleast_1d(np.asarray(self.to_mps().normalized().entanglement_entropy(), dtype=float))
+
+    def feature_importance(self, X: Any, y: Any = None) -> np.ndarray:
+        """How much each feature matters: exact occlusion sensitivity, shape (n_features,).
+
+        For each feature ``i``, the mean over samples of ``|f_y(x) - f_y(x with x_i = 0)|``
+        (``y`` the true class, or the predicted one when ``y`` is None), divided by the
+        mean ``|f_y(x)|``. The model is linear in each site's input vector, so the
+        change is computed exactly from ``d f_y / d phi(x_i)`` in one backward pass.
+        For images, ``x_i = 0`` is a blank pixel; reshape the result to the image shape.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        phi = self._embed(X)
+        f = self._decision(phi)
+        cls = np.argmax(f, axis=1) if y is None else np.searchsorted(self.classes_, np.asarray(y))
+        G = np.eye(len(self.classes_))[cls]
+        with blas_threads(self.max_bond or 1):
+            grads = input_gradients(self.tensors_, self.label_site_, phi, G)
+        blank = embed(np.zeros((1, 1)), self.feature_map, local_dim=self.local_dim)[0, 0]
+        change = np.abs(np.einsum("bis,bis->bi", grads, blank[None, None, :] - phi))
+        return change.mean(axis=0) / max(float(np.mean(np.abs(np.sum(f * G, axis=1)))), 1e-300)

@@ -1,0 +1,212 @@
+"""Losses and optimisers shared by the tensor-network classifiers.
+
+Losses take the model outputs ``f`` of shape ``(batch, n_classes)`` and one-hot targets
+``Y`` of the same shape, and return the **mean** loss over the batch with its gradient
+``dloss/df``. Optimisers update lists of numpy arrays.
+
+- :func:`squared_loss`: ``mean_b 1/2 ||f_b - y_b||^2`` (Stoudenmire & Schwab 2016).
+- :func:`cross_entropy_loss`: ``mean_b -log softmax(f_b)[y_b]``.
+- :class:`Adam`: Kingma & Ba (2015), arXiv:1412.6980.
+- :func:`conjugate_gradient_least_squares`: a few CG steps on a regularised linear
+  least-squares problem given as a pair of functions (forward, transpose).
+- :func:`backtracking_descent`: gradient descent with an Armijo line search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..core.validate import check_option
+
+__all__ = [
+    "LOSSES",
+    "squared_loss",
+    "cross_entropy_loss",
+    "softmax",
+    "loss_function",
+    "Adam",
+    "conjugate_gradient_least_squares",
+    "backtracking_descent",
+]
+
+
+def softmax(f: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``f`` (batch, n_classes), stable for large values."""
+    z = f - f.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def squared_loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """``mean_b 1/2 sum_k (f[b,k] - Y[b,k])**2`` and its gradient ``(f - Y) / batch``."""
+    diff = f - Y
+    return 0.5 * float(np.sum(diff * diff)) / len(f), diff / len(f)
+
+
+def cross_entropy_loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """``mean_b -sum_k Y[b,k] log softmax(f[b])[k]`` and its gradient ``(softmax(f) - Y) / batch``."""
+    z = f - f.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -float(np.sum(Y * log_p)) / len(f), (np.exp(log_p) - Y) / len(f)
+
+
+#: Loss name -> function ``(f, Y) -> (mean loss, dloss/df)``.
+LOSSES: dict[str, Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]] = {
+    "squared": squared_loss,
+    "cross-entropy": cross_entropy_loss,
+}
+
+
+def loss_function(name: str) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
+    """Look up a loss by name (``"squared"`` or ``"cross-entropy"``)."""
+    check_option("loss", name, LOSSES)
+    return LOSSES[name]
+
+
+class Adam:
+    """Adam optimiser over a list of arrays (updates are returned, not applied in place).
+
+    Parameters
+    ----------
+    learning_rate : float
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates.
+    eps : float
+        Added to the square root of the second moment.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> opt = Adam(0.1)
+    >>> x = [np.array([1.0])]
+    >>> for _ in range(100):
+    ...     x = opt.step(x, [2 * x[0]])
+    >>> abs(float(x[0][0])) < 0.1
+    True
+    """
+
+    def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.t = 0
+        self.m: list[np.ndarray] | None = None
+        self.v: list[np.ndarray] | None = None
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Return ``params`` moved one Adam step against ``grads`` (same shapes, same order)."""
+        if self.m is None or len(self.m) != len(params) or any(
+            m.shape != p.shape for m, p in zip(self.m, params)
+        ):
+            self.m = [np.zeros_like(p) for p in params]
+            self.v = [np.zeros_like(p) for p in params]
+            self.t = 0
+        assert self.v is not None
+        self.t += 1
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
+        out = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            self.m[i] = self.beta1 * self.m[i] + (1 - self.beta1) * g
+            self.v[i] = self.beta2 * self.v[i] + (1 - self.beta2) * g * g
+            out.append(p - self.learning_rate * (self.m[i] / c1) / (np.sqrt(self.v[i] / c2) + self.eps))
+        return out
+
+
+def conjugate_gradient_least_squares(
+    forward: Callable[[np.ndarray], np.ndarray],
+    transpose: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    Y: np.ndarray,
+    *,
+    alpha: float = 0.0,
+    n_steps: int = 3,
+) -> np.ndarray:
+    """A few conjugate-gradient steps on ``min_x 1/(2n) ||A x - Y||^2 + alpha/2 ||x||^2``.
+
+    Parameters
+    ----------
+    forward : callable
+        ``x -> A x`` with ``A x`` of the shape of ``Y`` (``n = len(Y)`` rows).
+    transpose : callable
+        ``r -> A^T r`` (shape of ``x``).
+    x : numpy.ndarray
+        Starting point.
+    Y : numpy.ndarray
+        Targets.
+    alpha : float
+        L2 regularisation strength.
+    n_steps : int
+        CG iterations; each costs one ``forward`` and one ``transpose``. The objective
+        never increases (CG on the normal equations from ``x``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The improved ``x``.
+    """
+    n = len(Y)
+    r = -(transpose(forward(x) - Y) / n + alpha * x)
+    p = r.copy()
+    rr = float(np.vdot(r, r).real)
+    for _ in range(n_steps):
+        if rr == 0.0:
+            break
+        ap = forward(p)
+        hp = transpose(ap) / n + alpha * p
+        curvature = float(np.vdot(p, hp).real)
+        if curvature <= 0.0:
+            break
+        step = rr / curvature
+        x = x + step * p
+        r = r - step * hp
+        rr_new = float(np.vdot(r, r).real)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def backtracking_descent(
+    objective: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x: np.ndarray,
+    *,
+    step: float,
+    n_steps: int = 3,
+    max_halvings: int = 20,
+) -> tuple[np.ndarray, float]:
+    """Gradient descent with an Armijo backtracking line search; never increases the objective.
+
+    Parameters
+    ----------
+    objective : callable
+        ``x -> (value, gradient)``.
+    x : numpy.ndarray
+        Starting point.
+    step : float
+        Initial step length; it grows by 1.5 after an accepted step and halves on a rejected one.
+    n_steps : int
+        Accepted steps to take at most.
+
+    Returns
+    -------
+    x : numpy.ndarray
+        The improved point.
+    step : float
+        The step length to start from next time.
+    """
+    value, grad = objective(x)
+    for _ in range(n_steps):
+        g2 = float(np.vdot(grad, grad).real)
+        if g2 == 0.0:
+            break
+        for _ in range(max_halvings):
+            trial = x - step * grad
+            t_value, t_grad = objective(trial)
+            if t_value <= value - 1e-4 * step * g2:
+                x, value, grad = trial, t_value, t_grad
+                step *= 1.5
+                break
+            step *= 0.5
+        else:
+            break
+    return x, step
