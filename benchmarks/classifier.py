@@ -1,0 +1,179 @@
+"""Benchmark: tnkit's MPS classifier against scikit-learn baselines (digits, MNIST 14x14).
+
+Cases (see ../shared/BENCHMARKS.md for the conventions):
+
+- ``digits_mps_bond{D}``: scikit-learn 8x8 digits, 75/25 split with random_state 0.
+  Test accuracy of MPSClassifier next to logistic regression and an RBF SVM trained
+  in the same process on the same split; plus the training time.
+- ``mnist14_mps_bond{D}_n{N}``: MNIST pooled to 14x14 (Stoudenmire & Schwab 2016), the
+  first ``N`` training images, the full test set; test error per bond dimension, with
+  the paper's 0.97% (bond 120, full training set) as the reference value.
+- ``mnist14_sweep_bond{D}``: seconds per sweep and per sample, with where the time goes
+  (environment updates, local solver, SVD split).
+
+Usage::
+
+    python benchmarks/classifier.py --quick            # digits only, < 1 minute
+    python benchmarks/classifier.py --mnist-train 10000 --bonds 10 20 40 --plot mnist.png
+    python benchmarks/classifier.py --mnist-train 60000 --bonds 10 20 40 80 120   # full (hours)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+
+import numpy as np
+
+
+def _emit(rows: list[dict], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            print(json.dumps(row), flush=True)
+        else:
+            ref = row.get("reference_value")
+            ref_s = "n/a" if ref is None else f"{ref:.4g}"
+            print(f"{row['case']:<32} {row['metric']:<16} tnkit={row['tnkit']:<10.4g} "
+                  f"{row.get('reference', ''):<22} {ref_s}", flush=True)
+
+
+def digits_case(bond: int, n_sweeps: int) -> list[dict]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    from tnkit.datasets import load_digits
+    from tnkit.ml import MPSClassifier
+
+    X, y = load_digits()
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    t0 = time.perf_counter()
+    clf = MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0).fit(Xtr, ytr)
+    seconds = time.perf_counter() - t0
+    acc = clf.score(Xte, yte)
+    t0 = time.perf_counter()
+    logreg = LogisticRegression(max_iter=5000).fit(Xtr, ytr)
+    t_lr = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    svm = SVC(kernel="rbf", gamma="scale").fit(Xtr, ytr)
+    t_svm = time.perf_counter() - t0
+    case = f"digits_mps_bond{bond}"
+    base = {"benchmark": "classifier", "case": case}
+    return [
+        {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "logistic_regression",
+         "reference_value": logreg.score(Xte, yte)},
+        {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "rbf_svm", "reference_value": svm.score(Xte, yte)},
+        {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "rbf_svm", "reference_value": t_svm,
+         "ratio": seconds / t_svm},
+        {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "logistic_regression",
+         "reference_value": t_lr, "ratio": seconds / t_lr},
+    ]
+
+
+class _Timer:
+    """Accumulates the time spent in named functions of the classifier's modules."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, module, name: str, label: str) -> None:
+        fn = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - t0
+
+        setattr(module, name, timed)
+
+
+def mnist_cases(n_train: int, bonds: list[int], n_sweeps: int, plot: str | None) -> list[dict]:
+    from tnkit.datasets import default_mnist_dir, load_mnist
+    from tnkit.ml import MPSClassifier
+
+    if not default_mnist_dir().is_dir():
+        print(f"# skipping MNIST: {default_mnist_dir()} not found")
+        return []
+    train = load_mnist(split="train", pool=2, n_samples=n_train)
+    test = load_mnist(split="test", pool=2)
+    rows, errors = [], []
+    for bond in bonds:
+        t0 = time.perf_counter()
+        clf = MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0).fit(train.data, train.target)
+        seconds = time.perf_counter() - t0
+        err = 1.0 - clf.score(test.data, test.target)
+        errors.append(err)
+        base = {"benchmark": "classifier", "case": f"mnist14_mps_bond{bond}_n{n_train}_s{n_sweeps}"}
+        rows += [
+            {**base, "metric": "test_error", "tnkit": err, "reference": "paper_bond120_full", "reference_value": 0.0097,
+             "ratio": err / 0.0097},
+            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None},
+        ]
+    if plot:
+        from tnkit.ml.plots import plot_accuracy_vs_bond
+
+        plot_accuracy_vs_bond(bonds, errors, plot)
+    return rows
+
+
+def sweep_speed_cases(n_train: int, bonds: list[int]) -> list[dict]:
+    """One sweep at each bond from a model already grown to that bond, with a time breakdown."""
+    import tnkit.ml.environments as envs
+    import tnkit.ml.mps_classifier as mc
+    from tnkit.datasets import default_mnist_dir, load_mnist
+    from tnkit.ml import MPSClassifier
+
+    if not default_mnist_dir().is_dir():
+        return []
+    train = load_mnist(split="train", pool=2, n_samples=n_train)
+    rows = []
+    for bond in bonds:
+        clf = MPSClassifier(max_bond=bond, n_sweeps=2, init_bond=bond, random_state=0, warm_start=True)
+        clf.fit(train.data, train.target)
+        timer = _Timer()
+        saved = {(m, n): getattr(m, n) for m, n in [(envs, "extend_left"), (envs, "extend_right"),
+                                                    (mc, "_local_update"), (mc, "_split")]}
+        timer.wrap(envs, "extend_left", "environments")
+        timer.wrap(envs, "extend_right", "environments")
+        timer.wrap(mc, "_local_update", "local_solver")
+        timer.wrap(mc, "_split", "svd_split")
+        try:
+            t0 = time.perf_counter()
+            clf.partial_fit(train.data, train.target)
+            seconds = time.perf_counter() - t0
+        finally:
+            for (m, n), fn in saved.items():
+                setattr(m, n, fn)
+        base = {"benchmark": "classifier", "case": f"mnist14_sweep_bond{bond}_n{n_train}"}
+        rows.append({**base, "metric": "seconds_per_sweep", "tnkit": seconds, "reference": None,
+                     "reference_value": None, "breakdown": {k: round(v, 3) for k, v in timer.seconds.items()}})
+        rows.append({**base, "metric": "ms_per_sample_sweep", "tnkit": 1e3 * seconds / n_train,
+                     "reference": None, "reference_value": None})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="digits only (under a minute)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--digits-bond", type=int, default=20)
+    parser.add_argument("--digits-sweeps", type=int, default=4)
+    parser.add_argument("--mnist-train", type=int, default=10000, help="training images used (60000: all)")
+    parser.add_argument("--mnist-sweeps", type=int, default=2)
+    parser.add_argument("--bonds", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40])
+    parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
+    args = parser.parse_args(argv)
+    _emit(digits_case(args.digits_bond, args.digits_sweeps), args.json)
+    if not args.quick:
+        _emit(sweep_speed_cases(min(args.mnist_train, 5000), args.speed_bonds), args.json)
+        _emit(mnist_cases(args.mnist_train, args.bonds, args.mnist_sweeps, args.plot), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Figures for trained classifiers (matplotlib, imported lazily, Agg backend).
+
+Each function draws one figure, writes it atomically to ``path`` (format from the
+suffix, e.g. ``.png`` or ``.pdf``) and returns the path.
+
+- :func:`plot_entanglement`: entanglement entropy across each bond of a trained model.
+- :func:`plot_accuracy_vs_bond`: test error against bond dimension, with a reference line.
+- :func:`plot_feature_importance`: per-feature importance as an image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write
+
+__all__ = ["plot_entanglement", "plot_accuracy_vs_bond", "plot_feature_importance"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Any) -> Path:
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_entanglement(entropy: Sequence[float], path: Any, *, title: str = "Entanglement of the trained MPS") -> Path:
+    """Bar plot of the entropy (nats) across each bond; ``entropy`` from ``MPSClassifier.entanglement_entropy()``."""
+    plt = _pyplot()
+    entropy = np.asarray(entropy, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(np.arange(len(entropy)), entropy, width=1.0, color="tab:blue")
+    ax.set_xlabel("bond")
+    ax.set_ylabel("entropy (nats)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_bond(
+    bonds: Sequence[int],
+    errors: Sequence[float],
+    path: Any,
+    *,
+    reference: float | None = 0.0097,
+    reference_label: str = "Stoudenmire & Schwab, bond 120 (0.97%)",
+    label: str = "tnkit MPSClassifier",
+) -> Path:
+    """Test error (fraction) against bond dimension, log-scaled, with a horizontal reference line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(bonds, 100 * np.asarray(errors, dtype=float), "o-", label=label)
+    if reference is not None:
+        ax.axhline(100 * reference, color="k", ls="--", lw=1, label=reference_label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(bonds))
+    ax.set_xticklabels([str(b) for b in bonds])
+    ax.set_xlabel("max bond dimension")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_feature_importance(importance: Sequence[float], shape: tuple[int, int], path: Any,
+                            *, title: str = "Feature importance") -> Path:
+    """Show ``importance`` (n_features,) as an image of ``shape`` (rows, cols), row-major."""
+    plt = _pyplot()
+    importance = np.asarray(importance, dtype=float)
+    if importance.size != shape[0] * shape[1]:
+        raise ValueError(f"`importance` has {importance.size} values, `shape` {shape} needs {shape[0] * shape[1]}.")
+    fig, ax = plt.subplots(figsize=(3.5, 3.5))
+    im = ax.imshow(importance.reshape(shape), cmap="viridis")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, path)
