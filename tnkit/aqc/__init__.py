@@ -1,0 +1,48 @@
+"""Approximate quantum compiling (AQC): a target MPS to a short parametrised circuit.
+
+Modules: :mod:`~tnkit.aqc.targets` (target states, spin chains, accurate time
+evolution), :mod:`~tnkit.aqc.ansatz` (brickwall, staircase and from-circuit
+ansätze of KAK blocks), :mod:`~tnkit.aqc.objective` (fidelity and exact gradient by
+environments), :mod:`~tnkit.aqc.init` (Trotter and Ran initialisations),
+:mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.circuits` (Qiskit
+output, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
+MPS-to-circuit by sequential isometries) and :mod:`~tnkit.aqc.cli` (``tnkit aqc``).
+
+Importing :mod:`tnkit.aqc` needs numpy only; qiskit and scipy are imported by the
+functions that use them.
+"""
+
+from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_ansatz, staircase_ansatz
+from .born import mps_to_circuit, sequential_unitaries
+from .circuits import circuit_fidelity, gate_counts, read_qasm, to_qasm, to_qiskit, transpile_circuit, write_qasm
+from .compiler import AQCResult, compile_sequence, compile_state
+from .init import ran_initialization, trotter_initialization
+from .objective import Objective
+from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
+
+__all__ = [
+    "Ansatz",
+    "brickwall_ansatz",
+    "staircase_ansatz",
+    "ansatz_from_circuit",
+    "ansatz_from_gates",
+    "Objective",
+    "AQCResult",
+    "compile_state",
+    "compile_sequence",
+    "trotter_initialization",
+    "ran_initialization",
+    "SpinChain",
+    "EvolutionReport",
+    "as_target",
+    "time_evolved_state",
+    "to_qiskit",
+    "transpile_circuit",
+    "circuit_fidelity",
+    "gate_counts",
+    "to_qasm",
+    "write_qasm",
+    "read_qasm",
+    "mps_to_circuit",
+    "sequential_unitaries",
+]

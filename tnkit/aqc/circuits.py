@@ -1,0 +1,237 @@
+"""Emitting compiled circuits: Qiskit circuits, transpilation, QASM, independent checks.
+
+:func:`to_qiskit` writes an ansatz with bound angles as a ``qiskit.QuantumCircuit``
+in standard gates (``rz``, ``rx``, ``ry``, ``cx``), optionally transpiled to a basis
+and a coupling map. :func:`circuit_fidelity` re-simulates any emitted circuit
+independently of the objective: with Qiskit's ``Statevector`` up to 24 qubits and
+with the engine's MPS simulation beyond. :func:`to_qasm` / :func:`write_qasm` export
+OpenQASM 2 or 3 (written atomically); :func:`read_qasm` parses it back (no code is
+executed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.validate import check_option
+from ..io import atomic_write
+from ..mps.mps import MatrixProductState
+from .ansatz import Ansatz
+from .targets import as_target
+
+__all__ = [
+    "to_qiskit",
+    "transpile_circuit",
+    "circuit_fidelity",
+    "to_qasm",
+    "write_qasm",
+    "read_qasm",
+    "gate_counts",
+    "STATEVECTOR_MAX_QUBITS",
+]
+
+#: Largest circuit :func:`circuit_fidelity` simulates with Qiskit's ``Statevector``.
+STATEVECTOR_MAX_QUBITS = 24
+
+
+def _zxz(qc: Any, angles: np.ndarray, q: int) -> None:
+    a, b, c = (float(x) for x in angles)
+    qc.rz(c, q)
+    qc.rx(b, q)
+    qc.rz(a, q)
+
+
+def _core(qc: Any, angles: np.ndarray, lo: int, hi: int) -> None:
+    t1, t2, t3 = (float(x) for x in angles)
+    qc.rz(-math.pi / 2, hi)
+    qc.cx(hi, lo)
+    qc.rz(t1, lo)
+    qc.ry(t2, hi)
+    qc.cx(lo, hi)
+    qc.ry(t3, hi)
+    qc.cx(hi, lo)
+    qc.rz(math.pi / 2, lo)
+
+
+def to_qiskit(
+    ansatz: Ansatz,
+    params: Any,
+    *,
+    basis_gates: list[str] | None = None,
+    coupling_map: Any = None,
+    optimization_level: int = 1,
+    seed: int = 0,
+) -> Any:
+    """The ansatz with angles ``params`` as a bound ``qiskit.QuantumCircuit``.
+
+    Parameters
+    ----------
+    ansatz : Ansatz
+    params : array_like
+    basis_gates : list of str, optional
+        Transpile to this basis (e.g. ``["ecr", "rz", "sx", "x"]``).
+    coupling_map : qiskit CouplingMap or list of pairs, optional
+        Transpile for this connectivity. Virtual qubit ``q`` is placed on physical
+        qubit ``q``; if the ansatz only uses coupled pairs no SWAPs are added.
+    optimization_level : int
+        Qiskit's transpiler level when transpiling.
+    seed : int
+        ``seed_transpiler``.
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+        Acting on ``|0...0>`` it prepares the compiled state (up to a global phase).
+    """
+    from qiskit import QuantumCircuit
+
+    params = ansatz.check_params(params)
+    first, blocks = ansatz.split_params(params)
+    qc = QuantumCircuit(ansatz.n_qubits, name="aqc")
+    for q in range(ansatz.n_qubits):
+        _zxz(qc, first[q], q)
+    for (lo, hi), row in zip(ansatz.pairs, blocks):
+        _core(qc, row[0:3], lo, hi)
+        _zxz(qc, row[3:6], lo)
+        _zxz(qc, row[6:9], hi)
+    if basis_gates is None and coupling_map is None:
+        return qc
+    return transpile_circuit(
+        qc, basis_gates=basis_gates, coupling_map=coupling_map, optimization_level=optimization_level, seed=seed
+    )
+
+
+def transpile_circuit(
+    circuit: Any,
+    *,
+    basis_gates: list[str] | None = None,
+    coupling_map: Any = None,
+    optimization_level: int = 1,
+    seed: int = 0,
+) -> Any:
+    """Transpile ``circuit`` to a basis and a coupling map, keeping virtual qubit ``q`` on physical ``q``.
+
+    Raises
+    ------
+    ValueError
+        If the coupling map has fewer qubits than the circuit or does not connect them.
+    """
+    import qiskit
+    from qiskit.transpiler import CouplingMap
+
+    n = circuit.num_qubits
+    layout = None
+    if coupling_map is not None:
+        if not isinstance(coupling_map, CouplingMap):
+            coupling_map = CouplingMap([list(map(int, e)) for e in coupling_map])
+        if coupling_map.size() < n:
+            raise ValueError(f"`coupling_map` has {coupling_map.size()} qubits, fewer than the circuit's {n}.")
+        from .ansatz import _check_connected
+
+        _check_connected(
+            sorted({(min(a, b), max(a, b)) for a, b in coupling_map.get_edges() if max(a, b) < n}), n
+        )
+        layout = list(range(n))
+    return qiskit.transpile(
+        circuit,
+        basis_gates=basis_gates,
+        coupling_map=coupling_map,
+        initial_layout=layout,
+        optimization_level=optimization_level,
+        seed_transpiler=seed,
+    )
+
+
+def gate_counts(circuit: Any) -> dict[str, int]:
+    """Gate counts, plus ``"two_qubit"`` (all two-qubit gates) and ``"two_qubit_depth"``."""
+    counts = {str(k): int(v) for k, v in circuit.count_ops().items()}
+    counts["two_qubit"] = sum(1 for inst in circuit.data if inst.operation.num_qubits == 2)
+    counts["two_qubit_depth"] = int(circuit.depth(lambda inst: inst.operation.num_qubits == 2))
+    counts["depth"] = int(circuit.depth())
+    return counts
+
+
+def _final_positions(circuit: Any, n_target: int) -> list[int]:
+    layout = getattr(circuit, "layout", None)
+    if layout is None:
+        return list(range(n_target))
+    return [int(p) for p in layout.final_index_layout(filter_ancillas=True)][:n_target]
+
+
+def circuit_fidelity(
+    circuit: Any, target: Any, *, method: str = "auto", max_bond: int | None = None
+) -> float:
+    """``|<target|circuit|0...0>|^2`` by an independent simulation of ``circuit``.
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+        Possibly transpiled (ancillas must end in ``|0>``; the final layout of
+        a transpiled circuit is read from ``circuit.layout`` and must keep virtual
+        qubit ``q`` on physical qubit ``q``).
+    target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
+    method : {"auto", "statevector", "mps"}
+        ``"auto"`` uses Qiskit's ``Statevector`` up to :data:`STATEVECTOR_MAX_QUBITS`
+        qubits and the engine's MPS simulation beyond.
+    max_bond : int, optional
+        Bond cap of the MPS simulation (``None``: exact).
+    """
+    check_option("method", method, ("auto", "statevector", "mps"))
+    psi = as_target(target)
+    n = psi.n_sites
+    m = circuit.num_qubits
+    if m < n:
+        raise ValueError(f"`circuit` has {m} qubits, fewer than the target's {n}.")
+    positions = _final_positions(circuit, n)
+    if positions != list(range(n)):
+        raise ValueError(
+            f"`circuit` moves virtual qubits to physical qubits {positions[:8]}...; transpile with "
+            "transpile_circuit (which keeps qubit q on physical qubit q) to compare with the target."
+        )
+    if m > n:  # ancillas stay in |0>
+        psi = MatrixProductState(list(psi.tensors) + [np.array([1.0, 0.0]).reshape(1, 2, 1)] * (m - n))
+    if method == "statevector" or (method == "auto" and m <= STATEVECTOR_MAX_QUBITS):
+        from qiskit.quantum_info import Statevector
+
+        v = Statevector(circuit.remove_final_measurements(inplace=False)).data
+        w = psi.to_dense(little_endian=True, max_size=2**m)
+        return float(abs(np.vdot(w, v)) ** 2)
+    phi = MatrixProductState.from_qiskit(circuit.remove_final_measurements(inplace=False), max_bond=max_bond)
+    return float(abs(psi.inner(phi)) ** 2)
+
+
+def to_qasm(circuit: Any, *, version: int = 2) -> str:
+    """OpenQASM text of ``circuit`` (``version`` 2 or 3)."""
+    check_option("version", version, (2, 3))
+    if version == 2:
+        from qiskit import qasm2
+
+        return qasm2.dumps(circuit)
+    from qiskit import qasm3
+
+    return qasm3.dumps(circuit)
+
+
+def write_qasm(circuit: Any, path: Any, *, version: int = 2) -> Path:
+    """Write ``circuit`` as OpenQASM to ``path`` atomically; return the path."""
+    text = to_qasm(circuit, version=version)
+    path = Path(path)
+    with atomic_write(path) as fh:
+        fh.write(text.encode())
+    return path
+
+
+def read_qasm(path: Any) -> Any:
+    """Parse an OpenQASM 2 or 3 file into a ``qiskit.QuantumCircuit`` (no code is executed)."""
+    text = Path(path).read_text()
+    if "OPENQASM 3" in text:
+        from qiskit import qasm3
+
+        return qasm3.loads(text)
+    from qiskit import qasm2
+
+    return qasm2.loads(text, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
