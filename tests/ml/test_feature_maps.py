@@ -50,3 +50,13 @@ def test_bad_input():
         embed([[0.5]], "one-hot")
     with pytest.raises(ValueError, match="finite"):
         embed([[np.nan]])
+
+
+def test_plots_write_files(tmp_path):
+    from tnkit.ml.plots import plot_accuracy_vs_bond, plot_entanglement, plot_feature_importance
+
+    assert plot_entanglement([0.1, 0.5, 0.2], tmp_path / "e.png").stat().st_size > 0
+    assert plot_accuracy_vs_bond([10, 20], [0.05, 0.03], tmp_path / "a.png").stat().st_size > 0
+    assert plot_feature_importance(np.arange(4.0), (2, 2), tmp_path / "f.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="shape"):
+        plot_feature_importance(np.arange(5.0), (2, 2), tmp_path / "g.png")
