@@ -1,0 +1,146 @@
+"""Compilation end to end, emitted circuits vs Qiskit, QASM, targets, Born-machine circuits, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from qiskit.quantum_info import Statevector
+
+from tnkit import MPS
+from tnkit.aqc import (
+    SpinChain,
+    brickwall_ansatz,
+    circuit_fidelity,
+    compile_sequence,
+    compile_state,
+    gate_counts,
+    mps_to_circuit,
+    ran_initialization,
+    read_qasm,
+    time_evolved_state,
+    to_qasm,
+    to_qiskit,
+    transpile_circuit,
+    trotter_initialization,
+    write_qasm,
+)
+from tnkit.aqc.targets import as_target
+
+
+@pytest.fixture(scope="module")
+def shallow_target():
+    """A state that a known 2-layer brickwall prepares."""
+    ansatz = brickwall_ansatz(5, 2)
+    params = np.random.default_rng(5).uniform(-np.pi, np.pi, ansatz.n_params)
+    return to_qiskit(ansatz, params)
+
+
+def test_recovers_a_state_prepared_by_a_known_shallow_circuit(shallow_target):
+    target = as_target(shallow_target)
+    result = compile_state(target, brickwall_ansatz(5, 2), max_bond=None, max_iter=400,
+                           target_fidelity=0.99999, progress=False)
+    assert result.fidelity > 0.9999, result
+    assert result.history and result.n_evaluations >= result.n_iterations
+    qc = result.circuit()
+    assert gate_counts(qc)["cx"] == result.cnot_count == 3 * 4
+    # the emitted circuit, simulated by Qiskit, agrees with the MPS objective
+    assert circuit_fidelity(qc, target) == pytest.approx(result.fidelity, abs=1e-8)
+    assert circuit_fidelity(qc, target, method="mps") == pytest.approx(result.fidelity, abs=1e-8)
+
+
+def test_transpiled_to_a_coupling_map_and_basis_keeps_the_fidelity(shallow_target):
+    target = as_target(shallow_target)
+    coupling = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    ansatz = brickwall_ansatz(5, 2, coupling_map=coupling)
+    result = compile_state(target, ansatz, max_bond=None, max_iter=60, progress=False)
+    qc = result.circuit(basis_gates=["ecr", "rz", "sx", "x"], coupling_map=coupling)
+    ops = set(qc.count_ops())
+    assert ops <= {"ecr", "rz", "sx", "x"} and qc.num_qubits == 6
+    assert circuit_fidelity(qc, target) == pytest.approx(result.fidelity, abs=1e-8)
+    with pytest.raises(ValueError, match="must connect"):
+        transpile_circuit(result.circuit(), coupling_map=[(0, 1), (2, 3), (3, 4), (4, 5)])
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_qasm_round_trip(tmp_path, shallow_target, version):
+    path = write_qasm(shallow_target, tmp_path / f"c{version}.qasm", version=version)
+    text = path.read_text()
+    assert text.startswith(f"OPENQASM {version}")
+    assert text == to_qasm(shallow_target, version=version)
+    if version == 3:
+        pytest.importorskip("qiskit_qasm3_import", reason="qiskit_qasm3_import is needed to read QASM 3")
+    back = read_qasm(path)
+    assert abs(np.vdot(Statevector(back).data, Statevector(shallow_target).data)) ** 2 == pytest.approx(1, abs=1e-10)
+
+
+def test_time_evolved_state_matches_exact_evolution():
+    from scipy.linalg import expm
+
+    chain = SpinChain.xxz(6, delta=0.5, h=0.3)
+    psi, report = time_evolved_state(chain, 0.7, steps=40)
+    h = chain.mpo().to_dense()
+    neel = MPS.product_state([0, 1, 0, 1, 0, 1]).to_dense()
+    exact = expm(-0.7j * h) @ neel
+    infidelity = 1 - abs(np.vdot(exact, psi.to_dense())) ** 2
+    assert infidelity < 1e-5
+    # the reported Trotter error estimate is of the right size (within a factor 10)
+    assert report.trotter_error / 10 < infidelity < 10 * report.trotter_error + 1e-12
+    tfim = SpinChain.tfim(4, j=1.0, h=0.7)
+    np.testing.assert_allclose(tfim.mpo().to_dense(), __import__("tnkit").tfim_mpo(4, j=1.0, h=0.7).to_dense())
+
+
+def test_trotter_initialization_reproduces_the_trotter_circuit():
+    chain = SpinChain.xxz(8, delta=0.5)
+    ansatz, params = trotter_initialization(chain, 1.0, 3)
+    assert ansatz.n_blocks == 4 * 3 + 3 * 4  # odd bonds first: 4 odd layers of 3, 3 even layers of 4
+    v = Statevector(chain.trotter_circuit(1.0, 3)).data
+    w = Statevector(to_qiskit(ansatz, params)).data
+    assert abs(np.vdot(v, w)) ** 2 == pytest.approx(1, abs=1e-10)
+
+
+def test_trotter_seed_compiles_and_warm_starts_along_t():
+    chain = SpinChain.xxz(8, delta=0.5)
+    targets = [time_evolved_state(chain, t, steps=20)[0] for t in (0.4, 0.45)]
+    ansatz, params = trotter_initialization(chain, 0.4, 1)
+    results = compile_sequence(targets, ansatz, params, max_bond=None, max_iter=25, target_fidelity=0.9999,
+                               progress=False)
+    assert results[0].fidelity > max(0.99, results[0].initial_fidelity)
+    assert results[1].initial_fidelity > 0.8  # warm start from t = 0.4
+    assert results[1].fidelity >= results[1].initial_fidelity
+
+
+def test_ran_initialization_is_exact_for_a_bond_two_state(rng):
+    target = MPS.random(6, 2, seed=11, dtype=complex)
+    ansatz, params = ran_initialization(target, 1)
+    assert ansatz.pairs == tuple((q, q + 1) for q in range(5))
+    assert circuit_fidelity(to_qiskit(ansatz, params), target) == pytest.approx(1, abs=1e-10)
+    deeper = MPS.random(6, 4, seed=12, dtype=complex)
+    f = [circuit_fidelity(to_qiskit(*ran_initialization(deeper, k)), deeper) for k in (1, 3)]
+    assert f[1] > f[0]
+
+
+@pytest.mark.parametrize("bond", [2, 3, 4])
+def test_mps_to_circuit_reproduces_the_born_distribution(bond):
+    psi = MPS.random(6, bond, seed=bond, dtype=complex)
+    qc = mps_to_circuit(psi)
+    probs = Statevector(qc).probabilities_dict()
+    configs = np.array([[int(b) for b in reversed(key)] for key in probs])  # Qiskit keys: qubit 0 last
+    np.testing.assert_allclose(psi.probabilities(configs), list(probs.values()), atol=1e-10)
+    assert sum(probs.values()) == pytest.approx(1)
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    from tnkit.cli import main
+
+    out = tmp_path / "xxz.qasm"
+    code = main(["aqc", "--model", "xxz", "--n-sites", "6", "--time", "0.5", "--depth", "2", "--max-iter", "30",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["fidelity"] == pytest.approx(report["circuit_fidelity"], abs=1e-8)
+    assert report["fidelity"] > max(0.99, report["initial_fidelity"]) and report["cnots"] == report["gate_counts"]["cx"]
+    assert read_qasm(out).num_qubits == 6
+    assert "fidelity" in capsys.readouterr().out
+    assert main(["aqc", "--mps", str(tmp_path / "missing.npz"), "--out", str(out)]) == 1
