@@ -113,7 +113,8 @@ def tiny_gpt2(*, seed: int = 0, vocab_size: int = 256, n_embd: int = 48, n_layer
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab_size, n_embd=n_embd, n_layer=n_layer, n_head=4, n_positions=256)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=n_embd, n_layer=n_layer, n_head=4, n_positions=256,
+                     bos_token_id=0, eos_token_id=0)
     return GPT2LMHeadModel(cfg).eval()
 
 

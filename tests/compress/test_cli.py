@@ -1,0 +1,78 @@
+"""``tnkit compress`` / ``profile`` / ``eval`` end to end on a tiny model, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tnkit.compress as tc
+from tnkit.compress.cli import add_parser
+
+
+def _main(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tnkit")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    tc.tiny_llama(seed=0).save_pretrained(d)
+    tc.models.tiny_tokenizer().save_pretrained(d)
+    text = d / "text.txt"
+    text.write_text(" = A = \n" + "the cat sat on the mat . " * 120 + "\n = Attalea ( palm ) = \n" + "a palm tree grows . " * 80)
+    return d
+
+
+def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
+    out = tmp_path / "c"
+    rc = _main(["compress", str(model_dir), "--out", str(out), "--ratio", "0.5", "--heal-text",
+                str(model_dir / "text.txt"), "--heal-tokens", "256", "--seq-len", "32", "--eval-text",
+                str(model_dir / "text.txt"), "--window", "64", "--stride", "32", "--no-progress"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [r["label"] for r in report] == ["original", "mpo-aware", "mpo-aware+heal"]
+    assert report[1]["params"] < report[0]["params"]
+    rc = _main(["eval", str(model_dir), str(out), "--eval-text", str(model_dir / "text.txt"), "--window", "64",
+                "--stride", "32", "--speed-tokens", "2", "--json", str(tmp_path / "e.json"), "--no-progress"])
+    assert rc == 0 and "ppl/base" in capsys.readouterr().out
+    loaded, tok = tc.load_model(out)
+    assert tok is not None and loaded.generate(tok("the cat", return_tensors="pt")["input_ids"], max_new_tokens=3,
+                                               do_sample=False, pad_token_id=0).shape[1] > 3
+
+
+def test_profile_writes_table_and_png(model_dir, tmp_path):
+    rc = _main(["profile", str(model_dir), "--out", str(tmp_path), "--eval-text", str(model_dir / "text.txt"),
+                "--window", "64", "--stride", "64", "--eval-tokens", "256", "--no-progress"])
+    assert rc == 0
+    table = json.loads((tmp_path / "profile.json").read_text())
+    assert len(table["entanglement"]) == 14 and len(table["sensitivity"]) == 2
+    assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_errors(model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _main(["compress", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--method", "mpo"])
+    with pytest.raises(ValueError, match="matches no linear layer"):
+        _main(["compress", str(model_dir), "--out", str(tmp_path / "o"), "--method", "mpo", "--layers", "*.qproj"])
+    with pytest.raises(ValueError, match="`max_bond` must be at most"):
+        _main(["compress", str(model_dir), "--out", str(tmp_path / "o"), "--method", "mpo", "--max-bond", "99999",
+               "--no-progress"])
+    bad = tmp_path / "bad"
+    tc.save_compressed(tc.tiny_llama(), bad)
+    (bad / "model.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="corrupt"):
+        _main(["eval", str(bad), "--speed-tokens", "0"])
+
+
+def test_help_explains_every_option(capsys):
+    for cmd in ("compress", "profile", "eval"):
+        with pytest.raises(SystemExit):
+            _main([cmd, "--help"])
+        text = capsys.readouterr().out
+        assert "MODEL" in text and "--no-progress" in text

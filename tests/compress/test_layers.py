@@ -1,0 +1,147 @@
+"""MPOLinear and LowRankLinear against dense layers: values, errors, gradients, forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import random_array
+from tnkit.compress import LowRankLinear, MPOLinear, lowrank_factors
+from tnkit.errors import OptionError
+
+
+def _dense(rng, out, inp):
+    lin = torch.nn.Linear(inp, out).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(random_array(rng, (out, inp))))
+    return lin
+
+
+@pytest.mark.parametrize("mode", ["factored", "dense", "auto"])
+@pytest.mark.parametrize("n_cores", [1, 2, 3])
+def test_mpo_linear_exact_at_full_bond(rng, mode, n_cores):
+    lin = _dense(rng, 12, 18)
+    layer = MPOLinear.from_linear(lin, n_cores=n_cores, forward_mode=mode)
+    x = torch.as_tensor(random_array(rng, (2, 5, 18)))
+    torch.testing.assert_close(layer(x), lin(x), rtol=1e-10, atol=1e-10)
+    assert layer.truncation_error == pytest.approx(0.0, abs=1e-20)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from([(4, 6), (8, 9), (6, 16), (12, 12)]), st.integers(2, 3), st.integers(0, 1000))
+def test_mpo_linear_factored_equals_dense_form(shape, n_cores, seed):
+    rng = np.random.default_rng(seed)
+    w = random_array(rng, shape)
+    layer = MPOLinear.from_weight(torch.as_tensor(w), n_cores=n_cores, max_bond=2, forward_mode="factored")
+    x = torch.as_tensor(random_array(rng, (3, shape[1])))
+    torch.testing.assert_close(layer(x), x @ layer.dense_weight().T, rtol=1e-10, atol=1e-10)
+
+
+def test_truncated_error_equals_discarded_weight(rng):
+    lin = _dense(rng, 16, 24)
+    layer = MPOLinear.from_linear(lin, out_dims=(4, 4), in_dims=(6, 4), max_bond=3, forward_mode="factored")
+    w = lin.weight.detach().numpy()
+    approx = layer.dense_weight().detach().numpy()
+    assert layer.truncation_error == pytest.approx(np.linalg.norm(w - approx) ** 2 / np.linalg.norm(w) ** 2, rel=1e-10)
+    x = torch.eye(24, dtype=torch.float64)  # outputs on the basis vectors are the weight's columns
+    torch.testing.assert_close(layer(x) - lin.bias, torch.as_tensor(approx.T), rtol=1e-10, atol=1e-12)
+    assert layer.bond_dims == (3,)
+    assert layer.num_params == 3 * (4 * 6 + 4 * 4) + 16
+    assert layer.compression_ratio == pytest.approx(layer.num_params / (16 * 24 + 16))
+
+
+def test_input_scale_and_refit_keep_layer_consistent(rng):
+    lin = _dense(rng, 8, 12)
+    x = torch.as_tensor(random_array(rng, (400, 12)) * rng.uniform(0.1, 4.0, 12))
+    cov = (x.T @ x / len(x)).numpy()
+    scale = np.abs(x.numpy()).mean(0) ** 0.5
+    plain = MPOLinear.from_linear(lin, n_cores=2, max_bond=2)
+    aware = MPOLinear.from_linear(lin, n_cores=2, max_bond=2, input_scale=scale, covariance=cov)
+    for mode in ("factored", "dense"):
+        aware.forward_mode = mode
+        torch.testing.assert_close(aware(x[:3]), x[:3] @ aware.dense_weight().T + lin.bias)
+    err = lambda m: float(((m(x) - lin(x)) ** 2).sum().detach())  # noqa: E731
+    assert err(aware) < err(plain)
+
+
+def test_gradients_flow_and_match_finite_differences(rng):
+    lin = _dense(rng, 6, 8)
+    layer = MPOLinear.from_linear(lin, n_cores=2, max_bond=2, forward_mode="factored")
+    x = torch.as_tensor(random_array(rng, (4, 8)))
+    loss = (layer(x) ** 2).sum()
+    loss.backward()
+    assert all(c.grad is not None and c.grad.abs().sum() > 0 for c in layer.cores)
+    core, idx, eps = layer.cores[1], (1, 0, 1, 0), 1e-6
+    with torch.no_grad():
+        core[idx] += eps
+        up = float((layer(x) ** 2).sum())
+        core[idx] -= 2 * eps
+        down = float((layer(x) ** 2).sum())
+        core[idx] += eps
+    assert float(core.grad[idx]) == pytest.approx((up - down) / (2 * eps), rel=1e-6)
+
+
+def test_auto_mode_picks_cheaper_form(rng):
+    layer = MPOLinear.from_weight(torch.as_tensor(random_array(rng, (64, 64))), n_cores=2, max_bond=2)
+    assert layer.choose_mode(1, cached=True) == "dense" or layer.choose_mode(1, cached=True) == "factored"
+    factored, dense = layer._flops(512)
+    assert layer.choose_mode(512, cached=False) == ("factored" if factored < dense + 64 * 64 * 2 else "dense")
+    with pytest.raises(OptionError, match="forward_mode"):
+        MPOLinear(layer.cores, forward_mode="fast")
+
+
+def test_dense_cache_follows_updates(rng):
+    layer = MPOLinear.from_weight(torch.as_tensor(random_array(rng, (8, 8))), n_cores=2, forward_mode="dense")
+    x = torch.ones(1, 8, dtype=torch.float64)
+    with torch.no_grad():
+        y0 = layer(x)
+        layer.cores[0].mul_(2.0)
+        torch.testing.assert_close(layer(x), 2 * y0)
+
+
+def test_bad_cores_and_inputs(rng):
+    with pytest.raises(ValueError, match="4 axes"):
+        MPOLinear([np.ones((2, 2))])
+    with pytest.raises(ValueError, match="bond 0"):
+        MPOLinear([np.ones((1, 2, 2, 3)), np.ones((2, 2, 2, 1))])
+    layer = MPOLinear([np.ones((1, 2, 2, 1))])
+    with pytest.raises(ValueError, match="2 features"):
+        layer(torch.ones(3, 5))
+
+
+@pytest.mark.parametrize("method", ["svd", "asvd", "whiten"])
+def test_lowrank_full_rank_exact_and_truncated_errors(rng, method):
+    lin = _dense(rng, 10, 14)
+    x = torch.as_tensor(random_array(rng, (300, 14)) * rng.uniform(0.1, 3.0, 14))
+    cov, scale = (x.T @ x / len(x)).numpy(), np.abs(x.numpy()).mean(0)
+    full = LowRankLinear.from_linear(lin, rank=10, method=method, input_scale=scale, covariance=cov)
+    torch.testing.assert_close(full(x[:4]), lin(x[:4]), rtol=1e-8, atol=1e-8)
+    low = LowRankLinear.from_linear(lin, rank=3, method=method, input_scale=scale, covariance=cov)
+    assert low.num_params == 3 * 24 + 10 and low.rank == 3
+    w = lin.weight.detach().numpy()
+    if method == "svd":
+        s = np.linalg.svd(w, compute_uv=False)
+        assert low.truncation_error == pytest.approx((s[3:] ** 2).sum() / (s**2).sum(), rel=1e-10)
+
+
+def test_whitened_svd_minimises_output_error(rng):
+    w = random_array(rng, (10, 14))
+    x = random_array(rng, (500, 14)) * rng.uniform(0.05, 5.0, 14)
+    cov = x.T @ x / len(x)
+    out_err = lambda u, v: float(np.linalg.norm(x @ (w - u @ v).T) ** 2)  # noqa: E731
+    errs = {m: out_err(*lowrank_factors(w, 4, method=m, input_scale=np.abs(x).mean(0), covariance=cov)[:2])
+            for m in ("svd", "asvd", "whiten")}
+    assert errs["whiten"] <= errs["asvd"] * (1 + 1e-9) and errs["whiten"] <= errs["svd"] * (1 + 1e-9)
+
+
+def test_lowrank_bad_inputs(rng):
+    w = random_array(rng, (6, 8))
+    with pytest.raises(ValueError, match="`rank` must be at most 6"):
+        lowrank_factors(w, 7)
+    with pytest.raises(ValueError, match="needs `input_scale`"):
+        lowrank_factors(w, 2, method="asvd")
+    with pytest.raises(OptionError, match="`method`"):
+        lowrank_factors(w, 2, method="qr")

@@ -1,0 +1,189 @@
+"""Model surgery, whole-model compression, save/load, healing and evaluation on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tnkit.compress as tc
+from tnkit.compress.surgery import layer_depth, layer_role
+from tnkit.errors import OptionError, SchemaError
+
+
+@pytest.fixture
+def llama():
+    return tc.tiny_llama(seed=0)
+
+
+@pytest.fixture
+def ids():
+    return np.random.default_rng(0).integers(0, 256, 3000)
+
+
+def test_find_layers_by_role_depth_pattern(llama):
+    mlp0 = tc.find_layers(llama, roles=["mlp"], depth=(0, 1))
+    assert list(mlp0) == [f"model.layers.0.mlp.{n}" for n in ("gate_proj", "up_proj", "down_proj")]
+    qv = tc.find_layers(llama, roles=["q", "v"])
+    assert {layer_role(n) for n in qv} == {"q", "v"} and {layer_depth(n) for n in qv} == {0, 1}
+    assert list(tc.find_layers(llama, patterns=["*.1.*.o_proj"])) == ["model.layers.1.self_attn.o_proj"]
+    assert "model.layers.0.mlp.down_proj" not in tc.find_layers(llama, exclude=["*.down_proj"])
+    assert len(tc.find_layers(llama)) == 14  # lm_head and embeddings are never candidates
+    with pytest.raises(ValueError, match="matches no linear layer"):
+        tc.find_layers(llama, patterns=["*.nonexistent"])
+    with pytest.raises(OptionError, match="`roles`"):
+        tc.find_layers(llama, roles=["ffn"])
+
+
+def test_surgery_replaces_exactly_the_chosen_layers(llama, ids):
+    before = {n: m for n, m in llama.named_modules()}
+    chosen = tc.find_layers(llama, roles=["attention"], depth=(1, 2))
+    res = tc.compress_model(llama, method="mpo", max_bond=4, layers=chosen, progress=False)
+    after = dict(llama.named_modules())
+    for name, m in after.items():
+        if name in chosen:
+            assert isinstance(m, tc.MPOLinear) and m.bond_dims == (4,)
+        elif name in before and not name.startswith(tuple(chosen)):
+            assert m is before[name]
+    assert [r.name for r in res.layers] == list(chosen)
+    assert res.params_after < res.params_before
+
+
+def test_conv1d_gpt2_exact_at_full_size(ids):
+    gpt = tc.tiny_gpt2(seed=1)
+    x = torch.as_tensor(ids[:40])[None]
+    ref = gpt(x).logits
+    chosen = tc.find_layers(gpt)
+    assert len(chosen) == 8 and all(type(m).__name__ == "Conv1D" for m in chosen.values())
+    tc.replace_layers(gpt, {n: tc.MPOLinear.from_linear(m, n_cores=2) for n, m in chosen.items()})  # full bond
+    assert all(isinstance(m, tc.MPOLinear) for n, m in gpt.named_modules() if n in chosen)
+    torch.testing.assert_close(gpt(x).logits, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", tc.METHODS)
+def test_every_method_meets_the_budget(llama, ids, method):
+    calib = tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=2)
+    selected = sum(tc.linear_weight(m).numel() for m in tc.find_layers(llama).values())
+    res = tc.compress_model(llama, method=method, ratio=0.5, calibration=calib, progress=False)
+    removed = res.params_before - res.params_after
+    assert removed >= 0.45 * selected
+    x = torch.as_tensor(ids[:32])[None]
+    assert torch.isfinite(llama(x).logits).all()
+
+
+def test_data_aware_mpo_beats_plain_mpo_on_outputs(ids):
+    base = tc.tiny_llama(seed=3)
+    calib = tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=2)
+    stats = tc.collect_activation_stats(base, tc.find_layers(base), calib)
+    errs = {}
+    for method in ("mpo", "mpo-aware"):
+        m = tc.tiny_llama(seed=3)
+        res = tc.compress_model(m, method=method, ratio=0.4, stats=stats, progress=False)
+        mods, orig = dict(m.named_modules()), dict(base.named_modules())
+        total = 0.0
+        for r in res.layers:
+            w = tc.linear_weight(orig[r.name]).detach().double().numpy()
+            e = w - tc.linear_weight(mods[r.name]).detach().double().numpy()
+            c = stats[r.name].covariance
+            total += np.einsum("ij,jk,ik->", e, c, e) / np.einsum("ij,jk,ik->", w, c, w)
+        errs[method] = total
+    assert errs["mpo-aware"] < errs["mpo"]
+
+
+def test_compress_argument_errors(llama):
+    with pytest.raises(ValueError, match="exactly one of `ratio` and `max_bond`"):
+        tc.compress_model(llama, method="mpo")
+    with pytest.raises(ValueError, match="data-aware"):
+        tc.compress_model(llama, method="asvd", ratio=0.5)
+    with pytest.raises(ValueError, match="`max_bond` must be at most"):
+        tc.compress_model(llama, method="mpo", max_bond=100_000, progress=False)
+    with pytest.raises(OptionError, match="`method`"):
+        tc.compress_model(llama, method="tucker", ratio=0.5)
+
+
+def test_save_load_identical_logits_and_generate(llama, ids, tmp_path):
+    calib = tc.token_batches(ids, seq_len=64, batch_size=2, n_batches=1)
+    layers = tc.find_layers(llama)
+    names = list(layers)
+    tc.compress_model(llama, method="mpo-aware", ratio=0.5, layers={n: layers[n] for n in names[:7]},
+                      calibration=calib, progress=False)
+    tc.compress_model(llama, method="svd", ratio=0.5, layers={n: layers[n] for n in names[7:]}, progress=False)
+    out = tc.save_compressed(llama, tmp_path / "m")
+    loaded = tc.load_compressed(out)
+    x = torch.as_tensor(ids[:50])[None]
+    assert torch.equal(loaded(x).logits, llama(x).logits)
+    gen = loaded.generate(x[:, :5], max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert torch.equal(gen, llama.generate(x[:, :5], max_new_tokens=4, do_sample=False, pad_token_id=0))
+    assert not list(out.glob("*.tmp")) and not list(out.glob("*.pkl"))
+    model2, _ = tc.load_model(out, tokenizer=False)  # load_model recognises the directory
+    assert torch.equal(model2(x).logits, llama(x).logits)
+
+
+def test_corrupt_and_missing_files(llama, tmp_path):
+    out = tc.save_compressed(llama, tmp_path / "m")
+    (out / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(SchemaError, match="corrupt"):
+        tc.load_compressed(out)
+    (out / "tnkit_layers.json").write_text("{not json")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        tc.load_compressed(out)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tc.load_model(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no config.json"):
+        tc.load_model(tmp_path)
+
+
+def test_perplexity_matches_manual_disjoint_windows(llama, ids):
+    x = torch.as_tensor(ids[:200])
+    nll, n = 0.0, 0
+    for s in range(0, 200, 50):
+        chunk = x[s : s + 50][None]
+        with torch.no_grad():
+            lp = torch.log_softmax(llama(chunk).logits[0, :-1].double(), -1)
+        nll -= float(lp.gather(1, chunk[0, 1:, None]).sum())
+        n += chunk.shape[1] - 1
+    assert tc.perplexity(llama, x, window=50, stride=50) == pytest.approx(math.exp(nll / n), rel=1e-5)
+    # overlapping windows score each token once: compare with a full-context pass when window covers all
+    full = tc.perplexity(llama, x, window=256, stride=256)
+    assert tc.perplexity(llama, x, window=256, stride=64) == pytest.approx(full, rel=1e-5)
+    with pytest.raises(ValueError, match="`stride` must be at most"):
+        tc.perplexity(llama, x, window=8, stride=9)
+
+
+def test_heal_lowers_loss_and_resumes(llama, ids, tmp_path):
+    tc.compress_model(llama, method="mpo", ratio=0.4, progress=False)
+    text_ids = np.tile(np.arange(64), 60)  # a learnable periodic sequence
+    first = tc.heal(llama, text_ids, max_tokens=6 * 2 * 64, seq_len=64, batch_size=2, lr=3e-3,
+                    checkpoint_dir=tmp_path, checkpoint_every=3, progress=False)
+    assert first.steps == 6 and first.resumed_from_step == 0
+    second = tc.heal(llama, text_ids, max_tokens=10 * 2 * 64, seq_len=64, batch_size=2, lr=3e-3,
+                     checkpoint_dir=tmp_path, progress=False)
+    assert second.resumed_from_step == 6 and second.steps == 10
+    assert np.mean(second.losses[-3:]) < np.mean(second.losses[:3])
+
+
+def test_evaluate_report_and_corpus_split(llama, ids, tmp_path):
+    rep = tc.evaluate_model(llama, "tiny", ids=ids[:300], window=64, stride=32, speed_tokens=4)
+    assert rep.params == tc.count_params(llama) and rep.memory_bytes == 4 * rep.params
+    assert rep.perplexity > 1 and rep.tokens_per_s > 0
+    text = " = A = \n a text .\n = = Sub = = \n more .\n = Attalea ( palm ) = \n palm text .\n = B = \n b .\n"
+    heal_part, eval_part = tc.heal_eval_split(text)
+    assert "palm" not in heal_part and eval_part.startswith(" = Attalea")
+    assert len(tc.split_articles(text)) == 3
+    with pytest.raises(ValueError, match="Attalea"):
+        tc.heal_eval_split("no headings")
+
+
+def test_profiles_and_plot(llama, ids, tmp_path):
+    ent = tc.entanglement_profile(llama)
+    assert len(ent) == 14 and all(0 <= r.value <= math.log(48 * 96) for r in ent)
+    base, sens = tc.sensitivity_profile(llama, ids[:400], unit="block", ratio=0.3, window=64, stride=64,
+                                        progress=False)
+    assert [r.unit for r in sens] == ["block 0", "block 1"] and base > 1
+    assert all(isinstance(m, torch.nn.Linear) for m in tc.find_layers(llama).values())  # restored
+    w = tc.sensitivity_weights(sens, tc.find_layers(llama))
+    assert set(w) == set(tc.find_layers(llama)) and min(w.values()) >= 1.0
+    png = tc.plot_profile(ent, sens, tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
