@@ -212,6 +212,8 @@ def test_bad_arguments_are_named(rng):
         MPSBornMachine(trainer="adam").fit(X)
     with pytest.raises(ValueError, match="learning_rate"):
         MPSBornMachine(learning_rate=-1).fit(X)
+    with pytest.raises(TypeError, match="normalized_gradient"):
+        MPSBornMachine(normalized_gradient="yes").fit(X)
     with pytest.raises(TypeError, match="max_bond"):
         MPSBornMachine(max_bond=2.5).fit(X)
     with pytest.raises(ValueError, match="whole numbers"):

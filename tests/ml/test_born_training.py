@@ -153,3 +153,12 @@ def test_categorical_features_exact_on_small_data(rng):
     codes = np.ravel_multi_index(X.T, dims)
     empirical = np.bincount(codes, minlength=p.size) / len(X)
     np.testing.assert_allclose(p, empirical, atol=2e-3)
+
+
+def test_normalized_gradient_sweeps_decrease_nll(rng):
+    X = random_data(rng, 100, (2,) * 8)
+    X[:, 3] = X[:, 2]
+    model = MPSBornMachine(max_bond=6, normalized_gradient=True, learning_rate=0.005, n_descent_steps=1,
+                           n_sweeps=4, random_state=0).fit(X)
+    assert np.all(np.diff(model.history_.nll) < 0)
+    assert model.history_.nll[-1] == pytest.approx(-model.score(X), rel=1e-10)

@@ -254,6 +254,11 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         ``N - 1`` pairs in one direction and the direction alternates.
     n_descent_steps : int, default 10
         Gradient steps on each merged pair before it is split.
+    normalized_gradient : bool, default False
+        Sweeps only: scale small gradients up to half-norm ``size**0.25`` (the
+        "norm0.25" mode of the authors' later code), which escapes the slow plateaus
+        of large data sets; use with a small ``learning_rate`` (about 0.005) and
+        ``n_descent_steps=1``.
     init_bond : int, default 2
         Bond dimension of the random starting state (capped by ``max_bond``).
     trainer : {"sweep", "gradient"}, default "sweep"
@@ -299,6 +304,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         learning_rate: float = 0.05,
         n_sweeps: int = 4,
         n_descent_steps: int = 10,
+        normalized_gradient: bool = False,
         init_bond: int = 2,
         trainer: str = "sweep",
         n_epochs: int = 10,
@@ -313,6 +319,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.n_sweeps = n_sweeps
         self.n_descent_steps = n_descent_steps
+        self.normalized_gradient = normalized_gradient
         self.init_bond = init_bond
         self.trainer = trainer
         self.n_epochs = n_epochs
@@ -355,7 +362,8 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             self.mps_, self.history_ = born_training.sweep_train(
                 self.mps_, X, n_sweeps=params["n_sweeps"], learning_rate=params["learning_rate"],
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
-                cutoff=params["cutoff"], progress=self.progress, history=self.history_,
+                cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
+                progress=self.progress, history=self.history_,
             )
         else:
             self.mps_, self.history_ = born_training.gradient_train(
@@ -367,6 +375,8 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
 
     def _checked_params(self) -> dict[str, Any]:
         check_option("trainer", self.trainer, _TRAINERS)
+        if not isinstance(self.normalized_gradient, (bool, np.bool_)):
+            raise TypeError(f"`normalized_gradient` must be True or False, got {self.normalized_gradient!r}.")
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
             raise ValueError(f"`learning_rate` must be a positive number, got {lr!r}.")

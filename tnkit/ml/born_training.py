@@ -243,13 +243,17 @@ class _PairProblem:
     ) -> np.ndarray:
         """``n_steps`` of Han et al.'s update on the unit sphere; returns the new ``B``.
 
-        With ``normalized`` the gradient is divided by ``||g|| / g.size**0.25`` first
-        (the ``"norm0.25"`` mode of the authors' later GPU code).
+        With ``normalized``, a gradient whose half-norm ``||g|| / 2`` is below
+        ``g.size**0.25`` is scaled up to it (the ``"norm0.25"`` mode of the authors'
+        later code: small gradients near saddles are amplified, large ones kept).
         """
         for _ in range(n_steps):
             grad = 2.0 * merged - 2.0 * self.data_gradient(merged)
             if normalized:
-                grad = grad * (grad.size**0.25 / max(float(np.linalg.norm(grad)), 1e-300))
+                half_norm = 0.5 * float(np.linalg.norm(grad))
+                floor = grad.size**0.25
+                if 0.0 < half_norm < floor:
+                    grad = grad * (floor / half_norm)
             merged = merged - learning_rate * grad
             norm = np.linalg.norm(merged)
             if not np.isfinite(norm) or norm == 0.0:
@@ -319,8 +323,8 @@ def sweep_train(
     cutoff : float
         Largest relative discarded weight per split (see :mod:`tnkit.core.linalg`).
     normalized_gradient : bool
-        Rescale each gradient to norm ``size**0.25`` (step length set by
-        ``learning_rate`` alone) instead of Han et al.'s plain step.
+        Scale small gradients up to half-norm ``size**0.25`` (see
+        :meth:`_PairProblem.descend`) instead of Han et al.'s plain step.
     progress : bool
         Show a tqdm bar over sweeps with the NLL.
     history : TrainingHistory, optional
