@@ -5,25 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tnkit
 from tnkit.errors import OptionError
 from tnkit.ml import MPSBornMachine
 from tnkit.ml import explain as ex
 
 from conftest import all_configurations, dense_rdm, rdm_entropy
-
-
-def fitted_random(rng, dims, bond=4) -> MPSBornMachine:
-    model = MPSBornMachine()
-    model.mps_ = tnkit.MPS.random(len(dims), bond, phys_dim=list(dims), seed=rng)
-    model.n_categories_ = np.asarray(dims)
-    model.n_features_in_ = len(dims)
-    return model
-
-
-def dense_p(model) -> np.ndarray:
-    v = model.mps_.to_dense()
-    return (v**2 / np.sum(v**2)).reshape(tuple(model.n_categories_))
+from test_born_machine import dense_p, fitted_random
 
 
 def shannon(p) -> float:
