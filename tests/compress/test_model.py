@@ -166,7 +166,7 @@ def test_heal_lowers_loss_and_resumes(llama, ids, tmp_path):
 
 def test_evaluate_report_and_corpus_split(llama, ids, tmp_path):
     rep = tc.evaluate_model(llama, "tiny", ids=ids[:300], window=64, stride=32, speed_tokens=4)
-    assert rep.params == tc.count_params(llama) and rep.memory_bytes == 4 * rep.params
+    assert rep.params == tc.count_params(llama) and rep.memory_bytes >= 4 * rep.params  # plus buffers (rotary)
     assert rep.perplexity > 1 and rep.tokens_per_s > 0
     text = " = A = \n a text .\n = = Sub = = \n more .\n = Attalea ( palm ) = \n palm text .\n = B = \n b .\n"
     heal_part, eval_part = tc.heal_eval_split(text)
