@@ -388,3 +388,21 @@ def test_register_optimizer_rejects_duplicates():
     with pytest.raises(OptionError, match="'greedy' is already registered"):
         register_optimizer("greedy", lambda: "greedy")
     assert "greedy" in available_optimizers()
+
+
+def test_contract_torch_tensors_keep_autograd(rng):
+    torch = pytest.importorskip("torch")
+    eqs = ["ab,bc->ac", "ka,kb->ab", "bik,bkj->bij", "abc,cd,db->a", "aab->b", "ijk,jkl->li"]
+    for eq in eqs:
+        terms = eq.split("->")[0].split(",")
+        sizes = dict(zip("abcdijkl", (2, 3, 4, 5, 3, 4, 5, 2)))
+        arrays = [random_array(rng, tuple(sizes[c] for c in t), np.float64) for t in terms]
+        tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+        out = contract(eq, *tensors)
+        assert isinstance(out, torch.Tensor)
+        np.testing.assert_allclose(out.detach().numpy(), np.einsum(eq, *arrays), rtol=1e-12, atol=1e-12)
+        out.sum().backward()
+        reference = [torch.tensor(a, requires_grad=True) for a in arrays]
+        torch.einsum(eq, *reference).sum().backward()
+        for mine, ref in zip(tensors, reference):
+            np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
     equation : str
         Einsum equation such as ``"xy,xsa,ysb->ab"``; no ellipsis.
     *arrays : numpy.ndarray
-        One array per input term.
+        One array per input term. torch tensors (all operands of one call) work
+        too, through the same plan, and keep their autograd graph: the compiled
+        steps are only permutes, reshapes and matmuls.
     optimize : str, path or PathOptimizer, optional
         Path strategy (see :mod:`tnkit.core.paths`); defaults to the context's
         (``"auto"`` unless set by :func:`contract_strategy`).
@@ -138,11 +141,22 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
         optimize = _DEFAULT_OPTIMIZE.get()
     plan = _compiled_plan(
         equation,
-        tuple(a.shape for a in arrays),
-        tuple(a.dtype.char for a in arrays),
+        tuple(tuple(a.shape) for a in arrays),
+        tuple(_dtype_key(a) for a in arrays),
         _optimize_key(optimize),
     )
     return plan(arrays)
+
+
+def _dtype_key(array: Any) -> str:
+    """Cache-key name of an operand's dtype (numpy's one-letter code, else its name)."""
+    dtype = array.dtype
+    return dtype.char if isinstance(dtype, np.dtype) else str(dtype)
+
+
+def _permute(x: Any, perm: tuple[int, ...]) -> Any:
+    """``x`` with axes permuted: numpy's ``transpose(axes)``, torch's ``permute``."""
+    return x.transpose(perm) if isinstance(x, np.ndarray) or not hasattr(x, "permute") else x.permute(*perm)
 
 
 def contraction_info(
@@ -161,9 +175,9 @@ def contraction_info(
         optimize = _DEFAULT_OPTIMIZE.get()
     shapes, dtypes = [], []
     for op in arrays_or_shapes:
-        if isinstance(op, np.ndarray):
-            shapes.append(op.shape)
-            dtypes.append(op.dtype.char)
+        if hasattr(op, "shape") and hasattr(op, "dtype"):  # numpy array or tensor
+            shapes.append(tuple(op.shape))
+            dtypes.append(_dtype_key(op))
         else:
             shapes.append(tuple(int(d) for d in op))
             dtypes.append(np.dtype(dtype).char)
@@ -315,7 +329,7 @@ class _CompiledContraction:
             ops.append(step(*args))
         (result,) = ops
         if self.final_perm is not None:
-            result = result.transpose(self.final_perm)
+            result = _permute(result, self.final_perm)
         return result
 
 
@@ -337,8 +351,11 @@ def _compile_step(operands: list[str], needed: set[str], sizes: dict[str, int]):
     return functools.partial(_einsum_step, eq), result
 
 
-def _einsum_step(eq: str, *arrays: np.ndarray) -> np.ndarray:
-    return np.einsum(eq, *arrays, optimize=False)
+def _einsum_step(eq: str, *arrays: Any) -> Any:
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.einsum(eq, *arrays, optimize=False)
+    backend = importlib.import_module(type(arrays[0]).__module__.split(".")[0])  # e.g. torch
+    return backend.einsum(eq, *arrays)
 
 
 def _matmul_step(a: str, b: str, needed: set[str], sizes: dict[str, int]):
@@ -411,13 +428,13 @@ class _MatmulStep:
         if self.swap:
             x, y = y, x
         if self.perm_l is not None:
-            x = x.transpose(self.perm_l)
+            x = _permute(x, self.perm_l)
         x = x.reshape(self.shape_l)
         if self.trans_l:
             x = x.swapaxes(-1, -2)
         if self.perm_r is not None:
-            y = y.transpose(self.perm_r)
+            y = _permute(y, self.perm_r)
         y = y.reshape(self.shape_r)
         if self.trans_r:
             y = y.swapaxes(-1, -2)
-        return np.matmul(x, y).reshape(self.out_shape)
+        return (x @ y).reshape(self.out_shape)
