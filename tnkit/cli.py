@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 #: Modules that register a subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES = ("tnkit.demo", "tnkit.inspect", "tnkit.aqc.cli")
+SUBCOMMAND_MODULES = ("tnkit.demo", "tnkit.inspect", "tnkit.compress.cli", "tnkit.aqc.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
