@@ -60,3 +60,27 @@ def test_plots_write_files(tmp_path):
     assert plot_feature_importance(np.arange(4.0), (2, 2), tmp_path / "f.png").stat().st_size > 0
     with pytest.raises(ValueError, match="shape"):
         plot_feature_importance(np.arange(5.0), (2, 2), tmp_path / "g.png")
+
+
+@settings(max_examples=30, deadline=None)
+@given(d=st.integers(1, 6), vals=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_linear_map_is_a_partition_of_unity(d, vals):
+    phi = embed(np.array([vals]), "linear", local_dim=d)
+    np.testing.assert_allclose(phi.sum(axis=-1), 1.0, rtol=1e-12)
+    assert np.all(phi >= 0)
+
+
+def test_linear_map_and_passthrough_vector():
+    np.testing.assert_allclose(embed([[0.25]], "linear")[0, 0], [0.75, 0.25])
+    np.testing.assert_allclose(embed([[0.5]], "linear", local_dim=3)[0, 0], [0.25, 0.5, 0.25])
+    from tnkit.ml.feature_maps import passthrough_vector
+
+    r = np.random.default_rng(0)
+    np.testing.assert_allclose(passthrough_vector(embed(r.random((20, 3)), "linear", local_dim=3)), np.full(3, 3**-0.5))
+    # cos-sin: the least-squares w maximises how constant w . phi(x) is; unit norm, positive
+    phi = embed(r.random((200, 4)))
+    w = passthrough_vector(phi)
+    assert abs(np.linalg.norm(w) - 1) < 1e-12 and np.all(w > 0)
+    rows = phi.reshape(-1, 2)
+    best = np.linalg.lstsq(rows, np.ones(len(rows)), rcond=None)[0]
+    np.testing.assert_allclose(w, best / np.linalg.norm(best), rtol=1e-8)

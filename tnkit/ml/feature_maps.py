@@ -17,6 +17,12 @@ Maps (the ``feature_map`` option of the estimators):
 ``"polynomial"``
     ``phi(x) = (1, x, x**2, ..., x**(d-1))`` (Novikov et al. 2016, exponential machines):
     the chain then represents a polynomial of degree up to ``d-1`` in each feature.
+``"linear"``
+    ``phi(x) = (1 - x, x)`` for ``local_dim = 2`` (the default map of TorchMPS, Miller
+    2019); for ``local_dim = d`` the Bernstein basis
+    ``phi_s(x) = C(d-1, s) (1-x)^(d-1-s) x^s``. The components sum to one for every
+    ``x``, so a chain whose tensors are the identity for every ``s`` passes any input
+    through unchanged: the best-conditioned start for gradient training.
 ``"one-hot"``
     For discrete data: ``x`` must be an integer in ``[0, d)`` and ``phi(x)`` is the
     basis vector ``e_x``. This makes Born machines on discrete data the same case as
@@ -36,9 +42,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..core.contract import contract
 from ..core.validate import as_array, check_int, check_option
 
-__all__ = ["FEATURE_MAPS", "embed", "cos_sin_map", "polynomial_map", "one_hot"]
+__all__ = ["FEATURE_MAPS", "embed", "cos_sin_map", "polynomial_map", "linear_map", "one_hot", "passthrough_vector"]
 
 
 def cos_sin_map(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
@@ -53,6 +60,14 @@ def cos_sin_map(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
 def polynomial_map(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
     """``(1, x, ..., x**(local_dim-1))``; ``x`` (any shape) -> ``(*x.shape, local_dim)``."""
     return np.asarray(x, dtype=float)[..., None] ** np.arange(local_dim)
+
+
+def linear_map(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
+    """Bernstein basis ``C(d-1, s) (1-x)^(d-1-s) x^s``; ``(1 - x, x)`` for ``d = 2``. Components sum to 1."""
+    x = np.asarray(x, dtype=float)[..., None]
+    k = np.arange(local_dim)
+    binom = np.array([math.comb(local_dim - 1, int(j)) for j in k], dtype=float)
+    return binom * (1.0 - x) ** (local_dim - 1 - k) * x**k
 
 
 def one_hot(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
@@ -77,6 +92,7 @@ def one_hot(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
 FEATURE_MAPS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "cos-sin": cos_sin_map,
     "polynomial": polynomial_map,
+    "linear": linear_map,
     "one-hot": one_hot,
 }
 
@@ -88,7 +104,7 @@ def embed(X: object, feature_map: str = "cos-sin", *, local_dim: int = 2) -> np.
     ----------
     X : array_like, shape (n_samples, n_features)
         Feature values (in ``[0, 1]`` for ``"cos-sin"``; integers for ``"one-hot"``).
-    feature_map : {"cos-sin", "polynomial", "one-hot"}
+    feature_map : {"cos-sin", "linear", "polynomial", "one-hot"}
         See the module docstring.
     local_dim : int
         Length ``d >= 1`` of each local vector (the sites' physical dimension).
@@ -109,3 +125,32 @@ def embed(X: object, feature_map: str = "cos-sin", *, local_dim: int = 2) -> np.
     local_dim = check_int("local_dim", local_dim, minimum=1)
     X = as_array("X", X, ndim=2)
     return FEATURE_MAPS[feature_map](X, local_dim)
+
+
+def passthrough_vector(phi: np.ndarray) -> np.ndarray:
+    """The vector ``w`` with ``w . phi(x)`` closest to 1 over the data (least squares), unit norm.
+
+    Gradient training starts from networks whose tensors are ``identity (x) w`` on
+    each physical index, so every input vector multiplies the signal by ``w . phi(x)``
+    (up to a global factor). With ``w . phi(x)`` constant the initial outputs of all
+    samples have the same scale: exactly so for the ``"linear"`` and ``"one-hot"``
+    maps (``w`` proportional to ``(1, .., 1)``), as nearly as possible for the others.
+
+    Parameters
+    ----------
+    phi : numpy.ndarray, shape (n_samples, n_features, d)
+        Embedded data (:func:`embed`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (d,)
+        Unit vector (``(1, .., 1)/sqrt(d)`` if the data give no information).
+    """
+    d = phi.shape[-1]
+    rows = phi.reshape(-1, d)
+    gram = contract("nd,ne->de", rows, rows)
+    w = np.linalg.pinv(gram) @ rows.sum(axis=0)  # normal equations of min_w ||rows @ w - 1||
+    norm = float(np.linalg.norm(w))
+    if not np.isfinite(norm) or norm == 0.0:
+        return np.full(d, 1.0 / math.sqrt(d))
+    return w / norm

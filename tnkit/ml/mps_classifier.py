@@ -51,7 +51,7 @@ from ..core.threads import blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from ..io import load_arrays, save_arrays
 from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
-from .feature_maps import FEATURE_MAPS, embed
+from .feature_maps import FEATURE_MAPS, embed, passthrough_vector
 from .optim import (
     LOSSES,
     Adam,
@@ -98,26 +98,32 @@ def _canonicalize(tensors: list[np.ndarray], label_site: int) -> list[np.ndarray
 
 
 def init_tensors(n_sites: int, local_dim: int, n_classes: int, bond: int, rng: np.random.Generator,
-                 *, noise: float = 1e-2) -> list[np.ndarray]:
-    """Near-identity chain, label on site 0, in canonical form about site 0.
+                 *, noise: float = 1e-2, passthrough: np.ndarray | None = None,
+                 label_site: int = 0) -> list[np.ndarray]:
+    """Near-identity chain with the label on ``label_site``, in canonical form about it.
 
-    Each site is ``A[:, s, :] = I / sqrt(d)`` for every ``s``, plus Gaussian noise of
-    scale ``noise``: every input vector of the cos-sin map then passes the bond state
-    through with a factor in ``[1/sqrt(2), 1]`` (no feature value switches a channel
-    off). Bond ``b`` has dimension ``min(bond, d**(b+1), d**(N-b-1) * n_classes)``.
+    Each site is ``A[:, s, :] = w_s I`` plus Gaussian noise of scale ``noise``, with
+    ``w`` the unit ``passthrough`` vector (default ``(1, .., 1)/sqrt(d)``): an input
+    vector ``phi`` multiplies the bond state by ``w . phi``. Choose ``w`` with
+    ``w . phi(x)`` nearly constant (:func:`tnkit.ml.feature_maps.passthrough_vector`)
+    and all samples start with outputs of the same scale, which gradient training
+    needs (Miller's TorchMPS starts the same way, with the ``"linear"`` map for which
+    ``w . phi = 1`` exactly). Bond ``b`` has dimension
+    ``min(bond, d**(b+1), d**(N-b-1) * n_classes)``.
     """
+    w = np.full(local_dim, 1.0 / np.sqrt(local_dim)) if passthrough is None else np.asarray(passthrough, float)
     dims = [1] + [
         int(min(bond, local_dim ** min(b + 1, 30), local_dim ** min(n_sites - b - 1, 30) * n_classes))
         for b in range(n_sites - 1)
     ] + [1]
     tensors = []
     for i in range(n_sites):
-        shape = (dims[i], local_dim, dims[i + 1]) + ((n_classes,) if i == 0 else ())
+        shape = (dims[i], local_dim, dims[i + 1]) + ((n_classes,) if i == label_site else ())
         t = noise * rng.standard_normal(shape)
-        eye = np.eye(dims[i], dims[i + 1]) / np.sqrt(local_dim)
-        t += (eye[:, None, :, None] if i == 0 else eye[:, None, :])
+        eye = np.eye(dims[i], dims[i + 1])[:, None, :] * w[None, :, None]
+        t += (eye[..., None] if i == label_site else eye)
         tensors.append(t)
-    return _canonicalize(tensors, 0)
+    return _canonicalize(tensors, label_site)
 
 
 def _merge(tensors: list[np.ndarray], i: int, label_site: int) -> np.ndarray:
@@ -413,7 +419,6 @@ class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
         check_option("loss", self.loss, LOSSES)
         check_int("local_dim", self.local_dim, minimum=1)
         check_max_bond(self.max_bond)
-        check_cutoff(self.cutoff)
 
     def _fit(self, X: Any, y: Any, *, n_iter: int | None, warm: bool, classes: Any = None) -> TensorNetworkClassifierBase:
         self._check_params()
@@ -526,7 +531,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         dimension (``solver="adam"``).
     cutoff : float
         Relative discarded weight allowed per split (see ``tnkit.core.linalg``).
-    feature_map : {"cos-sin", "polynomial", "one-hot"}
+    feature_map : {"cos-sin", "linear", "polynomial", "one-hot"}
         Local feature map (:mod:`tnkit.ml.feature_maps`); cos-sin expects features in
         ``[0, 1]`` (use a ``MinMaxScaler`` in a ``Pipeline`` otherwise).
     local_dim : int
@@ -549,6 +554,8 @@ class MPSClassifier(TensorNetworkClassifierBase):
     init_bond : int
         Bond dimension of the initial near-identity chain for sweeping (bonds then grow
         up to ``max_bond``).
+    init_noise : float
+        Scale of the Gaussian noise added to the initial near-identity tensors.
     random_state : None, int or numpy Generator
         Seed of the initial weights and the minibatch order.
     verbose : bool
@@ -595,6 +602,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         n_epochs: int = 10,
         batch_size: int = 32,
         init_bond: int = 4,
+        init_noise: float = 1e-2,
         random_state: Any = None,
         verbose: bool = False,
         warm_start: bool = False,
@@ -612,12 +620,14 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.init_bond = init_bond
+        self.init_noise = init_noise
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
 
     def _check_params(self) -> None:
         super()._check_params()
+        check_cutoff(self.cutoff)
         check_option("solver", self.solver, SOLVERS)
         for name in ("n_sweeps", "local_steps", "n_epochs", "batch_size", "init_bond"):
             check_int(name, getattr(self, name), minimum=1)
@@ -626,12 +636,14 @@ class MPSClassifier(TensorNetworkClassifierBase):
         bond = self.init_bond if self.solver == "sweep" else (self.max_bond or self.init_bond)
         if self.max_bond is not None:
             bond = min(bond, self.max_bond)
-        tensors = init_tensors(phi.shape[1], self.local_dim, Y.shape[1], bond, rng)
-        f = chain_outputs(tensors, 0, phi)
+        label_site = 0 if self.solver == "sweep" else phi.shape[1] // 2
+        tensors = init_tensors(phi.shape[1], self.local_dim, Y.shape[1], bond, rng, noise=self.init_noise,
+                               passthrough=passthrough_vector(phi), label_site=label_site)
+        f = chain_outputs(tensors, label_site, phi)
         scale = np.median(np.linalg.norm(f, axis=1))
         if scale > 0:
-            tensors[0] = tensors[0] / scale
-        self.tensors_, self.label_site_ = tensors, 0
+            tensors[label_site] = tensors[label_site] / scale
+        self.tensors_, self.label_site_ = tensors, label_site
 
     def _train(self, phi, Y, n_iter, rng):
         if self.solver == "sweep":
