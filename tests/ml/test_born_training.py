@@ -162,3 +162,14 @@ def test_normalized_gradient_sweeps_decrease_nll(rng):
                            n_sweeps=4, random_state=0).fit(X)
     assert np.all(np.diff(model.history_.nll) < 0)
     assert model.history_.nll[-1] == pytest.approx(-model.score(X), rel=1e-10)
+
+
+def test_minibatch_sweeps_train_on_subsets(rng):
+    """Each sweep sees 60 of 300 samples; the model still learns the two-mode structure."""
+    mode = rng.integers(0, 2, size=(300, 1))
+    X = np.where(rng.random((300, 8)) < 0.1, 1 - mode, mode)
+    model = MPSBornMachine(max_bond=4, n_sweeps=6, batch_size=60, n_descent_steps=2, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.history_.nll))
+    q = X.mean(axis=0)                                   # best independent-pixel model
+    independent = -np.mean(np.sum(X * np.log(q) + (1 - X) * np.log(1 - q), axis=1))
+    assert -model.score(X) < independent - 1.0

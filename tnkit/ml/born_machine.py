@@ -266,8 +266,10 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         once with the bond fixed at ``max_bond``.
     n_epochs : int, default 10
         Epochs of the gradient trainer.
-    batch_size : int, default 100
-        Minibatch size of the gradient trainer.
+    batch_size : int or None, default None
+        Gradient trainer: the minibatch size (``None``: 100). Sweeps: train each sweep
+        on a fresh random subset of this many samples (``None``: all), which bounds
+        the memory of the environments for large data sets.
     n_categories : int, sequence of int or None, default None
         Number of values of each feature (one int for all); ``None`` takes
         ``max(X[:, i]) + 1`` (at least 2) from the training data.
@@ -308,7 +310,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         init_bond: int = 2,
         trainer: str = "sweep",
         n_epochs: int = 10,
-        batch_size: int = 100,
+        batch_size: int | None = None,
         n_categories: Any = None,
         warm_start: bool = False,
         random_state: Any = None,
@@ -363,11 +365,11 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
                 self.mps_, X, n_sweeps=params["n_sweeps"], learning_rate=params["learning_rate"],
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
                 cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
-                progress=self.progress, history=self.history_,
+                batch_size=params["batch_size"], rng=rng, progress=self.progress, history=self.history_,
             )
         else:
             self.mps_, self.history_ = born_training.gradient_train(
-                self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"],
+                self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
                 learning_rate=params["learning_rate"], rng=rng, progress=self.progress,
                 history=self.history_,
             )
@@ -389,7 +391,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "init_bond": check_int("init_bond", self.init_bond, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
-            "batch_size": check_int("batch_size", self.batch_size, minimum=1),
+            "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
         }
 
     def _categories(self, X: np.ndarray) -> np.ndarray:

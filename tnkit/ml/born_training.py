@@ -299,6 +299,8 @@ def sweep_train(
     max_bond: int | None,
     cutoff: float,
     normalized_gradient: bool = False,
+    batch_size: int | None = None,
+    rng: np.random.Generator | None = None,
     progress: bool = False,
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
@@ -325,6 +327,13 @@ def sweep_train(
     normalized_gradient : bool
         Scale small gradients up to half-norm ``size**0.25`` (see
         :meth:`_PairProblem.descend`) instead of Han et al.'s plain step.
+    batch_size : int, optional
+        Train each sweep on a fresh random subset of this many samples (drawn with
+        ``rng``), as the authors' GPU code does for large data sets; the environments
+        then take ``batch_size * sum(D)`` numbers instead of ``n_samples * sum(D)``.
+        The NLL recorded per sweep is that of the sweep's batch. ``None``: all samples.
+    rng : numpy.random.Generator, optional
+        For the batches.
     progress : bool
         Show a tqdm bar over sweeps with the NLL.
     history : TrainingHistory, optional
@@ -347,15 +356,16 @@ def sweep_train(
     start_right = state.center != n_sites - 1
     state.canonicalize_(0 if start_right else n_sites - 1).normalize_()
     tensors = list(state.tensors)
-    envs = _Environments(X)
-    if start_right:
-        envs.build_right(tensors, 2)
-    else:
-        envs.build_left(tensors, n_sites - 2)
+    batched = batch_size is not None and batch_size < len(X)
+    rng = np.random.default_rng() if rng is None else rng
+    envs = None
     bar = _progress(n_sweeps, progress)
     going_right = start_right
     for sweep in range(n_sweeps):
         tick = time.perf_counter()
+        if envs is None or batched:
+            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+            envs = _start_environments(tensors, X[rows], going_right)
         with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
             _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
                        normalized_gradient)
@@ -370,6 +380,16 @@ def sweep_train(
     if bar is not None:
         bar.close()
     return _as_mps(tensors, going_right), history
+
+
+def _start_environments(tensors: list[np.ndarray], X: np.ndarray, going_right: bool) -> _Environments:
+    """Environments for a sweep starting at the left end (``going_right``) or the right end."""
+    envs = _Environments(X)
+    if going_right:
+        envs.build_right(tensors, 2)
+    else:
+        envs.build_left(tensors, len(tensors) - 2)
+    return envs
 
 
 def _as_mps(tensors: list[np.ndarray], next_going_right: bool) -> MatrixProductState:
