@@ -1,10 +1,14 @@
-"""Benchmark: tnkit's MPS classifier against scikit-learn baselines (digits, MNIST 14x14).
+"""Benchmark: tnkit's MPS and TTN classifiers against scikit-learn baselines (digits, MNIST 14x14).
 
 Cases (see ../shared/BENCHMARKS.md for the conventions):
 
-- ``digits_mps_bond{D}``: scikit-learn 8x8 digits, 75/25 split with random_state 0.
-  Test accuracy of MPSClassifier next to logistic regression and an RBF SVM trained
-  in the same process on the same split; plus the training time.
+- ``digits_{mps_sweep,mps_adam,ttn_adam}_bond{D}``: scikit-learn 8x8 digits, 75/25 split
+  with random_state 0. Test accuracy of MPSClassifier (two-site sweeps; Adam with
+  cross-entropy) and TTNClassifier (Adam, tree over the 8x8 grid) next to logistic
+  regression and an RBF SVM trained in the same process on the same split; plus the
+  training time.
+- ``mnist14_ttn_bond{D}_n{N}_e{E}``: TTNClassifier on the same MNIST split as the MPS
+  cases (tree over the 14x14 grid), test error, training time and ms per sample-epoch.
 - ``mnist14_mps_bond{D}_n{N}``: MNIST pooled to 14x14 (Stoudenmire & Schwab 2016), the
   first ``N`` training images, the full test set; test error per bond dimension, with
   the paper's 0.97% (bond 120, full training set) as the reference value.
@@ -13,7 +17,7 @@ Cases (see ../shared/BENCHMARKS.md for the conventions):
 
 Usage::
 
-    python benchmarks/classifier.py --quick            # digits only, < 1 minute
+    python benchmarks/classifier.py --quick            # digits only (MPS sweep/Adam, TTN), ~1-2 minutes
     python benchmarks/classifier.py --mnist-train 10000 --bonds 10 20 40 --plot mnist.png
     python benchmarks/classifier.py --mnist-train 60000 --bonds 10 20 40 80 120   # full (hours)
 """
@@ -39,37 +43,53 @@ def _emit(rows: list[dict], as_json: bool) -> None:
                   f"{row.get('reference', ''):<22} {ref_s}", flush=True)
 
 
-def digits_case(bond: int, n_sweeps: int) -> list[dict]:
+def _digits_models(bond: int, n_sweeps: int, n_epochs: int) -> dict:
+    from tnkit.ml import MPSClassifier, TTNClassifier
+
+    return {
+        f"digits_mps_sweep_bond{bond}": MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0),
+        f"digits_mps_adam_bond{bond}": MPSClassifier(max_bond=bond, solver="adam", loss="cross-entropy",
+                                                     n_epochs=n_epochs, random_state=0),
+        f"digits_ttn_adam_bond{bond}": TTNClassifier(max_bond=bond, n_epochs=n_epochs, random_state=0),
+    }
+
+
+def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] | None = None) -> list[dict]:
+    """Digits 75/25 (random_state 0): each tensor network beside logistic regression and the RBF SVM."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.svm import SVC
 
     from tnkit.datasets import load_digits
-    from tnkit.ml import MPSClassifier
 
     X, y = load_digits()
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
-    t0 = time.perf_counter()
-    clf = MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0).fit(Xtr, ytr)
-    seconds = time.perf_counter() - t0
-    acc = clf.score(Xte, yte)
     t0 = time.perf_counter()
     logreg = LogisticRegression(max_iter=5000).fit(Xtr, ytr)
     t_lr = time.perf_counter() - t0
     t0 = time.perf_counter()
     svm = SVC(kernel="rbf", gamma="scale").fit(Xtr, ytr)
     t_svm = time.perf_counter() - t0
-    case = f"digits_mps_bond{bond}"
-    base = {"benchmark": "classifier", "case": case}
-    return [
-        {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "logistic_regression",
-         "reference_value": logreg.score(Xte, yte)},
-        {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "rbf_svm", "reference_value": svm.score(Xte, yte)},
-        {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "rbf_svm", "reference_value": t_svm,
-         "ratio": seconds / t_svm},
-        {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "logistic_regression",
-         "reference_value": t_lr, "ratio": seconds / t_lr},
-    ]
+    rows = []
+    for case, clf in _digits_models(bond, n_sweeps, n_epochs).items():
+        if models and not any(m in case for m in models):
+            continue
+        t0 = time.perf_counter()
+        clf.fit(Xtr, ytr)
+        seconds = time.perf_counter() - t0
+        acc = clf.score(Xte, yte)
+        base = {"benchmark": "classifier", "case": case}
+        rows += [
+            {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "logistic_regression",
+             "reference_value": logreg.score(Xte, yte)},
+            {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "rbf_svm",
+             "reference_value": svm.score(Xte, yte)},
+            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "rbf_svm", "reference_value": t_svm,
+             "ratio": seconds / t_svm},
+            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "logistic_regression",
+             "reference_value": t_lr, "ratio": seconds / t_lr},
+        ]
+    return rows
 
 
 class _Timer:
@@ -156,22 +176,58 @@ def sweep_speed_cases(n_train: int, bonds: list[int]) -> list[dict]:
     return rows
 
 
+def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int) -> list[dict]:
+    """TTNClassifier on the MNIST 14x14 split of :func:`mnist_cases` (tree over the 14x14 grid)."""
+    from tnkit.datasets import default_mnist_dir, load_mnist
+    from tnkit.ml import TTNClassifier
+
+    if not default_mnist_dir().is_dir():
+        print(f"# skipping MNIST TTN: {default_mnist_dir()} not found")
+        return []
+    train = load_mnist(split="train", pool=2, n_samples=n_train)
+    test = load_mnist(split="test", pool=2)
+    rows = []
+    for bond in bonds:
+        t0 = time.perf_counter()
+        clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, random_state=0).fit(train.data, train.target)
+        seconds = time.perf_counter() - t0
+        err = 1.0 - clf.score(test.data, test.target)
+        base = {"benchmark": "classifier", "case": f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}"}
+        rows += [
+            {**base, "metric": "test_error", "tnkit": err, "reference": "paper_mps_bond120_full",
+             "reference_value": 0.0097, "ratio": err / 0.0097},
+            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None},
+            {**base, "metric": "ms_per_sample_epoch", "tnkit": 1e3 * seconds / (n_train * n_epochs),
+             "reference": None, "reference_value": None},
+        ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="digits only (under a minute)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--digits-bond", type=int, default=20)
     parser.add_argument("--digits-sweeps", type=int, default=4)
+    parser.add_argument("--digits-epochs", type=int, default=10, help="Adam epochs (MPS adam, TTN)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="digits cases to run, by substring (e.g. mps_sweep ttn); default all")
+    parser.add_argument("--ttn-bonds", type=int, nargs="*", default=[10], help="MNIST TTN bonds (none: skip)")
+    parser.add_argument("--ttn-epochs", type=int, default=2)
+    parser.add_argument("--skip-mps-mnist", action="store_true", help="MNIST: only the TTN cases")
     parser.add_argument("--mnist-train", type=int, default=10000, help="training images used (60000: all)")
     parser.add_argument("--mnist-sweeps", type=int, default=2)
     parser.add_argument("--bonds", type=int, nargs="+", default=[10, 20, 40])
     parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
     args = parser.parse_args(argv)
-    _emit(digits_case(args.digits_bond, args.digits_sweeps), args.json)
+    _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models), args.json)
     if not args.quick:
-        _emit(sweep_speed_cases(min(args.mnist_train, 5000), args.speed_bonds), args.json)
-        _emit(mnist_cases(args.mnist_train, args.bonds, args.mnist_sweeps, args.plot), args.json)
+        if not args.skip_mps_mnist:
+            _emit(sweep_speed_cases(min(args.mnist_train, 5000), args.speed_bonds), args.json)
+            _emit(mnist_cases(args.mnist_train, args.bonds, args.mnist_sweeps, args.plot), args.json)
+        if args.ttn_bonds:
+            _emit(mnist_ttn_cases(args.mnist_train, args.ttn_bonds, args.ttn_epochs), args.json)
     return 0
 
 

@@ -636,9 +636,11 @@ class MPSClassifier(TensorNetworkClassifierBase):
         bond = self.init_bond if self.solver == "sweep" else (self.max_bond or self.init_bond)
         if self.max_bond is not None:
             bond = min(bond, self.max_bond)
-        label_site = 0 if self.solver == "sweep" else phi.shape[1] // 2
+        # sweeps start at site 0; Adam from the middle (shortest gradient paths, D*d*D label inputs)
+        sweep = self.solver == "sweep"
+        label_site = 0 if sweep else phi.shape[1] // 2
         tensors = init_tensors(phi.shape[1], self.local_dim, Y.shape[1], bond, rng, noise=self.init_noise,
-                               passthrough=passthrough_vector(phi), label_site=label_site)
+                               passthrough=None if sweep else passthrough_vector(phi), label_site=label_site)
         f = chain_outputs(tensors, label_site, phi)
         scale = np.median(np.linalg.norm(f, axis=1))
         if scale > 0:
