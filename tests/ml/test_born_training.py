@@ -173,3 +173,17 @@ def test_minibatch_sweeps_train_on_subsets(rng):
     q = X.mean(axis=0)                                   # best independent-pixel model
     independent = -np.mean(np.sum(X * np.log(q) + (1 - X) * np.log(1 - q), axis=1))
     assert -model.score(X) < independent - 1.0
+
+
+def test_learning_rate_decays_after_a_raised_nll(rng):
+    """A far too large rate raises the NLL; the rate then drops by the decay factor."""
+    X = random_data(rng, 80, (2,) * 6)
+    model = MPSBornMachine(max_bond=4, n_sweeps=6, learning_rate=0.45, n_descent_steps=5,
+                           learning_rate_decay=0.5, random_state=0).fit(X)
+    h = model.history_
+    for k in range(1, len(h.nll)):
+        expected = h.learning_rate[k - 1] * (0.5 if h.nll[k - 1] > h.nll[k - 2] and k >= 2 else 1.0)
+        assert h.learning_rate[k] == pytest.approx(expected)
+    assert min(h.learning_rate) < 0.45                   # the decay did happen
+    last_raised = h.nll[-1] > h.nll[-2]
+    assert model.learning_rate_ == pytest.approx(h.learning_rate[-1] * (0.5 if last_raised else 1.0))

@@ -254,6 +254,10 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         ``N - 1`` pairs in one direction and the direction alternates.
     n_descent_steps : int, default 10
         Gradient steps on each merged pair before it is split.
+    learning_rate_decay : float, default 0.2
+        Sweeps: after a sweep that raised the training NLL, the learning rate is
+        multiplied by this (as in the authors' code); 1 keeps it fixed. A warm start
+        continues with the decayed rate, ``learning_rate_``.
     normalized_gradient : bool, default False
         Sweeps only: scale small gradients up to half-norm ``size**0.25`` (the
         "norm0.25" mode of the authors' later code), which escapes the slow plateaus
@@ -287,7 +291,9 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
     n_categories_ : numpy.ndarray of int, shape (n_features_in_,)
     n_features_in_ : int
     history_ : born_training.TrainingHistory
-        NLL (nats), largest bond and seconds per sweep or epoch, over all fits.
+        NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
+    learning_rate_ : float
+        The sweeps' learning rate after the decays (used by a warm start).
 
     Examples
     --------
@@ -306,6 +312,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         learning_rate: float = 0.05,
         n_sweeps: int = 4,
         n_descent_steps: int = 10,
+        learning_rate_decay: float = 0.2,
         normalized_gradient: bool = False,
         init_bond: int = 2,
         trainer: str = "sweep",
@@ -321,6 +328,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.n_sweeps = n_sweeps
         self.n_descent_steps = n_descent_steps
+        self.learning_rate_decay = learning_rate_decay
         self.normalized_gradient = normalized_gradient
         self.init_bond = init_bond
         self.trainer = trainer
@@ -360,13 +368,17 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             self.history_ = born_training.TrainingHistory()
             X = check_discrete_data("X", X, self.n_categories_)
             self.mps_ = self._initial_state(rng, params)
+        if not warm:
+            self.learning_rate_ = params["learning_rate"]
         if params["trainer"] == "sweep":
             self.mps_, self.history_ = born_training.sweep_train(
-                self.mps_, X, n_sweeps=params["n_sweeps"], learning_rate=params["learning_rate"],
+                self.mps_, X, n_sweeps=params["n_sweeps"], learning_rate=self.learning_rate_,
+                learning_rate_decay=params["learning_rate_decay"],
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
                 cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
                 batch_size=params["batch_size"], rng=rng, progress=self.progress, history=self.history_,
             )
+            self.learning_rate_ = self._decayed_rate(params)
         else:
             self.mps_, self.history_ = born_training.gradient_train(
                 self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
@@ -382,7 +394,11 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
             raise ValueError(f"`learning_rate` must be a positive number, got {lr!r}.")
+        decay = self.learning_rate_decay
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 < decay <= 1:
+            raise ValueError(f"`learning_rate_decay` must be a number in (0, 1], got {decay!r}.")
         return {
+            "learning_rate_decay": float(decay),
             "trainer": self.trainer,
             "max_bond": check_max_bond(self.max_bond),
             "cutoff": check_cutoff(self.cutoff),
@@ -393,6 +409,14 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
             "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
         }
+
+    def _decayed_rate(self, params: dict[str, Any]) -> float:
+        """The rate for the next sweep: the last one used, decayed if that sweep raised the NLL."""
+        h = self.history_
+        rate = h.learning_rate[-1]
+        if len(h.nll) >= 2 and h.nll[-1] > h.nll[-2] and params["batch_size"] is None:
+            rate *= params["learning_rate_decay"]
+        return rate
 
     def _categories(self, X: np.ndarray) -> np.ndarray:
         n_features = X.shape[1]
@@ -562,6 +586,8 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             "history_nll": np.asarray(self.history_.nll, dtype=float),
             "history_max_bond": np.asarray(self.history_.max_bond, dtype=np.int64),
             "history_seconds": np.asarray(self.history_.seconds, dtype=float),
+            "history_learning_rate": np.asarray(self.history_.learning_rate, dtype=float),
+            "learning_rate_": np.asarray(getattr(self, "learning_rate_", self.learning_rate), dtype=float),
             "canonical_range": np.asarray(self.mps_.canonical_range, dtype=np.int64),
         }
         return save_arrays(path, _KIND, list(self.mps_.tensors), meta)
@@ -579,7 +605,9 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
                 [float(v) for v in meta["history_nll"]],
                 [int(v) for v in meta["history_max_bond"]],
                 [float(v) for v in meta["history_seconds"]],
+                [float(v) for v in meta["history_learning_rate"]],
             )
+            learning_rate_ = float(meta["learning_rate_"])
         except (KeyError, ValueError, TypeError) as exc:
             raise SchemaError(f"{str(path)!r} is not a valid {_KIND} file: {exc}") from exc
         model = cls(**params)
@@ -592,4 +620,5 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         model.n_categories_ = n_categories
         model.n_features_in_ = len(tensors)
         model.history_ = history
+        model.learning_rate_ = learning_rate_
         return model

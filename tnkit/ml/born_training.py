@@ -82,17 +82,21 @@ class TrainingHistory:
         Largest bond dimension after each sweep / epoch.
     seconds : list of float
         Wall time of each sweep / epoch.
+    learning_rate : list of float
+        Learning rate used in each sweep / epoch.
     """
 
     nll: list[float] = field(default_factory=list)
     max_bond: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
 
-    def append(self, nll: float, max_bond: int, seconds: float) -> None:
+    def append(self, nll: float, max_bond: int, seconds: float, learning_rate: float = math.nan) -> None:
         """Record one sweep or epoch."""
         self.nll.append(float(nll))
         self.max_bond.append(int(max_bond))
         self.seconds.append(float(seconds))
+        self.learning_rate.append(float(learning_rate))
 
 
 # --------------------------------------------------------------------------- gathers
@@ -299,6 +303,7 @@ def sweep_train(
     max_bond: int | None,
     cutoff: float,
     normalized_gradient: bool = False,
+    learning_rate_decay: float = 1.0,
     batch_size: int | None = None,
     rng: np.random.Generator | None = None,
     progress: bool = False,
@@ -327,6 +332,10 @@ def sweep_train(
     normalized_gradient : bool
         Scale small gradients up to half-norm ``size**0.25`` (see
         :meth:`_PairProblem.descend`) instead of Han et al.'s plain step.
+    learning_rate_decay : float
+        Multiply the learning rate by this factor after a sweep that raised the NLL
+        (full-batch sweeps only; the authors' code uses 0.2). 1 keeps it fixed. The
+        rate of each sweep is recorded in ``history.learning_rate``.
     batch_size : int, optional
         Train each sweep on a fresh random subset of this many samples (drawn with
         ``rng``), as the authors' GPU code does for large data sets; the environments
@@ -370,7 +379,10 @@ def sweep_train(
             _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
                        normalized_gradient)
         nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
-        history.append(nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick)
+        raised = bool(history.nll) and nll > history.nll[-1]
+        history.append(nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
+        if raised and not batched:
+            learning_rate *= learning_rate_decay
         going_right = not going_right
         if bar is not None:
             bar.update(1)
@@ -555,7 +567,7 @@ def gradient_train(
                     tensors[i] = tensors[i] - learning_rate * m_hat / (np.sqrt(v_hat) + eps)
                 _rescale(tensors)
             nll, _ = nll_and_gradient(tensors, X)
-        history.append(nll, bond, time.perf_counter() - tick)
+        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(nll=f"{nll:.4f}")
