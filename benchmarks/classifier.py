@@ -43,18 +43,20 @@ def _emit(rows: list[dict], as_json: bool) -> None:
                   f"{row.get('reference', ''):<22} {ref_s}", flush=True)
 
 
-def _digits_models(bond: int, n_sweeps: int, n_epochs: int) -> dict:
+def _digits_models(bond: int, n_sweeps: int, n_epochs: int, ttn_lr: float = 3e-4) -> dict:
     from tnkit.ml import MPSClassifier, TTNClassifier
 
     return {
         f"digits_mps_sweep_bond{bond}": MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0),
         f"digits_mps_adam_bond{bond}": MPSClassifier(max_bond=bond, solver="adam", loss="cross-entropy",
                                                      n_epochs=n_epochs, random_state=0),
-        f"digits_ttn_adam_bond{bond}": TTNClassifier(max_bond=bond, n_epochs=n_epochs, random_state=0),
+        f"digits_ttn_adam_bond{bond}": TTNClassifier(max_bond=bond, n_epochs=n_epochs, learning_rate=ttn_lr,
+                                                     random_state=0),
     }
 
 
-def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] | None = None) -> list[dict]:
+def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] | None = None,
+                ttn_lr: float = 3e-4) -> list[dict]:
     """Digits 75/25 (random_state 0): each tensor network beside logistic regression and the RBF SVM."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -71,7 +73,7 @@ def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] 
     svm = SVC(kernel="rbf", gamma="scale").fit(Xtr, ytr)
     t_svm = time.perf_counter() - t0
     rows = []
-    for case, clf in _digits_models(bond, n_sweeps, n_epochs).items():
+    for case, clf in _digits_models(bond, n_sweeps, n_epochs, ttn_lr).items():
         if models and not any(m in case for m in models):
             continue
         t0 = time.perf_counter()
@@ -176,7 +178,7 @@ def sweep_speed_cases(n_train: int, bonds: list[int]) -> list[dict]:
     return rows
 
 
-def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int) -> list[dict]:
+def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate: float = 3e-4) -> list[dict]:
     """TTNClassifier on the MNIST 14x14 split of :func:`mnist_cases` (tree over the 14x14 grid)."""
     from tnkit.datasets import default_mnist_dir, load_mnist
     from tnkit.ml import TTNClassifier
@@ -189,7 +191,8 @@ def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int) -> list[dict]
     rows = []
     for bond in bonds:
         t0 = time.perf_counter()
-        clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, random_state=0).fit(train.data, train.target)
+        clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, learning_rate=learning_rate, random_state=0)
+        clf.fit(train.data, train.target)
         seconds = time.perf_counter() - t0
         err = 1.0 - clf.score(test.data, test.target)
         base = {"benchmark": "classifier", "case": f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}"}
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="digits cases to run, by substring (e.g. mps_sweep ttn); default all")
     parser.add_argument("--ttn-bonds", type=int, nargs="*", default=[10], help="MNIST TTN bonds (none: skip)")
     parser.add_argument("--ttn-epochs", type=int, default=2)
+    parser.add_argument("--ttn-lr", type=float, default=3e-4, help="TTN Adam step (lower it as the bond grows)")
     parser.add_argument("--skip-mps-mnist", action="store_true", help="MNIST: only the TTN cases")
     parser.add_argument("--mnist-train", type=int, default=10000, help="training images used (60000: all)")
     parser.add_argument("--mnist-sweeps", type=int, default=2)
@@ -221,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
     args = parser.parse_args(argv)
-    _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models), args.json)
+    _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models, args.ttn_lr), args.json)
     if not args.quick:
         if not args.skip_mps_mnist:
             _emit(sweep_speed_cases(min(args.mnist_train, 5000), args.speed_bonds), args.json)
             _emit(mnist_cases(args.mnist_train, args.bonds, args.mnist_sweeps, args.plot), args.json)
         if args.ttn_bonds:
-            _emit(mnist_ttn_cases(args.mnist_train, args.ttn_bonds, args.ttn_epochs), args.json)
+            _emit(mnist_ttn_cases(args.mnist_train, args.ttn_bonds, args.ttn_epochs, args.ttn_lr), args.json)
     return 0
 
 
