@@ -3,7 +3,6 @@ conditionals, inpainting, save/load and argument checks."""
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
