@@ -40,7 +40,7 @@ def _emit(rows: list[dict], as_json: bool) -> None:
             ref = row.get("reference_value")
             ref_s = "n/a" if ref is None else f"{ref:.4g}"
             print(f"{row['case']:<32} {row['metric']:<16} tnkit={row['tnkit']:<10.4g} "
-                  f"{row.get('reference', ''):<22} {ref_s}", flush=True)
+                  f"{row.get('reference') or '':<22} {ref_s}", flush=True)
 
 
 def _digits_models(bond: int, n_sweeps: int, n_epochs: int, ttn_lr: float = 3e-4) -> dict:
