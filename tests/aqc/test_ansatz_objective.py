@@ -159,3 +159,37 @@ def test_objective_rejects_bad_targets():
         Objective(a, np.array([np.nan, 0, 0, 0, 0, 0, 0, 1.0]))
     with pytest.raises(TypeError, match="Ansatz"):
         Objective("brickwall", MPS.random(3, 2, seed=0))
+
+
+def test_exact_mode_is_chosen_from_the_light_cone_bonds(rng):
+    a = brickwall_ansatz(6, 4)
+    target = MPS.random(6, 3, seed=2, dtype=complex)
+    forward, backward = Objective(a, target).exact_bonds()
+    assert forward == 8 and backward == 8  # 2**min(b, n - b) caps both at the centre
+    assert Objective(a, target, max_bond=backward).exact
+    capped = Objective(a, target, max_bond=forward - 1)
+    assert not capped.exact and not capped.forward_exact
+    p = a.random_params(rng)
+    expected = abs(np.vdot(target.to_dense(), dense_circuit_state(a, p))) ** 2
+    assert Objective(a, target, max_bond=backward).fidelity_and_gradient(p)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_truncated_gradient_error_shrinks_with_the_discarded_weight(rng):
+    """With a bond cap the gradient holds the truncations fixed: close to, not equal to, the slope."""
+    a = brickwall_ansatz(8, 6)
+    p0 = 0.4 * a.random_params(rng)
+    target = Objective(a, MPS.product_state("0" * 8)).state(p0).normalized()
+    p = p0 + 0.1 * rng.standard_normal(len(p0))
+    d = rng.standard_normal(len(p))
+    d /= np.linalg.norm(d)
+    eps = 1e-6
+    errors = {}
+    for cap in (8, 12, 16):
+        obj = Objective(a, target, max_bond=cap, cutoff=0.0)
+        f, g = obj.fidelity_and_gradient(p)
+        assert f == pytest.approx(abs(obj.overlap(p)) ** 2, rel=1e-12)
+        fd = (obj.fidelity(p + eps * d) - obj.fidelity(p - eps * d)) / (2 * eps)
+        errors[cap] = (abs(g @ d - fd) / abs(fd), obj.last_truncation)
+    assert errors[16][1] == 0.0 and errors[16][0] < 1e-6  # exact mode
+    assert errors[12][1] > 1e-4 and errors[12][0] < 0.1
+    assert errors[8][1] > errors[12][1] and errors[8][0] > errors[12][0]

@@ -1,4 +1,4 @@
-"""The AQC objective: fidelity ``|<target|C(theta)|0...0>|^2`` and its exact gradient.
+"""The AQC objective: fidelity ``|<target|C(theta)|0...0>|^2`` and its gradient.
 
 The circuit ``C(theta)`` of an :class:`~tnkit.aqc.ansatz.Ansatz` is scheduled into
 layers of gates on neighbouring sites of the MPS (a block on distant qubits is
@@ -14,10 +14,29 @@ wrapped in SWAPs, which are fixed gates). With ``L`` layers ``C = U_{L-1} ... U_
 
 One evaluation of fidelity and full gradient therefore costs two circuit simulations
 plus one environment sweep per layer; no finite differences and no per-parameter
-circuits. States are MPS truncated to ``max_bond`` / ``cutoff`` after every gate
-(see :mod:`tnkit.mps.gates`). Without truncation the gradient is exact; with
-truncation it is the gradient of the circuit with the truncation projectors held
-fixed, and ``Objective.last_truncation`` reports the discarded weight.
+circuits.
+
+Two ways to carry the states
+----------------------------
+**Exact** (no bond cap, or a cap no state can reach): a two-site gate is applied
+by contracting ``theta = A_i A_{i+1} G`` and splitting it *without any
+factorisation*: the smaller side becomes an identity isometry and the other side
+keeps ``theta`` reshaped. The new bond is ``min(2 D_left, 2 D_right)``, which is
+never above the largest Schmidt rank the state can have (``2**min(b, n - b)``
+on bond ``b``, and at most doubling per layer as the light cone allows), so the
+states are exact, no SVD or QR is on the hot path, and the gradient is exact to
+rounding. :meth:`Objective.exact_bonds` gives the bonds of this mode, and
+``Objective.exact`` says whether it is in use.
+
+**Truncated** (a bond cap below those bonds): the states are
+:class:`~tnkit.mps.mps.MatrixProductState` objects in canonical form, each gate
+split by a truncated SVD (see :mod:`tnkit.mps.gates`). The fidelity is then that of
+the truncated forward state, and the gradient is computed with the truncation
+projectors held fixed and the pulled-back target truncated independently; it is
+an approximation whose error is of the order of the discarded weight
+(``Objective.last_truncation``). Each direction uses the exact mode when its own
+bonds fit under the cap, so an exactly simulated circuit against a large target
+still gets the exact fidelity.
 
 For ``o = <target|C|0>``, ``F = |o|^2`` and ``dF/dtheta = 2 Re(conj(o) do/dtheta)``.
 """
@@ -83,9 +102,18 @@ class Objective:
     target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
         Normalised target state on ``ansatz.n_qubits`` qubits.
     max_bond : int, optional
-        Bond cap of the simulated states (``None``: no cap).
+        Bond cap of the simulated states (``None``: no cap, always exact). A cap at
+        or above :meth:`exact_bonds` changes nothing: the states are carried exactly.
     cutoff : float
-        Relative discarded weight allowed per gate.
+        Relative discarded weight allowed per gate when truncating.
+
+    Attributes
+    ----------
+    exact : bool
+        ``True`` when both directions are simulated without truncation, so fidelity
+        and gradient are exact to rounding.
+    last_truncation : float
+        Summed relative discarded weight of the last evaluation's simulations.
 
     Examples
     --------
@@ -94,8 +122,8 @@ class Objective:
     >>> from tnkit import MPS
     >>> ansatz = brickwall_ansatz(4, 2)
     >>> obj = Objective(ansatz, MPS.product_state("0000"))
-    >>> round(obj.fidelity(ansatz.zero_params()), 12)
-    1.0
+    >>> round(obj.fidelity(ansatz.zero_params()), 12), obj.exact
+    (1.0, True)
     """
 
     def __init__(
@@ -124,34 +152,49 @@ class Objective:
         self.max_bond = check_max_bond(max_bond)
         self.cutoff = check_cutoff(cutoff)
         self.layers = schedule_layers(ansatz)
+        forward, backward = self.exact_bonds()
+        self.forward_exact = self.max_bond is None or forward <= self.max_bond
+        self.backward_exact = self.max_bond is None or backward <= self.max_bond
+        self.exact = self.forward_exact and self.backward_exact
+        self._target_tensors = list(self.target.tensors)
         self.n_evaluations = 0
-        #: Summed relative discarded weight of the last evaluation's simulations.
         self.last_truncation = 0.0
 
     def __repr__(self) -> str:
         return (
             f"Objective({self.ansatz!r}, target={self.target!r}, layers={len(self.layers)}, "
-            f"max_bond={self.max_bond}, cutoff={self.cutoff:g})"
+            f"max_bond={self.max_bond}, cutoff={self.cutoff:g}, exact={self.exact})"
         )
+
+    def exact_bonds(self) -> tuple[int, int]:
+        """Largest bonds of the exactly carried forward and backward states.
+
+        Returns
+        -------
+        forward, backward : int
+            Largest bond of ``psi_l`` (from ``|0...0>``) and of ``phi_l`` (from the
+            target) over all layers, when no truncation is done.
+        """
+        n = self.ansatz.n_qubits
+        fwd = _bond_profile([1] * (n + 1), self.layers)
+        back = _bond_profile([1, *(t.shape[2] for t in self.target.tensors)], self.layers[::-1])
+        return fwd, back
 
     # ------------------------------------------------------------------ public
 
     def _bond_hint(self) -> int:
-        return self.max_bond if self.max_bond is not None else 2 ** (self.ansatz.n_qubits // 2)
+        forward, backward = self.exact_bonds()
+        cap = self.max_bond if self.max_bond is not None else max(forward, backward)
+        return min(cap, max(forward, backward))
 
     def state(self, params: Any) -> MatrixProductState:
-        """The (possibly truncated) circuit state ``C(theta)|0...0>`` as an MPS."""
+        """The circuit state ``C(theta)|0...0>`` as an MPS (truncated in the truncated mode)."""
         with blas_threads(self._bond_hint()):
-            return self._state(params)
-
-    def _state(self, params: Any) -> MatrixProductState:
-        params = self.ansatz.check_params(params)
-        gates = self.ansatz.block_tensors(params)
-        psi = MatrixProductState.product_state(list(self.ansatz.initial_vectors(params)))
-        self.last_truncation = 0.0
-        for layer in self.layers:
-            self._apply_layer(psi, layer, gates, adjoint=False)
-        return psi
+            params = self.ansatz.check_params(params)
+            gates = self.ansatz.block_tensors(params)
+            self.last_truncation = 0.0
+            psi = self._forward_states(gates, self.ansatz.initial_vectors(params), keep=False)[-1]
+            return psi if isinstance(psi, MatrixProductState) else MatrixProductState._trusted(psi)
 
     def overlap(self, params: Any) -> complex:
         """``<target|C(theta)|0...0>``."""
@@ -167,27 +210,6 @@ class Objective:
         with blas_threads(self._bond_hint()):
             return self._fidelity_and_gradient(params)
 
-    def _fidelity_and_gradient(self, params: Any) -> tuple[float, np.ndarray]:
-        params = self.ansatz.check_params(params)
-        self.n_evaluations += 1
-        ansatz = self.ansatz
-        gates, dgates = ansatz.block_tensors(params, derivatives=True)
-        vecs, dvecs = ansatz.initial_vectors(params, derivatives=True)
-        self.last_truncation = 0.0
-        phis = self._pull_back_target(gates)
-        psi = MatrixProductState.product_state(list(vecs))
-        env_first = _product_environments(phis[0], vecs)  # (n, 2)
-        envs = np.zeros(gates.shape, dtype=complex)
-        for l, layer in enumerate(self.layers):
-            self._layer_environments(phis[l + 1], psi, layer, gates, envs)
-            self._apply_layer(psi, layer, gates, adjoint=False)
-        o = complex(self.target.inner(psi))
-        do_first = contract("qs,qps->qp", env_first, dvecs).reshape(-1)
-        do_blocks = contract("kuvst,kpuvst->kp", envs, dgates).reshape(-1)
-        do = np.concatenate([do_first, do_blocks])
-        grad = 2.0 * (np.conj(o) * do).real
-        return abs(o) ** 2, grad
-
     def __call__(self, params: Any) -> tuple[float, np.ndarray]:
         """``(1 - F, -dF/dtheta)``, the loss and gradient for :func:`scipy.optimize.minimize`."""
         f, g = self.fidelity_and_gradient(params)
@@ -195,70 +217,179 @@ class Objective:
 
     # ------------------------------------------------------------------ internals
 
-    def _gate(self, op: ScheduledGate, gates: np.ndarray, adjoint: bool) -> np.ndarray:
-        g = _SWAP if op.block < 0 else gates[op.block]
-        return g.conj().transpose(2, 3, 0, 1) if adjoint else g
+    def _fidelity_and_gradient(self, params: Any) -> tuple[float, np.ndarray]:
+        params = self.ansatz.check_params(params)
+        self.n_evaluations += 1
+        gates, dgates = self.ansatz.block_tensors(params, derivatives=True)
+        vecs, dvecs = self.ansatz.initial_vectors(params, derivatives=True)
+        self.last_truncation = 0.0
+        phis = self._backward_states(gates)
+        psis = self._forward_states(gates, vecs, keep=True)
+        envs = np.zeros(gates.shape, dtype=complex)
+        table = self._gate_list(gates)
+        sandwich = complex(self.target.inner(_as_mps(psis[0]))) if not self.layers else 0j
+        for l, layer in enumerate(self.layers):
+            sandwich = _layer_environments(_tensors(phis[l + 1]), _tensors(psis[l]), layer, table, envs)
+        # exact: every sandwich equals <target|psi_L>; truncated: use the truncated state itself
+        o = sandwich if self.exact else complex(self.target.inner(_as_mps(psis[-1])))
+        env_first = _product_environments(_tensors(phis[0]), vecs)  # (n, 2)
+        do_first = contract("qs,qps->qp", env_first, dvecs).reshape(-1)
+        do_blocks = contract("kuvst,kpuvst->kp", envs, dgates).reshape(-1)
+        do = np.concatenate([do_first, do_blocks])
+        grad = 2.0 * (np.conj(o) * do).real
+        return abs(o) ** 2, grad
 
-    def _apply_layer(
-        self, psi: MatrixProductState, layer: list[ScheduledGate], gates: np.ndarray, *, adjoint: bool
+    def _gate_list(self, gates: np.ndarray) -> list[np.ndarray]:
+        return [*gates, _SWAP]  # index -1 is the SWAP
+
+    def _forward_states(self, gates: np.ndarray, vecs: np.ndarray, *, keep: bool) -> list[Any]:
+        """``psi_0, ..., psi_L`` (only ``psi_L`` unless ``keep``)."""
+        table = self._gate_list(gates)
+        if self.forward_exact:
+            psi = [v.reshape(1, 2, 1) for v in vecs]
+            states = [list(psi)]
+            for layer in self.layers:
+                for op in layer:
+                    _apply_exact(psi, op.site, table[op.block])
+                states.append(list(psi))
+            return states if keep else states[-1:]
+        mps = MatrixProductState.product_state(list(vecs))
+        states = [mps.copy()]
+        for layer in self.layers:
+            self._apply_truncated(mps, layer, table, adjoint=False)
+            states.append(mps.copy())
+        return states if keep else states[-1:]
+
+    def _backward_states(self, gates: np.ndarray) -> list[Any]:
+        """``phi_0, ..., phi_L`` with ``phi_L = target`` and ``phi_l = U_l^dagger phi_{l+1}``."""
+        table = [_adjoint(g) for g in self._gate_list(gates)]
+        if self.backward_exact:
+            phi = list(self._target_tensors)
+            states = [list(phi)]
+            for layer in reversed(self.layers):
+                for op in layer:
+                    _apply_exact(phi, op.site, table[op.block])
+                states.append(list(phi))
+            return states[::-1]
+        mps = self.target.copy()
+        states = [mps.copy()]
+        for layer in reversed(self.layers):
+            self._apply_truncated(mps, layer, table, adjoint=True)
+            states.append(mps.copy())
+        return states[::-1]
+
+    def _apply_truncated(
+        self, psi: MatrixProductState, layer: list[ScheduledGate], table: list[np.ndarray], *, adjoint: bool
     ) -> None:
         centre = psi.center
         order = layer if centre is None or centre <= psi.n_sites // 2 else layer[::-1]
         for op in order:
             self.last_truncation += psi.apply_gate_(
-                self._gate(op, gates, adjoint), (op.site, op.site + 1), max_bond=self.max_bond, cutoff=self.cutoff
+                table[op.block], (op.site, op.site + 1), max_bond=self.max_bond, cutoff=self.cutoff
             )
 
-    def _pull_back_target(self, gates: np.ndarray) -> list[MatrixProductState]:
-        phis = [self.target]
-        phi = self.target.copy()
-        for layer in reversed(self.layers):
-            self._apply_layer(phi, layer, gates, adjoint=True)
-            phis.append(phi.copy())
-        return phis[::-1]
 
-    def _layer_environments(
-        self,
-        bra: MatrixProductState,
-        ket: MatrixProductState,
-        layer: list[ScheduledGate],
-        gates: np.ndarray,
-        envs: np.ndarray,
-    ) -> None:
-        """Fill ``envs[k]`` for every block ``k`` in ``layer`` from ``<bra| layer |ket>``."""
-        b = [t.conj() for t in bra.tensors]
-        k = ket.tensors
-        n = ket.n_sites
-        starts = {op.site: op for op in layer}
-        segments: list[tuple[int, ScheduledGate | None]] = []
-        i = 0
-        while i < n:
-            op = starts.get(i)
-            segments.append((i, op))
-            i += 2 if op is not None else 1
-        right = [np.ones((1, 1))]
-        for i, op in reversed(segments[1:]):
-            r = right[-1]
-            if op is None:
-                right.append(contract("asb,xsy,by->ax", k[i], b[i], r))
-            else:
-                g = self._gate(op, gates, False)
-                right.append(contract("asb,btc,uvst,xuy,yvz,cz->ax", k[i], k[i + 1], g, b[i], b[i + 1], r))
-        right.reverse()
-        left = np.ones((1, 1))
-        for (i, op), r in zip(segments, right):
-            if op is None:
-                left = contract("ax,asb,xsy->by", left, k[i], b[i])
-                continue
-            if op.block >= 0:
-                envs[op.block] = contract("ax,asb,btc,xuy,yvz,cz->uvst", left, k[i], k[i + 1], b[i], b[i + 1], r)
-            g = self._gate(op, gates, False)
-            left = contract("ax,asb,btc,uvst,xuy,yvz->cz", left, k[i], k[i + 1], g, b[i], b[i + 1])
+def _adjoint(g: np.ndarray) -> np.ndarray:
+    return g.conj().transpose(2, 3, 0, 1)
 
 
-def _product_environments(bra: MatrixProductState, vecs: np.ndarray) -> np.ndarray:
+def _tensors(state: Any) -> list[np.ndarray]:
+    return list(state.tensors) if isinstance(state, MatrixProductState) else state
+
+
+def _as_mps(state: Any) -> MatrixProductState:
+    return state if isinstance(state, MatrixProductState) else MatrixProductState._trusted(state)
+
+
+def _bond_profile(bonds: list[int], layers: list[list[ScheduledGate]]) -> int:
+    """Largest bond reached by :func:`_apply_exact` from ``bonds`` through ``layers``."""
+    bonds = list(bonds)
+    largest = max(bonds)
+    for layer in layers:
+        for op in layer:
+            i = op.site
+            bonds[i + 1] = 2 * min(bonds[i], bonds[i + 2])
+        largest = max(largest, *bonds)
+    return largest
+
+
+def _apply_exact(tensors: list[np.ndarray], i: int, gate: np.ndarray) -> None:
+    """Apply a two-site ``gate`` on ``(i, i + 1)`` exactly, without factorising.
+
+    ``theta[a, u, v, c]`` is kept whole on the side with the larger bond; the other
+    side becomes the identity isometry, so the new bond is ``2 min(D_a, D_c)``.
+    """
+    theta = contract("asb,btc,uvst->auvc", tensors[i], tensors[i + 1], gate)
+    dl, _, _, dr = theta.shape
+    if dl <= dr:
+        tensors[i] = _identity(2 * dl).reshape(dl, 2, 2 * dl)
+        tensors[i + 1] = theta.reshape(2 * dl, 2, dr)
+    else:
+        tensors[i] = theta.reshape(dl, 2, 2 * dr)
+        tensors[i + 1] = _identity(2 * dr).reshape(2 * dr, 2, dr)
+
+
+_IDENTITIES: dict[int, np.ndarray] = {}
+
+
+def _identity(dim: int) -> np.ndarray:
+    """A cached, read-only ``dim x dim`` identity (complex)."""
+    eye = _IDENTITIES.get(dim)
+    if eye is None:
+        eye = np.eye(dim, dtype=complex)
+        eye.flags.writeable = False
+        _IDENTITIES[dim] = eye
+    return eye
+
+
+def _layer_environments(
+    bra: list[np.ndarray],
+    ket: list[np.ndarray],
+    layer: list[ScheduledGate],
+    table: list[np.ndarray],
+    envs: np.ndarray,
+) -> complex:
+    """Fill ``envs[k]`` for every block ``k`` in ``layer``; return ``<bra| layer |ket>``.
+
+    ``bra`` and ``ket`` are site tensors ``(D_left, 2, D_right)``; ``table[k]`` is the
+    gate of block ``k`` (``table[-1]`` the SWAP).
+    """
+    b = [t.conj() for t in bra]
+    k = ket
+    n = len(ket)
+    starts = {op.site: op for op in layer}
+    segments: list[tuple[int, ScheduledGate | None]] = []
+    i = 0
+    while i < n:
+        op = starts.get(i)
+        segments.append((i, op))
+        i += 2 if op is not None else 1
+    right = [np.ones((1, 1))]
+    for i, op in reversed(segments[1:]):
+        r = right[-1]
+        if op is None:
+            right.append(contract("asb,xsy,by->ax", k[i], b[i], r))
+        else:
+            right.append(
+                contract("asb,btc,uvst,xuy,yvz,cz->ax", k[i], k[i + 1], table[op.block], b[i], b[i + 1], r)
+            )
+    right.reverse()
+    left = np.ones((1, 1))
+    for (i, op), r in zip(segments, right):
+        if op is None:
+            left = contract("ax,asb,xsy->by", left, k[i], b[i])
+            continue
+        # the open sandwich, shared by the gate's environment and the next left environment
+        opened = contract("ax,asb,btc,xuy,yvz->uvstcz", left, k[i], k[i + 1], b[i], b[i + 1])
+        if op.block >= 0:
+            envs[op.block] = contract("uvstcz,cz->uvst", opened, r)
+        left = contract("uvstcz,uvst->cz", opened, table[op.block])
+    return complex(left[0, 0])
+
+
+def _product_environments(bra: list[np.ndarray], vecs: np.ndarray) -> np.ndarray:
     """``e[q, s]`` with ``<bra|v_0 (x) ... (x) v_{n-1}> = sum_s e[q, s] v_q[s]`` for every ``q``."""
-    b = [t.conj() for t in bra.tensors]
+    b = [t.conj() for t in bra]
     n = len(b)
     right = [np.ones(1)]
     for q in range(n - 1, 0, -1):
