@@ -187,3 +187,47 @@ def test_profiles_and_plot(llama, ids, tmp_path):
     assert set(w) == set(tc.find_layers(llama)) and min(w.values()) >= 1.0
     png = tc.plot_profile(ent, sens, tmp_path / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_activation_stats_match_dense_reference(llama, ids):
+    layers = tc.find_layers(llama, depth=(1, 2))
+    seen: dict[str, list] = {n: [] for n in layers}
+    hooks = [m.register_forward_hook(lambda mod, a, o, n=n: seen[n].append(a[0].detach().reshape(-1, a[0].shape[-1])))
+             for n, m in layers.items()]
+    calib = tc.token_batches(ids, seq_len=32, batch_size=2, n_batches=3)
+    with torch.no_grad():
+        for b in calib:
+            llama(input_ids=b)
+    for h in hooks:
+        h.remove()
+    stats = tc.collect_activation_stats(llama, layers, calib)
+    for n in layers:
+        x = torch.cat(seen[n]).double().numpy()
+        np.testing.assert_allclose(stats[n].covariance, x.T @ x / len(x), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(stats[n].mean_abs, np.abs(x).mean(0), rtol=1e-5)
+        assert stats[n].n_tokens == len(x)
+    assert stats["model.layers.1.self_attn.q_proj"] is stats["model.layers.1.self_attn.v_proj"]  # shared input
+
+
+def test_calibration_skips_lm_head_unless_observed(llama, ids):
+    from tnkit.compress.calibration import _trunk
+
+    assert _trunk(llama, tc.find_layers(llama)) is llama.model
+    assert _trunk(llama, {"lm_head": llama.lm_head}) is llama
+
+
+def test_dequantised_model_copy_loads_identically(llama, ids, tmp_path):
+    from tnkit.compress.models import _save_float_model
+
+    _save_float_model(llama, tmp_path)
+    loaded, tok = tc.load_model(tmp_path)
+    x = torch.as_tensor(ids[:40]).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=x).logits, llama(input_ids=x).logits)
+    assert tok is None and loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tc.load_model(tmp_path / "missing.gguf", cache=tmp_path / "cache")
+    (tmp_path / "bad.gguf").write_bytes(b"not a gguf file")
+    with pytest.raises(ValueError, match="could not load"):
+        tc.load_model(tmp_path / "bad.gguf", cache=tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("*/config.json"))  # nothing half-written

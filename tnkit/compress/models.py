@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2", "tiny_tokenizer", "is_compressed_dir"]
+__all__ = ["load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2", "tiny_tokenizer", "is_compressed_dir",
+           "gguf_cache_dir"]
+
+#: Written next to a converted GGUF model; records which file it was converted from.
+GGUF_SOURCE_FILE = "tnkit_gguf_source.json"
 
 
 def smollm2_gguf_path() -> Path:
@@ -41,7 +45,13 @@ def is_compressed_dir(path: Any) -> bool:
     return Path(path).is_dir() and (Path(path) / LAYERS_FILE).is_file()
 
 
-def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = True) -> tuple[Any, Any]:
+def gguf_cache_dir() -> Path:
+    """Default folder for dequantised GGUF models: ``$TNKIT_CACHE`` or ``~/.cache/tnkit``, plus ``/gguf``."""
+    return Path(os.environ.get("TNKIT_CACHE", Path.home() / ".cache" / "tnkit")) / "gguf"
+
+
+def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = True,
+               cache: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a local directory or GGUF file, in eval mode.
 
     Parameters
@@ -54,6 +64,14 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
         directory holding one).
     tokenizer : bool
         Also load the tokenizer (``None`` is returned when the directory has none).
+    cache : bool or path-like, optional
+        For a GGUF model only: keep the dequantised float32 model as a Hugging Face
+        directory (safetensors, config, tokenizer) under this folder (``True``: under
+        :func:`gguf_cache_dir`) and load from it next time. transformers' GGUF path
+        parses the file's metadata (the 49k-token vocabulary) three times in pure
+        Python, which takes a minute or more on a loaded 2-core machine; the cached
+        copy loads in seconds. The cache is keyed by the file's name, size and
+        modification time, and written atomically (temporary folder, then rename).
 
     Raises
     ------
@@ -75,7 +93,9 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
         if path.suffix != ".gguf":
             raise ValueError(f"model file {str(path)!r} must be a .gguf file (or give a model directory).")
         path, gguf_file = path.parent, path.name
-    elif gguf_file is None and not (path / "config.json").is_file():
+    if gguf_file is not None and cache:
+        return _load_gguf_cached(path / gguf_file, gguf_cache_dir() if cache is True else Path(cache), tokenizer)
+    if gguf_file is None and not (path / "config.json").is_file():
         raise ValueError(f"{str(path)!r} is not a model directory: it has no config.json (use --gguf for a GGUF file).")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf_file, dtype="float32")
@@ -83,6 +103,68 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
         raise ValueError(f"could not load a model from {str(path)!r}: {exc}") from exc
     model.eval()
     return model, (_load_tokenizer(path, gguf_file) if tokenizer else None)
+
+
+def _gguf_key(file: Path) -> dict[str, Any]:
+    st = file.stat()
+    return {"name": file.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _load_gguf_cached(file: Path, cache: Path, tokenizer: bool) -> tuple[Any, Any]:
+    """Load a GGUF model through its dequantised copy under ``cache`` (made on first use)."""
+    import json
+    import shutil
+    import tempfile
+
+    if not file.is_file():
+        raise FileNotFoundError(f"GGUF file {str(file)!r} does not exist.")
+    key = _gguf_key(file)
+    target = cache / f"{file.stem}-f32"
+    marker = target / GGUF_SOURCE_FILE
+    if marker.is_file():
+        try:
+            fresh = json.loads(marker.read_text(encoding="utf-8")) == key
+        except (OSError, ValueError):
+            fresh = False
+        if fresh:
+            return load_model(target, tokenizer=tokenizer)
+    model, tok = load_model(file, tokenizer=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
+    try:
+        _save_float_model(model, tmp)
+        if tok is not None:
+            tok.save_pretrained(tmp)
+        (tmp / GGUF_SOURCE_FILE).write_text(json.dumps(key), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model, (tok if tokenizer else None)
+
+
+def _save_float_model(model: Any, folder: Path) -> None:
+    """Write a dequantised model as ``config.json`` + ``model.safetensors`` (tied tensors once).
+
+    transformers refuses ``save_pretrained`` on a model loaded from GGUF (it is
+    flagged as quantised), although its weights are plain float32 tensors.
+    """
+    from safetensors.torch import save_file
+
+    tensors, seen = {}, set()
+    for name, t in model.state_dict().items():
+        if t.data_ptr() in seen:  # tied (lm_head = embeddings): stored once, retied on load
+            continue
+        seen.add(t.data_ptr())
+        tensors[name] = t.detach().contiguous()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    import json
+
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def _load_tokenizer(path: Path, gguf_file: str | None) -> Any:
