@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.linalg import truncated_svd
-from .canonical import apply_matrix, move_center, qr_toward
+from .canonical import apply_matrix, move_center, qr_toward, tall_truncated_svd
 from .tree import Tree
 
 __all__ = ["hierarchical_svd", "svd_compress", "truncate_toward_parent"]
@@ -96,7 +96,7 @@ def truncate_toward_parent(
     t = tensors[v]
     parent = tree.parent(v)
     shape = t.shape
-    u, s, vh, disc = truncated_svd(t.reshape(-1, shape[-1]), max_bond=max_bond, cutoff=cutoff)
+    u, s, vh, disc = tall_truncated_svd(t.reshape(-1, shape[-1]), max_bond=max_bond, cutoff=cutoff)
     tensors[v] = u.reshape(shape[:-1] + (len(s),))
     tensors[parent] = apply_matrix(tensors[parent], s[:, None] * vh, tree.children(parent).index(v))
     return disc

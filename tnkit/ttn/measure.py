@@ -29,6 +29,7 @@ from ..core.contract import contract
 from ..core.linalg import svd
 from ..core.validate import as_array, check_int
 from ..mps.measure import entropy_of_probabilities
+from .canonical import TALL, tall_qr
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ttn import TreeTensorNetwork
@@ -153,6 +154,8 @@ def expectation(ttn: TreeTensorNetwork, op: object, leaves: object) -> complex |
 
 def _axis_schmidt(t: np.ndarray, axis: int) -> np.ndarray:
     m = np.moveaxis(t, axis, -1).reshape(-1, t.shape[axis])
+    if m.shape[0] >= TALL * m.shape[1]:
+        m = tall_qr(m)[1]  # same singular values, a small matrix
     s = svd(m)[1]
     norm = np.linalg.norm(s)
     return s / norm if norm > 0 else s

@@ -11,6 +11,10 @@
   compiled and cached by the contraction layer.
 * :func:`log_overlap` computes ``<a|b>`` by leaf-to-root environments, each
   rescaled, so no number overflows whatever the size of the tree.
+* :func:`log_norm` computes ``||psi||`` the same way, carrying a square-root factor
+  ``F`` of each environment (``E = F^H F``) instead of ``E``: a node absorbs its
+  children's factors (one matrix product each) and its environment is a Gram
+  matrix, 2.5 instead of 3 products of ``D**4`` for a binary node.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from opt_einsum import get_symbol
 from ..core.contract import contract
 from .tree import Tree
 
-__all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap"]
+__all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap", "log_norm"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -159,3 +163,42 @@ def log_overlap(
     if magnitude == 0.0:
         return 0.0, -math.inf
     return value / magnitude, log_scale + math.log(magnitude)
+
+
+def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
+    """``log ||psi||`` by rescaled leaf-to-root environment factors (any gauge, any size).
+
+    ``tensors`` is indexed by node (``None`` for leaves); a root output axis is traced.
+    """
+    from .canonical import apply_matrix
+
+    n_leaves = tree.n_leaves
+    factors: dict[int, np.ndarray] = {}
+    log_scale = 0.0
+    for v in tree.postorder():
+        if v < n_leaves:
+            continue
+        m = tensors[v]
+        for axis, c in enumerate(tree.children(v)):
+            if c >= n_leaves:
+                m = apply_matrix(m, factors.pop(c), axis)
+        if v == tree.root:
+            n2 = float(np.vdot(m, m).real)
+            return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
+        flat = m.reshape(-1, m.shape[-1])
+        gram = contract("ab,ac->bc", flat.conj(), flat)
+        peak = float(np.abs(gram).max())
+        if peak == 0.0:
+            return -math.inf
+        factors[v] = _gram_factor(gram / peak)
+        log_scale += 0.5 * math.log(peak)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _gram_factor(gram: np.ndarray) -> np.ndarray:
+    """A factor ``F`` with ``F^H F = gram`` (Cholesky; eigenvalues for a singular Gram matrix)."""
+    try:
+        return np.linalg.cholesky(gram).conj().T
+    except np.linalg.LinAlgError:
+        w, vecs = np.linalg.eigh(gram)
+        return np.sqrt(np.clip(w, 0.0, None))[:, None] * vecs.conj().T

@@ -471,7 +471,7 @@ class TreeTensorNetwork:
         if c is not None:
             n2 = float(np.vdot(self._tensors[c], self._tensors[c]).real)
             return 0.5 * math.log(n2) if n2 > 0 else -math.inf
-        return 0.5 * network.log_overlap(self._tree, self._tensors, self._tensors, self.output_dim is not None)[1]
+        return network.log_norm(self._tree, self._tensors)
 
     def norm(self) -> float:
         """``||psi||`` (``inf`` beyond the float range; see :meth:`log_norm`)."""
