@@ -82,14 +82,34 @@ def test_cli_version_and_help():
 def test_cli_demo_runs_and_reports(tmp_path, capsys):
     from tnkit.cli import main
 
-    status = main(["demo", "--n-sites", "10", "--samples", "500", "--sim-bond", "16", "--max-bond", "4",
-                   "--out", str(tmp_path)])
+    status = main(["demo", "--sections", "engine", "--n-sites", "10", "--samples", "500", "--sim-bond", "16",
+                   "--max-bond", "4", "--out", str(tmp_path)])
     assert status == 0
     out = capsys.readouterr().out
     assert "samples with total Sz = 0: 100.0%" in out
     assert (tmp_path / "xxz_quench.npz").exists() and (tmp_path / "xxz_entropy.png").exists()
     assert main(["inspect", str(tmp_path / "xxz_quench.npz")]) == 0
     assert "bond dims" in capsys.readouterr().out
+
+
+def test_demo_product_tour_reports_every_product(capsys):
+    from tnkit.demo import SECTIONS, run_tour
+
+    results = run_tour(SECTIONS, seed=0)
+    out = capsys.readouterr().out
+    for name in ("tree", "classifier", "generative", "inpaint", "aqc", "compress"):
+        assert f"] {name}" in out, f"the tour printed no {name!r} step"
+    assert results["born_valid_fraction"] == 1.0
+    assert results["classifier_accuracy"] > 0.8
+    assert results["aqc_fidelity"] > 0.95
+    assert results["ttn_error_bond8"] < results["ttn_error_bond4"]
+
+
+def test_cli_demo_rejects_unknown_sections(capsys):
+    from tnkit.cli import main
+
+    assert main(["demo", "--sections", "engine,nope"]) == 1
+    assert "--sections" in capsys.readouterr().err
 
 
 def test_cli_reports_missing_file(tmp_path, capsys):
