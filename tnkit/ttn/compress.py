@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.contract import contract
 from ..core.linalg import truncated_svd
-from .canonical import apply_matrix, move_center, qr_toward, tall_truncated_svd
+from .canonical import TALL, apply_matrix, axis_gram, cholesky_factor, move_center, qr_toward, tall_truncated_svd
 from .tree import Tree
 
 __all__ = ["hierarchical_svd", "svd_compress", "truncate_toward_parent"]
@@ -85,20 +86,28 @@ def hierarchical_svd(
 
 
 def truncate_toward_parent(
-    tensors: list, tree: Tree, v: int, *, max_bond: int | None, cutoff: float
+    tensors: list, tree: Tree, v: int, *, max_bond: int | None, cutoff: float, pending: dict | None = None
 ) -> float:
     """Truncated SVD of ``T_v`` (everything against its parent bond); ``S Vh`` goes to the parent.
 
     ``v`` must hold the orthogonality centre; afterwards ``v`` is an isometry
     towards its parent and the centre is at the parent. Returns the absolute
-    discarded weight.
+    discarded weight. ``pending`` maps a node to ``(axis, R^-1)`` still to be
+    applied on that axis (see :func:`svd_compress`).
     """
     t = tensors[v]
     parent = tree.parent(v)
     shape = t.shape
     u, s, vh, disc = tall_truncated_svd(t.reshape(-1, shape[-1]), max_bond=max_bond, cutoff=cutoff)
     tensors[v] = u.reshape(shape[:-1] + (len(s),))
-    tensors[parent] = apply_matrix(tensors[parent], s[:, None] * vh, tree.children(parent).index(v))
+    x = s[:, None] * vh
+    axis = tree.children(parent).index(v)
+    if pending and parent in pending:
+        pending_axis, inverse = pending.pop(parent)
+        if pending_axis != axis:  # pragma: no cover - the walk always returns along the same edge
+            raise AssertionError("pending factor on another axis")
+        x = contract("ab,cb->ac", x, inverse)  # X R^-T: applied as one matrix
+    tensors[parent] = apply_matrix(tensors[parent], x, axis)
     return disc
 
 
@@ -115,7 +124,12 @@ def svd_compress(
     norm2 = float(np.vdot(tensors[root], tensors[root]).real)
     discarded: dict[int, float] = {}
     n_leaves = tree.n_leaves
-    # depth-first: walk down to a child by QR, compress its subtree, come back by truncated SVD
+    # Depth-first: walk down to a child, compress its subtree, come back by truncated SVD.
+    # Walking down from v makes v an isometry towards the child, v = Q R. When one
+    # Cholesky pass is accurate, Q is never formed: the child absorbs R, and v keeps
+    # its tensor M with R^-1 pending on that axis, applied together with what comes
+    # back up (Q X^T = M (R^-1 X^T)): one matrix product instead of two.
+    pending: dict[int, tuple[int, np.ndarray]] = {}
     stack: list[tuple[int, int]] = [(root, 0)]
     while stack:
         v, k = stack.pop()
@@ -123,11 +137,22 @@ def svd_compress(
         if k < len(kids):
             child = kids[k]
             stack.append((v, k + 1))
-            qr_toward(tensors, tree, v, child)  # centre moves down to `child`
+            _walk_down(tensors, tree, v, child, pending)
             iso[v], iso[child] = child, None
             stack.append((child, 0))
         elif v != root:
-            discarded[v] = truncate_toward_parent(tensors, tree, v, max_bond=max_bond, cutoff=cutoff)
+            discarded[v] = truncate_toward_parent(tensors, tree, v, max_bond=max_bond, cutoff=cutoff, pending=pending)
             parent = tree.parent(v)
             iso[v], iso[parent] = parent, None
     return norm2, [discarded[b] for b in tree.bonds]
+
+
+def _walk_down(tensors: list, tree: Tree, v: int, child: int, pending: dict) -> None:
+    """Move the centre from ``v`` to ``child``: ``R`` into the child, ``R^-1`` pending on ``v`` (or a QR)."""
+    axis = tree.children(v).index(child)
+    upper = cholesky_factor(axis_gram(tensors[v], axis)) if tensors[v].size >= TALL * tensors[v].shape[axis] ** 2 else None
+    if upper is None:
+        qr_toward(tensors, tree, v, child)
+        return
+    tensors[child] = apply_matrix(tensors[child], upper, tensors[child].ndim - 1)
+    pending[v] = (axis, np.linalg.inv(upper))
