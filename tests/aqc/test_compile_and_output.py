@@ -44,7 +44,7 @@ def test_recovers_a_state_prepared_by_a_known_shallow_circuit(shallow_target):
     assert result.fidelity > 0.9999, result
     assert result.history and result.n_evaluations >= result.n_iterations
     qc = result.circuit()
-    assert gate_counts(qc)["cx"] == result.cnot_count == 3 * 4
+    assert gate_counts(qc)["cx"] == result.cnot_count == 1 + 1 + 3 + 3  # first-layer blocks prepare states
     # the emitted circuit, simulated by Qiskit, agrees with the MPS objective
     assert circuit_fidelity(qc, target) == pytest.approx(result.fidelity, abs=1e-8)
     assert circuit_fidelity(qc, target, method="mps") == pytest.approx(result.fidelity, abs=1e-8)
@@ -144,3 +144,37 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert read_qasm(out).num_qubits == 6
     assert "fidelity" in capsys.readouterr().out
     assert main(["aqc", "--mps", str(tmp_path / "missing.npz"), "--out", str(out)]) == 1
+
+
+def test_polar_sweeps_never_lose_fidelity_and_convert_back_to_angles(shallow_target):
+    from tnkit.aqc import Objective
+    from tnkit.aqc.sweeps import sweep_compile
+
+    hard = MPS.random(5, 4, seed=1, dtype=complex)  # not reachable by two layers
+    ansatz = brickwall_ansatz(5, 2)
+    objective = Objective(ansatz, hard)
+    params, history = sweep_compile(objective, ansatz.zero_params(), max_sweeps=30, tol=0.0)
+    assert len(history) >= 5 and history[-1] < 1 - 1e-6
+    assert np.all(np.diff(history) >= -1e-12)  # monotone in the exact mode
+    assert objective.fidelity(params) == pytest.approx(history[-1], abs=1e-10)
+    target = as_target(shallow_target)
+    result = compile_state(target, ansatz, method="sweep+lbfgs", max_sweeps=200, max_iter=100,
+                           target_fidelity=0.99999, progress=False)
+    assert result.fidelity > 0.9999
+    assert circuit_fidelity(result.circuit(), target) == pytest.approx(result.fidelity, abs=1e-8)
+    with pytest.raises(Exception, match="`method` must be one of"):
+        compile_state(target, ansatz, method="adam", progress=False)
+
+
+def test_state_preparation_blocks_use_one_cnot_and_keep_the_state():
+    ansatz = brickwall_ansatz(6, 3)
+    assert ansatz.state_prep_blocks == (0, 1, 2)
+    assert ansatz.cnot_count == 3 * 1 + 2 * 3 + 3 * 3 and ansatz.cnot_depth == 1 + 3 + 3
+    params = ansatz.random_params(3)
+    from tnkit.aqc import Objective
+
+    state = Objective(ansatz, MPS.product_state("0" * 6)).state(params).to_dense()
+    qc = to_qiskit(ansatz, params)
+    assert gate_counts(qc)["cx"] == ansatz.cnot_count
+    v = Statevector(qc.reverse_bits()).data
+    assert abs(np.vdot(state, v)) ** 2 == pytest.approx(1.0, abs=1e-12)

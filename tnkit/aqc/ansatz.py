@@ -197,17 +197,39 @@ class Ansatz:
         return 3 * self.n_qubits + BLOCK_PARAMS * self.n_blocks
 
     @property
+    def state_prep_blocks(self) -> tuple[int, ...]:
+        """Blocks whose two qubits no earlier block touches.
+
+        Such a block acts on a product state ``ZXZ|0> (x) ZXZ|0>``, so only the
+        two-qubit state it outputs matters, and any two-qubit state is prepared by
+        one CNOT (Schmidt decomposition); :func:`~tnkit.aqc.circuits.to_qiskit`
+        emits these blocks with one CNOT instead of three.
+        """
+        touched: set[int] = set()
+        out = []
+        for k, (lo, hi) in enumerate(self.pairs):
+            if lo not in touched and hi not in touched:
+                out.append(k)
+            touched.update((lo, hi))
+        return tuple(out)
+
+    def block_cnots(self) -> list[int]:
+        """CNOTs of each block in the emitted circuit (1 for state-preparation blocks, else 3)."""
+        prep = set(self.state_prep_blocks)
+        return [1 if k in prep else CNOTS_PER_BLOCK for k in range(self.n_blocks)]
+
+    @property
     def cnot_count(self) -> int:
-        """CNOTs of the emitted circuit (3 per block)."""
-        return CNOTS_PER_BLOCK * self.n_blocks
+        """CNOTs of the emitted circuit (3 per block, 1 per state-preparation block)."""
+        return sum(self.block_cnots())
 
     @property
     def cnot_depth(self) -> int:
-        """Depth counted in blocks-times-3 CNOT layers (blocks scheduled as early as possible)."""
+        """CNOT depth of the emitted circuit (blocks scheduled as early as possible)."""
         level = [0] * self.n_qubits
-        for lo, hi in self.pairs:
-            level[lo] = level[hi] = max(level[lo], level[hi]) + 1
-        return CNOTS_PER_BLOCK * max(level, default=0)
+        for (lo, hi), c in zip(self.pairs, self.block_cnots()):
+            level[lo] = level[hi] = max(level[lo], level[hi]) + c
+        return max(level, default=0)
 
     def __repr__(self) -> str:
         return (

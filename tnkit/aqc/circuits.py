@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.contract import contract
+from ..core.linalg import svd
 from ..core.validate import check_option
 from ..io import atomic_write
 from ..mps.mps import MatrixProductState
-from .ansatz import Ansatz
+from .ansatz import Ansatz, zxz_angles
 from .targets import as_target
 
 __all__ = [
@@ -43,6 +45,19 @@ def _zxz(qc: Any, angles: np.ndarray, q: int) -> None:
     qc.rz(c, q)
     qc.rx(b, q)
     qc.rz(a, q)
+
+
+def _prepare_pair(qc: Any, state: np.ndarray, lo: int, hi: int) -> None:
+    """Prepare the two-qubit state ``state[i_lo, i_hi]`` from ``|00>`` with one CNOT.
+
+    With the Schmidt form ``state = U diag(s) V^T``: ``Ry`` puts ``s`` on ``lo``, the
+    CNOT copies it to ``hi``, and ``U``, ``V`` rotate the two Schmidt bases.
+    """
+    u, s, vh = svd(state)
+    qc.ry(2.0 * math.atan2(float(s[1]), float(s[0])), lo)
+    qc.cx(lo, hi)
+    _zxz(qc, zxz_angles(u), lo)
+    _zxz(qc, zxz_angles(vh.T), hi)
 
 
 def _core(qc: Any, angles: np.ndarray, lo: int, hi: int) -> None:
@@ -91,10 +106,19 @@ def to_qiskit(
 
     params = ansatz.check_params(params)
     first, blocks = ansatz.split_params(params)
+    prep = set(ansatz.state_prep_blocks)
+    fresh = {q for k in prep for q in ansatz.pairs[k]}
+    vecs = ansatz.initial_vectors(params)
+    tensors = ansatz.block_tensors(params) if prep else None
     qc = QuantumCircuit(ansatz.n_qubits, name="aqc")
     for q in range(ansatz.n_qubits):
-        _zxz(qc, first[q], q)
-    for (lo, hi), row in zip(ansatz.pairs, blocks):
+        if q not in fresh:
+            _zxz(qc, first[q], q)
+    for k, ((lo, hi), row) in enumerate(zip(ansatz.pairs, blocks)):
+        if k in prep:
+            state = contract("uvst,s,t->uv", tensors[k], vecs[lo], vecs[hi])
+            _prepare_pair(qc, state, lo, hi)
+            continue
         _core(qc, row[0:3], lo, hi)
         _zxz(qc, row[3:6], lo)
         _zxz(qc, row[6:9], hi)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.validate import check_int
+from ..core.validate import check_int, check_option
 from .ansatz import Ansatz
 from .objective import DEFAULT_OBJECTIVE_CUTOFF, Objective
 
@@ -101,6 +101,8 @@ def compile_state(
     max_iter: int = 200,
     target_fidelity: float = 1.0,
     max_corrections: int = 20,
+    method: str = "lbfgs",
+    max_sweeps: int = 50,
     progress: bool = True,
 ) -> AQCResult:
     """Optimise ``ansatz`` so that ``C(theta)|0...0>`` approaches ``target``.
@@ -122,6 +124,13 @@ def compile_state(
         Stop as soon as the fidelity reaches this value.
     max_corrections : int
         L-BFGS memory (``maxcor``).
+    method : {"lbfgs", "sweep", "sweep+lbfgs"}
+        ``"lbfgs"``: scipy L-BFGS-B on the angles with the exact gradient.
+        ``"sweep"``: gate-by-gate polar-decomposition sweeps
+        (:mod:`tnkit.aqc.sweeps`), monotone in the exact mode. ``"sweep+lbfgs"``:
+        sweeps first, then L-BFGS-B from their result.
+    max_sweeps : int
+        Largest number of sweeps (methods with ``"sweep"``).
     progress : bool
         Show a tqdm progress bar with the fidelity.
 
@@ -142,6 +151,7 @@ def compile_state(
 
     if not isinstance(ansatz, Ansatz):
         raise TypeError(f"`ansatz` must be an Ansatz, got {type(ansatz).__name__}.")
+    check_option("method", method, _METHODS)
     objective = Objective(ansatz, target, max_bond=max_bond, cutoff=cutoff)
     x0 = ansatz.zero_params() if initial_params is None else ansatz.check_params(initial_params)
     max_iter = check_int("max_iter", max_iter, minimum=0)
@@ -151,6 +161,12 @@ def compile_state(
     f0 = objective.fidelity(x0)
     state = {"best_x": x0.copy(), "best_f": f0, "last_f": f0}
     history: list[float] = []
+    if "sweep" in method:
+        max_iter = max_iter if method == "sweep+lbfgs" else 0
+        x0, f_sweep, sweep_history = _sweeps(objective, x0, max_sweeps, target_fidelity, progress)
+        history += sweep_history
+        if f_sweep > state["best_f"]:
+            state.update(best_x=x0.copy(), best_f=f_sweep, last_f=f_sweep)
     bar = _progress_bar(max_iter, progress)
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -169,9 +185,9 @@ def compile_state(
         if f >= target_fidelity:
             raise StopIteration
 
-    message = "max_iter is 0"
+    message = "max_iter is 0" if "sweep" not in method else "sweeps converged"
     n_iter = 0
-    if f0 < target_fidelity and max_iter > 0:
+    if state["best_f"] < target_fidelity and max_iter > 0:
         res = minimize(
             fun,
             x0,
@@ -182,7 +198,7 @@ def compile_state(
         )
         message = "target fidelity reached" if state["best_f"] >= target_fidelity else str(res.message)
         n_iter = int(res.nit)
-    elif f0 >= target_fidelity:
+    elif state["best_f"] >= target_fidelity:
         message = "target fidelity reached"
     if bar is not None:
         bar.close()
@@ -202,12 +218,31 @@ def compile_state(
     return result
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+_METHODS = ("lbfgs", "sweep", "sweep+lbfgs")
+
+
+def _sweeps(
+    objective: Objective, x0: np.ndarray, max_sweeps: int, target_fidelity: float, progress: bool
+) -> tuple[np.ndarray, float, list[float]]:
+    """Polar sweeps from ``x0``: ``(angles, their fidelity, fidelity per sweep)``."""
+    from .sweeps import sweep_compile
+
+    bar = _progress_bar(max_sweeps, progress, desc="AQC sweeps")
+    try:
+        params, history = sweep_compile(objective, x0, max_sweeps=max_sweeps, target_fidelity=target_fidelity,
+                                        progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return params, objective.fidelity(params), history
+
+
+def _progress_bar(total: int, enabled: bool, desc: str = "AQC") -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="AQC", unit="it", leave=False)
+    return tqdm(total=total, desc=desc, unit="it", leave=False)
 
 
 def compile_sequence(

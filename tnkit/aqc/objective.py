@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..core.contract import contract
+from ..core.linalg import svd
 from ..core.threads import blas_threads
 from ..core.validate import check_cutoff, check_max_bond
 from ..mps.gates import swap_gate
@@ -56,7 +57,7 @@ from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz
 from .targets import as_target
 
-__all__ = ["Objective", "schedule_layers", "ScheduledGate"]
+__all__ = ["Objective", "schedule_layers", "ScheduledGate", "polar_unitary"]
 
 #: Default relative discarded weight per gate in the objective's simulations.
 DEFAULT_OBJECTIVE_CUTOFF = 1e-12
@@ -348,11 +349,16 @@ def _layer_environments(
     layer: list[ScheduledGate],
     table: list[np.ndarray],
     envs: np.ndarray,
+    *,
+    polar: bool = False,
 ) -> complex:
     """Fill ``envs[k]`` for every block ``k`` in ``layer``; return ``<bra| layer |ket>``.
 
     ``bra`` and ``ket`` are site tensors ``(D_left, 2, D_right)``; ``table[k]`` is the
-    gate of block ``k`` (``table[-1]`` the SWAP).
+    gate of block ``k`` (``table[-1]`` the SWAP). With ``polar=True`` each block is
+    replaced, left to right, by the unitary maximising ``|<bra| layer |ket>|`` with
+    the others fixed (:func:`polar_unitary` of its environment), and the returned
+    value is the sandwich after the updates.
     """
     b = [t.conj() for t in bra]
     k = ket
@@ -383,12 +389,28 @@ def _layer_environments(
         opened = contract("ax,asb,btc,xuy,yvz->uvstcz", left, k[i], k[i + 1], b[i], b[i + 1])
         if op.block >= 0:
             envs[op.block] = contract("uvstcz,cz->uvst", opened, r)
+            if polar:
+                table[op.block] = polar_unitary(envs[op.block])
         left = contract("uvstcz,uvst->cz", opened, table[op.block])
     return complex(left[0, 0])
 
 
-def _product_environments(bra: list[np.ndarray], vecs: np.ndarray) -> np.ndarray:
-    """``e[q, s]`` with ``<bra|v_0 (x) ... (x) v_{n-1}> = sum_s e[q, s] v_q[s]`` for every ``q``."""
+def polar_unitary(env: np.ndarray) -> np.ndarray:
+    """The two-qubit gate ``G`` maximising ``|sum(env * G)|``, as a ``(2, 2, 2, 2)`` tensor.
+
+    With ``env`` reshaped to ``E (4, 4)`` and the SVD ``E^T = X S Y^dagger``, the
+    maximum ``sum(S)`` is reached at ``G = Y X^dagger`` (polar decomposition).
+    """
+    x, _, yh = svd(env.reshape(4, 4).T)
+    return (yh.conj().T @ x.conj().T).reshape(2, 2, 2, 2)
+
+
+def _product_environments(bra: list[np.ndarray], vecs: np.ndarray, *, update: bool = False) -> np.ndarray:
+    """``e[q, s]`` with ``<bra|v_0 (x) ... (x) v_{n-1}> = sum_s e[q, s] v_q[s]`` for every ``q``.
+
+    With ``update=True`` the rows of ``vecs`` (a writable ``(n, 2)`` array) are replaced
+    left to right by the unit vectors ``conj(e[q]) / |e[q]|`` maximising the overlap.
+    """
     b = [t.conj() for t in bra]
     n = len(b)
     right = [np.ones(1)]
@@ -399,6 +421,10 @@ def _product_environments(bra: list[np.ndarray], vecs: np.ndarray) -> np.ndarray
     out = np.empty((n, 2), dtype=complex)
     for q in range(n):
         out[q] = contract("x,xsy,y->s", left, b[q], right[q])
+        if update:
+            norm = np.linalg.norm(out[q])
+            if norm > 0:
+                vecs[q] = out[q].conj() / norm
         left = contract("x,xsy,s->y", left, b[q], vecs[q])
     return out
 
