@@ -144,6 +144,12 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert read_qasm(out).num_qubits == 6
     assert "fidelity" in capsys.readouterr().out
     assert main(["aqc", "--mps", str(tmp_path / "missing.npz"), "--out", str(out)]) == 1
+    code = main(["aqc", "--n-sites", "6", "--time", "0.5", "--depth", "1", "--cnot-budget", "23", "--method",
+                 "sweep+lbfgs", "--max-iter", "20", "--out", str(out), "--no-progress"])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert code == 0 and report["method"] == "sweep+lbfgs"
+    assert report["cnots"] == report["gate_counts"]["cx"] == 2 * 1 + 7 * 3  # 7 blocks + 2 added, 2 preparations
+    assert report["fidelity"] == pytest.approx(report["circuit_fidelity"], abs=1e-8)
 
 
 def test_polar_sweeps_never_lose_fidelity_and_convert_back_to_angles(shallow_target):

@@ -49,6 +49,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-bond", type=int, default=64, help="bond cap in the objective (default: 64)")
     p.add_argument("--max-iter", type=int, default=200, help="L-BFGS-B iterations (default: 200)")
     p.add_argument("--target-fidelity", type=float, default=0.999, help="stop at this fidelity (default: 0.999)")
+    p.add_argument("--method", choices=("lbfgs", "sweep", "sweep+lbfgs"), default="lbfgs",
+                   help="optimiser: L-BFGS-B on the angles, polar-decomposition sweeps, or sweeps then "
+                   "L-BFGS-B (default: lbfgs)")
+    p.add_argument("--cnot-budget", type=int, default=None,
+                   help="trotter ansatz: add central blocks up to this many CNOTs (the one-CNOT "
+                   "state-preparation blocks leave room; default: none)")
     p.add_argument("--basis", default=None, help="comma-separated basis gates to transpile to, e.g. ecr,rz,sx,x")
     p.add_argument("--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)")
     p.add_argument("--out", required=True, help="QASM file to write")
@@ -78,7 +84,7 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
     from .targets import as_target, time_evolved_state
 
     start = time.perf_counter()
-    report: dict[str, Any] = {"ansatz": args.ansatz, "depth": args.depth}
+    report: dict[str, Any] = {"ansatz": args.ansatz, "depth": args.depth, "method": args.method}
     if args.mps is not None:
         target = as_target(MatrixProductState.load(args.mps))
         report["target"] = {"mps": str(args.mps), "n_sites": target.n_sites, "max_bond": target.max_bond_dim}
@@ -96,6 +102,10 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
         if chain is None:
             raise ValueError("`--ansatz trotter` needs a spin-chain model, not --mps; use brickwall or ran.")
         ansatz, params = trotter_initialization(chain, args.time, args.depth, initial=args.initial)
+        if args.cnot_budget is not None:
+            from .init import fill_cnot_budget
+
+            ansatz, params = fill_cnot_budget(ansatz, params, args.cnot_budget)
     elif args.ansatz == "ran":
         ansatz, params = ran_initialization(target, args.depth)
     elif args.ansatz == "staircase":
@@ -103,7 +113,8 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
     else:
         ansatz = ans.brickwall_ansatz(n, args.depth)
     result = compile_state(target, ansatz, params, max_bond=args.max_bond, max_iter=args.max_iter,
-                           target_fidelity=args.target_fidelity, progress=not args.no_progress)
+                           target_fidelity=args.target_fidelity, progress=not args.no_progress,
+                           method=args.method)
     qc = to_qiskit(ansatz, result.params)
     if args.basis:
         qc = transpile_circuit(qc, basis_gates=[g.strip() for g in args.basis.split(",") if g.strip()])

@@ -22,7 +22,7 @@ from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates
 from .born import sequential_unitaries
 from .targets import SpinChain, as_target
 
-__all__ = ["trotter_initialization", "ran_initialization", "ran_layers"]
+__all__ = ["trotter_initialization", "ran_initialization", "ran_layers", "extend_ansatz", "fill_cnot_budget"]
 
 
 def trotter_initialization(
@@ -95,3 +95,63 @@ def ran_initialization(
     n = as_target(target).n_sites
     ansatz, params = ansatz_from_gates(n, gates, family="staircase")
     return ansatz, params
+
+
+def extend_ansatz(ansatz: Ansatz, params: Any, pairs: Any) -> tuple[Ansatz, np.ndarray]:
+    """Append identity blocks on ``pairs``: a larger ansatz preparing the same state.
+
+    Parameters
+    ----------
+    ansatz : Ansatz
+    params : array_like
+        Angles of ``ansatz``.
+    pairs : sequence of (int, int)
+        Qubit pairs of the new blocks, in time order.
+
+    Returns
+    -------
+    ansatz : Ansatz
+        ``ansatz`` with the blocks appended (same family).
+    params : numpy.ndarray
+        Angles with which the new ansatz prepares exactly the state of ``(ansatz, params)``.
+    """
+    from .sweeps import gates_to_params
+
+    params = ansatz.check_params(params)
+    bigger = Ansatz(ansatz.n_qubits, ansatz.pairs + tuple(tuple(p) for p in pairs), ansatz.family)
+    identity = np.eye(4, dtype=complex).reshape(2, 2, 2, 2)
+    gates = [*ansatz.block_tensors(params), *([identity] * (bigger.n_blocks - ansatz.n_blocks))]
+    vecs = np.asarray(ansatz.initial_vectors(params), dtype=complex)
+    return bigger, gates_to_params(bigger, gates, vecs)
+
+
+def fill_cnot_budget(ansatz: Ansatz, params: Any, cnot_budget: int) -> tuple[Ansatz, np.ndarray]:
+    """Spend the CNOTs that one-CNOT state-preparation blocks save on more blocks.
+
+    Blocks acting first on two fresh qubits are emitted with one CNOT instead of
+    three (:attr:`Ansatz.state_prep_blocks`), so a Trotter-shaped ansatz uses fewer
+    CNOTs than ``3 x blocks``. This appends identity blocks on the next brick layer
+    of the line (the bonds of the parity the last block does not use, nearest the
+    centre first, where the entanglement is largest) while the CNOT count stays
+    within ``cnot_budget``. The returned angles prepare the same state.
+
+    Examples
+    --------
+    >>> from tnkit.aqc import SpinChain
+    >>> from tnkit.aqc.init import fill_cnot_budget, trotter_initialization
+    >>> ansatz, x0 = trotter_initialization(SpinChain.xxz(20, delta=0.5), 1.0, 3)
+    >>> ansatz.n_blocks, ansatz.cnot_count
+    (66, 180)
+    >>> bigger, x1 = fill_cnot_budget(ansatz, x0, 198)
+    >>> bigger.n_blocks, bigger.cnot_count
+    (72, 198)
+    """
+    cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
+    n = ansatz.n_qubits
+    if ansatz.cnot_count > cnot_budget:
+        raise ValueError(f"`cnot_budget` ({cnot_budget}) is below the ansatz's {ansatz.cnot_count} CNOTs.")
+    parity = 1 - ansatz.pairs[-1][0] % 2 if ansatz.pairs else 0
+    bonds = sorted(range(parity, n - 1, 2), key=lambda q: (abs(q + 0.5 - (n - 1) / 2), q))
+    extra = (cnot_budget - ansatz.cnot_count) // 3
+    chosen = sorted(bonds[:extra])
+    return extend_ansatz(ansatz, params, [(q, q + 1) for q in chosen])
