@@ -9,9 +9,9 @@ Forward forms
 -------------
 ``"factored"``
     The input, reshaped to ``(batch, i_0, ..., i_{n-1})``, is contracted with the
-    cores along a path planned by tnkit's contraction layer
-    (:func:`tnkit.contraction_info`, opt_einsum, cached per shape) and executed
-    pairwise with ``torch.einsum`` (so autograd flows through the cores).
+    cores by :func:`tnkit.contract` (opt_einsum path, compiled to permutes,
+    reshapes and matmuls, cached per shape), which takes torch tensors and keeps
+    the autograd graph, so gradients flow into the cores.
 ``"dense"``
     The cores are contracted into ``W`` (cached while the cores do not change and
     no gradient is needed) and applied as one matmul.
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.contract import contraction_info
+from ..core.contract import contract, contraction_info
 from ..core.validate import check_option
 from .factorize import mpo_factorize, refit_last_core
 
@@ -51,27 +51,9 @@ def _equation(n: int) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _factored_plan(shapes: tuple[tuple[int, ...], ...]) -> tuple[list[tuple[str, tuple[int, int]]], int]:
-    """Pairwise torch.einsum steps for contracting ``x`` with the cores, and its flops.
-
-    The path comes from tnkit's planner; each step is ``(equation, positions)``.
-    Boundary bonds of size 1 are squeezed out by the first and last core terms.
-    """
-    n = len(shapes) - 1
-    eq = _equation(n)
-    info = contraction_info(eq, *shapes)
-    lhs, out = eq.split("->")
-    terms = lhs.split(",")
-    steps = []
-    for pos in info.path:
-        i, j = sorted(pos)
-        a, b = terms[i], terms[j]
-        rest = [t for k, t in enumerate(terms) if k not in (i, j)]
-        needed = set(out).union(*rest)
-        res = out if not rest else "".join(dict.fromkeys(c for c in a + b if c in needed))
-        steps.append((f"{a},{b}->{res}", (i, j)))
-        terms = rest + [res]
-    return steps, info.flops
+def _factored_flops(shapes: tuple[tuple[int, ...], ...]) -> int:
+    """Multiply-adds of the planned factored contraction for operand ``shapes`` (input first)."""
+    return int(contraction_info(_equation(len(shapes) - 1), *shapes).flops)
 
 
 class MPOLinear(nn.Module):
@@ -220,7 +202,7 @@ class MPOLinear(nn.Module):
         w = self.cores[0][0]  # (o, i, r)
         for core in self.cores[1:]:
             o, i = w.shape[0], w.shape[1]
-            w = torch.einsum("abr,rcds->acbds", w, core).reshape(o * core.shape[1], i * core.shape[2], core.shape[3])
+            w = contract("abr,rcds->acbds", w, core).reshape(o * core.shape[1], i * core.shape[2], core.shape[3])
         w = w[..., 0]
         return w if self.input_scale is None else w / self.input_scale
 
@@ -233,7 +215,7 @@ class MPOLinear(nn.Module):
 
     def _flops(self, batch: int) -> tuple[int, int]:
         shapes = ((batch, *self.in_dims), *(tuple(c.shape) for c in self.cores))
-        factored = _factored_plan(shapes)[1]
+        factored = _factored_flops(shapes)
         dense = batch * self.in_features * self.out_features
         return factored, dense
 
@@ -267,12 +249,7 @@ class MPOLinear(nn.Module):
 
     def _factored(self, x2: torch.Tensor) -> torch.Tensor:
         shapes = ((x2.shape[0], *self.in_dims), *(tuple(c.shape) for c in self.cores))
-        steps, _ = _factored_plan(shapes)
-        ops = [x2.reshape(shapes[0]), *self.cores]
-        for eq, (i, j) in steps:
-            a, b = ops[i], ops[j]
-            ops = [t for k, t in enumerate(ops) if k not in (i, j)] + [torch.einsum(eq, a, b)]
-        (y,) = ops
+        y = contract(_equation(len(self.cores)), x2.reshape(shapes[0]), *self.cores)
         return y.reshape(x2.shape[0], self.out_features)
 
     @classmethod
