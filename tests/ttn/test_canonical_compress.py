@@ -116,3 +116,17 @@ def test_compress_equals_hierarchical_svd_of_the_dense_state(rng):
     assert np.allclose(rep.discarded, rep_dense.discarded, rtol=1e-8, atol=1e-14)
     assert small.bond_dims == dense.bond_dims
     assert math.isclose(small.fidelity(dense), 1.0, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_single_precision_canonical_form_and_compression(dtype):
+    tree = Tree.balanced(16)
+    psi = TTN.random(tree, 2, 16, seed=0, dtype=dtype, normalize=False)
+    raw = TTN(tree, psi.tensors)
+    canon = raw.canonicalize()
+    assert canon.dtype == dtype and canon.is_canonical(atol=1e-5)
+    assert math.isclose(canon.norm(), raw.norm(), rel_tol=1e-5)
+    small, rep = raw.compress(max_bond=4)
+    assert small.dtype == dtype
+    v, w = raw.to_dense().astype(np.complex128).ravel(), small.to_dense().astype(np.complex128).ravel()
+    assert math.isclose(rep.error, rel_err2(v, w), rel_tol=1e-3, abs_tol=1e-6)

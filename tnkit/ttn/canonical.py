@@ -72,11 +72,12 @@ def tall_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = m.shape
     if rows < TALL * cols:
         return qr(m)
+    limit = _one_pass_cond(m.dtype)
     try:
         q, r, cond = _cholesky_qr(m)
-        if cond > _ONE_PASS_COND:  # one pass leaves an orthogonality error ~ cond * eps
+        if cond > limit:  # one pass leaves an orthogonality error ~ cond * eps
             q, r2, cond2 = _cholesky_qr(q)
-            if cond2 > _ONE_PASS_COND:
+            if cond2 > max(limit, 10.0):
                 return qr(m)
             r = contract("ab,bc->ac", r2, r)
     except np.linalg.LinAlgError:
@@ -84,9 +85,13 @@ def tall_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-#: Largest condition number of the Gram matrix for which one Cholesky-QR pass is enough
-#: (orthogonality error about cond * 1.1e-16 < 1e-13).
-_ONE_PASS_COND = 1e3
+#: Orthogonality error accepted from one Cholesky-QR pass (about cond(Gram) * eps).
+_ONE_PASS_ERROR = 1e-13
+
+
+def _one_pass_cond(dtype: np.dtype) -> float:
+    """Largest Gram condition number for which one Cholesky-QR pass is accurate enough (1e3 in double)."""
+    return _ONE_PASS_ERROR / float(np.finfo(dtype).eps)
 #: Gram matrices more ill-conditioned than this are left to Householder QR.
 _MAX_COND = 1e13
 
@@ -125,12 +130,13 @@ def tall_truncated_svd(
 
 
 def cholesky_factor(gram: np.ndarray) -> np.ndarray | None:
-    """Upper ``R`` with ``R^H R = gram``, or ``None`` if ``gram``'s condition number exceeds 1e3.
+    """Upper ``R`` with ``R^H R = gram``, or ``None`` if ``gram``'s condition number exceeds ~1e3.
 
-    Below that, ``m R^-1`` has orthonormal columns to about 1e-13 (one Cholesky-QR pass).
+    Below that, ``m R^-1`` has orthonormal columns to about 1e-13 (one Cholesky-QR pass;
+    in single precision one pass is never enough and ``None`` is returned).
     """
     w = np.linalg.eigvalsh(gram)
-    if not (w[0] > 0 and w[-1] <= _ONE_PASS_COND * w[0]):
+    if not (w[0] > 0 and w[-1] <= _one_pass_cond(gram.dtype) * w[0]):
         return None
     try:
         return np.linalg.cholesky(gram).conj().T

@@ -27,7 +27,7 @@ from opt_einsum import get_symbol
 
 from ..core.contract import contract
 from ..core.linalg import svd
-from ..core.validate import as_array, check_int
+from ..core.validate import as_array, check_int, check_site
 from ..mps.measure import entropy_of_probabilities
 from .canonical import TALL, tall_qr
 
@@ -47,13 +47,7 @@ __all__ = [
 
 def check_leaf(name: str, leaf: object, n_leaves: int) -> int:
     """``leaf`` as an int in ``[0, n_leaves)``, negative values counting from the end."""
-    leaf = check_int(name, leaf)
-    given = leaf
-    if leaf < 0:
-        leaf += n_leaves
-    if not 0 <= leaf < n_leaves:
-        raise IndexError(f"`{name}` must be a leaf in [0, {n_leaves}), got {given}.")
-    return leaf
+    return check_site(name, leaf, n_leaves, what="leaf")
 
 
 def check_edge(name: str, edge: object, tree: Any) -> int:

@@ -75,7 +75,7 @@ class _Sampler:
 
     def draw_leaf(self, leaf: int, rho: np.ndarray) -> np.ndarray:
         """Draw leaf values from the diagonals of ``rho`` (n, d, d); return them and their weights."""
-        weights = np.einsum("nii->ni", rho).real.clip(min=0.0) if rho.ndim == 3 else None
+        weights = np.diagonal(rho, axis1=1, axis2=2).real.clip(min=0.0) if rho.ndim == 3 else None
         if weights is None:  # shared (not yet per-sample) density
             weights = np.broadcast_to(np.diagonal(rho).real.clip(min=0.0), (self.n, rho.shape[0]))
         cumulative = np.cumsum(weights, axis=1)

@@ -209,48 +209,33 @@ class TreeTensorNetwork:
 
     @classmethod
     def product_state(
-        cls, tree: Tree, vectors: Sequence[Any] | str, *, phys_dim: int | Sequence[int] | None = None, dtype: Any = None
+        cls, tree: Tree, states: Sequence[Any] | str, *, phys_dim: int | Sequence[int] | None = None, dtype: Any = None
     ) -> TreeTensorNetwork:
         """Product state (all bonds 1) from one local vector, or basis index, per leaf.
 
         Parameters
         ----------
         tree : Tree
-        vectors : sequence of 1-d array_like or of int, or str of digits
-            ``vectors[l]`` is leaf ``l``'s state vector, or a basis index
-            (dimension ``phys_dim``, default 2).
+        states : sequence of 1-d array_like or of int, or str of digits
+            ``states[l]`` is leaf ``l``'s state vector, or a basis index
+            (dimension ``phys_dim``, default 2); validated as by
+            :meth:`tnkit.MPS.product_state`.
         phys_dim : int or sequence of int, optional
         dtype : numpy dtype, optional
         """
+        from ..mps.mps import MatrixProductState
+
         tree = _check_tree(tree)
-        if isinstance(vectors, str):
-            if not vectors.isdigit():
-                raise ValueError(f"`vectors` as a string must be digits, got {vectors!r}.")
-            vectors = [int(ch) for ch in vectors]
-        vectors = list(vectors)
-        if len(vectors) != tree.n_leaves:
-            raise ValueError(f"`vectors` must give one state per leaf ({tree.n_leaves}), got {len(vectors)}.")
-        dims = _phys_dims("phys_dim", 2 if phys_dim is None else phys_dim, tree.n_leaves)
-        local = []
-        for leaf, (s, d) in enumerate(zip(vectors, dims)):
-            if np.ndim(s) == 0:
-                k = check_int(f"vectors[{leaf}]", s, minimum=0)
-                if k >= d:
-                    raise ValueError(f"`vectors[{leaf}]` = {k} is not a basis state of dimension {d}.")
-                vec = np.zeros(d)
-                vec[k] = 1.0
-            else:
-                vec = as_array(f"vectors[{leaf}]", s, ndim=1)
-            local.append(vec)
-        dtype = np.result_type(*local) if dtype is None else _float_dtype(dtype)
+        n = len(states)
+        if n != tree.n_leaves:
+            raise ValueError(f"`states` must give one state per leaf ({tree.n_leaves}), got {n}.")
+        local = [t[0, :, 0] for t in MatrixProductState.product_state(states, phys_dim=phys_dim, dtype=dtype).tensors]
         tensors: list = [None] * tree.n_nodes
         for v in tree.internal_nodes:
-            t = np.ones((), dtype=dtype)
+            t = np.ones((), dtype=local[0].dtype)
             for c in tree.children(v):
-                t = np.multiply.outer(t, local[c] if c < tree.n_leaves else np.ones(1))
-            if v != tree.root:
-                t = t[..., None]
-            tensors[v] = t.astype(dtype)
+                t = np.multiply.outer(t, local[c] if c < tree.n_leaves else np.ones(1, dtype=t.dtype))
+            tensors[v] = t if v == tree.root else t[..., None]
         return cls._trusted(tree, tensors)
 
     @classmethod
