@@ -65,7 +65,7 @@ def tall_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     against 0.7 ms for the Gram matrix). For those, Cholesky QR (``R = chol(M^H M)^H``,
     ``Q = M R^-1``) costs two matrix products. Its orthogonality error is about
     ``cond(M^H M) * eps``, read off the Gram matrix's eigenvalues: one pass when that
-    is below 1e-13, a second pass otherwise (CholeskyQR2, Fukaya et al.,
+    is below 1e-13 (always two in single precision), a second pass otherwise (CholeskyQR2, Fukaya et al.,
     arXiv:1406.5983), and Householder QR when the Gram matrix is singular or too
     ill-conditioned (condition number of ``M`` above ~3e6).
     """
@@ -92,6 +92,8 @@ _ONE_PASS_ERROR = 1e-13
 def _one_pass_cond(dtype: np.dtype) -> float:
     """Largest Gram condition number for which one Cholesky-QR pass is accurate enough (1e3 in double)."""
     return _ONE_PASS_ERROR / float(np.finfo(dtype).eps)
+
+
 #: Gram matrices more ill-conditioned than this are left to Householder QR.
 _MAX_COND = 1e13
 
