@@ -242,10 +242,13 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
     max_bond : int or None, default 10
         Largest bond dimension; the two-site splits grow bonds up to it where the
         data need it.
-    cutoff : float, default 1e-7
+    cutoff : float, default 1e-20
         Largest relative discarded weight ``sum(s[k:]**2) / sum(s**2)`` per split (the
-        engine's rule, :mod:`tnkit.core.linalg`). Han et al.'s code instead drops
+        engine's rule, :mod:`tnkit.core.linalg`); the default drops only numerical
+        zeros, so ``max_bond`` sets the capacity. Han et al.'s code instead drops
         singular values below ``cutoff * s[0]``; theirs ``c`` is about ours ``c**2``.
+        A larger cutoff starves the bonds: on MNIST at max bond 100, ``cutoff=1e-7``
+        kept the training NLL at 82 where ``cutoff=0`` reached 43 in 9 sweeps.
     learning_rate : float, default 0.05
         Step of the gradient updates (sweeps: on the merged tensor; gradient
         trainer: Adam's step).
@@ -310,7 +313,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
     def __init__(
         self,
         max_bond: int | None = 10,
-        cutoff: float = 1e-7,
+        cutoff: float = 1e-20,
         learning_rate: float = 0.05,
         n_sweeps: int = 4,
         n_descent_steps: int = 10,
