@@ -15,13 +15,24 @@ plus the classic baseline, a rank-``r`` truncated SVD of the image matrix. For e
 bond dimension the TTN comes from ``TTN.from_dense`` (leaves-to-root hierarchical
 SVD) and the MPS from ``MPS.from_dense`` (TT-SVD); both report the exact squared
 error ``||img - approx||^2 / ||img||^2``, which the script checks against the
-reconstruction. Results are compared at equal parameter counts: for each budget the
-largest bond dimension that fits.
+reconstruction. Each network is built with uniform bond caps (``max_bond`` 1, 2, ...)
+and with per-bond ranks chosen by a discarded-weight ``cutoff``; the best error at each
+size (the Pareto front) is kept, and the methods are compared at equal parameter counts:
+for each budget, the most accurate approximation that fits.
 
 The image is an MNIST test digit (28x28, padded to 32x32) from ``../shared/data/mnist``
 (or ``--mnist DIR``), else scikit-learn's 8x8 digit. It prints a table and writes
 ``ttn_image_compression.png`` (error against parameters, and the reconstructions at
 one budget) to ``--out`` (default ``examples/output``). Runs in a few seconds.
+
+What it shows, for MNIST test digit 0 (a "7"): relative squared error at 5/10/25/50%
+of the 1,024 pixels as parameters is 0.56/0.52/0.21/0.037 for the TTN, 0.56/0.46/0.12/0.016
+for the MPS and -/0.49/0.21/0.015 for the truncated SVD. The balanced tree does *not* beat
+the chain here: each of its internal nodes joins two bonds into a third, costing ``D^3``
+parameters against ``D^2 d`` for an MPS site, so at equal size its bonds are smaller; its
+advantage is depth (bonds meet in ``O(log L)`` steps), which matters for correlations
+across scales more than for a single smooth stroke. The script makes the comparison for
+any digit (``--index``).
 
 Run ``python examples/ttn_image_compression.py --help`` for the options.
 """
@@ -77,15 +88,25 @@ def sweep(img: np.ndarray) -> dict[str, list[tuple[int, float, np.ndarray]]]:
     norm2 = float(np.sum(img**2))
     tree = Tree.balanced(2 * k)
     out: dict[str, list[tuple[int, float, np.ndarray]]] = {"TTN": [], "MPS": [], "SVD": []}
-    for chi in range(1, 2 ** k + 1):
-        ttn, rep = TTN.from_dense(t, tree, max_bond=chi, cutoff=0.0, return_report=True)
+    # uniform bond caps, and per-bond ranks chosen by a discarded-weight cutoff
+    settings = [{"max_bond": chi, "cutoff": 0.0} for chi in range(1, 2**k + 1)]
+    settings += [{"max_bond": None, "cutoff": float(c)} for c in np.logspace(-6, -0.3, 40)]
+    for opts in settings:
+        ttn, rep = TTN.from_dense(t, tree, return_report=True, **opts)
         rec = from_quantics(ttn.to_dense(), k)
         assert abs(rep.error - np.sum((img - rec) ** 2) / norm2) < 1e-9, "the TTN report must be exact"
         out["TTN"].append((ttn.num_params, rep.error, rec))
-        mps, rep = tnkit.MPS.from_dense(t.ravel(), 2, max_bond=chi, cutoff=0.0, return_report=True)
+        mps, rep = tnkit.MPS.from_dense(t.ravel(), 2, return_report=True, **opts)
         rec = from_quantics(mps.to_dense().reshape(t.shape), k)
         assert abs(rep.error - np.sum((img - rec) ** 2) / norm2) < 1e-9, "the MPS report must be exact"
         out["MPS"].append((mps.num_params, rep.error, rec))
+    for name in ("TTN", "MPS"):  # keep the Pareto front: the best error at each size
+        front, best = [], math.inf
+        for params, error, rec in sorted(out[name], key=lambda r: (r[0], r[1])):
+            if error < best:
+                front.append((params, error, rec))
+                best = error
+        out[name] = front
     u, s, vh = np.linalg.svd(img)
     for r in range(1, len(s) + 1):
         rec = (u[:, :r] * s[:r]) @ vh[:r]
@@ -111,6 +132,7 @@ def plot(img: np.ndarray, results: dict, budget: int, path: Path, title: str) ->
         params = [r[0] for r in results[name]]
         errors = [max(r[1], 1e-16) for r in results[name]]
         ax.loglog(params, errors, marker=marker, ms=4, label=name)
+    ax.set_ylim(1e-5, 1.5)
     ax.axvline(budget, color="grey", ls=":", lw=1)
     ax.set_xlabel("parameters")
     ax.set_ylabel(r"$\|img - approx\|^2 / \|img\|^2$")
