@@ -36,7 +36,6 @@ its BLAS threads itself (one below bond 1024, see ``tnkit.core.threads``);
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time

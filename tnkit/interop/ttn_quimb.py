@@ -36,7 +36,7 @@ def _quimb_tensor() -> Any:
     return qtn
 
 
-def _index_names(tree: Any, site_ind_id: str, output_ind: str) -> list[str]:
+def _index_names(tree: Any, site_ind_id: str) -> list[str]:
     names = [site_ind_id.format(leaf) for leaf in range(tree.n_leaves)]
     names += [f"ttn_b{v}" for v in tree.internal_nodes]
     return names
@@ -46,7 +46,7 @@ def ttn_to_quimb(ttn: Any, *, site_ind_id: str = "k{}", output_ind: str = "out")
     """A ``quimb.tensor.TensorNetwork`` equal to ``ttn`` (one tensor per internal node)."""
     qtn = _quimb_tensor()
     tree = ttn.tree
-    name = _index_names(tree, site_ind_id, output_ind)
+    name = _index_names(tree, site_ind_id)
     tensors = []
     for v in tree.internal_nodes:
         inds = [name[c] for c in tree.children(v)]
