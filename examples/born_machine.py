@@ -11,7 +11,8 @@
 Writes ``born_machine.png`` (a grid: BAS samples and inpaintings, MNIST samples,
 MNIST inpaintings) and the entanglement entropy per bond of the MNIST model to
 ``--out`` (default ``examples/output``). The defaults run in about a minute on two
-cores; ``--skip-mnist`` keeps only the first part (seconds). MNIST is read from
+cores (MNIST training NLL about 99 nats after 20 sweeps at bond 10); ``--skip-mnist``
+keeps only the first part (seconds). MNIST is read from
 ``../shared/data/mnist`` (see :func:`tnkit.datasets.load_mnist`).
 
 Run ``python examples/born_machine.py --help`` for the options.
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bond", type=int, default=10, help="max bond of the MNIST model (default 10)")
     p.add_argument("--n-train", type=int, default=1000, help="MNIST training images (default 1000)")
-    p.add_argument("--sweeps", type=int, default=8, help="MNIST training sweeps (default 8)")
+    p.add_argument("--sweeps", type=int, default=20, help="MNIST training sweeps (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--skip-mnist", action="store_true", help="only the bars-and-stripes part")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "output",
@@ -75,8 +76,9 @@ def mnist_part(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
     except FileNotFoundError as exc:
         print(f"skipping MNIST: {exc}")
         return None
-    model = MPSBornMachine(max_bond=args.bond, n_sweeps=args.sweeps, learning_rate=0.05,
-                           random_state=args.seed, progress=True).fit(X)
+    # many small steps suit large data sets: one normalised gradient step per pair
+    model = MPSBornMachine(max_bond=args.bond, n_sweeps=args.sweeps, learning_rate=0.005, n_descent_steps=1,
+                           normalized_gradient=True, random_state=args.seed, progress=True).fit(X)
     h = model.history_
     print(f"MNIST {len(X)} images, bond {model.mps_.max_bond_dim}: training NLL {h.nll[-1]:.2f} after "
           f"{len(h.nll)} sweeps ({np.median(h.seconds):.1f} s per sweep); held-out NLL {-model.score(X_test):.2f}")
