@@ -113,3 +113,23 @@ def test_constructor_errors_and_index_checks():
         Tree.balanced(4).parent("a")
     with pytest.raises(ValueError, match="differ"):
         Tree.balanced(4).next_hop(4, 4)
+
+
+@pytest.mark.parametrize("tree", [Tree.grid(3, 5), Tree.grid(1, 3), Tree.from_nested(((3, (0, 5)), 1, (4, 2))), Tree.balanced(9, 3)])
+def test_arrays_round_trip_keeps_children_order(tree):
+    back = Tree.from_arrays(**tree.to_arrays())
+    assert back == tree and back.to_nested() == tree.to_nested()
+    assert all(a.dtype == np.int64 for a in tree.to_arrays().values())
+
+
+def test_parents_do_not_keep_children_order():
+    tree = Tree.grid(1, 3)
+    assert tree.to_nested() == ((0, 1), 2)
+    assert Tree.from_parents(tree.parents).to_nested() == (2, (0, 1))
+
+
+def test_from_arrays_errors():
+    with pytest.raises(ValueError, match="must count"):
+        Tree.from_arrays(2, [0, 0, 3], [0, 1])
+    with pytest.raises(ValueError, match="1-d integer"):
+        Tree.from_arrays(2, [[0, 0, 2]], [0, 1])

@@ -133,7 +133,9 @@ class Tree:
         """Tree from a parent array: ``parents[v]`` is the parent of node ``v``, ``-1`` for the root.
 
         Nodes without children must be exactly ``0 .. L-1`` (leaves first); the
-        children of a node are ordered by increasing node number.
+        children of a node are ordered by increasing node number, so a tree whose
+        children are in another order (``Tree.grid(1, 3)`` is ``((0, 1), 2)``) does
+        not round-trip through ``tree.parents``: store :meth:`to_arrays` instead.
         """
         arr = np.asarray(parents)
         if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
@@ -159,6 +161,33 @@ class Tree:
                 f"but node {bad[0]} has children {children[bad[0]]}."
             )
         return cls(children, n_leaves)
+
+    @classmethod
+    def from_arrays(cls, n_leaves: Any, child_counts: Any, children: Any) -> Tree:
+        """Tree from the integer arrays of :meth:`to_arrays` (exact round trip, children order kept)."""
+        counts = np.asarray(child_counts)
+        flat = np.asarray(children)
+        if counts.ndim != 1 or flat.ndim != 1 or counts.dtype.kind not in "iu" or (flat.size and flat.dtype.kind not in "iu"):
+            raise ValueError(
+                f"`child_counts` and `children` must be 1-d integer arrays, got shapes {counts.shape} and {flat.shape}."
+            )
+        if counts.sum() != flat.size or (counts < 0).any():
+            raise ValueError(
+                f"`child_counts` (sum {int(counts.sum())}) must count the {flat.size} entries of `children`."
+            )
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        return cls([flat[offsets[v] : offsets[v + 1]].tolist() for v in range(len(counts))], int(np.asarray(n_leaves)))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The structure as integer arrays (for ``.npz`` files): ``Tree.from_arrays(**tree.to_arrays())``.
+
+        Unlike the parent array, these keep the order of every node's children.
+        """
+        return {
+            "n_leaves": np.array(self._n_leaves, dtype=np.int64),
+            "child_counts": np.array([len(c) for c in self._children], dtype=np.int64),
+            "children": np.array([c for cs in self._children for c in cs], dtype=np.int64),
+        }
 
     @classmethod
     def balanced(cls, n_leaves: int, arity: int = 2) -> Tree:

@@ -650,13 +650,7 @@ class TreeTensorNetwork:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
         from ..io import save_arrays
 
-        tree = self._tree
-        meta = {
-            "n_leaves": tree.n_leaves,
-            "child_counts": [len(tree.children(v)) for v in range(tree.n_nodes)],
-            "children": [c for v in range(tree.n_nodes) for c in tree.children(v)],
-            "iso": [-1 if i is None else i for i in self._iso],
-        }
+        meta = {**self._tree.to_arrays(), "iso": [-1 if i is None else i for i in self._iso]}
         return save_arrays(path, "TreeTensorNetwork", list(self.tensors), meta)
 
     @classmethod
@@ -667,16 +661,10 @@ class TreeTensorNetwork:
 
         tensors, meta = load_arrays(path, "TreeTensorNetwork")
         try:
-            n_leaves = int(meta["n_leaves"])
-            counts = [int(k) for k in meta["child_counts"]]
-            flat = [int(c) for c in meta["children"]]
+            tree = Tree.from_arrays(meta["n_leaves"], meta["child_counts"], meta["children"])
             claims = [int(i) for i in meta["iso"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"{str(path)!r}: the tree structure is missing or malformed ({exc}).") from exc
-        if sum(counts) != len(flat) or len(claims) != len(counts):
-            raise SchemaError(f"{str(path)!r}: the tree structure arrays are inconsistent.")
-        offsets = np.cumsum([0] + counts)
-        tree = Tree([flat[offsets[v] : offsets[v + 1]] for v in range(len(counts))], n_leaves)
         psi = cls(tree, tensors)
         psi._adopt_verified_iso(claims)
         return psi
