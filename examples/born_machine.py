@@ -11,7 +11,7 @@
 Writes ``born_machine.png`` (a grid: BAS samples and inpaintings, MNIST samples,
 MNIST inpaintings) and the entanglement entropy per bond of the MNIST model to
 ``--out`` (default ``examples/output``). The defaults run in about a minute on two
-cores (MNIST training NLL about 99 nats after 20 sweeps at bond 10); ``--skip-mnist``
+cores (MNIST training NLL about 98 nats after 20 sweeps at bond 10); ``--skip-mnist``
 keeps only the first part (seconds). MNIST is read from
 ``../shared/data/mnist`` (see :func:`tnkit.datasets.load_mnist`).
 
