@@ -184,3 +184,20 @@ def test_state_preparation_blocks_use_one_cnot_and_keep_the_state():
     assert gate_counts(qc)["cx"] == ansatz.cnot_count
     v = Statevector(qc.reverse_bits()).data
     assert abs(np.vdot(state, v)) ** 2 == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fill_cnot_budget_keeps_the_state_and_the_budget():
+    from tnkit.aqc import Objective
+    from tnkit.aqc.init import fill_cnot_budget
+
+    chain = SpinChain.xxz(8, delta=0.5)
+    ansatz, x0 = trotter_initialization(chain, 0.5, 1)
+    assert ansatz.cnot_count == 3 * ansatz.n_blocks - 2 * len(ansatz.state_prep_blocks)
+    bigger, x1 = fill_cnot_budget(ansatz, x0, ansatz.cnot_count + 7)
+    assert bigger.n_blocks == ansatz.n_blocks + 2 and bigger.cnot_count == ansatz.cnot_count + 6
+    assert bigger.pairs[-2:] == ((2, 3), (4, 5))  # next layer's bonds nearest the centre
+    a = Objective(ansatz, MPS.product_state("0" * 8)).state(x0).to_dense()
+    b = Objective(bigger, MPS.product_state("0" * 8)).state(x1).to_dense()
+    assert abs(np.vdot(a, b)) ** 2 == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="cnot_budget"):
+        fill_cnot_budget(ansatz, x0, 10)
