@@ -168,6 +168,10 @@ def test_polar_sweeps_never_lose_fidelity_and_convert_back_to_angles(shallow_tar
                            target_fidelity=0.99999, progress=False)
     assert result.fidelity > 0.9999
     assert circuit_fidelity(result.circuit(), target) == pytest.approx(result.fidelity, abs=1e-8)
+    mixed = Objective(brickwall_ansatz(6, 2), MPS.random(6, 8, seed=2, dtype=complex), max_bond=4)
+    assert mixed.forward_exact and not mixed.backward_exact
+    p, h = sweep_compile(mixed, mixed.ansatz.zero_params(), max_sweeps=3)
+    assert h[-1] > mixed.fidelity(mixed.ansatz.zero_params()) and mixed.fidelity(p) == pytest.approx(h[-1], abs=1e-10)
     with pytest.raises(Exception, match="`method` must be one of"):
         compile_state(target, ansatz, method="adam", progress=False)
 

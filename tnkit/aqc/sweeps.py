@@ -28,7 +28,7 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates
-from .objective import Objective, _apply_exact, _layer_environments, _product_environments
+from .objective import Objective, _apply_exact, _as_mps, _layer_environments, _product_environments
 
 __all__ = ["polar_sweep", "sweep_compile", "gates_to_params"]
 
@@ -69,7 +69,7 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
             objective._apply_truncated(psi, layer, gates, adjoint=False)
     if objective.exact:
         return abs(sandwich) ** 2
-    return abs(complex(objective.target.inner(psi))) ** 2
+    return abs(complex(objective.target.inner(_as_mps(psi)))) ** 2
 
 
 def gates_to_params(ansatz: Ansatz, gates: Any, vecs: np.ndarray) -> np.ndarray:
