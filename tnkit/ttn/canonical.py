@@ -65,28 +65,41 @@ def tall_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     against 0.7 ms for the Gram matrix). For those, Cholesky QR (``R = chol(M^H M)^H``,
     ``Q = M R^-1``) costs two matrix products. Its orthogonality error is about
     ``cond(M^H M) * eps``, read off the Gram matrix's eigenvalues: one pass when that
-    is below 1e-13 (always two in single precision), a second pass otherwise (CholeskyQR2, Fukaya et al.,
-    arXiv:1406.5983), and Householder QR when the Gram matrix is singular or too
-    ill-conditioned (condition number of ``M`` above ~3e6).
+    is below 1e-13 (never in single precision), two (CholeskyQR2) when its square
+    root is. Otherwise the first pass factorises the Gram matrix shifted by ``11 (m n + n (n + 1)) eps ||M||_F^2`` and two plain
+    passes follow (shifted CholeskyQR3, Fukaya, Kannan, Nakatsukasa, Yamamoto &
+    Yanagisawa, SIAM J. Sci. Comput. 42, A477 (2020), arXiv:1809.11085): stable up to a
+    condition number of ``M`` near ``1/eps``. In canonical form the columns carry the
+    Schmidt values of a bond, so ill-conditioned matrices are the rule, not the
+    exception. Householder QR remains the fallback (a numerically rank-deficient
+    matrix, or a failed check).
     """
     rows, cols = m.shape
     if rows < TALL * cols:
         return qr(m)
     limit = _one_pass_cond(m.dtype)
     try:
-        q, r, cond = _cholesky_qr(m)
-        if cond > limit:  # one pass leaves an orthogonality error ~ cond * eps
-            q, r2, cond2 = _cholesky_qr(q)
-            if cond2 > max(limit, 10.0):
-                return qr(m)
+        g = contract("ab,ac->bc", m.conj(), m)
+        w = np.linalg.eigvalsh(g)
+        if not w[-1] > 0:
+            return qr(m)
+        if w[0] > 0 and w[-1] <= limit * w[0]:
+            return _cholesky_pass(m, g)
+        well_posed = w[0] > 0 and w[-1] <= limit**2 * w[0]  # CholeskyQR2 suffices
+        if not well_posed:
+            eps = float(np.finfo(m.dtype).eps)
+            g = g + 11.0 * (rows * cols + cols * (cols + 1)) * eps * float(np.trace(g).real) * np.eye(cols, dtype=g.dtype)
+        q, r = _cholesky_pass(m, g)
+        for _ in range(1 if well_posed else 2):
+            q, r2 = _cholesky_pass(q, contract("ab,ac->bc", q.conj(), q))
             r = contract("ab,bc->ac", r2, r)
+        if not well_posed:
+            error = np.abs(contract("ab,ac->bc", q.conj(), q) - np.eye(cols)).max()
+            if error > 100 * float(np.finfo(m.dtype).eps) * cols:
+                return qr(m)
+        return q, r
     except np.linalg.LinAlgError:
         return qr(m)
-    return q, r
-
-
-#: Orthogonality error accepted from one Cholesky-QR pass (about cond(Gram) * eps).
-_ONE_PASS_ERROR = 1e-13
 
 
 def _one_pass_cond(dtype: np.dtype) -> float:
@@ -94,19 +107,14 @@ def _one_pass_cond(dtype: np.dtype) -> float:
     return _ONE_PASS_ERROR / float(np.finfo(dtype).eps)
 
 
-#: Gram matrices more ill-conditioned than this are left to Householder QR.
-_MAX_COND = 1e13
+#: Orthogonality error accepted from one Cholesky-QR pass (about cond(Gram) * eps).
+_ONE_PASS_ERROR = 1e-13
 
 
-def _cholesky_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """One Cholesky-QR pass; raises ``LinAlgError`` when the Gram matrix is (nearly) singular."""
-    g = contract("ab,ac->bc", m.conj(), m)
-    w = np.linalg.eigvalsh(g)
-    if not (w[0] > 0 and w[-1] < _MAX_COND * w[0]):
-        raise np.linalg.LinAlgError("Gram matrix too ill-conditioned for Cholesky-QR")
-    upper = np.linalg.cholesky(g).conj().T  # g = R^H R
-    q = contract("ab,bc->ac", m, np.linalg.inv(upper))
-    return q, upper, float(w[-1] / w[0])
+def _cholesky_pass(m: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Q = m R^-1`` with ``R = chol(gram)^H``; raises ``LinAlgError`` if ``gram`` is not positive definite."""
+    upper = np.linalg.cholesky(gram).conj().T
+    return contract("ab,bc->ac", m, np.linalg.inv(upper)), upper
 
 
 def tall_truncated_svd(
