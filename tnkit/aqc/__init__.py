@@ -3,7 +3,8 @@
 Modules: :mod:`~tnkit.aqc.targets` (target states, spin chains, accurate time
 evolution), :mod:`~tnkit.aqc.ansatz` (brickwall, staircase and from-circuit
 ansätze of KAK blocks), :mod:`~tnkit.aqc.objective` (fidelity and exact gradient by
-environments), :mod:`~tnkit.aqc.init` (Trotter and Ran initialisations),
+environments), :mod:`~tnkit.aqc.sweeps` (polar-decomposition sweeps),
+:mod:`~tnkit.aqc.init` (Trotter and Ran initialisations, CNOT budget),
 :mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.circuits` (Qiskit
 output, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
 MPS-to-circuit by sequential isometries) and :mod:`~tnkit.aqc.cli` (``tnkit aqc``).
@@ -16,8 +17,9 @@ from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_an
 from .born import mps_to_circuit, sequential_unitaries
 from .circuits import circuit_fidelity, gate_counts, read_qasm, to_qasm, to_qiskit, transpile_circuit, write_qasm
 from .compiler import AQCResult, compile_sequence, compile_state
-from .init import ran_initialization, trotter_initialization
+from .init import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
 from .objective import Objective
+from .sweeps import sweep_compile
 from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
     "compile_sequence",
     "trotter_initialization",
     "ran_initialization",
+    "extend_ansatz",
+    "fill_cnot_budget",
+    "sweep_compile",
     "SpinChain",
     "EvolutionReport",
     "as_target",
