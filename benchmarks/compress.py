@@ -47,6 +47,8 @@ def parser():
     p.add_argument("--heal-seconds", type=float, default=0.0,
                    help="healing wall time per compressed model (default 0: no healing)")
     p.add_argument("--heal-tokens", type=int, default=200_000, help="healing token budget (default 200000)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="load the GGUF afresh instead of through the dequantised copy in ~/.cache/tnkit/gguf")
     p.add_argument("--speed-tokens", type=int, default=16, help="tokens generated for tokens/s (0: skip)")
     return p
 
@@ -79,7 +81,7 @@ def _load(args):
         log(f"skipping the full run: {TEXT} is absent")
         raise SystemExit(0)
     t = time.perf_counter()
-    model, tok = tc.load_model(tc.smollm2_gguf_path())
+    model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=not args.no_cache)
     log(f"loaded SmolLM2 in {time.perf_counter() - t:.1f} s")
     heal_text, eval_text = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
     return model, tc.tokenize(tok, heal_text), tc.tokenize(tok, eval_text), tok

@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--prompt", default="The history of the city of", help="prompt to continue")
     args = p.parse_args()
 
-    model, tok = tc.load_model(tc.smollm2_gguf_path())
+    model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=True)  # dequantised copy: seconds after the first run
     heal_text, _ = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
     calib = tc.token_batches(tc.tokenize(tok, heal_text), seq_len=256, batch_size=4, n_batches=2, seed=0)
     layers = tc.find_layers(model)

@@ -28,6 +28,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model to load: " + _MODEL_HELP)
     p.add_argument("--gguf", default=None, metavar="FILE",
                    help="name of the GGUF file inside the MODEL directory (when MODEL is a directory holding one)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="for a GGUF MODEL: load it afresh (about a minute) instead of through its dequantised "
+                        "copy, which is kept under $TNKIT_CACHE or ~/.cache/tnkit/gguf and loads in seconds")
 
 
 def _layer_args(p: argparse.ArgumentParser) -> None:
@@ -108,6 +111,9 @@ def add_eval_parser(sub: Any) -> None:
                                    + _MODEL_HELP)
     p.add_argument("models", nargs="+", metavar="MODEL", help="models to measure (the first is the baseline)")
     p.add_argument("--gguf", default=None, metavar="FILE", help="GGUF file name inside a MODEL directory")
+    p.add_argument("--no-cache", action="store_true",
+                   help="for a GGUF MODEL: load it afresh (about a minute) instead of through its dequantised "
+                        "copy, which is kept under $TNKIT_CACHE or ~/.cache/tnkit/gguf and loads in seconds")
     _text_args(p, heal=False)
     p.add_argument("--speed-tokens", type=int, default=32, help="tokens generated to time (0 skips; default 32)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the reports to this JSON file")
@@ -146,7 +152,7 @@ def _run_compress(args: Any) -> int:
     from .pipeline import compress_model
     from .serialize import save_compressed
 
-    model, tok = load_model(args.model, gguf_file=args.gguf)
+    model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
     eval_ids = _text_ids(tok, args.eval_text, "eval")
     heal_ids = _text_ids(tok, args.heal_text, "heal")
@@ -187,7 +193,7 @@ def _run_profile(args: Any) -> int:
     from .models import load_model
     from .profile import entanglement_profile, format_profile, plot_profile, sensitivity_profile
 
-    model, tok = load_model(args.model, gguf_file=args.gguf)
+    model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
     ent = entanglement_profile(model, layers)
     print(format_profile(ent, "entropy"))
@@ -214,7 +220,7 @@ def _run_eval(args: Any) -> int:
 
     reports = []
     for path in args.models:
-        model, tok = load_model(path, gguf_file=args.gguf)
+        model, tok = load_model(path, gguf_file=args.gguf, cache=not args.no_cache)
         ids = _text_ids(tok, args.eval_text, "eval")
         reports.append(evaluate_model(model, Path(path).name, ids=ids, window=args.window, stride=args.stride,
                                       max_tokens=args.eval_tokens, speed_tokens=args.speed_tokens, disk_path=path,
