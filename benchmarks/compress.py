@@ -1,6 +1,6 @@
 """LLM compression benchmark: MPO (plain and data-aware) vs truncated SVD and ASVD.
 
-Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``svd``,
+Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``svd``, ``whiten``,
 ``asvd``, ``mpo`` (plain CompactifAI) and ``mpo-aware`` (tnkit). Cases:
 
 * ``params_<method>_keepK``: ``ratio`` = compressed / original parameter count;
@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Reporter, base_parser, case_selected, fmt_float, log, make_row  # noqa: E402
 
 TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
-METHODS = ("svd", "asvd", "mpo", "mpo-aware")
+METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
                    help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
-    p.add_argument("--methods", default=",".join(METHODS), help="methods to compare (default: all four)")
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to compare (default: all five)")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
