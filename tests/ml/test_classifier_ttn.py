@@ -219,3 +219,17 @@ def test_sklearn_estimator_checks():
     bad = [f for f in failures if f["status"] == "failed" and f["check_name"] != "check_classifiers_train"]
     assert len(failures) > 30
     assert not bad, [(f["check_name"], str(f["exception"])[:200]) for f in bad]
+
+
+def test_save_load_keeps_the_child_order_of_large_grids(tmp_path, rng):
+    # Regression: the tree used to be saved as a parent array, which does not keep each
+    # node's child order; on a 14x14 grid the reloaded tree differed and weights with
+    # equal bond and pixel dimensions would load into the wrong axes silently.
+    x = rng.random((24, 196))
+    y = np.arange(24) % 2
+    clf = TTNClassifier(max_bond=2, n_epochs=1, random_state=0).fit(x, y)
+    assert Tree.from_parents(clf.tree_.parents).to_nested() != clf.tree_.to_nested()  # the trap is real
+    path = clf.save(tmp_path / "ttn_clf")
+    back = TTNClassifier.load(path)
+    assert back.tree_.to_nested() == clf.tree_.to_nested()
+    np.testing.assert_array_equal(back.decision_function(x), clf.decision_function(x))

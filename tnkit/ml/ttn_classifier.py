@@ -458,10 +458,10 @@ class TTNClassifier(TensorNetworkClassifierBase):
         return tree_outputs(self.tree_, self.tensors_, phi)
 
     def _model_arrays(self):
-        return list(self.tensors_), {"parents": self.tree_.parents}
+        return list(self.tensors_), self.tree_.to_arrays()  # keeps every node's child order
 
     def _restore_model(self, tensors, meta):
-        self.tree_ = Tree.from_parents(np.asarray(meta["parents"]))
+        self.tree_ = Tree.from_arrays(meta["n_leaves"], meta["child_counts"], meta["children"])
         self.tensors_ = [np.array(t) for t in tensors]
         TTN(self.tree_, self.tensors_)  # validates the shapes against the tree
 
