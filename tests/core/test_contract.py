@@ -406,3 +406,15 @@ def test_contract_torch_tensors_keep_autograd(rng):
         torch.einsum(eq, *reference).sum().backward()
         for mine, ref in zip(tensors, reference):
             np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_matrix_on_a_middle_axis_broadcasts_without_copying_the_tensor(rng):
+    from tnkit.core.contract import _BroadcastMatmulStep, _compiled_plan
+
+    for eq in ("Zb,abc->aZc", "abc,Zb->aZc", "bZ,abc->aZc", "Zbd,abdc->aZc", "abdc,dbZ->aZc"):
+        terms = eq.split("->")[0].split(",")
+        sizes = dict(zip("abcdZ", (5, 16, 20, 3, 7)))
+        arrays = [random_array(rng, tuple(sizes[c] for c in t), np.float64) for t in terms]
+        assert_close(contract(eq, *arrays), np.einsum(eq, *arrays), np.float64)
+        plan = _compiled_plan(eq, tuple(a.shape for a in arrays), ("d", "d"), "auto")
+        assert isinstance(plan.steps[0][2], _BroadcastMatmulStep), eq

@@ -385,6 +385,10 @@ def _matmul_step(a: str, b: str, needed: set[str], sizes: dict[str, int]):
             key = (cost, swap)
             if best is None or key < best[0]:
                 best = (key, swap, lay_l, lay_r, fl, fr, summed)
+    if best[0][0] and not batch:
+        broadcast = _broadcast_step(a, b, free_a, free_b, sizes, best[0][0])
+        if broadcast is not None:
+            return broadcast
     _, swap, (perm_l, trans_l, _), (perm_r, trans_r, _), fl, fr, summed = best
     nb = math.prod(sizes[c] for c in batch)
     x, k, y = (math.prod(sizes[c] for c in group) for group in (fl, summed, fr))
@@ -395,6 +399,59 @@ def _matmul_step(a: str, b: str, needed: set[str], sizes: dict[str, int]):
     out_shape = tuple(sizes[c] for c in batch + fl + fr)
     step = _MatmulStep(swap, perm_l, shape_l, trans_l, perm_r, shape_r, trans_r, out_shape)
     return step, "".join(batch + fl + fr)
+
+
+#: Smallest ``K * Q`` of the matrices of a broadcast product: below it numpy's loop
+#: over the stacked matrices costs more than the transpose copy it saves.
+_BROADCAST_MIN_MATRIX = 256
+
+
+def _broadcast_step(a: str, b: str, free_a: list[str], free_b: list[str], sizes: dict[str, int], copy_cost: int):
+    """A product with the summed indices in the middle of one operand, without a copy.
+
+    When ``big`` is laid out ``(P, K, Q)`` (free, summed, free) and the other operand
+    is a ``(X, K)`` matrix, ``small @ big`` broadcasts over ``P`` and gives
+    ``(P, X, Q)`` with no transpose of ``big`` (e.g. a matrix on a middle axis of a
+    tree tensor). Returns ``None`` when no operand has that layout, when the small
+    operand would cost as much to transpose, or when the matrices are too small.
+    """
+    summed = {c for c in a if c in b}
+    for swap, (big, small, f_small) in enumerate(((b, a, free_a), (a, b, free_b))):
+        positions = [i for i, c in enumerate(big) if c in summed]
+        first, last = positions[0], positions[-1]
+        if first == 0 or last == len(big) - 1 or last - first + 1 != len(positions):
+            continue
+        prefix, order, suffix = list(big[:first]), list(big[first : last + 1]), list(big[last + 1 :])
+        perm, trans, copies = _operand_layout(small, [], f_small, order, is_left=True)
+        k, q = (math.prod(sizes[c] for c in group) for group in (order, suffix))
+        if copies * math.prod(sizes[c] for c in small) >= copy_cost or k * q < _BROADCAST_MIN_MATRIX:
+            continue
+        p, x = (math.prod(sizes[c] for c in group) for group in (prefix, f_small))
+        step = _BroadcastMatmulStep(
+            bool(swap), perm, (k, x) if trans else (x, k), trans, (p, k, q),
+            tuple(sizes[c] for c in prefix + f_small + suffix),
+        )
+        return step, "".join(prefix + f_small + suffix)
+    return None
+
+
+class _BroadcastMatmulStep:
+    """``small (X, K) @ big (P, K, Q) -> (P, X, Q)``, broadcasting ``small`` over ``P``."""
+
+    __slots__ = ("swap", "perm_s", "shape_s", "trans_s", "shape_big", "out_shape")
+
+    def __init__(self, swap, perm_s, shape_s, trans_s, shape_big, out_shape):
+        self.swap, self.perm_s, self.shape_s, self.trans_s = swap, perm_s, shape_s, trans_s
+        self.shape_big, self.out_shape = shape_big, out_shape
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        small, big = (y, x) if self.swap else (x, y)
+        if self.perm_s is not None:
+            small = _permute(small, self.perm_s)
+        small = small.reshape(self.shape_s)
+        if self.trans_s:
+            small = small.swapaxes(-1, -2)
+        return (small @ big.reshape(self.shape_big)).reshape(self.out_shape)
 
 
 def _operand_layout(
