@@ -153,7 +153,7 @@ class Objective:
         self.max_bond = check_max_bond(max_bond)
         self.cutoff = check_cutoff(cutoff)
         self.layers = schedule_layers(ansatz)
-        forward, backward = self.exact_bonds()
+        forward, backward = self._exact = self.exact_bonds()
         self.forward_exact = self.max_bond is None or forward <= self.max_bond
         self.backward_exact = self.max_bond is None or backward <= self.max_bond
         self.exact = self.forward_exact and self.backward_exact
@@ -184,7 +184,7 @@ class Objective:
     # ------------------------------------------------------------------ public
 
     def _bond_hint(self) -> int:
-        forward, backward = self.exact_bonds()
+        forward, backward = self._exact
         cap = self.max_bond if self.max_bond is not None else max(forward, backward)
         return min(cap, max(forward, backward))
 
