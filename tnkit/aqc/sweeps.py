@@ -28,7 +28,7 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates
-from .objective import Objective, _apply_exact, _as_mps, _layer_environments, _product_environments
+from .objective import Objective, _apply_exact, _as_mps, _layer_environments, _product_environments, _tensors
 
 __all__ = ["polar_sweep", "sweep_compile", "gates_to_params"]
 
@@ -52,7 +52,7 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
         The fidelity after the sweep (exact mode: of the updated circuit).
     """
     phis = objective._backward_states(np.asarray(gates[:-1]))
-    _product_environments(_site_tensors(phis[0]), vecs, update=True)
+    _product_environments(_tensors(phis[0]), vecs, update=True)
     envs = np.zeros((len(gates) - 1, 2, 2, 2, 2), dtype=complex)
     if objective.forward_exact:
         psi: Any = [v.reshape(1, 2, 1) for v in vecs]
@@ -60,7 +60,7 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
         psi = MatrixProductState.product_state(list(vecs))
     sandwich = 0j
     for l, layer in enumerate(objective.layers):
-        sandwich = _layer_environments(_site_tensors(phis[l + 1]), _site_tensors(psi), layer, gates, envs, polar=True)
+        sandwich = _layer_environments(_tensors(phis[l + 1]), _tensors(psi), layer, gates, envs, polar=True)
         if objective.forward_exact:
             psi = list(psi)
             for op in layer:
@@ -148,6 +148,3 @@ def sweep_compile(
         return params, history
     return gates_to_params(ansatz, gates[:-1], vecs), history
 
-
-def _site_tensors(state: Any) -> list[np.ndarray]:
-    return list(state.tensors) if hasattr(state, "tensors") else state
