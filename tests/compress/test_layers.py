@@ -145,3 +145,17 @@ def test_lowrank_bad_inputs(rng):
         lowrank_factors(w, 2, method="asvd")
     with pytest.raises(OptionError, match="`method`"):
         lowrank_factors(w, 2, method="qr")
+
+
+@pytest.mark.parametrize("shape", [(30, 12), (12, 30)])
+def test_gram_factors_match_truncated_svd(rng, shape):
+    from tnkit.compress.lowrank import gram_singular_values, gram_truncated_factors
+
+    a = random_array(rng, shape)
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    np.testing.assert_allclose(gram_singular_values(a), s, rtol=1e-8, atol=1e-7)
+    for rank in (1, 5, 12):
+        left, right, discarded = gram_truncated_factors(a, rank)
+        assert left.shape == (shape[0], rank) and right.shape == (rank, shape[1])
+        np.testing.assert_allclose(left @ right, (u[:, :rank] * s[:rank]) @ vh[:rank], atol=1e-9)
+        np.testing.assert_allclose(discarded, np.sum(s[rank:] ** 2), atol=1e-9)

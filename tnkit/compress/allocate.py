@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.linalg import svd
+from .lowrank import gram_singular_values
 from ..core.validate import check_int
 
 __all__ = ["SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget"]
@@ -71,14 +71,14 @@ def mpo_curve(weight: np.ndarray, out_dims, in_dims, *, input_scale: np.ndarray 
         w = w * input_scale[None, :]
     (o0, o1), (i0, i1) = out_dims, in_dims
     m = w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
-    s = svd(m)[1]
+    s = gram_singular_values(m)
     return _curve(_tail(s), o0 * i0 + o1 * i1, w.size, check_int("step", step, minimum=1))
 
 
 def lowrank_curve(target: np.ndarray, *, step: int = 8) -> SizeCurve:
     """Error-versus-rank curve of a low-rank layer; ``target`` is the (scaled/whitened) weight."""
     t = np.asarray(target, dtype=np.float64)
-    s = svd(t)[1]
+    s = gram_singular_values(t)
     return _curve(_tail(s), sum(t.shape), t.size, check_int("step", step, minimum=1))
 
 
