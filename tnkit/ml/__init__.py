@@ -7,6 +7,11 @@ module and is imported on first use, so ``import tnkit.ml`` stays light.
 - :class:`MPSClassifier` (``tnkit.ml.mps_classifier``): Stoudenmire & Schwab (2016).
 - :class:`TTNClassifier` (``tnkit.ml.ttn_classifier``): Huggins et al. (2019).
 - :class:`MPSBornMachine` (``tnkit.ml.born_machine``): Han et al. (2018).
+
+Around them: ``tnkit.ml.explain`` (anomaly scores, per-feature explanations,
+entanglement and mutual information of a fitted Born machine), ``tnkit.ml.feature_maps``,
+``tnkit.ml.environments`` (batched environments of an MPS against product inputs),
+``tnkit.ml.plots``, and ``tnkit.datasets`` for the data.
 """
 
 from __future__ import annotations
