@@ -55,6 +55,7 @@ def parser():
 
 def _errors(base, compressed, result, stats):
     """Mean relative squared weight error and output error over the compressed layers."""
+    from tnkit import contract
     from tnkit.compress import linear_weight
 
     base_mods, new_mods = dict(base.named_modules()), dict(compressed.named_modules())
@@ -66,7 +67,7 @@ def _errors(base, compressed, result, stats):
         werr.append(float((e * e).sum() / (w * w).sum()))
         if stats is not None:
             c = stats[r.name].covariance
-            oerr.append(float(np.einsum("ij,jk,ik->", e, c, e) / np.einsum("ij,jk,ik->", w, c, w)))
+            oerr.append(float(contract("ij,jk,ik->", e, c, e) / contract("ij,jk,ik->", w, c, w)))
     return float(np.mean(werr)), (float(np.mean(oerr)) if oerr else None)
 
 
