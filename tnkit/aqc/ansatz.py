@@ -502,7 +502,7 @@ def ansatz_from_circuit(circuit: Any) -> tuple[Ansatz, np.ndarray]:
     """
     import qiskit
 
-    from ..mps.qiskit import _fused_gates
+    from ..mps.qiskit import fused_gates
 
     if not isinstance(circuit, qiskit.QuantumCircuit):
         raise TypeError(f"`circuit` must be a qiskit QuantumCircuit, got {type(circuit).__name__}.")
@@ -510,4 +510,4 @@ def ansatz_from_circuit(circuit: Any) -> tuple[Ansatz, np.ndarray]:
         raise ValueError("`circuit` has unbound parameters; bind them with assign_parameters first.")
     if any(inst.operation.num_qubits > 2 for inst in circuit.data):
         circuit = qiskit.transpile(circuit, basis_gates=["u", "cx"], optimization_level=0)
-    return ansatz_from_gates(circuit.num_qubits, _fused_gates(circuit), family="circuit")
+    return ansatz_from_gates(circuit.num_qubits, fused_gates(circuit), family="circuit")

@@ -21,7 +21,7 @@ from ..core.validate import check_cutoff, check_max_bond
 from .compress import TruncationReport
 from .mps import MatrixProductState
 
-__all__ = ["from_qiskit", "gate_matrix"]
+__all__ = ["from_qiskit", "gate_matrix", "fused_gates"]
 
 _IGNORED = {"barrier", "delay", "id"}
 
@@ -68,8 +68,14 @@ def _unitary_instructions(circuit: Any):
         yield qubits, gate_matrix(op)
 
 
-def _fused_gates(circuit: Any):
+def fused_gates(circuit: Any):
     """Gates with every run of gates inside one qubit pair multiplied into a single block.
+
+    Yields ``(qubits, matrix)`` in circuit order: ``qubits`` a tuple of qubit indices
+    (empty for a global phase) and ``matrix`` the gate as a tensor with its output
+    axes before its input axes: ``(2, 2)`` on one qubit, ``(2, 2, 2, 2)`` on two, the
+    phase factor for a global phase (qubit order as in :func:`gate_matrix`). Used by :func:`from_qiskit` (one
+    SVD per block) and by the AQC compiler (one parametrised block per pair run).
 
     One-qubit gates on other qubits commute with the pending block and pass through;
     anything else touching the pair's qubits flushes it first.
@@ -147,7 +153,7 @@ def from_qiskit(
         circuit = qiskit.transpile(circuit, basis_gates=["u", "cx"], optimization_level=0)
     discarded = []
     phase = cmath.exp(1j * float(circuit.global_phase))
-    for qubits, matrix in _fused_gates(circuit):
+    for qubits, matrix in fused_gates(circuit):
         if not qubits:
             phase *= complex(np.asarray(matrix).reshape(-1)[0])
             continue
