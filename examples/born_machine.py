@@ -78,7 +78,7 @@ def mnist_part(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
         return None
     # many small steps suit large data sets: one normalised gradient step per pair
     model = MPSBornMachine(max_bond=args.bond, n_sweeps=args.sweeps, learning_rate=0.005, n_descent_steps=1,
-                           normalized_gradient=True, random_state=args.seed, progress=True).fit(X)
+                           normalized_gradient=True, random_state=args.seed, verbose=True).fit(X)
     h = model.history_
     print(f"MNIST {len(X)} images, bond {model.mps_.max_bond_dim}: training NLL {h.nll[-1]:.2f} after "
           f"{len(h.nll)} sweeps ({np.median(h.seconds):.1f} s per sweep); held-out NLL {-model.score(X_test):.2f}")

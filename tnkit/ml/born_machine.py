@@ -286,8 +286,8 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         Continue from the fitted ``mps_`` on the next ``fit``.
     random_state : None, int or numpy Generator
         Seed of the starting state and of the minibatch shuffles.
-    progress : bool, default False
-        Show a tqdm progress bar with the NLL per sweep.
+    verbose : bool, default False
+        Show a tqdm progress bar with the NLL per sweep (scikit-learn's name).
 
     Attributes
     ----------
@@ -326,7 +326,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         n_categories: Any = None,
         warm_start: bool = False,
         random_state: Any = None,
-        progress: bool = False,
+        verbose: bool = False,
     ) -> None:
         self.max_bond = max_bond
         self.cutoff = cutoff
@@ -342,7 +342,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         self.n_categories = n_categories
         self.warm_start = warm_start
         self.random_state = random_state
-        self.progress = progress
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
 
@@ -381,13 +381,13 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
                 learning_rate_decay=params["learning_rate_decay"],
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
                 cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
-                batch_size=params["batch_size"], rng=rng, progress=self.progress, history=self.history_,
+                batch_size=params["batch_size"], rng=rng, progress=self.verbose, history=self.history_,
             )
             self.learning_rate_ = self._decayed_rate(params)
         else:
             self.mps_, self.history_ = born_training.gradient_train(
                 self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
-                learning_rate=params["learning_rate"], rng=rng, progress=self.progress,
+                learning_rate=params["learning_rate"], rng=rng, progress=self.verbose,
                 history=self.history_,
             )
         return self
