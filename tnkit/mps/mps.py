@@ -36,7 +36,7 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.rng import as_generator
-from ..core.threads import with_blas_threads
+from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
     as_array,
     check_cutoff,
@@ -393,7 +393,7 @@ class MatrixProductState(TensorChain):
 
     # ------------------------------------------------------------------ norms and overlaps
 
-    @with_blas_threads(_pair_bond)
+    @with_blas_threads(_pair_bond, GEMM_THREAD_BOND)
     def log_inner(self, other: MatrixProductState) -> tuple[complex | float, float]:
         """``<self|other>`` as ``(phase, log|value|)``; safe for any number of sites."""
         _check_same_sites(self, other)
