@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
-from ..core.threads import with_blas_threads
+from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
 from . import overlap
 from .compress import TruncationReport, svd_compress
@@ -274,7 +274,7 @@ class MatrixProductOperator(TensorChain):
         ]
         return type(self)._trusted(out), report
 
-    @with_blas_threads(lambda self, mps: max(self.max_bond_dim, getattr(mps, "max_bond_dim", 1)))
+    @with_blas_threads(lambda self, mps: getattr(mps, "max_bond_dim", 1), GEMM_THREAD_BOND)
     def log_expectation(self, mps: MatrixProductState) -> tuple[complex | float, float]:
         """``<psi|W|psi>`` as ``(phase, log|value|)``."""
         if not isinstance(mps, MatrixProductState):
