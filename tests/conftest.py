@@ -170,3 +170,29 @@ def assert_close(actual, desired, dtype=np.float64, *, scale: float | None = Non
     if scale is None:
         scale = max(float(np.abs(desired).max(initial=0.0)), 1.0)
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
+
+
+def assert_gradients_match_finite_differences(
+    loss_of, tensors, grads, *, checks_per_tensor: int, eps: float = 1e-6, rtol: float = 1e-6
+) -> None:
+    """Central differences of ``loss_of(tensors)`` against ``grads`` at a spread of entries.
+
+    About ``checks_per_tensor`` entries of every tensor are perturbed by ``+-eps``; each
+    difference quotient must match the analytic gradient to ``rtol * max(1, |fd|)``.
+    """
+    for i, t in enumerate(tensors):
+        for idx in list(np.ndindex(t.shape))[:: max(1, t.size // checks_per_tensor)]:
+            plus = [x.copy() for x in tensors]
+            minus = [x.copy() for x in tensors]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            fd = (loss_of(plus) - loss_of(minus)) / (2 * eps)
+            assert abs(grads[i][idx] - fd) <= rtol * max(1.0, abs(fd)), (i, idx)
+
+
+def classifier_loss(outputs: np.ndarray, targets: np.ndarray, loss: str) -> float:
+    """Mean squared loss ``0.5 |f - y|^2`` or softmax cross-entropy of ``outputs`` ``(n, K)``."""
+    if loss == "squared":
+        return float(0.5 * np.mean(np.sum((outputs - targets) ** 2, axis=1)))
+    log_softmax = outputs - np.log(np.exp(outputs).sum(axis=1, keepdims=True))
+    return float(np.mean(-np.sum(targets * log_softmax, axis=1)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close_rtol
+from conftest import assert_close_rtol, assert_gradients_match_finite_differences, classifier_loss
 
 from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSClassifier
@@ -73,21 +73,13 @@ def test_gradients_match_finite_differences(rng, loss, label_site):
     phi = embed(rng.random((6, 5)))
     Y = np.eye(3)[rng.integers(0, 3, 6)]
     value, grads = chain_gradients(tensors, label_site, phi, Y, loss=loss, alpha=0.1)
-    eps = 1e-6
-    for i, t in enumerate(tensors):
-        for idx in list(np.ndindex(t.shape))[:: max(1, t.size // 6)]:
-            plus = [x.copy() for x in tensors]
-            minus = [x.copy() for x in tensors]
-            plus[i][idx] += eps
-            minus[i][idx] -= eps
-            fd = (chain_gradients(plus, label_site, phi, Y, loss=loss, alpha=0.1)[0]
-                  - chain_gradients(minus, label_site, phi, Y, loss=loss, alpha=0.1)[0]) / (2 * eps)
-            assert abs(grads[i][idx] - fd) <= 1e-6 * max(1.0, abs(fd)), (i, idx)
+    assert_gradients_match_finite_differences(
+        lambda ts: chain_gradients(ts, label_site, phi, Y, loss=loss, alpha=0.1)[0], tensors, grads,
+        checks_per_tensor=6,
+    )
     f = _dense_outputs(tensors, label_site, phi)
     reg = 0.05 * sum(np.sum(t * t) for t in tensors)
-    expected = 0.5 * np.mean(np.sum((f - Y) ** 2, axis=1)) if loss == "squared" else np.mean(
-        -np.sum(Y * (f - np.log(np.exp(f).sum(axis=1, keepdims=True))), axis=1))
-    assert_close_rtol(value, expected + reg)
+    assert_close_rtol(value, classifier_loss(f, Y, loss) + reg)
 
 
 def test_input_gradients_give_exact_occlusion(rng):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close_rtol
+from conftest import assert_close_rtol, assert_gradients_match_finite_differences, classifier_loss
 
 from tnkit.errors import SchemaError
 from tnkit.ml import TTNClassifier
@@ -85,20 +85,12 @@ def test_gradients_match_finite_differences(rng, loss, shape):
     Y = np.eye(3)[rng.integers(0, 3, 5)]
     value, grads, f = tree_gradients(tree, tensors, phi, Y, loss=loss, alpha=0.1)
     assert_close_rtol(f, _dense_outputs(tree, tensors, phi))
-    eps = 1e-6
-    for i, t in enumerate(tensors):
-        for idx in list(np.ndindex(t.shape))[:: max(1, t.size // 5)]:
-            plus = [x.copy() for x in tensors]
-            minus = [x.copy() for x in tensors]
-            plus[i][idx] += eps
-            minus[i][idx] -= eps
-            fd = (tree_gradients(tree, plus, phi, Y, loss=loss, alpha=0.1)[0]
-                  - tree_gradients(tree, minus, phi, Y, loss=loss, alpha=0.1)[0]) / (2 * eps)
-            assert abs(grads[i][idx] - fd) <= 1e-6 * max(1.0, abs(fd)), (i, idx)
+    assert_gradients_match_finite_differences(
+        lambda ts: tree_gradients(tree, ts, phi, Y, loss=loss, alpha=0.1)[0], tensors, grads,
+        checks_per_tensor=5,
+    )
     reg = 0.05 * sum(np.sum(t * t) for t in tensors)
-    expected = 0.5 * np.mean(np.sum((f - Y) ** 2, axis=1)) if loss == "squared" else np.mean(
-        -np.sum(Y * (f - np.log(np.exp(f).sum(axis=1, keepdims=True))), axis=1))
-    assert_close_rtol(value, expected + reg)
+    assert_close_rtol(value, classifier_loss(f, Y, loss) + reg)
 
 
 def test_initial_tensors_are_canonical_and_pass_inputs_through(rng):
