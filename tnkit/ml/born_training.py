@@ -132,6 +132,14 @@ def group_rows(*columns: np.ndarray, dims: tuple[int, ...]) -> list[tuple[tuple[
     return groups
 
 
+def _absorb(env: np.ndarray, tensor: np.ndarray, x: np.ndarray, equation: str, out_dim: int) -> np.ndarray:
+    """Contract each sample's environment with the matrix ``tensor[:, x[n], :]``, grouped by value."""
+    out = np.empty((env.shape[0], out_dim), dtype=np.result_type(env, tensor))
+    for (s,), rows in group_rows(x, dims=(tensor.shape[1],)):
+        out[rows] = contract(equation, env[rows], tensor[:, s, :])
+    return out
+
+
 def absorb_left(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``env[n] @ tensor[:, x[n], :]`` for every sample ``n`` (not normalised).
 
@@ -145,10 +153,7 @@ def absorb_left(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarra
     -------
     numpy.ndarray, shape (n, D_right)
     """
-    out = np.empty((env.shape[0], tensor.shape[2]), dtype=np.result_type(env, tensor))
-    for (s,), rows in group_rows(x, dims=(tensor.shape[1],)):
-        out[rows] = contract("na,ab->nb", env[rows], tensor[:, s, :])
-    return out
+    return _absorb(env, tensor, x, "na,ab->nb", tensor.shape[2])
 
 
 def absorb_right(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -164,10 +169,7 @@ def absorb_right(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarr
     -------
     numpy.ndarray, shape (n, D_left)
     """
-    out = np.empty((env.shape[0], tensor.shape[0]), dtype=np.result_type(env, tensor))
-    for (s,), rows in group_rows(x, dims=(tensor.shape[1],)):
-        out[rows] = contract("nb,ab->na", env[rows], tensor[:, s, :])
-    return out
+    return _absorb(env, tensor, x, "nb,ab->na", tensor.shape[0])
 
 
 # --------------------------------------------------------------------------- environments
