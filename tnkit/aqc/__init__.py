@@ -5,7 +5,8 @@ evolution), :mod:`~tnkit.aqc.ansatz` (brickwall, staircase and from-circuit
 ansätze of KAK blocks), :mod:`~tnkit.aqc.objective` (fidelity and exact gradient by
 environments), :mod:`~tnkit.aqc.sweeps` (polar-decomposition sweeps),
 :mod:`~tnkit.aqc.init` (Trotter and Ran initialisations, CNOT budget),
-:mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.circuits` (Qiskit
+:mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.growth` (growing
+the ansatz layer by layer: identity brick layers or Ran's analytic layers), :mod:`~tnkit.aqc.circuits` (Qiskit
 output, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
 MPS-to-circuit by sequential isometries) and :mod:`~tnkit.aqc.cli` (``tnkit aqc``).
 
@@ -17,6 +18,7 @@ from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_an
 from .born import mps_to_circuit, sequential_unitaries
 from .circuits import circuit_fidelity, gate_counts, read_qasm, to_qasm, to_qiskit, transpile_circuit, write_qasm
 from .compiler import AQCResult, compile_sequence, compile_state
+from .growth import add_identity_layer, compile_growing, prepend_ran_layer, residual_state
 from .init import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
 from .objective import Objective
 from .sweeps import sweep_compile
@@ -32,6 +34,10 @@ __all__ = [
     "AQCResult",
     "compile_state",
     "compile_sequence",
+    "compile_growing",
+    "add_identity_layer",
+    "prepend_ran_layer",
+    "residual_state",
     "trotter_initialization",
     "ran_initialization",
     "extend_ansatz",

@@ -1,0 +1,141 @@
+"""Growing the ansatz: identity layers, residual states, Ran layers and the growing driver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tnkit import MPS
+from tnkit.aqc import Ansatz, Objective, brickwall_ansatz, circuit_fidelity, staircase_ansatz
+from tnkit.aqc.growth import (
+    add_identity_layer,
+    compile_growing,
+    next_brick_layer,
+    prepend_ran_layer,
+    residual_state,
+)
+
+
+def _state(ansatz, params):
+    return Objective(ansatz, MPS.product_state("0" * ansatz.n_qubits)).state(params)
+
+
+def _same_state(a, b):
+    """``|<a|b>| = 1`` for normalised MPS (equal up to a global phase)."""
+    return abs(complex(a.inner(b))) == pytest.approx(1.0, abs=1e-10)
+
+
+def _dense_unitary(ansatz, params):
+    """The ansatz's unitary as a dense ``2^n x 2^n`` matrix (qubit 0 the slowest index)."""
+    from tnkit.aqc.ansatz import zxz_matrices
+
+    n = ansatz.n_qubits
+    first, _ = ansatz.split_params(params)
+    u = np.eye(1)
+    for z in zxz_matrices(first):
+        u = np.kron(u, z)
+    for (lo, hi), g in zip(ansatz.pairs, ansatz.block_tensors(params)):
+        assert hi == lo + 1
+        full = np.kron(np.kron(np.eye(2**lo), g.reshape(4, 4)), np.eye(2 ** (n - hi - 1)))
+        u = full @ u
+    return u
+
+
+@pytest.fixture(scope="module")
+def target5():
+    """A state a known 3-layer brickwall on 5 qubits prepares."""
+    ansatz = brickwall_ansatz(5, 3)
+    return _state(ansatz, np.random.default_rng(7).uniform(-np.pi, np.pi, ansatz.n_params))
+
+
+def test_next_brick_layer_alternates_parity_and_puts_the_centre_first():
+    assert next_brick_layer(Ansatz(6, ())) == [(2, 3), (0, 1), (4, 5)]
+    assert next_brick_layer(brickwall_ansatz(6, 1)) == [(1, 2), (3, 4)]
+    assert next_brick_layer(brickwall_ansatz(7, 2)) == [(2, 3), (4, 5), (0, 1)]
+
+
+def test_identity_layer_keeps_the_state_and_respects_the_budget():
+    ansatz = brickwall_ansatz(6, 2)
+    x = ansatz.random_params(3)
+    bigger, y = add_identity_layer(ansatz, x)
+    assert bigger.pairs == ansatz.pairs + ((0, 1), (2, 3), (4, 5))
+    assert _same_state(_state(ansatz, x), _state(bigger, y))
+    cut, z = add_identity_layer(ansatz, x, cnot_budget=ansatz.cnot_count + 7)  # room for 2 blocks
+    assert cut.pairs[-2:] == ((0, 1), (2, 3)) and cut.cnot_count == ansatz.cnot_count + 6
+    assert _same_state(_state(ansatz, x), _state(cut, z))
+    with pytest.raises(ValueError, match="cnot_budget.*no room"):
+        add_identity_layer(ansatz, x, cnot_budget=ansatz.cnot_count + 2)
+
+
+def test_residual_state_is_the_target_pulled_back_through_the_circuit(target5, rng):
+    ansatz = brickwall_ansatz(5, 2)
+    x = ansatz.random_params(rng)
+    res = residual_state(target5, ansatz, x)
+    assert res.norm() == pytest.approx(1.0, abs=1e-12)
+    # <0...0|C^dagger|t> = conj(<t|C|0...0>)
+    overlap = Objective(ansatz, target5).overlap(x)
+    assert complex(MPS.product_state("00000").inner(res)) == pytest.approx(np.conj(overlap), abs=1e-10)
+    # dense reference: C^dagger |t> with C's dense matrix built gate by gate (tnkit order)
+    u = _dense_unitary(ansatz, x)
+    np.testing.assert_allclose(res.to_dense(), u.conj().T @ target5.to_dense(), atol=1e-10)
+    with pytest.raises(ValueError, match="5 sites but the ansatz has 4"):
+        residual_state(target5, brickwall_ansatz(4, 1), brickwall_ansatz(4, 1).zero_params())
+
+
+def test_ran_layer_first_in_time_never_lowers_the_fidelity(target5, rng):
+    ansatz = brickwall_ansatz(5, 1)
+    x = ansatz.random_params(rng, scale=0.3)
+    before = Objective(ansatz, target5).fidelity(x)
+    bigger, y = prepend_ran_layer(target5, ansatz, x)
+    assert bigger.pairs == ((0, 1), (1, 2), (2, 3), (3, 4)) + ansatz.pairs
+    assert bigger.family == "brickwall"
+    assert Objective(bigger, target5).fidelity(y) >= before - 1e-12
+    # from no block at all, a bond-2 target is prepared exactly by one Ran layer
+    bond2 = MPS.random(5, max_bond=2, seed=4, dtype=complex).normalized()
+    one, z = prepend_ran_layer(bond2, Ansatz(5, ()), np.zeros(15))
+    assert one.family == "staircase" and one.pairs == staircase_ansatz(5, 1).pairs
+    assert Objective(one, bond2).fidelity(z) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_growing_brickwall_from_a_too_shallow_seed_recovers_the_state():
+    known = brickwall_ansatz(4, 3)
+    target = _state(known, np.random.default_rng(2).uniform(-np.pi, np.pi, known.n_params))
+    seed = brickwall_ansatz(4, 1)
+    stages = compile_growing(target, seed, grow="brickwall", target_fidelity=0.9999, max_bond=None,
+                             max_iter=300, progress=False)
+    assert stages[0].ansatz == seed and stages[0].fidelity < 0.9  # one layer cannot do it
+    fids = [s.fidelity for s in stages]
+    assert all(b >= a - 1e-9 for a, b in zip(fids, fids[1:]))  # a new layer never loses fidelity
+    assert fids[-1] > 0.9999 and len(stages) <= 4
+    qc = stages[-1].circuit()
+    assert circuit_fidelity(qc, target) == pytest.approx(fids[-1], abs=1e-8)
+
+
+def test_growing_stops_at_the_cnot_budget(target5):
+    seed = brickwall_ansatz(5, 1)  # 2 one-CNOT preparation blocks
+    stages = compile_growing(target5, seed, grow="brickwall", target_fidelity=1.0, cnot_budget=11,
+                             max_bond=None, max_iter=20, progress=False)
+    assert [s.cnot_count for s in stages] == [2, 8, 11]  # a full odd layer, then one central block
+    assert stages[-1].ansatz.pairs[-1] == (2, 3)
+
+
+def test_growing_ran_layers_from_no_seed(target5):
+    stages = compile_growing(target5, grow="ran", target_fidelity=0.999, max_bond=None, max_iter=100,
+                             method="sweep+lbfgs", max_sweeps=20, progress=False)
+    assert all(s.ansatz.family == "staircase" for s in stages)
+    assert [s.ansatz.n_blocks for s in stages] == [4 * k for k in range(1, len(stages) + 1)]
+    assert stages[-1].fidelity > 0.999
+    budgeted = compile_growing(target5, grow="ran", target_fidelity=1.0, cnot_budget=25, max_bond=None,
+                               max_iter=5, progress=False)
+    assert len(budgeted) == 2 and budgeted[-1].cnot_count <= 25  # a third layer would need 12 more
+
+
+def test_growing_checks_its_arguments(target5):
+    with pytest.raises(ValueError, match="`grow`"):
+        compile_growing(target5, grow="spiral")
+    with pytest.raises(ValueError, match="initial_params"):
+        compile_growing(target5, None, np.zeros(15))
+    with pytest.raises(ValueError, match="cnot_budget.*below"):
+        compile_growing(target5, brickwall_ansatz(5, 3), cnot_budget=5)
+    with pytest.raises(TypeError, match="`ansatz` must be an Ansatz"):
+        compile_growing(target5, "brickwall")

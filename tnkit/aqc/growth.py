@@ -1,0 +1,282 @@
+"""Growing the ansatz while compiling: layer by layer, from a seed circuit or from nothing.
+
+A fixed ansatz can stall far below the fidelity a user asks for: the 2-step Trotter
+structure of the 20-qubit XXZ quench (5 brick layers) plateaus at ``F = 0.745`` with
+every optimiser, because 5 layers cannot hold that much entanglement. Rather than
+restarting from scratch with a deeper ansatz, :func:`compile_growing` optimises,
+adds a layer that changes nothing (so the fidelity never drops), optimises again, and
+repeats until the fidelity or the CNOT budget is reached. Two kinds of new layer:
+
+* ``grow="brickwall"``: identity KAK blocks on the next brick layer of a line,
+  appended after the last layer in time (:func:`add_identity_layer`). A partial layer
+  (central bonds first, where the entanglement is largest) when the CNOT budget does
+  not allow a full one.
+* ``grow="ran"``: the layer Ran's decomposition would add next (:func:`prepend_ran_layer`):
+  the *residual* ``C(theta)^dagger |target>`` is truncated to bond 2, the staircase
+  that prepares that bond-2 MPS exactly is computed analytically, and it is placed
+  *first* in time (it acts on ``|0...0>``). The new circuit prepares ``|target>``
+  with the residual's bond-2 overlap, never less than the old circuit's. Starting
+  from no layer at all this is a seedless compilation: Ran's analytic layers
+  (arXiv:1908.07958), each followed by a global optimisation of all layers, as in
+  Rudolph et al., "Decomposition of matrix product states into shallow quantum
+  circuits" (arXiv:2209.00595).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..core.validate import check_int, check_option
+from ..mps.mps import MatrixProductState
+from .ansatz import Ansatz, ansatz_from_gates, zxz_matrices
+from .born import sequential_unitaries
+from .compiler import AQCResult, compile_state
+from .init import _as_staircase_gate, extend_ansatz
+from .targets import as_target
+
+__all__ = [
+    "next_brick_layer",
+    "add_identity_layer",
+    "residual_state",
+    "prepend_ran_layer",
+    "compile_growing",
+    "GROWTH_KINDS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The kinds of layer :func:`compile_growing` can add.
+GROWTH_KINDS = ("brickwall", "ran")
+
+
+def next_brick_layer(ansatz: Ansatz) -> list[tuple[int, int]]:
+    """Bonds ``(q, q + 1)`` of the next brick layer on a line, central bonds first.
+
+    The parity is the one the ansatz's last block does not use (even bonds for an
+    ansatz without blocks). The order is by distance from the chain's centre, so a
+    prefix of the list is the most useful partial layer.
+    """
+    n = ansatz.n_qubits
+    parity = 1 - ansatz.pairs[-1][0] % 2 if ansatz.pairs else 0
+    return sorted(((q, q + 1) for q in range(parity, n - 1, 2)), key=lambda p: (abs(p[0] + 0.5 - (n - 1) / 2), p))
+
+
+def add_identity_layer(
+    ansatz: Ansatz, params: Any, *, cnot_budget: int | None = None
+) -> tuple[Ansatz, np.ndarray]:
+    """Append the next brick layer of identity blocks (same state, more freedom).
+
+    Parameters
+    ----------
+    ansatz : Ansatz
+    params : array_like
+        Angles of ``ansatz``.
+    cnot_budget : int, optional
+        Largest CNOT count of the result; the layer is cut to its most central
+        blocks to fit (3 CNOTs each). ``None``: the full layer.
+
+    Returns
+    -------
+    ansatz : Ansatz
+        With the new blocks appended in time order (left to right on the line).
+    params : numpy.ndarray
+        Angles preparing exactly the state of ``(ansatz, params)``.
+
+    Raises
+    ------
+    ValueError
+        If not even one block fits in ``cnot_budget``.
+    """
+    bonds = next_brick_layer(ansatz)
+    if cnot_budget is not None:
+        cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
+        room = (cnot_budget - ansatz.cnot_count) // 3
+        if room < 1:
+            raise ValueError(
+                f"`cnot_budget` ({cnot_budget}) leaves no room for a block: the ansatz already has "
+                f"{ansatz.cnot_count} CNOTs and a block costs 3."
+            )
+        bonds = bonds[:room]
+    return extend_ansatz(ansatz, params, sorted(bonds))
+
+
+def residual_state(target: Any, ansatz: Ansatz, params: Any, *, max_bond: int | None = None) -> MatrixProductState:
+    """``C(params)^dagger |target>``: what is left to prepare before the circuit ``C``.
+
+    The target is pulled back through every block (adjoints, last block first) and
+    then through the first-layer ZXZ rotations. ``|<0...0|residual>|^2`` is the
+    circuit's fidelity.
+
+    Parameters
+    ----------
+    target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
+    ansatz : Ansatz
+    params : array_like
+    max_bond : int, optional
+        Bond cap while pulling back (default ``max(64, 2 * target bond)``).
+
+    Returns
+    -------
+    MatrixProductState
+        Normalised (to undo the truncation's loss of norm).
+    """
+    remaining = as_target(target).copy()
+    if remaining.n_sites != ansatz.n_qubits:
+        raise ValueError(
+            f"`target` has {remaining.n_sites} sites but the ansatz has {ansatz.n_qubits} qubits; they must match."
+        )
+    params = ansatz.check_params(params)
+    cap = max_bond if max_bond is not None else max(64, 2 * remaining.max_bond_dim)
+    for pair, g in zip(ansatz.pairs[::-1], ansatz.block_tensors(params)[::-1]):
+        remaining.apply_gate_(g.conj().transpose(2, 3, 0, 1), pair, max_bond=cap)
+    first, _ = ansatz.split_params(params)
+    for q, u in enumerate(zxz_matrices(first)):
+        remaining.apply_gate_(u.conj().T, q)
+    remaining.normalize_()
+    return remaining
+
+
+def prepend_ran_layer(
+    target: Any, ansatz: Ansatz, params: Any, *, max_bond: int | None = None
+) -> tuple[Ansatz, np.ndarray]:
+    """Put Ran's next analytic layer first in time: ``C' = C(params) L``.
+
+    ``L`` is the staircase (blocks on ``(0, 1), ..., (n-2, n-1)``) preparing the
+    bond-2 truncation of :func:`residual_state` exactly from ``|0...0>``.
+
+    Returns
+    -------
+    ansatz : Ansatz
+        ``n - 1`` more blocks, first in time; same family as ``ansatz``
+        (``"staircase"`` if it had no blocks).
+    params : numpy.ndarray
+        Angles of ``C'`` (every block re-expressed by its KAK form, exact up to a
+        global phase).
+    """
+    params = ansatz.check_params(params)
+    residual = residual_state(target, ansatz, params, max_bond=max_bond)
+    approx, _ = residual.compress(max_bond=2)
+    approx.normalize_()
+    n = ansatz.n_qubits
+    layer = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
+    first, _ = ansatz.split_params(params)
+    old = [((q,), u) for q, u in enumerate(zxz_matrices(first))]
+    old += [(pair, g) for pair, g in zip(ansatz.pairs, ansatz.block_tensors(params))]
+    family = ansatz.family if ansatz.n_blocks else "staircase"
+    return ansatz_from_gates(n, layer + old, family=family)
+
+
+def compile_growing(
+    target: Any,
+    ansatz: Ansatz | None = None,
+    initial_params: Any = None,
+    *,
+    grow: str = "brickwall",
+    target_fidelity: float = 0.99,
+    cnot_budget: int | None = None,
+    max_layers: int = 8,
+    stage_iter: int | None = None,
+    **kwargs: Any,
+) -> list[AQCResult]:
+    """Compile, add a layer, compile again, until ``target_fidelity`` or the budget.
+
+    Parameters
+    ----------
+    target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
+    ansatz : Ansatz, optional
+        The seed structure (e.g. from :func:`~tnkit.aqc.init.trotter_initialization`).
+        ``None``: start from no two-qubit block at all (with ``grow="ran"``, a
+        seedless compilation; with ``"brickwall"``, the first layer is an identity
+        layer on the even bonds).
+    initial_params : array_like, optional
+        Angles of ``ansatz`` (default all zero).
+    grow : {"brickwall", "ran"}
+        The kind of layer added at each stage (see the module docstring).
+    target_fidelity : float
+        Stop as soon as a stage reaches it.
+    cnot_budget : int, optional
+        Never exceed this many CNOTs; the last brickwall layer may be partial. A Ran
+        layer that does not fit is not added.
+    max_layers : int
+        Largest number of layers added.
+    stage_iter : int, optional
+        ``max_iter`` of the intermediate stages (default: ``max_iter`` of
+        ``kwargs``, else 200); the last possible stage always gets ``max_iter``.
+    **kwargs
+        Passed to :func:`~tnkit.aqc.compiler.compile_state` (``max_bond``,
+        ``method``, ``max_iter``, ``progress``, ...).
+
+    Returns
+    -------
+    list of AQCResult
+        One per stage (the seed's compilation first); the last is the final circuit.
+
+    Examples
+    --------
+    >>> from tnkit import MPS
+    >>> from tnkit.aqc import compile_growing
+    >>> target = MPS.random(6, max_bond=4, seed=1, dtype=complex)
+    >>> stages = compile_growing(target, grow="ran", target_fidelity=0.999, progress=False)
+    >>> stages[-1].fidelity >= 0.999, len(stages) <= 8
+    (True, True)
+    """
+    check_option("grow", grow, GROWTH_KINDS)
+    psi = as_target(target)
+    n = psi.n_sites
+    if ansatz is None:
+        if initial_params is not None:
+            raise ValueError("`initial_params` needs an `ansatz`; pass both or neither.")
+        ansatz = Ansatz(n, (), "staircase" if grow == "ran" else "brickwall")
+    elif not isinstance(ansatz, Ansatz):
+        raise TypeError(f"`ansatz` must be an Ansatz or None, got {type(ansatz).__name__}.")
+    params = ansatz.zero_params() if initial_params is None else ansatz.check_params(initial_params)
+    max_layers = check_int("max_layers", max_layers, minimum=0)
+    if cnot_budget is not None:
+        cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
+        if ansatz.cnot_count > cnot_budget:
+            raise ValueError(f"`cnot_budget` ({cnot_budget}) is below the seed ansatz's {ansatz.cnot_count} CNOTs.")
+    max_iter = kwargs.pop("max_iter", 200)
+    stage_iter = max_iter if stage_iter is None else check_int("stage_iter", stage_iter, minimum=0)
+    results: list[AQCResult] = []
+    if ansatz.n_blocks or grow == "brickwall":
+        results.append(compile_state(psi, ansatz, params, max_iter=stage_iter, target_fidelity=target_fidelity,
+                                     **kwargs))
+        ansatz, params = results[-1].ansatz, results[-1].params
+    for k in range(max_layers):
+        if results and results[-1].fidelity >= target_fidelity:
+            break
+        grown = _grow(psi, ansatz, params, grow, cnot_budget, kwargs.get("max_bond"))
+        if grown is None:
+            break
+        ansatz, params = grown
+        last = k == max_layers - 1 or _no_room(ansatz, grow, cnot_budget)
+        results.append(compile_state(psi, ansatz, params, max_iter=max_iter if last else stage_iter,
+                                     target_fidelity=target_fidelity, **kwargs))
+        logger.info("stage %d: %r", len(results), results[-1])
+        params = results[-1].params
+    return results
+
+
+def _grow(
+    target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, grow: str, budget: int | None, max_bond: Any
+) -> tuple[Ansatz, np.ndarray] | None:
+    """The grown ``(ansatz, params)``, or ``None`` when the budget allows no more."""
+    if grow == "brickwall":
+        if budget is not None and budget - ansatz.cnot_count < 3:
+            return None
+        return add_identity_layer(ansatz, params, cnot_budget=budget)
+    bigger, x = prepend_ran_layer(target, ansatz, params, max_bond=max_bond)
+    if budget is not None and bigger.cnot_count > budget:
+        return None
+    return bigger, x
+
+
+def _no_room(ansatz: Ansatz, grow: str, budget: int | None) -> bool:
+    """Whether the budget allows no further layer after this one."""
+    if budget is None:
+        return False
+    cost = 3 * (ansatz.n_qubits - 1) if grow == "ran" else 3
+    return budget - ansatz.cnot_count < cost
