@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TnkitError", "OptionError", "ConvergenceWarning", "SchemaError"]
+__all__ = ["TnkitError", "OptionError", "ConvergenceWarning", "SchemaError", "NormRangeError"]
 
 
 class TnkitError(Exception):
@@ -22,6 +22,15 @@ class OptionError(TnkitError, KeyError, ValueError):
 
 class SchemaError(TnkitError, ValueError):
     """A file does not follow the schema tnkit writes (wrong kind, version or keys)."""
+
+
+class NormRangeError(TnkitError, OverflowError):
+    """A state's norm left the float range while it was gathered on one tensor.
+
+    Canonical forms put the whole norm on the orthogonality centre; a chain of a
+    thousand sites can carry a norm such as ``1e1000`` spread over its tensors that
+    no float can hold in one. ``normalize_`` is safe at any norm.
+    """
 
 
 class ConvergenceWarning(UserWarning):

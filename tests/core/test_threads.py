@@ -9,6 +9,7 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 from tnkit.core.threads import (  # noqa: E402
     AUTO_THREAD_BOND,
     GEMM_THREAD_BOND,
+    available_threads,
     blas_threads,
     set_num_threads,
     with_blas_threads,
@@ -55,3 +56,13 @@ def test_fixed_setting_and_decorator_restore_after_errors(two_caller_threads):
     with pytest.raises(RuntimeError, match="1"):
         fails(8)
     assert _blas_threads() == {2}
+
+
+def test_available_threads_follows_setting_then_caller(two_caller_threads):
+    assert available_threads() == 2
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert available_threads() == 1
+    set_num_threads(3)
+    assert available_threads() == 3
+    set_num_threads(None)
+    assert available_threads() == 2

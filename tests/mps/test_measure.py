@@ -308,13 +308,40 @@ def test_mutual_information_known_states():
     np.testing.assert_allclose(MPS.product_state("0101").mutual_information_matrix(), 0, atol=1e-14)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: measurements canonicalise without rescaling, so on a long chain whose norm "
-    "exceeds the float range (1000 sites, every tensor x10: norm 1e1000) the centre overflows "
-    "and local_expectation returns NaN, although the value is that of the normalised state",
-)
-def test_local_expectation_long_unnormalized_chain():
+@pytest.mark.parametrize("factor", [10.0, 0.1])
+def test_measurements_on_chains_whose_norm_no_tensor_can_hold(factor):
+    """1000 sites, every tensor x10 (norm ~1e1000) or x0.1 (~1e-1000): values of the normalised state."""
+    from tnkit.errors import NormRangeError
+
     base = MPS.random(1000, 2, seed=8)
-    big = MPS([t * 10.0 for t in base.tensors])
+    big = MPS([t * factor for t in base.tensors])
+    before = [t.copy() for t in big.tensors]
+    with pytest.raises(NormRangeError, match="normalise it first with normalize_"):
+        big.canonicalize_(999)
+    for a, b in zip(big.tensors, before):  # refused before anything was replaced
+        np.testing.assert_array_equal(a, b)
+    assert big.log_norm() == pytest.approx(base.log_norm() + 1000 * np.log(factor), rel=1e-12)
     assert big.local_expectation(Z, 500) == pytest.approx(base.local_expectation(Z, 500), abs=1e-10)
+    assert big.correlation(Z, Z, 10, 14) == pytest.approx(base.correlation(Z, Z, 10, 14), abs=1e-10)
+    np.testing.assert_allclose(big.reduced_density_matrix((3, 5)), base.reduced_density_matrix((3, 5)), atol=1e-10)
+    np.testing.assert_allclose(big.entanglement_entropy(), base.entanglement_entropy(), atol=1e-10)
+    assert big.entanglement_entropy(400) == pytest.approx(base.entanglement_entropy(400), abs=1e-10)
+    samples, log_prob = big.sample(50, seed=3, return_log_prob=True)
+    ref_samples, ref_log_prob = base.sample(50, seed=3, return_log_prob=True)
+    np.testing.assert_array_equal(samples, ref_samples)
+    np.testing.assert_allclose(log_prob, ref_log_prob, atol=1e-9)
+    np.testing.assert_allclose(log_prob, np.log(base.probabilities(samples)), atol=1e-9)
+    big.normalize_()  # safe at any norm; afterwards the state canonicalises
+    assert big.canonicalize_(999).log_norm() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_centre_norm_beyond_squared_float_range():
+    """A centre of norm 1e200 (its square overflows) still gives exact values and log-norm."""
+    base = MPS.random(8, 3, seed=1).canonicalize_(4)
+    big = base.copy()
+    big._set_site(4, big.tensors[4] * 1e200, keeps_isometry=True)
+    assert big.log_norm() == pytest.approx(base.log_norm() + 200 * np.log(10), rel=1e-13)
+    assert big.local_expectation(Z, 2) == pytest.approx(base.local_expectation(Z, 2), abs=1e-12)
+    np.testing.assert_allclose(big.correlation_matrix(Z, Z), base.correlation_matrix(Z, Z), atol=1e-12)
+    np.testing.assert_allclose(big.mutual_information_matrix(), base.mutual_information_matrix(), atol=1e-10)
+    np.testing.assert_allclose(big.sample(20, seed=0), base.sample(20, seed=0))

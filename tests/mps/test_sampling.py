@@ -78,6 +78,31 @@ def test_sample_reproducible():
     assert not np.array_equal(psi.sample(100, seed=g), a)  # the generator advanced
 
 
+@pytest.mark.parametrize("n_samples", [1, 255, 256, 1000, 2049])
+def test_sample_blocks_independent_of_threads(n_samples):
+    """Samples split into blocks drawn on parallel threads: same seed, same samples."""
+    from tnkit.core import threads
+    from tnkit.mps import sampling
+
+    sizes = sampling._block_sizes(n_samples)
+    assert sum(sizes) == n_samples and len(sizes) <= sampling.MAX_SAMPLE_BLOCKS
+    assert len(sizes) == 1 or min(sizes) >= sampling.MIN_BLOCK_ROWS
+    psi = MPS.random(7, 6, phys_dim=3, seed=2)
+    try:
+        threads.set_num_threads(1)
+        one, lp_one = psi.sample(n_samples, seed=9, return_log_prob=True)
+        threads.set_num_threads(3)
+        three, lp_three = psi.sample(n_samples, seed=9, return_log_prob=True)
+    finally:
+        threads.set_num_threads(None)
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(lp_one, lp_three)
+    np.testing.assert_allclose(lp_one, np.log(psi.probabilities(one)), atol=1e-10)
+    if len(sizes) > 1:  # blocks draw from different streams, not copies of one
+        first, second = one[: sizes[0]], one[sizes[0] : 2 * sizes[0]]
+        assert not np.array_equal(first, second)
+
+
 def test_sample_product_state_is_deterministic():
     psi = MPS.product_state("011021", phys_dim=3)
     samples, log_prob = psi.sample(50, seed=0, return_log_prob=True)

@@ -29,8 +29,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "AUTO_THREAD_BOND",
-           "GEMM_THREAD_BOND"]
+__all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "available_threads",
+           "AUTO_THREAD_BOND", "GEMM_THREAD_BOND"]
 
 #: Bond dimension from which tnkit lets BLAS use the caller's threads by default.
 AUTO_THREAD_BOND = 1024
@@ -84,6 +84,19 @@ def _blas_libraries() -> list[Any]:
         except Exception:  # pragma: no cover - threadpoolctl missing or unable to inspect
             _libs = []
     return _libs
+
+
+def available_threads() -> int:
+    """Threads a tnkit operation may occupy: the :func:`set_num_threads` setting, or the caller's BLAS count.
+
+    Operations that split independent work over Python threads (sampling splits its
+    samples) use this many workers, each with one BLAS thread.
+    """
+    fixed = _setting["n"]
+    if fixed is not None:
+        return fixed
+    libs = _blas_libraries()
+    return max((lib.get_num_threads() for lib in libs), default=1)
 
 
 @contextlib.contextmanager

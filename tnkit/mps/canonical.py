@@ -15,10 +15,18 @@ The chain is in mixed canonical form with orthogonality centre ``c`` when
 
 from __future__ import annotations
 
+import math
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import lq, qr
+from ..errors import NormRangeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .mps import MatrixProductState
 
 __all__ = [
     "orthogonalize_left",
@@ -26,7 +34,15 @@ __all__ = [
     "move_center",
     "left_isometry_error",
     "right_isometry_error",
+    "log_frobenius_norm",
+    "centred_state",
+    "unit_peak",
+    "PEAK_RANGE",
 ]
+
+#: Largest entry magnitudes a tensor receiving the norm may take: outside, precision
+#: is lost (subnormal floats) or values overflow, and the move is refused.
+PEAK_RANGE = (1e-280, 1e280)
 
 
 def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
@@ -38,8 +54,9 @@ def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
     a = tensors[i]
     dl, d, dr = a.shape
     q, r = qr(a.reshape(dl * d, dr))
+    neighbour = _checked_receiver(contract("ab,bsc->asc", r, tensors[i + 1]), i + 1)
     tensors[i] = q.reshape(dl, d, q.shape[1])
-    tensors[i + 1] = contract("ab,bsc->asc", r, tensors[i + 1])
+    tensors[i + 1] = neighbour
     return r
 
 
@@ -48,8 +65,36 @@ def orthogonalize_right(tensors: list[np.ndarray], i: int) -> None:
     a = tensors[i]
     dl, d, dr = a.shape
     l, q = lq(a.reshape(dl, d * dr))
+    neighbour = _checked_receiver(contract("asb,bc->asc", tensors[i - 1], l), i - 1)
     tensors[i] = q.reshape(q.shape[0], d, dr)
-    tensors[i - 1] = contract("asb,bc->asc", tensors[i - 1], l)
+    tensors[i - 1] = neighbour
+
+
+def _checked_receiver(a: np.ndarray, site: int) -> np.ndarray:
+    """``a``, the tensor that received the norm at ``site``, if its entries stay in :data:`PEAK_RANGE`.
+
+    Raises :class:`~tnkit.errors.NormRangeError` before anything is replaced, so a
+    caller working on a copy of the list keeps its state intact.
+    """
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    low, high = PEAK_RANGE
+    if peak == 0.0 or low <= peak <= high:
+        return a
+    size = "overflows" if not math.isfinite(peak) or peak > high else "underflows"
+    raise NormRangeError(
+        f"the norm {size} the float range when gathered on site {site} (largest entry {peak:.3g}); "
+        "the state's norm is beyond what one tensor can hold: normalise it first with normalize_(), "
+        "which is safe at any norm."
+    )
+
+
+def log_frobenius_norm(a: np.ndarray) -> float:
+    """``log ||a||_F`` without overflow or underflow (``-inf`` for a zero tensor)."""
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    if peak == 0.0:
+        return -math.inf
+    scaled = a / peak
+    return math.log(peak) + 0.5 * math.log(float(np.vdot(scaled, scaled).real))
 
 
 def move_center(tensors: list[np.ndarray], left: int, right: int, center: int) -> tuple[int, int]:
@@ -74,6 +119,25 @@ def move_center(tensors: list[np.ndarray], left: int, right: int, center: int) -
     for i in range(right - 1, center, -1):
         orthogonalize_right(tensors, i)
     return center, center + 1
+
+
+def centred_state(mps: MatrixProductState, site: int) -> MatrixProductState:
+    """``mps`` with its centre at ``site``, or a normalised copy if its norm overflows a tensor.
+
+    For values of the normalised state (measurements, sampling): the copy is taken
+    only when :class:`~tnkit.errors.NormRangeError` refuses the move, which leaves
+    ``mps`` unchanged.
+    """
+    try:
+        return mps.canonicalize_(site)
+    except NormRangeError:
+        return mps.normalized().canonicalize_(site)
+
+
+def unit_peak(a: np.ndarray) -> np.ndarray:
+    """``a`` divided by its largest magnitude, so its squared norm cannot overflow."""
+    peak = np.abs(a).max() if a.size else 0.0
+    return a / peak if peak > 0 else a
 
 
 def left_isometry_error(a: np.ndarray) -> float:

@@ -3,7 +3,9 @@ reduced density matrices, entanglement and mutual information.
 
 All values are for the normalised state ``|psi> / ||psi||``. The functions move the
 orthogonality centre of the MPS they are given (a change of gauge, not of the state)
-so that consecutive measurements reuse the canonical form.
+so that consecutive measurements reuse the canonical form. A state whose norm no
+single tensor can hold (a long chain of unnormalised tensors, say ``1e1000``) is
+measured on a normalised copy instead, and the MPS given is left as it was.
 
 Conventions: a one-site operator is a ``(d, d)`` matrix ``O[out, in]``; a two-site
 operator on sites ``(i, j)`` is a ``(d_i d_j, d_i d_j)`` matrix (or a
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.validate import as_array, check_site
-from .canonical import orthogonalize_left
+from .canonical import centred_state, orthogonalize_left, unit_peak
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mps import MatrixProductState
@@ -62,8 +64,7 @@ def local_expectation(mps: MatrixProductState, op: object, sites: int | tuple[in
         i = check_site("sites", sites, n)
         d = mps.phys_dims[i]
         op = _one_site_operator("op", op, d)
-        mps.canonicalize_(i)
-        a = mps.tensors[i]
+        a = unit_peak(centred_state(mps, i).tensors[i])
         return _real_if_close(contract("atb,ts,asb->", a.conj(), op, a)[()] / _norm2(a))
     i, j = (check_site("sites", s, n) for s in sites)
     if i == j:
@@ -112,8 +113,8 @@ def correlation(
     else:
         if i > j:
             i, j, op_a, op_b = j, i, op_b, op_a
-        mps.canonicalize_(i)
-        t = mps.tensors
+        t = list(centred_state(mps, i).tensors)
+        t[i] = unit_peak(t[i])
         env = _open_site(t[i], op_a)
         for k in range(i + 1, j):
             env = contract(_TRANSFER, env, t[k].conj(), t[k])
@@ -141,9 +142,10 @@ def correlation_matrix(
     op_b = _one_site_operator("op_b", op_b, d)
     dtype = np.result_type(mps.dtype, op_a.dtype, op_b.dtype)
     out = np.empty((n, n), dtype=dtype)
+    mps = centred_state(mps, 0)
     for i in range(n):
-        mps.canonicalize_(i)
-        t = mps.tensors
+        t = list(mps.canonicalize_(i).tensors)
+        t[i] = unit_peak(t[i])
         norm2 = _norm2(t[i])
         out[i, i] = contract("atb,ts,asb->", t[i].conj(), op_a @ op_b, t[i])[()] / norm2
         env_a, env_b = _open_site(t[i], op_a), _open_site(t[i], op_b)
@@ -168,8 +170,7 @@ def reduced_density_matrix(mps: MatrixProductState, sites: int | tuple[int, int]
     n = mps.n_sites
     if np.ndim(sites) == 0:
         i = check_site("sites", sites, n)
-        mps.canonicalize_(i)
-        a = mps.tensors[i]
+        a = unit_peak(centred_state(mps, i).tensors[i])
         rho = contract("atb,asb->ts", a, a.conj())
         return rho / np.trace(rho).real
     i, j = (check_site("sites", s, n) for s in sites)
@@ -178,8 +179,8 @@ def reduced_density_matrix(mps: MatrixProductState, sites: int | tuple[int, int]
     swap = i > j
     if swap:
         i, j = j, i
-    mps.canonicalize_(i)
-    t = mps.tensors
+    t = list(centred_state(mps, i).tensors)
+    t[i] = unit_peak(t[i])
     env = contract("atb,asc->tsbc", t[i], t[i].conj())  # (t, s, ket bond, bra bond)
     for k in range(i + 1, j):
         env = contract("tsxy,xua,yub->tsab", env, t[k], t[k].conj())
@@ -199,8 +200,7 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
     n = mps.n_sites
     if bond is not None:
         b = check_site("bond", bond, n - 1, what="bond") if n > 1 else _no_bonds()
-        mps.canonicalize_(b)
-        a = mps.tensors[b]
+        a = unit_peak(centred_state(mps, b).tensors[b])
         s = np.linalg.svd(a.reshape(-1, a.shape[2]), compute_uv=False)
         return s / np.linalg.norm(s)
     if n == 1:
@@ -208,10 +208,10 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
     # From the right-canonical form, a QR sweep to the right: at bond i the R factor
     # carries the whole left-right coupling, so its singular values (no vectors
     # needed) are the Schmidt values; cheaper than SVDs with vectors at every site.
-    mps.canonicalize_(0)
+    mps = centred_state(mps, 0)
     tensors = list(mps.tensors)
+    tensors[0] = unit_peak(tensors[0])  # the norm travels with R: keep it near 1
     svals = [np.linalg.svd(orthogonalize_left(tensors, i), compute_uv=False) for i in range(n - 1)]
-    mps._replace_tensors(tensors, left=n - 1, right=n)
     return [s / np.linalg.norm(s) for s in svals]
 
 
@@ -259,11 +259,12 @@ def mutual_information(mps: MatrixProductState, i: int, j: int) -> float:
 def mutual_information_matrix(mps: MatrixProductState) -> np.ndarray:
     """Symmetric matrix of ``I(i:j)`` over all pairs, zero on the diagonal."""
     n = mps.n_sites
+    mps = centred_state(mps, 0)
     single = np.array([_rdm_entropy(reduced_density_matrix(mps, i)) for i in range(n)])
     out = np.zeros((n, n))
     for i in range(n):
-        mps.canonicalize_(i)
-        t = mps.tensors
+        t = list(mps.canonicalize_(i).tensors)
+        t[i] = unit_peak(t[i])
         env = contract("atb,asc->tsbc", t[i], t[i].conj())
         for j in range(i + 1, n):
             rho4 = contract("tsxy,xua,yva->tusv", env, t[j], t[j].conj())

@@ -408,7 +408,7 @@ class MatrixProductState(TensorChain):
         """``log ||psi||``; safe for any number of sites."""
         centre = self.center
         if centre is not None:
-            return 0.5 * math.log(_norm2(self._tensors[centre])) if self._tensors[centre].any() else -math.inf
+            return canonical.log_frobenius_norm(self._tensors[centre])
         return 0.5 * overlap.log_overlap(self._tensors, self._tensors)[1]
 
     def norm(self) -> float:
@@ -510,7 +510,6 @@ class MatrixProductState(TensorChain):
         _, log_abs = self.log_amplitudes(configs)
         return np.exp(2 * log_abs - 2 * self.log_norm())
 
-    @with_blas_threads(_own_bond)
     def sample(
         self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -711,10 +710,6 @@ MPS = MatrixProductState
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _norm2(a: np.ndarray) -> float:
-    return float(np.vdot(a, a).real)
 
 
 def _short(dims: tuple[int, ...]) -> str:

@@ -5,18 +5,22 @@ arXiv:1201.3974) draws site after site from the exact conditional distributions.
 With the chain right-canonical (centre at site 0), the conditional probability of
 ``s_i`` given ``s_0 .. s_{i-1}`` is ``||v @ A_i[:, s_i, :]||**2`` normalised over
 ``s_i``, where ``v`` is the (normalised) left vector of the prefix. All samples are
-carried at once: one ``(n, D) @ (D, d D)`` matrix product per site.
+carried at once: one ``(n, D) @ (D, d D)`` matrix product per site, in independent
+blocks that run on parallel threads.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.contract import contract
+from ..core.threads import available_threads, blas_threads
 from ..core.rng import as_generator
 from ..core.validate import check_int
+from .canonical import centred_state, unit_peak
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mps import MatrixProductState
@@ -26,10 +30,23 @@ __all__ = ["sample", "amplitudes", "log_amplitudes", "check_configurations"]
 _PREFIX = "na,asb->nsb"  # left vectors, site tensor -> (sample, s, right bond)
 
 
+#: Samples are drawn in at most this many independent blocks (one random stream each).
+MAX_SAMPLE_BLOCKS = 8
+
+#: Smallest block worth a worker of its own.
+MIN_BLOCK_ROWS = 256
+
+
 def sample(
     mps: MatrixProductState, n_samples: int, *, seed: object = None, return_log_prob: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Draw ``n_samples`` configurations from ``p(s) = |psi(s)|**2 / <psi|psi>``.
+
+    The samples are split into up to :data:`MAX_SAMPLE_BLOCKS` blocks of at least
+    :data:`MIN_BLOCK_ROWS` rows, each with its own random stream derived from
+    ``seed``; the blocks run on :func:`tnkit.core.threads.available_threads` Python
+    threads with one BLAS thread each. The split depends only on ``n_samples``, so
+    a seed gives the same samples whatever the thread count.
 
     Returns
     -------
@@ -39,26 +56,62 @@ def sample(
     """
     n_samples = check_int("n_samples", n_samples, minimum=0)
     rng = as_generator(seed)
-    mps.canonicalize_(0)
-    tensors = mps.tensors
-    out = np.empty((n_samples, mps.n_sites), dtype=np.intp)
-    log_prob = np.zeros(n_samples)
-    rows = np.arange(n_samples)
-    left = np.ones((n_samples, 1), dtype=mps.dtype)
+    tensors = list(centred_state(mps, 0).tensors)
+    tensors[0] = unit_peak(tensors[0])  # the norm cancels in the conditionals
+    blocks = _block_sizes(n_samples)
+    streams = [np.random.default_rng(int(k)) for k in rng.integers(0, 2**63 - 1, size=len(blocks))]
+    workers = min(available_threads(), len(blocks))
+
+    def draw(job: tuple[int, np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        return _sample_block(tensors, job[0], job[1])
+
+    with blas_threads(1 if workers > 1 else max(mps.bond_dims, default=1)):
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(draw, zip(blocks, streams)))
+        else:
+            parts = [draw(job) for job in zip(blocks, streams)]
+    if parts:
+        out = np.concatenate([p[0] for p in parts])
+        log_prob = np.concatenate([p[1] for p in parts])
+    else:
+        out, log_prob = np.empty((0, mps.n_sites), dtype=np.intp), np.zeros(0)
+    return (out, log_prob) if return_log_prob else out
+
+
+def _block_sizes(n_samples: int) -> list[int]:
+    """Rows per independent sampling block (a function of ``n_samples`` only)."""
+    n_blocks = max(1, min(MAX_SAMPLE_BLOCKS, n_samples // MIN_BLOCK_ROWS))
+    base, extra = divmod(n_samples, n_blocks)
+    return [base + (b < extra) for b in range(n_blocks) if base + (b < extra) > 0]
+
+
+def _sample_block(
+    tensors: list[np.ndarray], n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequential perfect sampling of ``n`` rows from right-canonical ``tensors``.
+
+    Returns ``(configs, log_prob)`` of shapes ``(n, n_sites)`` and ``(n,)``.
+    """
+    out = np.empty((n, len(tensors)), dtype=np.intp)
+    log_prob = np.zeros(n)
+    rows = np.arange(n)
+    left = np.ones((n, 1), dtype=tensors[0].dtype)
     for i, a in enumerate(tensors):
-        t = contract(_PREFIX, left, a)
+        t = contract(_PREFIX, left, a)  # (n, d, right bond)
         weights = np.einsum("nsb,nsb->ns", t, t.conj()).real if np.iscomplexobj(t) else np.einsum(
             "nsb,nsb->ns", t, t
         )
         cumulative = np.cumsum(weights, axis=1)
-        total = cumulative[:, -1:]
-        u = rng.random((n_samples, 1)) * total
-        s = np.minimum((cumulative < u).sum(axis=1), a.shape[1] - 1)
+        total = cumulative[:, -1]
+        u = rng.random(n) * total
+        s = np.minimum((cumulative < u[:, None]).sum(axis=1), a.shape[1] - 1)
         p = weights[rows, s]
         out[:, i] = s
-        log_prob += np.log(p) - np.log(total[:, 0])
-        left = t[rows, s] / np.sqrt(p)[:, None]
-    return (out, log_prob) if return_log_prob else out
+        log_prob += np.log(p / total)
+        left = t[rows, s]
+        left *= (1.0 / np.sqrt(p))[:, None]
+    return out, log_prob
 
 
 def check_configurations(mps: MatrixProductState, configs: object) -> np.ndarray:
