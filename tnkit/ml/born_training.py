@@ -64,6 +64,7 @@ __all__ = [
     "group_rows",
     "absorb_left",
     "absorb_right",
+    "unit_sphere_descent",
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
@@ -247,27 +248,55 @@ class _PairProblem:
     def descend(
         self, merged: np.ndarray, learning_rate: float, n_steps: int, normalized: bool = False
     ) -> np.ndarray:
-        """``n_steps`` of Han et al.'s update on the unit sphere; returns the new ``B``.
+        """``n_steps`` of Han et al.'s update on the unit sphere; see :func:`unit_sphere_descent`."""
+        return unit_sphere_descent(merged, self.data_gradient, learning_rate, n_steps, normalized)
 
-        With ``normalized``, a gradient whose half-norm ``||g|| / 2`` is below
-        ``g.size**0.25`` is scaled up to it (the ``"norm0.25"`` mode of the authors'
-        later code: small gradients near saddles are amplified, large ones kept).
-        """
-        for _ in range(n_steps):
-            grad = 2.0 * merged - 2.0 * self.data_gradient(merged)
-            if normalized:
-                half_norm = 0.5 * float(np.linalg.norm(grad))
-                floor = grad.size**0.25
-                if 0.0 < half_norm < floor:
-                    grad = grad * (floor / half_norm)
-            merged = merged - learning_rate * grad
-            norm = np.linalg.norm(merged)
-            if not np.isfinite(norm) or norm == 0.0:
-                raise FloatingPointError(
-                    "the merged tensor became zero or non-finite; lower `learning_rate`."
-                )
-            merged = merged / norm
-        return merged
+
+def unit_sphere_descent(
+    tensor: np.ndarray,
+    data_gradient: Callable[[np.ndarray], np.ndarray],
+    learning_rate: float,
+    n_steps: int,
+    normalized: bool = False,
+) -> np.ndarray:
+    """``n_steps`` of Han et al.'s update of a unit-norm centre tensor; returns the new tensor.
+
+    With the rest of the network isometric, ``Z = ||T||**2 = 1`` and
+    ``dNLL/dT = 2 T - 2 data_gradient(T)``; each step is ``T <- T - learning_rate * dNLL/dT``
+    then ``T <- T / ||T||``. Shared by the MPS pair updates and the tree node updates
+    (:mod:`tnkit.ml.ttn_born_machine`).
+
+    Parameters
+    ----------
+    tensor : numpy.ndarray
+        The centre tensor, unit norm.
+    data_gradient : callable
+        ``data_gradient(T)`` is ``1/n sum_x Phi(x) / psi(x)``, same shape as ``T``.
+    learning_rate : float
+    n_steps : int
+    normalized : bool
+        A gradient whose half-norm ``||g|| / 2`` is below ``g.size**0.25`` is scaled up to
+        it (the ``"norm0.25"`` mode of the authors' later code: small gradients near
+        saddles are amplified, large ones kept).
+
+    Raises
+    ------
+    FloatingPointError
+        If the tensor becomes zero or non-finite.
+    """
+    for _ in range(n_steps):
+        grad = 2.0 * tensor - 2.0 * data_gradient(tensor)
+        if normalized:
+            half_norm = 0.5 * float(np.linalg.norm(grad))
+            floor = grad.size**0.25
+            if 0.0 < half_norm < floor:
+                grad = grad * (floor / half_norm)
+        tensor = tensor - learning_rate * grad
+        norm = np.linalg.norm(tensor)
+        if not np.isfinite(norm) or norm == 0.0:
+            raise FloatingPointError("the centre tensor became zero or non-finite; lower `learning_rate`.")
+        tensor = tensor / norm
+    return tensor
 
 
 def _split(

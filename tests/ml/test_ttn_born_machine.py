@@ -1,0 +1,262 @@
+"""TTNBornMachine against dense references: normalisation by enumeration, log-scaled
+likelihoods, gradients against finite differences, sampled frequencies, NLL decrease,
+bars-and-stripes, save/load and argument checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tnkit.datasets import bars_and_stripes
+from tnkit.errors import OptionError, SchemaError
+from tnkit.ml.ttn_born_machine import (
+    TTNBornMachine,
+    _TreeData,
+    sweep_tour,
+    tree_log_amplitudes,
+    tree_nll_and_gradient,
+)
+from tnkit.ttn import TTN, Tree
+
+from conftest import all_configurations, assert_gradients_match_finite_differences
+
+DIMS = (2, 3, 2, 2, 2, 3)  # a 2x3 image with mixed numbers of values per feature
+
+
+def node_tensors(psi: TTN, scale: float = 1.0) -> list:
+    """Writable tensors indexed by node (``None`` for leaves)."""
+    return [None] * psi.n_leaves + [np.array(psi.tensor(v)) * scale for v in psi.tree.internal_nodes]
+
+
+def dense_nll(tree: Tree, tensors: list, X: np.ndarray) -> float:
+    v = TTN(tree, [tensors[u] for u in tree.internal_nodes]).to_dense()
+    p = v**2 / np.sum(v**2)
+    return float(-np.mean(np.log(p[tuple(X.T)])))
+
+
+def random_data(rng, n, dims):
+    return np.stack([rng.integers(0, d, size=n) for d in dims], axis=1)
+
+
+def fitted_random(rng, tree, dims, bond=3) -> TTNBornMachine:
+    model = TTNBornMachine()
+    model.tree_ = tree
+    model.ttn_ = TTN.random(tree, list(dims), bond, seed=rng)
+    model.n_categories_ = np.asarray(dims)
+    model.n_features_in_ = len(dims)
+    return model
+
+
+@pytest.fixture(scope="module")
+def bas():
+    X = bars_and_stripes(4)
+    return TTNBornMachine(max_bond=24, n_sweeps=2, random_state=0).fit(X), X
+
+
+# --------------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("tree", [Tree.grid(2, 3), Tree.balanced(6, arity=3), Tree.from_nested((0, ((1, 2), 3), (4, 5)))])
+def test_probabilities_sum_to_one_and_match_dense(rng, tree):
+    model = fitted_random(rng, tree, DIMS)
+    configs = all_configurations(DIMS)
+    log_p = model.log_prob(configs)
+    assert np.exp(log_p).sum() == pytest.approx(1.0, abs=1e-12)
+    v = model.ttn_.to_dense()
+    np.testing.assert_allclose(np.exp(log_p), (v**2 / np.sum(v**2))[tuple(configs.T)], rtol=1e-10, atol=1e-15)
+
+
+def test_fitted_model_is_normalised(rng):
+    X = random_data(rng, 40, DIMS)
+    model = TTNBornMachine(max_bond=4, n_sweeps=2, image_shape=(2, 3), random_state=1).fit(X)
+    assert np.exp(model.log_prob(all_configurations(DIMS))).sum() == pytest.approx(1.0, abs=1e-12)
+    assert model.ttn_.is_canonical(model.tree_.root)
+
+
+def test_log_prob_is_log_scaled_for_a_thousand_features():
+    """p(x) = 2**-1024 underflows in float64; its log does not."""
+    tree = Tree.balanced(1024)
+    model = TTNBornMachine()
+    model.tree_, model.n_categories_, model.n_features_in_ = tree, np.full(1024, 2), 1024
+    model.ttn_ = TTN.product_state(tree, [np.ones(2) / math.sqrt(2)] * 1024)
+    X = np.random.default_rng(0).integers(0, 2, (5, 1024))
+    np.testing.assert_allclose(model.log_prob(X), -1024 * math.log(2), rtol=1e-12)
+
+
+def test_log_amplitudes_of_zero_amplitude_are_minus_inf():
+    tree = Tree.grid(2, 2)
+    psi = TTN.product_state(tree, [0, 1, 1, 0])
+    X = np.array([[0, 1, 1, 0], [1, 1, 1, 0]])
+    out = tree_log_amplitudes(tree, node_tensors(psi), X, np.full(4, 2))
+    assert out[0] == pytest.approx(0.0) and out[1] == -math.inf
+
+
+@pytest.mark.parametrize("tree", [Tree.grid(2, 3), Tree.balanced(6, arity=3)])
+def test_gradient_matches_finite_differences_in_any_gauge(rng, tree):
+    psi = TTN.random(tree, list(DIMS), 3, seed=rng, normalize=False)
+    tensors = node_tensors(psi, 1.3)
+    X = random_data(rng, 25, DIMS)
+    nll, grads = tree_nll_and_gradient(tree, tensors, X, np.asarray(DIMS))
+    assert nll == pytest.approx(dense_nll(tree, tensors, X), rel=1e-11)
+    nodes = list(tree.internal_nodes)
+
+    def loss_of(ts):
+        return dense_nll(tree, [None] * tree.n_leaves + ts, X)
+
+    assert_gradients_match_finite_differences(
+        loss_of, [tensors[v] for v in nodes], [grads[v] for v in nodes], checks_per_tensor=6, rtol=1e-5
+    )
+
+
+def test_node_update_direction_is_the_gradient_at_the_centre(rng):
+    """Canonical about v with Z = 1: dNLL/dT_v = 2 T_v - 2 data_gradient (Han et al.'s update)."""
+    tree = Tree.grid(2, 3)
+    X = random_data(rng, 30, DIMS)
+    for v in tree.internal_nodes:
+        psi = TTN.random(tree, list(DIMS), 3, seed=rng).canonicalize_(v).normalize_()
+        tensors = node_tensors(psi)
+        _, grads = tree_nll_and_gradient(tree, tensors, X, np.asarray(DIMS))
+        data = _TreeData(tree, np.asarray(DIMS), X)
+        data.build_inside(tensors)
+        for u in tree.preorder():
+            if u >= tree.n_leaves:
+                for c in data.internal_kids[u]:
+                    data.set_outside(c, tensors[u])
+        np.testing.assert_allclose(grads[v], 2 * tensors[v] - 2 * data.data_gradient(v, tensors[v]), atol=1e-10)
+
+
+def test_sweep_tour_walks_every_edge_down_and_up():
+    tree = Tree.grid(3, 4)
+    tour = sweep_tour(tree)
+    inner = [v for v in tree.bonds]
+    assert tour[0] == tour[-1] == tree.root
+    assert len(tour) == 2 * len(inner) + 1
+    for a, b in zip(tour, tour[1:]):
+        assert tree.parent(a) == b or tree.parent(b) == a
+    assert set(tour) == set(tree.internal_nodes)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_sampled_frequencies_match_probabilities(rng):
+    X = random_data(rng, 60, DIMS)
+    model = TTNBornMachine(max_bond=4, n_sweeps=2, image_shape=(2, 3), random_state=0).fit(X)
+    n = 20_000
+    samples = model.sample(n, random_state=3)
+    configs = all_configurations(DIMS)
+    p = np.exp(model.log_prob(configs))
+    codes = np.ravel_multi_index(tuple(samples.T), DIMS)
+    freq = np.bincount(codes, minlength=len(p)) / n
+    bound = 5 * np.sqrt(p * (1 - p) / n) + 1e-4
+    assert np.all(np.abs(freq - p[np.ravel_multi_index(tuple(configs.T), DIMS)]) <= bound)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_sweeps_decrease_nll_on_fixed_data(rng):
+    X = random_data(rng, 80, DIMS)
+    model = TTNBornMachine(max_bond=4, n_sweeps=5, learning_rate=0.05, image_shape=(2, 3), random_state=2).fit(X)
+    nll = model.history_.nll
+    assert all(b <= a + 1e-9 for a, b in zip(nll, nll[1:]))
+    assert nll[-1] < nll[0]
+    assert -model.score(X) == pytest.approx(nll[-1], rel=1e-10)
+
+
+def test_gradient_trainer_decreases_nll(rng):
+    X = random_data(rng, 80, DIMS)
+    model = TTNBornMachine(max_bond=4, trainer="gradient", n_epochs=6, batch_size=20, learning_rate=0.02,
+                           image_shape=(2, 3), random_state=2)
+    start = -TTNBornMachine(max_bond=4, trainer="gradient", n_epochs=1, batch_size=80, learning_rate=1e-9,
+                            image_shape=(2, 3), random_state=2).fit(X).score(X)
+    model.fit(X)
+    assert model.history_.nll[-1] < start - 0.05
+    assert -model.score(X) == pytest.approx(model.history_.nll[-1], rel=1e-10)
+    assert model.ttn_.is_canonical(model.tree_.root)
+
+
+def test_bars_and_stripes_reaches_the_data_entropy(bas):
+    model, X = bas
+    assert -model.score(X) - math.log(30) < 1e-3
+    samples = model.sample(10_000, random_state=0)
+    valid = {tuple(r) for r in X}
+    assert all(tuple(s) in valid for s in samples)
+    assert len({tuple(s) for s in samples}) == 30
+
+
+def test_warm_start_continues_history(rng):
+    X = random_data(rng, 30, DIMS)
+    model = TTNBornMachine(max_bond=3, n_sweeps=1, image_shape=(2, 3), warm_start=True, random_state=0)
+    model.fit(X)
+    first = model.ttn_
+    model.fit(X)
+    assert len(model.history_.nll) == 2 and model.ttn_ is not first
+    assert model.history_.nll[1] <= model.history_.nll[0] + 1e-9
+
+
+def test_batched_sweeps_train(rng):
+    X = random_data(rng, 200, DIMS)
+    model = TTNBornMachine(max_bond=4, n_sweeps=3, batch_size=50, image_shape=(2, 3), random_state=0).fit(X)
+    assert np.isfinite(model.score(X)) and len(model.history_.nll) == 3
+
+
+# --------------------------------------------------------------------------- persistence and checks
+
+
+def test_save_load_identical_log_probs(bas, tmp_path):
+    model, X = bas
+    path = model.save(tmp_path / "ttn_born")
+    loaded = TTNBornMachine.load(path)
+    np.testing.assert_array_equal(loaded.log_prob(X), model.log_prob(X))
+    assert loaded.get_params() == model.get_params()
+    assert loaded.history_.nll == model.history_.nll and loaded.tree_ == model.tree_
+
+
+def test_save_load_explicit_tree(rng, tmp_path):
+    tree = Tree.from_nested((0, ((1, 2), 3), (4, 5)))
+    X = random_data(rng, 20, DIMS)
+    model = TTNBornMachine(max_bond=3, n_sweeps=1, tree=tree, random_state=0).fit(X)
+    loaded = TTNBornMachine.load(model.save(tmp_path / "m.npz"))
+    assert loaded.tree == tree
+    np.testing.assert_array_equal(loaded.log_prob(X), model.log_prob(X))
+
+
+def test_load_rejects_other_kinds(tmp_path, bas):
+    model, _ = bas
+    path = model.ttn_.save(tmp_path / "plain")
+    with pytest.raises(SchemaError):
+        TTNBornMachine.load(path)
+
+
+def test_bad_arguments_are_named(rng):
+    X = random_data(rng, 10, DIMS)
+    with pytest.raises(OptionError, match="trainer"):
+        TTNBornMachine(trainer="adam").fit(X)
+    with pytest.raises(ValueError, match="learning_rate"):
+        TTNBornMachine(learning_rate=-1.0).fit(X)
+    with pytest.raises(ValueError, match="max_bond"):
+        TTNBornMachine(max_bond=0).fit(X)
+    with pytest.raises(ValueError, match="`tree` has 4 leaves"):
+        TTNBornMachine(tree=Tree.grid(2, 2)).fit(X)
+    with pytest.raises(ValueError, match="image_shape"):
+        TTNBornMachine(image_shape=(3, 3)).fit(X)
+    model = TTNBornMachine(max_bond=2, n_sweeps=1, random_state=0).fit(X)
+    bad = X.copy()
+    bad[0, 1] = 3
+    with pytest.raises(ValueError, match=r"`X`\[0, 1\] = 3"):
+        model.log_prob(bad)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 7), st.integers(1, 4), st.integers(0, 10_000))
+def test_normalisation_property(n_leaves, bond, seed):
+    """For any balanced tree, bond and state, p sums to one over all configurations."""
+    gen = np.random.default_rng(seed)
+    dims = tuple(int(d) for d in gen.integers(2, 4, n_leaves))
+    model = fitted_random(gen, Tree.balanced(n_leaves), dims, bond)
+    assert np.exp(model.log_prob(all_configurations(dims))).sum() == pytest.approx(1.0, abs=1e-10)

@@ -1,0 +1,770 @@
+"""Tree tensor network Born machines: ``p(x) = |psi(x)|**2 / Z`` with ``psi`` a TTN.
+
+:class:`TTNBornMachine` is the tree counterpart of :class:`tnkit.ml.MPSBornMachine`
+(same interface). The state ``psi`` is a real :class:`tnkit.TTN` (no output axis)
+whose leaves are the features; for images the tree is :meth:`tnkit.ttn.Tree.grid`
+over the pixel layout, so every subtree covers a compact patch and neighbouring
+pixels, in both directions, are a few bonds apart instead of up to a row apart in an
+MPS (Cheng, Wang, Xiang & Zhang, "Tree tensor networks for generative modeling",
+PRB 99, 155131 (2019), arXiv:1901.02217). Index conventions are those of
+:mod:`tnkit.ttn.ttn`: internal node ``v`` holds ``T_v`` with one axis per child (a
+leaf child contributes its physical axis, the value of that feature), then its
+parent bond; the root has no parent axis.
+
+Exact likelihood
+----------------
+``psi(x)`` is one bottom-up (*inside*) pass: ``in_leaf = e_{x_leaf}`` and
+``in_v[n, p] = sum T_v[c_1, .., c_m, p] prod_j in_{c_j}[n, c_j]``. The one-hot leaf
+vectors are never formed: the samples of a node are grouped by the values of its
+leaf children (:func:`tnkit.ml.born_training.group_rows`) and each group contracts
+the slice ``T_v[.., x_leaf, .., p]`` with the inside vectors of the internal
+children only. Every vector is stored divided by its per-sample norm with the log
+kept apart, so trees over hundreds of pixels neither under- nor overflow. ``Z`` comes
+from the canonical form (``Z = ||T_c||**2`` at the orthogonality centre ``c``,
+:meth:`tnkit.TTN.log_norm`).
+
+Training
+--------
+``NLL = log Z - 1/|T| sum_{x in T} log psi(x)**2``. With the *outside* vectors
+(top-down: ``out_root = 1``, ``out_{c_j}[n, c_j] = sum T_v[.., p] out_v[n, p]
+prod_{i != j} in_{c_i}[n, c_i]``), ``psi(x) = <in_v(x), out_v(x)>`` at every node and
+
+    dNLL/dT_v = 2 E_v / Z - 2/|T| sum_x in_{c_1}(x) (x) .. (x) in_{c_m}(x) (x) out_v(x) / psi(x),
+
+where ``E_v = dZ/dT_v / 2`` is ``T_v`` contracted with the norm environments of the
+rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
+
+* ``trainer="sweep"`` (default): node-local updates along a depth-first tour of the
+  internal nodes. The tree is kept in canonical form about the visited node, so
+  ``Z = ||T_v||**2`` and the update is Han et al.'s ``T_v <- T_v - lr dNLL/dT_v``,
+  ``T_v <- T_v / ||T_v||``; moving to the next node is one QR
+  (:func:`tnkit.ttn.canonical.qr_toward`) and one new inside or outside vector. A
+  sweep is the whole tour, root to root (every edge walked down and up once).
+* ``trainer="gradient"``: minibatch Adam on every tensor at once with the exact
+  gradient (:func:`tree_nll_and_gradient`); after every step the tree is brought back
+  to canonical form about the root with ``Z = 1`` (a gauge change, the model is
+  unchanged; for small steps it is close to the identity, so Adam's moments stay
+  meaningful).
+
+Bond dimensions are fixed at ``max_bond`` (capped where a subtree, or the rest of the
+tree, has fewer configurations).
+
+Sampling is the engine's perfect sampler (:meth:`tnkit.TTN.sample`, top-down from the
+root in canonical form).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import numbers
+import time
+from typing import Any
+
+import numpy as np
+from opt_einsum import get_symbol
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..core.contract import contract
+from ..core.rng import as_generator
+from ..core.threads import blas_threads
+from ..core.validate import check_int, check_option
+from ..io import load_arrays, save_arrays
+from ..ttn import TTN, Tree
+from ..ttn.canonical import qr_toward
+from . import born_training
+from .born_machine import check_discrete_data
+from .environments import normalize_rows
+from .optim import Adam
+from .ttn_classifier import feature_tree
+
+__all__ = [
+    "TTNBornMachine",
+    "tree_log_amplitudes",
+    "tree_nll_and_gradient",
+    "tree_sweep_train",
+    "tree_gradient_train",
+    "sweep_tour",
+]
+
+_KIND = "TTNBornMachine"
+_TRAINERS = ("sweep", "gradient")
+#: Rows per chunk of ``log_prob`` (bounds the inside vectors held at once).
+_CHUNK = 8192
+
+
+# --------------------------------------------------------------------------- equations
+
+
+@functools.lru_cache(maxsize=64)
+def _data_equations(k: int) -> tuple[str, tuple[str, ...], str]:
+    """Equations of a node slice with ``k`` internal-child axes then the parent axis.
+
+    Returns the forward (slice, ins -> batch x parent), the outside of each internal
+    child (slice, out, other ins -> batch x child) and the gradient (ins, out -> slice)
+    equations; ``z`` is the batch symbol.
+    """
+    kids = [get_symbol(i) for i in range(k)]
+    p, z = get_symbol(k), get_symbol(k + 1)
+    node = "".join(kids) + p
+    ins = [z + c for c in kids]
+    forward = ",".join([node, *ins]) + "->" + z + p
+    outside = tuple(
+        ",".join([node, z + p] + [z + c for i, c in enumerate(kids) if i != j]) + "->" + z + kids[j]
+        for j in range(k)
+    )
+    gradient = ",".join([*ins, z + p]) + "->" + node
+    return forward, outside, gradient
+
+
+@functools.lru_cache(maxsize=256)
+def _norm_equations(leaf_mask: tuple[bool, ...]) -> tuple[str, tuple[str, ...], str]:
+    """Norm-environment equations of a node whose children are leaves where ``leaf_mask``.
+
+    Operands: ``T`` (ket), ``T`` (bra), then the parent environment ``H[p, q]`` and the
+    internal children's Gram matrices ``G_c[a_c, b_c]`` in child order. Returns the
+    inside Gram (``T, T, G.. -> pq``, no ``H``), the outside environment of each internal
+    child (``T, T, H, other G.. -> a_j b_j``) and ``E`` (``T, H, G.. -> T's axes``; bra only).
+    """
+    m = len(leaf_mask)
+    ket = [get_symbol(2 * j) for j in range(m)]
+    bra = [ket[j] if leaf else get_symbol(2 * j + 1) for j, leaf in enumerate(leaf_mask)]
+    p, q = get_symbol(2 * m), get_symbol(2 * m + 1)
+    t_ket, t_bra = "".join(ket) + p, "".join(bra) + q
+    grams = {j: ket[j] + bra[j] for j in range(m) if not leaf_mask[j]}
+    inside = ",".join([t_ket, t_bra, *grams.values()]) + "->" + p + q
+    outside = tuple(
+        ",".join([t_ket, t_bra, p + q] + [g for i, g in grams.items() if i != j]) + "->" + grams[j]
+        for j in grams
+    )
+    env = ",".join([t_bra, p + q, *grams.values()]) + "->" + t_ket
+    return inside, outside, env
+
+
+def _with_parent(tree: Tree, v: int, t: np.ndarray) -> np.ndarray:
+    """``T_v``, with a trivial parent axis at the root (so every node has one)."""
+    return t[..., None] if v == tree.root else t
+
+
+# --------------------------------------------------------------------------- data environments
+
+
+class _TreeData:
+    """Per-sample inside and outside vectors of integer data on a tree, log-scaled.
+
+    ``inside[v] = (vec, log)`` for every internal non-root ``v`` (shape ``(n, D_v)``,
+    unit rows, ``log`` the removed log-norms); ``outside[v]`` likewise on ``v``'s parent
+    bond (``(n, 1)`` ones at the root). ``groups[v]`` lists ``(index, rows)``: the slice
+    of ``T_v`` at the leaf children's values and the samples holding them.
+    """
+
+    def __init__(self, tree: Tree, dims: np.ndarray, X: np.ndarray) -> None:
+        self.tree, self.n = tree, len(X)
+        n_leaves = tree.n_leaves
+        self.groups: dict[int, list[tuple[tuple[Any, ...], np.ndarray]]] = {}
+        self.internal_kids: dict[int, list[int]] = {}
+        for v in tree.internal_nodes:
+            kids = tree.children(v)
+            leaf_pos = [j for j, c in enumerate(kids) if c < n_leaves]
+            self.internal_kids[v] = [c for c in kids if c >= n_leaves]
+            if not leaf_pos:
+                self.groups[v] = [((Ellipsis,), np.arange(self.n))]
+                continue
+            cols = [X[:, kids[j]] for j in leaf_pos]
+            found = born_training.group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
+            entries = []
+            for values, rows in found:
+                index: list[Any] = [slice(None)] * (len(kids) + 1)
+                for j, s in zip(leaf_pos, values):
+                    index[j] = s
+                entries.append((tuple(index), rows))
+            self.groups[v] = entries
+        self.inside: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.outside = {tree.root: (np.ones((self.n, 1)), np.zeros(self.n))}
+
+    def _ins(self, v: int, rows: np.ndarray, skip: int = -1) -> list[np.ndarray]:
+        return [self.inside[c][0][rows] for c in self.internal_kids[v] if c != skip]
+
+    def _in_log(self, v: int, skip: int = -1) -> np.ndarray:
+        return sum((self.inside[c][1] for c in self.internal_kids[v] if c != skip), np.zeros(self.n))
+
+    def forward(self, v: int, t: np.ndarray) -> np.ndarray:
+        """Unnormalised inside vector of ``v`` from its children's (normalised) ones, ``(n, D_parent)``."""
+        t = _with_parent(self.tree, v, t)
+        eq = _data_equations(len(self.internal_kids[v]))[0]
+        out = np.empty((self.n, t.shape[-1]))
+        for index, rows in self.groups[v]:
+            sub = t[index]
+            out[rows] = sub[None, :] if sub.ndim == 1 else contract(eq, sub, *self._ins(v, rows))
+        return out
+
+    def set_inside(self, v: int, t: np.ndarray) -> None:
+        """Recompute ``inside[v]`` from ``T_v`` and the children's inside vectors."""
+        vec, extra = normalize_rows(self.forward(v, t))
+        self.inside[v] = (vec, self._in_log(v) + extra)
+
+    def set_outside(self, c: int, t_parent: np.ndarray) -> None:
+        """Recompute ``outside[c]`` from the parent's tensor, outside vector and the siblings' inside vectors."""
+        v = self.tree.parent(c)
+        t = _with_parent(self.tree, v, t_parent)
+        kids = self.internal_kids[v]
+        eq = _data_equations(len(kids))[1][kids.index(c)]
+        out_v, log_v = self.outside[v]
+        out = np.empty((self.n, t.shape[self.tree.children(v).index(c)]))
+        for index, rows in self.groups[v]:
+            out[rows] = contract(eq, t[index], out_v[rows], *self._ins(v, rows, skip=c))
+        vec, extra = normalize_rows(out)
+        self.outside[c] = (vec, log_v + self._in_log(v, skip=c) + extra)
+
+    def build_inside(self, tensors: list) -> None:
+        """Inside vectors of every internal non-root node, leaves to root."""
+        for v in self.tree.postorder():
+            if v >= self.tree.n_leaves and v != self.tree.root:
+                self.set_inside(v, tensors[v])
+
+    def log_psi(self, v: int, t: np.ndarray) -> np.ndarray:
+        """``log|psi(x)|`` of every sample, evaluated at node ``v``."""
+        amp = np.einsum("np,np->n", self.forward(v, t), self.outside[v][0])
+        with np.errstate(divide="ignore"):
+            return np.log(np.abs(amp)) + self._in_log(v) + self.outside[v][1]
+
+    def data_gradient(self, v: int, t: np.ndarray) -> np.ndarray:
+        """``1/n sum_x Phi_v(x) / psi(x)``: the data term of ``dNLL/dT_v`` (shape of ``T_v``)."""
+        tp = _with_parent(self.tree, v, t)
+        k = len(self.internal_kids[v])
+        forward, _, gradient = _data_equations(k)
+        grad = np.zeros_like(tp)
+        out_v = self.outside[v][0]
+        for index, rows in self.groups[v]:
+            sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
+            amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
+            amp = np.where(np.abs(amp) < _TINY, np.where(amp < 0, -_TINY, _TINY), amp)
+            grad[index] += contract(gradient, *ins, out / amp[:, None])
+        grad /= self.n
+        return grad[..., 0] if v == self.tree.root else grad
+
+
+_TINY = born_training._TINY
+
+
+# --------------------------------------------------------------------------- functional core
+
+
+def tree_log_amplitudes(tree: Tree, tensors: list, X: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """``log|psi(x)|`` of each row of ``X`` (one inside pass, log-scaled; ``-inf`` where ``psi = 0``).
+
+    Parameters
+    ----------
+    tree : Tree
+    tensors : list
+        Indexed by node (``None`` for leaves), axis order of :mod:`tnkit.ttn.ttn`.
+    X : numpy.ndarray of int, shape (n, n_leaves)
+    dims : numpy.ndarray of int, shape (n_leaves,)
+        Values per leaf.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+    """
+    out = np.empty(len(X))
+    for start in range(0, len(X), _CHUNK):
+        data = _TreeData(tree, dims, X[start : start + _CHUNK])
+        data.build_inside(tensors)
+        out[start : start + _CHUNK] = data.log_psi(tree.root, tensors[tree.root])
+    return out
+
+
+def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.ndarray]]:
+    """``log Z`` and ``E_v`` (``dZ/dT_v / 2``, scaled by ``1/Z``) for every internal node, any gauge."""
+    n_leaves = tree.n_leaves
+    leafy = {v: tuple(c < n_leaves for c in tree.children(v)) for v in tree.internal_nodes}
+    kids = {v: [c for c in tree.children(v) if c >= n_leaves] for v in tree.internal_nodes}
+    grams: dict[int, np.ndarray] = {}
+    log_z = 0.0
+    for v in tree.postorder():
+        if v < n_leaves:
+            continue
+        t = _with_parent(tree, v, tensors[v])
+        g = contract(_norm_equations(leafy[v])[0], t, t, *(grams[c] for c in kids[v]))
+        trace = float(np.trace(g))
+        if not trace > 0:
+            raise FloatingPointError("the state has zero norm.")
+        log_z += math.log(trace)
+        grams[v] = g / trace
+    envs: dict[int, np.ndarray] = {tree.root: np.ones((1, 1))}
+    out: dict[int, np.ndarray] = {}
+    for v in tree.preorder():
+        if v < n_leaves:
+            continue
+        t = _with_parent(tree, v, tensors[v])
+        _, outside, env_eq = _norm_equations(leafy[v])
+        g_kids = [grams[c] for c in kids[v]]
+        e = contract(env_eq, t, envs[v], *g_kids)
+        out[v] = e / float(np.vdot(t, e))
+        out[v] = out[v][..., 0] if v == tree.root else out[v]
+        for j, c in enumerate(kids[v]):
+            h = contract(outside[j], t, t, envs[v], *(g for i, g in enumerate(g_kids) if i != j))
+            envs[c] = h / float(np.trace(h))
+    return log_z, out
+
+
+def tree_nll_and_gradient(
+    tree: Tree, tensors: list, X: np.ndarray, dims: np.ndarray
+) -> tuple[float, dict[int, np.ndarray]]:
+    """Exact NLL of ``X`` under the tree Born machine of ``tensors`` and its gradient, any gauge and norm.
+
+    Parameters
+    ----------
+    tree : Tree
+    tensors : list
+        Real tensors indexed by node (``None`` for leaves).
+    X : numpy.ndarray of int, shape (n, n_leaves)
+    dims : numpy.ndarray of int, shape (n_leaves,)
+
+    Returns
+    -------
+    nll : float
+        ``log Z - mean log psi(x)**2`` in nats.
+    grads : dict of int to numpy.ndarray
+        ``dNLL/dT_v`` for every internal node ``v`` (same shape as ``tensors[v]``).
+    """
+    data = _TreeData(tree, dims, X)
+    data.build_inside(tensors)
+    for v in tree.preorder():
+        if v >= tree.n_leaves:
+            for c in data.internal_kids[v]:
+                data.set_outside(c, tensors[v])
+    log_psi = data.log_psi(tree.root, tensors[tree.root])
+    log_z, z_envs = _norm_environments(tree, tensors)
+    grads = {v: 2.0 * z_envs[v] - 2.0 * data.data_gradient(v, tensors[v]) for v in tree.internal_nodes}
+    return float(log_z - 2.0 * np.mean(log_psi)), grads
+
+
+def sweep_tour(tree: Tree) -> list[int]:
+    """Internal nodes in the order a sweep visits them: depth-first from the root, back to the root.
+
+    Consecutive entries are neighbours; every internal edge is walked down and up once.
+    """
+    tour: list[int] = []
+    stack: list[tuple[int, int]] = [(tree.root, 0)]
+    while stack:
+        v, j = stack.pop()
+        tour.append(v)
+        inner = [c for c in tree.children(v) if c >= tree.n_leaves]
+        if j < len(inner):
+            stack.append((v, j + 1))
+            stack.append((inner[j], 0))
+    return tour
+
+
+def _canonical_tensors(tree: Tree, tensors: list) -> list:
+    """The same model in canonical form about the root with ``Z = 1`` (engine QR steps), node-indexed."""
+    ttn = TTN(tree, [tensors[v] for v in tree.internal_nodes]).canonicalize_(tree.root).normalize_()
+    return [None] * tree.n_leaves + [np.array(ttn.tensor(v)) for v in tree.internal_nodes]
+
+
+def tree_sweep_train(
+    tree: Tree,
+    tensors: list,
+    X: np.ndarray,
+    dims: np.ndarray,
+    *,
+    n_sweeps: int,
+    learning_rate: float,
+    n_descent_steps: int,
+    normalized_gradient: bool = False,
+    batch_size: int | None = None,
+    rng: np.random.Generator | None = None,
+    progress: bool = False,
+    history: born_training.TrainingHistory | None = None,
+) -> tuple[list, born_training.TrainingHistory]:
+    """Node-local NLL sweeps with the tree canonical about the visited node (see the module docstring).
+
+    Parameters
+    ----------
+    tree : Tree
+    tensors : list
+        Starting tensors, indexed by node; not modified.
+    X : numpy.ndarray of int, shape (n, n_leaves)
+    dims : numpy.ndarray of int, shape (n_leaves,)
+    n_sweeps : int
+        Tours of the tree (:func:`sweep_tour`).
+    learning_rate, n_descent_steps, normalized_gradient
+        Han et al.'s update at each visited node, as in
+        :func:`tnkit.ml.born_training.unit_sphere_descent`.
+    batch_size : int, optional
+        Train each sweep on a fresh random subset of this many rows (bounds memory).
+    rng : numpy.random.Generator, optional
+        For the subsets.
+    progress : bool
+        A tqdm bar over sweeps with the NLL.
+    history : TrainingHistory, optional
+        Appended to (warm start).
+
+    Returns
+    -------
+    tensors : list
+        Trained, canonical about the root, ``Z = 1``.
+    history : TrainingHistory
+        NLL per sweep (exact, of the sweep's rows), largest bond, seconds, learning rate.
+    """
+    history = born_training.TrainingHistory() if history is None else history
+    tensors = _canonical_tensors(tree, tensors)
+    tour = sweep_tour(tree)
+    rng = np.random.default_rng() if rng is None else rng
+    batched = batch_size is not None and batch_size < len(X)
+    bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
+    bar = born_training._progress(n_sweeps, progress)
+    data = None
+    for _ in range(n_sweeps):
+        tick = time.perf_counter()
+        if data is None or batched:
+            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+            data = _TreeData(tree, dims, X[rows])
+            data.build_inside(tensors)
+        with blas_threads(bond):
+            for step, v in enumerate(tour):
+                tensors[v] = born_training.unit_sphere_descent(
+                    tensors[v], functools.partial(data.data_gradient, v), learning_rate, n_descent_steps,
+                    normalized_gradient,
+                )
+                if step + 1 < len(tour):
+                    _move(tree, tensors, data, v, tour[step + 1])
+        nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
+        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nll=f"{nll:.4f}")
+    if bar is not None:
+        bar.close()
+    return tensors, history
+
+
+def _move(tree: Tree, tensors: list, data: _TreeData, v: int, u: int) -> None:
+    """Move the orthogonality centre from ``v`` to its neighbour ``u`` and refresh the one stale vector."""
+    qr_toward(tensors, tree, v, u)
+    if u == tree.parent(v):
+        data.set_inside(v, tensors[v])
+    else:
+        data.set_outside(u, tensors[v])
+
+
+def tree_gradient_train(
+    tree: Tree,
+    tensors: list,
+    X: np.ndarray,
+    dims: np.ndarray,
+    *,
+    n_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    rng: np.random.Generator,
+    progress: bool = False,
+    history: born_training.TrainingHistory | None = None,
+) -> tuple[list, born_training.TrainingHistory]:
+    """Minibatch Adam on every tensor, the tree restored to canonical form about the root after each step.
+
+    Returns the trained tensors (canonical about the root, ``Z = 1``) and the history
+    (NLL of the whole training set after each epoch).
+    """
+    history = born_training.TrainingHistory() if history is None else history
+    tensors = _canonical_tensors(tree, tensors)
+    nodes = list(tree.internal_nodes)
+    opt = Adam(learning_rate)
+    bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
+    bar = born_training._progress(n_epochs, progress)
+    for _ in range(n_epochs):
+        tick = time.perf_counter()
+        order = rng.permutation(len(X))
+        with blas_threads(bond):
+            for start in range(0, len(X), batch_size):
+                _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
+                stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
+                tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
+        nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
+        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nll=f"{nll:.4f}")
+    if bar is not None:
+        bar.close()
+    return tensors, history
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+class TTNBornMachine(DensityMixin, BaseEstimator):
+    """Generative model ``p(x) = |psi(x)|**2 / Z`` of discrete data with a tree tensor network ``psi``.
+
+    Parameters
+    ----------
+    max_bond : int, default 8
+        Bond dimension of every internal bond (capped where the subtree below, or the
+        rest of the tree, has fewer configurations).
+    image_shape : None or (rows, cols), default None
+        Pixel layout of the features for the tree (:meth:`tnkit.ttn.Tree.grid`,
+        feature ``r * cols + c`` is pixel ``(r, c)``); None reads a square number of
+        features as a square image and gives any other number a balanced binary tree.
+    tree : tnkit.ttn.Tree or None, default None
+        An explicit tree over the features (overrides ``image_shape``).
+    learning_rate : float, default 0.05
+        Sweeps: the step of Han et al.'s update at each node; gradient trainer: Adam's step.
+    n_sweeps : int, default 4
+        Sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root.
+    n_descent_steps : int, default 10
+        Gradient steps at each visited node.
+    normalized_gradient : bool, default False
+        Sweeps: scale small gradients up to half-norm ``size**0.25`` (as in
+        :class:`~tnkit.ml.MPSBornMachine`); use with a small ``learning_rate``.
+    trainer : {"sweep", "gradient"}, default "sweep"
+        Node-local sweeps with the tree canonical about the visited node, or minibatch
+        Adam on every tensor (the tree restored to canonical form after each step).
+    n_epochs : int, default 10
+        Epochs of the gradient trainer.
+    batch_size : int or None, default None
+        Gradient trainer: minibatch size (``None``: 100). Sweeps: a fresh random subset
+        of this many samples per sweep (``None``: all).
+    n_categories : int, sequence of int or None, default None
+        Number of values of each feature; ``None`` reads ``max(X[:, i]) + 1`` (at least 2).
+    warm_start : bool, default False
+        Continue from the fitted ``ttn_`` on the next ``fit``.
+    random_state : None, int or numpy Generator
+        Seed of the starting state and of the minibatches.
+    verbose : bool, default False
+        A tqdm progress bar with the NLL per sweep or epoch.
+
+    Attributes
+    ----------
+    ttn_ : tnkit.TTN
+        The trained state, normalised, canonical about the root; leaf ``i`` is feature ``i``.
+    tree_ : tnkit.ttn.Tree
+    n_categories_ : numpy.ndarray of int, shape (n_features_in_,)
+    n_features_in_ : int
+    history_ : tnkit.ml.born_training.TrainingHistory
+        NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
+
+    Examples
+    --------
+    >>> from tnkit.datasets import bars_and_stripes
+    >>> from tnkit.ml.ttn_born_machine import TTNBornMachine
+    >>> X = bars_and_stripes(3)                      # 14 patterns on 3x3
+    >>> model = TTNBornMachine(max_bond=16, n_sweeps=3, random_state=0).fit(X)
+    >>> round(-model.score(X), 3)                    # ln 14 = 2.639
+    2.639
+    """
+
+    def __init__(
+        self,
+        max_bond: int = 8,
+        image_shape: Any = None,
+        tree: Tree | None = None,
+        learning_rate: float = 0.05,
+        n_sweeps: int = 4,
+        n_descent_steps: int = 10,
+        normalized_gradient: bool = False,
+        trainer: str = "sweep",
+        n_epochs: int = 10,
+        batch_size: int | None = None,
+        n_categories: Any = None,
+        warm_start: bool = False,
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        self.max_bond = max_bond
+        self.image_shape = image_shape
+        self.tree = tree
+        self.learning_rate = learning_rate
+        self.n_sweeps = n_sweeps
+        self.n_descent_steps = n_descent_steps
+        self.normalized_gradient = normalized_gradient
+        self.trainer = trainer
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.n_categories = n_categories
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X: Any, y: Any = None) -> TTNBornMachine:
+        """Fit to the rows of ``X`` by minimising the NLL.
+
+        Parameters
+        ----------
+        X : array_like of int, shape (n_samples, n_features)
+            Discrete data, ``0 <= X[:, i] < n_categories[i]``; at least 2 features.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        params = self._checked_params()
+        warm = self.warm_start and hasattr(self, "ttn_")
+        X = check_discrete_data("X", X, self.n_categories_ if warm else None)
+        if X.shape[0] == 0:
+            raise ValueError("`X` must hold at least one sample, got 0 rows.")
+        if X.shape[1] < 2:
+            raise ValueError(f"`X` must have at least 2 features, got {X.shape[1]}.")
+        rng = as_generator(self.random_state)
+        if not warm:
+            self.n_categories_ = self._categories(X)
+            X = check_discrete_data("X", X, self.n_categories_)
+            self.n_features_in_ = X.shape[1]
+            self.tree_ = self._tree(X.shape[1])
+            self.history_ = born_training.TrainingHistory()
+            self.ttn_ = TTN.random(self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng)
+        tree = self.tree_
+        tensors = [None] * tree.n_leaves + [np.array(t) for t in self.ttn_.tensors]
+        if params["trainer"] == "sweep":
+            tensors, self.history_ = tree_sweep_train(
+                tree, tensors, X, self.n_categories_, n_sweeps=params["n_sweeps"],
+                learning_rate=params["learning_rate"], n_descent_steps=params["n_descent_steps"],
+                normalized_gradient=bool(self.normalized_gradient), batch_size=params["batch_size"], rng=rng,
+                progress=self.verbose, history=self.history_,
+            )
+        else:
+            tensors, self.history_ = tree_gradient_train(
+                tree, tensors, X, self.n_categories_, n_epochs=params["n_epochs"],
+                batch_size=params["batch_size"] or 100, learning_rate=params["learning_rate"], rng=rng,
+                progress=self.verbose, history=self.history_,
+            )
+        self.ttn_ = TTN(tree, tensors[tree.n_leaves :]).canonicalize_(tree.root).normalize_()
+        return self
+
+    def _checked_params(self) -> dict[str, Any]:
+        check_option("trainer", self.trainer, _TRAINERS)
+        if not isinstance(self.normalized_gradient, (bool, np.bool_)):
+            raise TypeError(f"`normalized_gradient` must be True or False, got {self.normalized_gradient!r}.")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+            raise ValueError(f"`learning_rate` must be a positive number, got {lr!r}.")
+        if self.tree is not None and not isinstance(self.tree, Tree):
+            raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
+        return {
+            "trainer": self.trainer,
+            "max_bond": check_int("max_bond", self.max_bond, minimum=1),
+            "learning_rate": float(lr),
+            "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
+            "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
+            "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
+            "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
+        }
+
+    def _tree(self, n_features: int) -> Tree:
+        if self.tree is None:
+            return feature_tree(n_features, self.image_shape)
+        if self.tree.n_leaves != n_features:
+            raise ValueError(f"`tree` has {self.tree.n_leaves} leaves but X has {n_features} features.")
+        return self.tree
+
+    def _categories(self, X: np.ndarray) -> np.ndarray:
+        from .born_machine import MPSBornMachine
+
+        return MPSBornMachine(n_categories=self.n_categories)._categories(X)
+
+    # ------------------------------------------------------------------ likelihood and sampling
+
+    def _data(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "ttn_")
+        return check_discrete_data("X", X, self.n_categories_)
+
+    def log_prob(self, X: Any) -> np.ndarray:
+        """``log p(x)`` (nats) of each row of ``X``; exact, log-scaled (safe for hundreds of features).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples,)
+            ``-inf`` for rows of probability zero.
+        """
+        X = self._data(X)
+        tensors = [None] * self.tree_.n_leaves + list(self.ttn_.tensors)
+        with blas_threads(self.ttn_.max_bond_dim):
+            log_abs = tree_log_amplitudes(self.tree_, tensors, X, self.n_categories_)
+        return 2.0 * log_abs - 2.0 * self.ttn_.log_norm()
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Same as :meth:`log_prob` (scikit-learn's name)."""
+        return self.log_prob(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` (``-score`` is the NLL)."""
+        return float(np.mean(self.log_prob(X)))
+
+    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
+        """Exact independent samples (perfect sampling top-down from the root, :meth:`tnkit.TTN.sample`).
+
+        Returns
+        -------
+        numpy.ndarray of int, shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self, "ttn_")
+        return self.ttn_.sample(n_samples, seed=as_generator(random_state))
+
+    @property
+    def num_params(self) -> int:
+        """Number of parameters (tensor entries) of the fitted tree."""
+        check_is_fitted(self, "ttn_")
+        return self.ttn_.num_params
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: Any) -> Any:
+        """Write the fitted model to ``.npz`` atomically (no pickle); return the path written."""
+        check_is_fitted(self, "ttn_")
+        params = dict(self.get_params())
+        params.pop("tree")
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None
+        if params["n_categories"] is not None and np.ndim(params["n_categories"]) > 0:
+            params["n_categories"] = [int(d) for d in params["n_categories"]]
+        if params["image_shape"] is not None:
+            params["image_shape"] = [int(d) for d in params["image_shape"]]
+        h = self.history_
+        meta = {
+            **self.tree_.to_arrays(),
+            "params_json": json.dumps(params),
+            "explicit_tree": np.array(self.tree is not None),
+            "n_categories": self.n_categories_,
+            "history_nll": np.asarray(h.nll, dtype=float),
+            "history_max_bond": np.asarray(h.max_bond, dtype=np.int64),
+            "history_seconds": np.asarray(h.seconds, dtype=float),
+            "history_learning_rate": np.asarray(h.learning_rate, dtype=float),
+            "iso": np.asarray([-1 if i is None else i for i in self.ttn_._iso], dtype=np.int64),
+        }
+        return save_arrays(path, _KIND, list(self.ttn_.tensors), meta)
+
+    @classmethod
+    def load(cls, path: Any) -> TTNBornMachine:
+        """Read a model written by :meth:`save`; never executes code from the file."""
+        from ..errors import SchemaError
+
+        tensors, meta = load_arrays(path, _KIND)
+        try:
+            tree = Tree.from_arrays(meta["n_leaves"], meta["child_counts"], meta["children"])
+            params = json.loads(str(meta["params_json"]))
+            n_categories = np.asarray(meta["n_categories"], dtype=np.intp)
+            history = born_training.TrainingHistory(
+                [float(v) for v in meta["history_nll"]],
+                [int(v) for v in meta["history_max_bond"]],
+                [float(v) for v in meta["history_seconds"]],
+                [float(v) for v in meta["history_learning_rate"]],
+            )
+            model = cls(**params, tree=tree if bool(meta["explicit_tree"]) else None)
+            ttn = TTN(tree, tensors)
+            claims = [int(i) for i in meta.get("iso", [])]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SchemaError(f"{str(path)!r} is not a valid {_KIND} file: {exc}") from exc
+        if tuple(ttn.phys_dims) != tuple(int(d) for d in n_categories):
+            raise SchemaError(f"{str(path)!r}: leaf dimensions {ttn.phys_dims} disagree with n_categories.")
+        ttn._adopt_verified_iso(claims)  # the saved canonical form, re-checked (no QR: identical numbers)
+        model.ttn_ = ttn.canonicalize_(tree.root)
+        model.tree_ = tree
+        model.n_categories_ = n_categories
+        model.n_features_in_ = tree.n_leaves
+        model.history_ = history
+        return model
