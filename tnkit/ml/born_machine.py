@@ -48,7 +48,15 @@ from ..mps.mps import MatrixProductState
 from . import born_training
 from .environments import normalize_rows
 
-__all__ = ["MPSBornMachine", "check_discrete_data", "log_marginal", "complete"]
+__all__ = [
+    "MPSBornMachine",
+    "BornMachineBase",
+    "check_discrete_data",
+    "check_training_data",
+    "check_update_params",
+    "log_marginal",
+    "complete",
+]
 
 _KIND = "MPSBornMachine"
 _TRAINERS = ("sweep", "gradient")
@@ -97,6 +105,25 @@ def check_discrete_data(name: str, X: object, n_categories: np.ndarray | None = 
                 f"(the model knows values 0..{n_categories[col] - 1})."
             )
     return arr.astype(np.intp, copy=False)
+
+
+def check_training_data(X: object, n_categories: np.ndarray | None = None) -> np.ndarray:
+    """:func:`check_discrete_data` for ``fit``: also at least one row and two features."""
+    X = check_discrete_data("X", X, n_categories)
+    if X.shape[0] == 0:
+        raise ValueError("`X` must hold at least one sample, got 0 rows.")
+    if X.shape[1] < 2:
+        raise ValueError(f"`X` must have at least 2 features, got {X.shape[1]}.")
+    return X
+
+
+def check_update_params(learning_rate: object, normalized_gradient: object) -> float:
+    """Validate the step parameters shared by the Born machines; return the rate as a float."""
+    if not isinstance(normalized_gradient, (bool, np.bool_)):
+        raise TypeError(f"`normalized_gradient` must be True or False, got {normalized_gradient!r}.")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate < math.inf:
+        raise ValueError(f"`learning_rate` must be a positive number, got {learning_rate!r}.")
+    return float(learning_rate)
 
 
 def _check_mask(name: str, mask: object, shape: tuple[int, int]) -> np.ndarray:
@@ -234,7 +261,70 @@ def _choose(p: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray
 # --------------------------------------------------------------------------- estimator
 
 
-class MPSBornMachine(DensityMixin, BaseEstimator):
+class BornMachineBase(DensityMixin, BaseEstimator):
+    """What the MPS and TTN Born machines share: scores, categories and the saved metadata.
+
+    Subclasses define ``log_prob`` and keep ``n_categories`` (parameter),
+    ``n_categories_`` and ``history_`` (a :class:`~tnkit.ml.born_training.TrainingHistory`).
+    """
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Same as :meth:`log_prob` (scikit-learn's name)."""
+        return self.log_prob(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` (higher is better; ``-score`` is the NLL)."""
+        return float(np.mean(self.log_prob(X)))
+
+    def _categories(self, X: np.ndarray) -> np.ndarray:
+        """Values per feature: from ``n_categories``, else ``max(X[:, i]) + 1`` (at least 2)."""
+        n_features = X.shape[1]
+        if self.n_categories is None:
+            return np.maximum(X.max(axis=0) + 1, 2).astype(np.intp)
+        if np.ndim(self.n_categories) == 0:
+            d = check_int("n_categories", self.n_categories, minimum=2)
+            return np.full(n_features, d, dtype=np.intp)
+        dims = [check_int(f"n_categories[{i}]", d, minimum=2) for i, d in enumerate(self.n_categories)]
+        if len(dims) != n_features:
+            raise ValueError(f"`n_categories` must give {n_features} values (one per feature), got {len(dims)}.")
+        return np.asarray(dims, dtype=np.intp)
+
+    def _json_params(self) -> dict[str, Any]:
+        """``get_params()`` as plain JSON values (a Generator ``random_state`` is not kept)."""
+        params = dict(self.get_params())
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None
+        if params["n_categories"] is not None and np.ndim(params["n_categories"]) > 0:
+            params["n_categories"] = [int(d) for d in params["n_categories"]]
+        return params
+
+    def _common_meta(self) -> dict[str, Any]:
+        """Metadata arrays every saved Born machine holds: parameters, categories, history."""
+        h = self.history_
+        return {
+            "params_json": json.dumps(self._json_params()),
+            "n_categories": self.n_categories_,
+            "history_nll": np.asarray(h.nll, dtype=float),
+            "history_max_bond": np.asarray(h.max_bond, dtype=np.int64),
+            "history_seconds": np.asarray(h.seconds, dtype=float),
+            "history_learning_rate": np.asarray(h.learning_rate, dtype=float),
+        }
+
+    @staticmethod
+    def _read_common_meta(meta: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray, Any]:
+        """``(params, n_categories_, history_)`` from :meth:`_common_meta`'s arrays (KeyError, ValueError, TypeError if malformed)."""
+        params = json.loads(str(meta["params_json"]))
+        n_categories = np.asarray(meta["n_categories"], dtype=np.intp)
+        history = born_training.TrainingHistory(
+            [float(v) for v in meta["history_nll"]],
+            [int(v) for v in meta["history_max_bond"]],
+            [float(v) for v in meta["history_seconds"]],
+            [float(v) for v in meta["history_learning_rate"]],
+        )
+        return params, n_categories, history
+
+
+class MPSBornMachine(BornMachineBase):
     """Generative model ``p(x) = |psi(x)|**2 / Z`` of discrete data with an MPS ``psi``.
 
     Parameters
@@ -361,11 +451,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         """
         params = self._checked_params()
         warm = self.warm_start and hasattr(self, "mps_")
-        X = check_discrete_data("X", X, self.n_categories_ if warm else None)
-        if X.shape[0] == 0:
-            raise ValueError("`X` must hold at least one sample, got 0 rows.")
-        if X.shape[1] < 2:
-            raise ValueError(f"`X` must have at least 2 features, got {X.shape[1]}.")
+        X = check_training_data(X, self.n_categories_ if warm else None)
         rng = as_generator(self.random_state)
         if not warm:
             self.n_categories_ = self._categories(X)
@@ -394,11 +480,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
 
     def _checked_params(self) -> dict[str, Any]:
         check_option("trainer", self.trainer, _TRAINERS)
-        if not isinstance(self.normalized_gradient, (bool, np.bool_)):
-            raise TypeError(f"`normalized_gradient` must be True or False, got {self.normalized_gradient!r}.")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-            raise ValueError(f"`learning_rate` must be a positive number, got {lr!r}.")
+        lr = check_update_params(self.learning_rate, self.normalized_gradient)
         decay = self.learning_rate_decay
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 < decay <= 1:
             raise ValueError(f"`learning_rate_decay` must be a number in (0, 1], got {decay!r}.")
@@ -407,7 +489,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
             "trainer": self.trainer,
             "max_bond": check_max_bond(self.max_bond),
             "cutoff": check_cutoff(self.cutoff),
-            "learning_rate": float(lr),
+            "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "init_bond": check_int("init_bond", self.init_bond, minimum=1),
@@ -422,18 +504,6 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         if len(h.nll) >= 2 and h.nll[-1] > h.nll[-2] and params["batch_size"] is None:
             rate *= params["learning_rate_decay"]
         return rate
-
-    def _categories(self, X: np.ndarray) -> np.ndarray:
-        n_features = X.shape[1]
-        if self.n_categories is None:
-            return np.maximum(X.max(axis=0) + 1, 2).astype(np.intp)
-        if np.ndim(self.n_categories) == 0:
-            d = check_int("n_categories", self.n_categories, minimum=2)
-            return np.full(n_features, d, dtype=np.intp)
-        dims = [check_int(f"n_categories[{i}]", d, minimum=2) for i, d in enumerate(self.n_categories)]
-        if len(dims) != n_features:
-            raise ValueError(f"`n_categories` must give {n_features} values (one per feature), got {len(dims)}.")
-        return np.asarray(dims, dtype=np.intp)
 
     def _initial_state(self, rng: np.random.Generator, params: dict[str, Any]) -> MatrixProductState:
         bond = params["init_bond"] if params["trainer"] == "sweep" else (params["max_bond"] or params["init_bond"])
@@ -460,14 +530,6 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
         X = self._data(X)
         _, log_abs = self.mps_.log_amplitudes(X)
         return 2.0 * log_abs - 2.0 * self.mps_.log_norm()
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Same as :meth:`log_prob` (scikit-learn's name)."""
-        return self.log_prob(X)
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the rows of ``X`` (higher is better; ``-score`` is the NLL)."""
-        return float(np.mean(self.log_prob(X)))
 
     # ------------------------------------------------------------------ sampling
 
@@ -580,18 +642,8 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
     def save(self, path: Any) -> Any:
         """Write the fitted model to ``.npz`` atomically (no pickle); return the path written."""
         check_is_fitted(self, "mps_")
-        params = {k: v for k, v in self.get_params().items()}
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None
-        if params["n_categories"] is not None and np.ndim(params["n_categories"]) > 0:
-            params["n_categories"] = [int(d) for d in params["n_categories"]]
         meta = {
-            "params_json": json.dumps(params),
-            "n_categories": self.n_categories_,
-            "history_nll": np.asarray(self.history_.nll, dtype=float),
-            "history_max_bond": np.asarray(self.history_.max_bond, dtype=np.int64),
-            "history_seconds": np.asarray(self.history_.seconds, dtype=float),
-            "history_learning_rate": np.asarray(self.history_.learning_rate, dtype=float),
+            **self._common_meta(),
             "learning_rate_": np.asarray(getattr(self, "learning_rate_", self.learning_rate), dtype=float),
             "canonical_range": np.asarray(self.mps_.canonical_range, dtype=np.int64),
         }
@@ -604,14 +656,7 @@ class MPSBornMachine(DensityMixin, BaseEstimator):
 
         tensors, meta = load_arrays(path, _KIND)
         try:
-            params = json.loads(str(meta["params_json"]))
-            n_categories = np.asarray(meta["n_categories"], dtype=np.intp)
-            history = born_training.TrainingHistory(
-                [float(v) for v in meta["history_nll"]],
-                [int(v) for v in meta["history_max_bond"]],
-                [float(v) for v in meta["history_seconds"]],
-                [float(v) for v in meta["history_learning_rate"]],
-            )
+            params, n_categories, history = cls._read_common_meta(meta)
             learning_rate_ = float(meta["learning_rate_"])
         except (KeyError, ValueError, TypeError) as exc:
             raise SchemaError(f"{str(path)!r} is not a valid {_KIND} file: {exc}") from exc

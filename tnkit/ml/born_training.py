@@ -47,6 +47,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ __all__ = [
     "absorb_left",
     "absorb_right",
     "unit_sphere_descent",
+    "record",
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
@@ -411,13 +413,10 @@ def sweep_train(
                        normalized_gradient)
         nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
         raised = bool(history.nll) and nll > history.nll[-1]
-        history.append(nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
+        record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
         if raised and not batched:
             learning_rate *= learning_rate_decay
         going_right = not going_right
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nll=f"{nll:.4f}", bond=history.max_bond[-1])
         if callback is not None:
             callback(sweep, _as_mps(tensors, going_right), nll)
     if bar is not None:
@@ -464,6 +463,14 @@ def _one_sweep(
             envs.set_left(tensors, k + 1)
         else:
             envs.set_right(tensors, k + 1)
+
+
+def record(history: TrainingHistory, bar: Any, nll: float, max_bond: int, seconds: float, learning_rate: float) -> None:
+    """Append one sweep or epoch to ``history`` and show its NLL on the progress bar (if any)."""
+    history.append(nll, max_bond, seconds, learning_rate)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(nll=f"{nll:.4f}", bond=max_bond)
 
 
 def _progress(total: int, enabled: bool):  # noqa: ANN202 - tqdm or None
@@ -598,10 +605,7 @@ def gradient_train(
                     tensors[i] = tensors[i] - learning_rate * m_hat / (np.sqrt(v_hat) + eps)
                 _rescale(tensors)
             nll, _ = nll_and_gradient(tensors, X)
-        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nll=f"{nll:.4f}")
+        record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     if bar is not None:
         bar.close()
     state = MatrixProductState(tensors)

@@ -56,15 +56,12 @@ root in canonical form).
 from __future__ import annotations
 
 import functools
-import json
 import math
-import numbers
 import time
 from typing import Any
 
 import numpy as np
 from opt_einsum import get_symbol
-from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
@@ -75,7 +72,7 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import check_discrete_data
+from .born_machine import BornMachineBase, check_discrete_data, check_training_data, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
@@ -433,10 +430,7 @@ def tree_sweep_train(
                 if step + 1 < len(tour):
                     _move(tree, tensors, data, v, tour[step + 1])
         nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nll=f"{nll:.4f}")
+        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     if bar is not None:
         bar.close()
     return tensors, history
@@ -484,10 +478,7 @@ def tree_gradient_train(
                 stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
                 tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
         nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-        history.append(nll, bond, time.perf_counter() - tick, learning_rate)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nll=f"{nll:.4f}")
+        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     if bar is not None:
         bar.close()
     return tensors, history
@@ -496,7 +487,7 @@ def tree_gradient_train(
 # --------------------------------------------------------------------------- estimator
 
 
-class TTNBornMachine(DensityMixin, BaseEstimator):
+class TTNBornMachine(BornMachineBase):
     """Generative model ``p(x) = |psi(x)|**2 / Z`` of discrete data with a tree tensor network ``psi``.
 
     Parameters
@@ -605,11 +596,7 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
         """
         params = self._checked_params()
         warm = self.warm_start and hasattr(self, "ttn_")
-        X = check_discrete_data("X", X, self.n_categories_ if warm else None)
-        if X.shape[0] == 0:
-            raise ValueError("`X` must hold at least one sample, got 0 rows.")
-        if X.shape[1] < 2:
-            raise ValueError(f"`X` must have at least 2 features, got {X.shape[1]}.")
+        X = check_training_data(X, self.n_categories_ if warm else None)
         rng = as_generator(self.random_state)
         if not warm:
             self.n_categories_ = self._categories(X)
@@ -638,22 +625,25 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
 
     def _checked_params(self) -> dict[str, Any]:
         check_option("trainer", self.trainer, _TRAINERS)
-        if not isinstance(self.normalized_gradient, (bool, np.bool_)):
-            raise TypeError(f"`normalized_gradient` must be True or False, got {self.normalized_gradient!r}.")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-            raise ValueError(f"`learning_rate` must be a positive number, got {lr!r}.")
+        lr = check_update_params(self.learning_rate, self.normalized_gradient)
         if self.tree is not None and not isinstance(self.tree, Tree):
             raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
         return {
             "trainer": self.trainer,
             "max_bond": check_int("max_bond", self.max_bond, minimum=1),
-            "learning_rate": float(lr),
+            "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
             "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
         }
+
+    def _json_params(self) -> dict[str, Any]:
+        params = super()._json_params()
+        params.pop("tree")  # stored as the structure arrays of ``tree_``
+        if params["image_shape"] is not None:
+            params["image_shape"] = [int(d) for d in params["image_shape"]]
+        return params
 
     def _tree(self, n_features: int) -> Tree:
         if self.tree is None:
@@ -661,11 +651,6 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
         if self.tree.n_leaves != n_features:
             raise ValueError(f"`tree` has {self.tree.n_leaves} leaves but X has {n_features} features.")
         return self.tree
-
-    def _categories(self, X: np.ndarray) -> np.ndarray:
-        from .born_machine import MPSBornMachine
-
-        return MPSBornMachine(n_categories=self.n_categories)._categories(X)
 
     # ------------------------------------------------------------------ likelihood and sampling
 
@@ -686,14 +671,6 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
         with blas_threads(self.ttn_.max_bond_dim):
             log_abs = tree_log_amplitudes(self.tree_, tensors, X, self.n_categories_)
         return 2.0 * log_abs - 2.0 * self.ttn_.log_norm()
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Same as :meth:`log_prob` (scikit-learn's name)."""
-        return self.log_prob(X)
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the rows of ``X`` (``-score`` is the NLL)."""
-        return float(np.mean(self.log_prob(X)))
 
     def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
         """Exact independent samples (perfect sampling top-down from the root, :meth:`tnkit.TTN.sample`).
@@ -716,24 +693,10 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
     def save(self, path: Any) -> Any:
         """Write the fitted model to ``.npz`` atomically (no pickle); return the path written."""
         check_is_fitted(self, "ttn_")
-        params = dict(self.get_params())
-        params.pop("tree")
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None
-        if params["n_categories"] is not None and np.ndim(params["n_categories"]) > 0:
-            params["n_categories"] = [int(d) for d in params["n_categories"]]
-        if params["image_shape"] is not None:
-            params["image_shape"] = [int(d) for d in params["image_shape"]]
-        h = self.history_
         meta = {
             **self.tree_.to_arrays(),
-            "params_json": json.dumps(params),
+            **self._common_meta(),
             "explicit_tree": np.array(self.tree is not None),
-            "n_categories": self.n_categories_,
-            "history_nll": np.asarray(h.nll, dtype=float),
-            "history_max_bond": np.asarray(h.max_bond, dtype=np.int64),
-            "history_seconds": np.asarray(h.seconds, dtype=float),
-            "history_learning_rate": np.asarray(h.learning_rate, dtype=float),
             "iso": np.asarray([-1 if i is None else i for i in self.ttn_._iso], dtype=np.int64),
         }
         return save_arrays(path, _KIND, list(self.ttn_.tensors), meta)
@@ -746,14 +709,7 @@ class TTNBornMachine(DensityMixin, BaseEstimator):
         tensors, meta = load_arrays(path, _KIND)
         try:
             tree = Tree.from_arrays(meta["n_leaves"], meta["child_counts"], meta["children"])
-            params = json.loads(str(meta["params_json"]))
-            n_categories = np.asarray(meta["n_categories"], dtype=np.intp)
-            history = born_training.TrainingHistory(
-                [float(v) for v in meta["history_nll"]],
-                [int(v) for v in meta["history_max_bond"]],
-                [float(v) for v in meta["history_seconds"]],
-                [float(v) for v in meta["history_learning_rate"]],
-            )
+            params, n_categories, history = cls._read_common_meta(meta)
             model = cls(**params, tree=tree if bool(meta["explicit_tree"]) else None)
             ttn = TTN(tree, tensors)
             claims = [int(i) for i in meta.get("iso", [])]
