@@ -33,11 +33,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.contract import contract
-from ..core.linalg import truncated_svd
-from .canonical import TALL, apply_matrix, axis_gram, cholesky_factor, move_center, qr_toward, tall_truncated_svd
+from ..core.linalg import gram_factor, gram_truncated_svd, truncated_svd
+from .canonical import apply_matrix, axis_gram, move_center
 from .tree import Tree
 
-__all__ = ["hierarchical_svd", "svd_compress", "truncate_toward_parent"]
+__all__ = ["hierarchical_svd", "svd_compress"]
 
 
 def hierarchical_svd(
@@ -85,32 +85,6 @@ def hierarchical_svd(
     return tensors, [discarded[b] for b in tree.bonds], norm2
 
 
-def truncate_toward_parent(
-    tensors: list, tree: Tree, v: int, *, max_bond: int | None, cutoff: float, pending: dict | None = None
-) -> float:
-    """Truncated SVD of ``T_v`` (everything against its parent bond); ``S Vh`` goes to the parent.
-
-    ``v`` must hold the orthogonality centre; afterwards ``v`` is an isometry
-    towards its parent and the centre is at the parent. Returns the absolute
-    discarded weight. ``pending`` maps a node to ``(axis, R^-1)`` still to be
-    applied on that axis (see :func:`svd_compress`).
-    """
-    t = tensors[v]
-    parent = tree.parent(v)
-    shape = t.shape
-    u, s, vh, disc = tall_truncated_svd(t.reshape(-1, shape[-1]), max_bond=max_bond, cutoff=cutoff)
-    tensors[v] = u.reshape(shape[:-1] + (len(s),))
-    x = s[:, None] * vh
-    axis = tree.children(parent).index(v)
-    if pending and parent in pending:
-        pending_axis, inverse = pending.pop(parent)
-        if pending_axis != axis:  # pragma: no cover - the walk always returns along the same edge
-            raise AssertionError("pending factor on another axis")
-        x = contract("ab,cb->ac", x, inverse)  # X R^-T: applied as one matrix
-    tensors[parent] = apply_matrix(tensors[parent], x, axis)
-    return disc
-
-
 def svd_compress(
     tensors: list, iso: list, tree: Tree, *, max_bond: int | None, cutoff: float
 ) -> tuple[float, list[float]]:
@@ -118,18 +92,28 @@ def svd_compress(
 
     ``tensors``/``iso`` are updated; the result is in canonical form about the
     root. Discarded weights are absolute, in the order of ``tree.bonds``.
+
+    After one canonicalisation towards the root the centre walks the tree depth
+    first, but only *virtually*: walking down from ``v`` to its child ``c`` needs
+    no QR of ``v``. With ``E = F^H F`` the Gram matrix of ``v``'s centre tensor on
+    the axis of ``c`` (the metric of everything outside ``c``'s subtree), ``c``'s
+    centre tensor is ``X_c = C F^T`` on its parent axis, while the stored ``C``
+    stays as it is. Coming back up, the truncated SVD ``X_c = U S Vh`` (from the
+    small Gram matrix, :func:`tnkit.core.linalg.gram_truncated_svd`) replaces ``C``
+    by ``U`` and multiplies the parent's axis by ``U^H C`` (``F`` cancels: ``S Vh
+    F^-T = U^H C``), which is exactly what a QR walk would give. No factor is
+    ever inverted, so ill-conditioned centres (the rule after canonicalisation:
+    they carry the Schmidt values) cost no more than well-conditioned ones.
     """
     root = tree.root
     move_center(tensors, iso, tree, root)
     norm2 = float(np.vdot(tensors[root], tensors[root]).real)
     discarded: dict[int, float] = {}
     n_leaves = tree.n_leaves
-    # Depth-first: walk down to a child, compress its subtree, come back by truncated SVD.
-    # Walking down from v makes v an isometry towards the child, v = Q R. When one
-    # Cholesky pass is accurate, Q is never formed: the child absorbs R, and v keeps
-    # its tensor M with R^-1 pending on that axis, applied together with what comes
-    # back up (Q X^T = M (R^-1 X^T)): one matrix product instead of two.
-    pending: dict[int, tuple[int, np.ndarray]] = {}
+    # centre[v]: v's centre tensor while the walk is below v; later[v]: (axis, A) products
+    # that the stored tensor of v still owes its children (applied to U instead, see _walk_up)
+    centre: dict[int, np.ndarray] = {root: tensors[root]}
+    later: dict[int, list[tuple[int, np.ndarray]]] = {root: []}
     stack: list[tuple[int, int]] = [(root, 0)]
     while stack:
         v, k = stack.pop()
@@ -137,22 +121,41 @@ def svd_compress(
         if k < len(kids):
             child = kids[k]
             stack.append((v, k + 1))
-            _walk_down(tensors, tree, v, child, pending)
-            iso[v], iso[child] = child, None
+            axis = tree.children(v).index(child)
+            factor = gram_factor(axis_gram(centre[v], axis))
+            centre[child] = apply_matrix(tensors[child], factor, tensors[child].ndim - 1)
+            later[child] = []
             stack.append((child, 0))
         elif v != root:
-            discarded[v] = truncate_toward_parent(tensors, tree, v, max_bond=max_bond, cutoff=cutoff, pending=pending)
-            parent = tree.parent(v)
-            iso[v], iso[parent] = parent, None
+            discarded[v] = _walk_up(tensors, tree, v, centre, later, max_bond=max_bond, cutoff=cutoff)
+    tensors[root] = centre.pop(root)
+    for v in tree.internal_nodes:
+        iso[v] = None if v == root else tree.parent(v)
     return norm2, [discarded[b] for b in tree.bonds]
 
 
-def _walk_down(tensors: list, tree: Tree, v: int, child: int, pending: dict) -> None:
-    """Move the centre from ``v`` to ``child``: ``R`` into the child, ``R^-1`` pending on ``v`` (or a QR)."""
-    axis = tree.children(v).index(child)
-    upper = cholesky_factor(axis_gram(tensors[v], axis)) if tensors[v].size >= TALL * tensors[v].shape[axis] ** 2 else None
-    if upper is None:
-        qr_toward(tensors, tree, v, child)
-        return
-    tensors[child] = apply_matrix(tensors[child], upper, tensors[child].ndim - 1)
-    pending[v] = (axis, np.linalg.inv(upper))
+def _walk_up(
+    tensors: list, tree: Tree, v: int, centre: dict, later: dict, *, max_bond: int | None, cutoff: float
+) -> float:
+    """Truncate the bond above ``v`` from its centre tensor; return the discarded weight.
+
+    ``v``'s stored tensor becomes the isometry ``U``; the parent's centre tensor
+    takes ``U^H C`` on ``v``'s axis, and so (later) does its stored tensor.
+    """
+    x = centre.pop(v)
+    shape = x.shape
+    u, s, disc = gram_truncated_svd(x.reshape(-1, shape[-1]), max_bond=max_bond, cutoff=cutoff)
+    u = u.reshape(shape[:-1] + (len(s),))
+    # U^H C with C the stored tensor after its children's products A: (A^H U)^H C
+    owed = u
+    for axis, a in later.pop(v):
+        owed = apply_matrix(owed, a.conj().T, axis)
+    stored = tensors[v]
+    step = contract("ab,ac->bc", owed.reshape(-1, len(s)).conj(), stored.reshape(-1, stored.shape[-1]))
+    tensors[v] = u
+    parent = tree.parent(v)
+    axis = tree.children(parent).index(v)
+    centre[parent] = apply_matrix(centre[parent], step, axis)
+    if parent != tree.root:
+        later[parent].append((axis, step))
+    return disc

@@ -78,7 +78,10 @@ def product_path(tree: Tree, has_output: bool) -> tuple[str, tuple[tuple[int, in
         acc = v
         for c in tree.children(v):
             i, j = live.index(acc), live.index(c)
-            path.append((min(i, j), max(i, j)))
+            # the child's (batch, bond) result first: the layer then multiplies it into the
+            # node tensor as (batch, D) @ (D, rest) and absorbs later children as batched
+            # (1, D) @ (D, rest) products, all in (batch, ...) layout without a transpose
+            path.append((j, i))
             for p in sorted((i, j), reverse=True):
                 del live[p]
             live.append(v)  # the partial result stands for node v
