@@ -14,8 +14,10 @@ from tnkit.ml.mps_classifier import (
     chain_outputs,
     init_tensors,
     input_gradients,
+    raw_chain_outputs,
     sweep_fit,
 )
+from tnkit.ml.optim import normalize_outputs
 
 
 def _random_chain(rng, n=5, d=2, k=3, bond=3, label_site=2):
@@ -57,13 +59,30 @@ def digits_small():
     return train_test_split(X, y, test_size=0.25, random_state=0)
 
 
+def _unit(f):
+    return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
 def test_chain_outputs_match_dense(rng):
     tensors = _random_chain(rng)
     phi = embed(rng.random((7, 5)))
     for site in (0, 2, 4):
         t = _random_chain(np.random.default_rng(site), label_site=site)
-        assert_close_rtol(chain_outputs(t, site, phi), _dense_outputs(t, site, phi))
-    assert_close_rtol(chain_outputs(tensors, 2, phi), _dense_outputs(tensors, 2, phi))
+        assert_close_rtol(chain_outputs(t, site, phi), _unit(_dense_outputs(t, site, phi)))
+        assert_close_rtol(raw_chain_outputs(t, site, phi), _dense_outputs(t, site, phi))
+    assert_close_rtol(chain_outputs(tensors, 2, phi), _unit(_dense_outputs(tensors, 2, phi)))
+
+
+def test_outputs_of_a_long_chain_stay_finite_and_learnable(rng):
+    """196 sites (MNIST 14x14): raw outputs span decades, directions do not underflow."""
+    X = rng.random((64, 196)) * (rng.random((64, 196)) < 0.3)
+    phi = embed(X)
+    tensors = init_tensors(196, 2, 10, 4, rng, label_site=0)
+    u = chain_outputs(tensors, 0, phi)
+    assert np.all(np.isfinite(u))
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-12)
+    raw = raw_chain_outputs(tensors, 0, phi)
+    assert_close_rtol(normalize_outputs(raw)[0], u, 1e-8)
 
 
 @pytest.mark.parametrize("loss", ["squared", "cross-entropy"])
@@ -77,9 +96,22 @@ def test_gradients_match_finite_differences(rng, loss, label_site):
         lambda ts: chain_gradients(ts, label_site, phi, Y, loss=loss, alpha=0.1)[0], tensors, grads,
         checks_per_tensor=6,
     )
-    f = _dense_outputs(tensors, label_site, phi)
+    u = _unit(_dense_outputs(tensors, label_site, phi))
     reg = 0.05 * sum(np.sum(t * t) for t in tensors)
-    assert_close_rtol(value, classifier_loss(f, Y, loss) + reg)
+    assert_close_rtol(value, classifier_loss(u, Y, loss) + reg)
+
+
+def test_gradients_with_temperature_match_finite_differences(rng):
+    tensors = _random_chain(rng, label_site=2)
+    phi = embed(rng.random((6, 5)))
+    Y = np.eye(3)[rng.integers(0, 3, 6)]
+    value, grads = chain_gradients(tensors, 2, phi, Y, loss="cross-entropy", temperature=7.0)
+    assert_gradients_match_finite_differences(
+        lambda ts: chain_gradients(ts, 2, phi, Y, loss="cross-entropy", temperature=7.0)[0], tensors, grads,
+        checks_per_tensor=4,
+    )
+    u = _unit(_dense_outputs(tensors, 2, phi))
+    assert_close_rtol(value, classifier_loss(7.0 * u, Y, "cross-entropy"))
 
 
 def test_input_gradients_give_exact_occlusion(rng):
@@ -87,11 +119,11 @@ def test_input_gradients_give_exact_occlusion(rng):
     phi = embed(rng.random((4, 5)))
     G = rng.standard_normal((4, 3))
     grads = input_gradients(tensors, 1, phi, G)
-    base = np.sum(chain_outputs(tensors, 1, phi) * G, axis=1)
+    base = np.sum(raw_chain_outputs(tensors, 1, phi) * G, axis=1)
     for i in range(5):
         changed = phi.copy()
         changed[:, i] = [1.0, 0.0]
-        new = np.sum(chain_outputs(tensors, 1, changed) * G, axis=1)
+        new = np.sum(raw_chain_outputs(tensors, 1, changed) * G, axis=1)
         assert_close_rtol(new - base, np.einsum("bs,bs->b", grads[:, i], changed[:, i] - phi[:, i]))
 
 
@@ -103,7 +135,7 @@ def test_sweeps_never_increase_training_loss(rng, loss):
     Y = np.eye(k)[y]
     phi = embed(X)
     tensors = init_tensors(n, 2, k, 2, rng)
-    loss_fn = __import__("tnkit.ml.optim", fromlist=["loss_function"]).loss_function(loss)
+    loss_fn = __import__("tnkit.ml.optim", fromlist=["normalized_loss"]).normalized_loss(loss)
     previous = loss_fn(chain_outputs(tensors, 0, phi), Y)[0]
     label = 0
     for _ in range(4):
@@ -235,7 +267,7 @@ def test_initial_chain_passes_inputs_through_at_equal_scale(feature_map):
     w = passthrough_vector(phi)
     tensors = init_tensors(9, 2, 3, 4, r, noise=0.0, passthrough=w, label_site=4)
     assert tensors[4].shape[-1] == 3
-    f = chain_outputs(tensors, 4, phi)
+    f = raw_chain_outputs(tensors, 4, phi)
     np.testing.assert_allclose(f, _dense_outputs(tensors, 4, phi), rtol=1e-10, atol=1e-14)
     expected = np.prod(phi @ w, axis=1)  # each site multiplies the signal by w . phi(x_i)
     assert_close_rtol(np.abs(f[:, 0]), np.abs(expected))

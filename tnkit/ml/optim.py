@@ -6,6 +6,9 @@ Losses take the model outputs ``f`` of shape ``(batch, n_classes)`` and one-hot 
 
 - :func:`squared_loss`: ``mean_b 1/2 ||f_b - y_b||^2`` (Stoudenmire & Schwab 2016).
 - :func:`cross_entropy_loss`: ``mean_b -log softmax(f_b)[y_b]``.
+- :func:`normalized_loss`: either loss on the unit output direction ``f_b / ||f_b||``
+  (times a temperature for the cross-entropy), the loss of the tensor-network
+  classifiers: invariant under a positive rescaling of each sample's output.
 - :class:`Adam`: Kingma & Ba (2015), arXiv:1412.6980.
 - :func:`conjugate_gradient_least_squares`: a few CG steps on a regularised linear
   least-squares problem given as a pair of functions (forward, transpose).
@@ -26,6 +29,8 @@ __all__ = [
     "cross_entropy_loss",
     "softmax",
     "loss_function",
+    "normalize_outputs",
+    "normalized_loss",
     "Adam",
     "conjugate_gradient_least_squares",
     "backtracking_descent",
@@ -63,6 +68,52 @@ def loss_function(name: str) -> Callable[[np.ndarray, np.ndarray], tuple[float, 
     """Look up a loss by name (``"squared"`` or ``"cross-entropy"``)."""
     check_option("loss", name, LOSSES)
     return LOSSES[name]
+
+
+def normalize_outputs(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``f`` (batch, n_classes) divided by their 2-norms; returns ``(u, norms)``.
+
+    A zero row stays zero (its norm is reported as 1).
+    """
+    norms = np.linalg.norm(f, axis=1, keepdims=True)
+    norms = np.where(norms > 0, norms, 1.0)
+    return f / norms, norms
+
+
+def normalized_loss(name: str, temperature: float = 1.0) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
+    """A loss on the output *direction*: ``loss(temperature * f / ||f||, Y)`` per sample.
+
+    The tensor-network classifiers predict ``argmax_k f_k(x)``, which does not change
+    when a sample's outputs are multiplied by a positive number. Their raw outputs
+    are contractions of hundreds of tensors with unit feature vectors, whose scale
+    varies over decades from sample to sample; a loss on the raw outputs then sees
+    only the few samples of largest scale. On the unit direction ``u = f / ||f||``
+    every sample counts equally, the loss is exactly invariant under per-sample
+    rescaling (so per-sample normalised environments can be used as they are), and
+    the squared loss becomes ``1/2 ||u - y||^2 = 1 - u_y``.
+
+    Parameters
+    ----------
+    name : {"squared", "cross-entropy"}
+    temperature : float
+        Multiplies ``u`` before the loss: the logits of the cross-entropy are
+        ``temperature * u`` (``u_k`` lies in ``[-1, 1]``, so a temperature near 10
+        lets the probabilities approach 0 and 1).
+
+    Returns
+    -------
+    callable
+        ``(f, Y) -> (mean loss, dloss/df)``, with ``f`` the raw outputs (batch, n_classes).
+    """
+    base = loss_function(name)
+
+    def loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        u, norms = normalize_outputs(f)
+        value, g = base(temperature * u, Y)
+        g = temperature * g
+        return value, (g - u * np.sum(g * u, axis=1, keepdims=True)) / norms
+
+    return loss
 
 
 class Adam:
