@@ -36,7 +36,7 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
                 str(model_dir / "text.txt"), "--window", "64", "--stride", "32", "--no-progress"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
-    assert [r["label"] for r in report] == ["original", "mpo-aware", "mpo-aware+heal"]
+    assert [r["label"] for r in report] == ["original", "mpo-whiten", "mpo-whiten+heal"]
     assert report[1]["params"] < report[0]["params"]
     rc = _main(["eval", str(model_dir), str(out), "--eval-text", str(model_dir / "text.txt"), "--window", "64",
                 "--stride", "32", "--speed-tokens", "2", "--json", str(tmp_path / "e.json"), "--no-progress"])

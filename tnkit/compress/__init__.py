@@ -5,6 +5,7 @@ Importing this package imports torch (``import tnkit`` does not). The pieces:
 * :class:`MPOLinear` and :class:`LowRankLinear`: compressed drop-in linear layers;
 * :func:`compress_model`: choose layers, calibrate, factorise, replace, in place;
 * :func:`collect_activation_stats`: input statistics for data-aware truncation;
+* :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
 * :func:`entanglement_profile`, :func:`sensitivity_profile`: which layers tolerate compression;
 * :func:`heal`: a short AdamW fine-tune with checkpoints;
@@ -24,15 +25,18 @@ from .heal import HealResult, heal
 from .lowrank import LowRankLinear, lowrank_factors
 from .models import load_model, smollm2_gguf_path, tiny_gpt2, tiny_llama
 from .mpo_linear import MPOLinear
-from .pipeline import METHODS, CompressionResult, compress_model, count_params
-from .profile import entanglement_profile, plot_profile, sensitivity_profile, sensitivity_weights
+from .pipeline import ALLOCATIONS, METHODS, CompressionResult, compress_model, count_params
+from .profile import entanglement_profile, entanglement_weights, plot_profile, sensitivity_profile, sensitivity_weights
 from .serialize import load_compressed, save_compressed
 from .surgery import find_layers, linear_weight, replace_layers
+from .whitened_mpo import WhitenedMPO, als_refit, kronecker_covariance, whitened_error, whitened_mpo_curve, whitened_mpo_factorize
 
 __all__ = [
     "MPOLinear", "LowRankLinear", "lowrank_factors", "MPOFactors", "mpo_factorize", "max_bonds",
     "bond_for_params", "weight_entanglement", "ActivationStats", "collect_activation_stats", "channel_scale",
-    "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS", "CompressionResult",
+    "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS", "ALLOCATIONS", "CompressionResult",
+    "WhitenedMPO", "whitened_mpo_factorize", "als_refit", "kronecker_covariance", "whitened_error",
+    "whitened_mpo_curve", "entanglement_weights",
     "compress_model", "count_params", "find_layers", "replace_layers", "linear_weight",
     "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal",
     "perplexity", "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",

@@ -67,9 +67,13 @@ def add_compress_parser(sub: Any) -> None:
                       help="bond dimension of every MPO (rank for low-rank methods); must not exceed what a layer admits")
     size.add_argument("--ratio", type=float, default=None, metavar="R",
                       help="fraction in (0, 1] of the selected layers' parameters to keep (default 0.5)")
-    p.add_argument("--method", default="mpo-aware", choices=("svd", "asvd", "whiten", "mpo", "mpo-aware"),
-                   help="mpo-aware (default): data-aware MPO with budget allocation; mpo: plain TT-SVD; "
-                        "svd/asvd/whiten: low-rank baselines")
+    p.add_argument("--method", default="mpo-whiten", choices=("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten"),
+                   help="mpo-whiten (default): MPO truncated and refitted for the output error on calibration "
+                        "activations; mpo-aware: channel-scaled MPO; mpo: plain TT-SVD (CompactifAI); "
+                        "svd/asvd/whiten: low-rank baselines (whiten = SVD-LLM)")
+    p.add_argument("--allocation", default=None, choices=("uniform", "curve"),
+                   help="uniform: same fraction of every layer; curve: sizes from each layer's error-versus-size "
+                        "curve for the global budget (default: curve for mpo-aware/mpo-whiten, else uniform)")
     _layer_args(p)
     p.add_argument("--calib-text", default=None, metavar="PATH",
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
@@ -160,14 +164,14 @@ def _run_compress(args: Any) -> int:
     kw = dict(window=args.window, stride=args.stride, max_tokens=args.eval_tokens, progress=not args.no_progress)
     reports = [evaluate_model(model, "original", ids=eval_ids, speed_tokens=8, **kw)] if eval_ids is not None else []
     calib = None
-    if args.method in ("asvd", "whiten", "mpo-aware"):
+    if args.method in ("asvd", "whiten", "mpo-aware", "mpo-whiten"):
         if calib_ids is None:
             raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or --eval-text.")
         calib = token_batches(calib_ids, seq_len=min(args.seq_len, len(calib_ids)), batch_size=4,
                               n_batches=max(1, args.calib_tokens // (4 * args.seq_len)), seed=0)
     ratio = 0.5 if args.max_bond is None and args.ratio is None else args.ratio
     result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond, layers=layers,
-                            calibration=calib, progress=not args.no_progress)
+                            calibration=calib, allocation=args.allocation, progress=not args.no_progress)
     print(result.table())
     if eval_ids is not None:
         reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))

@@ -170,6 +170,26 @@ class MPOLinear(nn.Module):
         bias = None if getattr(linear, "bias", None) is None else linear.bias.detach()
         return cls.from_weight(weight, bias, **kwargs)
 
+    @classmethod
+    def from_linear_whitened(cls, linear: nn.Module, covariance: Any, **kwargs: Any) -> MPOLinear:
+        """Whitened MPO of an ``nn.Linear``/``Conv1D`` for inputs of second moment ``covariance``.
+
+        Keyword arguments go to :func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`
+        (``max_bond``, ``n_cores``, ``sweeps``, ...) and ``forward_mode``;
+        :attr:`truncation_error` is the whitened relative (output) error.
+        """
+        from .surgery import linear_weight
+        from .whitened_mpo import whitened_mpo_factorize
+
+        forward_mode = kwargs.pop("forward_mode", "auto")
+        weight = linear_weight(linear).detach()
+        bias = None if getattr(linear, "bias", None) is None else linear.bias.detach()
+        w = _to_numpy(weight)
+        f = whitened_mpo_factorize(w, _to_numpy(covariance), **kwargs)
+        dtype = weight.dtype if weight.is_floating_point() else torch.float32
+        return cls(f.cores, bias, input_scale=f.input_scale, forward_mode=forward_mode, truncation_error=f.error,
+                   original_params=w.size + (0 if bias is None else w.shape[0]), dtype=dtype)
+
     # ----------------------------------------------------------------- reports
 
     @property

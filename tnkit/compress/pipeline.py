@@ -7,14 +7,24 @@ Methods (:data:`METHODS`)
 ``"mpo"``
     Plain CompactifAI: TT-SVD of each weight (:class:`MPOLinear`), same fraction per layer.
 ``"mpo-aware"``
-    tnkit's data-aware MPO: each weight truncated in the basis scaled by its input
-    activations, the last core refitted on the activation second moment, and the
-    bond dimensions allocated across layers for the global budget from the
-    error-versus-size curves (:mod:`tnkit.compress.allocate`), optionally weighted by
-    the measured sensitivity; a layer whose best option is dense stays dense.
+    Data-aware MPO (first version): each weight truncated in the basis scaled by its
+    input activations (ASVD's channel scale), the last core refitted on the
+    activation second moment.
+``"mpo-whiten"``
+    tnkit's whitened MPO (:mod:`tnkit.compress.whitened_mpo`): channel RMS divided
+    out, TT-SVD in the Kronecker-whitened basis, then ALS sweeps on the full input
+    second moment; the error is the layer's expected output error.
 
 Budgets: ``ratio`` is the fraction of the selected layers' parameters kept;
 ``max_bond`` fixes the bond dimension (the rank for low-rank methods) instead.
+``allocation="uniform"`` keeps the same fraction of every layer;
+``allocation="curve"`` allocates sizes across layers for the global budget from each
+layer's error-versus-size curve in the method's own metric (whitened for
+``"whiten"`` and ``"mpo-whiten"``; :mod:`tnkit.compress.allocate`), optionally weighted
+per layer (the sensitivity or entanglement profile,
+:func:`tnkit.compress.sensitivity_weights`, :func:`tnkit.compress.entanglement_weights`);
+a layer whose best option is dense stays dense. The default is ``"curve"`` for the
+MPO data-aware methods and ``"uniform"`` otherwise (the literature baselines).
 """
 
 from __future__ import annotations
@@ -28,17 +38,20 @@ from typing import Any
 from torch import nn
 
 from ..core.validate import check_option
-from .allocate import allocate_budget, mpo_curve
+from .allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from .calibration import ActivationStats, channel_scale, collect_activation_stats
 from .factorize import bond_for_params, max_bonds
-from .lowrank import LowRankLinear
+from .lowrank import LowRankLinear, cholesky_whitener
 from .mpo_linear import MPOLinear
 from .surgery import find_layers, linear_weight, replace_layers
+from .whitened_mpo import whitened_mpo_curve
 
-__all__ = ["METHODS", "LayerReport", "CompressionResult", "compress_model", "count_params"]
+__all__ = ["METHODS", "ALLOCATIONS", "LayerReport", "CompressionResult", "compress_model", "count_params"]
 
-METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware")
-_NEEDS_DATA = ("asvd", "whiten", "mpo-aware")
+METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten")
+ALLOCATIONS = ("uniform", "curve")
+_NEEDS_DATA = ("asvd", "whiten", "mpo-aware", "mpo-whiten")
+_LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
 
@@ -96,10 +109,13 @@ def compress_model(
     calibration: Sequence[Any] | None = None,
     stats: Mapping[str, ActivationStats] | None = None,
     weights: Mapping[str, float] | None = None,
+    allocation: str | None = None,
     n_cores: int = 2,
     alpha: float = 0.5,
     step: int = 8,
     refit_limit: int = 2048,
+    sweeps: int = 1,
+    cg_iterations: int = 8,
     progress: bool = True,
 ) -> CompressionResult:
     """Replace the chosen linear layers of ``model`` by compressed ones, in place.
@@ -121,9 +137,12 @@ def compress_model(
     stats : mapping, optional
         Precomputed :class:`ActivationStats` (instead of ``calibration``).
     weights : mapping of str to float, optional
-        Per-layer importance for the ``"mpo-aware"`` allocation.
+        Per-layer importance for the ``"curve"`` allocation (default 1 each).
+    allocation : {"uniform", "curve"}, optional
+        How ``ratio`` is shared between layers (see the module docstring); default
+        ``"curve"`` for ``"mpo-aware"`` and ``"mpo-whiten"``, ``"uniform"`` otherwise.
     n_cores : int
-        MPO cores per weight (``"mpo-aware"`` allocation needs 2).
+        MPO cores per weight (the ``"curve"`` allocation of MPOs needs 2).
     alpha : float
         Exponent of the ASVD channel scale.
     step : int
@@ -132,10 +151,15 @@ def compress_model(
         ``"mpo-aware"`` refits a layer's last core on the activations only when the
         linear system (``bond * i_last`` unknowns per output row) is at most this
         size; its cost grows as the cube.
+    sweeps, cg_iterations : int
+        ALS sweeps and conjugate-gradient iterations per core of ``"mpo-whiten"``
+        (:func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`).
     progress : bool
         Show a tqdm bar over layers.
     """
     check_option("method", method, METHODS)
+    allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
+    check_option("allocation", allocation, ALLOCATIONS)
     if (ratio is None) == (max_bond is None):
         raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
     if ratio is not None and not (0.0 < float(ratio) <= 1.0):
@@ -147,7 +171,7 @@ def compress_model(
         if calibration is None:
             raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
         stats = collect_activation_stats(model, chosen, calibration)
-    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step)
+    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation)
     reports, replacements = [], {}
     from tqdm.auto import tqdm
 
@@ -158,13 +182,13 @@ def compress_model(
             reports.append(LayerReport(name, "dense", -1, original, original, 0.0))
             continue
         new = _build_layer(module, method, size, None if stats is None else stats[name], n_cores, alpha,
-                           refit_limit)
+                           refit_limit, sweeps, cg_iterations)
         replacements[name] = new
         reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", size,
                                    new.num_params, original, new.truncation_error))
     replace_layers(model, replacements)
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
-                             time.perf_counter() - start)
+                             time.perf_counter() - start, {"allocation": allocation})
 
 
 def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
@@ -192,32 +216,48 @@ def _dims(module: nn.Module, n_cores: int) -> tuple[tuple[int, ...], tuple[int, 
 
 def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) -> int:
     out, inp = linear_weight(module).shape
-    if method == "mpo":
+    if method.startswith("mpo"):
         o, i = _dims(module, n_cores)
-        return bond_for_params(o, i, ratio * out * inp)
+        scale = inp if method in ("mpo-aware", "mpo-whiten") else 0  # the input scale costs `in` numbers
+        return bond_for_params(o, i, ratio * out * inp - scale)
     return max(1, int(ratio * out * inp / (out + inp)))
 
 
-def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step) -> dict[str, int]:
+def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alpha: float, step: int) -> SizeCurve:
+    """The layer's error-versus-size curve in the method's own error metric."""
+    w = linear_weight(module).detach().double().numpy()
+    if method in _LOWRANK:
+        target = w
+        if method == "asvd":
+            target = w * channel_scale(st, alpha=alpha)[None, :]
+        elif method == "whiten":
+            target = w @ cholesky_whitener(st.covariance)
+        return lowrank_curve(target, step=step)
+    o, i = _dims(module, 2)
+    if method == "mpo-whiten":
+        return whitened_mpo_curve(w, st.covariance, o, i, step=step)
+    scale = channel_scale(st, alpha=alpha) if method == "mpo-aware" else None
+    return mpo_curve(w, o, i, input_scale=scale, step=step)
+
+
+def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation) -> dict[str, int]:
     if max_bond is not None:
         return {name: int(max_bond) for name in chosen}
-    if method != "mpo-aware":
+    if allocation == "uniform":
         return {name: _uniform_size(m, method, ratio, n_cores) for name, m in chosen.items()}
-    if n_cores != 2:
-        raise ValueError(f"method 'mpo-aware' allocates two-core MPOs, got n_cores={n_cores}.")
-    curves = {}
-    for name, module in chosen.items():
-        o, i = _dims(module, 2)
-        w = linear_weight(module).detach().double().numpy()
-        curves[name] = mpo_curve(w, o, i, input_scale=channel_scale(stats[name], alpha=alpha), step=step)
-    scales = sum(linear_weight(m).shape[1] for m in chosen.values())  # input scales cost `in` each
-    budget = max(int(ratio * sum(linear_weight(m).numel() for m in chosen.values())) - scales, 0)
+    if method.startswith("mpo") and n_cores != 2:
+        raise ValueError(f"the 'curve' allocation of MPOs needs two-core MPOs, got n_cores={n_cores}.")
+    curves = {name: _size_curve(m, method, None if stats is None else stats[name], alpha, step)
+              for name, m in chosen.items()}
+    budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
+    if method == "mpo-aware":  # its curves leave out the input scales (`in` numbers per compressed layer)
+        budget = max(budget - sum(linear_weight(m).shape[1] for m in chosen.values()), 0)
     choice = allocate_budget(curves, budget, weights=weights)
     return {name: int(curves[name].sizes[j]) for name, j in choice.items()}
 
 
-def _build_layer(module, method, size, st, n_cores, alpha, refit_limit) -> nn.Module:
-    if method in ("svd", "asvd", "whiten"):
+def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations) -> nn.Module:
+    if method in _LOWRANK:
         limit = min(linear_weight(module).shape)
         if size > limit:
             raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
@@ -228,9 +268,12 @@ def _build_layer(module, method, size, st, n_cores, alpha, refit_limit) -> nn.Mo
             kwargs["covariance"] = st.covariance
         return LowRankLinear.from_linear(module, **kwargs)
     o, i = _dims(module, n_cores)
-    size = min(size, max(max_bonds(o, i))) if method == "mpo-aware" else size
     if method == "mpo":
         return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size)
+    size = min(size, max(max_bonds(o, i)))
+    if method == "mpo-whiten":
+        return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=n_cores, max_bond=size, sweeps=sweeps,
+                                              cg_iterations=cg_iterations)
     refit = size * i[-1] <= refit_limit
     return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size, input_scale=channel_scale(st, alpha=alpha),
                                  covariance=st.covariance if refit else None)

@@ -23,7 +23,7 @@ from torch import nn
 from .factorize import weight_entanglement
 from .surgery import find_layers, layer_depth, layer_role, linear_weight, replace_layers
 
-__all__ = ["ProfileRow", "entanglement_profile", "sensitivity_profile", "sensitivity_weights",
+__all__ = ["ProfileRow", "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "entanglement_weights",
            "format_profile", "plot_profile"]
 
 
@@ -108,6 +108,18 @@ def sensitivity_weights(rows: list[ProfileRow], layers: Mapping[str, nn.Module])
                 out[name] = 1.0 + excess[key] / mean
                 break
     return out
+
+
+def entanglement_weights(rows: list[ProfileRow]) -> dict[str, float]:
+    """Allocation weight per layer from its bond entropy: ``exp(S) / mean(exp(S))``.
+
+    ``exp(S)`` is the effective number of bond dimensions carrying the normalised
+    weight, so a layer that needs more of them to reach the same relative error
+    counts more. ``rows`` are those of :func:`entanglement_profile` (unit = layer name).
+    """
+    eff = {r.unit: float(np.exp(r.value)) for r in rows}
+    mean = float(np.mean(list(eff.values()))) if eff else 1.0
+    return {name: v / mean for name, v in eff.items()}
 
 
 def format_profile(rows: list[ProfileRow], header: str) -> str:
