@@ -187,3 +187,20 @@ def test_learning_rate_decays_after_a_raised_nll(rng):
     assert min(h.learning_rate) < 0.45                   # the decay did happen
     last_raised = h.nll[-1] > h.nll[-2]
     assert model.learning_rate_ == pytest.approx(h.learning_rate[-1] * (0.5 if last_raised else 1.0))
+
+
+def test_warm_start_continues_the_random_stream(rng):
+    """An int random_state seeds the first fit only: warm starts draw fresh batches."""
+    X = random_data(rng, 60, (2,) * 6)
+    subsets = []
+    model = MPSBornMachine(max_bond=2, n_sweeps=1, batch_size=10, warm_start=True, random_state=0)
+    model.fit(X)
+    stream = model._rng
+    for _ in range(3):
+        before = stream.bit_generator.state["state"]["state"]
+        model.fit(X)
+        assert model._rng is stream and stream.bit_generator.state["state"]["state"] != before
+        subsets.append(before)
+    assert len(set(subsets)) == 3
+    cold = MPSBornMachine(max_bond=2, n_sweeps=1, batch_size=10, random_state=0).fit(X)
+    assert cold._rng is not stream

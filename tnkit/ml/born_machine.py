@@ -289,6 +289,16 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             raise ValueError(f"`n_categories` must give {n_features} values (one per feature), got {len(dims)}.")
         return np.asarray(dims, dtype=np.intp)
 
+    def _generator(self, warm: bool) -> np.random.Generator:
+        """The random stream of a fit: a warm start continues the previous fit's stream.
+
+        (Re-seeding from an int ``random_state`` on every warm-start fit would redraw
+        the same ``batch_size`` subset each time.)
+        """
+        if not (warm and hasattr(self, "_rng")):
+            self._rng = as_generator(self.random_state)
+        return self._rng
+
     def _json_params(self) -> dict[str, Any]:
         """``get_params()`` as plain JSON values (a Generator ``random_state`` is not kept)."""
         params = dict(self.get_params())
@@ -452,7 +462,7 @@ class MPSBornMachine(BornMachineBase):
         params = self._checked_params()
         warm = self.warm_start and hasattr(self, "mps_")
         X = check_training_data(X, self.n_categories_ if warm else None)
-        rng = as_generator(self.random_state)
+        rng = self._generator(warm)
         if not warm:
             self.n_categories_ = self._categories(X)
             self.n_features_in_ = X.shape[1]

@@ -597,7 +597,7 @@ class TTNBornMachine(BornMachineBase):
         params = self._checked_params()
         warm = self.warm_start and hasattr(self, "ttn_")
         X = check_training_data(X, self.n_categories_ if warm else None)
-        rng = as_generator(self.random_state)
+        rng = self._generator(warm)
         if not warm:
             self.n_categories_ = self._categories(X)
             X = check_discrete_data("X", X, self.n_categories_)
