@@ -511,7 +511,6 @@ class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
         return embed(X, self.feature_map, local_dim=self.local_dim)
 
     def _check_params(self) -> None:
-        check_number("temperature", self.temperature)
         check_option("feature_map", self.feature_map, FEATURE_MAPS)
         check_option("loss", self.loss, LOSSES)
         check_int("local_dim", self.local_dim, minimum=1)
@@ -574,7 +573,7 @@ class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(f, axis=1)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``softmax(temperature * u(x))``, shape (n_samples, n_classes).
+        """Class probabilities: softmax of the decision function (times ``temperature`` for the MPS).
 
         For cross-entropy models these are the trained probabilities. Squared-loss
         models fit the unit output direction ``u`` to the one-hot label, so their
@@ -582,7 +581,11 @@ class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
         the arg-max of both). Wrap such a model in
         ``sklearn.calibration.CalibratedClassifierCV`` when calibrated probabilities matter.
         """
-        return softmax(self.temperature * self._raw_decision(X))
+        return softmax(self._logit_scale() * self._raw_decision(X))
+
+    def _logit_scale(self) -> float:
+        """Factor between the decision function and the softmax logits."""
+        return 1.0
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log(predict_proba(X))``."""
@@ -741,6 +744,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         for name in ("n_sweeps", "local_steps", "n_epochs", "batch_size", "init_bond"):
             check_int(name, getattr(self, name), minimum=1)
         check_number("alpha", self.alpha, positive=False)
+        check_number("temperature", self.temperature)
         check_number("init_noise", self.init_noise, positive=False)
         if self.learning_rate is not None:
             check_number("learning_rate", self.learning_rate)
@@ -775,6 +779,9 @@ class MPSClassifier(TensorNetworkClassifierBase):
 
     def _decision(self, phi: np.ndarray) -> np.ndarray:
         return chain_outputs(self.tensors_, self.label_site_, phi)
+
+    def _logit_scale(self) -> float:
+        return float(self.temperature)
 
     def _model_arrays(self):
         return list(self.tensors_), {"label_site": self.label_site_}
