@@ -208,21 +208,23 @@ def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="digits only (under a minute)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--digits-bond", type=int, default=20)
-    parser.add_argument("--digits-sweeps", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="digits only (about a minute on a quiet machine)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line, nothing else on stdout")
+    parser.add_argument("--digits-bond", type=int, default=20, help="max_bond of the digits models (default 20)")
+    parser.add_argument("--digits-sweeps", type=int, default=4, help="sweeps of the digits MPS (default 4)")
     parser.add_argument("--digits-epochs", type=int, default=10, help="Adam epochs (MPS adam, TTN)")
     parser.add_argument("--models", nargs="+", default=None,
                         help="digits cases to run, by substring (e.g. mps_sweep ttn); default all")
     parser.add_argument("--ttn-bonds", type=int, nargs="*", default=[10], help="MNIST TTN bonds (none: skip)")
-    parser.add_argument("--ttn-epochs", type=int, default=2)
+    parser.add_argument("--ttn-epochs", type=int, default=2, help="Adam epochs of the MNIST TTN (default 2)")
     parser.add_argument("--ttn-lr", type=float, default=3e-4, help="TTN Adam step (lower it as the bond grows)")
     parser.add_argument("--skip-mps-mnist", action="store_true", help="MNIST: only the TTN cases")
     parser.add_argument("--mnist-train", type=int, default=10000, help="training images used (60000: all)")
-    parser.add_argument("--mnist-sweeps", type=int, default=2)
-    parser.add_argument("--bonds", type=int, nargs="+", default=[10, 20, 40])
-    parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40])
+    parser.add_argument("--mnist-sweeps", type=int, default=2, help="sweeps of each MNIST MPS (default 2)")
+    parser.add_argument("--bonds", type=int, nargs="+", default=[10, 20, 40],
+                        help="max_bond values of the MNIST error-vs-bond cases")
+    parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40],
+                        help="bonds of the sweep-speed cases (one timed sweep each, up to 5000 images)")
     parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
     args = parser.parse_args(argv)
     _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models, args.ttn_lr), args.json)
