@@ -160,14 +160,14 @@ class _TreeData:
     def __init__(self, tree: Tree, dims: np.ndarray, X: np.ndarray) -> None:
         self.tree, self.n = tree, len(X)
         n_leaves = tree.n_leaves
-        self.groups: dict[int, list[tuple[tuple[Any, ...], np.ndarray]]] = {}
+        self.groups: dict[int, list[tuple[tuple[Any, ...], np.ndarray | slice]]] = {}
         self.internal_kids: dict[int, list[int]] = {}
         for v in tree.internal_nodes:
             kids = tree.children(v)
             leaf_pos = [j for j, c in enumerate(kids) if c < n_leaves]
             self.internal_kids[v] = [c for c in kids if c >= n_leaves]
             if not leaf_pos:
-                self.groups[v] = [((Ellipsis,), np.arange(self.n))]
+                self.groups[v] = [((Ellipsis,), slice(None))]  # one group: views, no copies
                 continue
             cols = [X[:, kids[j]] for j in leaf_pos]
             found = born_training.group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
@@ -181,7 +181,7 @@ class _TreeData:
         self.inside: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.outside = {tree.root: (np.ones((self.n, 1)), np.zeros(self.n))}
 
-    def _ins(self, v: int, rows: np.ndarray, skip: int = -1) -> list[np.ndarray]:
+    def _ins(self, v: int, rows: np.ndarray | slice, skip: int = -1) -> list[np.ndarray]:
         return [self.inside[c][0][rows] for c in self.internal_kids[v] if c != skip]
 
     def _in_log(self, v: int, skip: int = -1) -> np.ndarray:
