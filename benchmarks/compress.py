@@ -1,7 +1,9 @@
 """LLM compression benchmark: MPO (plain and data-aware) vs truncated SVD and ASVD.
 
 Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``svd``, ``whiten``,
-``asvd``, ``mpo`` (plain CompactifAI) and ``mpo-aware`` (tnkit). Cases:
+``asvd``, ``mpo`` (plain CompactifAI), ``mpo-aware`` and ``mpo-whiten`` (tnkit). A method may carry
+its allocation and allocation weights: ``whiten:curve``, ``mpo-whiten:curve:sens`` (sensitivity
+profile), ``mpo-whiten:curve:ent`` (entanglement profile); see ``--methods``. Cases:
 
 * ``params_<method>_keepK``: ``ratio`` = compressed / original parameter count;
 * ``weight_error_<method>_keepK``: mean relative squared weight error over the
@@ -29,17 +31,28 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Reporter, base_parser, case_selected, fmt_float, log, make_row  # noqa: E402
+from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
 
 TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
-METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware")
+METHODS = ("svd", "whiten", "whiten:curve", "mpo", "mpo-whiten:curve")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
                    help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
-    p.add_argument("--methods", default=",".join(METHODS), help="methods to compare (default: all five)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]] with ALLOCATION uniform|curve and "
+                        f"WEIGHTS sens|ent (default: {','.join(METHODS)})")
+    p.add_argument("--sweeps", type=int, default=1, help="ALS sweeps of mpo-whiten (default 1)")
+    p.add_argument("--cg-iterations", type=int, default=8, help="CG iterations per core of mpo-whiten (default 8)")
+    p.add_argument("--heal-lr", type=float, default=1e-4, help="healing learning rate (default 1e-4)")
+    p.add_argument("--heal-seq", type=int, default=128, help="healing window length (default 128)")
+    p.add_argument("--heal-trainable", default="compressed", choices=("all", "compressed"),
+                   help="parameters trained while healing (default: the compressed layers only)")
+    p.add_argument("--sensitivity-png", default=None, metavar="PNG",
+                   help="also measure the block sensitivity profile (needed by ':sens') and plot it here")
+    p.add_argument("--save-rows", default=None, metavar="JSONL", help="also append every row to this file")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
@@ -69,6 +82,40 @@ def _errors(base, compressed, result, stats):
             c = stats[r.name].covariance
             oerr.append(float(contract("ij,jk,ik->", e, c, e) / contract("ij,jk,ik->", w, c, w)))
     return float(np.mean(werr)), (float(np.mean(oerr)) if oerr else None)
+
+
+def _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap):
+    """Allocation weights per profile name (``sens`` only with ``--sensitivity-png``)."""
+    import tnkit.compress as tc
+
+    wanted = {spec.split(":")[2] for spec in args.methods.split(",") if spec.count(":") >= 2}
+    out = {None: None}
+    if "ent" in wanted or args.sensitivity_png:
+        t = time.perf_counter()
+        ent = tc.entanglement_profile(model, layers)
+        out["ent"] = tc.entanglement_weights(ent)
+        log(f"entanglement profile: {len(ent)} weights in {time.perf_counter() - t:.0f} s")
+    if args.sensitivity_png:
+        t = time.perf_counter()
+        base, rows = tc.sensitivity_profile(model, eval_ids, unit="block", ratio=0.5, method="svd", layers=layers,
+                                            window=window, stride=stride, max_tokens=eval_cap, progress=not args.json)
+        log(f"sensitivity profile: {len(rows)} blocks in {time.perf_counter() - t:.0f} s (base perplexity {base:.3f})")
+        for r in rows:
+            log(f"  {r.unit}: {r.value:.4f}")
+        tc.plot_profile(ent, rows, args.sensitivity_png,
+                        title="SmolLM2-135M: bond entropy of each weight; one block at 50% (svd) at a time")
+        out["sens"] = tc.sensitivity_weights(rows, layers)
+    return out
+
+
+def _append_rows(path, rows, start):
+    """Append ``rows[start:]`` as JSON lines (so a long run keeps what it measured); returns ``len(rows)``."""
+    import json
+
+    with open(path, "a", encoding="utf-8") as fh:
+        for r in rows[start:]:
+            fh.write(json.dumps(r) + "\n")
+    return len(rows)
 
 
 def _load(args):
@@ -117,37 +164,53 @@ def main(argv=None) -> int:
     base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens) if args.speed_tokens else None
     log(f"original: {total:,} params, perplexity {base_ppl:.3f} (window {window}, stride {stride}, "
         f"{min(len(eval_ids), eval_cap or len(eval_ids)):,} tokens)")
+    weights = _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap)
+    saved = 0
     for keep in keeps:
         ratio = (keep * total - (total - selected)) / selected
         tag = f"keep{round(keep * 100)}"
-        for method in methods:
-            if not case_selected(f"{method}_{tag}", args.cases):
+        for spec in methods:
+            method, allocation, wname = (spec.split(":") + [None, None])[:3]
+            label = spec.replace(":", "_")
+            if not case_selected(f"{label}_{tag}", args.cases):
                 continue
             m = copy.deepcopy(model)
+            cpu = time.process_time()
             res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
-                                    progress=not args.json)
+                                    allocation=allocation, weights=weights.get(wname), sweeps=args.sweeps,
+                                    cg_iterations=args.cg_iterations, progress=not args.json)
+            cpu = time.process_time() - cpu
             werr, oerr = _errors(model, m, res, stats)
-            rep.emit(make_row("compress", f"params_{method}_{tag}", res.params_after, "original", total,
+            rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))
-            rep.emit(make_row("compress", f"weight_error_{method}_{tag}", werr, "svd" if method != "svd" else None,
+            rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr, "svd" if method != "svd" else None,
                               None, metric="relative_weight_error"))
-            rep.emit(make_row("compress", f"output_error_{method}_{tag}", oerr, None, None,
+            rep.emit(make_row("compress", f"output_error_{label}_{tag}", oerr, None, None,
                               metric="relative_output_error"))
-            rep.emit(make_row("compress", f"compress_seconds_{method}_{tag}", res.seconds, None, None,
-                              metric="seconds", calibration_seconds=calib_s))
+            rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
+                              metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
+                              load_average=load_average()))
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
-            rep.emit(make_row("compress", f"perplexity_{method}_{tag}", ppl, "original", base_ppl,
+            rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))
             if args.speed_tokens:
                 speed = tc.generation_speed(m, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
-                rep.emit(make_row("compress", f"tokens_per_s_{method}_{tag}", speed, "original", base_speed,
-                                  metric="tokens_per_s_higher_is_better", lower_is_better=False))
+                rep.emit(make_row("compress", f"tokens_per_s_{label}_{tag}", speed, "original", base_speed,
+                                  metric="tokens_per_s_higher_is_better", lower_is_better=False,
+                                  load_average=load_average()))
             if args.heal_seconds > 0:
+                cpu = time.process_time()
                 h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds,
-                            seq_len=seq, batch_size=4, progress=not args.json)
+                            seq_len=args.heal_seq, batch_size=4, lr=args.heal_lr, trainable=args.heal_trainable,
+                            progress=not args.json)
+                cpu = time.process_time() - cpu
                 ppl_h = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
-                rep.emit(make_row("compress", f"perplexity_{method}_{tag}_healed", ppl_h, "original", base_ppl,
-                                  metric="perplexity", heal_tokens=h.tokens, heal_seconds=h.seconds))
+                rep.emit(make_row("compress", f"perplexity_{label}_{tag}_healed", ppl_h, "original", base_ppl,
+                                  metric="perplexity", heal_tokens=h.tokens, heal_steps=h.steps,
+                                  heal_seconds=h.seconds, heal_cpu_seconds=cpu, heal_final_loss=h.final_loss,
+                                  heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
+            if args.save_rows:
+                saved = _append_rows(args.save_rows, rep.rows, saved)
             del m
     # weight errors relative to svd, filled in now that all methods ran
     svd_err = {r["case"].replace("weight_error_svd_", ""): r["tnkit"] for r in rep.rows

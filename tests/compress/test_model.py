@@ -164,6 +164,22 @@ def test_heal_lowers_loss_and_resumes(llama, ids, tmp_path):
     assert np.mean(second.losses[-3:]) < np.mean(second.losses[:3])
 
 
+def test_heal_compressed_only_trains_the_compressed_layers(llama):
+    tc.compress_model(llama, method="svd", ratio=0.5, layers=tc.find_layers(llama, roles=["mlp"]), progress=False)
+    frozen = {n: p.detach().clone() for n, p in llama.named_parameters() if ".mlp." not in n}
+    text_ids = np.tile(np.arange(32), 40)
+    tc.heal(llama, text_ids, max_tokens=3 * 2 * 32, seq_len=32, batch_size=2, lr=1e-2, trainable="compressed",
+            progress=False)
+    for n, p in llama.named_parameters():
+        if n in frozen:
+            torch.testing.assert_close(p, frozen[n], rtol=0, atol=0)
+        assert p.requires_grad == (".mlp." in n)
+    with pytest.raises(ValueError, match="`trainable`"):
+        tc.heal(llama, text_ids, max_tokens=64, seq_len=32, batch_size=2, trainable="some")
+    with pytest.raises(ValueError, match="no compressed layer"):
+        tc.heal(tc.tiny_llama(), text_ids, max_tokens=64, seq_len=32, batch_size=2, trainable="compressed")
+
+
 def test_evaluate_report_and_corpus_split(llama, ids, tmp_path):
     rep = tc.evaluate_model(llama, "tiny", ids=ids[:300], window=64, stride=32, speed_tokens=4)
     assert rep.params == tc.count_params(llama) and rep.memory_bytes >= 4 * rep.params  # plus buffers (rotary)

@@ -90,6 +90,22 @@ def _load(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
     return meta
 
 
+def _set_trainable(model: nn.Module, trainable: str) -> None:
+    """Freeze every parameter outside the compressed layers when ``trainable == "compressed"``."""
+    from ..core.validate import check_option
+    from .lowrank import LowRankLinear
+    from .mpo_linear import MPOLinear
+
+    check_option("trainable", trainable, ("all", "compressed"))
+    if trainable == "all":
+        return
+    keep = {id(p) for m in model.modules() if isinstance(m, (MPOLinear, LowRankLinear)) for p in m.parameters()}
+    if not keep:
+        raise ValueError("`trainable`='compressed' but the model has no compressed layer.")
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+
+
 def heal(
     model: nn.Module,
     ids: Any,
@@ -103,6 +119,7 @@ def heal(
     checkpoint_dir: Any = None,
     checkpoint_every: int = 50,
     seed: int = 0,
+    trainable: str = "all",
     progress: bool = True,
 ) -> HealResult:
     """Fine-tune ``model`` (in place) with AdamW on the token ids ``ids``.
@@ -126,6 +143,10 @@ def heal(
         Steps between checkpoints.
     seed : int
         Seed of the window order.
+    trainable : {"all", "compressed"}
+        Train every parameter, or only those of the compressed layers
+        (:class:`MPOLinear`, :class:`LowRankLinear`; the rest is frozen, which also
+        skips the large embedding's gradient and optimizer state).
     progress : bool
         tqdm bar with loss and tokens/s.
     """
@@ -136,6 +157,7 @@ def heal(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     ids = np.asarray(ids, dtype=np.int64)
     starts = _windows(len(ids), seq_len, batch_size, seed)
+    _set_trainable(model, trainable)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
