@@ -273,3 +273,18 @@ def test_initial_chain_passes_inputs_through_at_equal_scale(feature_map):
     assert_close_rtol(np.abs(f[:, 0]), np.abs(expected))
     spread = np.ptp(np.log(np.abs(f[:, 0])))
     assert (spread < 1e-10) if feature_map == "linear" else (spread > 0.1)
+
+
+@pytest.mark.parametrize("solver", ["sweep", "adam"])
+def test_long_chain_learns_a_rule_on_few_pixels(solver):
+    """128 sites, mostly blank inputs, class = two pixels: must be learned (MNIST 14x14 regression).
+
+    Before the loss moved to output directions, the label tensor had to be ~1e20 times
+    its inputs, the L2 term swamped the data and sweeps stalled near chance on such chains.
+    """
+    r = np.random.default_rng(0)
+    X = r.random((1300, 128)) * (r.random((1300, 128)) < 0.4)
+    y = 2 * (X[:, 40] > 0.3) + (X[:, 100] > 0.3)  # 4 classes, chance 0.25
+    kwargs = dict(n_sweeps=1, alpha=0.03) if solver == "sweep" else dict(n_epochs=3, learning_rate=0.003)
+    clf = MPSClassifier(max_bond=4, solver=solver, random_state=0, **kwargs).fit(X[:1000], y[:1000])
+    assert clf.score(X[1000:], y[1000:]) > 0.85
