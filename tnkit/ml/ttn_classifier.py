@@ -69,7 +69,8 @@ from ..ttn import TTN, Tree
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
 from .mps_classifier import TensorNetworkClassifierBase, _balance
-from .optim import Adam, loss_function
+from .mps_classifier import check_number
+from .optim import Adam, normalize_outputs, normalized_loss
 
 __all__ = [
     "TTNClassifier",
@@ -203,7 +204,10 @@ def _equations(n_children: int) -> tuple[str, tuple[str, ...], str]:
 
 
 def _inside(tree: Tree, tensors: list[np.ndarray], phi: np.ndarray):
-    """Bottom-up pass: normalised inside vectors and their log scales, keyed by node; and ``f``."""
+    """Bottom-up pass: normalised inside vectors and their log scales, keyed by node; and ``f``.
+
+    ``f`` is returned as ``(f_scaled, log)`` with the true outputs ``f_scaled * exp(log)[:, None]``.
+    """
     n = tree.n_leaves
     vecs: dict[int, np.ndarray] = {leaf: phi[:, leaf] for leaf in range(n)}
     logs: dict[int, np.ndarray] = {leaf: np.zeros(len(phi)) for leaf in range(n)}
@@ -215,24 +219,34 @@ def _inside(tree: Tree, tensors: list[np.ndarray], phi: np.ndarray):
         raw = contract(_equations(len(kids))[0], tensors[v - n], *(vecs[c] for c in kids))
         log = sum(logs[c] for c in kids)
         if v == tree.root:
-            f = raw * np.exp(log)[:, None]
+            f = (raw, log)
         else:
             vecs[v], extra = normalize_rows(raw)
             logs[v] = log + extra
     return vecs, logs, f
 
 
-def tree_outputs(tree: Tree, tensors: list[np.ndarray], phi: np.ndarray) -> np.ndarray:
-    """Decision function ``f`` (batch, n_classes) on embedded inputs ``phi`` (batch, n_leaves, d)."""
-    return np.concatenate(
-        [_inside(tree, tensors, phi[s : s + _PREDICT_CHUNK])[2] for s in range(0, len(phi), _PREDICT_CHUNK)]
-    )
+def tree_outputs(tree: Tree, tensors: list[np.ndarray], phi: np.ndarray, *, direction: bool = False) -> np.ndarray:
+    """Contraction ``f`` (batch, n_classes) of the tree with inputs ``phi`` (batch, n_leaves, d).
+
+    With ``direction``, the unit rows ``f / ||f||`` (what the classifier's loss and
+    ``decision_function`` use), computed without ever forming ``f`` at its true scale.
+    """
+    out = []
+    for s in range(0, len(phi), _PREDICT_CHUNK):
+        raw, log = _inside(tree, tensors, phi[s : s + _PREDICT_CHUNK])[2]
+        out.append(normalize_outputs(raw)[0] if direction else raw * np.exp(log)[:, None])
+    return np.concatenate(out)
 
 
 def tree_gradients(
-    tree: Tree, tensors: list[np.ndarray], phi: np.ndarray, Y: np.ndarray, *, loss: str, alpha: float = 0.0
+    tree: Tree, tensors: list[np.ndarray], phi: np.ndarray, Y: np.ndarray, *, loss: str, alpha: float = 0.0,
+    temperature: float = 1.0,
 ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Loss on a batch and its exact gradient with respect to every node tensor.
+
+    The loss is :func:`tnkit.ml.optim.normalized_loss` of the outputs: it sees each
+    sample's output direction only.
 
     Parameters
     ----------
@@ -245,6 +259,8 @@ def tree_gradients(
     loss : {"squared", "cross-entropy"}
     alpha : float
         L2 regularisation: ``alpha/2 * sum ||T_v||^2`` is added to the mean loss.
+    temperature : float
+        Logit scale of the cross-entropy.
 
     Returns
     -------
@@ -255,10 +271,10 @@ def tree_gradients(
         The outputs on the batch (before the step).
     """
     n = tree.n_leaves
-    vecs, logs, f = _inside(tree, tensors, phi)
-    value, G = loss_function(loss)(f, Y)
+    vecs, logs, (raw, root_log) = _inside(tree, tensors, phi)
+    value, G = normalized_loss(loss, temperature)(raw, Y)  # G: derivative w.r.t. f * exp(-root_log)
     out_vec: dict[int, np.ndarray] = {tree.root: G}
-    out_log: dict[int, np.ndarray] = {tree.root: np.zeros(len(phi))}
+    out_log: dict[int, np.ndarray] = {tree.root: -root_log}
     grads: list[np.ndarray] = [np.empty(0)] * len(tensors)
     for v in reversed(tree.postorder()):
         if v < n:
@@ -276,7 +292,7 @@ def tree_gradients(
             out_vec[c], extra = normalize_rows(contract(outside[j], t, out_vec[v], *others))
             out_log[c] = out_log[v] + sum(x for i, x in enumerate(in_logs) if i != j) + extra
     reg = 0.5 * alpha * sum(float(np.sum(t * t)) for t in tensors)
-    return value + reg, grads, f
+    return value + reg, grads, raw * np.exp(root_log)[:, None]
 
 
 def _canonical(tree: Tree, tensors: list[np.ndarray]) -> list[np.ndarray]:
@@ -297,6 +313,7 @@ def tree_adam_fit(
     loss: str,
     alpha: float,
     rng: np.random.Generator,
+    temperature: float = 1.0,
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over every node tensor; canonical form about the root restored after each epoch.
@@ -322,11 +339,12 @@ def tree_adam_fit(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
         total = 0.0
         for idx in bar:
-            value, grads, _ = tree_gradients(tree, tensors, phi[idx], Y[idx], loss=loss, alpha=alpha)
+            value, grads, _ = tree_gradients(tree, tensors, phi[idx], Y[idx], loss=loss, alpha=alpha,
+                                             temperature=temperature)
             tensors = opt.step(tensors, grads)
             total += value * len(idx)
         tensors = _canonical(tree, tensors)
-        f = tree_outputs(tree, tensors, phi)
+        f = tree_outputs(tree, tensors, phi, direction=True)
         acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
         history.append({"loss": total / n, "accuracy": acc,
                         "max_bond": max((t.shape[-1] for t in tensors[:-1]), default=1),
@@ -356,7 +374,8 @@ class TTNClassifier(TensorNetworkClassifierBase):
     local_dim : int
         Length of each local feature vector.
     loss : {"cross-entropy", "squared"}
-        Softmax cross-entropy, or the squared loss on the one-hot label.
+        Softmax cross-entropy, or the squared loss on the one-hot label, either on
+        the unit output direction ``u = f / ||f||`` (as for :class:`MPSClassifier`).
     n_epochs, batch_size : int
         Adam epochs per ``fit`` and minibatch size.
     learning_rate : float
@@ -365,6 +384,8 @@ class TTNClassifier(TensorNetworkClassifierBase):
         L2 regularisation of the weights.
     init_noise : float
         Relative scale of the random part of the initial root tensor.
+    temperature : float
+        Logit scale: the cross-entropy and ``predict_proba`` use ``softmax(temperature * u)``.
     random_state : None, int or numpy Generator
         Seed of the initial weights and the minibatch order.
     verbose : bool
@@ -408,12 +429,14 @@ class TTNClassifier(TensorNetworkClassifierBase):
         learning_rate: float = 0.003,
         alpha: float = 0.0,
         init_noise: float = 1e-2,
+        temperature: float = 10.0,
         random_state: Any = None,
         verbose: bool = False,
         warm_start: bool = False,
     ) -> None:
         self.max_bond = max_bond
         self.image_shape = image_shape
+        self.temperature = temperature
         self.feature_map = feature_map
         self.local_dim = local_dim
         self.loss = loss
@@ -437,25 +460,27 @@ class TTNClassifier(TensorNetworkClassifierBase):
             ):
                 raise ValueError(f"`{name}` must be a finite number >= 0 (> 0 for learning_rate), got {value!r}.")
         check_option("loss", self.loss, ("squared", "cross-entropy"))
+        check_number("temperature", self.temperature)
 
     def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
         self.tree_ = feature_tree(phi.shape[1], self.image_shape)
         tensors = init_tree_tensors(self.tree_, self.local_dim, Y.shape[1], self.max_bond, rng,
                                     noise=self.init_noise, passthrough=passthrough_vector(phi))
-        scale = np.median(np.linalg.norm(tree_outputs(self.tree_, tensors, phi), axis=1))
-        if scale > 0 and np.isfinite(scale):
-            tensors[-1] = tensors[-1] / scale
         self.tensors_ = tensors
 
     def _train(self, phi, Y, n_iter, rng):
         self.tensors_, history = tree_adam_fit(
             self.tree_, self.tensors_, phi, Y, n_epochs=n_iter or self.n_epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, loss=self.loss, alpha=self.alpha, rng=rng, verbose=self.verbose,
+            learning_rate=self.learning_rate, loss=self.loss, alpha=self.alpha, rng=rng,
+            temperature=self.temperature, verbose=self.verbose,
         )
         return history
 
     def _decision(self, phi: np.ndarray) -> np.ndarray:
-        return tree_outputs(self.tree_, self.tensors_, phi)
+        return tree_outputs(self.tree_, self.tensors_, phi, direction=True)
+
+    def _logit_scale(self) -> float:
+        return float(self.temperature)
 
     def _model_arrays(self):
         return list(self.tensors_), self.tree_.to_arrays()  # keeps every node's child order
