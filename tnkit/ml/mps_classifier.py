@@ -177,34 +177,32 @@ def chain_outputs(tensors: list[np.ndarray], label_site: int, phi: np.ndarray) -
 
 def _local_update(left, right, merged, Y, *, loss_fn, alpha: float, local_steps: int, step: float,
                   proposal: str = "least-squares"):
-    """Gradient steps on a merged tensor against fixed projected inputs; returns (tensor, next step length).
+    """Improve a merged tensor against fixed projected inputs; returns (tensor, next step length).
 
-    The loss depends only on the direction of each sample's output, so ``merged`` is
-    first rescaled (the model is unchanged) to give outputs of root-mean-square norm 1
-    on the projected inputs: the gradient of a direction loss scales as ``1/||f||``,
-    and this fixes the scale of the steps whatever the chain's length or the size of
-    the tensor. Each step is a plain gradient step whose length is found by Armijo
-    backtracking, so the local loss never increases.
+    ``proposal="least-squares"`` returns the target of :func:`_least_squares_target`;
+    ``"gradient"`` takes plain gradient steps on the model's loss, each with Armijo
+    backtracking (never uphill). The caller scales ``merged`` to outputs of
+    root-mean-square norm 1 first: the gradient of a direction loss scales as
+    ``1/||f||``, and this fixes the scale of the steps.
     """
-    rms = float(np.sqrt(np.mean(np.sum(local_output(left, right, merged) ** 2, axis=1))))
-    if rms > 0 and math.isfinite(rms):
-        merged = merged / rms
 
     def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad_f = loss_fn(local_output(left, right, b), Y)
         return value + 0.5 * alpha * float(np.sum(b * b)), local_gradient(left, right, grad_f) + alpha * b
 
     if proposal == "least-squares":
-        return _least_squares_step(left, right, merged, Y, loss_fn, alpha, local_steps), step
+        return _least_squares_target(left, right, merged, Y, alpha, local_steps), step
     return backtracking_descent(objective, merged, step=step, n_steps=local_steps)
 
 
 def _update_and_split(left, right, merged, Y, direction, max_bond, cutoff, *, loss_fn, alpha, local_steps, step,
-                      fractions=(1.0, 0.5, 0.25, 0.125, 0.0)):
+                      fractions=(1.0, 0.5, 0.25, 0.0)):
     """Local update, then the truncated split, choosing how far to go by the loss *after* truncation.
 
-    The update proposes ``B_new``; the split of ``B + t (B_new - B)`` is taken for the
-    ``t`` in ``fractions`` whose truncated product has the lowest loss. A long step
+    ``merged`` is first rescaled (the model does not change) so its outputs on the
+    projected inputs have root-mean-square norm 1. The update proposes ``B_new``; the
+    split of ``B + t (B_new - B)`` is taken for the ``t`` in ``fractions`` whose
+    truncated product has the lowest loss. A long step
     raises the rank of ``B`` and the SVD may then discard more than the step gained;
     ``t = 0`` (only moving the label) is always a candidate.
     """
@@ -222,13 +220,13 @@ def _update_and_split(left, right, merged, Y, direction, max_bond, cutoff, *, lo
     return best[1], step
 
 
-def _least_squares_step(left, right, merged, Y, loss_fn, alpha, n_steps, max_halvings: int = 12):
-    """Move towards a few CG steps on ``min_B mean ||B . v_n - y_n||^2`` (unit ``v_n``), never uphill.
+def _least_squares_target(left, right, merged, Y, alpha, n_steps):
+    """A few CG steps on ``min_B mean ||B . v_n - y_n||^2 + alpha ||B||^2`` from ``merged`` (unit ``v_n``).
 
     The least-squares problem on the per-sample normalised projected inputs is the
-    local problem of Stoudenmire & Schwab's code; its CG steps give a strong search
-    direction. The step along it is halved until the direction loss (the model's
-    loss) does not increase; if no fraction helps, ``merged`` is kept.
+    local problem of Stoudenmire & Schwab's reference code; its CG steps give a
+    strong search direction. How far to move along it is decided after truncation
+    by :func:`_update_and_split`.
     """
 
     def forward(b: np.ndarray) -> np.ndarray:
@@ -237,17 +235,7 @@ def _least_squares_step(left, right, merged, Y, loss_fn, alpha, n_steps, max_hal
     def transpose(g: np.ndarray) -> np.ndarray:
         return local_gradient(left, right, g)
 
-    def value(b: np.ndarray) -> float:
-        return loss_fn(forward(b), Y)[0] + 0.5 * alpha * float(np.sum(b * b))
-
-    target = conjugate_gradient_least_squares(forward, transpose, merged, Y, alpha=alpha, n_steps=n_steps)
-    direction, start, t = target - merged, value(merged), 1.0
-    for _ in range(max_halvings):
-        trial = merged + t * direction
-        if value(trial) <= start:
-            return trial
-        t *= 0.5
-    return merged
+    return conjugate_gradient_least_squares(forward, transpose, merged, Y, alpha=alpha, n_steps=n_steps)
 
 
 def sweep_fit(
