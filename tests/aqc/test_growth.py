@@ -7,10 +7,10 @@ import pytest
 
 from tnkit import MPS
 from tnkit.aqc import Ansatz, Objective, brickwall_ansatz, circuit_fidelity, staircase_ansatz
+from tnkit.aqc.ansatz import next_brick_layer
 from tnkit.aqc.growth import (
     add_identity_layer,
     compile_growing,
-    next_brick_layer,
     prepend_ran_layer,
     residual_state,
 )
@@ -139,3 +139,29 @@ def test_growing_checks_its_arguments(target5):
         compile_growing(target5, brickwall_ansatz(5, 3), cnot_budget=5)
     with pytest.raises(TypeError, match="`ansatz` must be an Ansatz"):
         compile_growing(target5, "brickwall")
+
+
+def test_next_brick_layer_reads_the_last_layer_not_the_last_block():
+    # topological order in which the last block listed sits in an earlier layer
+    ansatz = Ansatz(6, ((0, 1), (2, 3), (1, 2), (4, 5), (3, 4)))  # layers: even, odd
+    assert next_brick_layer(ansatz) == [(2, 3), (0, 1), (4, 5)]
+    ansatz = Ansatz(6, ((1, 2), (3, 4), (2, 3), (0, 1), (4, 5)))  # odd, then even; (0, 1) listed late
+    assert next_brick_layer(ansatz) == [(1, 2), (3, 4)]
+
+
+def test_circuit_ansatz_fuses_pair_runs_interleaved_with_other_pairs():
+    """A Suzuki-Trotter step visits each odd bond forwards and backwards: one block per bond."""
+    from qiskit import QuantumCircuit
+
+    from tnkit.aqc import ansatz_from_circuit
+
+    qc = QuantumCircuit(6)
+    qc.x([1, 3, 5])
+    for sweep in ((0, 2, 4), (1, 3), (3, 1), (0, 2, 4)):  # even/2, odd/2 forwards, odd/2 backwards, even/2
+        for q in sweep:
+            qc.rxx(0.3 + q / 10, q, q + 1)
+            qc.rzz(0.2, q, q + 1)
+    ansatz, x = ansatz_from_circuit(qc)
+    assert ansatz.n_blocks == 3 + 2 + 3
+    target = MPS.from_qiskit(qc)
+    assert Objective(ansatz, target).fidelity(x) == pytest.approx(1.0, abs=1e-10)

@@ -54,6 +54,7 @@ __all__ = [
     "Ansatz",
     "brickwall_ansatz",
     "staircase_ansatz",
+    "next_brick_layer",
     "ansatz_from_circuit",
     "ansatz_from_gates",
     "zxz_matrices",
@@ -355,6 +356,27 @@ def staircase_ansatz(n_qubits: int, n_layers: int) -> Ansatz:
     return Ansatz(n, tuple([(q, q + 1) for q in range(n - 1)] * n_layers), "staircase")
 
 
+def next_brick_layer(ansatz: Ansatz) -> list[tuple[int, int]]:
+    """Bonds ``(q, q + 1)`` of the next brick layer on a line, central bonds first.
+
+    The parity is the one not used by the ansatz's last layer (its blocks scheduled
+    as early as possible; even bonds for an ansatz without blocks). The bonds are
+    ordered by distance from the chain's centre, where the entanglement is largest,
+    so a prefix of the list is the most useful partial layer.
+    """
+    n = ansatz.n_qubits
+    parity = 0
+    if ansatz.pairs:
+        level = [0] * n
+        levels = []
+        for lo, hi in ansatz.pairs:
+            level[lo] = level[hi] = max(level[lo], level[hi]) + 1
+            levels.append(level[lo])
+        last = max(range(len(levels)), key=lambda k: (levels[k], k))
+        parity = 1 - ansatz.pairs[last][0] % 2
+    return sorted(((q, q + 1) for q in range(parity, n - 1, 2)), key=lambda p: (abs(p[0] + 0.5 - (n - 1) / 2), p))
+
+
 def _coupling_edges(coupling_map: Any, n: int) -> list[tuple[int, int]]:
     edges = coupling_map.get_edges() if hasattr(coupling_map, "get_edges") else coupling_map
     try:
@@ -486,7 +508,9 @@ def ansatz_from_circuit(circuit: Any) -> tuple[Ansatz, np.ndarray]:
     """The two-qubit structure of ``circuit`` with its angles freed.
 
     Every run of two-qubit gates on one pair (with the one-qubit gates between them)
-    becomes one KAK block; one-qubit gates elsewhere are absorbed into the ZXZ blocks.
+    becomes one KAK block, also when gates on other qubits are interleaved (the runs
+    are found in the circuit's DAG); one-qubit gates elsewhere are absorbed into the
+    ZXZ blocks.
     The returned parameters reproduce ``circuit`` exactly (up to a global phase).
 
     Parameters
@@ -510,4 +534,25 @@ def ansatz_from_circuit(circuit: Any) -> tuple[Ansatz, np.ndarray]:
         raise ValueError("`circuit` has unbound parameters; bind them with assign_parameters first.")
     if any(inst.operation.num_qubits > 2 for inst in circuit.data):
         circuit = qiskit.transpile(circuit, basis_gates=["u", "cx"], optimization_level=0)
-    return ansatz_from_gates(circuit.num_qubits, fused_gates(circuit), family="circuit")
+    gates = list(fused_gates(circuit))
+    consolidated = list(fused_gates(_consolidate_pair_runs(circuit)))
+    if _two_qubit_count(consolidated) < _two_qubit_count(gates):
+        gates = consolidated  # runs on a pair interleaved with gates on other qubits
+    return ansatz_from_gates(circuit.num_qubits, gates, family="circuit")
+
+
+def _two_qubit_count(gates: list[tuple[tuple[int, ...], Any]]) -> int:
+    return sum(len(q) == 2 for q, _ in gates)
+
+
+def _consolidate_pair_runs(circuit: Any) -> Any:
+    """``circuit`` with every maximal run of gates on one qubit pair (in its DAG) as one unitary.
+
+    Unlike a pass over the gate list, the DAG sees through gates on other qubits: a
+    Suzuki-Trotter step that visits bond ``(1, 2)`` forwards and backwards with other
+    bonds in between becomes one block, as in qiskit-addon-aqc-tensor.
+    """
+    from qiskit.transpiler import PassManager
+    from qiskit.transpiler.passes import Collect2qBlocks, ConsolidateBlocks
+
+    return PassManager([Collect2qBlocks(), ConsolidateBlocks(force_consolidate=True)]).run(circuit)

@@ -31,14 +31,13 @@ import numpy as np
 
 from ..core.validate import check_int, check_option
 from ..mps.mps import MatrixProductState
-from .ansatz import Ansatz, ansatz_from_gates, zxz_matrices
+from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import sequential_unitaries
 from .compiler import AQCResult, compile_state
 from .init import _as_staircase_gate, extend_ansatz
 from .targets import as_target
 
 __all__ = [
-    "next_brick_layer",
     "add_identity_layer",
     "residual_state",
     "prepend_ran_layer",
@@ -50,18 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: The kinds of layer :func:`compile_growing` can add.
 GROWTH_KINDS = ("brickwall", "ran")
-
-
-def next_brick_layer(ansatz: Ansatz) -> list[tuple[int, int]]:
-    """Bonds ``(q, q + 1)`` of the next brick layer on a line, central bonds first.
-
-    The parity is the one the ansatz's last block does not use (even bonds for an
-    ansatz without blocks). The order is by distance from the chain's centre, so a
-    prefix of the list is the most useful partial layer.
-    """
-    n = ansatz.n_qubits
-    parity = 1 - ansatz.pairs[-1][0] % 2 if ansatz.pairs else 0
-    return sorted(((q, q + 1) for q in range(parity, n - 1, 2)), key=lambda p: (abs(p[0] + 0.5 - (n - 1) / 2), p))
 
 
 def add_identity_layer(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core.validate import check_int
-from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates
+from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, next_brick_layer
 from .born import sequential_unitaries
 from .targets import SpinChain, as_target
 
@@ -147,11 +147,7 @@ def fill_cnot_budget(ansatz: Ansatz, params: Any, cnot_budget: int) -> tuple[Ans
     (72, 198)
     """
     cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
-    n = ansatz.n_qubits
     if ansatz.cnot_count > cnot_budget:
         raise ValueError(f"`cnot_budget` ({cnot_budget}) is below the ansatz's {ansatz.cnot_count} CNOTs.")
-    parity = 1 - ansatz.pairs[-1][0] % 2 if ansatz.pairs else 0
-    bonds = sorted(range(parity, n - 1, 2), key=lambda q: (abs(q + 0.5 - (n - 1) / 2), q))
     extra = (cnot_budget - ansatz.cnot_count) // 3
-    chosen = sorted(bonds[:extra])
-    return extend_ansatz(ansatz, params, [(q, q + 1) for q in chosen])
+    return extend_ansatz(ansatz, params, sorted(next_brick_layer(ansatz)[:extra]))
