@@ -260,3 +260,10 @@ def test_normalisation_property(n_leaves, bond, seed):
     dims = tuple(int(d) for d in gen.integers(2, 4, n_leaves))
     model = fitted_random(gen, Tree.balanced(n_leaves), dims, bond)
     assert np.exp(model.log_prob(all_configurations(dims))).sum() == pytest.approx(1.0, abs=1e-10)
+
+
+def test_verbose_progress_bar_shows_the_nll(rng, capsys):
+    X = random_data(rng, 20, DIMS)
+    TTNBornMachine(max_bond=2, n_sweeps=2, image_shape=(2, 3), verbose=True, random_state=0).fit(X)
+    err = capsys.readouterr().err
+    assert "Born machine" in err and "nll=" in err
