@@ -42,10 +42,17 @@ def parser():
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
                    help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
     p.add_argument("--methods", default=",".join(METHODS),
-                   help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]] with ALLOCATION uniform|curve and "
-                        f"WEIGHTS sens|ent (default: {','.join(METHODS)})")
+                   help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]][@K/K...] with ALLOCATION "
+                        "uniform|curve, WEIGHTS sens|ent, and @70/90 limiting it to those percentages kept "
+                        f"(default: {','.join(METHODS)})")
     p.add_argument("--sweeps", type=int, default=1, help="ALS sweeps of mpo-whiten (default 1)")
     p.add_argument("--cg-iterations", type=int, default=8, help="CG iterations per core of mpo-whiten (default 8)")
+    p.add_argument("--heal-best", action="store_true",
+                   help="heal only the method with the lowest perplexity at the first --keep value, right after it "
+                        "(instead of healing every method)")
+    p.add_argument("--heal-rounds", type=int, default=1,
+                   help="split --heal-seconds into this many rounds (resuming from a checkpoint) and measure the "
+                        "perplexity after each (default 1)")
     p.add_argument("--heal-lr", type=float, default=1e-4, help="healing learning rate (default 1e-4)")
     p.add_argument("--heal-seq", type=int, default=128, help="healing window length (default 128)")
     p.add_argument("--heal-trainable", default="compressed", choices=("all", "compressed"),
@@ -53,6 +60,9 @@ def parser():
     p.add_argument("--sensitivity-png", default=None, metavar="PNG",
                    help="also measure the block sensitivity profile (needed by ':sens') and plot it here")
     p.add_argument("--save-rows", default=None, metavar="JSONL", help="also append every row to this file")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="only plot: perplexity vs parameters kept per method from the --plot-rows files, then exit")
+    p.add_argument("--plot-rows", nargs="*", default=[], metavar="JSONL", help="row files written by --save-rows")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
@@ -88,7 +98,7 @@ def _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap):
     """Allocation weights per profile name (``sens`` only with ``--sensitivity-png``)."""
     import tnkit.compress as tc
 
-    wanted = {spec.split(":")[2] for spec in args.methods.split(",") if spec.count(":") >= 2}
+    wanted = {spec.split("@")[0].split(":")[2] for spec in args.methods.split(",") if spec.count(":") >= 2}
     out = {None: None}
     if "ent" in wanted or args.sensitivity_png:
         t = time.perf_counter()
@@ -97,15 +107,39 @@ def _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap):
         log(f"entanglement profile: {len(ent)} weights in {time.perf_counter() - t:.0f} s")
     if args.sensitivity_png:
         t = time.perf_counter()
+        # cheaper than the main perplexity: 512 tokens in disjoint windows of 256
         base, rows = tc.sensitivity_profile(model, eval_ids, unit="block", ratio=0.5, method="svd", layers=layers,
-                                            window=window, stride=stride, max_tokens=eval_cap, progress=not args.json)
-        log(f"sensitivity profile: {len(rows)} blocks in {time.perf_counter() - t:.0f} s (base perplexity {base:.3f})")
+                                            window=256, stride=256, max_tokens=512, progress=not args.json)
+        log(f"sensitivity profile: {len(rows)} blocks in {time.perf_counter() - t:.0f} s (base perplexity {base:.3f}, "
+            f"512 tokens, windows of 256)")
         for r in rows:
             log(f"  {r.unit}: {r.value:.4f}")
         tc.plot_profile(ent, rows, args.sensitivity_png,
                         title="SmolLM2-135M: bond entropy of each weight; one block at 50% (svd) at a time")
         out["sens"] = tc.sensitivity_weights(rows, layers)
     return out
+
+
+def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride, eval_cap):
+    """Heal ``m`` in ``--heal-rounds`` resumed rounds, a perplexity row after each."""
+    import tempfile
+
+    import tnkit.compress as tc
+
+    rounds = max(1, args.heal_rounds)
+    with tempfile.TemporaryDirectory() as ckpt:
+        for k in range(rounds):
+            cpu = time.process_time()
+            h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds / rounds,
+                        seq_len=args.heal_seq, batch_size=4, lr=args.heal_lr, trainable=args.heal_trainable,
+                        checkpoint_dir=ckpt, progress=not args.json)
+            cpu = time.process_time() - cpu
+            ppl_h = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+            suffix = "_healed" if k == rounds - 1 else f"_healed_round{k + 1}"
+            rep.emit(make_row("compress", f"perplexity_{label}_{tag}{suffix}", ppl_h, "original", base_ppl,
+                              metric="perplexity", heal_tokens=h.tokens, heal_steps=h.steps,
+                              heal_seconds=h.seconds, heal_cpu_seconds=cpu, heal_final_loss=h.final_loss,
+                              heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
 
 
 def _append_rows(path, rows, start):
@@ -116,6 +150,48 @@ def _append_rows(path, rows, start):
         for r in rows[start:]:
             fh.write(json.dumps(r) + "\n")
     return len(rows)
+
+
+def plot_pareto(row_files, png):
+    """Perplexity (log) against the fraction of parameters kept, one line per method, before/after healing."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tnkit.io import atomic_write
+
+    rows = [json.loads(line) for f in row_files for line in Path(f).read_text().splitlines() if line.strip()]
+    kept = {r["case"].removeprefix("params_"): r["ratio"] for r in rows if r["case"].startswith("params_")}
+    lines, base = {}, None
+    for r in rows:
+        if not r["case"].startswith("perplexity_"):
+            continue
+        base = r["reference_value"]
+        name = r["case"].removeprefix("perplexity_")
+        healed = name.endswith("_healed")
+        key = name.removesuffix("_healed")
+        label, tag = key.rsplit("_", 1)
+        if key in kept:
+            lines.setdefault(label + (" + healing" if healed else ""), []).append((kept[key], r["tnkit"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in sorted(lines.items()):
+        pts = sorted(pts)
+        style = "--" if "healing" in label else "-"
+        ax.plot(*zip(*pts), style, marker="o", ms=4, label=label.replace("_", " "))
+    if base:
+        ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
+        ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")
+    ax.set(xlabel="fraction of all parameters kept", ylabel="perplexity (log)", yscale="log",
+           title="SmolLM2-135M: MPO vs SVD at equal parameter counts")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_write(png) as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+    log(f"wrote {png}")
 
 
 def _load(args):
@@ -141,6 +217,9 @@ def main(argv=None) -> int:
     import tnkit.compress as tc
 
     args = parser().parse_args(argv)
+    if args.plot:
+        plot_pareto(args.plot_rows, args.plot)
+        return 0
     torch.set_num_threads(args.threads[0])
     rep = Reporter(args.json, [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
                                ("tnkit", lambda r: fmt_float(r["tnkit"])), ("reference", lambda r: str(r["reference"])),
@@ -165,11 +244,14 @@ def main(argv=None) -> int:
     log(f"original: {total:,} params, perplexity {base_ppl:.3f} (window {window}, stride {stride}, "
         f"{min(len(eval_ids), eval_cap or len(eval_ids)):,} tokens)")
     weights = _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap)
-    saved = 0
+    saved, best_models = 0, {}
     for keep in keeps:
         ratio = (keep * total - (total - selected)) / selected
         tag = f"keep{round(keep * 100)}"
-        for spec in methods:
+        for full_spec in methods:
+            spec, _, only = full_spec.partition("@")
+            if only and round(keep * 100) not in {int(k) for k in only.split("/")}:
+                continue
             method, allocation, wname = (spec.split(":") + [None, None])[:3]
             label = spec.replace(":", "_")
             if not case_selected(f"{label}_{tag}", args.cases):
@@ -198,20 +280,26 @@ def main(argv=None) -> int:
                 rep.emit(make_row("compress", f"tokens_per_s_{label}_{tag}", speed, "original", base_speed,
                                   metric="tokens_per_s_higher_is_better", lower_is_better=False,
                                   load_average=load_average()))
-            if args.heal_seconds > 0:
-                cpu = time.process_time()
-                h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds,
-                            seq_len=args.heal_seq, batch_size=4, lr=args.heal_lr, trainable=args.heal_trainable,
-                            progress=not args.json)
-                cpu = time.process_time() - cpu
-                ppl_h = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
-                rep.emit(make_row("compress", f"perplexity_{label}_{tag}_healed", ppl_h, "original", base_ppl,
-                                  metric="perplexity", heal_tokens=h.tokens, heal_steps=h.steps,
-                                  heal_seconds=h.seconds, heal_cpu_seconds=cpu, heal_final_loss=h.final_loss,
-                                  heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
+            if args.heal_seconds > 0 and not args.heal_best:
+                _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride, eval_cap)
+            if args.save_rows:
+                saved = _append_rows(args.save_rows, rep.rows, saved)
+            if args.heal_best and keep == keeps[0]:
+                if not best_models or ppl < next(iter(best_models.values()))[0]:
+                    best_models.clear()  # keep only the best so far in memory
+                    best_models[spec] = (ppl, m)
+                continue
+            del m
+        if args.heal_best and keep == keeps[0] and best_models and args.heal_seconds > 0:
+            spec, (_, m) = min(best_models.items(), key=lambda kv: kv[1][0])
+            best_models.clear()
+            log(f"healing the best method at {tag}: {spec}")
+            _heal_rows(rep, args, m, heal_ids, eval_ids, spec.replace(":", "_"), tag, base_ppl, window, stride,
+                       eval_cap)
             if args.save_rows:
                 saved = _append_rows(args.save_rows, rep.rows, saved)
             del m
+        best_models.clear()
     # weight errors relative to svd, filled in now that all methods ran
     svd_err = {r["case"].replace("weight_error_svd_", ""): r["tnkit"] for r in rep.rows
                if r["case"].startswith("weight_error_svd_")}

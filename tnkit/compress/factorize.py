@@ -187,6 +187,14 @@ def weight_entanglement(
     """
     w = as_array("weight", weight, ndim=2).astype(np.float64, copy=False)
     out_dims, in_dims = _dims(w.shape, n_cores, out_dims, in_dims)
+    if len(out_dims) == 2:  # one cut: the singular values of the reshaped weight, from its smaller Gram matrix
+        from .lowrank import gram_singular_values
+
+        (o0, o1), (i0, i1) = out_dims, in_dims
+        s = gram_singular_values(w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1))
+        p = s * s / max(float(np.sum(s * s)), 1e-300)
+        p = p[p > 1e-300]
+        return np.array([float(-np.sum(p * np.log(p)))])
     mpo = MPO.from_dense(w / np.linalg.norm(w), out_dims=out_dims, in_dims=in_dims, cutoff=0.0)
     psi = MPS([t.reshape(t.shape[0], -1, t.shape[3]) for t in mpo.tensors])
     return np.atleast_1d(np.asarray(psi.entanglement_entropy(), dtype=float))
