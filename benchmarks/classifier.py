@@ -77,9 +77,9 @@ def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] 
     for case, clf in _digits_models(bond, n_sweeps, n_epochs, ttn_lr).items():
         if models and not any(m in case for m in models):
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         clf.fit(Xtr, ytr)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         acc = clf.score(Xte, yte)
         base = {"benchmark": "classifier", "case": case}
         rows += [
@@ -88,7 +88,7 @@ def digits_case(bond: int, n_sweeps: int, n_epochs: int = 10, models: list[str] 
             {**base, "metric": "test_accuracy", "tnkit": acc, "reference": "rbf_svm",
              "reference_value": svm.score(Xte, yte)},
             {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "rbf_svm", "reference_value": t_svm,
-             "ratio": seconds / t_svm},
+             "ratio": seconds / t_svm, "cpu_seconds": cpu, "loadavg": os.getloadavg()[0]},
             {**base, "metric": "train_seconds", "tnkit": seconds, "reference": "logistic_regression",
              "reference_value": t_lr, "ratio": seconds / t_lr},
         ]
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-sweeps", type=int, default=2, help="sweeps of each MNIST MPS (default 2)")
     parser.add_argument("--bonds", type=int, nargs="+", default=[10, 20, 40],
                         help="max_bond values of the MNIST error-vs-bond cases")
-    parser.add_argument("--speed-bonds", type=int, nargs="+", default=[20, 40],
+    parser.add_argument("--speed-bonds", type=int, nargs="*", default=[20, 40],
                         help="bonds of the sweep-speed cases (one timed sweep after one untimed one)")
     parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
     parser.add_argument("--adam-bonds", type=int, nargs="*", default=[20],
@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models, args.ttn_lr), args.json)
     if not args.quick:
         if not args.skip_mps_mnist:
-            _emit(sweep_speed_cases(min(args.mnist_train, args.speed_train), args.speed_bonds), args.json)
+            if args.speed_bonds:
+                _emit(sweep_speed_cases(min(args.mnist_train, args.speed_train), args.speed_bonds), args.json)
             _emit(mnist_cases(args.mnist_train, args.bonds, args.mnist_sweeps, args.plot), args.json)
             if args.adam_bonds:
                 _emit(mnist_adam_cases(args.adam_train or args.mnist_train, args.adam_bonds, args.adam_epochs, args.adam_lr,
