@@ -150,6 +150,13 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert code == 0 and report["method"] == "sweep+lbfgs"
     assert report["cnots"] == report["gate_counts"]["cx"] == 2 * 1 + 7 * 3  # 7 blocks + 2 added, 2 preparations
     assert report["fidelity"] == pytest.approx(report["circuit_fidelity"], abs=1e-8)
+    code = main(["aqc", "--n-sites", "6", "--time", "0.5", "--depth", "0", "--grow", "brickwall", "--cnot-budget",
+                 "30", "--max-iter", "15", "--out", str(out), "--no-progress"])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert code == 0 and report["grow"] == "brickwall" and report["stages"][0]["cnots"] == 0  # no seed circuit
+    assert [s["cnots"] for s in report["stages"]] == sorted(s["cnots"] for s in report["stages"])
+    assert report["cnots"] == report["stages"][-1]["cnots"] == report["gate_counts"]["cx"] <= 30
+    assert report["fidelity"] == pytest.approx(report["circuit_fidelity"], abs=1e-8)
 
 
 def test_polar_sweeps_never_lose_fidelity_and_convert_back_to_angles(shallow_target):

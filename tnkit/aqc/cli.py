@@ -55,6 +55,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cnot-budget", type=int, default=None,
                    help="trotter ansatz: add central blocks up to this many CNOTs (the one-CNOT "
                    "state-preparation blocks leave room; default: none)")
+    p.add_argument("--grow", choices=("none", "brickwall", "ran"), default="none",
+                   help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: identity brick "
+                   "layers, or Ran's analytic layers first in time; with --depth 0 start from no seed circuit "
+                   "(default: none)")
+    p.add_argument("--max-layers", type=int, default=8, help="with --grow: most layers added (default: 8)")
     p.add_argument("--basis", default=None, help="comma-separated basis gates to transpile to, e.g. ecr,rz,sx,x")
     p.add_argument("--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)")
     p.add_argument("--out", required=True, help="QASM file to write")
@@ -84,7 +89,7 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
     from .targets import as_target, time_evolved_state
 
     start = time.perf_counter()
-    report: dict[str, Any] = {"ansatz": args.ansatz, "depth": args.depth, "method": args.method}
+    report: dict[str, Any] = {"ansatz": args.ansatz, "depth": args.depth, "method": args.method, "grow": args.grow}
     if args.mps is not None:
         target = as_target(MatrixProductState.load(args.mps))
         report["target"] = {"mps": str(args.mps), "n_sites": target.n_sites, "max_bond": target.max_bond_dim}
@@ -98,11 +103,14 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
     report["target_seconds"] = time.perf_counter() - start
     n = target.n_sites
     params = None
-    if args.ansatz == "trotter":
+    growing = args.grow != "none"
+    if growing and args.depth == 0:
+        ansatz = None  # no seed circuit: compile_growing starts from the best product state
+    elif args.ansatz == "trotter":
         if chain is None:
             raise ValueError("`--ansatz trotter` needs a spin-chain model, not --mps; use brickwall or ran.")
         ansatz, params = trotter_initialization(chain, args.time, args.depth, initial=args.initial)
-        if args.cnot_budget is not None:
+        if args.cnot_budget is not None and not growing:
             from .init import fill_cnot_budget
 
             ansatz, params = fill_cnot_budget(ansatz, params, args.cnot_budget)
@@ -112,10 +120,19 @@ def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
         ansatz = ans.staircase_ansatz(n, args.depth)
     else:
         ansatz = ans.brickwall_ansatz(n, args.depth)
-    result = compile_state(target, ansatz, params, max_bond=args.max_bond, max_iter=args.max_iter,
-                           target_fidelity=args.target_fidelity, progress=not args.no_progress,
-                           method=args.method)
-    qc = to_qiskit(ansatz, result.params)
+    options = dict(max_bond=args.max_bond, max_iter=args.max_iter, target_fidelity=args.target_fidelity,
+                   progress=not args.no_progress, method=args.method)
+    if growing:
+        from .growth import compile_growing
+
+        stages = compile_growing(target, ansatz, params, grow=args.grow, cnot_budget=args.cnot_budget,
+                                 max_layers=args.max_layers, **options)
+        report["stages"] = [{"cnots": r.cnot_count, "cnot_depth": r.cnot_depth, "fidelity": r.fidelity,
+                             "iterations": r.n_iterations} for r in stages]
+        result = stages[-1]
+    else:
+        result = compile_state(target, ansatz, params, **options)
+    qc = to_qiskit(result.ansatz, result.params)
     if args.basis:
         qc = transpile_circuit(qc, basis_gates=[g.strip() for g in args.basis.split(",") if g.strip()])
     counts = gate_counts(qc)
