@@ -60,6 +60,10 @@ def parser():
     p.add_argument("--sensitivity-png", default=None, metavar="PNG",
                    help="also measure the block sensitivity profile (needed by ':sens') and plot it here")
     p.add_argument("--save-rows", default=None, metavar="JSONL", help="also append every row to this file")
+    p.add_argument("--layer-study", default=None, metavar="BLOCKS",
+                   help="only compare, layer by layer in these blocks (e.g. 0,20), the whitened (output) error of "
+                        "svd, whiten, mpo and mpo-whiten with 0/1/2 ALS sweeps at the first --keep fraction of each "
+                        "layer, with CPU seconds; no perplexity")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="only plot: perplexity vs parameters kept per method from the --plot-rows files, then exit")
     p.add_argument("--plot-rows", nargs="*", default=[], metavar="JSONL", help="row files written by --save-rows")
@@ -140,6 +144,39 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
                               metric="perplexity", heal_tokens=h.tokens, heal_steps=h.steps,
                               heal_seconds=h.seconds, heal_cpu_seconds=cpu, heal_final_loss=h.final_loss,
                               heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
+
+
+def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
+    """Whitened relative error per layer and method at ``keep`` of each layer's parameters."""
+    import tnkit.compress as tc
+    from tnkit.compress.surgery import layer_depth
+    from tnkit.mps.mpo import balanced_factors
+
+    for name, module in layers.items():
+        if layer_depth(name) not in blocks:
+            continue
+        w = tc.linear_weight(module).detach().double().numpy()
+        c = stats[name].covariance
+        (o, i), short = w.shape, name.removeprefix("model.").replace(".", "_")
+        od, idd = balanced_factors(o, 2), balanced_factors(i, 2)
+        rank = int(keep * w.size / (o + i))
+        bond = tc.bond_for_params(od, idd, keep * w.size - i)  # the channel scale costs `in`
+        results = {}
+        for method in ("svd", "whiten"):
+            cpu = time.process_time()
+            u, v, _ = tc.lowrank_factors(w, rank, method=method, covariance=c)
+            results[method] = (tc.whitened_error(w, u @ v, c), time.process_time() - cpu)
+        cpu = time.process_time()
+        plain = tc.mpo_factorize(w, out_dims=od, in_dims=idd, max_bond=tc.bond_for_params(od, idd, keep * w.size))
+        results["mpo"] = (tc.whitened_error(w, tc.factorize.mpo_to_dense(plain.cores), c), time.process_time() - cpu)
+        for sweeps in (0, 1, 2):
+            cpu = time.process_time()
+            f = tc.whitened_mpo_factorize(w, c, out_dims=od, in_dims=idd, max_bond=bond, sweeps=sweeps,
+                                          cg_iterations=cg_iterations)
+            results[f"mpo-whiten_sweeps{sweeps}"] = (f.error, time.process_time() - cpu)
+        for method, (err, cpu) in results.items():
+            rep.emit(make_row("compress", f"layer_output_error_{method}_{short}", err, "whiten", results["whiten"][0],
+                              metric="relative_output_error", cpu_seconds=cpu))
 
 
 def _append_rows(path, rows, start):
@@ -239,6 +276,11 @@ def main(argv=None) -> int:
     stats = tc.collect_activation_stats(model, layers, calib)
     calib_s = time.perf_counter() - t
     log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
+    if args.layer_study:
+        _layer_study(rep, model, layers, stats, {int(b) for b in args.layer_study.split(",")}, keeps[0],
+                     args.cg_iterations)
+        rep.finish()
+        return 0
     base_ppl = tc.perplexity(model, eval_ids, window=window, stride=stride, max_tokens=eval_cap, progress=not args.json)
     base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens) if args.speed_tokens else None
     log(f"original: {total:,} params, perplexity {base_ppl:.3f} (window {window}, stride {stride}, "
