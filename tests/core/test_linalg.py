@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DTYPES, TOL, assert_close, random_array
+from conftest import DTYPES, TOL, assert_close, random_array, random_unitary
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tnkit.core.linalg import DEFAULT_CUTOFF, lq, qr, svd, truncated_svd, truncation_rank
+from tnkit.core.linalg import (
+    DEFAULT_CUTOFF,
+    TALL,
+    cholesky_factor,
+    gram,
+    gram_factor,
+    gram_truncated_svd,
+    lq,
+    qr,
+    svd,
+    tall_qr,
+    tall_truncated_svd,
+    truncated_svd,
+    truncation_rank,
+)
 
 SHAPES = [(6, 4), (4, 6), (5, 5), (1, 4), (4, 1), (12, 3)]
 CUTOFFS = [0.0, 1e-12, 1e-4, 1e-2, 0.05, 0.2, 0.5, 0.9, 0.999]
@@ -140,3 +156,139 @@ def test_lq(rng, shape, dtype):
     assert_close(l_ @ q, m, dtype)
     assert_close(q @ q.conj().T, np.eye(k), dtype)
     np.testing.assert_allclose(np.triu(l_, 1), 0, atol=TOL[np.dtype(dtype)])
+
+
+# --------------------------------------------------------------------------- tall-skinny matrices
+
+
+def _conditioned(rng, rows, cols, log_cond, dtype=np.float64):
+    """``rows x cols`` matrix with singular values ``logspace(0, -log_cond)``; returns it and the values."""
+    u, _ = np.linalg.qr(random_array(rng, (rows, cols), dtype))
+    s = np.logspace(0, -log_cond, cols)
+    return (u * s) @ random_unitary(rng, cols, dtype), s
+
+
+@pytest.mark.parametrize("log_cond", [0, 2, 5, 10, 14])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tall_qr_matches_numpy_at_any_conditioning(rng, log_cond, dtype):
+    """One, two or three Cholesky passes (shifted) by the Gram matrix's condition, else Householder."""
+    m, _ = _conditioned(rng, 256, 24, log_cond, dtype)
+    q, r = tall_qr(m)
+    assert q.shape == (256, 24) and r.shape == (24, 24)
+    assert np.abs(q.conj().T @ q - np.eye(24)).max() < 1e-12
+    assert np.abs(q @ r - m).max() < 1e-11 * np.abs(m).max()
+    np.testing.assert_allclose(np.tril(r, -1), 0, atol=1e-12 * np.abs(r).max())
+    # the same factorisation as LAPACK's up to the phases of R's diagonal
+    q_ref, r_ref = np.linalg.qr(m)
+    phase = np.diag(r_ref) / np.abs(np.diag(r_ref))
+    r_pos = r_ref * phase.conj()[:, None]
+    if log_cond <= 5:  # beyond, R's small rows are only defined to eps * ||m||
+        np.testing.assert_allclose(r * (np.diag(r) / np.abs(np.diag(r))).conj()[:, None], r_pos, atol=1e-10)
+
+
+def test_tall_qr_falls_back_to_householder_for_rank_deficient_and_wide(rng):
+    m = random_array(rng, (200, 3)) @ random_array(rng, (3, 10))  # rank 3 < 10 columns
+    q, r = tall_qr(m)
+    assert_close(q @ r, m)
+    assert_close(q.T @ q, np.eye(q.shape[1]))
+    wide = random_array(rng, (10, 4))  # not tall (rows < TALL * cols): plain QR
+    assert 10 < TALL * 4
+    q, r = tall_qr(wide)
+    q_ref, r_ref = np.linalg.qr(wide)
+    assert_close(np.abs(r), np.abs(r_ref))
+    zero = np.zeros((64, 4))
+    q, r = tall_qr(zero)
+    assert_close(q @ r, zero)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_tall_qr_single_precision(rng, dtype):
+    m, _ = _conditioned(rng, 400, 20, 3, np.complex128 if np.dtype(dtype).kind == "c" else np.float64)
+    m = m.astype(dtype)
+    q, r = tall_qr(m)
+    assert q.dtype == dtype
+    assert np.abs(q.conj().T @ q - np.eye(20)).max() < 1e-5
+    assert np.abs(q @ r - m).max() < 1e-5 * np.abs(m).max()
+
+
+@pytest.mark.parametrize("log_cond", [1, 3, 6, 12])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tall_truncated_svd_and_gram_truncated_svd_match_numpy(rng, log_cond, dtype):
+    m, s = _conditioned(rng, 160, 16, log_cond, dtype)
+    for max_bond in (5, 16):
+        _, s_ref, _ = np.linalg.svd(m, full_matrices=False)
+        u, sv, vh, disc = tall_truncated_svd(m, max_bond=max_bond, cutoff=0.0)
+        np.testing.assert_allclose(sv, s_ref[:max_bond], rtol=1e-8, atol=1e-13 * s_ref[0])  # SVD: eps * s_max
+        assert disc == pytest.approx(np.sum(s_ref[max_bond:] ** 2), rel=1e-6, abs=1e-26)
+        assert_close((u * sv) @ vh, _best_rank(m, max_bond), dtype)
+        u2, sv2, disc2 = gram_truncated_svd(m, max_bond=max_bond, cutoff=0.0)
+        assert np.abs(u2.conj().T @ u2 - np.eye(len(sv2))).max() < 1e-12
+        np.testing.assert_allclose(sv2, s_ref[: len(sv2)], rtol=1e-7, atol=1e-13 * s_ref[0])
+        assert disc2 == pytest.approx(np.sum(s_ref[len(sv2):] ** 2), rel=1e-6, abs=1e-14 * s_ref[0] ** 2)
+        # the kept subspace is the leading singular subspace: U U^H m is the best rank-k approximation
+        assert_close(u2 @ (u2.conj().T @ m), _best_rank(m, len(sv2)), dtype)
+
+
+def _best_rank(m, k):
+    u, s, vh = np.linalg.svd(m, full_matrices=False)
+    return (u[:, :k] * s[:k]) @ vh[:k]
+
+
+def test_gram_truncated_svd_takes_the_accurate_route_for_tiny_kept_values(rng, monkeypatch):
+    """Kept values below 1e-4 of the largest (1e-8 squared) go through the Cholesky/Householder SVD."""
+    import tnkit.core.linalg as linalg
+
+    calls = []
+    original = linalg.tall_truncated_svd
+    monkeypatch.setattr(linalg, "tall_truncated_svd", lambda *a, **k: calls.append(1) or original(*a, **k))
+    m, s = _conditioned(rng, 256, 16, 8)  # s_min = 1e-8: squared 1e-16, below the Gram's resolution
+    u, sv, disc = gram_truncated_svd(m, cutoff=DEFAULT_CUTOFF)
+    assert calls and len(sv) == 16
+    np.testing.assert_allclose(sv, s, rtol=1e-6)
+    calls.clear()
+    u, sv, disc = gram_truncated_svd(m, max_bond=4)  # kept values >= 1e-8 * 4/15... well resolved
+    assert not calls and len(sv) == 4
+    calls.clear()
+    gram_truncated_svd(m.astype(np.float32), max_bond=4)  # single precision: never the Gram route
+    assert calls
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(1, 80),
+    cols=st.integers(1, 12),
+    max_bond=st.one_of(st.none(), st.integers(1, 12)),
+    cutoff=st.sampled_from([0.0, 1e-12, 1e-3, 0.1]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_gram_truncated_svd_property(rows, cols, max_bond, cutoff, seed):
+    """Any shape: orthonormal U, the leading singular values, and the exact discarded weight."""
+    rng = np.random.default_rng(seed)
+    m = random_array(rng, (rows, cols)) * np.exp(-0.8 * np.arange(cols))
+    u, s, disc = gram_truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
+    full = np.linalg.svd(m, compute_uv=False)
+    k = len(s)
+    assert k == truncation_rank(full, max_bond=max_bond, cutoff=cutoff)[0]
+    np.testing.assert_allclose(s, full[:k], rtol=1e-7, atol=1e-12 * full[0])
+    assert np.abs(u.T @ u - np.eye(k)).max() < 1e-10
+    err = np.linalg.norm(m - u @ (u.T @ m)) ** 2
+    total = np.linalg.norm(m) ** 2
+    assert err == pytest.approx(disc, rel=1e-6, abs=1e-12 * total)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_and_factors(rng, dtype):
+    m = random_array(rng, (50, 6), dtype)
+    g = gram(m)
+    assert_close(g, m.conj().T @ m, dtype)
+    f = gram_factor(g)
+    assert_close(f.conj().T @ f, g, dtype)
+    np.testing.assert_allclose(np.tril(f, -1), 0, atol=1e-14)  # Cholesky: upper triangular
+    singular = gram(random_array(rng, (50, 2), dtype) @ random_array(rng, (2, 6), dtype))  # rank 2
+    f = gram_factor(singular)
+    assert_close(f.conj().T @ f, singular, dtype, scale=np.abs(singular).max())
+    upper = cholesky_factor(g)
+    assert upper is not None and np.allclose(upper, gram_factor(g))
+    ill, _ = _conditioned(rng, 60, 6, 3, dtype)  # cond(Gram) = 1e6 > 1e3: one pass is not enough
+    assert cholesky_factor(gram(ill)) is None
+    assert cholesky_factor(singular) is None

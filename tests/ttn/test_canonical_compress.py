@@ -130,19 +130,3 @@ def test_single_precision_canonical_form_and_compression(dtype):
     assert small.dtype == dtype
     v, w = raw.to_dense().astype(np.complex128).ravel(), small.to_dense().astype(np.complex128).ravel()
     assert math.isclose(rep.error, rel_err2(v, w), rel_tol=1e-3, abs_tol=1e-6)
-
-
-@pytest.mark.parametrize("log_cond", [0, 2, 5, 10, 14])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_tall_qr_is_accurate_at_any_conditioning(rng, log_cond, dtype):
-    """One, two or three Cholesky passes (shifted) by the Gram matrix's condition, else Householder."""
-    from conftest import random_array, random_unitary
-
-    u, _ = np.linalg.qr(random_array(rng, (512, 32), dtype))
-    s = np.logspace(0, -log_cond, 32)
-    m = (u * s) @ random_unitary(rng, 32, dtype)
-    q, r = canonical.tall_qr(m)
-    assert np.abs(q.conj().T @ q - np.eye(32)).max() < 1e-12
-    assert np.abs(q @ r - m).max() < 1e-12 * np.abs(m).max() * 10
-    upper, sv, vh, disc = canonical.tall_truncated_svd(m, max_bond=8, cutoff=0.0)
-    assert np.allclose(sv, s[:8], rtol=1e-10) and disc == pytest.approx(np.sum(s[8:] ** 2), rel=1e-6, abs=1e-28)

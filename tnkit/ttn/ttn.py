@@ -61,22 +61,31 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.rng import as_generator
-from ..core.threads import with_blas_threads
 from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
 from . import canonical, compress, measure, network, sampling
+from .threads import batch_product_work, node_product_work, with_gemm_threads
 from .tree import Tree, subtree_log_dims
 
 __all__ = ["TreeTensorNetwork", "TTN"]
 
 
-def _own_bond(self: TreeTensorNetwork, *args: Any, **kwargs: Any) -> int:
-    return self.max_bond_dim
+def _own_work(self: TreeTensorNetwork, *args: Any, **kwargs: Any) -> int:
+    return node_product_work(self._tensors)
 
 
-def _pair_bond(self: TreeTensorNetwork, other: Any, *args: Any, **kwargs: Any) -> int:
-    return max(self.max_bond_dim, getattr(other, "max_bond_dim", 1))
+def _pair_work(self: TreeTensorNetwork, other: Any, *args: Any, **kwargs: Any) -> int:
+    theirs = node_product_work(other._tensors) if isinstance(other, TreeTensorNetwork) else 0
+    return max(node_product_work(self._tensors), theirs)
+
+
+def _batch_work(self: TreeTensorNetwork, features: Any, *args: Any, **kwargs: Any) -> int:
+    try:
+        batch = len(features[0]) if isinstance(features, (list, tuple)) else int(np.shape(features)[0])
+    except (IndexError, TypeError, ValueError):  # malformed input: the operation itself reports it
+        batch = 1
+    return batch_product_work(self._tensors, batch)
 
 
 class TreeTensorNetwork:
@@ -402,7 +411,7 @@ class TreeTensorNetwork:
 
     # ------------------------------------------------------------------ canonical forms
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def canonicalize_(self, node: int | None = None) -> TreeTensorNetwork:
         """Move the orthogonality centre to internal ``node`` (default: the root) in place.
 
@@ -419,7 +428,7 @@ class TreeTensorNetwork:
         """A copy in canonical form about ``node`` (default: the root)."""
         return self.copy().canonicalize_(node)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def is_canonical(self, node: int | None = None, *, atol: float = 1e-10) -> bool:
         """Check numerically that every internal node but ``node`` is an isometry towards ``node``.
 
@@ -438,7 +447,7 @@ class TreeTensorNetwork:
 
     # ------------------------------------------------------------------ norms and overlaps
 
-    @with_blas_threads(_pair_bond)
+    @with_gemm_threads(_pair_work)
     def log_inner(self, other: TreeTensorNetwork) -> tuple[complex | float, float]:
         """``<self|other>`` as ``(phase, log|value|)``; safe for any size."""
         _check_same(self, other)
@@ -449,7 +458,7 @@ class TreeTensorNetwork:
         phase, log_abs = self.log_inner(other)
         return 0.0 * phase if log_abs == -math.inf else phase * math.exp(log_abs)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def log_norm(self) -> float:
         """``log ||psi||``; uses the centre when there is one, else rescaled environments."""
         c = self.center
@@ -513,7 +522,7 @@ class TreeTensorNetwork:
 
     # ------------------------------------------------------------------ dense, MPS and product inputs
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def to_dense(self, *, max_size: int = 2**26) -> np.ndarray:
         """The full array, shape ``phys_dims`` (plus ``(output_dim,)``), leaf 0 the slowest axis."""
         size = math.prod(self.phys_dims) * (self.output_dim or 1)
@@ -539,7 +548,7 @@ class TreeTensorNetwork:
             f"to_mps needs a chain tree (Tree.chain({n}) or its mirror image), got {tree.to_nested()!r}."
         )
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_batch_work)
     def contract_product_inputs(self, features: Any) -> np.ndarray:
         """Contract with a batch of product states: the forward pass of a tree classifier.
 
@@ -576,7 +585,7 @@ class TreeTensorNetwork:
 
     # ------------------------------------------------------------------ truncation
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def compress(
         self, *, max_bond: int | None = None, cutoff: float = DEFAULT_CUTOFF
     ) -> tuple[TreeTensorNetwork, TruncationReport]:
@@ -597,24 +606,24 @@ class TreeTensorNetwork:
 
     # ------------------------------------------------------------------ measurements
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def expectation(self, op: Any, leaves: int | Sequence[int]) -> complex | float:
         """``<O>`` of a one-leaf operator ``(d, d)`` or a two-leaf operator; see :func:`tnkit.ttn.measure.expectation`."""
         return measure.expectation(self, op, leaves)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def reduced_density_matrix(self, leaves: int | Sequence[int]) -> np.ndarray:
         """Reduced density matrix of one or two leaves (trace one; first listed leaf slower)."""
         return measure.reduced_density_matrix(self, leaves)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def schmidt_values(self, edge: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Normalised Schmidt values across the edge above node ``edge``, or a list over ``tree.edges``."""
         if edge is None:
             return measure.schmidt_values_all(self)
         return measure.schmidt_values(self, edge)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def entropies(self, *, alpha: float = 1.0) -> np.ndarray:
         """Entanglement entropy (nats) across every edge, in the order of ``tree.edges``."""
         return measure.entropies(self, alpha)
@@ -624,7 +633,7 @@ class TreeTensorNetwork:
         s = self.schmidt_values(measure.check_edge("edge", edge, self._tree))
         return measure.entropy_of_probabilities(s**2, alpha)
 
-    @with_blas_threads(_own_bond)
+    @with_gemm_threads(_own_work)
     def sample(
         self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
