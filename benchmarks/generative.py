@@ -210,13 +210,12 @@ def case_mnist_full(rep: Reporter, bond: int, minutes: float, batch: int, rate: 
     model = MPSBornMachine(max_bond=bond, random_state=np.random.default_rng(0), batch_size=batch,
                            warm_start=True, n_sweeps=1, **settings)
     curve: list[tuple[int, float, float]] = []  # (sweep, train NLL of all 60k, test NLL)
-    schedule: dict[str, int] = {}
     wall, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - wall < 60 * minutes:
         model.fit(X)
         h = model.history_
         k = len(h.nll)
-        _halve_on_plateau(model, schedule)
+        _halve_on_plateau(model)
         if k % 5 == 0:
             curve.append((k, -model.score(X), -model.score(X_test)))
             log(f"    sweep {k}: batch NLL {h.nll[-1]:.3f}, train {curve[-1][1]:.3f}, test {curve[-1][2]:.3f}, "
@@ -234,20 +233,18 @@ def case_mnist_full(rep: Reporter, bond: int, minutes: float, batch: int, rate: 
                       settings=settings))
 
 
-def _halve_on_plateau(model: Any, state: dict[str, int], window: int = 3, floor: float = 5e-4) -> None:
-    """Halve the warm-start learning rate when a sweep's batch NLL is no better than the ``window`` before.
+def _halve_on_plateau(model: Any, window: int = 3, floor: float = 5e-4) -> None:
+    """Halve the warm-start learning rate after a sweep whose batch NLL is no better than the ``window`` before.
 
-    After a halving the rate is left alone for ``window`` sweeps (``state`` keeps the
-    sweep of the last one). The normalised rule steps ``learning_rate * size**0.25``
-    however close the optimum is (0.03 per step at bond 24 and rate 0.005), so at a fixed
-    rate the NLL stalls at a noise floor; on random subsets the full-batch
-    ``learning_rate_decay`` rule is off.
+    The normalised rule steps ``learning_rate * size**0.25`` however close the optimum is
+    (0.03 per step at bond 24 and rate 0.005), so at a fixed rate the NLL stalls at a
+    noise floor: in the 60,000-image run at bond 24 it sat near 157 from sweep 3 to 8 at
+    0.005 and fell by 2-5 nats a sweep once three halvings in a row had brought the rate
+    to 0.000625. On random subsets the full-batch ``learning_rate_decay`` rule is off.
     """
     nll = model.history_.nll
-    k = len(nll)
-    if k - state.get("last", 0) > window and nll[-1] >= min(nll[-1 - window : -1]) and model.learning_rate_ > floor:
+    if len(nll) > window and nll[-1] >= min(nll[-1 - window : -1]) and model.learning_rate_ > floor:
         model.learning_rate_ = max(floor, model.learning_rate_ / 2)
-        state["last"] = k
         log(f"    learning rate halved to {model.learning_rate_:g}")
 
 
