@@ -30,8 +30,11 @@ name ending in ``_t<threads>``:
   both results' fidelities with the input are reported.
 
 Goal (issue 3): ratio <= 0.5 in every case, at 1 and at 2 threads. tnkit picks
-its BLAS threads itself (one below bond 1024, see ``tnkit.core.threads``);
-``--threads`` limits both libraries' pools.
+its BLAS threads itself: TTN operations use the caller's threads when their
+largest matrix product reaches 2**22 multiply-adds (``tnkit.ttn.threads``; every
+case here does), one thread below; ``--threads`` limits both libraries' pools.
+On a loaded machine two-thread timings of both libraries are dominated by BLAS
+threads spinning against other jobs: compare them on a quiet machine.
 """
 
 from __future__ import annotations

@@ -263,3 +263,16 @@ def test_constructor_errors(rng):
         TTN.random(tree, 2, 2, dtype=int)
     with pytest.raises(ValueError, match="max_size"):
         TTN.random(Tree.balanced(40), 2, 2, seed=0).to_dense()
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_log_norm_of_small_dense_subtrees_is_safe_from_overflow(scale):
+    """Subtrees contracted at once (few entries) fall back to node-by-node rescaling at extreme scales."""
+    from tnkit.ttn import network
+
+    psi = TTN.random(Tree.balanced(32), 2, 4, seed=1)
+    tensors = [None if t is None else t for t in psi._tensors]
+    assert any(network._dense_subtrees(psi.tree, tuple(None if t is None else t.shape for t in tensors)).values())
+    scaled = TTN(psi.tree, [t * scale for t in psi.tensors])  # 31 tensors: norm scale**31
+    assert scaled.center is None
+    assert math.isclose(scaled.log_norm(), 31 * math.log(scale), rel_tol=1e-10)

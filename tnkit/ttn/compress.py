@@ -24,8 +24,8 @@ same inward order.
 * :func:`hierarchical_svd` applies it to a dense tensor: at node ``v`` the dense
   remainder is matricised with ``v``'s children against everything else.
 * :func:`svd_compress` applies it to a network: from canonical form about the
-  root, the centre walks down to each node by QR and back up through a
-  truncated SVD of every bond.
+  root, the centre walks down to each node (by Gram-matrix factors, no QR) and
+  back up through a truncated SVD of every bond.
 """
 
 from __future__ import annotations
