@@ -267,3 +267,81 @@ def test_verbose_progress_bar_shows_the_nll(rng, capsys):
     TTNBornMachine(max_bond=2, n_sweeps=2, image_shape=(2, 3), verbose=True, random_state=0).fit(X)
     err = capsys.readouterr().err
     assert "Born machine" in err and "nll=" in err
+
+
+# --------------------------------------------------------------------------- conditionals
+
+
+TREES = [Tree.grid(2, 3), Tree.balanced(6, arity=3), Tree.from_nested((0, ((1, 2), 3), (4, 5)))]
+
+
+def dense_table(model) -> np.ndarray:
+    v = model.ttn_.to_dense()
+    return v**2 / np.sum(v**2)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_log_marginal_matches_dense_sums(rng, tree):
+    model = fitted_random(rng, tree, DIMS)
+    P = dense_table(model)
+    X = random_data(rng, 8, DIMS)
+    observed = rng.random((8, 6)) < 0.5
+    expected = [np.log(P[tuple(x[i] if o[i] else slice(None) for i in range(6))].sum()) for x, o in zip(X, observed)]
+    np.testing.assert_allclose(model.log_marginal(X, observed), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.log_marginal(X, np.ones(6, bool)), model.log_prob(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_conditional_samples_follow_the_exact_conditional(rng, tree):
+    model = fitted_random(rng, tree, DIMS)
+    P = dense_table(model)
+    observed = np.array([True, False, False, True, False, True])
+    x = np.array([1, 0, 0, 1, 0, 2])
+    n = 20_000
+    S = model.conditional_sample(np.tile(x, (n, 1)), observed, random_state=1)
+    assert np.all(S[:, observed] == x[observed])
+    cond = P[1, :, :, 1, :, 2] / P[1, :, :, 1, :, 2].sum()
+    freq = np.zeros_like(cond)
+    np.add.at(freq, (S[:, 1], S[:, 2], S[:, 4]), 1)
+    assert np.all(np.abs(freq / n - cond) <= 5 * np.sqrt(cond * (1 - cond) / n) + 1e-4)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_greedy_inpainting_takes_the_argmax_leaf_by_leaf_in_tree_order(rng, tree):
+    model = fitted_random(rng, tree, DIMS)
+    P = dense_table(model)
+    observed = np.array([False, True, False, False, True, False])
+    x = np.array([0, 2, 0, 0, 1, 0])
+    fixed = {1: 2, 4: 1}
+    for leaf in tree.leaves_under(tree.root):  # depth-first leaf order
+        if leaf in fixed:
+            continue
+        marg = [P[tuple(fixed.get(i, s) if i in fixed or i == leaf else slice(None) for i in range(6))].sum()
+                for s in range(DIMS[leaf])]
+        fixed[leaf] = int(np.argmax(marg))
+    expected = [fixed[i] for i in range(6)]
+    np.testing.assert_array_equal(model.inpaint(x[None], observed)[0], expected)
+
+
+def test_bars_and_stripes_inpainting_recovers_patterns(bas):
+    model, X = bas
+    valid = {tuple(r) for r in X}
+    top_half = np.arange(16) < 8
+    assert all(tuple(r) in valid for r in model.inpaint(X, top_half))
+    assert all(tuple(r) in valid for r in model.inpaint(X, top_half, method="sample", random_state=0))
+    top_row = np.arange(16) < 4
+    bars = X[[len(set(p[:4].tolist())) > 1 for p in X]]  # a mixed top row: only bars explain it
+    np.testing.assert_array_equal(model.inpaint(bars, top_row), bars)
+
+
+def test_conditionals_check_their_arguments_and_score_impossible_patterns_low(bas):
+    model, X = bas
+    bad = X[:1].copy()
+    bad[0, :4] = [1, 0, 1, 0]
+    bad[0, 4:8] = [0, 1, 0, 1]  # neither bars nor stripes
+    observed = np.arange(16) < 8
+    assert model.log_marginal(bad, observed)[0] < -20
+    with pytest.raises(OptionError, match="method"):
+        model.inpaint(X, observed, method="best")
+    with pytest.raises(ValueError, match="observed"):
+        model.inpaint(X, np.ones(15, bool))
