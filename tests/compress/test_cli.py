@@ -8,6 +8,7 @@ import pytest
 
 import tnkit.compress as tc
 from tnkit.compress.cli import add_parser
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 def _main(argv):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from conftest import random_array
 from tnkit.compress import LowRankLinear, MPOLinear, lowrank_factors
 from tnkit.errors import OptionError
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 def _dense(rng, out, inp):

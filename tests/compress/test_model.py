@@ -11,6 +11,7 @@ import torch
 import tnkit.compress as tc
 from tnkit.compress.surgery import layer_depth, layer_role
 from tnkit.errors import OptionError, SchemaError
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 @pytest.fixture

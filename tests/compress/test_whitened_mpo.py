@@ -20,6 +20,7 @@ from tnkit.compress.whitened_mpo import (
     whitened_mpo_curve,
     whitened_mpo_factorize,
 )
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 def _covariance(rng, n, *, tokens=400, outliers=True):
