@@ -127,8 +127,9 @@ def test_input_gradients_give_exact_occlusion(rng):
         assert_close_rtol(new - base, np.einsum("bs,bs->b", grads[:, i], changed[:, i] - phi[:, i]))
 
 
+@pytest.mark.parametrize("local_solver", ["least-squares", "gradient"])
 @pytest.mark.parametrize("loss", ["squared", "cross-entropy"])
-def test_sweeps_never_increase_training_loss(rng, loss):
+def test_sweeps_never_increase_training_loss(rng, loss, local_solver):
     n, k = 8, 3
     X = rng.random((40, n))
     y = (X[:, :3].sum(axis=1) * k / 3).astype(int) % k
@@ -140,7 +141,8 @@ def test_sweeps_never_increase_training_loss(rng, loss):
     label = 0
     for _ in range(4):
         tensors, label, history = sweep_fit(tensors, label, phi, Y, n_sweeps=1, max_bond=None, cutoff=1e-14,
-                                            loss=loss, local_steps=4, alpha=0.0, learning_rate=0.5)
+                                            loss=loss, local_steps=4, alpha=0.0, learning_rate=0.5,
+                                            local_solver=local_solver)
         current = loss_fn(chain_outputs(tensors, label, phi), Y)[0]
         assert_close_rtol(history[0]["loss"], current, 1e-8)
         assert current <= previous + 1e-9
@@ -230,6 +232,10 @@ def test_bad_parameters_are_named():
         MPSClassifier(solver="lbfgs").fit(X, y)
     with pytest.raises(OptionError, match="loss"):
         MPSClassifier(loss="hinge").fit(X, y)
+    with pytest.raises(OptionError, match="local_solver"):
+        MPSClassifier(local_solver="newton").fit(X, y)
+    with pytest.raises(ValueError, match="temperature"):
+        MPSClassifier(temperature=0).fit(X, y)
     with pytest.raises(ValueError, match="max_bond"):
         MPSClassifier(max_bond=0).fit(X, y)
     with pytest.raises(ValueError, match="n_sweeps"):

@@ -66,6 +66,7 @@ from .optim import (
 __all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients"]
 
 SOLVERS = ("sweep", "adam")
+LOCAL_SOLVERS = ("least-squares", "gradient")
 _PREDICT_CHUNK = 4096
 
 
@@ -196,7 +197,7 @@ def _local_update(left, right, merged, Y, *, loss_fn, alpha: float, local_steps:
 
 
 def _update_and_split(left, right, merged, Y, direction, max_bond, cutoff, *, loss_fn, alpha, local_steps, step,
-                      fractions=(1.0, 0.5, 0.25, 0.0)):
+                      local_solver="least-squares", fractions=(1.0, 0.5, 0.25, 0.0)):
     """Local update, then the truncated split, choosing how far to go by the loss *after* truncation.
 
     ``merged`` is first rescaled (the model does not change) so its outputs on the
@@ -210,7 +211,7 @@ def _update_and_split(left, right, merged, Y, direction, max_bond, cutoff, *, lo
     if norm > 0 and math.isfinite(norm):
         merged = merged / norm
     new, step = _local_update(left, right, merged, Y, loss_fn=loss_fn, alpha=alpha, local_steps=local_steps,
-                              step=step)
+                              step=step, proposal=local_solver)
     best = None
     for t in fractions:
         pair = _split(merged + t * (new - merged), direction, max_bond, cutoff)
@@ -252,6 +253,7 @@ def sweep_fit(
     alpha: float = 0.0,
     learning_rate: float = 1.0,
     temperature: float = 1.0,
+    local_solver: str = "least-squares",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], int, list[dict[str, float]]]:
     """Two-site sweeps of Stoudenmire & Schwab over a labelled chain.
@@ -274,14 +276,21 @@ def sweep_fit(
     loss : {"squared", "cross-entropy"}
         Applied to the unit output directions (:func:`tnkit.ml.optim.normalized_loss`).
     local_steps : int
-        Gradient steps on each merged tensor (Armijo backtracking, never uphill).
+        CG steps (``local_solver="least-squares"``) or gradient steps with Armijo
+        backtracking (``"gradient"``) on each merged tensor.
     alpha : float
         L2 penalty on the (unit-norm) merged tensor.
     learning_rate : float
-        First trial step length; it then adapts (x1.5 after an accepted step, /2 on
-        a rejected trial) and carries over from bond to bond.
+        First trial step length of the ``"gradient"`` local solver; it then adapts
+        (x1.5 after an accepted step, /2 on a rejected trial) and carries over from
+        bond to bond.
     temperature : float
         Logit scale of the cross-entropy.
+    local_solver : {"least-squares", "gradient"}
+        Conjugate-gradient steps on the ridge least-squares problem of the
+        normalised projected inputs (Stoudenmire's reference code), or plain gradient
+        steps on the model's loss (the paper's text). Either way the step fraction
+        is chosen after truncation (:func:`_update_and_split`).
 
     Returns
     -------
@@ -310,7 +319,7 @@ def sweep_fit(
                 left, right, _ = envs.local_inputs(i)  # per-sample scales cancel in the loss
                 (tensors[i], tensors[i + 1]), step = _update_and_split(
                     left, right, _merge(tensors, i, label_site), Y, direction, max_bond, cutoff,
-                    loss_fn=loss_fn, alpha=alpha, local_steps=local_steps, step=step,
+                    loss_fn=loss_fn, alpha=alpha, local_steps=local_steps, step=step, local_solver=local_solver,
                 )
                 label_site = i + 1 if direction == "right" else i
                 envs.set_tensor(i, None if label_site == i else tensors[i])
@@ -631,6 +640,9 @@ class MPSClassifier(TensorNetworkClassifierBase):
         whatever the scale of its contraction.
     solver : {"sweep", "adam"}
         Two-site DMRG-style sweeps, or minibatch Adam over all tensors.
+    local_solver : {"least-squares", "gradient"}
+        Local step of the sweeps: CG on the ridge least-squares problem of the
+        per-sample normalised projected inputs, or gradient steps on the loss.
     n_sweeps : int
         Sweeps per ``fit`` (each one pass across the chain, alternating direction).
     local_steps : int
@@ -643,7 +655,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         0.72 training accuracy, ``alpha=0.003`` reached 0.999.
     learning_rate : float or None
         Adam step (``solver="adam"``, None: 0.005) or the first trial step of the
-        local gradient steps (sweeps, None: 1.0; the step then adapts).
+        ``"gradient"`` local solver (None: 1.0; the step then adapts).
     temperature : float
         Logit scale: ``predict_proba`` is ``softmax(temperature * u)`` and the
         cross-entropy is taken on those logits.
@@ -698,6 +710,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         alpha: float = 0.003,
         learning_rate: float | None = None,
         temperature: float = 10.0,
+        local_solver: str = "least-squares",
         n_epochs: int = 10,
         batch_size: int = 32,
         init_bond: int = 4,
@@ -717,6 +730,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.alpha = alpha
         self.learning_rate = learning_rate
         self.temperature = temperature
+        self.local_solver = local_solver
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.init_bond = init_bond
@@ -729,6 +743,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         super()._check_params()
         check_cutoff(self.cutoff)
         check_option("solver", self.solver, SOLVERS)
+        check_option("local_solver", self.local_solver, LOCAL_SOLVERS)
         for name in ("n_sweeps", "local_steps", "n_epochs", "batch_size", "init_bond"):
             check_int(name, getattr(self, name), minimum=1)
         check_number("alpha", self.alpha, positive=False)
@@ -755,7 +770,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
                 n_sweeps=n_iter or self.n_sweeps, max_bond=self.max_bond, cutoff=self.cutoff,
                 loss=self.loss, local_steps=self.local_steps, alpha=self.alpha,
                 learning_rate=1.0 if self.learning_rate is None else self.learning_rate,
-                temperature=self.temperature, verbose=self.verbose,
+                temperature=self.temperature, local_solver=self.local_solver, verbose=self.verbose,
             )
             return history
         self.tensors_, history = adam_fit(
