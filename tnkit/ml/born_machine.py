@@ -264,8 +264,10 @@ def _choose(p: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray
 class BornMachineBase(DensityMixin, BaseEstimator):
     """What the MPS and TTN Born machines share: scores, categories and the saved metadata.
 
-    Subclasses define ``log_prob`` and keep ``n_categories`` (parameter),
-    ``n_categories_`` and ``history_`` (a :class:`~tnkit.ml.born_training.TrainingHistory`).
+    Subclasses define ``log_prob``, ``_data`` (validated integer rows), ``_complete`` and
+    ``_log_marginal`` (the conditionals on validated rows and masks), and keep
+    ``n_categories`` (parameter), ``n_categories_`` and ``history_`` (a
+    :class:`~tnkit.ml.born_training.TrainingHistory`).
     """
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -298,6 +300,68 @@ class BornMachineBase(DensityMixin, BaseEstimator):
         if not (warm and hasattr(self, "_rng")):
             self._rng = as_generator(self.random_state)
         return self._rng
+
+    def conditional_sample(self, X: Any, observed: Any, random_state: Any = None) -> np.ndarray:
+        """Exact samples of the unobserved entries given the observed ones, one per row.
+
+        Parameters
+        ----------
+        X : array_like of int, shape (n, n_features)
+            Values of the observed entries (the others are ignored, any valid value).
+        observed : array_like of bool, shape (n_features,) or (n, n_features)
+            True where the value in ``X`` is given.
+        random_state : None, int or numpy Generator
+
+        Returns
+        -------
+        numpy.ndarray of int, shape (n, n_features)
+            ``X`` with the unobserved entries drawn from ``p(x_free | x_observed)``.
+        """
+        X, observed = self._conditioned(X, observed)
+        return self._complete(X, observed, as_generator(random_state), greedy=False)
+
+    def inpaint(self, X: Any, observed: Any, *, method: str = "greedy", random_state: Any = None) -> np.ndarray:
+        """Complete the unobserved entries of each row.
+
+        Parameters
+        ----------
+        X, observed :
+            As in :meth:`conditional_sample`.
+        method : {"greedy", "sample"}
+            ``"greedy"``: feature by feature (an MPS from left to right, a tree in
+            depth-first leaf order), the most likely value under the exact conditional
+            given the observed entries and the values chosen so far (the exact most
+            likely completion is intractable in general);
+            ``"sample"``: a draw from ``p(x_free | x_observed)``.
+        random_state : None, int or numpy Generator
+            For ``method="sample"``.
+
+        Returns
+        -------
+        numpy.ndarray of int, shape (n, n_features)
+        """
+        check_option("method", method, _INPAINT_METHODS)
+        X, observed = self._conditioned(X, observed)
+        return self._complete(X, observed, as_generator(random_state), greedy=method == "greedy")
+
+    def log_marginal(self, X: Any, observed: Any) -> np.ndarray:
+        """``log p(x_observed)`` of each row: the marginal of its observed entries.
+
+        Parameters
+        ----------
+        X : array_like of int, shape (n, n_features)
+        observed : array_like of bool, shape (n_features,) or (n, n_features)
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+        """
+        X, observed = self._conditioned(X, observed)
+        return self._log_marginal(X, observed)
+
+    def _conditioned(self, X: Any, observed: Any) -> tuple[np.ndarray, np.ndarray]:
+        X = self._data(X)
+        return X, np.asarray(_check_mask("observed", observed, X.shape))
 
     def _json_params(self) -> dict[str, Any]:
         """``get_params()`` as plain JSON values (a Generator ``random_state`` is not kept)."""
@@ -553,66 +617,11 @@ class MPSBornMachine(BornMachineBase):
         check_is_fitted(self, "mps_")
         return self.mps_.sample(n_samples, seed=as_generator(random_state))
 
-    def conditional_sample(self, X: Any, observed: Any, random_state: Any = None) -> np.ndarray:
-        """Exact samples of the unobserved entries given the observed ones, one per row.
-
-        Parameters
-        ----------
-        X : array_like of int, shape (n, n_features)
-            Values of the observed entries (the others are ignored, any valid value).
-        observed : array_like of bool, shape (n_features,) or (n, n_features)
-            True where the value in ``X`` is given.
-        random_state : None, int or numpy Generator
-
-        Returns
-        -------
-        numpy.ndarray of int, shape (n, n_features)
-            ``X`` with the unobserved entries drawn from ``p(x_free | x_observed)``.
-        """
-        X = self._data(X)
-        observed = _check_mask("observed", observed, X.shape)
-        out, _ = complete(self.mps_, X, observed, rng=as_generator(random_state))
+    def _complete(self, X: np.ndarray, observed: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
+        out, _ = complete(self.mps_, X, observed, rng=rng, greedy=greedy)
         return out
 
-    def inpaint(self, X: Any, observed: Any, *, method: str = "greedy", random_state: Any = None) -> np.ndarray:
-        """Complete the unobserved entries of each row.
-
-        Parameters
-        ----------
-        X, observed :
-            As in :meth:`conditional_sample`.
-        method : {"greedy", "sample"}
-            ``"greedy"``: site by site from left to right, the most likely value under
-            the exact conditional given the observed entries and the values chosen so
-            far (the exact most likely completion is intractable in general);
-            ``"sample"``: a draw from ``p(x_free | x_observed)``.
-        random_state : None, int or numpy Generator
-            For ``method="sample"``.
-
-        Returns
-        -------
-        numpy.ndarray of int, shape (n, n_features)
-        """
-        check_option("method", method, _INPAINT_METHODS)
-        X = self._data(X)
-        observed = _check_mask("observed", observed, X.shape)
-        out, _ = complete(self.mps_, X, observed, rng=as_generator(random_state), greedy=method == "greedy")
-        return out
-
-    def log_marginal(self, X: Any, observed: Any) -> np.ndarray:
-        """``log p(x_observed)`` of each row: the marginal of its observed entries.
-
-        Parameters
-        ----------
-        X : array_like of int, shape (n, n_features)
-        observed : array_like of bool, shape (n_features,) or (n, n_features)
-
-        Returns
-        -------
-        numpy.ndarray, shape (n,)
-        """
-        X = self._data(X)
-        observed = _check_mask("observed", observed, X.shape)
+    def _log_marginal(self, X: np.ndarray, observed: np.ndarray) -> np.ndarray:
         return log_marginal(self.mps_, X, observed)
 
     def marginal(self, sites: Any, *, max_size: int = 2**16) -> np.ndarray:

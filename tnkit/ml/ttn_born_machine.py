@@ -74,8 +74,8 @@ from ..ttn.canonical import qr_toward
 from . import born_training
 from .born_machine import (
     BornMachineBase,
-    _check_mask,
     _choose,
+    _site_weights,
     check_discrete_data,
     check_training_data,
     check_update_params,
@@ -532,15 +532,6 @@ def _collapse_equation(ndim: int, batched: bool) -> str:
     return f"{n}{axes[0]},{n if batched else ''}{axes}->{n}{axes[1:]}"
 
 
-def _leaf_weights(x: np.ndarray, observed: np.ndarray, d: int) -> np.ndarray:
-    """``w[n, s]``: one for every ``s`` where the leaf is free, ``delta(s, x[n])`` where observed."""
-    w = np.ones((len(x), d))
-    rows = np.flatnonzero(observed)
-    w[rows] = 0.0
-    w[rows, x[rows]] = 1.0
-    return w
-
-
 class _Conditional:
     """Inside densities of a tree Born machine given observed leaves, and completion top-down.
 
@@ -563,7 +554,7 @@ class _Conditional:
 
     def _operand(self, c: int, d: int) -> np.ndarray:
         if c < self.tree.n_leaves:
-            return _leaf_weights(self.X[:, c], self.observed[:, c], d)
+            return _site_weights(self.X[:, c], self.observed[:, c], d)
         return self.rho[c]
 
     def _inside(self, v: int) -> None:
@@ -827,54 +818,17 @@ class TTNBornMachine(BornMachineBase):
         check_is_fitted(self, "ttn_")
         return self.ttn_.sample(n_samples, seed=as_generator(random_state))
 
-    def _conditional(self, X: Any, observed: Any) -> _Conditional:
-        X = self._data(X)
-        observed = _check_mask("observed", observed, X.shape)
+    def _condition(self, X: np.ndarray, observed: np.ndarray) -> _Conditional:
         tensors = [None] * self.tree_.n_leaves + list(self.ttn_.tensors)
-        return _Conditional(self.tree_, tensors, X, np.asarray(observed))
+        return _Conditional(self.tree_, tensors, X, observed)
 
-    def log_marginal(self, X: Any, observed: Any) -> np.ndarray:
-        """``log p(x_observed)`` of each row: the marginal of its observed entries.
+    def _complete(self, X: np.ndarray, observed: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
+        with blas_threads(self.ttn_.max_bond_dim):
+            return self._condition(X, observed).complete(rng, greedy)
 
-        Parameters
-        ----------
-        X : array_like of int, shape (n, n_features)
-        observed : array_like of bool, shape (n_features,) or (n, n_features)
-
-        Returns
-        -------
-        numpy.ndarray, shape (n,)
-        """
-        with blas_threads(self.ttn_.max_bond_dim if hasattr(self, "ttn_") else 1):
-            return self._conditional(X, observed).log_marginal() - 2.0 * self.ttn_.log_norm()
-
-    def conditional_sample(self, X: Any, observed: Any, random_state: Any = None) -> np.ndarray:
-        """Exact samples of the unobserved entries given the observed ones, one per row.
-
-        Parameters
-        ----------
-        X : array_like of int, shape (n, n_features)
-            Values of the observed entries (the others are ignored, any valid value).
-        observed : array_like of bool, shape (n_features,) or (n, n_features)
-            True where the value in ``X`` is given.
-        random_state : None, int or numpy Generator
-
-        Returns
-        -------
-        numpy.ndarray of int, shape (n, n_features)
-        """
-        return self._conditional(X, observed).complete(as_generator(random_state), greedy=False)
-
-    def inpaint(self, X: Any, observed: Any, *, method: str = "greedy", random_state: Any = None) -> np.ndarray:
-        """Complete the unobserved entries of each row.
-
-        ``"greedy"``: leaf by leaf in depth-first order, the most likely value under the
-        exact conditional given the observed entries and the values chosen so far;
-        ``"sample"``: a draw from ``p(x_free | x_observed)``.
-        """
-        check_option("method", method, ("greedy", "sample"))
-        cond = self._conditional(X, observed)
-        return cond.complete(as_generator(random_state), greedy=method == "greedy")
+    def _log_marginal(self, X: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        with blas_threads(self.ttn_.max_bond_dim):
+            return self._condition(X, observed).log_marginal() - 2.0 * self.ttn_.log_norm()
 
     @property
     def num_params(self) -> int:
