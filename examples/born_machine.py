@@ -11,7 +11,7 @@
 3. The same MNIST images with a tree tensor network Born machine
    (:class:`tnkit.ml.ttn_born_machine.TTNBornMachine` on ``Tree.grid(28, 28)``) at
    ``--ttn-bond`` for ``--ttn-sweeps`` sweeps: training and held-out NLL beside the MPS,
-   the parameter counts of both, and exact samples.
+   the parameter counts of both, exact samples and greedy completions of the bottom halves.
 
 Writes ``born_machine.png`` (a grid: BAS samples and inpaintings, MNIST samples,
 MNIST inpaintings, TTN samples) and the entanglement entropy per bond of the MNIST model to
@@ -93,9 +93,9 @@ def mnist_part(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
     observed = np.zeros(784, dtype=bool)
     observed[:392] = True                           # the top 14 rows
     originals = X_test[:8]
-    tree_samples = tree_part(args, X, X_test, sum(t.size for t in model.mps_.tensors))
+    tree = tree_part(args, X, X_test, sum(t.size for t in model.mps_.tensors))
     return {
-        **({"tree_samples": tree_samples} if tree_samples is not None else {}),
+        **(tree or {}),
         "samples": model.sample(8, random_state=args.seed).reshape(-1, 28, 28),
         "masked": _masked(originals, observed).reshape(-1, 28, 28),
         "greedy": model.inpaint(originals, observed).reshape(-1, 28, 28),
@@ -104,8 +104,10 @@ def mnist_part(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
     }
 
 
-def tree_part(args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray, mps_params: int) -> np.ndarray | None:
-    """Train the TTN Born machine on the same images; return 8 of its samples (or None if skipped)."""
+def tree_part(
+    args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray, mps_params: int
+) -> dict[str, np.ndarray] | None:
+    """Train the TTN Born machine on the same images; return 8 samples and 8 greedy completions (or None)."""
     if args.ttn_sweeps <= 0:
         return None
     # the same rule as the MPS: one normalised gradient step at each node of the tour
@@ -116,7 +118,9 @@ def tree_part(args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray, mps_p
     print(f"MNIST tree (grid 28x28), bond {args.ttn_bond}: training NLL {h.nll[-1]:.2f} after {len(h.nll)} sweeps "
           f"({np.median(h.seconds):.1f} s per sweep); held-out NLL {-model.score(X_test):.2f}; "
           f"{model.num_params:,} parameters (the MPS: {mps_params:,})")
-    return model.sample(8, random_state=args.seed).reshape(-1, 28, 28)
+    observed = np.arange(784) < 392  # the top 14 rows
+    return {"tree_samples": model.sample(8, random_state=args.seed).reshape(-1, 28, 28),
+            "tree_greedy": model.inpaint(X_test[:8], observed).reshape(-1, 28, 28)}
 
 
 def plot(bas: dict[str, np.ndarray], mnist: dict[str, np.ndarray] | None, out: Path) -> Path:
@@ -130,7 +134,7 @@ def plot(bas: dict[str, np.ndarray], mnist: dict[str, np.ndarray] | None, out: P
         rows += [("MNIST samples", mnist["samples"]), ("MNIST top half", mnist["masked"]),
                  ("greedy completion", mnist["greedy"]), ("sampled completion", mnist["sampled"])]
         if "tree_samples" in mnist:
-            rows.append(("TTN samples", mnist["tree_samples"]))
+            rows += [("TTN samples", mnist["tree_samples"]), ("TTN greedy completion", mnist["tree_greedy"])]
     n_cols = max(len(images) for _, images in rows)
     extra = 1 if mnist is not None else 0
     fig, axes = plt.subplots(len(rows) + extra, n_cols, figsize=(1.3 * n_cols, 1.4 * (len(rows) + extra)))
