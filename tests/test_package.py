@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import pkgutil
 import subprocess
 import sys
@@ -97,9 +98,10 @@ def test_demo_product_tour_reports_every_product(capsys):
 
     results = run_tour(SECTIONS, seed=0)
     out = capsys.readouterr().out
-    for name in ("tree", "classifier", "generative", "inpaint", "aqc", "compress"):
+    for name in ("tree", "classifier", "generative", "inpaint", "tree-born", "aqc", "compress"):
         assert f"] {name}" in out, f"the tour printed no {name!r} step"
     assert results["born_valid_fraction"] == 1.0
+    assert results["ttn_born_nll"] < math.log(30) + 0.05
     assert results["classifier_accuracy"] > 0.8
     assert results["aqc_fidelity"] > 0.95
     assert results["ttn_error_bond8"] < results["ttn_error_bond4"]

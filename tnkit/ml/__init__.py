@@ -7,6 +7,7 @@ module and is imported on first use, so ``import tnkit.ml`` stays light.
 - :class:`MPSClassifier` (``tnkit.ml.mps_classifier``): Stoudenmire & Schwab (2016).
 - :class:`TTNClassifier` (``tnkit.ml.ttn_classifier``): Huggins et al. (2019).
 - :class:`MPSBornMachine` (``tnkit.ml.born_machine``): Han et al. (2018).
+- :class:`TTNBornMachine` (``tnkit.ml.ttn_born_machine``): Cheng et al. (2019), tree Born machine.
 
 Around them: ``tnkit.ml.explain`` (anomaly scores, per-feature explanations,
 entanglement and mutual information of a fitted Born machine), ``tnkit.ml.feature_maps``,
@@ -24,6 +25,7 @@ _LAZY = {
     "MPSClassifier": "tnkit.ml.mps_classifier",
     "TTNClassifier": "tnkit.ml.ttn_classifier",
     "MPSBornMachine": "tnkit.ml.born_machine",
+    "TTNBornMachine": "tnkit.ml.ttn_born_machine",
 }
 
 __all__ = sorted(_LAZY)
