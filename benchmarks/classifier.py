@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 
@@ -114,29 +115,45 @@ class _Timer:
         setattr(module, name, timed)
 
 
-def mnist_cases(n_train: int, bonds: list[int], n_sweeps: int, plot: str | None) -> list[dict]:
+def _mnist_split(n_train: int, what: str):
+    """``(train, test)`` MNIST 14x14 (first ``n_train`` training images, full test set), or None if absent."""
     from tnkit.datasets import default_mnist_dir, load_mnist
-    from tnkit.ml import MPSClassifier
 
     if not default_mnist_dir().is_dir():
-        print(f"# skipping MNIST: {default_mnist_dir()} not found")
+        print(f"skipping {what}: {default_mnist_dir()} not found", file=sys.stderr)
+        return None
+    return load_mnist(split="train", pool=2, n_samples=n_train), load_mnist(split="test", pool=2)
+
+
+def _fit_and_score(clf, split, case: str) -> tuple[float, list[dict]]:
+    """Fit ``clf`` on the training half of ``split``; test error and timing rows (wall, CPU, load)."""
+    train, test = split
+    t0, c0 = time.perf_counter(), time.process_time()
+    clf.fit(train.data, train.target)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    err = 1.0 - clf.score(test.data, test.target)
+    base = {"benchmark": "classifier", "case": case}
+    return err, [
+        {**base, "metric": "test_error", "tnkit": err, "reference": "paper_bond120_full", "reference_value": 0.0097,
+         "ratio": err / 0.0097},
+        {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None,
+         "cpu_seconds": cpu, "loadavg": os.getloadavg()[0]},
+    ]
+
+
+def mnist_cases(n_train: int, bonds: list[int], n_sweeps: int, plot: str | None) -> list[dict]:
+    """MPSClassifier sweeps on MNIST 14x14 (first ``n_train`` images, full test set), one case per bond."""
+    from tnkit.ml import MPSClassifier
+
+    split = _mnist_split(n_train, "MNIST MPS sweeps")
+    if split is None:
         return []
-    train = load_mnist(split="train", pool=2, n_samples=n_train)
-    test = load_mnist(split="test", pool=2)
     rows, errors = [], []
     for bond in bonds:
-        t0, c0 = time.perf_counter(), time.process_time()
-        clf = MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0).fit(train.data, train.target)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        err = 1.0 - clf.score(test.data, test.target)
+        err, new = _fit_and_score(MPSClassifier(max_bond=bond, n_sweeps=n_sweeps, random_state=0), split,
+                                  f"mnist14_mps_bond{bond}_n{n_train}_s{n_sweeps}")
         errors.append(err)
-        base = {"benchmark": "classifier", "case": f"mnist14_mps_bond{bond}_n{n_train}_s{n_sweeps}"}
-        rows += [
-            {**base, "metric": "test_error", "tnkit": err, "reference": "paper_bond120_full", "reference_value": 0.0097,
-             "ratio": err / 0.0097},
-            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None,
-             "cpu_seconds": cpu, "loadavg": os.getloadavg()[0]},
-        ]
+        rows += new
     if plot:
         from tnkit.ml.plots import plot_accuracy_vs_bond
 
@@ -185,57 +202,30 @@ def sweep_speed_cases(n_train: int, bonds: list[int]) -> list[dict]:
 
 def mnist_adam_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate: float, batch_size: int) -> list[dict]:
     """MPSClassifier with the Adam solver (squared loss on output directions) on the MNIST split of :func:`mnist_cases`."""
-    from tnkit.datasets import default_mnist_dir, load_mnist
     from tnkit.ml import MPSClassifier
 
-    if not default_mnist_dir().is_dir():
-        print(f"# skipping MNIST Adam: {default_mnist_dir()} not found")
+    split = _mnist_split(n_train, "MNIST MPS Adam")
+    if split is None:
         return []
-    train = load_mnist(split="train", pool=2, n_samples=n_train)
-    test = load_mnist(split="test", pool=2)
     rows = []
     for bond in bonds:
-        t0, c0 = time.perf_counter(), time.process_time()
         clf = MPSClassifier(max_bond=bond, solver="adam", n_epochs=n_epochs, learning_rate=learning_rate,
-                            batch_size=batch_size, random_state=0).fit(train.data, train.target)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        err = 1.0 - clf.score(test.data, test.target)
-        base = {"benchmark": "classifier", "case": f"mnist14_mps_adam_bond{bond}_n{n_train}_e{n_epochs}"}
-        rows += [
-            {**base, "metric": "test_error", "tnkit": err, "reference": "paper_bond120_full", "reference_value": 0.0097,
-             "ratio": err / 0.0097},
-            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None,
-             "cpu_seconds": cpu, "loadavg": os.getloadavg()[0]},
-        ]
+                            batch_size=batch_size, random_state=0)
+        rows += _fit_and_score(clf, split, f"mnist14_mps_adam_bond{bond}_n{n_train}_e{n_epochs}")[1]
     return rows
 
 
 def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate: float = 3e-4) -> list[dict]:
     """TTNClassifier on the MNIST 14x14 split of :func:`mnist_cases` (tree over the 14x14 grid)."""
-    from tnkit.datasets import default_mnist_dir, load_mnist
     from tnkit.ml import TTNClassifier
 
-    if not default_mnist_dir().is_dir():
-        print(f"# skipping MNIST TTN: {default_mnist_dir()} not found")
+    split = _mnist_split(n_train, "MNIST TTN")
+    if split is None:
         return []
-    train = load_mnist(split="train", pool=2, n_samples=n_train)
-    test = load_mnist(split="test", pool=2)
     rows = []
     for bond in bonds:
-        t0, c0 = time.perf_counter(), time.process_time()
         clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, learning_rate=learning_rate, random_state=0)
-        clf.fit(train.data, train.target)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        err = 1.0 - clf.score(test.data, test.target)
-        base = {"benchmark": "classifier", "case": f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}"}
-        rows += [
-            {**base, "metric": "test_error", "tnkit": err, "reference": "paper_mps_bond120_full",
-             "reference_value": 0.0097, "ratio": err / 0.0097},
-            {**base, "metric": "train_seconds", "tnkit": seconds, "reference": None, "reference_value": None,
-             "cpu_seconds": cpu, "loadavg": os.getloadavg()[0]},
-            {**base, "metric": "ms_per_sample_epoch", "tnkit": 1e3 * seconds / (n_train * n_epochs),
-             "reference": None, "reference_value": None},
-        ]
+        rows += _fit_and_score(clf, split, f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}")[1]
     return rows
 
 
