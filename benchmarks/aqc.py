@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bond", type=int, default=32, help="bond cap of tnkit's objective (default 32)")
     p.add_argument("--max-iter", type=int, default=300, help="iteration budget of both compilers (default 300)")
     p.add_argument("--plot", default=None, help="directory for the fidelity-vs-CNOT plot of the layers cases")
+    p.add_argument("--warm-step", type=float, default=0.1,
+                   help="time step of the warm-start schedule of the 50/100-qubit cases (default 0.1)")
     p.add_argument("--replot", default=None,
                    help="with --plot: draw the plot from the layers rows of this JSON-lines file and exit")
     p.add_argument("--skip-anchor-50", action="store_true",
@@ -363,7 +365,8 @@ def _warmstart_case(args: Any, rep: Reporter, n: int) -> None:
     _log_results()
     big = SpinChain.xxz(n, delta=0.5)
     # steps of 0.1: at 100 qubits the states at t and t + 0.25 overlap by only ~1e-12
-    times = [round(0.1 * k, 10) for k in range(1, 11)]
+    n_times = int(round(1.0 / args.warm_step))
+    times = [round(args.warm_step * k, 10) for k in range(1, n_times + 1)]
     clock = _Clock()
     targets = [time_evolved_state(big, t, steps=40, max_bond=64, cutoff=1e-8)[0] for t in times]
     target_seconds = clock.fields()["seconds"]
