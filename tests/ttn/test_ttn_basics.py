@@ -276,3 +276,19 @@ def test_log_norm_of_small_dense_subtrees_is_safe_from_overflow(scale):
     scaled = TTN(psi.tree, [t * scale for t in psi.tensors])  # 31 tensors: norm scale**31
     assert scaled.center is None
     assert math.isclose(scaled.log_norm(), 31 * math.log(scale), rel_tol=1e-10)
+
+
+@pytest.mark.parametrize("output_dim", [None, 3])
+def test_product_inputs_in_chunks_of_rows_equal_one_contraction(rng, monkeypatch, output_dim):
+    """A batch cut into chunks (to keep intermediates in cache) gives the same numbers, any chunk count."""
+    from tnkit.ttn import network
+
+    psi = TTN.random(Tree.grid(2, 3), 2, 4, output_dim=output_dim, seed=5)
+    x = rng.standard_normal((37, 6, 2))
+    whole = psi.contract_product_inputs(x)
+    dense = psi.to_dense()
+    expected = np.einsum("abcdef...,na,nb,nc,nd,ne,nf->n...", dense, *(x[:, leaf] for leaf in range(6)))
+    assert_close(whole, expected)
+    for entries in (1, 16, 200):  # 37 chunks of one row, then fewer
+        monkeypatch.setattr(network, "CHUNK_ENTRIES", entries)
+        np.testing.assert_allclose(psi.contract_product_inputs(x), whole, rtol=1e-13, atol=1e-15)
