@@ -260,7 +260,10 @@ def _absorb(m: np.ndarray, v: int, factors: dict) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _dense_subtrees(tree: Tree, shapes: tuple) -> dict[int, tuple[int, ...]]:
-    """``{v: internal nodes of v's subtree}`` for the maximal non-root subtrees of at most :data:`DENSE_SUBTREE` entries.
+    """``{v: internal nodes of v's subtree}`` for the maximal small non-root subtrees.
+
+    Small: at most :data:`DENSE_SUBTREE` entries when contracted (leaf dimensions
+    times the bond above).
 
     Every other node of such a subtree maps to ``()`` (it is skipped). Subtrees of a
     single node are left out (nothing to merge).
