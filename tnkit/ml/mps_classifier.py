@@ -654,7 +654,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         little: on digits (bond 20) ``alpha=0`` let the second sweep fall from 0.97 to
         0.72 training accuracy, ``alpha=0.003`` reached 0.999.
     learning_rate : float or None
-        Adam step (``solver="adam"``, None: 0.005) or the first trial step of the
+        Adam step (``solver="adam"``, None: 0.001) or the first trial step of the
         ``"gradient"`` local solver (None: 1.0; the step then adapts).
     temperature : float
         Logit scale: ``predict_proba`` is ``softmax(temperature * u)`` and the
@@ -775,7 +775,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
             return history
         self.tensors_, history = adam_fit(
             self.tensors_, self.label_site_, phi, Y, n_epochs=n_iter or self.n_epochs,
-            batch_size=self.batch_size, learning_rate=0.005 if self.learning_rate is None else self.learning_rate,
+            batch_size=self.batch_size, learning_rate=0.001 if self.learning_rate is None else self.learning_rate,
             loss=self.loss, alpha=self.alpha, rng=rng, temperature=self.temperature, verbose=self.verbose,
         )
         return history
