@@ -33,6 +33,29 @@ H = np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2)
 CNOT = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=float)
 
 
+def blas_thread_counts() -> set[int]:
+    """Thread counts of the BLAS libraries threadpoolctl sees (empty without threadpoolctl)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return set()
+    return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+
+
+@pytest.fixture
+def two_caller_threads():
+    """The caller allows 2 BLAS threads; tnkit's thread setting is reset afterwards."""
+    from tnkit.core.threads import set_num_threads
+
+    if not blas_thread_counts():
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield
+    set_num_threads(None)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """The one seeded generator every test draws from."""

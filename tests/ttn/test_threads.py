@@ -7,22 +7,11 @@ import pytest
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
+from conftest import blas_thread_counts  # noqa: E402
+
 from tnkit.core.threads import set_num_threads  # noqa: E402
 from tnkit.ttn import TTN, Tree, network  # noqa: E402
 from tnkit.ttn.threads import GEMM_THREAD_WORK, batch_product_work, node_product_work  # noqa: E402
-
-
-def _blas_threads() -> set[int]:
-    return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
-
-
-@pytest.fixture
-def two_caller_threads():
-    if not _blas_threads():
-        pytest.skip("no BLAS library visible to threadpoolctl")
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        yield
-    set_num_threads(None)
 
 
 @pytest.fixture
@@ -33,7 +22,7 @@ def seen(monkeypatch):
         original = getattr(network, name)
 
         def spy(*args, _original=original, **kwargs):
-            record.append(_blas_threads())
+            record.append(blas_thread_counts())
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(network, name, spy)
@@ -55,7 +44,7 @@ def test_large_node_products_use_the_callers_threads(two_caller_threads, seen):
     big.norm()
     small.norm()
     assert seen == [{2}, {1}]
-    assert _blas_threads() == {2}  # restored
+    assert blas_thread_counts() == {2}  # restored
     set_num_threads(1)  # the user's setting overrides the rule
     big.norm()
     assert seen[-1] == {1}
