@@ -63,6 +63,23 @@ def test_random_two_qubit_circuits_match_statevector(seed):
     np.testing.assert_allclose(ours(qc), statevector(qc), atol=ATOL, rtol=0)
 
 
+def test_fused_gates_fuse_interleaved_layers_and_keep_the_state(rng):
+    """Term-by-term Trotter layers (XX on bonds (0,1),(2,3), then YY, ZZ) fuse to one block per bond."""
+    from tnkit.mps.qiskit import fused_gates
+
+    qc = QuantumCircuit(5)
+    random_layer(qc, rng)
+    for term in (qc.rxx, qc.ryy, qc.rzz):
+        for pair in ((0, 1), (3, 2)):  # one pair given in reverse order
+            term(rng.uniform(0, 2), *pair)
+        qc.rz(0.4, 4)  # a one-qubit gate on a qubit outside every pending pair
+    qc.cx(1, 2)  # touches both pending blocks: both flush before it
+    qc.h(0)
+    blocks = [q for q, _ in fused_gates(qc) if len(q) == 2]
+    assert sorted(blocks) == [(0, 1), (1, 2), (3, 2)]
+    np.testing.assert_allclose(ours(qc), statevector(qc), atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize(
     "gate",
     [

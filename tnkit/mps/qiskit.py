@@ -77,31 +77,36 @@ def fused_gates(circuit: Any):
     phase factor for a global phase (qubit order as in :func:`gate_matrix`). Used by :func:`from_qiskit` (one
     SVD per block) and by the AQC compiler (one parametrised block per pair run).
 
-    One-qubit gates on other qubits commute with the pending block and pass through;
-    anything else touching the pair's qubits flushes it first.
+    A block stays pending until a gate touches one of its qubits from outside the
+    pair; blocks on other pairs and one-qubit gates on other qubits commute with it
+    and pass by, so a Trotter layer written term by term (``XX`` on every even bond,
+    then ``YY`` on every even bond, ...) fuses into one block per bond. The order yielded is a valid reordering of the circuit:
+    gates only move past gates on disjoint qubits.
     """
-    pair: tuple[int, int] | None = None
-    block = np.eye(4).reshape(2, 2, 2, 2)
+    pending: dict[tuple[int, int], np.ndarray] = {}  # pair -> block, in order of creation
     for qubits, g in _unitary_instructions(circuit):
         if not qubits:  # a zero-qubit gate (GlobalPhaseGate): a phase, passed on as such
             yield qubits, g
             continue
-        if pair is not None and set(qubits) <= set(pair):
-            if len(qubits) == 1:
-                g = np.kron(g, np.eye(2)) if qubits[0] == pair[0] else np.kron(np.eye(2), g)
-                g = g.reshape(2, 2, 2, 2)
-            elif qubits != pair:
-                g = g.transpose(1, 0, 3, 2)
-            block = np.einsum("abcd,cdef->abef", g, block)
+        home = next((pair for pair in pending if set(qubits) <= set(pair)), None)
+        if home is not None:
+            pending[home] = np.einsum("abcd,cdef->abef", _on_pair(qubits, g, home), pending[home])
             continue
-        if len(qubits) == 1 and (pair is None or qubits[0] not in pair):
+        for pair in [pair for pair in pending if set(pair) & set(qubits)]:
+            yield pair, pending.pop(pair)
+        if len(qubits) == 1:
             yield qubits, g
-            continue
-        if pair is not None:
-            yield pair, block
-        pair, block = qubits, g
-    if pair is not None:
-        yield pair, block
+        else:
+            pending[qubits] = g
+    yield from pending.items()
+
+
+def _on_pair(qubits: tuple[int, ...], g: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+    """Gate ``g`` on ``qubits`` (a subset of ``pair``) as a ``(2, 2, 2, 2)`` tensor on ``pair``."""
+    if len(qubits) == 1:
+        g = np.kron(g, np.eye(2)) if qubits[0] == pair[0] else np.kron(np.eye(2), g)
+        return g.reshape(2, 2, 2, 2)
+    return g if qubits == pair else g.transpose(1, 0, 3, 2)
 
 
 def from_qiskit(
