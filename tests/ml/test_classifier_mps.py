@@ -17,7 +17,7 @@ from tnkit.ml.mps_classifier import (
     raw_chain_outputs,
     sweep_fit,
 )
-from tnkit.ml.optim import normalize_outputs
+from tnkit.ml.optim import normalize_outputs, scheduled_learning_rate
 
 
 def _random_chain(rng, n=5, d=2, k=3, bond=3, label_site=2):
@@ -234,6 +234,8 @@ def test_bad_parameters_are_named():
         MPSClassifier(loss="hinge").fit(X, y)
     with pytest.raises(OptionError, match="local_solver"):
         MPSClassifier(local_solver="newton").fit(X, y)
+    with pytest.raises(OptionError, match="learning_rate_schedule"):
+        MPSClassifier(solver="adam", learning_rate_schedule="linear").fit(X, y)
     with pytest.raises(ValueError, match="temperature"):
         MPSClassifier(temperature=0).fit(X, y)
     with pytest.raises(ValueError, match="max_bond"):
@@ -294,3 +296,29 @@ def test_long_chain_learns_a_rule_on_few_pixels(solver):
     kwargs = dict(n_sweeps=1, alpha=0.03) if solver == "sweep" else dict(n_epochs=3, learning_rate=0.003)
     clf = MPSClassifier(max_bond=4, solver=solver, random_state=0, **kwargs).fit(X[:1000], y[:1000])
     assert clf.score(X[1000:], y[1000:]) > 0.85
+
+
+def test_scheduled_learning_rate_warms_up_then_decays():
+    assert [scheduled_learning_rate("constant", 0.1, s, 7) for s in range(7)] == [0.1] * 7
+    rates = np.array([scheduled_learning_rate("cosine", 0.1, s, 100, warmup=0.1) for s in range(100)])
+    np.testing.assert_allclose(rates[:10], 0.01 * np.arange(1, 11))  # linear warm-up to the peak
+    np.testing.assert_allclose(rates[10:], 0.05 * (1 + np.cos(np.pi * np.arange(90) / 90)))
+    assert rates[-1] > 0
+    with pytest.raises(OptionError, match="learning_rate_schedule"):
+        scheduled_learning_rate("step", 0.1, 0, 10)
+    with pytest.raises(ValueError, match="step"):
+        scheduled_learning_rate("cosine", 0.1, 10, 10)
+
+
+def test_adam_follows_the_learning_rate_schedule(digits_small):
+    Xtr, _, ytr, _ = digits_small
+    fits = {
+        schedule: MPSClassifier(max_bond=4, solver="adam", n_epochs=3, batch_size=100, learning_rate=0.01,
+                                learning_rate_schedule=schedule, random_state=0).fit(Xtr[:300], ytr[:300])
+        for schedule in ("constant", "cosine")
+    }
+    assert [h["learning_rate"] for h in fits["constant"].history_] == [0.01] * 3
+    last = [h["learning_rate"] for h in fits["cosine"].history_]  # rate of each epoch's last step
+    assert last[0] > last[1] > last[2] and last[2] < 0.1 * 0.01
+    diff = max(np.abs(a - b).max() for a, b in zip(fits["constant"].tensors_, fits["cosine"].tensors_))
+    assert diff > 1e-3

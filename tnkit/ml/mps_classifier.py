@@ -60,7 +60,9 @@ from .optim import (
     conjugate_gradient_least_squares,
     normalize_outputs,
     normalized_loss,
+    scheduled_learning_rate,
     softmax,
+    LEARNING_RATE_SCHEDULES,
 )
 
 __all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients"]
@@ -462,15 +464,23 @@ def adam_fit(
     alpha: float,
     rng: np.random.Generator,
     temperature: float = 1.0,
+    learning_rate_schedule: str = "constant",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
-    """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain."""
+    """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain.
+
+    ``learning_rate`` is the peak rate of ``learning_rate_schedule``
+    (:func:`tnkit.ml.optim.scheduled_learning_rate`), which runs over the
+    ``n_epochs * ceil(len(phi) / batch_size)`` steps of this call. The other
+    arguments are those of :class:`MPSClassifier`.
+    """
     from tqdm.auto import tqdm
 
     opt = Adam(learning_rate)
     history = []
     tensors = _balance(tensors)
     n = len(phi)
+    n_steps, step = n_epochs * (-(-n // batch_size)), 0
     for epoch in range(n_epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
@@ -478,6 +488,8 @@ def adam_fit(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
         total = 0.0
         for idx in bar:
+            opt.learning_rate = scheduled_learning_rate(learning_rate_schedule, learning_rate, step, n_steps)
+            step += 1
             value, grads = chain_gradients(tensors, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha,
                                            temperature=temperature)
             tensors = opt.step(tensors, grads)
@@ -485,7 +497,7 @@ def adam_fit(
         f = chain_outputs(tensors, label_site, phi)
         acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
         history.append({"loss": total / n, "accuracy": acc, "max_bond": max(t.shape[2] for t in tensors),
-                        "seconds": time.perf_counter() - t0})
+                        "seconds": time.perf_counter() - t0, "learning_rate": opt.learning_rate})
         if verbose:
             bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
             bar.close()
@@ -656,6 +668,10 @@ class MPSClassifier(TensorNetworkClassifierBase):
     learning_rate : float or None
         Adam step (``solver="adam"``, None: 0.001) or the first trial step of the
         ``"gradient"`` local solver (None: 1.0; the step then adapts).
+    learning_rate_schedule : {"constant", "cosine"}
+        Adam only: a constant step, or a linear warm-up over the first 3% of the
+        steps of each ``fit`` followed by a cosine decay towards 0
+        (:func:`tnkit.ml.optim.scheduled_learning_rate`), ``learning_rate`` being the peak.
     temperature : float
         Logit scale: ``predict_proba`` is ``softmax(temperature * u)`` and the
         cross-entropy is taken on those logits.
@@ -709,6 +725,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         local_steps: int = 4,
         alpha: float = 0.003,
         learning_rate: float | None = None,
+        learning_rate_schedule: str = "constant",
         temperature: float = 10.0,
         local_solver: str = "least-squares",
         n_epochs: int = 10,
@@ -729,6 +746,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.local_steps = local_steps
         self.alpha = alpha
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.temperature = temperature
         self.local_solver = local_solver
         self.n_epochs = n_epochs
@@ -744,6 +762,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         check_cutoff(self.cutoff)
         check_option("solver", self.solver, SOLVERS)
         check_option("local_solver", self.local_solver, LOCAL_SOLVERS)
+        check_option("learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
         for name in ("n_sweeps", "local_steps", "n_epochs", "batch_size", "init_bond"):
             check_int(name, getattr(self, name), minimum=1)
         check_number("alpha", self.alpha, positive=False)
@@ -776,7 +795,8 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.tensors_, history = adam_fit(
             self.tensors_, self.label_site_, phi, Y, n_epochs=n_iter or self.n_epochs,
             batch_size=self.batch_size, learning_rate=0.001 if self.learning_rate is None else self.learning_rate,
-            loss=self.loss, alpha=self.alpha, rng=rng, temperature=self.temperature, verbose=self.verbose,
+            loss=self.loss, alpha=self.alpha, rng=rng, temperature=self.temperature,
+            learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
         )
         return history
 

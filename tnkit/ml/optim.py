@@ -10,6 +10,8 @@ Losses take the model outputs ``f`` of shape ``(batch, n_classes)`` and one-hot 
   (times a temperature for the cross-entropy), the loss of the tensor-network
   classifiers: invariant under a positive rescaling of each sample's output.
 - :class:`Adam`: Kingma & Ba (2015), arXiv:1412.6980.
+- :func:`scheduled_learning_rate`: constant, or linear warm-up then cosine decay
+  (Loshchilov & Hutter 2017, arXiv:1608.03983), step by step.
 - :func:`conjugate_gradient_least_squares`: a few CG steps on a regularised linear
   least-squares problem given as a pair of functions (forward, transpose).
 - :func:`backtracking_descent`: gradient descent with an Armijo line search.
@@ -32,6 +34,8 @@ __all__ = [
     "normalize_outputs",
     "normalized_loss",
     "Adam",
+    "LEARNING_RATE_SCHEDULES",
+    "scheduled_learning_rate",
     "conjugate_gradient_least_squares",
     "backtracking_descent",
 ]
@@ -162,6 +166,49 @@ class Adam:
             self.v[i] = self.beta2 * self.v[i] + (1 - self.beta2) * g * g
             out.append(p - self.learning_rate * (self.m[i] / c1) / (np.sqrt(self.v[i] / c2) + self.eps))
         return out
+
+
+#: Names accepted by :func:`scheduled_learning_rate`.
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_learning_rate(schedule: str, base: float, step: int, n_steps: int, *, warmup: float = 0.03) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) out of ``n_steps``.
+
+    Parameters
+    ----------
+    schedule : {"constant", "cosine"}
+        ``"constant"``: ``base`` throughout. ``"cosine"``: linear warm-up from
+        ``base / n_warm`` to ``base`` over the first ``n_warm = ceil(warmup * n_steps)``
+        steps, then ``base * (1 + cos(pi * p)) / 2`` with ``p`` going from 0 to 1
+        over the remaining steps (``p = k / n_rest`` at the ``k``-th of them, so the
+        last step still moves).
+    base : float
+        Peak learning rate.
+    step, n_steps : int
+        Position in the run and its length.
+    warmup : float
+        Fraction of the run spent warming up (``"cosine"`` only).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> [round(scheduled_learning_rate("cosine", 1.0, s, 5, warmup=0.2), 3) for s in range(5)]
+    [1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    check_option("learning_rate_schedule", schedule, LEARNING_RATE_SCHEDULES)
+    if not 0 <= step < n_steps:
+        raise ValueError(f"`step` must lie in [0, n_steps={n_steps}), got {step!r}.")
+    if schedule == "constant":
+        return base
+    n_warm = min(int(np.ceil(warmup * n_steps)), n_steps)
+    if step < n_warm:
+        return base * (step + 1) / n_warm
+    progress = (step - n_warm) / (n_steps - n_warm)
+    return float(base * 0.5 * (1.0 + np.cos(np.pi * progress)))
 
 
 def conjugate_gradient_least_squares(
