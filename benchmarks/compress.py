@@ -317,7 +317,8 @@ def main(argv=None) -> int:
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))
-            if args.speed_tokens:
+            if args.speed_tokens:  # the original measured again next to it: the load on a shared machine drifts
+                base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
                 speed = tc.generation_speed(m, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
                 rep.emit(make_row("compress", f"tokens_per_s_{label}_{tag}", speed, "original", base_speed,
                                   metric="tokens_per_s_higher_is_better", lower_is_better=False,

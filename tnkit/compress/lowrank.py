@@ -82,20 +82,26 @@ def lowrank_factors(
     if rank > limit:
         raise ValueError(f"`rank` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight, got {rank}.")
     if method == "svd":
-        right = None
+        target = w
     elif method == "asvd":
         if input_scale is None:
             raise ValueError("method 'asvd' needs `input_scale` (per-channel activation scale).")
-        right = np.diag(np.asarray(input_scale, dtype=np.float64))
+        scale = np.asarray(input_scale, dtype=np.float64)
+        target = w * scale[None, :]
     else:
         if covariance is None:
             raise ValueError("method 'whiten' needs `covariance` (input second moment).")
         right = cholesky_whitener(covariance)
-    target = w if right is None else w @ right
+        target = w @ right
     us, vh, discarded = gram_truncated_factors(target, rank)
     error = discarded / max(float(np.sum(target * target)), 1e-300)
-    v = vh if right is None else np.linalg.solve(right.T, vh.T).T  # vh @ right^{-1}
-    return us, v, float(error)
+    if method == "asvd":
+        vh = vh / scale[None, :]
+    elif method == "whiten":  # vh @ right^{-1}, by one triangular solve (right is lower-triangular)
+        from scipy.linalg import solve_triangular
+
+        vh = solve_triangular(right, vh.T, trans="T", lower=True).T
+    return us, vh, float(error)
 
 
 def gram_singular_values(matrix: np.ndarray) -> np.ndarray:
