@@ -164,10 +164,28 @@ def mpo_factorize(
         if s.shape != (w.shape[1],) or not (s > 0).all():
             raise ValueError(f"`input_scale` must be {w.shape[1]} positive numbers, got shape {s.shape}.")
         w = w * s[None, :]
+    if len(out_dims) == 2 and cutoff == 0.0 and max_bond is not None:
+        return _two_core_factors(w, out_dims, in_dims, max_bond)
     mpo, report = MPO.from_dense(
         w, out_dims=out_dims, in_dims=in_dims, max_bond=max_bond, cutoff=cutoff, return_report=True
     )
     return MPOFactors(tuple(np.array(c) for c in mpo.tensors), out_dims, in_dims, float(report.error))
+
+
+def _two_core_factors(w: np.ndarray, out_dims, in_dims, max_bond: int) -> MPOFactors:
+    """Two cores at a fixed bond: one truncated SVD of the reshaped weight, through its smaller Gram matrix.
+
+    Same cores' product and error as :meth:`MPO.from_dense` (Eckart-Young), several
+    times faster on SmolLM2's matrices (see :func:`tnkit.compress.lowrank.gram_truncated_factors`).
+    """
+    from .lowrank import gram_truncated_factors
+
+    (o0, o1), (i0, i1) = out_dims, in_dims
+    m = w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
+    bond = min(max_bond, min(m.shape))
+    left, right, discarded = gram_truncated_factors(m, bond)
+    cores = (left.reshape(1, o0, i0, bond), right.reshape(bond, o1, i1, 1))
+    return MPOFactors(cores, tuple(out_dims), tuple(in_dims), discarded / max(float(np.sum(m * m)), 1e-300))
 
 
 def mpo_to_dense(cores: Sequence[np.ndarray]) -> np.ndarray:

@@ -45,7 +45,7 @@ from ..core.contract import contract
 from ..core.validate import as_array, check_int
 from .allocate import SizeCurve, _curve, _tail
 from .factorize import MPOFactors, _dims, mpo_factorize, mpo_to_dense
-from .lowrank import cholesky_whitener, gram_singular_values, gram_truncated_factors
+from .lowrank import cholesky_whitener, gram_singular_values
 
 __all__ = [
     "WhitenedMPO",
@@ -260,7 +260,9 @@ def whitened_mpo_factorize(
         w, c = w * scale[None, :], c / np.outer(scale, scale)
     factors = kronecker_covariance(c, in_dims)
     whiteners = _site_whiteners(factors, damping)
-    cores, trunc = _tt_svd(_whiten_weight(w, in_dims, whiteners), out_dims, in_dims, max_bond, cutoff)
+    f = mpo_factorize(_whiten_weight(w, in_dims, whiteners), out_dims=out_dims, in_dims=in_dims, max_bond=max_bond,
+                      cutoff=cutoff)
+    cores, trunc = list(f.cores), f.error
     inverses = [solve_triangular(s, np.eye(len(s)), lower=True) for s in whiteners]
     cores = _apply_to_input_legs(cores, inverses)
     cores, history = als_refit(w, cores, c, sweeps=sweeps, cg_iterations=cg_iterations, kron_factors=factors,
@@ -273,22 +275,6 @@ def _channel_rms(c: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     d = np.sqrt(np.clip(np.diag(c), 0.0, None))
     d = d / max(float(d.mean()), 1e-300)
     return np.maximum(d, floor)
-
-
-def _tt_svd(w: np.ndarray, out_dims, in_dims, max_bond, cutoff) -> tuple[list[np.ndarray], float]:
-    """TT-SVD cores and relative error; two cores at a fixed bond go through the smaller Gram matrix."""
-    if len(out_dims) == 2 and cutoff == 0.0 and max_bond is not None:
-        (o0, o1), (i0, i1) = out_dims, in_dims
-        m = w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
-        limit = min(m.shape)
-        if max_bond > limit:
-            raise ValueError(f"`max_bond` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight factorised "
-                             f"as {tuple(out_dims)}x{tuple(in_dims)}, got {max_bond}.")
-        left, right, discarded = gram_truncated_factors(m, max_bond)
-        cores = [left.reshape(1, o0, i0, max_bond), right.reshape(max_bond, o1, i1, 1)]
-        return cores, discarded / max(float(np.sum(m * m)), 1e-300)
-    f = mpo_factorize(w, out_dims=out_dims, in_dims=in_dims, max_bond=max_bond, cutoff=cutoff)
-    return list(f.cores), float(f.error)
 
 
 # --------------------------------------------------------------------------- ALS
