@@ -130,6 +130,71 @@ def test_growing_ran_layers_from_no_seed(target5):
     assert len(budgeted) == 2 and budgeted[-1].cnot_count <= 25  # a third layer would need 12 more
 
 
+def test_growing_from_a_ran_layer_recovers_a_shallow_circuit_state():
+    """No seed: one Ran layer of the target, then identity brick layers, recovers a known 3-layer state."""
+    known = brickwall_ansatz(5, 3)
+    target = _state(known, np.random.default_rng(5).uniform(-np.pi, np.pi, known.n_params))
+    stages = compile_growing(target, grow="ran-brickwall", target_fidelity=0.9999, max_bond=None, max_iter=300,
+                             max_layers=6, progress=False)
+    first = stages[0]
+    assert first.ansatz.pairs == ((1, 2), (2, 3), (3, 4), (0, 1))  # the Ran layer alone, from the centre out
+    # its starting fidelity is the overlap of the target with its bond-2 truncation (dense reference)
+    psi = target.to_dense().reshape(2, 2, 2, 2, 2)
+    approx = _dense_bond2_truncation(psi)
+    assert first.initial_fidelity == pytest.approx(abs(np.vdot(approx, psi.ravel())) ** 2, abs=1e-8)
+    fids = [s.fidelity for s in stages]
+    assert all(b >= a - 1e-9 for a, b in zip(fids, fids[1:]))
+    assert fids[-1] > 0.9999
+    assert stages[-1].ansatz.pairs[:4] == first.ansatz.pairs and len(stages) >= 2  # brick layers after it
+    assert circuit_fidelity(stages[-1].circuit(), target) == pytest.approx(fids[-1], abs=1e-8)
+
+
+def _dense_bond2_truncation(psi):
+    """Left-to-right SVD truncation to bond 2 of a dense state (TT-SVD), normalised."""
+    rest, out, bond = psi.reshape(1, -1), np.ones((1, 1)), 1
+    for _ in range(psi.ndim - 1):
+        u, s, vh = np.linalg.svd(rest.reshape(bond * 2, -1), full_matrices=False)
+        k = min(2, len(s))
+        out = out.reshape(-1, bond) @ u[:, :k].reshape(bond, 2 * k)
+        rest, bond = s[:k, None] * vh[:k], k
+    out = (out.reshape(-1, bond) @ rest).ravel()
+    return out / np.linalg.norm(out)
+
+
+def test_ran_brickwall_checks_the_budget(target5):
+    with pytest.raises(ValueError, match="cnot_budget.*first Ran layer"):
+        compile_growing(target5, grow="ran-brickwall", cnot_budget=5, progress=False)
+    stages = compile_growing(target5, grow="ran-brickwall", target_fidelity=1.0, cnot_budget=16, max_bond=None,
+                             max_iter=5, progress=False)
+    assert [s.cnot_count for s in stages] == [10, 16]  # 1 + 3 x 3 CNOTs of the Ran layer, then 2 brick blocks
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7])
+def test_centred_unitaries_prepare_a_bond2_state_with_half_the_depth(n):
+    from tnkit.aqc.ansatz import ansatz_from_gates
+    from tnkit.aqc.born import centred_unitaries, sequential_unitaries
+
+    target = MPS.random(n, max_bond=2, seed=n, dtype=complex).normalized()
+    gates = centred_unitaries(target)
+    psi = np.zeros(2**n, dtype=complex)
+    psi[0] = 1.0
+    for qubits, u in gates:  # dense reference, gate by gate
+        if len(qubits) == 1:
+            psi = np.kron(np.kron(np.eye(2 ** qubits[0]), u), np.eye(2 ** (n - qubits[0] - 1))) @ psi
+            continue
+        lo, hi = sorted(qubits)
+        assert hi == lo + 1
+        g = u.reshape(2, 2, 2, 2) if qubits[0] == lo else u.reshape(2, 2, 2, 2).transpose(1, 0, 3, 2)
+        psi = np.kron(np.kron(np.eye(2**lo), g.reshape(4, 4)), np.eye(2 ** (n - hi - 1))) @ psi
+    assert abs(np.vdot(target.to_dense().ravel(), psi)) == pytest.approx(1.0, abs=1e-10)
+    centred, _ = ansatz_from_gates(n, gates)
+    staircase, _ = ansatz_from_gates(n, sequential_unitaries(target))
+    assert centred.n_blocks == staircase.n_blocks == n - 1
+    assert centred.cnot_depth <= 3 * (n // 2) + 1 <= staircase.cnot_depth + 3
+    with pytest.raises(ValueError, match="bonds at most 2"):
+        centred_unitaries(MPS.random(6, max_bond=4, seed=0, dtype=complex).normalized())
+
+
 def test_growing_checks_its_arguments(target5):
     with pytest.raises(ValueError, match="`grow`"):
         compile_growing(target5, grow="spiral")

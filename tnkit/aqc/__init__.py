@@ -15,7 +15,7 @@ functions that use them.
 """
 
 from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_ansatz, staircase_ansatz
-from .born import mps_to_circuit, sequential_unitaries
+from .born import centred_unitaries, mps_to_circuit, sequential_unitaries
 from .circuits import circuit_fidelity, gate_counts, read_qasm, to_qasm, to_qiskit, transpile_circuit, write_qasm
 from .compiler import AQCResult, compile_sequence, compile_state
 from .growth import add_identity_layer, compile_growing, prepend_ran_layer, residual_state
@@ -56,4 +56,5 @@ __all__ = [
     "read_qasm",
     "mps_to_circuit",
     "sequential_unitaries",
+    "centred_unitaries",
 ]

@@ -26,7 +26,7 @@ from ..core.linalg import qr
 from ..mps.mps import MatrixProductState
 from .targets import as_target
 
-__all__ = ["sequential_unitaries", "mps_to_circuit"]
+__all__ = ["sequential_unitaries", "centred_unitaries", "mps_to_circuit"]
 
 
 def _qubits_for(dim: int) -> int:
@@ -63,7 +63,15 @@ def sequential_unitaries(mps: Any) -> list[tuple[tuple[int, ...], np.ndarray]]:
         raise ValueError(f"`mps` must be a state of qubits (physical dimension 2), got {psi!r}.")
     psi = psi.canonicalize(0)
     psi.normalize_()
-    tensors = psi.tensors
+    return [(tuple(span), u) for span, u in _site_gates(list(psi.tensors))]
+
+
+def _site_gates(tensors: list[np.ndarray]) -> list[tuple[range, np.ndarray]]:
+    """One unitary per site of a right-canonical chain: input ``|a>|0..>`` -> ``sum B[a,s,b] |s>|b>``.
+
+    Site ``i``'s gate acts on the chain positions ``i, ..., i + span - 1`` (returned
+    as ``range``), position ``i`` the slowest index.
+    """
     n = len(tensors)
     gates = []
     for i, b in enumerate(tensors):
@@ -84,7 +92,48 @@ def sequential_unitaries(mps: Any) -> list[tuple[tuple[int, ...], np.ndarray]]:
         full = np.zeros((dim, dim), dtype=complex)
         full[:, inputs] = u_cols[:, :dl]
         full[:, others] = u_cols[:, dl:]
-        gates.append((tuple(range(i, i + span)), full))
+        gates.append((range(i, i + span), full))
+    return gates
+
+
+def centred_unitaries(mps: Any) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Gates preparing a bond-2 ``mps`` from ``|0...0>`` outwards from the centre, in time order.
+
+    The state is put in mixed canonical form about qubit ``m = n // 2``. A staircase
+    on ``(m-1, m), (m, m+1), ..., (n-2, n-1)`` prepares ``sum_a |a>_{m-1} |R_a>``
+    (``a`` the bond left of ``m``), while a second staircase on ``(m-1, m-2), ...,
+    (1, 0)`` expands ``|a>_{m-1}`` into the left-canonical ``|L_a>``: two chains
+    running in parallel, so the CNOT depth is about half that of
+    :func:`sequential_unitaries`'s single staircase.
+
+    Parameters
+    ----------
+    mps : MatrixProductState (or anything :func:`~tnkit.aqc.targets.as_target` accepts)
+        Normalised state of qubits with every bond at most 2.
+
+    Returns
+    -------
+    list of (qubits, unitary)
+        Two-qubit gates on neighbouring qubits (``qubits[0]`` the slower index, which
+        on the left staircase is the higher qubit) and one-qubit gates.
+    """
+    psi = as_target(mps)
+    if set(psi.phys_dims) != {2} or psi.max_bond_dim > 2:
+        raise ValueError(f"`mps` must be a state of qubits with bonds at most 2, got {psi!r}.")
+    n = psi.n_sites
+    if n < 3:
+        return sequential_unitaries(psi)
+    m = n // 2
+    psi = psi.canonicalize(m)
+    psi.normalize_()
+    tensors = [np.asarray(t) for t in psi.tensors]
+    dim_a = tensors[m].shape[0]
+    carrier = np.eye(2, dtype=complex)[:dim_a].reshape(1, 2, dim_a)  # |a> on qubit m-1
+    right = MatrixProductState([carrier, *tensors[m:]])
+    gates = [((m - 1 + q[0], *(m - 1 + k for k in q[1:])), u) for q, u in sequential_unitaries(right)]
+    mirrored = [t.transpose(2, 1, 0) for t in tensors[m - 1 :: -1]]  # right-canonical read right to left
+    for span, u in _site_gates(mirrored):
+        gates.append((tuple(m - 1 - k for k in span), u))
     return gates
 
 

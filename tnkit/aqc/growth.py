@@ -20,6 +20,12 @@ repeats until the fidelity or the CNOT budget is reached. Two kinds of new layer
   (arXiv:1908.07958), each followed by a global optimisation of all layers, as in
   Rudolph et al., "Decomposition of matrix product states into shallow quantum
   circuits" (arXiv:2209.00595).
+* ``grow="ran-brickwall"``: one Ran layer first (from the target itself when there
+  is no seed, analytic and cheap), built outwards from the centre
+  (``prepend_ran_layer(..., centred=True)``, half the depth of a staircase), then
+  identity brick layers as ``"brickwall"``. The Ran layer carries correlations
+  across the whole chain that the first brick layers of a product-state start
+  cannot, and every further layer costs 3 CNOTs of depth, not a staircase's.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from ..core.validate import check_int, check_option
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
-from .born import sequential_unitaries
+from .born import centred_unitaries, sequential_unitaries
 from .compiler import AQCResult, compile_state
 from .init import _as_staircase_gate, extend_ansatz
 from .targets import as_target
@@ -48,7 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The kinds of layer :func:`compile_growing` can add.
-GROWTH_KINDS = ("brickwall", "ran")
+GROWTH_KINDS = ("brickwall", "ran", "ran-brickwall")
 
 
 def add_identity_layer(
@@ -127,12 +133,26 @@ def residual_state(target: Any, ansatz: Ansatz, params: Any, *, max_bond: int | 
 
 
 def prepend_ran_layer(
-    target: Any, ansatz: Ansatz, params: Any, *, max_bond: int | None = None
+    target: Any, ansatz: Ansatz, params: Any, *, max_bond: int | None = None, centred: bool = False
 ) -> tuple[Ansatz, np.ndarray]:
     """Put Ran's next analytic layer first in time: ``C' = C(params) L``.
 
-    ``L`` is the staircase (blocks on ``(0, 1), ..., (n-2, n-1)``) preparing the
-    bond-2 truncation of :func:`residual_state` exactly from ``|0...0>``.
+    ``L`` prepares the bond-2 truncation of :func:`residual_state` exactly from
+    ``|0...0>``: the staircase on ``(0, 1), ..., (n-2, n-1)``, or with ``centred``
+    two staircases running outwards from the centre in parallel
+    (:func:`~tnkit.aqc.born.centred_unitaries`: the same ``n - 1`` blocks, about
+    half the CNOT depth).
+
+    Parameters
+    ----------
+    target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
+    ansatz : Ansatz
+    params : array_like
+        Angles of ``ansatz``.
+    max_bond : int, optional
+        Bond cap of :func:`residual_state`.
+    centred : bool
+        Build ``L`` outwards from the centre rather than as one staircase.
 
     Returns
     -------
@@ -148,11 +168,14 @@ def prepend_ran_layer(
     approx, _ = residual.compress(max_bond=2)
     approx.normalize_()
     n = ansatz.n_qubits
-    layer = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
+    if centred:
+        layer = centred_unitaries(approx)
+    else:
+        layer = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
     first, _ = ansatz.split_params(params)
     old = [((q,), u) for q, u in enumerate(zxz_matrices(first))]
     old += [(pair, g) for pair, g in zip(ansatz.pairs, ansatz.block_tensors(params))]
-    family = ansatz.family if ansatz.n_blocks else "staircase"
+    family = ansatz.family if ansatz.n_blocks else ("custom" if centred else "staircase")
     return ansatz_from_gates(n, layer + old, family=family)
 
 
@@ -175,18 +198,22 @@ def compile_growing(
     target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
     ansatz : Ansatz, optional
         The seed structure (e.g. from :func:`~tnkit.aqc.init.trotter_initialization`).
-        ``None``: start from no two-qubit block at all (with ``grow="ran"``, a
-        seedless compilation; with ``"brickwall"``, the first layer is an identity
-        layer on the even bonds).
+        ``None``: start from no two-qubit block at all (a seedless compilation:
+        with ``grow="ran"`` or ``"ran-brickwall"``, the first layer is Ran's
+        analytic layer of the target; with ``"brickwall"``, the first stage is the
+        best product state and the first layer an identity layer on the even bonds).
     initial_params : array_like, optional
         Angles of ``ansatz`` (default all zero).
-    grow : {"brickwall", "ran"}
-        The kind of layer added at each stage (see the module docstring).
+    grow : {"brickwall", "ran", "ran-brickwall"}
+        The kind of layer added at each stage (see the module docstring);
+        ``"ran-brickwall"`` first puts one Ran layer before ``ansatz`` (or alone),
+        then adds identity brick layers.
     target_fidelity : float
         Stop as soon as a stage reaches it.
     cnot_budget : int, optional
         Never exceed this many CNOTs; the last brickwall layer may be partial. A Ran
-        layer that does not fit is not added.
+        layer that does not fit is not added (with ``"ran-brickwall"``, whose first
+        Ran layer is not optional, that is a ``ValueError``).
     max_layers : int
         Largest number of layers added.
     stage_iter : int, optional
@@ -225,6 +252,8 @@ def compile_growing(
         cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
         if ansatz.cnot_count > cnot_budget:
             raise ValueError(f"`cnot_budget` ({cnot_budget}) is below the seed ansatz's {ansatz.cnot_count} CNOTs.")
+    if grow == "ran-brickwall":
+        ansatz, params = _ran_start(psi, ansatz, params, cnot_budget, kwargs.get("max_bond"))
     max_iter = kwargs.pop("max_iter", 200)
     stage_iter = max_iter if stage_iter is None else check_int("stage_iter", stage_iter, minimum=0)
     results: list[AQCResult] = []
@@ -251,13 +280,26 @@ def _grow(
     target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, grow: str, budget: int | None, max_bond: Any
 ) -> tuple[Ansatz, np.ndarray] | None:
     """The grown ``(ansatz, params)``, or ``None`` when the budget allows no more."""
-    if grow == "brickwall":
+    if grow in ("brickwall", "ran-brickwall"):
         if budget is not None and budget - ansatz.cnot_count < 3:
             return None
         return add_identity_layer(ansatz, params, cnot_budget=budget)
     bigger, x = prepend_ran_layer(target, ansatz, params, max_bond=max_bond)
     if budget is not None and bigger.cnot_count > budget:
         return None
+    return bigger, x
+
+
+def _ran_start(
+    target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, budget: int | None, max_bond: Any
+) -> tuple[Ansatz, np.ndarray]:
+    """The start of ``grow="ran-brickwall"``: one Ran layer first in time, within the budget."""
+    bigger, x = prepend_ran_layer(target, ansatz, params, max_bond=max_bond, centred=True)
+    if budget is not None and bigger.cnot_count > budget:
+        raise ValueError(
+            f"`cnot_budget` ({budget}) leaves no room for the first Ran layer of grow='ran-brickwall' "
+            f"({bigger.cnot_count} CNOTs with it)."
+        )
     return bigger, x
 
 
