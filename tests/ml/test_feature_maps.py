@@ -57,6 +57,8 @@ def test_plots_write_files(tmp_path):
 
     assert plot_entanglement([0.1, 0.5, 0.2], tmp_path / "e.png").stat().st_size > 0
     assert plot_accuracy_vs_bond([10, 20], [0.05, 0.03], tmp_path / "a.png").stat().st_size > 0
+    two = plot_accuracy_vs_bond([10, 20], [0.05, 0.03], tmp_path / "b.png", extra={"adam": ([20, 40], [0.02, 0.01])})
+    assert two.stat().st_size > 0
     assert plot_feature_importance(np.arange(4.0), (2, 2), tmp_path / "f.png").stat().st_size > 0
     with pytest.raises(ValueError, match="shape"):
         plot_feature_importance(np.arange(5.0), (2, 2), tmp_path / "g.png")

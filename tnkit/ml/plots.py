@@ -59,16 +59,23 @@ def plot_accuracy_vs_bond(
     reference: float | None = 0.0097,
     reference_label: str = "Stoudenmire & Schwab, bond 120 (0.97%)",
     label: str = "tnkit MPSClassifier",
+    extra: dict[str, tuple[Sequence[int], Sequence[float]]] | None = None,
 ) -> Path:
-    """Test error (fraction) against bond dimension, log-scaled, with a horizontal reference line."""
+    """Test error (fraction) against bond dimension, log-scaled, with a horizontal reference line.
+
+    ``extra`` maps a label to further ``(bonds, errors)`` series (other solvers or data sizes).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(bonds, 100 * np.asarray(errors, dtype=float), "o-", label=label)
+    series = {label: (bonds, errors), **(extra or {})}
+    for name, (b, e) in series.items():
+        ax.plot(b, 100 * np.asarray(e, dtype=float), "o-", label=name)
     if reference is not None:
         ax.axhline(100 * reference, color="k", ls="--", lw=1, label=reference_label)
+    ticks = sorted({int(x) for b, _ in series.values() for x in b})
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(bonds))
-    ax.set_xticklabels([str(b) for b in bonds])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(b) for b in ticks])
     ax.set_xlabel("max bond dimension")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=8)
