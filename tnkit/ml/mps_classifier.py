@@ -54,6 +54,7 @@ from ..io import load_arrays, save_arrays
 from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
 from .feature_maps import FEATURE_MAPS, embed, passthrough_vector
 from .optim import (
+    LEARNING_RATE_SCHEDULES,
     LOSSES,
     Adam,
     backtracking_descent,
@@ -62,7 +63,6 @@ from .optim import (
     normalized_loss,
     scheduled_learning_rate,
     softmax,
-    LEARNING_RATE_SCHEDULES,
 )
 
 __all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients"]
