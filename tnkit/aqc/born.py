@@ -104,7 +104,8 @@ def centred_unitaries(mps: Any) -> list[tuple[tuple[int, ...], np.ndarray]]:
     (``a`` the bond left of ``m``), while a second staircase on ``(m-1, m-2), ...,
     (1, 0)`` expands ``|a>_{m-1}`` into the left-canonical ``|L_a>``: two chains
     running in parallel, so the CNOT depth is about half that of
-    :func:`sequential_unitaries`'s single staircase.
+    :func:`sequential_unitaries`'s single staircase. Chains of fewer than 3 qubits
+    get :func:`sequential_unitaries`'s gates.
 
     Parameters
     ----------
