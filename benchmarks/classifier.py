@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -229,27 +230,39 @@ def mnist_adam_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rat
 
 def _plot(path: str, sweeps: tuple[list[int], list[float], int], adam: tuple[list[int], list[float], int]) -> None:
     """Error against bond for the sweep and Adam cases that ran (paper's 0.97% as the reference line)."""
-    from tnkit.ml.plots import plot_accuracy_vs_bond
-
     series = {f"MPS, {name}, {n:,} images": (b, e) for name, (b, e, n) in
               (("Adam", adam), ("2 sweeps", sweeps)) if e}
+    _plot_series(path, series)
+
+
+def _plot_series(path: str, series: dict[str, tuple[list[int], list[float]]]) -> None:
+    from tnkit.ml.plots import plot_accuracy_vs_bond
+
     if series:
         (label, (bonds, errors)), *rest = series.items()
         plot_accuracy_vs_bond(bonds, errors, path, label=label, extra=dict(rest))
 
 
-def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate: float = 3e-4) -> list[dict]:
-    """TTNClassifier on the MNIST 14x14 split of :func:`mnist_cases` (tree over the 14x14 grid)."""
-    from tnkit.ml import TTNClassifier
+_MNIST_MPS_CASE = re.compile(r"^mnist14_mps_(?:(?P<solver>.+)_)?bond(?P<bond>\d+)_n(?P<n>\d+)_(?P<length>\w+)$")
 
-    split = _mnist_split(n_train, "MNIST TTN")
-    if split is None:
-        return []
-    rows = []
-    for bond in bonds:
-        clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, learning_rate=learning_rate, random_state=0)
-        rows += _fit_and_score(clf, split, f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}")[1]
-    return rows
+
+def plot_from_json(paths: list[str], out: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Error-vs-bond plot from the ``test_error`` rows of earlier ``--json`` runs (one series per setting).
+
+    Long cases are best run one bond at a time on a shared machine; this joins them.
+    """
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for path in paths:
+        with open(path) as fh:
+            for line in fh:
+                row = json.loads(line) if line.startswith("{") else {}
+                match = _MNIST_MPS_CASE.match(row.get("case", ""))
+                if match and row.get("metric") == "test_error":
+                    name = f"MPS, {match['solver'] or 'sweeps'}, {int(match['n']):,} images, {match['length']}"
+                    series[name][int(match["bond"])] = float(row["tnkit"])
+    joined = {name: (sorted(v), [v[b] for b in sorted(v)]) for name, v in series.items()}
+    _plot_series(out, joined)
+    return joined
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-bonds", type=int, nargs="*", default=[20, 40],
                         help="bonds of the sweep-speed cases (one timed sweep after one untimed one)")
     parser.add_argument("--plot", default=None, help="write the error-vs-bond plot here")
+    parser.add_argument("--plot-from", nargs="+", default=None, metavar="JSONL",
+                        help="only draw --plot from the MNIST test_error rows of earlier --json outputs")
     parser.add_argument("--adam-bonds", type=int, nargs="*", default=[20],
                         help="MNIST bonds of the MPS Adam solver (none: skip)")
     parser.add_argument("--adam-train", type=int, default=60000,
@@ -286,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="loss of the MNIST MPS Adam (default squared, on the output direction)")
     parser.add_argument("--adam-batch", type=int, default=64, help="minibatch of the MNIST MPS Adam (default 64)")
     args = parser.parse_args(argv)
+    if args.plot_from:
+        if not args.plot:
+            parser.error("--plot-from needs --plot")
+        for name, (bonds, errors) in plot_from_json(args.plot_from, args.plot).items():
+            print(f"{name}: " + ", ".join(f"bond {b} {100 * e:.2f}%" for b, e in zip(bonds, errors)), file=sys.stderr)
+        return 0
     _emit(digits_case(args.digits_bond, args.digits_sweeps, args.digits_epochs, args.models, args.ttn_lr), args.json)
     if not args.quick:
         if not args.skip_mps_mnist:
