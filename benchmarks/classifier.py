@@ -258,7 +258,10 @@ def plot_from_json(paths: list[str], out: str) -> dict[str, tuple[list[int], lis
                 row = json.loads(line) if line.startswith("{") else {}
                 match = _MNIST_MPS_CASE.match(row.get("case", ""))
                 if match and row.get("metric") == "test_error":
-                    name = f"MPS, {match['solver'] or 'sweeps'}, {int(match['n']):,} images, {match['length']}"
+                    length = match["length"]
+                    length = {"e": f"{length[1:]} epochs", "s": f"{length[1:]} sweeps"}.get(length[0], length)
+                    solver = (match["solver"] or "sweeps").replace("_", " ")
+                    name = f"MPS {solver}, {int(match['n']):,} images, {length}"
                     series[name][int(match["bond"])] = float(row["tnkit"])
     joined = {name: (sorted(v), [v[b] for b in sorted(v)]) for name, v in series.items()}
     _plot_series(out, joined)
