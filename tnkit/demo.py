@@ -22,8 +22,9 @@ variational fitting, samples it exactly (every sample must keep total ``Sz = 0``
     seeded by Trotter angles; fidelity from the MPS objective and re-simulated
     by Qiskit.
 ``compress``
-    A tiny random Llama's linear layers become data-aware MPOs at half the
-    parameters; perplexity before and after (needs the ``llm`` extra).
+    A tiny random Llama's linear layers become whitened MPOs (truncated for the
+    layer outputs on calibration activations) at half their parameters;
+    perplexity before and after (needs the ``llm`` extra).
 """
 
 from __future__ import annotations
@@ -337,9 +338,9 @@ def _tour_compress(say: _Printer, seed: int, out: Path | None) -> dict[str, floa
     ids = np.random.default_rng(seed).integers(0, 256, 2000)
     calibration = tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=2)
     before = tc.perplexity(model, ids[:512], window=128, stride=64)
-    result = tc.compress_model(model, method="mpo-aware", ratio=0.5, calibration=calibration, progress=False)
+    result = tc.compress_model(model, method="mpo-whiten", ratio=0.5, calibration=calibration, progress=False)
     after = tc.perplexity(model, ids[:512], window=128, stride=64)
-    say.step("compress", f"tiny random Llama, linear layers as data-aware MPOs: {result.params_before:,} -> "
+    say.step("compress", f"tiny random Llama, linear layers as whitened MPOs: {result.params_before:,} -> "
              f"{result.params_after:,} parameters ({result.ratio:.0%}); perplexity {before:.1f} -> {after:.1f} "
              f"(random weights and tokens: only the mechanics are shown)")
     return {"compress_ratio": result.ratio}
