@@ -7,6 +7,7 @@ import pytest
 
 from tnkit.core.rng import as_generator
 from tnkit.core.validate import (
+    check_number,
     as_array,
     check_cutoff,
     check_finite,
@@ -135,3 +136,21 @@ def test_as_generator_random_state_keeps_advancing():
 def test_as_generator_rejects(seed):
     with pytest.raises(TypeError, match="`seed` must be None, an int"):
         as_generator(seed)
+
+
+@pytest.mark.parametrize("value", [1, 2.5, np.float32(0.25), np.int64(3)])
+def test_check_number_accepts_positive_reals(value):
+    assert check_number("rate", value) == float(value)
+    assert isinstance(check_number("rate", value), float)
+
+
+def test_check_number_rejects_with_the_argument_name():
+    assert check_number("alpha", 0, positive=False) == 0.0
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"`rate` must be a finite number > 0, got"):
+            check_number("rate", bad)
+    with pytest.raises(ValueError, match=r"`alpha` must be a finite number >= 0, got -0.5"):
+        check_number("alpha", -0.5, positive=False)
+    for bad in ("1", None, True, 1j):
+        with pytest.raises(TypeError, match="`rate` must be a real number"):
+            check_number("rate", bad)

@@ -15,6 +15,7 @@ from ..errors import OptionError
 __all__ = [
     "check_option",
     "check_int",
+    "check_number",
     "check_max_bond",
     "check_cutoff",
     "check_finite",
@@ -37,6 +38,19 @@ def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}.")
     return value
+
+
+def check_number(name: str, value: object, *, positive: bool = True) -> float:
+    """Return ``value`` as a ``float``; it must be a finite real number > 0 (``>= 0`` if not ``positive``).
+
+    ``TypeError`` for a non-number (or bool), ``ValueError`` for a value out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {value!r} of type {type(value).__name__}.")
+    number = float(value)
+    if not np.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"`{name}` must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}.")
+    return number
 
 
 def check_max_bond(max_bond: object, name: str = "max_bond") -> int | None:
