@@ -78,8 +78,8 @@ def test_sample_reproducible():
     assert not np.array_equal(psi.sample(100, seed=g), a)  # the generator advanced
 
 
-@pytest.mark.parametrize("n_samples", [1, 255, 256, 1000, 2049])
-def test_sample_blocks_independent_of_threads(n_samples):
+@pytest.mark.parametrize("n_samples", [1, 31, 32, 100, 1000, 2049])
+def test_sample_blocks_independent_of_threads(n_samples, monkeypatch):
     """Samples split into blocks drawn on parallel threads: same seed, same samples."""
     from tnkit.core import threads
     from tnkit.mps import sampling
@@ -92,7 +92,12 @@ def test_sample_blocks_independent_of_threads(n_samples):
         threads.set_num_threads(1)
         one, lp_one = psi.sample(n_samples, seed=9, return_log_prob=True)
         threads.set_num_threads(3)
+        monkeypatch.setattr(sampling, "PARALLEL_SAMPLE_WORK", 1)  # split even this small draw
+        pools = []
+        real_pool = sampling.ThreadPoolExecutor
+        monkeypatch.setattr(sampling, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
         three, lp_three = psi.sample(n_samples, seed=9, return_log_prob=True)
+        assert pools == ([min(3, len(sizes))] if len(sizes) > 1 else [])
     finally:
         threads.set_num_threads(None)
     np.testing.assert_array_equal(one, three)

@@ -30,13 +30,18 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 __all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "available_threads",
-           "AUTO_THREAD_BOND", "GEMM_THREAD_BOND"]
+           "AUTO_THREAD_BOND", "GEMM_THREAD_BOND", "GEMM_THREAD_WORK"]
 
 #: Bond dimension from which tnkit lets BLAS use the caller's threads by default.
 AUTO_THREAD_BOND = 1024
 
 #: The same for operations made only of matrix products (no factorisations).
 GEMM_THREAD_BOND = 128
+
+#: Multiply-adds of one matrix product from which operations that measure their work
+#: (tree networks, batched sampling) use the caller's threads: the size of a bond-128
+#: chain step, where :data:`GEMM_THREAD_BOND` switches.
+GEMM_THREAD_WORK = 2**22
 
 _setting: dict[str, int | None] = {"n": None}
 _libs: list[Any] | None = None

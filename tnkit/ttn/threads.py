@@ -27,12 +27,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.threads import with_blas_threads
+from ..core.threads import GEMM_THREAD_WORK, with_blas_threads
 
 __all__ = ["GEMM_THREAD_WORK", "node_product_work", "batch_product_work", "with_gemm_threads"]
-
-#: Multiply-adds of the largest matrix product from which a TTN operation uses the caller's threads.
-GEMM_THREAD_WORK = 2**22
 
 F = TypeVar("F", bound=Callable[..., Any])
 
