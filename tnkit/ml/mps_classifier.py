@@ -49,7 +49,7 @@ from ..core.contract import contract
 from ..core.linalg import truncated_svd
 from ..core.rng import as_generator
 from ..core.threads import blas_threads
-from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
+from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
 from ..io import load_arrays, save_arrays
 from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
 from .feature_maps import FEATURE_MAPS, embed, passthrough_vector
@@ -73,14 +73,6 @@ _PREDICT_CHUNK = 4096
 
 
 # --------------------------------------------------------------------------- chain helpers
-
-
-def check_number(name: str, value: object, *, positive: bool = True) -> float:
-    """``value`` as a float; ``ValueError`` naming ``name`` unless finite and > 0 (``>= 0`` if not ``positive``)."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok and math.isfinite(float(value)) and (float(value) > 0 or (not positive and float(value) == 0)):
-        return float(value)
-    raise ValueError(f"`{name}` must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}.")
 
 
 def _fuse_label(t: np.ndarray) -> np.ndarray:

@@ -64,12 +64,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
 from ..core.linalg import qr
-from ..core.validate import check_int, check_option
+from ..core.validate import check_int, check_number, check_option
 from ..ttn import TTN, Tree
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
 from .mps_classifier import TensorNetworkClassifierBase, _balance
-from .mps_classifier import check_number
 from .optim import Adam, normalize_outputs, normalized_loss
 
 __all__ = [
