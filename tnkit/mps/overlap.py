@@ -77,7 +77,15 @@ def overlap_value(phase: complex | float, log_abs: float) -> complex | float:
 
 
 def _rescale(env: np.ndarray, log_scale: float) -> tuple[np.ndarray, float]:
-    peak = float(np.abs(env).max())
+    """``env`` divided in place by its largest magnitude, whose log joins ``log_scale``.
+
+    ``env`` must be a fresh array (a contraction's output), never a caller's.
+    """
+    if np.iscomplexobj(env):
+        peak = float(np.abs(env).max())
+    else:  # two reductions, no temporary: this runs once per site
+        peak = max(float(env.max()), -float(env.min()))
     if peak == 0.0 or not math.isfinite(peak):
         return env, log_scale
-    return env / peak, log_scale + math.log(peak)
+    env /= peak
+    return env, log_scale + math.log(peak)
