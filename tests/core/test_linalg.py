@@ -292,3 +292,15 @@ def test_gram_and_factors(rng, dtype):
     ill, _ = _conditioned(rng, 60, 6, 3, dtype)  # cond(Gram) = 1e6 > 1e3: one pass is not enough
     assert cholesky_factor(gram(ill)) is None
     assert cholesky_factor(singular) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_peak_magnitude(dtype):
+    from tnkit.core.linalg import peak_magnitude
+
+    a = np.array([[0.5, -3.0], [2.0, 1.0]], dtype=dtype)
+    if np.iscomplexobj(a):
+        a[0, 0] = 3j + 2  # |3j + 2| = 3.606 > 3
+    assert peak_magnitude(a) == pytest.approx(float(np.abs(a).max()))
+    assert peak_magnitude(np.zeros((0, 3), dtype=dtype)) == 0.0
+    assert peak_magnitude(-np.ones(4, dtype=dtype)) == 1.0

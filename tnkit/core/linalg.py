@@ -45,10 +45,20 @@ __all__ = [
     "tall_qr",
     "tall_truncated_svd",
     "gram_truncated_svd",
+    "peak_magnitude",
 ]
 
 #: Default relative discarded weight: drops singular values below ~1e-10 of the norm.
 DEFAULT_CUTOFF = 1e-20
+
+
+def peak_magnitude(a: np.ndarray) -> float:
+    """Largest ``|a_ij...|`` (0 for an empty array); no temporary array for real dtypes."""
+    if a.size == 0:
+        return 0.0
+    if np.iscomplexobj(a):
+        return float(np.abs(a).max())
+    return max(float(a.max()), -float(a.min()))
 
 
 def svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

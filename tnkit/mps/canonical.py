@@ -16,13 +16,12 @@ The chain is in mixed canonical form with orthogonality centre ``c`` when
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.contract import contract
-from ..core.linalg import lq, qr
+from ..core.linalg import lq, peak_magnitude, qr
 from ..errors import NormRangeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +75,7 @@ def _checked_receiver(a: np.ndarray, site: int) -> np.ndarray:
     Raises :class:`~tnkit.errors.NormRangeError` before anything is replaced, so a
     caller working on a copy of the list keeps its state intact.
     """
-    peak = float(np.abs(a).max()) if a.size else 0.0
+    peak = peak_magnitude(a)
     low, high = PEAK_RANGE
     if peak == 0.0 or low <= peak <= high:
         return a
@@ -90,7 +89,7 @@ def _checked_receiver(a: np.ndarray, site: int) -> np.ndarray:
 
 def log_frobenius_norm(a: np.ndarray) -> float:
     """``log ||a||_F`` without overflow or underflow (``-inf`` for a zero tensor)."""
-    peak = float(np.abs(a).max()) if a.size else 0.0
+    peak = peak_magnitude(a)
     if peak == 0.0:
         return -math.inf
     scaled = a / peak
@@ -136,7 +135,7 @@ def centred_state(mps: MatrixProductState, site: int) -> MatrixProductState:
 
 def unit_peak(a: np.ndarray) -> np.ndarray:
     """``a`` divided by its largest magnitude, so its squared norm cannot overflow."""
-    peak = np.abs(a).max() if a.size else 0.0
+    peak = peak_magnitude(a)
     return a / peak if peak > 0 else a
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import truncated_svd, truncation_rank
-from .canonical import move_center
+from .canonical import move_center, unit_peak
 
 __all__ = [
     "TruncationReport",
@@ -364,8 +364,7 @@ def density_matrix_truncation(
     right: list[np.ndarray] = [np.ones((1, 1, 1, 1))] * (n + 1)
     for i in range(n - 1, 0, -1):  # rescaled each step: only their shape of rho matters
         env = contract(_DM_RIGHT, target[i], mpo[i], right[i + 1], target[i].conj(), mpo[i].conj())
-        peak = float(np.abs(env).max())
-        right[i] = env / peak if peak > 0 else env
+        right[i] = unit_peak(env)
     out, discarded = [], []
     kept_fraction = 1.0
     left = np.ones((1, 1, 1), dtype=np.result_type(mpo[0], target[0]))  # (new bond, t bond, W bond)
@@ -444,8 +443,7 @@ def randomized_truncation(
         if complex_out:
             omega = omega + 1j * rng.standard_normal(omega.shape)
         sketch = contract(_SRC_SKETCH, sketches[i], target[i], mpo[i], omega)
-        peak = float(np.abs(sketch).max())  # only the span matters: rescale against overflow
-        sketches.append(sketch / peak if peak > 0 else sketch)
+        sketches.append(unit_peak(sketch))  # only the span matters: rescale against overflow
     right = np.ones((1, 1, 1), dtype=dtype)
     out: list[np.ndarray] = [None] * n  # type: ignore[list-item]
     for i in range(n - 1, 0, -1):

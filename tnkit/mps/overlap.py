@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.contract import contract
+from ..core.linalg import peak_magnitude
 
 __all__ = ["log_overlap", "overlap_value"]
 
@@ -81,10 +82,7 @@ def _rescale(env: np.ndarray, log_scale: float) -> tuple[np.ndarray, float]:
 
     ``env`` must be a fresh array (a contraction's output), never a caller's.
     """
-    if np.iscomplexobj(env):
-        peak = float(np.abs(env).max())
-    else:  # two reductions, no temporary: this runs once per site
-        peak = max(float(env.max()), -float(env.min()))
+    peak = peak_magnitude(env)
     if peak == 0.0 or not math.isfinite(peak):
         return env, log_scale
     env /= peak
