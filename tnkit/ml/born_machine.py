@@ -301,6 +301,23 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             self._rng = as_generator(self.random_state)
         return self._rng
 
+    def _start_fit(self, X: Any, fitted_attr: str) -> tuple[dict[str, Any], bool, np.ndarray, np.random.Generator]:
+        """Checked parameters, warm-start flag, validated data and random stream of a fit.
+
+        A fresh fit (no ``fitted_attr`` yet, or ``warm_start`` off) also sets
+        ``n_categories_``, ``n_features_in_`` and an empty ``history_``.
+        """
+        params = self._checked_params()
+        warm = self.warm_start and hasattr(self, fitted_attr)
+        X = check_training_data(X, self.n_categories_ if warm else None)
+        rng = self._generator(warm)
+        if not warm:
+            self.n_categories_ = self._categories(X)
+            X = check_discrete_data("X", X, self.n_categories_)
+            self.n_features_in_ = X.shape[1]
+            self.history_ = born_training.TrainingHistory()
+        return params, warm, X, rng
+
     def conditional_sample(self, X: Any, observed: Any, random_state: Any = None) -> np.ndarray:
         """Exact samples of the unobserved entries given the observed ones, one per row.
 
@@ -523,17 +540,9 @@ class MPSBornMachine(BornMachineBase):
         -------
         self
         """
-        params = self._checked_params()
-        warm = self.warm_start and hasattr(self, "mps_")
-        X = check_training_data(X, self.n_categories_ if warm else None)
-        rng = self._generator(warm)
+        params, warm, X, rng = self._start_fit(X, "mps_")
         if not warm:
-            self.n_categories_ = self._categories(X)
-            self.n_features_in_ = X.shape[1]
-            self.history_ = born_training.TrainingHistory()
-            X = check_discrete_data("X", X, self.n_categories_)
             self.mps_ = self._initial_state(rng, params)
-        if not warm:
             self.learning_rate_ = params["learning_rate"]
         if params["trainer"] == "sweep":
             self.mps_, self.history_ = born_training.sweep_train(

@@ -77,7 +77,6 @@ from .born_machine import (
     _choose,
     _site_weights,
     check_discrete_data,
-    check_training_data,
     check_update_params,
 )
 from .environments import normalize_rows
@@ -730,16 +729,9 @@ class TTNBornMachine(BornMachineBase):
         -------
         self
         """
-        params = self._checked_params()
-        warm = self.warm_start and hasattr(self, "ttn_")
-        X = check_training_data(X, self.n_categories_ if warm else None)
-        rng = self._generator(warm)
+        params, warm, X, rng = self._start_fit(X, "ttn_")
         if not warm:
-            self.n_categories_ = self._categories(X)
-            X = check_discrete_data("X", X, self.n_categories_)
-            self.n_features_in_ = X.shape[1]
             self.tree_ = self._tree(X.shape[1])
-            self.history_ = born_training.TrainingHistory()
             self.ttn_ = TTN.random(self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng)
         tree = self.tree_
         tensors = [None] * tree.n_leaves + [np.array(t) for t in self.ttn_.tensors]
