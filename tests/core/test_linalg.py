@@ -13,6 +13,7 @@ from tnkit.core.linalg import (
     TALL,
     cholesky_factor,
     gram,
+    apply_matrix,
     gram_factor,
     gram_truncated_svd,
     lq,
@@ -304,3 +305,37 @@ def test_peak_magnitude(dtype):
     assert peak_magnitude(a) == pytest.approx(float(np.abs(a).max()))
     assert peak_magnitude(np.zeros((0, 3), dtype=dtype)) == 0.0
     assert peak_magnitude(-np.ones(4, dtype=dtype)) == 1.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, axis, rows",
+    [((64, 5, 3), 0, 64), ((3, 64, 5), 1, 64), ((2, 3, 40, 7), 2, 40), ((48, 6), 0, 30), ((5, 64), 1, 64), ((8, 4), 0, 8)],
+)
+def test_apply_matrix_upper_triangular_matches_dense(rng, dtype, shape, axis, rows):
+    """Row blocks that skip the zero lower part give the full product (square and trapezoidal factors)."""
+    t = random_array(rng, shape, dtype)
+    m = np.triu(random_array(rng, (rows, shape[axis]), dtype))
+    expected = np.moveaxis(np.tensordot(m, t, axes=([1], [axis])), 0, axis)
+    out = apply_matrix(t, m, axis, upper=True)
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    assert_close(out, expected, dtype, scale=np.abs(expected).max())
+    assert_close(apply_matrix(t, m, axis), expected, dtype, scale=np.abs(expected).max())
+
+
+def test_apply_matrix_upper_reads_only_the_upper_triangle(rng):
+    """The blocked path skips the zero corner below its row blocks: garbage there does not change the result."""
+    t = rng.standard_normal((64, 64, 64))
+    upper = np.triu(rng.standard_normal((64, 64)))
+    junk = upper.copy()
+    junk[48:, :16] = rng.standard_normal((16, 16))  # below the diagonal blocks for 2 or 4 blocks
+    np.testing.assert_allclose(apply_matrix(t, junk, 1, upper=True), apply_matrix(t, upper, 1), atol=1e-12)
+    assert not np.allclose(apply_matrix(t, junk, 1), apply_matrix(t, upper, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_factor_is_upper_triangular_when_singular(rng, dtype):
+    singular = gram(random_array(rng, (50, 2), dtype) @ random_array(rng, (2, 6), dtype))  # rank 2
+    f = gram_factor(singular)
+    np.testing.assert_allclose(np.tril(f, -1), 0, atol=1e-14)
+    assert_close(f.conj().T @ f, singular, dtype, scale=np.abs(singular).max())

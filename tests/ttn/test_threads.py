@@ -60,3 +60,35 @@ def test_batched_contraction_threads_follow_the_batch(two_caller_threads, seen):
     assert seen == [{1}, {2}]
     np.testing.assert_allclose(out_many[:8], psi.contract_product_inputs(many[:8]), rtol=1e-12)
     assert out_few.shape == (8,)
+
+
+def test_norm_splits_the_root_subtrees_over_threads(two_caller_threads, monkeypatch):
+    """Enough work per subtree: the root's subtrees go to two Python threads (one BLAS thread each); same norm."""
+    from tnkit.core import threads
+
+    psi = TTN(Tree.balanced(16), TTN.random(Tree.balanced(16), 4, 64, seed=3, normalize=False).tensors)
+    set_num_threads(1)
+    serial = psi.log_norm()
+    set_num_threads(None)
+    pools, counts = [], []
+    real_pool = threads.ThreadPoolExecutor
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    real_absorb = network._absorb
+    monkeypatch.setattr(network, "_absorb", lambda *a: counts.append(blas_thread_counts()) or real_absorb(*a))
+    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 1)
+    parallel = psi.log_norm()
+    assert pools == [2] and counts and all(c == {1} for c in counts)
+    assert parallel == pytest.approx(serial, rel=1e-13)
+    assert blas_thread_counts() == {2}  # restored
+    pools.clear()
+    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 2**40)  # too little work per thread: serial
+    assert psi.log_norm() == pytest.approx(serial, rel=1e-13) and pools == []
+
+
+def test_norm_subtree_groups_stay_serial_when_unbalanced(two_caller_threads, monkeypatch):
+    """A chain-shaped tree puts almost all work under one root child: no threads."""
+    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 1)
+    tree = Tree.from_nested(((((((0, 1), 2), 3), 4), 5), 6))
+    psi = TTN.random(tree, 2, 8, seed=0, normalize=False)
+    tops = [c for c in tree.children(tree.root) if c >= tree.n_leaves]
+    assert network._subtree_groups(tree, psi.tensors, tops) == [tuple(tops)]

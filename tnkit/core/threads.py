@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 __all__ = ["set_num_threads", "get_num_threads", "blas_threads", "with_blas_threads", "available_threads",
-           "AUTO_THREAD_BOND", "GEMM_THREAD_BOND", "GEMM_THREAD_WORK"]
+           "one_blas_thread", "map_on_threads", "AUTO_THREAD_BOND", "GEMM_THREAD_BOND", "GEMM_THREAD_WORK"]
 
 #: Bond dimension from which tnkit lets BLAS use the caller's threads by default.
 AUTO_THREAD_BOND = 1024
@@ -131,6 +132,37 @@ def blas_threads(max_bond: int, threshold: int = AUTO_THREAD_BOND) -> Iterator[N
     finally:
         for lib, c in zip(libs, current):
             lib.set_num_threads(c)
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the body with one BLAS thread in every library, whatever :func:`set_num_threads` says.
+
+    For bodies that run their own Python threads (:func:`map_on_threads`): each
+    of them then gets one core, without BLAS threads spinning against each other.
+    """
+    libs = _blas_libraries()
+    current = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, c in zip(libs, current):
+            lib.set_num_threads(c)
+
+
+def map_on_threads(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> list[Any]:
+    """``[fn(item) for item in items]``, on ``workers`` Python threads with one BLAS thread each when ``workers > 1``.
+
+    numpy releases the GIL inside its matrix products, so independent pieces of
+    work dominated by them (sample blocks, subtrees) run side by side.
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with one_blas_thread(), ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def with_blas_threads(bond_of: Callable[..., int], threshold: int = AUTO_THREAD_BOND) -> Callable[[F], F]:

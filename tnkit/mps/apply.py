@@ -59,7 +59,7 @@ from .compress import (
     randomized_truncation,
     svd_compress,
 )
-from .mpo import MatrixProductOperator, _check_same_dims
+from .mpo import MatrixProductOperator
 from .mps import MatrixProductState, _short
 
 __all__ = ["apply_mpo", "mpo_product", "APPLY_METHODS"]

@@ -11,13 +11,12 @@ blocks that run on parallel threads.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.contract import contract
-from ..core.threads import GEMM_THREAD_WORK, available_threads, blas_threads
+from ..core.threads import GEMM_THREAD_WORK, available_threads, blas_threads, map_on_threads
 from ..core.rng import as_generator
 from ..core.validate import check_int
 from .canonical import centred_state, unit_peak
@@ -77,11 +76,10 @@ def sample(
     def draw(group: range) -> tuple[np.ndarray, np.ndarray]:
         return _sample_blocks(tensors, [blocks[b] for b in group], [streams[b] for b in group], return_log_prob)
 
-    with blas_threads(1 if workers > 1 else work, threshold=GEMM_THREAD_WORK):
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(draw, groups))
-        else:
+    if workers > 1:
+        parts = map_on_threads(draw, groups, workers)
+    else:
+        with blas_threads(work, threshold=GEMM_THREAD_WORK):
             parts = [draw(group) for group in groups]
     if parts:
         out = np.concatenate([p[0] for p in parts])

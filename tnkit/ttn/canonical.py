@@ -28,14 +28,12 @@ centre from ``a`` to a neighbouring ``b`` costs one QR.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
-from opt_einsum import get_symbol
 
 from ..core.contract import contract
-from ..core.linalg import TALL, cholesky_factor, gram, tall_qr, tall_truncated_svd
+from ..core.linalg import TALL, apply_matrix, cholesky_factor, gram, tall_qr, tall_truncated_svd
 from .tree import Tree
 
 __all__ = [
@@ -69,22 +67,6 @@ def axis_of(tree: Tree, v: int, u: int) -> int:
     return tree.neighbours(v).index(u)
 
 
-@functools.lru_cache(maxsize=1024)
-def _apply_equation(ndim: int, axis: int) -> str:
-    t = "".join(get_symbol(i) for i in range(ndim))
-    new = get_symbol(ndim)
-    return f"{new}{t[axis]},{t}->{t[:axis]}{new}{t[axis + 1:]}"
-
-
-def apply_matrix(t: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
-    """``t`` with ``m`` applied on ``axis``: ``new[.., k, ..] = sum_j m[k, j] t[.., j, ..]``.
-
-    On a middle axis the contraction layer broadcasts ``m`` over the leading axes
-    (a batched product, no transpose copy of ``t``).
-    """
-    return contract(_apply_equation(t.ndim, axis), m, t)
-
-
 def qr_toward(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
     """Make ``v`` an isometry towards neighbour ``u`` by QR, absorbing ``R`` into ``u``; return ``R``.
 
@@ -97,7 +79,7 @@ def qr_toward(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
     q, r = tall_qr(moved.reshape(-1, shape[-1]))
     q = q.reshape(shape[:-1] + (q.shape[1],))
     tensors[v] = np.moveaxis(q, -1, ax) if ax != t.ndim - 1 else q
-    tensors[u] = apply_matrix(tensors[u], r, axis_of(tree, u, v))
+    tensors[u] = apply_matrix(tensors[u], r, axis_of(tree, u, v), upper=True)
     return r
 
 

@@ -27,7 +27,8 @@ import numpy as np
 from opt_einsum import get_symbol
 
 from ..core.contract import contract
-from ..core.linalg import gram, gram_factor
+from ..core.linalg import apply_matrix, gram, gram_factor, peak_magnitude
+from ..core.threads import available_threads, map_on_threads
 from .tree import Tree
 
 __all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap", "log_norm"]
@@ -200,58 +201,138 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     """``log ||psi||`` by rescaled leaf-to-root environment factors (any gauge, any size).
 
     ``tensors`` is indexed by node (``None`` for leaves); a root output axis is traced.
-    Each node costs one matrix product per internal child and one Gram product
-    (a ``syrk``). Small subtrees near the leaves (at most :data:`DENSE_SUBTREE`
-    entries when contracted) are contracted in one planned contraction each and
-    factorised once: the same numbers at a fraction of the per-node overhead,
-    which dominates there (3x faster for a 64-leaf tree at bond 16). A dense
-    subtree whose entries leave ``[1e-100, 1e100]`` is redone node by node, so the
-    result stays safe from overflow. (Applying the triangular Cholesky factors in
-    row blocks, to skip their zero quarter, was measured slower at bond 64.)
+    Each node costs one product with a triangular factor per internal child and one
+    Gram product (a ``syrk``). Small subtrees near the leaves (at most
+    :data:`DENSE_SUBTREE` entries when contracted) are contracted in one planned
+    contraction each and factorised once: the same numbers at a fraction of the
+    per-node overhead, which dominates there (3x faster for a 64-leaf tree at bond
+    16). A dense subtree whose entries leave ``[1e-100, 1e100]`` is redone node by
+    node, so the result stays safe from overflow.
+
+    The root's subtrees are independent: with more than one thread available
+    (:func:`tnkit.core.threads.available_threads`) and enough work in each
+    (:data:`PARALLEL_NORM_WORK`), they are shared out among Python threads with one
+    BLAS thread each, which scales far better than two BLAS threads on products of
+    this size.
     """
-    from .canonical import apply_matrix
-
     n_leaves = tree.n_leaves
+    root = tree.root
     dense = _dense_subtrees(tree, tuple(None if t is None else t.shape for t in tensors))
+    tops = [c for c in tree.children(root) if c >= n_leaves]
+    groups = _subtree_groups(tree, tensors, tops)
+
+    def run(group: tuple[int, ...]) -> tuple[dict[int, np.ndarray], float]:
+        factors: dict[int, np.ndarray] = {}
+        log_scale = 0.0
+        for top in group:
+            log_scale += _subtree_factors(tree, tensors, dense, top, factors)
+        return factors, log_scale
+
     factors: dict[int, np.ndarray] = {}
-
-    def with_factors(v: int) -> np.ndarray:
-        m = tensors[v]
-        for axis, c in enumerate(tree.children(v)):
-            if c >= n_leaves:
-                m = apply_matrix(m, factors.pop(c), axis)
-        return m
-
     log_scale = 0.0
-    for v in tree.postorder():
-        if v < n_leaves or dense.get(v) == ():
-            continue  # leaves, and nodes inside a dense subtree
+    for part, scale in map_on_threads(run, groups, len(groups)):
+        factors.update(part)
+        log_scale += scale
+    if log_scale == -math.inf:
+        return -math.inf
+    m = _with_factors(tree, tensors, root, factors)
+    n2 = float(np.vdot(m, m).real)
+    return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
+
+
+#: Multiply-adds each Python thread must get for :func:`log_norm` to split the root's subtrees
+#: among threads: a bond-64 binary node (``64**4``).
+PARALLEL_NORM_WORK = 2**24
+
+
+def _subtree_groups(tree: Tree, tensors: Sequence[np.ndarray | None], tops: list[int]) -> list[tuple[int, ...]]:
+    """The root's internal children, grouped for :func:`map_on_threads` (one group: run serially).
+
+    Groups are filled largest subtree first (by the multiply-adds of their node
+    steps); more than one group only if threads are available, every group has
+    :data:`PARALLEL_NORM_WORK` and no group holds more than 70% of the work.
+    """
+    threads = min(available_threads(), len(tops))
+    if threads < 2:
+        return [tuple(tops)]
+    work = {top: sum(_node_work(tensors[u]) for u in _subtree_nodes(tree, top)) for top in tops}
+    bins: list[list[int]] = [[] for _ in range(threads)]
+    load = [0] * threads
+    for top in sorted(tops, key=work.get, reverse=True):
+        k = load.index(min(load))
+        bins[k].append(top)
+        load[k] += work[top]
+    total = sum(load)
+    if min(load) < PARALLEL_NORM_WORK or max(load) > 0.7 * total:
+        return [tuple(tops)]
+    return [tuple(b) for b in bins]
+
+
+def _node_work(t: np.ndarray) -> int:
+    """Multiply-adds of one node step (a product per axis and a Gram product): ``size * sum(shape)``."""
+    return t.size * sum(t.shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _subtree_nodes(tree: Tree, top: int) -> tuple[int, ...]:
+    """Internal nodes of ``top``'s subtree, children before parents (``top`` last)."""
+    n_leaves = tree.n_leaves
+    order: list[int] = []
+    stack: list[tuple[int, bool]] = [(top, False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            order.append(v)
+        elif v >= n_leaves:
+            stack.append((v, True))
+            stack.extend((c, False) for c in reversed(tree.children(v)))
+    return tuple(order)
+
+
+def _with_factors(tree: Tree, tensors: Sequence[np.ndarray | None], v: int, factors: dict) -> np.ndarray:
+    """Node ``v``'s tensor with its internal children's (upper triangular) factors applied, popped from ``factors``."""
+    m = tensors[v]
+    n_leaves = tree.n_leaves
+    for axis, c in enumerate(tree.children(v)):
+        if c >= n_leaves:
+            m = apply_matrix(m, factors.pop(c), axis, upper=True)
+    return m
+
+
+def _subtree_factors(
+    tree: Tree, tensors: Sequence[np.ndarray | None], dense: dict, top: int, factors: dict
+) -> float:
+    """Put the rescaled environment factor of ``top``'s subtree in ``factors[top]``; return its log scale.
+
+    ``-inf`` if the subtree's state is zero.
+    """
+    log_scale = 0.0
+    for v in _subtree_nodes(tree, top):
+        if dense.get(v) == ():
+            continue  # inside a dense subtree
         m = None
         if v in dense:
             m = contract(_subtree_equation(tree, dense[v], v), *(tensors[u] for u in dense[v]))
-            if not 1e-100 < float(np.abs(m).max()) < 1e100:
+            if not 1e-100 < peak_magnitude(m) < 1e100:
                 m = None  # redo node by node, rescaling at every node
                 for u in dense[v][:-1]:
-                    scale = _absorb(with_factors(u), u, factors)
+                    scale = _absorb(_with_factors(tree, tensors, u, factors), u, factors)
                     if scale == -math.inf:
                         return -math.inf
                     log_scale += scale
         if m is None:
-            m = with_factors(v)
-        if v == tree.root:
-            n2 = float(np.vdot(m, m).real)
-            return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
+            m = _with_factors(tree, tensors, v, factors)
         scale = _absorb(m, v, factors)
         if scale == -math.inf:
             return -math.inf
         log_scale += scale
-    raise AssertionError("unreachable")  # pragma: no cover
+    return log_scale
 
 
 def _absorb(m: np.ndarray, v: int, factors: dict) -> float:
     """Store the rescaled factor of ``m``'s Gram matrix on its last axis as ``factors[v]``; return the log scale."""
     g = gram(m.reshape(-1, m.shape[-1]))
-    peak = float(np.abs(g).max())
+    peak = peak_magnitude(g)
     if peak == 0.0:
         return -math.inf
     factors[v] = gram_factor(g / peak)
