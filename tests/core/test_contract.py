@@ -87,7 +87,7 @@ def test_pairwise_step_uses_transposed_views_instead_of_copies():
 
     # A left environment against a site tensor stored (k, a): no operand needs a copy.
     plan = _compiled_plan("ka,kb->ab", ((7, 3), (7, 5)), ("float64",) * 2, "auto")
-    ((_, _, step),) = plan.steps
+    ((_, step),) = plan.steps
     assert step.perm_l is None and step.perm_r is None
     assert step.trans_l and not step.trans_r
 
@@ -417,4 +417,25 @@ def test_matrix_on_a_middle_axis_broadcasts_without_copying_the_tensor(rng):
         arrays = [random_array(rng, tuple(sizes[c] for c in t), np.float64) for t in terms]
         assert_close(contract(eq, *arrays), np.einsum(eq, *arrays), np.float64)
         plan = _compiled_plan(eq, tuple(a.shape for a in arrays), ("d", "d"), "auto")
-        assert isinstance(plan.steps[0][2], _BroadcastMatmulStep), eq
+        assert isinstance(plan.steps[0][1], _BroadcastMatmulStep), eq
+
+
+def test_intermediates_are_freed_as_soon_as_they_are_consumed():
+    """A long chain keeps only a few arrays alive at once, not every intermediate until the end."""
+    import tracemalloc
+
+    n, size = 12, 300
+    mats = [np.full((size, size), 1.0 / size) for _ in range(n)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    eq = ",".join(letters[k : k + 2] for k in range(n)) + "->a" + letters[n]
+    path = [(0, 1)] + [(0, n - 2 - k) for k in range(n - 2)]  # left to right: (next matrix, result at the end)
+    expected = contract(eq, *mats, optimize=path)
+    tracemalloc.start()
+    try:
+        contract(eq, *mats, optimize=path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one = size * size * 8
+    assert peak < 4 * one, f"peak {peak / one:.1f} matrices"
+    np.testing.assert_allclose(expected, np.full((size, size), 1.0 / size))

@@ -141,17 +141,11 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
         optimize = _DEFAULT_OPTIMIZE.get()
     plan = _compiled_plan(
         equation,
-        tuple(tuple(a.shape) for a in arrays),
-        tuple(_dtype_key(a) for a in arrays),
-        _optimize_key(optimize),
+        tuple(a.shape for a in arrays),  # numpy: tuples; torch: torch.Size, a tuple (same hash)
+        tuple(a.dtype for a in arrays),
+        optimize if type(optimize) is str else _optimize_key(optimize),
     )
     return plan(arrays)
-
-
-def _dtype_key(array: Any) -> str:
-    """Cache-key name of an operand's dtype (numpy's one-letter code, else its name)."""
-    dtype = array.dtype
-    return dtype.char if isinstance(dtype, np.dtype) else str(dtype)
 
 
 def _permute(x: Any, perm: tuple[int, ...]) -> Any:
@@ -177,10 +171,10 @@ def contraction_info(
     for op in arrays_or_shapes:
         if hasattr(op, "shape") and hasattr(op, "dtype"):  # numpy array or tensor
             shapes.append(tuple(op.shape))
-            dtypes.append(_dtype_key(op))
+            dtypes.append(op.dtype)
         else:
             shapes.append(tuple(int(d) for d in op))
-            dtypes.append(np.dtype(dtype).char)
+            dtypes.append(np.dtype(dtype))
     plan = _compiled_plan(equation, tuple(shapes), tuple(dtypes), _optimize_key(optimize))
     return plan.info
 
@@ -316,21 +310,42 @@ class _CompiledContraction:
             terms.append(result)
         (final,) = terms
         perm = tuple(final.index(c) for c in output)
-        self.steps = steps
+        self.steps = _slot_steps(len(inputs), steps)
         self.final_perm = None if perm == tuple(range(len(perm))) else perm
         self.info = info
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         ops = list(arrays)
-        for delete_order, positions, step in self.steps:
-            args = [ops[p] for p in positions]
-            for p in delete_order:
-                del ops[p]
-            ops.append(step(*args))
-        (result,) = ops
+        for slots, step in self.steps:
+            if len(slots) == 2:
+                i, j = slots
+                ops.append(step(ops[i], ops[j]))
+                ops[i] = ops[j] = None  # every operand is used once: free intermediates early
+            else:
+                ops.append(step(*[ops[i] for i in slots]))
+                for i in slots:
+                    ops[i] = None
+        result = ops[-1]
         if self.final_perm is not None:
             result = _permute(result, self.final_perm)
         return result
+
+
+def _slot_steps(n_inputs: int, steps: list) -> tuple:
+    """Steps as ``(slots, step)``: operand positions in a list that only grows (inputs, then each step's result).
+
+    opt_einsum paths index a list from which operands are removed; resolving those
+    positions once at compile time leaves the call a plain loop of appends.
+    """
+    live = list(range(n_inputs))
+    out = []
+    for k, (delete_order, positions, step) in enumerate(steps):
+        slots = tuple(live[p] for p in positions)
+        for p in delete_order:
+            del live[p]
+        live.append(n_inputs + k)
+        out.append((slots, step))
+    return tuple(out)
 
 
 def _compile_step(operands: list[str], needed: set[str], sizes: dict[str, int]):
