@@ -17,13 +17,13 @@ from ._reference import TREES, random_tensors
 def count_qr(monkeypatch):
     """Count the QR steps of canonical moves."""
     calls = []
-    original = canonical.qr_toward
+    original = canonical.qr_isometry  # every QR step, whether its R goes to a neighbour now or later
 
     def spy(tensors, tree, v, u):
         calls.append((v, u))
         return original(tensors, tree, v, u)
 
-    monkeypatch.setattr(canonical, "qr_toward", spy)
+    monkeypatch.setattr(canonical, "qr_isometry", spy)
     return calls
 
 

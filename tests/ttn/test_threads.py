@@ -11,6 +11,7 @@ from conftest import blas_thread_counts  # noqa: E402
 
 from tnkit.core.threads import set_num_threads  # noqa: E402
 from tnkit.ttn import TTN, Tree, network  # noqa: E402
+from tnkit.ttn import threads as ttn_threads  # noqa: E402
 from tnkit.ttn.threads import GEMM_THREAD_WORK, batch_product_work, node_product_work  # noqa: E402
 
 
@@ -75,20 +76,46 @@ def test_norm_splits_the_root_subtrees_over_threads(two_caller_threads, monkeypa
     monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
     real_absorb = network._absorb
     monkeypatch.setattr(network, "_absorb", lambda *a: counts.append(blas_thread_counts()) or real_absorb(*a))
-    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 1)
+    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
     parallel = psi.log_norm()
     assert pools == [2] and counts and all(c == {1} for c in counts)
     assert parallel == pytest.approx(serial, rel=1e-13)
     assert blas_thread_counts() == {2}  # restored
     pools.clear()
-    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 2**40)  # too little work per thread: serial
+    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 2**40)  # too little work per thread: serial
     assert psi.log_norm() == pytest.approx(serial, rel=1e-13) and pools == []
 
 
 def test_norm_subtree_groups_stay_serial_when_unbalanced(two_caller_threads, monkeypatch):
-    """A chain-shaped tree puts almost all work under one root child: no threads."""
-    monkeypatch.setattr(network, "PARALLEL_NORM_WORK", 1)
-    tree = Tree.from_nested(((((((0, 1), 2), 3), 4), 5), 6))
-    psi = TTN.random(tree, 2, 8, seed=0, normalize=False)
-    tops = [c for c in tree.children(tree.root) if c >= tree.n_leaves]
-    assert network._subtree_groups(tree, psi.tensors, tops) == [tuple(tops)]
+    """A lopsided root (most of the work under one child) stays on one thread; a balanced one splits."""
+    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
+    for nested, n_groups in [((((((0, 1), 2), 3), 4), (5, 6)), 1), ((((0, 1), 2), ((3, 4), 5)), 2)]:
+        tree = Tree.from_nested(nested)
+        psi = TTN.random(tree, 2, 8, seed=0, normalize=False)
+        by_node = [None] * tree.n_leaves + list(psi.tensors)
+        tops = [c for c in tree.children(tree.root) if c >= tree.n_leaves]
+        groups = network._subtree_groups(tree, by_node, tops)
+        assert len(groups) == n_groups and sorted(sum(groups, ())) == sorted(tops)
+
+
+def test_canonical_form_sweeps_the_branches_on_threads(two_caller_threads, monkeypatch):
+    """From no gauge information the root's branches are swept on two threads; the result is canonical and equal."""
+    from tnkit.core import threads
+
+    psi = TTN(Tree.balanced(16), TTN.random(Tree.balanced(16), 4, 64, seed=4, normalize=False).tensors)
+    set_num_threads(1)
+    serial = psi.canonicalize()
+    set_num_threads(None)
+    pools = []
+    real_pool = threads.ThreadPoolExecutor
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
+    parallel = psi.canonicalize()
+    assert pools == [2]
+    assert parallel.is_canonical(parallel.tree.root) and parallel.center == parallel.tree.root
+    for a, b in zip(serial.tensors, parallel.tensors):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert blas_thread_counts() == {2}
+    pools.clear()
+    again = parallel.canonicalize_(parallel.tree.root)  # nothing left to do: no threads, no QR
+    assert pools == [] and again is parallel

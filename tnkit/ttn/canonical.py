@@ -34,12 +34,15 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import TALL, apply_matrix, cholesky_factor, gram, tall_qr, tall_truncated_svd
+from ..core.threads import map_on_threads
+from .threads import thread_groups
 from .tree import Tree
 
 __all__ = [
     "axis_of",
     "apply_matrix",
     "qr_toward",
+    "qr_isometry",
     "move_center",
     "centre_of",
     "towards_order",
@@ -72,6 +75,13 @@ def qr_toward(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
 
     The bond between ``v`` and ``u`` may shrink to ``min(bond, size of the rest of T_v)``.
     """
+    r = qr_isometry(tensors, tree, v, u)
+    tensors[u] = apply_matrix(tensors[u], r, axis_of(tree, u, v), upper=True)
+    return r
+
+
+def qr_isometry(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
+    """Replace ``T_v`` by the ``Q`` of its QR towards neighbour ``u`` and return ``R`` (upper triangular), unabsorbed."""
     ax = axis_of(tree, v, u)
     t = tensors[v]
     moved = np.moveaxis(t, ax, -1) if ax != t.ndim - 1 else t
@@ -79,7 +89,6 @@ def qr_toward(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
     q, r = tall_qr(moved.reshape(-1, shape[-1]))
     q = q.reshape(shape[:-1] + (q.shape[1],))
     tensors[v] = np.moveaxis(q, -1, ax) if ax != t.ndim - 1 else q
-    tensors[u] = apply_matrix(tensors[u], r, axis_of(tree, u, v), upper=True)
     return r
 
 
@@ -102,15 +111,45 @@ def towards_order(tree: Tree, center: int) -> list[tuple[int, int]]:
 def move_center(tensors: list, iso: list, tree: Tree, center: int) -> int:
     """Bring the network to canonical form about internal node ``center``; return the number of QR steps.
 
-    ``tensors`` and ``iso`` are updated in place (entries replaced).
+    ``tensors`` and ``iso`` are updated in place (entries replaced). The branches
+    hanging from ``center`` are independent until their ``R`` factors reach it: with
+    more than one thread available and enough work in each branch
+    (:func:`tnkit.ttn.threads.thread_groups`), they are swept on Python threads with
+    one BLAS thread each and the factors are absorbed into ``center`` afterwards.
     """
+    order = towards_order(tree, center)
+    branches: dict[int, list[tuple[int, int]]] = {}
+    top_of: dict[int, int] = {}
+    for v, target in reversed(order):  # closest to the centre first
+        top = v if target == center else top_of[target]
+        top_of[v] = top
+        branches.setdefault(top, []).append((v, target))
+    work = {  # QR steps known to be due (more follow above any of them): an estimate that is 0 when all is done
+        top: sum(tensors[v].size * max(tensors[v].shape) for v, target in steps if iso[v] != target)
+        for top, steps in branches.items()
+    }
+    groups = thread_groups(work)
+
+    def sweep(group: tuple[int, ...]) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        steps, owed = 0, []
+        for top in group:
+            for v, target in reversed(branches[top]):  # farthest first
+                if iso[v] == target:
+                    continue
+                if target == center:
+                    owed.append((v, qr_isometry(tensors, tree, v, target)))
+                else:
+                    qr_toward(tensors, tree, v, target)
+                    iso[target] = None
+                iso[v] = target
+                steps += 1
+        return steps, owed
+
     steps = 0
-    for v, target in towards_order(tree, center):
-        if iso[v] != target:
-            qr_toward(tensors, tree, v, target)
-            iso[v] = target
-            iso[target] = None
-            steps += 1
+    for done, owed in map_on_threads(sweep, groups, len(groups)):
+        steps += done
+        for v, r in owed:  # absorbed in the centre one at a time, after the threads
+            tensors[center] = apply_matrix(tensors[center], r, axis_of(tree, center, v), upper=True)
     iso[center] = None
     return steps
 

@@ -28,7 +28,8 @@ from opt_einsum import get_symbol
 
 from ..core.contract import contract
 from ..core.linalg import apply_matrix, gram, gram_factor, peak_magnitude
-from ..core.threads import available_threads, map_on_threads
+from ..core.threads import map_on_threads
+from .threads import thread_groups
 from .tree import Tree
 
 __all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap", "log_norm"]
@@ -211,7 +212,7 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
 
     The root's subtrees are independent: with more than one thread available
     (:func:`tnkit.core.threads.available_threads`) and enough work in each
-    (:data:`PARALLEL_NORM_WORK`), they are shared out among Python threads with one
+    (:data:`tnkit.ttn.threads.PARALLEL_BRANCH_WORK`), they are shared out among Python threads with one
     BLAS thread each, which scales far better than two BLAS threads on products of
     this size.
     """
@@ -240,32 +241,9 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
 
 
-#: Multiply-adds each Python thread must get for :func:`log_norm` to split the root's subtrees
-#: among threads: a bond-64 binary node (``64**4``).
-PARALLEL_NORM_WORK = 2**24
-
-
 def _subtree_groups(tree: Tree, tensors: Sequence[np.ndarray | None], tops: list[int]) -> list[tuple[int, ...]]:
-    """The root's internal children, grouped for :func:`map_on_threads` (one group: run serially).
-
-    Groups are filled largest subtree first (by the multiply-adds of their node
-    steps); more than one group only if threads are available, every group has
-    :data:`PARALLEL_NORM_WORK` and no group holds more than 70% of the work.
-    """
-    threads = min(available_threads(), len(tops))
-    if threads < 2:
-        return [tuple(tops)]
-    work = {top: sum(_node_work(tensors[u]) for u in _subtree_nodes(tree, top)) for top in tops}
-    bins: list[list[int]] = [[] for _ in range(threads)]
-    load = [0] * threads
-    for top in sorted(tops, key=work.get, reverse=True):
-        k = load.index(min(load))
-        bins[k].append(top)
-        load[k] += work[top]
-    total = sum(load)
-    if min(load) < PARALLEL_NORM_WORK or max(load) > 0.7 * total:
-        return [tuple(tops)]
-    return [tuple(b) for b in bins]
+    """The root's internal children grouped for :func:`map_on_threads` by :func:`tnkit.ttn.threads.thread_groups`."""
+    return thread_groups({top: sum(_node_work(tensors[u]) for u in _subtree_nodes(tree, top)) for top in tops})
 
 
 def _node_work(t: np.ndarray) -> int:

@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.threads import GEMM_THREAD_WORK, with_blas_threads
+from ..core.threads import GEMM_THREAD_WORK, available_threads, with_blas_threads
 
-__all__ = ["GEMM_THREAD_WORK", "node_product_work", "batch_product_work", "with_gemm_threads"]
+__all__ = ["GEMM_THREAD_WORK", "PARALLEL_BRANCH_WORK", "node_product_work", "batch_product_work", "with_gemm_threads",
+           "thread_groups"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,3 +57,33 @@ def with_gemm_threads(work_of: Callable[..., int]) -> Callable[[F], F]:
     of its largest matrix product (e.g. :func:`node_product_work` of its tensors).
     """
     return with_blas_threads(work_of, GEMM_THREAD_WORK)
+
+
+#: Multiply-adds each Python thread must get before independent branches of a tree are swept on
+#: separate threads (one BLAS thread each): a bond-64 binary node (``64**4``). Two BLAS threads
+#: gain little on products of this size; two branches on two cores gain nearly twice.
+PARALLEL_BRANCH_WORK = 2**24
+
+
+def thread_groups(work: dict[int, int]) -> list[tuple[int, ...]]:
+    """Share independent branches (``{branch: multiply-adds}``) out among the available threads.
+
+    Branches go to the least loaded group, largest first. One group (run them in
+    turn, on the caller's BLAS threads) unless more than one thread is available
+    (:func:`tnkit.core.threads.available_threads`), every group gets
+    :data:`PARALLEL_BRANCH_WORK` and no group holds more than 70% of the work, so a
+    lopsided tree never waits on one thread while BLAS could have used two.
+    """
+    keys = list(work)
+    threads = min(available_threads(), len(keys))
+    if threads < 2:
+        return [tuple(keys)]
+    groups: list[list[int]] = [[] for _ in range(threads)]
+    load = [0] * threads
+    for key in sorted(keys, key=work.get, reverse=True):
+        k = load.index(min(load))
+        groups[k].append(key)
+        load[k] += work[key]
+    if min(load) < PARALLEL_BRANCH_WORK or max(load) > 0.7 * sum(load):
+        return [tuple(keys)]
+    return [tuple(g) for g in groups]
