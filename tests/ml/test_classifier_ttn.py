@@ -100,7 +100,7 @@ def test_initial_tensors_are_canonical_and_pass_inputs_through(rng):
     tensors = init_tree_tensors(tree, 2, 3, 4, rng, noise=0.0)
     assert TTN(tree, tensors).canonicalize(tree.root).bond_dims == TTN(tree, tensors).bond_dims
     clf_ttn = TTN(tree, tensors)
-    clf_ttn._adopt_verified_iso([-1 if v < 12 or v == tree.root else tree.parent(v) for v in range(tree.n_nodes)])
+    clf_ttn.adopt_gauge([-1 if v < 12 or v == tree.root else tree.parent(v) for v in range(tree.n_nodes)])
     assert clf_ttn.is_canonical(tree.root)
     f = tree_outputs(tree, tensors, phi)
     # the linear map's components sum to one: every sample gets exactly the same output

@@ -130,3 +130,23 @@ def test_single_precision_canonical_form_and_compression(dtype):
     assert small.dtype == dtype
     v, w = raw.to_dense().astype(np.complex128).ravel(), small.to_dense().astype(np.complex128).ravel()
     assert math.isclose(rep.error, rel_err2(v, w), rel_tol=1e-3, abs_tol=1e-6)
+
+
+def test_gauge_round_trip_and_stale_claims_are_dropped():
+    tree = Tree.balanced(8)
+    psi = TTN.random(tree, 2, 4, seed=5).canonicalize_(tree.root)
+    gauge = psi.gauge
+    assert gauge.dtype == np.int64 and gauge.shape == (tree.n_nodes,)
+    assert gauge[tree.root] == -1 and all(gauge[leaf] == -1 for leaf in range(tree.n_leaves))
+    assert all(gauge[v] == tree.parent(v) for v in tree.internal_nodes if v != tree.root)
+    fresh = TTN(tree, psi.tensors)  # same tensors, no gauge information
+    assert fresh.center is None
+    assert fresh.adopt_gauge(gauge) == len(tree.internal_nodes) - 1
+    assert fresh.center == tree.root
+    # a claim the tensors do not confirm (the root is no isometry towards a child) is dropped
+    stale = TTN(tree, psi.tensors)
+    wrong = np.full(tree.n_nodes, -1)
+    wrong[tree.root] = tree.children(tree.root)[0]
+    assert stale.adopt_gauge(wrong) == 0 and stale.center is None
+    with pytest.raises(TypeError, match="claims"):
+        stale.adopt_gauge(np.zeros(tree.n_nodes))

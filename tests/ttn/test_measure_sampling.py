@@ -140,3 +140,42 @@ def test_sample_edge_cases():
         zero.sample(3)
     with pytest.raises(TypeError, match="seed"):
         psi.sample(3, seed="x")
+
+
+@pytest.mark.parametrize("name", sorted(TREES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output_dim", [None, 3])
+def test_log_amplitudes_match_the_plain_ones(rng, name, dtype, output_dim):
+    psi = _network(rng, name, dtype, output_dim)
+    configs = all_configurations(psi.phys_dims)
+    amps = psi.amplitudes(configs)
+    phase, log_abs = psi.log_amplitudes(configs)
+    assert phase.shape == log_abs.shape == amps.shape
+    assert_close(phase * np.exp(log_abs), amps, dtype, scale=np.abs(amps).max())
+    if output_dim is None:
+        dense = psi.to_dense().reshape(-1)
+        np.testing.assert_allclose(psi.probabilities(configs), np.abs(dense) ** 2 / np.vdot(dense, dense).real,
+                                   rtol=1e-10, atol=1e-14)
+
+
+def test_log_amplitudes_where_plain_values_underflow():
+    """1,024 leaves: every amplitude of this product state is below 1e-300, its logarithm is exact."""
+    tree = Tree.balanced(1024)
+    local = np.array([0.6, 0.8])
+    psi = TTN.product_state(tree, [local * 1e-1] * 1024)  # amplitude = prod of 0.06 or 0.08: ~1e-1200
+    configs = np.random.default_rng(0).integers(0, 2, size=(5, 1024))
+    phase, log_abs = psi.log_amplitudes(configs)
+    expected = np.log(local[configs] * 1e-1).sum(axis=1)
+    np.testing.assert_allclose(log_abs, expected, rtol=1e-12)
+    np.testing.assert_array_equal(phase, 1.0)
+    assert np.all(psi.amplitudes(configs) == 0.0)  # what the plain values give
+
+
+def test_log_amplitudes_of_zero_amplitudes():
+    tree = Tree.balanced(4)
+    psi = TTN.product_state(tree, "0101")
+    phase, log_abs = psi.log_amplitudes([[0, 1, 0, 1], [1, 1, 0, 1]])
+    np.testing.assert_array_equal(log_abs, [0.0, -np.inf])
+    np.testing.assert_array_equal(phase, [1.0, 0.0])
+    with pytest.raises(ValueError, match="configs"):
+        psi.log_amplitudes([[0, 2, 0, 1]])

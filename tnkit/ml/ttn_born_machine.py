@@ -837,7 +837,7 @@ class TTNBornMachine(BornMachineBase):
             **self.tree_.to_arrays(),
             **self._common_meta(),
             "explicit_tree": np.array(self.tree is not None),
-            "iso": np.asarray([-1 if i is None else i for i in self.ttn_._iso], dtype=np.int64),
+            "iso": self.ttn_.gauge,
         }
         return save_arrays(path, _KIND, list(self.ttn_.tensors), meta)
 
@@ -857,7 +857,7 @@ class TTNBornMachine(BornMachineBase):
             raise SchemaError(f"{str(path)!r} is not a valid {_KIND} file: {exc}") from exc
         if tuple(ttn.phys_dims) != tuple(int(d) for d in n_categories):
             raise SchemaError(f"{str(path)!r}: leaf dimensions {ttn.phys_dims} disagree with n_categories.")
-        ttn._adopt_verified_iso(claims)  # the saved canonical form, re-checked (no QR: identical numbers)
+        ttn.adopt_gauge(claims)  # the saved canonical form, re-checked (no QR: identical numbers)
         model.ttn_ = ttn.canonicalize_(tree.root)
         model.tree_ = tree
         model.n_categories_ = n_categories

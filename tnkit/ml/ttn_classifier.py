@@ -496,7 +496,7 @@ class TTNClassifier(TensorNetworkClassifierBase):
         check_is_fitted(self)
         ttn = TTN(self.tree_, self.tensors_)
         tree = self.tree_
-        ttn._adopt_verified_iso([-1 if v == tree.root or v < tree.n_leaves else tree.parent(v)
+        ttn.adopt_gauge([-1 if v == tree.root or v < tree.n_leaves else tree.parent(v)
                                  for v in range(tree.n_nodes)])
         return ttn
 

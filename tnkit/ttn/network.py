@@ -32,7 +32,8 @@ from ..core.threads import map_on_threads
 from .threads import thread_groups
 from .tree import Tree
 
-__all__ = ["network_terms", "to_dense", "product_inputs", "product_path", "log_overlap", "log_norm"]
+__all__ = ["network_terms", "to_dense", "product_inputs", "log_product_inputs", "product_path", "log_overlap",
+           "log_norm"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,17 +110,83 @@ def product_inputs(
     planned contraction (at most two cached plans: chunk sizes differ by one row).
     """
     eq, path = product_path(tree, has_output)
-    batch = features[0].shape[0] if features else 0
-    row = max((t.size // t.shape[0] for t in tensors if t is not None and t.ndim > 1), default=1)
-    n_chunks = -(-batch * row // CHUNK_ENTRIES)
-    if n_chunks <= 1:
+    chunks = _row_chunks(tensors, features[0].shape[0] if features else 0)
+    if len(chunks) <= 1:
         return contract(eq, *tensors, *features, optimize=path)
-    bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
-    parts = [
-        contract(eq, *tensors, *(f[lo:hi] for f in features), optimize=path)
-        for lo, hi in zip(bounds[:-1], bounds[1:])
-    ]
+    parts = [contract(eq, *tensors, *(f[rows] for f in features), optimize=path) for rows in chunks]
     return np.concatenate(parts, axis=0)
+
+
+def _row_chunks(tensors: Sequence[np.ndarray | None], batch: int) -> list[slice]:
+    """Near-equal slices of ``batch`` rows whose largest intermediate (``rows * size / D``) fits :data:`CHUNK_ENTRIES`."""
+    row = max((t.size // t.shape[0] for t in tensors if t is not None and t.ndim > 1), default=1)
+    n_chunks = max(1, -(-batch * row // CHUNK_ENTRIES))
+    bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+@functools.lru_cache(maxsize=256)
+def _node_input_equation(n_children: int, has_out_axis: bool) -> str:
+    """``T_v, (batch, D_c) per child -> (batch[, D_parent or output])`` for one node."""
+    kids = [get_symbol(k) for k in range(n_children)]
+    batch, out = get_symbol(n_children), get_symbol(n_children + 1)
+    node = "".join(kids) + (out if has_out_axis else "")
+    return ",".join([node] + [batch + k for k in kids]) + "->" + batch + (out if has_out_axis else "")
+
+
+def log_product_inputs(
+    tree: Tree, tensors: Sequence[np.ndarray | None], features: Sequence[np.ndarray], has_output: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`product_inputs` as ``(phase, log|value|)``, safe from under- and overflow on any tree.
+
+    ``tensors`` is indexed by node (``None`` for leaves), unlike :func:`product_inputs`.
+
+    Node by node from the leaves, every row of each node's ``(batch, D)`` result is
+    divided by its largest magnitude and the logarithms are summed, so trees of
+    thousands of leaves give finite logarithms where the plain values would
+    underflow. Rows are processed in the chunks of :func:`product_inputs`.
+
+    Returns
+    -------
+    phase : numpy.ndarray, shape (batch,) or (batch, output)
+        ``value / |value|`` (0 where the value is 0); real signs for real inputs.
+    log_abs : numpy.ndarray, same shape
+        ``log|value|`` (``-inf`` where the value is 0).
+    """
+    batch = features[0].shape[0] if features else 0
+    parts = [_log_inputs_rows(tree, tensors, [f[rows] for f in features], has_output) for rows in
+             _row_chunks(tensors, batch)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _log_inputs_rows(
+    tree: Tree, tensors: Sequence[np.ndarray | None], features: list[np.ndarray], has_output: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    n_leaves, root = tree.n_leaves, tree.root
+    batch = features[0].shape[0]
+    vecs: dict[int, np.ndarray] = {}
+    log_scale = np.zeros(batch)
+    value = None
+    for v in tree.postorder():
+        if v < n_leaves:
+            continue
+        kids = tree.children(v)
+        has_out_axis = v != root or has_output
+        eq = _node_input_equation(len(kids), has_out_axis)
+        out = contract(eq, tensors[v], *(vecs.pop(c) if c >= n_leaves else features[c] for c in kids))
+        if v == root:
+            value = out
+            break
+        peak = np.abs(out).max(axis=1)
+        peak[peak == 0] = 1.0  # a zero row stays zero (log -inf at the end)
+        out /= peak[:, None]
+        log_scale += np.log(peak)
+        vecs[v] = out
+    magnitude = np.abs(value)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_abs = np.log(magnitude) + (log_scale[:, None] if value.ndim == 2 else log_scale)
+        phase = np.where(magnitude > 0, value / np.where(magnitude > 0, magnitude, 1.0), 0.0)
+    return phase, log_abs
 
 
 @functools.lru_cache(maxsize=1024)

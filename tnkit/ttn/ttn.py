@@ -571,17 +571,35 @@ class TreeTensorNetwork:
         return network.product_inputs(self._tree, self.tensors, feats, self.output_dim is not None)
 
     def amplitudes(self, configs: Any) -> np.ndarray:
-        """``psi(s)`` for each row of integer ``configs`` ``(n, n_leaves)`` (``(n, output_dim)`` with an output)."""
-        configs = _configs(configs, self.phys_dims)
-        feats = [np.eye(d, dtype=self.dtype)[configs[:, leaf]] for leaf, d in enumerate(self.phys_dims)]
-        return self.contract_product_inputs(feats)
+        """``psi(s)`` for each row of integer ``configs`` ``(n, n_leaves)`` (``(n, output_dim)`` with an output).
+
+        Plain values: they underflow on large trees; see :meth:`log_amplitudes`.
+        """
+        return self.contract_product_inputs(self._basis_features(configs))
+
+    @with_gemm_threads(lambda self, configs: batch_product_work(self._tensors, len(np.atleast_2d(configs))))
+    def log_amplitudes(self, configs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(phase, log|psi(s)|)`` for each row of ``configs``; safe for any number of leaves.
+
+        Shapes ``(n,)`` each (``(n, output_dim)`` with an output axis); the phase is
+        a real sign for real networks, ``log|psi| = -inf`` where ``psi(s) = 0``.
+        Node results are rescaled row by row (:func:`tnkit.ttn.network.log_product_inputs`).
+        """
+        feats = self._basis_features(configs)
+        return network.log_product_inputs(self._tree, self._tensors, feats, self.output_dim is not None)
 
     def probabilities(self, configs: Any) -> np.ndarray:
-        """``p(s) = sum_o |psi(s, o)|**2 / <psi|psi>`` for each row of ``configs``."""
-        amps = np.abs(self.amplitudes(configs)) ** 2
-        if amps.ndim == 2:
-            amps = amps.sum(axis=1)
-        return amps * math.exp(-2 * self.log_norm())
+        """``p(s) = sum_o |psi(s, o)|**2 / <psi|psi>`` for each row of ``configs`` (from the logarithms)."""
+        _, log_abs = self.log_amplitudes(configs)
+        log_p = 2 * log_abs - 2 * self.log_norm()
+        if log_p.ndim == 2:
+            return np.exp(log_p).sum(axis=1)
+        return np.exp(log_p)
+
+    def _basis_features(self, configs: Any) -> list[np.ndarray]:
+        """One-hot ``(n, d_leaf)`` features of integer ``configs`` (validated)."""
+        configs = _configs(configs, self.phys_dims)
+        return [np.eye(d, dtype=self.dtype)[configs[:, leaf]] for leaf, d in enumerate(self.phys_dims)]
 
     # ------------------------------------------------------------------ truncation
 
@@ -659,7 +677,7 @@ class TreeTensorNetwork:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
         from ..io import save_arrays
 
-        meta = {**self._tree.to_arrays(), "iso": [-1 if i is None else i for i in self._iso]}
+        meta = {**self._tree.to_arrays(), "iso": self.gauge}
         return save_arrays(path, "TreeTensorNetwork", list(self.tensors), meta)
 
     @classmethod
@@ -675,7 +693,7 @@ class TreeTensorNetwork:
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"{str(path)!r}: the tree structure is missing or malformed ({exc}).") from exc
         psi = cls(tree, tensors)
-        psi._adopt_verified_iso(claims)
+        psi.adopt_gauge(claims)
         return psi
 
     # ------------------------------------------------------------------ internal
@@ -688,14 +706,37 @@ class TreeTensorNetwork:
             )
         return node
 
-    def _adopt_verified_iso(self, claims: Sequence[int], atol: float = 1e-10) -> None:
-        """Adopt isometry claims (e.g. read from a file) that the tensors confirm."""
+    @property
+    def gauge(self) -> np.ndarray:
+        """Known isometries: ``gauge[v]`` is the neighbour node ``v`` is an isometry towards, ``-1`` if none.
+
+        Shape ``(tree.n_nodes,)``, int64; ``-1`` for leaves and for the centre. Save it
+        beside the tensors and hand it to :meth:`adopt_gauge` after loading to keep a
+        canonical form without redoing any QR.
+        """
+        return np.asarray([-1 if u is None else u for u in self._iso], dtype=np.int64)
+
+    def adopt_gauge(self, claims: Any, *, atol: float = 1e-10) -> int:
+        """Adopt isometry claims (e.g. a saved :attr:`gauge`) that the tensors confirm; return how many.
+
+        Claim ``u = claims[v]`` is kept when ``u`` is an internal neighbour of ``v`` and
+        ``T_v`` is an isometry towards it within ``atol`` (checked numerically, so a
+        wrong or stale claim is dropped, never trusted); ``-1`` claims nothing.
+        """
+        claims = np.asarray(claims).reshape(-1)
+        if claims.size == 0:
+            return 0
+        if claims.dtype.kind not in "iu":
+            raise TypeError(f"`claims` must hold integer node ids (-1 for none), got dtype {claims.dtype}.")
         tree = self._tree
+        adopted = 0
         for v in tree.internal_nodes:
-            u = claims[v] if v < len(claims) else -1
-            if u >= 0 and u in tree.neighbours(v) and u >= tree.n_leaves:
+            u = int(claims[v]) if v < len(claims) else -1
+            if u >= tree.n_leaves and u < tree.n_nodes and u in tree.neighbours(v):
                 if canonical.isometry_error(self._tensors[v], canonical.axis_of(tree, v, u)) <= atol:
                     self._iso[v] = u
+                    adopted += 1
+        return adopted
 
 
 TTN = TreeTensorNetwork
