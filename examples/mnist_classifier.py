@@ -1,6 +1,6 @@
 """Train MPS classifiers on MNIST 14x14 at several bond dimensions and save the error-vs-bond plot.
 
-Reads the IDX files from ../shared/data/mnist (or --data); nothing is downloaded.
+Reads the IDX files from shared/data/mnist beside the checkout (or --data, or $TNKIT_MNIST_DIR); nothing is downloaded.
 
     python examples/mnist_classifier.py --n-train 5000 --bonds 10 20 --out mnist_bond.png
     # the settings of the 2% run in docs/classifiers.md (Adam, cosine schedule, all images):

@@ -89,3 +89,17 @@ def test_load_digits_and_binarize():
     ds = load_digits()
     assert ds.data.shape == (1797, 64) and ds.data.max() == 1.0
     assert set(np.unique(binarize(ds.data))) <= {0, 1}
+
+
+def test_default_mnist_dir_does_not_depend_on_the_working_directory(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import tnkit.datasets as datasets
+
+    monkeypatch.setenv("TNKIT_MNIST_DIR", str(tmp_path))
+    assert datasets.default_mnist_dir() == tmp_path
+    monkeypatch.delenv("TNKIT_MNIST_DIR")
+    beside = Path(datasets.__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    monkeypatch.chdir(tmp_path)  # a script run from elsewhere
+    expected = beside if beside.is_dir() else Path("..") / "shared" / "data" / "mnist"
+    assert datasets.default_mnist_dir() == expected

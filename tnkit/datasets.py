@@ -60,11 +60,16 @@ class Dataset(NamedTuple):
 def default_mnist_dir() -> Path:
     """Where tnkit looks for MNIST when no directory is given.
 
-    ``$TNKIT_MNIST_DIR`` if set, else ``../shared/data/mnist`` beside the
-    current working directory (the layout of the tnkit repository).
+    ``$TNKIT_MNIST_DIR`` if set; else ``shared/data/mnist`` beside the tnkit
+    checkout (the repository layout: ``<repo>/../shared``) if it exists, so
+    scripts work from any directory; else ``../shared/data/mnist`` relative to the
+    current working directory (named in the error when it is missing too).
     """
     env = os.environ.get("TNKIT_MNIST_DIR")
-    return Path(env) if env else Path("..") / "shared" / "data" / "mnist"
+    if env:
+        return Path(env)
+    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    return beside_checkout if beside_checkout.is_dir() else Path("..") / "shared" / "data" / "mnist"
 
 
 def _find_idx_file(directory: Path, stem: str) -> Path:
