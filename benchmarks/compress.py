@@ -3,7 +3,9 @@
 Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``svd``, ``whiten``,
 ``asvd``, ``mpo`` (plain CompactifAI), ``mpo-aware`` and ``mpo-whiten`` (tnkit). A method may carry
 its allocation and allocation weights: ``whiten:curve``, ``mpo-whiten:curve:sens`` (sensitivity
-profile), ``mpo-whiten:curve:ent`` (entanglement profile); see ``--methods``. Cases:
+profile), ``mpo-whiten:curve:ent`` (entanglement profile), ``whiten:uniform:protect`` (the blocks
+whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:curve:sens+protect``;
+see ``--methods``. Cases:
 
 * ``params_<method>_keepK``: ``ratio`` = compressed / original parameter count;
 * ``weight_error_<method>_keepK``: mean relative squared weight error over the
@@ -55,6 +57,30 @@ def parser():
                         "perplexity after each (default 1)")
     p.add_argument("--heal-lr", type=float, default=1e-4, help="healing learning rate (default 1e-4)")
     p.add_argument("--heal-seq", type=int, default=128, help="healing window length (default 128)")
+    p.add_argument("--heal-loss", default="lm", choices=("lm", "kl"),
+                   help="healing loss: lm (next-token) or kl (distillation from the original model; default lm)")
+    p.add_argument("--heal-compare-losses", action="store_true",
+                   help="heal the first healed model twice, with lm and with kl at the same budget, then heal the "
+                        "others with the loss that reached the lower perplexity")
+    p.add_argument("--heal-cpu-seconds", type=float, default=None,
+                   help="process CPU-time budget of each healing round group (equal budget per method on a shared "
+                        "machine; split over --heal-rounds)")
+    p.add_argument("--heal-methods", default=None,
+                   help="heal only these method specs (comma-separated, as in --methods without @; default all)")
+    p.add_argument("--heal-keep", default=None,
+                   help="heal only at these fractions kept (e.g. 0.7; default: every --keep)")
+    p.add_argument("--heal-dir", default=None, metavar="DIR",
+                   help="keep healing checkpoints in DIR/<method>_<keep> (a later run with the same DIR resumes them)")
+    p.add_argument("--ridge", type=float, default=None,
+                   help="relative ridge of whiten/mpo-whiten (default tnkit.compress.DEFAULT_RIDGE)")
+    p.add_argument("--protect-threshold", type=float, default=3.0,
+                   help="':protect' keeps dense the blocks whose sensitivity ratio exceeds this (default 3)")
+    p.add_argument("--sensitivity-json", default=None, metavar="JSON",
+                   help="sensitivity profile rows: read from this file if it exists, else measured and written here")
+    p.add_argument("--heal-continue-cpu-seconds", type=float, default=0.0,
+                   help="after healing every method, continue the one with the lowest healed perplexity for this "
+                        "much more CPU time (resumed from --heal-dir), in --heal-continue-rounds rounds")
+    p.add_argument("--heal-continue-rounds", type=int, default=2, help="rounds of the continued healing (default 2)")
     p.add_argument("--heal-trainable", default="compressed", choices=("all", "compressed"),
                    help="parameters trained while healing (default: the compressed layers only)")
     p.add_argument("--sensitivity-png", default=None, metavar="PNG",
@@ -77,6 +103,7 @@ def parser():
     p.add_argument("--no-cache", action="store_true",
                    help="load the GGUF afresh instead of through the dequantised copy in ~/.cache/tnkit/gguf")
     p.add_argument("--speed-tokens", type=int, default=16, help="tokens generated for tokens/s (0: skip)")
+    p.add_argument("--speed-keep", default=None, help="measure tokens/s only at these fractions kept (default all)")
     return p
 
 
@@ -98,52 +125,89 @@ def _errors(base, compressed, result, stats):
     return float(np.mean(werr)), (float(np.mean(oerr)) if oerr else None)
 
 
-def _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap):
-    """Allocation weights per profile name (``sens`` only with ``--sensitivity-png``)."""
+def _profile_weights(args, model, layers, eval_ids):
+    """Allocation weights and protected layers per profile name (``sens``/``protect`` need the sensitivity profile)."""
     import tnkit.compress as tc
 
-    wanted = {spec.split("@")[0].split(":")[2] for spec in args.methods.split(",") if spec.count(":") >= 2}
-    out = {None: None}
+    wanted = {w for spec in args.methods.split(",") if spec.split("@")[0].count(":") >= 2
+              for w in spec.split("@")[0].split(":")[2].split("+")}
+    out = {}
+    ent = None
     if "ent" in wanted or args.sensitivity_png:
         t = time.perf_counter()
         ent = tc.entanglement_profile(model, layers)
         out["ent"] = tc.entanglement_weights(ent)
         log(f"entanglement profile: {len(ent)} weights in {time.perf_counter() - t:.0f} s")
-    if args.sensitivity_png:
-        t = time.perf_counter()
-        # cheaper than the main perplexity: 512 tokens in disjoint windows of 256
-        base, rows = tc.sensitivity_profile(model, eval_ids, unit="block", ratio=0.5, method="svd", layers=layers,
-                                            window=256, stride=256, max_tokens=512, progress=not args.json)
-        log(f"sensitivity profile: {len(rows)} blocks in {time.perf_counter() - t:.0f} s (base perplexity {base:.3f}, "
-            f"512 tokens, windows of 256)")
-        for r in rows:
-            log(f"  {r.unit}: {r.value:.4f}")
-        tc.plot_profile(ent, rows, args.sensitivity_png,
-                        title="SmolLM2-135M: bond entropy of each weight; one block at 50% (svd) at a time")
+    rows = _sensitivity_rows(args, model, layers, eval_ids) if wanted & {"sens", "protect"} or args.sensitivity_png \
+        else None
+    if rows is not None:
+        if args.sensitivity_png:
+            tc.plot_profile(ent, rows, args.sensitivity_png,
+                            title="SmolLM2-135M: bond entropy of each weight; one block at 50% (svd) at a time")
         out["sens"] = tc.sensitivity_weights(rows, layers)
+        out["protect"] = tc.sensitive_layers(rows, layers, threshold=args.protect_threshold)
+        log(f"protected (ratio > {args.protect_threshold}): {sorted({n.split('.')[2] for n in out['protect']})} "
+            f"blocks, {len(out['protect'])} layers")
     return out
 
 
-def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride, eval_cap):
-    """Heal ``m`` in ``--heal-rounds`` resumed rounds, a perplexity row after each."""
+def _sensitivity_rows(args, model, layers, eval_ids):
+    """The block sensitivity profile, read from / written to ``--sensitivity-json``."""
+    import json
+
+    import tnkit.compress as tc
+    from tnkit.io import atomic_write
+
+    path = Path(args.sensitivity_json) if args.sensitivity_json else None
+    if path is not None and path.is_file():
+        rows = [tc.profile.ProfileRow(**r) for r in json.loads(path.read_text())]
+        log(f"sensitivity profile read from {path}")
+        return rows
+    t = time.perf_counter()
+    # cheaper than the main perplexity: 512 tokens in disjoint windows of 256
+    base, rows = tc.sensitivity_profile(model, eval_ids, unit="block", ratio=0.5, method="svd", layers=layers,
+                                        window=256, stride=256, max_tokens=512, progress=not args.json)
+    log(f"sensitivity profile: {len(rows)} blocks in {time.perf_counter() - t:.0f} s (base perplexity {base:.3f}, "
+        f"512 tokens, windows of 256)")
+    for r in rows:
+        log(f"  {r.unit}: {r.value:.4f}")
+    if path is not None:
+        with atomic_write(path) as fh:
+            fh.write(json.dumps([r.__dict__ for r in rows]).encode())
+    return rows
+
+
+def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride, eval_cap, teacher,
+               loss=None, rounds=None, cpu_seconds=None, suffix_extra=""):
+    """Heal ``m`` in ``--heal-rounds`` resumed rounds, a perplexity row after each; returns the last perplexity."""
     import tempfile
 
     import tnkit.compress as tc
 
-    rounds = max(1, args.heal_rounds)
-    with tempfile.TemporaryDirectory() as ckpt:
+    loss = loss or args.heal_loss
+    rounds = max(1, rounds or args.heal_rounds)
+    cpu_seconds = cpu_seconds or args.heal_cpu_seconds
+    name = f"{label}_{tag}" + ("" if loss == "lm" else "_kl")
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(args.heal_dir) / name if args.heal_dir else Path(tmp)
         for k in range(rounds):
-            cpu = time.process_time()
-            h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds / rounds,
+            h = tc.heal(m, heal_ids, max_tokens=args.heal_tokens,
+                        max_seconds=args.heal_seconds / rounds if args.heal_seconds else None,
+                        max_cpu_seconds=cpu_seconds / rounds if cpu_seconds else None,
                         seq_len=args.heal_seq, batch_size=4, lr=args.heal_lr, trainable=args.heal_trainable,
-                        checkpoint_dir=ckpt, progress=not args.json)
-            cpu = time.process_time() - cpu
+                        loss=loss, teacher=teacher if loss == "kl" else None, checkpoint_dir=ckpt,
+                        progress=not args.json)
             ppl_h = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
-            suffix = "_healed" if k == rounds - 1 else f"_healed_round{k + 1}"
+            suffix = (f"_healed{suffix_extra}" if k == rounds - 1 else f"_healed{suffix_extra}_round{k + 1}") + (
+                "" if loss == "lm" else "_kl")
+            trained = h.tokens - h.resumed_from_step * 4 * args.heal_seq
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}{suffix}", ppl_h, "original", base_ppl,
-                              metric="perplexity", heal_tokens=h.tokens, heal_steps=h.steps,
-                              heal_seconds=h.seconds, heal_cpu_seconds=cpu, heal_final_loss=h.final_loss,
+                              metric="perplexity", heal_loss=loss, heal_tokens=h.tokens, heal_steps=h.steps,
+                              heal_seconds=h.seconds, heal_cpu_seconds=h.cpu_seconds, heal_final_loss=h.final_loss,
+                              heal_tokens_per_s=trained / max(h.seconds, 1e-9),
+                              heal_tokens_per_cpu_s=trained / max(h.cpu_seconds, 1e-9),
                               heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
+    return ppl_h
 
 
 def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
@@ -208,16 +272,19 @@ def plot_pareto(row_files, png):
             continue
         base = r["reference_value"]
         name = r["case"].removeprefix("perplexity_")
-        healed = name.endswith("_healed")
-        key = name.removesuffix("_healed")
+        if "_round" in name or "_continued" in name:
+            continue
+        key, healed, loss = name.partition("_healed")
         label, tag = key.rsplit("_", 1)
         if key in kept:
-            lines.setdefault(label + (" + healing" if healed else ""), []).append((kept[key], r["tnkit"]))
+            suffix = f" + healing ({loss.strip('_') or 'lm'}, {r.get('heal_cpu_seconds', 0):.0f} CPU s)" if healed else ""
+            lines.setdefault(label + suffix, []).append((kept[key], r["tnkit"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, pts in sorted(lines.items()):
         pts = sorted(pts)
         style = "--" if "healing" in label else "-"
-        ax.plot(*zip(*pts), style, marker="o", ms=4, label=label.replace("_", " "))
+        marker = "s" if label.startswith("mpo") else "o"
+        ax.plot(*zip(*pts), style, marker=marker, ms=5, label=label.replace("_", " "))
     if base:
         ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
         ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")
@@ -285,8 +352,11 @@ def main(argv=None) -> int:
     base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens) if args.speed_tokens else None
     log(f"original: {total:,} params, perplexity {base_ppl:.3f} (window {window}, stride {stride}, "
         f"{min(len(eval_ids), eval_cap or len(eval_ids)):,} tokens)")
-    weights = _profile_weights(args, model, layers, eval_ids, window, stride, eval_cap)
-    saved, best_models = 0, {}
+    profiles = _profile_weights(args, model, layers, eval_ids)
+    heal_on = args.heal_seconds > 0 or bool(args.heal_cpu_seconds)
+    heal_keeps = None if args.heal_keep is None else {round(float(k) * 100) for k in args.heal_keep.split(",")}
+    heal_specs = None if args.heal_methods is None else set(args.heal_methods.split(","))
+    saved, best_models, healed_best = 0, {}, []
     for keep in keeps:
         ratio = (keep * total - (total - selected)) / selected
         tag = f"keep{round(keep * 100)}"
@@ -295,14 +365,17 @@ def main(argv=None) -> int:
             if only and round(keep * 100) not in {int(k) for k in only.split("/")}:
                 continue
             method, allocation, wname = (spec.split(":") + [None, None])[:3]
-            label = spec.replace(":", "_")
+            parts = set((wname or "").split("+")) - {""}
+            weights = profiles["sens"] if "sens" in parts else profiles["ent"] if "ent" in parts else None
+            protect = profiles["protect"] if "protect" in parts else ()
+            label = spec.replace(":", "_").replace("+", "_")
             if not case_selected(f"{label}_{tag}", args.cases):
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
             res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
-                                    allocation=allocation, weights=weights.get(wname), sweeps=args.sweeps,
-                                    cg_iterations=args.cg_iterations, progress=not args.json)
+                                    allocation=allocation, weights=weights, sweeps=args.sweeps, protect=protect,
+                                    cg_iterations=args.cg_iterations, ridge=args.ridge, progress=not args.json)
             cpu = time.process_time() - cpu
             werr, oerr = _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
@@ -313,36 +386,66 @@ def main(argv=None) -> int:
                               metric="relative_output_error"))
             rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
-                              load_average=load_average()))
+                              load_average=load_average(), ridge=res.extra["ridge"],
+                              dense_layers=sum(r.form == "dense" for r in res.layers)))
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))
-            if args.speed_tokens:  # the original measured again next to it: the load on a shared machine drifts
+            if args.speed_tokens and (args.speed_keep is None
+                                      or round(keep * 100) in {round(float(k) * 100) for k in args.speed_keep.split(",")}):
+                # the original measured again next to it: the load on a shared machine drifts
                 base_speed = tc.generation_speed(model, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
                 speed = tc.generation_speed(m, prompt_ids=eval_ids[:16], new_tokens=args.speed_tokens)
                 rep.emit(make_row("compress", f"tokens_per_s_{label}_{tag}", speed, "original", base_speed,
                                   metric="tokens_per_s_higher_is_better", lower_is_better=False,
                                   load_average=load_average()))
-            if args.heal_seconds > 0 and not args.heal_best:
-                _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride, eval_cap)
+            if heal_on and not args.heal_best and (heal_keeps is None or round(keep * 100) in heal_keeps) \
+                    and (heal_specs is None or spec in heal_specs):
+                healed, twin = [], None  # (perplexity, loss, model)
+                if args.heal_compare_losses:  # the same budget with the other loss on a copy, then the winner
+                    other = "kl" if args.heal_loss == "lm" else "lm"
+                    twin = copy.deepcopy(m)
+                    healed.append((_heal_rows(rep, args, twin, heal_ids, eval_ids, label, tag, base_ppl, window,
+                                              stride, eval_cap, model, loss=other), other, twin))
+                healed.append((_heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, stride,
+                                          eval_cap, model), args.heal_loss, m))
+                ppl_h, loss_h, m = min(healed, key=lambda t: t[0])
+                healed = twin = None  # the loser is freed
+                if args.heal_compare_losses:
+                    args.heal_loss, args.heal_compare_losses = loss_h, False
+                    log(f"healing loss chosen for the other methods: {args.heal_loss}")
+                if args.heal_continue_cpu_seconds and (not healed_best or ppl_h < healed_best[0]):
+                    healed_best[:] = [ppl_h, loss_h, label, tag, m]
             if args.save_rows:
                 saved = _append_rows(args.save_rows, rep.rows, saved)
+            if healed_best and healed_best[-1] is m:
+                continue  # kept for the continued healing
             if args.heal_best and keep == keeps[0]:
                 if not best_models or ppl < next(iter(best_models.values()))[0]:
                     best_models.clear()  # keep only the best so far in memory
                     best_models[spec] = (ppl, m)
                 continue
             del m
-        if args.heal_best and keep == keeps[0] and best_models and args.heal_seconds > 0:
+        if args.heal_best and keep == keeps[0] and best_models and heal_on:
             spec, (_, m) = min(best_models.items(), key=lambda kv: kv[1][0])
             best_models.clear()
             log(f"healing the best method at {tag}: {spec}")
-            _heal_rows(rep, args, m, heal_ids, eval_ids, spec.replace(":", "_"), tag, base_ppl, window, stride,
-                       eval_cap)
+            _heal_rows(rep, args, m, heal_ids, eval_ids, spec.replace(":", "_").replace("+", "_"), tag, base_ppl,
+                       window, stride, eval_cap, model)
             if args.save_rows:
                 saved = _append_rows(args.save_rows, rep.rows, saved)
             del m
         best_models.clear()
+        if healed_best:
+            ppl_h, loss_h, label, tag_h, m = healed_best
+            log(f"continuing to heal the best healed model: {label} at {tag_h}, loss {loss_h} (perplexity {ppl_h:.2f})")
+            _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag_h, base_ppl, window, stride, eval_cap, model,
+                       loss=loss_h, rounds=args.heal_continue_rounds, cpu_seconds=args.heal_continue_cpu_seconds,
+                       suffix_extra="_continued")
+            healed_best.clear()
+            del m
+            if args.save_rows:
+                saved = _append_rows(args.save_rows, rep.rows, saved)
     # weight errors relative to svd, filled in now that all methods ran
     svd_err = {r["case"].replace("weight_error_svd_", ""): r["tnkit"] for r in rep.rows
                if r["case"].startswith("weight_error_svd_")}

@@ -13,6 +13,7 @@ few minutes on 2 CPU cores (plus ``--heal-seconds``); nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import tnkit.compress as tc
@@ -27,6 +28,8 @@ def main() -> None:
     p.add_argument("--method", default="mpo-whiten", help="compression method (default mpo-whiten; whiten = SVD-LLM)")
     p.add_argument("--allocation", default="curve", help="uniform or curve (default curve)")
     p.add_argument("--heal-seconds", type=float, default=0.0, help="healing wall time in seconds (default 0: none)")
+    p.add_argument("--heal-loss", default="kl", choices=("lm", "kl"),
+                   help="kl: distil from the original model (default); lm: next-token loss on the text")
     p.add_argument("--prompt", default="The history of the city of", help="prompt to continue")
     args = p.parse_args()
 
@@ -36,13 +39,14 @@ def main() -> None:
     calib = tc.token_batches(heal_ids, seq_len=256, batch_size=4, n_batches=2, seed=0)
     layers = tc.find_layers(model)
     total, selected = tc.count_params(model), sum(tc.linear_weight(m).numel() for m in layers.values())
+    teacher = copy.deepcopy(model) if args.heal_seconds > 0 and args.heal_loss == "kl" else None
     ratio = (args.keep * total - (total - selected)) / selected  # of the block weights
     result = tc.compress_model(model, method=args.method, ratio=ratio, layers=layers, calibration=calib,
                                allocation=args.allocation)
     print(result.table().splitlines()[-1])
     if args.heal_seconds > 0:
         h = tc.heal(model, heal_ids, max_tokens=10**7, max_seconds=args.heal_seconds, seq_len=128, lr=1e-4,
-                    trainable="compressed")
+                    trainable="compressed", loss=args.heal_loss, teacher=teacher)
         print(f"healed {h.steps} steps ({h.tokens:,} tokens), final loss {h.final_loss:.3f}")
     out = tc.save_compressed(model, args.out, tokenizer=tok)
     loaded = tc.load_compressed(out)

@@ -34,8 +34,10 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
     out = tmp_path / "c"
     rc = _main(["compress", str(model_dir), "--out", str(out), "--ratio", "0.5", "--heal-text",
                 str(model_dir / "text.txt"), "--heal-tokens", "256", "--seq-len", "32", "--eval-text",
-                str(model_dir / "text.txt"), "--window", "64", "--stride", "32", "--no-progress"])
+                str(model_dir / "text.txt"), "--window", "64", "--stride", "32", "--no-progress",
+                "--heal-loss", "kl", "--ridge", "0.01"])
     assert rc == 0
+    assert json.loads((out / "heal_checkpoint" / "heal_state.json").read_text())["loss"] == "kl"
     report = json.loads((out / "report.json").read_text())
     assert [r["label"] for r in report] == ["original", "mpo-whiten", "mpo-whiten+heal"]
     assert report[1]["params"] < report[0]["params"]

@@ -190,3 +190,66 @@ def test_compress_model_mpo_whiten_meets_budget(allocation):
     assert all(0.0 <= r.error < 1.0 for r in res.layers)
     out = model(input_ids=torch.as_tensor(ids[:16])[None]).logits
     assert torch.isfinite(out).all()
+
+
+def _dead_channel_statistics(rng, n, *, tokens=200):
+    """Calibration second moment with two near-dead channels and a wide spectrum, and a held-out one without them."""
+    mix = np.linalg.qr(random_array(rng, (n, n)))[0] * np.exp(rng.uniform(-3, 0, n))
+
+    def moment(count, dead):
+        x = random_array(rng, (count, n)) @ mix
+        x[:, dead] *= 1e-4
+        return x.T @ x / count
+
+    return moment(tokens, [5, n - 2]), moment(2000, [])
+
+
+@pytest.mark.parametrize("ridge,bounded", [(0.0, False), (None, True)])
+def test_ridge_bounds_weight_and_held_out_error(rng, ridge, bounded):
+    # what went wrong on SmolLM2 (weight errors of 400x ||W|| in MLP layers with a near-dead input
+    # channel): directions the calibration tokens barely excite are free for the truncation
+    from tnkit.compress.pipeline import DEFAULT_RIDGE
+
+    ridge = DEFAULT_RIDGE["mpo-whiten"] if ridge is None else ridge
+    w = random_array(rng, (24, 36))
+    calib, held = _dead_channel_statistics(rng, 36)
+    f = whitened_mpo_factorize(w, calib, out_dims=(4, 6), in_dims=(6, 6), max_bond=4, sweeps=1, ridge=ridge)
+    weight_error = np.sum((w - f.dense()) ** 2) / np.sum(w**2)
+    held_out = whitened_error(w, f.dense(), held)
+    assert f.error < 0.6  # the calibration error is fine either way
+    assert f.error == pytest.approx(_dense_whitened_error(w, f.dense(), calib), rel=1e-8)  # on the given C
+    if bounded:
+        # ||E||^2 <= tr(E C' E^T) / (ridge tr(C) / n), C' = C + ridge tr(C) / n I
+        c_ridge = calib + ridge * np.trace(calib) / 36 * np.eye(36)
+        e = w - f.dense()
+        assert np.sum(e * e) <= np.einsum("ij,jk,ik->", e, c_ridge, e) / (ridge * np.trace(calib) / 36) * (1 + 1e-9)
+        assert weight_error < 2.0 and held_out < 1.0
+    else:
+        assert weight_error > 100 and held_out > 100  # the old behaviour: unbounded
+
+
+def test_ridge_covariance_and_its_errors():
+    from tnkit.compress.lowrank import ridge_covariance
+
+    c = np.diag([4.0, 0.0])
+    np.testing.assert_allclose(ridge_covariance(c, 0.5), np.diag([5.0, 1.0]))
+    assert ridge_covariance(c, 0.0) is not None and np.array_equal(ridge_covariance(c, 0.0), c)
+    with pytest.raises(ValueError, match="`ridge` must be a number >= 0"):
+        ridge_covariance(c, -1.0)
+    with pytest.raises(ValueError, match="`covariance` must be a square matrix"):
+        ridge_covariance(np.ones((2, 3)), 0.1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.0, 1e-2]), st.sampled_from([(10, 12), (12, 10)]))
+def test_whiten_weight_error_never_exceeds_the_weight(seed, ridge, shape):
+    # SVD-LLM's error is (I - P_k) W for a projector P_k on the output side: unlike the whitened MPO it cannot
+    # blow up along barely excited input directions, whatever the statistics (here: 5 tokens for 12 channels)
+    rng = np.random.default_rng(seed)
+    w = random_array(rng, shape)
+    calib, _ = _dead_channel_statistics(rng, shape[1], tokens=5)
+    u, v, _ = lowrank_factors(w, 3, method="whiten", covariance=calib, ridge=ridge)
+    e = w - u @ v
+    assert np.sum(e * e) <= np.sum(w * w) * (1 + 1e-6)
+    # and it is an output-side projection: the residual is orthogonal to the kept output space
+    np.testing.assert_allclose(np.linalg.pinv(u) @ e, 0.0, atol=1e-6 * np.abs(w).max())

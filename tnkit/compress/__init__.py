@@ -21,12 +21,19 @@ from .calibration import ActivationStats, channel_scale, collect_activation_stat
 from .corpus import heal_eval_split, read_text, split_articles, token_batches, tokenize
 from .evaluate import EvalReport, evaluate_model, format_reports, generation_speed, model_bytes, perplexity
 from .factorize import MPOFactors, bond_for_params, max_bonds, mpo_factorize, weight_entanglement
-from .heal import HealResult, heal
-from .lowrank import LowRankLinear, lowrank_factors
+from .heal import HEAL_LOSSES, HealResult, heal
+from .lowrank import LowRankLinear, lowrank_factors, ridge_covariance
 from .models import load_model, smollm2_gguf_path, tiny_gpt2, tiny_llama
 from .mpo_linear import MPOLinear
-from .pipeline import ALLOCATIONS, METHODS, CompressionResult, compress_model, count_params
-from .profile import entanglement_profile, entanglement_weights, plot_profile, sensitivity_profile, sensitivity_weights
+from .pipeline import ALLOCATIONS, DEFAULT_RIDGE, METHODS, CompressionResult, compress_model, count_params
+from .profile import (
+    entanglement_profile,
+    entanglement_weights,
+    plot_profile,
+    sensitive_layers,
+    sensitivity_profile,
+    sensitivity_weights,
+)
 from .serialize import load_compressed, save_compressed
 from .surgery import find_layers, linear_weight, replace_layers
 from .whitened_mpo import WhitenedMPO, als_refit, kronecker_covariance, whitened_error, whitened_mpo_curve, whitened_mpo_factorize
@@ -36,7 +43,8 @@ __all__ = [
     "bond_for_params", "weight_entanglement", "ActivationStats", "collect_activation_stats", "channel_scale",
     "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS", "ALLOCATIONS", "CompressionResult",
     "WhitenedMPO", "whitened_mpo_factorize", "als_refit", "kronecker_covariance", "whitened_error",
-    "whitened_mpo_curve", "entanglement_weights",
+    "whitened_mpo_curve", "entanglement_weights", "sensitive_layers", "ridge_covariance", "DEFAULT_RIDGE",
+    "HEAL_LOSSES",
     "compress_model", "count_params", "find_layers", "replace_layers", "linear_weight",
     "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal",
     "perplexity", "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",

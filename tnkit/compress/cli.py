@@ -74,6 +74,9 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--allocation", default=None, choices=("uniform", "curve"),
                    help="uniform: same fraction of every layer; curve: sizes from each layer's error-versus-size "
                         "curve for the global budget (default: curve for mpo-aware/mpo-whiten, else uniform)")
+    p.add_argument("--ridge", type=float, default=None, metavar="LAMBDA",
+                   help="relative ridge C + LAMBDA tr(C)/n I on the input second moments of whiten/mpo-whiten "
+                        "(default: tnkit.compress.DEFAULT_RIDGE, chosen on held-out activations)")
     _layer_args(p)
     p.add_argument("--calib-text", default=None, metavar="PATH",
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
@@ -84,6 +87,10 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--heal-tokens", type=int, default=100_000, help="healing token budget (default 100000)")
     p.add_argument("--heal-seconds", type=float, default=None, help="healing wall-time cap in seconds")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
+    p.add_argument("--heal-loss", default="lm", choices=("lm", "kl"),
+                   help="healing loss: lm = next-token cross-entropy on the text; kl = distillation, KL divergence "
+                        "from the original model's next-token distribution (keeps an uncompressed copy in memory; "
+                        "default lm)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per training/calibration window (default 256)")
     _text_args(p, heal=True)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -149,6 +156,8 @@ def _select(model: Any, args: Any) -> Any:
 
 
 def _run_compress(args: Any) -> int:
+    import copy
+
     from .corpus import token_batches
     from .evaluate import evaluate_model, format_reports, write_reports
     from .heal import heal
@@ -170,15 +179,17 @@ def _run_compress(args: Any) -> int:
         calib = token_batches(calib_ids, seq_len=min(args.seq_len, len(calib_ids)), batch_size=4,
                               n_batches=max(1, args.calib_tokens // (4 * args.seq_len)), seed=0)
     ratio = 0.5 if args.max_bond is None and args.ratio is None else args.ratio
+    teacher = copy.deepcopy(model) if heal_ids is not None and args.heal_loss == "kl" else None
     result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond, layers=layers,
-                            calibration=calib, allocation=args.allocation, progress=not args.no_progress)
+                            calibration=calib, allocation=args.allocation, ridge=args.ridge,
+                            progress=not args.no_progress)
     print(result.table())
     if eval_ids is not None:
         reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
     if heal_ids is not None:
         h = heal(model, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr,
                  seq_len=min(args.seq_len, len(heal_ids) // 8 or 2), checkpoint_dir=Path(args.out) / "heal_checkpoint",
-                 progress=not args.no_progress)
+                 loss=args.heal_loss, teacher=teacher, progress=not args.no_progress)
         print(f"healed {h.steps} steps, {h.tokens:,} tokens in {h.seconds:.1f} s, final loss {h.final_loss:.3f}")
         if eval_ids is not None:
             reports.append(evaluate_model(model, f"{args.method}+heal", ids=eval_ids, speed_tokens=8, **kw))

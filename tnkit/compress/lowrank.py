@@ -28,9 +28,36 @@ from torch import nn
 
 from ..core.validate import check_int, check_option
 
-__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener"]
+__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener", "ridge_covariance"]
 
 LOWRANK_METHODS = ("svd", "asvd", "whiten")
+
+
+def ridge_covariance(covariance: np.ndarray, ridge: float) -> np.ndarray:
+    """``C + ridge * tr(C) / n * I``: the second moment shrunk toward its trace-scaled identity.
+
+    A calibration set of a few thousand tokens leaves ``C`` ill-conditioned (or singular,
+    when ``n`` exceeds the tokens): directions it barely excites cost nothing in the
+    whitened error, so a truncation may put arbitrarily large weight errors there, and
+    other text does excite them. The ridge prices every direction at least
+    ``ridge * tr(C) / n``: the whitened error then bounds the plain weight error,
+    ``||E||_F^2 <= tr(E C' E^T) / (ridge * tr(C) / n)``. ``ridge = 0`` returns ``C``.
+
+    Parameters
+    ----------
+    covariance : numpy.ndarray, shape (n, n)
+    ridge : float
+        Relative ridge, at least 0 (0.01 adds 1% of the mean channel variance).
+    """
+    c = np.asarray(covariance, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
+    ridge = float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
+    if ridge == 0.0:
+        return c
+    return c + (ridge * max(float(np.trace(c)) / len(c), 1e-300)) * np.eye(len(c))
 
 
 def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6) -> np.ndarray:
@@ -54,6 +81,7 @@ def lowrank_factors(
     method: str = "svd",
     input_scale: np.ndarray | None = None,
     covariance: np.ndarray | None = None,
+    ridge: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight`` and the error.
 
@@ -67,6 +95,8 @@ def lowrank_factors(
         Needed by ``"asvd"``.
     covariance : numpy.ndarray, shape (in, in)
         Needed by ``"whiten"``.
+    ridge : float
+        ``"whiten"`` truncates in the basis of :func:`ridge_covariance` ``(covariance, ridge)``.
 
     Returns
     -------
@@ -91,7 +121,7 @@ def lowrank_factors(
     else:
         if covariance is None:
             raise ValueError("method 'whiten' needs `covariance` (input second moment).")
-        right = cholesky_whitener(covariance)
+        right = cholesky_whitener(ridge_covariance(covariance, ridge))
         target = w @ right
     us, vh, discarded = gram_truncated_factors(target, rank)
     error = discarded / max(float(np.sum(target * target)), 1e-300)
@@ -173,14 +203,14 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
-                    input_scale: Any = None, covariance: Any = None) -> LowRankLinear:
+                    input_scale: Any = None, covariance: Any = None, ridge: float = 0.0) -> LowRankLinear:
         """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
         from .mpo_linear import _to_numpy
 
         w = _to_numpy(weight)
         u, v, err = lowrank_factors(w, rank, method=method,
                                     input_scale=None if input_scale is None else _to_numpy(input_scale),
-                                    covariance=None if covariance is None else _to_numpy(covariance))
+                                    covariance=None if covariance is None else _to_numpy(covariance), ridge=ridge)
         dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
         return cls(u, v, bias, truncation_error=err, original_params=w.size + (0 if bias is None else w.shape[0]),
                    dtype=dtype)

@@ -35,20 +35,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..core.validate import check_option
 from .allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from .calibration import ActivationStats, channel_scale, collect_activation_stats
 from .factorize import bond_for_params, max_bonds
-from .lowrank import LowRankLinear, cholesky_whitener
+from .lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
 from .mpo_linear import MPOLinear
 from .surgery import find_layers, linear_weight, replace_layers
 from .whitened_mpo import whitened_mpo_curve
 
-__all__ = ["METHODS", "ALLOCATIONS", "LayerReport", "CompressionResult", "compress_model", "count_params"]
+__all__ = ["METHODS", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+           "count_params"]
 
 METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten")
+#: relative ridge added to each layer's input second moment by the whitening methods
+#: (:func:`tnkit.compress.lowrank.ridge_covariance`), chosen by the output error on
+#: held-out activations over SmolLM2's 210 block matrices (docs/compress.md)
+DEFAULT_RIDGE = {"whiten": 0.3, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
 _NEEDS_DATA = ("asvd", "whiten", "mpo-aware", "mpo-whiten")
 _LOWRANK = ("svd", "asvd", "whiten")
@@ -116,6 +122,8 @@ def compress_model(
     refit_limit: int = 2048,
     sweeps: int = 1,
     cg_iterations: int = 8,
+    ridge: float | None = None,
+    protect: Sequence[str] = (),
     progress: bool = True,
 ) -> CompressionResult:
     """Replace the chosen linear layers of ``model`` by compressed ones, in place.
@@ -154,6 +162,15 @@ def compress_model(
     sweeps, cg_iterations : int
         ALS sweeps and conjugate-gradient iterations per core of ``"mpo-whiten"``
         (:func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`).
+    ridge : float, optional
+        Relative ridge ``C + ridge * tr(C) / n * I`` on each layer's input second moment
+        for ``"whiten"`` and ``"mpo-whiten"`` (default :data:`DEFAULT_RIDGE`): it keeps
+        the truncation from hiding large weight errors in directions the calibration
+        text barely excites.
+    protect : sequence of str
+        Layers (among those compressed) kept dense, as CompactifAI keeps its most
+        sensitive layers (:func:`tnkit.compress.sensitive_layers`). They count toward
+        the budget: the other layers are compressed more to make up for them.
     progress : bool
         Show a tqdm bar over layers.
     """
@@ -164,6 +181,9 @@ def compress_model(
         raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
     if ratio is not None and not (0.0 < float(ratio) <= 1.0):
         raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
+    ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
     start = time.perf_counter()
     chosen = _resolve_layers(model, layers)
     params_before = count_params(model)
@@ -171,7 +191,13 @@ def compress_model(
         if calibration is None:
             raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
         stats = collect_activation_stats(model, chosen, calibration)
-    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation)
+    protect = set(protect)
+    unknown = sorted(protect - set(chosen))
+    if unknown:
+        raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
+    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
+                       protect)
+    plan.update({name: -1 for name in protect})
     reports, replacements = [], {}
     from tqdm.auto import tqdm
 
@@ -182,13 +208,13 @@ def compress_model(
             reports.append(LayerReport(name, "dense", -1, original, original, 0.0))
             continue
         new = _build_layer(module, method, size, None if stats is None else stats[name], n_cores, alpha,
-                           refit_limit, sweeps, cg_iterations)
+                           refit_limit, sweeps, cg_iterations, ridge)
         replacements[name] = new
         reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", size,
                                    new.num_params, original, new.truncation_error))
     replace_layers(model, replacements)
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
-                             time.perf_counter() - start, {"allocation": allocation})
+                             time.perf_counter() - start, {"allocation": allocation, "ridge": ridge})
 
 
 def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
@@ -223,7 +249,8 @@ def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) ->
     return max(1, int(ratio * out * inp / (out + inp)))
 
 
-def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alpha: float, step: int) -> SizeCurve:
+def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alpha: float, step: int,
+                ridge: float) -> SizeCurve:
     """The layer's error-versus-size curve in the method's own error metric."""
     w = linear_weight(module).detach().double().numpy()
     if method in _LOWRANK:
@@ -231,24 +258,42 @@ def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alph
         if method == "asvd":
             target = w * channel_scale(st, alpha=alpha)[None, :]
         elif method == "whiten":
-            target = w @ cholesky_whitener(st.covariance)
+            target = w @ cholesky_whitener(ridge_covariance(st.covariance, ridge))
         return lowrank_curve(target, step=step)
     o, i = _dims(module, 2)
     if method == "mpo-whiten":
-        return whitened_mpo_curve(w, st.covariance, o, i, step=step)
+        return whitened_mpo_curve(w, st.covariance, o, i, step=step, ridge=ridge)
     scale = channel_scale(st, alpha=alpha) if method == "mpo-aware" else None
     return mpo_curve(w, o, i, input_scale=scale, step=step)
 
 
-def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation) -> dict[str, int]:
+def _ratio_of_the_rest(chosen: Mapping[str, nn.Module], ratio: float, protect: set[str]) -> float:
+    """The fraction the unprotected layers keep so that all of them together keep ``ratio``."""
+    sizes = {name: linear_weight(m).numel() for name, m in chosen.items()}
+    rest = sum(v for n, v in sizes.items() if n not in protect)
+    left = ratio * sum(sizes.values()) - (sum(sizes.values()) - rest)
+    if rest == 0 or left <= 0:
+        raise ValueError(f"the protected layers alone exceed the budget of `ratio`={ratio}: protect fewer layers.")
+    return min(left / rest, 1.0)
+
+
+def _dense_only(module: nn.Module) -> SizeCurve:
+    """A curve with the dense layer as its only option."""
+    n = linear_weight(module).numel()
+    return SizeCurve(np.array([-1]), np.array([n]), np.array([0.0]))
+
+
+def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation,
+                ridge, protect=frozenset()) -> dict[str, int]:
     if max_bond is not None:
         return {name: int(max_bond) for name in chosen}
     if allocation == "uniform":
-        return {name: _uniform_size(m, method, ratio, n_cores) for name, m in chosen.items()}
+        ratio = _ratio_of_the_rest(chosen, ratio, protect)
+        return {name: _uniform_size(m, method, ratio, n_cores) for name, m in chosen.items() if name not in protect}
     if method.startswith("mpo") and n_cores != 2:
         raise ValueError(f"the 'curve' allocation of MPOs needs two-core MPOs, got n_cores={n_cores}.")
-    curves = {name: _size_curve(m, method, None if stats is None else stats[name], alpha, step)
-              for name, m in chosen.items()}
+    curves = {name: _size_curve(m, method, None if stats is None else stats[name], alpha, step, ridge)
+              if name not in protect else _dense_only(m) for name, m in chosen.items()}
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
     if method == "mpo-aware":  # its curves leave out the input scales (`in` numbers per compressed layer)
         budget = max(budget - sum(linear_weight(m).shape[1] for m in chosen.values()), 0)
@@ -256,7 +301,7 @@ def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha,
     return {name: int(curves[name].sizes[j]) for name, j in choice.items()}
 
 
-def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations) -> nn.Module:
+def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge) -> nn.Module:
     if method in _LOWRANK:
         limit = min(linear_weight(module).shape)
         if size > limit:
@@ -265,7 +310,7 @@ def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, 
         if method == "asvd":
             kwargs["input_scale"] = channel_scale(st, alpha=alpha)
         if method == "whiten":
-            kwargs["covariance"] = st.covariance
+            kwargs["covariance"], kwargs["ridge"] = st.covariance, ridge
         return LowRankLinear.from_linear(module, **kwargs)
     o, i = _dims(module, n_cores)
     if method == "mpo":
@@ -273,7 +318,7 @@ def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, 
     size = min(size, max(max_bonds(o, i)))
     if method == "mpo-whiten":
         return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=n_cores, max_bond=size, sweeps=sweeps,
-                                              cg_iterations=cg_iterations)
+                                              cg_iterations=cg_iterations, ridge=ridge)
     refit = size * i[-1] <= refit_limit
     return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size, input_scale=channel_scale(st, alpha=alpha),
                                  covariance=st.covariance if refit else None)

@@ -23,7 +23,8 @@ from torch import nn
 from .factorize import weight_entanglement
 from .surgery import find_layers, layer_depth, layer_role, linear_weight, replace_layers
 
-__all__ = ["ProfileRow", "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "entanglement_weights",
+__all__ = ["ProfileRow", "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "sensitive_layers",
+           "entanglement_weights",
            "format_profile", "plot_profile"]
 
 
@@ -97,17 +98,52 @@ def sensitivity_profile(model: nn.Module, ids: Any, *, unit: str = "block", rati
     return base, rows
 
 
-def sensitivity_weights(rows: list[ProfileRow], layers: Mapping[str, nn.Module]) -> dict[str, float]:
-    """Allocation weight per layer: ``1 + (ratio - 1) / mean(ratio - 1)`` of its unit."""
-    excess = {r.unit: max(r.value - 1.0, 0.0) for r in rows}
-    mean = float(np.mean(list(excess.values()))) or 1.0
+def sensitivity_weights(rows: list[ProfileRow], layers: Mapping[str, nn.Module], *,
+                        floor: float = 0.05) -> dict[str, float]:
+    """Allocation weight per layer from the sensitivity profile: ``log(ratio) / mean(log(ratio))`` of its unit.
+
+    To first order the change in log-perplexity is a weighted sum of the layers' relative
+    errors, ``d log ppl ~ sum_l g_l err_l``; compressing one unit at a time (at about the
+    same relative error for every unit) measures ``log(ratio)`` of that unit, i.e. its
+    ``g`` up to a common factor. The weights are normalised to mean 1 over the units and
+    floored at ``floor`` (a unit that measured no change still costs something).
+
+    Parameters
+    ----------
+    rows : list of ProfileRow
+        From :func:`sensitivity_profile` (unit = layer name, ``"block N"`` or a role).
+    layers : mapping of layer name to module
+        The layers to weight.
+    floor : float
+        Smallest weight, relative to the mean.
+    """
+    logs = {r.unit: max(float(np.log(max(r.value, 1e-300))), 0.0) for r in rows}
+    mean = float(np.mean(list(logs.values()))) if logs else 0.0
+    mean = mean if mean > 0 else 1.0
     out = {}
     for name in layers:
-        for key in (name, f"block {layer_depth(name)}", str(layer_role(name))):
-            if key in excess:
-                out[name] = 1.0 + excess[key] / mean
-                break
+        key = _unit_of(name, logs)
+        if key is not None:
+            out[name] = max(logs[key] / mean, float(floor))
     return out
+
+
+def sensitive_layers(rows: list[ProfileRow], layers: Mapping[str, nn.Module], *, threshold: float = 2.0) -> list[str]:
+    """Names of the layers whose unit multiplied the perplexity by more than ``threshold``.
+
+    CompactifAI keeps such layers dense; pass them as ``protect`` to
+    :func:`tnkit.compress.compress_model`.
+    """
+    ratio = {r.unit: r.value for r in rows}
+    return [name for name in layers if (key := _unit_of(name, ratio)) is not None and ratio[key] > threshold]
+
+
+def _unit_of(name: str, units: Mapping[str, object]) -> str | None:
+    """The profile unit a layer belongs to: itself, its block or its role."""
+    for key in (name, f"block {layer_depth(name)}", str(layer_role(name))):
+        if key in units:
+            return key
+    return None
 
 
 def entanglement_weights(rows: list[ProfileRow]) -> dict[str, float]:
