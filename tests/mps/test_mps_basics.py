@@ -590,3 +590,30 @@ def test_conj(rng, dtype):
     assert_close(c.to_dense(), a.to_dense().conj(), dtype)
     assert c.canonical_range == a.canonical_range and c.is_canonical(3)
     assert_close(c.inner(a), np.vdot(a.to_dense().conj(), a.to_dense()), dtype)
+
+
+@pytest.mark.parametrize("n_sites", [4, 7])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_overlap_halves_on_two_threads(two_caller_threads, monkeypatch, n_sites, dtype):
+    """Large enough sites and two threads: left and right halves swept side by side, same value as one sweep."""
+    from conftest import blas_thread_counts
+
+    from tnkit.core import threads
+    from tnkit.mps import overlap
+
+    a = MPS.random(n_sites, 6, phys_dim=3, seed=1, dtype=dtype)
+    b = MPS.random(n_sites, 5, phys_dim=3, seed=2, dtype=dtype)
+    exact = np.vdot(a.to_dense(), b.to_dense())
+    pools, counts = [], []
+    real_pool = threads.ThreadPoolExecutor
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    assert a.inner(b) == pytest.approx(exact, rel=1e-12) and pools == []  # small sites: one sweep
+    real_sweep = overlap._sweep
+    monkeypatch.setattr(overlap, "_sweep", lambda *args: counts.append(blas_thread_counts()) or real_sweep(*args))
+    monkeypatch.setattr(overlap, "GEMM_THREAD_WORK", 1)
+    threads.set_num_threads(2)
+    assert overlap.log_overlap(a.tensors, b.tensors)[1] == pytest.approx(math.log(abs(exact)), rel=1e-12)
+    assert a.inner(b) == pytest.approx(exact, rel=1e-12)
+    assert pools == [2, 2] and counts == [{1}] * 4
+    threads.set_num_threads(1)
+    assert a.inner(b) == pytest.approx(exact, rel=1e-12) and pools == [2, 2]  # one thread: no split
