@@ -339,3 +339,23 @@ def test_gram_factor_is_upper_triangular_when_singular(rng, dtype):
     f = gram_factor(singular)
     np.testing.assert_allclose(np.tril(f, -1), 0, atol=1e-14)
     assert_close(f.conj().T @ f, singular, dtype, scale=np.abs(singular).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    k=st.integers(1, 70),
+    extra=st.integers(0, 6),
+    axis_pick=st.integers(0, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_apply_matrix_upper_property(shape, k, extra, axis_pick, seed):
+    """Any shape, axis and upper trapezoidal factor (rows <= columns): the blocked product equals einsum."""
+    rng = np.random.default_rng(seed)
+    axis = axis_pick % (len(shape) + 1)
+    full = list(shape)
+    full.insert(axis, k + extra)
+    t = rng.standard_normal(full)
+    m = np.triu(rng.standard_normal((k, k + extra)))
+    expected = np.moveaxis(np.tensordot(m, t, axes=([1], [axis])), 0, axis)
+    np.testing.assert_allclose(apply_matrix(t, m, axis, upper=True), expected, rtol=1e-12, atol=1e-11)
