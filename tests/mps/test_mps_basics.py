@@ -617,3 +617,25 @@ def test_overlap_halves_on_two_threads(two_caller_threads, monkeypatch, n_sites,
     assert pools == [2, 2] and counts == [{1}] * 4
     threads.set_num_threads(1)
     assert a.inner(b) == pytest.approx(exact, rel=1e-12) and pools == [2, 2]  # one thread: no split
+
+
+def test_mpo_sandwich_halves_on_two_threads(two_caller_threads, monkeypatch):
+    """<bra|W|ket> by two half sweeps joined in the middle equals the dense value."""
+    from tnkit.core import threads
+    from tnkit.mps import overlap
+    from tnkit.mps.builders import heisenberg_mpo
+
+    a = MPS.random(7, 4, seed=3, dtype=complex)
+    b = MPS.random(7, 5, seed=4, dtype=complex)
+    w = heisenberg_mpo(7)
+    exact = np.vdot(a.to_dense(), w.to_dense() @ b.to_dense())
+    pools = []
+    real_pool = threads.ThreadPoolExecutor
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    monkeypatch.setattr(overlap, "GEMM_THREAD_WORK", 1)
+    threads.set_num_threads(2)
+    phase, log_abs = overlap.log_overlap(a.tensors, b.tensors, w.tensors)
+    assert pools == [2]
+    assert phase * math.exp(log_abs) == pytest.approx(exact, rel=1e-12)
+    assert w.expectation(a) == pytest.approx(np.vdot(a.to_dense(), w.to_dense() @ a.to_dense()).real / a.norm() ** 2,
+                                             rel=1e-12)

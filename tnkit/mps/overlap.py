@@ -23,6 +23,7 @@ __all__ = ["log_overlap", "overlap_value"]
 _STEP = "xb,xsy,bsc->yc"  # E, conj(bra), ket -> E'
 _STEP_RIGHT = "yc,xsy,bsc->xb"  # right environment: E, conj(bra), ket -> E' one site further left
 _STEP_MPO = "xwb,xty,wtsv,bsc->yvc"  # E, conj(bra), W, ket -> E'
+_STEP_MPO_RIGHT = "yvc,xty,wtsv,bsc->xwb"  # right environment of a sandwich, one site further left
 
 
 def log_overlap(
@@ -52,16 +53,12 @@ def log_overlap(
             + ("" if mpo is None else f" and an MPO of {len(mpo)} sites")
             + "."
         )
-    log_scale = 0.0
-    if mpo is None and _split_over_threads(bra, ket):
-        return _log_overlap_halves(bra, ket)
+    if _split_over_threads(bra, ket):
+        return _log_overlap_halves(bra, ket, mpo)
     if mpo is None:
         env, log_scale = _sweep(_STEP, np.ones((1, 1)), bra, ket)
     else:
-        env = np.ones((1, 1, 1))
-        for b, w, k in zip(bra, mpo, ket):
-            env = contract(_STEP_MPO, env, b.conj(), w, k)
-            env, log_scale = _rescale(env, log_scale)
+        env, log_scale = _sweep(_STEP_MPO, np.ones((1, 1, 1)), bra, ket, mpo)
     value = env.reshape(-1)[0]
     if value == 0:
         return 0.0, -math.inf
@@ -90,11 +87,20 @@ def _rescale(env: np.ndarray, log_scale: float) -> tuple[np.ndarray, float]:
     return env, log_scale + math.log(peak)
 
 
-def _sweep(step: str, env: np.ndarray, bra: Sequence[np.ndarray], ket: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-    """Transfer ``env`` through the sites of ``bra``/``ket`` in the order given, rescaled: ``(env, log_scale)``."""
+def _sweep(
+    step: str, env: np.ndarray, bra: Sequence[np.ndarray], ket: Sequence[np.ndarray],
+    mpo: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, float]:
+    """Transfer ``env`` through the sites of ``bra``/``ket`` (and ``mpo``) in the order given, rescaled.
+
+    Returns ``(env, log_scale)``.
+    """
     log_scale = 0.0
-    for b, k in zip(bra, ket):
-        env = contract(step, env, b.conj(), k)
+    for i, (b, k) in enumerate(zip(bra, ket)):
+        if mpo is None:
+            env = contract(step, env, b.conj(), k)
+        else:
+            env = contract(step, env, b.conj(), mpo[i], k)
         env, log_scale = _rescale(env, log_scale)
     return env, log_scale
 
@@ -114,17 +120,22 @@ def _split_over_threads(bra: Sequence[np.ndarray], ket: Sequence[np.ndarray]) ->
     return work >= GEMM_THREAD_WORK
 
 
-def _log_overlap_halves(bra: Sequence[np.ndarray], ket: Sequence[np.ndarray]) -> tuple[complex | float, float]:
-    """``<bra|ket>`` from a left environment of the first half and a right one of the second, on two threads."""
+def _log_overlap_halves(
+    bra: Sequence[np.ndarray], ket: Sequence[np.ndarray], mpo: Sequence[np.ndarray] | None = None
+) -> tuple[complex | float, float]:
+    """``<bra|(W|)ket>`` from a left environment of the first half and a right one of the second, on two threads."""
     mid = len(ket) // 2
+    shape = (1, 1) if mpo is None else (1, 1, 1)
 
     def half(side: int) -> tuple[np.ndarray, float]:
         if side == 0:
-            return _sweep(_STEP, np.ones((1, 1)), bra[:mid], ket[:mid])
-        return _sweep(_STEP_RIGHT, np.ones((1, 1)), bra[:mid - 1:-1], ket[:mid - 1:-1])
+            step, sites = (_STEP if mpo is None else _STEP_MPO), slice(None, mid)
+        else:
+            step, sites = (_STEP_RIGHT if mpo is None else _STEP_MPO_RIGHT), slice(None, mid - 1, -1)
+        return _sweep(step, np.ones(shape), bra[sites], ket[sites], None if mpo is None else mpo[sites])
 
     (left, log_left), (right, log_right) = map_on_threads(half, (0, 1), 2)
-    value = contract("xb,xb->", left, right)
+    value = np.vdot(right.conj(), left)  # sum of left * right over every bond index
     if value == 0:
         return 0.0, -math.inf
     magnitude = abs(value)
