@@ -272,7 +272,7 @@ def test_log_norm_of_small_dense_subtrees_is_safe_from_overflow(scale):
 
     psi = TTN.random(Tree.balanced(32), 2, 4, seed=1)
     tensors = [None if t is None else t for t in psi._tensors]
-    assert any(network._dense_subtrees(psi.tree, tuple(None if t is None else t.shape for t in tensors)).values())
+    assert any(network._dense_subtrees(psi.tree, tuple(None if t is None else t.shape for t in tensors), network.DENSE_SUBTREE).values())
     scaled = TTN(psi.tree, [t * scale for t in psi.tensors])  # 31 tensors: norm scale**31
     assert scaled.center is None
     assert math.isclose(scaled.log_norm(), 31 * math.log(scale), rel_tol=1e-10)

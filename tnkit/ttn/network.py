@@ -285,7 +285,7 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     """
     n_leaves = tree.n_leaves
     root = tree.root
-    dense = _dense_subtrees(tree, tuple(None if t is None else t.shape for t in tensors))
+    dense = _dense_subtrees(tree, tuple(None if t is None else t.shape for t in tensors), DENSE_SUBTREE)
     tops = [c for c in tree.children(root) if c >= n_leaves]
     groups = _subtree_groups(tree, tensors, tops)
 
@@ -385,10 +385,10 @@ def _absorb(m: np.ndarray, v: int, factors: dict) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def _dense_subtrees(tree: Tree, shapes: tuple) -> dict[int, tuple[int, ...]]:
+def _dense_subtrees(tree: Tree, shapes: tuple, limit: int) -> dict[int, tuple[int, ...]]:
     """``{v: internal nodes of v's subtree}`` for the maximal small non-root subtrees.
 
-    Small: at most :data:`DENSE_SUBTREE` entries when contracted (leaf dimensions
+    Small: at most ``limit`` (:data:`DENSE_SUBTREE`) entries when contracted (leaf dimensions
     times the bond above).
 
     Every other node of such a subtree maps to ``()`` (it is skipped). Subtrees of a
@@ -408,8 +408,8 @@ def _dense_subtrees(tree: Tree, shapes: tuple) -> dict[int, tuple[int, ...]]:
         if v < n_leaves or v == tree.root:
             continue
         parent = tree.parent(v)
-        small = size[v] * shapes[v][-1] <= DENSE_SUBTREE
-        parent_small = parent != tree.root and size[parent] * shapes[parent][-1] <= DENSE_SUBTREE
+        small = size[v] * shapes[v][-1] <= limit
+        parent_small = parent != tree.root and size[parent] * shapes[parent][-1] <= limit
         if small and not parent_small and len(nodes[v]) > 1:
             out[v] = nodes[v]
             for u in nodes[v][:-1]:
