@@ -4,8 +4,8 @@ Methods compared at equal parameter counts (see ``tnkit.compress.METHODS``): ``s
 ``asvd``, ``mpo`` (plain CompactifAI), ``mpo-aware`` and ``mpo-whiten`` (tnkit). A method may carry
 its allocation and allocation weights: ``whiten:curve``, ``mpo-whiten:curve:sens`` (sensitivity
 profile), ``mpo-whiten:curve:ent`` (entanglement profile), ``whiten:uniform:protect`` (the blocks
-whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:curve:sens+protect``;
-see ``--methods``. Cases:
+whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:curve:sens+protect``,
+``whiten/0`` (ridge 0 instead of ``--ridge``); see ``--methods``. Cases:
 
 * ``params_<method>_keepK``: ``ratio`` = compressed / original parameter count;
 * ``weight_error_<method>_keepK``: mean relative squared weight error over the
@@ -362,20 +362,22 @@ def main(argv=None) -> int:
         tag = f"keep{round(keep * 100)}"
         for full_spec in methods:
             spec, _, only = full_spec.partition("@")
+            spec, _, ridge_spec = spec.partition("/")  # METHOD.../RIDGE overrides --ridge
+            ridge = float(ridge_spec) if ridge_spec else args.ridge
             if only and round(keep * 100) not in {int(k) for k in only.split("/")}:
                 continue
             method, allocation, wname = (spec.split(":") + [None, None])[:3]
             parts = set((wname or "").split("+")) - {""}
             weights = profiles["sens"] if "sens" in parts else profiles["ent"] if "ent" in parts else None
             protect = profiles["protect"] if "protect" in parts else ()
-            label = spec.replace(":", "_").replace("+", "_")
+            label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "")
             if not case_selected(f"{label}_{tag}", args.cases):
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
             res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
                                     allocation=allocation, weights=weights, sweeps=args.sweeps, protect=protect,
-                                    cg_iterations=args.cg_iterations, ridge=args.ridge, progress=not args.json)
+                                    cg_iterations=args.cg_iterations, ridge=ridge, progress=not args.json)
             cpu = time.process_time() - cpu
             werr, oerr = _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,

@@ -56,6 +56,21 @@ def test_profile_writes_table_and_png(model_dir, tmp_path):
     table = json.loads((tmp_path / "profile.json").read_text())
     assert len(table["entanglement"]) == 14 and len(table["sensitivity"]) == 2
     assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    # the profile drives `tnkit compress`: sensitivity-weighted allocation, the most sensitive block kept dense
+    (low, lo_depth), (high, hi_depth) = sorted((r["value"], r["depth"]) for r in table["sensitivity"])
+    assert low < high
+    out = tmp_path / "c"
+    rc = _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--ratio", "0.8", "--allocation",
+                "curve", "--profile", str(tmp_path / "profile.json"), "--protect-above", str((low + high) / 2),
+                "--no-progress"])
+    assert rc == 0
+    spec = json.loads((out / "tnkit_layers.json").read_text())
+    names = json.dumps(spec)
+    assert f"layers.{hi_depth}." not in names and f"layers.{lo_depth}." in names
+    with pytest.raises(ValueError, match="needs `--profile`"):
+        _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--protect-above", "2"])
+    with pytest.raises(FileNotFoundError, match="`--profile`"):
+        _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--profile", str(tmp_path / "x")])
 
 
 def test_cli_errors(model_dir, tmp_path):

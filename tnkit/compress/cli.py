@@ -77,6 +77,12 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--ridge", type=float, default=None, metavar="LAMBDA",
                    help="relative ridge C + LAMBDA tr(C)/n I on the input second moments of whiten/mpo-whiten "
                         "(default: tnkit.compress.DEFAULT_RIDGE, chosen on held-out activations)")
+    p.add_argument("--profile", default=None, metavar="JSON",
+                   help="profile.json written by `tnkit profile`: its sensitivity rows weight the curve "
+                        "allocation (the default whenever a profile is given)")
+    p.add_argument("--protect-above", type=float, default=None, metavar="RATIO",
+                   help="with --profile: keep dense the layers whose unit multiplied the perplexity by more than "
+                        "RATIO (CompactifAI keeps its sensitive layers); they count in the --ratio budget")
     _layer_args(p)
     p.add_argument("--calib-text", default=None, metavar="PATH",
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
@@ -180,9 +186,10 @@ def _run_compress(args: Any) -> int:
                               n_batches=max(1, args.calib_tokens // (4 * args.seq_len)), seed=0)
     ratio = 0.5 if args.max_bond is None and args.ratio is None else args.ratio
     teacher = copy.deepcopy(model) if heal_ids is not None and args.heal_loss == "kl" else None
+    weights, protect = _profile_choices(args, layers)
     result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond, layers=layers,
-                            calibration=calib, allocation=args.allocation, ridge=args.ridge,
-                            progress=not args.no_progress)
+                            calibration=calib, allocation=args.allocation, ridge=args.ridge, weights=weights,
+                            protect=protect, progress=not args.no_progress)
     print(result.table())
     if eval_ids is not None:
         reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
@@ -199,6 +206,29 @@ def _run_compress(args: Any) -> int:
         write_reports(reports, out / "report.json")
     print(f"saved to {out}")
     return 0
+
+
+def _profile_choices(args: Any, layers: Any) -> tuple[Any, list[str]]:
+    """Sensitivity weights and protected layers from ``--profile`` / ``--protect-above``."""
+    import json
+
+    from .profile import ProfileRow, sensitive_layers, sensitivity_weights
+
+    if args.profile is None:
+        if args.protect_above is not None:
+            raise ValueError("`--protect-above` needs `--profile` (a profile.json written by `tnkit profile`).")
+        return None, []
+    path = Path(args.profile)
+    if not path.is_file():
+        raise FileNotFoundError(f"`--profile`: no such file {str(path)!r}.")
+    try:
+        rows = [ProfileRow(**r) for r in json.loads(path.read_text())["sensitivity"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"`--profile` {str(path)!r} is not a profile.json written by `tnkit profile` ({exc}).") from None
+    if not rows:
+        raise ValueError(f"`--profile` {str(path)!r} has no sensitivity rows (run `tnkit profile` with --eval-text).")
+    protect = [] if args.protect_above is None else sensitive_layers(rows, layers, threshold=args.protect_above)
+    return sensitivity_weights(rows, layers), protect
 
 
 def _run_profile(args: Any) -> int:
