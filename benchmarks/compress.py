@@ -254,7 +254,8 @@ def _append_rows(path, rows, start):
 
 
 def plot_pareto(row_files, png):
-    """Perplexity (log) against the fraction of parameters kept, one line per method, before/after healing."""
+    """Perplexity (log) against the fraction of parameters kept: one colour per method, filled before healing,
+    hollow and dashed after it (the label says the loss and CPU seconds)."""
     import json
 
     import matplotlib
@@ -266,31 +267,35 @@ def plot_pareto(row_files, png):
 
     rows = [json.loads(line) for f in row_files for line in Path(f).read_text().splitlines() if line.strip()]
     kept = {r["case"].removeprefix("params_"): r["ratio"] for r in rows if r["case"].startswith("params_")}
-    lines, base = {}, None
+    before, after, base = {}, {}, None
     for r in rows:
-        if not r["case"].startswith("perplexity_"):
+        if not r["case"].startswith("perplexity_") or "_round" in r["case"]:
             continue
         base = r["reference_value"]
-        name = r["case"].removeprefix("perplexity_")
-        if "_round" in name or "_continued" in name:
+        key, healed, loss = r["case"].removeprefix("perplexity_").partition("_healed")
+        label, _ = key.rsplit("_", 1)
+        if key not in kept:
             continue
-        key, healed, loss = name.partition("_healed")
-        label, tag = key.rsplit("_", 1)
-        if key in kept:
-            suffix = f" + healing ({loss.strip('_') or 'lm'}, {r.get('heal_cpu_seconds', 0):.0f} CPU s)" if healed else ""
-            lines.setdefault(label + suffix, []).append((kept[key], r["tnkit"]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, pts in sorted(lines.items()):
-        pts = sorted(pts)
-        style = "--" if "healing" in label else "-"
+        if not healed:
+            before.setdefault(label, []).append((kept[key], r["tnkit"]))
+        else:
+            how = f"{r.get('heal_loss', 'lm')}, {r.get('heal_cpu_seconds', 0):.0f} CPU s"
+            after.setdefault((label, how), []).append((kept[key], r["tnkit"]))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    colours = {label: f"C{k}" for k, label in enumerate(sorted(set(before) | {lab for lab, _ in after}))}
+    for label, pts in sorted(before.items()):
         marker = "s" if label.startswith("mpo") else "o"
-        ax.plot(*zip(*pts), style, marker=marker, ms=5, label=label.replace("_", " "))
+        ax.plot(*zip(*sorted(pts)), "-", marker=marker, ms=5, color=colours[label], label=label.replace("_", " "))
+    for (label, how), pts in sorted(after.items()):
+        marker = "s" if label.startswith("mpo") else "o"
+        ax.plot(*zip(*sorted(pts)), "--", marker=marker, ms=7, mfc="none", color=colours[label],
+                label=f"{label.replace('_', ' ')} + healing ({how})")
     if base:
         ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
         ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")
     ax.set(xlabel="fraction of all parameters kept", ylabel="perplexity (log)", yscale="log",
-           title="SmolLM2-135M: MPO vs SVD at equal parameter counts")
-    ax.legend(fontsize=7)
+           title="SmolLM2-135M: MPO (squares) vs SVD (circles), equal parameters")
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_write(png) as fh:
         fig.savefig(fh, format="png", dpi=120)
