@@ -129,8 +129,8 @@ def _profile_weights(args, model, layers, eval_ids):
     """Allocation weights and protected layers per profile name (``sens``/``protect`` need the sensitivity profile)."""
     import tnkit.compress as tc
 
-    wanted = {w for spec in args.methods.split(",") if spec.split("@")[0].count(":") >= 2
-              for w in spec.split("@")[0].split(":")[2].split("+")}
+    specs = [spec.split("@")[0].split("/")[0] for spec in args.methods.split(",")]
+    wanted = {w for spec in specs if spec.count(":") >= 2 for w in spec.split(":")[2].split("+")}
     out = {}
     ent = None
     if "ent" in wanted or args.sensitivity_png:
@@ -267,19 +267,25 @@ def plot_pareto(row_files, png):
 
     rows = [json.loads(line) for f in row_files for line in Path(f).read_text().splitlines() if line.strip()]
     kept = {r["case"].removeprefix("params_"): r["ratio"] for r in rows if r["case"].startswith("params_")}
-    before, after, base = {}, {}, None
+    before, after, base, cpu = {}, {}, None, {}
     for r in rows:
-        if not r["case"].startswith("perplexity_") or "_round" in r["case"]:
+        if not r["case"].startswith("perplexity_"):
+            continue
+        name = r["case"].removeprefix("perplexity_")
+        if "_healed" in name:  # CPU seconds summed over the rounds of one healing run
+            run = (name.split("_healed")[0], r.get("heal_loss"))
+            cpu[run] = cpu.get(run, 0.0) + r.get("heal_cpu_seconds", 0.0)
+        if "_round" in name:
             continue
         base = r["reference_value"]
-        key, healed, loss = r["case"].removeprefix("perplexity_").partition("_healed")
+        key, healed, loss = name.partition("_healed")
         label, _ = key.rsplit("_", 1)
         if key not in kept:
             continue
         if not healed:
             before.setdefault(label, []).append((kept[key], r["tnkit"]))
         else:
-            how = f"{r.get('heal_loss', 'lm')}, {r.get('heal_cpu_seconds', 0):.0f} CPU s"
+            how = f"{r.get('heal_loss', 'lm')}, {cpu.pop((key, r.get('heal_loss')), 0.0):.0f} CPU s"
             after.setdefault((label, how), []).append((kept[key], r["tnkit"]))
     fig, ax = plt.subplots(figsize=(8.5, 5))
     colours = {label: f"C{k}" for k, label in enumerate(sorted(set(before) | {lab for lab, _ in after}))}
