@@ -288,7 +288,7 @@ def plot_pareto(row_files, png):
             how = f"{r.get('heal_loss', 'lm')}, {cpu.pop((key, r.get('heal_loss')), 0.0):.0f} CPU s"
             after.setdefault((label, how), []).append((kept[key], r["tnkit"]))
     fig, ax = plt.subplots(figsize=(8.5, 5))
-    colours = {label: f"C{k}" for k, label in enumerate(sorted(set(before) | {lab for lab, _ in after}))}
+    colours = {label: plt.cm.tab20(k % 20) for k, label in enumerate(sorted(set(before) | {lab for lab, _ in after}))}
     for label, pts in sorted(before.items()):
         marker = "s" if label.startswith("mpo") else "o"
         ax.plot(*zip(*sorted(pts)), "-", marker=marker, ms=5, color=colours[label], label=label.replace("_", " "))
