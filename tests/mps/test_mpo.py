@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tnkit
-from tnkit import MPO, MPS, MatrixProductOperator
+from tnkit import MPO, MPS
 from tnkit.mps import mpo as mpo_module
 from tnkit.mps.apply import mpo_product
 from tnkit.mps.mpo import balanced_factors

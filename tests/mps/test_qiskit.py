@@ -14,7 +14,6 @@ from qiskit import QuantumCircuit, QuantumRegister  # noqa: E402
 from qiskit.circuit import Parameter  # noqa: E402
 from qiskit.circuit.library import CXGate, GlobalPhaseGate, HGate, MCXGate, QFTGate, SwapGate, UnitaryGate  # noqa: E402
 from qiskit.circuit.random import random_circuit  # noqa: E402
-from qiskit.exceptions import QiskitError  # noqa: E402
 from qiskit.quantum_info import Statevector, random_unitary  # noqa: E402
 
 ATOL = TOL[np.dtype(np.complex128)]  # 1e-10

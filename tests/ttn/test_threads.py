@@ -63,39 +63,14 @@ def test_batched_contraction_threads_follow_the_batch(two_caller_threads, seen):
     assert out_few.shape == (8,)
 
 
-def test_norm_splits_the_root_subtrees_over_threads(two_caller_threads, monkeypatch):
-    """Enough work per subtree: the root's subtrees go to two Python threads (one BLAS thread each); same norm."""
-    from tnkit.core import threads
-
-    psi = TTN(Tree.balanced(16), TTN.random(Tree.balanced(16), 4, 64, seed=3, normalize=False).tensors)
+def test_thread_groups_stay_serial_when_unbalanced_or_small(two_caller_threads, monkeypatch):
+    """A branch holding most of the work, or too little work per thread: one group (run in turn)."""
+    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 100)
+    assert ttn_threads.thread_groups({1: 900, 2: 100}) == [(1, 2)]  # 90% in one branch
+    assert sorted(ttn_threads.thread_groups({1: 500, 2: 300, 3: 300})) == [(1,), (2, 3)]
+    assert ttn_threads.thread_groups({1: 50, 2: 50}) == [(1, 2)]  # under PARALLEL_BRANCH_WORK each
     set_num_threads(1)
-    serial = psi.log_norm()
-    set_num_threads(None)
-    pools, counts = [], []
-    real_pool = threads.ThreadPoolExecutor
-    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
-    real_absorb = network._absorb
-    monkeypatch.setattr(network, "_absorb", lambda *a: counts.append(blas_thread_counts()) or real_absorb(*a))
-    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
-    parallel = psi.log_norm()
-    assert pools == [2] and counts and all(c == {1} for c in counts)
-    assert parallel == pytest.approx(serial, rel=1e-13)
-    assert blas_thread_counts() == {2}  # restored
-    pools.clear()
-    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 2**40)  # too little work per thread: serial
-    assert psi.log_norm() == pytest.approx(serial, rel=1e-13) and pools == []
-
-
-def test_norm_subtree_groups_stay_serial_when_unbalanced(two_caller_threads, monkeypatch):
-    """A lopsided root (most of the work under one child) stays on one thread; a balanced one splits."""
-    monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
-    for nested, n_groups in [((((((0, 1), 2), 3), 4), (5, 6)), 1), ((((0, 1), 2), ((3, 4), 5)), 2)]:
-        tree = Tree.from_nested(nested)
-        psi = TTN.random(tree, 2, 8, seed=0, normalize=False)
-        by_node = [None] * tree.n_leaves + list(psi.tensors)
-        tops = [c for c in tree.children(tree.root) if c >= tree.n_leaves]
-        groups = network._subtree_groups(tree, by_node, tops)
-        assert len(groups) == n_groups and sorted(sum(groups, ())) == sorted(tops)
+    assert ttn_threads.thread_groups({1: 500, 2: 500}) == [(1, 2)]  # one thread available
 
 
 def test_canonical_form_sweeps_the_branches_on_threads(two_caller_threads, monkeypatch):

@@ -16,14 +16,11 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import peak_magnitude
-from ..core.threads import GEMM_THREAD_WORK, available_threads, map_on_threads
 
 __all__ = ["log_overlap", "overlap_value"]
 
 _STEP = "xb,xsy,bsc->yc"  # E, conj(bra), ket -> E'
-_STEP_RIGHT = "yc,xsy,bsc->xb"  # right environment: E, conj(bra), ket -> E' one site further left
 _STEP_MPO = "xwb,xty,wtsv,bsc->yvc"  # E, conj(bra), W, ket -> E'
-_STEP_MPO_RIGHT = "yvc,xty,wtsv,bsc->xwb"  # right environment of a sandwich, one site further left
 
 
 def log_overlap(
@@ -53,8 +50,6 @@ def log_overlap(
             + ("" if mpo is None else f" and an MPO of {len(mpo)} sites")
             + "."
         )
-    if _split_over_threads(bra, ket):
-        return _log_overlap_halves(bra, ket, mpo)
     if mpo is None:
         env, log_scale = _sweep(_STEP, np.ones((1, 1)), bra, ket)
     else:
@@ -103,40 +98,3 @@ def _sweep(
             env = contract(step, env, b.conj(), mpo[i], k)
         env, log_scale = _rescale(env, log_scale)
     return env, log_scale
-
-
-def _split_over_threads(bra: Sequence[np.ndarray], ket: Sequence[np.ndarray]) -> bool:
-    """Whether to sweep the two halves of the chain on two Python threads.
-
-    When two threads are available (:func:`tnkit.core.threads.available_threads`:
-    inside ``MPS.inner`` from bond :data:`tnkit.core.threads.GEMM_THREAD_BOND`) and a
-    site's products reach :data:`tnkit.core.threads.GEMM_THREAD_WORK` multiply-adds.
-    Two threads each on its own half scale almost perfectly; two BLAS threads on one
-    ``128 x 128 x 256`` product do not.
-    """
-    if len(ket) < 4 or available_threads() < 2:
-        return False
-    work = max(b.shape[0] * b.size + k.shape[0] * b.size for b, k in zip(bra, ket))
-    return work >= GEMM_THREAD_WORK
-
-
-def _log_overlap_halves(
-    bra: Sequence[np.ndarray], ket: Sequence[np.ndarray], mpo: Sequence[np.ndarray] | None = None
-) -> tuple[complex | float, float]:
-    """``<bra|(W|)ket>`` from a left environment of the first half and a right one of the second, on two threads."""
-    mid = len(ket) // 2
-    shape = (1, 1) if mpo is None else (1, 1, 1)
-
-    def half(side: int) -> tuple[np.ndarray, float]:
-        if side == 0:
-            step, sites = (_STEP if mpo is None else _STEP_MPO), slice(None, mid)
-        else:
-            step, sites = (_STEP_RIGHT if mpo is None else _STEP_MPO_RIGHT), slice(None, mid - 1, -1)
-        return _sweep(step, np.ones(shape), bra[sites], ket[sites], None if mpo is None else mpo[sites])
-
-    (left, log_left), (right, log_right) = map_on_threads(half, (0, 1), 2)
-    value = np.vdot(right.conj(), left)  # sum of left * right over every bond index
-    if value == 0:
-        return 0.0, -math.inf
-    magnitude = abs(value)
-    return value / magnitude, log_left + log_right + math.log(magnitude)

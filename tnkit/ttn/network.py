@@ -28,8 +28,6 @@ from opt_einsum import get_symbol
 
 from ..core.contract import contract
 from ..core.linalg import apply_matrix, gram, gram_factor, peak_magnitude
-from ..core.threads import map_on_threads
-from .threads import thread_groups
 from .tree import Tree
 
 __all__ = ["network_terms", "to_dense", "product_inputs", "log_product_inputs", "product_path", "log_overlap",
@@ -276,46 +274,20 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     per-node overhead, which dominates there (3x faster for a 64-leaf tree at bond
     16). A dense subtree whose entries leave ``[1e-100, 1e100]`` is redone node by
     node, so the result stays safe from overflow.
-
-    The root's subtrees are independent: with more than one thread available
-    (:func:`tnkit.core.threads.available_threads`) and enough work in each
-    (:data:`tnkit.ttn.threads.PARALLEL_BRANCH_WORK`), they are shared out among Python threads with one
-    BLAS thread each, which scales far better than two BLAS threads on products of
-    this size.
     """
     n_leaves = tree.n_leaves
     root = tree.root
     dense = _dense_subtrees(tree, tuple(None if t is None else t.shape for t in tensors), DENSE_SUBTREE)
-    tops = [c for c in tree.children(root) if c >= n_leaves]
-    groups = _subtree_groups(tree, tensors, tops)
-
-    def run(group: tuple[int, ...]) -> tuple[dict[int, np.ndarray], float]:
-        factors: dict[int, np.ndarray] = {}
-        log_scale = 0.0
-        for top in group:
-            log_scale += _subtree_factors(tree, tensors, dense, top, factors)
-        return factors, log_scale
-
     factors: dict[int, np.ndarray] = {}
     log_scale = 0.0
-    for part, scale in map_on_threads(run, groups, len(groups)):
-        factors.update(part)
-        log_scale += scale
+    for top in tree.children(root):
+        if top >= n_leaves:
+            log_scale += _subtree_factors(tree, tensors, dense, top, factors)
     if log_scale == -math.inf:
         return -math.inf
     m = _with_factors(tree, tensors, root, factors)
     n2 = float(np.vdot(m, m).real)
     return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
-
-
-def _subtree_groups(tree: Tree, tensors: Sequence[np.ndarray | None], tops: list[int]) -> list[tuple[int, ...]]:
-    """The root's internal children grouped for :func:`map_on_threads` by :func:`tnkit.ttn.threads.thread_groups`."""
-    return thread_groups({top: sum(_node_work(tensors[u]) for u in _subtree_nodes(tree, top)) for top in tops})
-
-
-def _node_work(t: np.ndarray) -> int:
-    """Multiply-adds of one node step (a product per axis and a Gram product): ``size * sum(shape)``."""
-    return t.size * sum(t.shape)
 
 
 @functools.lru_cache(maxsize=1024)
