@@ -299,18 +299,25 @@ class _CompiledContraction:
     def __init__(self, inputs, output, shapes, path, info):
         sizes = {c: d for term, shape in zip(inputs, shapes) for c, d in zip(term, shape)}
         terms = list(inputs)
+        # opt_einsum paths index a list from which operands are removed; ``live`` maps those
+        # positions to slots of a list that only grows (inputs, then each step's result), so
+        # a call is a plain loop of appends
+        live = list(range(len(inputs)))
         steps = []
         for positions in path:
             operands = [terms[p] for p in positions]
+            slots = tuple(live[p] for p in positions)
             for p in sorted(positions, reverse=True):
                 del terms[p]
+                del live[p]
             needed = set(output).union(*terms)
             step, result = _compile_step(operands, needed, sizes)
-            steps.append((tuple(sorted(positions, reverse=True)), positions, step))
+            steps.append((slots, step))
             terms.append(result)
+            live.append(len(inputs) + len(steps) - 1)
         (final,) = terms
         perm = tuple(final.index(c) for c in output)
-        self.steps = _slot_steps(len(inputs), steps)
+        self.steps = tuple(steps)
         self.final_perm = None if perm == tuple(range(len(perm))) else perm
         self.info = info
 
@@ -329,23 +336,6 @@ class _CompiledContraction:
         if self.final_perm is not None:
             result = _permute(result, self.final_perm)
         return result
-
-
-def _slot_steps(n_inputs: int, steps: list) -> tuple:
-    """Steps as ``(slots, step)``: operand positions in a list that only grows (inputs, then each step's result).
-
-    opt_einsum paths index a list from which operands are removed; resolving those
-    positions once at compile time leaves the call a plain loop of appends.
-    """
-    live = list(range(n_inputs))
-    out = []
-    for k, (delete_order, positions, step) in enumerate(steps):
-        slots = tuple(live[p] for p in positions)
-        for p in delete_order:
-            del live[p]
-        live.append(n_inputs + k)
-        out.append((slots, step))
-    return tuple(out)
 
 
 def _compile_step(operands: list[str], needed: set[str], sizes: dict[str, int]):

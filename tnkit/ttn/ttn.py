@@ -577,7 +577,6 @@ class TreeTensorNetwork:
         """
         return self.contract_product_inputs(self._basis_features(configs))
 
-    @with_gemm_threads(lambda self, configs: batch_product_work(self._tensors, len(np.atleast_2d(configs))))
     def log_amplitudes(self, configs: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(phase, log|psi(s)|)`` for each row of ``configs``; safe for any number of leaves.
 
@@ -585,7 +584,11 @@ class TreeTensorNetwork:
         a real sign for real networks, ``log|psi| = -inf`` where ``psi(s) = 0``.
         Node results are rescaled row by row (:func:`tnkit.ttn.network.log_product_inputs`).
         """
-        feats = self._basis_features(configs)
+        return self._log_product_inputs(self._basis_features(configs))
+
+    @with_gemm_threads(_batch_work)
+    def _log_product_inputs(self, feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`log_amplitudes` of validated per-leaf features, on the threads of :meth:`contract_product_inputs`."""
         return network.log_product_inputs(self._tree, self._tensors, feats, self.output_dim is not None)
 
     def probabilities(self, configs: Any) -> np.ndarray:
