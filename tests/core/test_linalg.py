@@ -359,3 +359,28 @@ def test_apply_matrix_upper_property(shape, k, extra, axis_pick, seed):
     m = np.triu(rng.standard_normal((k, k + extra)))
     expected = np.moveaxis(np.tensordot(m, t, axes=([1], [axis])), 0, axis)
     np.testing.assert_allclose(apply_matrix(t, m, axis, upper=True), expected, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("shape, axis, rows", [((64, 5, 3), 0, 64), ((3, 64, 5), 1, 40), ((5, 64), 1, 64), ((8, 4), 0, 8)])
+def test_apply_matrix_writes_into_out(rng, dtype, upper, shape, axis, rows):
+    """With ``out`` the product lands in the given array (every route: row blocks, one product, last axis)."""
+    t = random_array(rng, shape, dtype)
+    m = np.triu(random_array(rng, (rows, shape[axis]), dtype))
+    expected = np.moveaxis(np.tensordot(m, t, axes=([1], [axis])), 0, axis)
+    out = np.full(expected.shape, np.nan, dtype=expected.dtype)
+    result = apply_matrix(t, m, axis, upper=upper, out=out)
+    assert result is out or np.shares_memory(result, out)
+    assert_close(out, expected, dtype, scale=np.abs(expected).max())
+
+
+def test_apply_matrix_rejects_a_wrong_out(rng):
+    t = rng.standard_normal((4, 5, 6))
+    m = rng.standard_normal((3, 5))
+    with pytest.raises(ValueError, match=r"out: expected a C-contiguous float64 array of shape \(4, 3, 6\)"):
+        apply_matrix(t, m, 1, out=np.empty((4, 5, 6)))
+    with pytest.raises(ValueError, match="out: expected"):
+        apply_matrix(t, m, 1, out=np.empty((4, 3, 6), dtype=np.float32))
+    with pytest.raises(ValueError, match="out: expected"):
+        apply_matrix(t, m, 1, out=np.empty((6, 3, 4)).T)  # right shape, not C-contiguous

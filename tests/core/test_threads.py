@@ -55,3 +55,29 @@ def test_available_threads_follows_setting_then_caller(two_caller_threads):
     assert available_threads() == 3
     set_num_threads(None)
     assert available_threads() == 2
+
+
+def test_map_on_threads_keeps_its_workers_and_runs_nested_calls_inline(two_caller_threads):
+    """The pool persists between calls (thread-local scratch survives), and a call from a worker does not wait on the pool."""
+    import threading
+
+    from tnkit.core.threads import map_on_threads
+
+    def name(_):
+        return threading.current_thread().name
+
+    def worker(_):
+        return threading.current_thread()
+
+    assert all(n.startswith("tnkit-worker") for n in map_on_threads(name, range(8), 2))
+    seen = set()
+    for _ in range(5):
+        seen.update(map_on_threads(worker, range(8), 2))
+    assert len(seen) <= 2  # the same two thread objects every time, not new threads per call
+
+    def nested(i):
+        inner = map_on_threads(name, range(3), 2)  # would deadlock a saturated pool if submitted to it
+        return len(set(inner)) == 1 and inner[0] == threading.current_thread().name
+
+    assert all(map_on_threads(nested, range(4), 2))
+    assert map_on_threads(lambda x: x * x, [1, 2, 3], 1) == [1, 4, 9]  # one worker: inline

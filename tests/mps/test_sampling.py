@@ -94,8 +94,8 @@ def test_sample_blocks_independent_of_threads(n_samples, monkeypatch):
         threads.set_num_threads(3)
         monkeypatch.setattr(sampling, "PARALLEL_SAMPLE_WORK", 1)  # split even this small draw
         pools = []
-        real_pool = threads.ThreadPoolExecutor
-        monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+        real_pool = threads._pool
+        monkeypatch.setattr(threads, "_pool", lambda n: pools.append(n) or real_pool(n))
         three, lp_three = psi.sample(n_samples, seed=9, return_log_prob=True)
         assert pools == ([min(3, len(sizes))] if len(sizes) > 1 else [])
     finally:

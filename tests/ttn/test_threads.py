@@ -82,8 +82,8 @@ def test_canonical_form_sweeps_the_branches_on_threads(two_caller_threads, monke
     serial = psi.canonicalize()
     set_num_threads(None)
     pools = []
-    real_pool = threads.ThreadPoolExecutor
-    monkeypatch.setattr(threads, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    real_pool = threads._pool
+    monkeypatch.setattr(threads, "_pool", lambda n: pools.append(n) or real_pool(n))
     monkeypatch.setattr(ttn_threads, "PARALLEL_BRANCH_WORK", 1)
     parallel = psi.canonicalize()
     assert pools == [2]

@@ -292,3 +292,21 @@ def test_product_inputs_in_chunks_of_rows_equal_one_contraction(rng, monkeypatch
     for entries in (1, 16, 200):  # 37 chunks of one row, then fewer
         monkeypatch.setattr(network, "CHUNK_ENTRIES", entries)
         np.testing.assert_allclose(psi.contract_product_inputs(x), whole, rtol=1e-13, atol=1e-15)
+
+
+def test_norm_reuses_scratch_memory_for_its_node_products():
+    """Repeated norms write the node products into scratch buffers: no node-sized array is allocated per call."""
+    import tracemalloc
+
+    psi = TTN.random(Tree.balanced(32), 2, 32, seed=3, normalize=False)  # two 32**3 nodes below the root
+    raw = TTN(psi.tree, psi.tensors)  # no gauge: the full leaf-to-root sweep
+    node_bytes = max(t.nbytes for t in raw.tensors)
+    expected = raw.norm()
+    tracemalloc.start()
+    try:
+        again = raw.norm()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert again == expected
+    assert peak < node_bytes / 2, (peak, node_bytes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -159,10 +160,23 @@ def map_on_threads(fn: Callable[[Any], Any], items: Iterable[Any], workers: int)
     work dominated by them (sample blocks, subtrees) run side by side.
     """
     items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with one_blas_thread(), ThreadPoolExecutor(min(workers, len(items))) as pool:
-        return list(pool.map(fn, items))
+    if workers <= 1 or len(items) <= 1 or threading.current_thread().name.startswith(_POOL_PREFIX):
+        return [fn(item) for item in items]  # nested calls run in their worker (no pool waits on itself)
+    with one_blas_thread():
+        return list(_pool(min(workers, len(items))).map(fn, items))
+
+
+_POOL_PREFIX = "tnkit-worker"
+
+
+@functools.lru_cache(maxsize=8)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``workers`` threads.
+
+    Kept between calls, so thread start-up is paid once and per-thread state
+    (the :mod:`tnkit.core.workspace` scratch buffers) survives from one call to the next.
+    """
+    return ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX)
 
 
 def with_blas_threads(bond_of: Callable[..., int], threshold: int = AUTO_THREAD_BOND) -> Callable[[F], F]:

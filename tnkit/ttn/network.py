@@ -28,6 +28,7 @@ from opt_einsum import get_symbol
 
 from ..core.contract import contract
 from ..core.linalg import apply_matrix, gram, gram_factor, peak_magnitude
+from ..core.workspace import scratch
 from .tree import Tree
 
 __all__ = ["network_terms", "to_dense", "product_inputs", "log_product_inputs", "product_path", "log_overlap",
@@ -282,7 +283,7 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     log_scale = 0.0
     for top in tree.children(root):
         if top >= n_leaves:
-            log_scale += _subtree_factors(tree, tensors, dense, top, factors)
+            log_scale += _factor_nodes(tree, tensors, dense, _subtree_nodes(tree, top), factors)
     if log_scale == -math.inf:
         return -math.inf
     m = _with_factors(tree, tensors, root, factors)
@@ -307,24 +308,36 @@ def _subtree_nodes(tree: Tree, top: int) -> tuple[int, ...]:
 
 
 def _with_factors(tree: Tree, tensors: Sequence[np.ndarray | None], v: int, factors: dict) -> np.ndarray:
-    """Node ``v``'s tensor with its internal children's (upper triangular) factors applied, popped from ``factors``."""
+    """Node ``v``'s tensor with its internal children's (upper triangular) factors applied, popped from ``factors``.
+
+    The products are written into the two scratch slots ``ttn.norm.0/1`` in turn
+    (:mod:`tnkit.core.workspace`): the result is valid until the next call.
+    """
     m = tensors[v]
     n_leaves = tree.n_leaves
+    k = 0
     for axis, c in enumerate(tree.children(v)):
         if c >= n_leaves:
-            m = apply_matrix(m, factors.pop(c), axis, upper=True)
+            f = factors.pop(c)
+            shape = m.shape[:axis] + (f.shape[0],) + m.shape[axis + 1:]
+            out = scratch(_NORM_SLOTS[k % 2], shape, np.result_type(f, m))
+            m = apply_matrix(m, f, axis, upper=True, out=out)
+            k += 1
     return m
 
 
-def _subtree_factors(
-    tree: Tree, tensors: Sequence[np.ndarray | None], dense: dict, top: int, factors: dict
-) -> float:
-    """Put the rescaled environment factor of ``top``'s subtree in ``factors[top]``; return its log scale.
+_NORM_SLOTS = ("ttn.norm.0", "ttn.norm.1")
 
-    ``-inf`` if the subtree's state is zero.
+
+def _factor_nodes(
+    tree: Tree, tensors: Sequence[np.ndarray | None], dense: dict, nodes: Sequence[int], factors: dict
+) -> float:
+    """Put the rescaled environment factor of each of ``nodes`` (children first) in ``factors``; return the log scale.
+
+    ``-inf`` if a subtree's state is zero.
     """
     log_scale = 0.0
-    for v in _subtree_nodes(tree, top):
+    for v in nodes:
         if dense.get(v) == ():
             continue  # inside a dense subtree
         m = None
