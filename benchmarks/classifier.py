@@ -38,7 +38,6 @@ import sys
 import time
 from collections import defaultdict
 
-import numpy as np
 
 
 def _emit(rows: list[dict], as_json: bool) -> None:
@@ -266,6 +265,20 @@ def plot_from_json(paths: list[str], out: str) -> dict[str, tuple[list[int], lis
     joined = {name: (sorted(v), [v[b] for b in sorted(v)]) for name, v in series.items()}
     _plot_series(out, joined)
     return joined
+
+
+def mnist_ttn_cases(n_train: int, bonds: list[int], n_epochs: int, learning_rate: float = 3e-4) -> list[dict]:
+    """TTNClassifier on the MNIST 14x14 split of :func:`mnist_cases` (tree over the 14x14 grid)."""
+    from tnkit.ml import TTNClassifier
+
+    split = _mnist_split(n_train, "MNIST TTN")
+    if split is None:
+        return []
+    rows = []
+    for bond in bonds:
+        clf = TTNClassifier(max_bond=bond, n_epochs=n_epochs, learning_rate=learning_rate, random_state=0)
+        rows += _fit_and_score(clf, split, f"mnist14_ttn_bond{bond}_n{n_train}_e{n_epochs}")[1]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -381,6 +381,7 @@ def main(argv=None) -> int:
             parts = set((wname or "").split("+")) - {""}
             weights = profiles["sens"] if "sens" in parts else profiles["ent"] if "ent" in parts else None
             protect = profiles["protect"] if "protect" in parts else ()
+            sequential = "seq" in parts  # block by block on the compressed model's own inputs
             label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "")
             if not case_selected(f"{label}_{tag}", args.cases):
                 continue
@@ -388,7 +389,8 @@ def main(argv=None) -> int:
             cpu = time.process_time()
             res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
                                     allocation=allocation, weights=weights, sweeps=args.sweeps, protect=protect,
-                                    cg_iterations=args.cg_iterations, ridge=ridge, progress=not args.json)
+                                    cg_iterations=args.cg_iterations, ridge=ridge, progress=not args.json,
+                                    sequential=sequential, calibration=calib if sequential else None)
             cpu = time.process_time() - cpu
             werr, oerr = _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import tnkit.compress as tc
 from tnkit.compress.cli import add_parser
@@ -71,6 +72,22 @@ def test_profile_writes_table_and_png(model_dir, tmp_path):
         _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--protect-above", "2"])
     with pytest.raises(FileNotFoundError, match="`--profile`"):
         _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--profile", str(tmp_path / "x")])
+
+
+def test_compress_sequential_writes_a_loadable_model(model_dir, tmp_path):
+    out = tmp_path / "s"
+    rc = _main(["compress", str(model_dir), "--out", str(out), "--method", "whiten", "--ratio", "0.6", "--sequential",
+                "--calib-text", str(model_dir / "text.txt"), "--calib-tokens", "256", "--seq-len", "32",
+                "--no-progress"])
+    assert rc == 0
+    loaded, _ = tc.load_model(out)
+    kinds = {type(m).__name__ for m in loaded.modules()}
+    assert "LowRankLinear" in kinds
+    with torch.no_grad():
+        assert torch.isfinite(loaded(torch.arange(16)[None]).logits).all()
+    with pytest.raises(ValueError, match="`sequential` needs a data-aware method"):
+        _main(["compress", str(model_dir), "--out", str(tmp_path / "x"), "--method", "svd", "--sequential",
+               "--no-progress"])
 
 
 def test_cli_errors(model_dir, tmp_path):
