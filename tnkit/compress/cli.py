@@ -79,8 +79,8 @@ def add_compress_parser(sub: Any) -> None:
                         "(default: tnkit.compress.DEFAULT_RIDGE, chosen on held-out activations)")
     p.add_argument("--sequential", action="store_true",
                    help="data-aware methods: compress block by block, each layer truncated for the inputs the "
-                        "already-compressed blocks produce (about three extra forward passes over the calibration "
-                        "text; 271 -> 227 perplexity on SmolLM2 at 70%% kept)")
+                        "already-compressed blocks produce (about two forward passes over the calibration text; "
+                        "271 -> 227 perplexity on SmolLM2 at 70%% kept, sensitive blocks kept dense)")
     p.add_argument("--feedback-ridge", type=float, default=None, metavar="LAMBDA",
                    help="with --sequential: also correct each weight toward the original layer's outputs, with this "
                         "relative ridge (error feedback; overfits a few thousand calibration tokens, off by default)")

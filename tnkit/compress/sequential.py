@@ -28,14 +28,15 @@ truncation alone), so it is off by default.
 
 Blocks run one at a time on cached hidden states: the inputs of the first block are
 captured once (with every argument the model passes its blocks: rotary embeddings,
-masks), so the whole walk costs about three forward passes of the trunk (the original
-block, the same block on the compressed stream for statistics, the compressed block),
-not one pass per block.
+masks), so the whole walk costs about two forward passes of the trunk (each block on the
+compressed stream for statistics, then compressed), three with error feedback (the
+original block on the original stream), not one pass per block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+
 import numpy as np
 import torch
 from scipy.linalg import cho_factor, cho_solve
@@ -137,40 +138,53 @@ class _PairedStats:
         return ActivationStats(self.own.copy(), self.abs_sum.copy(), self.tokens)
 
 
-def _paired_block_stats(block: nn.Module, layers: Mapping[str, nn.Module], inputs: list, comp_inputs: list
-                        ) -> tuple[dict[str, _PairedStats], list[torch.Tensor]]:
-    """Run ``block`` on both streams; return each layer's paired statistics and the original stream's outputs."""
+def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream: list, stream: list | None
+                 ) -> tuple[dict[str, ActivationStats | _PairedStats], list[torch.Tensor] | None]:
+    """Run ``block`` on the compressed stream, and on the original one when given.
+
+    Returns each layer's input statistics on the compressed stream (paired with the
+    original stream's inputs, :class:`_PairedStats`, when ``stream`` is given) and the
+    block's outputs on the original stream (``None`` without it).
+    """
     stored: dict[str, torch.Tensor] = {}
-    paired: dict[str, _PairedStats] = {}
-    by_input: dict[int, tuple[torch.Tensor, _PairedStats]] = {}
-    mode = {"comp": False}
+    stats: dict[str, ActivationStats | _PairedStats] = {}
+    by_input: dict[int, tuple[torch.Tensor, ActivationStats | _PairedStats]] = {}
+    original = [False]
 
     def hook(name: str) -> Callable:
         def fn(_module: nn.Module, args: tuple, _out: object) -> None:
             x = args[0].detach()
-            if not mode["comp"]:
+            if original[0]:
                 stored[name] = x
                 return
             entry = by_input.get(id(x))  # (x, stats): holding x keeps its id unique within the batch
             if entry is None:  # first layer fed this tensor: q/k/v and gate/up share one input
-                entry = by_input[id(x)] = (x, paired.get(name) or _PairedStats(x.shape[-1]))
-                entry[1].add(stored[name], x)
-            paired.setdefault(name, entry[1])
+                st = stats.get(name)
+                if st is None:
+                    st = ActivationStats.zeros(x.shape[-1]) if stream is None else _PairedStats(x.shape[-1])
+                entry = by_input[id(x)] = (x, st)
+                if stream is None:
+                    st.update(x)
+                else:
+                    st.add(stored[name], x)
+            stats.setdefault(name, entry[1])
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
-    outputs = []
+    outputs: list[torch.Tensor] | None = None if stream is None else []
     try:
-        for (h, *extra), (h_comp, *extra_comp) in zip(inputs, comp_inputs):
-            mode["comp"] = False
-            outputs.append(_run_block(block, h, *extra))
-            mode["comp"] = True
+        for k, (h_comp, *extra_comp) in enumerate(comp_stream):
+            if stream is not None:
+                original[0] = True
+                h, *extra = stream[k]
+                outputs.append(_run_block(block, h, *extra))
+                original[0] = False
             by_input.clear()
             _run_block(block, h_comp, *extra_comp)
     finally:
         for handle in handles:
             handle.remove()
-    return paired, outputs
+    return stats, outputs
 
 
 def compress_sequentially(
@@ -213,23 +227,26 @@ def compress_sequentially(
     replaced: dict[str, nn.Module] = {}
     try:
         with torch.no_grad():
-            stream = _capture_first_block_inputs(model, blocks[0], list(batches))
-            comp_stream = list(stream)
+            comp_stream = _capture_first_block_inputs(model, blocks[0], list(batches))
+            stream = list(comp_stream) if feedback_ridge is not None else None  # the original model's, for W*
             for depth in tqdm(range(len(blocks)), desc="sequential calibration", disable=not progress, leave=False):
                 block = blocks[depth]
                 names = by_depth.get(depth, [])
-                paired, outputs = _paired_block_stats(block, {n: layers[n] for n in names}, stream, comp_stream)
+                stats, outputs = _block_stats(block, {n: layers[n] for n in names}, comp_stream, stream)
                 new = {}
                 for name in names:
-                    layer = layers[name] if feedback_ridge is None else _stand_in(layers[name], paired[name],
-                                                                                     feedback_ridge)
-                    new_layer = build(name, layer, paired[name].stats())
+                    st = stats[name]
+                    if isinstance(st, _PairedStats):
+                        new_layer = build(name, _stand_in(layers[name], st, feedback_ridge), st.stats())
+                    else:
+                        new_layer = build(name, layers[name], st)
                     if new_layer is not None:
                         new[name] = new_layer
                 replace_layers(model, new)
                 replaced.update(new)
                 comp_stream = [(_run_block(block, h, *extra), *extra) for h, *extra in comp_stream]
-                stream = [(out, *extra) for out, (_, *extra) in zip(outputs, stream)]
+                if stream is not None:
+                    stream = [(out, *extra) for out, (_, *extra) in zip(outputs, stream)]
     finally:
         model.train(was_training)
     return replaced
