@@ -176,8 +176,8 @@ def compress_model(
         sensitive layers (:func:`tnkit.compress.sensitive_layers`). They count toward
         the budget: the other layers are compressed more to make up for them.
     sequential : bool
-        Data-aware methods only: compress block by block, each layer fitted to the
-        original layer's outputs on the inputs the already-compressed blocks produce
+        Data-aware methods only: compress block by block, each layer truncated in the
+        metric of the inputs the already-compressed blocks produce
         (:mod:`tnkit.compress.sequential`); needs ``calibration`` batches. Sizes are
         planned as without it.
     feedback_ridge : float, optional

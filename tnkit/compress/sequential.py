@@ -116,39 +116,33 @@ def _run_block(block: nn.Module, hidden: torch.Tensor, rest: tuple, kwargs: dict
     return out[0] if isinstance(out, tuple) else out
 
 
-class _PairedStats:
-    """Running ``sum x' x'^T``, ``sum x x'^T``, ``sum |x'|`` of one input (shared by layers fed the same tensor)."""
+class _InputMoments:
+    """One input's statistics on the compressed stream and, for error feedback, ``sum x x'^T`` with the original
+    stream's input (shared by the layers fed the same tensor)."""
 
-    def __init__(self, n: int) -> None:
-        self.own = np.zeros((n, n))
-        self.cross = np.zeros((n, n))
-        self.abs_sum = np.zeros(n)
-        self.tokens = 0
+    def __init__(self, n: int, paired: bool) -> None:
+        self.stats = ActivationStats.zeros(n)
+        self.cross = np.zeros((n, n)) if paired else None
 
-    def add(self, x: torch.Tensor, x_comp: torch.Tensor) -> None:
-        a = x.reshape(-1, x.shape[-1]).to(torch.float64)
-        b = x_comp.reshape(-1, x_comp.shape[-1]).to(torch.float64)
-        self.own += (b.T @ b).numpy()
-        self.cross += (a.T @ b).numpy()
-        self.abs_sum += b.abs().sum(0).numpy()
-        self.tokens += b.shape[0]
-
-    def stats(self) -> ActivationStats:
-        """The compressed stream's statistics as :class:`ActivationStats` (what the builders read)."""
-        return ActivationStats(self.own.copy(), self.abs_sum.copy(), self.tokens)
+    def add(self, x_comp: torch.Tensor, x: torch.Tensor | None) -> None:
+        self.stats.update(x_comp)
+        if self.cross is not None:
+            a = x.reshape(-1, x.shape[-1]).to(torch.float64)
+            b = x_comp.reshape(-1, x_comp.shape[-1]).to(torch.float64)
+            self.cross += (a.T @ b).numpy()
 
 
 def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream: list, stream: list | None
-                 ) -> tuple[dict[str, ActivationStats | _PairedStats], list[torch.Tensor] | None]:
+                 ) -> tuple[dict[str, _InputMoments], list[torch.Tensor] | None]:
     """Run ``block`` on the compressed stream, and on the original one when given.
 
-    Returns each layer's input statistics on the compressed stream (paired with the
-    original stream's inputs, :class:`_PairedStats`, when ``stream`` is given) and the
-    block's outputs on the original stream (``None`` without it).
+    Returns each layer's input moments on the compressed stream (with the cross moment
+    against the original stream's inputs when ``stream`` is given) and the block's
+    outputs on the original stream (``None`` without it).
     """
     stored: dict[str, torch.Tensor] = {}
-    stats: dict[str, ActivationStats | _PairedStats] = {}
-    by_input: dict[int, tuple[torch.Tensor, ActivationStats | _PairedStats]] = {}
+    moments: dict[str, _InputMoments] = {}
+    by_input: dict[int, tuple[torch.Tensor, _InputMoments]] = {}
     original = [False]
 
     def hook(name: str) -> Callable:
@@ -157,17 +151,12 @@ def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream:
             if original[0]:
                 stored[name] = x
                 return
-            entry = by_input.get(id(x))  # (x, stats): holding x keeps its id unique within the batch
+            entry = by_input.get(id(x))  # (x, moments): holding x keeps its id unique within the batch
             if entry is None:  # first layer fed this tensor: q/k/v and gate/up share one input
-                st = stats.get(name)
-                if st is None:
-                    st = ActivationStats.zeros(x.shape[-1]) if stream is None else _PairedStats(x.shape[-1])
-                entry = by_input[id(x)] = (x, st)
-                if stream is None:
-                    st.update(x)
-                else:
-                    st.add(stored[name], x)
-            stats.setdefault(name, entry[1])
+                m = moments.get(name) or _InputMoments(x.shape[-1], paired=stream is not None)
+                entry = by_input[id(x)] = (x, m)
+                m.add(x, stored.get(name))
+            moments.setdefault(name, entry[1])
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
@@ -184,7 +173,7 @@ def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream:
     finally:
         for handle in handles:
             handle.remove()
-    return stats, outputs
+    return moments, outputs
 
 
 def compress_sequentially(
@@ -232,14 +221,12 @@ def compress_sequentially(
             for depth in tqdm(range(len(blocks)), desc="sequential calibration", disable=not progress, leave=False):
                 block = blocks[depth]
                 names = by_depth.get(depth, [])
-                stats, outputs = _block_stats(block, {n: layers[n] for n in names}, comp_stream, stream)
+                moments, outputs = _block_stats(block, {n: layers[n] for n in names}, comp_stream, stream)
                 new = {}
                 for name in names:
-                    st = stats[name]
-                    if isinstance(st, _PairedStats):
-                        new_layer = build(name, _stand_in(layers[name], st, feedback_ridge), st.stats())
-                    else:
-                        new_layer = build(name, layers[name], st)
+                    m = moments[name]
+                    layer = layers[name] if m.cross is None else _stand_in(layers[name], m, feedback_ridge)
+                    new_layer = build(name, layer, m.stats)
                     if new_layer is not None:
                         new[name] = new_layer
                 replace_layers(model, new)
@@ -252,11 +239,11 @@ def compress_sequentially(
     return replaced
 
 
-def _stand_in(layer: nn.Module, paired: _PairedStats, ridge: float) -> nn.Linear:
+def _stand_in(layer: nn.Module, moments: _InputMoments, ridge: float) -> nn.Linear:
     """An ``nn.Linear`` with the corrected weight ``W*`` and the layer's bias."""
     w = linear_weight(layer).detach()
-    n = max(paired.tokens, 1)
-    w_star = corrected_weight(w.double().numpy(), paired.cross / n, paired.own / n, ridge)
+    n = max(moments.stats.n_tokens, 1)
+    w_star = corrected_weight(w.double().numpy(), moments.cross / n, moments.stats.covariance, ridge)
     out = nn.Linear(w.shape[1], w.shape[0], bias=getattr(layer, "bias", None) is not None, dtype=w.dtype)
     out.weight.data.copy_(torch.from_numpy(w_star))
     if out.bias is not None:

@@ -226,6 +226,8 @@ def apply_matrix(
     triangle = upper and k_out >= TRIANGLE_MIN_ROWS
     if axis != t.ndim - 1 and isinstance(t, np.ndarray) and (triangle or out is not None):
         blocks = (4 if k_out >= 2 * TRIANGLE_MIN_ROWS else 2) if triangle else 1
+        if out is None:
+            out = np.empty(shape, dtype=np.result_type(m, t))
         return _apply_in_row_blocks(t, m, axis, blocks, out)
     if out is not None:  # last axis: one product of the flattened leading axes with m^T
         np.matmul(t.reshape(-1, t.shape[-1]), m.T, out=out.reshape(-1, k_out))
@@ -241,8 +243,8 @@ def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None
         )
 
 
-def _apply_in_row_blocks(t: np.ndarray, m: np.ndarray, axis: int, blocks: int, out: np.ndarray | None) -> np.ndarray:
-    """:func:`apply_matrix` on a non-last axis in ``blocks`` row blocks of ``m``.
+def _apply_in_row_blocks(t: np.ndarray, m: np.ndarray, axis: int, blocks: int, out: np.ndarray) -> np.ndarray:
+    """:func:`apply_matrix` on a non-last axis in ``blocks`` row blocks of ``m``, written into ``out``.
 
     With ``blocks > 1``, ``m`` is upper triangular: output rows ``[lo, hi)`` need only
     ``t``'s rows ``>= lo``.
@@ -251,9 +253,6 @@ def _apply_in_row_blocks(t: np.ndarray, m: np.ndarray, axis: int, blocks: int, o
     lead = int(np.prod(t.shape[:axis], dtype=np.int64))
     trail = int(np.prod(t.shape[axis + 1:], dtype=np.int64))
     t3 = t.reshape(lead, t.shape[axis], trail)
-    shape = t.shape[:axis] + (k_out,) + t.shape[axis + 1:]
-    if out is None:
-        out = np.empty(shape, dtype=np.result_type(m, t))
     out3 = out.reshape(lead, k_out, trail)
     edges = np.linspace(0, k_out, blocks + 1).round().astype(int)
     for lo, hi in zip(edges[:-1], edges[1:]):

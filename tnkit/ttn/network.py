@@ -283,7 +283,7 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     log_scale = 0.0
     for top in tree.children(root):
         if top >= n_leaves:
-            log_scale += _factor_nodes(tree, tensors, dense, _subtree_nodes(tree, top), factors)
+            log_scale += _subtree_factors(tree, tensors, dense, top, factors)
     if log_scale == -math.inf:
         return -math.inf
     m = _with_factors(tree, tensors, root, factors)
@@ -329,15 +329,15 @@ def _with_factors(tree: Tree, tensors: Sequence[np.ndarray | None], v: int, fact
 _NORM_SLOTS = ("ttn.norm.0", "ttn.norm.1")
 
 
-def _factor_nodes(
-    tree: Tree, tensors: Sequence[np.ndarray | None], dense: dict, nodes: Sequence[int], factors: dict
+def _subtree_factors(
+    tree: Tree, tensors: Sequence[np.ndarray | None], dense: dict, top: int, factors: dict
 ) -> float:
-    """Put the rescaled environment factor of each of ``nodes`` (children first) in ``factors``; return the log scale.
+    """Put the rescaled environment factor of ``top``'s subtree in ``factors[top]``; return its log scale.
 
-    ``-inf`` if a subtree's state is zero.
+    ``-inf`` if the subtree's state is zero.
     """
     log_scale = 0.0
-    for v in nodes:
+    for v in _subtree_nodes(tree, top):
         if dense.get(v) == ():
             continue  # inside a dense subtree
         m = None
