@@ -59,6 +59,21 @@ def test_core_imports_nothing_above_it():
             assert imp.split(".")[0] not in {"torch", "qiskit", "quimb", "sklearn"}, (path, imp)
 
 
+def test_static_check_finds_no_undefined_or_unused_names():
+    """pyflakes' rules (ruff ``F``: undefined names, unused imports and variables, bad format strings) over the repository.
+
+    The test extra installs ruff; a user who installed only the package skips this.
+    """
+    pytest.importorskip("ruff", reason="ruff is in the test extra: pip install -e '.[test]'")
+    from ruff.__main__ import find_ruff_bin
+
+    repo = PACKAGE_ROOT.parent
+    paths = [str(repo / p) for p in ("tnkit", "tests", "benchmarks", "examples", "docs") if (repo / p).exists()]
+    out = subprocess.run([find_ruff_bin(), "check", "--no-cache", "--select", "F", *paths],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"ruff check --select F:\n{out.stdout}{out.stderr}"
+
+
 def test_import_is_light():
     code = (
         "import sys, tnkit; heavy = [m for m in ('scipy', 'quimb', 'qiskit', 'torch', 'matplotlib') "
