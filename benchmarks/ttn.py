@@ -20,7 +20,14 @@ name ending in ``_t<threads>``:
   the network plus 64 feature tensors sharing a ``batch`` hyperindex, output
   ``batch``. quimb's default optimizer (``greedy``) is tried only if its largest
   intermediate fits in 2 GiB; ``auto-hq`` is timed with its path found once
-  beforehand (path search reported, not timed).
+  beforehand (path search reported, not timed). Also timed, right after (in
+  rounds of its own, so it cannot disturb the comparison): ``floor``, the matrix
+  products of tnkit's contraction alone (:func:`product_floor`: every node's
+  multiply-adds as one BLAS product per row chunk, without the per-row
+  reductions that join a node's other children), reported as ``floor_seconds``,
+  ``floor_ratio`` (floor / quimb) and ``tnkit_over_floor``. tnkit's contraction
+  cannot beat its own floor; a ``floor_ratio`` above the goal says the goal
+  needs faster matrix products than this BLAS gives these shapes.
 * ``norm_n64_chi64``: ``norm()`` of a binary TTN over 64 leaves at bond 64 with
   no gauge information vs quimb's ``TensorNetwork.norm()``.
 * ``canonicalize_n64_chi64``: canonical form towards the root, from no gauge
@@ -124,6 +131,43 @@ def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_ke
     reporter.emit(row)
 
 
+def product_floor(psi: TTN, batch: int) -> Callable[[], None]:
+    """The matrix products of ``contract_product_inputs`` for ``batch`` inputs, alone, as one callable.
+
+    For every internal node and every row chunk of the batch (the chunks tnkit
+    uses), the product of a ``(rows, D_first)`` input with the node tensor as a
+    ``(D_first, rest)`` matrix: the first child absorbed, which carries all of the
+    node's ``rows * T.size`` multiply-adds. One input and one output buffer per
+    shape are allocated beforehand and reused, as a contraction reuses its cache.
+    The per-row reductions that absorb the other children are left out, so this
+    is a floor for contracting in tnkit's layout: the multiply-adds as BLAS
+    products of these shapes. (Other layouts of the same multiply-adds, such as
+    a row-wise Kronecker product of the children times the node tensor, ran at
+    similar rates here: 21-23 against 21 GMAC/s for one node at one thread.)
+    """
+    from tnkit.ttn import network
+
+    tensors = list(psi.tensors)
+    chunks = network._row_chunks(tensors, batch)
+    rng = np.random.default_rng(0)
+    inputs: dict[tuple[int, int], np.ndarray] = {}
+    outputs: dict[tuple[int, int], np.ndarray] = {}
+    work = []
+    for t in tensors:
+        matrix = t.reshape(t.shape[0], -1)
+        for rows in chunks:
+            m = rows.stop - rows.start
+            a = inputs.setdefault((m, matrix.shape[0]), rng.standard_normal((m, matrix.shape[0])))
+            out = outputs.setdefault((m, matrix.shape[1]), np.empty((m, matrix.shape[1])))
+            work.append((a, matrix, out))
+
+    def run() -> None:
+        for a, b, out in work:
+            np.matmul(a, b, out=out)
+
+    return run
+
+
 # ---------------------------------------------------------------------- cases
 
 
@@ -157,12 +201,19 @@ def case_batch(args: Any, threads: int, reporter: Reporter, inputs: dict) -> Non
             fns[f"quimb:{opt}"] = lambda tree=tree: full.contract(output_inds=("batch",), optimize=tree)
         extra["quimb_default_strategy"] = qtn.contraction.get_contract_strategy()
     timings = measure(fns, repeats=args.repeats)
+    # measured after the comparison, in its own rounds: a third function inside them
+    # would change the cache and allocator state each library meets
+    floor = measure({"floor": product_floor(psi, batch)}, repeats=args.repeats)["floor"].median
+    extra["floor_seconds"] = floor
+    extra["tnkit_over_floor"] = timings["tnkit"].median / floor
     for name, t in timings.items():
         if name.startswith("quimb:") and t.result is not None:
             q = np.asarray(t.result.data if hasattr(t.result, "data") else t.result)
             extra[f"max_rel_diff_{name}"] = float(
                 np.abs(q - timings["tnkit"].result).max() / np.abs(timings["tnkit"].result).max()
             )
+    quimb_best = [t.median for name, t in timings.items() if name.startswith("quimb:") and t.median is not None]
+    extra["floor_ratio"] = floor / min(quimb_best) if quimb_best else None
     emit(reporter, case, threads, timings, **extra)
 
 
@@ -236,6 +287,7 @@ COLUMNS = [
     ("ratio", lambda r: fmt_float(r.get("ratio"), 3)),
     ("fid tnkit", lambda r: fmt_float(r.get("tnkit_fidelity"), 6)),
     ("fid quimb", lambda r: fmt_float(r.get("reference_fidelity"), 6)),
+    ("floor ratio", lambda r: fmt_float(r.get("floor_ratio"), 3)),
     ("met", lambda r: {True: "yes", False: "NO"}.get(r.get("goal_met"), "-")),
 ]
 
