@@ -50,6 +50,29 @@ def test_recovers_a_state_prepared_by_a_known_shallow_circuit(shallow_target):
     assert circuit_fidelity(qc, target, method="mps") == pytest.approx(result.fidelity, abs=1e-8)
 
 
+def test_fidelity_above_the_statevector_limit_goes_through_the_exact_mps_route(monkeypatch):
+    """Past STATEVECTOR_MAX_QUBITS ``auto`` simulates by MPS, exactly: the same number as Qiskit's Statevector."""
+    from tnkit.aqc import circuits
+
+    n = circuits.STATEVECTOR_MAX_QUBITS + 1
+    ansatz = brickwall_ansatz(n, 2)
+    qc = to_qiskit(ansatz, np.random.default_rng(11).uniform(-np.pi, np.pi, ansatz.n_params))
+    # a target with a real overlap: the circuit's own state mixed with a random one
+    target = (MPS.from_qiskit(qc) + 0.5 * MPS.random(n, 4, seed=12).normalized()).normalized()
+    dense = circuit_fidelity(qc, target, method="statevector")
+    assert 0.3 < dense < 1.0
+    statevector_calls = []
+    real = Statevector.__init__
+
+    def spy(self, *args, **kwargs):
+        statevector_calls.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Statevector, "__init__", spy)
+    assert circuit_fidelity(qc, target) == pytest.approx(dense, abs=1e-12)
+    assert not statevector_calls  # auto took the MPS route
+
+
 def test_transpiled_to_a_coupling_map_and_basis_keeps_the_fidelity(shallow_target):
     target = as_target(shallow_target)
     coupling = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]

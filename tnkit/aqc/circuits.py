@@ -36,8 +36,13 @@ __all__ = [
     "STATEVECTOR_MAX_QUBITS",
 ]
 
-#: Largest circuit :func:`circuit_fidelity` simulates with Qiskit's ``Statevector``.
-STATEVECTOR_MAX_QUBITS = 24
+#: Largest circuit :func:`circuit_fidelity` simulates with Qiskit's ``Statevector`` by default
+#: (``method="auto"``); larger ones go through the engine's exact MPS simulation. Qiskit's
+#: ``Statevector`` applies each gate to all ``2**n`` amplitudes: for the 20-qubit, 198-CNOT
+#: XXZ circuit of the AQC benchmark it took 6.5 s against 0.1 s for the MPS route, with the
+#: same fidelity to 1e-15. Pass ``method="statevector"`` for deep circuits whose MPS bonds
+#: would grow towards ``2**(n/2)``.
+STATEVECTOR_MAX_QUBITS = 16
 
 
 def _zxz(qc: Any, angles: np.ndarray, q: int) -> None:
