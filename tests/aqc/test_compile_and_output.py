@@ -73,6 +73,31 @@ def test_fidelity_above_the_statevector_limit_goes_through_the_exact_mps_route(m
     assert not statevector_calls  # auto took the MPS route
 
 
+def test_fidelity_of_a_deep_circuit_above_the_limit_falls_back_to_the_state_vector(monkeypatch):
+    """A circuit whose MPS bonds outgrow the cap: ``auto`` returns Qiskit's exact number, not a truncated one."""
+    from tnkit.aqc import circuits
+
+    assert circuits._mps_bond_cap(20) >= 64  # the real cap; a small one below keeps the circuit cheap
+    monkeypatch.setattr(circuits, "_mps_bond_cap", lambda n_qubits: 4)
+    n = circuits.STATEVECTOR_MAX_QUBITS + 1
+    ansatz = brickwall_ansatz(n, 3)  # bonds up to 8, past the cap of 4
+    qc = to_qiskit(ansatz, np.random.default_rng(13).uniform(-np.pi, np.pi, ansatz.n_params))
+    target = (MPS.from_qiskit(qc) + 0.5 * MPS.random(n, 4, seed=14).normalized()).normalized()
+    dense = circuit_fidelity(qc, target, method="statevector")
+    capped = circuit_fidelity(qc, target, method="mps", max_bond=4)
+    assert abs(capped - dense) > 1e-6  # the cap would have cost accuracy
+    statevector_calls = []
+    real = Statevector.__init__
+
+    def spy(self, *args, **kwargs):
+        statevector_calls.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Statevector, "__init__", spy)
+    assert circuit_fidelity(qc, target) == pytest.approx(dense, abs=1e-12)
+    assert statevector_calls
+
+
 def test_transpiled_to_a_coupling_map_and_basis_keeps_the_fidelity(shallow_target):
     target = as_target(shallow_target)
     coupling = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]

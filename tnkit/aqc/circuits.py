@@ -34,15 +34,32 @@ __all__ = [
     "read_qasm",
     "gate_counts",
     "STATEVECTOR_MAX_QUBITS",
+    "STATEVECTOR_FALLBACK_QUBITS",
 ]
 
 #: Largest circuit :func:`circuit_fidelity` simulates with Qiskit's ``Statevector`` by default
-#: (``method="auto"``); larger ones go through the engine's exact MPS simulation. Qiskit's
-#: ``Statevector`` applies each gate to all ``2**n`` amplitudes: for the 20-qubit, 198-CNOT
-#: XXZ circuit of the AQC benchmark it took 6.5 s against 0.1 s for the MPS route, with the
-#: same fidelity to 1e-15. Pass ``method="statevector"`` for deep circuits whose MPS bonds
-#: would grow towards ``2**(n/2)``.
+#: (``method="auto"``). Qiskit's ``Statevector`` applies each gate to all ``2**n`` amplitudes:
+#: for the 20-qubit, 198-CNOT XXZ circuit of the AQC benchmark it took 6.5 s against 0.1 s
+#: for the engine's MPS simulation, with the same fidelity to 1e-15.
 STATEVECTOR_MAX_QUBITS = 16
+
+#: Up to this many qubits ``method="auto"`` falls back to ``Statevector`` when the MPS
+#: simulation's bonds would grow past :func:`_mps_bond_cap` (deep circuits), where a two-qubit
+#: gate on the MPS would cost more than on the state vector (``2**24`` amplitudes: 256 MiB).
+STATEVECTOR_FALLBACK_QUBITS = 24
+
+
+def _mps_bond_cap(n_qubits: int) -> int:
+    """Bond at which a two-qubit gate on the MPS costs about one on Qiskit's state vector.
+
+    An MPS gate costs ~``D**3`` (its SVD), a state-vector gate ~``2**n``. Calibrated on
+    the development machine: 0.5 ms per gate at bond 128 (20 qubits, the AQC
+    benchmark's Trotter circuit, bonds up to 127: 0.1 s in all) against 16 ms per gate
+    for ``Statevector`` at 20 qubits (6.5 s), so equal near bond 400 at 20 qubits:
+    ``2**((n + 6) / 3)`` (203 at 17 qubits, 1024 at 24, where the MPS holds a few
+    hundred MB like the 256 MiB state vector).
+    """
+    return max(64, int(2.0 ** ((n_qubits + 6) / 3.0)))
 
 
 def _zxz(qc: Any, angles: np.ndarray, q: int) -> None:
@@ -205,7 +222,9 @@ def circuit_fidelity(
     target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
     method : {"auto", "statevector", "mps"}
         ``"auto"`` uses Qiskit's ``Statevector`` up to :data:`STATEVECTOR_MAX_QUBITS`
-        qubits and the engine's MPS simulation beyond.
+        qubits and the engine's MPS simulation beyond; up to
+        :data:`STATEVECTOR_FALLBACK_QUBITS` qubits it returns to ``Statevector`` when
+        the MPS bonds would outgrow :func:`_mps_bond_cap` (a deep circuit).
     max_bond : int, optional
         Bond cap of the MPS simulation (``None``: exact).
     """
@@ -223,14 +242,26 @@ def circuit_fidelity(
         )
     if m > n:  # ancillas stay in |0>
         psi = MatrixProductState(list(psi.tensors) + [np.array([1.0, 0.0]).reshape(1, 2, 1)] * (m - n))
+    circuit = circuit.remove_final_measurements(inplace=False)
     if method == "statevector" or (method == "auto" and m <= STATEVECTOR_MAX_QUBITS):
-        from qiskit.quantum_info import Statevector
-
-        v = Statevector(circuit.remove_final_measurements(inplace=False)).data
-        w = psi.to_dense(little_endian=True, max_size=2**m)
-        return float(abs(np.vdot(w, v)) ** 2)
-    phi = MatrixProductState.from_qiskit(circuit.remove_final_measurements(inplace=False), max_bond=max_bond)
+        return _statevector_fidelity(circuit, psi)
+    if method == "auto" and m <= STATEVECTOR_FALLBACK_QUBITS and max_bond is None:
+        cap = _mps_bond_cap(m)
+        phi, report = MatrixProductState.from_qiskit(circuit, max_bond=cap, return_report=True)
+        if max(report.bond_dims, default=1) < cap and report.error <= 1e-12:  # the cap never bit: exact
+            return float(abs(psi.inner(phi)) ** 2)
+        return _statevector_fidelity(circuit, psi)  # a deep circuit: the state vector is cheaper
+    phi = MatrixProductState.from_qiskit(circuit, max_bond=max_bond)
     return float(abs(psi.inner(phi)) ** 2)
+
+
+def _statevector_fidelity(circuit: Any, psi: MatrixProductState) -> float:
+    """``|<psi|circuit|0...0>|^2`` with Qiskit's ``Statevector`` (``psi`` padded to the circuit's qubits)."""
+    from qiskit.quantum_info import Statevector
+
+    v = Statevector(circuit).data
+    w = psi.to_dense(little_endian=True, max_size=2**circuit.num_qubits)
+    return float(abs(np.vdot(w, v)) ** 2)
 
 
 def to_qasm(circuit: Any, *, version: int = 2) -> str:
