@@ -50,27 +50,39 @@ def test_recovers_a_state_prepared_by_a_known_shallow_circuit(shallow_target):
     assert circuit_fidelity(qc, target, method="mps") == pytest.approx(result.fidelity, abs=1e-8)
 
 
-def test_fidelity_above_the_statevector_limit_goes_through_the_exact_mps_route(monkeypatch):
-    """Past STATEVECTOR_MAX_QUBITS ``auto`` simulates by MPS, exactly: the same number as Qiskit's Statevector."""
+def _circuit_above_the_statevector_limit(layers: int, seed: int):
+    """A brickwall circuit on one qubit more than the ``Statevector`` limit, and a target overlapping its state."""
     from tnkit.aqc import circuits
 
     n = circuits.STATEVECTOR_MAX_QUBITS + 1
-    ansatz = brickwall_ansatz(n, 2)
-    qc = to_qiskit(ansatz, np.random.default_rng(11).uniform(-np.pi, np.pi, ansatz.n_params))
+    ansatz = brickwall_ansatz(n, layers)
+    qc = to_qiskit(ansatz, np.random.default_rng(seed).uniform(-np.pi, np.pi, ansatz.n_params))
     # a target with a real overlap: the circuit's own state mixed with a random one
-    target = (MPS.from_qiskit(qc) + 0.5 * MPS.random(n, 4, seed=12).normalized()).normalized()
-    dense = circuit_fidelity(qc, target, method="statevector")
-    assert 0.3 < dense < 1.0
-    statevector_calls = []
+    target = (MPS.from_qiskit(qc) + 0.5 * MPS.random(n, 4, seed=seed + 1).normalized()).normalized()
+    return qc, target
+
+
+def _count_statevector_calls(monkeypatch) -> list:
+    """From now on, every ``Statevector`` built appends to the returned list."""
+    calls: list = []
     real = Statevector.__init__
 
     def spy(self, *args, **kwargs):
-        statevector_calls.append(1)
+        calls.append(1)
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(Statevector, "__init__", spy)
+    return calls
+
+
+def test_fidelity_above_the_statevector_limit_goes_through_the_exact_mps_route(monkeypatch):
+    """Past STATEVECTOR_MAX_QUBITS ``auto`` simulates by MPS, exactly: the same number as Qiskit's Statevector."""
+    qc, target = _circuit_above_the_statevector_limit(2, seed=11)
+    dense = circuit_fidelity(qc, target, method="statevector")
+    assert 0.3 < dense < 1.0
+    calls = _count_statevector_calls(monkeypatch)
     assert circuit_fidelity(qc, target) == pytest.approx(dense, abs=1e-12)
-    assert not statevector_calls  # auto took the MPS route
+    assert not calls  # auto took the MPS route
 
 
 def test_fidelity_of_a_deep_circuit_above_the_limit_falls_back_to_the_state_vector(monkeypatch):
@@ -79,23 +91,13 @@ def test_fidelity_of_a_deep_circuit_above_the_limit_falls_back_to_the_state_vect
 
     assert circuits._mps_bond_cap(20) >= 64  # the real cap; a small one below keeps the circuit cheap
     monkeypatch.setattr(circuits, "_mps_bond_cap", lambda n_qubits: 4)
-    n = circuits.STATEVECTOR_MAX_QUBITS + 1
-    ansatz = brickwall_ansatz(n, 3)  # bonds up to 8, past the cap of 4
-    qc = to_qiskit(ansatz, np.random.default_rng(13).uniform(-np.pi, np.pi, ansatz.n_params))
-    target = (MPS.from_qiskit(qc) + 0.5 * MPS.random(n, 4, seed=14).normalized()).normalized()
+    qc, target = _circuit_above_the_statevector_limit(3, seed=13)  # bonds up to 8, past the cap of 4
     dense = circuit_fidelity(qc, target, method="statevector")
     capped = circuit_fidelity(qc, target, method="mps", max_bond=4)
     assert abs(capped - dense) > 1e-6  # the cap would have cost accuracy
-    statevector_calls = []
-    real = Statevector.__init__
-
-    def spy(self, *args, **kwargs):
-        statevector_calls.append(1)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Statevector, "__init__", spy)
+    calls = _count_statevector_calls(monkeypatch)
     assert circuit_fidelity(qc, target) == pytest.approx(dense, abs=1e-12)
-    assert statevector_calls
+    assert calls
 
 
 def test_transpiled_to_a_coupling_map_and_basis_keeps_the_fidelity(shallow_target):
