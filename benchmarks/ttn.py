@@ -112,9 +112,7 @@ def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_ke
     for name, t in timings.items():
         if name.startswith("quimb:"):
             methods[name] = {"seconds": t.median, "repeats": t.repeats, **({"error": t.error} if t.error else {})}
-    ok = {m: e["seconds"] for m, e in methods.items() if e["seconds"] is not None}
-    best = min(ok, key=ok.get) if ok else None
-    ref = ok[best] if best else None
+    best, ref = fastest_quimb(timings)
     ratio = tk.median / ref if ref else None
     row = make_row(
         BENCH,
@@ -133,6 +131,15 @@ def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_ke
     reporter.emit(row)
 
 
+def fastest_quimb(timings: dict) -> tuple[str | None, float | None]:
+    """Name and median seconds of the fastest quimb method that ran (``(None, None)`` if none did)."""
+    ok = {name: t.median for name, t in timings.items() if name.startswith("quimb:") and t.median is not None}
+    if not ok:
+        return None, None
+    best = min(ok, key=ok.get)
+    return best, ok[best]
+
+
 def add_floor(extra: dict[str, Any], timings: dict, floor_fn: Callable[[], Any], repeats: int) -> None:
     """Time ``floor_fn`` in rounds of its own (after the comparison) and add ``floor_*`` fields to ``extra``.
 
@@ -140,10 +147,10 @@ def add_floor(extra: dict[str, Any], timings: dict, floor_fn: Callable[[], Any],
     change the cache and allocator state each library meets.
     """
     floor = measure({"floor": floor_fn}, repeats=repeats)["floor"].median
-    quimb_best = [t.median for name, t in timings.items() if name.startswith("quimb:") and t.median is not None]
+    _, quimb_seconds = fastest_quimb(timings)
     extra["floor_seconds"] = floor
     extra["tnkit_over_floor"] = timings["tnkit"].median / floor
-    extra["floor_ratio"] = floor / min(quimb_best) if quimb_best else None
+    extra["floor_ratio"] = floor / quimb_seconds if quimb_seconds else None
 
 
 def norm_floor(psi: TTN) -> Callable[[], None]:
