@@ -1,6 +1,7 @@
 """LLM compression: transformer weights as matrix product operators (CompactifAI-style).
 
-Importing this package imports torch (``import tnkit`` does not). The pieces:
+Importing this package imports nothing heavy: each name below is loaded from its module
+(torch and transformers with it) on first use. The pieces:
 
 * :class:`MPOLinear` and :class:`LowRankLinear`: compressed drop-in linear layers;
 * :func:`compress_model`: choose layers, calibrate, factorise, replace, in place;
@@ -16,38 +17,70 @@ Importing this package imports torch (``import tnkit`` does not). The pieces:
 See ``docs/compress.md`` for the guide.
 """
 
-from .allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
-from .calibration import ActivationStats, channel_scale, collect_activation_stats
-from .corpus import heal_eval_split, read_text, split_articles, token_batches, tokenize
-from .evaluate import EvalReport, evaluate_model, format_reports, generation_speed, model_bytes, perplexity
-from .factorize import MPOFactors, bond_for_params, max_bonds, mpo_factorize, weight_entanglement
-from .heal import HEAL_LOSSES, HealResult, heal
-from .lowrank import LowRankLinear, lowrank_factors, ridge_covariance
-from .models import load_model, smollm2_gguf_path, tiny_gpt2, tiny_llama
-from .mpo_linear import MPOLinear
-from .pipeline import ALLOCATIONS, DEFAULT_RIDGE, METHODS, CompressionResult, compress_model, count_params
-from .profile import (
-    entanglement_profile,
-    entanglement_weights,
-    plot_profile,
-    sensitive_layers,
-    sensitivity_profile,
-    sensitivity_weights,
-)
-from .serialize import load_compressed, save_compressed
-from .surgery import find_layers, linear_weight, replace_layers
-from .whitened_mpo import WhitenedMPO, als_refit, kronecker_covariance, whitened_error, whitened_mpo_curve, whitened_mpo_factorize
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
+#: them (so neither torch nor transformers); the first access to a name imports its module.
+_SUBMODULE_OF: dict[str, str] = {
+    **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'allocate'),
+    **dict.fromkeys(('ActivationStats', 'channel_scale', 'collect_activation_stats'), 'calibration'),
+    **dict.fromkeys((
+        'heal_eval_split', 'read_text', 'split_articles', 'token_batches', 'tokenize',
+    ), 'corpus'),
+    **dict.fromkeys((
+        'EvalReport', 'evaluate_model', 'format_reports', 'generation_speed', 'model_bytes',
+        'perplexity',
+    ), 'evaluate'),
+    **dict.fromkeys((
+        'MPOFactors', 'bond_for_params', 'max_bonds', 'mpo_factorize', 'weight_entanglement',
+    ), 'factorize'),
+    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'heal'),
+    **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'lowrank'),
+    **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
+    **dict.fromkeys(('MPOLinear',), 'mpo_linear'),
+    **dict.fromkeys((
+        'ALLOCATIONS', 'DEFAULT_RIDGE', 'METHODS', 'CompressionResult', 'compress_model',
+        'count_params',
+    ), 'pipeline'),
+    **dict.fromkeys((
+        'entanglement_profile', 'entanglement_weights', 'plot_profile', 'sensitive_layers',
+        'sensitivity_profile', 'sensitivity_weights',
+    ), 'profile'),
+    **dict.fromkeys(('load_compressed', 'save_compressed'), 'serialize'),
+    **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'surgery'),
+    **dict.fromkeys((
+        'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
+        'whitened_mpo_curve', 'whitened_mpo_factorize',
+    ), 'whitened_mpo'),
+}
 
 __all__ = [
     "MPOLinear", "LowRankLinear", "lowrank_factors", "MPOFactors", "mpo_factorize", "max_bonds",
-    "bond_for_params", "weight_entanglement", "ActivationStats", "collect_activation_stats", "channel_scale",
-    "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS", "ALLOCATIONS", "CompressionResult",
-    "WhitenedMPO", "whitened_mpo_factorize", "als_refit", "kronecker_covariance", "whitened_error",
-    "whitened_mpo_curve", "entanglement_weights", "sensitive_layers", "ridge_covariance", "DEFAULT_RIDGE",
-    "HEAL_LOSSES",
-    "compress_model", "count_params", "find_layers", "replace_layers", "linear_weight",
-    "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal",
-    "perplexity", "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",
+    "bond_for_params", "weight_entanglement", "ActivationStats", "collect_activation_stats",
+    "channel_scale", "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS",
+    "ALLOCATIONS", "CompressionResult", "WhitenedMPO", "whitened_mpo_factorize", "als_refit",
+    "kronecker_covariance", "whitened_error", "whitened_mpo_curve", "entanglement_weights",
+    "sensitive_layers", "ridge_covariance", "DEFAULT_RIDGE", "HEAL_LOSSES", "compress_model",
+    "count_params", "find_layers", "replace_layers", "linear_weight", "entanglement_profile",
+    "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal", "perplexity",
+    "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",
     "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its submodule on first access (PEP 562)."""
+    module = _SUBMODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
