@@ -53,7 +53,7 @@ def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
     a = tensors[i]
     dl, d, dr = a.shape
     q, r = qr(a.reshape(dl * d, dr))
-    neighbour = _checked_receiver(contract("ab,bsc->asc", r, tensors[i + 1]), i + 1)
+    neighbour = _checked_receiver(contract("ab,bsc->asc", r, tensors[i + 1]), i + 1, r, tensors[i + 1])
     tensors[i] = q.reshape(dl, d, q.shape[1])
     tensors[i + 1] = neighbour
     return r
@@ -64,21 +64,27 @@ def orthogonalize_right(tensors: list[np.ndarray], i: int) -> None:
     a = tensors[i]
     dl, d, dr = a.shape
     l, q = lq(a.reshape(dl, d * dr))
-    neighbour = _checked_receiver(contract("asb,bc->asc", tensors[i - 1], l), i - 1)
+    neighbour = _checked_receiver(contract("asb,bc->asc", tensors[i - 1], l), i - 1, l, tensors[i - 1])
     tensors[i] = q.reshape(q.shape[0], d, dr)
     tensors[i - 1] = neighbour
 
 
-def _checked_receiver(a: np.ndarray, site: int) -> np.ndarray:
+def _checked_receiver(a: np.ndarray, site: int, *factors: np.ndarray) -> np.ndarray:
     """``a``, the tensor that received the norm at ``site``, if its entries stay in :data:`PEAK_RANGE`.
 
+    ``factors`` are the two arrays whose product is ``a``: an all-zero ``a`` is
+    accepted (a zero state) unless their scales show that the product underflowed.
     Raises :class:`~tnkit.errors.NormRangeError` before anything is replaced, so a
     caller working on a copy of the list keeps its state intact.
     """
     peak = peak_magnitude(a)
     low, high = PEAK_RANGE
-    if peak == 0.0 or low <= peak <= high:
+    if low <= peak <= high:
         return a
+    if peak == 0.0:
+        scales = [peak_magnitude(f) for f in factors]
+        if not scales or min(scales) == 0.0 or sum(math.log(s) for s in scales) > math.log(low):
+            return a
     size = "overflows" if not math.isfinite(peak) or peak > high else "underflows"
     raise NormRangeError(
         f"the norm {size} the float range when gathered on site {site} (largest entry {peak:.3g}); "
@@ -113,10 +119,11 @@ def move_center(tensors: list[np.ndarray], left: int, right: int, center: int) -
     (left, right) : tuple of int
         The new bookkeeping, ``(center, center + 1)``.
     """
-    for i in range(left, center):
-        orthogonalize_left(tensors, i)
-    for i in range(right - 1, center, -1):
-        orthogonalize_right(tensors, i)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # checked per site instead
+        for i in range(left, center):
+            orthogonalize_left(tensors, i)
+        for i in range(right - 1, center, -1):
+            orthogonalize_right(tensors, i)
     return center, center + 1
 
 
