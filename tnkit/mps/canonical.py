@@ -16,6 +16,7 @@ The chain is in mixed canonical form with orthogonality centre ``c`` when
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,11 +38,14 @@ __all__ = [
     "centred_state",
     "unit_peak",
     "PEAK_RANGE",
+    "spread_log_scale",
+    "scale_tensors",
 ]
 
 #: Largest entry magnitudes a tensor receiving the norm may take: outside, precision
 #: is lost (subnormal floats) or values overflow, and the move is refused.
 PEAK_RANGE = (1e-280, 1e280)
+_LOG_PEAK_RANGE = (math.log(PEAK_RANGE[0]), math.log(PEAK_RANGE[1]))
 
 
 def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
@@ -132,12 +136,19 @@ def centred_state(mps: MatrixProductState, site: int) -> MatrixProductState:
 
     For values of the normalised state (measurements, sampling): the copy is taken
     only when :class:`~tnkit.errors.NormRangeError` refuses the move, which leaves
-    ``mps`` unchanged.
+    ``mps`` unchanged. Raises ``ValueError`` for the zero state, whose normalised
+    values are undefined.
     """
     try:
-        return mps.canonicalize_(site)
+        centred = mps.canonicalize_(site)
     except NormRangeError:
-        return mps.normalized().canonicalize_(site)
+        return mps.normalized().canonicalize_(site)  # refuses the zero state itself
+    if peak_magnitude(centred.tensors[site]) == 0.0:
+        raise ValueError(
+            "the state is the zero vector (norm 0): its normalised values (expectations, "
+            "probabilities, samples, entropies) are undefined."
+        )
+    return centred
 
 
 def unit_peak(a: np.ndarray) -> np.ndarray:
@@ -156,3 +167,55 @@ def right_isometry_error(a: np.ndarray) -> float:
     """Largest deviation of ``A A^dagger`` (over physical and right legs) from the identity."""
     g = contract("asb,csb->ac", a, a.conj())
     return float(np.abs(g - np.eye(g.shape[0])).max())
+
+
+def spread_log_scale(tensors: list, sites: Sequence[int], phase: complex | float, log_abs: float) -> None:
+    """Multiply the chain by ``phase * exp(log_abs)`` spread evenly (in log) over ``sites``.
+
+    Each of those sites is divided by its largest entry first, so subnormal or huge
+    entries are handled; entries of ``tensors`` are replaced. Raises
+    :class:`~tnkit.errors.NormRangeError` (and changes nothing) if the share per
+    site would leave :data:`PEAK_RANGE`.
+    """
+    peaks = [peak_magnitude(tensors[i]) for i in sites]
+    if not sites or min(peaks) == 0.0:  # the zero state stays zero
+        return
+    total = log_abs + sum(math.log(p) for p in peaks)
+    share = total / len(sites)
+    if not _LOG_PEAK_RANGE[0] <= share <= _LOG_PEAK_RANGE[1]:
+        raise NormRangeError(
+            f"a norm of exp({total:.6g}) does not fit in {len(sites)} site tensor(s) "
+            f"(entries must stay within {PEAK_RANGE}); the value is beyond double precision."
+        )
+    factor = math.exp(share)
+    for k, (i, p) in enumerate(zip(sites, peaks)):
+        t = tensors[i] / p * factor
+        tensors[i] = t * phase if k == 0 and phase != 1 else t
+
+
+def scale_tensors(
+    tensors: list, site: int, sites: Sequence[int], phase: complex | float, log_abs: float
+) -> bool:
+    """Multiply a network by ``phase * exp(log_abs)`` without leaving the float range.
+
+    The factor goes on ``tensors[site]`` when its entries stay within
+    :data:`PEAK_RANGE` (or the tensor is zero); otherwise it is spread over
+    ``sites`` by :func:`spread_log_scale`, which raises
+    :class:`~tnkit.errors.NormRangeError` if even they cannot hold it. ``phase`` 0
+    gives the zero network. Entries of ``tensors`` are replaced (dtype unchanged
+    unless ``phase`` is complex). Returns whether the factor was spread, which
+    breaks isometries: callers drop their canonical bookkeeping then.
+    """
+    old = tensors[site]
+    if phase == 0:
+        tensors[site] = np.zeros_like(old)
+        return False
+    if abs(log_abs) < _LOG_PEAK_RANGE[1]:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            new = old * (phase * math.exp(log_abs))
+        peak = peak_magnitude(new)
+        if peak_magnitude(old) == 0.0 or PEAK_RANGE[0] <= peak <= PEAK_RANGE[1]:
+            tensors[site] = new
+            return False
+    spread_log_scale(tensors, sites, phase, log_abs)
+    return True

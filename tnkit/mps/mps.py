@@ -535,11 +535,11 @@ class MatrixProductState(TensorChain):
             return self
         tensors = list(self._tensors)
         try:  # keep the isometries: spread over the sites not tracked as such
-            _spread_log_scale(tensors, range(self._left, self._right), 1.0, -log_norm)
+            canonical.spread_log_scale(tensors, range(self._left, self._right), 1.0, -log_norm)
             self._replace_tensors(tensors, left=self._left, right=self._right)
         except NormRangeError:
             tensors = list(self._tensors)
-            _spread_log_scale(tensors, range(self.n_sites), 1.0, -log_norm)
+            canonical.spread_log_scale(tensors, range(self.n_sites), 1.0, -log_norm)
             self._replace_tensors(tensors, left=0, right=self.n_sites)
         return self
 
@@ -620,9 +620,12 @@ class MatrixProductState(TensorChain):
         return sampling.log_amplitudes(self, configs)
 
     def probabilities(self, configs: Any) -> np.ndarray:
-        """``|psi(s)|**2 / <psi|psi>`` per row of ``configs``."""
+        """``|psi(s)|**2 / <psi|psi>`` per row of ``configs`` (``ValueError`` for the zero state)."""
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            raise ValueError("the state is the zero vector (norm 0): its probabilities are undefined.")
         _, log_abs = self.log_amplitudes(configs)
-        return np.exp(2 * log_abs - 2 * self.log_norm())
+        return np.exp(2 * log_abs - 2 * log_norm)
 
     def sample(
         self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
@@ -867,60 +870,21 @@ def _norm_fits_one_tensor(psi: MatrixProductState) -> bool:
     return _LOG_SAFE[0] < log_scale < _LOG_SAFE[1]
 
 
-#: Natural logs of the entry magnitudes :func:`_scaled` keeps a tensor within.
-_LOG_PEAK_RANGE = (math.log(canonical.PEAK_RANGE[0]), math.log(canonical.PEAK_RANGE[1]))
-
 #: Scales of the gathered norm that are safe for every method (squares stay finite).
 _LOG_SAFE = (-300.0, 300.0)
 
 
 def _scaled(psi: MatrixProductState, phase: complex | float, log_abs: float) -> MatrixProductState:
-    """``psi`` times ``phase * exp(log_abs)``, with every entry kept in the float range.
+    """``psi`` times ``phase * exp(log_abs)``, every entry kept in the float range.
 
-    The factor goes on one non-isometric site when its entries stay within
-    :data:`tnkit.mps.canonical.PEAK_RANGE`, else it is spread over all sites (and
-    the canonical bookkeeping dropped); :class:`~tnkit.errors.NormRangeError` if
-    even that cannot hold it.
+    See :func:`tnkit.mps.canonical.scale_tensors`; the canonical bookkeeping is
+    dropped when the factor had to be spread over the sites.
     """
     tensors = list(psi._tensors)
     site = psi.center if psi.center is not None else psi._left
-    old = tensors[site]
-    if phase == 0:
-        tensors[site] = np.zeros_like(old)
-        return type(psi)._trusted(tensors, psi._left, psi._right)
-    if abs(log_abs) < _LOG_PEAK_RANGE[1]:
-        with np.errstate(over="ignore", under="ignore"):
-            new = old * (phase * math.exp(log_abs))
-        old_peak = peak_magnitude(old)
-        if old_peak == 0.0 or _LOG_PEAK_RANGE[0] <= math.log(peak_magnitude(new) or 1e-320) <= _LOG_PEAK_RANGE[1]:
-            tensors[site] = new
-            return type(psi)._trusted(tensors, psi._left, psi._right)
-    _spread_log_scale(tensors, range(len(tensors)), phase, log_abs)
-    return type(psi)._trusted(tensors, 0, len(tensors))
-
-
-def _spread_log_scale(tensors: list, sites: Sequence[int], phase: complex | float, log_abs: float) -> None:
-    """Multiply the chain by ``phase * exp(log_abs)`` spread evenly (in log) over ``sites``.
-
-    Each of those sites is divided by its largest entry first, so subnormal or huge
-    entries are handled; entries of ``tensors`` are replaced. Raises
-    :class:`~tnkit.errors.NormRangeError` (and changes nothing) if the share per
-    site would leave :data:`tnkit.mps.canonical.PEAK_RANGE`.
-    """
-    peaks = [peak_magnitude(tensors[i]) for i in sites]
-    if not sites or min(peaks) == 0.0:  # the zero state stays zero
-        return
-    total = log_abs + sum(math.log(p) for p in peaks)
-    share = total / len(sites)
-    if not _LOG_PEAK_RANGE[0] <= share <= _LOG_PEAK_RANGE[1]:
-        raise NormRangeError(
-            f"a norm of exp({total:.6g}) does not fit in {len(sites)} site tensor(s) "
-            f"(entries must stay within {canonical.PEAK_RANGE}); the value is beyond double precision."
-        )
-    factor = math.exp(share)
-    for k, (i, p) in enumerate(zip(sites, peaks)):
-        t = tensors[i] / p * factor
-        tensors[i] = t * phase if k == 0 and phase != 1 else t
+    if canonical.scale_tensors(tensors, site, range(len(tensors)), phase, log_abs):
+        return type(psi)._trusted(tensors, 0, len(tensors))
+    return type(psi)._trusted(tensors, psi._left, psi._right)
 
 
 def _short(dims: tuple[int, ...]) -> str:

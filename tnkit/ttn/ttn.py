@@ -61,7 +61,17 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.rng import as_generator
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
+from ..core.validate import (
+    DEFAULT_MAX_BYTES,
+    as_array,
+    as_tensor,
+    check_cutoff,
+    check_dtype,
+    check_int,
+    check_max_bond,
+    check_memory,
+)
+from ..mps.canonical import scale_tensors
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
 from . import canonical, compress, measure, network, sampling
@@ -142,7 +152,7 @@ class TreeTensorNetwork:
                 raise ValueError(
                     f"`tensors` must hold {len(nodes)} tensors (one per internal node), got {len(given)}."
                 )
-        arrays = [as_array(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
+        arrays = [as_tensor(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
         if copy:
             arrays = [a.copy() for a in arrays]
         full: list = [None] * tree.n_leaves + arrays
@@ -174,6 +184,7 @@ class TreeTensorNetwork:
         seed: object = None,
         dtype: Any = np.float64,
         normalize: bool = True,
+        max_bytes: float = DEFAULT_MAX_BYTES,
     ) -> TreeTensorNetwork:
         """Random TTN with Gaussian entries.
 
@@ -193,6 +204,10 @@ class TreeTensorNetwork:
             ``float64``, ``complex128``, ``float32`` or ``complex64``.
         normalize : bool
             Return a unit-norm network in canonical form about the root.
+        max_bytes : float
+            Largest memory the tensors may take (default 8 GiB,
+            :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`); larger requests raise
+            ``ValueError`` before anything is allocated.
         """
         tree = _check_tree(tree)
         dims = _phys_dims("phys_dims", phys_dims, tree.n_leaves)
@@ -201,10 +216,16 @@ class TreeTensorNetwork:
         dtype = _float_dtype(dtype)
         rng = as_generator(seed)
         bonds = _capped_bonds(tree, dims, bond_dim, out)
-        tensors: list = [None] * tree.n_nodes
+        shapes = {}
         for v in tree.internal_nodes:
             shape = tuple(dims[c] if c < tree.n_leaves else bonds[c] for c in tree.children(v))
-            shape += (bonds[v],) if v != tree.root else ((out,) if out is not None else ())
+            shapes[v] = shape + ((bonds[v],) if v != tree.root else ((out,) if out is not None else ()))
+        check_memory(
+            sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize, max_bytes,
+            what=f"the {len(shapes)} node tensors", cause=f"`bond_dim`={bond_dim}, dtype {dtype}",
+        )
+        tensors: list = [None] * tree.n_nodes
+        for v, shape in shapes.items():
             t = rng.standard_normal(shape)
             if dtype.kind == "c":
                 t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
@@ -501,13 +522,15 @@ class TreeTensorNetwork:
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale a TTN by {scalar!r}.")
-        dtype = np.result_type(self.dtype, np.asarray(scalar).dtype)
+        dtype = check_dtype("the dtype of scalar * psi", np.result_type(self.dtype, np.asarray(scalar).dtype))
         tensors = [None if t is None else t.astype(dtype, copy=False) for t in self._tensors]
         c = self.center
         v = c if c is not None else self._tree.root
-        tensors[v] = tensors[v] * scalar
+        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         iso = list(self._iso)
         iso[v] = None
+        if scale_tensors(tensors, v, self._tree.internal_nodes, phase, log_abs):
+            iso = None  # spread over every node (the centre alone cannot hold it): no gauge left
         return type(self)._trusted(self._tree, tensors, iso)
 
     __rmul__ = __mul__
@@ -755,10 +778,7 @@ def _check_tree(tree: object) -> Tree:
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "fc":
-        raise TypeError(f"`dtype` must be a real or complex floating type, got {dtype}.")
-    return dtype
+    return check_dtype("dtype", dtype)
 
 
 def _phys_dims(name: str, dims: Any, n_leaves: int) -> tuple[int, ...]:
