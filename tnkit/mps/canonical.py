@@ -40,12 +40,19 @@ __all__ = [
     "PEAK_RANGE",
     "spread_log_scale",
     "scale_tensors",
+    "ZERO_STATE_ERROR",
 ]
 
 #: Largest entry magnitudes a tensor receiving the norm may take: outside, precision
 #: is lost (subnormal floats) or values overflow, and the move is refused.
 PEAK_RANGE = (1e-280, 1e280)
 _LOG_PEAK_RANGE = (math.log(PEAK_RANGE[0]), math.log(PEAK_RANGE[1]))
+
+#: The message of the ``ValueError`` raised when a normalised value of the zero state is asked for.
+ZERO_STATE_ERROR = (
+    "the state is the zero vector (norm 0): its normalised values (expectations, "
+    "probabilities, samples, entropies) are undefined."
+)
 
 
 def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
@@ -144,10 +151,7 @@ def centred_state(mps: MatrixProductState, site: int) -> MatrixProductState:
     except NormRangeError:
         return mps.normalized().canonicalize_(site)  # refuses the zero state itself
     if peak_magnitude(centred.tensors[site]) == 0.0:
-        raise ValueError(
-            "the state is the zero vector (norm 0): its normalised values (expectations, "
-            "probabilities, samples, entropies) are undefined."
-        )
+        raise ValueError(ZERO_STATE_ERROR)
     return centred
 
 

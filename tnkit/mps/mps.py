@@ -39,7 +39,6 @@ from ..core.rng import as_generator
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
-    as_array,
     as_tensor,
     check_cutoff,
     check_dtype,
@@ -781,19 +780,28 @@ class MatrixProductState(TensorChain):
         return measure.schmidt_values(self, bond)
 
     @with_blas_threads(_own_bond)
-    def entanglement_entropy(self, bond: int | None = None, *, alpha: float = 1.0) -> float | np.ndarray:
-        """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond."""
-        return measure.entanglement_entropy(self, bond, alpha=alpha)
+    def entanglement_entropy(
+        self, bond: int | None = None, *, alpha: float = 1.0, base: float = math.e
+    ) -> float | np.ndarray:
+        """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond.
+
+        In nats (natural logarithm) by default; ``base=2`` gives bits, the unit
+        quimb's ``entropy`` reports.
+        """
+        scale = measure.log_base(base)
+        return measure.entanglement_entropy(self, bond, alpha=alpha) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information(self, i: int, j: int) -> float:
-        """Mutual information ``I(i:j)`` in nats."""
-        return measure.mutual_information(self, i, j)
+    def mutual_information(self, i: int, j: int, *, base: float = math.e) -> float:
+        """Mutual information ``I(i:j)``, in nats by default (``base=2``: bits)."""
+        scale = measure.log_base(base)
+        return measure.mutual_information(self, i, j) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information_matrix(self) -> np.ndarray:
-        """``I(i:j)`` for all pairs of sites."""
-        return measure.mutual_information_matrix(self)
+    def mutual_information_matrix(self, *, base: float = math.e) -> np.ndarray:
+        """``I(i:j)`` for all pairs of sites, in nats by default (``base=2``: bits)."""
+        scale = measure.log_base(base)
+        return measure.mutual_information_matrix(self) / scale
 
     # ------------------------------------------------------------------ gates and operators
 

@@ -72,6 +72,7 @@ from ..core.validate import (
     check_memory,
 )
 from ..mps.canonical import scale_tensors
+from ..mps.measure import log_base
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
 from . import canonical, compress, measure, network, sampling
@@ -529,8 +530,9 @@ class TreeTensorNetwork:
         phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         iso = list(self._iso)
         iso[v] = None
-        if scale_tensors(tensors, v, self._tree.internal_nodes, phase, log_abs):
-            iso = None  # spread over every node (the centre alone cannot hold it): no gauge left
+        # The tree's contractions gather whole subtrees at once, so the factor must fit
+        # on one node: NormRangeError (clear) if its entries would leave the float range.
+        scale_tensors(tensors, v, (v,), phase, log_abs)
         return type(self)._trusted(self._tree, tensors, iso)
 
     __rmul__ = __mul__
@@ -616,8 +618,11 @@ class TreeTensorNetwork:
 
     def probabilities(self, configs: Any) -> np.ndarray:
         """``p(s) = sum_o |psi(s, o)|**2 / <psi|psi>`` for each row of ``configs`` (from the logarithms)."""
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            raise ValueError("the network is the zero vector (norm 0): its probabilities are undefined.")
         _, log_abs = self.log_amplitudes(configs)
-        log_p = 2 * log_abs - 2 * self.log_norm()
+        log_p = 2 * log_abs - 2 * log_norm
         if log_p.ndim == 2:
             return np.exp(log_p).sum(axis=1)
         return np.exp(log_p)
@@ -668,14 +673,19 @@ class TreeTensorNetwork:
         return measure.schmidt_values(self, edge)
 
     @with_gemm_threads(_own_work)
-    def entropies(self, *, alpha: float = 1.0) -> np.ndarray:
-        """Entanglement entropy (nats) across every edge, in the order of ``tree.edges``."""
-        return measure.entropies(self, alpha)
+    def entropies(self, *, alpha: float = 1.0, base: float = math.e) -> np.ndarray:
+        """Entanglement entropy across every edge, in the order of ``tree.edges``.
 
-    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0) -> float:
-        """Entanglement entropy (nats) between the leaves under ``edge`` and the rest."""
+        In nats by default; ``base=2`` gives bits (quimb's unit).
+        """
+        scale = log_base(base)
+        return measure.entropies(self, alpha) / scale
+
+    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float = math.e) -> float:
+        """Entanglement entropy between the leaves under ``edge`` and the rest (nats; ``base=2``: bits)."""
+        scale = log_base(base)
         s = self.schmidt_values(measure.check_edge("edge", edge, self._tree))
-        return measure.entropy_of_probabilities(s**2, alpha)
+        return measure.entropy_of_probabilities(s**2, alpha) / scale
 
     @with_gemm_threads(_own_work)
     def sample(
