@@ -71,7 +71,7 @@ from ..core.validate import (
     check_max_bond,
     check_memory,
 )
-from ..mps.canonical import scale_tensors
+from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
 from ..mps.measure import log_base
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
@@ -485,8 +485,7 @@ class TreeTensorNetwork:
         """``log ||psi||``; uses the centre when there is one, else rescaled environments."""
         c = self.center
         if c is not None:
-            n2 = float(np.vdot(self._tensors[c], self._tensors[c]).real)
-            return 0.5 * math.log(n2) if n2 > 0 else -math.inf
+            return log_frobenius_norm(self._tensors[c])
         return network.log_norm(self._tree, self._tensors)
 
     def norm(self) -> float:
@@ -495,15 +494,20 @@ class TreeTensorNetwork:
         return math.inf if log_norm > 709.0 else math.exp(log_norm)
 
     def normalize_(self) -> TreeTensorNetwork:
-        """Scale to unit norm in place (the factor goes to the centre, or is spread over every node)."""
+        """Scale to unit norm in place (the factor goes to the centre, or is spread over every node).
+
+        Safe for huge, tiny or subnormal entries: each node that changes is first
+        divided by its largest entry.
+        """
         log_norm = self.log_norm()
         if log_norm == -math.inf:
             raise ValueError("cannot normalise the zero state.")
         c = self.center
         nodes = [c] if c is not None else [v for v in self._tree.internal_nodes if self._iso[v] is None]
-        factor = math.exp(-log_norm / len(nodes))
+        tensors = list(self._tensors)
+        spread_log_scale(tensors, nodes, 1.0, -log_norm)
         for v in nodes:
-            self._tensors[v] = _frozen(self._tensors[v] * factor)
+            self._tensors[v] = _frozen(tensors[v])
         return self
 
     def normalized(self) -> TreeTensorNetwork:
