@@ -352,8 +352,9 @@ def _check_members(archive: zipfile.ZipFile, name: str, max_bytes: float) -> Non
             )
         with archive.open(info) as member:
             shape, dtype = _npy_header(member, name, info.filename)
+            stored = info.file_size - member.tell()  # bytes after the header
         n_bytes = math.prod(shape) * dtype.itemsize
-        if n_bytes > info.file_size:
+        if n_bytes > stored:
             raise SchemaError(f"{name!r} is corrupt: {info.filename!r} is shorter than its header says.")
         total += n_bytes
     check_memory(total, max_bytes, what=f"the arrays of {name!r}", cause="as their headers say")
