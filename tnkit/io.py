@@ -33,6 +33,7 @@ same target removes those whose process is gone.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import re
@@ -59,6 +60,7 @@ __all__ = [
     "load_mps",
     "save_mpo",
     "load_mpo",
+    "remove_stale_temporaries",
     "SCHEMA_VERSION",
     "KINDS",
     "MAX_EXPANSION",
@@ -154,7 +156,7 @@ def remove_stale_temporaries(path: Any) -> list[Path]:
     directory = path.parent if str(path.parent) else Path(".")
     removed = []
     try:
-        candidates = list(directory.glob(f".{glob_escape(path.name)}.*.tmp"))
+        candidates = list(directory.glob(f".{glob.escape(path.name)}.*.tmp"))
     except OSError:
         return removed
     for tmp in candidates:
@@ -163,11 +165,6 @@ def remove_stale_temporaries(path: Any) -> list[Path]:
                 tmp.unlink()
                 removed.append(tmp)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters escaped."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _is_stale(tmp: Path) -> bool:

@@ -188,3 +188,12 @@ def test_entropy_base_two_gives_bits():
         psi.entanglement_entropy(base=1)
     t = TTN.random(Tree.balanced(4), 2, 2, seed=0)
     np.testing.assert_allclose(t.entropies(base=2), t.entropies() / math.log(2), rtol=1e-12)
+
+
+def test_mpo_from_tensors():
+    w = MPO.identity(3)
+    assert MPO.from_tensors(w.tensors).shape == (8, 8)
+    trusted = MPO.from_tensors(list(w.tensors), validate=False)
+    np.testing.assert_array_equal(trusted.to_dense(), np.eye(8))
+    with pytest.raises(ValueError, match="bond"):
+        MPO.from_tensors([np.ones((1, 2, 2, 3)), np.ones((2, 2, 2, 1))])

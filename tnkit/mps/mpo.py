@@ -74,7 +74,22 @@ class MatrixProductOperator(TensorChain):
         self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
 
     @classmethod
+    def from_tensors(cls, tensors: Sequence[Any], *, validate: bool = True) -> MatrixProductOperator:
+        """An MPO of ``tensors`` ``(w_i, d_out_i, d_in_i, w_{i+1})``.
+
+        ``validate=True`` checks them as the constructor does. ``validate=False``
+        wraps them without checks or copies, for code that built them itself: the
+        caller guarantees 4-d numpy arrays with chaining bonds (outer bonds 1), one
+        common dtype among float32, float64, complex64, complex128, and finite
+        entries, and does not write them afterwards (they are stored read-only).
+        """
+        if validate:
+            return cls(tensors)
+        return cls._trusted(list(tensors))
+
+    @classmethod
     def _trusted(cls, tensors: list[np.ndarray]) -> MatrixProductOperator:
+        """``from_tensors(tensors, validate=False)``, kept for old callers."""
         obj = cls.__new__(cls)
         obj._tensors = [_frozen(t) for t in tensors]
         return obj
