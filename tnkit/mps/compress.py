@@ -1,4 +1,9 @@
-"""Truncation of matrix product states: SVD sweeps and variational fitting.
+"""Truncation of matrix product states: SVD sweeps, density matrices, randomized sketches, fitting.
+
+:meth:`tnkit.MatrixProductState.compress` offers four methods, each built on a
+function here: ``"svd"`` (:func:`svd_compress`), ``"dm"``
+(:func:`density_matrix_truncation`), ``"src"`` (:func:`randomized_truncation`) and
+``"fit"`` (:func:`fit_compress`, started from the ``"svd"`` result).
 
 SVD compression
 ---------------

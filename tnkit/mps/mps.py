@@ -55,9 +55,6 @@ from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
 
-_COMPRESS_METHODS = ("svd", "dm", "src", "fit")
-
-
 def _own_bond(self: MatrixProductState, *args: Any, **kwargs: Any) -> int:
     return self.max_bond_dim
 
@@ -705,37 +702,8 @@ class MatrixProductState(TensorChain):
         self, *, max_bond: int | None, cutoff: float, method: str, max_sweeps: int, tol: float, seed: Any
     ) -> tuple[MatrixProductState, compress.TruncationReport]:
         """:meth:`compress` on checked arguments, for a norm that one site tensor can hold."""
-        if method == "src":
-            tensors = compress.randomized_truncation(self._tensors, max_bond=max_bond, rng=as_generator(seed))
-            out = type(self)._trusted(tensors, 0, 1)
-            # The result is the orthogonal projection of self onto the span of its right
-            # isometries, so fidelity = ||out||^2 / ||self||^2 (free when self has a centre).
-            log_ratio = 2 * (out.log_norm() - self.log_norm())
-            fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
-            return out, compress.TruncationReport(
-                "src", 1.0 - fidelity, (math.nan,) * len(out.bond_dims), out.bond_dims, fidelity
-            )
-        if method == "dm":
-            tensors, discarded = compress.density_matrix_truncation(self._tensors, max_bond=max_bond, cutoff=cutoff)
-            error = float(sum(discarded))
-            out = type(self)._trusted(tensors, self.n_sites - 1, self.n_sites)
-            return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
-        tensors, (left, right), report = compress.svd_compress(
-            self._tensors, self._left, self._right, max_bond=max_bond, cutoff=cutoff
-        )
-        if method == "svd":
-            return type(self)._trusted(tensors, left, right), report
-        guess = type(self)._trusted(tensors, left, right).canonicalize_(0)
-        fitted, report = compress.fit_compress(
-            self._tensors,
-            list(guess._tensors),
-            max_bond=max_bond,
-            cutoff=cutoff,
-            max_sweeps=max_sweeps,
-            tol=tol,
-            target_norm2=math.exp(2 * self.log_norm()),
-        )
-        return type(self)._trusted(fitted, 0, 1), report
+        options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
+        return _COMPRESS_METHODS[method](self, **options)
 
     # ------------------------------------------------------------------ measurements
 
@@ -857,6 +825,52 @@ class MatrixProductState(TensorChain):
 
 
 MPS = MatrixProductState
+
+
+# ---------------------------------------------------------------------- compression methods
+
+
+def _compress_svd(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
+    tensors, (left, right), report = compress.svd_compress(
+        psi._tensors, psi._left, psi._right, max_bond=max_bond, cutoff=cutoff
+    )
+    return type(psi)._trusted(tensors, left, right), report
+
+
+def _compress_dm(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
+    tensors, discarded = compress.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
+    error = float(sum(discarded))
+    out = type(psi)._trusted(tensors, psi.n_sites - 1, psi.n_sites)
+    return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
+
+
+def _compress_src(psi: MatrixProductState, *, max_bond: int, seed: Any, **_: Any):
+    tensors = compress.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
+    out = type(psi)._trusted(tensors, 0, 1)
+    # The result is the orthogonal projection of psi onto the span of its right
+    # isometries, so fidelity = ||out||^2 / ||psi||^2 (free when psi has a centre).
+    log_ratio = 2 * (out.log_norm() - psi.log_norm())
+    fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
+    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(out.bond_dims), out.bond_dims, fidelity)
+
+
+def _compress_fit(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, max_sweeps: int, tol: float, **_: Any):
+    guess, _report = _compress_svd(psi, max_bond=max_bond, cutoff=cutoff)
+    guess.canonicalize_(0)
+    fitted, report = compress.fit_compress(
+        psi._tensors,
+        list(guess._tensors),
+        max_bond=max_bond,
+        cutoff=cutoff,
+        max_sweeps=max_sweeps,
+        tol=tol,
+        target_norm2=math.exp(2 * psi.log_norm()),
+    )
+    return type(psi)._trusted(fitted, 0, 1), report
+
+
+#: The methods of :meth:`MatrixProductState.compress`: ``(psi, **options) -> (MPS, TruncationReport)``.
+_COMPRESS_METHODS = {"svd": _compress_svd, "dm": _compress_dm, "src": _compress_src, "fit": _compress_fit}
 
 
 # ---------------------------------------------------------------------- helpers
