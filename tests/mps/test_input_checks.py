@@ -197,3 +197,8 @@ def test_mpo_from_tensors():
     np.testing.assert_array_equal(trusted.to_dense(), np.eye(8))
     with pytest.raises(ValueError, match="bond"):
         MPO.from_tensors([np.ones((1, 2, 2, 3)), np.ones((2, 2, 2, 1))])
+
+
+def test_random_with_absurd_length_is_refused_at_once():
+    with pytest.raises(ValueError, match="`n_sites`"):
+        MPS.random(10**12, 2)

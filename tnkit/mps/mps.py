@@ -209,8 +209,10 @@ class MatrixProductState(TensorChain):
         """
         n_sites = check_int("n_sites", n_sites, minimum=1)
         max_bond = check_int("max_bond", max_bond, minimum=1)
-        dims = _phys_dims("phys_dim", phys_dim, n_sites)
         dtype = check_dtype("dtype", dtype)
+        # every site holds at least one entry: refuse absurd lengths before listing the sites
+        check_memory(n_sites * dtype.itemsize, max_bytes, what=f"{n_sites:,} site tensors", cause="`n_sites`")
+        dims = _phys_dims("phys_dim", phys_dim, n_sites)
         bonds = _max_bond_profile(dims, max_bond)
         n_entries = sum(bonds[i] * d * bonds[i + 1] for i, d in enumerate(dims))
         check_memory(
