@@ -49,7 +49,7 @@ def test_scaling_below_float_range_keeps_the_state():
 
 def test_scaling_one_site_chain_beyond_range_raises_clearly():
     psi = MPS.product_state("0")
-    with pytest.raises(NormRangeError, match="does not fit in 1 site tensor"):
+    with pytest.raises(NormRangeError, match="does not fit in 1 tensor"):
         psi * 1e300 * 1e300
 
 

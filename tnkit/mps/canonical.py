@@ -188,8 +188,8 @@ def spread_log_scale(tensors: list, sites: Sequence[int], phase: complex | float
     share = total / len(sites)
     if not _LOG_PEAK_RANGE[0] <= share <= _LOG_PEAK_RANGE[1]:
         raise NormRangeError(
-            f"a norm of exp({total:.6g}) does not fit in {len(sites)} site tensor(s) "
-            f"(entries must stay within {PEAK_RANGE}); the value is beyond double precision."
+            f"a scale factor of exp({total:.6g}) does not fit in {len(sites)} tensor(s) "
+            f"(entries must stay within {PEAK_RANGE}): the result is beyond double precision."
         )
     factor = math.exp(share)
     for k, (i, p) in enumerate(zip(sites, peaks)):
