@@ -430,3 +430,134 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
             raise RuntimeError("boom")
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["model.bin"]
+
+
+# ----------------------------------------------------------------------------- schema and size checks
+
+
+@pytest.mark.parametrize("schema", [0, -7, 1.9, "1", True], ids=repr)
+def test_invalid_schema_versions_are_refused(tmp_path, rng, schema):
+    header = tnkit_header()
+    header["__tnkit_schema__"] = np.array(schema)
+    write_npz(tmp_path / "s.npz", **header, t0000=rng.standard_normal((1, 2, 1)))
+    with pytest.raises(SchemaError, match="schema"):
+        MPS.load(tmp_path / "s.npz")
+
+
+def test_non_scalar_header_entries_are_refused(tmp_path, rng):
+    header = tnkit_header()
+    header["n_sites"] = np.array([1, 2])
+    write_npz(tmp_path / "n.npz", **header, t0000=rng.standard_normal((1, 2, 1)))
+    with pytest.raises(SchemaError, match="'n_sites' must be a scalar"):
+        MPS.load(tmp_path / "n.npz")
+
+
+def test_decompression_bomb_is_refused_before_reading(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **tnkit_header(), t0000=np.zeros((1, 2**20, 1)))
+    assert path.stat().st_size < 50_000  # 8 MiB of zeros in a few KiB
+    with pytest.raises(SchemaError, match=r"would expand .* \(more than 100x\)"):
+        MPS.load(path)
+
+
+def test_total_size_from_headers_is_capped(tmp_path, rng):
+    psi = MPS.random(6, 8, seed=rng)
+    psi.save(tmp_path / "psi.npz")
+    with pytest.raises(ValueError, match="more than `max_bytes`"):
+        load_arrays(tmp_path / "psi.npz", "MatrixProductState", max_bytes=1000)
+    tensors, _ = load_arrays(tmp_path / "psi.npz", "MatrixProductState", max_bytes=10_000)
+    assert len(tensors) == 6
+
+
+def test_header_claiming_more_data_than_stored_is_corrupt(tmp_path):
+    path = tmp_path / "liar.npz"
+    write_npz(path, **tnkit_header(), t0000=np.ones((1, 2, 1)))
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members["t0000.npy"] = members["t0000.npy"].replace(b"(1, 2, 1)", b"(1, 9, 1)")
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(SchemaError, match="shorter than its header says"):
+        MPS.load(path)
+
+
+def test_corrupt_file_message_has_no_numpy_pickle_advice(tmp_path):
+    for i, content in enumerate(CORRUPT.values()):
+        path = tmp_path / f"bad{i}.npz"
+        path.write_bytes(content)
+        error, _ = load_error(path)
+        assert isinstance(error, SchemaError)
+        assert "allow_pickle" not in str(error)
+        assert "\n" not in str(error)
+
+
+def test_save_refuses_object_arrays(tmp_path):
+    obj = np.empty((1, 2, 1), dtype=object)
+    with pytest.raises(TypeError, match=r"`tensors\[0\]` must hold numbers"):
+        save_arrays(tmp_path / "o", "Thing", [obj])
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- temporary files
+
+
+def test_errors_name_the_users_path_not_the_temporary_file(tmp_path, rng):
+    target = tmp_path / "psi.npz"
+    target.mkdir()  # a directory where the file should go: the rename fails
+    with pytest.raises(OSError) as info:
+        MPS.random(3, 2, seed=rng).save(target)
+    assert "psi.npz" in str(info.value)
+    assert ".tmp" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psi.npz"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(child.stdout)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are checked on POSIX")
+def test_killed_writer_leaves_a_temporary_that_the_next_save_removes(tmp_path, rng):
+    import subprocess
+    import sys
+
+    target = tmp_path / "psi.npz"
+    code = (
+        "import os, sys\n"
+        "from tnkit.io import atomic_write\n"
+        "with atomic_write(sys.argv[1]) as fh:\n"
+        "    fh.write(b'half')\n"
+        "    fh.flush()\n"
+        "    os._exit(9)  # killed mid-write: no cleanup runs\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env=env, check=False)
+    assert done.returncode == 9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".psi.npz.tnkit-") and left[0].endswith(".tmp")
+    MPS.random(3, 2, seed=rng).save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psi.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are checked on POSIX")
+def test_only_stale_temporaries_are_removed(tmp_path, rng):
+    from tnkit.io import remove_stale_temporaries
+
+    target = tmp_path / "psi.npz"
+    dead = tmp_path / f".psi.npz.tnkit-{_dead_pid()}-0123abcd.tmp"
+    mine = tmp_path / f".psi.npz.tnkit-{os.getpid()}-0123abcd.tmp"
+    old_style_old = tmp_path / ".psi.npz.k2j4h5g6.tmp"
+    old_style_new = tmp_path / ".psi.npz.a1b2c3d4.tmp"
+    other_target = tmp_path / f".other.npz.tnkit-{_dead_pid()}-0123abcd.tmp"
+    for p in (dead, mine, old_style_old, old_style_new, other_target):
+        p.write_bytes(b"partial")
+    two_hours_ago = os.path.getmtime(old_style_old) - 7200
+    os.utime(old_style_old, (two_hours_ago, two_hours_ago))
+    removed = remove_stale_temporaries(target)
+    assert sorted(p.name for p in removed) == sorted([dead.name, old_style_old.name])
+    assert mine.exists() and old_style_new.exists() and other_target.exists()

@@ -166,7 +166,7 @@ def test_random_errors():
         MPS.random(0, 2)
     with pytest.raises(ValueError, match="`max_bond` must be an integer >= 1"):
         MPS.random(3, 0)
-    with pytest.raises(TypeError, match="`dtype` must be a real or complex floating type"):
+    with pytest.raises(TypeError, match="`dtype` must be float32, float64, complex64 or complex128"):
         MPS.random(3, 2, dtype=int)
     with pytest.raises(ValueError, match="must give 3 dimensions"):
         MPS.random(3, 2, phys_dim=(2, 2))

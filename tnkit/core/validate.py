@@ -21,7 +21,21 @@ __all__ = [
     "check_finite",
     "check_site",
     "as_array",
+    "check_dtype",
+    "as_tensor",
+    "check_memory",
+    "format_bytes",
+    "ENGINE_DTYPES",
+    "DEFAULT_MAX_BYTES",
 ]
+
+#: The dtypes the engine computes in (those LAPACK factorises). Integers and booleans
+#: given as data or as a ``dtype`` become ``float64``; anything else is refused.
+ENGINE_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+#: Largest memory (bytes) a constructor allocates unless its ``max_bytes`` allows more:
+#: 8 GiB, so a typo such as ``max_bond=10**12`` fails at once instead of swapping.
+DEFAULT_MAX_BYTES = 8 * 2**30
 
 
 def check_option(name: str, value: object, valid: Collection[object]) -> None:
@@ -105,3 +119,50 @@ def as_array(name: str, value: object, *, ndim: int | None = None) -> np.ndarray
         raise ValueError(f"`{name}` must have {ndim} dimensions, got shape {array.shape}.")
     check_finite(name, array)
     return array
+
+
+def check_dtype(name: str, dtype: object) -> np.dtype:
+    """Return ``dtype`` as a numpy dtype if it is one of :data:`ENGINE_DTYPES`.
+
+    Every other dtype (integers, booleans, float16, long double, object, strings)
+    raises ``TypeError`` naming ``name``. Arrays of integers or booleans given as
+    data are converted to float64 by :func:`as_array` before they get here.
+    """
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise TypeError(f"`{name}` must be a numpy dtype, got {dtype!r}.") from exc
+    if dt not in ENGINE_DTYPES:
+        raise TypeError(f"`{name}` must be float32, float64, complex64 or complex128, got {dt}.")
+    return dt
+
+
+def as_tensor(name: str, value: object, *, ndim: int | None = None) -> np.ndarray:
+    """:func:`as_array` for the engine's tensors: also refuses dtypes outside :data:`ENGINE_DTYPES`."""
+    array = as_array(name, value, ndim=ndim)
+    check_dtype(f"{name}.dtype", array.dtype)
+    return array
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in the largest binary unit that keeps it >= 1 (``"8 GiB"``, ``"3.2 TiB"``)."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} PiB"  # pragma: no cover - the loop returns
+
+
+def check_memory(n_bytes: float, max_bytes: object, *, what: str, cause: str) -> None:
+    """Refuse, before allocating, ``n_bytes`` of ``what`` beyond ``max_bytes``.
+
+    ``cause`` names the arguments that set the size (e.g. ``"`max_bond`=10**12"``);
+    the message says how to allow more.
+    """
+    limit = check_number("max_bytes", max_bytes)
+    if n_bytes > limit:
+        raise ValueError(
+            f"{what} would take {format_bytes(n_bytes)} ({cause}), more than `max_bytes`="
+            f"{format_bytes(limit)}; pass a larger `max_bytes` if that much memory is intended."
+        )

@@ -1,4 +1,9 @@
-"""Truncation of matrix product states: SVD sweeps and variational fitting.
+"""Truncation of matrix product states: SVD sweeps, density matrices, randomized sketches, fitting.
+
+:meth:`tnkit.MatrixProductState.compress` offers four methods, each built on a
+function here: ``"svd"`` (:func:`svd_compress`), ``"dm"``
+(:func:`density_matrix_truncation`), ``"src"`` (:func:`randomized_truncation`) and
+``"fit"`` (:func:`fit_compress`, started from the ``"svd"`` result).
 
 SVD compression
 ---------------
@@ -32,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.contract import contract
-from ..core.linalg import truncated_svd, truncation_rank
-from .canonical import move_center, unit_peak
+from ..core.linalg import peak_magnitude, truncated_svd, truncation_rank
+from .canonical import _checked_receiver, move_center, unit_peak
 
 __all__ = [
     "TruncationReport",
@@ -157,18 +162,27 @@ def sweep_from_nearer_end(
 
     ``tensors`` (with bookkeeping ``(left, right)``) are replaced in place. Returns
     the new bookkeeping, the squared norm before truncation, and the sweep's
-    discarded weights and singular values per bond.
+    discarded weights and singular values per bond. The sweep runs with the centre
+    scaled to unit peak (so squared singular values cannot overflow), and the norm
+    and weights returned are in that scale: only their ratios mean anything. The
+    scale is put back on the final centre; :class:`~tnkit.errors.NormRangeError` if
+    it does not fit there (or did not fit on the first centre).
     """
     n = len(tensors)
     if max(right - 1, 0) <= max(n - 1 - left, 0):  # fewer LQ steps to reach site 0
-        move_center(tensors, left, right, 0)
-        norm2 = _norm2(tensors[0])
-        discarded, svals = svd_sweep(tensors, "right", max_bond=max_bond, cutoff=cutoff)
-        return (n - 1, n), norm2, discarded, svals
-    move_center(tensors, left, right, n - 1)
-    norm2 = _norm2(tensors[-1])
-    discarded, svals = svd_sweep(tensors, "left", max_bond=max_bond, cutoff=cutoff)
-    return (0, 1), norm2, discarded, svals
+        start, end, direction, bookkeeping = 0, n - 1, "right", (n - 1, n)
+    else:
+        start, end, direction, bookkeeping = n - 1, 0, "left", (0, 1)
+    move_center(tensors, left, right, start)
+    peak = peak_magnitude(tensors[start])
+    if peak > 0.0:
+        tensors[start] = tensors[start] / peak
+    norm2 = _norm2(tensors[start])
+    discarded, svals = svd_sweep(tensors, direction, max_bond=max_bond, cutoff=cutoff)
+    if peak > 0.0:
+        with np.errstate(over="ignore", under="ignore"):
+            tensors[end] = _checked_receiver(tensors[end] * peak, end, tensors[end], np.array(peak))
+    return bookkeeping, norm2, discarded, svals
 
 
 def svd_compress(

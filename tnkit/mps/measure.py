@@ -15,6 +15,8 @@ density matrix ``rho[s, s']`` is ``sum psi[..s..] conj(psi[..s'..])``.
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -241,6 +243,18 @@ def entanglement_entropy(
     if bond is not None:
         return entropy_of_probabilities(schmidt_values(mps, bond) ** 2, alpha)
     return np.array([entropy_of_probabilities(s**2, alpha) for s in schmidt_values(mps)])
+
+
+def log_base(base: object) -> float:
+    """``log(base)``, the divisor that turns nats into units of ``base`` (``2``: bits).
+
+    ``base`` must be a finite number > 0 other than 1.
+    """
+    if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`base` must be a real number (math.e for nats, 2 for bits), got {base!r}.")
+    if not (np.isfinite(base) and base > 0 and base != 1):
+        raise ValueError(f"`base` must be a finite number > 0 other than 1 (math.e for nats, 2 for bits), got {base!r}.")
+    return math.log(base)
 
 
 def _rdm_entropy(rho: np.ndarray) -> float:

@@ -30,8 +30,9 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
+from ..core.validate import as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
 from . import overlap
+from .canonical import scale_tensors
 from .compress import TruncationReport, svd_compress
 from .chain import TensorChain
 from .chain import frozen as _frozen
@@ -63,7 +64,7 @@ class MatrixProductOperator(TensorChain):
     __slots__ = ()
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
-        arrays = [as_array(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
+        arrays = [as_tensor(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
         if not arrays:
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
         if copy:
@@ -73,7 +74,22 @@ class MatrixProductOperator(TensorChain):
         self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
 
     @classmethod
+    def from_tensors(cls, tensors: Sequence[Any], *, validate: bool = True) -> MatrixProductOperator:
+        """An MPO of ``tensors`` ``(w_i, d_out_i, d_in_i, w_{i+1})``.
+
+        ``validate=True`` checks them as the constructor does. ``validate=False``
+        wraps them without checks or copies, for code that built them itself: the
+        caller guarantees 4-d numpy arrays with chaining bonds (outer bonds 1), one
+        common dtype among float32, float64, complex64, complex128, and finite
+        entries, and does not write them afterwards (they are stored read-only).
+        """
+        if validate:
+            return cls(tensors)
+        return cls._trusted(list(tensors))
+
+    @classmethod
     def _trusted(cls, tensors: list[np.ndarray]) -> MatrixProductOperator:
+        """``from_tensors(tensors, validate=False)``, kept for old callers."""
         obj = cls.__new__(cls)
         obj._tensors = [_frozen(t) for t in tensors]
         return obj
@@ -87,6 +103,7 @@ class MatrixProductOperator(TensorChain):
         from .mps import _phys_dims
 
         dims = _phys_dims("phys_dim", phys_dim, n_sites)
+        dtype = check_dtype("dtype", dtype)
         return cls._trusted([np.eye(d, dtype=dtype).reshape(1, d, d, 1) for d in dims])
 
     @classmethod
@@ -227,12 +244,15 @@ class MatrixProductOperator(TensorChain):
         return env.reshape(-1)[0].item()
 
     def __mul__(self, scalar: complex) -> MatrixProductOperator:
+        """``scalar * W``: on site 0, or spread over the sites if site 0 cannot hold it."""
         if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale an MPO by {scalar!r}.")
-        tensors = list(self._tensors)
-        tensors[0] = tensors[0] * scalar
+        dtype = check_dtype("the dtype of scalar * W", np.result_type(self.dtype, np.asarray(scalar).dtype))
+        tensors = [t.astype(dtype, copy=False) for t in self._tensors]
+        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
+        scale_tensors(tensors, 0, range(len(tensors)), phase, log_abs)
         return type(self)._trusted(tensors)
 
     __rmul__ = __mul__
@@ -290,7 +310,10 @@ class MatrixProductOperator(TensorChain):
         """``<psi|W|psi>``, divided by ``<psi|psi>`` when ``normalize``."""
         phase, log_abs = self.log_expectation(mps)
         if normalize:
-            log_abs -= 2 * mps.log_norm()
+            log_norm = mps.log_norm()
+            if log_norm == -math.inf:
+                raise ValueError("`mps` is the zero vector (norm 0): its normalised expectation value is undefined.")
+            log_abs -= 2 * log_norm
         value = overlap.overlap_value(phase, log_abs)
         if isinstance(value, complex) and abs(value.imag) <= 1e-13 * max(abs(value.real), 1.0):
             return value.real

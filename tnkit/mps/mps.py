@@ -34,25 +34,26 @@ from typing import Any
 import numpy as np
 
 from ..core.contract import contract
-from ..core.linalg import DEFAULT_CUTOFF
+from ..core.linalg import DEFAULT_CUTOFF, peak_magnitude
 from ..core.rng import as_generator
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
-    as_array,
+    DEFAULT_MAX_BYTES,
+    as_tensor,
     check_cutoff,
+    check_dtype,
     check_int,
     check_max_bond,
+    check_memory,
     check_option,
     check_site,
 )
+from ..errors import NormRangeError
 from . import canonical, compress, gates, measure, overlap, sampling
 from .chain import TensorChain
 from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
-
-_COMPRESS_METHODS = ("svd", "dm", "src", "fit")
-
 
 def _own_bond(self: MatrixProductState, *args: Any, **kwargs: Any) -> int:
     return self.max_bond_dim
@@ -68,7 +69,9 @@ class MatrixProductState(TensorChain):
     Parameters
     ----------
     tensors : sequence of array_like
-        Site tensors of shape ``(D_i, d_i, D_{i+1})`` with ``D_0 = D_N = 1``.
+        Site tensors of shape ``(D_i, d_i, D_{i+1})`` with ``D_0 = D_N = 1``, of
+        dtype float32, float64, complex64 or complex128 (integer and boolean arrays
+        become float64); all sites are promoted to one common dtype.
     copy : bool
         Copy the arrays (by default they are shared, read-only).
 
@@ -77,6 +80,17 @@ class MatrixProductState(TensorChain):
     ValueError
         If a tensor is not 3-dimensional, bond dimensions do not match, boundary
         bonds are not 1, or a tensor holds NaN or infinity.
+    TypeError
+        If a tensor's dtype is not numeric or is float16, long double or another
+        dtype outside the four above.
+
+    Notes
+    -----
+    Invariants every instance keeps (and :meth:`from_tensors` with
+    ``validate=False`` relies on the caller for): at least one site; every site a
+    read-only 3-d numpy array; bonds that chain, with outer bonds 1; one common
+    dtype among float32, float64, complex64, complex128; finite entries; and a
+    truthful canonical bookkeeping ``(left, right)`` (see :attr:`canonical_range`).
 
     Examples
     --------
@@ -91,7 +105,7 @@ class MatrixProductState(TensorChain):
     __slots__ = ("_left", "_right")
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
-        arrays = [as_array(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
+        arrays = [as_tensor(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
         if not arrays:
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
         if copy:
@@ -102,10 +116,58 @@ class MatrixProductState(TensorChain):
         self._left, self._right = 0, len(arrays)
 
     @classmethod
+    def from_tensors(
+        cls,
+        tensors: Sequence[Any],
+        *,
+        canonical_range: tuple[int, int] | None = None,
+        validate: bool = True,
+    ) -> MatrixProductState:
+        """An MPS of ``tensors``, optionally with known canonical bookkeeping.
+
+        Parameters
+        ----------
+        tensors : sequence of array_like
+            Site tensors ``(D_i, d_i, D_{i+1})``.
+        canonical_range : (int, int), optional
+            ``(left, right)``: sites ``< left`` are left-isometric and sites
+            ``>= right`` right-isometric (see :attr:`canonical_range`). By default
+            nothing is claimed, ``(0, N)``.
+        validate : bool
+            ``True`` (default): the tensors are checked as by the constructor and a
+            given ``canonical_range`` is verified numerically (to 1e-10), raising
+            ``ValueError`` if a site does not confirm it. ``False``: no check and
+            no copy, for code that built the tensors itself (algorithms, products);
+            the caller guarantees the invariants listed in the class notes, and
+            ``tensors`` must be numpy arrays that are not written afterwards (they
+            are stored as read-only views).
+
+        Returns
+        -------
+        MatrixProductState
+        """
+        if not validate:
+            left, right = (0, None) if canonical_range is None else canonical_range
+            return cls._trusted(list(tensors), left, right)
+        psi = cls(tensors)
+        if canonical_range is not None:
+            if len(canonical_range) != 2:
+                raise ValueError(f"`canonical_range` must be a pair (left, right), got {canonical_range!r}.")
+            left = check_int("canonical_range[0]", canonical_range[0], minimum=0)
+            right = check_int("canonical_range[1]", canonical_range[1], minimum=1)
+            if not psi.adopt_canonical_range(left, right):
+                raise ValueError(
+                    f"`canonical_range`=({left}, {right}) does not hold for these tensors: sites "
+                    f"< {left} must be left- and sites >= {right} right-isometric (to 1e-10), "
+                    f"with 0 <= left < {psi.n_sites} and 1 <= right <= {psi.n_sites}."
+                )
+        return psi
+
+    @classmethod
     def _trusted(
         cls, tensors: list[np.ndarray], left: int = 0, right: int | None = None
     ) -> MatrixProductState:
-        """Wrap already-validated tensors without checks (internal)."""
+        """Wrap tensors without checks: ``from_tensors(..., validate=False)``, kept for old callers."""
         obj = cls.__new__(cls)
         obj._tensors = [_frozen(t) for t in tensors]
         obj._left = left
@@ -124,6 +186,7 @@ class MatrixProductState(TensorChain):
         dtype: Any = np.float64,
         seed: object = None,
         normalize: bool = True,
+        max_bytes: float = DEFAULT_MAX_BYTES,
     ) -> MatrixProductState:
         """Random MPS with Gaussian entries and bonds ``min(max_bond, dims to either end)``.
 
@@ -139,15 +202,24 @@ class MatrixProductState(TensorChain):
         seed : None, int or numpy Generator
         normalize : bool
             Return a normalised state, in right-canonical form (centre at site 0).
+        max_bytes : float
+            Largest memory the site tensors may take (default
+            :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`, 8 GiB); larger requests
+            raise ``ValueError`` before anything is allocated.
         """
         n_sites = check_int("n_sites", n_sites, minimum=1)
         max_bond = check_int("max_bond", max_bond, minimum=1)
+        dtype = check_dtype("dtype", dtype)
+        # every site holds at least one entry: refuse absurd lengths before listing the sites
+        check_memory(n_sites * dtype.itemsize, max_bytes, what=f"{n_sites:,} site tensors", cause="`n_sites`")
         dims = _phys_dims("phys_dim", phys_dim, n_sites)
-        dtype = np.dtype(dtype)
-        if dtype.kind not in "fc":
-            raise TypeError(f"`dtype` must be a real or complex floating type, got {dtype}.")
-        rng = as_generator(seed)
         bonds = _max_bond_profile(dims, max_bond)
+        n_entries = sum(bonds[i] * d * bonds[i + 1] for i, d in enumerate(dims))
+        check_memory(
+            n_entries * dtype.itemsize, max_bytes, what=f"the {n_sites} site tensors",
+            cause=f"`max_bond`={max_bond}, `phys_dim`={_short(dims)}, dtype {dtype}",
+        )
+        rng = as_generator(seed)
         tensors = []
         for i, d in enumerate(dims):
             shape = (bonds[i], d, bonds[i + 1])
@@ -176,7 +248,11 @@ class MatrixProductState(TensorChain):
         phys_dim : int or sequence of int, optional
             Physical dimensions for basis indices.
         dtype : numpy dtype, optional
+            float32, float64, complex64 or complex128; by default that of the local
+            vectors (float64 for basis indices).
         """
+        if dtype is not None:
+            dtype = check_dtype("dtype", dtype)
         if isinstance(states, str):
             if not states.isdigit():
                 raise ValueError(f"`states` as a string must be digits, got {states!r}.")
@@ -194,7 +270,7 @@ class MatrixProductState(TensorChain):
                 v = np.zeros(d)
                 v[k] = 1.0
             else:
-                v = as_array(f"states[{i}]", s, ndim=1)
+                v = as_tensor(f"states[{i}]", s, ndim=1)
                 if phys_dim is not None and len(v) != d:
                     raise ValueError(f"`states[{i}]` has {len(v)} entries but `phys_dim` gives {d} for site {i}.")
             tensors.append(v.reshape(1, -1, 1))
@@ -227,15 +303,22 @@ class MatrixProductState(TensorChain):
             Also return the :class:`TruncationReport`; its ``error`` is exactly
             ``||v - psi||**2 / ||v||**2``.
 
-        The result is left-canonical (centre at the last site).
+        The result is left-canonical (centre at the last site), unless its norm is
+        too large or small for one tensor (entries beyond ``1e280`` or below
+        ``1e-280``): then the norm is spread over every site, without canonical
+        bookkeeping. The decomposition itself runs on ``vector`` scaled to unit
+        peak, so the report is exact at any magnitude.
         """
-        v = as_array("vector", vector)
+        v = as_tensor("vector", vector)
         dims = _dims_for_dense(v, phys_dims)
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         if little_endian:  # site 0 is the fastest index: read the axes in reverse
             v = v.reshape(tuple(reversed(dims))).transpose(tuple(reversed(range(len(dims)))))
         v = v.reshape(1, -1)
+        peak = peak_magnitude(v)
+        if peak > 0:  # work at unit peak: squares of entries near the float limits stay finite
+            v = v / peak
         norm2 = float(np.vdot(v, v).real)
         n = len(dims)
         tensors = []
@@ -250,6 +333,8 @@ class MatrixProductState(TensorChain):
             v = s[:, None] * vh
         tensors.append(v.reshape(v.shape[0], dims[-1], 1))
         psi = cls._trusted(tensors, left=n - 1, right=n)
+        if peak > 0 and peak != 1.0:
+            psi = _scaled(psi, 1.0, math.log(peak))
         if not return_report:
             return psi
         error = float(sum(discarded))
@@ -284,14 +369,14 @@ class MatrixProductState(TensorChain):
     def __setitem__(self, i: int, tensor: Any) -> None:
         """Replace site ``i``'s tensor (same bonds); the canonical bookkeeping is updated."""
         i = check_site("i", i, self.n_sites)
-        new = as_array("tensor", tensor, ndim=3)
+        new = as_tensor("tensor", tensor, ndim=3)
         old = self._tensors[i]
         if new.shape[0] != old.shape[0] or new.shape[2] != old.shape[2]:
             raise ValueError(
                 f"a tensor for site {i} must keep the bonds ({old.shape[0]}, ·, {old.shape[2]}), "
                 f"got shape {new.shape}."
             )
-        dtype = np.result_type(self.dtype, new.dtype)
+        dtype = check_dtype("tensor.dtype", np.result_type(self.dtype, new.dtype))
         if dtype != self.dtype:
             self._tensors = [_frozen(t.astype(dtype)) for t in self._tensors]
         self._set_site(i, new.astype(dtype, copy=False), keeps_isometry=False)
@@ -337,8 +422,14 @@ class MatrixProductState(TensorChain):
         self._tensors = [_frozen(t) for t in tensors]
         self._left, self._right = left, right
 
-    def _adopt_verified_canonical_range(self, left: int, right: int, atol: float = 1e-10) -> bool:
-        """Adopt bookkeeping ``(left, right)`` (e.g. read from a file) if the sites confirm it."""
+    def adopt_canonical_range(self, left: int, right: int, atol: float = 1e-10) -> bool:
+        """Adopt the bookkeeping ``(left, right)`` (e.g. read from a file) if the sites confirm it.
+
+        Each site claimed isometric is checked numerically (deviation of its Gram
+        matrix from the identity at most ``atol``); the claim is adopted and
+        ``True`` returned only if all are, else nothing changes and ``False`` is
+        returned. Used to restore a saved canonical form without redoing the QRs.
+        """
         n = self.n_sites
         if not (0 <= left <= n - 1 and 1 <= right <= n):
             return False
@@ -349,6 +440,8 @@ class MatrixProductState(TensorChain):
         if ok:
             self._left, self._right = left, right
         return ok
+
+    _adopt_verified_canonical_range = adopt_canonical_range  # the former private name
 
     # ------------------------------------------------------------------ canonical forms
 
@@ -419,20 +512,33 @@ class MatrixProductState(TensorChain):
     def normalize_(self) -> MatrixProductState:
         """Scale to unit norm in place.
 
-        Safe for norms beyond the float range: without a centre the factor is spread
-        over the non-isometric sites.
+        Safe for norms beyond the float range and for subnormal entries: each site
+        that changes is first divided by its largest entry; without a centre the
+        remaining factor is spread over the non-isometric sites (over all sites,
+        dropping the canonical bookkeeping, if those few cannot hold it).
+
+        Raises
+        ------
+        ValueError
+            For the zero state.
         """
         log_norm = self.log_norm()
         if log_norm == -math.inf:
             raise ValueError("cannot normalise the zero state.")
         centre = self.center
         if centre is not None:
-            self._set_site(centre, self._tensors[centre] * math.exp(-log_norm), keeps_isometry=True)
-        else:  # spread the factor over the sites not tracked as isometries (no overflow)
-            lo, hi = self._left, self._right
-            factor = math.exp(-log_norm / (hi - lo))
-            for i in range(lo, hi):
-                self._set_site(i, self._tensors[i] * factor, keeps_isometry=True)
+            t = self._tensors[centre]
+            t = t / peak_magnitude(t)
+            self._set_site(centre, t / math.sqrt(float(np.vdot(t, t).real)), keeps_isometry=True)
+            return self
+        tensors = list(self._tensors)
+        try:  # keep the isometries: spread over the sites not tracked as such
+            canonical.spread_log_scale(tensors, range(self._left, self._right), 1.0, -log_norm)
+            self._replace_tensors(tensors, left=self._left, right=self._right)
+        except NormRangeError:
+            tensors = list(self._tensors)
+            canonical.spread_log_scale(tensors, range(self.n_sites), 1.0, -log_norm)
+            self._replace_tensors(tensors, left=0, right=self.n_sites)
         return self
 
     def normalized(self) -> MatrixProductState:
@@ -447,18 +553,24 @@ class MatrixProductState(TensorChain):
     # ------------------------------------------------------------------ algebra
 
     def __mul__(self, scalar: complex) -> MatrixProductState:
-        """``scalar * |psi>``, scaling one non-isometric site (dtype promoted if needed)."""
+        """``scalar * |psi>``, scaling one non-isometric site (dtype promoted if needed).
+
+        If that site's entries would leave ``[1e-280, 1e280]`` (overflow, or
+        subnormal numbers that lose precision), the factor is spread over every
+        site instead and the canonical bookkeeping is dropped; a factor that even
+        ``N`` sites cannot hold raises :class:`~tnkit.errors.NormRangeError`.
+        """
         if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale an MPS by {scalar!r}.")
-        dtype = np.result_type(self.dtype, np.asarray(scalar).dtype)
-        tensors = [t.astype(dtype, copy=False) for t in self._tensors]
-        # Scale a site that is not tracked as an isometry: the centre, or the first
-        # site of the non-canonical range.
-        site = self.center if self.center is not None else self._left
-        tensors[site] = tensors[site] * scalar
-        return type(self)._trusted(tensors, self._left, self._right)
+        dtype = check_dtype("the dtype of scalar * psi", np.result_type(self.dtype, np.asarray(scalar).dtype))
+        out = self if dtype == self.dtype else type(self)._trusted(
+            [t.astype(dtype) for t in self._tensors], self._left, self._right
+        )
+        if scalar == 0:
+            return _scaled(out, 0.0, 0.0)
+        return _scaled(out, scalar / abs(scalar), math.log(abs(scalar)))
 
     __rmul__ = __mul__
 
@@ -506,9 +618,12 @@ class MatrixProductState(TensorChain):
         return sampling.log_amplitudes(self, configs)
 
     def probabilities(self, configs: Any) -> np.ndarray:
-        """``|psi(s)|**2 / <psi|psi>`` per row of ``configs``."""
+        """``|psi(s)|**2 / <psi|psi>`` per row of ``configs`` (``ValueError`` for the zero state)."""
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            raise ValueError("the state is the zero vector (norm 0): its probabilities are undefined.")
         _, log_abs = self.log_amplitudes(configs)
-        return np.exp(2 * log_abs - 2 * self.log_norm())
+        return np.exp(2 * log_abs - 2 * log_norm)
 
     def sample(
         self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
@@ -558,43 +673,39 @@ class MatrixProductState(TensorChain):
         Returns
         -------
         (MatrixProductState, TruncationReport)
+
+        Notes
+        -----
+        Any norm is handled: a state whose norm no single tensor can hold (say
+        ``1e-1600`` from a long chain of small tensors) is compressed normalised and
+        the norm put back spread over the sites, so that result has no canonical
+        bookkeeping. The zero state compresses to itself with ``error`` 0.
         """
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         check_option("method", method, _COMPRESS_METHODS)
-        if method == "src":
-            if max_bond is None:
-                raise ValueError("method 'src' compresses to a fixed bond: give `max_bond`.")
-            tensors = compress.randomized_truncation(self._tensors, max_bond=max_bond, rng=as_generator(seed))
-            out = type(self)._trusted(tensors, 0, 1)
-            # The result is the orthogonal projection of self onto the span of its right
-            # isometries, so fidelity = ||out||^2 / ||self||^2 (free when self has a centre).
-            log_ratio = 2 * (out.log_norm() - self.log_norm())
-            fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
-            return out, compress.TruncationReport(
-                "src", 1.0 - fidelity, (math.nan,) * len(out.bond_dims), out.bond_dims, fidelity
-            )
-        if method == "dm":
-            tensors, discarded = compress.density_matrix_truncation(self._tensors, max_bond=max_bond, cutoff=cutoff)
-            error = float(sum(discarded))
-            out = type(self)._trusted(tensors, self.n_sites - 1, self.n_sites)
-            return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
-        tensors, (left, right), report = compress.svd_compress(
-            self._tensors, self._left, self._right, max_bond=max_bond, cutoff=cutoff
-        )
-        if method == "svd":
-            return type(self)._trusted(tensors, left, right), report
-        guess = type(self)._trusted(tensors, left, right).canonicalize_(0)
-        fitted, report = compress.fit_compress(
-            self._tensors,
-            list(guess._tensors),
-            max_bond=max_bond,
-            cutoff=cutoff,
-            max_sweeps=check_int("max_sweeps", max_sweeps, minimum=1),
-            tol=tol,
-            target_norm2=math.exp(2 * self.log_norm()),
-        )
-        return type(self)._trusted(fitted, 0, 1), report
+        if method == "src" and max_bond is None:
+            raise ValueError("method 'src' compresses to a fixed bond: give `max_bond`.")
+        max_sweeps = check_int("max_sweeps", max_sweeps, minimum=1)
+        options = dict(max_bond=max_bond, cutoff=cutoff, method=method, max_sweeps=max_sweeps, tol=tol, seed=seed)
+        if method == "svd" or _norm_fits_one_tensor(self):
+            try:
+                return self._compress(**options)
+            except NormRangeError:  # the norm left the float range when gathered on one site
+                pass
+        # Compress the normalised state (safe: each site rescaled alone) and put the norm back.
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            return self._compress(**options)
+        out, report = self.normalized()._compress(**options)
+        return _scaled(out, 1.0, log_norm), report
+
+    def _compress(
+        self, *, max_bond: int | None, cutoff: float, method: str, max_sweeps: int, tol: float, seed: Any
+    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+        """:meth:`compress` on checked arguments, for a norm that one site tensor can hold."""
+        options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
+        return _COMPRESS_METHODS[method](self, **options)
 
     # ------------------------------------------------------------------ measurements
 
@@ -639,19 +750,28 @@ class MatrixProductState(TensorChain):
         return measure.schmidt_values(self, bond)
 
     @with_blas_threads(_own_bond)
-    def entanglement_entropy(self, bond: int | None = None, *, alpha: float = 1.0) -> float | np.ndarray:
-        """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond."""
-        return measure.entanglement_entropy(self, bond, alpha=alpha)
+    def entanglement_entropy(
+        self, bond: int | None = None, *, alpha: float = 1.0, base: float = math.e
+    ) -> float | np.ndarray:
+        """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond.
+
+        In nats (natural logarithm) by default; ``base=2`` gives bits, the unit
+        quimb's ``entropy`` reports.
+        """
+        scale = measure.log_base(base)
+        return measure.entanglement_entropy(self, bond, alpha=alpha) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information(self, i: int, j: int) -> float:
-        """Mutual information ``I(i:j)`` in nats."""
-        return measure.mutual_information(self, i, j)
+    def mutual_information(self, i: int, j: int, *, base: float = math.e) -> float:
+        """Mutual information ``I(i:j)``, in nats by default (``base=2``: bits)."""
+        scale = measure.log_base(base)
+        return measure.mutual_information(self, i, j) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information_matrix(self) -> np.ndarray:
-        """``I(i:j)`` for all pairs of sites."""
-        return measure.mutual_information_matrix(self)
+    def mutual_information_matrix(self, *, base: float = math.e) -> np.ndarray:
+        """``I(i:j)`` for all pairs of sites, in nats by default (``base=2``: bits)."""
+        scale = measure.log_base(base)
+        return measure.mutual_information_matrix(self) / scale
 
     # ------------------------------------------------------------------ gates and operators
 
@@ -709,7 +829,86 @@ class MatrixProductState(TensorChain):
 MPS = MatrixProductState
 
 
+# ---------------------------------------------------------------------- compression methods
+
+
+def _compress_svd(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
+    tensors, (left, right), report = compress.svd_compress(
+        psi._tensors, psi._left, psi._right, max_bond=max_bond, cutoff=cutoff
+    )
+    return type(psi)._trusted(tensors, left, right), report
+
+
+def _compress_dm(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
+    tensors, discarded = compress.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
+    error = float(sum(discarded))
+    out = type(psi)._trusted(tensors, psi.n_sites - 1, psi.n_sites)
+    return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
+
+
+def _compress_src(psi: MatrixProductState, *, max_bond: int, seed: Any, **_: Any):
+    tensors = compress.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
+    out = type(psi)._trusted(tensors, 0, 1)
+    # The result is the orthogonal projection of psi onto the span of its right
+    # isometries, so fidelity = ||out||^2 / ||psi||^2 (free when psi has a centre).
+    log_ratio = 2 * (out.log_norm() - psi.log_norm())
+    fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
+    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(out.bond_dims), out.bond_dims, fidelity)
+
+
+def _compress_fit(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, max_sweeps: int, tol: float, **_: Any):
+    guess, _report = _compress_svd(psi, max_bond=max_bond, cutoff=cutoff)
+    guess.canonicalize_(0)
+    fitted, report = compress.fit_compress(
+        psi._tensors,
+        list(guess._tensors),
+        max_bond=max_bond,
+        cutoff=cutoff,
+        max_sweeps=max_sweeps,
+        tol=tol,
+        target_norm2=math.exp(2 * psi.log_norm()),
+    )
+    return type(psi)._trusted(fitted, 0, 1), report
+
+
+#: The methods of :meth:`MatrixProductState.compress`: ``(psi, **options) -> (MPS, TruncationReport)``.
+_COMPRESS_METHODS = {"svd": _compress_svd, "dm": _compress_dm, "src": _compress_src, "fit": _compress_fit}
+
+
 # ---------------------------------------------------------------------- helpers
+
+
+def _norm_fits_one_tensor(psi: MatrixProductState) -> bool:
+    """Whether the norm of ``psi`` can safely be gathered on one site: a cheap bound.
+
+    Isometric sites have entries of order 1, so the product of the largest entries
+    of the other sites bounds the norm's scale; ``False`` sends the caller to the
+    normalised route (also for a zero site, which that route handles).
+    """
+    log_scale = 0.0
+    for t in psi._tensors[psi._left : psi._right]:
+        peak = peak_magnitude(t)
+        if peak == 0.0:
+            return False
+        log_scale += math.log(peak)
+    return _LOG_SAFE[0] < log_scale < _LOG_SAFE[1]
+
+
+#: Scales of the gathered norm that are safe for every method (squares stay finite).
+_LOG_SAFE = (-300.0, 300.0)
+
+
+def _scaled(psi: MatrixProductState, phase: complex | float, log_abs: float) -> MatrixProductState:
+    """``psi`` times ``phase * exp(log_abs)``, every entry kept in the float range.
+
+    See :func:`tnkit.mps.canonical.scale_tensors`; the canonical bookkeeping is
+    dropped when the factor had to be spread over the sites.
+    """
+    tensors = list(psi._tensors)
+    site = psi.center if psi.center is not None else psi._left
+    if canonical.scale_tensors(tensors, site, range(len(tensors)), phase, log_abs):
+        return type(psi)._trusted(tensors, 0, len(tensors))
+    return type(psi)._trusted(tensors, psi._left, psi._right)
 
 
 def _short(dims: tuple[int, ...]) -> str:

@@ -70,16 +70,9 @@ def overlap_value(phase: complex | float, log_abs: float) -> complex | float:
     return phase * math.exp(log_abs)
 
 
-def _rescale(env: np.ndarray, log_scale: float) -> tuple[np.ndarray, float]:
-    """``env`` divided in place by its largest magnitude, whose log joins ``log_scale``.
-
-    ``env`` must be a fresh array (a contraction's output), never a caller's.
-    """
-    peak = peak_magnitude(env)
-    if peak == 0.0 or not math.isfinite(peak):
-        return env, log_scale
-    env /= peak
-    return env, log_scale + math.log(peak)
+#: Largest-entry magnitudes of a new environment accepted without a second look;
+#: outside (zero, subnormal, huge or not finite) the step is redone on rescaled sites.
+_SAFE_PEAK = (1e-200, 1e200)
 
 
 def _sweep(
@@ -88,13 +81,39 @@ def _sweep(
 ) -> tuple[np.ndarray, float]:
     """Transfer ``env`` through the sites of ``bra``/``ket`` (and ``mpo``) in the order given, rescaled.
 
+    After each site the environment is divided by its largest magnitude. If that
+    magnitude left :data:`_SAFE_PEAK` (site tensors with entries near the ends of
+    the float range, e.g. ``1e-200`` or ``1e300``, under- or overflow in one step),
+    the step is redone with each site tensor divided by its own largest entry,
+    whose logarithms join the scale: only a truly zero overlap gives zero.
+
     Returns ``(env, log_scale)``.
     """
     log_scale = 0.0
-    for i, (b, k) in enumerate(zip(bra, ket)):
-        if mpo is None:
-            env = contract(step, env, b.conj(), k)
-        else:
-            env = contract(step, env, b.conj(), mpo[i], k)
-        env, log_scale = _rescale(env, log_scale)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for i, (b, k) in enumerate(zip(bra, ket)):
+            ops = (b.conj(), k) if mpo is None else (b.conj(), mpo[i], k)
+            new = contract(step, env, *ops)
+            peak = peak_magnitude(new)
+            if not _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1]:
+                new, log_scale = _careful_step(step, env, ops, log_scale)
+                peak = peak_magnitude(new)
+            if peak == 0.0:
+                return new, log_scale  # the overlap is zero
+            new /= peak
+            env, log_scale = new, log_scale + math.log(peak)
     return env, log_scale
+
+
+def _careful_step(
+    step: str, env: np.ndarray, ops: tuple[np.ndarray, ...], log_scale: float
+) -> tuple[np.ndarray, float]:
+    """One transfer step with every site tensor scaled to unit peak (logs added to ``log_scale``)."""
+    scaled = []
+    for a in ops:
+        peak = peak_magnitude(a)
+        if peak == 0.0:
+            return np.zeros_like(contract(step, env, *ops)), log_scale
+        scaled.append(a / peak)
+        log_scale += math.log(peak)
+    return contract(step, env, *scaled), log_scale

@@ -26,8 +26,9 @@ import numpy as np
 from opt_einsum import get_symbol
 
 from ..core.contract import contract
-from ..core.linalg import svd
+from ..core.linalg import peak_magnitude, svd
 from ..core.validate import as_array, check_int, check_site
+from ..mps.canonical import ZERO_STATE_ERROR
 from ..mps.measure import entropy_of_probabilities
 from .canonical import TALL, tall_qr
 
@@ -93,6 +94,13 @@ def _sandwich(t: np.ndarray, open_axes: tuple[int, ...], x: np.ndarray | None = 
     return contract(eq, *([] if x is None else [x]), t, t.conj())
 
 
+def _centre_on(ttn: TreeTensorNetwork, node: int) -> None:
+    """Move the centre of ``ttn`` to ``node``; ``ValueError`` if it is the zero state."""
+    ttn.canonicalize_(node)
+    if peak_magnitude(ttn._tensors[node]) == 0.0:
+        raise ValueError(ZERO_STATE_ERROR)
+
+
 def reduced_density_matrix(ttn: TreeTensorNetwork, leaves: object) -> np.ndarray:
     """Reduced density matrix of one leaf ``(d, d)`` or two ``(d_a d_b, d_a d_b)``, trace one.
 
@@ -102,7 +110,7 @@ def reduced_density_matrix(ttn: TreeTensorNetwork, leaves: object) -> np.ndarray
     picked = _leaves_arg(leaves, tree.n_leaves)
     a = picked[0]
     pa = tree.parent(a)
-    ttn.canonicalize_(pa)
+    _centre_on(ttn, pa)
     t = ttn._tensors
     if len(picked) == 1:
         rho = _sandwich(t[pa], (tree.children(pa).index(a),))
@@ -160,7 +168,7 @@ def schmidt_values(ttn: TreeTensorNetwork, edge: object) -> np.ndarray:
     tree = ttn.tree
     c = check_edge("edge", edge, tree)
     p = tree.parent(c)
-    ttn.canonicalize_(p)
+    _centre_on(ttn, p)
     return _axis_schmidt(ttn._tensors[p], tree.children(p).index(c))
 
 
@@ -171,7 +179,7 @@ def schmidt_values_all(ttn: TreeTensorNetwork) -> list[np.ndarray]:
     for v in tree.preorder():
         if tree.is_leaf(v):
             continue
-        ttn.canonicalize_(v)
+        _centre_on(ttn, v)
         t = ttn._tensors[v]
         for axis, c in enumerate(tree.children(v)):
             out[c] = _axis_schmidt(t, axis)

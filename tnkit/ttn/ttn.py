@@ -61,7 +61,18 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.rng import as_generator
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond
+from ..core.validate import (
+    DEFAULT_MAX_BYTES,
+    as_array,
+    as_tensor,
+    check_cutoff,
+    check_dtype,
+    check_int,
+    check_max_bond,
+    check_memory,
+)
+from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
+from ..mps.measure import log_base
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
 from . import canonical, compress, measure, network, sampling
@@ -142,7 +153,7 @@ class TreeTensorNetwork:
                 raise ValueError(
                     f"`tensors` must hold {len(nodes)} tensors (one per internal node), got {len(given)}."
                 )
-        arrays = [as_array(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
+        arrays = [as_tensor(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
         if copy:
             arrays = [a.copy() for a in arrays]
         full: list = [None] * tree.n_leaves + arrays
@@ -174,6 +185,7 @@ class TreeTensorNetwork:
         seed: object = None,
         dtype: Any = np.float64,
         normalize: bool = True,
+        max_bytes: float = DEFAULT_MAX_BYTES,
     ) -> TreeTensorNetwork:
         """Random TTN with Gaussian entries.
 
@@ -193,6 +205,10 @@ class TreeTensorNetwork:
             ``float64``, ``complex128``, ``float32`` or ``complex64``.
         normalize : bool
             Return a unit-norm network in canonical form about the root.
+        max_bytes : float
+            Largest memory the tensors may take (default 8 GiB,
+            :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`); larger requests raise
+            ``ValueError`` before anything is allocated.
         """
         tree = _check_tree(tree)
         dims = _phys_dims("phys_dims", phys_dims, tree.n_leaves)
@@ -201,10 +217,16 @@ class TreeTensorNetwork:
         dtype = _float_dtype(dtype)
         rng = as_generator(seed)
         bonds = _capped_bonds(tree, dims, bond_dim, out)
-        tensors: list = [None] * tree.n_nodes
+        shapes = {}
         for v in tree.internal_nodes:
             shape = tuple(dims[c] if c < tree.n_leaves else bonds[c] for c in tree.children(v))
-            shape += (bonds[v],) if v != tree.root else ((out,) if out is not None else ())
+            shapes[v] = shape + ((bonds[v],) if v != tree.root else ((out,) if out is not None else ()))
+        check_memory(
+            sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize, max_bytes,
+            what=f"the {len(shapes)} node tensors", cause=f"`bond_dim`={bond_dim}, dtype {dtype}",
+        )
+        tensors: list = [None] * tree.n_nodes
+        for v, shape in shapes.items():
             t = rng.standard_normal(shape)
             if dtype.kind == "c":
                 t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
@@ -463,8 +485,7 @@ class TreeTensorNetwork:
         """``log ||psi||``; uses the centre when there is one, else rescaled environments."""
         c = self.center
         if c is not None:
-            n2 = float(np.vdot(self._tensors[c], self._tensors[c]).real)
-            return 0.5 * math.log(n2) if n2 > 0 else -math.inf
+            return log_frobenius_norm(self._tensors[c])
         return network.log_norm(self._tree, self._tensors)
 
     def norm(self) -> float:
@@ -473,15 +494,20 @@ class TreeTensorNetwork:
         return math.inf if log_norm > 709.0 else math.exp(log_norm)
 
     def normalize_(self) -> TreeTensorNetwork:
-        """Scale to unit norm in place (the factor goes to the centre, or is spread over every node)."""
+        """Scale to unit norm in place (the factor goes to the centre, or is spread over every node).
+
+        Safe for huge, tiny or subnormal entries: each node that changes is first
+        divided by its largest entry.
+        """
         log_norm = self.log_norm()
         if log_norm == -math.inf:
             raise ValueError("cannot normalise the zero state.")
         c = self.center
         nodes = [c] if c is not None else [v for v in self._tree.internal_nodes if self._iso[v] is None]
-        factor = math.exp(-log_norm / len(nodes))
+        tensors = list(self._tensors)
+        spread_log_scale(tensors, nodes, 1.0, -log_norm)
         for v in nodes:
-            self._tensors[v] = _frozen(self._tensors[v] * factor)
+            self._tensors[v] = _frozen(tensors[v])
         return self
 
     def normalized(self) -> TreeTensorNetwork:
@@ -501,13 +527,16 @@ class TreeTensorNetwork:
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale a TTN by {scalar!r}.")
-        dtype = np.result_type(self.dtype, np.asarray(scalar).dtype)
+        dtype = check_dtype("the dtype of scalar * psi", np.result_type(self.dtype, np.asarray(scalar).dtype))
         tensors = [None if t is None else t.astype(dtype, copy=False) for t in self._tensors]
         c = self.center
         v = c if c is not None else self._tree.root
-        tensors[v] = tensors[v] * scalar
+        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         iso = list(self._iso)
         iso[v] = None
+        # The tree's contractions gather whole subtrees at once, so the factor must fit
+        # on one node: NormRangeError (clear) if its entries would leave the float range.
+        scale_tensors(tensors, v, (v,), phase, log_abs)
         return type(self)._trusted(self._tree, tensors, iso)
 
     __rmul__ = __mul__
@@ -593,8 +622,11 @@ class TreeTensorNetwork:
 
     def probabilities(self, configs: Any) -> np.ndarray:
         """``p(s) = sum_o |psi(s, o)|**2 / <psi|psi>`` for each row of ``configs`` (from the logarithms)."""
+        log_norm = self.log_norm()
+        if log_norm == -math.inf:
+            raise ValueError("the network is the zero vector (norm 0): its probabilities are undefined.")
         _, log_abs = self.log_amplitudes(configs)
-        log_p = 2 * log_abs - 2 * self.log_norm()
+        log_p = 2 * log_abs - 2 * log_norm
         if log_p.ndim == 2:
             return np.exp(log_p).sum(axis=1)
         return np.exp(log_p)
@@ -645,14 +677,19 @@ class TreeTensorNetwork:
         return measure.schmidt_values(self, edge)
 
     @with_gemm_threads(_own_work)
-    def entropies(self, *, alpha: float = 1.0) -> np.ndarray:
-        """Entanglement entropy (nats) across every edge, in the order of ``tree.edges``."""
-        return measure.entropies(self, alpha)
+    def entropies(self, *, alpha: float = 1.0, base: float = math.e) -> np.ndarray:
+        """Entanglement entropy across every edge, in the order of ``tree.edges``.
 
-    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0) -> float:
-        """Entanglement entropy (nats) between the leaves under ``edge`` and the rest."""
+        In nats by default; ``base=2`` gives bits (quimb's unit).
+        """
+        scale = log_base(base)
+        return measure.entropies(self, alpha) / scale
+
+    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float = math.e) -> float:
+        """Entanglement entropy between the leaves under ``edge`` and the rest (nats; ``base=2``: bits)."""
+        scale = log_base(base)
         s = self.schmidt_values(measure.check_edge("edge", edge, self._tree))
-        return measure.entropy_of_probabilities(s**2, alpha)
+        return measure.entropy_of_probabilities(s**2, alpha) / scale
 
     @with_gemm_threads(_own_work)
     def sample(
@@ -755,10 +792,7 @@ def _check_tree(tree: object) -> Tree:
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "fc":
-        raise TypeError(f"`dtype` must be a real or complex floating type, got {dtype}.")
-    return dtype
+    return check_dtype("dtype", dtype)
 
 
 def _phys_dims(name: str, dims: Any, n_leaves: int) -> tuple[int, ...]:
