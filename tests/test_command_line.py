@@ -101,10 +101,22 @@ def test_no_command_prints_help_and_returns_2(capsys):
     assert "COMMAND" in capsys.readouterr().out
 
 
-def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
+def _failing_command(args):
+    raise ValueError("`--thing` must be positive, got -1")
+
+
+def test_failure_escaping_a_command_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr("tnkit.inspect._run", _failing_command)
+    assert main(["inspect", "x.npz"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tnkit inspect: error: `--thing` must be positive, got -1"]
+
+
+def test_debug_variable_shows_the_traceback(monkeypatch):
+    monkeypatch.setattr("tnkit.inspect._run", _failing_command)
     monkeypatch.setenv("TNKIT_DEBUG", "1")
-    with pytest.raises((OSError, ValueError)):
-        main(["inspect", str(tmp_path / "missing.npz")])
+    with pytest.raises(ValueError, match="--thing"):
+        main(["inspect", "x.npz"])
 
 
 def test_importing_the_compression_package_does_not_import_torch():
