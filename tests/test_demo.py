@@ -56,16 +56,34 @@ def test_out_must_be_a_writable_directory(capsys, tmp_path, no_work):
     assert "not a directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_sites=1), dict(steps=0), dict(max_bond=0), dict(samples=0),
-                                    dict(t=float("inf"))])
+@pytest.mark.parametrize(
+    "kwargs", [dict(n_sites=1), dict(steps=0), dict(max_bond=0), dict(samples=0), dict(t=float("inf"))]
+)
 def test_run_demo_checks_its_arguments(kwargs):
     with pytest.raises((ValueError, TypeError)):
         demo.run_demo(**kwargs)
 
 
 def test_smallest_chain_runs(capsys, tmp_path):
-    assert _run(["--sections", "engine", "--n-sites", "2", "--steps", "1", "--samples", "3", "--max-bond", "1",
-                 "--out", str(tmp_path / "new")]) == 0
+    assert (
+        _run(
+            [
+                "--sections",
+                "engine",
+                "--n-sites",
+                "2",
+                "--steps",
+                "1",
+                "--samples",
+                "3",
+                "--max-bond",
+                "1",
+                "--out",
+                str(tmp_path / "new"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "nan" not in out and "100.0%" in out
     assert (tmp_path / "new" / "xxz_entropy.png").exists()

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ._argtypes import finite_float, int_in
+
 __all__ = ["add_parser", "run_demo", "run_tour", "xxz_trotter_circuit", "SECTIONS"]
 
 #: The tour's sections, in the order they run.
@@ -47,29 +49,6 @@ SECTIONS = ("engine", "tree", "classifier", "generative", "aqc", "compress")
 
 #: Upper limits of the demo's options (the tour is meant to take seconds).
 _LIMITS = {"n_sites": 1000, "steps": 10_000, "sim_bond": 4096, "max_bond": 4096, "samples": 10_000_000}
-
-
-def _int_in(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
 
 
 def _sections(text: str) -> list[str]:
@@ -103,19 +82,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--sections", type=_sections, default=list(SECTIONS),
                    help=f"comma-separated sections to run, in tour order (default: all of {','.join(SECTIONS)})")
-    p.add_argument("--n-sites", type=_int_in(2, _LIMITS["n_sites"]), default=20,
+    p.add_argument("--n-sites", type=int_in(2, _LIMITS["n_sites"]), default=20,
                    help=f"number of spins in the chain, 2 to {_LIMITS['n_sites']} (default: 20)")
-    p.add_argument("--time", type=_finite, default=1.0, help="evolution time t of the quench (default: 1.0)")
-    p.add_argument("--steps", type=_int_in(1, _LIMITS["steps"]), default=10,
+    p.add_argument("--time", type=finite_float, default=1.0, help="evolution time t of the quench (default: 1.0)")
+    p.add_argument("--steps", type=int_in(1, _LIMITS["steps"]), default=10,
                    help=f"Trotter steps to reach t, 1 to {_LIMITS['steps']} (default: 10)")
-    p.add_argument("--sim-bond", type=_int_in(1, _LIMITS["sim_bond"]), default=64,
+    p.add_argument("--sim-bond", type=int_in(1, _LIMITS["sim_bond"]), default=64,
                    help="largest bond dimension while simulating the circuit (default: 64)")
-    p.add_argument("--delta", type=_finite, default=0.5, help="XXZ anisotropy Delta (default: 0.5)")
-    p.add_argument("--max-bond", type=_int_in(1, _LIMITS["max_bond"]), default=12,
+    p.add_argument("--delta", type=finite_float, default=0.5, help="XXZ anisotropy Delta (default: 0.5)")
+    p.add_argument("--max-bond", type=int_in(1, _LIMITS["max_bond"]), default=12,
                    help="bond dimension to compress to (default: 12)")
-    p.add_argument("--samples", type=_int_in(1, _LIMITS["samples"]), default=10_000,
+    p.add_argument("--samples", type=int_in(1, _LIMITS["samples"]), default=10_000,
                    help="number of exact samples to draw (default: 10000)")
-    p.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0,
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0,
                    help="random seed for sampling and training (default: 0)")
     p.add_argument("--out", type=_out_dir, default=None, help="directory to write the state (.npz) and the "
                    "entanglement plot (.png) to, created if missing; default: a temporary directory, removed "

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from tnkit import MPS
-from tnkit.errors import ConvergenceWarning
 from tnkit.aqc import Ansatz, Objective, brickwall_ansatz, circuit_fidelity, staircase_ansatz
 from tnkit.aqc.ansatz import next_brick_layer
 from tnkit.aqc.growth import (
@@ -15,6 +14,7 @@ from tnkit.aqc.growth import (
     prepend_ran_layer,
     residual_state,
 )
+from tnkit.errors import ConvergenceWarning
 
 
 def _state(ansatz, params):

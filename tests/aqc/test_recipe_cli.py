@@ -90,7 +90,18 @@ def test_model_options_are_checked_before_the_target_is_simulated(capsys, tmp_pa
     assert "--n-sites" in _usage_error(capsys, ["--n-sites", "1", "--out", out])
     assert "--time" in _usage_error(capsys, ["--time", "inf", "--out", out])
     assert "--initial" in _usage_error(capsys, ["--n-sites", "4", "--initial", "012", "--out", out])
-    assert "--delta applies to --model xxz only" in _usage_error(capsys, ["--model", "tfim", "--delta", "1", "--out", out])
+    assert "--delta applies to --model xxz only" in _usage_error(
+        capsys, ["--model", "tfim", "--delta", "1", "--out", out]
+    )
+
+
+def test_a_cnot_budget_below_the_seed_is_refused_before_any_work(capsys, tmp_path, no_work):
+    out = str(tmp_path / "c.qasm")
+    line = _usage_error(capsys, ["--n-sites", "8", "--depth", "3", "--cnot-budget", "20", "--out", out])
+    assert re.search(r"--cnot-budget 20 is below the \d+ CNOTs of the 'trotter' ansatz", line), line
+    line = _usage_error(capsys, ["--n-sites", "8", "--ansatz", "brickwall", "--depth", "4", "--grow", "brickwall",
+                                 "--cnot-budget", "10", "--out", out])
+    assert "below the 34 CNOTs of the 'brickwall' ansatz" in line
 
 
 def test_clashing_or_unwritable_outputs_are_refused_before_any_work(capsys, tmp_path, state_file, no_work):
@@ -98,7 +109,9 @@ def test_clashing_or_unwritable_outputs_are_refused_before_any_work(capsys, tmp_
     assert "ends in .json" in _usage_error(capsys, [*base, "--out", str(tmp_path / "x.json")])
     same = str(tmp_path / "c.qasm")
     assert "same file" in _usage_error(capsys, [*base, "--out", same, "--report", same])
-    assert "same file" in _usage_error(capsys, [*base, "--out", same, "--report", str(tmp_path / "." / "c.qasm")])
+    assert "same file" in _usage_error(
+        capsys, [*base, "--out", same, "--report", str(tmp_path / "." / "c.qasm")]
+    )
     assert "input MPS" in _usage_error(capsys, [*base, "--out", str(state_file)])
     assert "does not exist" in _usage_error(capsys, [*base, "--out", str(tmp_path / "nope" / "c.qasm")])
     assert "is a directory" in _usage_error(capsys, [*base, "--out", str(tmp_path)])
@@ -118,8 +131,19 @@ def test_clashing_or_unwritable_outputs_are_refused_before_any_work(capsys, tmp_
 def test_a_missed_target_warns_and_exits_non_zero_unless_allowed(capsys, tmp_path, state_file):
     """The issue's case: a brickwall from an MPS file that cannot reach 0.999; exit 3, files still written."""
     out = tmp_path / "s.qasm"
-    argv = ["--mps", str(state_file), "--ansatz", "brickwall", "--depth", "2", "--max-iter", "15", "--out", str(out),
-            "--no-progress"]
+    argv = [
+        "--mps",
+        str(state_file),
+        "--ansatz",
+        "brickwall",
+        "--depth",
+        "2",
+        "--max-iter",
+        "15",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert _aqc(argv) == EXIT_TARGET_MISSED
     err = capsys.readouterr().err
     assert "warning: fidelity" in err and "misses --target-fidelity 0.999" in err and "--allow-miss" in err
@@ -132,8 +156,25 @@ def test_a_missed_target_warns_and_exits_non_zero_unless_allowed(capsys, tmp_pat
 
 def test_report_keeps_the_requested_and_the_circuit_depth(tmp_path, state_file):
     out = tmp_path / "s.qasm"
-    assert _aqc(["--mps", str(state_file), "--depth", "2", "--max-iter", "5", "--allow-miss", "--out", str(out),
-                 "--report", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    assert (
+        _aqc(
+            [
+                "--mps",
+                str(state_file),
+                "--depth",
+                "2",
+                "--max-iter",
+                "5",
+                "--allow-miss",
+                "--out",
+                str(out),
+                "--report",
+                str(tmp_path / "r.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["depth"] == 2 and report["ansatz"] == "ran"  # ran is the default for --mps
     from tnkit.aqc import read_qasm
@@ -143,16 +184,43 @@ def test_report_keeps_the_requested_and_the_circuit_depth(tmp_path, state_file):
     assert not out.with_suffix(".json").exists()
 
 
-@pytest.mark.parametrize("spec", ["ring", "0-1,1-2,2-3,3-4,4-5,5-0", "[[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [0, 5]]"])
+@pytest.mark.parametrize(
+    "spec", ["ring", "0-1,1-2,2-3,3-4,4-5,5-0", "[[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [0, 5]]"]
+)
 def test_coupling_map_builds_the_brickwall_and_the_circuit_respects_it(tmp_path, state_file, spec):
     from tnkit.aqc import circuit_fidelity, read_qasm
 
     out = tmp_path / "ring.qasm"
-    assert _aqc(["--mps", str(state_file), "--ansatz", "brickwall", "--depth", "3", "--coupling-map", spec,
-                 "--basis", "cz,rz,sx,x", "--max-iter", "10", "--allow-miss", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        _aqc(
+            [
+                "--mps",
+                str(state_file),
+                "--ansatz",
+                "brickwall",
+                "--depth",
+                "3",
+                "--coupling-map",
+                spec,
+                "--basis",
+                "cz,rz,sx,x",
+                "--max-iter",
+                "10",
+                "--allow-miss",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     qc = read_qasm(out)
     ring = {frozenset((q, (q + 1) % 6)) for q in range(6)}
-    pairs = {frozenset(qc.find_bit(q).index for q in inst.qubits) for inst in qc.data if inst.operation.num_qubits == 2}
+    pairs = {
+        frozenset(qc.find_bit(q).index for q in inst.qubits)
+        for inst in qc.data
+        if inst.operation.num_qubits == 2
+    }
     assert pairs <= ring and frozenset((0, 5)) in pairs  # the ring's closing pair is used
     assert set(qc.count_ops()) <= {"cz", "rz", "sx", "x"}
     report = json.loads(out.with_suffix(".json").read_text())
@@ -164,8 +232,25 @@ def test_coupling_map_from_a_file_and_on_a_larger_device(tmp_path, state_file):
     path = tmp_path / "device.json"
     path.write_text(json.dumps([[q, q + 1] for q in range(9)]))  # a 10-qubit line; the circuit uses 6
     out = tmp_path / "c.qasm"
-    assert _aqc(["--mps", str(state_file), "--coupling-map", str(path), "--depth", "1", "--max-iter", "3",
-                 "--allow-miss", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        _aqc(
+            [
+                "--mps",
+                str(state_file),
+                "--coupling-map",
+                str(path),
+                "--depth",
+                "1",
+                "--max-iter",
+                "3",
+                "--allow-miss",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["settings"]["coupling_map"][:2] == [[0, 1], [1, 2]]
     assert report["circuit_fidelity"] == pytest.approx(report["fidelity"], abs=1e-8)
@@ -201,14 +286,34 @@ def test_recipe_is_a_library_call_with_a_registry_of_ansatz_builders(tmp_path, m
         return ansatz, np.full(ansatz.n_params, 0.1)
 
     monkeypatch.setitem(ANSATZ_BUILDERS, "mine", two_layers)
-    settings = AQCSettings(out=tmp_path / "m.qasm", n_sites=4, time=0.3, target_steps=10, ansatz="mine", depth=5,
-                           max_iter=40, target_fidelity=0.95, progress=False)
+    settings = AQCSettings(
+        out=tmp_path / "m.qasm",
+        n_sites=4,
+        time=0.3,
+        target_steps=10,
+        ansatz="mine",
+        depth=5,
+        max_iter=40,
+        target_fidelity=0.95,
+        progress=False,
+    )
     run = run_aqc(settings)
     assert calls == [5] and run.result.ansatz.n_blocks == 3 and run.target_reached
     assert run.qasm_path.exists() and json.loads(run.report_path.read_text()) == run.report
     with pytest.warns(ConvergenceWarning, match="below the target"):
-        missed = run_aqc(AQCSettings(out=tmp_path / "n.qasm", n_sites=4, time=0.3, target_steps=10, ansatz="brickwall",
-                                     depth=1, max_iter=3, target_fidelity=1.0, progress=False))
+        missed = run_aqc(
+            AQCSettings(
+                out=tmp_path / "n.qasm",
+                n_sites=4,
+                time=0.3,
+                target_steps=10,
+                ansatz="brickwall",
+                depth=1,
+                max_iter=3,
+                target_fidelity=1.0,
+                progress=False,
+            )
+        )
     assert not missed.target_reached and missed.report["target_reached"] is False
 
 
@@ -239,8 +344,8 @@ import argparse
 from tnkit.aqc.cli import add_parser
 root = argparse.ArgumentParser(prog="tnkit")
 add_parser(root.add_subparsers())
-args = root.parse_args(["aqc", "--n-sites", "4", "--depth", "1", "--max-iter", "2", "--allow-miss", "--no-progress",
-                        "--out", {str(tmp_path / "c.qasm")!r}])
+args = root.parse_args(["aqc", "--n-sites", "4", "--depth", "1", "--max-iter", "2", "--allow-miss",
+                        "--no-progress", "--out", {str(tmp_path / "c.qasm")!r}])
 assert args.func(args) == 0
 assert "torch" not in [m.split(".")[0] for m, v in sys.modules.items() if v is not None]
 for name in [m for m in sys.modules if m == "qiskit" or m.startswith("qiskit.")]:
@@ -251,8 +356,13 @@ try:
 except ImportError as exc:
     print("IMPORT:", exc)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("IMPORT:")]
     assert "pip install 'tnkit[aqc]'" in line

@@ -35,8 +35,9 @@ def test_zero_angles_are_a_stationary_point_that_the_optimiser_leaves(real_targe
     ansatz = brickwall_ansatz(6, 3)
     f0, g0 = Objective(ansatz, real_target).fidelity_and_gradient(ansatz.zero_params())
     assert f0 < 0.1 and np.max(np.abs(g0)) < 1e-12  # L-BFGS-B would stop here with 0 iterations
-    result = compile_state(real_target, ansatz, ansatz.zero_params(), max_bond=None, max_iter=30, seed=1,
-                           progress=False)
+    result = compile_state(
+        real_target, ansatz, ansatz.zero_params(), max_bond=None, max_iter=30, seed=1, progress=False
+    )
     assert "stationary" in result.message and result.n_iterations > 5
     assert result.fidelity > 0.5 > f0
 
@@ -53,11 +54,13 @@ def test_default_start_is_small_random_angles_not_zero(real_target):
 def test_a_missed_target_warns_and_is_recorded(real_target):
     ansatz = brickwall_ansatz(6, 1)  # one layer cannot reach a bond-4 state
     with pytest.warns(ConvergenceWarning, match=r"below the target 0\.999"):
-        result = compile_state(real_target, ansatz, max_bond=None, max_iter=10, target_fidelity=0.999, seed=0,
-                               progress=False)
+        result = compile_state(
+            real_target, ansatz, max_bond=None, max_iter=10, target_fidelity=0.999, seed=0, progress=False
+        )
     assert result.target_fidelity == 0.999 and result.target_reached is False
-    reached = compile_state(real_target, ansatz, max_bond=None, max_iter=10, target_fidelity=0.01, seed=0,
-                            progress=False)  # no warning (warnings are errors in the tests)
+    reached = compile_state(
+        real_target, ansatz, max_bond=None, max_iter=10, target_fidelity=0.01, seed=0, progress=False
+    )  # no warning (warnings are errors in the tests)
     assert reached.target_reached and reached.fidelity >= 0.01
     free = compile_state(real_target, ansatz, max_bond=None, max_iter=3, seed=0, progress=False)
     assert free.target_fidelity is None and free.target_reached
@@ -86,12 +89,15 @@ def test_progress_bar_is_completed_and_closed_when_the_optimiser_stops_early(mon
     from tnkit.aqc import compiler
 
     bars = []
-    monkeypatch.setattr(compiler, "_progress_bar", lambda total, enabled, desc="AQC": bars.append(_Bar(total))
-                        or bars[-1])
+    monkeypatch.setattr(
+        compiler, "_progress_bar", lambda total, enabled, desc="AQC": bars.append(_Bar(total)) or bars[-1]
+    )
     chain = SpinChain.xxz(6, delta=0.5)
     target, _ = time_evolved_state(chain, 0.5, steps=10)
     ansatz, x0 = trotter_initialization(chain, 0.5, 2)
-    result = compile_state(target, ansatz, x0, max_bond=None, max_iter=200, target_fidelity=0.999, progress=True)
+    result = compile_state(
+        target, ansatz, x0, max_bond=None, max_iter=200, target_fidelity=0.999, progress=True
+    )
     assert result.n_iterations < 200 and result.target_reached
     (bar,) = bars
     assert bar.closed and bar.n == bar.total == result.n_iterations  # finished, not frozen at n/200
@@ -111,7 +117,9 @@ def test_emitted_circuit_has_no_no_op_rotations_and_the_same_state():
     assert full.size() > qc.size()  # the parametrised circuit keeps every slot
     v, w = Statevector(qc).data, Statevector(full.assign_parameters(values)).data
     assert abs(np.vdot(v, w)) ** 2 == pytest.approx(1.0, abs=1e-12)
-    assert abs(np.vdot(Statevector(chain.trotter_circuit(0.5, 1)).data, v)) ** 2 == pytest.approx(1.0, abs=1e-10)
+    assert abs(np.vdot(Statevector(chain.trotter_circuit(0.5, 1)).data, v)) ** 2 == pytest.approx(
+        1.0, abs=1e-10
+    )
 
 
 def test_ansatz_circuit_is_parametrised_and_binds_to_the_compiled_state(real_target):

@@ -17,46 +17,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .._argtypes import finite_float, int_in
+
 __all__ = ["add_parser", "settings_from_args", "EXIT_TARGET_MISSED"]
 
 #: Exit status when the circuit was written but misses ``--target-fidelity``.
 EXIT_TARGET_MISSED = 3
 
-_MODEL_OPTIONS = {"n_sites": 10, "delta": 0.5, "j": 1.0, "h": 0.0, "time": 1.0, "initial": "neel", "target_steps": 40}
-
-
-def _int_in(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
+_MODEL_OPTIONS = {
+    "n_sites": 10,
+    "delta": 0.5,
+    "j": 1.0,
+    "h": 0.0,
+    "time": 1.0,
+    "initial": "neel",
+    "target_steps": 40,
+}
 
 
 def _fidelity(text: str) -> float:
-    value = _finite(text)
+    value = finite_float(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text!r}")
     return value
@@ -65,7 +51,9 @@ def _fidelity(text: str) -> float:
 def _basis(text: str) -> tuple[str, ...]:
     names = tuple(g.strip() for g in text.split(","))
     if not names or any(not g or not g.replace("_", "").isalnum() for g in names):
-        raise argparse.ArgumentTypeError(f"must be comma-separated gate names such as ecr,rz,sx,x, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated gate names such as ecr,rz,sx,x, got {text!r}"
+        )
     return names
 
 
@@ -91,7 +79,9 @@ def _coupling_map(text: str) -> str | tuple[tuple[int, int], ...]:
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a JSON list of qubit pairs ({exc.msg})") from None
     if not isinstance(pairs, list) or not all(isinstance(p, list) for p in pairs):
-        raise argparse.ArgumentTypeError(f"{text!r} must hold a JSON list of qubit pairs such as [[0, 1], [1, 2]]")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must hold a JSON list of qubit pairs such as [[0, 1], [1, 2]]"
+        )
     return tuple(tuple(p) for p in pairs)  # type: ignore[misc]
 
 
@@ -113,70 +103,160 @@ def add_parser(sub: Any) -> None:
         "gate counts, iterations and times.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", choices=tuple(MODELS), default="xxz",
-                     help="spin chain to evolve from --initial for --time: xxz (XX + YY + delta ZZ), heisenberg "
-                     "(XX + YY + ZZ) or tfim (-j ZZ - h X) (default: xxz)")
-    src.add_argument("--mps", default=None, metavar="FILE",
-                     help="a saved MPS (.npz from MPS.save) to compile instead of a model's evolution")
+    src.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="xxz",
+        help="spin chain to evolve from --initial for --time: xxz (XX + YY + delta ZZ), heisenberg "
+        "(XX + YY + ZZ) or tfim (-j ZZ - h X) (default: xxz)",
+    )
+    src.add_argument(
+        "--mps",
+        default=None,
+        metavar="FILE",
+        help="a saved MPS (.npz from MPS.save) to compile instead of a model's evolution",
+    )
     model = p.add_argument_group("model options (not with --mps)")
-    model.add_argument("--n-sites", type=_int_in(2, MAX_SITES), default=None, metavar="N",
-                       help=f"number of spins, 2 to {MAX_SITES} (default: 10)")
-    model.add_argument("--delta", type=_finite, default=None, help="XXZ anisotropy, --model xxz only (default: 0.5)")
-    model.add_argument("--j", type=_finite, default=None, help="coupling J (default: 1)")
-    model.add_argument("--h", type=_finite, default=None,
-                       help="uniform field h: Z for xxz/heisenberg, X for tfim (default: 0)")
-    model.add_argument("--time", type=_finite, default=None, help="evolution time t (default: 1)")
-    model.add_argument("--initial", default=None,
-                       help="initial state: neel (|0101...>), zeros or a bit string of N bits (default: neel)")
-    model.add_argument("--target-steps", type=_int_in(1, MAX_TROTTER_STEPS), default=None, metavar="STEPS",
-                       help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS} (default: 40)")
+    model.add_argument(
+        "--n-sites",
+        type=int_in(2, MAX_SITES),
+        default=None,
+        metavar="N",
+        help=f"number of spins, 2 to {MAX_SITES} (default: 10)",
+    )
+    model.add_argument(
+        "--delta", type=finite_float, default=None, help="XXZ anisotropy, --model xxz only (default: 0.5)"
+    )
+    model.add_argument("--j", type=finite_float, default=None, help="coupling J (default: 1)")
+    model.add_argument(
+        "--h",
+        type=finite_float,
+        default=None,
+        help="uniform field h: Z for xxz/heisenberg, X for tfim (default: 0)",
+    )
+    model.add_argument("--time", type=finite_float, default=None, help="evolution time t (default: 1)")
+    model.add_argument(
+        "--initial",
+        default=None,
+        help="initial state: neel (|0101...>), zeros or a bit string of N bits (default: neel)",
+    )
+    model.add_argument(
+        "--target-steps",
+        type=int_in(1, MAX_TROTTER_STEPS),
+        default=None,
+        metavar="STEPS",
+        help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS} (default: 40)",
+    )
     comp = p.add_argument_group("compilation")
-    comp.add_argument("--ansatz", choices=tuple(ANSATZ_BUILDERS), default=None,
-                      help="trotter: the Trotter circuit's structure with its angles (needs --model); brickwall / "
-                      "staircase: brick or staircase layers of general two-qubit blocks from small random angles; "
-                      "ran: staircase layers from Ran's analytic decomposition of the target "
-                      "(default: trotter with --model, ran with --mps)")
-    comp.add_argument("--depth", type=_int_in(0, MAX_DEPTH), default=3,
-                      help=f"Trotter steps (trotter) or layers (the other ansätze), 0 to {MAX_DEPTH}; 0 only with "
-                      "--grow, which then starts from no circuit (default: 3)")
-    comp.add_argument("--max-bond", type=_int_in(1, MAX_BOND), default=64,
-                      help="bond cap of the MPS simulations in the objective (default: 64)")
-    comp.add_argument("--max-iter", type=_int_in(0, MAX_ITER), default=200,
-                      help="L-BFGS-B iterations, per stage with --grow (default: 200)")
-    comp.add_argument("--target-fidelity", type=_fidelity, default=0.999,
-                      help="stop at this fidelity, in (0, 1]; missing it is a warning and exit status "
-                      f"{EXIT_TARGET_MISSED} (default: 0.999)")
-    comp.add_argument("--allow-miss", action="store_true",
-                      help="exit 0 even when --target-fidelity is missed (the warning is still printed)")
-    comp.add_argument("--method", choices=("lbfgs", "sweep", "sweep+lbfgs"), default="lbfgs",
-                      help="optimiser: L-BFGS-B on the angles, polar-decomposition sweeps, or sweeps then "
-                      "L-BFGS-B (default: lbfgs)")
-    comp.add_argument("--cnot-budget", type=_int_in(0, 10**9), default=None, metavar="CNOTS",
-                      help="most CNOTs: the trotter ansatz adds central blocks up to it (its one-CNOT "
-                      "state-preparation blocks leave room); with --grow, growth stops there (default: none)")
-    comp.add_argument("--grow", choices=GROW_CHOICES, default="none",
-                      help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: brickwall "
-                      "(identity brick layers), ran (Ran's analytic staircase layers, first in time) or "
-                      "ran-brickwall (one centred Ran layer, then brick layers); with --depth 0 start from no "
-                      "circuit (default: none)")
-    comp.add_argument("--max-layers", type=_int_in(0, MAX_DEPTH), default=8,
-                      help="with --grow: most layers added (default: 8)")
-    comp.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0,
-                      help="seed of the small random start of the brickwall and staircase ansätze (default: 0)")
+    comp.add_argument(
+        "--ansatz",
+        choices=tuple(ANSATZ_BUILDERS),
+        default=None,
+        help="trotter: the Trotter circuit's structure with its angles (needs --model); brickwall / "
+        "staircase: brick or staircase layers of general two-qubit blocks from small random angles; "
+        "ran: staircase layers from Ran's analytic decomposition of the target "
+        "(default: trotter with --model, ran with --mps)",
+    )
+    comp.add_argument(
+        "--depth",
+        type=int_in(0, MAX_DEPTH),
+        default=3,
+        help=f"Trotter steps (trotter) or layers (the other ansätze), 0 to {MAX_DEPTH}; 0 only with "
+        "--grow, which then starts from no circuit (default: 3)",
+    )
+    comp.add_argument(
+        "--max-bond",
+        type=int_in(1, MAX_BOND),
+        default=64,
+        help="bond cap of the MPS simulations in the objective (default: 64)",
+    )
+    comp.add_argument(
+        "--max-iter",
+        type=int_in(0, MAX_ITER),
+        default=200,
+        help="L-BFGS-B iterations, per stage with --grow (default: 200)",
+    )
+    comp.add_argument(
+        "--target-fidelity",
+        type=_fidelity,
+        default=0.999,
+        help="stop at this fidelity, in (0, 1]; missing it is a warning and exit status "
+        f"{EXIT_TARGET_MISSED} (default: 0.999)",
+    )
+    comp.add_argument(
+        "--allow-miss",
+        action="store_true",
+        help="exit 0 even when --target-fidelity is missed (the warning is still printed)",
+    )
+    comp.add_argument(
+        "--method",
+        choices=("lbfgs", "sweep", "sweep+lbfgs"),
+        default="lbfgs",
+        help="optimiser: L-BFGS-B on the angles, polar-decomposition sweeps, or sweeps then "
+        "L-BFGS-B (default: lbfgs)",
+    )
+    comp.add_argument(
+        "--cnot-budget",
+        type=int_in(0, 10**9),
+        default=None,
+        metavar="CNOTS",
+        help="most CNOTs: the trotter ansatz adds central blocks up to it (its one-CNOT "
+        "state-preparation blocks leave room); with --grow, growth stops there (default: none)",
+    )
+    comp.add_argument(
+        "--grow",
+        choices=GROW_CHOICES,
+        default="none",
+        help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: brickwall "
+        "(identity brick layers), ran (Ran's analytic staircase layers, first in time) or "
+        "ran-brickwall (one centred Ran layer, then brick layers); with --depth 0 start from no "
+        "circuit (default: none)",
+    )
+    comp.add_argument(
+        "--max-layers",
+        type=int_in(0, MAX_DEPTH),
+        default=8,
+        help="with --grow: most layers added (default: 8)",
+    )
+    comp.add_argument(
+        "--seed",
+        type=int_in(0, 2**63 - 1),
+        default=0,
+        help="seed of the small random start of the brickwall and staircase ansätze (default: 0)",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--basis", type=_basis, default=None,
-                     help="comma-separated Qiskit gate names to transpile the circuit to, e.g. ecr,rz,sx,x "
-                     "(default: cx, rz, rx, ry as compiled)")
-    out.add_argument("--coupling-map", type=_coupling_map, default=None, metavar="MAP",
-                     help="device connectivity: linear, ring, undirected pairs like 0-1,1-2,2-3 or a JSON "
-                     "list/file of pairs; the brickwall ansatz is built on it, the other ansätze need the line "
-                     "0-1-...-(N-1) in it, and the circuit is transpiled to it with qubit q on physical qubit q "
-                     "(default: none)")
-    out.add_argument("--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)")
-    out.add_argument("--out", required=True, metavar="FILE.qasm",
-                     help="QASM file to write (its directory must exist and be writable)")
-    out.add_argument("--report", default=None, metavar="FILE.json",
-                     help="JSON report to write; must differ from --out (default: OUT with .json)")
+    out.add_argument(
+        "--basis",
+        type=_basis,
+        default=None,
+        help="comma-separated Qiskit gate names to transpile the circuit to, e.g. ecr,rz,sx,x "
+        "(default: cx, rz, rx, ry as compiled)",
+    )
+    out.add_argument(
+        "--coupling-map",
+        type=_coupling_map,
+        default=None,
+        metavar="MAP",
+        help="device connectivity: linear, ring, undirected pairs like 0-1,1-2,2-3 or a JSON "
+        "list/file of pairs; the brickwall ansatz is built on it, the other ansätze need the line "
+        "0-1-...-(N-1) in it, and the circuit is transpiled to it with qubit q on physical qubit q "
+        "(default: none)",
+    )
+    out.add_argument(
+        "--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)"
+    )
+    out.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.qasm",
+        help="QASM file to write (its directory must exist and be writable)",
+    )
+    out.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.json",
+        help="JSON report to write; must differ from --out (default: OUT with .json)",
+    )
     out.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=partial(_run, parser=p))
 
@@ -194,10 +274,24 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     model = {k: given.get(k, default) for k, default in _MODEL_OPTIONS.items()}
     ansatz = args.ansatz or ("ran" if args.mps is not None else "trotter")
     return AQCSettings(
-        out=args.out, report=args.report, mps=args.mps, model=args.model, **model, ansatz=ansatz,
-        depth=args.depth, max_bond=args.max_bond, max_iter=args.max_iter, target_fidelity=args.target_fidelity,
-        method=args.method, cnot_budget=args.cnot_budget, grow=args.grow, max_layers=args.max_layers,
-        basis=args.basis, coupling_map=args.coupling_map, qasm_version=args.qasm_version, seed=args.seed,
+        out=args.out,
+        report=args.report,
+        mps=args.mps,
+        model=args.model,
+        **model,
+        ansatz=ansatz,
+        depth=args.depth,
+        max_bond=args.max_bond,
+        max_iter=args.max_iter,
+        target_fidelity=args.target_fidelity,
+        method=args.method,
+        cnot_budget=args.cnot_budget,
+        grow=args.grow,
+        max_layers=args.max_layers,
+        basis=args.basis,
+        coupling_map=args.coupling_map,
+        qasm_version=args.qasm_version,
+        seed=args.seed,
         progress=not args.no_progress,
     )
 
@@ -223,17 +317,19 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, in one line
         run = run_aqc(settings)
     report = run.report
+    fidelity, check = report["fidelity"], report["circuit_fidelity"]
     print(
-        f"tnkit aqc: fidelity {report['fidelity']:.6f} (circuit re-simulated: {report['circuit_fidelity']:.6f}), "
+        f"tnkit aqc: fidelity {fidelity:.6f} (circuit re-simulated: {check:.6f}), "
         f"{report['cnots']} CNOTs, CNOT depth {report['cnot_depth']}, {report['total_seconds']:.1f} s "
         f"-> {run.qasm_path}, {run.report_path}"
     )
     if run.target_reached:
         return 0
+    status = "" if args.allow_miss else f" (exit status {EXIT_TARGET_MISSED}; --allow-miss exits 0)"
     print(
-        f"tnkit aqc: warning: fidelity {report['fidelity']:.6f} misses --target-fidelity {settings.target_fidelity:g} "
-        f"({report['message']}); try a larger --depth, --grow brickwall, more --max-iter or --method sweep+lbfgs"
-        + ("" if args.allow_miss else f" (exit status {EXIT_TARGET_MISSED}; --allow-miss exits 0)"),
+        f"tnkit aqc: warning: fidelity {fidelity:.6f} misses --target-fidelity {settings.target_fidelity:g} "
+        f"({report['message']}); try a larger --depth, --grow brickwall, more --max-iter or --method "
+        f"sweep+lbfgs{status}",
         file=sys.stderr,
     )
     return 0 if args.allow_miss else EXIT_TARGET_MISSED

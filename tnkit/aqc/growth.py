@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.rng import as_generator
 from ..core.validate import check_int, check_option
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import centred_unitaries, sequential_unitaries
-from ..core.rng import as_generator
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
 from .init import _as_staircase_gate, extend_ansatz
 from .targets import as_target

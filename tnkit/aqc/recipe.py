@@ -86,7 +86,11 @@ def _tfim(s: AQCSettings) -> SpinChain:
 
 
 #: Spin chains by name: ``settings -> SpinChain``.
-MODELS: dict[str, Callable[[AQCSettings], SpinChain]] = {"xxz": _xxz, "heisenberg": _heisenberg, "tfim": _tfim}
+MODELS: dict[str, Callable[[AQCSettings], SpinChain]] = {
+    "xxz": _xxz,
+    "heisenberg": _heisenberg,
+    "tfim": _tfim,
+}
 
 #: ``grow`` values: no growth, or a kind of :func:`~tnkit.aqc.growth.compile_growing`.
 GROW_CHOICES = ("none", *GROWTH_KINDS)
@@ -237,20 +241,30 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     if not isinstance(s.initial, str) or not (
         s.initial in ("neel", "zeros") or (set(s.initial) <= {"0", "1"} and len(s.initial) == s.n_sites)
     ):
-        raise ValueError(f"`initial` must be 'neel', 'zeros' or a bit string of {s.n_sites} bits, got {s.initial!r}.")
+        raise ValueError(
+            f"`initial` must be 'neel', 'zeros' or a bit string of {s.n_sites} bits, got {s.initial!r}."
+        )
     if s.depth == 0 and s.grow == "none":
-        raise ValueError("`depth` 0 (no seed circuit) needs `grow`; give a depth of at least 1 or a growth kind.")
+        raise ValueError(
+            "`depth` 0 (no seed circuit) needs `grow`; give a depth of at least 1 or a growth kind."
+        )
     if s.mps is not None and s.ansatz == "trotter" and not (s.grow != "none" and s.depth == 0):
-        raise ValueError("`ansatz` 'trotter' needs a spin-chain model, not `mps`; use 'brickwall', 'staircase' or 'ran'.")
+        raise ValueError(
+            "`ansatz` 'trotter' needs a spin-chain model, not `mps`; use 'brickwall', 'staircase' or 'ran'."
+        )
     if s.cnot_budget is not None and s.ansatz != "trotter" and s.grow == "none":
-        raise ValueError("`cnot_budget` applies to the 'trotter' ansatz or to `grow`; it would be ignored here.")
+        raise ValueError(
+            "`cnot_budget` applies to the 'trotter' ansatz or to `grow`; it would be ignored here."
+        )
     if s.basis is not None:
         if isinstance(s.basis, str) or not all(isinstance(g, str) and g for g in s.basis) or not s.basis:
             raise TypeError(f"`basis` must be a non-empty sequence of gate names, got {s.basis!r}.")
     if s.coupling_map is not None and not isinstance(s.coupling_map, str):
         _pairs(s.coupling_map)  # shape and type only; the qubits are checked against the target
     elif isinstance(s.coupling_map, str) and s.coupling_map not in ("linear", "ring"):
-        raise ValueError(f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {s.coupling_map!r}.")
+        raise ValueError(
+            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {s.coupling_map!r}."
+        )
     if not isinstance(s.progress, bool):
         raise TypeError(f"`progress` must be a bool, got {s.progress!r}.")
 
@@ -272,7 +286,9 @@ def _pairs(pairs: object) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in out]
 
 
-def resolve_coupling_map(spec: str | Sequence[Sequence[int]] | None, n_qubits: int) -> list[tuple[int, int]] | None:
+def resolve_coupling_map(
+    spec: str | Sequence[Sequence[int]] | None, n_qubits: int
+) -> list[tuple[int, int]] | None:
     """Undirected qubit pairs of ``spec`` for ``n_qubits`` qubits.
 
     Parameters
@@ -299,7 +315,9 @@ def resolve_coupling_map(spec: str | Sequence[Sequence[int]] | None, n_qubits: i
     elif spec == "ring":
         pairs = [(q, q + 1) for q in range(n_qubits - 1)] + ([(0, n_qubits - 1)] if n_qubits > 2 else [])
     elif isinstance(spec, str):
-        raise ValueError(f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {spec!r}.")
+        raise ValueError(
+            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {spec!r}."
+        )
     else:
         pairs = _pairs(spec)
     unique = sorted({(min(a, b), max(a, b)) for a, b in pairs})
@@ -401,7 +419,9 @@ def _check_paths(s: AQCSettings) -> None:
         source = Path(s.mps).resolve()
         for name, path in resolved.items():
             if path == source:
-                raise ValueError(f"`{name}` is the input MPS file {str(s.mps)!r}; writing it would destroy the input.")
+                raise ValueError(
+                    f"`{name}` is the input MPS file {str(s.mps)!r}; writing it would destroy the input."
+                )
     for name, path in (("out", out), ("report", report)):
         if path.is_dir():
             raise ValueError(f"`{name}` {str(path)!r} is a directory; give a file path.")
@@ -497,7 +517,30 @@ def check_settings(settings: AQCSettings) -> tuple[Any, dict[str, Any] | None]:
         n = saved.n_sites
         if n < 2:
             raise ValueError(f"`mps` must have at least 2 sites to compile, got {n}.")
-    return saved, _check_coupling(settings, n)
+    coupling = _check_coupling(settings, n)
+    _check_budget(settings, n, coupling)
+    return saved, coupling
+
+
+def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> None:
+    """A CNOT budget below the seed ansatz's CNOT count fails here, not after the target is built."""
+    if s.cnot_budget is None or (s.grow != "none" and s.depth == 0):
+        return
+    if s.ansatz == "trotter":
+        from .init import trotter_initialization
+
+        seed = trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
+    elif s.ansatz == "brickwall":
+        seed = brickwall_ansatz(n, s.depth, coupling_map=coupling)
+    elif s.ansatz in ("staircase", "ran"):
+        seed = staircase_ansatz(n, s.depth)
+    else:  # a builder registered by the user: its size is known only once built
+        return
+    if seed.cnot_count > s.cnot_budget:
+        raise ValueError(
+            f"`cnot_budget` {s.cnot_budget} is below the {seed.cnot_count} CNOTs of the {s.ansatz!r} ansatz "
+            f"of depth {s.depth} on {n} qubits; raise it or lower `depth`."
+        )
 
 
 def _target(s: AQCSettings, saved: Any) -> tuple[Any, SpinChain | None, dict[str, Any]]:
@@ -508,14 +551,32 @@ def _target(s: AQCSettings, saved: Any) -> tuple[Any, SpinChain | None, dict[str
 
     chain = MODELS[s.model](s)
     target, evo = time_evolved_state(chain, s.time, steps=s.target_steps, initial=s.initial)
-    info = {"model": s.model, "n_sites": s.n_sites, "delta": s.delta, "j": s.j, "h": s.h, "time": s.time,
-            "initial": s.initial, "steps": evo.steps, "max_bond": evo.max_bond, "estimated_error": evo.error}
+    info = {
+        "model": s.model,
+        "n_sites": s.n_sites,
+        "delta": s.delta,
+        "j": s.j,
+        "h": s.h,
+        "time": s.time,
+        "initial": s.initial,
+        "steps": evo.steps,
+        "max_bond": evo.max_bond,
+        "estimated_error": evo.error,
+    }
     return target, chain, info
 
 
-def _compile(s: AQCSettings, target: Any, chain: Any, coupling: Any) -> tuple[AQCResult, tuple[AQCResult, ...]]:
-    options = dict(max_bond=s.max_bond, max_iter=s.max_iter, target_fidelity=s.target_fidelity,
-                   progress=s.progress, method=s.method, seed=s.seed)
+def _compile(
+    s: AQCSettings, target: Any, chain: Any, coupling: Any
+) -> tuple[AQCResult, tuple[AQCResult, ...]]:
+    options = dict(
+        max_bond=s.max_bond,
+        max_iter=s.max_iter,
+        target_fidelity=s.target_fidelity,
+        progress=s.progress,
+        method=s.method,
+        seed=s.seed,
+    )
     growing = s.grow != "none"
     if growing and s.depth == 0:
         ansatz, params = None, None  # no seed circuit: compile_growing starts from nothing
@@ -527,8 +588,16 @@ def _compile(s: AQCSettings, target: Any, chain: Any, coupling: Any) -> tuple[AQ
     from .growth import compile_growing
 
     options["seed"] = np.random.default_rng(s.seed)
-    stages = _quiet(compile_growing, target, ansatz, params, grow=s.grow, cnot_budget=s.cnot_budget,
-                    max_layers=s.max_layers, **options)
+    stages = _quiet(
+        compile_growing,
+        target,
+        ansatz,
+        params,
+        grow=s.grow,
+        cnot_budget=s.cnot_budget,
+        max_layers=s.max_layers,
+        **options,
+    )
     return stages[-1], tuple(stages)
 
 
@@ -577,7 +646,9 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
     qc = to_qiskit(result.ansatz, result.params)
     if s.basis is not None or coupling is not None:
         undirected = None if coupling is None else [list(p) for p in coupling] + [[b, a] for a, b in coupling]
-        qc = transpile_circuit(qc, basis_gates=None if s.basis is None else list(s.basis), coupling_map=undirected)
+        qc = transpile_circuit(
+            qc, basis_gates=None if s.basis is None else list(s.basis), coupling_map=undirected
+        )
     counts = gate_counts(qc)
     report: dict[str, Any] = {
         "ansatz": s.ansatz,
@@ -596,7 +667,9 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
         "two_qubit_gates": counts["two_qubit"],
         "two_qubit_depth": counts["two_qubit_depth"],
         "circuit_depth": counts["depth"],
-        "gate_counts": {k: v for k, v in counts.items() if k not in ("two_qubit", "two_qubit_depth", "depth")},
+        "gate_counts": {
+            k: v for k, v in counts.items() if k not in ("two_qubit", "two_qubit_depth", "depth")
+        },
         "blocks": result.ansatz.n_blocks,
         "parameters": result.ansatz.n_params,
         "iterations": result.n_iterations,
@@ -605,8 +678,15 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
         "message": result.message,
     }
     if len(stages) > 1 or s.grow != "none":
-        report["stages"] = [{"cnots": r.cnot_count, "cnot_depth": r.cnot_depth, "fidelity": r.fidelity,
-                             "iterations": r.n_iterations} for r in stages]
+        report["stages"] = [
+            {
+                "cnots": r.cnot_count,
+                "cnot_depth": r.cnot_depth,
+                "fidelity": r.fidelity,
+                "iterations": r.n_iterations,
+            }
+            for r in stages
+        ]
     out = write_qasm(qc, s.out, version=s.qasm_version)
     report["qasm"] = str(out)
     report["settings"] = s.as_dict()
@@ -615,4 +695,6 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
     with atomic_write(report_path) as fh:
         fh.write(json.dumps(report, indent=2).encode())
     warn_if_missed(result)
-    return AQCRun(result=result, circuit=qc, report=report, qasm_path=out, report_path=report_path, stages=stages)
+    return AQCRun(
+        result=result, circuit=qc, report=report, qasm_path=out, report_path=report_path, stages=stages
+    )
