@@ -95,6 +95,19 @@ def test_model_options_are_checked_before_the_target_is_simulated(capsys, tmp_pa
     )
 
 
+def test_unusable_mps_files_are_usage_errors(capsys, tmp_path, no_work):
+    out = str(tmp_path / "c.qasm")
+    unnormalised = tmp_path / "big.npz"
+    (MPS.random(4, 2, seed=1) * 3.0).save(unnormalised)
+    assert "must be normalised" in _usage_error(capsys, ["--mps", str(unnormalised), "--out", out])
+    qutrits = tmp_path / "qutrits.npz"
+    MPS.random(4, 2, phys_dim=3, seed=1).normalized().save(qutrits)
+    assert "physical dimension 2" in _usage_error(capsys, ["--mps", str(qutrits), "--out", out])
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file")
+    assert "--mps" in _usage_error(capsys, ["--mps", str(junk), "--out", out])
+
+
 def test_a_cnot_budget_below_the_seed_is_refused_before_any_work(capsys, tmp_path, no_work):
     out = str(tmp_path / "c.qasm")
     line = _usage_error(capsys, ["--n-sites", "8", "--depth", "3", "--cnot-budget", "20", "--out", out])

@@ -87,9 +87,6 @@ def _coupling_map(text: str) -> str | tuple[tuple[int, int], ...]:
 
 def add_parser(sub: Any) -> None:
     """Register the ``aqc`` subcommand."""
-    from .recipe import ANSATZ_BUILDERS, GROW_CHOICES, MAX_BOND, MAX_DEPTH, MAX_ITER, MAX_SITES, MODELS
-    from .targets import MAX_TROTTER_STEPS
-
     p = sub.add_parser(
         "aqc",
         help="compile a target state into a short circuit (QASM + JSON report)",
@@ -102,6 +99,16 @@ def add_parser(sub: Any) -> None:
         "of the written circuit, the requested depth and the circuit's depth, CNOT count and depth, "
         "gate counts, iterations and times.",
     )
+    _add_target_options(p)
+    _add_compile_options(p.add_argument_group("compilation"))
+    _add_output_options(p.add_argument_group("output"))
+    p.set_defaults(func=partial(_run, parser=p))
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    from .recipe import MAX_SITES, MODELS
+    from .targets import MAX_TROTTER_STEPS
+
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--model",
@@ -147,7 +154,11 @@ def add_parser(sub: Any) -> None:
         metavar="STEPS",
         help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS} (default: 40)",
     )
-    comp = p.add_argument_group("compilation")
+
+
+def _add_compile_options(comp: Any) -> None:
+    from .recipe import ANSATZ_BUILDERS, GROW_CHOICES, MAX_BOND, MAX_DEPTH, MAX_ITER
+
     comp.add_argument(
         "--ansatz",
         choices=tuple(ANSATZ_BUILDERS),
@@ -224,7 +235,9 @@ def add_parser(sub: Any) -> None:
         default=0,
         help="seed of the small random start of the brickwall and staircase ansätze (default: 0)",
     )
-    out = p.add_argument_group("output")
+
+
+def _add_output_options(out: Any) -> None:
     out.add_argument(
         "--basis",
         type=_basis,
@@ -258,7 +271,6 @@ def add_parser(sub: Any) -> None:
         help="JSON report to write; must differ from --out (default: OUT with .json)",
     )
     out.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=partial(_run, parser=p))
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

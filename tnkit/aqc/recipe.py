@@ -513,10 +513,16 @@ def check_settings(settings: AQCSettings) -> tuple[Any, dict[str, Any] | None]:
         path = Path(settings.mps)
         if not path.is_file():
             raise FileNotFoundError(f"`mps`: no such file {str(path)!r}.")
-        saved = as_target(MatrixProductState.load(path))
+        try:
+            saved = as_target(MatrixProductState.load(path))
+        except ValueError as exc:
+            raise ValueError(f"`mps` {str(path)!r}: {exc}".replace("`target`", "the state")) from None
         n = saved.n_sites
-        if n < 2:
-            raise ValueError(f"`mps` must have at least 2 sites to compile, got {n}.")
+        if n < 2 or set(saved.phys_dims) != {2}:
+            raise ValueError(
+                f"`mps` must be a state of at least 2 qubits (physical dimension 2), got {n} sites "
+                f"of dimensions {sorted(set(saved.phys_dims))}."
+            )
     coupling = _check_coupling(settings, n)
     _check_budget(settings, n, coupling)
     return saved, coupling
@@ -612,43 +618,30 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
 
-def run_aqc(settings: AQCSettings) -> AQCRun:
-    """Compile, verify and write: the ``tnkit aqc`` recipe (see the module docstring).
+def _written_circuit(s: AQCSettings, result: AQCResult, coupling: list[tuple[int, int]] | None) -> Any:
+    """The compiled circuit, transpiled to the basis and the (undirected) coupling map when given."""
+    from .circuits import to_qiskit, transpile_circuit
 
-    Parameters
-    ----------
-    settings : AQCSettings
-
-    Returns
-    -------
-    AQCRun
-
-    Raises
-    ------
-    ValueError, TypeError, FileNotFoundError, ImportError
-        From :func:`check_settings`, before any work.
-
-    Warns
-    -----
-    ConvergenceWarning
-        When the compilation misses ``settings.target_fidelity`` (the files are
-        still written; ``run.target_reached`` is ``False``).
-    """
-    from ..io import atomic_write
-    from .circuits import circuit_fidelity, gate_counts, to_qiskit, transpile_circuit, write_qasm
-
-    saved, coupling = check_settings(settings)
-    s = settings
-    start = time.perf_counter()
-    target, chain, target_info = _target(s, saved)
-    target_seconds = time.perf_counter() - start
-    result, stages = _compile(s, target, chain, coupling)
     qc = to_qiskit(result.ansatz, result.params)
     if s.basis is not None or coupling is not None:
         undirected = None if coupling is None else [list(p) for p in coupling] + [[b, a] for a, b in coupling]
         qc = transpile_circuit(
             qc, basis_gates=None if s.basis is None else list(s.basis), coupling_map=undirected
         )
+    return qc
+
+
+def _report(
+    s: AQCSettings,
+    result: AQCResult,
+    stages: tuple[AQCResult, ...],
+    qc: Any,
+    target: Any,
+    target_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON report of a run (without the paths and the total time)."""
+    from .circuits import circuit_fidelity, gate_counts
+
     counts = gate_counts(qc)
     report: dict[str, Any] = {
         "ansatz": s.ansatz,
@@ -656,7 +649,6 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
         "method": s.method,
         "grow": s.grow,
         "target": target_info,
-        "target_seconds": target_seconds,
         "target_fidelity": s.target_fidelity,
         "target_reached": result.target_reached,
         "fidelity": result.fidelity,
@@ -687,6 +679,43 @@ def run_aqc(settings: AQCSettings) -> AQCRun:
             }
             for r in stages
         ]
+    return report
+
+
+def run_aqc(settings: AQCSettings) -> AQCRun:
+    """Compile, verify and write: the ``tnkit aqc`` recipe (see the module docstring).
+
+    Parameters
+    ----------
+    settings : AQCSettings
+
+    Returns
+    -------
+    AQCRun
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError, ImportError
+        From :func:`check_settings`, before any work.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the compilation misses ``settings.target_fidelity`` (the files are
+        still written; ``run.target_reached`` is ``False``).
+    """
+    from ..io import atomic_write
+    from .circuits import write_qasm
+
+    saved, coupling = check_settings(settings)
+    s = settings
+    start = time.perf_counter()
+    target, chain, target_info = _target(s, saved)
+    target_seconds = time.perf_counter() - start
+    result, stages = _compile(s, target, chain, coupling)
+    qc = _written_circuit(s, result, coupling)
+    report = _report(s, result, stages, qc, target, target_info)
+    report["target_seconds"] = target_seconds
     out = write_qasm(qc, s.out, version=s.qasm_version)
     report["qasm"] = str(out)
     report["settings"] = s.as_dict()
