@@ -87,6 +87,8 @@ def test_bad_options_are_usage_errors_before_any_work(capsys, tmp_path, state_fi
 
 def test_model_options_are_checked_before_the_target_is_simulated(capsys, tmp_path, no_work):
     out = str(tmp_path / "c.qasm")
+    line = _usage_error(capsys, ["--n-sites", "1000", "--depth", "1000", "--out", out])
+    assert "more than 10000 (MAX_BLOCKS)" in line and "--depth 1000" in line
     assert "--n-sites" in _usage_error(capsys, ["--n-sites", "1", "--out", out])
     assert "--time" in _usage_error(capsys, ["--time", "inf", "--out", out])
     assert "--initial" in _usage_error(capsys, ["--n-sites", "4", "--initial", "012", "--out", out])
@@ -112,8 +114,23 @@ def test_a_cnot_budget_below_the_seed_is_refused_before_any_work(capsys, tmp_pat
     out = str(tmp_path / "c.qasm")
     line = _usage_error(capsys, ["--n-sites", "8", "--depth", "3", "--cnot-budget", "20", "--out", out])
     assert re.search(r"--cnot-budget 20 is below the \d+ CNOTs of the 'trotter' ansatz", line), line
-    line = _usage_error(capsys, ["--n-sites", "8", "--ansatz", "brickwall", "--depth", "4", "--grow", "brickwall",
-                                 "--cnot-budget", "10", "--out", out])
+    line = _usage_error(
+        capsys,
+        [
+            "--n-sites",
+            "8",
+            "--ansatz",
+            "brickwall",
+            "--depth",
+            "4",
+            "--grow",
+            "brickwall",
+            "--cnot-budget",
+            "10",
+            "--out",
+            out,
+        ],
+    )
     assert "below the 34 CNOTs of the 'brickwall' ansatz" in line
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "GROW_CHOICES",
     "MAX_DEPTH",
     "MAX_SITES",
+    "MAX_BLOCKS",
 ]
 
 #: Largest ``depth`` (Trotter steps or layers) and ``max_layers`` accepted: a
@@ -67,6 +68,10 @@ __all__ = [
 MAX_DEPTH = 1000
 #: Largest number of qubits of a model chain.
 MAX_SITES = 1000
+#: Largest number of two-qubit blocks a run may build (about 90,000 angles): far past
+#: what an L-BFGS-B iteration does in minutes (a 100-qubit, 340-block ansatz takes
+#: about 2 s of CPU per iteration at ``max_bond=32``).
+MAX_BLOCKS = 10_000
 #: Largest bond cap of the objective.
 MAX_BOND = 4096
 #: Largest iteration budget.
@@ -524,8 +529,25 @@ def check_settings(settings: AQCSettings) -> tuple[Any, dict[str, Any] | None]:
                 f"of dimensions {sorted(set(saved.phys_dims))}."
             )
     coupling = _check_coupling(settings, n)
+    _check_size(settings, n)
     _check_budget(settings, n, coupling)
     return saved, coupling
+
+
+def _check_size(s: AQCSettings, n: int) -> None:
+    """Refuse an ansatz (seed plus growth) of more than :data:`MAX_BLOCKS` blocks, estimated on the line."""
+    per_layer = {"trotter": (n - 1) / 2, "brickwall": (n - 1) / 2, "staircase": n - 1, "ran": n - 1}
+    layers = (
+        0 if s.grow != "none" and s.depth == 0 else (2 * s.depth + 1 if s.ansatz == "trotter" else s.depth)
+    )
+    blocks = layers * per_layer.get(s.ansatz, n - 1)
+    if s.grow != "none":
+        blocks += s.max_layers * ((n - 1) / 2 if s.grow == "brickwall" else n - 1)
+    if blocks > MAX_BLOCKS:
+        growth = f" and `max_layers` {s.max_layers}" if s.grow != "none" else ""
+        raise ValueError(
+            f"`depth` {s.depth}{growth} on {n} qubits give about {int(blocks)} two-qubit blocks, more than {MAX_BLOCKS} (MAX_BLOCKS); lower them."
+        )
 
 
 def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> None:
