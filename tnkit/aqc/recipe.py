@@ -546,7 +546,8 @@ def _check_size(s: AQCSettings, n: int) -> None:
     if blocks > MAX_BLOCKS:
         growth = f" and `max_layers` {s.max_layers}" if s.grow != "none" else ""
         raise ValueError(
-            f"`depth` {s.depth}{growth} on {n} qubits give about {int(blocks)} two-qubit blocks, more than {MAX_BLOCKS} (MAX_BLOCKS); lower them."
+            f"`depth` {s.depth}{growth} on {n} qubits give about {int(blocks)} two-qubit blocks, "
+            f"more than {MAX_BLOCKS} (MAX_BLOCKS); lower them."
         )
 
 
