@@ -125,7 +125,9 @@ def test_demo_product_tour_reports_every_product(capsys):
 def test_cli_demo_rejects_unknown_sections(capsys):
     from tnkit.cli import main
 
-    assert main(["demo", "--sections", "engine,nope"]) == 1
+    with pytest.raises(SystemExit) as exc:  # an argparse usage error, before the tour starts
+        main(["demo", "--sections", "engine,nope"])
+    assert exc.value.code == 2
     assert "--sections" in capsys.readouterr().err
 
 

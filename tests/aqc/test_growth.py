@@ -14,6 +14,7 @@ from tnkit.aqc.growth import (
     prepend_ran_layer,
     residual_state,
 )
+from tnkit.errors import ConvergenceWarning
 
 
 def _state(ansatz, params):
@@ -113,8 +114,10 @@ def test_growing_brickwall_from_a_too_shallow_seed_recovers_the_state():
 
 def test_growing_stops_at_the_cnot_budget(target5):
     seed = brickwall_ansatz(5, 1)  # 2 one-CNOT preparation blocks
-    stages = compile_growing(target5, seed, grow="brickwall", target_fidelity=1.0, cnot_budget=11,
-                             max_bond=None, max_iter=20, progress=False)
+    with pytest.warns(ConvergenceWarning, match="below the target 1") as caught:
+        stages = compile_growing(target5, seed, grow="brickwall", target_fidelity=1.0, cnot_budget=11,
+                                 max_bond=None, max_iter=20, seed=0, progress=False)
+    assert len(caught) == 1  # the last stage misses; intermediate stages never warn
     assert [s.cnot_count for s in stages] == [2, 8, 11]  # a full odd layer, then one central block
     assert stages[-1].ansatz.pairs[-1] == (2, 3)
 
@@ -125,8 +128,9 @@ def test_growing_ran_layers_from_no_seed(target5):
     assert all(s.ansatz.family == "staircase" for s in stages)
     assert [s.ansatz.n_blocks for s in stages] == [4 * k for k in range(1, len(stages) + 1)]
     assert stages[-1].fidelity > 0.999
-    budgeted = compile_growing(target5, grow="ran", target_fidelity=1.0, cnot_budget=25, max_bond=None,
-                               max_iter=5, progress=False)
+    with pytest.warns(ConvergenceWarning):
+        budgeted = compile_growing(target5, grow="ran", target_fidelity=1.0, cnot_budget=25, max_bond=None,
+                                   max_iter=5, progress=False)
     assert len(budgeted) == 2 and budgeted[-1].cnot_count <= 25  # a third layer would need 12 more
 
 
@@ -164,8 +168,9 @@ def _dense_bond2_truncation(psi):
 def test_ran_brickwall_checks_the_budget(target5):
     with pytest.raises(ValueError, match="cnot_budget.*first Ran layer"):
         compile_growing(target5, grow="ran-brickwall", cnot_budget=5, progress=False)
-    stages = compile_growing(target5, grow="ran-brickwall", target_fidelity=1.0, cnot_budget=16, max_bond=None,
-                             max_iter=5, progress=False)
+    with pytest.warns(ConvergenceWarning):
+        stages = compile_growing(target5, grow="ran-brickwall", target_fidelity=1.0, cnot_budget=16, max_bond=None,
+                                 max_iter=5, progress=False)
     assert [s.cnot_count for s in stages] == [10, 16]  # 1 + 3 x 3 CNOTs of the Ran layer, then 2 brick blocks
 
 

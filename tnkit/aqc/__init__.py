@@ -7,20 +7,31 @@ environments), :mod:`~tnkit.aqc.sweeps` (polar-decomposition sweeps),
 :mod:`~tnkit.aqc.init` (Trotter and Ran initialisations, CNOT budget),
 :mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.growth` (growing
 the ansatz layer by layer: identity brick layers or Ran's analytic layers), :mod:`~tnkit.aqc.circuits` (Qiskit
-output, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
-MPS-to-circuit by sequential isometries) and :mod:`~tnkit.aqc.cli` (``tnkit aqc``).
+output, parametrised circuits, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
+MPS-to-circuit by sequential isometries), :mod:`~tnkit.aqc.recipe` (compile, verify and
+write QASM + report from one settings object) and :mod:`~tnkit.aqc.cli` (``tnkit aqc``).
 
 Importing :mod:`tnkit.aqc` needs numpy only; qiskit and scipy are imported by the
-functions that use them.
+functions that use them (a missing Qiskit is one line: ``pip install 'tnkit[aqc]'``).
 """
 
 from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_ansatz, staircase_ansatz
 from .born import centred_unitaries, mps_to_circuit, sequential_unitaries
-from .circuits import circuit_fidelity, gate_counts, read_qasm, to_qasm, to_qiskit, transpile_circuit, write_qasm
-from .compiler import AQCResult, compile_sequence, compile_state
+from .circuits import (
+    ansatz_circuit,
+    circuit_fidelity,
+    gate_counts,
+    read_qasm,
+    to_qasm,
+    to_qiskit,
+    transpile_circuit,
+    write_qasm,
+)
+from .compiler import AQCResult, compile_sequence, compile_state, initial_angles
 from .growth import add_identity_layer, compile_growing, prepend_ran_layer, residual_state
 from .init import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
 from .objective import Objective
+from .recipe import AQCRun, AQCSettings, run_aqc
 from .sweeps import sweep_compile
 from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
 
@@ -34,6 +45,10 @@ __all__ = [
     "AQCResult",
     "compile_state",
     "compile_sequence",
+    "initial_angles",
+    "AQCSettings",
+    "AQCRun",
+    "run_aqc",
     "compile_growing",
     "add_identity_layer",
     "prepend_ran_layer",
@@ -48,6 +63,7 @@ __all__ = [
     "as_target",
     "time_evolved_state",
     "to_qiskit",
+    "ansatz_circuit",
     "transpile_circuit",
     "circuit_fidelity",
     "gate_counts",

@@ -49,6 +49,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.validate import as_array, check_int
+from ._qiskit import import_qiskit
 
 __all__ = [
     "Ansatz",
@@ -432,7 +433,7 @@ def _edge_colouring(edges: Sequence[tuple[int, int]], n: int) -> list[list[tuple
 
 def zxz_angles(u: np.ndarray) -> np.ndarray:
     """Angles ``(a, b, c)`` with ``u = e^{i g} Rz(a) Rx(b) Rz(c)`` for a 2x2 unitary ``u``."""
-    from qiskit.synthesis import OneQubitEulerDecomposer
+    OneQubitEulerDecomposer = import_qiskit("qiskit.synthesis").OneQubitEulerDecomposer
 
     theta, phi, lam = OneQubitEulerDecomposer("ZXZ").angles(np.asarray(u, dtype=complex))
     return np.array([phi, theta, lam])
@@ -445,7 +446,7 @@ def kak_params(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     ``u = e^{i g} kron(k1_lo, k1_hi) @ core(core_angles) @ kron(k2_lo, k2_hi)`` for the
     ``4 x 4`` matrix ``u`` in tnkit's order (``lo`` the slower index).
     """
-    from qiskit.synthesis import TwoQubitWeylDecomposition
+    TwoQubitWeylDecomposition = import_qiskit("qiskit.synthesis").TwoQubitWeylDecomposition
 
     d = TwoQubitWeylDecomposition(np.asarray(u, dtype=complex).reshape(4, 4), fidelity=None)
     angles = np.array([np.pi / 2 - 2 * d.c, 2 * d.a - np.pi / 2, np.pi / 2 - 2 * d.b])
@@ -524,7 +525,7 @@ def ansatz_from_circuit(circuit: Any) -> tuple[Ansatz, np.ndarray]:
     ansatz : Ansatz
     params : numpy.ndarray
     """
-    import qiskit
+    qiskit = import_qiskit()
 
     from ..mps.qiskit import fused_gates
 
@@ -552,7 +553,8 @@ def _consolidate_pair_runs(circuit: Any) -> Any:
     Suzuki-Trotter step that visits bond ``(1, 2)`` forwards and backwards with other
     bonds in between becomes one block, as in qiskit-addon-aqc-tensor.
     """
-    from qiskit.transpiler import PassManager
-    from qiskit.transpiler.passes import Collect2qBlocks, ConsolidateBlocks
+    PassManager = import_qiskit("qiskit.transpiler").PassManager
+    passes = import_qiskit("qiskit.transpiler.passes")
+    Collect2qBlocks, ConsolidateBlocks = passes.Collect2qBlocks, passes.ConsolidateBlocks
 
     return PassManager([Collect2qBlocks(), ConsolidateBlocks(force_consolidate=True)]).run(circuit)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.linalg import qr
 from ..mps.mps import MatrixProductState
+from ._qiskit import import_qiskit
 from .targets import as_target
 
 __all__ = ["sequential_unitaries", "centred_unitaries", "mps_to_circuit"]
@@ -153,8 +154,8 @@ def mps_to_circuit(mps: Any, *, basis_gates: list[str] | None = None, optimizati
     qiskit.QuantumCircuit
         Measuring it samples ``|psi(s)|^2`` (qubit ``q`` is site ``q``).
     """
-    import qiskit
-    from qiskit.circuit.library import UnitaryGate
+    qiskit = import_qiskit()
+    UnitaryGate = import_qiskit("qiskit.circuit.library").UnitaryGate
 
     psi = as_target(mps)
     qc = qiskit.QuantumCircuit(psi.n_sites, name="mps")

@@ -1,8 +1,10 @@
 """Emitting compiled circuits: Qiskit circuits, transpilation, QASM, independent checks.
 
 :func:`to_qiskit` writes an ansatz with bound angles as a ``qiskit.QuantumCircuit``
-in standard gates (``rz``, ``rx``, ``ry``, ``cx``), optionally transpiled to a basis
-and a coupling map. :func:`circuit_fidelity` re-simulates any emitted circuit
+in standard gates (``rz``, ``rx``, ``ry``, ``cx``), without rotations by a multiple of
+``2 pi`` (no-ops up to a global phase), optionally transpiled to a basis and a
+coupling map. :func:`ansatz_circuit` gives the same circuit with free parameters
+(one ``ParameterVector``) and the values that bind it to the compiled circuit. :func:`circuit_fidelity` re-simulates any emitted circuit
 independently of the objective: with Qiskit's ``Statevector`` up to 24 qubits and
 with the engine's MPS simulation beyond. :func:`to_qasm` / :func:`write_qasm` export
 OpenQASM 2 or 3 (written atomically); :func:`read_qasm` parses it back (no code is
@@ -22,11 +24,13 @@ from ..core.linalg import svd
 from ..core.validate import check_option
 from ..io import atomic_write
 from ..mps.mps import MatrixProductState
+from ._qiskit import import_qiskit
 from .ansatz import Ansatz, zxz_angles
 from .targets import as_target
 
 __all__ = [
     "to_qiskit",
+    "ansatz_circuit",
     "transpile_circuit",
     "circuit_fidelity",
     "to_qasm",
@@ -35,7 +39,13 @@ __all__ = [
     "gate_counts",
     "STATEVECTOR_MAX_QUBITS",
     "STATEVECTOR_FALLBACK_QUBITS",
+    "NOOP_ANGLE_ATOL",
 ]
+
+#: A rotation whose angle is within this of a multiple of ``2 pi`` is a no-op up to a
+#: global phase (``Rz(2 pi) = -I``) and is left out of :func:`to_qiskit`'s circuit; its
+#: effect on the fidelity is below ``NOOP_ANGLE_ATOL**2``.
+NOOP_ANGLE_ATOL = 1e-10
 
 #: Largest circuit :func:`circuit_fidelity` simulates with Qiskit's ``Statevector`` by default
 #: (``method="auto"``). Qiskit's ``Statevector`` applies each gate to all ``2**n`` amplitudes:
@@ -62,36 +72,61 @@ def _mps_bond_cap(n_qubits: int) -> int:
     return max(64, int(2.0 ** ((n_qubits + 6) / 3.0)))
 
 
-def _zxz(qc: Any, angles: np.ndarray, q: int) -> None:
+# A circuit as a list of operations: ("rz" | "rx" | "ry", angle, qubit, free) where
+# ``free`` marks an angle of the ansatz (fixed angles belong to the block core), or
+# ("cx", control, target).
+_Op = tuple
+
+
+def _zxz(ops: list[_Op], angles: np.ndarray, q: int) -> None:
     a, b, c = (float(x) for x in angles)
-    qc.rz(c, q)
-    qc.rx(b, q)
-    qc.rz(a, q)
+    ops += [("rz", c, q, True), ("rx", b, q, True), ("rz", a, q, True)]
 
 
-def _prepare_pair(qc: Any, state: np.ndarray, lo: int, hi: int) -> None:
+def _prepare_pair(ops: list[_Op], state: np.ndarray, lo: int, hi: int) -> None:
     """Prepare the two-qubit state ``state[i_lo, i_hi]`` from ``|00>`` with one CNOT.
 
     With the Schmidt form ``state = U diag(s) V^T``: ``Ry`` puts ``s`` on ``lo``, the
     CNOT copies it to ``hi``, and ``U``, ``V`` rotate the two Schmidt bases.
     """
     u, s, vh = svd(state)
-    qc.ry(2.0 * math.atan2(float(s[1]), float(s[0])), lo)
-    qc.cx(lo, hi)
-    _zxz(qc, zxz_angles(u), lo)
-    _zxz(qc, zxz_angles(vh.T), hi)
+    ops += [("ry", 2.0 * math.atan2(float(s[1]), float(s[0])), lo, True), ("cx", lo, hi)]
+    _zxz(ops, zxz_angles(u), lo)
+    _zxz(ops, zxz_angles(vh.T), hi)
 
 
-def _core(qc: Any, angles: np.ndarray, lo: int, hi: int) -> None:
+def _core(ops: list[_Op], angles: np.ndarray, lo: int, hi: int) -> None:
     t1, t2, t3 = (float(x) for x in angles)
-    qc.rz(-math.pi / 2, hi)
-    qc.cx(hi, lo)
-    qc.rz(t1, lo)
-    qc.ry(t2, hi)
-    qc.cx(lo, hi)
-    qc.ry(t3, hi)
-    qc.cx(hi, lo)
-    qc.rz(math.pi / 2, lo)
+    ops += [
+        ("rz", -math.pi / 2, hi, False), ("cx", hi, lo), ("rz", t1, lo, True), ("ry", t2, hi, True),
+        ("cx", lo, hi), ("ry", t3, hi, True), ("cx", hi, lo), ("rz", math.pi / 2, lo, False),
+    ]
+
+
+def _ansatz_ops(ansatz: Ansatz, params: np.ndarray) -> list[_Op]:
+    """The emitted circuit of ``(ansatz, params)`` as operations (state-preparation blocks with one CNOT)."""
+    first, blocks = ansatz.split_params(params)
+    prep = set(ansatz.state_prep_blocks)
+    fresh = {q for k in prep for q in ansatz.pairs[k]}
+    vecs = ansatz.initial_vectors(params)
+    tensors = ansatz.block_tensors(params) if prep else None
+    ops: list[_Op] = []
+    for q in range(ansatz.n_qubits):
+        if q not in fresh:
+            _zxz(ops, first[q], q)
+    for k, ((lo, hi), row) in enumerate(zip(ansatz.pairs, blocks)):
+        if k in prep:
+            state = contract("uvst,s,t->uv", tensors[k], vecs[lo], vecs[hi])
+            _prepare_pair(ops, state, lo, hi)
+            continue
+        _core(ops, row[0:3], lo, hi)
+        _zxz(ops, row[3:6], lo)
+        _zxz(ops, row[6:9], hi)
+    return ops
+
+
+def _is_noop(angle: float) -> bool:
+    return abs(math.remainder(angle, 2.0 * math.pi)) <= NOOP_ANGLE_ATOL
 
 
 def to_qiskit(
@@ -123,32 +158,79 @@ def to_qiskit(
     -------
     qiskit.QuantumCircuit
         Acting on ``|0...0>`` it prepares the compiled state (up to a global phase).
+        Rotations by a multiple of ``2 pi`` (within :data:`NOOP_ANGLE_ATOL`) are
+        left out.
     """
-    from qiskit import QuantumCircuit
-
+    qiskit = import_qiskit()
+    if not isinstance(ansatz, Ansatz):
+        raise TypeError(f"`ansatz` must be an Ansatz, got {type(ansatz).__name__}.")
     params = ansatz.check_params(params)
-    first, blocks = ansatz.split_params(params)
-    prep = set(ansatz.state_prep_blocks)
-    fresh = {q for k in prep for q in ansatz.pairs[k]}
-    vecs = ansatz.initial_vectors(params)
-    tensors = ansatz.block_tensors(params) if prep else None
-    qc = QuantumCircuit(ansatz.n_qubits, name="aqc")
-    for q in range(ansatz.n_qubits):
-        if q not in fresh:
-            _zxz(qc, first[q], q)
-    for k, ((lo, hi), row) in enumerate(zip(ansatz.pairs, blocks)):
-        if k in prep:
-            state = contract("uvst,s,t->uv", tensors[k], vecs[lo], vecs[hi])
-            _prepare_pair(qc, state, lo, hi)
-            continue
-        _core(qc, row[0:3], lo, hi)
-        _zxz(qc, row[3:6], lo)
-        _zxz(qc, row[6:9], hi)
+    qc = qiskit.QuantumCircuit(ansatz.n_qubits, name="aqc")
+    for op in _ansatz_ops(ansatz, params):
+        if op[0] == "cx":
+            qc.cx(op[1], op[2])
+        elif not _is_noop(op[1]):
+            getattr(qc, op[0])(op[1], op[2])
     if basis_gates is None and coupling_map is None:
         return qc
     return transpile_circuit(
         qc, basis_gates=basis_gates, coupling_map=coupling_map, optimization_level=optimization_level, seed=seed
     )
+
+
+def ansatz_circuit(ansatz: Ansatz, params: Any, *, name: str = "theta") -> tuple[Any, np.ndarray]:
+    """The circuit of :func:`to_qiskit` with its angles as free parameters, and their values.
+
+    The gates are those :func:`to_qiskit` emits (state-preparation blocks with one
+    CNOT, the cores' fixed ``Rz(+-pi/2)`` kept as numbers), but every angle of the
+    ansatz is an element of one ``ParameterVector``, also where its value is a no-op:
+    the circuit is an ansatz to re-optimise (for instance on hardware), and
+    ``values`` is its starting point.
+
+    Parameters
+    ----------
+    ansatz : Ansatz
+    params : array_like
+        Angles of ``ansatz`` (e.g. ``result.params`` of a compilation).
+    name : str
+        Name of the ``ParameterVector``.
+
+    Returns
+    -------
+    circuit : qiskit.QuantumCircuit
+        With ``circuit.num_parameters == len(values)``; its parameters, in order,
+        are ``name[0], name[1], ...``.
+    values : numpy.ndarray
+        ``circuit.assign_parameters(values)`` prepares the state of
+        ``to_qiskit(ansatz, params)``. A state-preparation block's 7 angles are those
+        of its one-CNOT form, so ``values`` is not ``params`` itself.
+
+    Examples
+    --------
+    >>> from tnkit.aqc import brickwall_ansatz
+    >>> from tnkit.aqc.circuits import ansatz_circuit
+    >>> qc, values = ansatz_circuit(brickwall_ansatz(4, 2), brickwall_ansatz(4, 2).random_params(0))
+    >>> qc.num_parameters == len(values), qc.count_ops()["cx"]
+    (True, 5)
+    """
+    qiskit = import_qiskit()
+    if not isinstance(ansatz, Ansatz):
+        raise TypeError(f"`ansatz` must be an Ansatz, got {type(ansatz).__name__}.")
+    params = ansatz.check_params(params)
+    ops = _ansatz_ops(ansatz, params)
+    values = np.array([op[1] for op in ops if op[0] != "cx" and op[3]], dtype=float)
+    theta = qiskit.circuit.ParameterVector(name, len(values))
+    qc = qiskit.QuantumCircuit(ansatz.n_qubits, name="aqc_ansatz")
+    k = 0
+    for op in ops:
+        if op[0] == "cx":
+            qc.cx(op[1], op[2])
+        elif op[3]:
+            getattr(qc, op[0])(theta[k], op[2])
+            k += 1
+        else:
+            getattr(qc, op[0])(op[1], op[2])
+    return qc, values
 
 
 def transpile_circuit(
@@ -166,8 +248,8 @@ def transpile_circuit(
     ValueError
         If the coupling map has fewer qubits than the circuit or does not connect them.
     """
-    import qiskit
-    from qiskit.transpiler import CouplingMap
+    qiskit = import_qiskit()
+    CouplingMap = import_qiskit("qiskit.transpiler").CouplingMap
 
     n = circuit.num_qubits
     layout = None
@@ -257,7 +339,7 @@ def circuit_fidelity(
 
 def _statevector_fidelity(circuit: Any, psi: MatrixProductState) -> float:
     """``|<psi|circuit|0...0>|^2`` with Qiskit's ``Statevector`` (``psi`` padded to the circuit's qubits)."""
-    from qiskit.quantum_info import Statevector
+    Statevector = import_qiskit("qiskit.quantum_info").Statevector
 
     v = Statevector(circuit).data
     w = psi.to_dense(little_endian=True, max_size=2**circuit.num_qubits)
@@ -267,13 +349,7 @@ def _statevector_fidelity(circuit: Any, psi: MatrixProductState) -> float:
 def to_qasm(circuit: Any, *, version: int = 2) -> str:
     """OpenQASM text of ``circuit`` (``version`` 2 or 3)."""
     check_option("version", version, (2, 3))
-    if version == 2:
-        from qiskit import qasm2
-
-        return qasm2.dumps(circuit)
-    from qiskit import qasm3
-
-    return qasm3.dumps(circuit)
+    return import_qiskit(f"qiskit.qasm{version}").dumps(circuit)
 
 
 def write_qasm(circuit: Any, path: Any, *, version: int = 2) -> Path:
@@ -289,9 +365,6 @@ def read_qasm(path: Any) -> Any:
     """Parse an OpenQASM 2 or 3 file into a ``qiskit.QuantumCircuit`` (no code is executed)."""
     text = Path(path).read_text()
     if "OPENQASM 3" in text:
-        from qiskit import qasm3
-
-        return qasm3.loads(text)
-    from qiskit import qasm2
-
+        return import_qiskit("qiskit.qasm3").loads(text)
+    qasm2 = import_qiskit("qiskit.qasm2")
     return qasm2.loads(text, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)

@@ -4,24 +4,85 @@ Examples::
 
     tnkit aqc --model xxz --n-sites 20 --delta 0.5 --time 1 --ansatz trotter --depth 3 \\
         --out xxz.qasm --report xxz.json
-    tnkit aqc --mps state.npz --ansatz ran --depth 4 --out state.qasm --report state.json
+    tnkit aqc --mps state.npz --ansatz ran --depth 4 --out state.qasm --coupling-map linear
 
-The JSON report holds the fidelity from the objective and from an independent
-simulation of the emitted circuit, the CNOT count and depth, and the times.
+The command is a thin layer over :func:`tnkit.aqc.recipe.run_aqc`: it turns the
+options into :class:`~tnkit.aqc.recipe.AQCSettings`, refuses bad options before any
+work (usage and one line, exit status 2), runs the recipe and prints one line.
+Exit status 3 means the files were written but the circuit misses
+``--target-fidelity`` (``--allow-miss`` makes that 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run_aqc"]
+from .._argtypes import finite_float, int_in
 
-_MODELS = ("xxz", "heisenberg", "tfim")
-_ANSATZE = ("trotter", "brickwall", "staircase", "ran")
+__all__ = ["add_parser", "settings_from_args", "EXIT_TARGET_MISSED"]
+
+#: Exit status when the circuit was written but misses ``--target-fidelity``.
+EXIT_TARGET_MISSED = 3
+
+_MODEL_OPTIONS = {
+    "n_sites": 10,
+    "delta": 0.5,
+    "j": 1.0,
+    "h": 0.0,
+    "time": 1.0,
+    "initial": "neel",
+    "target_steps": 40,
+}
+
+
+def _fidelity(text: str) -> float:
+    value = finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text!r}")
+    return value
+
+
+def _basis(text: str) -> tuple[str, ...]:
+    names = tuple(g.strip() for g in text.split(","))
+    if not names or any(not g or not g.replace("_", "").isalnum() for g in names):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated gate names such as ecr,rz,sx,x, got {text!r}"
+        )
+    return names
+
+
+def _coupling_map(text: str) -> str | tuple[tuple[int, int], ...]:
+    """``linear``, ``ring``, a JSON file or list of pairs, or ``0-1,1-2,...``."""
+    if text in ("linear", "ring"):
+        return text
+    source = text
+    if Path(text).is_file():
+        try:
+            source = Path(text).read_text()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror}") from None
+    elif not text.lstrip().startswith("["):
+        try:
+            return tuple(tuple(int(q) for q in pair.replace(":", "-").split("-")) for pair in text.split(","))  # type: ignore[misc]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be linear, ring, a JSON file of qubit pairs or pairs like 0-1,1-2,2-3, got {text!r}"
+            ) from None
+    try:
+        pairs = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON list of qubit pairs ({exc.msg})") from None
+    if not isinstance(pairs, list) or not all(isinstance(p, list) for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must hold a JSON list of qubit pairs such as [[0, 1], [1, 2]]"
+        )
+    return tuple(tuple(p) for p in pairs)  # type: ignore[misc]
 
 
 def add_parser(sub: Any) -> None:
@@ -30,140 +91,257 @@ def add_parser(sub: Any) -> None:
         "aqc",
         help="compile a target state into a short circuit (QASM + JSON report)",
         description="Approximate quantum compiling: optimise a parametrised circuit to prepare a target "
-        "MPS (a time-evolved spin chain or a saved MPS) and write it as OpenQASM with a JSON report.",
+        "MPS (a time-evolved spin chain or a saved MPS) and write it as OpenQASM with a JSON report. "
+        "Every option is checked before any work starts.",
+        epilog=f"Exit status: 0 when the circuit reaches --target-fidelity, {EXIT_TARGET_MISSED} when it is "
+        "written but misses it (0 with --allow-miss), 2 for a bad option, 1 for other errors. "
+        "The report holds the settings, the fidelity from the objective and from an independent simulation "
+        "of the written circuit, the requested depth and the circuit's depth, CNOT count and depth, "
+        "gate counts, iterations and times.",
     )
+    _add_target_options(p)
+    _add_compile_options(p.add_argument_group("compilation"))
+    _add_output_options(p.add_argument_group("output"))
+    p.set_defaults(func=partial(_run, parser=p))
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    from .recipe import MAX_SITES, MODELS
+    from .targets import MAX_TROTTER_STEPS
+
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", choices=_MODELS, default="xxz", help="spin chain to evolve (default: xxz)")
-    src.add_argument("--mps", default=None, help="a saved MPS (.npz from MPS.save) to compile instead")
-    p.add_argument("--n-sites", type=int, default=10, help="number of spins (default: 10)")
-    p.add_argument("--delta", type=float, default=0.5, help="XXZ anisotropy (default: 0.5)")
-    p.add_argument("--j", type=float, default=1.0, help="coupling J (default: 1)")
-    p.add_argument("--h", type=float, default=0.0, help="field h (Z for xxz/heisenberg, X for tfim; default 0)")
-    p.add_argument("--time", type=float, default=1.0, help="evolution time t (default: 1)")
-    p.add_argument("--initial", default="neel", help="initial state: neel, zeros or a bit string (default: neel)")
-    p.add_argument("--target-steps", type=int, default=40, help="Trotter steps of the target (default: 40)")
-    p.add_argument("--ansatz", choices=_ANSATZE, default="trotter",
-                   help="trotter: Trotter-circuit structure and angles; brickwall/staircase: from zero angles; "
-                   "ran: staircase from Ran's analytic layers (default: trotter)")
-    p.add_argument("--depth", type=int, default=3, help="Trotter steps, or layers of the other ansätze (default: 3)")
-    p.add_argument("--max-bond", type=int, default=64, help="bond cap in the objective (default: 64)")
-    p.add_argument("--max-iter", type=int, default=200, help="L-BFGS-B iterations (default: 200)")
-    p.add_argument("--target-fidelity", type=float, default=0.999, help="stop at this fidelity (default: 0.999)")
-    p.add_argument("--method", choices=("lbfgs", "sweep", "sweep+lbfgs"), default="lbfgs",
-                   help="optimiser: L-BFGS-B on the angles, polar-decomposition sweeps, or sweeps then "
-                   "L-BFGS-B (default: lbfgs)")
-    p.add_argument("--cnot-budget", type=int, default=None,
-                   help="trotter ansatz: add central blocks up to this many CNOTs (the one-CNOT "
-                   "state-preparation blocks leave room; default: none)")
-    p.add_argument("--grow", choices=("none", "brickwall", "ran"), default="none",
-                   help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: identity brick "
-                   "layers, or Ran's analytic layers first in time; with --depth 0 start from no seed circuit "
-                   "(default: none)")
-    p.add_argument("--max-layers", type=int, default=8, help="with --grow: most layers added (default: 8)")
-    p.add_argument("--basis", default=None, help="comma-separated basis gates to transpile to, e.g. ecr,rz,sx,x")
-    p.add_argument("--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)")
-    p.add_argument("--out", required=True, help="QASM file to write")
-    p.add_argument("--report", default=None, help="JSON report to write (default: OUT with .json)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_run)
-
-
-def _chain(args: argparse.Namespace) -> Any:
-    from .targets import SpinChain
-
-    if args.model == "xxz":
-        return SpinChain.xxz(args.n_sites, delta=args.delta, j=args.j, h=args.h)
-    if args.model == "heisenberg":
-        return SpinChain.heisenberg(args.n_sites, j=args.j, h=args.h)
-    return SpinChain.tfim(args.n_sites, j=args.j, h=args.h)
-
-
-def run_aqc(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the subcommand; return the report it writes."""
-    from ..io import atomic_write
-    from ..mps.mps import MatrixProductState
-    from . import ansatz as ans
-    from .circuits import circuit_fidelity, gate_counts, to_qiskit, transpile_circuit, write_qasm
-    from .compiler import compile_state
-    from .init import ran_initialization, trotter_initialization
-    from .targets import as_target, time_evolved_state
-
-    start = time.perf_counter()
-    report: dict[str, Any] = {"ansatz": args.ansatz, "depth": args.depth, "method": args.method, "grow": args.grow}
-    if args.mps is not None:
-        target = as_target(MatrixProductState.load(args.mps))
-        report["target"] = {"mps": str(args.mps), "n_sites": target.n_sites, "max_bond": target.max_bond_dim}
-        chain = None
-    else:
-        chain = _chain(args)
-        target, evo = time_evolved_state(chain, args.time, steps=args.target_steps, initial=args.initial)
-        report["target"] = {"model": args.model, "n_sites": args.n_sites, "delta": args.delta, "j": args.j,
-                            "h": args.h, "time": args.time, "initial": args.initial, "steps": evo.steps,
-                            "max_bond": evo.max_bond, "estimated_error": evo.error}
-    report["target_seconds"] = time.perf_counter() - start
-    n = target.n_sites
-    params = None
-    growing = args.grow != "none"
-    if growing and args.depth == 0:
-        ansatz = None  # no seed circuit: compile_growing starts from the best product state
-    elif args.ansatz == "trotter":
-        if chain is None:
-            raise ValueError("`--ansatz trotter` needs a spin-chain model, not --mps; use brickwall or ran.")
-        ansatz, params = trotter_initialization(chain, args.time, args.depth, initial=args.initial)
-        if args.cnot_budget is not None and not growing:
-            from .init import fill_cnot_budget
-
-            ansatz, params = fill_cnot_budget(ansatz, params, args.cnot_budget)
-    elif args.ansatz == "ran":
-        ansatz, params = ran_initialization(target, args.depth)
-    elif args.ansatz == "staircase":
-        ansatz = ans.staircase_ansatz(n, args.depth)
-    else:
-        ansatz = ans.brickwall_ansatz(n, args.depth)
-    options = dict(max_bond=args.max_bond, max_iter=args.max_iter, target_fidelity=args.target_fidelity,
-                   progress=not args.no_progress, method=args.method)
-    if growing:
-        from .growth import compile_growing
-
-        stages = compile_growing(target, ansatz, params, grow=args.grow, cnot_budget=args.cnot_budget,
-                                 max_layers=args.max_layers, **options)
-        report["stages"] = [{"cnots": r.cnot_count, "cnot_depth": r.cnot_depth, "fidelity": r.fidelity,
-                             "iterations": r.n_iterations} for r in stages]
-        result = stages[-1]
-    else:
-        result = compile_state(target, ansatz, params, **options)
-    qc = to_qiskit(result.ansatz, result.params)
-    if args.basis:
-        qc = transpile_circuit(qc, basis_gates=[g.strip() for g in args.basis.split(",") if g.strip()])
-    counts = gate_counts(qc)
-    report.update({
-        "fidelity": result.fidelity,
-        "initial_fidelity": result.initial_fidelity,
-        "circuit_fidelity": circuit_fidelity(qc, target, max_bond=max(args.max_bond, 128)),
-        "cnots": result.cnot_count,
-        "cnot_depth": result.cnot_depth,
-        "two_qubit_gates": counts["two_qubit"],
-        "two_qubit_depth": counts["two_qubit_depth"],
-        "depth": counts["depth"],
-        "gate_counts": {k: v for k, v in counts.items() if k not in ("two_qubit", "two_qubit_depth", "depth")},
-        "iterations": result.n_iterations,
-        "evaluations": result.n_evaluations,
-        "compile_seconds": result.seconds,
-        "total_seconds": time.perf_counter() - start,
-        "message": result.message,
-    })
-    out = write_qasm(qc, args.out, version=args.qasm_version)
-    report["qasm"] = str(out)
-    path = Path(args.report) if args.report else out.with_suffix(".json")
-    with atomic_write(path) as fh:
-        fh.write(json.dumps(report, indent=2).encode())
-    return report
-
-
-def _run(args: argparse.Namespace) -> int:
-    report = run_aqc(args)
-    print(
-        f"tnkit aqc: fidelity {report['fidelity']:.6f} (circuit re-simulated: {report['circuit_fidelity']:.6f}), "
-        f"{report['cnots']} CNOTs, CNOT depth {report['cnot_depth']}, {report['total_seconds']:.1f} s -> {report['qasm']}"
+    src.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="xxz",
+        help="spin chain to evolve from --initial for --time: xxz (XX + YY + delta ZZ), heisenberg "
+        "(XX + YY + ZZ) or tfim (-j ZZ - h X) (default: xxz)",
     )
-    return 0
+    src.add_argument(
+        "--mps",
+        default=None,
+        metavar="FILE",
+        help="a saved MPS (.npz from MPS.save) to compile instead of a model's evolution",
+    )
+    model = p.add_argument_group("model options (not with --mps)")
+    model.add_argument(
+        "--n-sites",
+        type=int_in(2, MAX_SITES),
+        default=None,
+        metavar="N",
+        help=f"number of spins, 2 to {MAX_SITES} (default: 10)",
+    )
+    model.add_argument(
+        "--delta", type=finite_float, default=None, help="XXZ anisotropy, --model xxz only (default: 0.5)"
+    )
+    model.add_argument("--j", type=finite_float, default=None, help="coupling J (default: 1)")
+    model.add_argument(
+        "--h",
+        type=finite_float,
+        default=None,
+        help="uniform field h: Z for xxz/heisenberg, X for tfim (default: 0)",
+    )
+    model.add_argument("--time", type=finite_float, default=None, help="evolution time t (default: 1)")
+    model.add_argument(
+        "--initial",
+        default=None,
+        help="initial state: neel (|0101...>), zeros or a bit string of N bits (default: neel)",
+    )
+    model.add_argument(
+        "--target-steps",
+        type=int_in(1, MAX_TROTTER_STEPS),
+        default=None,
+        metavar="STEPS",
+        help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS} (default: 40)",
+    )
+
+
+def _add_compile_options(comp: Any) -> None:
+    from .recipe import ANSATZ_BUILDERS, GROW_CHOICES, MAX_BOND, MAX_DEPTH, MAX_ITER
+
+    comp.add_argument(
+        "--ansatz",
+        choices=tuple(ANSATZ_BUILDERS),
+        default=None,
+        help="trotter: the Trotter circuit's structure with its angles (needs --model); brickwall / "
+        "staircase: brick or staircase layers of general two-qubit blocks from small random angles; "
+        "ran: staircase layers from Ran's analytic decomposition of the target "
+        "(default: trotter with --model, ran with --mps)",
+    )
+    comp.add_argument(
+        "--depth",
+        type=int_in(0, MAX_DEPTH),
+        default=3,
+        help=f"Trotter steps (trotter) or layers (the other ansätze), 0 to {MAX_DEPTH}; 0 only with "
+        "--grow, which then starts from no circuit (default: 3)",
+    )
+    comp.add_argument(
+        "--max-bond",
+        type=int_in(1, MAX_BOND),
+        default=64,
+        help="bond cap of the MPS simulations in the objective (default: 64)",
+    )
+    comp.add_argument(
+        "--max-iter",
+        type=int_in(0, MAX_ITER),
+        default=200,
+        help="L-BFGS-B iterations, per stage with --grow (default: 200)",
+    )
+    comp.add_argument(
+        "--target-fidelity",
+        type=_fidelity,
+        default=0.999,
+        help="stop at this fidelity, in (0, 1]; missing it is a warning and exit status "
+        f"{EXIT_TARGET_MISSED} (default: 0.999)",
+    )
+    comp.add_argument(
+        "--allow-miss",
+        action="store_true",
+        help="exit 0 even when --target-fidelity is missed (the warning is still printed)",
+    )
+    comp.add_argument(
+        "--method",
+        choices=("lbfgs", "sweep", "sweep+lbfgs"),
+        default="lbfgs",
+        help="optimiser: L-BFGS-B on the angles, polar-decomposition sweeps, or sweeps then "
+        "L-BFGS-B (default: lbfgs)",
+    )
+    comp.add_argument(
+        "--cnot-budget",
+        type=int_in(0, 10**9),
+        default=None,
+        metavar="CNOTS",
+        help="most CNOTs: the trotter ansatz adds central blocks up to it (its one-CNOT "
+        "state-preparation blocks leave room); with --grow, growth stops there (default: none)",
+    )
+    comp.add_argument(
+        "--grow",
+        choices=GROW_CHOICES,
+        default="none",
+        help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: brickwall "
+        "(identity brick layers), ran (Ran's analytic staircase layers, first in time) or "
+        "ran-brickwall (one centred Ran layer, then brick layers); with --depth 0 start from no "
+        "circuit (default: none)",
+    )
+    comp.add_argument(
+        "--max-layers",
+        type=int_in(0, MAX_DEPTH),
+        default=8,
+        help="with --grow: most layers added (default: 8)",
+    )
+    comp.add_argument(
+        "--seed",
+        type=int_in(0, 2**63 - 1),
+        default=0,
+        help="seed of the small random start of the brickwall and staircase ansätze (default: 0)",
+    )
+
+
+def _add_output_options(out: Any) -> None:
+    out.add_argument(
+        "--basis",
+        type=_basis,
+        default=None,
+        help="comma-separated Qiskit gate names to transpile the circuit to, e.g. ecr,rz,sx,x "
+        "(default: cx, rz, rx, ry as compiled)",
+    )
+    out.add_argument(
+        "--coupling-map",
+        type=_coupling_map,
+        default=None,
+        metavar="MAP",
+        help="device connectivity: linear, ring, undirected pairs like 0-1,1-2,2-3 or a JSON "
+        "list/file of pairs; the brickwall ansatz is built on it, the other ansätze need the line "
+        "0-1-...-(N-1) in it, and the circuit is transpiled to it with qubit q on physical qubit q "
+        "(default: none)",
+    )
+    out.add_argument(
+        "--qasm-version", type=int, choices=(2, 3), default=2, help="OpenQASM version (default: 2)"
+    )
+    out.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.qasm",
+        help="QASM file to write (its directory must exist and be writable)",
+    )
+    out.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.json",
+        help="JSON report to write; must differ from --out (default: OUT with .json)",
+    )
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """:class:`~tnkit.aqc.recipe.AQCSettings` from parsed options (``ValueError`` for a bad combination)."""
+    from .recipe import AQCSettings
+
+    given = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
+    if args.mps is not None and given:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{names}: model options, which do not apply to --mps")
+    if "delta" in given and args.model != "xxz":
+        raise ValueError(f"--delta applies to --model xxz only, not {args.model}")
+    model = {k: given.get(k, default) for k, default in _MODEL_OPTIONS.items()}
+    ansatz = args.ansatz or ("ran" if args.mps is not None else "trotter")
+    return AQCSettings(
+        out=args.out,
+        report=args.report,
+        mps=args.mps,
+        model=args.model,
+        **model,
+        ansatz=ansatz,
+        depth=args.depth,
+        max_bond=args.max_bond,
+        max_iter=args.max_iter,
+        target_fidelity=args.target_fidelity,
+        method=args.method,
+        cnot_budget=args.cnot_budget,
+        grow=args.grow,
+        max_layers=args.max_layers,
+        basis=args.basis,
+        coupling_map=args.coupling_map,
+        qasm_version=args.qasm_version,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+
+
+def _option_error(parser: argparse.ArgumentParser, exc: Exception) -> None:
+    """``parser.error`` with the message of ``exc``, options named as on the command line."""
+    import re
+
+    message = re.sub(r"`([a-z_]+)`", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))
+    parser.error(" ".join(message.split()))
+
+
+def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
+    from ..errors import ConvergenceWarning
+    from .recipe import check_settings, run_aqc
+
+    try:
+        settings = settings_from_args(args)
+        check_settings(settings)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        _option_error(parser, exc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, in one line
+        run = run_aqc(settings)
+    report = run.report
+    fidelity, check = report["fidelity"], report["circuit_fidelity"]
+    print(
+        f"tnkit aqc: fidelity {fidelity:.6f} (circuit re-simulated: {check:.6f}), "
+        f"{report['cnots']} CNOTs, CNOT depth {report['cnot_depth']}, {report['total_seconds']:.1f} s "
+        f"-> {run.qasm_path}, {run.report_path}"
+    )
+    if run.target_reached:
+        return 0
+    status = "" if args.allow_miss else f" (exit status {EXIT_TARGET_MISSED}; --allow-miss exits 0)"
+    print(
+        f"tnkit aqc: warning: fidelity {fidelity:.6f} misses --target-fidelity {settings.target_fidelity:g} "
+        f"({report['message']}); try a larger --depth, --grow brickwall, more --max-iter or --method "
+        f"sweep+lbfgs{status}",
+        file=sys.stderr,
+    )
+    return 0 if args.allow_miss else EXIT_TARGET_MISSED

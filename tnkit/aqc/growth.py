@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.rng import as_generator
 from ..core.validate import check_int, check_option
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import centred_unitaries, sequential_unitaries
-from .compiler import AQCResult, compile_state
+from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
 from .init import _as_staircase_gate, extend_ansatz
 from .targets import as_target
 
@@ -189,6 +190,7 @@ def compile_growing(
     cnot_budget: int | None = None,
     max_layers: int = 8,
     stage_iter: int | None = None,
+    seed: Any = None,
     **kwargs: Any,
 ) -> list[AQCResult]:
     """Compile, add a layer, compile again, until ``target_fidelity`` or the budget.
@@ -203,13 +205,15 @@ def compile_growing(
         analytic layer of the target; with ``"brickwall"``, the first stage is the
         best product state and the first layer an identity layer on the even bonds).
     initial_params : array_like, optional
-        Angles of ``ansatz`` (default all zero).
+        Angles of ``ansatz`` (default: :func:`~tnkit.aqc.compiler.initial_angles`,
+        small random angles).
     grow : {"brickwall", "ran", "ran-brickwall"}
         The kind of layer added at each stage (see the module docstring);
         ``"ran-brickwall"`` first puts one Ran layer before ``ansatz`` (or alone),
         then adds identity brick layers.
     target_fidelity : float
-        Stop as soon as a stage reaches it.
+        Stop as soon as a stage reaches it. If the last stage does not, a
+        :class:`~tnkit.errors.ConvergenceWarning` (intermediate stages never warn).
     cnot_budget : int, optional
         Never exceed this many CNOTs; the last brickwall layer may be partial. A Ran
         layer that does not fit is not added (with ``"ran-brickwall"``, whose first
@@ -219,6 +223,8 @@ def compile_growing(
     stage_iter : int, optional
         ``max_iter`` of the intermediate stages (default: ``max_iter`` of
         ``kwargs``, else 200); the last possible stage always gets ``max_iter``.
+    seed : None, int or numpy Generator
+        Randomness of the default start and of nudges off stationary points.
     **kwargs
         Passed to :func:`~tnkit.aqc.compiler.compile_state` (``max_bond``,
         ``method``, ``max_iter``, ``progress``, ...).
@@ -233,7 +239,7 @@ def compile_growing(
     >>> from tnkit import MPS
     >>> from tnkit.aqc import compile_growing
     >>> target = MPS.random(6, max_bond=4, seed=1, dtype=complex)
-    >>> stages = compile_growing(target, grow="ran", target_fidelity=0.999, progress=False)
+    >>> stages = compile_growing(target, grow="ran", target_fidelity=0.999, seed=0, progress=False)
     >>> stages[-1].fidelity >= 0.999, len(stages) <= 8
     (True, True)
     """
@@ -246,7 +252,11 @@ def compile_growing(
         ansatz = Ansatz(n, (), "staircase" if grow == "ran" else "brickwall")
     elif not isinstance(ansatz, Ansatz):
         raise TypeError(f"`ansatz` must be an Ansatz or None, got {type(ansatz).__name__}.")
-    params = ansatz.zero_params() if initial_params is None else ansatz.check_params(initial_params)
+    rng = as_generator(seed)
+    if initial_params is not None:
+        params = ansatz.check_params(initial_params)
+    else:  # no blocks: the analytic Ran layer or the nudge off |0...0> start the search
+        params = initial_angles(ansatz, rng) if ansatz.n_blocks else ansatz.zero_params()
     max_layers = check_int("max_layers", max_layers, minimum=0)
     if cnot_budget is not None:
         cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
@@ -258,8 +268,8 @@ def compile_growing(
     stage_iter = max_iter if stage_iter is None else check_int("stage_iter", stage_iter, minimum=0)
     results: list[AQCResult] = []
     if ansatz.n_blocks or grow == "brickwall":
-        results.append(compile_state(psi, ansatz, params, max_iter=stage_iter, target_fidelity=target_fidelity,
-                                     **kwargs))
+        results.append(optimise_angles(psi, ansatz, params, max_iter=stage_iter, target_fidelity=target_fidelity,
+                                       seed=rng, **kwargs))
         ansatz, params = results[-1].ansatz, results[-1].params
     for k in range(max_layers):
         if results and results[-1].fidelity >= target_fidelity:
@@ -269,10 +279,12 @@ def compile_growing(
             break
         ansatz, params = grown
         last = k == max_layers - 1 or _no_room(ansatz, grow, cnot_budget)
-        results.append(compile_state(psi, ansatz, params, max_iter=max_iter if last else stage_iter,
-                                     target_fidelity=target_fidelity, **kwargs))
+        results.append(optimise_angles(psi, ansatz, params, max_iter=max_iter if last else stage_iter,
+                                       target_fidelity=target_fidelity, seed=rng, **kwargs))
         logger.info("stage %d: %r", len(results), results[-1])
         params = results[-1].params
+    if results:
+        warn_if_missed(results[-1])
     return results
 
 

@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 
 from ..core.linalg import DEFAULT_CUTOFF
-from ..core.validate import as_array, check_int
+from ..core.validate import as_array, check_int, check_number
 from ..mps.builders import mpo_from_terms, pauli_operators
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
+from ._qiskit import import_qiskit
 
-__all__ = ["as_target", "SpinChain", "EvolutionReport", "time_evolved_state", "initial_circuit"]
+__all__ = ["as_target", "SpinChain", "EvolutionReport", "time_evolved_state", "initial_circuit", "MAX_TROTTER_STEPS"]
+
+#: Default cap on the Trotter steps of :func:`time_evolved_state` (and of
+#: :meth:`SpinChain.trotter_circuit`): past it the simulation would run for hours
+#: (every step is a circuit layer on the MPS), so the call refuses up front.
+MAX_TROTTER_STEPS = 10_000
 
 
 def as_target(target: Any, *, atol: float = 1e-8) -> MatrixProductState:
@@ -135,8 +141,11 @@ class SpinChain:
         ``RV(2 tau hx, 0, 2 tau hz)``.
         """
         steps = check_int("steps", steps, minimum=1)
+        if steps > MAX_TROTTER_STEPS:
+            raise ValueError(f"`steps` must be at most {MAX_TROTTER_STEPS} (MAX_TROTTER_STEPS), got {steps}.")
         if first_parity not in (0, 1):
             raise ValueError(f"`first_parity` must be 0 or 1, got {first_parity!r}.")
+        t = _check_time(t)
         qc = initial_circuit(self.n_sites, initial)
         dt = float(t) / steps
         groups = ([self._field_layer] if (self.hx or self.hz) else []) + [
@@ -179,9 +188,7 @@ def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:
 
     Bit ``q`` of the string is qubit ``q``.
     """
-    from qiskit import QuantumCircuit
-
-    qc = QuantumCircuit(n_qubits)
+    qc = import_qiskit().QuantumCircuit(n_qubits)
     if initial == "neel":
         bits = "01" * (n_qubits // 2) + "0" * (n_qubits % 2)
     elif initial == "zeros":
@@ -196,6 +203,15 @@ def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:
         if bit == "1":
             qc.x(q)
     return qc
+
+
+def _check_time(t: object) -> float:
+    """``t`` as a finite real float."""
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`t` must be a real number, got {t!r} of type {type(t).__name__}.")
+    if not math.isfinite(float(t)):
+        raise ValueError(f"`t` must be a finite number, got {t!r}.")
+    return float(t)
 
 
 @dataclass(frozen=True)
@@ -242,6 +258,7 @@ def time_evolved_state(
     initial: str = "neel",
     max_bond: int | None = None,
     cutoff: float = DEFAULT_CUTOFF,
+    max_steps: int = MAX_TROTTER_STEPS,
 ) -> tuple[MatrixProductState, EvolutionReport]:
     """``exp(-i t H)|initial>`` as an MPS by fine second-order Trotter steps (TEBD).
 
@@ -252,10 +269,15 @@ def time_evolved_state(
         Evolution time.
     steps : int, optional
         Number of steps (rounded up to even); default ``ceil(t / dt)``.
+    dt : float
+        Step used when ``steps`` is not given.
     initial : str
         See :func:`initial_circuit`.
     max_bond, cutoff
         Truncation of the simulation after every gate.
+    max_steps : int
+        Refuse (``ValueError``, before any simulation) when the number of steps
+        would exceed this.
 
     Returns
     -------
@@ -265,10 +287,21 @@ def time_evolved_state(
     """
     if not isinstance(chain, SpinChain):
         raise TypeError(f"`chain` must be a SpinChain, got {type(chain).__name__}.")
+    t = _check_time(t)
+    max_steps = check_int("max_steps", max_steps, minimum=2)
     if steps is None:
-        steps = max(2, math.ceil(abs(float(t)) / dt))
+        dt = check_number("dt", dt)
+        n_steps = max(2.0, math.ceil(abs(t) / dt))
+        if n_steps > max_steps:
+            raise ValueError(
+                f"`t` = {t:g} with `dt` = {dt:g} needs {n_steps:.3g} Trotter steps, more than `max_steps` "
+                f"= {max_steps}; pass fewer `steps`, a larger `dt` or a larger `max_steps`."
+            )
+        steps = int(n_steps)
     steps = check_int("steps", steps, minimum=1)
     steps += steps % 2
+    if steps > max_steps:
+        raise ValueError(f"`steps` must be at most `max_steps` = {max_steps}, got {steps}.")
     psi, rep = MatrixProductState.from_qiskit(
         chain.trotter_circuit(t, steps, initial=initial), max_bond=max_bond, cutoff=cutoff, return_report=True
     )
