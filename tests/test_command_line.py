@@ -132,3 +132,31 @@ def test_compression_package_names_resolve_lazily():
     assert tc.MPOLinear.__module__ == "tnkit.compress.mpo_linear"
     with pytest.raises(AttributeError, match="no attribute"):
         tc.not_a_name  # noqa: B018
+
+
+def test_demo_runs_its_engine_part_and_skips_missing_products_without_optional_stacks():
+    out = _run_core_only(["demo", "--sections", "engine,tree,aqc,compress", "--n-sites", "8",
+                          "--samples", "200", "--sim-bond", "16"])
+    assert out.returncode == 0, out.stderr
+    assert "Trotter gates applied with tnkit" in out.stdout
+    assert "samples with total Sz = 0: 100.0%" in out.stdout
+    for extra in ("ml", "aqc", "llm"):
+        assert "skipped: " in out.stdout and f"pip install 'tnkit[{extra}]'" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_aqc_without_qiskit_names_the_extra_in_one_line(tmp_path):
+    out = _run_core_only(["aqc", "--n-sites", "6", "--out", str(tmp_path / "c.qasm")])
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if not ln.startswith("IMPORTED:")]
+    assert len(lines) == 1 and "pip install 'tnkit[aqc]'" in lines[0], out.stderr
+
+
+def test_demo_state_by_tnkit_gates_equals_the_qiskit_circuit_state():
+    pytest.importorskip("qiskit")
+    from tnkit import MPS
+    from tnkit.demo import _quenched_state_by_gates, xxz_trotter_circuit
+
+    by_gates, _, _ = _quenched_state_by_gates(8, 0.7, 3, 0.5, 64)
+    by_qiskit = MPS.from_qiskit(xxz_trotter_circuit(8, 0.7, 3, 0.5))
+    assert by_gates.fidelity(by_qiskit) == pytest.approx(1.0, abs=1e-12)

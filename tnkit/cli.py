@@ -52,12 +52,19 @@ EXTRAS: dict[str, str] = {
 
 
 def missing_extra_message(exc: ImportError) -> str | None:
-    """One line naming the extra that provides the module ``exc`` could not import, if tnkit knows it."""
+    """One line naming the extra that provides what ``exc`` could not import, if tnkit knows it.
+
+    ``exc`` is either Python's own ``ModuleNotFoundError`` for a module of an optional
+    stack, or an ``ImportError`` raised by tnkit whose message already names the extra.
+    """
+    if "pip install 'tnkit[" in str(exc):
+        return str(exc)
     name = (getattr(exc, "name", None) or "").split(".")[0]
     extra = EXTRAS.get(name)
     if extra is None:
         return None
-    return f"this command needs {name}, which is not installed: pip install 'tnkit[{extra}]'"
+    package = {"sklearn": "scikit-learn"}.get(name, name)
+    return f"this needs {package}, which is not installed: pip install 'tnkit[{extra}]'"
 
 
 def _root_parser() -> argparse.ArgumentParser:
