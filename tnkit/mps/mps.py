@@ -751,24 +751,24 @@ class MatrixProductState(TensorChain):
 
     @with_blas_threads(_own_bond)
     def entanglement_entropy(
-        self, bond: int | None = None, *, alpha: float = 1.0, base: float = math.e
+        self, bond: int | None = None, *, alpha: float = 1.0, base: float | None = None
     ) -> float | np.ndarray:
         """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond.
 
         In nats (natural logarithm) by default; ``base=2`` gives bits, the unit
-        quimb's ``entropy`` reports.
+        quimb's ``entropy`` reports (any ``base`` > 0 other than 1 is accepted).
         """
         scale = measure.log_base(base)
         return measure.entanglement_entropy(self, bond, alpha=alpha) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information(self, i: int, j: int, *, base: float = math.e) -> float:
+    def mutual_information(self, i: int, j: int, *, base: float | None = None) -> float:
         """Mutual information ``I(i:j)``, in nats by default (``base=2``: bits)."""
         scale = measure.log_base(base)
         return measure.mutual_information(self, i, j) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information_matrix(self, *, base: float = math.e) -> np.ndarray:
+    def mutual_information_matrix(self, *, base: float | None = None) -> np.ndarray:
         """``I(i:j)`` for all pairs of sites, in nats by default (``base=2``: bits)."""
         scale = measure.log_base(base)
         return measure.mutual_information_matrix(self) / scale

@@ -677,15 +677,12 @@ class TreeTensorNetwork:
         return measure.schmidt_values(self, edge)
 
     @with_gemm_threads(_own_work)
-    def entropies(self, *, alpha: float = 1.0, base: float = math.e) -> np.ndarray:
-        """Entanglement entropy across every edge, in the order of ``tree.edges``.
-
-        In nats by default; ``base=2`` gives bits (quimb's unit).
-        """
+    def entropies(self, *, alpha: float = 1.0, base: float | None = None) -> np.ndarray:
+        """Entanglement entropy (nats; ``base=2``: bits) across every edge, in the order of ``tree.edges``."""
         scale = log_base(base)
         return measure.entropies(self, alpha) / scale
 
-    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float = math.e) -> float:
+    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float | None = None) -> float:
         """Entanglement entropy between the leaves under ``edge`` and the rest (nats; ``base=2``: bits)."""
         scale = log_base(base)
         s = self.schmidt_values(measure.check_edge("edge", edge, self._tree))
