@@ -34,7 +34,7 @@ from ..core.validate import as_array, as_tensor, check_cutoff, check_dtype, chec
 from . import overlap
 from .canonical import scale_tensors
 from .compress import TruncationReport, svd_compress
-from .chain import TensorChain
+from .chain import TensorChain, checked_dense
 from .chain import frozen as _frozen
 from .mps import MatrixProductState, _check_chain, _direct_sum, _short
 
@@ -218,10 +218,11 @@ class MatrixProductOperator(TensorChain):
                 f"the dense matrix would have {rows * cols:,} entries, more than `max_size`={max_size:,}."
             )
         t = self._tensors[0].reshape(self._tensors[0].shape[1:])  # (t, s, w)
-        for w in self._tensors[1:]:
-            t = contract("xyw,wtsv->xtysv", t, w)
-            t = t.reshape(t.shape[0] * t.shape[1], t.shape[2] * t.shape[3], t.shape[4])
-        return t.reshape(rows, cols)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # checked below
+            for w in self._tensors[1:]:
+                t = contract("xyw,wtsv->xtysv", t, w)
+                t = t.reshape(t.shape[0] * t.shape[1], t.shape[2] * t.shape[3], t.shape[4])
+        return checked_dense(t.reshape(rows, cols), self._tensors, "matrix")
 
     # ------------------------------------------------------------------ algebra
 

@@ -50,7 +50,7 @@ from ..core.validate import (
 )
 from ..errors import NormRangeError
 from . import canonical, compress, gates, measure, overlap, sampling
-from .chain import TensorChain
+from .chain import TensorChain, checked_dense
 from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
@@ -596,9 +596,10 @@ class MatrixProductState(TensorChain):
                 f"the dense vector would have {size:,} entries, more than `max_size`={max_size:,}."
             )
         v = self._tensors[0].reshape(-1, self._tensors[0].shape[2])
-        for t in self._tensors[1:]:
-            v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
-        v = v.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # checked below
+            for t in self._tensors[1:]:
+                v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
+        v = checked_dense(v.reshape(-1), self._tensors, "state vector")
         if little_endian:
             v = v.reshape(self.phys_dims).transpose(tuple(reversed(range(self.n_sites)))).reshape(-1)
         return v

@@ -70,6 +70,7 @@ from ..core.validate import (
     check_int,
     check_max_bond,
     check_memory,
+    inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
 from ..mps.measure import log_base
@@ -542,8 +543,10 @@ class TreeTensorNetwork:
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: complex) -> TreeTensorNetwork:
-        """Division by a scalar."""
-        return self * (1.0 / scalar)
+        """Division by a nonzero scalar (its inverse must be a finite number)."""
+        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+            return NotImplemented
+        return self * inverse_scalar(scalar, type(self).__name__)
 
     def conj(self) -> TreeTensorNetwork:
         """Complex conjugate network."""
