@@ -30,7 +30,7 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
-from ..core.validate import as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
+from ..core.validate import DEFAULT_MAX_BYTES, as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
 from . import overlap
 from .canonical import scale_tensors
 from .compress import TruncationReport, svd_compress
@@ -175,11 +175,14 @@ class MatrixProductOperator(TensorChain):
         return mpo_from_quimb(qmpo)
 
     @classmethod
-    def load(cls, path: Any) -> MatrixProductOperator:
-        """Read an MPO written by :meth:`save`; never executes code from the file."""
+    def load(cls, path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> MatrixProductOperator:
+        """Read an MPO written by :meth:`save`; never executes code from the file.
+
+        Files whose arrays would take more than ``max_bytes`` (default 8 GiB) are refused.
+        """
         from ..io import load_mpo
 
-        return load_mpo(path)
+        return load_mpo(path, max_bytes=max_bytes)
 
     # ------------------------------------------------------------------ inspection
 

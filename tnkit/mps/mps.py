@@ -358,11 +358,15 @@ class MatrixProductState(TensorChain):
         return from_qiskit(circuit, **kwargs)
 
     @classmethod
-    def load(cls, path: Any) -> MatrixProductState:
-        """Read an MPS written by :meth:`save`; never executes code from the file."""
+    def load(cls, path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> MatrixProductState:
+        """Read an MPS written by :meth:`save`; never executes code from the file.
+
+        Files whose arrays would take more than ``max_bytes`` (default 8 GiB, read
+        from the file's headers first) are refused; see :func:`tnkit.io.read_tnkit_file`.
+        """
         from ..io import load_mps
 
-        return load_mps(path)
+        return load_mps(path, max_bytes=max_bytes)
 
     # ------------------------------------------------------------------ inspection
 
