@@ -223,3 +223,15 @@ def test_python_m_tnkit_inspect_refuses_a_corrupt_file(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"tnkit inspect: error: {str(tmp_path / 'bad.npz')!r} is corrupt: the zip archive is damaged or truncated."
     ]
+
+
+def test_states_beyond_float_range_and_zero_state_are_described(tmp_path, capsys):
+    psi = MPS.random(8, 4, seed=0)
+    (psi * 1e300 * 1e300).save(tmp_path / "huge.npz")
+    (psi * 0).save(tmp_path / "zero.npz")
+    status, out, _ = inspect(tmp_path / "huge.npz", capsys)
+    assert status == 0
+    assert "norm      : exp(1381.5510558" in out and "entropy" in out
+    status, out, _ = inspect(tmp_path / "zero.npz", capsys)
+    assert status == 0
+    assert "norm      : 0 (the zero state)" in out and "entropy" not in out

@@ -561,3 +561,20 @@ def test_only_stale_temporaries_are_removed(tmp_path, rng):
     removed = remove_stale_temporaries(target)
     assert sorted(p.name for p in removed) == sorted([dead.name, old_style_old.name])
     assert mine.exists() and old_style_new.exists() and other_target.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_link_to_a_device_is_refused_without_reading(tmp_path):
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    with pytest.raises(SchemaError, match="not a regular file"):
+        MPS.load(tmp_path / "zero.npz")
+
+
+def test_load_methods_take_max_bytes(tmp_path, rng):
+    MPS.random(6, 8, seed=rng).save(tmp_path / "psi.npz")
+    random_mpo(rng, [2, 2, 2], 3).save(tmp_path / "w.npz")
+    with pytest.raises(ValueError, match="max_bytes"):
+        MPS.load(tmp_path / "psi.npz", max_bytes=100)
+    with pytest.raises(ValueError, match="max_bytes"):
+        MPO.load(tmp_path / "w.npz", max_bytes=100)
+    assert MPS.load(tmp_path / "psi.npz", max_bytes=10**6).n_sites == 6

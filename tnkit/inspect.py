@@ -52,19 +52,28 @@ def describe(obj: Any) -> str:
     from .ttn import TreeTensorNetwork
 
     lines = [repr(obj), f"  bond dims : {list(obj.bond_dims)}", f"  parameters: {obj.num_params:,}"]
+    if isinstance(obj, (MatrixProductState, TreeTensorNetwork)):
+        lines.append(f"  norm      : {_norm_text(obj.log_norm())}")
     if isinstance(obj, MatrixProductState):
-        lines.append(f"  norm      : {obj.norm():.12g}")
         if obj.n_sites > 1 and obj.log_norm() > -math.inf:
             s = obj.entanglement_entropy()
             lines.append(f"  entropy   : max {s.max():.4f} at bond {int(np.argmax(s))}, mean {s.mean():.4f} (nats)")
     elif isinstance(obj, TreeTensorNetwork):
-        lines.append(f"  norm      : {obj.norm():.12g}")
         if obj.log_norm() > -math.inf and obj.output_dim is None:
             s = obj.entropies()
             lines.append(f"  entropy   : max {s.max():.4f}, mean {s.mean():.4f} over {len(s)} edges (nats)")
     else:
         lines.append(f"  shape     : {obj.shape}")
     return "\n".join(lines)
+
+
+def _norm_text(log_norm: float) -> str:
+    """The norm, or ``exp(log_norm)`` where a float cannot hold it."""
+    if log_norm == -math.inf:
+        return "0 (the zero state)"
+    if -700.0 < log_norm < 700.0:
+        return f"{math.exp(log_norm):.12g}"
+    return f"exp({log_norm:.12g}) (beyond the float range)"
 
 
 def describe_path(path: Any) -> str:

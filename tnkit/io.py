@@ -303,6 +303,8 @@ def read_tnkit_file(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Tnkit
         raise FileNotFoundError(f"no such file: {str(path)!r}")
     if path.is_dir():
         raise SchemaError(f"{str(path)!r} is a directory, not a tnkit .npz file.")
+    if not path.is_file():  # a device (a link to /dev/zero), a pipe, a socket: never opened
+        raise SchemaError(f"{str(path)!r} is not a regular file, so not a tnkit .npz file.")
     name = str(path)
     try:
         with open(path, "rb") as fh:
@@ -415,7 +417,7 @@ def save_mps(mps: Any, path: Any) -> Path:
     return save_arrays(path, "MatrixProductState", list(mps.tensors), {"canonical_range": [left, right]})
 
 
-def load_mps(path: Any) -> Any:
+def load_mps(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Any:
     """Read a :class:`~tnkit.MatrixProductState` (validated like any user input).
 
     The canonical bookkeeping stored in the file is re-checked, never trusted: each
@@ -423,7 +425,7 @@ def load_mps(path: Any) -> Any:
     """
     from .mps.mps import MatrixProductState
 
-    tensors, meta = load_arrays(path, "MatrixProductState")
+    tensors, meta = load_arrays(path, "MatrixProductState", max_bytes=max_bytes)
     mps = MatrixProductState(tensors)
     claimed = meta.get("canonical_range")
     if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
@@ -436,9 +438,9 @@ def save_mpo(mpo: Any, path: Any) -> Path:
     return save_arrays(path, "MatrixProductOperator", list(mpo.tensors))
 
 
-def load_mpo(path: Any) -> Any:
+def load_mpo(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Any:
     """Read a :class:`~tnkit.MatrixProductOperator`."""
     from .mps.mpo import MatrixProductOperator
 
-    tensors, _ = load_arrays(path, "MatrixProductOperator")
+    tensors, _ = load_arrays(path, "MatrixProductOperator", max_bytes=max_bytes)
     return MatrixProductOperator(tensors)

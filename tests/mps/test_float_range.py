@@ -131,3 +131,25 @@ def test_ttn_scaling_beyond_one_node_raises_clearly():
     assert (psi * 1e200).log_norm() == pytest.approx(200 * LOG10, rel=1e-12)
     with pytest.raises(NormRangeError, match="does not fit"):
         psi * 1e300 * 1e300
+
+
+def test_dense_vector_beyond_float_range_is_refused():
+    big = MPS.random(8, 4, seed=9) * 1e300 * 1e300
+    with pytest.raises(NormRangeError, match="dense state vector overflow"):
+        big.to_dense()
+    tiny = MPS.random(8, 4, seed=9) * 1e-300 * 1e-300
+    with pytest.raises(NormRangeError, match="dense state vector underflow"):
+        tiny.to_dense()
+    with pytest.raises(NormRangeError, match="dense matrix overflow"):
+        (MPO.identity(4) * 1e300 * 1e300).to_dense()
+    zero = MPS.random(4, 2, seed=0) * 0
+    np.testing.assert_array_equal(zero.to_dense(), np.zeros(16))
+
+
+def test_division_by_zero_or_tiny_is_refused_clearly():
+    psi = MPS.random(4, 2, seed=0)
+    with pytest.raises(ZeroDivisionError, match="cannot divide a MatrixProductState by zero"):
+        psi / 0
+    with pytest.raises(ValueError, match="its inverse overflows"):
+        psi / 1e-320
+    assert (psi / 1e-300).log_norm() == pytest.approx(300 * LOG10, rel=1e-12)

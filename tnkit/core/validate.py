@@ -25,6 +25,7 @@ __all__ = [
     "as_tensor",
     "check_memory",
     "format_bytes",
+    "inverse_scalar",
     "ENGINE_DTYPES",
     "DEFAULT_MAX_BYTES",
 ]
@@ -166,3 +167,18 @@ def check_memory(n_bytes: float, max_bytes: object, *, what: str, cause: str) ->
             f"{what} would take {format_bytes(n_bytes)} ({cause}), more than `max_bytes`="
             f"{format_bytes(limit)}; pass a larger `max_bytes` if that much memory is intended."
         )
+
+
+def inverse_scalar(scalar: complex, what: str) -> complex:
+    """``1 / scalar`` for dividing a ``what`` by ``scalar``.
+
+    ``ZeroDivisionError`` for zero, ``ValueError`` when the inverse overflows
+    (``|scalar|`` below about ``5.6e-309``).
+    """
+    if scalar == 0:
+        raise ZeroDivisionError(f"cannot divide a {what} by zero.")
+    with np.errstate(over="ignore"):
+        inverse = 1.0 / scalar
+    if not np.isfinite(inverse):
+        raise ValueError(f"cannot divide a {what} by {scalar!r}: its inverse overflows.")
+    return inverse

@@ -7,13 +7,17 @@ and replaced, never written in place.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..core.validate import check_site
+from ..core.linalg import peak_magnitude
+from ..core.validate import check_site, inverse_scalar
+from ..errors import NormRangeError
 
-__all__ = ["TensorChain", "frozen"]
+__all__ = ["TensorChain", "frozen", "checked_dense"]
 
 
 def frozen(a: np.ndarray) -> np.ndarray:
@@ -22,6 +26,27 @@ def frozen(a: np.ndarray) -> np.ndarray:
         a = a.view()
         a.flags.writeable = False
     return a
+
+
+def checked_dense(dense: np.ndarray, tensors: Sequence[np.ndarray], what: str) -> np.ndarray:
+    """``dense``, contracted from ``tensors``, unless the contraction left the float range.
+
+    Raises :class:`~tnkit.errors.NormRangeError` when entries overflowed (infinity
+    or NaN) or all underflowed to zero although no site tensor is zero and their
+    scales multiply to below ``1e-300``; a dense array cannot hold such values.
+    """
+    peak = peak_magnitude(dense)
+    if math.isfinite(peak) and peak > 0.0:
+        return dense
+    if math.isfinite(peak):  # all zero: a true zero, or underflow?
+        scales = [peak_magnitude(t) for t in tensors]
+        if min(scales) == 0.0 or sum(math.log(x) for x in scales) > math.log(1e-300):
+            return dense
+    size = "overflow" if not math.isfinite(peak) else "underflow"
+    raise NormRangeError(
+        f"the entries of the dense {what} {size} the float range (the norm is beyond what one "
+        "array can hold); normalise first, or use log_norm()/log_amplitudes()."
+    )
 
 
 class TensorChain:
@@ -74,8 +99,10 @@ class TensorChain:
     # Algebra shared by states and operators; subclasses define ``__mul__`` and ``__add__``.
 
     def __truediv__(self, scalar: complex) -> Any:
-        """Division by a scalar."""
-        return self * (1.0 / scalar)
+        """Division by a nonzero scalar (its inverse must be a finite number)."""
+        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+            return NotImplemented
+        return self * inverse_scalar(scalar, type(self).__name__)
 
     def __neg__(self) -> Any:
         """The negative."""

@@ -248,8 +248,10 @@ def entanglement_entropy(
 def log_base(base: object) -> float:
     """``log(base)``, the divisor that turns nats into units of ``base`` (``2``: bits).
 
-    ``base`` must be a finite number > 0 other than 1.
+    ``base`` must be ``None`` (nats: returns 1) or a finite number > 0 other than 1.
     """
+    if base is None:
+        return 1.0
     if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
         raise TypeError(f"`base` must be a real number (math.e for nats, 2 for bits), got {base!r}.")
     if not (np.isfinite(base) and base > 0 and base != 1):

@@ -30,11 +30,11 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
-from ..core.validate import as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
+from ..core.validate import DEFAULT_MAX_BYTES, as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
 from . import overlap
 from .canonical import scale_tensors
 from .compress import TruncationReport, svd_compress
-from .chain import TensorChain
+from .chain import TensorChain, checked_dense
 from .chain import frozen as _frozen
 from .mps import MatrixProductState, _check_chain, _direct_sum, _short
 
@@ -175,11 +175,14 @@ class MatrixProductOperator(TensorChain):
         return mpo_from_quimb(qmpo)
 
     @classmethod
-    def load(cls, path: Any) -> MatrixProductOperator:
-        """Read an MPO written by :meth:`save`; never executes code from the file."""
+    def load(cls, path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> MatrixProductOperator:
+        """Read an MPO written by :meth:`save`; never executes code from the file.
+
+        Files whose arrays would take more than ``max_bytes`` (default 8 GiB) are refused.
+        """
         from ..io import load_mpo
 
-        return load_mpo(path)
+        return load_mpo(path, max_bytes=max_bytes)
 
     # ------------------------------------------------------------------ inspection
 
@@ -218,10 +221,11 @@ class MatrixProductOperator(TensorChain):
                 f"the dense matrix would have {rows * cols:,} entries, more than `max_size`={max_size:,}."
             )
         t = self._tensors[0].reshape(self._tensors[0].shape[1:])  # (t, s, w)
-        for w in self._tensors[1:]:
-            t = contract("xyw,wtsv->xtysv", t, w)
-            t = t.reshape(t.shape[0] * t.shape[1], t.shape[2] * t.shape[3], t.shape[4])
-        return t.reshape(rows, cols)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # checked below
+            for w in self._tensors[1:]:
+                t = contract("xyw,wtsv->xtysv", t, w)
+                t = t.reshape(t.shape[0] * t.shape[1], t.shape[2] * t.shape[3], t.shape[4])
+        return checked_dense(t.reshape(rows, cols), self._tensors, "matrix")
 
     # ------------------------------------------------------------------ algebra
 

@@ -50,7 +50,7 @@ from ..core.validate import (
 )
 from ..errors import NormRangeError
 from . import canonical, compress, gates, measure, overlap, sampling
-from .chain import TensorChain
+from .chain import TensorChain, checked_dense
 from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
@@ -358,11 +358,15 @@ class MatrixProductState(TensorChain):
         return from_qiskit(circuit, **kwargs)
 
     @classmethod
-    def load(cls, path: Any) -> MatrixProductState:
-        """Read an MPS written by :meth:`save`; never executes code from the file."""
+    def load(cls, path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> MatrixProductState:
+        """Read an MPS written by :meth:`save`; never executes code from the file.
+
+        Files whose arrays would take more than ``max_bytes`` (default 8 GiB, read
+        from the file's headers first) are refused; see :func:`tnkit.io.read_tnkit_file`.
+        """
         from ..io import load_mps
 
-        return load_mps(path)
+        return load_mps(path, max_bytes=max_bytes)
 
     # ------------------------------------------------------------------ inspection
 
@@ -596,9 +600,10 @@ class MatrixProductState(TensorChain):
                 f"the dense vector would have {size:,} entries, more than `max_size`={max_size:,}."
             )
         v = self._tensors[0].reshape(-1, self._tensors[0].shape[2])
-        for t in self._tensors[1:]:
-            v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
-        v = v.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # checked below
+            for t in self._tensors[1:]:
+                v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
+        v = checked_dense(v.reshape(-1), self._tensors, "state vector")
         if little_endian:
             v = v.reshape(self.phys_dims).transpose(tuple(reversed(range(self.n_sites)))).reshape(-1)
         return v
@@ -751,24 +756,24 @@ class MatrixProductState(TensorChain):
 
     @with_blas_threads(_own_bond)
     def entanglement_entropy(
-        self, bond: int | None = None, *, alpha: float = 1.0, base: float = math.e
+        self, bond: int | None = None, *, alpha: float = 1.0, base: float | None = None
     ) -> float | np.ndarray:
         """Von Neumann (``alpha=1``) or Rényi entropy across ``bond``, or at every bond.
 
         In nats (natural logarithm) by default; ``base=2`` gives bits, the unit
-        quimb's ``entropy`` reports.
+        quimb's ``entropy`` reports (any ``base`` > 0 other than 1 is accepted).
         """
         scale = measure.log_base(base)
         return measure.entanglement_entropy(self, bond, alpha=alpha) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information(self, i: int, j: int, *, base: float = math.e) -> float:
+    def mutual_information(self, i: int, j: int, *, base: float | None = None) -> float:
         """Mutual information ``I(i:j)``, in nats by default (``base=2``: bits)."""
         scale = measure.log_base(base)
         return measure.mutual_information(self, i, j) / scale
 
     @with_blas_threads(_own_bond)
-    def mutual_information_matrix(self, *, base: float = math.e) -> np.ndarray:
+    def mutual_information_matrix(self, *, base: float | None = None) -> np.ndarray:
         """``I(i:j)`` for all pairs of sites, in nats by default (``base=2``: bits)."""
         scale = measure.log_base(base)
         return measure.mutual_information_matrix(self) / scale

@@ -70,6 +70,7 @@ from ..core.validate import (
     check_int,
     check_max_bond,
     check_memory,
+    inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
 from ..mps.measure import log_base
@@ -542,8 +543,10 @@ class TreeTensorNetwork:
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: complex) -> TreeTensorNetwork:
-        """Division by a scalar."""
-        return self * (1.0 / scalar)
+        """Division by a nonzero scalar (its inverse must be a finite number)."""
+        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+            return NotImplemented
+        return self * inverse_scalar(scalar, type(self).__name__)
 
     def conj(self) -> TreeTensorNetwork:
         """Complex conjugate network."""
@@ -677,15 +680,12 @@ class TreeTensorNetwork:
         return measure.schmidt_values(self, edge)
 
     @with_gemm_threads(_own_work)
-    def entropies(self, *, alpha: float = 1.0, base: float = math.e) -> np.ndarray:
-        """Entanglement entropy across every edge, in the order of ``tree.edges``.
-
-        In nats by default; ``base=2`` gives bits (quimb's unit).
-        """
+    def entropies(self, *, alpha: float = 1.0, base: float | None = None) -> np.ndarray:
+        """Entanglement entropy (nats; ``base=2``: bits) across every edge, in the order of ``tree.edges``."""
         scale = log_base(base)
         return measure.entropies(self, alpha) / scale
 
-    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float = math.e) -> float:
+    def entanglement_entropy(self, edge: int, *, alpha: float = 1.0, base: float | None = None) -> float:
         """Entanglement entropy between the leaves under ``edge`` and the rest (nats; ``base=2``: bits)."""
         scale = log_base(base)
         s = self.schmidt_values(measure.check_edge("edge", edge, self._tree))
