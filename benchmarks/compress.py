@@ -36,13 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
 
 TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
-METHODS = ("svd", "whiten", "whiten:curve", "mpo", "mpo-whiten:curve")
+METHODS = ("search", "whiten", "asvd", "svd", "mpo", "prune")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
-                   help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
+                   help="fractions of the block linear weights kept (the `ratio` of compress_model; full run; "
+                        "default 0.9,0.8,0.7,0.6)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]][@K/K...] with ALLOCATION "
                         "uniform|curve, WEIGHTS sens|ent, and @70/90 limiting it to those percentages kept "
@@ -369,7 +370,7 @@ def main(argv=None) -> int:
     heal_specs = None if args.heal_methods is None else set(args.heal_methods.split(","))
     saved, best_models, healed_best = 0, {}, []
     for keep in keeps:
-        ratio = (keep * total - (total - selected)) / selected
+        ratio = keep  # of the block linear weights, as compress_model's `ratio`
         tag = f"keep{round(keep * 100)}"
         for full_spec in methods:
             spec, _, only = full_spec.partition("@")
@@ -387,12 +388,14 @@ def main(argv=None) -> int:
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
-            res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
-                                    allocation=allocation, weights=weights, sweeps=args.sweeps, protect=protect,
-                                    cg_iterations=args.cg_iterations, ridge=ridge, progress=not args.json,
-                                    sequential=sequential, calibration=calib if sequential else None)
+            pruning = method == "prune"
+            res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
+                                    stats=None if pruning else stats, allocation=allocation, weights=weights,
+                                    sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
+                                    progress=not args.json, sequential=True if sequential else None,
+                                    calibration=calib if sequential or method in ("search", "prune") else None)
             cpu = time.process_time() - cpu
-            werr, oerr = _errors(model, m, res, stats)
+            werr, oerr = (None, None) if pruning else _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))
             rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr, "svd" if method != "svd" else None,
