@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
 
-TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
+#: WikiText-2 test, under the data directory (--data, else $TNKIT_DATA, else ../shared/data beside the checkout)
+TEXT = Path("text") / "wikitext-2-raw" / "wiki.test.raw"
 METHODS = ("search", "whiten", "asvd", "svd", "mpo", "prune")
 
 
@@ -94,6 +95,9 @@ def parser():
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="only plot: perplexity vs parameters kept per method from the --plot-rows files, then exit")
     p.add_argument("--plot-rows", nargs="*", default=[], metavar="JSONL", help="row files written by --save-rows")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="directory holding text/wikitext-2-raw/wiki.test.raw (default: $TNKIT_DATA, else "
+                        "../shared/data beside the repository)")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
@@ -317,13 +321,18 @@ def _load(args):
         model = tc.tiny_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
         rng = np.random.default_rng(0)
         return model, rng.integers(0, 256, 6000), rng.integers(0, 256, 1500), None
-    if not TEXT.is_file():
-        log(f"skipping the full run: {TEXT} is absent")
+    import os
+
+    data = Path(args.data or os.environ.get("TNKIT_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared"
+                / "data")
+    text = data / TEXT
+    if not text.is_file():
+        log(f"skipping the full run: {text} is absent (give --data DIR or set TNKIT_DATA)")
         raise SystemExit(0)
     t = time.perf_counter()
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=not args.no_cache)
     log(f"loaded SmolLM2 in {time.perf_counter() - t:.1f} s")
-    heal_text, eval_text = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
+    heal_text, eval_text = tc.heal_eval_split(text.read_text(encoding="utf-8"))
     return model, tc.tokenize(tok, heal_text), tc.tokenize(tok, eval_text), tok
 
 
@@ -404,7 +413,7 @@ def main(argv=None) -> int:
                               metric="relative_output_error"))
             rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
-                              load_average=load_average(), ridge=res.extra["ridge"],
+                              load_average=load_average(), ridge=res.extra.get("ridge"),
                               dense_layers=sum(r.form == "dense" for r in res.layers)))
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
 from tnkit.compress.prune import prune_width
-from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
 from tnkit.compress.factorize import mpo_factorize, mpo_to_dense
@@ -19,7 +20,6 @@ from tnkit.compress.search import (
     lowrank_dims,
     search_allocation,
 )
-from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 def _covariance(rng, n, tokens=200):

@@ -276,7 +276,7 @@ def compress_model(
 
 
 #: calibration batches differentiated for the search's gradient sensitivity
-_GRADIENT_BATCHES = 2
+_GRADIENT_BATCHES = 1
 _CORES_OF = {"mpo": 2, "mpo3": 3, "mpo4": 4}
 SENSITIVITIES = ("gradient", "none")
 

@@ -134,13 +134,18 @@ def _mpo_flops(out_dims: Sequence[int], in_dims: Sequence[int], bond: int) -> in
 def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[float], ridge: float
                  ) -> LayerOptions:
     """Whitened MPOs (TT-SVD stage) at the bonds whose size is each fraction of the dense layer; exact errors."""
-    from .factorize import bond_for_params, max_bonds, mpo_factorize
-    from .whitened_mpo import _apply_to_input_legs, _channel_rms, _site_whiteners, _whiten_weight, \
-        kronecker_covariance
-    from .factorize import mpo_to_dense
-    from ..mps.mpo import balanced_factors
-    from .lowrank import ridge_covariance
     from scipy.linalg import solve_triangular
+
+    from ..mps.mpo import balanced_factors
+    from .factorize import bond_for_params, max_bonds, mpo_factorize, mpo_to_dense
+    from .lowrank import ridge_covariance
+    from .whitened_mpo import (
+        _apply_to_input_legs,
+        _channel_rms,
+        _site_whiteners,
+        _whiten_weight,
+        kronecker_covariance,
+    )
 
     n = _CORES[family]
     out, inp = w.shape
