@@ -267,7 +267,7 @@ def _run_compress(args: Any) -> int:
     start = time.perf_counter()
     _say(f"tnkit compress: loading {args.model} ...")
     from .corpus import token_batches
-    from .evaluate import evaluate_model, write_reports
+    from .evaluate import evaluate_model, model_bytes, write_reports
     from .heal import heal
     from .models import load_model
     from .pipeline import _NEEDS_DATA, compress_model, count_params
@@ -277,6 +277,7 @@ def _run_compress(args: Any) -> int:
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
     block_weights = sum(linear_weight(m).numel() for m in layers.values())
+    bytes_before = model_bytes(model)
     ratio = 0.8 if args.max_bond is None and args.ratio is None else args.ratio
     _say(f"loaded in {time.perf_counter() - start:.1f} s: {count_params(model):,} parameters, of which "
          f"{block_weights:,} in the {len(layers)} linear layers to compress"
@@ -316,7 +317,8 @@ def _run_compress(args: Any) -> int:
     out = save_compressed(model, args.out, tokenizer=tok)
     if reports:
         write_reports(reports, out / "report.json")
-    print(_summary(result, block_weights, reports, time.perf_counter() - start, out))
+    print(_summary(result, block_weights, (bytes_before, model_bytes(model)), reports, time.perf_counter() - start,
+                   out))
     return 0
 
 
@@ -325,7 +327,7 @@ def _selects(args: Any) -> bool:
     return bool(args.layers or args.roles or args.depth or args.exclude)
 
 
-def _summary(result: Any, block_weights: int, reports: list, seconds: float, out: Any) -> str:
+def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
     """One screen: what was kept, how big, how good, how long."""
     from .evaluate import format_reports
 
@@ -343,7 +345,8 @@ def _summary(result: Any, block_weights: int, reports: list, seconds: float, out
             kept, block_weights = prune.params_after, prune.params_before
     lines.append(f"block linear weights: {block_weights:,} -> {kept:,} ({kept / block_weights:.1%} kept); layers: "
                  + ", ".join(f"{n} {k}" for k, n in sorted(forms.items())))
-    lines.append(f"whole model: {result.params_before:,} -> {result.params_after:,} parameters ({result.ratio:.1%})")
+    lines.append(f"whole model: {result.params_before:,} -> {result.params_after:,} parameters ({result.ratio:.1%}); "
+                 f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers")
     if reports:
         lines.append(format_reports(reports))
     lines.append(f"compression {result.seconds:.1f} s; total {seconds:.1f} s; saved to {out}")
