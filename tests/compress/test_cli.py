@@ -38,9 +38,12 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
                 str(model_dir / "text.txt"), "--window", "64", "--stride", "32", "--no-progress",
                 "--heal-loss", "kl", "--ridge", "0.01"])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("tnkit compress: loading")
+    assert "block linear weights" in printed and "whole model" in printed and "50.0% kept" in printed
     assert json.loads((out / "heal_checkpoint" / "heal_state.json").read_text())["loss"] == "kl"
     report = json.loads((out / "report.json").read_text())
-    assert [r["label"] for r in report] == ["original", "mpo-whiten", "mpo-whiten+heal"]
+    assert [r["label"] for r in report] == ["original", "search", "search+heal"]
     assert report[1]["params"] < report[0]["params"]
     rc = _main(["eval", str(model_dir), str(out), "--eval-text", str(model_dir / "text.txt"), "--window", "64",
                 "--stride", "32", "--speed-tokens", "2", "--json", str(tmp_path / "e.json"), "--no-progress"])
@@ -103,6 +106,44 @@ def test_cli_errors(model_dir, tmp_path):
     (bad / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="corrupt"):
         _main(["eval", str(bad), "--speed-tokens", "0"])
+
+
+@pytest.mark.parametrize("bad", [["--max-bond", "-1"], ["--seq-len", "0"], ["--ratio", "0"], ["--ratio", "1.5"],
+                                 ["--ratio", "nan"], ["--calib-tokens", "0"], ["--window", "1"], ["--lr", "0"],
+                                 ["--ridge", "-1"], ["--prune", "2"], ["--method", "tucker"],
+                                 ["--families", "tucker"], ["--eval-text", "/no/such/file"]])
+def test_bad_options_exit_2_before_any_work(tmp_path, capsys, bad):
+    # the model path does not exist: had any work started, the error would be a FileNotFoundError
+    with pytest.raises(SystemExit) as exc:
+        _main(["compress", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), *bad])
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        _main(["compress", str(tmp_path / "missing"), "--out", str(blocker)])
+    assert exc.value.code == 2 and "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _main(["compress", str(tmp_path / "missing"), "--out", str(blocker / "sub")])
+
+
+def test_prune_output_loads_in_plain_transformers(model_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "p"
+    rc = _main(["compress", str(model_dir), "--out", str(out), "--method", "prune", "--ratio", "0.7",
+                "--calib-text", str(model_dir / "text.txt"), "--calib-tokens", "256", "--seq-len", "32",
+                "--no-progress"])
+    assert rc == 0 and "width pruning: MLP 96 ->" in capsys.readouterr().out
+    plain = AutoModelForCausalLM.from_pretrained(out).eval()
+    ours, _ = tc.load_model(out)
+    ids = torch.arange(20)[None]
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, ours(ids).logits, atol=1e-5)
+    assert plain.config.intermediate_size < 96
 
 
 def test_help_explains_every_option(capsys):

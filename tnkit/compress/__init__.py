@@ -4,7 +4,11 @@ Importing this package imports nothing heavy: each name below is loaded from its
 (torch and transformers with it) on first use. The pieces:
 
 * :class:`MPOLinear` and :class:`LowRankLinear`: compressed drop-in linear layers;
-* :func:`compress_model`: choose layers, calibrate, factorise, replace, in place;
+* :func:`compress_model`: choose layers, calibrate, factorise, replace, in place (default:
+  the per-layer search of :mod:`tnkit.compress.search`);
+* :func:`layer_options`, :func:`search_allocation`: every layer's candidate factorisations
+  and one knapsack for the global budget;
+* :func:`prune_width`: structured width pruning to a plain, smaller Llama;
 * :func:`collect_activation_stats`: input statistics for data-aware truncation;
 * :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
@@ -42,9 +46,13 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
     **dict.fromkeys(('MPOLinear',), 'mpo_linear'),
     **dict.fromkeys((
-        'ALLOCATIONS', 'DEFAULT_RIDGE', 'METHODS', 'CompressionResult', 'compress_model',
-        'count_params',
+        'ALLOCATIONS', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
+        'CompressionResult', 'compress_model', 'count_params',
     ), 'pipeline'),
+    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width'), 'prune'),
+    **dict.fromkeys((
+        'FAMILIES', 'LayerOptions', 'gradient_weights', 'knapsack', 'layer_options', 'search_allocation',
+    ), 'search'),
     **dict.fromkeys((
         'entanglement_profile', 'entanglement_weights', 'plot_profile', 'sensitive_layers',
         'sensitivity_profile', 'sensitivity_weights',
@@ -68,7 +76,9 @@ __all__ = [
     "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal", "perplexity",
     "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",
     "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
-    "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches",
+    "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
+    "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
+    "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
 ]
 
 

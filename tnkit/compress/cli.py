@@ -46,66 +46,154 @@ def _layer_args(p: argparse.ArgumentParser) -> None:
 
 
 def _text_args(p: argparse.ArgumentParser, *, heal: bool) -> None:
-    p.add_argument("--eval-text", default=None, metavar="PATH",
+    p.add_argument("--eval-text", default=None, metavar="PATH", type=_existing_path,
                    help="plain-text file or directory for perplexity; a WikiText-2 test file is cut to its "
                         "evaluation articles (from ' = Attalea ( palm ) = ' on)")
-    p.add_argument("--eval-tokens", type=int, default=None, metavar="N", help="evaluate on the first N tokens only")
-    p.add_argument("--window", type=int, default=512, help="perplexity sliding-window length in tokens (default 512)")
-    p.add_argument("--stride", type=int, default=256, help="perplexity window step in tokens (default 256)")
+    p.add_argument("--eval-tokens", type=_int_at_least(2), default=None, metavar="N",
+                   help="evaluate on the first N tokens only")
+    p.add_argument("--window", type=_int_at_least(2), default=512,
+                   help="perplexity sliding-window length in tokens (default 512)")
+    p.add_argument("--stride", type=_int_at_least(1), default=256, help="perplexity window step in tokens (default 256)")
+
+
+def _int_at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _writable_dir(text: str) -> str:
+    """A directory that exists and is writable, or can be created (its nearest existing parent is writable)."""
+    import os
+
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be written ({str(probe)!r} is not a writable directory)")
+    return text
+
+
+def _existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
+    return text
 
 
 def add_compress_parser(sub: Any) -> None:
     """Register ``tnkit compress``."""
-    p = sub.add_parser("compress", help="compress a causal LM's linear layers into MPOs (or low-rank layers)",
-                       description="Replace the linear layers of a causal language model by MPO layers "
-                                   "(tensor-train factorised weights), optionally heal by a short fine-tune, "
-                                   "evaluate before/after, and save safetensors + config to --out. " + _MODEL_HELP)
+    from .pipeline import DEFAULT_METHOD, METHODS
+    from .search import FAMILIES
+
+    p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",
+                       description="Compress the linear layers of a causal language model: by default each layer "
+                                   "gets the best of low-rank, MPO and dense for a global parameter budget (one "
+                                   "knapsack over all layers, errors measured on calibration activations), "
+                                   "optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
+                                   "Every option is checked before any work starts. " + _MODEL_HELP)
     _model_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the compressed model to")
+    p.add_argument("--out", required=True, metavar="DIR", type=_writable_dir,
+                   help="directory to write the compressed model to (checked writable before compressing)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--max-bond", type=int, default=None, metavar="N",
-                      help="bond dimension of every MPO (rank for low-rank methods); must not exceed what a layer admits")
-    size.add_argument("--ratio", type=float, default=None, metavar="R",
-                      help="fraction in (0, 1] of the selected layers' parameters to keep (default 0.5)")
-    p.add_argument("--method", default="mpo-whiten", choices=("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten"),
-                   help="mpo-whiten (default): MPO truncated and refitted for the output error on calibration "
-                        "activations; mpo-aware: channel-scaled MPO; mpo: plain TT-SVD (CompactifAI); "
-                        "svd/asvd/whiten: low-rank baselines (whiten = SVD-LLM)")
+    size.add_argument("--max-bond", type=_int_at_least(1), default=None, metavar="N",
+                      help="single-family methods: bond dimension of every MPO (rank for low-rank methods); must not "
+                           "exceed what a layer admits")
+    size.add_argument("--ratio", type=_fraction, default=None, metavar="R",
+                      help="fraction in (0, 1] of the compressed layers' weight parameters to keep; by default those "
+                           "are every linear layer inside the transformer blocks (embeddings, norms and the output "
+                           "head are not counted and not changed; the summary also prints the whole model's count). "
+                           "Default 0.8")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+                   help=f"{DEFAULT_METHOD} (default): per-layer search over --families and dense, one knapsack for "
+                        "the budget, layers weighted by their loss-gradient sensitivity, sequential calibration; "
+                        "prune: width pruning alone (MLP channels, attention heads; output loads in plain "
+                        "transformers); whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
+                        "(CompactifAI); mpo-aware, mpo-whiten: data-aware MPOs")
+    p.add_argument("--families", nargs="+", default=None, choices=FAMILIES, metavar="FAMILY",
+                   help=f"candidates of the search besides dense: {', '.join(FAMILIES)} "
+                        "(default: tnkit.compress.DEFAULT_FAMILIES)")
+    p.add_argument("--prune", type=_fraction, default=None, metavar="P",
+                   help="first prune widths to this fraction of the block weights, then factorise down to --ratio")
     p.add_argument("--allocation", default=None, choices=("uniform", "curve"),
-                   help="uniform: same fraction of every layer; curve: sizes from each layer's error-versus-size "
-                        "curve for the global budget (default: curve for mpo-aware/mpo-whiten, else uniform)")
-    p.add_argument("--ridge", type=float, default=None, metavar="LAMBDA",
+                   help="single-family methods: uniform = same fraction of every layer; curve = sizes from each "
+                        "layer's error-versus-size curve for the global budget (default: curve for "
+                        "mpo-aware/mpo-whiten, else uniform)")
+    p.add_argument("--ridge", type=_non_negative, default=None, metavar="LAMBDA",
                    help="relative ridge C + LAMBDA tr(C)/n I on the input second moments of whiten/mpo-whiten "
-                        "(default: tnkit.compress.DEFAULT_RIDGE, chosen on held-out activations)")
-    p.add_argument("--sequential", action="store_true",
+                        "(default: tnkit.compress.DEFAULT_RIDGE)")
+    p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=None,
                    help="data-aware methods: compress block by block, each layer truncated for the inputs the "
-                        "already-compressed blocks produce (about two forward passes over the calibration text; "
-                        "271 -> 227 perplexity on SmolLM2 at 70%% kept, sensitive blocks kept dense)")
-    p.add_argument("--feedback-ridge", type=float, default=None, metavar="LAMBDA",
+                        "already-compressed blocks produce (default: on for search, off otherwise)")
+    p.add_argument("--feedback-ridge", type=_non_negative, default=None, metavar="LAMBDA",
                    help="with --sequential: also correct each weight toward the original layer's outputs, with this "
                         "relative ridge (error feedback; overfits a few thousand calibration tokens, off by default)")
     p.add_argument("--profile", default=None, metavar="JSON",
-                   help="profile.json written by `tnkit profile`: its sensitivity rows weight the curve "
-                        "allocation (the default whenever a profile is given)")
-    p.add_argument("--protect-above", type=float, default=None, metavar="RATIO",
+                   help="profile.json written by `tnkit profile`: its sensitivity rows weight the allocation "
+                        "instead of the gradient sensitivity")
+    p.add_argument("--protect-above", type=_positive, default=None, metavar="RATIO",
                    help="with --profile: keep dense the layers whose unit multiplied the perplexity by more than "
-                        "RATIO (CompactifAI keeps its sensitive layers); they count in the --ratio budget")
+                        "RATIO; they count in the --ratio budget")
     _layer_args(p)
-    p.add_argument("--calib-text", default=None, metavar="PATH",
+    p.add_argument("--calib-text", default=None, metavar="PATH", type=_existing_path,
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
-    p.add_argument("--calib-tokens", type=int, default=8192, help="calibration tokens (default 8192)")
-    p.add_argument("--heal-text", default=None, metavar="PATH",
+    p.add_argument("--calib-tokens", type=_int_at_least(1), default=4096,
+                   help="calibration tokens (default 4096)")
+    p.add_argument("--heal-text", default=None, metavar="PATH", type=_existing_path,
                    help="plain-text file or directory to heal on; a WikiText-2 test file is cut to its healing "
                         "articles, never the evaluation ones")
-    p.add_argument("--heal-tokens", type=int, default=100_000, help="healing token budget (default 100000)")
-    p.add_argument("--heal-seconds", type=float, default=None, help="healing wall-time cap in seconds")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
+    p.add_argument("--heal-tokens", type=_int_at_least(1), default=100_000,
+                   help="healing token budget (default 100000)")
+    p.add_argument("--heal-seconds", type=_positive, default=None, help="healing wall-time cap in seconds")
+    p.add_argument("--lr", type=_positive, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
     p.add_argument("--heal-loss", default="lm", choices=("lm", "kl"),
                    help="healing loss: lm = next-token cross-entropy on the text; kl = distillation, KL divergence "
                         "from the original model's next-token distribution (keeps an uncompressed copy in memory; "
                         "default lm)")
-    p.add_argument("--seq-len", type=int, default=256, help="tokens per training/calibration window (default 256)")
+    p.add_argument("--seq-len", type=_int_at_least(2), default=256,
+                   help="tokens per training/calibration window (default 256)")
     _text_args(p, heal=True)
+    p.add_argument("--show-layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run_compress)
 
@@ -168,52 +256,101 @@ def _select(model: Any, args: Any) -> Any:
                        depth=tuple(args.depth) if args.depth else None, exclude=args.exclude)
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 def _run_compress(args: Any) -> int:
     import copy
+    import time
 
+    start = time.perf_counter()
+    _say(f"tnkit compress: loading {args.model} ...")
     from .corpus import token_batches
-    from .evaluate import evaluate_model, format_reports, write_reports
+    from .evaluate import evaluate_model, model_bytes, write_reports
     from .heal import heal
     from .models import load_model
-    from .pipeline import compress_model
+    from .pipeline import _NEEDS_DATA, compress_model, count_params
     from .serialize import save_compressed
+    from .surgery import linear_weight
 
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
+    block_weights = sum(linear_weight(m).numel() for m in layers.values())
+    bytes_before = model_bytes(model)
+    ratio = 0.8 if args.max_bond is None and args.ratio is None else args.ratio
+    _say(f"loaded in {time.perf_counter() - start:.1f} s: {count_params(model):,} parameters, of which "
+         f"{block_weights:,} in the {len(layers)} linear layers to compress"
+         + ("" if ratio is None else f" (keeping {ratio:.0%}: {int(ratio * block_weights):,})"))
     eval_ids = _text_ids(tok, args.eval_text, "eval")
     heal_ids = _text_ids(tok, args.heal_text, "heal")
     calib_ids = _text_ids(tok, args.calib_text, "heal") if args.calib_text else (heal_ids if heal_ids is not None else eval_ids)
     kw = dict(window=args.window, stride=args.stride, max_tokens=args.eval_tokens, progress=not args.no_progress)
     reports = [evaluate_model(model, "original", ids=eval_ids, speed_tokens=8, **kw)] if eval_ids is not None else []
     calib = None
-    if args.method in ("asvd", "whiten", "mpo-aware", "mpo-whiten"):
+    if args.method in _NEEDS_DATA or args.prune is not None:
         if calib_ids is None:
-            raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or --eval-text.")
-        calib = token_batches(calib_ids, seq_len=min(args.seq_len, len(calib_ids)), batch_size=4,
-                              n_batches=max(1, args.calib_tokens // (4 * args.seq_len)), seed=0)
-    ratio = 0.5 if args.max_bond is None and args.ratio is None else args.ratio
+            raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or "
+                             "--eval-text.")
+        seq = min(args.seq_len, len(calib_ids))
+        calib = token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)),
+                              seed=0)
     teacher = copy.deepcopy(model) if heal_ids is not None and args.heal_loss == "kl" else None
     weights, protect = _profile_choices(args, layers)
-    result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond, layers=layers,
+    extra = {} if args.families is None else {"families": tuple(args.families)}
+    result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond,
+                            layers=layers if _selects(args) else None,
                             calibration=calib, allocation=args.allocation, ridge=args.ridge, weights=weights,
                             protect=protect, sequential=args.sequential, feedback_ridge=args.feedback_ridge,
-                            progress=not args.no_progress)
-    print(result.table())
+                            prune=args.prune, progress=not args.no_progress, **extra)
+    if args.show_layers:
+        print(result.table())
     if eval_ids is not None:
         reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
     if heal_ids is not None:
         h = heal(model, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr,
                  seq_len=min(args.seq_len, len(heal_ids) // 8 or 2), checkpoint_dir=Path(args.out) / "heal_checkpoint",
                  loss=args.heal_loss, teacher=teacher, progress=not args.no_progress)
-        print(f"healed {h.steps} steps, {h.tokens:,} tokens in {h.seconds:.1f} s, final loss {h.final_loss:.3f}")
+        _say(f"healed {h.steps} steps, {h.tokens:,} tokens in {h.seconds:.1f} s, final loss {h.final_loss:.3f}")
         if eval_ids is not None:
             reports.append(evaluate_model(model, f"{args.method}+heal", ids=eval_ids, speed_tokens=8, **kw))
     out = save_compressed(model, args.out, tokenizer=tok)
     if reports:
-        print(format_reports(reports))
         write_reports(reports, out / "report.json")
-    print(f"saved to {out}")
+    print(_summary(result, block_weights, (bytes_before, model_bytes(model)), reports, time.perf_counter() - start,
+                   out))
     return 0
+
+
+def _selects(args: Any) -> bool:
+    """Whether any layer-selection option was given."""
+    return bool(args.layers or args.roles or args.depth or args.exclude)
+
+
+def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
+    """One screen: what was kept, how big, how good, how long."""
+    from .evaluate import format_reports
+
+    kept = sum(r.original_params if r.form == "dense" else r.params for r in result.layers)
+    forms: dict[str, int] = {}
+    for r in result.layers:
+        forms[r.form] = forms.get(r.form, 0) + 1
+    prune = result.extra.get("prune")
+    lines = ["", f"== tnkit compress: {result.method} =="]
+    if prune is not None:
+        lines.append(f"width pruning: MLP {prune.before['intermediate_size']} -> {prune.intermediate_size} channels, "
+                     f"key/value heads {prune.before['kv_groups']} -> {prune.kv_groups}, query heads per key/value "
+                     f"head {prune.before['heads_per_group']} -> {prune.heads_per_group} (every block)")
+        if result.method == "prune":
+            kept, block_weights = prune.params_after, prune.params_before
+    lines.append(f"block linear weights: {block_weights:,} -> {kept:,} ({kept / block_weights:.1%} kept); layers: "
+                 + ", ".join(f"{n} {k}" for k, n in sorted(forms.items())))
+    lines.append(f"whole model: {result.params_before:,} -> {result.params_after:,} parameters ({result.ratio:.1%}); "
+                 f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers")
+    if reports:
+        lines.append(format_reports(reports))
+    lines.append(f"compression {result.seconds:.1f} s; total {seconds:.1f} s; saved to {out}")
+    return "\n".join(lines)
 
 
 def _profile_choices(args: Any, layers: Any) -> tuple[Any, list[str]]:

@@ -45,12 +45,19 @@ from .factorize import bond_for_params, max_bonds
 from .lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
 from .mpo_linear import MPOLinear
 from .surgery import find_layers, linear_weight, replace_layers
+from .search import gradient_weights
 from .whitened_mpo import whitened_mpo_curve
 
-__all__ = ["METHODS", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
 
-METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten")
+METHODS = ("search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
+#: the default of :func:`compress_model` and of ``tnkit compress`` (chosen by the Pareto benchmark in
+#: docs/compress.md)
+DEFAULT_METHOD = "search"
+#: candidate families of the default search, and whether it calibrates sequentially
+DEFAULT_FAMILIES = ("lowrank",)
+DEFAULT_SEQUENTIAL = True
 #: relative ridge added to each layer's input second moment by the whitening methods
 #: (:func:`tnkit.compress.lowrank.ridge_covariance`). ``mpo-whiten``: 0.3, the best output
 #: error on held-out activations over SmolLM2's block matrices, and lower perplexity than
@@ -58,7 +65,7 @@ METHODS = ("svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten")
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
-_NEEDS_DATA = ("asvd", "whiten", "mpo-aware", "mpo-whiten")
+_NEEDS_DATA = ("search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
 _LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
@@ -110,7 +117,7 @@ def count_params(model: nn.Module) -> int:
 def compress_model(
     model: nn.Module,
     *,
-    method: str = "mpo-aware",
+    method: str = DEFAULT_METHOD,
     ratio: float | None = None,
     max_bond: int | None = None,
     layers: Mapping[str, nn.Module] | Sequence[str] | None = None,
@@ -118,6 +125,10 @@ def compress_model(
     stats: Mapping[str, ActivationStats] | None = None,
     weights: Mapping[str, float] | None = None,
     allocation: str | None = None,
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    sensitivity: str = "gradient",
+    max_flops: int | None = None,
+    prune: float | None = None,
     n_cores: int = 2,
     alpha: float = 0.5,
     step: int = 8,
@@ -126,7 +137,7 @@ def compress_model(
     cg_iterations: int = 8,
     ridge: float | None = None,
     protect: Sequence[str] = (),
-    sequential: bool = False,
+    sequential: bool | None = None,
     feedback_ridge: float | None = None,
     progress: bool = True,
 ) -> CompressionResult:
@@ -137,11 +148,16 @@ def compress_model(
     model : torch.nn.Module
         A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
     method : str
-        One of :data:`METHODS`.
+        One of :data:`METHODS`; default :data:`DEFAULT_METHOD`, the per-layer search
+        (:mod:`tnkit.compress.search`). ``"prune"`` is width pruning alone
+        (:mod:`tnkit.compress.prune`, Llama-style models).
     ratio : float, optional
-        Fraction in (0, 1] of the selected layers' parameters to keep.
+        Fraction in (0, 1] of the selected layers' weight parameters to keep (by default
+        the selected layers are every linear layer inside the blocks: embeddings, norms
+        and the head are not counted and not changed).
     max_bond : int, optional
-        Fixed bond dimension (MPO) or rank (low-rank) instead of ``ratio``.
+        Fixed bond dimension (MPO) or rank (low-rank) instead of ``ratio`` (not for
+        ``"search"`` and ``"prune"``).
     layers : mapping or sequence of names, optional
         Layers to compress; default every linear layer in the blocks.
     calibration : sequence of torch.Tensor, optional
@@ -149,10 +165,24 @@ def compress_model(
     stats : mapping, optional
         Precomputed :class:`ActivationStats` (instead of ``calibration``).
     weights : mapping of str to float, optional
-        Per-layer importance for the ``"curve"`` allocation (default 1 each).
+        Per-layer importance of each layer's error in the ``"curve"`` allocation and the
+        search (default: ``sensitivity``).
     allocation : {"uniform", "curve"}, optional
-        How ``ratio`` is shared between layers (see the module docstring); default
-        ``"curve"`` for ``"mpo-aware"`` and ``"mpo-whiten"``, ``"uniform"`` otherwise.
+        How ``ratio`` is shared between layers by the single-family methods (see the
+        module docstring); default ``"curve"`` for ``"mpo-aware"`` and ``"mpo-whiten"``,
+        ``"uniform"`` otherwise. ``"search"`` always solves the global knapsack.
+    families : sequence of str
+        ``"search"``: candidate factorisations of every layer
+        (:data:`tnkit.compress.search.FAMILIES`; dense is always one).
+    sensitivity : {"gradient", "none"}
+        ``"search"`` without ``weights``: weigh each layer's output error by its measured
+        loss-gradient energy (:func:`tnkit.compress.search.gradient_weights`, one backward
+        pass over ``calibration``), or not at all.
+    max_flops : int, optional
+        ``"search"``: bound on the selected layers' multiply-adds per token.
+    prune : float, optional
+        First prune widths (:func:`tnkit.compress.prune_width`) to this fraction of the
+        block linear weights, then factorise the rest down to ``ratio`` overall.
     n_cores : int
         MPO cores per weight (the ``"curve"`` allocation of MPOs needs 2).
     alpha : float
@@ -164,81 +194,72 @@ def compress_model(
         linear system (``bond * i_last`` unknowns per output row) is at most this
         size; its cost grows as the cube.
     sweeps, cg_iterations : int
-        ALS sweeps and conjugate-gradient iterations per core of ``"mpo-whiten"``
+        ALS sweeps and conjugate-gradient iterations per core of the whitened MPOs
         (:func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`).
     ridge : float, optional
         Relative ridge ``C + ridge * tr(C) / n * I`` on each layer's input second moment
-        for ``"whiten"`` and ``"mpo-whiten"`` (default :data:`DEFAULT_RIDGE`): it keeps
-        the truncation from hiding large weight errors in directions the calibration
-        text barely excites.
+        for ``"whiten"`` and ``"mpo-whiten"`` (default :data:`DEFAULT_RIDGE`).
     protect : sequence of str
-        Layers (among those compressed) kept dense, as CompactifAI keeps its most
-        sensitive layers (:func:`tnkit.compress.sensitive_layers`). They count toward
-        the budget: the other layers are compressed more to make up for them.
-    sequential : bool
-        Data-aware methods only: compress block by block, each layer truncated in the
-        metric of the inputs the already-compressed blocks produce
+        Layers (among those compressed) kept dense. They count toward the budget.
+    sequential : bool, optional
+        Data-aware methods: compress block by block, each layer truncated in the metric
+        of the inputs the already-compressed blocks produce
         (:mod:`tnkit.compress.sequential`); needs ``calibration`` batches. Sizes are
-        planned as without it.
+        planned on the original model's statistics. Default: :data:`DEFAULT_SEQUENTIAL`
+        for ``"search"`` given ``calibration`` batches, else off.
     feedback_ridge : float, optional
         With ``sequential``: also correct each weight toward the original layer's
-        outputs (error feedback) with this relative ridge. Off by default: on SmolLM2
-        with 4,096 calibration tokens it overfitted them (perplexity 652-2,765 against
-        227 without it).
+        outputs (error feedback) with this relative ridge. Off by default.
     progress : bool
-        Show a tqdm bar over layers.
+        Show tqdm bars over the stages.
     """
-    check_option("method", method, METHODS)
-    allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
-    check_option("allocation", allocation, ALLOCATIONS)
-    if (ratio is None) == (max_bond is None):
-        raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
-    if ratio is not None and not (0.0 < float(ratio) <= 1.0):
-        raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
-    ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
-    if not ridge >= 0.0:
-        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
-    if feedback_ridge is not None and not (sequential and float(feedback_ridge) >= 0.0):
-        raise ValueError(f"`feedback_ridge` needs `sequential=True` and a number >= 0, got {feedback_ridge!r}.")
-    if sequential and (method not in _NEEDS_DATA or calibration is None):
-        raise ValueError(f"`sequential` needs a data-aware method ({', '.join(_NEEDS_DATA)}) and `calibration` "
-                         f"batches, got method={method!r}" + (" and no calibration." if calibration is None else "."))
+    if sequential is None:
+        sequential = DEFAULT_SEQUENTIAL and method == "search" and calibration is not None
+    opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
+                          stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
-    chosen = _resolve_layers(model, layers)
     params_before = count_params(model)
-    planning_needs_stats = allocation == "curve" and max_bond is None  # sequential builds measure their own
+    extra: dict[str, Any] = {}
+    if method == "prune" or prune is not None:
+        pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
+        extra["prune"] = pres
+        if method == "prune":
+            return _pruned_result(model, pres, params_before, time.perf_counter() - start)
+        ratio, stats = min(ratio / pres.ratio, 1.0), None
+    allocation = opts["allocation"]
+    ridge = opts["ridge"]
+    chosen = _resolve_layers(model, layers)
+    planning_needs_stats = method == "search" or (allocation == "curve" and max_bond is None)
     if method in _NEEDS_DATA and stats is None and (planning_needs_stats or not sequential):
-        if calibration is None:
-            raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
-        stats = collect_activation_stats(model, chosen, calibration)
+        stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
     if unknown:
         raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
-    plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
-                       protect)
-    plan.update({name: -1 for name in protect})
+    if method == "search":
+        if weights is None and sensitivity == "gradient" and calibration is not None:
+            weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
+        plan, forms = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
+    else:
+        plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
+                           protect)
+        plan.update({name: -1 for name in protect})
+        forms = {name: method for name in plan}
 
     def build(name: str, module: nn.Module, st: ActivationStats | None) -> nn.Module | None:
         size = plan[name]
-        return None if size < 0 else _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps,
-                                                  cg_iterations, ridge)
+        if size < 0:
+            return None
+        form = forms[name]
+        if method == "search" and form in _CORES_OF:
+            return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=_CORES_OF[form], max_bond=size,
+                                                  sweeps=sweeps, cg_iterations=cg_iterations,
+                                                  ridge=DEFAULT_RIDGE["mpo-whiten"])
+        form = "whiten" if method == "search" else form
+        return _build_layer(module, form, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
 
-    if sequential:
-        from .sequential import compress_sequentially
-
-        todo = {name: m for name, m in chosen.items() if plan[name] >= 0}
-        replacements = compress_sequentially(model, todo, list(calibration), build, feedback_ridge=feedback_ridge,
-                                             progress=progress)
-    else:
-        from tqdm.auto import tqdm
-
-        replacements = {}
-        for name in tqdm(list(chosen), desc=f"compress ({method})", disable=not progress, leave=False):
-            new = build(name, chosen[name], None if stats is None else stats[name])
-            if new is not None:
-                replacements[name] = new
-        replace_layers(model, replacements)
+    todo = {name: m for name, m in chosen.items() if plan.get(name, -1) >= 0}
+    replacements = _replace(model, todo, build, stats, calibration, sequential, feedback_ridge, method, progress)
     reports = []
     for name, module in chosen.items():
         original = _layer_params(module)
@@ -248,10 +269,115 @@ def compress_model(
         else:
             reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", plan[name],
                                        new.num_params, original, new.truncation_error))
+    extra.update({"allocation": "search" if method == "search" else allocation, "ridge": ridge,
+                  "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
-                             time.perf_counter() - start,
-                             {"allocation": allocation, "ridge": ridge, "sequential": bool(sequential),
-                              "feedback_ridge": feedback_ridge})
+                             time.perf_counter() - start, extra)
+
+
+#: calibration batches differentiated for the search's gradient sensitivity
+_GRADIENT_BATCHES = 1
+_CORES_OF = {"mpo": 2, "mpo3": 3, "mpo4": 4}
+SENSITIVITIES = ("gradient", "none")
+
+
+def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration, stats,
+                   sensitivity, families, prune, layers) -> dict[str, Any]:
+    """Validate every option before any work; return the resolved allocation and ridge."""
+    from .search import FAMILIES
+
+    check_option("method", method, METHODS)
+    allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
+    check_option("allocation", allocation, ALLOCATIONS)
+    check_option("sensitivity", sensitivity, SENSITIVITIES)
+    for fam in families:
+        check_option("families", fam, FAMILIES)
+    if (ratio is None) == (max_bond is None):
+        raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
+    if ratio is not None and not (0.0 < float(ratio) <= 1.0):
+        raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
+    if max_bond is not None and method in ("search", "prune"):
+        raise ValueError(f"method {method!r} plans sizes for a `ratio`; `max_bond` is for the single-family methods.")
+    if prune is not None:
+        if not (0.0 < float(prune) <= 1.0) or (ratio is not None and float(prune) < float(ratio)):
+            raise ValueError(f"`prune` must lie in [ratio, 1] (the width-pruned fraction of the block weights), "
+                             f"got {prune}.")
+        if method == "prune":
+            raise ValueError("`prune` is a stage before factorisation; method 'prune' prunes alone.")
+    if (method == "prune" or prune is not None) and layers is not None:
+        raise ValueError("width pruning acts on every block's MLP and attention: leave `layers` unset.")
+    ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
+    if feedback_ridge is not None and not (sequential and float(feedback_ridge) >= 0.0):
+        raise ValueError(f"`feedback_ridge` needs `sequential=True` and a number >= 0, got {feedback_ridge!r}.")
+    if sequential and (method not in _NEEDS_DATA or calibration is None):
+        raise ValueError(f"`sequential` needs a data-aware method ({', '.join(_NEEDS_DATA)}) and `calibration` "
+                         f"batches, got method={method!r}" + (" and no calibration." if calibration is None else "."))
+    if method in _NEEDS_DATA and calibration is None and stats is None:
+        raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
+    if prune is not None and calibration is None:
+        raise ValueError("`prune` needs `calibration` batches (the pruned model is re-measured).")
+    return {"allocation": allocation, "ridge": ridge}
+
+
+def _bar(batches: Any, desc: str, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, disable=not progress, leave=False) if batches is not None else None
+
+
+def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridge, method, progress):
+    """Build and swap in every replacement (block by block when ``sequential``)."""
+    if sequential:
+        from .sequential import compress_sequentially
+
+        return compress_sequentially(model, chosen, list(calibration), build, feedback_ridge=feedback_ridge,
+                                     progress=progress)
+    from tqdm.auto import tqdm
+
+    replacements = {}
+    for name in tqdm(list(chosen), desc=f"factorise ({method})", disable=not progress, leave=False):
+        new = build(name, chosen[name], None if stats is None else stats[name])
+        if new is not None:
+            replacements[name] = new
+    replace_layers(model, replacements)
+    return replacements
+
+
+def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress):
+    """Sizes and forms of every layer from the per-layer candidates and one knapsack."""
+    from tqdm.auto import tqdm
+
+    from .search import LayerOptions, layer_options, search_allocation
+
+    options = {}
+    for name in tqdm(list(chosen), desc="candidates", disable=not progress, leave=False):
+        w = linear_weight(chosen[name]).detach().double().numpy()
+        if name in protect:
+            options[name] = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]),
+                                         np.array([w.size]))
+        else:
+            options[name] = layer_options(w, stats[name].covariance, families=families, step=step)
+    budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
+    choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
+    plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
+    forms = {n: options[n].families[j] for n, j in choice.items()}
+    return plan, forms
+
+
+def _prune_stage(model, keep, calibration, stats, progress):
+    from .prune import prune_width
+
+    if progress:
+        log.info("width pruning to %.0f%% of the block weights", 100 * keep)
+    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats)
+
+
+def _pruned_result(model, pres, params_before, seconds) -> CompressionResult:
+    layers = find_layers(model)
+    reports = tuple(LayerReport(n, "pruned", -1, _layer_params(m), _layer_params(m), 0.0) for n, m in layers.items())
+    return CompressionResult("prune", reports, params_before, count_params(model), seconds, {"prune": pres})
 
 
 def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:

@@ -1,0 +1,95 @@
+"""Width pruning of a tiny Llama: a plain smaller LlamaForCausalLM that transformers loads on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
+
+import tnkit.compress as tc
+from tnkit.compress.prune import prune_width
+
+
+@pytest.fixture(scope="module")
+def calib():
+    ids = np.random.default_rng(0).integers(0, 256, 2048)
+    return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(torch.as_tensor(ids)[None]).logits
+
+
+@pytest.mark.parametrize("widths", [dict(intermediate_size=60, heads_per_group=1),
+                                    dict(intermediate_size=72, kv_groups=1), dict(ratio=0.6)])
+def test_pruned_model_loads_in_plain_transformers_with_the_same_logits(tmp_path, calib, widths):
+    from transformers import AutoModelForCausalLM
+
+    model = tc.tiny_llama(seed=3)
+    res = prune_width(model, calibration=calib, **widths)
+    cfg = model.config
+    assert cfg.intermediate_size == res.intermediate_size
+    assert cfg.num_key_value_heads == res.kv_groups
+    assert cfg.num_attention_heads == res.kv_groups * res.heads_per_group
+    assert res.params_after == tc.prune.block_linear_params(model)
+    if "ratio" in widths:
+        assert res.ratio <= widths["ratio"]
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded).__name__ == "LlamaForCausalLM"
+    ids = np.arange(40) % 256
+    np.testing.assert_allclose(_logits(loaded, ids).numpy(), _logits(model, ids).numpy(), atol=1e-5)
+
+
+def test_pruning_nothing_changes_nothing(calib):
+    model = tc.tiny_llama(seed=3)
+    ids = np.arange(30)
+    before = _logits(model, ids)
+    prune_width(model, calibration=calib)
+    np.testing.assert_allclose(_logits(model, ids).numpy(), before.numpy(), atol=1e-6)
+
+
+def test_least_squares_fold_lowers_the_mlp_output_error(calib):
+    ref = tc.tiny_llama(seed=4)
+    errors = {}
+    for fold in (False, True):
+        model = tc.tiny_llama(seed=4)
+        errors[fold] = prune_width(model, intermediate_size=40, calibration=calib, fold=fold).removed_energy
+    assert errors[True] < errors[False]
+    del ref
+
+
+def test_activation_weighted_scores_keep_the_loud_channel(calib):
+    model = tc.tiny_llama(seed=5)
+    mlp = model.model.layers[0].mlp
+    with torch.no_grad():
+        mlp.down_proj.weight[:, 7] *= 50.0  # channel 7 now dominates the MLP's output
+    prune_width(model, intermediate_size=10, calibration=calib, fold=False)
+    ref = tc.tiny_llama(seed=5).model.layers[0].mlp.gate_proj.weight[7]
+    kept = model.model.layers[0].mlp.gate_proj.weight
+    assert any(torch.equal(row, ref) for row in kept)
+
+
+def test_prune_validates_before_work(calib):
+    model = tc.tiny_llama()
+    with pytest.raises(ValueError, match="ratio"):
+        prune_width(model, ratio=1.5, calibration=calib)
+    with pytest.raises(ValueError, match="intermediate_size"):
+        prune_width(model, intermediate_size=1000, calibration=calib)
+    with pytest.raises(ValueError, match="calibration"):
+        prune_width(model, ratio=0.5)
+    with pytest.raises(TypeError, match="Llama"):
+        prune_width(tc.tiny_gpt2(), ratio=0.5, calibration=calib)
+
+
+def test_compress_model_prune_method_and_stage(calib):
+    model = tc.tiny_llama(seed=2)
+    res = tc.compress_model(model, method="prune", ratio=0.7, calibration=calib, progress=False)
+    assert res.extra["prune"].ratio <= 0.7
+    model = tc.tiny_llama(seed=2)
+    before = tc.prune.block_linear_params(model)
+    res = tc.compress_model(model, ratio=0.6, prune=0.85, calibration=calib, progress=False)
+    kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
+    assert kept <= 0.6 * before + 1
