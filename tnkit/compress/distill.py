@@ -134,12 +134,12 @@ def self_generate(teacher: nn.Module, n: int, *, length: int, greedy_tokens: int
         ids = pool[torch.randint(0, len(pool), (n, 1), generator=gen, device=device)]
     was_training = teacher.training
     teacher.eval()
-    past, step_input = None, ids
+    past, step_input, key = None, ids, _cache_argument(teacher)
     try:
         with torch.no_grad(), _autocast(device):
             for t in range(1, length):
-                out = teacher(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = teacher(input_ids=step_input, use_cache=True, **{key: past})
+                past = out.get(key)
                 logits = out.logits[:, -1].float()
                 if t <= greedy_tokens:
                     nxt = logits.argmax(-1, keepdim=True)
@@ -151,6 +151,13 @@ def self_generate(teacher: nn.Module, n: int, *, length: int, greedy_tokens: int
     finally:
         teacher.train(was_training)
     return ids.cpu()
+
+
+def _cache_argument(model: nn.Module) -> str:
+    """Name of the key/value cache argument (and output) of ``model.forward``: ``cache`` in transformers >= 5.2x."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _autocast(device: torch.device) -> Any:

@@ -363,12 +363,15 @@ def heal(
     per_step = batch_size * stream.seq_len
     total_steps = -(-max_tokens // per_step)
     state = {"loss": loss, "data": fingerprint, "device": str(dev)}
-    if gradient_checkpointing:
-        _enable_gradient_checkpointing(model)
-    result = _train(model, stream, opt, params, teacher, dict(
-        step=step, total_steps=total_steps, batch_size=batch_size, lr=lr, loss=loss, device=dev,
-        autocast=use_autocast, max_seconds=max_seconds, max_cpu_seconds=max_cpu_seconds, ckpt=ckpt,
-        checkpoint_every=checkpoint_every, state=state, tokens=tokens, losses=losses, progress=progress))
+    restore = _enable_gradient_checkpointing(model) if gradient_checkpointing else None
+    try:
+        result = _train(model, stream, opt, params, teacher, dict(
+            step=step, total_steps=total_steps, batch_size=batch_size, lr=lr, loss=loss, device=dev,
+            autocast=use_autocast, max_seconds=max_seconds, max_cpu_seconds=max_cpu_seconds, ckpt=ckpt,
+            checkpoint_every=checkpoint_every, state=state, tokens=tokens, losses=losses, progress=progress))
+    finally:
+        if restore is not None:
+            restore()
     step, tokens, seconds, cpu = result
     if ckpt is not None and step > resumed:
         _save(ckpt, model, opt, {**state, "step": step, "tokens": tokens, "losses": losses})
@@ -378,12 +381,27 @@ def heal(
                       rate, str(dev))
 
 
-def _enable_gradient_checkpointing(model: nn.Module) -> None:
-    if not hasattr(model, "gradient_checkpointing_enable"):
-        raise ValueError("`gradient_checkpointing` needs a transformers model (gradient_checkpointing_enable).")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = False
+def _enable_gradient_checkpointing(model: nn.Module) -> Any:
+    """Turn activation checkpointing on; returns the function that turns it off again (and restores the cache)."""
+    names = (("activation_checkpointing_enable", "activation_checkpointing_disable", "activation_checkpointing_kwargs"),
+             ("gradient_checkpointing_enable", "gradient_checkpointing_disable", "gradient_checkpointing_kwargs"))
+    for enable, disable, kwargs in names:  # transformers >= 5.2x first
+        if hasattr(model, enable):
+            break
+    else:
+        raise ValueError("`gradient_checkpointing` needs a transformers model (activation checkpointing).")
+    getattr(model, enable)(**{kwargs: {"use_reentrant": False}})
+    config = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
+    if config is not None:
+        config.use_cache = False
+
+    def restore() -> None:
+        getattr(model, disable)()
+        if config is not None:
+            config.use_cache = use_cache
+
+    return restore
 
 
 def _train(model: nn.Module, stream: TokenStream, opt: torch.optim.Optimizer, params: list, teacher: Any,
