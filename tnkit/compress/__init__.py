@@ -85,8 +85,11 @@ def __getattr__(name: str) -> Any:
     module = _SUBMODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    loaded = importlib.import_module(f".{module}", __name__)
+    value = getattr(loaded, name)
     globals()[name] = value
+    if _SUBMODULE_OF.get(module) == module:  # importing it bound the module over its public namesake (``heal``)
+        globals()[module] = getattr(loaded, module)
     return value
 
 

@@ -53,6 +53,7 @@ def perplexity(model: nn.Module, ids: Any, *, window: int = 512, stride: int = 2
     nll, count, prev_end = 0.0, 0, 0
     starts = range(0, max(ids.numel() - 1, 1), stride)
     model.eval()
+    ids = ids.to(next(model.parameters()).device)
     with torch.no_grad():
         for begin in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
             end = min(begin + window, ids.numel())
