@@ -328,3 +328,18 @@ def test_read_safetensors_round_trip(tmp_path):
     for k, v in tensors.items():
         assert back[k].dtype == v.dtype and torch.equal(back[k], v)
     np.testing.assert_equal(back["b"].numpy(), np.arange(5))
+
+
+def test_save_errors_name_the_target_not_the_temporary_directory(tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    def full(tensors, path, metadata=None):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match="No space left") as err:
+        tc.save_compressed(_compressed(), tmp_path / "m")
+    assert str(tmp_path / "m") in str(err.value) and "tnkit-partial" not in str(err.value)
+    assert not list(tmp_path.iterdir())

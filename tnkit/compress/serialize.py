@@ -182,6 +182,12 @@ def write_model_dir(directory: Any, write: Any) -> Path:
         os.chmod(tmp, 0o777 & ~_umask())
         write(tmp)
         _publish(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:
+            raise
+        # name the user's directory, not the hidden temporary one the error came from
+        raise type(exc)(exc.errno, f"could not save to {str(out)!r}: {exc.strerror}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
