@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "compress": Command("tnkit.compress.cli", "compress a causal LM's linear layers (needs tnkit[llm])"),
     "profile": Command("tnkit.compress.cli", "layer sensitivity profiles of a causal LM (needs tnkit[llm])"),
     "eval": Command("tnkit.compress.cli", "perplexity, size and speed of causal LMs (needs tnkit[llm])"),
+    "export": Command("tnkit.compress.cli", "write a plain Hugging Face copy of a compressed model (needs tnkit[llm])"),
     "aqc": Command("tnkit.aqc.cli", "compile a target MPS into a short quantum circuit (needs tnkit[aqc])"),
 }
 

@@ -13,7 +13,9 @@ Importing this package imports nothing heavy: each name below is loaded from its
 * :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
 * :func:`entanglement_profile`, :func:`sensitivity_profile`: which layers tolerate compression;
-* :func:`heal`: a short AdamW fine-tune with checkpoints;
+* :func:`heal`: an AdamW fine-tune (or distillation) with resumable checkpoints;
+* :func:`distillation_stream`: unbounded healing data written by the original model;
+* :func:`export_dense`: a plain Hugging Face copy of a compressed model;
 * :func:`perplexity`, :func:`evaluate_model`: sliding-window perplexity, size, speed;
 * :func:`save_compressed`, :func:`load_compressed`: safetensors + JSON, no pickle;
 * :func:`load_model`, :func:`tiny_llama`, :func:`tiny_gpt2`: models from disk or for tests.
@@ -30,6 +32,10 @@ from typing import Any
 #: them (so neither torch nor transformers); the first access to a name imports its module.
 _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'allocate'),
+    **dict.fromkeys((
+        'MixedStream', 'SelfGenerated', 'TextWindows', 'TokenStream', 'distillation_stream', 'self_generate',
+    ), 'distill'),
+    **dict.fromkeys(('export_dense',), 'export'),
     **dict.fromkeys(('ActivationStats', 'channel_scale', 'collect_activation_stats'), 'calibration'),
     **dict.fromkeys((
         'heal_eval_split', 'read_text', 'split_articles', 'token_batches', 'tokenize',
@@ -44,7 +50,7 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'heal'),
     **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'lowrank'),
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
-    **dict.fromkeys(('MPOLinear',), 'mpo_linear'),
+    **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'mpo_linear'),
     **dict.fromkeys((
         'ALLOCATIONS', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
         'CompressionResult', 'compress_model', 'count_params',
@@ -79,6 +85,8 @@ __all__ = [
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
+    "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
+    "distillation_stream", "self_generate",
 ]
 
 
@@ -87,8 +95,11 @@ def __getattr__(name: str) -> Any:
     module = _SUBMODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    loaded = importlib.import_module(f".{module}", __name__)
+    value = getattr(loaded, name)
     globals()[name] = value
+    if _SUBMODULE_OF.get(module) == module:  # importing it bound the module over its public namesake (``heal``)
+        globals()[module] = getattr(loaded, module)
     return value
 
 

@@ -11,6 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .cli_heal import (add_export_parser, add_heal_args, check_heal_args, heal_requested, needs_teacher,
+                       nonnegative_int, run_heal)
+
 __all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser"]
 
 _MODEL_HELP = ("MODEL is a Hugging Face model directory (config.json + weights), a directory written by "
@@ -22,6 +25,7 @@ def add_parser(sub: Any) -> None:
     add_compress_parser(sub)
     add_profile_parser(sub)
     add_eval_parser(sub)
+    add_export_parser(sub)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -179,17 +183,7 @@ def add_compress_parser(sub: Any) -> None:
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
     p.add_argument("--calib-tokens", type=_int_at_least(1), default=4096,
                    help="calibration tokens (default 4096)")
-    p.add_argument("--heal-text", default=None, metavar="PATH", type=_existing_path,
-                   help="plain-text file or directory to heal on; a WikiText-2 test file is cut to its healing "
-                        "articles, never the evaluation ones")
-    p.add_argument("--heal-tokens", type=_int_at_least(1), default=100_000,
-                   help="healing token budget (default 100000)")
-    p.add_argument("--heal-seconds", type=_positive, default=None, help="healing wall-time cap in seconds")
-    p.add_argument("--lr", type=_positive, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
-    p.add_argument("--heal-loss", default="lm", choices=("lm", "kl"),
-                   help="healing loss: lm = next-token cross-entropy on the text; kl = distillation, KL divergence "
-                        "from the original model's next-token distribution (keeps an uncompressed copy in memory; "
-                        "default lm)")
+    add_heal_args(p)
     p.add_argument("--seq-len", type=_int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")
     _text_args(p, heal=True)
@@ -227,7 +221,8 @@ def add_eval_parser(sub: Any) -> None:
                    help="for a GGUF MODEL: load it afresh (about a minute) instead of through its dequantised "
                         "copy, which is kept under $TNKIT_CACHE or ~/.cache/tnkit/gguf and loads in seconds")
     _text_args(p, heal=False)
-    p.add_argument("--speed-tokens", type=int, default=32, help="tokens generated to time (0 skips; default 32)")
+    p.add_argument("--speed-tokens", type=nonnegative_int, default=32,
+                   help="tokens generated to time (0 skips; default 32)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the reports to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run_eval)
@@ -268,12 +263,12 @@ def _run_compress(args: Any) -> int:
     _say(f"tnkit compress: loading {args.model} ...")
     from .corpus import token_batches
     from .evaluate import evaluate_model, model_bytes, write_reports
-    from .heal import heal
     from .models import load_model
     from .pipeline import _NEEDS_DATA, compress_model, count_params
     from .serialize import save_compressed
     from .surgery import linear_weight
 
+    check_heal_args(args)
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
     block_weights = sum(linear_weight(m).numel() for m in layers.values())
@@ -295,7 +290,7 @@ def _run_compress(args: Any) -> int:
         seq = min(args.seq_len, len(calib_ids))
         calib = token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)),
                               seed=0)
-    teacher = copy.deepcopy(model) if heal_ids is not None and args.heal_loss == "kl" else None
+    teacher = copy.deepcopy(model) if needs_teacher(args) else None
     weights, protect = _profile_choices(args, layers)
     extra = {} if args.families is None else {"families": tuple(args.families)}
     result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond,
@@ -307,11 +302,8 @@ def _run_compress(args: Any) -> int:
         print(result.table())
     if eval_ids is not None:
         reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
-    if heal_ids is not None:
-        h = heal(model, heal_ids, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr,
-                 seq_len=min(args.seq_len, len(heal_ids) // 8 or 2), checkpoint_dir=Path(args.out) / "heal_checkpoint",
-                 loss=args.heal_loss, teacher=teacher, progress=not args.no_progress)
-        _say(f"healed {h.steps} steps, {h.tokens:,} tokens in {h.seconds:.1f} s, final loss {h.final_loss:.3f}")
+    if heal_requested(args):
+        run_heal(model, teacher, heal_ids, args)
         if eval_ids is not None:
             reports.append(evaluate_model(model, f"{args.method}+heal", ids=eval_ids, speed_tokens=8, **kw))
     out = save_compressed(model, args.out, tokenizer=tok)

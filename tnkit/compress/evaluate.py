@@ -53,6 +53,7 @@ def perplexity(model: nn.Module, ids: Any, *, window: int = 512, stride: int = 2
     nll, count, prev_end = 0.0, 0, 0
     starts = range(0, max(ids.numel() - 1, 1), stride)
     model.eval()
+    ids = ids.to(next(model.parameters()).device)
     with torch.no_grad():
         for begin in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
             end = min(begin + window, ids.numel())
@@ -75,9 +76,20 @@ def model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-def generation_speed(model: nn.Module, *, prompt_ids: Any, new_tokens: int = 32, repeats: int = 3) -> float:
-    """Median tokens/s of greedy generation at batch 1 (after one warm-up)."""
-    ids = torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64))[None]
+def generation_speed(model: nn.Module, *, prompt_ids: Any, new_tokens: int = 32, repeats: int = 3,
+                     batch_size: int = 1) -> float:
+    """Median tokens/s of greedy generation (after one warm-up): ``batch_size`` copies of the prompt.
+
+    Tokens/s counts every generated token, ``batch_size * new_tokens`` per call.
+    """
+    new_tokens = check_int("new_tokens", new_tokens, minimum=1)
+    repeats = check_int("repeats", repeats, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    ids = torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64)).reshape(1, -1).repeat(batch_size, 1)
+    if ids.shape[1] < 1:
+        raise ValueError("`prompt_ids` must hold at least one token.")
+    device = next(model.parameters()).device
+    ids = ids.to(device)
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                   attention_mask=torch.ones_like(ids), pad_token_id=0)
     times = []
@@ -87,7 +99,7 @@ def generation_speed(model: nn.Module, *, prompt_ids: Any, new_tokens: int = 32,
             t = time.perf_counter()
             model.generate(ids, **kwargs)
             times.append(time.perf_counter() - t)
-    return new_tokens / float(np.median(times))
+    return batch_size * new_tokens / float(np.median(times))
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,7 @@ def evaluate_model(model: nn.Module, label: str, *, ids: Any = None, window: int
     """Measure ``model``: params, bytes, perplexity on ``ids`` and generation speed."""
     from .pipeline import count_params
 
+    speed_tokens = check_int("speed_tokens", speed_tokens, minimum=0)
     ppl, n_eval, speed = None, 0, None
     if ids is not None:
         n_eval = len(ids) if max_tokens is None else min(len(ids), max_tokens)

@@ -259,9 +259,11 @@ class LowRankLinear(nn.Module):
                 "original_params": self.original_params}
 
     @classmethod
-    def empty_like_spec(cls, spec: dict[str, Any], *, dtype: torch.dtype = torch.float32) -> LowRankLinear:
-        """A zero layer of the recorded shapes."""
-        bias = torch.zeros(spec["out"], dtype=dtype) if spec["bias"] else None
-        return cls(torch.zeros(spec["out"], spec["rank"], dtype=dtype), torch.zeros(spec["rank"], spec["in"], dtype=dtype),
+    def empty_like_spec(cls, spec: dict[str, Any], *, dtype: torch.dtype = torch.float32,
+                        device: Any = None) -> LowRankLinear:
+        """A zero layer of the recorded shapes (``device="meta"`` allocates nothing)."""
+        kw = dict(dtype=dtype, device=device)
+        bias = torch.zeros(spec["out"], **kw) if spec["bias"] else None
+        return cls(torch.zeros(spec["out"], spec["rank"], **kw), torch.zeros(spec["rank"], spec["in"], **kw),
                    bias, truncation_error=spec.get("truncation_error", 0.0),
                    original_params=spec.get("original_params"), dtype=dtype)

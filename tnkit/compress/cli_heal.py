@@ -1,0 +1,185 @@
+"""Command-line pieces for healing (the ``tnkit compress`` heal options) and ``tnkit export``.
+
+Every option is checked when it is parsed or before the model is loaded: a bad value
+or an unwritable ``--out`` fails in a second, not after minutes of compression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_heal_args", "check_heal_args", "heal_requested", "needs_teacher", "run_heal", "add_export_parser",
+           "positive_int", "nonnegative_int", "positive_float", "CHECKPOINT_SUBDIR"]
+
+#: Where ``tnkit compress`` keeps its healing checkpoint, inside ``--out``.
+CHECKPOINT_SUBDIR = "heal_checkpoint"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text}")
+    return value
+
+
+def add_heal_args(p: argparse.ArgumentParser) -> None:
+    """The healing options of ``tnkit compress``, as one argument group."""
+    g = p.add_argument_group("healing", "fine-tune the compressed model after compression (off unless --heal-text "
+                                        "or --heal-data self/mix is given)")
+    g.add_argument("--heal-text", default=None, metavar="PATH",
+                   help="plain-text file or directory to heal on; a WikiText-2 test file is cut to its healing "
+                        "articles, never the evaluation ones")
+    g.add_argument("--heal-data", default=None, choices=("text", "self", "mix"),
+                   help="text: windows of --heal-text; self: text the original model writes itself (first token "
+                        "random, then greedy, then sampled; unbounded); mix: self plus --text-fraction of rows from "
+                        "--heal-text (default: text when --heal-text is given)")
+    g.add_argument("--text-fraction", type=_fraction, default=0.25, metavar="F",
+                   help="with --heal-data mix: fraction of rows taken from --heal-text (default 0.25)")
+    g.add_argument("--greedy-tokens", type=nonnegative_int, default=3, metavar="N",
+                   help="self-generated text: greedy tokens after the random first one (default 3)")
+    g.add_argument("--heal-tokens", type=positive_int, default=100_000, help="healing token budget (default 100000)")
+    g.add_argument("--heal-seconds", type=positive_float, default=None, help="healing wall-time cap in seconds")
+    g.add_argument("--heal-batch", type=positive_int, default=4, metavar="N", help="rows per healing step (default 4)")
+    g.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate for healing (default 1e-4)")
+    g.add_argument("--heal-loss", default=None, choices=("lm", "kl"),
+                   help="lm = next-token cross-entropy; kl = distillation, KL divergence from the original model's "
+                        "next-token distribution (keeps an uncompressed copy in memory; default kl for --heal-data "
+                        "self/mix, else lm)")
+    g.add_argument("--checkpoint-every", type=positive_int, default=50, metavar="N",
+                   help=f"write a healing checkpoint to OUT/{CHECKPOINT_SUBDIR} every N steps (default 50)")
+    g.add_argument("--resume", action="store_true",
+                   help=f"continue the healing run checkpointed in OUT/{CHECKPOINT_SUBDIR} (same data order, same "
+                        "optimizer state); without it an existing checkpoint is an error, never overwritten")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to heal: auto = a CUDA GPU when available (bf16 autocast), else the CPU")
+    g.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less memory, about 30%% more time")
+
+
+def heal_data(args: Any) -> str | None:
+    """The healing data the options ask for: ``"text"``, ``"self"``, ``"mix"`` or ``None`` (no healing)."""
+    if args.heal_data is not None:
+        return args.heal_data
+    return "text" if args.heal_text is not None else None
+
+
+def heal_requested(args: Any) -> bool:
+    """Whether ``tnkit compress`` heals."""
+    return heal_data(args) is not None
+
+
+def _heal_loss(args: Any) -> str:
+    if args.heal_loss is not None:
+        return args.heal_loss
+    return "kl" if heal_data(args) in ("self", "mix") else "lm"
+
+
+def needs_teacher(args: Any) -> bool:
+    """Whether healing needs an uncompressed copy of the model (distillation or self-generated text)."""
+    return heal_requested(args) and (_heal_loss(args) == "kl" or heal_data(args) in ("self", "mix"))
+
+
+def check_heal_args(args: Any) -> None:
+    """Checks of ``tnkit compress`` options that argparse cannot do, run before the model is loaded."""
+    from .heal import read_checkpoint_state, resolve_device
+    from .serialize import check_output_dir
+
+    out = check_output_dir(args.out)
+    data = heal_data(args)
+    if data in ("text", "mix") and args.heal_text is None:
+        raise ValueError(f"`--heal-data {data}` needs --heal-text.")
+    if data is None and args.resume:
+        raise ValueError("`--resume` continues a healing run: give --heal-text or --heal-data.")
+    if data is None:
+        return
+    resolve_device(args.device)
+    if args.heal_text is not None and not Path(args.heal_text).exists():
+        raise FileNotFoundError(f"`--heal-text`: {args.heal_text!r} does not exist.")
+    state = read_checkpoint_state(out / CHECKPOINT_SUBDIR)
+    if args.resume and state is None:
+        raise FileNotFoundError(f"`--resume`: no healing checkpoint in {str(out / CHECKPOINT_SUBDIR)!r}.")
+    if not args.resume and state is not None:
+        raise FileExistsError(f"a healing checkpoint (step {state['step']}) is in {str(out / CHECKPOINT_SUBDIR)!r}: "
+                              "pass --resume to continue it, or remove it to start afresh.")
+
+
+def run_heal(model: Any, teacher: Any, heal_ids: Any, args: Any) -> Any:
+    """Heal ``model`` as the options say, print a one-line summary; the model ends on the CPU."""
+    from .distill import distillation_stream
+    from .heal import heal
+
+    data = heal_data(args)
+    if data == "text":
+        source, seq_len = heal_ids, min(args.seq_len, max(2, len(heal_ids) // 8))
+    else:
+        source = distillation_stream(teacher, seq_len=args.seq_len, text_ids=heal_ids if data == "mix" else None,
+                                     text_fraction=args.text_fraction, greedy_tokens=args.greedy_tokens)
+        seq_len = None
+    h = heal(model, source, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr, seq_len=seq_len,
+             batch_size=args.heal_batch, checkpoint_dir=Path(args.out) / CHECKPOINT_SUBDIR,
+             checkpoint_every=args.checkpoint_every, resume=bool(args.resume), loss=_heal_loss(args), teacher=teacher,
+             device=args.device, gradient_checkpointing=args.grad_checkpointing, progress=not args.no_progress)
+    model.to("cpu")
+    if teacher is not None:
+        teacher.to("cpu")
+    print(f"healed {h.steps} steps ({h.steps - h.resumed_from_step} now), {h.tokens:,} tokens in {h.seconds:.1f} s "
+          f"({h.tokens_per_s:,.0f} tokens/s on {h.device}), final loss {h.final_loss:.3f}")
+    return h
+
+
+def add_export_parser(sub: Any) -> None:
+    """Register ``tnkit export``."""
+    p = sub.add_parser("export", help="write a plain Hugging Face copy of a compressed model (needs tnkit[llm])",
+                       description="Rebuild the dense weights of a compressed-model directory written by "
+                                   "'tnkit compress' and write them as a plain Hugging Face model that "
+                                   "transformers (and tools reading its checkpoints) load without tnkit. The copy "
+                                   "has the original model's size.")
+    p.add_argument("--dense", action="store_true", required=True,
+                   help="write dense weights (the one export format; required)")
+    p.add_argument("directory", metavar="DIR", help="compressed-model directory written by 'tnkit compress'")
+    p.add_argument("out", metavar="OUT", help="directory to write the Hugging Face model to")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: Any) -> int:
+    from .export import export_dense
+
+    out = export_dense(args.directory, args.out)
+    print(f"wrote a plain Hugging Face model to {out}")
+    return 0
