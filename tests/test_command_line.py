@@ -160,3 +160,13 @@ def test_demo_state_by_tnkit_gates_equals_the_qiskit_circuit_state():
     by_gates, _, _ = _quenched_state_by_gates(8, 0.7, 3, 0.5, 64)
     by_qiskit = MPS.from_qiskit(xxz_trotter_circuit(8, 0.7, 3, 0.5))
     assert by_gates.fidelity(by_qiskit) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_no_compression_submodule_shadows_a_public_name():
+    """A submodule named like a public function would replace it on the package once imported."""
+    import pkgutil
+
+    import tnkit.compress as tc
+
+    submodules = {m.name for m in pkgutil.iter_modules(tc.__path__)}
+    assert not submodules & set(tc.__all__)

@@ -47,7 +47,7 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys((
         'MPOFactors', 'bond_for_params', 'max_bonds', 'mpo_factorize', 'weight_entanglement',
     ), 'factorize'),
-    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'heal'),
+    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'healing'),
     **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'lowrank'),
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
     **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'mpo_linear'),
@@ -98,8 +98,6 @@ def __getattr__(name: str) -> Any:
     loaded = importlib.import_module(f".{module}", __name__)
     value = getattr(loaded, name)
     globals()[name] = value
-    if _SUBMODULE_OF.get(module) == module:  # importing it bound the module over its public namesake (``heal``)
-        globals()[module] = getattr(loaded, module)
     return value
 
 
