@@ -9,6 +9,7 @@ to a tnkit name. Skipped when the ``docs`` extra is not installed.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import subprocess
 import sys
@@ -35,7 +36,8 @@ PUBLIC_PACKAGES = (
     "tnkit.testing",
 )
 
-_MISSING = [m for m in ("sphinx", "myst_parser", "pydata_sphinx_theme") if importlib.util.find_spec(m) is None]
+_DOCS_PACKAGES = ("sphinx", "myst_parser", "pydata_sphinx_theme")
+_MISSING = [m for m in _DOCS_PACKAGES if importlib.util.find_spec(m) is None]
 needs_sphinx = pytest.mark.skipif(
     bool(_MISSING),
     reason=f"the docs extra is not installed (missing {', '.join(_MISSING)}): pip install '.[docs]'",
