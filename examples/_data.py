@@ -37,8 +37,13 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_out_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--out DIR`` (default ``examples/output``)."""
-    parser.add_argument("--out", type=Path, default=OUTPUT, metavar="DIR",
-                        help="directory for the figures (default: examples/output)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUTPUT,
+        metavar="DIR",
+        help="directory for the figures (default: examples/output)",
+    )
 
 
 def data_dir(data: Path | None) -> Path | None:

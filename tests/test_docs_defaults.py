@@ -25,13 +25,25 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 #: For each guide, the callables whose parameters its prose describes (dotted paths).
 GUIDE_CALLABLES = {
-    "engine.md": ["tnkit.MPS.compress", "tnkit.MPS.from_dense", "tnkit.MPS.from_qiskit", "tnkit.apply_mpo",
-                  "tnkit.mpo_product", "tnkit.MPS.sample", "tnkit.MPS.entanglement_entropy", "tnkit.contract"],
+    "engine.md": [
+        "tnkit.MPS.compress",
+        "tnkit.MPS.from_dense",
+        "tnkit.MPS.from_qiskit",
+        "tnkit.apply_mpo",
+        "tnkit.mpo_product",
+        "tnkit.MPS.sample",
+        "tnkit.MPS.entanglement_entropy",
+        "tnkit.contract",
+    ],
     "ttn.md": ["tnkit.TTN.compress", "tnkit.TTN.from_dense", "tnkit.TTN.random", "tnkit.TTN.sample"],
     "classifiers.md": ["tnkit.ml.MPSClassifier", "tnkit.ml.TTNClassifier"],
     "generative.md": ["tnkit.ml.MPSBornMachine", "tnkit.ml.TTNBornMachine"],
-    "aqc.md": ["tnkit.aqc.compile_state", "tnkit.aqc.compile_growing", "tnkit.aqc.compile_sequence",
-               "tnkit.aqc.time_evolved_state"],
+    "aqc.md": [
+        "tnkit.aqc.compile_state",
+        "tnkit.aqc.compile_growing",
+        "tnkit.aqc.compile_sequence",
+        "tnkit.aqc.time_evolved_state",
+    ],
     "compress.md": ["tnkit.compress.compress_model", "tnkit.compress.heal", "tnkit.compress.perplexity"],
 }
 
@@ -43,7 +55,9 @@ KNOWN_MISMATCHES = {
 
 _LITERAL = r"(?:-?[0-9][0-9._e+-]*|None|True|False|\"[^\"`]*\"|'[^'`]*')"
 #: "`name` (anything, default `value`" and "`name` (default value".
-PROSE_DEFAULT = re.compile(r"`(?P<name>[a-z_][a-z0-9_]*)` \([^()]*?\bdefault:? `?(?P<value>" + _LITERAL + r")`?")
+PROSE_DEFAULT = re.compile(
+    r"`(?P<name>[a-z_][a-z0-9_]*)` \([^()]*?\bdefault:? `?(?P<value>" + _LITERAL + r")`?"
+)
 #: "`name=value` (the default)" and "`name=value` (default)".
 INLINE_DEFAULT = re.compile(r"`(?P<name>[a-z_][a-z0-9_]*)=(?P<value>" + _LITERAL + r")` \((?:the )?default\)")
 #: "`tnkit.something(args)`" in prose.
@@ -69,7 +83,11 @@ FORWARDS = {"tnkit.MPS.from_qiskit": "tnkit.mps.qiskit.from_qiskit"}
 
 
 def _same(documented: object, default: object) -> bool:
-    if isinstance(documented, (int, float)) and isinstance(default, (int, float)) and not isinstance(default, bool):
+    if (
+        isinstance(documented, (int, float))
+        and isinstance(default, (int, float))
+        and not isinstance(default, bool)
+    ):
         return math.isclose(documented, default, rel_tol=1e-12)
     return documented == default
 
@@ -80,7 +98,9 @@ def _defaults(obj: object) -> dict[str, object]:
 
 
 def _stated_defaults(text: str) -> list[tuple[str, str]]:
-    return [(m["name"], m["value"]) for pattern in (PROSE_DEFAULT, INLINE_DEFAULT) for m in pattern.finditer(text)]
+    return [
+        (m["name"], m["value"]) for pattern in (PROSE_DEFAULT, INLINE_DEFAULT) for m in pattern.finditer(text)
+    ]
 
 
 def _mismatches(name: str) -> list[str]:
@@ -96,8 +116,12 @@ def _mismatches(name: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISMATCHES[n]))
-     if n in KNOWN_MISMATCHES else n for n in sorted(GUIDE_CALLABLES)],
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISMATCHES[n]))
+        if n in KNOWN_MISMATCHES
+        else n
+        for n in sorted(GUIDE_CALLABLES)
+    ],
 )
 def test_defaults_stated_in_prose_match_the_signatures(name):
     problems = _mismatches(name)
@@ -106,9 +130,14 @@ def test_defaults_stated_in_prose_match_the_signatures(name):
 
 def test_the_prose_patterns_find_stated_defaults():
     """The patterns read both ways of stating a default (so the check above cannot pass vacuously)."""
-    text = "`alpha` (L2 regularisation, default `1e-4`) and `max_bond` (default 10); `method=\"svd\"` (the default)"
+    text = (
+        "`alpha` (L2 regularisation, default `1e-4`) and `max_bond` (default 10); "
+        '`method="svd"` (the default)'
+    )
     assert _stated_defaults(text) == [("alpha", "1e-4"), ("max_bond", "10"), ("method", '"svd"')]
-    assert _stated_defaults(_prose("generative.md")), "generative.md states no default any more: update the check"
+    assert _stated_defaults(_prose("generative.md")), (
+        "generative.md states no default any more: update the check"
+    )
 
 
 def test_inline_signatures_show_the_defaults():
@@ -136,7 +165,7 @@ def test_inline_signatures_show_the_defaults():
 def _table_methods(name: str, heading: str) -> set[str]:
     """The quoted names in the first column of the first table after ``heading``."""
     text = (DOCS / name).read_text()
-    section = text[text.index(heading):]
+    section = text[text.index(heading) :]
     table = re.search(r"\n(\|.*\|\n)+", section)[0]
     return set(re.findall(r'^\| `"([a-z-]+)"`', table, re.M))
 

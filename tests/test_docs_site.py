@@ -46,8 +46,22 @@ needs_sphinx = pytest.mark.skipif(
 
 def _sphinx(source: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     """Run ``sphinx-build -W --keep-going -b html`` with ``docs/conf.py``; return the finished process."""
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",
-           "-c", str(DOCS), *extra, str(source), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-E",
+        "-q",
+        "-b",
+        "html",
+        "-c",
+        str(DOCS),
+        *extra,
+        str(source),
+        str(out),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
@@ -114,14 +128,16 @@ def test_build_fails_on_broken_internal_links(tmp_path):
     """The build settings turn a broken page link, heading link or tnkit cross-reference into a failure."""
     source = tmp_path / "src"
     source.mkdir()
-    (source / "index.md").write_text(textwrap.dedent("""\
+    (source / "index.md").write_text(
+        textwrap.dedent("""\
         # Title
 
         ## A heading
 
         See [the guide](missing.md), [a section](#no-such-heading),
         {py:func}`tnkit.no_such_function` and [a section that exists](#a-heading).
-        """))
+        """)
+    )
     proc = _sphinx(source, tmp_path / "out")
     assert proc.returncode != 0, "a page with broken links built without an error"
     for complaint in ["missing", "no-such-heading", "tnkit.no_such_function"]:
