@@ -33,14 +33,26 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
+from _common import (  # noqa: E402
+    Reporter,
+    add_data_argument,
+    base_parser,
+    case_selected,
+    fmt_float,
+    load_average,
+    log,
+    make_row,
+    use_data_dir,
+)
 
-TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text" / "wikitext-2-raw" / "wiki.test.raw"
+#: The WikiText-2 test split, under the data directory (``--data`` or ``$TNKIT_DATA``).
+TEXT = Path("text") / "wikitext-2-raw" / "wiki.test.raw"
 METHODS = ("svd", "whiten", "whiten:curve", "mpo", "mpo-whiten:curve")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
+    add_data_argument(p)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
                    help="whole-model fractions of parameters kept (full run; default 0.9,0.8,0.7,0.6)")
     p.add_argument("--methods", default=",".join(METHODS),
@@ -316,13 +328,14 @@ def _load(args):
         model = tc.tiny_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
         rng = np.random.default_rng(0)
         return model, rng.integers(0, 256, 6000), rng.integers(0, 256, 1500), None
-    if not TEXT.is_file():
-        log(f"skipping the full run: {TEXT} is absent")
+    text = use_data_dir(args.data) / TEXT
+    if not text.is_file():
+        log(f"skipping the full run: {text} is absent (give the data directory with --data or TNKIT_DATA)")
         raise SystemExit(0)
     t = time.perf_counter()
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=not args.no_cache)
     log(f"loaded SmolLM2 in {time.perf_counter() - t:.1f} s")
-    heal_text, eval_text = tc.heal_eval_split(TEXT.read_text(encoding="utf-8"))
+    heal_text, eval_text = tc.heal_eval_split(text.read_text(encoding="utf-8"))
     return model, tc.tokenize(tok, heal_text), tc.tokenize(tok, eval_text), tok
 
 
