@@ -118,18 +118,21 @@ def _documented_objects(env) -> dict[int, str]:
 def _resolve_tnkit_reference(app, env, node, contnode):
     if node.get("refdomain") != "py" or not node.get("reftarget", "").startswith("tnkit."):
         return None
-    import inspect
     import typing
 
     target = node["reftarget"]
+    domain = env.get_domain("py")
+    try:  # a submodule, found without running it (it may need an extra that is absent)
+        is_module = importlib.util.find_spec(target) is not None
+    except (ImportError, ValueError):
+        is_module = False
     try:
-        obj = _import_dotted(target)
+        obj = None if is_module else _import_dotted(target)
     except (ImportError, AttributeError):
         return None  # a name that does not exist: leave the warning
     if isinstance(obj, typing.TypeVar):
         return contnode  # a type variable of a signature: plain text
-    domain = env.get_domain("py")
-    if inspect.ismodule(obj):
+    if is_module:
         modules = {n for n, e in domain.objects.items() if e.objtype == "module"}
         parent = target
         while parent and parent not in modules:
