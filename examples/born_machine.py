@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _data import add_data_argument, add_out_argument, mnist_dir
 
 from tnkit.datasets import bars_and_stripes, binarize, load_mnist
 from tnkit.ml import MPSBornMachine
 from tnkit.ml.explain import entanglement_entropies
 from tnkit.ml.ttn_born_machine import TTNBornMachine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_data_argument, add_out_argument, mnist_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

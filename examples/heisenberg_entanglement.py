@@ -34,15 +34,18 @@ Run ``python examples/heisenberg_entanglement.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _data import add_out_argument
 
 import tnkit
 from tnkit.core.threads import blas_threads
 from tnkit.mps import spin_operators
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_out_argument  # noqa: E402
 
 COMPRESSED_BONDS = (4, 8, 16)
 

@@ -42,13 +42,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
-from _data import add_data_argument, add_out_argument, mnist_dir
 
 import tnkit
 from tnkit.ttn import TTN, Tree
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_data_argument, add_out_argument, mnist_dir  # noqa: E402
 
 
 def load_image(directory: Path | None, index: int) -> tuple[np.ndarray, str]:
@@ -159,12 +162,14 @@ def plot(img: np.ndarray, results: dict, budget: int, path: Path, title: str) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_argument(parser)
+    parser.add_argument("--mnist", type=Path, default=None, metavar="DIR",
+                        help="directory of the four MNIST IDX files themselves (instead of DIR/mnist of --data)")
     parser.add_argument("--index", type=int, default=0, help="which test image (default 0)")
     parser.add_argument("--budget", type=float, default=0.25, help="parameter budget as a fraction of the pixels")
     add_out_argument(parser)
     args = parser.parse_args(argv)
 
-    img, source = load_image(mnist_dir(args.data), args.index)
+    img, source = load_image(args.mnist or mnist_dir(args.data), args.index)
     results = sweep(img)
     print(f"image: {source}")
     pixels = img.size
