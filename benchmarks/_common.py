@@ -1,4 +1,4 @@
-"""Shared helpers for tnkit's benchmark scripts (see ``../shared/BENCHMARKS.md``).
+"""Shared helpers for tnkit's benchmark scripts (conventions below; results in ``docs/benchmarks.md``).
 
 Every script in ``benchmarks/`` follows the same conventions, implemented here:
 
@@ -12,7 +12,10 @@ Every script in ``benchmarks/`` follows the same conventions, implemented here:
   reported;
 * rows built by :func:`make_row` (``ratio`` = tnkit / reference for costs) and
   written by a :class:`Reporter`: with ``--json`` exactly one JSON object per line
-  on stdout and nothing else (progress goes to stderr), otherwise an aligned table.
+  on stdout and nothing else (progress goes to stderr), otherwise an aligned table;
+* data sets from ``--data DIR`` or ``$TNKIT_DATA`` (:func:`add_data_argument`,
+  :func:`use_data_dir`): a directory holding ``mnist/`` (the four MNIST IDX files) and
+  ``text/wikitext-2-raw/wiki.test.raw``; by default ``shared/data`` beside the checkout.
 
 Nothing here imports tnkit or any reference package.
 """
@@ -31,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -51,7 +55,12 @@ __all__ = [
     "run_python",
     "load_average",
     "case_selected",
+    "add_data_argument",
+    "use_data_dir",
 ]
+
+#: The data directory when neither ``--data`` nor ``$TNKIT_DATA`` names one.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # ---------------------------------------------------------------------- output
@@ -113,6 +122,32 @@ def base_parser(description: str, *, default_threads: str = "1,2", default_repea
     )
     p.add_argument("--cases", default="", help="run only cases whose name contains this substring")
     return p
+
+
+def add_data_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--data DIR``: where the data sets are (default ``$TNKIT_DATA``, else :data:`DEFAULT_DATA`)."""
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory holding mnist/ (the four MNIST IDX files: train-images-idx3-ubyte.gz, "
+        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) and "
+        "text/wikitext-2-raw/wiki.test.raw (default: $TNKIT_DATA, else shared/data beside the checkout)",
+    )
+
+
+def use_data_dir(data: Path | None) -> Path:
+    """The data directory (``data``, ``$TNKIT_DATA`` or :data:`DEFAULT_DATA`).
+
+    When ``data`` or ``$TNKIT_DATA`` names one, tnkit's MNIST loader (and any worker
+    process) is pointed at its ``mnist/`` through ``$TNKIT_MNIST_DIR``.
+    """
+    chosen = data if data is not None else os.environ.get("TNKIT_DATA")
+    if not chosen:
+        return DEFAULT_DATA
+    os.environ["TNKIT_MNIST_DIR"] = str(Path(chosen) / "mnist")
+    return Path(chosen)
 
 
 def case_selected(name: str, pattern: str) -> bool:

@@ -1,6 +1,6 @@
-"""AQC benchmark: tnkit.aqc vs qiskit-addon-aqc-tensor (quimb + jax) on the issue's XXZ workload.
+"""AQC benchmark: tnkit.aqc vs qiskit-addon-aqc-tensor (quimb + jax) on a quenched XXZ chain.
 
-Workload (issue 7): XXZ chain, Delta = 0.5, Néel initial state, t = 1; target = 40
+Workload: XXZ chain, Delta = 0.5, Néel initial state, t = 1; target = 40
 second-order Trotter steps as an MPS; ansatz from a 3-step Trotter circuit (odd bonds
 first: 66 KAK blocks, 198 CNOTs, CNOT depth 21); scipy L-BFGS-B. tnkit and the anchor
 run in this process on the same target MPS and the same seed circuit.
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = Reporter(args.json, [("case", lambda r: r["case"]), ("tnkit", lambda r: fmt_float(r["tnkit"], 4)),
                                ("reference", lambda r: fmt_float(r["reference_value"], 4)),
                                ("ratio", lambda r: fmt_float(r["ratio"]))])
-    note = ("anchor recorded in issue 7 (2 cores): F=0.9875 in 64 it, 10 s + 48 s JAX compile, 198 CNOTs; "
+    note = ("anchor recorded on the 2-core development machine: F=0.9875 in 64 it, 10 s + 48 s JAX compile, 198 CNOTs; "
             "12 qubits 0.024 s/eval after 18 s compile")
     max_iter = args.max_iter
     goal = 0.99
@@ -263,7 +263,7 @@ def _trotter2_cases(args: Any, rep: Reporter, target: Any, chain: Any, ref: Any,
         res = stages[-1]
         reference = a["fidelity"] if a else ANCHOR_TROTTER2
         rep.emit(make_row(BENCH, "xxz20_trotter2_grow_fidelity", res.fidelity,
-                          "qiskit-addon-aqc-tensor, fixed 2-step structure" + ("" if a else " (recorded in issue 7)"),
+                          "qiskit-addon-aqc-tensor, fixed 2-step structure" + ("" if a else " (recorded earlier on this machine)"),
                           reference, metric="fidelity", lower_is_better=False, cnots=res.cnot_count,
                           cnot_depth=res.cnot_depth, blocks=res.ansatz.n_blocks,
                           stages=[{"cnots": r.cnot_count, "fidelity": r.fidelity, "iterations": r.n_iterations}
@@ -272,7 +272,7 @@ def _trotter2_cases(args: Any, rep: Reporter, target: Any, chain: Any, ref: Any,
                           "intermediate stage) within 198 CNOTs, until F >= 0.98"))
 
 
-#: The anchor's fidelity from the 2-step seed, as recorded in issue 7.
+#: The anchor's fidelity from the 2-step seed (qiskit-addon-aqc-tensor 0.3.1, measured on the 2-core machine).
 ANCHOR_TROTTER2 = 0.744
 #: The fidelity IBM's AQC-Tensor tutorial reports for its 50-site XXZ case (49 L-BFGS-B iterations).
 IBM_TUTORIAL_FIDELITY = 0.99972965

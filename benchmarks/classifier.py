@@ -1,6 +1,6 @@
 """Benchmark: tnkit's MPS and TTN classifiers against scikit-learn baselines (digits, MNIST 14x14).
 
-Cases (see ../shared/BENCHMARKS.md for the conventions):
+Cases (conventions in ``benchmarks/_common.py``; results in ``docs/benchmarks.md``):
 
 - ``digits_{mps_sweep,mps_adam,ttn_adam}_bond{D}``: scikit-learn 8x8 digits, 75/25 split
   with random_state 0. Test accuracy of MPSClassifier (two-site sweeps; Adam with
@@ -37,6 +37,10 @@ import re
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_data_argument, use_data_dir  # noqa: E402
 
 
 
@@ -316,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adam-loss", choices=["squared", "cross-entropy"], default="squared",
                         help="loss of the MNIST MPS Adam (default squared, on the output direction)")
     parser.add_argument("--adam-batch", type=int, default=64, help="minibatch of the MNIST MPS Adam (default 64)")
+    add_data_argument(parser)
     args = parser.parse_args(argv)
+    use_data_dir(args.data)
     if args.plot_from:
         if not args.plot:
             parser.error("--plot-from needs --plot")

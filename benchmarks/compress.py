@@ -33,15 +33,26 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Reporter, base_parser, case_selected, fmt_float, load_average, log, make_row  # noqa: E402
+from _common import (  # noqa: E402
+    Reporter,
+    add_data_argument,
+    base_parser,
+    case_selected,
+    fmt_float,
+    load_average,
+    log,
+    make_row,
+    use_data_dir,
+)
 
-#: WikiText-2 test, under the data directory (--data, else $TNKIT_DATA, else ../shared/data beside the checkout)
+#: The WikiText-2 test split, under the data directory (``--data`` or ``$TNKIT_DATA``).
 TEXT = Path("text") / "wikitext-2-raw" / "wiki.test.raw"
 METHODS = ("search", "whiten", "asvd", "svd", "mpo", "prune")
 
 
 def parser():
     p = base_parser(__doc__.splitlines()[0], default_threads="1", default_repeats=3)
+    add_data_argument(p)
     p.add_argument("--keep", default="0.9,0.8,0.7,0.6",
                    help="fractions of the block linear weights kept (the `ratio` of compress_model; full run; "
                         "default 0.9,0.8,0.7,0.6)")
@@ -95,9 +106,6 @@ def parser():
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="only plot: perplexity vs parameters kept per method from the --plot-rows files, then exit")
     p.add_argument("--plot-rows", nargs="*", default=[], metavar="JSONL", help="row files written by --save-rows")
-    p.add_argument("--data", default=None, metavar="DIR",
-                   help="directory holding text/wikitext-2-raw/wiki.test.raw (default: $TNKIT_DATA, else "
-                        "../shared/data beside the repository)")
     p.add_argument("--eval-tokens", type=int, default=None, help="cap on evaluation tokens (default: all)")
     p.add_argument("--window", type=int, default=512, help="perplexity window (default 512)")
     p.add_argument("--stride", type=int, default=256, help="perplexity stride (default 256)")
@@ -321,13 +329,9 @@ def _load(args):
         model = tc.tiny_llama(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
         rng = np.random.default_rng(0)
         return model, rng.integers(0, 256, 6000), rng.integers(0, 256, 1500), None
-    import os
-
-    data = Path(args.data or os.environ.get("TNKIT_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared"
-                / "data")
-    text = data / TEXT
+    text = use_data_dir(args.data) / TEXT
     if not text.is_file():
-        log(f"skipping the full run: {text} is absent (give --data DIR or set TNKIT_DATA)")
+        log(f"skipping the full run: {text} is absent (give the data directory with --data or TNKIT_DATA)")
         raise SystemExit(0)
     t = time.perf_counter()
     model, tok = tc.load_model(tc.smollm2_gguf_path(), cache=not args.no_cache)

@@ -38,7 +38,7 @@ name ending in ``_t<threads>``:
   root, exact error) vs ``TensorNetwork.compress_all_tree(max_bond=32, cutoff=0)``;
   both results' fidelities with the input are reported.
 
-Goal (issue 3): ratio <= 0.5 in every case, at 1 and at 2 threads. tnkit picks
+Goal: ratio <= 0.5 in every case, at 1 and at 2 threads. tnkit picks
 its BLAS threads itself: TTN operations use the caller's threads when their
 largest matrix product reaches 2**22 multiply-adds (``tnkit.ttn.threads``; every
 case here does), one thread below; ``--threads`` limits both libraries' pools.

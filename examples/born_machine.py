@@ -17,8 +17,9 @@ Writes ``born_machine.png`` (a grid: BAS samples and inpaintings, MNIST samples,
 MNIST inpaintings, TTN samples) and the entanglement entropy per bond of the MNIST model to
 ``--out`` (default ``examples/output``). The defaults run in about a minute on two
 cores (MNIST training NLL about 98 nats after 20 sweeps at bond 10); ``--skip-mnist``
-keeps only the first part (seconds). MNIST is read from
-``../shared/data/mnist`` (see :func:`tnkit.datasets.load_mnist`).
+keeps only the first part (seconds). MNIST is read from ``DIR/mnist`` with ``--data DIR``
+or ``TNKIT_DATA=DIR`` (the four IDX files ``train-images-idx3-ubyte.gz`` and so on; see
+:func:`tnkit.datasets.load_mnist`); without them the MNIST parts are skipped.
 
 Run ``python examples/born_machine.py --help`` for the options.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,9 @@ from tnkit.datasets import bars_and_stripes, binarize, load_mnist
 from tnkit.ml import MPSBornMachine
 from tnkit.ml.explain import entanglement_entropies
 from tnkit.ml.ttn_born_machine import TTNBornMachine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_data_argument, add_out_argument, mnist_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ttn-sweeps", type=int, default=4, help="MNIST tree training sweeps (default 4; 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--skip-mnist", action="store_true", help="only the bars-and-stripes part")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "output",
-                   help="directory for the figure (default examples/output)")
+    add_data_argument(p)
+    add_out_argument(p)
     return p.parse_args(argv)
 
 
@@ -79,8 +84,9 @@ def _masked(X: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 def mnist_part(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
     try:
-        X = binarize(load_mnist(split="train", n_samples=args.n_train).data)
-        X_test = binarize(load_mnist(split="test", n_samples=1000).data)
+        directory = mnist_dir(args.data)
+        X = binarize(load_mnist(directory, split="train", n_samples=args.n_train).data)
+        X_test = binarize(load_mnist(directory, split="test", n_samples=1000).data)
     except FileNotFoundError as exc:
         print(f"skipping MNIST: {exc}")
         return None

@@ -34,6 +34,7 @@ Run ``python examples/heisenberg_entanglement.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,9 @@ import numpy as np
 import tnkit
 from tnkit.core.threads import blas_threads
 from tnkit.mps import spin_operators
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_out_argument  # noqa: E402
 
 COMPRESSED_BONDS = (4, 8, 16)
 
@@ -54,12 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--n", type=int, default=40, help="number of sites, even (default: 40)")
     parser.add_argument("--bond", type=int, default=64, help="largest DMRG bond dimension (default: 64)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "output",
-        help="directory for the PNG (default: examples/output next to this script)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args(argv)
     if args.n < 8 or args.n % 2:
         parser.error(f"--n must be an even number >= 8, got {args.n}")

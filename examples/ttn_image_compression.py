@@ -20,10 +20,11 @@ and with per-bond ranks chosen by a discarded-weight ``cutoff``; the best error 
 size (the Pareto front) is kept, and the methods are compared at equal parameter counts:
 for each budget, the most accurate approximation that fits.
 
-The image is an MNIST test digit (28x28, padded to 32x32) from ``../shared/data/mnist``
-(or ``--mnist DIR``), else scikit-learn's 8x8 digit. It prints a table and writes
+The image is an MNIST test digit (28x28, padded to 32x32) read from ``DIR/mnist`` with
+``--data DIR`` or ``TNKIT_DATA=DIR`` (the four IDX files ``t10k-images-idx3-ubyte.gz``
+and so on), else scikit-learn's 8x8 digit. It prints a table and writes
 ``ttn_image_compression.png`` (error against parameters, and the reconstructions at
-one budget) to ``--out`` (default ``examples/output``). Runs in a few seconds.
+one budget) to ``--out DIR`` (default ``examples/output``). Runs in a few seconds.
 
 What it shows, for MNIST test digit 0 (a "7"): relative squared error at 5/10/25/50%
 of the 1,024 pixels as parameters is 0.56/0.52/0.21/0.037 for the TTN, 0.56/0.46/0.12/0.016
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +50,15 @@ import numpy as np
 import tnkit
 from tnkit.ttn import TTN, Tree
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' shared _data.py
+from _data import add_data_argument, add_out_argument, mnist_dir  # noqa: E402
 
-def load_image(mnist_dir: str | None, index: int) -> tuple[np.ndarray, str]:
+
+def load_image(directory: Path | None, index: int) -> tuple[np.ndarray, str]:
     """A digit image with a power-of-two side, and where it came from."""
     from tnkit.datasets import default_mnist_dir, load_mnist
 
-    directory = Path(mnist_dir) if mnist_dir else default_mnist_dir()
+    directory = directory if directory is not None else default_mnist_dir()
     try:
         data = load_mnist(directory, "test", n_samples=index + 1, flatten=False)
         img = np.pad(data.data[index], 2)  # 28x28 -> 32x32
@@ -156,13 +161,15 @@ def plot(img: np.ndarray, results: dict, budget: int, path: Path, title: str) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mnist", default=None, help="directory of the MNIST IDX files")
+    add_data_argument(parser)
+    parser.add_argument("--mnist", type=Path, default=None, metavar="DIR",
+                        help="directory of the four MNIST IDX files themselves (instead of DIR/mnist of --data)")
     parser.add_argument("--index", type=int, default=0, help="which test image (default 0)")
     parser.add_argument("--budget", type=float, default=0.25, help="parameter budget as a fraction of the pixels")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "output"), help="folder for the figure")
+    add_out_argument(parser)
     args = parser.parse_args(argv)
 
-    img, source = load_image(args.mnist, args.index)
+    img, source = load_image(args.mnist or mnist_dir(args.data), args.index)
     results = sweep(img)
     print(f"image: {source}")
     pixels = img.size
@@ -172,9 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         row = [best_within(results[name], budget) for name in ("TTN", "MPS", "SVD")]
         cells = ["-" if r is None else f"{r[1]:.3e}" for r in row]
         print(f"{fraction:>7.0%} {budget:>7}  {cells[0]:>10} {cells[1]:>10} {cells[2]:>10}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "ttn_image_compression.png"
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "ttn_image_compression.png"
     plot(img, results, int(args.budget * pixels), path, source)
     print(f"figure: {path}")
     return 0

@@ -61,8 +61,10 @@ __all__ = [
 class WhitenedMPO(MPOFactors):
     """Cores of a whitened MPO factorisation and its errors.
 
-    Attributes (besides :class:`~tnkit.compress.factorize.MPOFactors`' ``cores``,
-    ``out_dims``, ``in_dims``; the cores hold ``W``, or ``W diag(input_scale)``)
+    Besides :class:`~tnkit.compress.factorize.MPOFactors`' ``cores``, ``out_dims`` and
+    ``in_dims`` (the cores hold ``W``, or ``W diag(input_scale)``):
+
+    Attributes
     ----------
     error : float
         Whitened relative error ``tr(E C E^T) / tr(W C W^T)`` on the full ``C`` after

@@ -474,7 +474,7 @@ class MPSBornMachine(BornMachineBase):
     ----------
     mps_ : MatrixProductState
         The trained, normalised state; ``mps_[i]`` has shape ``(D_i, n_categories_[i], D_{i+1})``.
-    n_categories_ : numpy.ndarray of int, shape (n_features_in_,)
+    n_categories_ : numpy.ndarray of int, shape ``(n_features_in_,)``
     n_features_in_ : int
     history_ : born_training.TrainingHistory
         NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.

@@ -667,7 +667,7 @@ class TTNBornMachine(BornMachineBase):
     ttn_ : tnkit.TTN
         The trained state, normalised, canonical about the root; leaf ``i`` is feature ``i``.
     tree_ : tnkit.ttn.Tree
-    n_categories_ : numpy.ndarray of int, shape (n_features_in_,)
+    n_categories_ : numpy.ndarray of int, shape ``(n_features_in_,)``
     n_features_in_ : int
     history_ : tnkit.ml.born_training.TrainingHistory
         NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
