@@ -258,8 +258,10 @@ def test_cli_rejects_bad_heal_options_when_parsing(model_dir, tmp_path, capsys, 
 
 def test_cli_rejects_bad_combinations_before_loading(model_dir, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exc:  # an --out that is a file is a usage error
+        _main(["compress", str(tmp_path / "missing-model"), "--out", str(tmp_path / "file"), "--heal-data", "self"])
+    assert exc.value.code == 2 and "not a directory" in capsys.readouterr().err
     cases = [
-        (["--out", str(tmp_path / "file"), "--heal-data", "self"], "not a directory"),
         (["--out", str(tmp_path / "o"), "--heal-data", "mix"], "needs --heal-text"),
         (["--out", str(tmp_path / "o"), "--resume"], "--resume"),
         (["--out", str(tmp_path / "o"), "--heal-data", "self", "--resume"], "no healing checkpoint"),
