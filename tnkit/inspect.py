@@ -26,7 +26,8 @@ import numpy as np
 __all__ = ["add_parser", "describe", "describe_path", "DESCRIBERS"]
 
 #: The files of a compressed-model directory (see :mod:`tnkit.compress.serialize`).
-_LM_LAYERS, _LM_WEIGHTS, _LM_CONFIG, _LM_KIND = "tnkit_layers.json", "model.safetensors", "config.json", "tnkit-compressed-lm"
+_LM_LAYERS, _LM_WEIGHTS, _LM_CONFIG = "tnkit_layers.json", "model.safetensors", "config.json"
+_LM_KIND = "tnkit-compressed-lm"
 
 #: Largest JSON file or safetensors header read (bytes): real ones are far smaller.
 _MAX_JSON_BYTES = 64 * 2**20
@@ -36,7 +37,8 @@ def add_parser(sub: Any) -> None:
     """Register the ``inspect`` subcommand."""
     p = sub.add_parser(
         "inspect",
-        help="describe a file tnkit wrote (state, operator, tree, classifier, Born machine, compressed model)",
+        help="describe a file tnkit wrote (state, operator, tree, classifier, Born machine, "
+        "compressed model)",
         description="Print what a file written by tnkit holds: for an MPS, MPO or TTN its sites, "
         "dimensions, bonds, norm and entanglement (nats); for a classifier or Born machine its "
         "settings, size and training history; for a directory written by 'tnkit compress' its "
@@ -57,7 +59,8 @@ def describe(obj: Any) -> str:
     if isinstance(obj, MatrixProductState):
         if obj.n_sites > 1 and obj.log_norm() > -math.inf:
             s = obj.entanglement_entropy()
-            lines.append(f"  entropy   : max {s.max():.4f} at bond {int(np.argmax(s))}, mean {s.mean():.4f} (nats)")
+            at = int(np.argmax(s))
+            lines.append(f"  entropy   : max {s.max():.4f} at bond {at}, mean {s.mean():.4f} (nats)")
     elif isinstance(obj, TreeTensorNetwork):
         if obj.log_norm() > -math.inf and obj.output_dim is None:
             s = obj.entropies()
@@ -96,7 +99,8 @@ def describe_path(path: Any) -> str:
     describer = DESCRIBERS.get(found.kind)
     if describer is None:
         raise SchemaError(f"{str(found.path)!r} holds a {found.kind!r}, which this tnkit cannot describe.")
-    head = f"{found.path}: {found.kind} (schema {found.schema}, written by tnkit {found.version or 'unknown'})"
+    writer = found.version or "unknown"
+    head = f"{found.path}: {found.kind} (schema {found.schema}, written by tnkit {writer})"
     try:
         body = describer(found)
     except SchemaError:
@@ -143,7 +147,8 @@ def _classifier(found: Any) -> list[str]:
     ]
     if history:
         last = history[-1]
-        stats = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy") and isinstance(v, (int, float)))
+        shown = {k: v for k, v in last.items() if k in ("loss", "accuracy") and isinstance(v, (int, float))}
+        stats = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
         lines.append(f"  training  : {len(history)} recorded steps; last {stats}")
     return lines
 
@@ -180,7 +185,8 @@ def _tensor_lines(found: Any, *, tree: bool) -> list[str]:
     dtypes = sorted({str(t.dtype) for t in tensors})
     if tree:
         largest = max((max(t.shape, default=1) for t in tensors), default=1)
-        shape = f"{len(tensors)} node tensors of a tree over {int(found.meta['n_leaves'])} leaves, largest dimension {largest}"
+        leaves = int(found.meta["n_leaves"])
+        shape = f"{len(tensors)} node tensors of a tree over {leaves} leaves, largest dimension {largest}"
     else:
         bonds = [int(t.shape[-1]) for t in tensors[:-1]]
         shape = f"{len(tensors)} site tensors, bond dims {_listing([str(b) for b in bonds])}"
@@ -208,13 +214,17 @@ def _describe_compressed_lm(directory: Path) -> str:
     name = str(directory)
     layers_file = directory / _LM_LAYERS
     if not layers_file.is_file():
-        raise SchemaError(f"{name!r} is a directory without {_LM_LAYERS}: not a compressed model written by tnkit.")
+        raise SchemaError(
+            f"{name!r} is a directory without {_LM_LAYERS}: not a compressed model written by tnkit."
+        )
     table = _read_json(layers_file)
     if not isinstance(table, dict) or table.get("kind") != _LM_KIND:
         raise SchemaError(f"{str(layers_file)!r} is not a tnkit layer table (no kind {_LM_KIND!r}).")
     schema = table.get("schema")
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
-        raise SchemaError(f"{str(layers_file)!r} has schema {schema!r}; tnkit layer tables have integer versions >= 1.")
+        raise SchemaError(
+            f"{str(layers_file)!r} has schema {schema!r}; tnkit layer tables have integer versions >= 1."
+        )
     layers = table.get("layers")
     if not isinstance(layers, dict):
         raise SchemaError(f"{str(layers_file)!r} has no 'layers' table.")
@@ -224,10 +234,12 @@ def _describe_compressed_lm(directory: Path) -> str:
         config = _read_json(config_file)
         if isinstance(config, dict):
             arch = ", ".join(config.get("architectures") or []) or str(config.get("model_type", "unknown"))
-            sizes = ", ".join(f"{k}={config[k]}" for k in ("num_hidden_layers", "hidden_size", "vocab_size") if k in config)
+            keys = ("num_hidden_layers", "hidden_size", "vocab_size")
+            sizes = ", ".join(f"{k}={config[k]}" for k in keys if k in config)
             lines.append(f"  model     : {arch}" + (f" ({sizes})" if sizes else ""))
     kinds = Counter(str(spec.get("type", "?")) if isinstance(spec, dict) else "?" for spec in layers.values())
-    lines.append(f"  layers    : {len(layers)} compressed ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items())) or 'none'})")
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    lines.append(f"  layers    : {len(layers)} compressed ({counts})")
     bonds = [b for spec in layers.values() if isinstance(spec, dict) for b in spec.get("bond_dims", []) or []]
     if bonds:
         lines.append(f"  bonds     : largest {max(bonds)}")
@@ -235,7 +247,9 @@ def _describe_compressed_lm(directory: Path) -> str:
     if not weights.is_file():
         raise SchemaError(f"{name!r} has no {_LM_WEIGHTS}: the compressed model is incomplete.")
     n_tensors, n_params, dtypes = _safetensors_summary(weights)
-    lines.append(f"  weights   : {n_tensors} tensors, {n_params:,} parameters ({', '.join(dtypes)}), {weights.stat().st_size:,} bytes")
+    size = weights.stat().st_size
+    kinds_text = ", ".join(dtypes)
+    lines.append(f"  weights   : {n_tensors} tensors, {n_params:,} parameters ({kinds_text}), {size:,} bytes")
     return "\n".join(lines)
 
 
@@ -261,14 +275,18 @@ def _safetensors_summary(path: Path) -> tuple[int, int, list[str]]:
             raise SchemaError(f"{str(path)!r} is not a safetensors file (too short).")
         (length,) = struct.unpack("<Q", raw)
         if length > min(size - 8, _MAX_JSON_BYTES):
-            raise SchemaError(f"{str(path)!r} is not a safetensors file (header length {length:,} of a {size:,}-byte file).")
+            raise SchemaError(
+                f"{str(path)!r} is not a safetensors file (header length {length:,} of a {size:,}-byte file)."
+            )
         try:
             header = json.loads(fh.read(length).decode("utf-8"))
             entries = {k: v for k, v in header.items() if k != "__metadata__"}
             n_params = sum(math.prod(int(d) for d in v["shape"]) for v in entries.values())
             dtypes = sorted({str(v["dtype"]) for v in entries.values()})
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(f"{str(path)!r} has a malformed safetensors header ({_one_line(exc)}).") from None
+        except (UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"{str(path)!r} has a malformed safetensors header ({_one_line(exc)})."
+            ) from None
     return len(entries), n_params, dtypes
 
 

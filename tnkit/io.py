@@ -344,7 +344,8 @@ def _check_members(archive: zipfile.ZipFile, name: str, max_bytes: float) -> Non
     for info in archive.infolist():
         if not info.filename.endswith(".npy"):
             raise SchemaError(f"{name!r} is not a tnkit file: it holds {info.filename!r}, not an .npy array.")
-        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_EXPANSION * max(info.compress_size, 1024):
+        bound = MAX_EXPANSION * max(info.compress_size, 1024)
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > bound:
             raise SchemaError(
                 f"{name!r} is not a tnkit file: {info.filename!r} would expand from "
                 f"{info.compress_size:,} to {info.file_size:,} bytes (more than {MAX_EXPANSION}x)."
@@ -383,7 +384,9 @@ def _npy_header(member: BinaryIO, name: str, member_name: str) -> tuple[tuple[in
 def _scalar(data: Any, key: str, kinds: str, name: str) -> Any:
     value = data[key]
     if value.ndim != 0 or value.dtype.kind not in kinds:
-        raise SchemaError(f"{name!r} is not a valid tnkit file: {key!r} must be a scalar, got {value.dtype} {value.shape}.")
+        raise SchemaError(
+            f"{name!r} is not a valid tnkit file: {key!r} must be a scalar, got {value.dtype} {value.shape}."
+        )
     return value[()]
 
 
@@ -400,7 +403,9 @@ def _read_payload(data: Any, path: Path) -> TnkitFile:
             f"{name!r} has schema version {schema}; this tnkit reads up to {SCHEMA_VERSION}. Upgrade tnkit."
         )
     if schema < 1:
-        raise SchemaError(f"{name!r} has schema version {schema}; tnkit files have versions 1 to {SCHEMA_VERSION}.")
+        raise SchemaError(
+            f"{name!r} has schema version {schema}; tnkit files have versions 1 to {SCHEMA_VERSION}."
+        )
     n = int(_scalar(data, "n_sites", "iu", name))
     missing = [f"t{i:04d}" for i in range(n) if f"t{i:04d}" not in files]
     if missing:

@@ -192,7 +192,7 @@ def spread_log_scale(tensors: list, sites: Sequence[int], phase: complex | float
             f"(entries must stay within {PEAK_RANGE}): the result is beyond double precision."
         )
     factor = math.exp(share)
-    for k, (i, p) in enumerate(zip(sites, peaks)):
+    for k, (i, p) in enumerate(zip(sites, peaks, strict=True)):
         t = tensors[i] / p * factor
         tensors[i] = t * phase if k == 0 and phase != 1 else t
 

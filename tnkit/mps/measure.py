@@ -16,7 +16,6 @@ density matrix ``rho[s, s']`` is ``sum psi[..s..] conj(psi[..s'..])``.
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -255,7 +254,9 @@ def log_base(base: object) -> float:
     if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
         raise TypeError(f"`base` must be a real number (math.e for nats, 2 for bits), got {base!r}.")
     if not (np.isfinite(base) and base > 0 and base != 1):
-        raise ValueError(f"`base` must be a finite number > 0 other than 1 (math.e for nats, 2 for bits), got {base!r}.")
+        raise ValueError(
+            f"`base` must be a finite number > 0 other than 1 (math.e for nats, 2 for bits), got {base!r}."
+        )
     return math.log(base)
 
 

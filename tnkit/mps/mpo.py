@@ -30,12 +30,20 @@ import numpy as np
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
-from ..core.validate import DEFAULT_MAX_BYTES, as_array, as_tensor, check_cutoff, check_dtype, check_int, check_max_bond
+from ..core.validate import (
+    DEFAULT_MAX_BYTES,
+    as_array,
+    as_tensor,
+    check_cutoff,
+    check_dtype,
+    check_int,
+    check_max_bond,
+)
 from . import overlap
 from .canonical import scale_tensors
-from .compress import TruncationReport, svd_compress
 from .chain import TensorChain, checked_dense
 from .chain import frozen as _frozen
+from .compress import TruncationReport, svd_compress
 from .mps import MatrixProductState, _check_chain, _direct_sum, _short
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]
@@ -316,7 +324,9 @@ class MatrixProductOperator(TensorChain):
         if normalize:
             log_norm = mps.log_norm()
             if log_norm == -math.inf:
-                raise ValueError("`mps` is the zero vector (norm 0): its normalised expectation value is undefined.")
+                raise ValueError(
+                    "`mps` is the zero vector (norm 0): its normalised expectation value is undefined."
+                )
             log_abs -= 2 * log_norm
         value = overlap.overlap_value(phase, log_abs)
         if isinstance(value, complex) and abs(value.imag) <= 1e-13 * max(abs(value.real), 1.0):

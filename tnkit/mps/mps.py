@@ -692,7 +692,9 @@ class MatrixProductState(TensorChain):
         if method == "src" and max_bond is None:
             raise ValueError("method 'src' compresses to a fixed bond: give `max_bond`.")
         max_sweeps = check_int("max_sweeps", max_sweeps, minimum=1)
-        options = dict(max_bond=max_bond, cutoff=cutoff, method=method, max_sweeps=max_sweeps, tol=tol, seed=seed)
+        options = dict(
+            max_bond=max_bond, cutoff=cutoff, method=method, max_sweeps=max_sweeps, tol=tol, seed=seed
+        )
         if method == "svd" or _norm_fits_one_tensor(self):
             try:
                 return self._compress(**options)
@@ -858,10 +860,13 @@ def _compress_src(psi: MatrixProductState, *, max_bond: int, seed: Any, **_: Any
     # isometries, so fidelity = ||out||^2 / ||psi||^2 (free when psi has a centre).
     log_ratio = 2 * (out.log_norm() - psi.log_norm())
     fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
-    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(out.bond_dims), out.bond_dims, fidelity)
+    bonds = out.bond_dims
+    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(bonds), bonds, fidelity)
 
 
-def _compress_fit(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, max_sweeps: int, tol: float, **_: Any):
+def _compress_fit(
+    psi: MatrixProductState, *, max_bond: int | None, cutoff: float, max_sweeps: int, tol: float, **_: Any
+):
     guess, _report = _compress_svd(psi, max_bond=max_bond, cutoff=cutoff)
     guess.canonicalize_(0)
     fitted, report = compress.fit_compress(

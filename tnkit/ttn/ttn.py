@@ -73,9 +73,9 @@ from ..core.validate import (
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
-from ..mps.measure import log_base
 from ..mps.chain import frozen as _frozen
 from ..mps.compress import TruncationReport
+from ..mps.measure import log_base
 from . import canonical, compress, measure, network, sampling
 from .threads import batch_product_work, node_product_work, with_gemm_threads
 from .tree import Tree, subtree_log_dims
