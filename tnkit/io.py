@@ -279,7 +279,7 @@ def read_tnkit_file(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Tnkit
         The file (the ``.npz`` suffix may be omitted).
     max_bytes : float
         Largest total size of the arrays (default 8 GiB,
-        :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`), read from the ``.npz``
+        ``DEFAULT_MAX_BYTES``), read from the ``.npz``
         headers before any array is loaded.
 
     Returns

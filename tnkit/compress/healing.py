@@ -300,7 +300,7 @@ def heal(
         Rows per step.
     lr, weight_decay : float
         AdamW settings (constant learning rate after a 10-step warm-up).
-    checkpoint_dir : path, optional
+    checkpoint_dir : str or path-like, optional
         Where to write checkpoints (and resume from).
     checkpoint_every : int
         Steps between checkpoints.

@@ -173,7 +173,7 @@ def compress_model(
         ``"uniform"`` otherwise. ``"search"`` always solves the global knapsack.
     families : sequence of str
         ``"search"``: candidate factorisations of every layer
-        (:data:`tnkit.compress.search.FAMILIES`; dense is always one).
+        (``tnkit.compress.FAMILIES``; dense is always one).
     sensitivity : {"gradient", "none"}
         ``"search"`` without ``weights``: weigh each layer's output error by its measured
         loss-gradient energy (:func:`tnkit.compress.search.gradient_weights`, one backward

@@ -204,7 +204,7 @@ class MatrixProductState(TensorChain):
             Return a normalised state, in right-canonical form (centre at site 0).
         max_bytes : float
             Largest memory the site tensors may take (default
-            :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`, 8 GiB); larger requests
+            ``DEFAULT_MAX_BYTES``, 8 GiB); larger requests
             raise ``ValueError`` before anything is allocated.
         """
         n_sites = check_int("n_sites", n_sites, minimum=1)

@@ -208,7 +208,7 @@ class TreeTensorNetwork:
             Return a unit-norm network in canonical form about the root.
         max_bytes : float
             Largest memory the tensors may take (default 8 GiB,
-            :data:`tnkit.core.validate.DEFAULT_MAX_BYTES`); larger requests raise
+            ``DEFAULT_MAX_BYTES``); larger requests raise
             ``ValueError`` before anything is allocated.
         """
         tree = _check_tree(tree)
