@@ -11,11 +11,17 @@
 
 from .dmrg import DMRGResult, dmrg, energy_variance
 from .krylov import KrylovInfo, expm_krylov, lanczos_ground
+from .tdvp import EvolutionResult, tdvp
+from .tebd import nearest_neighbour_terms, tebd
 
 __all__ = [
     "dmrg",
     "DMRGResult",
     "energy_variance",
+    "tdvp",
+    "tebd",
+    "nearest_neighbour_terms",
+    "EvolutionResult",
     "lanczos_ground",
     "expm_krylov",
     "KrylovInfo",
