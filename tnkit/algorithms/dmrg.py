@@ -51,7 +51,6 @@ arXiv:1501.05504.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -66,7 +65,7 @@ from ..core.validate import check_cutoff, check_int, check_number, check_option
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import bond_schedule, check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
-from .environments import Environments, OverlapEnvironments, apply_one_site, apply_two_site, extend_left, extend_right
+from .environments import Environments, OneSiteOperator, OverlapEnvironments, TwoSiteOperator
 from .krylov import lanczos_ground
 
 __all__ = ["dmrg", "DMRGResult", "energy_variance", "DMRG_METHODS"]
@@ -164,8 +163,7 @@ class _Sweeper:
     def two_site(self, i: int, max_bond: int, to_right: bool) -> tuple[float, float]:
         t = self.tensors
         theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
-        matvec = functools.partial(apply_two_site, self.envs.left(i), self.mpo[i], self.mpo[i + 1],
-                                   self.envs.right(i + 1))
+        matvec = TwoSiteOperator(self.envs.left(i), self.mpo[i], self.mpo[i + 1], self.envs.right(i + 1))
         energy, theta = self.solve(matvec, theta, [ov.local_two_site(i) for ov in self.overlaps])
         t[i], t[i + 1], discarded = split_two_site(theta, max_bond=max_bond, cutoff=self.cutoff,
                                                    center_right=to_right)
@@ -177,7 +175,7 @@ class _Sweeper:
     def one_site(self, i: int, max_bond: int, to_right: bool) -> tuple[float, float]:
         t, n = self.tensors, len(self.tensors)
         left, right = self.envs.left(i), self.envs.right(i)
-        matvec = functools.partial(apply_one_site, left, self.mpo[i], right)
+        matvec = OneSiteOperator(left, self.mpo[i], right)
         energy, x = self.solve(matvec, t[i], [ov.local_one_site(i) for ov in self.overlaps])
         j = i + 1 if to_right else i - 1
         if not 0 <= j < n:
@@ -260,7 +258,7 @@ def dmrg(
     discarded_tol: float = 1e-8,
     initial: MatrixProductState | None = None,
     orthogonal_to: Sequence[MatrixProductState] = (),
-    eig_tol: float = 1e-9,
+    eig_tol: float = 1e-6,
     max_krylov: int = 20,
     expansion: float = 1e-4,
     compute_variance: bool = True,
@@ -360,22 +358,23 @@ def _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_
                        cutoff, eig_tol, max_krylov, expansion)
     update = DMRG_METHODS[method]
     n = len(tensors)
+    # a pass solves n - 1 local problems and leaves the centre at the far end
     if method == "two-site":
-        right_pass, left_pass = range(n - 1), range(n - 2, -1, -1)
+        passes = {True: range(n - 1), False: range(n - 2, -1, -1)}
     else:
-        right_pass, left_pass = range(n - 1), range(n - 1, 0, -1)
+        passes = {True: range(n - 1), False: range(n - 1, 0, -1)}
     energies, errors, times = [], [], []
     converged = False
     bar = progress_bar(len(schedule), progress, "DMRG sweeps")
     try:
         for k, chi in enumerate(schedule):
             start = time.perf_counter()
+            to_right = k % 2 == 0
             worst = 0.0
-            for i in right_pass:
-                worst = max(worst, update(sweeper, i, chi, True)[1])
-            for i in left_pass:
-                worst = max(worst, update(sweeper, i, chi, False)[1])
-            energy = _real(sweeper.envs.energy(0) / np.vdot(tensors[0], tensors[0]).real)
+            for i in passes[to_right]:
+                worst = max(worst, update(sweeper, i, chi, to_right)[1])
+            center = n - 1 if to_right else 0
+            energy = _real(sweeper.envs.energy(center) / np.vdot(tensors[center], tensors[center]).real)
             times.append(time.perf_counter() - start)
             energies.append(energy)
             errors.append(worst)
@@ -391,7 +390,7 @@ def _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_
     finally:
         if bar is not None:
             bar.close()
-    state = state_from_tensors(tensors, 0).normalized()
+    state = state_from_tensors(tensors, center).normalized()
     variance = energy_variance(state, mpo, energy=energies[-1]) if compute_variance else None
     return DMRGResult(state, energies[-1], tuple(energies), tuple(errors), tuple(schedule[: len(energies)]),
                       tuple(times), variance, converged, sweeper.n_matvecs)

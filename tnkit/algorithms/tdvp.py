@@ -36,7 +36,6 @@ S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from ..core.validate import check_cutoff, check_int, check_max_bond, check_numbe
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
-from .environments import Environments, apply_one_site, apply_two_site, apply_zero_site
+from .environments import Environments, OneSiteOperator, TwoSiteOperator, ZeroSiteOperator
 from .krylov import expm_krylov
 
 __all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS"]
@@ -118,7 +117,7 @@ class _Stepper:
         for to_right, bonds in ((True, range(n - 1)), (False, range(n - 2, -1, -1))):
             for i in bonds:
                 theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
-                h2 = functools.partial(apply_two_site, env.left(i), self.mpo[i], self.mpo[i + 1], env.right(i + 1))
+                h2 = TwoSiteOperator(env.left(i), self.mpo[i], self.mpo[i + 1], env.right(i + 1))
                 theta = self.expm(h2, theta, factor)
                 t[i], t[i + 1], err = split_two_site(theta, max_bond=self.max_bond, cutoff=self.cutoff,
                                                      center_right=to_right)
@@ -128,7 +127,7 @@ class _Stepper:
                 j = i + 1 if to_right else i
                 last = i == n - 2 if to_right else i == 0
                 if not last:
-                    h1 = functools.partial(apply_one_site, env.left(j), self.mpo[j], env.right(j))
+                    h1 = OneSiteOperator(env.left(j), self.mpo[j], env.right(j))
                     t[j] = self.expm(h1, t[j], -factor)
         return discarded
 
@@ -136,7 +135,7 @@ class _Stepper:
         t, env, n = self.tensors, self.envs, len(self.tensors)
         for to_right, sites in ((True, range(n)), (False, range(n - 1, -1, -1))):
             for i in sites:
-                h1 = functools.partial(apply_one_site, env.left(i), self.mpo[i], env.right(i))
+                h1 = OneSiteOperator(env.left(i), self.mpo[i], env.right(i))
                 x = self.expm(h1, t[i], factor)
                 last = i == n - 1 if to_right else i == 0
                 if last:
@@ -148,7 +147,7 @@ class _Stepper:
                     q, r = qr(x.reshape(dl * d, dr))
                     t[i] = q.reshape(dl, d, -1)
                     env.invalidate(i)
-                    h0 = functools.partial(apply_zero_site, env.left(i + 1), env.right(i))
+                    h0 = ZeroSiteOperator(env.left(i + 1), env.right(i))
                     r = self.expm(h0, r, -factor)
                     t[i + 1] = np.tensordot(r, t[i + 1], axes=(1, 0))
                     env.invalidate(i + 1)
@@ -156,7 +155,7 @@ class _Stepper:
                     q, r = qr(x.reshape(dl, d * dr).T)  # x = r.T @ q.T (LQ)
                     t[i] = q.T.reshape(-1, d, dr)
                     env.invalidate(i)
-                    h0 = functools.partial(apply_zero_site, env.left(i), env.right(i - 1))
+                    h0 = ZeroSiteOperator(env.left(i), env.right(i - 1))
                     c = self.expm(h0, r.T, -factor)
                     t[i - 1] = np.tensordot(t[i - 1], c, axes=(2, 0))
                     env.invalidate(i - 1)
