@@ -67,8 +67,8 @@ def check_state(name: str, state: object, dims: tuple[int, ...]) -> MatrixProduc
 
 
 def bond_schedule(max_bond: int | Sequence[int], n_sweeps: int) -> list[int]:
-    """Per-sweep bond caps: an int ramps by doubling from ``min(max_bond, 16)``; a sequence is
-    used as given, its last value repeated."""
+    """Per-sweep bond caps: an int ramps up, halving down from ``max_bond`` to 16; a sequence
+    is used as given, its last value repeated."""
     if np.ndim(max_bond) == 0:
         top = check_int("max_bond", max_bond, minimum=1)
         ramp = [top]

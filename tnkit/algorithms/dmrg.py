@@ -2,8 +2,8 @@
 
 Algorithm
 ---------
-The state is kept in mixed canonical form and swept left to right and back; one
-*sweep* is both directions. At each bond ``(i, i+1)`` (two-site DMRG) the two-site
+The state is kept in mixed canonical form and swept along the chain, alternating
+direction; one *sweep* is one pass. At each bond ``(i, i+1)`` (two-site DMRG) the two-site
 tensor ``theta`` is replaced by the lowest eigenvector of the effective Hamiltonian
 (see :mod:`tnkit.algorithms.environments` for the leg conventions)::
 
@@ -27,7 +27,7 @@ step is ``O(D^3 d w)``, ``d`` times below the two-site update.
 
 Convergence
 -----------
-``max_bond`` is a schedule (an int ramps up by doubling). The run stops when the
+``max_bond`` is a schedule (an int ramps up over the first sweeps). The run stops when the
 schedule has reached its last value, the energy changed by less than
 ``energy_tol * max(1, |E|)`` over the last sweep and the largest discarded weight of
 a split changed by less than ``discarded_tol``. The energy variance
@@ -78,7 +78,8 @@ class DMRGResult:
     Attributes
     ----------
     state : MatrixProductState
-        The optimised state, normalised, orthogonality centre at site 0.
+        The optimised state, normalised, in mixed canonical form about the site where
+        the last sweep ended.
     energy : float
         ``<psi|H|psi>`` of ``state``.
     energies : tuple of float
@@ -274,12 +275,13 @@ def dmrg(
         physical dimensions (e.g. :func:`~tnkit.mps.builders.heisenberg_mpo`,
         :func:`~tnkit.mps.builders.mpo_from_terms`).
     max_bond : int or sequence of int
-        Bond cap per sweep. An int ramps up by doubling from 16 (``16, 32, .., max_bond``)
-        and stays there; a sequence is the schedule, its last value repeated.
+        Bond cap per sweep (one sweep = one pass along the chain). An int ramps up,
+        halving down from ``max_bond`` to 16 (128 gives ``16, 32, 64, 128``, 48 gives
+        ``16, 24, 48``), then stays; a sequence is the schedule, its last value repeated.
     cutoff : float
         Largest relative discarded weight per split.
     n_sweeps : int
-        Most sweeps (one sweep = left to right and back).
+        Most sweeps (passes along the chain, alternating direction).
     method : {"two-site", "one-site"}
         Two-site updates, or one-site updates with subspace expansion (bonds then
         grow only through the expansion term ``expansion``).

@@ -79,17 +79,17 @@ class _Lanczos:
         k = self.k
         v = self.basis[k]
         w = np.asarray(self.matvec(v.reshape(self.shape)), dtype=self.basis.dtype).reshape(-1)
-        alpha = float(np.vdot(v, w).real)
-        w = w - alpha * v
+        alpha = np.vdot(v, w).real
+        w = w - alpha * v  # a new array: matvec may return its input
         if k:
             w -= self.betas[-1] * self.basis[k - 1]
         block = self.basis[: k + 1]
-        before = float(np.linalg.norm(w))
-        w -= block.T @ (block.conj() @ w)
-        beta = float(np.linalg.norm(w))
+        before = _norm(w)
+        w -= block.T @ np.dot(block, w.conj()).conj()
+        beta = _norm(w)
         if beta < 0.5 * before:  # cancellation: one more pass restores orthogonality ("twice is enough")
-            w -= block.T @ (block.conj() @ w)
-            beta = float(np.linalg.norm(w))
+            w -= block.T @ np.dot(block, w.conj()).conj()
+            beta = _norm(w)
         self.alphas.append(alpha)
         self.breakdown = beta <= _BREAKDOWN * max(abs(alpha), 1.0)
         self.full = k + 1 == len(self.basis)
@@ -113,6 +113,10 @@ class _Lanczos:
     def combine(self, coefficients: np.ndarray) -> np.ndarray:
         n = len(coefficients)
         return (coefficients @ self.basis[:n]).reshape(self.shape)
+
+
+def _norm(w: np.ndarray) -> float:
+    return float(np.sqrt(np.vdot(w, w).real))
 
 
 def _work_dtype(v: np.ndarray, factor: complex = 0.0) -> np.dtype:
@@ -217,8 +221,13 @@ def _expm_steps(
     real_factor = factor.imag == 0.0 and not np.iscomplexobj(v)
     f: complex | float = factor.real if real_factor else factor
     lz = _Lanczos(matvec, v, max_krylov, _work_dtype(v, f))
-    while True:
+    bound = 1.0  # a-priori error bound |f|^m prod(beta_j) / m! (Saad): the small eigenproblem is
+    while True:  # solved only once the bound says the exponential may have converged
         beta = lz.step()
+        m = len(lz.alphas)
+        bound *= abs(f) * beta / m
+        if bound > tol and not (lz.breakdown or lz.full):
+            continue
         evals, evecs = lz.ritz()
         c = evecs @ (np.exp(f * evals) * evecs[0].conj())
         error = beta * abs(c[-1])
