@@ -111,11 +111,13 @@ def _tenpy_model(model: str, n: int):
     from tenpy.models.tf_ising import TFIChain
 
     if model == "heisenberg":
-        return SpinChain({"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 1.0, "bc_MPS": "finite",
-                          "conserve": None}), ["up", "down"]
+        return SpinChain(
+            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 1.0, "bc_MPS": "finite", "conserve": None}
+        ), ["up", "down"]
     if model == "xxz":
-        return SpinChain({"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 0.5, "bc_MPS": "finite",
-                          "conserve": None}), ["up", "down"]
+        return SpinChain(
+            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 0.5, "bc_MPS": "finite", "conserve": None}
+        ), ["up", "down"]
     return TFIChain({"L": n, "J": 1.0, "g": 1.0, "bc_MPS": "finite", "conserve": None}), ["up", "up"]
 
 
@@ -128,11 +130,18 @@ def _tenpy_dmrg(model: str, n: int, chi: int):
 
     def run():
         psi = TMPS.from_product_state(m.lat.mps_sites(), pattern * (n // 2), bc="finite")
-        eng = tdmrg.TwoSiteDMRGEngine(psi, m, {
-            "trunc_params": {"chi_max": chi, "svd_min": 1e-7},
-            "chi_list": {k: b for k, b in enumerate(sched)},
-            "max_E_err": ENERGY_TOL * n, "mixer": None, "max_sweeps": 40, "min_sweeps": 2,
-        })
+        eng = tdmrg.TwoSiteDMRGEngine(
+            psi,
+            m,
+            {
+                "trunc_params": {"chi_max": chi, "svd_min": 1e-7},
+                "chi_list": {k: b for k, b in enumerate(sched)},
+                "max_E_err": ENERGY_TOL * n,
+                "mixer": None,
+                "max_sweeps": 40,
+                "min_sweeps": 2,
+            },
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             energy, _ = eng.run()
@@ -159,21 +168,33 @@ def dmrg_case(name: str, model: str, n: int, chi: int, args: Any, reporter: Repo
         with thread_limit(threads):
             timings = measure(fns, repeats=args.repeats)
         res = timings["tnkit"].result
-        energies = {k: (t.result.energy if k == "tnkit" else t.result) for k, t in timings.items() if t.error is None}
+        energies = {
+            k: (t.result.energy if k == "tnkit" else t.result) for k, t in timings.items() if t.error is None
+        }
         refs = {k: t.median for k, t in timings.items() if k != "tnkit" and t.error is None}
         fastest = min(refs, key=refs.get) if refs else None
         e_tn = energies["tnkit"]
         diffs = {k: abs(e - e_tn) / n for k, e in energies.items() if k != "tnkit"}
         with thread_limit(threads):
             variance = tnkit.algorithms.energy_variance(res.state, mpo, energy=res.energy)
-        reporter.emit(make_row(
-            BENCH, case, timings["tnkit"].median, fastest, refs.get(fastest) if fastest else None,
-            energy_per_site={k: e / n for k, e in energies.items()},
-            max_energy_diff_per_site=max(diffs.values()) if diffs else None,
-            reference_seconds=refs, tnkit_sweeps=res.n_sweeps, tnkit_variance=variance,
-            tnkit_truncation_error=res.max_truncation_error, threads=threads, load=load_average(),
-            errors={k: t.error for k, t in timings.items() if t.error} or None,
-        ))
+        reporter.emit(
+            make_row(
+                BENCH,
+                case,
+                timings["tnkit"].median,
+                fastest,
+                refs.get(fastest) if fastest else None,
+                energy_per_site={k: e / n for k, e in energies.items()},
+                max_energy_diff_per_site=max(diffs.values()) if diffs else None,
+                reference_seconds=refs,
+                tnkit_sweeps=res.n_sweeps,
+                tnkit_variance=variance,
+                tnkit_truncation_error=res.max_truncation_error,
+                threads=threads,
+                load=load_average(),
+                errors={k: t.error for k, t in timings.items() if t.error} or None,
+            )
+        )
 
 
 # ---------------------------------------------------------------------- TDVP case
@@ -191,8 +212,9 @@ def _tenpy_tdvp(n: int, chi: int, dt: float, steps: int):
 
     def run():
         psi = TMPS.from_product_state(m.lat.mps_sites(), pattern * (n // 2), bc="finite")
-        eng = ttdvp.TwoSiteTDVPEngine(psi, m, {"trunc_params": {"chi_max": chi, "svd_min": 1e-10},
-                                                "dt": dt, "N_steps": steps})
+        eng = ttdvp.TwoSiteTDVPEngine(
+            psi, m, {"trunc_params": {"chi_max": chi, "svd_min": 1e-10}, "dt": dt, "N_steps": steps}
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             eng.run()
@@ -224,7 +246,9 @@ def _quimb_tebd(n: int, chi: int, dt: float, t_final: float):
     return run
 
 
-def tdvp_case(name: str, n: int, chi: int, ref_chi: int, t_final: float, args: Any, reporter: Reporter) -> None:
+def tdvp_case(
+    name: str, n: int, chi: int, ref_chi: int, t_final: float, args: Any, reporter: Reporter
+) -> None:
     dt = 0.05
     steps = int(round(t_final / dt))
     mpo = tnkit.xxz_mpo(n, delta=0.5)
@@ -251,12 +275,22 @@ def tdvp_case(name: str, n: int, chi: int, ref_chi: int, t_final: float, args: A
                 sz_err[k] = float(np.max(np.abs(_sz_profile(t.result) - sz_ref)))
         refs = {k: t.median for k, t in timings.items() if k != "tnkit" and t.error is None}
         fastest = min(refs, key=refs.get) if refs else None
-        reporter.emit(make_row(
-            BENCH, case, timings["tnkit"].median, fastest, refs.get(fastest) if fastest else None,
-            infidelity_vs_reference=errors, max_sz_error=sz_err, reference_seconds=refs,
-            reference_bond=int(ref.max_bond_dim), threads=threads, load=load_average(),
-            errors={k: t.error for k, t in timings.items() if t.error} or None,
-        ))
+        reporter.emit(
+            make_row(
+                BENCH,
+                case,
+                timings["tnkit"].median,
+                fastest,
+                refs.get(fastest) if fastest else None,
+                infidelity_vs_reference=errors,
+                max_sz_error=sz_err,
+                reference_seconds=refs,
+                reference_bond=int(ref.max_bond_dim),
+                threads=threads,
+                load=load_average(),
+                errors={k: t.error for k, t in timings.items() if t.error} or None,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,15 +298,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quimb(), _tenpy()
     freeze_gc()
-    reporter = Reporter(args.json, [
-        ("case", lambda r: r["case"]),
-        ("tnkit", lambda r: fmt_seconds(r["tnkit"])),
-        ("fastest ref", lambda r: f"{r['reference']} {fmt_seconds(r['reference_value'])}"),
-        ("ratio", lambda r: fmt_float(r["ratio"])),
-        ("dE/site or infidelity", lambda r: fmt_float(r.get("max_energy_diff_per_site"))
-         if "max_energy_diff_per_site" in r else str({k: f"{v:.1e}" for k, v in r["infidelity_vs_reference"].items()})),
-        ("load", lambda r: str(r["load"])),
-    ])
+    reporter = Reporter(
+        args.json,
+        [
+            ("case", lambda r: r["case"]),
+            ("tnkit", lambda r: fmt_seconds(r["tnkit"])),
+            ("fastest ref", lambda r: f"{r['reference']} {fmt_seconds(r['reference_value'])}"),
+            ("ratio", lambda r: fmt_float(r["ratio"])),
+            (
+                "dE/site or infidelity",
+                lambda r: (
+                    fmt_float(r.get("max_energy_diff_per_site"))
+                    if "max_energy_diff_per_site" in r
+                    else str({k: f"{v:.1e}" for k, v in r["infidelity_vs_reference"].items()})
+                ),
+            ),
+            ("load", lambda r: str(r["load"])),
+        ],
+    )
     if args.quick:
         dmrg_case("dmrg_heisenberg_n32_chi32", "heisenberg", 32, 32, args, reporter)
         dmrg_case("dmrg_tfim_n32_chi32", "tfim", 32, 32, args, reporter)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 #: (module, section title), in the order they appear.
 PACKAGES = (
+    ("tnkit.algorithms", "Ground states and time evolution (`tnkit.algorithms`)"),
     ("tnkit.ttn", "Tree tensor networks (`tnkit.ttn`)"),
     ("tnkit.ml", "Estimators (`tnkit.ml`)"),
     ("tnkit.ml.explain", "Explaining generative models (`tnkit.ml.explain`)"),

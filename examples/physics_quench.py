@@ -33,7 +33,8 @@ from tnkit.algorithms import dmrg, tdvp
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="XXZ chain: DMRG ground state and entanglement profile, then a TDVP quench from the Néel state.",
+        description="XXZ chain: DMRG ground state and entanglement profile, "
+        "then a TDVP quench from the Néel state.",
     )
     parser.add_argument("--n", type=int, default=32, help="number of sites, even (default: 32)")
     parser.add_argument("--delta", type=float, default=0.5, help="anisotropy Delta (default: 0.5)")
@@ -42,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dt", type=float, default=0.05, help="TDVP time step (default: 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="seed of DMRG's random start (default: 0)")
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "output",
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "output",
         help="directory for the figure and the JSON summary (default: examples/output)",
     )
     args = parser.parse_args(argv)
@@ -61,8 +64,14 @@ def ground_state(n: int, delta: float, bond: int, seed: int) -> dict:
     chord = np.log(2 * n / np.pi * np.sin(np.pi * cuts / n))
     even = cuts % 2 == 0
     slope, intercept = np.polyfit(chord[even], entropy[even], 1)
-    return {"result": res, "entropy": entropy, "cuts": cuts, "chord": chord,
-            "central_charge": 6 * slope, "intercept": intercept}
+    return {
+        "result": res,
+        "entropy": entropy,
+        "cuts": cuts,
+        "chord": chord,
+        "central_charge": 6 * slope,
+        "intercept": intercept,
+    }
 
 
 def quench(n: int, delta: float, bond: int, t_final: float, dt: float) -> dict:
@@ -72,13 +81,23 @@ def quench(n: int, delta: float, bond: int, t_final: float, dt: float) -> dict:
 
     def observe(t: float, state: tnkit.MPS) -> tuple[float, float, float]:
         m = state.local_expectations(sz).real
-        return (float(np.mean(m * signs)), float(state.entanglement_entropy(n // 2 - 1)),
-                float(state.expectation(h).real))
+        return (
+            float(np.mean(m * signs)),
+            float(state.entanglement_entropy(n // 2 - 1)),
+            float(state.expectation(h).real),
+        )
 
     steps = int(round(t_final / dt))
-    run = tdvp(tnkit.MPS.product_state("01" * (n // 2)), h, dt=dt, n_steps=steps, max_bond=bond,
-               callback=observe, progress=False)
-    stag, ent, energy = (np.array(x) for x in zip(*run.records))
+    run = tdvp(
+        tnkit.MPS.product_state("01" * (n // 2)),
+        h,
+        dt=dt,
+        n_steps=steps,
+        max_bond=bond,
+        callback=observe,
+        progress=False,
+    )
+    stag, ent, energy = (np.array(x) for x in zip(*run.records, strict=True))
     return {"result": run, "times": np.array(run.times), "staggered": stag, "entropy": ent, "energy": energy}
 
 
@@ -120,28 +139,44 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     gs = ground_state(args.n, args.delta, args.bond, args.seed)
     res = gs["result"]
-    print(f"DMRG: E = {res.energy:.12f} ({res.energy / args.n:.12f} per site), variance {res.variance:.2e}, "
-          f"{res.n_sweeps} sweeps, bond {res.state.max_bond_dim}, max discarded weight "
-          f"{res.max_truncation_error:.1e}, {sum(res.sweep_times):.2f} s")
+    print(
+        f"DMRG: E = {res.energy:.12f} ({res.energy / args.n:.12f} per site), variance {res.variance:.2e}, "
+        f"{res.n_sweeps} sweeps, bond {res.state.max_bond_dim}, max discarded weight "
+        f"{res.max_truncation_error:.1e}, {sum(res.sweep_times):.2f} s"
+    )
     print(f"central charge from the even cuts: {gs['central_charge']:.3f}")
     qu = quench(args.n, args.delta, args.bond, args.time, args.dt)
     run = qu["result"]
     drift = float(np.max(np.abs(qu["energy"] - qu["energy"][0])))
-    print(f"TDVP to t = {args.time}: bond {run.state.max_bond_dim}, total discarded weight "
-          f"{run.total_truncation_error:.1e}, energy drift {drift:.1e}, {run.wall_time:.2f} s")
-    print(f"staggered magnetisation at t = {args.time}: {qu['staggered'][-1]:.4f}; "
-          f"half-chain entropy {qu['entropy'][-1]:.4f}")
+    print(
+        f"TDVP to t = {args.time}: bond {run.state.max_bond_dim}, total discarded weight "
+        f"{run.total_truncation_error:.1e}, energy drift {drift:.1e}, {run.wall_time:.2f} s"
+    )
+    print(
+        f"staggered magnetisation at t = {args.time}: {qu['staggered'][-1]:.4f}; "
+        f"half-chain entropy {qu['entropy'][-1]:.4f}"
+    )
     plot(gs, qu, args.out / "physics_quench.png")
     summary = {
-        "n_sites": args.n, "delta": args.delta, "max_bond": args.bond,
-        "ground_energy": res.energy, "variance": res.variance, "sweeps": res.n_sweeps,
-        "central_charge_even_cuts": gs["central_charge"], "entropy": gs["entropy"].tolist(),
-        "times": qu["times"].tolist(), "staggered": qu["staggered"].tolist(),
-        "half_chain_entropy": qu["entropy"].tolist(), "energy_drift": drift,
+        "n_sites": args.n,
+        "delta": args.delta,
+        "max_bond": args.bond,
+        "ground_energy": res.energy,
+        "variance": res.variance,
+        "sweeps": res.n_sweeps,
+        "central_charge_even_cuts": gs["central_charge"],
+        "entropy": gs["entropy"].tolist(),
+        "times": qu["times"].tolist(),
+        "staggered": qu["staggered"].tolist(),
+        "half_chain_entropy": qu["entropy"].tolist(),
+        "energy_drift": drift,
         "tdvp_total_truncation_error": run.total_truncation_error,
     }
     _atomic(args.out / "physics_quench.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
-    print(f"wrote {args.out / 'physics_quench.png'} and physics_quench.json in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {args.out / 'physics_quench.png'} and physics_quench.json "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

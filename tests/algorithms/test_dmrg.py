@@ -100,8 +100,15 @@ def test_excited_states_by_orthogonal_projection():
 
 
 def test_result_records_the_schedule_and_sweeps():
-    res = dmrg(heisenberg_mpo(8), max_bond=[4, 8, 16], n_sweeps=6, energy_tol=0.0, discarded_tol=0.0,
-               seed=0, progress=False)
+    res = dmrg(
+        heisenberg_mpo(8),
+        max_bond=[4, 8, 16],
+        n_sweeps=6,
+        energy_tol=0.0,
+        discarded_tol=0.0,
+        seed=0,
+        progress=False,
+    )
     assert isinstance(res, DMRGResult)
     assert res.max_bonds == (4, 8, 16, 16, 16, 16)
     assert res.n_sweeps == len(res.energies) == len(res.truncation_errors) == len(res.sweep_times) == 6

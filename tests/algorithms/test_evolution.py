@@ -34,8 +34,12 @@ def test_tdvp_quench_from_neel_converges_with_bond_dimension():
     mpo = xxz_mpo(n, delta=0.5)
     psi = tnkit.MPS.product_state("01" * (n // 2))
     exact = _exact(mpo, psi, 1.0)
-    errors = [np.linalg.norm(tdvp(psi, mpo, dt=0.05, n_steps=20, max_bond=chi, progress=False).state.to_dense()
-                             - exact) for chi in (4, 32)]
+    errors = [
+        np.linalg.norm(
+            tdvp(psi, mpo, dt=0.05, n_steps=20, max_bond=chi, progress=False).state.to_dense() - exact
+        )
+        for chi in (4, 32)
+    ]
     assert errors[1] < 1e-3 < errors[0]
 
 
@@ -44,8 +48,15 @@ def test_tdvp_conserves_norm_and_energy_to_the_truncation_error():
     mpo = xxz_mpo(n, delta=0.5, h=0.2)
     psi = tnkit.MPS.product_state("01" * (n // 2))
     e0 = mpo.expectation(psi)
-    res = tdvp(psi, mpo, dt=0.05, n_steps=30, max_bond=8, progress=False,
-               callback=lambda t, s: (s.norm(), mpo.expectation(s, normalize=False).real))
+    res = tdvp(
+        psi,
+        mpo,
+        dt=0.05,
+        n_steps=30,
+        max_bond=8,
+        progress=False,
+        callback=lambda t, s: (s.norm(), mpo.expectation(s, normalize=False).real),
+    )
     norms, energies = np.array(res.records).T
     assert res.times == pytest.approx(np.arange(31) * 0.05)
     assert res.state.max_bond_dim == 8 and res.total_truncation_error > 1e-8  # truncation did happen
@@ -53,8 +64,15 @@ def test_tdvp_conserves_norm_and_energy_to_the_truncation_error():
     assert np.max(np.abs(norms - 1)) < 1e-10  # splits rescale to the norm
     assert np.max(np.abs(energies - e0)) < 50 * res.total_truncation_error + 1e-9
     # one-site TDVP conserves both to the Krylov tolerance
-    one = tdvp(res.state, mpo, dt=0.05, n_steps=10, method="one-site", progress=False,
-               callback=lambda t, s: mpo.expectation(s).real)
+    one = tdvp(
+        res.state,
+        mpo,
+        dt=0.05,
+        n_steps=10,
+        method="one-site",
+        progress=False,
+        callback=lambda t, s: mpo.expectation(s).real,
+    )
     assert np.ptp(one.records) < 1e-9
     assert one.state.bond_dims == res.state.bond_dims
 
@@ -99,8 +117,15 @@ def test_tebd_error_scales_with_the_order(order, chiral_terms):
     hs = nearest_neighbour_terms(terms, 2, n)
     psi = tnkit.MPS.product_state("01" * (n // 2))
     exact = _exact(mpo, psi, 1.0)
-    errors = [np.linalg.norm(tebd(psi, hs, dt=1.0 / k, n_steps=k, order=order, max_bond=None, cutoff=0.0,
-                                  progress=False).state.to_dense() - exact) for k in (8, 16, 32)]
+    errors = [
+        np.linalg.norm(
+            tebd(
+                psi, hs, dt=1.0 / k, n_steps=k, order=order, max_bond=None, cutoff=0.0, progress=False
+            ).state.to_dense()
+            - exact
+        )
+        for k in (8, 16, 32)
+    ]
     slopes = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert slopes == pytest.approx([order, order], abs=0.1)
 
@@ -109,11 +134,21 @@ def test_tebd_records_observables_and_truncation():
     n = 10
     mpo = xxz_mpo(n, delta=0.5)
     s = spin_operators(0.5)
-    terms = [(c, {i: s[a], i + 1: s[a]}) for i in range(n - 1) for a, c in (("Sx", 1), ("Sy", 1), ("Sz", 0.5))]
+    terms = [
+        (c, {i: s[a], i + 1: s[a]}) for i in range(n - 1) for a, c in (("Sx", 1), ("Sy", 1), ("Sz", 0.5))
+    ]
     hs = nearest_neighbour_terms(terms, 2, n)
     psi = tnkit.MPS.product_state("01" * (n // 2))
-    res = tebd(psi, hs, dt=0.05, n_steps=20, max_bond=6, record_every=5, progress=False,
-               callback=lambda t, st: st.local_expectations(s["Sz"]).real)
+    res = tebd(
+        psi,
+        hs,
+        dt=0.05,
+        n_steps=20,
+        max_bond=6,
+        record_every=5,
+        progress=False,
+        callback=lambda t, st: st.local_expectations(s["Sz"]).real,
+    )
     assert isinstance(res, EvolutionResult)
     assert res.times == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert len(res.records) == 5 and res.records[0] == pytest.approx([0.5, -0.5] * (n // 2))
@@ -126,11 +161,21 @@ def test_tebd_records_observables_and_truncation():
 def test_imaginary_time_tebd_reaches_the_ground_state():
     n = 8
     p = pauli_operators()
-    terms = [(-1.0, {i: p["Z"], i + 1: p["Z"]}) for i in range(n - 1)] + [(-2.0, {i: p["X"]}) for i in range(n)]
+    terms = [(-1.0, {i: p["Z"], i + 1: p["Z"]}) for i in range(n - 1)] + [
+        (-2.0, {i: p["X"]}) for i in range(n)
+    ]
     mpo = mpo_from_terms(terms, 2, n)
     e0 = np.linalg.eigvalsh(mpo.to_dense())[0]
-    res = tebd(tnkit.MPS.product_state("0" * n), nearest_neighbour_terms(terms, 2, n), dt=0.1, n_steps=50,
-               order=4, imaginary=True, max_bond=16, progress=False)
+    res = tebd(
+        tnkit.MPS.product_state("0" * n),
+        nearest_neighbour_terms(terms, 2, n),
+        dt=0.1,
+        n_steps=50,
+        order=4,
+        imaginary=True,
+        max_bond=16,
+        progress=False,
+    )
     assert mpo.expectation(res.state) == pytest.approx(e0, abs=1e-7)
 
 

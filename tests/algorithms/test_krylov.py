@@ -22,8 +22,9 @@ def test_lanczos_finds_lowest_eigenpair(dtype):
     h = _hermitian(rng, 60, dtype)
     e, v = np.linalg.eigh(h)
     x0 = rng.standard_normal((4, 15)).astype(dtype)
-    energy, x, info = lanczos_ground(lambda y: (h @ y.reshape(-1)).reshape(y.shape), x0, tol=1e-11,
-                                     max_krylov=40, max_restarts=100)
+    energy, x, info = lanczos_ground(
+        lambda y: (h @ y.reshape(-1)).reshape(y.shape), x0, tol=1e-11, max_krylov=40, max_restarts=100
+    )
     assert x.shape == x0.shape
     assert info.converged
     assert energy == pytest.approx(e[0], abs=1e-10)

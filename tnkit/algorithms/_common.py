@@ -31,8 +31,10 @@ def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixPro
     if not isinstance(mpo, MatrixProductOperator):
         raise TypeError(f"`{name}` must be a MatrixProductOperator, got {type(mpo).__name__}.")
     if mpo.out_dims != mpo.in_dims:
-        raise ValueError(f"`{name}` must map each site to itself (d_out == d_in), got out {mpo.out_dims}, "
-                         f"in {mpo.in_dims}.")
+        raise ValueError(
+            f"`{name}` must map each site to itself (d_out == d_in), got out {mpo.out_dims}, "
+            f"in {mpo.in_dims}."
+        )
     dims = mpo.in_dims
     rng = np.random.default_rng(seed)
     a, b = (MatrixProductState.random(len(dims), 2, phys_dim=dims, dtype=complex, seed=rng) for _ in range(2))
@@ -40,14 +42,16 @@ def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixPro
     hba = _matrix_element(b, mpo, a)
     scale = max(abs(_matrix_element(a, mpo, a)), abs(_matrix_element(b, mpo, b)), abs(hab), 1e-300)
     if abs(hab - np.conj(hba)) > 1e-8 * scale:
-        raise ValueError(f"`{name}` must be Hermitian: <a|H|b> = {hab:.6g} but conj(<b|H|a>) = {np.conj(hba):.6g} "
-                         "for random states a, b.")
+        raise ValueError(
+            f"`{name}` must be Hermitian: <a|H|b> = {hab:.6g} but conj(<b|H|a>) = {np.conj(hba):.6g} "
+            "for random states a, b."
+        )
     return mpo
 
 
 def _matrix_element(bra: MatrixProductState, mpo: MatrixProductOperator, ket: MatrixProductState) -> complex:
     env = np.ones((1, 1, 1), dtype=complex)
-    for a, w, b in zip(bra.tensors, mpo.tensors, ket.tensors):
+    for a, w, b in zip(bra.tensors, mpo.tensors, ket.tensors, strict=True):
         t = np.tensordot(env, b, axes=(2, 0))
         t = np.tensordot(t, w, axes=([1, 2], [0, 2]))
         env = np.tensordot(a.conj(), t, axes=([0, 1], [0, 2])).transpose(0, 2, 1)
@@ -59,8 +63,9 @@ def check_state(name: str, state: object, dims: tuple[int, ...]) -> MatrixProduc
     if not isinstance(state, MatrixProductState):
         raise TypeError(f"`{name}` must be a MatrixProductState, got {type(state).__name__}.")
     if state.phys_dims != dims:
-        raise ValueError(f"`{name}` must have physical dimensions {dims} (those of the MPO), "
-                         f"got {state.phys_dims}.")
+        raise ValueError(
+            f"`{name}` must have physical dimensions {dims} (those of the MPO), got {state.phys_dims}."
+        )
     if state.norm() == 0.0:
         raise ValueError(f"`{name}` must be a nonzero state.")
     return state

@@ -51,11 +51,9 @@ arXiv:1501.05504.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -64,7 +62,14 @@ from ..core.threads import GEMM_THREAD_BOND, blas_threads
 from ..core.validate import check_cutoff, check_int, check_number, check_option
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
-from ._common import bond_schedule, check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
+from ._common import (
+    bond_schedule,
+    check_hamiltonian,
+    check_state,
+    progress_bar,
+    split_two_site,
+    state_from_tensors,
+)
 from .environments import Environments, OneSiteOperator, OverlapEnvironments, TwoSiteOperator
 from .krylov import lanczos_ground
 
@@ -145,8 +150,9 @@ class _Sweeper:
     expansion: float
     n_matvecs: int = 0
 
-    def solve(self, matvec: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
-              images: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    def solve(
+        self, matvec: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, images: list[np.ndarray]
+    ) -> tuple[float, np.ndarray]:
         if images:
             matvec, x0 = _projected(matvec, x0, images)
         energy, x, info = lanczos_ground(matvec, x0, tol=self.eig_tol, max_krylov=self.max_krylov)
@@ -166,8 +172,9 @@ class _Sweeper:
         theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
         matvec = TwoSiteOperator(self.envs.left(i), self.mpo[i], self.mpo[i + 1], self.envs.right(i + 1))
         energy, theta = self.solve(matvec, theta, [ov.local_two_site(i) for ov in self.overlaps])
-        t[i], t[i + 1], discarded = split_two_site(theta, max_bond=max_bond, cutoff=self.cutoff,
-                                                   center_right=to_right)
+        t[i], t[i + 1], discarded = split_two_site(
+            theta, max_bond=max_bond, cutoff=self.cutoff, center_right=to_right
+        )
         self.changed(i, i + 1)
         return energy, discarded
 
@@ -201,7 +208,9 @@ class _Sweeper:
             p = np.tensordot(p, self.mpo[i], axes=([1, 2], [0, 2]))  # (a, b', t, v)
             m = np.concatenate([m, self.expansion * p.transpose(0, 2, 1, 3).reshape(dl * d, -1)], axis=1)
         u, s, vh, discarded = truncated_svd(m, max_bond=max_bond, cutoff=self.cutoff)
-        nxt = np.tensordot(s[:, None] * vh[:, :dr], self.tensors[i + 1], axes=(1, 0))  # expansion rows meet zeros
+        nxt = np.tensordot(
+            s[:, None] * vh[:, :dr], self.tensors[i + 1], axes=(1, 0)
+        )  # expansion rows meet zeros
         nxt /= np.linalg.norm(nxt)
         return u.reshape(dl, d, len(s)), nxt, discarded / (discarded + float(s @ s))
 
@@ -219,8 +228,9 @@ class _Sweeper:
         return vh.reshape(len(s), d, dr), prev, discarded / (discarded + float(s @ s))
 
 
-def _projected(matvec: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
-               images: list[np.ndarray]) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
+def _projected(
+    matvec: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, images: list[np.ndarray]
+) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
     """``P H P`` and ``P x0`` with ``P`` the projector off the span of ``images``."""
     shape = x0.shape
     stacked = np.stack([u.reshape(-1) for u in images], axis=1)
@@ -345,19 +355,53 @@ def dmrg(
         psi = check_state("initial", initial, dims)
         dtype = np.result_type(dtype, psi.dtype)
     with blas_threads(max(schedule), GEMM_THREAD_BOND):
-        return _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_tol, eig_tol,
-                    max_krylov, expansion, compute_variance, progress)
+        return _run(
+            psi,
+            mpo,
+            refs,
+            schedule,
+            dtype,
+            method,
+            cutoff,
+            energy_tol,
+            discarded_tol,
+            eig_tol,
+            max_krylov,
+            expansion,
+            compute_variance,
+            progress,
+        )
 
 
-def _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_tol, eig_tol, max_krylov,
-         expansion, compute_variance, progress) -> DMRGResult:
+def _run(
+    psi,
+    mpo,
+    refs,
+    schedule,
+    dtype,
+    method,
+    cutoff,
+    energy_tol,
+    discarded_tol,
+    eig_tol,
+    max_krylov,
+    expansion,
+    compute_variance,
+    progress,
+) -> DMRGResult:
     psi = psi.canonicalize(0).normalized()
     tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
     ws = [np.asarray(w, dtype=dtype) for w in mpo.tensors]
-    sweeper = _Sweeper(tensors, ws, Environments(tensors, ws),
-                       [OverlapEnvironments([np.asarray(a) for a in r.normalized().tensors], tensors)
-                        for r in refs],
-                       cutoff, eig_tol, max_krylov, expansion)
+    sweeper = _Sweeper(
+        tensors,
+        ws,
+        Environments(tensors, ws),
+        [OverlapEnvironments([np.asarray(a) for a in r.normalized().tensors], tensors) for r in refs],
+        cutoff,
+        eig_tol,
+        max_krylov,
+        expansion,
+    )
     update = DMRG_METHODS[method]
     n = len(tensors)
     # a pass solves n - 1 local problems and leaves the centre at the far end
@@ -382,11 +426,15 @@ def _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_
             errors.append(worst)
             if bar is not None:
                 bar.update()
-                bar.set_postfix(energy=f"{energy:.10g}", bond=max(t.shape[2] for t in tensors),
-                                error=f"{worst:.1e}")
+                bar.set_postfix(
+                    energy=f"{energy:.10g}", bond=max(t.shape[2] for t in tensors), error=f"{worst:.1e}"
+                )
             final = chi == schedule[-1] and k > 0 and schedule[k - 1] == chi
-            if final and abs(energies[-1] - energies[-2]) <= energy_tol * max(1.0, abs(energy)) \
-                    and abs(errors[-1] - errors[-2]) <= discarded_tol:
+            if (
+                final
+                and abs(energies[-1] - energies[-2]) <= energy_tol * max(1.0, abs(energy))
+                and abs(errors[-1] - errors[-2]) <= discarded_tol
+            ):
                 converged = True
                 break
     finally:
@@ -394,15 +442,26 @@ def _run(psi, mpo, refs, schedule, dtype, method, cutoff, energy_tol, discarded_
             bar.close()
     state = state_from_tensors(tensors, center).normalized()
     variance = energy_variance(state, mpo, energy=energies[-1]) if compute_variance else None
-    return DMRGResult(state, energies[-1], tuple(energies), tuple(errors), tuple(schedule[: len(energies)]),
-                      tuple(times), variance, converged, sweeper.n_matvecs)
+    return DMRGResult(
+        state,
+        energies[-1],
+        tuple(energies),
+        tuple(errors),
+        tuple(schedule[: len(energies)]),
+        tuple(times),
+        variance,
+        converged,
+        sweeper.n_matvecs,
+    )
 
 
 def _real(value: complex) -> float:
     return float(np.real(value))
 
 
-def energy_variance(psi: MatrixProductState, mpo: MatrixProductOperator, *, energy: float | None = None) -> float:
+def energy_variance(
+    psi: MatrixProductState, mpo: MatrixProductOperator, *, energy: float | None = None
+) -> float:
     """``<H^2> - <H>^2`` of a normalised state, as ``||(H - E) psi||^2``.
 
     Contracting ``<psi|(H - E)(H - E)|psi>`` directly (a double-layer environment sweep
@@ -422,10 +481,12 @@ def energy_variance(psi: MatrixProductState, mpo: MatrixProductOperator, *, ener
     psi = check_state("psi", psi, mpo.in_dims).normalized()
     if energy is None:
         energy = _real(mpo.expectation(psi))
-    shifted = mpo + MatrixProductOperator.identity(psi.n_sites, mpo.in_dims, dtype=mpo.dtype) * (-float(energy))
+    shifted = mpo + MatrixProductOperator.identity(psi.n_sites, mpo.in_dims, dtype=mpo.dtype) * (
+        -float(energy)
+    )
     ws = shifted.tensors
     env = np.ones((1, 1, 1, 1), dtype=np.result_type(psi.dtype, shifted.dtype))
-    for a, w in zip(psi.tensors, ws):
+    for a, w in zip(psi.tensors, ws, strict=True):
         t = np.tensordot(env, a, axes=(3, 0))  # (a, w, v, s, b')
         t = np.tensordot(t, w, axes=([2, 3], [0, 2]))  # (a, w, b', u, v')
         t = np.tensordot(t, w, axes=([1, 3], [0, 2]))  # (a, b', v', t, w')

@@ -119,8 +119,9 @@ class _Stepper:
                 theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
                 h2 = TwoSiteOperator(env.left(i), self.mpo[i], self.mpo[i + 1], env.right(i + 1))
                 theta = self.expm(h2, theta, factor)
-                t[i], t[i + 1], err = split_two_site(theta, max_bond=self.max_bond, cutoff=self.cutoff,
-                                                     center_right=to_right)
+                t[i], t[i + 1], err = split_two_site(
+                    theta, max_bond=self.max_bond, cutoff=self.cutoff, center_right=to_right
+                )
                 discarded += err
                 env.invalidate(i)
                 env.invalidate(i + 1)
@@ -244,12 +245,38 @@ def tdvp(
     dtype = np.result_type(psi.dtype, mpo.dtype, np.float64 if imaginary else np.complex128)
     bond = max(max_bond or psi.max_bond_dim, psi.max_bond_dim)
     with blas_threads(bond, GEMM_THREAD_BOND):
-        return _evolve(psi, mpo, dt, n_steps, method, max_bond, cutoff, imaginary, callback, record_every,
-                       krylov_tol, progress, dtype)
+        return _evolve(
+            psi,
+            mpo,
+            dt,
+            n_steps,
+            method,
+            max_bond,
+            cutoff,
+            imaginary,
+            callback,
+            record_every,
+            krylov_tol,
+            progress,
+            dtype,
+        )
 
 
-def _evolve(psi, mpo, dt, n_steps, method, max_bond, cutoff, imaginary, callback, record_every, krylov_tol,
-            progress, dtype) -> EvolutionResult:
+def _evolve(
+    psi,
+    mpo,
+    dt,
+    n_steps,
+    method,
+    max_bond,
+    cutoff,
+    imaginary,
+    callback,
+    record_every,
+    krylov_tol,
+    progress,
+    dtype,
+) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
     tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
@@ -278,8 +305,14 @@ def _evolve(psi, mpo, dt, n_steps, method, max_bond, cutoff, imaginary, callback
     finally:
         if bar is not None:
             bar.close()
-    return EvolutionResult(state_from_tensors(tensors, 0), tuple(recorder.times), tuple(recorder.records),
-                           tuple(errors), tuple(bonds), elapsed)
+    return EvolutionResult(
+        state_from_tensors(tensors, 0),
+        tuple(recorder.times),
+        tuple(recorder.records),
+        tuple(errors),
+        tuple(bonds),
+        elapsed,
+    )
 
 
 class Recorder:

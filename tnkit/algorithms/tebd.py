@@ -143,8 +143,10 @@ def _check_bond_terms(bond_terms: Sequence[Any], dims: tuple[int, ...]) -> list[
         if h.shape == (dims[b], dims[b + 1], dims[b], dims[b + 1]):
             h = h.reshape(size, size)
         if h.shape != (size, size):
-            raise ValueError(f"`bond_terms[{b}]` must have shape ({size}, {size}) for sites of dimensions "
-                             f"{dims[b]} and {dims[b + 1]}, got {h.shape}.")
+            raise ValueError(
+                f"`bond_terms[{b}]` must have shape ({size}, {size}) for sites of dimensions "
+                f"{dims[b]} and {dims[b + 1]}, got {h.shape}."
+            )
         if not np.allclose(h, h.conj().T, atol=1e-12 * max(1.0, float(np.abs(h).max()))):
             raise ValueError(f"`bond_terms[{b}]` must be Hermitian.")
         out.append(h)
@@ -212,8 +214,9 @@ def tebd(
         raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     dtype = np.result_type(psi.dtype, *hs, np.float64 if imaginary else np.complex128)
     with blas_threads(max(max_bond or psi.max_bond_dim, psi.max_bond_dim), GEMM_THREAD_BOND):
-        return _evolve(psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every,
-                       progress, dtype)
+        return _evolve(
+            psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
+        )
 
 
 class _Gates:
@@ -235,25 +238,37 @@ class _Gates:
         return self.cache[key]
 
 
-def _apply_layer(tensors: list[np.ndarray], center: int, bonds: list[int], gate: Callable[[int], np.ndarray],
-                 max_bond: int | None, cutoff: float) -> tuple[int, float]:
-    """Apply the gates of ``bonds`` (in this order), moving the centre; return new centre, discarded weight."""
+def _apply_layer(
+    tensors: list[np.ndarray],
+    center: int,
+    bonds: list[int],
+    gates: _Gates,
+    tau: float,
+    max_bond: int | None,
+    cutoff: float,
+) -> tuple[int, float]:
+    """Apply the gates ``exp(-i tau h_b)`` of ``bonds`` (in this order), moving the centre.
+
+    Returns the new centre and the summed relative discarded weight.
+    """
     discarded = 0.0
     to_right = len(bonds) < 2 or bonds[0] < bonds[1]
     for b in bonds:
         target = b if to_right else b + 1
         move_center(tensors, *(center, center + 1), target)
         theta = np.tensordot(tensors[b], tensors[b + 1], axes=(2, 0))  # (a, s1, s2, c)
-        theta = np.tensordot(gate(b), theta, axes=([2, 3], [1, 2])).transpose(2, 0, 1, 3)
-        tensors[b], tensors[b + 1], err = split_two_site(theta, max_bond=max_bond, cutoff=cutoff,
-                                                         center_right=to_right)
+        theta = np.tensordot(gates(b, tau), theta, axes=([2, 3], [1, 2])).transpose(2, 0, 1, 3)
+        tensors[b], tensors[b + 1], err = split_two_site(
+            theta, max_bond=max_bond, cutoff=cutoff, center_right=to_right
+        )
         discarded += err
         center = b + 1 if to_right else b
     return center, discarded
 
 
-def _evolve(psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every, progress,
-            dtype) -> EvolutionResult:
+def _evolve(
+    psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
+) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
     tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
@@ -276,7 +291,7 @@ def _evolve(psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, 
                 if not layers[layer]:
                     continue
                 order_bonds = layers[layer] if to_right else layers[layer][::-1]
-                center, err = _apply_layer(tensors, center, order_bonds, lambda b: gates(b, tau), max_bond, cutoff)
+                center, err = _apply_layer(tensors, center, order_bonds, gates, tau, max_bond, cutoff)
                 discarded += err
                 to_right = not to_right
             if imaginary:
@@ -291,5 +306,11 @@ def _evolve(psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, 
     finally:
         if bar is not None:
             bar.close()
-    return EvolutionResult(state_from_tensors(tensors, center), tuple(recorder.times), tuple(recorder.records),
-                           tuple(errors), tuple(bonds), elapsed)
+    return EvolutionResult(
+        state_from_tensors(tensors, center),
+        tuple(recorder.times),
+        tuple(recorder.records),
+        tuple(errors),
+        tuple(bonds),
+        elapsed,
+    )
