@@ -13,8 +13,9 @@ ending in ``_t<threads>``:
   cutoff 1e-14, stop at energy change ``1e-10 |E|``; the variance is computed after
   timing) against ``quimb.tensor.DMRG2`` on the same MPO (``to_quimb()``) with the
   same schedule, ``cutoffs=1e-14``, ``solve(tol=1e-10 |E|)``, and TeNPy's
-  ``TwoSiteDMRGEngine`` on its ``SpinChain`` (no conserved charges, like the
-  others; ``chi_list`` the same schedule, ``max_E_err=1e-10``, ``svd_min=1e-7``,
+  ``TwoSiteDMRGEngine`` on its ``SpinChain`` (with its default conserved charge,
+  Sz -- block-sparse tensors, its strength; ``--tenpy-conserve none`` runs dense
+  tensors like the other two; ``chi_list`` the same schedule, ``max_E_err=1e-10``, ``svd_min=1e-7``,
   mixer off). Reported: seconds, ratio = tnkit / faster reference, and every code's
   energy per site with the largest difference to tnkit's (goal: <= 1e-8).
 * ``dmrg_tfim_n64_chi64``: the same for the critical transverse-field Ising chain
@@ -24,7 +25,8 @@ ending in ``_t<threads>``:
   TeNPy's ``TwoSiteTDVPEngine`` at bond 64 and quimb's ``TEBD`` (4th order; quimb
   has no TDVP) at bond 64; the error of each is ``1 - |<ref|psi>|^2`` against a
   tnkit two-site TDVP run at bond 256 (the reference, not timed), and the largest
-  deviation of the local ``<Sz_i>``.
+  deviation of the local ``<Sz_i>``. ``--tdvp-size N,BOND,REF_BOND,T`` changes the sizes
+  (the bond-256 reference alone takes hours on a loaded two-core machine).
 
 Times are one run each (DMRG and TDVP runs take seconds to minutes; ``--repeats``
 applies to runs under 2 s), all in this process, interleaved. The load average is
@@ -106,19 +108,27 @@ def _quimb_dmrg(mpo, chi: int):
     return run
 
 
+#: TeNPy's conserved charges: ``"default"`` its models' defaults (Sz for spin chains, parity for
+#: the Ising chain: TeNPy's block-sparse strength), ``"none"`` dense tensors like tnkit and quimb.
+TENPY_CONSERVE = {"default": {"heisenberg": "Sz", "xxz": "Sz", "tfim": "parity"},
+                  "none": {"heisenberg": None, "xxz": None, "tfim": None}}
+_CONSERVE = {"mode": "default"}
+
+
 def _tenpy_model(model: str, n: int):
+    conserve = TENPY_CONSERVE[_CONSERVE["mode"]][model]
     from tenpy.models.spins import SpinChain
     from tenpy.models.tf_ising import TFIChain
 
     if model == "heisenberg":
         return SpinChain(
-            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 1.0, "bc_MPS": "finite", "conserve": None}
+            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 1.0, "bc_MPS": "finite", "conserve": conserve}
         ), ["up", "down"]
     if model == "xxz":
         return SpinChain(
-            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 0.5, "bc_MPS": "finite", "conserve": None}
+            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 0.5, "bc_MPS": "finite", "conserve": conserve}
         ), ["up", "down"]
-    return TFIChain({"L": n, "J": 1.0, "g": 1.0, "bc_MPS": "finite", "conserve": None}), ["up", "up"]
+    return TFIChain({"L": n, "J": 1.0, "g": 1.0, "bc_MPS": "finite", "conserve": conserve}), ["up", "up"]
 
 
 def _tenpy_dmrg(model: str, n: int, chi: int):
@@ -295,7 +305,12 @@ def tdvp_case(
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0], default_repeats=1)
+    parser.add_argument("--tenpy-conserve", choices=sorted(TENPY_CONSERVE), default="default",
+                        help="TeNPy's conserved charges: its defaults (Sz, parity) or none")
+    parser.add_argument("--tdvp-size", default=None,
+                        help="override the TDVP case as N,BOND,REF_BOND,T (e.g. 50,64,128,5)")
     args = parser.parse_args(argv)
+    _CONSERVE["mode"] = args.tenpy_conserve
     _quimb(), _tenpy()
     freeze_gc()
     reporter = Reporter(
@@ -323,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dmrg_case("dmrg_heisenberg_n100_chi128", "heisenberg", 100, 128, args, reporter)
         dmrg_case("dmrg_tfim_n64_chi64", "tfim", 64, 64, args, reporter)
-        tdvp_case("tdvp_xxz_n50_chi64", 50, 64, 256, 5.0, args, reporter)
+        n, chi, ref_chi, t_final = (50, 64, 256, 5.0)
+        if args.tdvp_size:
+            n, chi, ref_chi = (int(x) for x in args.tdvp_size.split(",")[:3])
+            t_final = float(args.tdvp_size.split(",")[3])
+        tdvp_case(f"tdvp_xxz_n{n}_chi{chi}", n, chi, ref_chi, t_final, args, reporter)
     reporter.finish(f"load average at the end: {load_average()}")
     return 0
 
