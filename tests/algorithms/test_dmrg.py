@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from algorithm_models import chiral_terms
 from scipy.sparse.linalg import eigsh
 from threadpoolctl import threadpool_limits
 
@@ -41,7 +42,7 @@ def test_two_site_dmrg_matches_exact_ground_state(mpo):
     assert res.state.norm() == pytest.approx(1.0, abs=1e-12)
 
 
-def test_dmrg_on_a_complex_hamiltonian(chiral_terms):
+def test_dmrg_on_a_complex_hamiltonian():
     mpo = mpo_from_terms(chiral_terms(8), 2, 8)
     assert mpo.dtype == np.complex128
     (e0,), v = _ed(mpo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from algorithm_models import chiral_terms
 from scipy.sparse.linalg import expm_multiply
 from threadpoolctl import threadpool_limits
 
@@ -20,7 +21,7 @@ def _exact(mpo, psi, t, imaginary=False):
 
 
 @pytest.mark.parametrize("method", ["two-site", "one-site"])
-def test_tdvp_is_exact_at_full_bond_dimension(method, chiral_terms):
+def test_tdvp_is_exact_at_full_bond_dimension(method):
     """With every bond at its largest possible dimension the TDVP projection is the identity."""
     n = 8
     mpo = mpo_from_terms(chiral_terms(n), 2, n)
@@ -97,23 +98,23 @@ def test_imaginary_time_tdvp_follows_exact_imaginary_evolution():
     np.testing.assert_allclose(res.state.to_dense(), _exact(mpo, psi, 0.5, imaginary=True), atol=1e-9)
 
 
-def _chain(n, chiral_terms):
+def _chain(n):
     terms = chiral_terms(n)
     return terms, mpo_from_terms(terms, 2, n)
 
 
-def test_nearest_neighbour_terms_sum_to_the_hamiltonian(chiral_terms):
+def test_nearest_neighbour_terms_sum_to_the_hamiltonian():
     n = 6
-    terms, mpo = _chain(n, chiral_terms)
+    terms, mpo = _chain(n)
     hs = nearest_neighbour_terms(terms, 2, n)
     total = sum(np.kron(np.kron(np.eye(2**b), h), np.eye(2 ** (n - b - 2))) for b, h in enumerate(hs))
     np.testing.assert_allclose(total, mpo.to_dense(), atol=1e-13)
 
 
 @pytest.mark.parametrize("order", [2, 4])
-def test_tebd_error_scales_with_the_order(order, chiral_terms):
+def test_tebd_error_scales_with_the_order(order):
     n = 8
-    terms, mpo = _chain(n, chiral_terms)
+    terms, mpo = _chain(n)
     hs = nearest_neighbour_terms(terms, 2, n)
     psi = tnkit.MPS.product_state("01" * (n // 2))
     exact = _exact(mpo, psi, 1.0)
