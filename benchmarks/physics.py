@@ -17,7 +17,9 @@ ending in ``_t<threads>``:
   Sz -- block-sparse tensors, its strength; ``--tenpy-conserve none`` runs dense
   tensors like the other two; ``chi_list`` the same schedule, ``max_E_err=1e-10``, ``svd_min=1e-7``,
   mixer off). Reported: seconds, ratio = tnkit / faster reference, and every code's
-  energy per site with the largest difference to tnkit's (goal: <= 1e-8).
+  energy per site with the largest difference to tnkit's (goal: <= 1e-8); also
+  ``method="hybrid"`` (two-site passes until the bond cap, then one-site passes) as
+  ``hybrid_seconds`` and ``hybrid_ratio``.
 * ``dmrg_tfim_n64_chi64``: the same for the critical transverse-field Ising chain
   ``-sum Z Z - sum X`` (TeNPy: ``TFIChain``, g = 1), bond cap 64.
 * ``tdvp_xxz_n50_chi64``: XXZ chain (Delta = 0.5) from the Néel state to t = 5,
@@ -169,7 +171,12 @@ def dmrg_case(name: str, model: str, n: int, chi: int, args: Any, reporter: Repo
         case = f"{name}_t{threads}"
         if not case_selected(case, args.cases):
             continue
-        fns = {"tnkit": lambda: dmrg(mpo, max_bond=chi, seed=0, progress=False, compute_variance=False)}
+        fns = {
+            "tnkit": lambda: dmrg(mpo, max_bond=chi, seed=0, progress=False, compute_variance=False),
+            "tnkit_hybrid": lambda: dmrg(
+                mpo, max_bond=chi, method="hybrid", seed=0, progress=False, compute_variance=False
+            ),
+        }
         if _quimb() is not None:
             fns["quimb"] = _quimb_dmrg(mpo, chi)
         if _tenpy() is not None:
@@ -178,10 +185,11 @@ def dmrg_case(name: str, model: str, n: int, chi: int, args: Any, reporter: Repo
         with thread_limit(threads):
             timings = measure(fns, repeats=args.repeats)
         res = timings["tnkit"].result
+        ours = ("tnkit", "tnkit_hybrid")
         energies = {
-            k: (t.result.energy if k == "tnkit" else t.result) for k, t in timings.items() if t.error is None
+            k: (t.result.energy if k in ours else t.result) for k, t in timings.items() if t.error is None
         }
-        refs = {k: t.median for k, t in timings.items() if k != "tnkit" and t.error is None}
+        refs = {k: t.median for k, t in timings.items() if k not in ours and t.error is None}
         fastest = min(refs, key=refs.get) if refs else None
         e_tn = energies["tnkit"]
         diffs = {k: abs(e - e_tn) / n for k, e in energies.items() if k != "tnkit"}
@@ -197,6 +205,8 @@ def dmrg_case(name: str, model: str, n: int, chi: int, args: Any, reporter: Repo
                 energy_per_site={k: e / n for k, e in energies.items()},
                 max_energy_diff_per_site=max(diffs.values()) if diffs else None,
                 reference_seconds=refs,
+                hybrid_seconds=timings["tnkit_hybrid"].median,
+                hybrid_ratio=timings["tnkit_hybrid"].median / refs[fastest] if fastest else None,
                 tnkit_sweeps=res.n_sweeps,
                 tnkit_variance=variance,
                 tnkit_truncation_error=res.max_truncation_error,

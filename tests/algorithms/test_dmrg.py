@@ -88,6 +88,18 @@ def test_one_site_dmrg_with_subspace_expansion_reaches_the_ground_state():
     assert res.energy == pytest.approx(e0, abs=1e-8)
 
 
+def test_hybrid_dmrg_switches_to_one_site_passes_once_bonds_are_capped():
+    mpo = heisenberg_mpo(12)
+    (e0,), v = _ed(mpo)
+    two = dmrg(mpo, max_bond=[16, 24], n_sweeps=8, energy_tol=0.0, seed=0, progress=False)
+    hyb = dmrg(mpo, max_bond=[16, 24], n_sweeps=8, energy_tol=0.0, method="hybrid", seed=0, progress=False)
+    assert hyb.energies[:2] == two.energies[:2]  # identical two-site passes up to the first at the cap
+    assert all(e == 0.0 for e in hyb.truncation_errors[2:])  # one-site passes: no split truncates
+    assert hyb.max_truncation_error == max(hyb.truncation_errors[1:])
+    assert hyb.energy <= two.energies[1] + 1e-12
+    assert hyb.energy == pytest.approx(e0, abs=1e-5)
+
+
 def test_excited_states_by_orthogonal_projection():
     mpo = tfim_mpo(8, h=1.3)
     e, v = _ed(mpo, 3)
