@@ -30,6 +30,7 @@ PUBLIC_PACKAGES = (
     "tnkit.ml.explain",
     "tnkit.datasets",
     "tnkit.aqc",
+    "tnkit.algorithms",
     "tnkit.compress",
     "tnkit.io",
     "tnkit.errors",

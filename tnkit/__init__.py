@@ -5,6 +5,7 @@ The engine: :class:`MatrixProductState` (alias :class:`MPS`),
 :func:`contract`, through which every contraction in tnkit runs.
 """
 
+from .algorithms import DMRGResult, EvolutionResult, dmrg, tdvp, tebd
 from .core.contract import (
     ContractionInfo,
     clear_contract_cache,
@@ -54,5 +55,10 @@ __all__ = [
     "tfim_mpo",
     "TreeTensorNetwork",
     "TTN",
+    "dmrg",
+    "tdvp",
+    "tebd",
+    "DMRGResult",
+    "EvolutionResult",
     "__version__",
 ]

@@ -1,0 +1,122 @@
+"""Validation, truncated splits and progress bars shared by the sweep algorithms."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.linalg import truncated_svd
+from ..core.validate import check_int
+from ..mps.mpo import MatrixProductOperator
+from ..mps.mps import MatrixProductState
+
+__all__ = [
+    "check_hamiltonian",
+    "check_state",
+    "bond_schedule",
+    "split_two_site",
+    "progress_bar",
+    "state_from_tensors",
+]
+
+
+def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixProductOperator:
+    """``mpo`` must be a square, Hermitian :class:`~tnkit.mps.mpo.MatrixProductOperator`.
+
+    Hermiticity is tested on two random bond-2 states: ``<a|H|b> == conj(<b|H|a>)``.
+    """
+    if not isinstance(mpo, MatrixProductOperator):
+        raise TypeError(f"`{name}` must be a MatrixProductOperator, got {type(mpo).__name__}.")
+    if mpo.out_dims != mpo.in_dims:
+        raise ValueError(
+            f"`{name}` must map each site to itself (d_out == d_in), got out {mpo.out_dims}, "
+            f"in {mpo.in_dims}."
+        )
+    dims = mpo.in_dims
+    rng = np.random.default_rng(seed)
+    a, b = (MatrixProductState.random(len(dims), 2, phys_dim=dims, dtype=complex, seed=rng) for _ in range(2))
+    hab = _matrix_element(a, mpo, b)
+    hba = _matrix_element(b, mpo, a)
+    scale = max(abs(_matrix_element(a, mpo, a)), abs(_matrix_element(b, mpo, b)), abs(hab), 1e-300)
+    if abs(hab - np.conj(hba)) > 1e-8 * scale:
+        raise ValueError(
+            f"`{name}` must be Hermitian: <a|H|b> = {hab:.6g} but conj(<b|H|a>) = {np.conj(hba):.6g} "
+            "for random states a, b."
+        )
+    return mpo
+
+
+def _matrix_element(bra: MatrixProductState, mpo: MatrixProductOperator, ket: MatrixProductState) -> complex:
+    env = np.ones((1, 1, 1), dtype=complex)
+    for a, w, b in zip(bra.tensors, mpo.tensors, ket.tensors, strict=True):
+        t = np.tensordot(env, b, axes=(2, 0))
+        t = np.tensordot(t, w, axes=([1, 2], [0, 2]))
+        env = np.tensordot(a.conj(), t, axes=([0, 1], [0, 2])).transpose(0, 2, 1)
+    return complex(env.reshape(-1)[0])
+
+
+def check_state(name: str, state: object, dims: tuple[int, ...]) -> MatrixProductState:
+    """``state`` must be an MPS with physical dimensions ``dims``."""
+    if not isinstance(state, MatrixProductState):
+        raise TypeError(f"`{name}` must be a MatrixProductState, got {type(state).__name__}.")
+    if state.phys_dims != dims:
+        raise ValueError(
+            f"`{name}` must have physical dimensions {dims} (those of the MPO), got {state.phys_dims}."
+        )
+    if state.norm() == 0.0:
+        raise ValueError(f"`{name}` must be a nonzero state.")
+    return state
+
+
+def bond_schedule(max_bond: int | Sequence[int], n_sweeps: int) -> list[int]:
+    """Per-sweep bond caps: an int ramps up, halving down from ``max_bond`` to 16; a sequence
+    is used as given, its last value repeated."""
+    if np.ndim(max_bond) == 0:
+        top = check_int("max_bond", max_bond, minimum=1)
+        ramp = [top]
+        while ramp[0] > 16:
+            ramp.insert(0, max(ramp[0] // 2, 16))
+        values = ramp
+    else:
+        values = [check_int(f"max_bond[{k}]", b, minimum=1) for k, b in enumerate(max_bond)]
+        if not values:
+            raise ValueError("`max_bond` as a sequence must hold at least one bond dimension.")
+    return [values[min(k, len(values) - 1)] for k in range(n_sweeps)]
+
+
+def split_two_site(
+    theta: np.ndarray, *, max_bond: int | None, cutoff: float, center_right: bool, normalize: bool = True
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Split ``theta[a, s1, s2, b]`` by truncated SVD into ``(A, B)`` and the relative discarded weight.
+
+    ``center_right`` puts the singular values into ``B`` (``A`` left-isometric), else into ``A``.
+    ``normalize`` rescales the kept singular values to the norm of ``theta``.
+    """
+    dl, d1, d2, dr = theta.shape
+    u, s, vh, discarded = truncated_svd(theta.reshape(dl * d1, d2 * dr), max_bond=max_bond, cutoff=cutoff)
+    total = discarded + float(s @ s)
+    if normalize:
+        s = s * np.sqrt(total / float(s @ s))
+    k = len(s)
+    if center_right:
+        return u.reshape(dl, d1, k), (s[:, None] * vh).reshape(k, d2, dr), discarded / total
+    return (u * s).reshape(dl, d1, k), vh.reshape(k, d2, dr), discarded / total
+
+
+def progress_bar(total: int, enabled: bool | None, desc: str) -> Any:
+    """A tqdm bar on stderr, or ``None``; ``enabled=None`` shows it when stderr is a terminal."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def state_from_tensors(tensors: list[np.ndarray], center: int) -> MatrixProductState:
+    """Wrap site tensors produced by a sweep, in mixed canonical form about ``center``."""
+    return MatrixProductState._trusted(list(tensors), center, center + 1)
