@@ -93,12 +93,12 @@ def chain_surprisal(model: MPSBornMachine, X: Any) -> np.ndarray:
     n = X.shape[0]
     rows = np.arange(n)
     out = np.empty(X.shape)
-    left = np.ones((n, 1))
+    left = np.ones((n, 1), dtype=mps.dtype)
     for i, a in enumerate(mps.tensors):
         step = contract("na,asb->nsb", left, a)
-        total = np.einsum("nsb,nsb->n", step, step)
+        total = _abs2(step).sum(axis=(1, 2))
         picked = step[rows, X[:, i]]
-        weight = np.einsum("nb,nb->n", picked, picked)
+        weight = _abs2(picked).sum(axis=1)
         with np.errstate(divide="ignore"):
             out[:, i] = np.log(total) - np.log(weight)
         left, _ = normalize_rows(picked)
@@ -124,13 +124,13 @@ def _conditional_distributions(model: MPSBornMachine, X: np.ndarray) -> list[np.
     """Per feature ``i``, the ``(n, d_i)`` distribution of ``x_i`` given all other features."""
     tensors = model.mps_.tensors
     n, n_sites = X.shape
-    rights: list[np.ndarray] = [np.ones((n, 1))] * (n_sites + 1)
+    rights: list[np.ndarray] = [np.ones((n, 1), dtype=model.mps_.dtype)] * (n_sites + 1)
     for i in range(n_sites - 1, 0, -1):
         rights[i], _ = normalize_rows(absorb_right(rights[i + 1], tensors[i], X[:, i]))
     out = []
-    left = np.ones((n, 1))
+    left = np.ones((n, 1), dtype=model.mps_.dtype)
     for i, a in enumerate(tensors):
-        weights = contract("na,asb,nb->ns", left, a, rights[i + 1]) ** 2   # |psi(x_i = s)|**2, scaled
+        weights = _abs2(contract("na,asb,nb->ns", left, a, rights[i + 1]))   # |psi(x_i = s)|**2, scaled
         total = weights.sum(axis=1, keepdims=True)
         out.append(np.divide(weights, total, out=np.zeros_like(weights), where=total > 0))
         left, _ = normalize_rows(absorb_left(left, a, X[:, i]))
@@ -253,12 +253,13 @@ def model_features(model: MPSBornMachine, X: Any, *, kind: str = "embedding", bo
     Parameters
     ----------
     kind : {"embedding", "conditionals"}
-        ``"embedding"``: the projectors ``l l^T`` and ``r r^T`` of the normalised left
+        ``"embedding"``: the projectors ``l l^H`` and ``r r^H`` of the normalised left
         environment ``l`` of features ``0..bond`` and right environment ``r`` of
-        ``bond+1..N-1``, flattened and concatenated (``2 D**2`` numbers: the model's
-        compressed description of each half). Projectors drop the sign, which a real
-        Born machine leaves arbitrary, and ``||l l^T - l' l'^T||**2 = 2 - 2 (l.l')**2``
-        does not depend on the (orthogonal) gauge of the bond;
+        ``bond+1..N-1``, flattened and concatenated (``2 D**2`` numbers, real and
+        imaginary parts of a complex model: ``4 D**2``; the model's compressed
+        description of each half). Projectors drop the phase, which a Born machine
+        leaves arbitrary, and ``||l l^H - l' l'^H||**2 = 2 - 2 |l^H l'|**2`` does not
+        depend on the (unitary) gauge of the bond;
         ``"conditionals"``: the model's distribution of each feature given all the
         others, ``p(x_i = v | x_{-i})`` for every feature and value, concatenated
         (``sum(n_categories_)`` numbers: what the model predicts each feature to be).
@@ -267,7 +268,7 @@ def model_features(model: MPSBornMachine, X: Any, *, kind: str = "embedding", bo
 
     Returns
     -------
-    numpy.ndarray, shape (n, 2 * D_bond**2) or (n, sum(n_categories_))
+    numpy.ndarray, shape (n, 2 * D_bond**2), (n, 4 * D_bond**2) (complex model) or (n, sum(n_categories_))
     """
     check_option("kind", kind, _FEATURE_KINDS)
     X = _fitted_data(model, X)
@@ -278,17 +279,25 @@ def model_features(model: MPSBornMachine, X: Any, *, kind: str = "embedding", bo
     mps = model.mps_
     mps.canonicalize_(bond + 1)   # sites <= bond left-, sites > bond + 1 right-isometric
     tensors = mps.tensors
-    left = np.ones((len(X), 1))
+    left = np.ones((len(X), 1), dtype=mps.dtype)
     for i in range(bond + 1):
         left, _ = normalize_rows(absorb_left(left, tensors[i], X[:, i]))
-    right = np.ones((len(X), 1))
+    right = np.ones((len(X), 1), dtype=mps.dtype)
     for i in range(n_sites - 1, bond, -1):
         right, _ = normalize_rows(absorb_right(right, tensors[i], X[:, i]))
-    n = len(X)
-    return np.concatenate(
-        [contract("na,nb->nab", left, left).reshape(n, -1), contract("na,nb->nab", right, right).reshape(n, -1)],
-        axis=1,
-    )
+    return np.concatenate([_projector(left), _projector(right)], axis=1)
+
+
+def _projector(vectors: np.ndarray) -> np.ndarray:
+    """The flattened projectors ``v v^H`` of the rows, as real numbers (real and imaginary parts)."""
+    n = len(vectors)
+    outer = contract("na,nb->nab", vectors, vectors.conj()).reshape(n, -1)
+    return np.concatenate([outer.real, outer.imag], axis=1) if np.iscomplexobj(outer) else outer
+
+
+def _abs2(values: np.ndarray) -> np.ndarray:
+    """``|values|**2`` elementwise, real."""
+    return values.real**2 + values.imag**2 if np.iscomplexobj(values) else values**2
 
 
 def cluster(

@@ -36,8 +36,9 @@ rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
 
 * ``trainer="sweep"`` (default): node-local updates along a depth-first tour of the
   internal nodes. The tree is kept in canonical form about the visited node, so
-  ``Z = ||T_v||**2`` and the update is Han et al.'s ``T_v <- T_v - lr dNLL/dT_v``,
-  ``T_v <- T_v / ||T_v||``; moving to the next node is one QR
+  ``Z = ||T_v||**2`` and the update is Han et al.'s ``T_v <- T_v - eta dNLL/dT_v``,
+  ``T_v <- T_v / ||T_v||``, with ``eta`` backtracked from ``learning_rate`` so that
+  every step lowers the NLL; moving to the next node is one QR
   (:func:`tnkit.ttn.canonical.qr_toward`) and one new inside or outside vector. A
   sweep is the whole tour, root to root (every edge walked down and up once).
 * ``trainer="gradient"``: minibatch Adam on every tensor at once with the exact
@@ -72,13 +73,8 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import (
-    BornMachineBase,
-    _choose,
-    _site_weights,
-    check_discrete_data,
-    check_update_params,
-)
+from ..mps.sampling import choose, site_weights
+from .born_machine import BornMachineBase, check_discrete_data, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
@@ -252,6 +248,21 @@ class _TreeData:
 _TINY = born_training._TINY
 
 
+class _NodeProblem:
+    """The NLL as a function of the centre node's tensor (for :func:`born_training.sphere_descent`)."""
+
+    def __init__(self, data: _TreeData, v: int) -> None:
+        self.data, self.v = data, v
+
+    def nll(self, t: np.ndarray) -> float:
+        """Exact NLL with ``t`` at the orthogonality centre ``v`` (``Z = ||t||**2``)."""
+        return float(np.log(np.vdot(t, t))) - 2.0 * float(np.mean(self.data.log_psi(self.v, t)))
+
+    def data_gradient(self, t: np.ndarray) -> np.ndarray:
+        """``1/n sum_x Phi_v(x) / psi(x)``."""
+        return self.data.data_gradient(self.v, t)
+
+
 # --------------------------------------------------------------------------- functional core
 
 
@@ -396,7 +407,7 @@ def tree_sweep_train(
         Tours of the tree (:func:`sweep_tour`).
     learning_rate, n_descent_steps, normalized_gradient
         Han et al.'s update at each visited node, as in
-        :func:`tnkit.ml.born_training.unit_sphere_descent`.
+        :func:`tnkit.ml.born_training.sphere_descent` (line-searched: the NLL never rises).
     batch_size : int, optional
         Train each sweep on a fresh random subset of this many rows (bounds memory).
     rng : numpy.random.Generator, optional
@@ -427,11 +438,12 @@ def tree_sweep_train(
             rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
             data = _TreeData(tree, dims, X[rows])
             data.build_inside(tensors)
+        rate = learning_rate
         with blas_threads(bond):
             for step, v in enumerate(tour):
-                tensors[v] = born_training.unit_sphere_descent(
-                    tensors[v], functools.partial(data.data_gradient, v), learning_rate, n_descent_steps,
-                    normalized_gradient,
+                tensors[v], _, rate = born_training.sphere_descent(
+                    tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
+                    learning_rate if batched else 0.5,
                 )
                 if step + 1 < len(tour):
                     _move(tree, tensors, data, v, tour[step + 1])
@@ -553,7 +565,7 @@ class _Conditional:
 
     def _operand(self, c: int, d: int) -> np.ndarray:
         if c < self.tree.n_leaves:
-            return _site_weights(self.X[:, c], self.observed[:, c], d)
+            return site_weights(self.X[:, c], self.observed[:, c], d)
         return self.rho[c]
 
     def _inside(self, v: int) -> None:
@@ -609,7 +621,7 @@ class _Conditional:
         s = self.X[:, leaf].copy()
         free = ~observed
         if free.any():
-            s[free] = _choose(weights[free] / total[free, None], self.rng, self.greedy)
+            s[free] = choose(weights[free] / total[free, None], self.rng, self.greedy)
         self.out[:, leaf] = s
         return s
 
