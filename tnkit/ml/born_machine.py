@@ -123,6 +123,15 @@ def check_update_params(learning_rate: object, normalized_gradient: object) -> f
     return float(learning_rate)
 
 
+def _check_tol(tol: object) -> float | None:
+    """``tol`` of the sweeps: None or a non-negative number."""
+    if tol is None:
+        return None
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < math.inf:
+        raise ValueError(f"`tol` must be a non-negative number or None, got {tol!r}.")
+    return float(tol)
+
+
 def _check_mask(name: str, mask: object, shape: tuple[int, int]) -> np.ndarray:
     """A boolean mask of observed entries, ``(n_features,)`` or ``(n, n_features)``, broadcast."""
     arr = np.asarray(mask)
@@ -312,9 +321,13 @@ class MPSBornMachine(BornMachineBase):
     learning_rate : float, default 0.05
         Step of the gradient updates (sweeps: on the merged tensor; gradient
         trainer: Adam's step).
-    n_sweeps : int, default 4
-        Sweeps per ``fit`` (trainer ``"sweep"``); a sweep passes once over the
-        ``N - 1`` pairs in one direction and the direction alternates.
+    n_sweeps : int, default 50
+        Most sweeps per ``fit`` (trainer ``"sweep"``); a sweep passes once over the
+        ``N - 1`` pairs in one direction and the direction alternates. The fit stops
+        earlier once a sweep gains less than ``tol``.
+    tol : float or None, default 1e-4
+        Sweeps stop when one lowers the training NLL by less than this (nats); ``None``
+        runs all ``n_sweeps``. Full-batch sweeps only (``batch_size=None``).
     n_descent_steps : int, default 10
         Gradient steps on each merged pair before it is split.
     learning_rate_decay : float, default 1.0
@@ -379,7 +392,8 @@ class MPSBornMachine(BornMachineBase):
         max_bond: int | None = 10,
         cutoff: float = 1e-20,
         learning_rate: float = 0.05,
-        n_sweeps: int = 4,
+        n_sweeps: int = 50,
+        tol: float | None = 1e-4,
         n_descent_steps: int = 10,
         learning_rate_decay: float = 1.0,
         normalized_gradient: bool = False,
@@ -397,6 +411,7 @@ class MPSBornMachine(BornMachineBase):
         self.cutoff = cutoff
         self.learning_rate = learning_rate
         self.n_sweeps = n_sweeps
+        self.tol = tol
         self.n_descent_steps = n_descent_steps
         self.learning_rate_decay = learning_rate_decay
         self.normalized_gradient = normalized_gradient
@@ -436,6 +451,7 @@ class MPSBornMachine(BornMachineBase):
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
                 cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
                 batch_size=params["batch_size"], rng=rng, progress=self.verbose, history=self.history_,
+                tol=params["tol"],
             )
             self.learning_rate_ = self._decayed_rate(params)
         else:
@@ -465,6 +481,7 @@ class MPSBornMachine(BornMachineBase):
             "cutoff": check_cutoff(self.cutoff),
             "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
+            "tol": _check_tol(self.tol),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "init_bond": check_int("init_bond", self.init_bond, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),

@@ -397,6 +397,7 @@ def sweep_train(
     progress: bool = False,
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
+    tol: float | None = None,
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train a Born machine by two-site sweeps on the negative log-likelihood.
 
@@ -437,6 +438,9 @@ def sweep_train(
         Appended to (warm start); a new one by default.
     callback : callable, optional
         ``callback(sweep, mps, nll)`` after each sweep.
+    tol : float, optional
+        Stop before ``n_sweeps`` once a sweep lowers the training NLL by less than this
+        (nats; full-batch sweeps only).
 
     Returns
     -------
@@ -445,6 +449,7 @@ def sweep_train(
     history : TrainingHistory
     """
     history = TrainingHistory() if history is None else history
+    n_before = len(history.nll)
     n_sites = mps.n_sites
     if n_sites < 2:
         raise ValueError(f"two-site sweeps need at least 2 sites, got {n_sites}.")
@@ -458,24 +463,28 @@ def sweep_train(
     envs = None
     bar = _progress(n_sweeps, progress)
     going_right = start_right
-    for sweep in range(n_sweeps):
-        tick = time.perf_counter()
-        if envs is None or batched:
-            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
-            envs = _start_environments(tensors, X[rows], going_right)
-        with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
-            _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                       normalized_gradient, learning_rate if batched else 0.5)
-        nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
-        raised = bool(history.nll) and nll > history.nll[-1]
-        record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
-        if raised and not batched:
-            learning_rate *= learning_rate_decay
-        going_right = not going_right
-        if callback is not None:
-            callback(sweep, _as_mps(tensors, going_right), nll)
-    if bar is not None:
-        bar.close()
+    try:
+        for sweep in range(n_sweeps):
+            tick = time.perf_counter()
+            if envs is None or batched:
+                rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+                envs = _start_environments(tensors, X[rows], going_right)
+            with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
+                _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
+                           normalized_gradient, learning_rate if batched else 0.5)
+            nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
+            previous = history.nll[-1] if history.nll else None
+            record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
+            if previous is not None and nll > previous and not batched:
+                learning_rate *= learning_rate_decay
+            going_right = not going_right
+            if callback is not None:
+                callback(sweep, _as_mps(tensors, going_right), nll)
+            if tol is not None and not batched and len(history.nll) - n_before >= 2 and previous - nll < tol:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
     return _as_mps(tensors, going_right), history
 
 
