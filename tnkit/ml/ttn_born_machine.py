@@ -71,9 +71,9 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
+from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from . import born_training
-from ..mps.sampling import choose, site_weights
 from .born_machine import BornMachineBase, check_discrete_data, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
@@ -502,135 +502,6 @@ def tree_gradient_train(
     return tensors, history
 
 
-# --------------------------------------------------------------------------- conditionals
-
-
-@functools.lru_cache(maxsize=1024)
-def _density_equation(kinds: tuple[str, ...], batched: bool) -> str:
-    """``X, conj X, E, weights/densities.. -> rho`` over the first axis of ``X``.
-
-    ``X`` has axes (first, later children.., parent), batched over samples if
-    ``batched``; ``kinds`` names each later child ``"leaf"`` (operand ``w[n, s]``, the
-    same index on ket and bra) or ``"node"`` (operand ``rho[n, a, b]``). ``E[n, p, q]``
-    is the environment of the parent bond. With ``kinds`` empty of a first axis
-    (``first=False``) see :func:`_inside_equation`.
-    """
-    n = get_symbol(0)
-    m = len(kinds)
-    ket = [get_symbol(1 + 2 * i) for i in range(m + 2)]
-    bra = [ket[i] if 1 <= i <= m and kinds[i - 1] == "leaf" else get_symbol(2 + 2 * i) for i in range(m + 2)]
-    b = n if batched else ""
-    ops = [b + "".join(ket), b + "".join(bra), n + ket[-1] + bra[-1]]
-    ops += [n + ket[i + 1] + ("" if k == "leaf" else bra[i + 1]) for i, k in enumerate(kinds)]
-    return ",".join(ops) + "->" + n + ket[0] + bra[0]
-
-
-@functools.lru_cache(maxsize=1024)
-def _inside_equation(kinds: tuple[str, ...]) -> str:
-    """``T, T, weights/densities.. -> rho[n, p, q]``: a node's inside density, leaves weighted, subtrees mixed."""
-    n = get_symbol(0)
-    m = len(kinds)
-    ket = [get_symbol(1 + 2 * i) for i in range(m + 1)]
-    bra = [ket[i] if i < m and kinds[i] == "leaf" else get_symbol(2 + 2 * i) for i in range(m + 1)]
-    ops = ["".join(ket), "".join(bra)] + [n + ket[i] + ("" if k == "leaf" else bra[i]) for i, k in enumerate(kinds)]
-    return ",".join(ops) + "->" + n + ket[-1] + bra[-1]
-
-
-@functools.lru_cache(maxsize=256)
-def _collapse_equation(ndim: int, batched: bool) -> str:
-    """``vec[n, a], X[(n,) a, rest..] -> X[n, rest..]``: contract a completed child into ``X``."""
-    n, axes = get_symbol(0), "".join(get_symbol(1 + i) for i in range(ndim))
-    return f"{n}{axes[0]},{n if batched else ''}{axes}->{n}{axes[1:]}"
-
-
-class _Conditional:
-    """Inside densities of a tree Born machine given observed leaves, and completion top-down.
-
-    ``rho[v]`` (``(n, D_v, D_v)``, unit trace, log-trace in ``log[v]``) sums the subtree
-    of ``v`` over its free leaves with the observed ones fixed; at the root it is the
-    unnormalised marginal of the observed values. Completion walks the tree depth first
-    like the engine's sampler (:mod:`tnkit.ttn.sampling`), with the environment of each
-    child built from the parent's environment, the children already completed (pure)
-    and the later ones (their densities ``rho``, or the weights of leaves).
-    """
-
-    def __init__(self, tree: Tree, tensors: list, X: np.ndarray, observed: np.ndarray) -> None:
-        self.tree, self.tensors, self.X, self.observed = tree, tensors, X, observed
-        self.n = len(X)
-        self.rho: dict[int, np.ndarray] = {}
-        self.log = np.zeros(self.n)
-        for v in tree.postorder():
-            if v >= tree.n_leaves:
-                self._inside(v)
-
-    def _operand(self, c: int, d: int) -> np.ndarray:
-        if c < self.tree.n_leaves:
-            return site_weights(self.X[:, c], self.observed[:, c], d)
-        return self.rho[c]
-
-    def _inside(self, v: int) -> None:
-        t = _with_parent(self.tree, v, self.tensors[v])
-        kids = self.tree.children(v)
-        kinds = tuple("leaf" if c < self.tree.n_leaves else "node" for c in kids)
-        ops = [self._operand(c, t.shape[j]) for j, c in enumerate(kids)]
-        rho = contract(_inside_equation(kinds), t, t, *ops)
-        trace = np.einsum("naa->n", rho)
-        safe = np.where(trace > 0, trace, 1.0)
-        with np.errstate(divide="ignore"):
-            self.log += np.log(np.maximum(trace, 0.0))
-        self.rho[v] = rho / safe[:, None, None]
-
-    def log_marginal(self) -> np.ndarray:
-        """``log`` of the unnormalised marginal of the observed values (``-inf`` where zero)."""
-        return self.log
-
-    def complete(self, rng: np.random.Generator, greedy: bool) -> np.ndarray:
-        """Fill the free leaves from ``p(x_free | x_observed)`` (or greedily); returns the completed rows."""
-        self.out = np.array(self.X, dtype=np.intp, copy=True)
-        self.rng, self.greedy = rng, greedy
-        self.rows = np.arange(self.n)
-        self._node(self.tree.root, np.ones((self.n, 1, 1)))
-        return self.out
-
-    def _node(self, v: int, env: np.ndarray) -> np.ndarray:
-        """Complete the leaves under ``v`` given ``env`` on its parent bond; return its collapsed vector."""
-        x = _with_parent(self.tree, v, self.tensors[v])
-        kids = self.tree.children(v)
-        batched = False
-        for j, c in enumerate(kids):
-            later = kids[j + 1 :]
-            kinds = tuple("leaf" if k < self.tree.n_leaves else "node" for k in later)
-            ops = [self._operand(k, x.shape[(1 if batched else 0) + 1 + i]) for i, k in enumerate(later)]
-            rho = contract(_density_equation(kinds, batched), x, x, env, *ops)
-            if c < self.tree.n_leaves:
-                s = self._draw(c, np.diagonal(rho, axis1=1, axis2=2).clip(min=0.0))
-                x = x[self.rows, s] if batched else x[s]
-            else:
-                vec = self._node(c, rho / _trace(rho)[:, None, None])
-                x = contract(_collapse_equation(x.ndim - batched, batched), vec, x)
-            batched = True
-            scale = np.linalg.norm(x.reshape(self.n, -1), axis=1)
-            x = x / np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (x.ndim - 1))
-        return x
-
-    def _draw(self, leaf: int, weights: np.ndarray) -> np.ndarray:
-        observed = self.observed[:, leaf]
-        total = weights.sum(axis=1)
-        if np.any(~observed & (total <= 0)):
-            raise ValueError("the observed values have probability zero under the model; nothing to complete.")
-        s = self.X[:, leaf].copy()
-        free = ~observed
-        if free.any():
-            s[free] = choose(weights[free] / total[free, None], self.rng, self.greedy)
-        self.out[:, leaf] = s
-        return s
-
-
-def _trace(rho: np.ndarray) -> np.ndarray:
-    t = np.einsum("naa->n", rho)
-    return np.where(t > 0, t, 1.0)
-
-
 # --------------------------------------------------------------------------- estimator
 
 
@@ -822,17 +693,13 @@ class TTNBornMachine(BornMachineBase):
         check_is_fitted(self, "ttn_")
         return self.ttn_.sample(n_samples, seed=as_generator(random_state))
 
-    def _condition(self, X: np.ndarray, observed: np.ndarray) -> _Conditional:
-        tensors = [None] * self.tree_.n_leaves + list(self.ttn_.tensors)
-        return _Conditional(self.tree_, tensors, X, observed)
-
     def _complete(self, X: np.ndarray, observed: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
         with blas_threads(self.ttn_.max_bond_dim):
-            return self._condition(X, observed).complete(rng, greedy)
+            return tree_sampling.complete(self.ttn_, X, observed, rng=rng, greedy=greedy)
 
     def _log_marginal(self, X: np.ndarray, observed: np.ndarray) -> np.ndarray:
         with blas_threads(self.ttn_.max_bond_dim):
-            return self._condition(X, observed).log_marginal() - 2.0 * self.ttn_.log_norm()
+            return tree_sampling.log_marginal(self.ttn_, X, observed)
 
     @property
     def num_params(self) -> int:
