@@ -86,6 +86,7 @@ __all__ = [
     "tree_sweep_train",
     "tree_gradient_train",
     "sweep_tour",
+    "tree_embedding",
 ]
 
 _KIND = "TTNBornMachine"
@@ -322,6 +323,43 @@ def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.n
             h = contract(outside[j], t, t, envs[v], *(g for i, g in enumerate(g_kids) if i != j))
             envs[c] = h / float(np.trace(h))
     return log_z, out
+
+
+def tree_embedding(model: TTNBornMachine, X: np.ndarray, node: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised inside and outside vectors of each row on the parent bond of ``node``.
+
+    The inside vector describes the features under ``node``, the outside vector the
+    rest (the tree counterpart of an MPS's left and right environments at a bond).
+
+    Parameters
+    ----------
+    model : TTNBornMachine
+        Fitted.
+    X : numpy.ndarray of int, shape (n, n_features)
+        Validated rows.
+    node : int, optional
+        An internal, non-root node; default the root's first internal child.
+
+    Returns
+    -------
+    inside, outside : numpy.ndarray, shape (n, D)
+    """
+    tree = model.tree_
+    candidates = [v for v in tree.internal_nodes if v != tree.root]
+    if not candidates:
+        raise ValueError("the tree has no internal bond (every child of the root is a feature).")
+    if node is None:
+        node = next((c for c in tree.children(tree.root) if c in candidates), candidates[0])
+    elif isinstance(node, bool) or not isinstance(node, (int, np.integer)) or int(node) not in candidates:
+        raise ValueError(f"`bond` must be an internal non-root node of the tree (one of {candidates}), got {node!r}.")
+    tensors = [None] * tree.n_leaves + [np.array(t) for t in model.ttn_.tensors]
+    data = _TreeData(tree, model.n_categories_, X)
+    data.build_inside(tensors)
+    for v in tree.preorder():
+        if v >= tree.n_leaves:
+            for c in data.internal_kids[v]:
+                data.set_outside(c, tensors[v])
+    return data.inside[int(node)][0], data.outside[int(node)][0]
 
 
 def tree_nll_and_gradient(
