@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..core.rng import as_generator
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
@@ -62,35 +63,50 @@ _DTYPES = ("complex128", "float64")
 _INPAINT_METHODS = ("greedy", "sample")
 
 
-def check_discrete_data(name: str, X: object, n_categories: np.ndarray | None = None) -> np.ndarray:
+def check_discrete_data(
+    name: str, X: object, n_categories: np.ndarray | None = None, *, min_samples: int = 0, min_features: int = 1
+) -> np.ndarray:
     """Validate discrete data: an ``(n, n_features)`` array of non-negative integers.
+
+    scikit-learn's :func:`~sklearn.utils.check_array` runs first (2-d, no sparse
+    matrices, no NaN or infinity, no complex or non-numeric entries, the minimum
+    numbers of rows and columns, with its standard messages), then the checks of
+    discrete values.
 
     Parameters
     ----------
     name : str
         Argument name for messages.
     X : array_like
-        Integer values (floats that are whole numbers are accepted).
+        Integer values (floats that are whole numbers and booleans are accepted).
     n_categories : numpy.ndarray of int, shape (n_features,), optional
         If given, ``X[:, i]`` must lie in ``[0, n_categories[i])``.
+    min_samples, min_features : int
+        Fewest rows and columns accepted.
 
     Returns
     -------
     numpy.ndarray of intp, shape (n, n_features)
     """
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-d array (n_samples, n_features), got shape {arr.shape}.")
-    if arr.dtype.kind == "b":
-        arr = arr.astype(np.intp)
+    if np.ndim(X) != 2 and not hasattr(X, "tocsr"):
+        raise ValueError(f"`{name}` must be a 2-d array (n_samples, n_features), got shape {np.shape(X)}.")
+    if np.asarray(X).dtype.kind == "b":
+        X = np.asarray(X).astype(np.intp)
+    try:
+        arr = check_array(
+            X, accept_sparse=False, dtype="numeric", ensure_min_samples=min_samples,
+            ensure_min_features=min_features, input_name=name,
+        )
+    except TypeError as exc:  # sparse input
+        raise TypeError(f"`{name}`: {exc}") from exc
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+        if not np.all(arr == np.round(arr)):
             raise ValueError(f"`{name}` must hold whole numbers (discrete values), got non-integer floats.")
         arr = arr.astype(np.intp)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"`{name}` must hold integers, got dtype {arr.dtype}.")
     if arr.size and arr.min() < 0:
-        raise ValueError(f"`{name}` must hold non-negative integers, found {arr.min()}.")
+        raise ValueError(f"Negative values in data passed to `{name}`: it must hold non-negative integers, found {arr.min()}.")
     if n_categories is not None:
         if arr.shape[1] != len(n_categories):
             raise ValueError(f"`{name}` must have {len(n_categories)} features, got {arr.shape[1]}.")
@@ -106,12 +122,7 @@ def check_discrete_data(name: str, X: object, n_categories: np.ndarray | None = 
 
 def check_training_data(X: object, n_categories: np.ndarray | None = None) -> np.ndarray:
     """:func:`check_discrete_data` for ``fit``: also at least one row and two features."""
-    X = check_discrete_data("X", X, n_categories)
-    if X.shape[0] == 0:
-        raise ValueError("`X` must hold at least one sample, got 0 rows.")
-    if X.shape[1] < 2:
-        raise ValueError(f"`X` must have at least 2 features, got {X.shape[1]}.")
-    return X
+    return check_discrete_data("X", X, n_categories, min_samples=1, min_features=2)
 
 
 def check_update_params(learning_rate: object, normalized_gradient: object) -> float:
@@ -157,6 +168,24 @@ class BornMachineBase(DensityMixin, BaseEstimator):
     ``n_categories`` (parameter), ``n_categories_`` and ``history_`` (a
     :class:`~tnkit.ml.born_training.TrainingHistory`).
     """
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: the input is categorical (non-negative integer codes), no NaN.
+
+        With these tags scikit-learn's estimator checks feed integer codes instead of
+        continuous data, and expect the messages raised here for negative values.
+        """
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def _validated(self, X: Any) -> np.ndarray:
+        """Rows for a fitted model: :func:`check_discrete_data`, scikit-learn's feature-count check, the value ranges."""
+        arr = check_discrete_data("X", X)
+        validate_data(self, arr, reset=False, skip_check_array=True)
+        return check_discrete_data("X", arr, self.n_categories_)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Same as :meth:`log_prob` (scikit-learn's name)."""
@@ -514,7 +543,7 @@ class MPSBornMachine(BornMachineBase):
 
     def _data(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "mps_")
-        return check_discrete_data("X", X, self.n_categories_)
+        return self._validated(X)
 
     def log_prob(self, X: Any) -> np.ndarray:
         """``log p(x)`` (nats) of each row of ``X``; exact, safe for long chains.

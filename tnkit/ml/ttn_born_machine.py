@@ -705,7 +705,7 @@ class TTNBornMachine(BornMachineBase):
 
     def _data(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "ttn_")
-        return check_discrete_data("X", X, self.n_categories_)
+        return self._validated(X)
 
     def log_prob(self, X: Any) -> np.ndarray:
         """``log p(x)`` (nats) of each row of ``X``; exact, log-scaled (safe for hundreds of features).
