@@ -207,3 +207,33 @@ def test_warm_start_continues_the_random_stream(rng):
     assert len(set(subsets)) == 3
     cold = MPSBornMachine(max_bond=2, n_sweeps=1, batch_size=10, random_state=0).fit(X)
     assert cold._rng is not stream
+
+
+@pytest.mark.parametrize("trainer", ["mps", "ttn"])
+def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
+    """A fit that converges before ``n_sweeps`` (``tol``) still closes its bar, once."""
+    from tnkit.ml import born_training
+    from tnkit.ml.ttn_born_machine import TTNBornMachine
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self):
+            self.updates, self.closed = 0, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.updates += k
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            self.closed += 1
+
+    monkeypatch.setattr(born_training, "_progress", lambda total, enabled: FakeBar() if enabled else None)
+    X = random_data(rng, 60, (2,) * 6)
+    cls = MPSBornMachine if trainer == "mps" else TTNBornMachine
+    model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0).fit(X)
+    assert len(model.history_.nll) < 40
+    assert len(bars) == 1 and bars[0].closed == 1 and bars[0].updates == len(model.history_.nll)

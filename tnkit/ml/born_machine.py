@@ -53,6 +53,7 @@ __all__ = [
     "check_discrete_data",
     "check_training_data",
     "check_update_params",
+    "check_tol",
     "log_marginal",
     "complete",
 ]
@@ -134,7 +135,7 @@ def check_update_params(learning_rate: object, normalized_gradient: object) -> f
     return float(learning_rate)
 
 
-def _check_tol(tol: object) -> float | None:
+def check_tol(tol: object) -> float | None:
     """``tol`` of the sweeps: None or a non-negative number."""
     if tol is None:
         return None
@@ -510,7 +511,7 @@ class MPSBornMachine(BornMachineBase):
             "cutoff": check_cutoff(self.cutoff),
             "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
-            "tol": _check_tol(self.tol),
+            "tol": check_tol(self.tol),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "init_bond": check_int("init_bond", self.init_bond, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),

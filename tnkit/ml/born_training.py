@@ -44,9 +44,10 @@ every site tensor, with ``Z`` and its gradient from log-scaled transfer environm
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ __all__ = [
     "absorb_right",
     "sphere_descent",
     "record",
+    "progress_bar",
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
@@ -461,9 +463,8 @@ def sweep_train(
     batched = batch_size is not None and batch_size < len(X)
     rng = np.random.default_rng() if rng is None else rng
     envs = None
-    bar = _progress(n_sweeps, progress)
     going_right = start_right
-    try:
+    with progress_bar(n_sweeps, progress) as bar:
         for sweep in range(n_sweeps):
             tick = time.perf_counter()
             if envs is None or batched:
@@ -482,9 +483,6 @@ def sweep_train(
                 callback(sweep, _as_mps(tensors, going_right), nll)
             if tol is not None and not batched and len(history.nll) - n_before >= 2 and previous - nll < tol:
                 break
-    finally:
-        if bar is not None:
-            bar.close()
     return _as_mps(tensors, going_right), history
 
 
@@ -584,6 +582,21 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202 - tqdm or None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="Born machine", unit="sweep")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool) -> Iterator[Any]:
+    """A tqdm bar over sweeps or epochs (or None when not ``enabled``), closed on exit.
+
+    Closed however the loop ends: all ``total`` steps, an early stop on convergence, or
+    an exception.
+    """
+    bar = _progress(total, enabled)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 # --------------------------------------------------------------------------- full gradient
@@ -775,25 +788,23 @@ def gradient_train(
     grads = [flat_grad[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
     real = theta.view(np.float64)
     adam = _FlatAdam(real.size, learning_rate)
-    bar = _progress(n_epochs, progress)
-    bond = max(t.shape[2] for t in tensors)
-    n_sites = len(tensors)
-    for _ in range(n_epochs):
-        tick = time.perf_counter()
-        shuffled = X[rng.permutation(len(X))]
-        with blas_threads(bond):
-            for begin in range(0, len(X), batch_size):
-                log_z, z_left, z_right = _norm_environments(tensors)
-                theta *= math.exp(-log_z / (2 * n_sites))
-                _, data = _data_terms(tensors, shuffled[begin : begin + batch_size])
-                for i, a in enumerate(tensors):
-                    env = _norm_gradient(z_left[i], a, z_right[i + 1])
-                    np.subtract(2.0 * env / float(np.vdot(a, env).real), 2.0 * data[i], out=grads[i])
-                adam.step(real, flat_grad.view(np.float64))
-            nll = _nll(tensors, X)
-        record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
+    with progress_bar(n_epochs, progress) as bar:
+        bond = max(t.shape[2] for t in tensors)
+        n_sites = len(tensors)
+        for _ in range(n_epochs):
+            tick = time.perf_counter()
+            shuffled = X[rng.permutation(len(X))]
+            with blas_threads(bond):
+                for begin in range(0, len(X), batch_size):
+                    log_z, z_left, z_right = _norm_environments(tensors)
+                    theta *= math.exp(-log_z / (2 * n_sites))
+                    _, data = _data_terms(tensors, shuffled[begin : begin + batch_size])
+                    for i, a in enumerate(tensors):
+                        env = _norm_gradient(z_left[i], a, z_right[i + 1])
+                        np.subtract(2.0 * env / float(np.vdot(a, env).real), 2.0 * data[i], out=grads[i])
+                    adam.step(real, flat_grad.view(np.float64))
+                nll = _nll(tensors, X)
+            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     state = MatrixProductState([t.copy() for t in tensors])
     state.canonicalize_(0).normalize_()
     return state, history

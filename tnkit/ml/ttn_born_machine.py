@@ -74,7 +74,7 @@ from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import BornMachineBase, check_discrete_data, check_update_params
+from .born_machine import BornMachineBase, check_discrete_data, check_tol, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
@@ -431,6 +431,7 @@ def tree_sweep_train(
     rng: np.random.Generator | None = None,
     progress: bool = False,
     history: born_training.TrainingHistory | None = None,
+    tol: float | None = None,
 ) -> tuple[list, born_training.TrainingHistory]:
     """Node-local NLL sweeps with the tree canonical about the visited node (see the module docstring).
 
@@ -454,6 +455,9 @@ def tree_sweep_train(
         A tqdm bar over sweeps with the NLL.
     history : TrainingHistory, optional
         Appended to (warm start).
+    tol : float, optional
+        Stop before ``n_sweeps`` once a sweep lowers the NLL by less than this (nats;
+        full-batch sweeps only).
 
     Returns
     -------
@@ -463,32 +467,34 @@ def tree_sweep_train(
         NLL per sweep (exact, of the sweep's rows), largest bond, seconds, learning rate.
     """
     history = born_training.TrainingHistory() if history is None else history
+    n_before = len(history.nll)
     tensors = _canonical_tensors(tree, tensors)
     tour = sweep_tour(tree)
     rng = np.random.default_rng() if rng is None else rng
     batched = batch_size is not None and batch_size < len(X)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    bar = born_training._progress(n_sweeps, progress)
-    data = None
-    for _ in range(n_sweeps):
-        tick = time.perf_counter()
-        if data is None or batched:
-            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
-            data = _TreeData(tree, dims, X[rows])
-            data.build_inside(tensors)
-        rate = learning_rate
-        with blas_threads(bond):
-            for step, v in enumerate(tour):
-                tensors[v], _, rate = born_training.sphere_descent(
-                    tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
-                    learning_rate if batched else 0.5,
-                )
-                if step + 1 < len(tour):
-                    _move(tree, tensors, data, v, tour[step + 1])
-        nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
+    with born_training.progress_bar(n_sweeps, progress) as bar:
+        data = None
+        for _ in range(n_sweeps):
+            tick = time.perf_counter()
+            if data is None or batched:
+                rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+                data = _TreeData(tree, dims, X[rows])
+                data.build_inside(tensors)
+            rate = learning_rate
+            with blas_threads(bond):
+                for step, v in enumerate(tour):
+                    tensors[v], _, rate = born_training.sphere_descent(
+                        tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
+                        learning_rate if batched else 0.5,
+                    )
+                    if step + 1 < len(tour):
+                        _move(tree, tensors, data, v, tour[step + 1])
+            nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
+            previous = history.nll[-1] if len(history.nll) > n_before else None
+            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+            if tol is not None and not batched and previous is not None and previous - nll < tol:
+                break
     return tensors, history
 
 
@@ -524,19 +530,17 @@ def tree_gradient_train(
     nodes = list(tree.internal_nodes)
     opt = Adam(learning_rate)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    bar = born_training._progress(n_epochs, progress)
-    for _ in range(n_epochs):
-        tick = time.perf_counter()
-        order = rng.permutation(len(X))
-        with blas_threads(bond):
-            for start in range(0, len(X), batch_size):
-                _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
-                stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
-                tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
-        nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
+    with born_training.progress_bar(n_epochs, progress) as bar:
+        for _ in range(n_epochs):
+            tick = time.perf_counter()
+            order = rng.permutation(len(X))
+            with blas_threads(bond):
+                for start in range(0, len(X), batch_size):
+                    _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
+                    stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
+                    tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
+            nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
+            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     return tensors, history
 
 
@@ -559,8 +563,12 @@ class TTNBornMachine(BornMachineBase):
         An explicit tree over the features (overrides ``image_shape``).
     learning_rate : float, default 0.05
         Sweeps: the step of Han et al.'s update at each node; gradient trainer: Adam's step.
-    n_sweeps : int, default 4
-        Sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root.
+    n_sweeps : int, default 50
+        Most sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root;
+        the fit stops earlier once a sweep gains less than ``tol``.
+    tol : float or None, default 1e-4
+        Sweeps stop when one lowers the training NLL by less than this (nats); ``None``
+        runs all ``n_sweeps``. Full-batch sweeps only.
     n_descent_steps : int, default 10
         Gradient steps at each visited node.
     normalized_gradient : bool, default False
@@ -609,7 +617,8 @@ class TTNBornMachine(BornMachineBase):
         image_shape: Any = None,
         tree: Tree | None = None,
         learning_rate: float = 0.05,
-        n_sweeps: int = 4,
+        n_sweeps: int = 50,
+        tol: float | None = 1e-4,
         n_descent_steps: int = 10,
         normalized_gradient: bool = False,
         trainer: str = "sweep",
@@ -625,6 +634,7 @@ class TTNBornMachine(BornMachineBase):
         self.tree = tree
         self.learning_rate = learning_rate
         self.n_sweeps = n_sweeps
+        self.tol = tol
         self.n_descent_steps = n_descent_steps
         self.normalized_gradient = normalized_gradient
         self.trainer = trainer
@@ -661,7 +671,7 @@ class TTNBornMachine(BornMachineBase):
                 tree, tensors, X, self.n_categories_, n_sweeps=params["n_sweeps"],
                 learning_rate=params["learning_rate"], n_descent_steps=params["n_descent_steps"],
                 normalized_gradient=bool(self.normalized_gradient), batch_size=params["batch_size"], rng=rng,
-                progress=self.verbose, history=self.history_,
+                progress=self.verbose, history=self.history_, tol=params["tol"],
             )
         else:
             tensors, self.history_ = tree_gradient_train(
@@ -682,6 +692,7 @@ class TTNBornMachine(BornMachineBase):
             "max_bond": check_int("max_bond", self.max_bond, minimum=1),
             "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
+            "tol": check_tol(self.tol),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
             "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
