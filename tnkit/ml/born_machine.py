@@ -54,6 +54,7 @@ __all__ = [
     "check_training_data",
     "check_update_params",
     "check_tol",
+    "check_dtype",
     "log_marginal",
     "complete",
 ]
@@ -133,6 +134,16 @@ def check_update_params(learning_rate: object, normalized_gradient: object) -> f
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate < math.inf:
         raise ValueError(f"`learning_rate` must be a positive number, got {learning_rate!r}.")
     return float(learning_rate)
+
+
+def check_dtype(dtype: object) -> str:
+    """The amplitude type of a Born machine: ``"complex128"`` or ``"float64"`` (names or numpy dtypes)."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = repr(dtype)
+    check_option("dtype", name, _DTYPES)
+    return name
 
 
 def check_tol(tol: object) -> float | None:
@@ -498,13 +509,8 @@ class MPSBornMachine(BornMachineBase):
         decay = self.learning_rate_decay
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 < decay <= 1:
             raise ValueError(f"`learning_rate_decay` must be a number in (0, 1], got {decay!r}.")
-        try:
-            dtype = np.dtype(self.dtype).name
-        except TypeError:
-            dtype = repr(self.dtype)
-        check_option("dtype", dtype, _DTYPES)
         return {
-            "dtype": dtype,
+            "dtype": check_dtype(self.dtype),
             "learning_rate_decay": float(decay),
             "trainer": self.trainer,
             "max_bond": check_max_bond(self.max_bond),

@@ -74,7 +74,7 @@ from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import BornMachineBase, check_discrete_data, check_tol, check_update_params
+from .born_machine import BornMachineBase, check_discrete_data, check_dtype, check_tol, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
@@ -194,7 +194,7 @@ class _TreeData:
         """Unnormalised inside vector of ``v`` from its children's (normalised) ones, ``(n, D_parent)``."""
         t = _with_parent(self.tree, v, t)
         eq = _data_equations(len(self.internal_kids[v]))[0]
-        out = np.empty((self.n, t.shape[-1]))
+        out = np.empty((self.n, t.shape[-1]), dtype=np.result_type(t, *self._ins(v, slice(0, 0))))
         for index, rows in self.groups[v]:
             sub = t[index]
             out[rows] = sub[None, :] if sub.ndim == 1 else contract(eq, sub, *self._ins(v, rows))
@@ -212,7 +212,7 @@ class _TreeData:
         kids = self.internal_kids[v]
         eq = _data_equations(len(kids))[1][kids.index(c)]
         out_v, log_v = self.outside[v]
-        out = np.empty((self.n, t.shape[self.tree.children(v).index(c)]))
+        out = np.empty((self.n, t.shape[self.tree.children(v).index(c)]), dtype=np.result_type(t, out_v))
         for index, rows in self.groups[v]:
             out[rows] = contract(eq, t[index], out_v[rows], *self._ins(v, rows, skip=c))
         vec, extra = normalize_rows(out)
@@ -240,9 +240,11 @@ class _TreeData:
         for index, rows in self.groups[v]:
             sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
             amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
-            amp = np.where(np.abs(amp) < _TINY, np.where(amp < 0, -_TINY, _TINY), amp)
+            amp = np.where(np.abs(amp) < _TINY, _TINY, amp)
             grad[index] += contract(gradient, *ins, out / amp[:, None])
         grad /= self.n
+        if np.iscomplexobj(grad):
+            grad = grad.conj()
         return grad[..., 0] if v == self.tree.root else grad
 
 
@@ -257,7 +259,7 @@ class _NodeProblem:
 
     def nll(self, t: np.ndarray) -> float:
         """Exact NLL with ``t`` at the orthogonality centre ``v`` (``Z = ||t||**2``)."""
-        return float(np.log(np.vdot(t, t))) - 2.0 * float(np.mean(self.data.log_psi(self.v, t)))
+        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.mean(self.data.log_psi(self.v, t)))
 
     def data_gradient(self, t: np.ndarray) -> np.ndarray:
         """``1/n sum_x Phi_v(x) / psi(x)``."""
@@ -302,8 +304,8 @@ def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.n
         if v < n_leaves:
             continue
         t = _with_parent(tree, v, tensors[v])
-        g = contract(_norm_equations(leafy[v])[0], t, t, *(grams[c] for c in kids[v]))
-        trace = float(np.trace(g))
+        g = contract(_norm_equations(leafy[v])[0], t, t.conj(), *(grams[c] for c in kids[v]))
+        trace = float(np.trace(g).real)
         if not trace > 0:
             raise FloatingPointError("the state has zero norm.")
         log_z += math.log(trace)
@@ -316,12 +318,14 @@ def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.n
         t = _with_parent(tree, v, tensors[v])
         _, outside, env_eq = _norm_equations(leafy[v])
         g_kids = [grams[c] for c in kids[v]]
-        e = contract(env_eq, t, envs[v], *g_kids)
-        out[v] = e / float(np.vdot(t, e))
+        # E[bra] = sum over ket of T H G..; the equation is written with the labels swapped,
+        # which for the Hermitian H and G means their conjugates
+        e = contract(env_eq, t, envs[v].conj(), *(g.conj() for g in g_kids))
+        out[v] = e / float(np.vdot(t, e).real)
         out[v] = out[v][..., 0] if v == tree.root else out[v]
         for j, c in enumerate(kids[v]):
-            h = contract(outside[j], t, t, envs[v], *(g for i, g in enumerate(g_kids) if i != j))
-            envs[c] = h / float(np.trace(h))
+            h = contract(outside[j], t, t.conj(), envs[v], *(g for i, g in enumerate(g_kids) if i != j))
+            envs[c] = h / float(np.trace(h).real)
     return log_z, out
 
 
@@ -537,11 +541,20 @@ def tree_gradient_train(
             with blas_threads(bond):
                 for start in range(0, len(X), batch_size):
                     _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
-                    stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
+                    stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
                     tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
             nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
             born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     return tensors, history
+
+
+def _real_step(opt: Adam, params: list, grads: list) -> list:
+    """One Adam step on real parameters; a complex entry counts as two reals (its real and imaginary parts)."""
+    if not any(np.iscomplexobj(p) for p in params):
+        return opt.step(params, grads)
+    as_real = [np.ascontiguousarray(a, dtype=complex).view(np.float64) for a in params]
+    steps = opt.step(as_real, [np.ascontiguousarray(g, dtype=complex).view(np.float64) for g in grads])
+    return [np.ascontiguousarray(a).view(complex).reshape(p.shape) for a, p in zip(steps, params, strict=True)]
 
 
 # --------------------------------------------------------------------------- estimator
@@ -590,6 +603,10 @@ class TTNBornMachine(BornMachineBase):
         Seed of the starting state and of the minibatches.
     verbose : bool, default False
         A tqdm progress bar with the NLL per sweep or epoch.
+    dtype : {"complex128", "float64"}, default "complex128"
+        Type of the amplitudes; complex by default for the reason given in
+        :mod:`tnkit.ml.born_machine` (a real ``psi`` cannot move its zeros across the
+        samples by descent, and its fits stall above the entropy).
 
     Attributes
     ----------
@@ -628,6 +645,7 @@ class TTNBornMachine(BornMachineBase):
         warm_start: bool = False,
         random_state: Any = None,
         verbose: bool = False,
+        dtype: Any = "complex128",
     ) -> None:
         self.max_bond = max_bond
         self.image_shape = image_shape
@@ -644,6 +662,7 @@ class TTNBornMachine(BornMachineBase):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ fitting
 
@@ -663,7 +682,9 @@ class TTNBornMachine(BornMachineBase):
         params, warm, X, rng = self._start_fit(X, "ttn_")
         if not warm:
             self.tree_ = self._tree(X.shape[1])
-            self.ttn_ = TTN.random(self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng)
+            self.ttn_ = TTN.random(
+                self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng, dtype=params["dtype"]
+            )
         tree = self.tree_
         tensors = [None] * tree.n_leaves + [np.array(t) for t in self.ttn_.tensors]
         if params["trainer"] == "sweep":
@@ -688,6 +709,7 @@ class TTNBornMachine(BornMachineBase):
         if self.tree is not None and not isinstance(self.tree, Tree):
             raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
         return {
+            "dtype": check_dtype(self.dtype),
             "trainer": self.trainer,
             "max_bond": check_int("max_bond", self.max_bond, minimum=1),
             "learning_rate": lr,
@@ -701,6 +723,7 @@ class TTNBornMachine(BornMachineBase):
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()
         params.pop("tree")  # stored as the structure arrays of ``tree_``
+        params["dtype"] = np.dtype(params["dtype"]).name
         if params["image_shape"] is not None:
             params["image_shape"] = [int(d) for d in params["image_shape"]]
         return params
