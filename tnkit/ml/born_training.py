@@ -308,8 +308,9 @@ def sphere_descent(
         it (the ``"norm0.25"`` mode of the authors' later code: small gradients near
         saddles are amplified, large ones kept).
     max_rate : float
-        Largest step tried. Sweeps over random subsets pass ``learning_rate``: there a
-        step that fits the subset best is not the one that fits the data best.
+        Largest step tried. Sweeps over random subsets, and the normalised rule (a
+        fixed small step by design), pass ``learning_rate``: the step then only
+        backtracks, never grows.
 
     Returns
     -------
@@ -472,7 +473,7 @@ def sweep_train(
                 envs = _start_environments(tensors, X[rows], going_right)
             with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
                 _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                           normalized_gradient, learning_rate if batched else 0.5)
+                           normalized_gradient, learning_rate if batched or normalized_gradient else 0.5)
             nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
             previous = history.nll[-1] if history.nll else None
             record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)

@@ -490,7 +490,7 @@ def tree_sweep_train(
                 for step, v in enumerate(tour):
                     tensors[v], _, rate = born_training.sphere_descent(
                         tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
-                        learning_rate if batched else 0.5,
+                        learning_rate if batched or normalized_gradient else 0.5,
                     )
                     if step + 1 < len(tour):
                         _move(tree, tensors, data, v, tour[step + 1])
