@@ -395,10 +395,10 @@ def _rate_row(case: str, n: int, timing: Any, what: str, **extra: Any) -> dict[s
 
 def case_sampling(rep: Reporter, quick: bool) -> None:
     """Samples and ``log_prob`` rows per second at N=784, bond 64 (median of repeats, after a warm-up)."""
+    from _common import measure
+
     import tnkit
     from tnkit.ml import MPSBornMachine
-
-    from _common import measure
 
     psi = tnkit.MPS.random(784, 64, seed=0)
     model = MPSBornMachine()

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import all_configurations
 
 import tnkit
 from tnkit.ml import MPSBornMachine
-
-from conftest import all_configurations
 
 
 def _born(mps, configs):

@@ -74,7 +74,7 @@ from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import BornMachineBase, check_discrete_data, check_dtype, check_tol, check_update_params
+from .born_machine import BornMachineBase, check_dtype, check_tol, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
