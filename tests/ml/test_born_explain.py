@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import all_configurations, dense_rdm, rdm_entropy
+from test_born_machine import dense_p, fitted_random
 
 from tnkit.errors import OptionError
 from tnkit.ml import MPSBornMachine
 from tnkit.ml import explain as ex
-
-from conftest import all_configurations, dense_rdm, rdm_entropy
-from test_born_machine import dense_p, fitted_random
 
 
 def shannon(p) -> float:
@@ -131,9 +130,9 @@ def test_bad_arguments():
 
 
 def _tree_model(rng, dims):
-    from tnkit.ml.ttn_born_machine import TTNBornMachine
-    from tnkit.ttn import Tree
     from test_ttn_born_machine import fitted_random as tree_fitted_random
+
+    from tnkit.ttn import Tree
 
     return tree_fitted_random(rng, Tree.balanced(len(dims)), np.asarray(dims), bond=3)
 

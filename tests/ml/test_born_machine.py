@@ -3,9 +3,9 @@ conditionals, inpainting, save/load and argument checks."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import all_configurations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +14,6 @@ from tnkit.datasets import bars_and_stripes
 from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSBornMachine
 from tnkit.ml.born_machine import check_discrete_data
-
-from conftest import all_configurations
 
 
 def fitted_random(rng, dims, bond=4, dtype=np.float64) -> MPSBornMachine:

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import all_configurations
 
 import tnkit
 from tnkit.ml import MPSBornMachine
 from tnkit.ml.born_training import (
-    _PairProblem,
     _Environments,
+    _PairProblem,
     absorb_left,
     absorb_right,
     group_rows,
     nll_and_gradient,
     sweep_train,
 )
-
-from conftest import all_configurations
 
 
 def dense_nll(tensors, X) -> float:

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import all_configurations, assert_gradients_match_finite_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +22,6 @@ from tnkit.ml.ttn_born_machine import (
     tree_nll_and_gradient,
 )
 from tnkit.ttn import TTN, Tree
-
-from conftest import all_configurations, assert_gradients_match_finite_differences
 
 DIMS = (2, 3, 2, 2, 2, 3)  # a 2x3 image with mixed numbers of values per feature
 
