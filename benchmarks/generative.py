@@ -56,7 +56,7 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
   default fit with ``max_bond=C`` (``random_state`` different from the data's). Reported:
   the held-out NLL gap ``mean(log p_true - log p_model)`` and the exact KL divergence (all
   ``2**N`` configurations), median and range over the seeds (``--recovery-seeds``, default
-  3), against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model,
+  3; ``--recovery-kinds mps,ttn``), against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model,
   ``n`` training samples); the goal is a gap within 0.02 nats of the floor. Fit seconds and
   sweeps are in the row.
 * ``gradient_epoch_n12_bond4_seconds``: one epoch of the minibatch gradient trainer (Adam,
@@ -515,7 +515,7 @@ def _born_log_prob(state: Any, X: np.ndarray) -> np.ndarray:
     return 2.0 * log_abs - 2.0 * state.log_norm()
 
 
-def case_recovery(rep: Reporter, quick: bool, n_seeds: int) -> None:
+def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ...] = ("mps", "ttn")) -> None:
     """Default fits on data drawn from exact MPS / tree Born distributions of bond chi <= max_bond."""
     import itertools
 
@@ -526,7 +526,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int) -> None:
     grid = [("mps", 12, 2), ("mps", 12, 4)] if quick else [
         ("mps", n, c) for n in (12, 16) for c in (2, 4, 8)] + [("ttn", n, c) for n in (12, 16) for c in (2, 4)]
     seeds = [0] if quick else list(range(n_seeds))
-    for kind, n_sites, chi in grid:
+    for kind, n_sites, chi in [g for g in grid if g[0] in kinds]:
         configs = np.array(list(itertools.product((0, 1), repeat=n_sites)), dtype=np.intp)
         gaps, kls, floors, seconds, sweeps = [], [], [], [], []
         for seed in seeds:
@@ -593,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="starting learning rate of the 60,000-image run (halved on plateaus; default 0.005)")
     p.add_argument("--figures", default=None, help="write the PNG figures into this folder (default: none)")
     p.add_argument("--recovery-seeds", type=int, default=3, help="seeds of the recovery cases (default 3)")
+    p.add_argument("--recovery-kinds", default="mps,ttn", help="models of the recovery cases (default mps,ttn)")
     args = p.parse_args(argv)
     from _common import thread_limit
 
@@ -611,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         ("anomaly_mnist_digit0_auc", lambda: case_anomaly(rep, args.quick)),
         ("explain_bruteforce_n12_error", lambda: case_explain(rep)),
         ("gradient_epoch_n12_bond4_seconds", lambda: case_gradient_epoch(rep)),
-        ("recovery", lambda: case_recovery(rep, args.quick, args.recovery_seeds)),
+        ("recovery", lambda: case_recovery(rep, args.quick, args.recovery_seeds,
+                                           tuple(args.recovery_kinds.split(",")))),
     ]
     if not args.quick:
         cases += [

@@ -365,10 +365,11 @@ class MPSBornMachine(BornMachineBase):
     n_sweeps : int, default 50
         Most sweeps per ``fit`` (trainer ``"sweep"``); a sweep passes once over the
         ``N - 1`` pairs in one direction and the direction alternates. The fit stops
-        earlier once a sweep gains less than ``tol``.
+        earlier once three sweeps in a row gain less than ``tol`` each.
     tol : float or None, default 1e-4
-        Sweeps stop when one lowers the training NLL by less than this (nats); ``None``
-        runs all ``n_sweeps``. Full-batch sweeps only (``batch_size=None``).
+        Sweeps stop when each of three in a row lowers the training NLL by less than
+        this (nats); ``None`` runs all ``n_sweeps``. Full-batch sweeps only
+        (``batch_size=None``).
     n_descent_steps : int, default 10
         Gradient steps on each merged pair before it is split.
     learning_rate_decay : float, default 1.0

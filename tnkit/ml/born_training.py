@@ -70,6 +70,7 @@ __all__ = [
     "sphere_descent",
     "record",
     "progress_bar",
+    "converged",
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
@@ -442,8 +443,8 @@ def sweep_train(
     callback : callable, optional
         ``callback(sweep, mps, nll)`` after each sweep.
     tol : float, optional
-        Stop before ``n_sweeps`` once a sweep lowers the training NLL by less than this
-        (nats; full-batch sweeps only).
+        Stop before ``n_sweeps`` once each of the last three sweeps lowered the training
+        NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
 
     Returns
     -------
@@ -482,7 +483,7 @@ def sweep_train(
             going_right = not going_right
             if callback is not None:
                 callback(sweep, _as_mps(tensors, going_right), nll)
-            if tol is not None and not batched and len(history.nll) - n_before >= 2 and previous - nll < tol:
+            if not batched and converged(history.nll[n_before:], tol):
                 break
     return _as_mps(tensors, going_right), history
 
@@ -567,6 +568,21 @@ def _truncated_step(
             return left, right, nll
     left, right, _ = _split(start, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
     return left, right, start_nll
+
+
+#: Sweeps in a row that must each gain less than ``tol`` before the sweeps stop.
+PATIENCE = 3
+
+
+def converged(nll: list[float], tol: float | None) -> bool:
+    """Whether each of the last :data:`PATIENCE` sweeps of ``nll`` gained less than ``tol`` nats.
+
+    One slow sweep is not enough: the NLL of a Born machine creeps along plateaus and
+    then falls again.
+    """
+    if tol is None or len(nll) <= PATIENCE:
+        return False
+    return all(nll[k - 1] - nll[k] < tol for k in range(len(nll) - PATIENCE, len(nll)))
 
 
 def record(history: TrainingHistory, bar: Any, nll: float, max_bond: int, seconds: float, learning_rate: float) -> None:

@@ -460,8 +460,8 @@ def tree_sweep_train(
     history : TrainingHistory, optional
         Appended to (warm start).
     tol : float, optional
-        Stop before ``n_sweeps`` once a sweep lowers the NLL by less than this (nats;
-        full-batch sweeps only).
+        Stop before ``n_sweeps`` once each of the last three sweeps lowered the NLL by
+        less than this (nats; full-batch sweeps only; :func:`born_training.converged`).
 
     Returns
     -------
@@ -495,9 +495,8 @@ def tree_sweep_train(
                     if step + 1 < len(tour):
                         _move(tree, tensors, data, v, tour[step + 1])
             nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-            previous = history.nll[-1] if len(history.nll) > n_before else None
             born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-            if tol is not None and not batched and previous is not None and previous - nll < tol:
+            if not batched and born_training.converged(history.nll[n_before:], tol):
                 break
     return tensors, history
 
@@ -578,10 +577,10 @@ class TTNBornMachine(BornMachineBase):
         Sweeps: the step of Han et al.'s update at each node; gradient trainer: Adam's step.
     n_sweeps : int, default 50
         Most sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root;
-        the fit stops earlier once a sweep gains less than ``tol``.
+        the fit stops earlier once three sweeps in a row gain less than ``tol`` each.
     tol : float or None, default 1e-4
-        Sweeps stop when one lowers the training NLL by less than this (nats); ``None``
-        runs all ``n_sweeps``. Full-batch sweeps only.
+        Sweeps stop when each of three in a row lowers the training NLL by less than
+        this (nats); ``None`` runs all ``n_sweeps``. Full-batch sweeps only.
     n_descent_steps : int, default 10
         Gradient steps at each visited node.
     normalized_gradient : bool, default False
