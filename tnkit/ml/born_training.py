@@ -678,7 +678,7 @@ def _data_terms(tensors: list[np.ndarray], X: np.ndarray) -> tuple[np.ndarray, l
         if i:
             right = np.einsum("nab,nb->na", m, right)
             if i % _RENORM_EVERY == 0:
-                right, _ = normalize_rows(right)
+                right, _ = _unit_rows(right)
     return log_psi, data
 
 
@@ -693,7 +693,7 @@ def _left_environments(mats: list[np.ndarray], n: int, dtype: Any) -> tuple[list
     for j, m in enumerate(mats):
         env = np.einsum("na,nab->nb", lefts[-1], m)
         if (j + 1) % _RENORM_EVERY == 0 or j == len(mats) - 1:
-            env, log_norm = normalize_rows(env)
+            env, log_norm = _unit_rows(env)
             log_scale += log_norm
         lefts.append(env)
     return lefts, log_scale
@@ -711,6 +711,14 @@ def _nll(tensors: list[np.ndarray], X: np.ndarray, chunk: int = 8192) -> float:
         with np.errstate(divide="ignore"):
             total += float(np.sum(log_scale + np.log(np.abs(lefts[-1][:, 0]))))
     return float(log_z - 2.0 * total / len(X))
+
+
+def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows divided by their 2-norms (zero rows kept) and the log-norms: one reduction, real or complex."""
+    sq = np.einsum("na,na->n", env, env.conj()).real if np.iscomplexobj(env) else np.einsum("na,na->n", env, env)
+    norms = np.sqrt(sq, out=sq)
+    norms[norms == 0] = 1.0
+    return env / norms[:, None], np.log(norms)
 
 
 def _norm_environments(tensors: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
