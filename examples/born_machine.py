@@ -144,12 +144,14 @@ def plot(bas: dict[str, np.ndarray], mnist: dict[str, np.ndarray] | None, out: P
     n_cols = max(len(images) for _, images in rows)
     extra = 1 if mnist is not None else 0
     fig, axes = plt.subplots(len(rows) + extra, n_cols, figsize=(1.3 * n_cols, 1.4 * (len(rows) + extra)))
+    from tnkit.ml.plots import draw_pattern
+
     for r, (title, images) in enumerate(rows):
         for c in range(n_cols):
-            ax = axes[r, c]
-            ax.set_axis_off()
             if c < len(images):
-                ax.imshow(images[c], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+                draw_pattern(axes[r, c], images[c])
+            else:
+                axes[r, c].set_axis_off()
         axes[r, 0].set_title(title, fontsize=8, loc="left")
     if mnist is not None:
         for ax in axes[-1]:

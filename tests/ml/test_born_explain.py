@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import all_configurations, dense_rdm, rdm_entropy
+from test_born_machine import dense_p, fitted_random
 
 from tnkit.errors import OptionError
 from tnkit.ml import MPSBornMachine
 from tnkit.ml import explain as ex
-
-from conftest import all_configurations, dense_rdm, rdm_entropy
-from test_born_machine import dense_p, fitted_random
 
 
 def shannon(p) -> float:
@@ -125,3 +124,42 @@ def test_bad_arguments():
         ex.anomaly_scores("model", [[0, 1, 0, 1]])
     with pytest.raises(OptionError, match="kind"):
         ex.model_features(model, [[0, 1, 0, 1]], kind="pixels")
+
+
+# --------------------------------------------------------------------------- tree Born machines
+
+
+def _tree_model(rng, dims):
+    from test_ttn_born_machine import fitted_random as tree_fitted_random
+
+    from tnkit.ttn import Tree
+
+    return tree_fitted_random(rng, Tree.balanced(len(dims)), np.asarray(dims), bond=3)
+
+
+@pytest.mark.parametrize("dims", [(2,) * 6, (2, 3, 2, 3, 2)])
+def test_tree_explanations_match_dense(rng, dims):
+    """chain rule, leave-one-out and mutual information of a TTNBornMachine against the dense table."""
+    model = _tree_model(rng, dims)
+    v = model.ttn_.to_dense()
+    p = (np.abs(v) ** 2 / np.sum(np.abs(v) ** 2)).reshape(dims)
+    X = all_configurations(dims)[::3]
+    surprisal = ex.chain_surprisal(model, X)
+    np.testing.assert_allclose(surprisal.sum(axis=1), -model.log_prob(X), rtol=1e-9)
+    n = len(dims)
+    for i in (0, n - 1):
+        prefix = p.sum(axis=tuple(range(i + 1, n))) if i < n - 1 else p
+        before = prefix.sum(axis=i)
+        expected = -np.log(prefix[tuple(X[:, : i + 1].T)] / before[tuple(X[:, :i].T)])
+        np.testing.assert_allclose(surprisal[:, i], expected, rtol=1e-9)
+    loo = ex.leave_one_out_probabilities(model, X)
+    for i in range(n):
+        column = np.moveaxis(p, i, -1)[tuple(np.delete(X, i, axis=1).T)]
+        np.testing.assert_allclose(loo[:, i], column[np.arange(len(X)), X[:, i]] / column.sum(axis=1), rtol=1e-9)
+    q = rdm_entropy(dense_rdm(v, dims, 0)) + rdm_entropy(dense_rdm(v, dims, 2)) - rdm_entropy(
+        dense_rdm(v, dims, (0, 2))
+    )
+    assert ex.mutual_information(model, 0, 2) == pytest.approx(q, abs=1e-10)
+    features = ex.model_features(model, X)
+    assert features.shape[0] == len(X) and np.all(np.isfinite(features))
+    assert len(ex.entanglement_entropies(model)) == len(model.tree_.edges)

@@ -3,9 +3,9 @@ conditionals, inpainting, save/load and argument checks."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import all_configurations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,13 +15,11 @@ from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSBornMachine
 from tnkit.ml.born_machine import check_discrete_data
 
-from conftest import all_configurations
 
-
-def fitted_random(rng, dims, bond=4) -> MPSBornMachine:
+def fitted_random(rng, dims, bond=4, dtype=np.float64) -> MPSBornMachine:
     """A 'fitted' model holding a random MPS with per-site dimensions ``dims``."""
     model = MPSBornMachine()
-    model.mps_ = tnkit.MPS.random(len(dims), bond, phys_dim=list(dims), seed=rng)
+    model.mps_ = tnkit.MPS.random(len(dims), bond, phys_dim=list(dims), seed=rng, dtype=dtype)
     model.n_categories_ = np.asarray(dims)
     model.n_features_in_ = len(dims)
     return model
@@ -29,8 +27,8 @@ def fitted_random(rng, dims, bond=4) -> MPSBornMachine:
 
 def dense_p(model) -> np.ndarray:
     """The dense table p(x) over all configurations (site 0 slowest)."""
-    v = model.mps_.to_dense()
-    p = v**2 / np.sum(v**2)
+    v = np.abs(model.mps_.to_dense()) ** 2
+    p = v / np.sum(v)
     return p.reshape(tuple(model.n_categories_))
 
 
@@ -88,10 +86,11 @@ def test_sampling_is_reproducible(rng):
 # --------------------------------------------------------------------------- marginals and conditionals
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 @pytest.mark.parametrize("sites", [[0], [4], [1, 3], [3, 1], [0, 2, 5]])
-def test_marginal_matches_dense(rng, sites):
+def test_marginal_matches_dense(rng, sites, dtype):
     dims = (2, 3, 2, 2, 3, 2)
-    model = fitted_random(rng, dims)
+    model = fitted_random(rng, dims, dtype=dtype)
     p = dense_p(model)
     rest = tuple(k for k in range(len(dims)) if k not in sites)
     expected = p.sum(axis=rest)
@@ -119,9 +118,11 @@ def test_log_marginal_per_row_masks(seed, mask_bits):
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
 
 
-def test_conditional_sample_matches_conditional(rng):
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_conditional_sample_matches_conditional(rng, dtype):
+    """The engine's conditional sampler (:func:`tnkit.mps.sampling.complete`), real and complex."""
     dims = (2, 2, 2, 2, 2)
-    model = fitted_random(rng, dims, bond=3)
+    model = fitted_random(rng, dims, bond=3, dtype=dtype)
     observed = np.array([False, True, False, True, False])
     x = np.array([0, 1, 0, 0, 0])
     n = 20_000

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import all_configurations, assert_gradients_match_finite_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,8 +23,6 @@ from tnkit.ml.ttn_born_machine import (
 )
 from tnkit.ttn import TTN, Tree
 
-from conftest import all_configurations, assert_gradients_match_finite_differences
-
 DIMS = (2, 3, 2, 2, 2, 3)  # a 2x3 image with mixed numbers of values per feature
 
 
@@ -33,8 +32,8 @@ def node_tensors(psi: TTN, scale: float = 1.0) -> list:
 
 
 def dense_nll(tree: Tree, tensors: list, X: np.ndarray) -> float:
-    v = TTN(tree, [tensors[u] for u in tree.internal_nodes]).to_dense()
-    p = v**2 / np.sum(v**2)
+    v = np.abs(TTN(tree, [tensors[u] for u in tree.internal_nodes]).to_dense()) ** 2
+    p = v / np.sum(v)
     return float(-np.mean(np.log(p[tuple(X.T)])))
 
 
@@ -95,20 +94,28 @@ def test_log_amplitudes_of_zero_amplitude_are_minus_inf():
     assert out[0] == pytest.approx(0.0) and out[1] == -math.inf
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 @pytest.mark.parametrize("tree", [Tree.grid(2, 3), Tree.balanced(6, arity=3)])
-def test_gradient_matches_finite_differences_in_any_gauge(rng, tree):
-    psi = TTN.random(tree, list(DIMS), 3, seed=rng, normalize=False)
+def test_gradient_matches_finite_differences_in_any_gauge(rng, tree, dtype):
+    """Complex tensors: the gradient is dNLL/dRe + 1j dNLL/dIm (checked as pairs of reals)."""
+    psi = TTN.random(tree, list(DIMS), 3, seed=rng, normalize=False, dtype=dtype)
     tensors = node_tensors(psi, 1.3)
     X = random_data(rng, 25, DIMS)
     nll, grads = tree_nll_and_gradient(tree, tensors, X, np.asarray(DIMS))
     assert nll == pytest.approx(dense_nll(tree, tensors, X), rel=1e-11)
     nodes = list(tree.internal_nodes)
 
+    def as_real(a):
+        return np.stack([a.real, a.imag], axis=-1) if dtype == np.complex128 else a
+
     def loss_of(ts):
+        if dtype == np.complex128:
+            ts = [t[..., 0] + 1j * t[..., 1] for t in ts]
         return dense_nll(tree, [None] * tree.n_leaves + ts, X)
 
     assert_gradients_match_finite_differences(
-        loss_of, [tensors[v] for v in nodes], [grads[v] for v in nodes], checks_per_tensor=6, rtol=1e-5
+        loss_of, [as_real(tensors[v]) for v in nodes], [as_real(grads[v]) for v in nodes], checks_per_tensor=6,
+        rtol=1e-5,
     )
 
 

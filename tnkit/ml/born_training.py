@@ -17,8 +17,9 @@ The MPS is kept in mixed canonical form with the orthogonality centre on the pai
     dNLL/dB = 2 B / Z - 2/|T| sum_x Phi(x) / psi(x),
     Phi(x)[l, s, t, r] = L(x)[l] delta(s, x_k) delta(t, x_{k+1}) R(x)[r]
 
-Each step is ``B <- B - learning_rate * dNLL/dB`` followed by ``B <- B / ||B||`` (the
-paper's update). After ``n_descent_steps`` steps ``B`` is split by a truncated SVD
+Each step is ``B <- B - eta * dNLL/dB`` followed by ``B <- B / ||B||`` (the paper's
+update) with ``eta`` found by backtracking from ``learning_rate`` so that every step
+lowers the NLL (:func:`sphere_descent`). After ``n_descent_steps`` steps ``B`` is split by a truncated SVD
 (:func:`tnkit.core.linalg.truncated_svd`, so ``max_bond`` and ``cutoff`` follow the
 engine's rule and the bond grows where the data need it) and the centre moves on.
 
@@ -43,9 +44,10 @@ every site tensor, with ``Z`` and its gradient from log-scaled transfer environm
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +67,10 @@ __all__ = [
     "group_rows",
     "absorb_left",
     "absorb_right",
-    "unit_sphere_descent",
+    "sphere_descent",
     "record",
+    "progress_bar",
+    "converged",
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
@@ -220,97 +224,152 @@ class _Environments:
 
 
 class _PairProblem:
-    """The local NLL of the merged pair ``(k, k+1)`` with fixed environments."""
+    """The NLL as a function of the merged pair ``(k, k+1)``, the environments fixed.
+
+    With the rest of the chain isometric, ``NLL(B) = log ||B||**2 - 1/n sum_x log psi(x)**2``
+    exactly (the stored log-scales of the environments added back), so a local step that
+    lowers it lowers the NLL of the whole state.
+    """
 
     def __init__(self, envs: _Environments, k: int, dims: tuple[int, int]) -> None:
         left, right = envs.env[k], envs.env[k + 2]
         self.n = left.shape[0]
         self.log_scale = envs.scale[k] + envs.scale[k + 2]
+        self._mean_log_scale = float(np.mean(self.log_scale))
         self.groups = [
             (values, rows, left[rows], right[rows])
             for values, rows in group_rows(envs.X[:, k], envs.X[:, k + 1], dims=dims)
         ]
+        self._cache: tuple[np.ndarray, list[np.ndarray]] | None = None
+
+    def _group_psi(self, merged: np.ndarray) -> list[np.ndarray]:
+        if self._cache is not None and self._cache[0] is merged:
+            return self._cache[1]
+        out = [np.einsum("nb,nb->n", left @ merged[:, s, t, :], right) for (s, t), _, left, right in self.groups]
+        self._cache = (merged, out)
+        return out
 
     def psi(self, merged: np.ndarray) -> np.ndarray:
         """Amplitudes of the normalised environments, ``(n,)``, in sample order."""
         out = np.empty(self.n, dtype=merged.dtype)
-        for (s, t), rows, left, right in self.groups:
-            out[rows] = contract("na,ab,nb->n", left, merged[:, s, t, :], right)
+        for (_, rows, _, _), amp in zip(self.groups, self._group_psi(merged), strict=True):
+            out[rows] = amp
         return out
+
+    def nll(self, merged: np.ndarray) -> float:
+        """Exact NLL of the state whose centre pair is ``merged`` (``inf`` where some ``psi(x) = 0``)."""
+        with np.errstate(divide="ignore"):
+            total = sum(float(np.sum(np.log(np.abs(a)))) for a in self._group_psi(merged))
+        return float(np.log(np.vdot(merged, merged).real)) - 2.0 * (total / self.n + self._mean_log_scale)
 
     def data_gradient(self, merged: np.ndarray) -> np.ndarray:
         """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
         grad = np.zeros_like(merged)
-        for (s, t), _, left, right in self.groups:
-            psi = contract("na,ab,nb->n", left, merged[:, s, t, :], right)
-            psi = np.where(np.abs(psi) < _TINY, np.where(psi < 0, -_TINY, _TINY), psi)
-            grad[:, s, t, :] = contract("na,nb->ab", left, right / psi[:, None])
-        return grad / self.n
-
-    def descend(
-        self, merged: np.ndarray, learning_rate: float, n_steps: int, normalized: bool = False
-    ) -> np.ndarray:
-        """``n_steps`` of Han et al.'s update on the unit sphere; see :func:`unit_sphere_descent`."""
-        return unit_sphere_descent(merged, self.data_gradient, learning_rate, n_steps, normalized)
+        for ((s, t), _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
+            psi = np.where(np.abs(psi) < _TINY, _TINY, psi)
+            grad[:, s, t, :] = left.T @ (right / psi[:, None])
+        return (grad.conj() if np.iscomplexobj(grad) else grad) / self.n
 
 
-def unit_sphere_descent(
+def sphere_descent(
     tensor: np.ndarray,
-    data_gradient: Callable[[np.ndarray], np.ndarray],
+    problem: Any,
     learning_rate: float,
     n_steps: int,
     normalized: bool = False,
-) -> np.ndarray:
-    """``n_steps`` of Han et al.'s update of a unit-norm centre tensor; returns the new tensor.
+    max_rate: float = 0.5,
+) -> tuple[np.ndarray, float, float]:
+    """Line-searched gradient steps on a unit-norm centre tensor; the NLL never rises.
 
     With the rest of the network isometric, ``Z = ||T||**2 = 1`` and
-    ``dNLL/dT = 2 T - 2 data_gradient(T)``; each step is ``T <- T - learning_rate * dNLL/dT``
-    then ``T <- T / ||T||``. Shared by the MPS pair updates and the tree node updates
-    (:mod:`tnkit.ml.ttn_born_machine`).
+    ``dNLL/dT = 2 T - 2 D(T)``, ``D(T) = 1/n sum_x Phi(x) / psi(x)``; this gradient is
+    tangent to the unit sphere (``<D(T), T> = 1``). Han et al.'s update
+    ``T <- (T - eta dNLL/dT) / ||.||`` is taken with a *backtracking* step: a trial step
+    is accepted only if it lowers the NLL by Armijo's margin, else ``eta`` is divided
+    by 4 (up to 12 times); after an accepted step ``eta`` doubles, capped at ``max_rate``
+    (default 0.5: the fixed-point update ``T <- D(T) / ||D(T)||``). A fixed step cannot work for every
+    data set: ``D`` holds ``1 / psi(x)``, so near a sample of small amplitude the
+    gradient is huge and a step that suits the rest of the tensor throws the state far
+    off (the NLL then rises from sweep to sweep). Shared by the MPS pair updates and the
+    tree node updates (:mod:`tnkit.ml.ttn_born_machine`).
 
     Parameters
     ----------
     tensor : numpy.ndarray
         The centre tensor, unit norm.
-    data_gradient : callable
-        ``data_gradient(T)`` is ``1/n sum_x Phi(x) / psi(x)``, same shape as ``T``.
+    problem : object
+        ``problem.nll(T)`` (exact NLL with ``T`` at the centre, any norm) and
+        ``problem.data_gradient(T)`` (``D(T)``, same shape as ``T``).
     learning_rate : float
+        First trial step ``eta``.
     n_steps : int
+        Accepted steps at most (fewer once no step lowers the NLL).
     normalized : bool
         A gradient whose half-norm ``||g|| / 2`` is below ``g.size**0.25`` is scaled up to
         it (the ``"norm0.25"`` mode of the authors' later code: small gradients near
         saddles are amplified, large ones kept).
+    max_rate : float
+        Largest step tried. Sweeps over random subsets, and the normalised rule (a
+        fixed small step by design), pass ``learning_rate``: the step then only
+        backtracks, never grows.
 
-    Raises
-    ------
-    FloatingPointError
-        If the tensor becomes zero or non-finite.
+    Returns
+    -------
+    tensor : numpy.ndarray
+        Unit norm, NLL not above the start's.
+    nll : float
+        Its NLL.
+    rate : float
+        The step the next call may start from (the last accepted one, doubled).
     """
+    nll = problem.nll(tensor)
+    rate = learning_rate
     for _ in range(n_steps):
-        grad = 2.0 * tensor - 2.0 * data_gradient(tensor)
+        grad = 2.0 * tensor - 2.0 * problem.data_gradient(tensor)
+        slope = float(np.vdot(grad, grad).real)
         if normalized:
-            half_norm = 0.5 * float(np.linalg.norm(grad))
+            half_norm = 0.5 * math.sqrt(slope)
             floor = grad.size**0.25
             if 0.0 < half_norm < floor:
                 grad = grad * (floor / half_norm)
-        tensor = tensor - learning_rate * grad
-        norm = np.linalg.norm(tensor)
-        if not np.isfinite(norm) or norm == 0.0:
-            raise FloatingPointError("the centre tensor became zero or non-finite; lower `learning_rate`.")
-        tensor = tensor / norm
-    return tensor
+                slope *= floor / half_norm
+        if not slope > 0.0:
+            break
+        for _ in range(_BACKTRACKS):
+            trial = tensor - rate * grad
+            norm = float(np.linalg.norm(trial))
+            if np.isfinite(norm) and norm > 0.0:
+                trial = trial / norm
+                trial_nll = problem.nll(trial)
+                if trial_nll <= nll - _ARMIJO * rate * slope:
+                    break
+            rate *= 0.25
+        else:
+            rate = learning_rate
+            break  # no step lowers the NLL: a (local) minimum at this resolution
+        tensor, nll = trial, trial_nll
+        rate = min(2.0 * rate, max_rate)
+    return tensor, nll, rate
+
+
+#: Backtracking of :func:`sphere_descent`: tries per step, sufficient-decrease factor.
+_BACKTRACKS = 12
+_ARMIJO = 1e-4
 
 
 def _split(
     merged: np.ndarray, *, going_right: bool, max_bond: int | None, cutoff: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Truncated SVD of ``B`` into two sites, the norm (one) moved to the next centre."""
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Truncated SVD of ``B`` into two sites, the norm (one) moved to the next centre.
+
+    Returns the two tensors and whether anything was truncated.
+    """
     dl, d1, d2, dr = merged.shape
-    u, s, vh, _ = truncated_svd(merged.reshape(dl * d1, d2 * dr), max_bond=max_bond, cutoff=cutoff)
+    u, s, vh, discarded = truncated_svd(merged.reshape(dl * d1, d2 * dr), max_bond=max_bond, cutoff=cutoff)
     s = s / np.linalg.norm(s)
     if going_right:
-        return u.reshape(dl, d1, -1), (s[:, None] * vh).reshape(-1, d2, dr)
-    return (u * s).reshape(dl, d1, -1), vh.reshape(-1, d2, dr)
+        return u.reshape(dl, d1, -1), (s[:, None] * vh).reshape(-1, d2, dr), discarded > 0
+    return (u * s).reshape(dl, d1, -1), vh.reshape(-1, d2, dr), discarded > 0
 
 
 def _end_nll(envs: _Environments, tensors: list[np.ndarray], centre: int) -> float:
@@ -342,6 +401,7 @@ def sweep_train(
     progress: bool = False,
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
+    tol: float | None = None,
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train a Born machine by two-site sweeps on the negative log-likelihood.
 
@@ -382,6 +442,9 @@ def sweep_train(
         Appended to (warm start); a new one by default.
     callback : callable, optional
         ``callback(sweep, mps, nll)`` after each sweep.
+    tol : float, optional
+        Stop before ``n_sweeps`` once each of the last three sweeps lowered the training
+        NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
 
     Returns
     -------
@@ -390,6 +453,7 @@ def sweep_train(
     history : TrainingHistory
     """
     history = TrainingHistory() if history is None else history
+    n_before = len(history.nll)
     n_sites = mps.n_sites
     if n_sites < 2:
         raise ValueError(f"two-site sweeps need at least 2 sites, got {n_sites}.")
@@ -401,26 +465,26 @@ def sweep_train(
     batched = batch_size is not None and batch_size < len(X)
     rng = np.random.default_rng() if rng is None else rng
     envs = None
-    bar = _progress(n_sweeps, progress)
     going_right = start_right
-    for sweep in range(n_sweeps):
-        tick = time.perf_counter()
-        if envs is None or batched:
-            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
-            envs = _start_environments(tensors, X[rows], going_right)
-        with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
-            _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                       normalized_gradient)
-        nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
-        raised = bool(history.nll) and nll > history.nll[-1]
-        record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
-        if raised and not batched:
-            learning_rate *= learning_rate_decay
-        going_right = not going_right
-        if callback is not None:
-            callback(sweep, _as_mps(tensors, going_right), nll)
-    if bar is not None:
-        bar.close()
+    with progress_bar(n_sweeps, progress) as bar:
+        for sweep in range(n_sweeps):
+            tick = time.perf_counter()
+            if envs is None or batched:
+                rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+                envs = _start_environments(tensors, X[rows], going_right)
+            with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
+                _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
+                           normalized_gradient, learning_rate if batched or normalized_gradient else 0.5)
+            nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
+            previous = history.nll[-1] if history.nll else None
+            record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
+            if previous is not None and nll > previous and not batched:
+                learning_rate *= learning_rate_decay
+            going_right = not going_right
+            if callback is not None:
+                callback(sweep, _as_mps(tensors, going_right), nll)
+            if not batched and converged(history.nll[n_before:], tol):
+                break
     return _as_mps(tensors, going_right), history
 
 
@@ -451,18 +515,74 @@ def _one_sweep(
     max_bond: int | None,
     cutoff: float,
     normalized: bool,
-) -> None:
+    max_rate: float = 0.5,
+) -> float:
+    """One sweep of pair updates; returns the exact NLL of the state it leaves.
+
+    Every pair update is monotone: the merged tensor descends by :func:`sphere_descent`,
+    and if the truncated split of the result has a higher NLL than the pair had before
+    (the descent went where ``max_bond`` cannot follow), the pair is split unchanged.
+    """
     n_sites = len(tensors)
     pairs = range(n_sites - 1) if going_right else range(n_sites - 2, -1, -1)
+    nll, rate = math.inf, learning_rate
     for k in pairs:
-        merged = contract("asb,btc->astc", tensors[k], tensors[k + 1])
-        problem = _PairProblem(envs, k, (merged.shape[1], merged.shape[2]))
-        merged = problem.descend(merged, learning_rate, n_steps, normalized)
-        tensors[k], tensors[k + 1] = _split(merged, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
+        start = contract("asb,btc->astc", tensors[k], tensors[k + 1])
+        problem = _PairProblem(envs, k, (start.shape[1], start.shape[2]))
+        merged, nll, rate = sphere_descent(start, problem, rate, n_steps, normalized, max_rate)
+        tensors[k], tensors[k + 1], nll = _truncated_step(problem, start, merged, nll, going_right, max_bond, cutoff)
         if going_right:
             envs.set_left(tensors, k + 1)
         else:
             envs.set_right(tensors, k + 1)
+    return nll
+
+
+def _truncated_step(
+    problem: _PairProblem,
+    start: np.ndarray,
+    merged: np.ndarray,
+    nll: float,
+    going_right: bool,
+    max_bond: int | None,
+    cutoff: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Split the descended pair, backtracking toward ``start`` if the truncation undoes the gain.
+
+    Tries ``start + a (merged - start)`` for ``a = 1, 1/2, .., 1/16`` and keeps the first
+    whose truncated split has a lower NLL than ``start``; else splits ``start`` itself
+    (already within ``max_bond``). Returns the two sites and the NLL of the state.
+    """
+    left, right, truncated = _split(merged, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
+    if not truncated:
+        return left, right, nll
+    start_nll = problem.nll(start)
+    step = merged - start
+    for k in range(5):
+        if k:
+            trial = start + 0.5**k * step
+            left, right, _ = _split(trial / np.linalg.norm(trial), going_right=going_right, max_bond=max_bond,
+                                    cutoff=cutoff)
+        nll = problem.nll(contract("asb,btc->astc", left, right))
+        if nll < start_nll:
+            return left, right, nll
+    left, right, _ = _split(start, going_right=going_right, max_bond=max_bond, cutoff=cutoff)
+    return left, right, start_nll
+
+
+#: Sweeps in a row that must each gain less than ``tol`` before the sweeps stop.
+PATIENCE = 3
+
+
+def converged(nll: list[float], tol: float | None) -> bool:
+    """Whether each of the last :data:`PATIENCE` sweeps of ``nll`` gained less than ``tol`` nats.
+
+    One slow sweep is not enough: the NLL of a Born machine creeps along plateaus and
+    then falls again.
+    """
+    if tol is None or len(nll) <= PATIENCE:
+        return False
+    return all(nll[k - 1] - nll[k] < tol for k in range(len(nll) - PATIENCE, len(nll)))
 
 
 def record(history: TrainingHistory, bar: Any, nll: float, max_bond: int, seconds: float, learning_rate: float) -> None:
@@ -481,6 +601,21 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202 - tqdm or None
     return tqdm(total=total, desc="Born machine", unit="sweep")
 
 
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool) -> Iterator[Any]:
+    """A tqdm bar over sweeps or epochs (or None when not ``enabled``), closed on exit.
+
+    Closed however the loop ends: all ``total`` steps, an early stop on convergence, or
+    an exception.
+    """
+    bar = _progress(total, enabled)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 # --------------------------------------------------------------------------- full gradient
 
 
@@ -490,7 +625,7 @@ def nll_and_gradient(tensors: list[np.ndarray], X: np.ndarray) -> tuple[float, l
     Parameters
     ----------
     tensors : list of numpy.ndarray
-        Real site tensors ``(D_left, d_i, D_right)``, any gauge and norm.
+        Real or complex site tensors ``(D_left, d_i, D_right)``, any gauge and norm.
     X : numpy.ndarray of int, shape (n, n_sites)
 
     Returns
@@ -498,50 +633,131 @@ def nll_and_gradient(tensors: list[np.ndarray], X: np.ndarray) -> tuple[float, l
     nll : float
         ``log Z - mean log |psi(x)|**2`` in nats.
     grads : list of numpy.ndarray
-        ``dNLL/dA_i``, same shapes as ``tensors``.
+        ``dNLL/dA_i``, same shapes as ``tensors``; for complex tensors
+        ``dNLL/dRe(A_i) + 1j dNLL/dIm(A_i)`` (the direction of steepest ascent).
     """
-    n, n_sites = X.shape
-    envs = _Environments(X)
-    envs.build_left(tensors, n_sites)
-    lefts = [(envs.env[j], envs.scale[j]) for j in range(n_sites + 1)]
-    envs.env[n_sites], envs.scale[n_sites] = np.ones((n, 1)), np.zeros(n)
-    envs.build_right(tensors, 0)
-    rights = envs.env
-    psi_end, log_scale_end = lefts[n_sites]
-    log_psi = log_scale_end + np.log(np.maximum(np.abs(psi_end[:, 0]), 1e-300))
     log_z, z_left, z_right = _norm_environments(tensors)
+    log_psi, data = _data_terms(tensors, X)
     grads = []
     for i, a in enumerate(tensors):
-        left = lefts[i][0]
-        right = rights[i + 1]
-        data = np.zeros_like(a)
-        for (s,), rows in group_rows(X[:, i], dims=(a.shape[1],)):
-            psi = contract("na,ab,nb->n", left[rows], a[:, s, :], right[rows])
-            psi = np.where(np.abs(psi) < _TINY, np.where(psi < 0, -_TINY, _TINY), psi)
-            data[:, s, :] = contract("na,nb->ab", left[rows], right[rows] / psi[:, None])
-        env_a = contract("xy,xsa,ab->ysb", z_left[i], a, z_right[i + 1])
-        z_local = float(np.vdot(a, env_a))
-        grads.append(2.0 * env_a / z_local - 2.0 * data / n)
+        env = _norm_gradient(z_left[i], a, z_right[i + 1])
+        grads.append(2.0 * env / float(np.vdot(a, env).real) - 2.0 * data[i])
     return float(log_z - 2.0 * np.mean(log_psi)), grads
 
 
+def _norm_gradient(left: np.ndarray, a: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``dZ/d conj(A)`` up to the environments' scale: ``left^T A right`` per physical value."""
+    dl, d, dr = a.shape
+    return ((left.T @ a.reshape(dl, d * dr)).reshape(dl * d, dr) @ right).reshape(dl, d, dr)
+
+
+def _data_terms(tensors: list[np.ndarray], X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``log|psi(x)|`` per row and ``conj(1/n sum_x Phi_i(x) / psi(x))`` per site.
+
+    Vectorised over the rows: per site one gather of the matrices ``A_i[:, x_i, :]``,
+    one batched vector-matrix product each way and one one-hot matrix product for the
+    gradient; the environments are renormalised per row every few sites
+    (:data:`_RENORM_EVERY`), with the logs kept apart.
+    """
+    n, n_sites = X.shape
+    dtype = np.result_type(*tensors)
+    mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[X[:, i]] for i, a in enumerate(tensors)]
+    lefts, log_left = _left_environments(mats, n, dtype)
+    right = np.ones((n, 1), dtype=dtype)
+    data: list[np.ndarray] = [np.empty(0)] * n_sites
+    with np.errstate(divide="ignore"):
+        log_psi = log_left + np.log(np.abs(lefts[-1][:, 0]))
+    for i in range(n_sites - 1, -1, -1):
+        m, left, a = mats[i], lefts[i], tensors[i]
+        psi = np.einsum("nb,nb->n", np.einsum("na,nab->nb", left, m), right)
+        psi = np.where(np.abs(psi) < _TINY, _TINY, psi)
+        d = a.shape[1]
+        stacked = ((X[:, i][:, None, None] == np.arange(d)[None, :, None]) * left[:, None, :]).reshape(n, -1)
+        g = (stacked.T @ (right / psi[:, None])).reshape(d, a.shape[0], a.shape[2]).transpose(1, 0, 2)
+        data[i] = (g.conj() if np.iscomplexobj(g) else g) / n
+        if i:
+            right = np.einsum("nab,nb->na", m, right)
+            if i % _RENORM_EVERY == 0:
+                right, _ = _unit_rows(right)
+    return log_psi, data
+
+
+#: Per-row environments of the gradient trainer are renormalised every this many sites.
+_RENORM_EVERY = 4
+
+
+def _left_environments(mats: list[np.ndarray], n: int, dtype: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """Left vectors of every site from the gathered matrices, and the log-scale removed from the last."""
+    lefts = [np.ones((n, 1), dtype=dtype)]
+    log_scale = np.zeros(n)
+    for j, m in enumerate(mats):
+        env = np.einsum("na,nab->nb", lefts[-1], m)
+        if (j + 1) % _RENORM_EVERY == 0 or j == len(mats) - 1:
+            env, log_norm = _unit_rows(env)
+            log_scale += log_norm
+        lefts.append(env)
+    return lefts, log_scale
+
+
+def _nll(tensors: list[np.ndarray], X: np.ndarray, chunk: int = 8192) -> float:
+    """Exact NLL of ``X`` (the left pass of :func:`_data_terms` only, in chunks of rows)."""
+    log_z, _, _ = _norm_environments(tensors)
+    dtype = np.result_type(*tensors)
+    total = 0.0
+    for begin in range(0, len(X), chunk):
+        rows = X[begin : begin + chunk]
+        mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[rows[:, i]] for i, a in enumerate(tensors)]
+        lefts, log_scale = _left_environments(mats, len(rows), dtype)
+        with np.errstate(divide="ignore"):
+            total += float(np.sum(log_scale + np.log(np.abs(lefts[-1][:, 0]))))
+    return float(log_z - 2.0 * total / len(X))
+
+
+def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows divided by their 2-norms (zero rows kept) and the log-norms: one reduction, real or complex."""
+    sq = np.einsum("na,na->n", env, env.conj()).real if np.iscomplexobj(env) else np.einsum("na,na->n", env, env)
+    norms = np.sqrt(sq, out=sq)
+    norms[norms == 0] = 1.0
+    return env / norms[:, None], np.log(norms)
+
+
 def _norm_environments(tensors: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """``log Z`` and trace-normalised transfer environments from the left and the right."""
+    """``log Z`` and trace-normalised transfer environments (ket index first) from both ends."""
     n_sites = len(tensors)
     left = [np.ones((1, 1))]
     log_z = 0.0
     for a in tensors:
-        e = contract("xy,xsa,ysb->ab", left[-1], a, a)
-        tr = float(np.trace(e))
+        dl, d, dr = a.shape
+        e = (left[-1].T @ a.reshape(dl, d * dr)).reshape(dl * d, dr).T @ a.conj().reshape(dl * d, dr)
+        tr = float(np.trace(e).real)
         if not tr > 0:
             raise FloatingPointError("the state has zero norm.")
         log_z += math.log(tr)
         left.append(e / tr)
     right: list[np.ndarray] = [np.ones((1, 1))] * (n_sites + 1)
     for i in range(n_sites - 1, -1, -1):
-        e = contract("asx,bsy,xy->ab", tensors[i], tensors[i], right[i + 1])
-        right[i] = e / float(np.trace(e))
+        dl, d, dr = tensors[i].shape
+        e = (tensors[i].reshape(dl * d, dr) @ right[i + 1]).reshape(dl, d * dr) @ tensors[i].conj().reshape(dl, d * dr).T
+        right[i] = e / float(np.trace(e).real)
     return log_z, left, right
+
+
+class _FlatAdam:
+    """Adam on one flat real array of parameters (complex entries as two reals)."""
+
+    def __init__(self, size: int, learning_rate: float) -> None:
+        self.rate, self.t = learning_rate, 0
+        self.m, self.v = np.zeros(size), np.zeros(size)
+
+    def step(self, theta: np.ndarray, grad: np.ndarray, beta1: float = 0.9, beta2: float = 0.999) -> None:
+        """Move ``theta`` (in place) one step against ``grad``."""
+        self.t += 1
+        self.m *= beta1
+        self.m += (1 - beta1) * grad
+        self.v *= beta2
+        self.v += (1 - beta2) * grad * grad
+        scale = self.rate * math.sqrt(1 - beta2**self.t) / (1 - beta1**self.t)
+        theta -= scale * self.m / (np.sqrt(self.v) + 1e-8)
 
 
 def gradient_train(
@@ -557,17 +773,21 @@ def gradient_train(
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train all site tensors together with Adam on minibatches (bond dimensions fixed).
 
+    The tensors live in one flat parameter array (views per site), so Adam is a few
+    vector operations per step; before each step the state is rescaled to ``Z = 1``
+    with the ``Z`` its gradient needs anyway.
+
     Parameters
     ----------
     mps : MatrixProductState
-        Starting state (real).
+        Starting state (real or complex).
     X : numpy.ndarray of int, shape (n_samples, n_sites)
     n_epochs : int
         Passes over the shuffled data.
     batch_size : int
         Samples per step.
     learning_rate : float
-        Adam's step size; the tensors are rescaled to ``Z = 1`` after every step.
+        Adam's step size.
     rng : numpy.random.Generator
         For the shuffles.
     progress : bool
@@ -583,39 +803,33 @@ def gradient_train(
         The NLL recorded per epoch is that of the whole training set at the epoch's end.
     """
     history = TrainingHistory() if history is None else history
-    tensors = [np.array(t) for t in mps.normalized().tensors]
-    moments = [np.zeros_like(t) for t in tensors]
-    squares = [np.zeros_like(t) for t in tensors]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    step = 0
-    bar = _progress(n_epochs, progress)
-    bond = max(t.shape[2] for t in tensors)
-    for _ in range(n_epochs):
-        tick = time.perf_counter()
-        order = rng.permutation(len(X))
-        with blas_threads(bond):
-            for start in range(0, len(X), batch_size):
-                _, grads = nll_and_gradient(tensors, X[order[start : start + batch_size]])
-                step += 1
-                for i, g in enumerate(grads):
-                    moments[i] = beta1 * moments[i] + (1 - beta1) * g
-                    squares[i] = beta2 * squares[i] + (1 - beta2) * g * g
-                    m_hat = moments[i] / (1 - beta1**step)
-                    v_hat = squares[i] / (1 - beta2**step)
-                    tensors[i] = tensors[i] - learning_rate * m_hat / (np.sqrt(v_hat) + eps)
-                _rescale(tensors)
-            nll, _ = nll_and_gradient(tensors, X)
-        record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
-    state = MatrixProductState(tensors)
+    start = mps.normalized()
+    dtype = start.dtype
+    sizes = [t.size for t in start.tensors]
+    theta = np.concatenate([np.asarray(t).ravel() for t in start.tensors]).astype(dtype)
+    offsets = np.cumsum([0, *sizes])
+    tensors = [theta[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
+    flat_grad = np.empty_like(theta)
+    grads = [flat_grad[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
+    real = theta.view(np.float64)
+    adam = _FlatAdam(real.size, learning_rate)
+    with progress_bar(n_epochs, progress) as bar:
+        bond = max(t.shape[2] for t in tensors)
+        n_sites = len(tensors)
+        for _ in range(n_epochs):
+            tick = time.perf_counter()
+            shuffled = X[rng.permutation(len(X))]
+            with blas_threads(bond):
+                for begin in range(0, len(X), batch_size):
+                    log_z, z_left, z_right = _norm_environments(tensors)
+                    theta *= math.exp(-log_z / (2 * n_sites))
+                    _, data = _data_terms(tensors, shuffled[begin : begin + batch_size])
+                    for i, a in enumerate(tensors):
+                        env = _norm_gradient(z_left[i], a, z_right[i + 1])
+                        np.subtract(2.0 * env / float(np.vdot(a, env).real), 2.0 * data[i], out=grads[i])
+                    adam.step(real, flat_grad.view(np.float64))
+                nll = _nll(tensors, X)
+            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+    state = MatrixProductState([t.copy() for t in tensors])
     state.canonicalize_(0).normalize_()
     return state, history
-
-
-def _rescale(tensors: list[np.ndarray]) -> None:
-    """Scale every tensor by the same factor so that ``Z = 1`` (in place on the list)."""
-    log_z, _, _ = _norm_environments(tensors)
-    factor = math.exp(-log_z / (2 * len(tensors)))
-    for i, t in enumerate(tensors):
-        tensors[i] = t * factor

@@ -1,4 +1,4 @@
-"""Unsupervised analysis with a fitted MPS Born machine: anomaly scores and their explanations.
+"""Unsupervised analysis with a fitted Born machine (MPS or tree): anomaly scores and their explanations.
 
 After Aizpurua, Palmer, Mugel, Orús et al., "Tensor networks for explainable machine
 learning in cybersecurity" (arXiv:2401.00867): the trained Born machine scores each
@@ -22,7 +22,12 @@ entanglement of its state.
   normalised environment vectors at a bond, or the leave-one-out log-probabilities),
   clustered with k-means.
 
-Sites are features, in the order of the columns of ``X``.
+Sites are features, in the order of the columns of ``X``. Every function takes an
+:class:`~tnkit.ml.MPSBornMachine` or a :class:`~tnkit.ml.ttn_born_machine.TTNBornMachine`;
+for a tree the chain rule runs over the features in column order through exact
+marginals (:func:`tnkit.ttn.sampling.log_marginal`), the entropies are those of the
+tree's bonds (one per non-root node) and the embedding uses the inside and outside
+vectors of one bond.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ from ..core.contract import contract
 from ..core.rng import as_generator
 from ..core.validate import check_int, check_option, check_site
 from ..mps.measure import entropy_of_probabilities
-from .born_machine import MPSBornMachine, check_discrete_data
+from .born_machine import BornMachineBase, MPSBornMachine, check_discrete_data
 from .born_training import absorb_left, absorb_right
 from .environments import normalize_rows
+from .ttn_born_machine import TTNBornMachine, tree_embedding
 
 __all__ = [
     "ScoreExplanation",
@@ -58,10 +64,14 @@ _MI_KINDS = ("quantum", "classical")
 _FEATURE_KINDS = ("embedding", "conditionals")
 
 
-def _fitted_data(model: MPSBornMachine, X: Any) -> np.ndarray:
-    if not isinstance(model, MPSBornMachine):
-        raise TypeError(f"`model` must be an MPSBornMachine, got {type(model).__name__}.")
-    check_is_fitted(model, "mps_")
+def _fitted(model: BornMachineBase) -> None:
+    if not isinstance(model, (MPSBornMachine, TTNBornMachine)):
+        raise TypeError(f"`model` must be an MPSBornMachine or a TTNBornMachine, got {type(model).__name__}.")
+    check_is_fitted(model, "mps_" if isinstance(model, MPSBornMachine) else "ttn_")
+
+
+def _fitted_data(model: BornMachineBase, X: Any) -> np.ndarray:
+    _fitted(model)
     return check_discrete_data("X", X, model.n_categories_)
 
 
@@ -88,20 +98,37 @@ def chain_surprisal(model: MPSBornMachine, X: Any) -> np.ndarray:
         Rows sum to :func:`anomaly_scores`.
     """
     X = _fitted_data(model, X)
+    if isinstance(model, TTNBornMachine):
+        return _tree_chain_surprisal(model, X)
     mps = model.mps_
     mps.canonicalize_(0).normalize_()
     n = X.shape[0]
     rows = np.arange(n)
     out = np.empty(X.shape)
-    left = np.ones((n, 1))
+    left = np.ones((n, 1), dtype=mps.dtype)
     for i, a in enumerate(mps.tensors):
         step = contract("na,asb->nsb", left, a)
-        total = np.einsum("nsb,nsb->n", step, step)
+        total = _abs2(step).sum(axis=(1, 2))
         picked = step[rows, X[:, i]]
-        weight = np.einsum("nb,nb->n", picked, picked)
+        weight = _abs2(picked).sum(axis=1)
         with np.errstate(divide="ignore"):
             out[:, i] = np.log(total) - np.log(weight)
         left, _ = normalize_rows(picked)
+    return out
+
+
+def _tree_chain_surprisal(model: TTNBornMachine, X: np.ndarray) -> np.ndarray:
+    """``log p(x_<i) - log p(x_<=i)`` from the tree's exact prefix marginals."""
+    n, n_features = X.shape
+    prefix = np.zeros(n)  # log p(empty prefix) = 0
+    out = np.empty(X.shape)
+    for i in range(n_features):
+        observed = np.zeros((n, n_features), dtype=bool)
+        observed[:, : i + 1] = True
+        current = model._log_marginal(X, observed) if i < n_features - 1 else model.log_prob(X)
+        with np.errstate(invalid="ignore"):
+            out[:, i] = prefix - current
+        prefix = current
     return out
 
 
@@ -122,18 +149,36 @@ def leave_one_out_probabilities(model: MPSBornMachine, X: Any) -> np.ndarray:
 
 def _conditional_distributions(model: MPSBornMachine, X: np.ndarray) -> list[np.ndarray]:
     """Per feature ``i``, the ``(n, d_i)`` distribution of ``x_i`` given all other features."""
+    if isinstance(model, TTNBornMachine):
+        return _tree_conditional_distributions(model, X)
     tensors = model.mps_.tensors
     n, n_sites = X.shape
-    rights: list[np.ndarray] = [np.ones((n, 1))] * (n_sites + 1)
+    rights: list[np.ndarray] = [np.ones((n, 1), dtype=model.mps_.dtype)] * (n_sites + 1)
     for i in range(n_sites - 1, 0, -1):
         rights[i], _ = normalize_rows(absorb_right(rights[i + 1], tensors[i], X[:, i]))
     out = []
-    left = np.ones((n, 1))
+    left = np.ones((n, 1), dtype=model.mps_.dtype)
     for i, a in enumerate(tensors):
-        weights = contract("na,asb,nb->ns", left, a, rights[i + 1]) ** 2   # |psi(x_i = s)|**2, scaled
+        weights = _abs2(contract("na,asb,nb->ns", left, a, rights[i + 1]))   # |psi(x_i = s)|**2, scaled
         total = weights.sum(axis=1, keepdims=True)
         out.append(np.divide(weights, total, out=np.zeros_like(weights), where=total > 0))
         left, _ = normalize_rows(absorb_left(left, a, X[:, i]))
+    return out
+
+
+def _tree_conditional_distributions(model: TTNBornMachine, X: np.ndarray) -> list[np.ndarray]:
+    """``p(x_i = v | rest)`` from ``log p`` of every row with feature ``i`` set to each value."""
+    out = []
+    for i, d in enumerate(model.n_categories_):
+        logs = np.empty((len(X), int(d)))
+        for v in range(int(d)):
+            changed = X.copy()
+            changed[:, i] = v
+            logs[:, v] = model.log_prob(changed)
+        peak = logs.max(axis=1, keepdims=True)
+        weights = np.exp(logs - np.where(np.isfinite(peak), peak, 0.0))
+        total = weights.sum(axis=1, keepdims=True)
+        out.append(np.divide(weights, total, out=np.zeros_like(weights), where=total > 0))
     return out
 
 
@@ -188,10 +233,14 @@ def entanglement_entropies(model: MPSBornMachine) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray, shape (n_features - 1,)
-        Entry ``b`` is the entropy between features ``0..b`` and ``b+1..N-1``.
+    numpy.ndarray
+        MPS: shape ``(n_features - 1,)``, entry ``b`` the entropy between features
+        ``0..b`` and ``b+1..N-1``. Tree: one entry per edge, in the order of
+        ``tree_.edges`` (:meth:`tnkit.TTN.entropies`).
     """
-    check_is_fitted(model, "mps_")
+    _fitted(model)
+    if isinstance(model, TTNBornMachine):
+        return np.asarray(model.ttn_.entropies())
     return np.asarray(model.mps_.entanglement_entropy())
 
 
@@ -217,15 +266,26 @@ def mutual_information(model: MPSBornMachine, i: int, j: int, *, kind: str = "qu
         ``rho_ij``).
     """
     check_option("kind", kind, _MI_KINDS)
-    check_is_fitted(model, "mps_")
+    _fitted(model)
     n = model.n_features_in_
     i, j = check_site("i", i, n), check_site("j", j, n)
     if i == j:
         raise ValueError(f"`i` and `j` must be different features, got {i} twice.")
+    state = model.ttn_ if isinstance(model, TTNBornMachine) else model.mps_
     if kind == "quantum":
-        return float(model.mps_.mutual_information(i, j))
-    rho = model.mps_.reduced_density_matrix((i, j))
+        if isinstance(model, MPSBornMachine):
+            return float(state.mutual_information(i, j))
+        return _von_neumann(state.reduced_density_matrix(i)) + _von_neumann(
+            state.reduced_density_matrix(j)
+        ) - _von_neumann(state.reduced_density_matrix((i, j)))
+    rho = state.reduced_density_matrix((i, j))
     return _classical_mi(np.diag(rho).real.reshape(model.n_categories_[i], model.n_categories_[j]))
+
+
+def _von_neumann(rho: np.ndarray) -> float:
+    """Entropy (nats) of a density matrix (any normalisation)."""
+    w = np.clip(np.linalg.eigvalsh(rho), 0.0, None)
+    return entropy_of_probabilities(w / w.sum())
 
 
 def mutual_information_matrix(model: MPSBornMachine, *, kind: str = "quantum") -> np.ndarray:
@@ -236,14 +296,14 @@ def mutual_information_matrix(model: MPSBornMachine, *, kind: str = "quantum") -
     (``O(N**3)``), meant for tens of features.
     """
     check_option("kind", kind, _MI_KINDS)
-    check_is_fitted(model, "mps_")
-    if kind == "quantum":
+    _fitted(model)
+    if kind == "quantum" and isinstance(model, MPSBornMachine):
         return np.asarray(model.mps_.mutual_information_matrix())
     n = model.n_features_in_
     out = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            out[i, j] = out[j, i] = mutual_information(model, i, j, kind="classical")
+            out[i, j] = out[j, i] = mutual_information(model, i, j, kind=kind)
     return out
 
 
@@ -253,42 +313,55 @@ def model_features(model: MPSBornMachine, X: Any, *, kind: str = "embedding", bo
     Parameters
     ----------
     kind : {"embedding", "conditionals"}
-        ``"embedding"``: the projectors ``l l^T`` and ``r r^T`` of the normalised left
+        ``"embedding"``: the projectors ``l l^H`` and ``r r^H`` of the normalised left
         environment ``l`` of features ``0..bond`` and right environment ``r`` of
-        ``bond+1..N-1``, flattened and concatenated (``2 D**2`` numbers: the model's
-        compressed description of each half). Projectors drop the sign, which a real
-        Born machine leaves arbitrary, and ``||l l^T - l' l'^T||**2 = 2 - 2 (l.l')**2``
-        does not depend on the (orthogonal) gauge of the bond;
+        ``bond+1..N-1``, flattened and concatenated (``2 D**2`` numbers, real and
+        imaginary parts of a complex model: ``4 D**2``; the model's compressed
+        description of each half). Projectors drop the phase, which a Born machine
+        leaves arbitrary, and ``||l l^H - l' l'^H||**2 = 2 - 2 |l^H l'|**2`` does not
+        depend on the (unitary) gauge of the bond;
         ``"conditionals"``: the model's distribution of each feature given all the
         others, ``p(x_i = v | x_{-i})`` for every feature and value, concatenated
         (``sum(n_categories_)`` numbers: what the model predicts each feature to be).
     bond : int, optional
-        Bond of the embedding; default the middle one.
+        Bond of the embedding; default the middle one. For a tree, a non-root node: its
+        parent bond (default the root's first internal child, or first child).
 
     Returns
     -------
-    numpy.ndarray, shape (n, 2 * D_bond**2) or (n, sum(n_categories_))
+    numpy.ndarray, shape (n, 2 * D_bond**2), (n, 4 * D_bond**2) (complex model) or (n, sum(n_categories_))
     """
     check_option("kind", kind, _FEATURE_KINDS)
     X = _fitted_data(model, X)
     if kind == "conditionals":
         return np.concatenate(_conditional_distributions(model, X), axis=1)
+    if isinstance(model, TTNBornMachine):
+        inside, outside = tree_embedding(model, X, bond)
+        return np.concatenate([_projector(inside), _projector(outside)], axis=1)
     n_sites = model.n_features_in_
     bond = (n_sites - 2) // 2 if bond is None else check_site("bond", bond, n_sites - 1, what="bond")
     mps = model.mps_
     mps.canonicalize_(bond + 1)   # sites <= bond left-, sites > bond + 1 right-isometric
     tensors = mps.tensors
-    left = np.ones((len(X), 1))
+    left = np.ones((len(X), 1), dtype=mps.dtype)
     for i in range(bond + 1):
         left, _ = normalize_rows(absorb_left(left, tensors[i], X[:, i]))
-    right = np.ones((len(X), 1))
+    right = np.ones((len(X), 1), dtype=mps.dtype)
     for i in range(n_sites - 1, bond, -1):
         right, _ = normalize_rows(absorb_right(right, tensors[i], X[:, i]))
-    n = len(X)
-    return np.concatenate(
-        [contract("na,nb->nab", left, left).reshape(n, -1), contract("na,nb->nab", right, right).reshape(n, -1)],
-        axis=1,
-    )
+    return np.concatenate([_projector(left), _projector(right)], axis=1)
+
+
+def _projector(vectors: np.ndarray) -> np.ndarray:
+    """The flattened projectors ``v v^H`` of the rows, as real numbers (real and imaginary parts)."""
+    n = len(vectors)
+    outer = contract("na,nb->nab", vectors, vectors.conj()).reshape(n, -1)
+    return np.concatenate([outer.real, outer.imag], axis=1) if np.iscomplexobj(outer) else outer
+
+
+def _abs2(values: np.ndarray) -> np.ndarray:
+    """``|values|**2`` elementwise, real."""
+    return values.real**2 + values.imag**2 if np.iscomplexobj(values) else values**2
 
 
 def cluster(

@@ -6,6 +6,8 @@ suffix, e.g. ``.png`` or ``.pdf``) and returns the path.
 - :func:`plot_entanglement`: entanglement entropy across each bond of a trained model.
 - :func:`plot_accuracy_vs_bond`: test error against bond dimension, with a reference line.
 - :func:`plot_feature_importance`: per-feature importance as an image.
+- :func:`plot_patterns`: rows of discrete patterns (Born-machine samples, inpaintings),
+  each drawn by :func:`draw_pattern` inside a frame, so an all-white pattern stays visible.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from ..io import atomic_write
 
-__all__ = ["plot_entanglement", "plot_accuracy_vs_bond", "plot_feature_importance"]
+__all__ = ["plot_entanglement", "plot_accuracy_vs_bond", "plot_feature_importance", "plot_patterns", "draw_pattern"]
 
 
 def _pyplot() -> Any:
@@ -95,4 +97,45 @@ def plot_feature_importance(importance: Sequence[float], shape: tuple[int, int],
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
+    return _save(fig, path)
+
+
+def draw_pattern(ax: Any, image: Any, *, vmax: float = 1.0) -> None:
+    """Draw one pattern (0 white .. ``vmax`` black) on ``ax`` with a thin grey frame and no ticks.
+
+    The frame is what keeps a white cell, or an all-white pattern, visible on a white
+    page; ``set_axis_off`` would remove it.
+    """
+    ax.imshow(np.asarray(image, dtype=float), cmap="gray_r", vmin=0.0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_edgecolor("0.5")
+        spine.set_linewidth(0.8)
+
+
+def plot_patterns(rows: Sequence[tuple[str, Sequence[Any]]], path: Any, *, vmax: float = 1.0) -> Path:
+    """A grid of patterns, one titled row per entry of ``rows`` (``(title, images)``), each framed.
+
+    Parameters
+    ----------
+    rows : sequence of (str, sequence of 2-d arrays)
+        E.g. ``[("samples", model.sample(8).reshape(-1, 4, 4))]``.
+    path : path-like
+        Output file (format from the suffix).
+    vmax : float
+        Value drawn black (patterns of ``n`` values: ``n - 1``).
+    """
+    plt = _pyplot()
+    n_cols = max(1, max((len(images) for _, images in rows), default=1))
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.3 * n_cols, 1.4 * len(rows)), squeeze=False)
+    for r, (title, images) in enumerate(rows):
+        for c in range(n_cols):
+            if c < len(images):
+                draw_pattern(axes[r, c], images[c], vmax=vmax)
+            else:
+                axes[r, c].set_axis_off()
+        axes[r, 0].set_title(title, fontsize=8, loc="left")
+    fig.tight_layout()
     return _save(fig, path)

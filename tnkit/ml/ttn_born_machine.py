@@ -36,8 +36,9 @@ rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
 
 * ``trainer="sweep"`` (default): node-local updates along a depth-first tour of the
   internal nodes. The tree is kept in canonical form about the visited node, so
-  ``Z = ||T_v||**2`` and the update is Han et al.'s ``T_v <- T_v - lr dNLL/dT_v``,
-  ``T_v <- T_v / ||T_v||``; moving to the next node is one QR
+  ``Z = ||T_v||**2`` and the update is Han et al.'s ``T_v <- T_v - eta dNLL/dT_v``,
+  ``T_v <- T_v / ||T_v||``, with ``eta`` backtracked from ``learning_rate`` so that
+  every step lowers the NLL; moving to the next node is one QR
   (:func:`tnkit.ttn.canonical.qr_toward`) and one new inside or outside vector. A
   sweep is the whole tour, root to root (every edge walked down and up once).
 * ``trainer="gradient"``: minibatch Adam on every tensor at once with the exact
@@ -70,15 +71,10 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
+from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from . import born_training
-from .born_machine import (
-    BornMachineBase,
-    _choose,
-    _site_weights,
-    check_discrete_data,
-    check_update_params,
-)
+from .born_machine import BornMachineBase, check_dtype, check_tol, check_update_params
 from .environments import normalize_rows
 from .optim import Adam
 from .ttn_classifier import feature_tree
@@ -90,6 +86,7 @@ __all__ = [
     "tree_sweep_train",
     "tree_gradient_train",
     "sweep_tour",
+    "tree_embedding",
 ]
 
 _KIND = "TTNBornMachine"
@@ -197,7 +194,7 @@ class _TreeData:
         """Unnormalised inside vector of ``v`` from its children's (normalised) ones, ``(n, D_parent)``."""
         t = _with_parent(self.tree, v, t)
         eq = _data_equations(len(self.internal_kids[v]))[0]
-        out = np.empty((self.n, t.shape[-1]))
+        out = np.empty((self.n, t.shape[-1]), dtype=np.result_type(t, *self._ins(v, slice(0, 0))))
         for index, rows in self.groups[v]:
             sub = t[index]
             out[rows] = sub[None, :] if sub.ndim == 1 else contract(eq, sub, *self._ins(v, rows))
@@ -215,7 +212,7 @@ class _TreeData:
         kids = self.internal_kids[v]
         eq = _data_equations(len(kids))[1][kids.index(c)]
         out_v, log_v = self.outside[v]
-        out = np.empty((self.n, t.shape[self.tree.children(v).index(c)]))
+        out = np.empty((self.n, t.shape[self.tree.children(v).index(c)]), dtype=np.result_type(t, out_v))
         for index, rows in self.groups[v]:
             out[rows] = contract(eq, t[index], out_v[rows], *self._ins(v, rows, skip=c))
         vec, extra = normalize_rows(out)
@@ -243,13 +240,30 @@ class _TreeData:
         for index, rows in self.groups[v]:
             sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
             amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
-            amp = np.where(np.abs(amp) < _TINY, np.where(amp < 0, -_TINY, _TINY), amp)
+            amp = np.where(np.abs(amp) < _TINY, _TINY, amp)
             grad[index] += contract(gradient, *ins, out / amp[:, None])
         grad /= self.n
+        if np.iscomplexobj(grad):
+            grad = grad.conj()
         return grad[..., 0] if v == self.tree.root else grad
 
 
 _TINY = born_training._TINY
+
+
+class _NodeProblem:
+    """The NLL as a function of the centre node's tensor (for :func:`born_training.sphere_descent`)."""
+
+    def __init__(self, data: _TreeData, v: int) -> None:
+        self.data, self.v = data, v
+
+    def nll(self, t: np.ndarray) -> float:
+        """Exact NLL with ``t`` at the orthogonality centre ``v`` (``Z = ||t||**2``)."""
+        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.mean(self.data.log_psi(self.v, t)))
+
+    def data_gradient(self, t: np.ndarray) -> np.ndarray:
+        """``1/n sum_x Phi_v(x) / psi(x)``."""
+        return self.data.data_gradient(self.v, t)
 
 
 # --------------------------------------------------------------------------- functional core
@@ -290,8 +304,8 @@ def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.n
         if v < n_leaves:
             continue
         t = _with_parent(tree, v, tensors[v])
-        g = contract(_norm_equations(leafy[v])[0], t, t, *(grams[c] for c in kids[v]))
-        trace = float(np.trace(g))
+        g = contract(_norm_equations(leafy[v])[0], t, t.conj(), *(grams[c] for c in kids[v]))
+        trace = float(np.trace(g).real)
         if not trace > 0:
             raise FloatingPointError("the state has zero norm.")
         log_z += math.log(trace)
@@ -304,13 +318,52 @@ def _norm_environments(tree: Tree, tensors: list) -> tuple[float, dict[int, np.n
         t = _with_parent(tree, v, tensors[v])
         _, outside, env_eq = _norm_equations(leafy[v])
         g_kids = [grams[c] for c in kids[v]]
-        e = contract(env_eq, t, envs[v], *g_kids)
-        out[v] = e / float(np.vdot(t, e))
+        # E[bra] = sum over ket of T H G..; the equation is written with the labels swapped,
+        # which for the Hermitian H and G means their conjugates
+        e = contract(env_eq, t, envs[v].conj(), *(g.conj() for g in g_kids))
+        out[v] = e / float(np.vdot(t, e).real)
         out[v] = out[v][..., 0] if v == tree.root else out[v]
         for j, c in enumerate(kids[v]):
-            h = contract(outside[j], t, t, envs[v], *(g for i, g in enumerate(g_kids) if i != j))
-            envs[c] = h / float(np.trace(h))
+            h = contract(outside[j], t, t.conj(), envs[v], *(g for i, g in enumerate(g_kids) if i != j))
+            envs[c] = h / float(np.trace(h).real)
     return log_z, out
+
+
+def tree_embedding(model: TTNBornMachine, X: np.ndarray, node: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised inside and outside vectors of each row on the parent bond of ``node``.
+
+    The inside vector describes the features under ``node``, the outside vector the
+    rest (the tree counterpart of an MPS's left and right environments at a bond).
+
+    Parameters
+    ----------
+    model : TTNBornMachine
+        Fitted.
+    X : numpy.ndarray of int, shape (n, n_features)
+        Validated rows.
+    node : int, optional
+        An internal, non-root node; default the root's first internal child.
+
+    Returns
+    -------
+    inside, outside : numpy.ndarray, shape (n, D)
+    """
+    tree = model.tree_
+    candidates = [v for v in tree.internal_nodes if v != tree.root]
+    if not candidates:
+        raise ValueError("the tree has no internal bond (every child of the root is a feature).")
+    if node is None:
+        node = next((c for c in tree.children(tree.root) if c in candidates), candidates[0])
+    elif isinstance(node, bool) or not isinstance(node, (int, np.integer)) or int(node) not in candidates:
+        raise ValueError(f"`bond` must be an internal non-root node of the tree (one of {candidates}), got {node!r}.")
+    tensors = [None] * tree.n_leaves + [np.array(t) for t in model.ttn_.tensors]
+    data = _TreeData(tree, model.n_categories_, X)
+    data.build_inside(tensors)
+    for v in tree.preorder():
+        if v >= tree.n_leaves:
+            for c in data.internal_kids[v]:
+                data.set_outside(c, tensors[v])
+    return data.inside[int(node)][0], data.outside[int(node)][0]
 
 
 def tree_nll_and_gradient(
@@ -382,6 +435,7 @@ def tree_sweep_train(
     rng: np.random.Generator | None = None,
     progress: bool = False,
     history: born_training.TrainingHistory | None = None,
+    tol: float | None = None,
 ) -> tuple[list, born_training.TrainingHistory]:
     """Node-local NLL sweeps with the tree canonical about the visited node (see the module docstring).
 
@@ -396,7 +450,7 @@ def tree_sweep_train(
         Tours of the tree (:func:`sweep_tour`).
     learning_rate, n_descent_steps, normalized_gradient
         Han et al.'s update at each visited node, as in
-        :func:`tnkit.ml.born_training.unit_sphere_descent`.
+        :func:`tnkit.ml.born_training.sphere_descent` (line-searched: the NLL never rises).
     batch_size : int, optional
         Train each sweep on a fresh random subset of this many rows (bounds memory).
     rng : numpy.random.Generator, optional
@@ -405,6 +459,9 @@ def tree_sweep_train(
         A tqdm bar over sweeps with the NLL.
     history : TrainingHistory, optional
         Appended to (warm start).
+    tol : float, optional
+        Stop before ``n_sweeps`` once each of the last three sweeps lowered the NLL by
+        less than this (nats; full-batch sweeps only; :func:`born_training.converged`).
 
     Returns
     -------
@@ -414,31 +471,33 @@ def tree_sweep_train(
         NLL per sweep (exact, of the sweep's rows), largest bond, seconds, learning rate.
     """
     history = born_training.TrainingHistory() if history is None else history
+    n_before = len(history.nll)
     tensors = _canonical_tensors(tree, tensors)
     tour = sweep_tour(tree)
     rng = np.random.default_rng() if rng is None else rng
     batched = batch_size is not None and batch_size < len(X)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    bar = born_training._progress(n_sweeps, progress)
-    data = None
-    for _ in range(n_sweeps):
-        tick = time.perf_counter()
-        if data is None or batched:
-            rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
-            data = _TreeData(tree, dims, X[rows])
-            data.build_inside(tensors)
-        with blas_threads(bond):
-            for step, v in enumerate(tour):
-                tensors[v] = born_training.unit_sphere_descent(
-                    tensors[v], functools.partial(data.data_gradient, v), learning_rate, n_descent_steps,
-                    normalized_gradient,
-                )
-                if step + 1 < len(tour):
-                    _move(tree, tensors, data, v, tour[step + 1])
-        nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
+    with born_training.progress_bar(n_sweeps, progress) as bar:
+        data = None
+        for _ in range(n_sweeps):
+            tick = time.perf_counter()
+            if data is None or batched:
+                rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
+                data = _TreeData(tree, dims, X[rows])
+                data.build_inside(tensors)
+            rate = learning_rate
+            with blas_threads(bond):
+                for step, v in enumerate(tour):
+                    tensors[v], _, rate = born_training.sphere_descent(
+                        tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
+                        learning_rate if batched or normalized_gradient else 0.5,
+                    )
+                    if step + 1 < len(tour):
+                        _move(tree, tensors, data, v, tour[step + 1])
+            nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
+            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+            if not batched and born_training.converged(history.nll[n_before:], tol):
+                break
     return tensors, history
 
 
@@ -474,149 +533,27 @@ def tree_gradient_train(
     nodes = list(tree.internal_nodes)
     opt = Adam(learning_rate)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    bar = born_training._progress(n_epochs, progress)
-    for _ in range(n_epochs):
-        tick = time.perf_counter()
-        order = rng.permutation(len(X))
-        with blas_threads(bond):
-            for start in range(0, len(X), batch_size):
-                _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
-                stepped = opt.step([tensors[v] for v in nodes], [grads[v] for v in nodes])
-                tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
-        nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-        born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    if bar is not None:
-        bar.close()
+    with born_training.progress_bar(n_epochs, progress) as bar:
+        for _ in range(n_epochs):
+            tick = time.perf_counter()
+            order = rng.permutation(len(X))
+            with blas_threads(bond):
+                for start in range(0, len(X), batch_size):
+                    _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
+                    stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
+                    tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
+            nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
+            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     return tensors, history
 
 
-# --------------------------------------------------------------------------- conditionals
-
-
-@functools.lru_cache(maxsize=1024)
-def _density_equation(kinds: tuple[str, ...], batched: bool) -> str:
-    """``X, conj X, E, weights/densities.. -> rho`` over the first axis of ``X``.
-
-    ``X`` has axes (first, later children.., parent), batched over samples if
-    ``batched``; ``kinds`` names each later child ``"leaf"`` (operand ``w[n, s]``, the
-    same index on ket and bra) or ``"node"`` (operand ``rho[n, a, b]``). ``E[n, p, q]``
-    is the environment of the parent bond. With ``kinds`` empty of a first axis
-    (``first=False``) see :func:`_inside_equation`.
-    """
-    n = get_symbol(0)
-    m = len(kinds)
-    ket = [get_symbol(1 + 2 * i) for i in range(m + 2)]
-    bra = [ket[i] if 1 <= i <= m and kinds[i - 1] == "leaf" else get_symbol(2 + 2 * i) for i in range(m + 2)]
-    b = n if batched else ""
-    ops = [b + "".join(ket), b + "".join(bra), n + ket[-1] + bra[-1]]
-    ops += [n + ket[i + 1] + ("" if k == "leaf" else bra[i + 1]) for i, k in enumerate(kinds)]
-    return ",".join(ops) + "->" + n + ket[0] + bra[0]
-
-
-@functools.lru_cache(maxsize=1024)
-def _inside_equation(kinds: tuple[str, ...]) -> str:
-    """``T, T, weights/densities.. -> rho[n, p, q]``: a node's inside density, leaves weighted, subtrees mixed."""
-    n = get_symbol(0)
-    m = len(kinds)
-    ket = [get_symbol(1 + 2 * i) for i in range(m + 1)]
-    bra = [ket[i] if i < m and kinds[i] == "leaf" else get_symbol(2 + 2 * i) for i in range(m + 1)]
-    ops = ["".join(ket), "".join(bra)] + [n + ket[i] + ("" if k == "leaf" else bra[i]) for i, k in enumerate(kinds)]
-    return ",".join(ops) + "->" + n + ket[-1] + bra[-1]
-
-
-@functools.lru_cache(maxsize=256)
-def _collapse_equation(ndim: int, batched: bool) -> str:
-    """``vec[n, a], X[(n,) a, rest..] -> X[n, rest..]``: contract a completed child into ``X``."""
-    n, axes = get_symbol(0), "".join(get_symbol(1 + i) for i in range(ndim))
-    return f"{n}{axes[0]},{n if batched else ''}{axes}->{n}{axes[1:]}"
-
-
-class _Conditional:
-    """Inside densities of a tree Born machine given observed leaves, and completion top-down.
-
-    ``rho[v]`` (``(n, D_v, D_v)``, unit trace, log-trace in ``log[v]``) sums the subtree
-    of ``v`` over its free leaves with the observed ones fixed; at the root it is the
-    unnormalised marginal of the observed values. Completion walks the tree depth first
-    like the engine's sampler (:mod:`tnkit.ttn.sampling`), with the environment of each
-    child built from the parent's environment, the children already completed (pure)
-    and the later ones (their densities ``rho``, or the weights of leaves).
-    """
-
-    def __init__(self, tree: Tree, tensors: list, X: np.ndarray, observed: np.ndarray) -> None:
-        self.tree, self.tensors, self.X, self.observed = tree, tensors, X, observed
-        self.n = len(X)
-        self.rho: dict[int, np.ndarray] = {}
-        self.log = np.zeros(self.n)
-        for v in tree.postorder():
-            if v >= tree.n_leaves:
-                self._inside(v)
-
-    def _operand(self, c: int, d: int) -> np.ndarray:
-        if c < self.tree.n_leaves:
-            return _site_weights(self.X[:, c], self.observed[:, c], d)
-        return self.rho[c]
-
-    def _inside(self, v: int) -> None:
-        t = _with_parent(self.tree, v, self.tensors[v])
-        kids = self.tree.children(v)
-        kinds = tuple("leaf" if c < self.tree.n_leaves else "node" for c in kids)
-        ops = [self._operand(c, t.shape[j]) for j, c in enumerate(kids)]
-        rho = contract(_inside_equation(kinds), t, t, *ops)
-        trace = np.einsum("naa->n", rho)
-        safe = np.where(trace > 0, trace, 1.0)
-        with np.errstate(divide="ignore"):
-            self.log += np.log(np.maximum(trace, 0.0))
-        self.rho[v] = rho / safe[:, None, None]
-
-    def log_marginal(self) -> np.ndarray:
-        """``log`` of the unnormalised marginal of the observed values (``-inf`` where zero)."""
-        return self.log
-
-    def complete(self, rng: np.random.Generator, greedy: bool) -> np.ndarray:
-        """Fill the free leaves from ``p(x_free | x_observed)`` (or greedily); returns the completed rows."""
-        self.out = np.array(self.X, dtype=np.intp, copy=True)
-        self.rng, self.greedy = rng, greedy
-        self.rows = np.arange(self.n)
-        self._node(self.tree.root, np.ones((self.n, 1, 1)))
-        return self.out
-
-    def _node(self, v: int, env: np.ndarray) -> np.ndarray:
-        """Complete the leaves under ``v`` given ``env`` on its parent bond; return its collapsed vector."""
-        x = _with_parent(self.tree, v, self.tensors[v])
-        kids = self.tree.children(v)
-        batched = False
-        for j, c in enumerate(kids):
-            later = kids[j + 1 :]
-            kinds = tuple("leaf" if k < self.tree.n_leaves else "node" for k in later)
-            ops = [self._operand(k, x.shape[(1 if batched else 0) + 1 + i]) for i, k in enumerate(later)]
-            rho = contract(_density_equation(kinds, batched), x, x, env, *ops)
-            if c < self.tree.n_leaves:
-                s = self._draw(c, np.diagonal(rho, axis1=1, axis2=2).clip(min=0.0))
-                x = x[self.rows, s] if batched else x[s]
-            else:
-                vec = self._node(c, rho / _trace(rho)[:, None, None])
-                x = contract(_collapse_equation(x.ndim - batched, batched), vec, x)
-            batched = True
-            scale = np.linalg.norm(x.reshape(self.n, -1), axis=1)
-            x = x / np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (x.ndim - 1))
-        return x
-
-    def _draw(self, leaf: int, weights: np.ndarray) -> np.ndarray:
-        observed = self.observed[:, leaf]
-        total = weights.sum(axis=1)
-        if np.any(~observed & (total <= 0)):
-            raise ValueError("the observed values have probability zero under the model; nothing to complete.")
-        s = self.X[:, leaf].copy()
-        free = ~observed
-        if free.any():
-            s[free] = _choose(weights[free] / total[free, None], self.rng, self.greedy)
-        self.out[:, leaf] = s
-        return s
-
-
-def _trace(rho: np.ndarray) -> np.ndarray:
-    t = np.einsum("naa->n", rho)
-    return np.where(t > 0, t, 1.0)
+def _real_step(opt: Adam, params: list, grads: list) -> list:
+    """One Adam step on real parameters; a complex entry counts as two reals (its real and imaginary parts)."""
+    if not any(np.iscomplexobj(p) for p in params):
+        return opt.step(params, grads)
+    as_real = [np.ascontiguousarray(a, dtype=complex).view(np.float64) for a in params]
+    steps = opt.step(as_real, [np.ascontiguousarray(g, dtype=complex).view(np.float64) for g in grads])
+    return [np.ascontiguousarray(a).view(complex).reshape(p.shape) for a, p in zip(steps, params, strict=True)]
 
 
 # --------------------------------------------------------------------------- estimator
@@ -638,8 +575,12 @@ class TTNBornMachine(BornMachineBase):
         An explicit tree over the features (overrides ``image_shape``).
     learning_rate : float, default 0.05
         Sweeps: the step of Han et al.'s update at each node; gradient trainer: Adam's step.
-    n_sweeps : int, default 4
-        Sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root.
+    n_sweeps : int, default 50
+        Most sweeps per ``fit`` (trainer ``"sweep"``): tours of the tree, root to root;
+        the fit stops earlier once three sweeps in a row gain less than ``tol`` each.
+    tol : float or None, default 1e-4
+        Sweeps stop when each of three in a row lowers the training NLL by less than
+        this (nats); ``None`` runs all ``n_sweeps``. Full-batch sweeps only.
     n_descent_steps : int, default 10
         Gradient steps at each visited node.
     normalized_gradient : bool, default False
@@ -661,6 +602,10 @@ class TTNBornMachine(BornMachineBase):
         Seed of the starting state and of the minibatches.
     verbose : bool, default False
         A tqdm progress bar with the NLL per sweep or epoch.
+    dtype : {"complex128", "float64"}, default "complex128"
+        Type of the amplitudes; complex by default for the reason given in
+        :mod:`tnkit.ml.born_machine` (a real ``psi`` cannot move its zeros across the
+        samples by descent, and its fits stall above the entropy).
 
     Attributes
     ----------
@@ -688,7 +633,8 @@ class TTNBornMachine(BornMachineBase):
         image_shape: Any = None,
         tree: Tree | None = None,
         learning_rate: float = 0.05,
-        n_sweeps: int = 4,
+        n_sweeps: int = 50,
+        tol: float | None = 1e-4,
         n_descent_steps: int = 10,
         normalized_gradient: bool = False,
         trainer: str = "sweep",
@@ -698,12 +644,14 @@ class TTNBornMachine(BornMachineBase):
         warm_start: bool = False,
         random_state: Any = None,
         verbose: bool = False,
+        dtype: Any = "complex128",
     ) -> None:
         self.max_bond = max_bond
         self.image_shape = image_shape
         self.tree = tree
         self.learning_rate = learning_rate
         self.n_sweeps = n_sweeps
+        self.tol = tol
         self.n_descent_steps = n_descent_steps
         self.normalized_gradient = normalized_gradient
         self.trainer = trainer
@@ -713,6 +661,7 @@ class TTNBornMachine(BornMachineBase):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ fitting
 
@@ -732,7 +681,9 @@ class TTNBornMachine(BornMachineBase):
         params, warm, X, rng = self._start_fit(X, "ttn_")
         if not warm:
             self.tree_ = self._tree(X.shape[1])
-            self.ttn_ = TTN.random(self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng)
+            self.ttn_ = TTN.random(
+                self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng, dtype=params["dtype"]
+            )
         tree = self.tree_
         tensors = [None] * tree.n_leaves + [np.array(t) for t in self.ttn_.tensors]
         if params["trainer"] == "sweep":
@@ -740,7 +691,7 @@ class TTNBornMachine(BornMachineBase):
                 tree, tensors, X, self.n_categories_, n_sweeps=params["n_sweeps"],
                 learning_rate=params["learning_rate"], n_descent_steps=params["n_descent_steps"],
                 normalized_gradient=bool(self.normalized_gradient), batch_size=params["batch_size"], rng=rng,
-                progress=self.verbose, history=self.history_,
+                progress=self.verbose, history=self.history_, tol=params["tol"],
             )
         else:
             tensors, self.history_ = tree_gradient_train(
@@ -757,10 +708,12 @@ class TTNBornMachine(BornMachineBase):
         if self.tree is not None and not isinstance(self.tree, Tree):
             raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
         return {
+            "dtype": check_dtype(self.dtype),
             "trainer": self.trainer,
             "max_bond": check_int("max_bond", self.max_bond, minimum=1),
             "learning_rate": lr,
             "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
+            "tol": check_tol(self.tol),
             "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
             "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
             "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
@@ -769,6 +722,7 @@ class TTNBornMachine(BornMachineBase):
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()
         params.pop("tree")  # stored as the structure arrays of ``tree_``
+        params["dtype"] = np.dtype(params["dtype"]).name
         if params["image_shape"] is not None:
             params["image_shape"] = [int(d) for d in params["image_shape"]]
         return params
@@ -784,7 +738,7 @@ class TTNBornMachine(BornMachineBase):
 
     def _data(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "ttn_")
-        return check_discrete_data("X", X, self.n_categories_)
+        return self._validated(X)
 
     def log_prob(self, X: Any) -> np.ndarray:
         """``log p(x)`` (nats) of each row of ``X``; exact, log-scaled (safe for hundreds of features).
@@ -810,17 +764,13 @@ class TTNBornMachine(BornMachineBase):
         check_is_fitted(self, "ttn_")
         return self.ttn_.sample(n_samples, seed=as_generator(random_state))
 
-    def _condition(self, X: np.ndarray, observed: np.ndarray) -> _Conditional:
-        tensors = [None] * self.tree_.n_leaves + list(self.ttn_.tensors)
-        return _Conditional(self.tree_, tensors, X, observed)
-
     def _complete(self, X: np.ndarray, observed: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
         with blas_threads(self.ttn_.max_bond_dim):
-            return self._condition(X, observed).complete(rng, greedy)
+            return tree_sampling.complete(self.ttn_, X, observed, rng=rng, greedy=greedy)
 
     def _log_marginal(self, X: np.ndarray, observed: np.ndarray) -> np.ndarray:
         with blas_threads(self.ttn_.max_bond_dim):
-            return self._condition(X, observed).log_marginal() - 2.0 * self.ttn_.log_norm()
+            return tree_sampling.log_marginal(self.ttn_, X, observed)
 
     @property
     def num_params(self) -> int:

@@ -7,6 +7,20 @@ With the chain right-canonical (centre at site 0), the conditional probability o
 ``s_i``, where ``v`` is the (normalised) left vector of the prefix. All samples are
 carried at once: one ``(n, D) @ (D, d D)`` matrix product per site, in independent
 blocks that run on parallel threads.
+Conditionals
+------------
+:func:`log_marginal` and :func:`complete` condition on observed values (a boolean
+mask per row). The right **density environment** of sites ``i..N-1`` is::
+
+    rho_i = sum_{s} w_i[s] A_i[:, s, :] rho_{i+1} A_i[:, s, :]^H,   rho_N = 1,
+
+with ``w_i[s] = 1`` on a free site (summed over) and ``w_i[s] = delta(s, x_i)`` on an
+observed one; ``rho_0`` times the stored scales over ``Z`` is the marginal probability
+of the observed values. Sampling the free sites from left to right, with the prefix
+carried as a pure left vector ``l``, draws ``s`` on a free site ``i`` with probability
+proportional to ``(l A_i[:, s, :]) rho_{i+1} (l A_i[:, s, :])^H``: exact samples of
+``p(x_free | x_observed)``. Each ``rho`` is stored divided by its trace, with the log of
+the trace kept apart, so nothing over- or underflows.
 """
 
 from __future__ import annotations
@@ -16,15 +30,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.contract import contract
-from ..core.threads import GEMM_THREAD_WORK, available_threads, blas_threads, map_on_threads
 from ..core.rng import as_generator
+from ..core.threads import GEMM_THREAD_WORK, available_threads, blas_threads, map_on_threads
 from ..core.validate import check_int
 from .canonical import centred_state, unit_peak
 
 if TYPE_CHECKING:  # pragma: no cover
     from .mps import MatrixProductState
 
-__all__ = ["sample", "amplitudes", "log_amplitudes", "check_configurations"]
+__all__ = [
+    "sample",
+    "amplitudes",
+    "log_amplitudes",
+    "check_configurations",
+    "log_marginal",
+    "complete",
+    "site_weights",
+    "choose",
+]
+
+#: Bytes of density environments held at once by conditional sampling (rows are chunked).
+_ENV_BUDGET = 2**27
 
 _PREFIX = "na,asb->nsb"  # left vectors, site tensor -> (sample, s, right bond)
 
@@ -190,3 +216,131 @@ def amplitudes(mps: MatrixProductState, configs: object) -> np.ndarray:
     for i, a in enumerate(mps.tensors):
         left = contract(_PREFIX, left, a)[rows, configs[:, i]]
     return left[:, 0]
+
+
+# --------------------------------------------------------------------------- conditionals
+
+
+def site_weights(x: np.ndarray, observed: np.ndarray, d: int) -> np.ndarray:
+    """``w[n, s]``: one for every ``s`` on a free row, ``delta(s, x[n])`` on an observed row."""
+    w = np.ones((len(x), d))
+    rows = np.flatnonzero(observed)
+    w[rows] = 0.0
+    w[rows, x[rows]] = 1.0
+    return w
+
+
+def _density_step(tensor: np.ndarray, rho: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One site into a right density environment; returns it trace-normalised and the log traces."""
+    new = contract("asb,nbc,xsc,ns->nax", tensor, rho, tensor.conj(), weights)
+    trace = np.einsum("naa->n", new).real
+    safe = np.where(trace > 0, trace, 1.0)
+    with np.errstate(divide="ignore"):
+        return new / safe[:, None, None], np.log(np.maximum(trace, 0.0))
+
+
+def log_marginal(mps: MatrixProductState, X: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``log p(x_observed)`` per row under ``p(x) = |psi(x)|**2 / <psi|psi>``: the marginal of the observed entries.
+
+    Parameters
+    ----------
+    mps : MatrixProductState
+        Real or complex state (any norm, any gauge).
+    X : numpy.ndarray of int, shape (n, n_sites)
+        Values; entries where ``observed`` is False are ignored.
+    observed : numpy.ndarray of bool, shape (n, n_sites)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        ``-inf`` where the observed values have probability zero.
+    """
+    n = X.shape[0]
+    rho = np.ones((n, 1, 1), dtype=mps.dtype)
+    log_p = np.zeros(n)
+    for i in range(mps.n_sites - 1, -1, -1):
+        a = mps.tensors[i]
+        rho, log_trace = _density_step(a, rho, site_weights(X[:, i], observed[:, i], a.shape[1]))
+        log_p += log_trace
+    return log_p - 2.0 * mps.log_norm()
+
+
+def complete(
+    mps: MatrixProductState,
+    X: np.ndarray,
+    observed: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    greedy: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the unobserved entries of each row from ``p(x_free | x_observed)``, ``p = |psi|**2 / Z``.
+
+    Conditional (exact) sampling: the right density environments of the observed
+    values, then the free sites drawn left to right (see the module docstring).
+
+    Parameters
+    ----------
+    mps : MatrixProductState
+        Real or complex state (any norm, any gauge).
+    X : numpy.ndarray of int, shape (n, n_sites)
+        Observed values (other entries ignored).
+    observed : numpy.ndarray of bool, shape (n, n_sites)
+    rng : numpy.random.Generator
+    greedy : bool
+        Take the most likely value of each free site given everything fixed so far
+        (left to right) instead of sampling it.
+
+    Returns
+    -------
+    completed : numpy.ndarray of int, shape (n, n_sites)
+        Observed entries unchanged.
+    log_prob : numpy.ndarray, shape (n,)
+        ``log p(x_free | x_observed)`` of the filled-in values.
+    """
+    n = X.shape[0]
+    per_row = 8 * sum(t.shape[0] ** 2 for t in mps.tensors) + 1
+    chunk = max(1, _ENV_BUDGET // per_row)
+    out = np.array(X, dtype=np.intp, copy=True)
+    log_prob = np.zeros(n)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(n, start + chunk))
+        out[rows], log_prob[rows] = _complete_chunk(mps, out[rows], observed[rows], rng, greedy)
+    return out, log_prob
+
+
+def _complete_chunk(
+    mps: MatrixProductState, X: np.ndarray, observed: np.ndarray, rng: np.random.Generator, greedy: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    n, n_sites = X.shape
+    tensors = mps.tensors
+    rhos: list[np.ndarray] = [np.ones((n, 1, 1), dtype=mps.dtype)] * (n_sites + 1)
+    for i in range(n_sites - 1, 0, -1):
+        a = tensors[i]
+        rhos[i], _ = _density_step(a, rhos[i + 1], site_weights(X[:, i], observed[:, i], a.shape[1]))
+    left = np.ones((n, 1), dtype=mps.dtype)
+    log_prob = np.zeros(n)
+    rows = np.arange(n)
+    for i, a in enumerate(tensors):
+        t = contract("na,asb->nsb", left, a)
+        weights = np.maximum(contract("nsb,nbc,nsc->ns", t, rhos[i + 1], t.conj()).real, 0.0)
+        total = weights.sum(axis=1)
+        free = ~observed[:, i]
+        if np.any(free & (total <= 0)):
+            raise ValueError("the observed values have probability zero under the model; nothing to complete.")
+        s = X[:, i].copy()
+        if free.any():
+            s[free] = choose(weights[free] / total[free, None], rng, greedy)
+            log_prob[free] += np.log(weights[free, s[free]] / total[free])
+        X[:, i] = s
+        picked = t[rows, s]
+        norms = np.linalg.norm(picked, axis=1)
+        left = picked / np.where(norms > 0, norms, 1.0)[:, None]
+    return X, log_prob
+
+
+def choose(p: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
+    """One index per row of the probability rows ``p``: the argmax (``greedy``) or a draw."""
+    if greedy:
+        return np.argmax(p, axis=1)
+    u = rng.random((len(p), 1))
+    return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
