@@ -184,7 +184,7 @@ def test_heal_compressed_only_trains_the_compressed_layers(llama):
 def test_kl_loss_matches_a_dense_reference_and_vanishes_for_the_teacher(llama):
     import copy
 
-    from tnkit.compress.heal import _step_loss
+    from tnkit.compress.healing import _step_loss
 
     teacher = copy.deepcopy(llama)
     batch = torch.as_tensor(np.random.default_rng(1).integers(0, 256, (2, 9)))
@@ -208,7 +208,7 @@ def test_heal_by_distillation_lowers_the_kl_and_leaves_the_teacher_alone(llama, 
     probe = torch.as_tensor(np.random.default_rng(3).integers(0, 256, (4, 33)))  # not in the healing text
 
     def kl_on_probe():
-        from tnkit.compress.heal import _step_loss
+        from tnkit.compress.healing import _step_loss
 
         with torch.no_grad():
             return float(_step_loss(llama, probe, "kl", teacher))

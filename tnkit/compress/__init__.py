@@ -26,6 +26,8 @@ from typing import Any
 
 #: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
 #: them (so neither torch nor transformers); the first access to a name imports its module.
+#: No public name may equal a submodule's name: importing that submodule would bind the
+#: module over the name (hence ``heal`` lives in ``healing``).
 _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'allocate'),
     **dict.fromkeys((
@@ -43,7 +45,7 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys((
         'MPOFactors', 'bond_for_params', 'max_bonds', 'mpo_factorize', 'weight_entanglement',
     ), 'factorize'),
-    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'heal'),
+    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'healing'),
     **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'lowrank'),
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
     **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'mpo_linear'),
@@ -85,11 +87,8 @@ def __getattr__(name: str) -> Any:
     module = _SUBMODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = importlib.import_module(f".{module}", __name__)
-    value = getattr(loaded, name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
-    if _SUBMODULE_OF.get(module) == module:  # importing it bound the module over its public namesake (``heal``)
-        globals()[module] = getattr(loaded, module)
     return value
 
 

@@ -117,7 +117,7 @@ def needs_teacher(args: Any) -> bool:
 
 def check_heal_args(args: Any) -> None:
     """Checks of ``tnkit compress`` options that argparse cannot do, run before the model is loaded."""
-    from .heal import read_checkpoint_state, resolve_device
+    from .healing import read_checkpoint_state, resolve_device
     from .serialize import check_output_dir
 
     out = check_output_dir(args.out)
@@ -142,7 +142,7 @@ def check_heal_args(args: Any) -> None:
 def run_heal(model: Any, teacher: Any, heal_ids: Any, args: Any) -> Any:
     """Heal ``model`` as the options say, print a one-line summary; the model ends on the CPU."""
     from .distill import distillation_stream
-    from .heal import heal
+    from .healing import heal
 
     data = heal_data(args)
     if data == "text":
