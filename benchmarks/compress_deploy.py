@@ -34,6 +34,7 @@ import numpy as np, torch
 torch.set_num_threads({threads})
 import transformers, tnkit.compress as tc
 from tnkit.compress.evaluate import model_bytes
+from tnkit.compress.models import is_compressed_dir
 def status():
     out = {{}}
     for line in open("/proc/self/status"):
@@ -44,7 +45,7 @@ def status():
 base = status()["VmRSS"]
 path = {path!r}
 t = time.perf_counter()
-model = tc.load_compressed(path) if tc.models.is_compressed_dir(path) else tc.load_model(path, tokenizer=False)[0]
+model = tc.load_compressed(path) if is_compressed_dir(path) else tc.load_model(path, tokenizer=False)[0]
 load_s = time.perf_counter() - t
 after = status()
 ids = torch.arange(100, 116)[None].repeat(8, 1)
@@ -66,7 +67,7 @@ def _text(data: str | None) -> Path | None:
     return f if f.is_file() else None
 
 
-def prepare(work: Path, data: str | None, quick: bool) -> dict[str, Path]:
+def prepare(work: Path, data: str | None, quick: bool, with_mpo: bool) -> dict[str, Path]:
     """The original model's directory and the compressed ones (made once, then reused)."""
     import tnkit.compress as tc
 
@@ -75,8 +76,10 @@ def prepare(work: Path, data: str | None, quick: bool) -> dict[str, Path]:
     model, tok = tc.load_model(gguf, cache=True)
     text = _text(data)
     lowrank = "whiten" if text is not None else "svd"
-    dirs = {"original": original, f"{lowrank}-70": work / f"{lowrank}-70", "mpo-70": work / "mpo-70"}
-    for label, method in ((f"{lowrank}-70", lowrank), ("mpo-70", "mpo")):
+    dirs = {"original": original, f"{lowrank}-70": work / f"{lowrank}-70"}
+    if with_mpo:
+        dirs["mpo-70"] = work / "mpo-70"
+    for label, method in [(k, lowrank if k.startswith(lowrank) else "mpo") for k in dirs if k != "original"]:
         if tc.models.is_compressed_dir(dirs[label]):
             continue
         log(f"compressing: {label}")
@@ -120,7 +123,41 @@ def speed(dirs: dict[str, Path], threads: int, repeats: int, new_tokens: int) ->
 
 
 def _fmt(v: float) -> str:
-    return f"{v / 2**20:,.1f} MiB" if v > 1e5 else f"{v:,.1f}"
+    if v > 1e5:
+        return f"{v / 2**20:,.1f} MiB"
+    return f"{v * 1e6:,.0f} us" if v < 1 else f"{v:,.1f}"
+
+
+def layer_speed(threads: int, repeats: int) -> dict[str, dict[int, float]]:
+    """Seconds per forward of one 1536 x 576 layer (SmolLM2's MLP up-projection shape) at 70% of its
+    parameters: dense, low-rank (rank 293) and two-core MPO (bond 322), at batch 1 and 8 rows."""
+    import statistics
+    import time
+
+    import torch
+
+    import tnkit.compress as tc
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(576, 1536)
+    layers = {"dense": dense, "lowrank": tc.LowRankLinear.from_linear(dense, rank=293),
+              "mpo": tc.MPOLinear.from_linear(dense, n_cores=2, max_bond=322)}
+    out: dict[str, dict[int, float]] = {k: {} for k in layers}
+    with torch.no_grad():
+        for batch in (1, 8):
+            x = torch.randn(batch, 576)
+            times: dict[str, list[float]] = {k: [] for k in layers}
+            for _ in range(max(repeats, 5)):
+                for k, layer in layers.items():
+                    layer(x)
+                    t = time.perf_counter()
+                    for _ in range(50):
+                        layer(x)
+                    times[k].append((time.perf_counter() - t) / 50)
+            for k in layers:
+                out[k][batch] = statistics.median(times[k])
+    return out
 
 
 def main() -> None:
@@ -128,12 +165,15 @@ def main() -> None:
     p.add_argument("--data", default=None, help="data directory (default: $TNKIT_DATA)")
     p.add_argument("--work", default=None, help="where to keep the compressed models (default: a cache folder)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timing (default 32)")
+    p.add_argument("--no-mpo", action="store_true",
+                   help="skip the whole-model MPO row (its TT-SVD of every layer takes minutes); the layer-level "
+                        "MPO timing is still reported")
     args = p.parse_args()
     threads = args.threads[0]
     import tnkit.compress as tc
 
     work = Path(args.work) if args.work else tc.models.gguf_cache_dir().parent / "deploy-bench"
-    dirs = prepare(work, args.data, args.quick)
+    dirs = prepare(work, args.data, args.quick, not args.no_mpo)
     cols = [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
             ("model", lambda r: _fmt(r["tnkit"])), ("original", lambda r: _fmt(r["reference_value"])),
             ("model/original", lambda r: f"{r['tnkit'] / r['reference_value']:.3f}")]
@@ -150,6 +190,11 @@ def main() -> None:
             rep.emit(make_row("compress_deploy", f"{k}_generate_batch{batch}", tps[k][batch], "original",
                               tps["original"][batch], metric="tokens_per_s", lower_is_better=False,
                               speedup=tps[k][batch] / tps["original"][batch]))
+    lay = layer_speed(threads, args.repeats)
+    for k in ("lowrank", "mpo"):
+        for batch in (1, 8):
+            rep.emit(make_row("compress_deploy", f"layer_{k}_batch{batch}", lay[k][batch], "dense",
+                              lay["dense"][batch], metric="seconds"))
     log(f"load average after: {load_average()}; threads {threads}")
     rep.finish()
 

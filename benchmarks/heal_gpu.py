@@ -118,7 +118,7 @@ def main() -> None:
                 lr=args.lr, loss="kl", teacher=teacher, device=device, checkpoint_dir=out / "heal_checkpoint",
                 checkpoint_every=args.checkpoint_every, resume=True if args.resume else None,
                 gradient_checkpointing=args.grad_checkpointing, progress=sys.stderr.isatty())
-    _log(f"healed {h.steps} steps, {h.tokens:,} tokens at {h.tokens_per_s:,.0f} tokens/s on {h.device}")
+    _log(f"healed {h.steps} steps, {h.tokens:,} tokens at {h.tokens_per_s:,.1f} tokens/s on {h.device}")
     if eval_ids is not None:
         ppl["after"] = tc.perplexity(student, eval_ids, max_tokens=args.eval_tokens)
         _log(f"perplexity after healing: {ppl['after']:.2f}")

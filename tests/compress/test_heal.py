@@ -272,3 +272,15 @@ def test_cli_rejects_bad_combinations_before_loading(model_dir, tmp_path, capsys
     with pytest.raises(SystemExit):
         _main(["eval", str(model_dir), "--speed-tokens", "-1"])
     assert "--speed-tokens" in capsys.readouterr().err
+
+
+def test_no_public_name_is_shadowed_by_a_submodule():
+    import importlib
+    import pkgutil
+
+    import tnkit.compress as pkg
+
+    modules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+    assert not modules & set(pkg._SUBMODULE_OF)  # importing such a module would bind it over the name
+    importlib.import_module("tnkit.compress.healing")
+    assert callable(pkg.heal)

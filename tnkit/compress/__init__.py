@@ -30,6 +30,8 @@ from typing import Any
 
 #: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
 #: them (so neither torch nor transformers); the first access to a name imports its module.
+#: No public name may equal a submodule's name: importing that submodule would bind the
+#: module over the name (hence ``heal`` lives in ``healing``).
 _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'allocate'),
     **dict.fromkeys((
@@ -95,8 +97,7 @@ def __getattr__(name: str) -> Any:
     module = _SUBMODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = importlib.import_module(f".{module}", __name__)
-    value = getattr(loaded, name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -159,7 +159,7 @@ def run_heal(model: Any, teacher: Any, heal_ids: Any, args: Any) -> Any:
     if teacher is not None:
         teacher.to("cpu")
     print(f"healed {h.steps} steps ({h.steps - h.resumed_from_step} now), {h.tokens:,} tokens in {h.seconds:.1f} s "
-          f"({h.tokens_per_s:,.0f} tokens/s on {h.device}), final loss {h.final_loss:.3f}")
+          f"({h.tokens_per_s:,.1f} tokens/s on {h.device}), final loss {h.final_loss:.3f}")
     return h
 
 

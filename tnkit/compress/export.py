@@ -79,7 +79,7 @@ def export_dense(directory: Any, out: Any) -> Path:
     left = [n for n, p in dense.named_parameters() if p.is_meta]
     if left:
         raise ValueError(f"the compressed model in {str(directory)!r} does not provide {left[:3]}.")
-    tokenizer = _load_tokenizer(Path(directory), None)
+    tokenizer = _load_tokenizer(Path(directory), None, config=model.config)
     del model
 
     def write(tmp: Path) -> None:

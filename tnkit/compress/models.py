@@ -86,7 +86,8 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
     if is_compressed_dir(path):
         from .serialize import load_compressed
 
-        return load_compressed(path), (_load_tokenizer(path, None) if tokenizer else None)
+        model = load_compressed(path)
+        return model, (_load_tokenizer(path, None, config=model.config) if tokenizer else None)
     from transformers import AutoModelForCausalLM
 
     if path.is_file():
@@ -167,11 +168,13 @@ def _save_float_model(model: Any, folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def _load_tokenizer(path: Path, gguf_file: str | None) -> Any:
+def _load_tokenizer(path: Path, gguf_file: str | None, *, config: Any = None) -> Any:
+    """The tokenizer saved in ``path`` (``None`` if there is none); ``config`` spares reading ``config.json``."""
     from transformers import AutoTokenizer
 
+    kwargs = {} if config is None else {"config": config}
     try:
-        return AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file)
+        return AutoTokenizer.from_pretrained(str(path), gguf_file=gguf_file, **kwargs)
     except (OSError, ValueError, KeyError):
         return None
 

@@ -106,7 +106,7 @@ def check_output_dir(directory: Any) -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise NotADirectoryError(f"output {str(out)!r}: {str(parent)!r} is not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK) and not (out.is_dir() and os.access(out.parent, os.W_OK)):
+    if not os.access(parent, os.W_OK | os.X_OK):  # the new directory is made beside the target, then renamed
         raise PermissionError(f"output {str(out)!r}: cannot write in {str(parent)!r}.")
     return out
 
