@@ -126,7 +126,7 @@ def sample(
 
     Returns
     -------
-    samples : numpy.ndarray of int, shape (n_samples, n_leaves)
+    samples : numpy.ndarray of int, shape (n_samples, L) with L the number of leaves
         ``samples[k, l]`` is the state of leaf ``l`` in sample ``k``.
     log_prob : numpy.ndarray, shape (n_samples,)
         ``log p(s)`` of each sample, if ``return_log_prob``.
@@ -284,9 +284,9 @@ def log_marginal(ttn: TreeTensorNetwork, X: np.ndarray, observed: np.ndarray) ->
     ----------
     ttn : TreeTensorNetwork
         No output axis.
-    X : numpy.ndarray of int, shape (n, n_leaves)
+    X : numpy.ndarray of int, shape (n, L) with L the number of leaves
         Values; entries where ``observed`` is False are ignored.
-    observed : numpy.ndarray of bool, shape (n, n_leaves)
+    observed : numpy.ndarray of bool, shape (n, L)
 
     Returns
     -------
@@ -308,9 +308,9 @@ def complete(
     ----------
     ttn : TreeTensorNetwork
         No output axis.
-    X : numpy.ndarray of int, shape (n, n_leaves)
+    X : numpy.ndarray of int, shape (n, L) with L the number of leaves
         Observed values (other entries ignored).
-    observed : numpy.ndarray of bool, shape (n, n_leaves)
+    observed : numpy.ndarray of bool, shape (n, L)
     rng : numpy.random.Generator
     greedy : bool
         Take the most likely value of each free leaf instead of drawing it.
