@@ -380,6 +380,31 @@ ANSATZ_BUILDERS: dict[str, Callable[[_AnsatzRequest], tuple[Ansatz, np.ndarray]]
 }
 
 
+def _trotter_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    from .init import trotter_initialization
+
+    return trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
+
+
+def _brickwall_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    return brickwall_ansatz(n, s.depth, coupling_map=coupling)
+
+
+def _staircase_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    return staircase_ansatz(n, s.depth)
+
+
+#: The seed ansatz of each builder of :data:`ANSATZ_BUILDERS` without its angles, for
+#: checking a CNOT budget before the target is built: ``(settings, n_qubits,
+#: coupling) -> Ansatz``. A builder missing here is checked once built.
+_SEED_STRUCTURES: dict[str, Callable[[AQCSettings, int, Any], Ansatz]] = {
+    "trotter": _trotter_structure,
+    "brickwall": _brickwall_structure,
+    "staircase": _staircase_structure,
+    "ran": _staircase_structure,
+}
+
+
 @dataclass(frozen=True)
 class AQCRun:
     """What :func:`run_aqc` did.
@@ -555,16 +580,10 @@ def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None
     """A CNOT budget below the seed ansatz's CNOT count fails here, not after the target is built."""
     if s.cnot_budget is None or (s.grow != "none" and s.depth == 0):
         return
-    if s.ansatz == "trotter":
-        from .init import trotter_initialization
-
-        seed = trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
-    elif s.ansatz == "brickwall":
-        seed = brickwall_ansatz(n, s.depth, coupling_map=coupling)
-    elif s.ansatz in ("staircase", "ran"):
-        seed = staircase_ansatz(n, s.depth)
-    else:  # a builder registered by the user: its size is known only once built
+    structure = _SEED_STRUCTURES.get(s.ansatz)
+    if structure is None:  # a builder registered by the user: its size is known only once built
         return
+    seed = structure(s, n, coupling)
     if seed.cnot_count > s.cnot_budget:
         raise ValueError(
             f"`cnot_budget` {s.cnot_budget} is below the {seed.cnot_count} CNOTs of the {s.ansatz!r} ansatz "
