@@ -43,7 +43,7 @@ from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import centred_unitaries, sequential_unitaries
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
-from .init import _as_staircase_gate, extend_ansatz
+from .init import as_staircase_gate, extend_ansatz
 from .targets import as_target
 
 __all__ = [
@@ -171,7 +171,7 @@ def prepend_ran_layer(
     if centred:
         layer = centred_unitaries(approx)
     else:
-        layer = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
+        layer = [as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
     first, _ = ansatz.split_params(params)
     old = [((q,), u) for q, u in enumerate(zxz_matrices(first))]
     old += [(pair, g) for pair, g in zip(ansatz.pairs, ansatz.block_tensors(params))]

@@ -22,7 +22,14 @@ from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, next_brick_l
 from .born import sequential_unitaries
 from .targets import SpinChain, as_target
 
-__all__ = ["trotter_initialization", "ran_initialization", "ran_layers", "extend_ansatz", "fill_cnot_budget"]
+__all__ = [
+    "trotter_initialization",
+    "ran_initialization",
+    "ran_layers",
+    "extend_ansatz",
+    "fill_cnot_budget",
+    "as_staircase_gate",
+]
 
 
 def trotter_initialization(
@@ -57,7 +64,7 @@ def ran_layers(
     for _ in range(n_layers):
         approx, _ = remaining.compress(max_bond=2)
         approx.normalize_()
-        gates = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
+        gates = [as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
         layers.append(gates)
         for qubits, u in reversed(gates):
             remaining.apply_gate_(u.conj().T, qubits if len(qubits) == 2 else qubits[0], max_bond=cap)
@@ -65,7 +72,12 @@ def ran_layers(
     return layers
 
 
-def _as_staircase_gate(qubits: tuple[int, ...], u: np.ndarray, n: int) -> tuple[tuple[int, ...], np.ndarray]:
+def as_staircase_gate(qubits: tuple[int, ...], u: np.ndarray, n: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """A gate of Ran's staircase on ``n`` qubits as a two-qubit block ``(pair, (4, 4) unitary)``.
+
+    A one-qubit gate (the bond-1 end of the staircase) is padded with the identity
+    on the next qubit; two-qubit gates are returned unchanged.
+    """
     if len(qubits) == 1 and qubits[0] < n - 1:  # a bond of 1: pad to a two-qubit gate
         return (qubits[0], qubits[0] + 1), np.kron(u, np.eye(2))
     return qubits, u

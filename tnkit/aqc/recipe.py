@@ -326,9 +326,9 @@ def resolve_coupling_map(
     else:
         pairs = _pairs(spec)
     unique = sorted({(min(a, b), max(a, b)) for a, b in pairs})
-    from .ansatz import _check_connected
+    from .ansatz import check_connected
 
-    _check_connected([p for p in unique if p[1] < n_qubits], n_qubits)
+    check_connected([p for p in unique if p[1] < n_qubits], n_qubits)
     return unique
 
 

@@ -53,6 +53,7 @@ from ..core.rng import as_generator
 from ..core.threads import with_blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from . import overlap
+from .chain import format_dims
 from .compress import (
     TruncationReport,
     density_matrix_truncation,
@@ -61,7 +62,7 @@ from .compress import (
     svd_compress,
 )
 from .mpo import MatrixProductOperator
-from .mps import MatrixProductState, _short
+from .mps import MatrixProductState
 
 __all__ = ["apply_mpo", "mpo_product", "APPLY_METHODS"]
 
@@ -112,8 +113,8 @@ def apply_mpo(
         raise TypeError(f"`mps` must be a MatrixProductState, got {type(mps).__name__}.")
     if mpo.in_dims != mps.phys_dims:
         raise ValueError(
-            f"the MPO's input dims {_short(mpo.in_dims)} ({mpo.n_sites} sites) do not match the "
-            f"state's physical dims {_short(mps.phys_dims)} ({mps.n_sites} sites)."
+            f"the MPO's input dims {format_dims(mpo.in_dims)} ({mpo.n_sites} sites) do not match the "
+            f"state's physical dims {format_dims(mps.phys_dims)} ({mps.n_sites} sites)."
         )
     check_option("method", method, APPLY_METHODS)
     max_bond = check_max_bond(max_bond)
@@ -138,8 +139,8 @@ def mpo_product(
         raise TypeError("`a` and `b` must be MatrixProductOperators.")
     if a.in_dims != b.out_dims:
         raise ValueError(
-            f"cannot multiply: the left operator's input dims {_short(a.in_dims)} differ from the right "
-            f"operator's output dims {_short(b.out_dims)}."
+            f"cannot multiply: the left operator's input dims {format_dims(a.in_dims)} differ from the right "
+            f"operator's output dims {format_dims(b.out_dims)}."
         )
     tensors = []
     for x, y in zip(a.tensors, b.tensors):

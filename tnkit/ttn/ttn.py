@@ -571,11 +571,13 @@ class TreeTensorNetwork:
         tree = self._tree
         n = tree.n_leaves
         if tree == Tree.chain(n):
-            return MatrixProductState._trusted(_chain_to_sites(tree, self._tensors))
+            return MatrixProductState.from_tensors(_chain_to_sites(tree, self._tensors), validate=False)
         if n > 1 and tree.mirrored() == Tree.chain(n):  # left-deep chain: mirror, convert, reverse
             mirror = _mirror_tensors(tree, self._tensors)
             sites = _chain_to_sites(tree.mirrored(), mirror)
-            return MatrixProductState._trusted([s.transpose(2, 1, 0) for s in reversed(sites)])
+            return MatrixProductState.from_tensors(
+                [s.transpose(2, 1, 0) for s in reversed(sites)], validate=False
+            )
         raise ValueError(
             f"to_mps needs a chain tree (Tree.chain({n}) or its mirror image), got {tree.to_nested()!r}."
         )
