@@ -39,6 +39,7 @@ from ..core.validate import (
     check_int,
     check_max_bond,
 )
+from ..io import load_arrays, register_loader, save_arrays
 from . import overlap
 from .canonical import scale_tensors
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
@@ -186,9 +187,8 @@ class MatrixProductOperator(TensorChain):
 
         Files whose arrays would take more than ``max_bytes`` (default 8 GiB) are refused.
         """
-        from ..io import load_mpo
-
-        return load_mpo(path, max_bytes=max_bytes)
+        tensors, _ = load_arrays(path, "MatrixProductOperator", max_bytes=max_bytes)
+        return cls(tensors)
 
     # ------------------------------------------------------------------ inspection
 
@@ -341,12 +341,11 @@ class MatrixProductOperator(TensorChain):
 
     def save(self, path: Any) -> Any:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
-        from ..io import save_mpo
-
-        return save_mpo(self, path)
+        return save_arrays(path, "MatrixProductOperator", list(self._tensors))
 
 
 MPO = MatrixProductOperator
+register_loader("MatrixProductOperator", MatrixProductOperator.load)
 
 
 def balanced_factors(n: int, n_factors: int) -> tuple[int, ...]:

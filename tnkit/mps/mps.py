@@ -49,6 +49,7 @@ from ..core.validate import (
     check_site,
 )
 from ..errors import NormRangeError
+from ..io import load_arrays, register_loader, save_arrays
 from . import canonical, compress, gates, measure, overlap, sampling
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import frozen as _frozen
@@ -364,9 +365,12 @@ class MatrixProductState(TensorChain):
         Files whose arrays would take more than ``max_bytes`` (default 8 GiB, read
         from the file's headers first) are refused; see :func:`tnkit.io.read_tnkit_file`.
         """
-        from ..io import load_mps
-
-        return load_mps(path, max_bytes=max_bytes)
+        tensors, meta = load_arrays(path, "MatrixProductState", max_bytes=max_bytes)
+        psi = cls(tensors)
+        claimed = meta.get("canonical_range")
+        if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
+            psi.adopt_canonical_range(int(claimed[0]), int(claimed[1]))  # re-checked, never trusted
+        return psi
 
     # ------------------------------------------------------------------ inspection
 
@@ -828,12 +832,12 @@ class MatrixProductState(TensorChain):
 
     def save(self, path: Any) -> Any:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
-        from ..io import save_mps
-
-        return save_mps(self, path)
+        left, right = self.canonical_range
+        return save_arrays(path, "MatrixProductState", list(self._tensors), {"canonical_range": [left, right]})
 
 
 MPS = MatrixProductState
+register_loader("MatrixProductState", MatrixProductState.load)
 
 
 # ---------------------------------------------------------------------- compression methods
