@@ -252,7 +252,7 @@ def test_state_preparation_blocks_use_one_cnot_and_keep_the_state():
 
 def test_fill_cnot_budget_keeps_the_state_and_the_budget():
     from tnkit.aqc import Objective
-    from tnkit.aqc.init import fill_cnot_budget
+    from tnkit.aqc.initial import fill_cnot_budget
 
     chain = SpinChain.xxz(8, delta=0.5)
     ansatz, x0 = trotter_initialization(chain, 0.5, 1)

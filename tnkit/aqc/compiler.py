@@ -182,7 +182,7 @@ def compile_state(
     ansatz : Ansatz
     initial_params : array_like, optional
         Starting angles (default: :func:`initial_angles`, small random angles). See
-        :mod:`tnkit.aqc.init` for Trotter, Ran-style and warm starts. A start where
+        :mod:`tnkit.aqc.initial` for Trotter, Ran-style and warm starts. A start where
         the gradient vanishes (below 1e-10) and the fidelity is short of the target
         is nudged by random angles of the same size (``seed``), noted in
         ``result.message``.

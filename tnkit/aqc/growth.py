@@ -43,7 +43,7 @@ from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import centred_unitaries, sequential_unitaries
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
-from .init import as_staircase_gate, extend_ansatz
+from .initial import as_staircase_gate, extend_ansatz
 from .targets import as_target
 
 __all__ = [
@@ -198,7 +198,7 @@ def compile_growing(
     ----------
     target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
     ansatz : Ansatz, optional
-        The seed structure (e.g. from :func:`~tnkit.aqc.init.trotter_initialization`).
+        The seed structure (e.g. from :func:`~tnkit.aqc.initial.trotter_initialization`).
         ``None``: start from no two-qubit block at all (a seedless compilation:
         with ``grow="ran"`` or ``"ran-brickwall"``, the first layer is Ran's
         analytic layer of the target; with ``"brickwall"``, the first stage is the

@@ -343,7 +343,7 @@ class _AnsatzRequest:
 
 
 def _trotter(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
-    from .init import fill_cnot_budget, trotter_initialization
+    from .initial import fill_cnot_budget, trotter_initialization
 
     s = r.settings
     ansatz, params = trotter_initialization(r.chain, s.time, s.depth, initial=s.initial)
@@ -363,7 +363,7 @@ def _staircase(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
 
 
 def _ran(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
-    from .init import ran_initialization
+    from .initial import ran_initialization
 
     return ran_initialization(r.target, r.settings.depth)
 
@@ -371,7 +371,7 @@ def _ran(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
 #: Ansatz builders by name: ``request -> (ansatz, starting angles)``. ``trotter``: the
 #: Trotter circuit's structure with its exact angles; ``brickwall`` and ``staircase``:
 #: small random angles (:func:`~tnkit.aqc.compiler.initial_angles`); ``ran``: Ran's
-#: analytic layers (:func:`~tnkit.aqc.init.ran_initialization`).
+#: analytic layers (:func:`~tnkit.aqc.initial.ran_initialization`).
 ANSATZ_BUILDERS: dict[str, Callable[[_AnsatzRequest], tuple[Ansatz, np.ndarray]]] = {
     "trotter": _trotter,
     "brickwall": _brickwall,
@@ -381,7 +381,7 @@ ANSATZ_BUILDERS: dict[str, Callable[[_AnsatzRequest], tuple[Ansatz, np.ndarray]]
 
 
 def _trotter_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
-    from .init import trotter_initialization
+    from .initial import trotter_initialization
 
     return trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
 
