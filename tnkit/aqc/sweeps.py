@@ -28,7 +28,14 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates
-from .objective import Objective, apply_gate_exact, as_mps, layer_environments, product_environments, site_tensors
+from .objective import (
+    Objective,
+    apply_gate_exact,
+    as_mps,
+    layer_environments,
+    product_environments,
+    site_tensors,
+)
 
 __all__ = ["polar_sweep", "sweep_compile", "gates_to_params"]
 
