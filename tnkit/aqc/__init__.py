@@ -30,7 +30,7 @@ from .circuits import (
 from .compiler import AQCResult, compile_sequence, compile_state, initial_angles
 from .growth import add_identity_layer, compile_growing, prepend_ran_layer, residual_state
 from .initial import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
-from .objective import Objective
+from .objective import Objective, ScheduledGate
 from .recipe import AQCRun, AQCSettings, run_aqc
 from .sweeps import sweep_compile
 from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
@@ -42,6 +42,7 @@ __all__ = [
     "ansatz_from_circuit",
     "ansatz_from_gates",
     "Objective",
+    "ScheduledGate",
     "AQCResult",
     "compile_state",
     "compile_sequence",
