@@ -81,7 +81,7 @@ def test_command_help_imports_only_that_command(monkeypatch):
 
     monkeypatch.setattr("tnkit.cli.importlib.import_module", spy)
     build_parser(["inspect", "x.npz"])
-    assert imported == ["tnkit.inspect"]
+    assert imported == ["tnkit.describe"]
 
 
 def test_full_parser_registers_every_command():
@@ -106,14 +106,14 @@ def _failing_command(args):
 
 
 def test_failure_escaping_a_command_is_one_line(monkeypatch, capsys):
-    monkeypatch.setattr("tnkit.inspect._run", _failing_command)
+    monkeypatch.setattr("tnkit.describe._run", _failing_command)
     assert main(["inspect", "x.npz"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tnkit inspect: error: `--thing` must be positive, got -1"]
 
 
 def test_debug_variable_shows_the_traceback(monkeypatch):
-    monkeypatch.setattr("tnkit.inspect._run", _failing_command)
+    monkeypatch.setattr("tnkit.describe._run", _failing_command)
     monkeypatch.setenv("TNKIT_DEBUG", "1")
     with pytest.raises(ValueError, match="--thing"):
         main(["inspect", "x.npz"])

@@ -578,3 +578,16 @@ def test_load_methods_take_max_bytes(tmp_path, rng):
     with pytest.raises(ValueError, match="max_bytes"):
         MPO.load(tmp_path / "w.npz", max_bytes=100)
     assert MPS.load(tmp_path / "psi.npz", max_bytes=10**6).n_sites == 6
+
+
+def test_io_loaders_are_registered_by_the_classes_that_own_the_format(tmp_path):
+    """io imports no class: MPS and MPO register their loaders; an unknown kind names the known ones."""
+    import tnkit.io as tio
+
+    assert tio._LOADERS["MatrixProductState"] == MPS.load
+    psi = MPS.random(4, 3, seed=0)
+    assert_same_tensors(tio.load_mps(tio.save_mps(psi, tmp_path / "p")), psi)
+    with pytest.raises(SchemaError, match="MatrixProductOperator"):
+        tio._loader("NoSuchKind")
+    with pytest.raises(TypeError, match="callable"):
+        tio.register_loader("X", 3)

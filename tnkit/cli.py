@@ -36,7 +36,7 @@ class Command(NamedTuple):
 #: when its command runs (or when ``build_parser(full=True)`` is asked for).
 COMMANDS: dict[str, Command] = {
     "demo": Command("tnkit.demo", "a 30-second tour of every product on built-in examples"),
-    "inspect": Command("tnkit.inspect", "describe a file written by tnkit (MPS, MPO, TTN, models)"),
+    "inspect": Command("tnkit.describe", "describe a file written by tnkit (MPS, MPO, TTN, models)"),
     "compress": Command("tnkit.compress.cli", "compress a causal LM's linear layers (needs tnkit[llm])"),
     "profile": Command("tnkit.compress.cli", "layer sensitivity profiles of a causal LM (needs tnkit[llm])"),
     "eval": Command("tnkit.compress.cli", "perplexity, size and speed of causal LMs (needs tnkit[llm])"),

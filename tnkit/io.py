@@ -25,6 +25,12 @@ arrays of numbers or strings (never Python objects); their total size, from the
 archives); and the schema version is an integer tnkit knows (1 to
 :data:`SCHEMA_VERSION`).
 
+This module is the bottom floor of file handling: arrays, schema and atomic
+writes. Each class owns its format (``MatrixProductState.save`` / ``.load``,
+``MatrixProductOperator``, ``TreeTensorNetwork`` and the estimators likewise);
+:func:`save_mps`, :func:`load_mps`, :func:`save_mpo` and :func:`load_mpo` call
+them, the loaders through :func:`register_loader`, so this module imports no class.
+
 Temporary files are named ``.<target name>.tnkit-<pid>-<random>.tmp`` beside the
 target. A process killed while writing leaves one behind; the next write to the
 same target removes those whose process is gone.
@@ -33,14 +39,12 @@ same target removes those whose process is gone.
 from __future__ import annotations
 
 import contextlib
-import glob
 import math
 import os
 import re
-import secrets
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,6 +64,7 @@ __all__ = [
     "load_mps",
     "save_mpo",
     "load_mpo",
+    "register_loader",
     "remove_stale_temporaries",
     "SCHEMA_VERSION",
     "KINDS",
@@ -114,6 +119,8 @@ def atomic_write(path: Any) -> Iterator[BinaryIO]:
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
+    import secrets  # here, not at the top: importing tnkit stays cheap
+
     tmp = str(directory / f".{path.name}.tnkit-{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         try:
@@ -156,6 +163,8 @@ def remove_stale_temporaries(path: Any) -> list[Path]:
     directory = path.parent if str(path.parent) else Path(".")
     removed = []
     try:
+        import glob
+
         candidates = list(directory.glob(f".{glob.escape(path.name)}.*.tmp"))
     except OSError:
         return removed
@@ -416,36 +425,53 @@ def _read_payload(data: Any, path: Path) -> TnkitFile:
     return TnkitFile(path, kind, int(schema), version, tensors, meta)
 
 
+# ---------------------------------------------------------------------- formats of the engine's classes
+#
+# Each class owns its format (its ``save`` method and ``load`` classmethod, built on
+# :func:`save_arrays` / :func:`load_arrays`) and registers its loader here when its
+# module is imported, so this bottom-floor module imports none of them.
+
+_LOADERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_loader(kind: str, loader: Callable[..., Any]) -> None:
+    """Register ``loader(path, *, max_bytes)`` as the reader of files of ``kind``.
+
+    Called by the classes that own a format (``MatrixProductState``,
+    ``MatrixProductOperator``) when their module is imported; registering a kind
+    again replaces its loader (a module reloaded).
+    """
+    if not isinstance(kind, str) or not callable(loader):
+        raise TypeError(f"`kind` must be a string and `loader` callable, got {kind!r} and {loader!r}.")
+    _LOADERS[kind] = loader
+
+
+def _loader(kind: str) -> Callable[..., Any]:
+    try:
+        return _LOADERS[kind]
+    except KeyError:
+        raise SchemaError(f"no reader of {kind!r} files is registered; known: {sorted(_LOADERS)}.") from None
+
+
 def save_mps(mps: Any, path: Any) -> Path:
-    """Write a :class:`~tnkit.MatrixProductState`, with its canonical bookkeeping."""
-    left, right = mps.canonical_range
-    return save_arrays(path, "MatrixProductState", list(mps.tensors), {"canonical_range": [left, right]})
+    """Write a :class:`~tnkit.MatrixProductState`, with its canonical bookkeeping (``mps.save(path)``)."""
+    return mps.save(path)
 
 
 def load_mps(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Any:
-    """Read a :class:`~tnkit.MatrixProductState` (validated like any user input).
+    """Read a :class:`~tnkit.MatrixProductState` (``MatrixProductState.load``).
 
     The canonical bookkeeping stored in the file is re-checked, never trusted: each
     site it claims to be an isometry is verified (to 1e-10), else it is dropped.
     """
-    from .mps.mps import MatrixProductState
-
-    tensors, meta = load_arrays(path, "MatrixProductState", max_bytes=max_bytes)
-    mps = MatrixProductState(tensors)
-    claimed = meta.get("canonical_range")
-    if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
-        mps.adopt_canonical_range(int(claimed[0]), int(claimed[1]))
-    return mps
+    return _loader("MatrixProductState")(path, max_bytes=max_bytes)
 
 
 def save_mpo(mpo: Any, path: Any) -> Path:
-    """Write a :class:`~tnkit.MatrixProductOperator`."""
-    return save_arrays(path, "MatrixProductOperator", list(mpo.tensors))
+    """Write a :class:`~tnkit.MatrixProductOperator` (``mpo.save(path)``)."""
+    return mpo.save(path)
 
 
 def load_mpo(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Any:
-    """Read a :class:`~tnkit.MatrixProductOperator`."""
-    from .mps.mpo import MatrixProductOperator
-
-    tensors, _ = load_arrays(path, "MatrixProductOperator", max_bytes=max_bytes)
-    return MatrixProductOperator(tensors)
+    """Read a :class:`~tnkit.MatrixProductOperator` (``MatrixProductOperator.load``)."""
+    return _loader("MatrixProductOperator")(path, max_bytes=max_bytes)

@@ -252,7 +252,7 @@ def test_state_preparation_blocks_use_one_cnot_and_keep_the_state():
 
 def test_fill_cnot_budget_keeps_the_state_and_the_budget():
     from tnkit.aqc import Objective
-    from tnkit.aqc.init import fill_cnot_budget
+    from tnkit.aqc.initial import fill_cnot_budget
 
     chain = SpinChain.xxz(8, delta=0.5)
     ansatz, x0 = trotter_initialization(chain, 0.5, 1)
@@ -265,3 +265,30 @@ def test_fill_cnot_budget_keeps_the_state_and_the_budget():
     assert abs(np.vdot(a, b)) ** 2 == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ValueError, match="cnot_budget"):
         fill_cnot_budget(ansatz, x0, 10)
+
+
+def test_growth_kinds_are_a_registry_of_growth_steps(monkeypatch):
+    """A growth kind is one GrowthKind entry; compile_growing runs its step and refuses unknown names."""
+    import warnings
+
+    import tnkit.aqc.growth as growth
+    from tnkit.errors import ConvergenceWarning
+
+    calls = []
+
+    def one_brick_layer(target, ansatz, params, budget, max_bond):
+        calls.append(ansatz.n_blocks)
+        return growth.add_identity_layer(ansatz, params, cnot_budget=budget)
+
+    kind = growth.GrowthKind("brickwall", one_brick_layer, lambda n: 3, compile_empty_seed=True)
+    monkeypatch.setitem(growth.GROWTH_KINDS, "counted", kind)
+    target = MPS.random(4, max_bond=2, seed=3, dtype=complex)
+    with warnings.catch_warnings():  # five iterations per stage may miss the target: not the point here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stages = growth.compile_growing(
+            target, grow="counted", max_layers=2, target_fidelity=1.0, max_iter=5, seed=0, progress=False
+        )
+    assert calls == [0, stages[1].ansatz.n_blocks] and len(stages) == 3
+    assert stages[-1].ansatz.n_blocks > stages[0].ansatz.n_blocks
+    with pytest.raises(ValueError, match="'counted'"):
+        growth.compile_growing(target, grow="nope")

@@ -358,3 +358,19 @@ def test_mps_compress_src(rng, dtype):
     assert small.max_bond_dim == 5
     assert report.fidelity == pytest.approx(dense_fidelity(psi.to_dense(), small.to_dense()), abs=1e-10)
     assert optimal.error <= report.error <= 10 * optimal.error
+
+
+def test_a_method_is_one_registered_function(monkeypatch):
+    """APPLY_METHODS maps names to functions: one entry adds a method, and the error lists it."""
+    import tnkit.mps.apply as apply_module
+
+    def exact(mpo, mps, **options):
+        return apply_module.APPLY_METHODS["direct"](mpo, mps, max_bond=None, cutoff=0.0)
+
+    monkeypatch.setitem(apply_module.APPLY_METHODS, "exact", exact)
+    w, psi = tnkit.heisenberg_mpo(6), MPS.random(6, max_bond=3, seed=2)
+    out, report = apply_mpo(w, psi, method="exact", return_report=True)
+    np.testing.assert_allclose(out.to_dense(), w.to_dense() @ psi.to_dense(), atol=1e-12)
+    assert report.fidelity == pytest.approx(1.0)
+    with pytest.raises(OptionError, match="'exact'"):
+        apply_mpo(w, psi, method="nope")

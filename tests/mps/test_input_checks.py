@@ -143,7 +143,7 @@ def test_random_memory_limit_is_overridable():
 
 
 def test_ttn_random_with_huge_bond_is_refused():
-    with pytest.raises(ValueError, match="`bond_dim`=1000000000.*max_bytes"):
+    with pytest.raises(ValueError, match="`max_bond`=1000000000.*max_bytes"):
         TTN.random(Tree.balanced(64), 2, 10**9)
 
 

@@ -310,3 +310,19 @@ def test_norm_reuses_scratch_memory_for_its_node_products():
         tracemalloc.stop()
     assert again == expected
     assert peak < node_bytes / 2, (peak, node_bytes)
+
+
+def test_random_takes_the_mps_vocabulary_and_warns_on_the_former_keywords():
+    """TTN.random(tree, phys_dim, max_bond) as MPS.random; phys_dims=/bond_dim= still work, with a FutureWarning."""
+    tree = Tree.balanced(4)
+    new = TTN.random(tree, phys_dim=3, max_bond=2, seed=7)
+    with pytest.warns(FutureWarning, match="bond_dim"):
+        with pytest.warns(FutureWarning, match="phys_dims"):
+            old = TTN.random(tree, phys_dims=3, bond_dim=2, seed=7)
+    assert old.bond_dims == new.bond_dims
+    for a, b in zip(old.tensors, new.tensors):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="bond_dims"):
+        TTN.random(tree, bond_dims=2)
+    with pytest.raises(ValueError, match="max_bond"):
+        TTN.random(tree, max_bond=0)

@@ -4,7 +4,7 @@ Modules: :mod:`~tnkit.aqc.targets` (target states, spin chains, accurate time
 evolution), :mod:`~tnkit.aqc.ansatz` (brickwall, staircase and from-circuit
 ansätze of KAK blocks), :mod:`~tnkit.aqc.objective` (fidelity and exact gradient by
 environments), :mod:`~tnkit.aqc.sweeps` (polar-decomposition sweeps),
-:mod:`~tnkit.aqc.init` (Trotter and Ran initialisations, CNOT budget),
+:mod:`~tnkit.aqc.initial` (Trotter and Ran initialisations, CNOT budget),
 :mod:`~tnkit.aqc.compiler` (L-BFGS-B driver), :mod:`~tnkit.aqc.growth` (growing
 the ansatz layer by layer: identity brick layers or Ran's analytic layers), :mod:`~tnkit.aqc.circuits` (Qiskit
 output, parametrised circuits, transpilation, QASM, independent checks), :mod:`~tnkit.aqc.born` (exact
@@ -29,8 +29,8 @@ from .circuits import (
 )
 from .compiler import AQCResult, compile_sequence, compile_state, initial_angles
 from .growth import add_identity_layer, compile_growing, prepend_ran_layer, residual_state
-from .init import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
-from .objective import Objective
+from .initial import extend_ansatz, fill_cnot_budget, ran_initialization, trotter_initialization
+from .objective import Objective, ScheduledGate
 from .recipe import AQCRun, AQCSettings, run_aqc
 from .sweeps import sweep_compile
 from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
@@ -42,6 +42,7 @@ __all__ = [
     "ansatz_from_circuit",
     "ansatz_from_gates",
     "Objective",
+    "ScheduledGate",
     "AQCResult",
     "compile_state",
     "compile_sequence",

@@ -59,6 +59,7 @@ __all__ = [
     "ansatz_from_circuit",
     "ansatz_from_gates",
     "zxz_matrices",
+    "check_connected",
     "core_matrices",
     "zxz_angles",
     "kak_params",
@@ -388,11 +389,12 @@ def _coupling_edges(coupling_map: Any, n: int) -> list[tuple[int, int]]:
             f"got {type(coupling_map).__name__}."
         ) from exc
     unique = sorted({(min(a, b), max(a, b)) for a, b in edges if a != b and max(a, b) < n})
-    _check_connected(unique, n)
+    check_connected(unique, n)
     return unique
 
 
-def _check_connected(edges: Sequence[tuple[int, int]], n: int) -> None:
+def check_connected(edges: Sequence[tuple[int, int]], n: int) -> None:
+    """``ValueError`` unless the pairs ``edges`` connect qubits ``0 .. n - 1`` (a coupling map's graph)."""
     parent = list(range(n))
 
     def find(q: int) -> int:

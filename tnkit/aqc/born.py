@@ -7,12 +7,12 @@ qubits ``i .. i + m_left - 1``) to ``sum_{s, b} B[i][a, s, b] |s>_i |b>``, the o
 bond ``b`` held by qubits ``i + 1 .. i + m_right``. Right-isometry of ``B[i]`` makes
 these columns orthonormal; they are completed to a unitary. For bond 2 every gate is
 a two-qubit gate, the building block of Ran's layer-by-layer encoding
-(:func:`tnkit.aqc.init.ran_initialization`).
+(:func:`tnkit.aqc.initial.ran_initialization`).
 
 Measuring the prepared circuit samples the MPS's Born distribution ``|psi(s)|^2``, so
 a trained Born machine (its ``.mps_``) becomes a circuit with :func:`mps_to_circuit`
 (bond up to ``2^m`` exactly) or approximately at a chosen depth with
-:func:`tnkit.aqc.init.ran_initialization` and :func:`tnkit.aqc.compile_state`.
+:func:`tnkit.aqc.initial.ran_initialization` and :func:`tnkit.aqc.compile_state`.
 """
 
 from __future__ import annotations

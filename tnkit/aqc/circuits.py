@@ -258,9 +258,9 @@ def transpile_circuit(
             coupling_map = CouplingMap([list(map(int, e)) for e in coupling_map])
         if coupling_map.size() < n:
             raise ValueError(f"`coupling_map` has {coupling_map.size()} qubits, fewer than the circuit's {n}.")
-        from .ansatz import _check_connected
+        from .ansatz import check_connected
 
-        _check_connected(
+        check_connected(
             sorted({(min(a, b), max(a, b)) for a, b in coupling_map.get_edges() if max(a, b) < n}), n
         )
         layout = list(range(n))

@@ -182,7 +182,7 @@ def compile_state(
     ansatz : Ansatz
     initial_params : array_like, optional
         Starting angles (default: :func:`initial_angles`, small random angles). See
-        :mod:`tnkit.aqc.init` for Trotter, Ran-style and warm starts. A start where
+        :mod:`tnkit.aqc.initial` for Trotter, Ran-style and warm starts. A start where
         the gradient vanishes (below 1e-10) and the fidelity is short of the target
         is nudged by random angles of the same size (``seed``), noted in
         ``result.message``.
@@ -281,18 +281,19 @@ def optimise_angles(
     history: list[float] = []
     cache: dict[str, Any] = {}
     notes: list[str] = []
-    if method == "lbfgs":
-        x0, f0 = _off_stationary(objective, x0, goal, rng, cache, notes)
-    else:
+    plan = _METHODS[method]
+    if plan.sweeps:
         f0 = objective.fidelity(x0)
+    else:  # a gradient start: nudged off a stationary point
+        x0, f0 = _off_stationary(objective, x0, goal, rng, cache, notes)
     state = {"best_x": x0.copy(), "best_f": f0}
-    if "sweep" in method:
-        max_iter = max_iter if method == "sweep+lbfgs" else 0
+    if plan.sweeps:
+        max_iter = max_iter if plan.lbfgs else 0
         x0, f_sweep, sweep_history = _sweeps(objective, x0, max_sweeps, goal, progress)
         history += sweep_history
         if f_sweep > state["best_f"]:
             state.update(best_x=x0.copy(), best_f=f_sweep)
-    message = "max_iter is 0" if "sweep" not in method else "sweeps converged"
+    message = "sweeps converged" if plan.sweeps else "max_iter is 0"
     n_iter = 0
     if state["best_f"] < goal and max_iter > 0:
         n_iter, message = _lbfgs(minimize, objective, x0, state, history, cache, goal=goal, max_iter=max_iter,
@@ -384,7 +385,20 @@ def _lbfgs(
     return int(res.nit), message
 
 
-_METHODS = ("lbfgs", "sweep", "sweep+lbfgs")
+@dataclass(frozen=True)
+class _Method:
+    """The stages of one optimisation method of :func:`compile_state`, in this order."""
+
+    sweeps: bool  # polar sweeps (sweep_compile) from the start
+    lbfgs: bool  # then L-BFGS-B while below the target (from a nudged start when it runs alone)
+
+
+#: The optimisation methods of :func:`compile_state` by name; adding one is one entry.
+_METHODS: dict[str, _Method] = {
+    "lbfgs": _Method(sweeps=False, lbfgs=True),
+    "sweep": _Method(sweeps=True, lbfgs=False),
+    "sweep+lbfgs": _Method(sweeps=True, lbfgs=True),
+}
 
 
 def _sweeps(

@@ -31,6 +31,8 @@ repeats until the fidelity or the CNOT budget is reached. Two kinds of new layer
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +43,7 @@ from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates, next_brick_layer, zxz_matrices
 from .born import centred_unitaries, sequential_unitaries
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
-from .init import _as_staircase_gate, extend_ansatz
+from .initial import as_staircase_gate, extend_ansatz
 from .targets import as_target
 
 __all__ = [
@@ -50,13 +52,10 @@ __all__ = [
     "prepend_ran_layer",
     "compile_growing",
     "GROWTH_KINDS",
+    "GrowthKind",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The kinds of layer :func:`compile_growing` can add.
-GROWTH_KINDS = ("brickwall", "ran", "ran-brickwall")
-
 
 def add_identity_layer(
     ansatz: Ansatz, params: Any, *, cnot_budget: int | None = None
@@ -172,7 +171,7 @@ def prepend_ran_layer(
     if centred:
         layer = centred_unitaries(approx)
     else:
-        layer = [_as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
+        layer = [as_staircase_gate(q, u, n) for q, u in sequential_unitaries(approx)]
     first, _ = ansatz.split_params(params)
     old = [((q,), u) for q, u in enumerate(zxz_matrices(first))]
     old += [(pair, g) for pair, g in zip(ansatz.pairs, ansatz.block_tensors(params))]
@@ -199,7 +198,7 @@ def compile_growing(
     ----------
     target : MatrixProductState or anything :func:`~tnkit.aqc.targets.as_target` accepts
     ansatz : Ansatz, optional
-        The seed structure (e.g. from :func:`~tnkit.aqc.init.trotter_initialization`).
+        The seed structure (e.g. from :func:`~tnkit.aqc.initial.trotter_initialization`).
         ``None``: start from no two-qubit block at all (a seedless compilation:
         with ``grow="ran"`` or ``"ran-brickwall"``, the first layer is Ran's
         analytic layer of the target; with ``"brickwall"``, the first stage is the
@@ -244,12 +243,13 @@ def compile_growing(
     (True, True)
     """
     check_option("grow", grow, GROWTH_KINDS)
+    kind = GROWTH_KINDS[grow]
     psi = as_target(target)
     n = psi.n_sites
     if ansatz is None:
         if initial_params is not None:
             raise ValueError("`initial_params` needs an `ansatz`; pass both or neither.")
-        ansatz = Ansatz(n, (), "staircase" if grow == "ran" else "brickwall")
+        ansatz = Ansatz(n, (), kind.family)
     elif not isinstance(ansatz, Ansatz):
         raise TypeError(f"`ansatz` must be an Ansatz or None, got {type(ansatz).__name__}.")
     rng = as_generator(seed)
@@ -262,23 +262,23 @@ def compile_growing(
         cnot_budget = check_int("cnot_budget", cnot_budget, minimum=0)
         if ansatz.cnot_count > cnot_budget:
             raise ValueError(f"`cnot_budget` ({cnot_budget}) is below the seed ansatz's {ansatz.cnot_count} CNOTs.")
-    if grow == "ran-brickwall":
-        ansatz, params = _ran_start(psi, ansatz, params, cnot_budget, kwargs.get("max_bond"))
+    if kind.start is not None:
+        ansatz, params = kind.start(psi, ansatz, params, cnot_budget, kwargs.get("max_bond"))
     max_iter = kwargs.pop("max_iter", 200)
     stage_iter = max_iter if stage_iter is None else check_int("stage_iter", stage_iter, minimum=0)
     results: list[AQCResult] = []
-    if ansatz.n_blocks or grow == "brickwall":
+    if ansatz.n_blocks or kind.compile_empty_seed:
         results.append(optimise_angles(psi, ansatz, params, max_iter=stage_iter, target_fidelity=target_fidelity,
                                        seed=rng, **kwargs))
         ansatz, params = results[-1].ansatz, results[-1].params
     for k in range(max_layers):
         if results and results[-1].fidelity >= target_fidelity:
             break
-        grown = _grow(psi, ansatz, params, grow, cnot_budget, kwargs.get("max_bond"))
+        grown = kind.step(psi, ansatz, params, cnot_budget, kwargs.get("max_bond"))
         if grown is None:
             break
         ansatz, params = grown
-        last = k == max_layers - 1 or _no_room(ansatz, grow, cnot_budget)
+        last = k == max_layers - 1 or _no_room(ansatz, kind, cnot_budget)
         results.append(optimise_angles(psi, ansatz, params, max_iter=max_iter if last else stage_iter,
                                        target_fidelity=target_fidelity, seed=rng, **kwargs))
         logger.info("stage %d: %r", len(results), results[-1])
@@ -288,14 +288,19 @@ def compile_growing(
     return results
 
 
-def _grow(
-    target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, grow: str, budget: int | None, max_bond: Any
+def _grow_bricks(
+    target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, budget: int | None, max_bond: Any
 ) -> tuple[Ansatz, np.ndarray] | None:
-    """The grown ``(ansatz, params)``, or ``None`` when the budget allows no more."""
-    if grow in ("brickwall", "ran-brickwall"):
-        if budget is not None and budget - ansatz.cnot_count < 3:
-            return None
-        return add_identity_layer(ansatz, params, cnot_budget=budget)
+    """One identity brick layer (partial within the budget), or ``None`` when not even one block fits."""
+    if budget is not None and budget - ansatz.cnot_count < 3:
+        return None
+    return add_identity_layer(ansatz, params, cnot_budget=budget)
+
+
+def _grow_ran(
+    target: MatrixProductState, ansatz: Ansatz, params: np.ndarray, budget: int | None, max_bond: Any
+) -> tuple[Ansatz, np.ndarray] | None:
+    """Ran's next analytic layer placed first in time, or ``None`` when it does not fit the budget."""
     bigger, x = prepend_ran_layer(target, ansatz, params, max_bond=max_bond)
     if budget is not None and bigger.cnot_count > budget:
         return None
@@ -315,9 +320,49 @@ def _ran_start(
     return bigger, x
 
 
-def _no_room(ansatz: Ansatz, grow: str, budget: int | None) -> bool:
+def _no_room(ansatz: Ansatz, kind: GrowthKind, budget: int | None) -> bool:
     """Whether the budget allows no further layer after this one."""
     if budget is None:
         return False
-    cost = 3 * (ansatz.n_qubits - 1) if grow == "ran" else 3
-    return budget - ansatz.cnot_count < cost
+    return budget - ansatz.cnot_count < kind.min_layer_cnots(ansatz.n_qubits)
+
+
+_Step = Callable[[MatrixProductState, Ansatz, np.ndarray, "int | None", Any], "tuple[Ansatz, np.ndarray] | None"]
+
+
+@dataclass(frozen=True)
+class GrowthKind:
+    """One kind of growth of :func:`compile_growing`.
+
+    Attributes
+    ----------
+    family : str
+        Family of the empty seed ansatz used when no ``ansatz`` is given.
+    step : callable
+        ``(target, ansatz, params, cnot_budget, max_bond) -> (ansatz, params)`` with
+        one layer added that leaves the state unchanged or improves it, or ``None``
+        when the budget allows no more.
+    min_layer_cnots : callable
+        ``n_qubits -> int``: the fewest CNOTs a further layer costs (for the budget).
+    compile_empty_seed : bool
+        Whether a seed without blocks is compiled (its product state optimised)
+        before the first layer is added.
+    start : callable, optional
+        ``(target, ansatz, params, cnot_budget, max_bond) -> (ansatz, params)`` run
+        once before the first stage.
+    """
+
+    family: str
+    step: _Step
+    min_layer_cnots: Callable[[int], int]
+    compile_empty_seed: bool = False
+    start: Callable[..., tuple[Ansatz, np.ndarray]] | None = None
+
+
+#: The kinds of layer :func:`compile_growing` can add, by name (see the module
+#: docstring); adding one is a step function and one entry here.
+GROWTH_KINDS: dict[str, GrowthKind] = {
+    "brickwall": GrowthKind("brickwall", _grow_bricks, lambda n: 3, compile_empty_seed=True),
+    "ran": GrowthKind("staircase", _grow_ran, lambda n: 3 * (n - 1)),
+    "ran-brickwall": GrowthKind("brickwall", _grow_bricks, lambda n: 3, start=_ran_start),
+}

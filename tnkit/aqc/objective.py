@@ -57,7 +57,17 @@ from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz
 from .targets import as_target
 
-__all__ = ["Objective", "schedule_layers", "ScheduledGate", "polar_unitary"]
+__all__ = [
+    "Objective",
+    "schedule_layers",
+    "ScheduledGate",
+    "polar_unitary",
+    "apply_gate_exact",
+    "layer_environments",
+    "product_environments",
+    "site_tensors",
+    "as_mps",
+]
 
 #: Default relative discarded weight per gate in the objective's simulations.
 DEFAULT_OBJECTIVE_CUTOFF = 1e-12
@@ -183,19 +193,20 @@ class Objective:
 
     # ------------------------------------------------------------------ public
 
-    def _bond_hint(self) -> int:
+    def bond_hint(self) -> int:
+        """Largest bond the simulations reach (the cap, or the exact bonds), to size BLAS threads."""
         forward, backward = self._exact
         cap = self.max_bond if self.max_bond is not None else max(forward, backward)
         return min(cap, max(forward, backward))
 
     def state(self, params: Any) -> MatrixProductState:
         """The circuit state ``C(theta)|0...0>`` as an MPS (truncated in the truncated mode)."""
-        with blas_threads(self._bond_hint()):
+        with blas_threads(self.bond_hint()):
             params = self.ansatz.check_params(params)
             gates = self.ansatz.block_tensors(params)
             self.last_truncation = 0.0
-            psi = self._forward_states(gates, self.ansatz.initial_vectors(params), keep=False)[-1]
-            return psi if isinstance(psi, MatrixProductState) else MatrixProductState._trusted(psi)
+            psi = self.forward_states(gates, self.ansatz.initial_vectors(params), keep=False)[-1]
+            return psi if isinstance(psi, MatrixProductState) else MatrixProductState.from_tensors(psi, validate=False)
 
     def overlap(self, params: Any) -> complex:
         """``<target|C(theta)|0...0>``."""
@@ -208,7 +219,7 @@ class Objective:
 
     def fidelity_and_gradient(self, params: Any) -> tuple[float, np.ndarray]:
         """Fidelity and its gradient with respect to every parameter, in one sweep."""
-        with blas_threads(self._bond_hint()):
+        with blas_threads(self.bond_hint()):
             return self._fidelity_and_gradient(params)
 
     def __call__(self, params: Any) -> tuple[float, np.ndarray]:
@@ -216,7 +227,7 @@ class Objective:
         f, g = self.fidelity_and_gradient(params)
         return 1.0 - f, -g
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ simulation steps (used by the sweeps)
 
     def _fidelity_and_gradient(self, params: Any) -> tuple[float, np.ndarray]:
         params = self.ansatz.check_params(params)
@@ -224,64 +235,82 @@ class Objective:
         gates, dgates = self.ansatz.block_tensors(params, derivatives=True)
         vecs, dvecs = self.ansatz.initial_vectors(params, derivatives=True)
         self.last_truncation = 0.0
-        phis = self._backward_states(gates)
-        psis = self._forward_states(gates, vecs, keep=True)
+        phis = self.backward_states(gates)
+        psis = self.forward_states(gates, vecs, keep=True)
         envs = np.zeros(gates.shape, dtype=complex)
-        table = self._gate_list(gates)
-        sandwich = complex(self.target.inner(_as_mps(psis[0]))) if not self.layers else 0j
+        table = self.gate_table(gates)
+        sandwich = complex(self.target.inner(as_mps(psis[0]))) if not self.layers else 0j
         for l, layer in enumerate(self.layers):
-            sandwich = _layer_environments(_tensors(phis[l + 1]), _tensors(psis[l]), layer, table, envs)
+            sandwich = layer_environments(site_tensors(phis[l + 1]), site_tensors(psis[l]), layer, table, envs)
         # exact: every sandwich equals <target|psi_L>; truncated: use the truncated state itself
-        o = sandwich if self.exact else complex(self.target.inner(_as_mps(psis[-1])))
-        env_first = _product_environments(_tensors(phis[0]), vecs)  # (n, 2)
+        o = sandwich if self.exact else complex(self.target.inner(as_mps(psis[-1])))
+        env_first = product_environments(site_tensors(phis[0]), vecs)  # (n, 2)
         do_first = contract("qs,qps->qp", env_first, dvecs).reshape(-1)
         do_blocks = contract("kuvst,kpuvst->kp", envs, dgates).reshape(-1)
         do = np.concatenate([do_first, do_blocks])
         grad = 2.0 * (np.conj(o) * do).real
         return abs(o) ** 2, grad
 
-    def _gate_list(self, gates: np.ndarray) -> list[np.ndarray]:
+    def gate_table(self, gates: np.ndarray) -> list[np.ndarray]:
+        """The gates indexed by :attr:`ScheduledGate.block`: ``gates`` then the SWAP (index ``-1``).
+
+        ``gates`` has shape ``(n_blocks, 2, 2, 2, 2)``; the returned list may be
+        updated in place by :func:`layer_environments` with ``polar=True``.
+        """
         return [*gates, _SWAP]  # index -1 is the SWAP
 
-    def _forward_states(self, gates: np.ndarray, vecs: np.ndarray, *, keep: bool) -> list[Any]:
-        """``psi_0, ..., psi_L`` (only ``psi_L`` unless ``keep``)."""
-        table = self._gate_list(gates)
+    def forward_states(self, gates: np.ndarray, vecs: np.ndarray, *, keep: bool) -> list[Any]:
+        """``psi_0, ..., psi_L`` (only ``psi_L`` unless ``keep``) from first-layer states ``vecs``.
+
+        Each state is a list of site tensors in the exact mode and a
+        :class:`~tnkit.mps.mps.MatrixProductState` in the truncated mode (see
+        :func:`site_tensors` and :func:`as_mps` to read either).
+        """
+        table = self.gate_table(gates)
         if self.forward_exact:
             psi = [v.reshape(1, 2, 1) for v in vecs]
             states = [list(psi)]
             for layer in self.layers:
                 for op in layer:
-                    _apply_exact(psi, op.site, table[op.block])
+                    apply_gate_exact(psi, op.site, table[op.block])
                 states.append(list(psi))
             return states if keep else states[-1:]
         mps = MatrixProductState.product_state(list(vecs))
         states = [mps.copy()]
         for layer in self.layers:
-            self._apply_truncated(mps, layer, table, adjoint=False)
+            self.apply_layer_truncated(mps, layer, table, adjoint=False)
             states.append(mps.copy())
         return states if keep else states[-1:]
 
-    def _backward_states(self, gates: np.ndarray) -> list[Any]:
-        """``phi_0, ..., phi_L`` with ``phi_L = target`` and ``phi_l = U_l^dagger phi_{l+1}``."""
-        table = [_adjoint(g) for g in self._gate_list(gates)]
+    def backward_states(self, gates: np.ndarray) -> list[Any]:
+        """``phi_0, ..., phi_L`` with ``phi_L = target`` and ``phi_l = U_l^dagger phi_{l+1}``.
+
+        ``gates`` as in :meth:`gate_table`; states as in :meth:`forward_states`.
+        """
+        table = [_adjoint(g) for g in self.gate_table(gates)]
         if self.backward_exact:
             phi = list(self._target_tensors)
             states = [list(phi)]
             for layer in reversed(self.layers):
                 for op in layer:
-                    _apply_exact(phi, op.site, table[op.block])
+                    apply_gate_exact(phi, op.site, table[op.block])
                 states.append(list(phi))
             return states[::-1]
         mps = self.target.copy()
         states = [mps.copy()]
         for layer in reversed(self.layers):
-            self._apply_truncated(mps, layer, table, adjoint=True)
+            self.apply_layer_truncated(mps, layer, table, adjoint=True)
             states.append(mps.copy())
         return states[::-1]
 
-    def _apply_truncated(
+    def apply_layer_truncated(
         self, psi: MatrixProductState, layer: list[ScheduledGate], table: list[np.ndarray], *, adjoint: bool
     ) -> None:
+        """Apply ``layer`` (gates from ``table``) to ``psi`` in place with the objective's truncation.
+
+        The discarded weight is added to ``last_truncation``; ``adjoint`` says
+        whether ``table`` holds the adjoint gates (the backward pass).
+        """
         centre = psi.center
         order = layer if centre is None or centre <= psi.n_sites // 2 else layer[::-1]
         for op in order:
@@ -294,16 +323,18 @@ def _adjoint(g: np.ndarray) -> np.ndarray:
     return g.conj().transpose(2, 3, 0, 1)
 
 
-def _tensors(state: Any) -> list[np.ndarray]:
+def site_tensors(state: Any) -> list[np.ndarray]:
+    """Site tensors of a state of either mode (a list of tensors, or an MPS)."""
     return list(state.tensors) if isinstance(state, MatrixProductState) else state
 
 
-def _as_mps(state: Any) -> MatrixProductState:
-    return state if isinstance(state, MatrixProductState) else MatrixProductState._trusted(state)
+def as_mps(state: Any) -> MatrixProductState:
+    """A state of either mode as a :class:`~tnkit.mps.mps.MatrixProductState` (no copy, no checks)."""
+    return state if isinstance(state, MatrixProductState) else MatrixProductState.from_tensors(state, validate=False)
 
 
 def _bond_profile(bonds: list[int], layers: list[list[ScheduledGate]]) -> int:
-    """Largest bond reached by :func:`_apply_exact` from ``bonds`` through ``layers``."""
+    """Largest bond reached by :func:`apply_gate_exact` from ``bonds`` through ``layers``."""
     bonds = list(bonds)
     largest = max(bonds)
     for layer in layers:
@@ -314,8 +345,8 @@ def _bond_profile(bonds: list[int], layers: list[list[ScheduledGate]]) -> int:
     return largest
 
 
-def _apply_exact(tensors: list[np.ndarray], i: int, gate: np.ndarray) -> None:
-    """Apply a two-site ``gate`` on ``(i, i + 1)`` exactly, without factorising.
+def apply_gate_exact(tensors: list[np.ndarray], i: int, gate: np.ndarray) -> None:
+    """Apply a two-site ``gate`` ``(2, 2, 2, 2)`` on ``(i, i + 1)`` of ``tensors`` in place, exactly.
 
     ``theta[a, u, v, c]`` is kept whole on the side with the larger bond; the other
     side becomes the identity isometry, so the new bond is ``2 min(D_a, D_c)``.
@@ -343,7 +374,7 @@ def _identity(dim: int) -> np.ndarray:
     return eye
 
 
-def _layer_environments(
+def layer_environments(
     bra: list[np.ndarray],
     ket: list[np.ndarray],
     layer: list[ScheduledGate],
@@ -405,7 +436,7 @@ def polar_unitary(env: np.ndarray) -> np.ndarray:
     return (yh.conj().T @ x.conj().T).reshape(2, 2, 2, 2)
 
 
-def _product_environments(bra: list[np.ndarray], vecs: np.ndarray, *, update: bool = False) -> np.ndarray:
+def product_environments(bra: list[np.ndarray], vecs: np.ndarray, *, update: bool = False) -> np.ndarray:
     """``e[q, s]`` with ``<bra|v_0 (x) ... (x) v_{n-1}> = sum_s e[q, s] v_q[s]`` for every ``q``.
 
     With ``update=True`` the rows of ``vecs`` (a writable ``(n, 2)`` array) are replaced

@@ -326,9 +326,9 @@ def resolve_coupling_map(
     else:
         pairs = _pairs(spec)
     unique = sorted({(min(a, b), max(a, b)) for a, b in pairs})
-    from .ansatz import _check_connected
+    from .ansatz import check_connected
 
-    _check_connected([p for p in unique if p[1] < n_qubits], n_qubits)
+    check_connected([p for p in unique if p[1] < n_qubits], n_qubits)
     return unique
 
 
@@ -343,7 +343,7 @@ class _AnsatzRequest:
 
 
 def _trotter(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
-    from .init import fill_cnot_budget, trotter_initialization
+    from .initial import fill_cnot_budget, trotter_initialization
 
     s = r.settings
     ansatz, params = trotter_initialization(r.chain, s.time, s.depth, initial=s.initial)
@@ -363,7 +363,7 @@ def _staircase(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
 
 
 def _ran(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
-    from .init import ran_initialization
+    from .initial import ran_initialization
 
     return ran_initialization(r.target, r.settings.depth)
 
@@ -371,12 +371,37 @@ def _ran(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
 #: Ansatz builders by name: ``request -> (ansatz, starting angles)``. ``trotter``: the
 #: Trotter circuit's structure with its exact angles; ``brickwall`` and ``staircase``:
 #: small random angles (:func:`~tnkit.aqc.compiler.initial_angles`); ``ran``: Ran's
-#: analytic layers (:func:`~tnkit.aqc.init.ran_initialization`).
+#: analytic layers (:func:`~tnkit.aqc.initial.ran_initialization`).
 ANSATZ_BUILDERS: dict[str, Callable[[_AnsatzRequest], tuple[Ansatz, np.ndarray]]] = {
     "trotter": _trotter,
     "brickwall": _brickwall,
     "staircase": _staircase,
     "ran": _ran,
+}
+
+
+def _trotter_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    from .initial import trotter_initialization
+
+    return trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
+
+
+def _brickwall_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    return brickwall_ansatz(n, s.depth, coupling_map=coupling)
+
+
+def _staircase_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    return staircase_ansatz(n, s.depth)
+
+
+#: The seed ansatz of each builder of :data:`ANSATZ_BUILDERS` without its angles, for
+#: checking a CNOT budget before the target is built: ``(settings, n_qubits,
+#: coupling) -> Ansatz``. A builder missing here is checked once built.
+_SEED_STRUCTURES: dict[str, Callable[[AQCSettings, int, Any], Ansatz]] = {
+    "trotter": _trotter_structure,
+    "brickwall": _brickwall_structure,
+    "staircase": _staircase_structure,
+    "ran": _staircase_structure,
 }
 
 
@@ -555,16 +580,10 @@ def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None
     """A CNOT budget below the seed ansatz's CNOT count fails here, not after the target is built."""
     if s.cnot_budget is None or (s.grow != "none" and s.depth == 0):
         return
-    if s.ansatz == "trotter":
-        from .init import trotter_initialization
-
-        seed = trotter_initialization(MODELS[s.model](s), s.time, s.depth, initial=s.initial)[0]
-    elif s.ansatz == "brickwall":
-        seed = brickwall_ansatz(n, s.depth, coupling_map=coupling)
-    elif s.ansatz in ("staircase", "ran"):
-        seed = staircase_ansatz(n, s.depth)
-    else:  # a builder registered by the user: its size is known only once built
+    structure = _SEED_STRUCTURES.get(s.ansatz)
+    if structure is None:  # a builder registered by the user: its size is known only once built
         return
+    seed = structure(s, n, coupling)
     if seed.cnot_count > s.cnot_budget:
         raise ValueError(
             f"`cnot_budget` {s.cnot_budget} is below the {seed.cnot_count} CNOTs of the {s.ansatz!r} ansatz "

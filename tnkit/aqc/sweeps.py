@@ -28,7 +28,14 @@ from ..core.threads import blas_threads
 from ..core.validate import check_int
 from ..mps.mps import MatrixProductState
 from .ansatz import Ansatz, ansatz_from_gates
-from .objective import Objective, _apply_exact, _as_mps, _layer_environments, _product_environments, _tensors
+from .objective import (
+    Objective,
+    apply_gate_exact,
+    as_mps,
+    layer_environments,
+    product_environments,
+    site_tensors,
+)
 
 __all__ = ["polar_sweep", "sweep_compile", "gates_to_params"]
 
@@ -42,7 +49,7 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
         Supplies the layers, the target and the simulation mode.
     gates : list of numpy.ndarray
         One ``(2, 2, 2, 2)`` unitary ``G[out_lo, out_hi, in_lo, in_hi]`` per block, then
-        the SWAP (as :meth:`Objective._gate_list` builds it).
+        the SWAP (as :meth:`Objective.gate_table` builds it).
     vecs : numpy.ndarray, shape (n_qubits, 2)
         First-layer single-qubit states (complex, writable).
 
@@ -51,8 +58,8 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
     float
         The fidelity after the sweep (exact mode: of the updated circuit).
     """
-    phis = objective._backward_states(np.asarray(gates[:-1]))
-    _product_environments(_tensors(phis[0]), vecs, update=True)
+    phis = objective.backward_states(np.asarray(gates[:-1]))
+    product_environments(site_tensors(phis[0]), vecs, update=True)
     envs = np.zeros((len(gates) - 1, 2, 2, 2, 2), dtype=complex)
     if objective.forward_exact:
         psi: Any = [v.reshape(1, 2, 1) for v in vecs]
@@ -60,16 +67,16 @@ def polar_sweep(objective: Objective, gates: list[np.ndarray], vecs: np.ndarray)
         psi = MatrixProductState.product_state(list(vecs))
     sandwich = 0j
     for l, layer in enumerate(objective.layers):
-        sandwich = _layer_environments(_tensors(phis[l + 1]), _tensors(psi), layer, gates, envs, polar=True)
+        sandwich = layer_environments(site_tensors(phis[l + 1]), site_tensors(psi), layer, gates, envs, polar=True)
         if objective.forward_exact:
             psi = list(psi)
             for op in layer:
-                _apply_exact(psi, op.site, gates[op.block])
+                apply_gate_exact(psi, op.site, gates[op.block])
         else:
-            objective._apply_truncated(psi, layer, gates, adjoint=False)
+            objective.apply_layer_truncated(psi, layer, gates, adjoint=False)
     if objective.exact:
         return abs(sandwich) ** 2
-    return abs(complex(objective.target.inner(_as_mps(psi)))) ** 2
+    return abs(complex(objective.target.inner(as_mps(psi)))) ** 2
 
 
 def gates_to_params(ansatz: Ansatz, gates: Any, vecs: np.ndarray) -> np.ndarray:
@@ -131,10 +138,10 @@ def sweep_compile(
     ansatz = objective.ansatz
     params = ansatz.check_params(params)
     max_sweeps = check_int("max_sweeps", max_sweeps, minimum=0)
-    gates = objective._gate_list(ansatz.block_tensors(params))
+    gates = objective.gate_table(ansatz.block_tensors(params))
     vecs = np.array(ansatz.initial_vectors(params), dtype=complex)
     history: list[float] = []
-    with blas_threads(objective._bond_hint()):
+    with blas_threads(objective.bond_hint()):
         for _ in range(max_sweeps):
             f = polar_sweep(objective, gates, vecs)
             objective.n_evaluations += 1

@@ -120,7 +120,7 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
         One array per input term. torch tensors (all operands of one call) work
         too, through the same plan, and keep their autograd graph: the compiled
         steps are only permutes, reshapes and matmuls.
-    optimize : str, PathOptimizer or sequence of index pairs, optional
+    optimize : str, sequence of index pairs or PathOptimizer, optional
         Path strategy (see :mod:`tnkit.core.paths`); defaults to the context's
         (``"auto"`` unless set by :func:`contract_strategy`).
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ from ..core.rng import as_generator
 from ..core.threads import with_blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from . import overlap
+from .chain import format_dims
 from .compress import (
     TruncationReport,
     density_matrix_truncation,
@@ -60,11 +62,9 @@ from .compress import (
     svd_compress,
 )
 from .mpo import MatrixProductOperator
-from .mps import MatrixProductState, _short
+from .mps import MatrixProductState
 
 __all__ = ["apply_mpo", "mpo_product", "APPLY_METHODS"]
-
-APPLY_METHODS = ("zipup", "dm", "direct", "src", "fit")
 
 
 def _apply_bond(mpo: Any, mps: Any, *args: Any, method: str = "zipup", **kwargs: Any) -> int:
@@ -113,58 +113,15 @@ def apply_mpo(
         raise TypeError(f"`mps` must be a MatrixProductState, got {type(mps).__name__}.")
     if mpo.in_dims != mps.phys_dims:
         raise ValueError(
-            f"the MPO's input dims {_short(mpo.in_dims)} ({mpo.n_sites} sites) do not match the "
-            f"state's physical dims {_short(mps.phys_dims)} ({mps.n_sites} sites)."
+            f"the MPO's input dims {format_dims(mpo.in_dims)} ({mpo.n_sites} sites) do not match the "
+            f"state's physical dims {format_dims(mps.phys_dims)} ({mps.n_sites} sites)."
         )
     check_option("method", method, APPLY_METHODS)
     max_bond = check_max_bond(max_bond)
     cutoff = check_cutoff(cutoff)
-    w, a = list(mpo.tensors), list(mps.tensors)
-    if method == "direct":
-        tensors = _direct_product(w, a)
-        if max_bond is None and cutoff == 0.0:
-            result = MatrixProductState._trusted(tensors)
-            estimate = TruncationReport("direct", 0.0, (0.0,) * len(mps.bond_dims), result.bond_dims, 1.0)
-        else:
-            tensors, (left, right), estimate = svd_compress(tensors, 0, len(tensors), max_bond=max_bond, cutoff=cutoff)
-            estimate = dataclasses.replace(estimate, method="direct")
-            result = MatrixProductState._trusted(tensors, left, right)
-    elif method == "src":
-        if max_bond is None:
-            raise ValueError("method 'src' compresses to a fixed bond: give `max_bond`.")
-        tensors = randomized_truncation(a, w, max_bond=max_bond, rng=as_generator(seed))
-        result = MatrixProductState._trusted(tensors, 0, 1)
-        estimate = TruncationReport("src", math.nan, (math.nan,) * len(result.bond_dims), result.bond_dims)
-    elif method == "dm":
-        tensors, discarded = density_matrix_truncation(a, w, max_bond=max_bond, cutoff=cutoff)
-        n = len(tensors)
-        result = MatrixProductState._trusted(tensors, n - 1, n)
-        estimate = _report("dm", discarded, result)
-    else:
-        tensors, discarded = _zipup(w, list(mps.canonicalize(0).tensors), max_bond, cutoff)
-        tensors, (left, right), final = svd_compress(tensors, len(tensors) - 1, len(tensors), max_bond=max_bond, cutoff=cutoff)
-        result = MatrixProductState._trusted(tensors, left, right)
-        zip_est = _report("zipup", discarded, result)
-        estimate = TruncationReport(
-            "zipup",
-            zip_est.error + final.error,
-            tuple(x + y for x, y in zip(zip_est.discarded, final.discarded)),
-            result.bond_dims,
-        )
-        if method == "fit":
-            target_norm2 = math.exp(_log_norm2_of_product(mpo, mps))
-            fitted, fit_report = fit_compress(
-                a,
-                list(result.canonicalize(0).tensors),
-                mpo=w,
-                max_bond=max_bond,
-                cutoff=cutoff,
-                max_sweeps=check_int("max_sweeps", max_sweeps, minimum=1),
-                tol=tol,
-                target_norm2=target_norm2,
-            )
-            result = MatrixProductState._trusted(fitted, 0, 1)
-            estimate = fit_report
+    method_fn = APPLY_METHODS[method]
+    options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
+    result, estimate = method_fn(mpo, mps, **options)
     if not return_report:
         return result
     return result, _exact_report(estimate, mpo, mps, result)
@@ -182,20 +139,98 @@ def mpo_product(
         raise TypeError("`a` and `b` must be MatrixProductOperators.")
     if a.in_dims != b.out_dims:
         raise ValueError(
-            f"cannot multiply: the left operator's input dims {_short(a.in_dims)} differ from the right "
-            f"operator's output dims {_short(b.out_dims)}."
+            f"cannot multiply: the left operator's input dims {format_dims(a.in_dims)} differ from the right "
+            f"operator's output dims {format_dims(b.out_dims)}."
         )
     tensors = []
     for x, y in zip(a.tensors, b.tensors):
         t = contract("atub,wusv->awtsbv", x, y)
         s = t.shape
         tensors.append(t.reshape(s[0] * s[1], s[2], s[3], s[4] * s[5]))
-    product = MatrixProductOperator._trusted(tensors)
+    product = MatrixProductOperator.from_tensors(tensors, validate=False)
     max_bond = check_max_bond(max_bond)
     cutoff = check_cutoff(cutoff)
     if max_bond is None and cutoff == 0.0:
         return product
     return product.compress(max_bond=max_bond, cutoff=cutoff)[0]
+
+
+# ---------------------------------------------------------------------- methods
+#
+# Each method of :func:`apply_mpo` is one function
+# ``(mpo, mps, *, max_bond, cutoff, max_sweeps, tol, seed) -> (result, estimate)``
+# registered in :data:`APPLY_METHODS`; the estimate is replaced by the exact
+# report when one is asked for.
+
+
+def _apply_direct(mpo, mps, *, max_bond, cutoff, **_: Any):
+    tensors = _direct_product(list(mpo.tensors), list(mps.tensors))
+    if max_bond is None and cutoff == 0.0:
+        result = MatrixProductState.from_tensors(tensors, validate=False)
+        return result, TruncationReport("direct", 0.0, (0.0,) * len(mps.bond_dims), result.bond_dims, 1.0)
+    tensors, bounds, estimate = svd_compress(tensors, 0, len(tensors), max_bond=max_bond, cutoff=cutoff)
+    result = MatrixProductState.from_tensors(tensors, canonical_range=bounds, validate=False)
+    return result, dataclasses.replace(estimate, method="direct")
+
+
+def _apply_src(mpo, mps, *, max_bond, seed, **_: Any):
+    if max_bond is None:
+        raise ValueError("method 'src' compresses to a fixed bond: give `max_bond`.")
+    rng = as_generator(seed)
+    tensors = randomized_truncation(list(mps.tensors), list(mpo.tensors), max_bond=max_bond, rng=rng)
+    result = MatrixProductState.from_tensors(tensors, canonical_range=(0, 1), validate=False)
+    return result, TruncationReport("src", math.nan, (math.nan,) * len(result.bond_dims), result.bond_dims)
+
+
+def _apply_dm(mpo, mps, *, max_bond, cutoff, **_: Any):
+    tensors, discarded = density_matrix_truncation(
+        list(mps.tensors), list(mpo.tensors), max_bond=max_bond, cutoff=cutoff
+    )
+    n = len(tensors)
+    result = MatrixProductState.from_tensors(tensors, canonical_range=(n - 1, n), validate=False)
+    return result, _report("dm", discarded, result)
+
+
+def _apply_zipup(mpo, mps, *, max_bond, cutoff, **_: Any):
+    tensors, discarded = _zipup(list(mpo.tensors), list(mps.canonicalize(0).tensors), max_bond, cutoff)
+    n = len(tensors)
+    tensors, bounds, final = svd_compress(tensors, n - 1, n, max_bond=max_bond, cutoff=cutoff)
+    result = MatrixProductState.from_tensors(tensors, canonical_range=bounds, validate=False)
+    zip_est = _report("zipup", discarded, result)
+    estimate = TruncationReport(
+        "zipup",
+        zip_est.error + final.error,
+        tuple(x + y for x, y in zip(zip_est.discarded, final.discarded)),
+        result.bond_dims,
+    )
+    return result, estimate
+
+
+def _apply_fit(mpo, mps, *, max_bond, cutoff, max_sweeps, tol, **_: Any):
+    max_sweeps = check_int("max_sweeps", max_sweeps, minimum=1)
+    start, _estimate = _apply_zipup(mpo, mps, max_bond=max_bond, cutoff=cutoff)
+    fitted, report = fit_compress(
+        list(mps.tensors),
+        list(start.canonicalize(0).tensors),
+        mpo=list(mpo.tensors),
+        max_bond=max_bond,
+        cutoff=cutoff,
+        max_sweeps=max_sweeps,
+        tol=tol,
+        target_norm2=math.exp(_log_norm2_of_product(mpo, mps)),
+    )
+    return MatrixProductState.from_tensors(fitted, canonical_range=(0, 1), validate=False), report
+
+
+#: The methods of :func:`apply_mpo` by name (see the module docstring); adding a
+#: method is one function of the signature above and one entry here.
+APPLY_METHODS: dict[str, Callable[..., tuple[MatrixProductState, TruncationReport]]] = {
+    "zipup": _apply_zipup,
+    "dm": _apply_dm,
+    "direct": _apply_direct,
+    "src": _apply_src,
+    "fit": _apply_fit,
+}
 
 
 # ---------------------------------------------------------------------- algorithms

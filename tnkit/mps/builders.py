@@ -138,7 +138,7 @@ def mpo_from_terms(
             elif i == hi:
                 w[lpos[k], :, :, rpos["done"]] = ops[i]
         tensors.append(w)
-    return MatrixProductOperator._trusted(tensors)
+    return MatrixProductOperator.from_tensors(tensors, validate=False)
 
 
 def _site_dims(phys_dims: Any, n_sites: int | None) -> tuple[int, ...]:

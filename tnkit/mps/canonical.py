@@ -64,7 +64,7 @@ def orthogonalize_left(tensors: list[np.ndarray], i: int) -> np.ndarray:
     a = tensors[i]
     dl, d, dr = a.shape
     q, r = qr(a.reshape(dl * d, dr))
-    neighbour = _checked_receiver(contract("ab,bsc->asc", r, tensors[i + 1]), i + 1, r, tensors[i + 1])
+    neighbour = checked_receiver(contract("ab,bsc->asc", r, tensors[i + 1]), i + 1, r, tensors[i + 1])
     tensors[i] = q.reshape(dl, d, q.shape[1])
     tensors[i + 1] = neighbour
     return r
@@ -75,12 +75,12 @@ def orthogonalize_right(tensors: list[np.ndarray], i: int) -> None:
     a = tensors[i]
     dl, d, dr = a.shape
     l, q = lq(a.reshape(dl, d * dr))
-    neighbour = _checked_receiver(contract("asb,bc->asc", tensors[i - 1], l), i - 1, l, tensors[i - 1])
+    neighbour = checked_receiver(contract("asb,bc->asc", tensors[i - 1], l), i - 1, l, tensors[i - 1])
     tensors[i] = q.reshape(q.shape[0], d, dr)
     tensors[i - 1] = neighbour
 
 
-def _checked_receiver(a: np.ndarray, site: int, *factors: np.ndarray) -> np.ndarray:
+def checked_receiver(a: np.ndarray, site: int, *factors: np.ndarray) -> np.ndarray:
     """``a``, the tensor that received the norm at ``site``, if its entries stay in :data:`PEAK_RANGE`.
 
     ``factors`` are the two arrays whose product is ``a``: an all-zero ``a`` is

@@ -14,10 +14,18 @@ from typing import Any
 import numpy as np
 
 from ..core.linalg import peak_magnitude
-from ..core.validate import check_site, inverse_scalar
+from ..core.validate import check_int, check_site, inverse_scalar
 from ..errors import NormRangeError
 
-__all__ = ["TensorChain", "frozen", "checked_dense"]
+__all__ = [
+    "TensorChain",
+    "frozen",
+    "checked_dense",
+    "check_chain",
+    "check_phys_dims",
+    "direct_sum",
+    "format_dims",
+]
 
 
 def frozen(a: np.ndarray) -> np.ndarray:
@@ -47,6 +55,62 @@ def checked_dense(dense: np.ndarray, tensors: Sequence[np.ndarray], what: str) -
         f"the entries of the dense {what} {size} the float range (the norm is beyond what one "
         "array can hold); normalise first, or use log_norm()/log_amplitudes()."
     )
+
+
+def format_dims(dims: tuple[int, ...]) -> str:
+    """``dims`` for an error message or repr: one number if all equal, else the tuple (cut after 8)."""
+    if len(set(dims)) == 1:
+        return f"{dims[0]}"
+    return str(dims) if len(dims) <= 8 else f"({', '.join(map(str, dims[:4]))}, ...)"
+
+
+def check_chain(name: str, left_bonds: list[int], right_bonds: list[int]) -> None:
+    """``ValueError`` naming ``name`` unless the bonds chain (right of ``i`` = left of ``i + 1``), outer bonds 1."""
+    if left_bonds[0] != 1 or right_bonds[-1] != 1:
+        raise ValueError(
+            f"`{name}`: the outer bonds must have dimension 1, got {left_bonds[0]} on the left "
+            f"of site 0 and {right_bonds[-1]} on the right of site {len(right_bonds) - 1}."
+        )
+    for i in range(len(left_bonds) - 1):
+        if right_bonds[i] != left_bonds[i + 1]:
+            raise ValueError(
+                f"`{name}`: bond {i} has dimension {right_bonds[i]} on site {i} but "
+                f"{left_bonds[i + 1]} on site {i + 1}."
+            )
+
+
+def check_phys_dims(name: str, phys_dim: Any, n_sites: int) -> tuple[int, ...]:
+    """One physical dimension per site from an int (all sites) or a sequence of ``n_sites`` ints."""
+    if np.ndim(phys_dim) == 0:
+        return (check_int(name, phys_dim, minimum=1),) * n_sites
+    dims = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(phys_dim))
+    if len(dims) != n_sites:
+        raise ValueError(f"`{name}` must give {n_sites} dimensions (one per site), got {len(dims)}.")
+    return dims
+
+
+def direct_sum(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Site tensors of ``|a> + |b>``: block-diagonal bulk, concatenated ends.
+
+    Works for MPS tensors ``(Dl, d, Dr)`` and MPO tensors ``(Dl, d_out, d_in, Dr)``.
+    """
+    n = len(a)
+    dtype = np.result_type(*a, *b)
+    if n == 1:
+        return [(a[0] + b[0]).astype(dtype)]
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        phys = x.shape[1:-1]
+        if i == 0:
+            out.append(np.concatenate([x, y], axis=-1).astype(dtype))
+        elif i == n - 1:
+            out.append(np.concatenate([x, y], axis=0).astype(dtype))
+        else:
+            z = np.zeros((x.shape[0] + y.shape[0], *phys, x.shape[-1] + y.shape[-1]), dtype=dtype)
+            z[: x.shape[0], ..., : x.shape[-1]] = x
+            z[x.shape[0] :, ..., x.shape[-1] :] = y
+            out.append(z)
+    return out
 
 
 class TensorChain:

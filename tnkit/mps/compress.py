@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import peak_magnitude, truncated_svd, truncation_rank
-from .canonical import _checked_receiver, move_center, unit_peak
+from .canonical import checked_receiver, move_center, unit_peak
 
 __all__ = [
     "TruncationReport",
@@ -181,7 +181,7 @@ def sweep_from_nearer_end(
     discarded, svals = svd_sweep(tensors, direction, max_bond=max_bond, cutoff=cutoff)
     if peak > 0.0:
         with np.errstate(over="ignore", under="ignore"):
-            tensors[end] = _checked_receiver(tensors[end] * peak, end, tensors[end], np.array(peak))
+            tensors[end] = checked_receiver(tensors[end] * peak, end, tensors[end], np.array(peak))
     return bookkeeping, norm2, discarded, svals
 
 

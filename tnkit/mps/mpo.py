@@ -39,12 +39,13 @@ from ..core.validate import (
     check_int,
     check_max_bond,
 )
+from ..io import load_arrays, register_loader, save_arrays
 from . import overlap
 from .canonical import scale_tensors
-from .chain import TensorChain, checked_dense
+from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import frozen as _frozen
 from .compress import TruncationReport, svd_compress
-from .mps import MatrixProductState, _check_chain, _direct_sum, _short
+from .mps import MatrixProductState
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]
 
@@ -77,7 +78,7 @@ class MatrixProductOperator(TensorChain):
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
         if copy:
             arrays = [a.copy() for a in arrays]
-        _check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
+        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
         dtype = np.result_type(*arrays)
         self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
 
@@ -108,9 +109,7 @@ class MatrixProductOperator(TensorChain):
     def identity(cls, n_sites: int, phys_dim: int | Sequence[int] = 2, *, dtype: Any = np.float64) -> MatrixProductOperator:
         """The identity operator (bond dimension 1)."""
         n_sites = check_int("n_sites", n_sites, minimum=1)
-        from .mps import _phys_dims
-
-        dims = _phys_dims("phys_dim", phys_dim, n_sites)
+        dims = check_phys_dims("phys_dim", phys_dim, n_sites)
         dtype = check_dtype("dtype", dtype)
         return cls._trusted([np.eye(d, dtype=dtype).reshape(1, d, d, 1) for d in dims])
 
@@ -188,9 +187,8 @@ class MatrixProductOperator(TensorChain):
 
         Files whose arrays would take more than ``max_bytes`` (default 8 GiB) are refused.
         """
-        from ..io import load_mpo
-
-        return load_mpo(path, max_bytes=max_bytes)
+        tensors, _ = load_arrays(path, "MatrixProductOperator", max_bytes=max_bytes)
+        return cls(tensors)
 
     # ------------------------------------------------------------------ inspection
 
@@ -211,8 +209,8 @@ class MatrixProductOperator(TensorChain):
 
     def __repr__(self) -> str:
         return (
-            f"MatrixProductOperator(n_sites={self.n_sites}, out_dims={_short(self.out_dims)}, "
-            f"in_dims={_short(self.in_dims)}, max_bond={self.max_bond_dim}, dtype={self.dtype})"
+            f"MatrixProductOperator(n_sites={self.n_sites}, out_dims={format_dims(self.out_dims)}, "
+            f"in_dims={format_dims(self.in_dims)}, max_bond={self.max_bond_dim}, dtype={self.dtype})"
         )
 
     def copy(self) -> MatrixProductOperator:
@@ -274,7 +272,7 @@ class MatrixProductOperator(TensorChain):
         if not isinstance(other, MatrixProductOperator):
             return NotImplemented
         _check_same_dims(self, other)
-        return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
+        return type(self)._trusted(direct_sum(self._tensors, other._tensors))
 
     def __matmul__(self, other: Any) -> Any:
         """``self @ other``: exact product with an MPO, or exact application to an MPS."""
@@ -313,8 +311,8 @@ class MatrixProductOperator(TensorChain):
             raise TypeError(f"`mps` must be a MatrixProductState, got {type(mps).__name__}.")
         if self.in_dims != mps.phys_dims or self.out_dims != mps.phys_dims:
             raise ValueError(
-                f"the MPO acts on dims {_short(self.in_dims)} -> {_short(self.out_dims)} but the state has "
-                f"dims {_short(mps.phys_dims)} on {mps.n_sites} sites."
+                f"the MPO acts on dims {format_dims(self.in_dims)} -> {format_dims(self.out_dims)} but the state has "
+                f"dims {format_dims(mps.phys_dims)} on {mps.n_sites} sites."
             )
         return overlap.log_overlap(mps.tensors, mps.tensors, self._tensors)
 
@@ -343,12 +341,11 @@ class MatrixProductOperator(TensorChain):
 
     def save(self, path: Any) -> Any:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
-        from ..io import save_mpo
-
-        return save_mpo(self, path)
+        return save_arrays(path, "MatrixProductOperator", list(self._tensors))
 
 
 MPO = MatrixProductOperator
+register_loader("MatrixProductOperator", MatrixProductOperator.load)
 
 
 def balanced_factors(n: int, n_factors: int) -> tuple[int, ...]:
@@ -407,6 +404,6 @@ def _factor_dims(name: str, dims: Sequence[int] | None, total: int, n_sites: int
 def _check_same_dims(a: MatrixProductOperator, b: MatrixProductOperator) -> None:
     if a.out_dims != b.out_dims or a.in_dims != b.in_dims:
         raise ValueError(
-            f"the two operators must have equal dimensions, got {_short(a.out_dims)}x{_short(a.in_dims)} "
-            f"and {_short(b.out_dims)}x{_short(b.in_dims)}."
+            f"the two operators must have equal dimensions, got {format_dims(a.out_dims)}x{format_dims(a.in_dims)} "
+            f"and {format_dims(b.out_dims)}x{format_dims(b.in_dims)}."
         )

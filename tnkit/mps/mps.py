@@ -49,8 +49,9 @@ from ..core.validate import (
     check_site,
 )
 from ..errors import NormRangeError
+from ..io import load_arrays, register_loader, save_arrays
 from . import canonical, compress, gates, measure, overlap, sampling
-from .chain import TensorChain, checked_dense
+from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import frozen as _frozen
 
 __all__ = ["MatrixProductState", "MPS"]
@@ -110,7 +111,7 @@ class MatrixProductState(TensorChain):
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
         if copy:
             arrays = [a.copy() for a in arrays]
-        _check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
+        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
         dtype = np.result_type(*arrays)
         self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
         self._left, self._right = 0, len(arrays)
@@ -212,12 +213,12 @@ class MatrixProductState(TensorChain):
         dtype = check_dtype("dtype", dtype)
         # every site holds at least one entry: refuse absurd lengths before listing the sites
         check_memory(n_sites * dtype.itemsize, max_bytes, what=f"{n_sites:,} site tensors", cause="`n_sites`")
-        dims = _phys_dims("phys_dim", phys_dim, n_sites)
+        dims = check_phys_dims("phys_dim", phys_dim, n_sites)
         bonds = _max_bond_profile(dims, max_bond)
         n_entries = sum(bonds[i] * d * bonds[i + 1] for i, d in enumerate(dims))
         check_memory(
             n_entries * dtype.itemsize, max_bytes, what=f"the {n_sites} site tensors",
-            cause=f"`max_bond`={max_bond}, `phys_dim`={_short(dims)}, dtype {dtype}",
+            cause=f"`max_bond`={max_bond}, `phys_dim`={format_dims(dims)}, dtype {dtype}",
         )
         rng = as_generator(seed)
         tensors = []
@@ -260,7 +261,7 @@ class MatrixProductState(TensorChain):
         states = list(states)
         if not states:
             raise ValueError("`states` must name at least one site.")
-        dims = _phys_dims("phys_dim", 2 if phys_dim is None else phys_dim, len(states))
+        dims = check_phys_dims("phys_dim", 2 if phys_dim is None else phys_dim, len(states))
         tensors = []
         for i, (s, d) in enumerate(zip(states, dims)):
             if np.ndim(s) == 0:
@@ -364,9 +365,12 @@ class MatrixProductState(TensorChain):
         Files whose arrays would take more than ``max_bytes`` (default 8 GiB, read
         from the file's headers first) are refused; see :func:`tnkit.io.read_tnkit_file`.
         """
-        from ..io import load_mps
-
-        return load_mps(path, max_bytes=max_bytes)
+        tensors, meta = load_arrays(path, "MatrixProductState", max_bytes=max_bytes)
+        psi = cls(tensors)
+        claimed = meta.get("canonical_range")
+        if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
+            psi.adopt_canonical_range(int(claimed[0]), int(claimed[1]))  # re-checked, never trusted
+        return psi
 
     # ------------------------------------------------------------------ inspection
 
@@ -405,7 +409,7 @@ class MatrixProductState(TensorChain):
     def __repr__(self) -> str:
         centre = self.center
         return (
-            f"MatrixProductState(n_sites={self.n_sites}, phys_dims={_short(self.phys_dims)}, "
+            f"MatrixProductState(n_sites={self.n_sites}, phys_dims={format_dims(self.phys_dims)}, "
             f"max_bond={self.max_bond_dim}, dtype={self.dtype}, "
             f"center={'none' if centre is None else centre})"
         )
@@ -583,7 +587,7 @@ class MatrixProductState(TensorChain):
         if not isinstance(other, MatrixProductState):
             return NotImplemented
         _check_same_sites(self, other)
-        return type(self)._trusted(_direct_sum(self._tensors, other._tensors))
+        return type(self)._trusted(direct_sum(self._tensors, other._tensors))
 
     def conj(self) -> MatrixProductState:
         """Complex conjugate state."""
@@ -828,12 +832,12 @@ class MatrixProductState(TensorChain):
 
     def save(self, path: Any) -> Any:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
-        from ..io import save_mps
-
-        return save_mps(self, path)
+        left, right = self.canonical_range
+        return save_arrays(path, "MatrixProductState", list(self._tensors), {"canonical_range": [left, right]})
 
 
 MPS = MatrixProductState
+register_loader("MatrixProductState", MatrixProductState.load)
 
 
 # ---------------------------------------------------------------------- compression methods
@@ -921,35 +925,6 @@ def _scaled(psi: MatrixProductState, phase: complex | float, log_abs: float) -> 
     return type(psi)._trusted(tensors, psi._left, psi._right)
 
 
-def _short(dims: tuple[int, ...]) -> str:
-    if len(set(dims)) == 1:
-        return f"{dims[0]}"
-    return str(dims) if len(dims) <= 8 else f"({', '.join(map(str, dims[:4]))}, ...)"
-
-
-def _check_chain(name: str, left_bonds: list[int], right_bonds: list[int]) -> None:
-    if left_bonds[0] != 1 or right_bonds[-1] != 1:
-        raise ValueError(
-            f"`{name}`: the outer bonds must have dimension 1, got {left_bonds[0]} on the left "
-            f"of site 0 and {right_bonds[-1]} on the right of site {len(right_bonds) - 1}."
-        )
-    for i in range(len(left_bonds) - 1):
-        if right_bonds[i] != left_bonds[i + 1]:
-            raise ValueError(
-                f"`{name}`: bond {i} has dimension {right_bonds[i]} on site {i} but "
-                f"{left_bonds[i + 1]} on site {i + 1}."
-            )
-
-
-def _phys_dims(name: str, phys_dim: Any, n_sites: int) -> tuple[int, ...]:
-    if np.ndim(phys_dim) == 0:
-        return (check_int(name, phys_dim, minimum=1),) * n_sites
-    dims = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(phys_dim))
-    if len(dims) != n_sites:
-        raise ValueError(f"`{name}` must give {n_sites} dimensions (one per site), got {len(dims)}.")
-    return dims
-
-
 def _dims_for_dense(v: np.ndarray, phys_dims: Any) -> tuple[int, ...]:
     size = v.size
     if np.ndim(phys_dims) == 0:
@@ -986,32 +961,8 @@ def _check_same_sites(a: MatrixProductState, b: MatrixProductState) -> None:
         raise TypeError(f"expected a MatrixProductState, got {type(b).__name__}.")
     if a.phys_dims != b.phys_dims:
         raise ValueError(
-            f"the two states must have the same physical dimensions, got {_short(a.phys_dims)} "
-            f"on {a.n_sites} sites and {_short(b.phys_dims)} on {b.n_sites} sites."
+            f"the two states must have the same physical dimensions, got {format_dims(a.phys_dims)} "
+            f"on {a.n_sites} sites and {format_dims(b.phys_dims)} on {b.n_sites} sites."
         )
-
-
-def _direct_sum(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Site tensors of ``|a> + |b>``: block-diagonal bulk, concatenated ends.
-
-    Works for MPS tensors ``(Dl, d, Dr)`` and MPO tensors ``(Dl, d_out, d_in, Dr)``.
-    """
-    n = len(a)
-    dtype = np.result_type(*a, *b)
-    if n == 1:
-        return [(a[0] + b[0]).astype(dtype)]
-    out = []
-    for i, (x, y) in enumerate(zip(a, b)):
-        phys = x.shape[1:-1]
-        if i == 0:
-            out.append(np.concatenate([x, y], axis=-1).astype(dtype))
-        elif i == n - 1:
-            out.append(np.concatenate([x, y], axis=0).astype(dtype))
-        else:
-            z = np.zeros((x.shape[0] + y.shape[0], *phys, x.shape[-1] + y.shape[-1]), dtype=dtype)
-            z[: x.shape[0], ..., : x.shape[-1]] = x
-            z[x.shape[0] :, ..., x.shape[-1] :] = y
-            out.append(z)
-    return out
 
 

@@ -53,6 +53,7 @@ Methods ending in ``_`` modify the network in place; the others return a new one
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -125,7 +126,7 @@ class TreeTensorNetwork:
     --------
     >>> import tnkit
     >>> from tnkit.ttn import Tree
-    >>> psi = tnkit.TTN.random(Tree.balanced(8), 2, bond_dim=4, seed=0)
+    >>> psi = tnkit.TTN.random(Tree.balanced(8), 2, max_bond=4, seed=0)
     >>> psi
     TreeTensorNetwork(n_leaves=8, phys_dims=2, max_bond=4, output_dim=None, dtype=float64, center=14)
     >>> round(psi.norm(), 12)
@@ -179,26 +180,28 @@ class TreeTensorNetwork:
     def random(
         cls,
         tree: Tree,
-        phys_dims: int | Sequence[int] = 2,
-        bond_dim: int = 4,
+        phys_dim: int | Sequence[int] = 2,
+        max_bond: int = 4,
         *,
         output_dim: int | None = None,
         seed: object = None,
         dtype: Any = np.float64,
         normalize: bool = True,
         max_bytes: float = DEFAULT_MAX_BYTES,
+        **renamed: Any,
     ) -> TreeTensorNetwork:
         """Random TTN with Gaussian entries.
 
         Parameters
         ----------
         tree : Tree
-        phys_dims : int or sequence of int
-            Physical dimension of every leaf, or one per leaf.
-        bond_dim : int
-            Bond dimension; a bond is capped by the dimensions on either side of
-            it (``min(bond_dim, prod of d under it, the rest)``), so no bond is
-            trivially rank-deficient.
+        phys_dim : int or sequence of int
+            Physical dimension of every leaf, or one per leaf (the keyword of
+            :meth:`MatrixProductState.random <tnkit.MatrixProductState.random>`).
+        max_bond : int
+            Bond dimension in the bulk; a bond is capped by the dimensions on either
+            side of it (``min(max_bond, prod of d under it, the rest)``), so no bond
+            is trivially rank-deficient.
         output_dim : int, optional
             Add an output axis of this dimension at the root.
         seed : None, int or numpy Generator
@@ -210,10 +213,15 @@ class TreeTensorNetwork:
             Largest memory the tensors may take (default 8 GiB,
             ``DEFAULT_MAX_BYTES``); larger requests raise
             ``ValueError`` before anything is allocated.
+        **renamed
+            The former names ``phys_dims`` and ``bond_dim``, accepted with a
+            ``FutureWarning`` (their value is used).
         """
+        if renamed:
+            phys_dim, max_bond = _renamed_random_keywords(renamed, phys_dim, max_bond)
         tree = _check_tree(tree)
-        dims = _phys_dims("phys_dims", phys_dims, tree.n_leaves)
-        bond_dim = check_int("bond_dim", bond_dim, minimum=1)
+        dims = _phys_dims("phys_dim", phys_dim, tree.n_leaves)
+        bond_dim = check_int("max_bond", max_bond, minimum=1)
         out = None if output_dim is None else check_int("output_dim", output_dim, minimum=1)
         dtype = _float_dtype(dtype)
         rng = as_generator(seed)
@@ -224,7 +232,7 @@ class TreeTensorNetwork:
             shapes[v] = shape + ((bonds[v],) if v != tree.root else ((out,) if out is not None else ()))
         check_memory(
             sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize, max_bytes,
-            what=f"the {len(shapes)} node tensors", cause=f"`bond_dim`={bond_dim}, dtype {dtype}",
+            what=f"the {len(shapes)} node tensors", cause=f"`max_bond`={bond_dim}, dtype {dtype}",
         )
         tensors: list = [None] * tree.n_nodes
         for v, shape in shapes.items():
@@ -571,11 +579,13 @@ class TreeTensorNetwork:
         tree = self._tree
         n = tree.n_leaves
         if tree == Tree.chain(n):
-            return MatrixProductState._trusted(_chain_to_sites(tree, self._tensors))
+            return MatrixProductState.from_tensors(_chain_to_sites(tree, self._tensors), validate=False)
         if n > 1 and tree.mirrored() == Tree.chain(n):  # left-deep chain: mirror, convert, reverse
             mirror = _mirror_tensors(tree, self._tensors)
             sites = _chain_to_sites(tree.mirrored(), mirror)
-            return MatrixProductState._trusted([s.transpose(2, 1, 0) for s in reversed(sites)])
+            return MatrixProductState.from_tensors(
+                [s.transpose(2, 1, 0) for s in reversed(sites)], validate=False
+            )
         raise ValueError(
             f"to_mps needs a chain tree (Tree.chain({n}) or its mirror image), got {tree.to_nested()!r}."
         )
@@ -842,6 +852,28 @@ def _check_shapes(tree: Tree, tensors: Sequence[Any]) -> None:
                 f"bond {v}-{p} has dimension {below} on node {v} (last axis) but {above} on node {p} "
                 f"(axis {tree.children(p).index(v)})."
             )
+
+
+#: Former keywords of :meth:`TreeTensorNetwork.random` and their names now.
+_RANDOM_RENAMED = {"phys_dims": "phys_dim", "bond_dim": "max_bond"}
+
+
+def _renamed_random_keywords(renamed: dict[str, Any], phys_dim: Any, max_bond: Any) -> tuple[Any, Any]:
+    """``(phys_dim, max_bond)`` with the values given under their former names, warning once each."""
+    unknown = sorted(set(renamed) - set(_RANDOM_RENAMED))
+    if unknown:
+        raise TypeError(f"TTN.random() got unexpected keyword arguments {unknown}.")
+    values = {"phys_dim": phys_dim, "max_bond": max_bond}
+    for old, value in renamed.items():
+        new = _RANDOM_RENAMED[old]
+        warnings.warn(
+            f"TTN.random's `{old}` is now called `{new}` (the vocabulary of MPS.random); "
+            f"`{old}` will be removed.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        values[new] = value
+    return values["phys_dim"], values["max_bond"]
 
 
 def _dense_shape(a: np.ndarray, tree: Tree, phys_dims: Any, has_output: bool) -> np.ndarray:

@@ -93,7 +93,7 @@ def test_model_files_are_described(model_files, capsys, name, kind, parts):
 
 
 def test_every_kind_has_a_describer():
-    from tnkit.inspect import DESCRIBERS
+    from tnkit.describe import DESCRIBERS
 
     assert set(DESCRIBERS) == set(KINDS)
 
@@ -164,7 +164,7 @@ def test_broken_compressed_model_directories_are_refused(tmp_path, capsys):
 
 def test_inspect_file_names_match_the_compressed_model_writer():
     serialize = pytest.importorskip("tnkit.compress.serialize", exc_type=ImportError)
-    from tnkit import inspect as tnkit_inspect
+    from tnkit import describe as tnkit_inspect
 
     assert (tnkit_inspect._LM_LAYERS, tnkit_inspect._LM_WEIGHTS, tnkit_inspect._LM_KIND) == (
         serialize.LAYERS_FILE,
