@@ -83,8 +83,6 @@ PRIVATE_IMPORT_ALLOWLIST = {
     "tnkit.compress.whitened_mpo: tnkit.compress.allocate._tail",
     "tnkit.compress.whitened_mpo: tnkit.compress.factorize._dims",
     # ml: the TTN models reuse helpers of the MPS models
-    "tnkit.ml.ttn_born_machine: tnkit.ml.born_machine._choose",
-    "tnkit.ml.ttn_born_machine: tnkit.ml.born_machine._site_weights",
     "tnkit.ml.ttn_classifier: tnkit.ml.mps_classifier._balance",
 }
 
@@ -93,10 +91,8 @@ PRIVATE_IMPORT_ALLOWLIST = {
 #: ``from_tensors(..., validate=False)``, kept for these callers.
 PRIVATE_ATTRIBUTE_ALLOWLIST = {
     "tnkit.compress.factorize: MPO._trusted",
-    "tnkit.ml.born_training: MatrixProductState._trusted",
     # ml: the TTN Born machine reuses the MPS trainer's constant and progress bar
     "tnkit.ml.ttn_born_machine: born_training._TINY",
-    "tnkit.ml.ttn_born_machine: born_training._progress",
 }
 
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
 from ..core.validate import as_array, check_cutoff, check_int, check_max_bond, check_number, check_option
-from ..mps.builders import _parse_term, _site_dims
+from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
 from ._common import progress_bar, split_two_site, state_from_tensors
@@ -109,13 +109,13 @@ def nearest_neighbour_terms(
     >>> [h.shape for h in hs]
     [(4, 4), (4, 4)]
     """
-    dims = _site_dims(phys_dims, n_sites)
+    dims = site_dims(phys_dims, n_sites)
     n = len(dims)
     if n < 2:
         raise ValueError(f"nearest-neighbour terms need at least 2 sites, got {n}.")
     out: list[np.ndarray] = [np.zeros((dims[b] * dims[b + 1],) * 2) for b in range(n - 1)]
     for k, term in enumerate(terms):
-        coef, ops = _parse_term(k, term, dims)
+        coef, ops = parse_term(k, term, dims)
         sites = sorted(ops)
         if len(sites) == 1:
             i = sites[0]

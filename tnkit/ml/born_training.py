@@ -502,8 +502,8 @@ def _as_mps(tensors: list[np.ndarray], next_going_right: bool) -> MatrixProductS
     n = len(tensors)
     # after a right sweep the centre is at N-1, after a left sweep at 0
     if next_going_right:
-        return MatrixProductState._trusted(list(tensors), 0, 1)
-    return MatrixProductState._trusted(list(tensors), n - 1, n)
+        return MatrixProductState.from_tensors(list(tensors), canonical_range=(0, 1), validate=False)
+    return MatrixProductState.from_tensors(list(tensors), canonical_range=(n - 1, n), validate=False)
 
 
 def _one_sweep(

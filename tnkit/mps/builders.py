@@ -30,6 +30,8 @@ from .mpo import MatrixProductOperator
 
 __all__ = [
     "mpo_from_terms",
+    "parse_term",
+    "site_dims",
     "spin_operators",
     "pauli_operators",
     "heisenberg_mpo",
@@ -97,13 +99,13 @@ def mpo_from_terms(
     ...             + 0.5 * np.kron(np.kron(np.eye(2), P["X"]), np.eye(2)))
     True
     """
-    dims = _site_dims(phys_dims, n_sites)
+    dims = site_dims(phys_dims, n_sites)
     n = len(dims)
     onsite: list[list[np.ndarray]] = [[] for _ in range(n)]
     long_terms: list[tuple[int, int, dict[int, np.ndarray]]] = []
     dtypes: list[Any] = [np.float64]
     for k, term in enumerate(terms):
-        coef, ops = _parse_term(k, term, dims)
+        coef, ops = parse_term(k, term, dims)
         dtypes += [np.asarray(coef).dtype] + [o.dtype for o in ops.values()]
         sites = sorted(ops)
         if len(sites) == 1:
@@ -141,7 +143,14 @@ def mpo_from_terms(
     return MatrixProductOperator.from_tensors(tensors, validate=False)
 
 
-def _site_dims(phys_dims: Any, n_sites: int | None) -> tuple[int, ...]:
+def site_dims(phys_dims: Any, n_sites: int | None) -> tuple[int, ...]:
+    """Per-site physical dimensions from one integer (with ``n_sites``) or one per site.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a dimension below 1, or a count that does not match ``n_sites``.
+    """
     if np.ndim(phys_dims) == 0:
         if n_sites is None:
             raise ValueError("`n_sites` is needed when `phys_dims` is a single integer.")
@@ -152,7 +161,24 @@ def _site_dims(phys_dims: Any, n_sites: int | None) -> tuple[int, ...]:
     return dims
 
 
-def _parse_term(k: int, term: Any, dims: tuple[int, ...]) -> tuple[Any, dict[int, np.ndarray]]:
+def parse_term(k: int, term: Any, dims: tuple[int, ...]) -> tuple[Any, dict[int, np.ndarray]]:
+    """Check term ``k`` of a Hamiltonian given as terms, as :func:`mpo_from_terms` takes them.
+
+    Parameters
+    ----------
+    k : int
+        Position of the term in the list (for error messages).
+    term : (number, mapping or sequence of (site, operator))
+        The coefficient and the one-site operators of the product term.
+    dims : tuple of int
+        Physical dimension of every site.
+
+    Returns
+    -------
+    coef : number
+    ops : dict of int to numpy.ndarray
+        Site -> ``(d, d)`` operator.
+    """
     try:
         coef, ops = term
     except (TypeError, ValueError):
