@@ -8,7 +8,7 @@ run in this process on the same target MPS and the same seed circuit.
 tnkit's ansatz for the 198-CNOT case is the same 3-step Trotter structure with its
 first-layer blocks emitted as one-CNOT state preparations (they act on a product
 state), and the 18 CNOTs this saves spent on 6 more blocks in the centre
-(:func:`tnkit.aqc.init.fill_cnot_budget`): 72 blocks, 198 CNOTs. The anchor runs its
+(:func:`tnkit.aqc.initial.fill_cnot_budget`): 72 blocks, 198 CNOTs. The anchor runs its
 own 3-step Trotter ansatz (66 blocks, 198 CNOTs). Both get the same iteration budget
 and stop at fidelity 0.99.
 
@@ -114,7 +114,7 @@ def anchor_compile(anchor: Any, target: Any, seed_circuit: Any, max_iter: int, t
 def tnkit_compile(target: Any, chain: Any, steps: int, max_iter: int, target_fidelity: float, max_bond: int,
                   cnot_budget: int | None = None, **kwargs: Any) -> Any:
     from tnkit.aqc import compile_state, trotter_initialization
-    from tnkit.aqc.init import fill_cnot_budget
+    from tnkit.aqc.initial import fill_cnot_budget
 
     ansatz, x0 = trotter_initialization(chain, 1.0, steps)
     if cnot_budget is not None:
