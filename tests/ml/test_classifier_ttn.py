@@ -159,7 +159,7 @@ def test_warm_start_partial_fit_and_save_load(tmp_path, digits_split):
     from tnkit.ml import MPSClassifier
 
     with pytest.raises(SchemaError, match="TTNClassifier"):
-        MPSClassifier(max_bond=2, n_sweeps=1).fit(Xtr[:50], ytr[:50]).save(tmp_path / "mps")
+        MPSClassifier(solver="sweep", max_bond=2, n_sweeps=1).fit(Xtr[:50], ytr[:50]).save(tmp_path / "mps")
         TTNClassifier.load(tmp_path / "mps.npz")
 
 
