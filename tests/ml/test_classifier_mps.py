@@ -385,3 +385,22 @@ def test_feature_range_is_declared_and_enforced():
         clf.predict(X - 0.5)
     with pytest.raises(ValueError, match="MPSClassifier expects `X`.*NaN"):
         clf.predict(np.full((2, 4), np.nan))
+
+
+def test_adam_matches_the_textbook_update_on_several_arrays():
+    from tnkit.ml.optim import Adam
+
+    r = np.random.default_rng(0)
+    params = [r.standard_normal((2, 3)), r.standard_normal(4)]
+    opt, ref = Adam(0.01), [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t in range(1, 4):
+        grads = [r.standard_normal(p.shape) for p in params]
+        params = opt.step(params, grads)
+        for i, g in enumerate(grads):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            ref[i] = ref[i] - 0.01 * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
+    for p, q in zip(params, ref):
+        np.testing.assert_allclose(p, q, rtol=1e-13, atol=1e-15)
