@@ -103,3 +103,26 @@ def test_default_mnist_dir_does_not_depend_on_the_working_directory(monkeypatch,
     monkeypatch.chdir(tmp_path)  # a script run from elsewhere
     expected = beside if beside.is_dir() else Path("..") / "shared" / "data" / "mnist"
     assert datasets.default_mnist_dir() == expected
+
+
+def test_binarize_rejects_nan():
+    with pytest.raises(ValueError, match="threshold"):
+        binarize(np.zeros((2, 3)), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        binarize(np.array([[0.2, np.nan]]))
+    with pytest.raises(TypeError, match="threshold"):
+        binarize(np.zeros(3), "0.5")
+    np.testing.assert_array_equal(binarize(np.array([0.2, 0.7]), 0.5), [0, 1])
+
+
+def test_mnist_directory_from_tnkit_data_and_a_helpful_error(monkeypatch, tmp_path):
+    import tnkit.datasets as datasets
+
+    monkeypatch.delenv("TNKIT_MNIST_DIR", raising=False)
+    monkeypatch.setenv("TNKIT_DATA", str(tmp_path))
+    assert datasets.default_mnist_dir() == tmp_path / "mnist"
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz.*TNKIT_DATA"):
+        load_mnist(split="test")
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"\['t10k-images-idx3-ubyte'\].*TNKIT_DATA"):
+        load_mnist(split="test")

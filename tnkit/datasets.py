@@ -60,16 +60,31 @@ class Dataset(NamedTuple):
 def default_mnist_dir() -> Path:
     """Where tnkit looks for MNIST when no directory is given.
 
-    ``$TNKIT_MNIST_DIR`` if set; else ``shared/data/mnist`` beside the tnkit
-    checkout (the repository layout: ``<repo>/../shared``) if it exists, so
-    scripts work from any directory; else ``../shared/data/mnist`` relative to the
-    current working directory (named in the error when it is missing too).
+    In this order: ``$TNKIT_MNIST_DIR`` (the directory holding the four IDX files);
+    ``$TNKIT_DATA/mnist`` (``$TNKIT_DATA`` being a data directory with one
+    sub-directory per data set); ``shared/data/mnist`` beside the tnkit checkout
+    (``<repo>/../shared``) if it exists, so scripts work from any directory; else
+    ``../shared/data/mnist`` relative to the current working directory (named in the
+    error when it is missing too).
     """
     env = os.environ.get("TNKIT_MNIST_DIR")
     if env:
         return Path(env)
+    data = os.environ.get("TNKIT_DATA")
+    if data:
+        return Path(data) / "mnist"
     beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     return beside_checkout if beside_checkout.is_dir() else Path("..") / "shared" / "data" / "mnist"
+
+
+def _missing_files_message(directory: Path, missing: list[str]) -> str:
+    wanted = ", ".join(f"{stem}.gz" for stems in MNIST_FILES.values() for stem in stems)
+    return (
+        f"MNIST files {missing} not found in {str(directory)!r}. Put the four standard IDX files "
+        f"({wanted}; gzip-compressed or not) of MNIST or Fashion-MNIST in one directory and pass it "
+        f"as `directory`, or set TNKIT_DATA to a directory that holds them in a sub-directory `mnist` "
+        f"(or TNKIT_MNIST_DIR to the directory itself). Nothing is downloaded."
+    )
 
 
 def _find_idx_file(directory: Path, stem: str) -> Path:
@@ -77,10 +92,7 @@ def _find_idx_file(directory: Path, stem: str) -> Path:
         candidate = directory / name
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        f"no IDX file {stem!r} (or {stem}.gz) in {str(directory)!r}; expected the four standard "
-        f"MNIST/Fashion-MNIST files there."
-    )
+    raise FileNotFoundError(_missing_files_message(directory, [stem]))
 
 
 def read_idx(path: Any) -> np.ndarray:
@@ -157,7 +169,8 @@ def load_mnist(
     Parameters
     ----------
     directory : str or path-like, optional
-        Directory holding ``train-images-idx3-ubyte.gz`` etc. Default: :func:`default_mnist_dir`.
+        Directory holding ``train-images-idx3-ubyte.gz`` etc. Default: :func:`default_mnist_dir`
+        (``$TNKIT_MNIST_DIR``, or ``$TNKIT_DATA/mnist``).
     split : {"train", "test"}
         Which files to read.
     pool : int
@@ -171,12 +184,20 @@ def load_mnist(
     Returns
     -------
     Dataset
-        ``data``: float64 pixels scaled to ``[0, 1]``; ``target``: int64 labels.
+        ``data``: float64 pixels divided by 255, so in ``[0, 1]`` (one global scale, the
+        range the classifiers' feature maps expect); ``target``: int64 labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the directory or one of the files is missing; the message lists the four
+        files and where to put them.
     """
     check_option("split", split, MNIST_FILES)
     directory = default_mnist_dir() if directory is None else Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"MNIST directory {str(directory)!r} does not exist.")
+        every = [stem for stems in MNIST_FILES.values() for stem in stems]
+        raise FileNotFoundError(_missing_files_message(directory, every))
     image_stem, label_stem = MNIST_FILES[split]
     images = read_idx(_find_idx_file(directory, image_stem))
     labels = read_idx(_find_idx_file(directory, label_stem))
@@ -233,5 +254,21 @@ def bars_and_stripes(rows: int = 4, cols: int | None = None, *, flatten: bool = 
 
 
 def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """``1`` where a pixel is above ``threshold``, else ``0`` (``int64``, same shape)."""
-    return (np.asarray(images) > threshold).astype(np.int64)
+    """``1`` where a pixel is above ``threshold``, else ``0`` (``int64``, same shape).
+
+    Raises
+    ------
+    ValueError
+        If ``threshold`` is not a finite number or ``images`` holds NaN (which no
+        threshold can place on either side).
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`threshold` must be a real number, got {threshold!r} of type {type(threshold).__name__}.")
+    if not np.isfinite(threshold):
+        raise ValueError(f"`threshold` must be a finite number, got {threshold!r}.")
+    images = np.asarray(images)
+    if images.dtype.kind not in "biuf":
+        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    if images.dtype.kind == "f" and np.isnan(images).any():
+        raise ValueError(f"`images` holds {int(np.isnan(images).sum())} NaN values; binarize needs real pixel values.")
+    return (images > threshold).astype(np.int64)

@@ -403,7 +403,7 @@ def _tour_classifier(say: _Printer, seed: int, out: Path | None) -> dict[str, fl
     x, y = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
     t0 = time.perf_counter()
-    clf = MPSClassifier(max_bond=10, n_sweeps=2, random_state=seed).fit(x_train, y_train)
+    clf = MPSClassifier(max_bond=10, solver="sweep", n_sweeps=2, random_state=seed).fit(x_train, y_train)
     accuracy = clf.score(x_test, y_test)
     say.step("classifier", f"MPS classifier (64 pixels, cos/sin feature map, label index swept along) on 8x8 "
              f"digits: test accuracy {accuracy:.3f} after 2 sweeps in {time.perf_counter() - t0:.1f} s; "

@@ -86,3 +86,18 @@ def test_linear_map_and_passthrough_vector():
     rows = phi.reshape(-1, 2)
     best = np.linalg.lstsq(rows, np.ones(len(rows)), rcond=None)[0]
     np.testing.assert_allclose(w, best / np.linalg.norm(best), rtol=1e-8)
+
+
+def test_check_feature_range_warns_outside_the_maps_interval():
+    import warnings
+
+    from tnkit.ml.feature_maps import FEATURE_RANGES, FeatureRangeWarning, check_feature_range
+
+    assert FEATURE_RANGES["cos-sin"] == (0.0, 1.0) and FEATURE_RANGES["polynomial"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_feature_range(np.array([[0.0, 1.0, 0.5]]), "cos-sin")  # inside: silent
+        check_feature_range(np.array([[-3.0, 7.0]]), "polynomial")  # any real number
+    with pytest.warns(FeatureRangeWarning, match=r"Est: 50.00% .*outside \[0, 1\].*max 2.*'linear'"):
+        check_feature_range(np.array([[0.5, 2.0]]), "linear", owner="Est")
+

@@ -45,7 +45,18 @@ import numpy as np
 from ..core.contract import contract
 from ..core.validate import as_array, check_int, check_option
 
-__all__ = ["FEATURE_MAPS", "embed", "cos_sin_map", "polynomial_map", "linear_map", "one_hot", "passthrough_vector"]
+__all__ = [
+    "FEATURE_MAPS",
+    "FEATURE_RANGES",
+    "FeatureRangeWarning",
+    "check_feature_range",
+    "embed",
+    "cos_sin_map",
+    "polynomial_map",
+    "linear_map",
+    "one_hot",
+    "passthrough_vector",
+]
 
 
 def cos_sin_map(x: np.ndarray, local_dim: int = 2) -> np.ndarray:
@@ -95,6 +106,60 @@ FEATURE_MAPS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "linear": linear_map,
     "one-hot": one_hot,
 }
+
+
+#: Interval each map is meant for: name -> ``(low, high)``, or None for any real number.
+#: ``"one-hot"`` takes the integers ``0 .. local_dim - 1`` (checked by :func:`one_hot` itself).
+FEATURE_RANGES: dict[str, tuple[float, float] | None] = {
+    "cos-sin": (0.0, 1.0),
+    "linear": (0.0, 1.0),
+    "polynomial": None,
+    "one-hot": None,
+}
+
+
+class FeatureRangeWarning(UserWarning):
+    """Input features lie outside the interval their feature map is meant for."""
+
+
+def check_feature_range(X: np.ndarray, feature_map: str, *, owner: str = "", tol: float = 1e-9) -> None:
+    """Warn (:class:`FeatureRangeWarning`) when ``X`` leaves the interval of ``feature_map``.
+
+    The cos-sin map is periodic outside ``[0, 1]`` (``x = 2`` embeds as ``x = 0``) and
+    the linear map turns negative there; neither fails, so without this check wrongly
+    scaled data would train silently on a distorted embedding.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Feature values (any shape).
+    feature_map : str
+        A key of :data:`FEATURE_MAPS`.
+    owner : str
+        Prefix of the message (e.g. the estimator's name).
+    tol : float
+        Slack allowed on both ends (rounding).
+    """
+    check_option("feature_map", feature_map, FEATURE_MAPS)
+    interval = FEATURE_RANGES[feature_map]
+    X = np.asarray(X)
+    if interval is None or X.size == 0:
+        return
+    low, high = interval
+    outside = (X < low - tol) | (X > high + tol)
+    if outside.any():
+        import warnings
+
+        prefix = f"{owner}: " if owner else ""
+        warnings.warn(
+            f"{prefix}{outside.mean():.2%} of the feature values lie outside [{low:g}, {high:g}] (min "
+            f"{X.min():.4g}, max {X.max():.4g}), the interval the {feature_map!r} feature map is meant for. "
+            f"Scale features to [{low:g}, {high:g}] first: divide images by their largest possible pixel "
+            f"value (255 for 8-bit images; tnkit.datasets.load_mnist does this), or use "
+            f"sklearn.preprocessing.MinMaxScaler(clip=True) for other features.",
+            FeatureRangeWarning,
+            stacklevel=3,
+        )
 
 
 def embed(X: object, feature_map: str = "cos-sin", *, local_dim: int = 2) -> np.ndarray:

@@ -19,6 +19,7 @@ Losses take the model outputs ``f`` of shape ``(batch, n_classes)`` and one-hot 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -146,25 +147,36 @@ class Adam:
         self.learning_rate = learning_rate
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
-        self.m: list[np.ndarray] | None = None
-        self.v: list[np.ndarray] | None = None
+        self.m: np.ndarray | None = None
+        self.v: np.ndarray | None = None
+        self._shapes: list[tuple[int, ...]] = []
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Return ``params`` moved one Adam step against ``grads`` (same shapes, same order)."""
-        if self.m is None or len(self.m) != len(params) or any(
-            m.shape != p.shape for m, p in zip(self.m, params)
-        ):
-            self.m = [np.zeros_like(p) for p in params]
-            self.v = [np.zeros_like(p) for p in params]
-            self.t = 0
+        """Return ``params`` moved one Adam step against ``grads`` (same shapes, same order).
+
+        The moments are kept as one flat array over all parameters, so a step costs a
+        few vector operations however many tensors there are (a 196-site chain has
+        196); the returned arrays are views into one new buffer.
+        """
+        shapes = [p.shape for p in params]
+        if self.m is None or shapes != self._shapes:
+            size = sum(p.size for p in params)
+            self.m, self.v, self.t, self._shapes = np.zeros(size), np.zeros(size), 0, shapes
         assert self.v is not None
         self.t += 1
         c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
-        out = []
-        for i, (p, g) in enumerate(zip(params, grads)):
-            self.m[i] = self.beta1 * self.m[i] + (1 - self.beta1) * g
-            self.v[i] = self.beta2 * self.v[i] + (1 - self.beta2) * g * g
-            out.append(p - self.learning_rate * (self.m[i] / c1) / (np.sqrt(self.v[i] / c2) + self.eps))
+        g = np.concatenate([np.ravel(x) for x in grads])
+        p = np.concatenate([np.ravel(x) for x in params])
+        self.m *= self.beta1
+        self.m += (1 - self.beta1) * g
+        self.v *= self.beta2
+        self.v += (1 - self.beta2) * (g * g)
+        p -= self.learning_rate * (self.m / c1) / (np.sqrt(self.v / c2) + self.eps)
+        out, start = [], 0
+        for shape in shapes:
+            size = math.prod(shape)
+            out.append(p[start : start + size].reshape(shape))
+            start += size
         return out
 
 

@@ -369,9 +369,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
         Pixel layout of the features for the tree (``Tree.grid``); None reads a square
         number of features as a square image, anything else gets a balanced tree.
     feature_map : {"cos-sin", "linear", "polynomial", "one-hot"}
-        Local feature map (:mod:`tnkit.ml.feature_maps`); cos-sin expects ``[0, 1]``.
+        Local feature map (:mod:`tnkit.ml.feature_maps`). cos-sin and linear expect
+        features in ``[0, 1]`` (:attr:`feature_range`): ``fit`` refuses negative values
+        and every method warns (``FeatureRangeWarning``) about values above 1.
     local_dim : int
-        Length of each local feature vector.
+        Length (at least 2) of each local feature vector.
     loss : {"cross-entropy", "squared"}
         Softmax cross-entropy, or the squared loss on the one-hot label, either on
         the unit output direction ``u = f / ||f||`` (as for :class:`MPSClassifier`).
