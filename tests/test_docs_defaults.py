@@ -49,9 +49,7 @@ GUIDE_CALLABLES = {
 
 #: Defaults stated in prose known to disagree with the code, with the reason (xfail, strict:
 #: when the page is fixed the test says so, and the entry must go).
-KNOWN_MISMATCHES = {
-    "classifiers.md": "classifiers.md states the MPSClassifier `alpha` default as 1e-4; the code's is 0.003",
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 _LITERAL = r"(?:-?[0-9][0-9._e+-]*|None|True|False|\"[^\"`]*\"|'[^'`]*')"
 #: "`name` (anything, default `value`" and "`name` (default value".
