@@ -361,6 +361,8 @@ def main(argv=None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     layers = tc.find_layers(model)
     total = tc.count_params(model)
+    selected = sum(tc.linear_weight(m).numel() for m in layers.values())
+    log(f"block linear weights: {selected:,} of {total:,} parameters (--keep counts the former)")
     seq = 64 if args.quick else 256
     calib = tc.token_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)), seed=0)
     t = time.perf_counter()

@@ -43,7 +43,7 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
     assert "block linear weights" in printed and "whole model" in printed and "50.0% kept" in printed
     assert json.loads((out / "heal_checkpoint" / "heal_state.json").read_text())["loss"] == "kl"
     report = json.loads((out / "report.json").read_text())
-    assert [r["label"] for r in report] == ["original", "search", "search+heal"]
+    assert [r["label"] for r in report] == ["original", tc.DEFAULT_METHOD, f"{tc.DEFAULT_METHOD}+heal"]
     assert report[1]["params"] < report[0]["params"]
     rc = _main(["eval", str(model_dir), str(out), "--eval-text", str(model_dir / "text.txt"), "--window", "64",
                 "--stride", "32", "--speed-tokens", "2", "--json", str(tmp_path / "e.json"), "--no-progress"])

@@ -90,6 +90,6 @@ def test_compress_model_prune_method_and_stage(calib):
     assert res.extra["prune"].ratio <= 0.7
     model = tc.tiny_llama(seed=2)
     before = tc.prune.block_linear_params(model)
-    res = tc.compress_model(model, ratio=0.6, prune=0.85, calibration=calib, progress=False)
+    res = tc.compress_model(model, method="search", ratio=0.6, prune=0.85, calibration=calib, progress=False)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1

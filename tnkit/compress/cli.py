@@ -131,10 +131,9 @@ def add_compress_parser(sub: Any) -> None:
     from .search import FAMILIES
 
     p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",
-                       description="Compress the linear layers of a causal language model: by default each layer "
-                                   "gets the best of low-rank, MPO and dense for a global parameter budget (one "
-                                   "knapsack over all layers, errors measured on calibration activations), "
-                                   "optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
+                       description="Compress the linear layers of a causal language model (by default by "
+                                   "structured width pruning; --method search gives each layer the best of low-rank, "
+                                   "MPO and dense for one global budget), optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
                                    "Every option is checked before any work starts. " + _MODEL_HELP)
     _model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", type=_writable_dir,
@@ -149,10 +148,10 @@ def add_compress_parser(sub: Any) -> None:
                            "head are not counted and not changed; the summary also prints the whole model's count). "
                            "Default 0.8")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                   help=f"{DEFAULT_METHOD} (default): per-layer search over --families and dense, one knapsack for "
-                        "the budget, layers weighted by their loss-gradient sensitivity, sequential calibration; "
-                        "prune: width pruning alone (MLP channels, attention heads; output loads in plain "
-                        "transformers); whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
+                   help=f"default {DEFAULT_METHOD}. prune: width pruning (MLP channels, attention heads; the output "
+                        "loads in plain transformers); search: per-layer search over --families and dense, one "
+                        "knapsack for the budget, layers weighted by their loss-gradient sensitivity, sequential "
+                        "calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
                         "(CompactifAI); mpo-aware, mpo-whiten: data-aware MPOs")
     p.add_argument("--families", nargs="+", default=None, choices=FAMILIES, metavar="FAMILY",
                    help=f"candidates of the search besides dense: {', '.join(FAMILIES)} "
