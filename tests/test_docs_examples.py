@@ -49,7 +49,7 @@ def test_example_writes_only_into_out(tmp_path, script, args, figure):
 
 
 #: Examples whose data paths other work is changing; xfail (strict) until then.
-POINT_OUTSIDE = {"compress_smollm2.py"}
+POINT_OUTSIDE: set[str] = set()
 
 
 @pytest.mark.parametrize(
