@@ -11,8 +11,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli_heal import (add_export_parser, add_heal_args, check_heal_args, heal_requested, needs_teacher,
-                       nonnegative_int, run_heal)
+from .._argtypes import (
+    existing_path,
+    fraction,
+    int_at_least,
+    non_negative_float,
+    positive_float,
+    writable_dir,
+)
+from .cli_heal import (
+    add_export_parser,
+    add_heal_args,
+    check_heal_args,
+    heal_requested,
+    needs_teacher,
+    nonnegative_int,
+    run_heal,
+)
 
 __all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser"]
 
@@ -50,79 +65,14 @@ def _layer_args(p: argparse.ArgumentParser) -> None:
 
 
 def _text_args(p: argparse.ArgumentParser, *, heal: bool) -> None:
-    p.add_argument("--eval-text", default=None, metavar="PATH", type=_existing_path,
+    p.add_argument("--eval-text", default=None, metavar="PATH", type=existing_path,
                    help="plain-text file or directory for perplexity; a WikiText-2 test file is cut to its "
                         "evaluation articles (from ' = Attalea ( palm ) = ' on)")
-    p.add_argument("--eval-tokens", type=_int_at_least(2), default=None, metavar="N",
+    p.add_argument("--eval-tokens", type=int_at_least(2), default=None, metavar="N",
                    help="evaluate on the first N tokens only")
-    p.add_argument("--window", type=_int_at_least(2), default=512,
+    p.add_argument("--window", type=int_at_least(2), default=512,
                    help="perplexity sliding-window length in tokens (default 512)")
-    p.add_argument("--stride", type=_int_at_least(1), default=256, help="perplexity window step in tokens (default 256)")
-
-
-def _int_at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0.0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0.0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _writable_dir(text: str) -> str:
-    """A directory that exists and is writable, or can be created (its nearest existing parent is writable)."""
-    import os
-
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text!r} cannot be written ({str(probe)!r} is not a writable directory)")
-    return text
-
-
-def _existing_path(text: str) -> str:
-    if not Path(text).exists():
-        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
-    return text
+    p.add_argument("--stride", type=int_at_least(1), default=256, help="perplexity window step in tokens (default 256)")
 
 
 def add_compress_parser(sub: Any) -> None:
@@ -136,13 +86,13 @@ def add_compress_parser(sub: Any) -> None:
                                    "MPO and dense for one global budget), optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
                                    "Every option is checked before any work starts. " + _MODEL_HELP)
     _model_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", type=_writable_dir,
+    p.add_argument("--out", required=True, metavar="DIR", type=writable_dir,
                    help="directory to write the compressed model to (checked writable before compressing)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--max-bond", type=_int_at_least(1), default=None, metavar="N",
+    size.add_argument("--max-bond", type=int_at_least(1), default=None, metavar="N",
                       help="single-family methods: bond dimension of every MPO (rank for low-rank methods); must not "
                            "exceed what a layer admits")
-    size.add_argument("--ratio", type=_fraction, default=None, metavar="R",
+    size.add_argument("--ratio", type=fraction, default=None, metavar="R",
                       help="fraction in (0, 1] of the compressed layers' weight parameters to keep; by default those "
                            "are every linear layer inside the transformer blocks (embeddings, norms and the output "
                            "head are not counted and not changed; the summary also prints the whole model's count). "
@@ -156,34 +106,34 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--families", nargs="+", default=None, choices=FAMILIES, metavar="FAMILY",
                    help=f"candidates of the search besides dense: {', '.join(FAMILIES)} "
                         "(default: tnkit.compress.DEFAULT_FAMILIES)")
-    p.add_argument("--prune", type=_fraction, default=None, metavar="P",
+    p.add_argument("--prune", type=fraction, default=None, metavar="P",
                    help="first prune widths to this fraction of the block weights, then factorise down to --ratio")
     p.add_argument("--allocation", default=None, choices=("uniform", "curve"),
                    help="single-family methods: uniform = same fraction of every layer; curve = sizes from each "
                         "layer's error-versus-size curve for the global budget (default: curve for "
                         "mpo-aware/mpo-whiten, else uniform)")
-    p.add_argument("--ridge", type=_non_negative, default=None, metavar="LAMBDA",
+    p.add_argument("--ridge", type=non_negative_float, default=None, metavar="LAMBDA",
                    help="relative ridge C + LAMBDA tr(C)/n I on the input second moments of whiten/mpo-whiten "
                         "(default: tnkit.compress.DEFAULT_RIDGE)")
     p.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=None,
                    help="data-aware methods: compress block by block, each layer truncated for the inputs the "
                         "already-compressed blocks produce (default: on for search, off otherwise)")
-    p.add_argument("--feedback-ridge", type=_non_negative, default=None, metavar="LAMBDA",
+    p.add_argument("--feedback-ridge", type=non_negative_float, default=None, metavar="LAMBDA",
                    help="with --sequential: also correct each weight toward the original layer's outputs, with this "
                         "relative ridge (error feedback; overfits a few thousand calibration tokens, off by default)")
     p.add_argument("--profile", default=None, metavar="JSON",
                    help="profile.json written by `tnkit profile`: its sensitivity rows weight the allocation "
                         "instead of the gradient sensitivity")
-    p.add_argument("--protect-above", type=_positive, default=None, metavar="RATIO",
+    p.add_argument("--protect-above", type=positive_float, default=None, metavar="RATIO",
                    help="with --profile: keep dense the layers whose unit multiplied the perplexity by more than "
                         "RATIO; they count in the --ratio budget")
     _layer_args(p)
-    p.add_argument("--calib-text", default=None, metavar="PATH", type=_existing_path,
+    p.add_argument("--calib-text", default=None, metavar="PATH", type=existing_path,
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
-    p.add_argument("--calib-tokens", type=_int_at_least(1), default=4096,
+    p.add_argument("--calib-tokens", type=int_at_least(1), default=4096,
                    help="calibration tokens (default 4096)")
     add_heal_args(p)
-    p.add_argument("--seq-len", type=_int_at_least(2), default=256,
+    p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")
     _text_args(p, heal=True)
     p.add_argument("--show-layers", action="store_true", help="also print the per-layer table")

@@ -7,9 +7,10 @@ or an unwritable ``--out`` fails in a second, not after minutes of compression.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
+
+from .._argtypes import fraction, int_at_least, positive_float
 
 __all__ = ["add_heal_args", "check_heal_args", "heal_requested", "needs_teacher", "run_heal", "add_export_parser",
            "positive_int", "nonnegative_int", "positive_float", "CHECKPOINT_SUBDIR"]
@@ -18,44 +19,9 @@ __all__ = ["add_heal_args", "check_heal_args", "heal_requested", "needs_teacher"
 CHECKPOINT_SUBDIR = "heal_checkpoint"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text}")
-    return value
+#: argparse types of the healing options (see :mod:`tnkit._argtypes`).
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
 
 
 def add_heal_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +35,7 @@ def add_heal_args(p: argparse.ArgumentParser) -> None:
                    help="text: windows of --heal-text; self: text the original model writes itself (first token "
                         "random, then greedy, then sampled; unbounded); mix: self plus --text-fraction of rows from "
                         "--heal-text (default: text when --heal-text is given)")
-    g.add_argument("--text-fraction", type=_fraction, default=0.25, metavar="F",
+    g.add_argument("--text-fraction", type=fraction, default=0.25, metavar="F",
                    help="with --heal-data mix: fraction of rows taken from --heal-text (default 0.25)")
     g.add_argument("--greedy-tokens", type=nonnegative_int, default=3, metavar="N",
                    help="self-generated text: greedy tokens after the random first one (default 3)")
