@@ -63,37 +63,12 @@ FACADE_METADATA = {"__version__"}
 #: Upward imports that remain, as "importer -> imported". None today.
 FLOOR_ALLOWLIST: set[str] = set()
 
-#: Underscore names imported across modules, as "importer: module.name". All are in
-#: floors under active rework (tnkit.ml, tnkit.compress); each is to become a
-#: public, documented name or move to where it belongs.
-PRIVATE_IMPORT_ALLOWLIST = {
-    # compress: the CLI reads the pipeline's table of methods that need data
-    "tnkit.compress.cli: tnkit.compress.pipeline._NEEDS_DATA",
-    # compress: export reuses the model loader's tokenizer reader
-    "tnkit.compress.export: tnkit.compress.models._load_tokenizer",
-    # compress: the spectral helpers reach up into the torch layer (an import circle)
-    "tnkit.compress.lowrank: tnkit.compress.mpo_linear._to_numpy",
-    # compress: the search re-runs steps of the whitened MPO factorisation
-    "tnkit.compress.search: tnkit.compress.whitened_mpo._apply_to_input_legs",
-    "tnkit.compress.search: tnkit.compress.whitened_mpo._channel_rms",
-    "tnkit.compress.search: tnkit.compress.whitened_mpo._site_whiteners",
-    "tnkit.compress.search: tnkit.compress.whitened_mpo._whiten_weight",
-    # compress: the whitened MPO reuses the allocator's curve and the factoriser's dims
-    "tnkit.compress.whitened_mpo: tnkit.compress.allocate._curve",
-    "tnkit.compress.whitened_mpo: tnkit.compress.allocate._tail",
-    "tnkit.compress.whitened_mpo: tnkit.compress.factorize._dims",
-    # ml: the TTN models reuse helpers of the MPS models
-    "tnkit.ml.ttn_classifier: tnkit.ml.mps_classifier._balance",
-}
+#: Underscore names imported across modules, as "importer: module.name" (none remain; a
+#: new entry needs a comment saying why it cannot be a public, documented name).
+PRIVATE_IMPORT_ALLOWLIST: set[str] = set()
 
 #: Underscore attributes of imported classes or modules, as "importer: Name._attr".
-#: ``MatrixProductState._trusted`` / ``MatrixProductOperator._trusted`` are
-#: ``from_tensors(..., validate=False)``, kept for these callers.
-PRIVATE_ATTRIBUTE_ALLOWLIST = {
-    "tnkit.compress.factorize: MPO._trusted",
-    # ml: the TTN Born machine reuses the MPS trainer's constant and progress bar
-    "tnkit.ml.ttn_born_machine: born_training._TINY",
-}
+PRIVATE_ATTRIBUTE_ALLOWLIST: set[str] = set()
 
 
 # ---------------------------------------------------------------------- reading the package

@@ -45,7 +45,12 @@ class SizeCurve:
     errors: np.ndarray
 
 
-def _curve(tail: np.ndarray, per_unit: int, dense: int, step: int) -> SizeCurve:
+def curve_from_tail(tail: np.ndarray, per_unit: int, dense: int, step: int) -> SizeCurve:
+    """The error-versus-parameters curve of keeping ``k`` units (ranks, bonds), ``k`` in steps of ``step``.
+
+    ``tail[k]`` is the squared error of keeping ``k`` units (see :func:`tail_energy`), each unit
+    costs ``per_unit`` parameters, and sizes at or above ``dense`` are left out.
+    """
     total = tail[0] if tail[0] > 0 else 1.0
     ranks = np.arange(step, len(tail), step)
     ranks = ranks[ranks * per_unit < dense]
@@ -55,7 +60,7 @@ def _curve(tail: np.ndarray, per_unit: int, dense: int, step: int) -> SizeCurve:
     return SizeCurve(sizes.astype(int), params.astype(int), errors)
 
 
-def _tail(s: np.ndarray) -> np.ndarray:
+def tail_energy(s: np.ndarray) -> np.ndarray:
     """``tail[k] = sum(s[k:]**2)`` for ``k = 0..len(s)``."""
     w = s * s
     return np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]])
@@ -72,14 +77,14 @@ def mpo_curve(weight: np.ndarray, out_dims, in_dims, *, input_scale: np.ndarray 
     (o0, o1), (i0, i1) = out_dims, in_dims
     m = w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
     s = gram_singular_values(m)
-    return _curve(_tail(s), o0 * i0 + o1 * i1, w.size, check_int("step", step, minimum=1))
+    return curve_from_tail(tail_energy(s), o0 * i0 + o1 * i1, w.size, check_int("step", step, minimum=1))
 
 
 def lowrank_curve(target: np.ndarray, *, step: int = 8) -> SizeCurve:
     """Error-versus-rank curve of a low-rank layer; ``target`` is the (scaled/whitened) weight."""
     t = np.asarray(target, dtype=np.float64)
     s = gram_singular_values(t)
-    return _curve(_tail(s), sum(t.shape), t.size, check_int("step", step, minimum=1))
+    return curve_from_tail(tail_energy(s), sum(t.shape), t.size, check_int("step", step, minimum=1))
 
 
 def _hull_next(curve: SizeCurve, j: int) -> tuple[float, int] | None:

@@ -213,7 +213,7 @@ def _run_compress(args: Any) -> int:
     from .corpus import token_batches
     from .evaluate import evaluate_model, model_bytes, write_reports
     from .models import load_model
-    from .pipeline import _NEEDS_DATA, compress_model, count_params
+    from .pipeline import NEEDS_DATA, compress_model, count_params
     from .serialize import save_compressed
     from .surgery import linear_weight
 
@@ -232,7 +232,7 @@ def _run_compress(args: Any) -> int:
     kw = dict(window=args.window, stride=args.stride, max_tokens=args.eval_tokens, progress=not args.no_progress)
     reports = [evaluate_model(model, "original", ids=eval_ids, speed_tokens=8, **kw)] if eval_ids is not None else []
     calib = None
-    if args.method in _NEEDS_DATA or args.prune is not None:
+    if args.method in NEEDS_DATA or args.prune is not None:
         if calib_ids is None:
             raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or "
                              "--eval-text.")

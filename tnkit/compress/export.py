@@ -64,7 +64,7 @@ def export_dense(directory: Any, out: Any) -> Path:
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    from .models import _load_tokenizer
+    from .models import load_tokenizer
     from .serialize import check_output_dir, load_compressed, write_model_dir
 
     check_output_dir(out)
@@ -79,7 +79,7 @@ def export_dense(directory: Any, out: Any) -> Path:
     left = [n for n, p in dense.named_parameters() if p.is_meta]
     if left:
         raise ValueError(f"the compressed model in {str(directory)!r} does not provide {left[:3]}.")
-    tokenizer = _load_tokenizer(Path(directory), None, config=model.config)
+    tokenizer = load_tokenizer(Path(directory), None, config=model.config)
     del model
 
     def write(tmp: Path) -> None:

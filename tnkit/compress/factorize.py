@@ -76,7 +76,8 @@ class MPOFactors:
         return sum(c.size for c in self.cores)
 
 
-def _dims(weight_shape: tuple[int, int], n_cores: int, out_dims, in_dims) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def core_dims(weight_shape: tuple[int, int], n_cores: int, out_dims, in_dims) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The output and input leg dimensions of each core, given or balanced over ``n_cores``."""
     known = out_dims if out_dims is not None else in_dims
     n_cores = len(known) if known is not None else check_int("n_cores", n_cores, minimum=1)
     rows, cols = weight_shape
@@ -151,7 +152,7 @@ def mpo_factorize(
         If ``max_bond`` exceeds what the factorisation admits, or dims do not match.
     """
     w = as_array("weight", weight, ndim=2).astype(np.float64, copy=False)
-    out_dims, in_dims = _dims(w.shape, n_cores, out_dims, in_dims)
+    out_dims, in_dims = core_dims(w.shape, n_cores, out_dims, in_dims)
     max_bond = check_max_bond(max_bond)
     limit = max(max_bonds(out_dims, in_dims), default=1)
     if max_bond is not None and max_bond > limit:
@@ -190,7 +191,7 @@ def _two_core_factors(w: np.ndarray, out_dims, in_dims, max_bond: int) -> MPOFac
 
 def mpo_to_dense(cores: Sequence[np.ndarray]) -> np.ndarray:
     """The ``(out, in)`` matrix of MPO cores (engine leg order)."""
-    return MPO._trusted([np.asarray(c) for c in cores]).to_dense()
+    return MPO.from_tensors([np.asarray(c) for c in cores], validate=False).to_dense()
 
 
 def weight_entanglement(
@@ -204,7 +205,7 @@ def weight_entanglement(
     Returns an array of length ``n - 1``.
     """
     w = as_array("weight", weight, ndim=2).astype(np.float64, copy=False)
-    out_dims, in_dims = _dims(w.shape, n_cores, out_dims, in_dims)
+    out_dims, in_dims = core_dims(w.shape, n_cores, out_dims, in_dims)
     if len(out_dims) == 2:  # one cut: the singular values of the reshaped weight, from its smaller Gram matrix
         from .lowrank import gram_singular_values
 

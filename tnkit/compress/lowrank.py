@@ -205,12 +205,12 @@ class LowRankLinear(nn.Module):
     def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
                     input_scale: Any = None, covariance: Any = None, ridge: float = 0.0) -> LowRankLinear:
         """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
-        from .mpo_linear import _to_numpy
+        from .mpo_linear import to_numpy
 
-        w = _to_numpy(weight)
+        w = to_numpy(weight)
         u, v, err = lowrank_factors(w, rank, method=method,
-                                    input_scale=None if input_scale is None else _to_numpy(input_scale),
-                                    covariance=None if covariance is None else _to_numpy(covariance), ridge=ridge)
+                                    input_scale=None if input_scale is None else to_numpy(input_scale),
+                                    covariance=None if covariance is None else to_numpy(covariance), ridge=ridge)
         dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
         return cls(u, v, bias, truncation_error=err, original_params=w.size + (0 if bias is None else w.shape[0]),
                    dtype=dtype)

@@ -87,7 +87,7 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
         from .serialize import load_compressed
 
         model = load_compressed(path)
-        return model, (_load_tokenizer(path, None, config=model.config) if tokenizer else None)
+        return model, (load_tokenizer(path, None, config=model.config) if tokenizer else None)
     from transformers import AutoModelForCausalLM
 
     if path.is_file():
@@ -103,7 +103,7 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ValueError(f"could not load a model from {str(path)!r}: {exc}") from exc
     model.eval()
-    return model, (_load_tokenizer(path, gguf_file) if tokenizer else None)
+    return model, (load_tokenizer(path, gguf_file) if tokenizer else None)
 
 
 def _gguf_key(file: Path) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def _save_float_model(model: Any, folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def _load_tokenizer(path: Path, gguf_file: str | None, *, config: Any = None) -> Any:
+def load_tokenizer(path: Path, gguf_file: str | None, *, config: Any = None) -> Any:
     """The tokenizer saved in ``path`` (``None`` if there is none); ``config`` spares reading ``config.json``."""
     from transformers import AutoTokenizer
 

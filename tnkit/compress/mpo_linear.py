@@ -174,13 +174,13 @@ class MPOLinear(nn.Module):
         ``covariance`` (``E[x x^T]``, shape ``(in, in)``) additionally refits the
         last core by least squares on the activations (:func:`refit_last_core`).
         """
-        w = _to_numpy(weight)
-        s = None if input_scale is None else _to_numpy(input_scale)
+        w = to_numpy(weight)
+        s = None if input_scale is None else to_numpy(input_scale)
         f = mpo_factorize(w, n_cores=n_cores, out_dims=out_dims, in_dims=in_dims, max_bond=max_bond,
                           cutoff=cutoff, input_scale=s)
         cores = list(f.cores)
         if covariance is not None and len(cores) > 1:
-            cov = _to_numpy(covariance)
+            cov = to_numpy(covariance)
             ws = w if s is None else w * s[None, :]
             if s is not None:
                 cov = cov / np.outer(s, s)
@@ -213,8 +213,8 @@ class MPOLinear(nn.Module):
         forward_mode = kwargs.pop("forward_mode", "auto")
         weight = linear_weight(linear).detach()
         bias = None if getattr(linear, "bias", None) is None else linear.bias.detach()
-        w = _to_numpy(weight)
-        f = whitened_mpo_factorize(w, _to_numpy(covariance), **kwargs)
+        w = to_numpy(weight)
+        f = whitened_mpo_factorize(w, to_numpy(covariance), **kwargs)
         dtype = weight.dtype if weight.is_floating_point() else torch.float32
         return cls(f.cores, bias, input_scale=f.input_scale, forward_mode=forward_mode, truncation_error=f.error,
                    original_params=w.size + (0 if bias is None else w.shape[0]), dtype=dtype)
@@ -351,7 +351,8 @@ def _check_cores(cores: list[torch.Tensor]) -> None:
             raise ValueError(f"bond {k} of `cores` does not match: {cores[k].shape[3]} vs {cores[k + 1].shape[0]}.")
 
 
-def _to_numpy(t: Any) -> np.ndarray:
+def to_numpy(t: Any) -> np.ndarray:
+    """A float64 numpy copy of a tensor or array (detached, on the CPU)."""
     if torch.is_tensor(t):
         return t.detach().to(torch.float64).cpu().numpy()
     return np.asarray(t, dtype=np.float64)

@@ -66,7 +66,7 @@ DEFAULT_SEQUENTIAL = True
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
-_NEEDS_DATA = ("search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+NEEDS_DATA = ("search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
 _LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def compress_model(
     ridge = opts["ridge"]
     chosen = _resolve_layers(model, layers)
     planning_needs_stats = method == "search" or (allocation == "curve" and max_bond is None)
-    if method in _NEEDS_DATA and stats is None and (planning_needs_stats or not sequential):
+    if method in NEEDS_DATA and stats is None and (planning_needs_stats or not sequential):
         stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
@@ -312,10 +312,10 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
         raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
     if feedback_ridge is not None and not (sequential and float(feedback_ridge) >= 0.0):
         raise ValueError(f"`feedback_ridge` needs `sequential=True` and a number >= 0, got {feedback_ridge!r}.")
-    if sequential and (method not in _NEEDS_DATA or calibration is None):
-        raise ValueError(f"`sequential` needs a data-aware method ({', '.join(_NEEDS_DATA)}) and `calibration` "
+    if sequential and (method not in NEEDS_DATA or calibration is None):
+        raise ValueError(f"`sequential` needs a data-aware method ({', '.join(NEEDS_DATA)}) and `calibration` "
                          f"batches, got method={method!r}" + (" and no calibration." if calibration is None else "."))
-    if method in _NEEDS_DATA and calibration is None and stats is None:
+    if method in NEEDS_DATA and calibration is None and stats is None:
         raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
     if prune is not None and calibration is None:
         raise ValueError("`prune` needs `calibration` batches (the pruned model is re-measured).")

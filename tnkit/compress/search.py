@@ -140,10 +140,10 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
     from .factorize import bond_for_params, max_bonds, mpo_factorize, mpo_to_dense
     from .lowrank import ridge_covariance
     from .whitened_mpo import (
-        _apply_to_input_legs,
-        _channel_rms,
-        _site_whiteners,
-        _whiten_weight,
+        apply_to_input_legs,
+        channel_rms,
+        site_whiteners,
+        whiten_weight,
         kronecker_covariance,
     )
 
@@ -153,11 +153,11 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
     if min(min(od), min(idd)) == 1 and n > 2:  # a prime-sized leg: no genuine n-core split
         return LayerOptions((), np.zeros(0, int), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
     cr = ridge_covariance(c, ridge)
-    d = _channel_rms(cr)
+    d = channel_rms(cr)
     ws, cs = w * d[None, :], cr / np.outer(d, d)
-    whiteners = _site_whiteners(kronecker_covariance(cs, idd), 1e-6)
+    whiteners = site_whiteners(kronecker_covariance(cs, idd), 1e-6)
     inverses = [solve_triangular(s, np.eye(len(s)), lower=True) for s in whiteners]
-    target = _whiten_weight(ws, idd, whiteners)
+    target = whiten_weight(ws, idd, whiteners)
     cw = c @ w.T  # (in, out): the exact error below is tr(E C E^T) = tr(W C W^T) - 2 tr(M C W^T) + tr(M C M^T)
     base = float(np.sum(w.T * cw))
     bonds = sorted({bond_for_params(od, idd, f * out * inp - inp) for f in fractions})
@@ -166,7 +166,7 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
     for b in bonds:
         b = min(b, limit)
         f = mpo_factorize(target, out_dims=od, in_dims=idd, max_bond=b)
-        cores = _apply_to_input_legs(list(f.cores), inverses)
+        cores = apply_to_input_legs(list(f.cores), inverses)
         m = mpo_to_dense(cores) / d[None, :]
         err = base - 2.0 * float(np.sum(m.T * cw)) + float(np.sum((m @ c) * m))
         fam.append(family)

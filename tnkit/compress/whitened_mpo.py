@@ -43,8 +43,8 @@ from scipy.linalg import solve_triangular
 
 from ..core.contract import contract
 from ..core.validate import as_array, check_int
-from .allocate import SizeCurve, _curve, _tail
-from .factorize import MPOFactors, _dims, mpo_factorize, mpo_to_dense
+from .allocate import SizeCurve, curve_from_tail, tail_energy
+from .factorize import MPOFactors, core_dims, mpo_factorize, mpo_to_dense
 from .lowrank import cholesky_whitener, gram_singular_values, ridge_covariance
 
 __all__ = [
@@ -186,17 +186,17 @@ def whitened_error(weight: np.ndarray, approx: np.ndarray, covariance: np.ndarra
 # --------------------------------------------------------------------------- TT-SVD
 
 
-def _site_whiteners(factors: Sequence[np.ndarray], damping: float) -> list[np.ndarray]:
+def site_whiteners(factors: Sequence[np.ndarray], damping: float) -> list[np.ndarray]:
     """Lower-triangular ``S_k`` with ``S_k S_k^T = C_k + damping * mean(diag C_k) * I``."""
     return [cholesky_whitener(f, damping=damping) for f in factors]
 
 
-def _apply_to_input_legs(cores: Sequence[np.ndarray], mats: Sequence[np.ndarray]) -> list[np.ndarray]:
+def apply_to_input_legs(cores: Sequence[np.ndarray], mats: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``core_k[l, o, j, r] <- sum_i core_k[l, o, i, r] mats_k[i, j]``."""
     return [contract("loir,ij->lojr", c, m) for c, m in zip(cores, mats)]
 
 
-def _whiten_weight(weight: np.ndarray, in_dims: Sequence[int], mats: Sequence[np.ndarray]) -> np.ndarray:
+def whiten_weight(weight: np.ndarray, in_dims: Sequence[int], mats: Sequence[np.ndarray]) -> np.ndarray:
     """``W (S_0 (x) ... (x) S_{n-1})`` without forming the Kronecker product."""
     t = weight.reshape(weight.shape[0], *in_dims)
     for k, m in enumerate(mats):
@@ -265,20 +265,20 @@ def whitened_mpo_factorize(
         or dims that do not factorise the weight.
     """
     w = as_array("weight", weight, ndim=2).astype(np.float64, copy=False)
-    out_dims, in_dims = _dims(w.shape, n_cores, out_dims, in_dims)
+    out_dims, in_dims = core_dims(w.shape, n_cores, out_dims, in_dims)
     c_given = _check_covariance(covariance, w.shape[1])
     c = ridge_covariance(c_given, ridge)
     w_given = w
-    scale = _channel_rms(c) if channel_scale else None
+    scale = channel_rms(c) if channel_scale else None
     if scale is not None:
         w, c = w * scale[None, :], c / np.outer(scale, scale)
     factors = kronecker_covariance(c, in_dims)
-    whiteners = _site_whiteners(factors, damping)
-    f = mpo_factorize(_whiten_weight(w, in_dims, whiteners), out_dims=out_dims, in_dims=in_dims, max_bond=max_bond,
+    whiteners = site_whiteners(factors, damping)
+    f = mpo_factorize(whiten_weight(w, in_dims, whiteners), out_dims=out_dims, in_dims=in_dims, max_bond=max_bond,
                       cutoff=cutoff)
     cores, trunc = list(f.cores), f.error
     inverses = [solve_triangular(s, np.eye(len(s)), lower=True) for s in whiteners]
-    cores = _apply_to_input_legs(cores, inverses)
+    cores = apply_to_input_legs(cores, inverses)
     cores, history = als_refit(w, cores, c, sweeps=sweeps, cg_iterations=cg_iterations, kron_factors=factors,
                                damping=damping)
     out = WhitenedMPO(tuple(cores), out_dims, in_dims, history[-1], trunc, tuple(history), scale)
@@ -287,7 +287,7 @@ def whitened_mpo_factorize(
     return replace(out, error=whitened_error(w_given, out.dense(), c_given))
 
 
-def _channel_rms(c: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+def channel_rms(c: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     """``sqrt(diag C)`` normalised to mean 1, floored at ``floor`` (dead channels)."""
     d = np.sqrt(np.clip(np.diag(c), 0.0, None))
     d = d / max(float(d.mean()), 1e-300)
@@ -464,13 +464,13 @@ def whitened_mpo_curve(weight: np.ndarray, covariance: np.ndarray, out_dims: Seq
     c = ridge_covariance(_check_covariance(covariance, w.shape[1]), ridge)
     extra = 0
     if channel_scale:
-        d = _channel_rms(c)
+        d = channel_rms(c)
         w, c, extra = w * d[None, :], c / np.outer(d, d), w.shape[1]
-    mats = _site_whiteners(kronecker_covariance(c, in_dims), damping)
-    ws = _whiten_weight(w, in_dims, mats)
+    mats = site_whiteners(kronecker_covariance(c, in_dims), damping)
+    ws = whiten_weight(w, in_dims, mats)
     (o0, o1), (i0, i1) = out_dims, in_dims
     m = ws.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
     s = gram_singular_values(m)
-    curve = _curve(_tail(s), o0 * i0 + o1 * i1, w.size - extra, check_int("step", step, minimum=1))
+    curve = curve_from_tail(tail_energy(s), o0 * i0 + o1 * i1, w.size - extra, check_int("step", step, minimum=1))
     params = curve.params + np.where(curve.sizes >= 0, extra, 0)
     return SizeCurve(curve.sizes, params, curve.errors)

@@ -74,7 +74,8 @@ __all__ = [
 ]
 
 #: ``|psi(x)|`` (of normalised environments) is floored here before dividing by it.
-_TINY = 1e-150
+#: Floor of probabilities and amplitudes squared before taking logarithms.
+TINY = 1e-150
 
 
 @dataclass
@@ -266,7 +267,7 @@ class _PairProblem:
         """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
         grad = np.zeros_like(merged)
         for ((s, t), _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
-            psi = np.where(np.abs(psi) < _TINY, _TINY, psi)
+            psi = np.where(np.abs(psi) < TINY, TINY, psi)
             grad[:, s, t, :] = left.T @ (right / psi[:, None])
         return (grad.conj() if np.iscomplexobj(grad) else grad) / self.n
 
@@ -670,7 +671,7 @@ def _data_terms(tensors: list[np.ndarray], X: np.ndarray) -> tuple[np.ndarray, l
     for i in range(n_sites - 1, -1, -1):
         m, left, a = mats[i], lefts[i], tensors[i]
         psi = np.einsum("nb,nb->n", np.einsum("na,nab->nb", left, m), right)
-        psi = np.where(np.abs(psi) < _TINY, _TINY, psi)
+        psi = np.where(np.abs(psi) < TINY, TINY, psi)
         d = a.shape[1]
         stacked = ((X[:, i][:, None, None] == np.arange(d)[None, :, None]) * left[:, None, :]).reshape(n, -1)
         g = (stacked.T @ (right / psi[:, None])).reshape(d, a.shape[0], a.shape[2]).transpose(1, 0, 2)

@@ -534,7 +534,7 @@ def input_gradients(tensors: list[np.ndarray], label_site: int, phi: np.ndarray,
     return out
 
 
-def _balance(tensors: list[np.ndarray]) -> list[np.ndarray]:
+def balance_norms(tensors: list[np.ndarray]) -> list[np.ndarray]:
     """Rescale the tensors to equal Frobenius norms (their product, hence the model, is unchanged)."""
     norms = np.array([np.linalg.norm(t) for t in tensors])
     if np.any(norms == 0):
@@ -570,7 +570,7 @@ def adam_fit(
 
     opt = Adam(learning_rate)
     history = []
-    tensors = _balance(tensors)
+    tensors = balance_norms(tensors)
     n = len(phi)
     n_steps, step = n_epochs * (-(-n // batch_size)), 0
     for epoch in range(n_epochs):

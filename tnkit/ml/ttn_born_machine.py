@@ -240,7 +240,7 @@ class _TreeData:
         for index, rows in self.groups[v]:
             sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
             amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
-            amp = np.where(np.abs(amp) < _TINY, _TINY, amp)
+            amp = np.where(np.abs(amp) < TINY, TINY, amp)
             grad[index] += contract(gradient, *ins, out / amp[:, None])
         grad /= self.n
         if np.iscomplexobj(grad):
@@ -248,7 +248,7 @@ class _TreeData:
         return grad[..., 0] if v == self.tree.root else grad
 
 
-_TINY = born_training._TINY
+TINY = born_training.TINY
 
 
 class _NodeProblem:

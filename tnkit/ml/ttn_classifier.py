@@ -68,7 +68,7 @@ from ..core.validate import check_int, check_number, check_option
 from ..ttn import TTN, Tree
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
-from .mps_classifier import TensorNetworkClassifierBase, _balance
+from .mps_classifier import TensorNetworkClassifierBase, balance_norms
 from .optim import Adam, normalize_outputs, normalized_loss
 
 __all__ = [
@@ -332,7 +332,7 @@ def tree_adam_fit(
     for epoch in range(n_epochs):
         t0 = time.perf_counter()
         opt = Adam(learning_rate)  # fresh moments: the canonical gauge changed the tensors' basis
-        tensors = _balance(tensors)  # equal norms: Adam's steps are absolute, not relative
+        tensors = balance_norms(tensors)  # equal norms: Adam's steps are absolute, not relative
         order = rng.permutation(n)
         batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)

@@ -43,7 +43,7 @@ from ..io import load_arrays, register_loader, save_arrays
 from . import overlap
 from .canonical import scale_tensors
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import frozen as _frozen
+from .chain import frozen
 from .compress import TruncationReport, svd_compress
 from .mps import MatrixProductState
 
@@ -80,7 +80,7 @@ class MatrixProductOperator(TensorChain):
             arrays = [a.copy() for a in arrays]
         check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
         dtype = np.result_type(*arrays)
-        self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
+        self._tensors = [frozen(a.astype(dtype, copy=False)) for a in arrays]
 
     @classmethod
     def from_tensors(cls, tensors: Sequence[Any], *, validate: bool = True) -> MatrixProductOperator:
@@ -100,7 +100,7 @@ class MatrixProductOperator(TensorChain):
     def _trusted(cls, tensors: list[np.ndarray]) -> MatrixProductOperator:
         """``from_tensors(tensors, validate=False)``, kept for old callers."""
         obj = cls.__new__(cls)
-        obj._tensors = [_frozen(t) for t in tensors]
+        obj._tensors = [frozen(t) for t in tensors]
         return obj
 
     # ------------------------------------------------------------------ construction

@@ -52,7 +52,7 @@ from ..errors import NormRangeError
 from ..io import load_arrays, register_loader, save_arrays
 from . import canonical, compress, gates, measure, overlap, sampling
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import frozen as _frozen
+from .chain import frozen
 
 __all__ = ["MatrixProductState", "MPS"]
 
@@ -113,7 +113,7 @@ class MatrixProductState(TensorChain):
             arrays = [a.copy() for a in arrays]
         check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
         dtype = np.result_type(*arrays)
-        self._tensors = [_frozen(a.astype(dtype, copy=False)) for a in arrays]
+        self._tensors = [frozen(a.astype(dtype, copy=False)) for a in arrays]
         self._left, self._right = 0, len(arrays)
 
     @classmethod
@@ -170,7 +170,7 @@ class MatrixProductState(TensorChain):
     ) -> MatrixProductState:
         """Wrap tensors without checks: ``from_tensors(..., validate=False)``, kept for old callers."""
         obj = cls.__new__(cls)
-        obj._tensors = [_frozen(t) for t in tensors]
+        obj._tensors = [frozen(t) for t in tensors]
         obj._left = left
         obj._right = len(tensors) if right is None else right
         return obj
@@ -386,7 +386,7 @@ class MatrixProductState(TensorChain):
             )
         dtype = check_dtype("tensor.dtype", np.result_type(self.dtype, new.dtype))
         if dtype != self.dtype:
-            self._tensors = [_frozen(t.astype(dtype)) for t in self._tensors]
+            self._tensors = [frozen(t.astype(dtype)) for t in self._tensors]
         self._set_site(i, new.astype(dtype, copy=False), keeps_isometry=False)
 
     @property
@@ -421,13 +421,13 @@ class MatrixProductState(TensorChain):
     # ------------------------------------------------------------------ internal mutation
 
     def _set_site(self, i: int, tensor: np.ndarray, *, keeps_isometry: bool) -> None:
-        self._tensors[i] = _frozen(tensor)
+        self._tensors[i] = frozen(tensor)
         if not keeps_isometry:
             self._left = min(self._left, i)
             self._right = max(self._right, i + 1)
 
     def _replace_tensors(self, tensors: list[np.ndarray], *, left: int, right: int) -> None:
-        self._tensors = [_frozen(t) for t in tensors]
+        self._tensors = [frozen(t) for t in tensors]
         self._left, self._right = left, right
 
     def adopt_canonical_range(self, left: int, right: int, atol: float = 1e-10) -> bool:

@@ -74,7 +74,7 @@ from ..core.validate import (
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
-from ..mps.chain import frozen as _frozen
+from ..mps.chain import frozen
 from ..mps.compress import TruncationReport
 from ..mps.measure import log_base
 from . import canonical, compress, measure, network, sampling
@@ -162,7 +162,7 @@ class TreeTensorNetwork:
         _check_shapes(tree, full)
         dtype = np.result_type(*arrays)
         self._tree = tree
-        self._tensors = [None if t is None else _frozen(t.astype(dtype, copy=False)) for t in full]
+        self._tensors = [None if t is None else frozen(t.astype(dtype, copy=False)) for t in full]
         self._iso: list[int | None] = [None] * tree.n_nodes
 
     @classmethod
@@ -170,7 +170,7 @@ class TreeTensorNetwork:
         """Wrap already-validated tensors (indexed by node) without checks (internal)."""
         obj = cls.__new__(cls)
         obj._tree = tree
-        obj._tensors = [None if t is None else _frozen(t) for t in tensors]
+        obj._tensors = [None if t is None else frozen(t) for t in tensors]
         obj._iso = list(iso) if iso is not None else [None] * tree.n_nodes
         return obj
 
@@ -452,7 +452,7 @@ class TreeTensorNetwork:
         node = self._tree.root if node is None else self._internal("node", node)
         tensors = list(self._tensors)
         if canonical.move_center(tensors, self._iso, self._tree, node):
-            self._tensors = [None if t is None else _frozen(t) for t in tensors]
+            self._tensors = [None if t is None else frozen(t) for t in tensors]
         return self
 
     def canonicalize(self, node: int | None = None) -> TreeTensorNetwork:
@@ -516,7 +516,7 @@ class TreeTensorNetwork:
         tensors = list(self._tensors)
         spread_log_scale(tensors, nodes, 1.0, -log_norm)
         for v in nodes:
-            self._tensors[v] = _frozen(tensors[v])
+            self._tensors[v] = frozen(tensors[v])
         return self
 
     def normalized(self) -> TreeTensorNetwork:
