@@ -643,7 +643,7 @@ class MPSBornMachine(BornMachineBase):
         model.mps_ = MatrixProductState(tensors)
         claimed = meta.get("canonical_range")
         if claimed is not None and claimed.shape == (2,) and claimed.dtype.kind in "iu":
-            model.mps_._adopt_verified_canonical_range(int(claimed[0]), int(claimed[1]))
+            model.mps_.adopt_canonical_range(int(claimed[0]), int(claimed[1]))
         if tuple(model.mps_.phys_dims) != tuple(int(d) for d in n_categories):
             raise SchemaError(f"{str(path)!r}: site dimensions {model.mps_.phys_dims} disagree with n_categories.")
         model.n_categories_ = n_categories

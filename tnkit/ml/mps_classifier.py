@@ -998,7 +998,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         """
         check_is_fitted(self)
         psi = _as_mps(self.tensors_, self.label_site_)
-        psi._adopt_verified_canonical_range(self.label_site_, self.label_site_ + 1)
+        psi.adopt_canonical_range(self.label_site_, self.label_site_ + 1)
         return psi
 
     def entanglement_entropy(self) -> np.ndarray:
