@@ -341,19 +341,29 @@ def test_adam_follows_the_learning_rate_schedule(digits_small):
 
 def test_defaults_are_the_published_recipe():
     """The documented MNIST recipe is what MPSClassifier() does, with epochs chosen from the data size."""
-    from tnkit.ml.mps_classifier import ADAM_LEARNING_RATE, default_n_epochs
+    from tnkit.ml.mps_classifier import ADAM_ALPHA, ADAM_LEARNING_RATE, SWEEP_ALPHA, default_n_epochs
 
     params = MPSClassifier().get_params()
     recipe = dict(max_bond=10, solver="adam", loss="squared", learning_rate_schedule="cosine", batch_size=64,
-                  alpha=0.003, feature_map="cos-sin", n_epochs=None)
+                  alpha=None, feature_map="cos-sin", n_epochs=None)
     assert {k: params[k] for k in recipe} == recipe
     assert params["learning_rate"] is None and ADAM_LEARNING_RATE == 0.002
-    assert default_n_epochs(60000, 64) == 6  # 5,628 steps: the MNIST figure
-    assert default_n_epochs(10000, 64) == 32  # at least 5,000 steps on smaller sets
+    assert (ADAM_ALPHA, SWEEP_ALPHA) == (0.0, 0.003)
+    assert default_n_epochs(60000, 64) == 12  # 11,256 steps: the MNIST figure
+    assert default_n_epochs(10000, 64) == 71  # at least 11,000 steps on smaller sets
     assert default_n_epochs(50, 64) == 100  # capped
-    assert default_n_epochs(200000, 64) == 2  # large sets: fewer epochs, about as many steps
+    assert default_n_epochs(200000, 64) == 4  # large sets: fewer epochs, about as many steps
     for n in (5000, 10000, 30000, 60000, 200000):
-        assert 5000 <= default_n_epochs(n, 64) * -(-n // 64) < 5000 + -(-n // 64)
+        steps = -(-n // 64)
+        assert 11000 <= min(100, default_n_epochs(n, 64)) * steps < 11000 + steps or default_n_epochs(n, 64) == 100
+
+
+def test_alpha_none_resolves_by_solver(digits_small):
+    Xtr, _, ytr, _ = digits_small
+    adam = MPSClassifier(max_bond=3, n_epochs=1, random_state=0).fit(Xtr[:100], ytr[:100])
+    sweep = MPSClassifier(max_bond=3, solver="sweep", n_sweeps=1, random_state=0).fit(Xtr[:100], ytr[:100])
+    given = MPSClassifier(max_bond=3, n_epochs=1, alpha=0.01, random_state=0).fit(Xtr[:100], ytr[:100])
+    assert (adam.alpha_, sweep.alpha_, given.alpha_) == (0.0, 0.003, 0.01)
 
 
 def test_fit_records_the_epochs_it_chose(digits_small):

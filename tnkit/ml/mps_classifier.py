@@ -66,7 +66,7 @@ from .optim import (
 )
 
 __all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients",
-           "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS"]
+           "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS", "ADAM_ALPHA", "SWEEP_ALPHA"]
 
 SOLVERS = ("sweep", "adam")
 
@@ -75,19 +75,22 @@ ADAM_LEARNING_RATE = 0.002
 
 #: Optimiser steps of the default schedule: ``n_epochs=None`` runs
 #: ``ceil(ADAM_STEPS / steps_per_epoch)`` epochs, at most :data:`ADAM_MAX_EPOCHS`.
-ADAM_STEPS = 5000
+ADAM_STEPS = 11000
 ADAM_MAX_EPOCHS = 100
+
+#: ``alpha=None`` (the default) resolves to these: no L2 term for Adam, whose loss sees only
+#: the output direction (an L2 term then only shrinks the tensors, which made long runs
+#: collapse), and 0.003 for sweeps, where it keeps the rank of each updated pair low.
+ADAM_ALPHA = 0.0
+SWEEP_ALPHA = 0.003
 
 
 def default_n_epochs(n_samples: int, batch_size: int) -> int:
     """Adam epochs ``fit`` runs when ``n_epochs=None``: the fewest giving :data:`ADAM_STEPS` steps.
 
-    The cosine schedule needs a few thousand steps to warm up, explore at its peak
-    and settle: 60,000 images get 6 epochs (5,628 steps of 64, the MNIST figures),
-    10,000 images 32 (5,024 steps, about the same time); small sets are capped at
-    :data:`ADAM_MAX_EPOCHS`. The number of steps is also kept near what was measured
-    to be stable: with the default ``alpha``, 12 epochs of 60,000 images (11,256 steps)
-    collapsed in two of three seeds after about 8,000 steps.
+    The cosine schedule needs thousands of steps to warm up, explore at its peak and
+    settle: 60,000 images get 12 epochs (11,256 steps of 64, the MNIST figures),
+    10,000 images 71; small sets are capped at :data:`ADAM_MAX_EPOCHS`.
     """
     steps_per_epoch = -(-n_samples // batch_size)
     return int(min(ADAM_MAX_EPOCHS, -(-ADAM_STEPS // steps_per_epoch)))
@@ -816,12 +819,14 @@ class MPSClassifier(TensorNetworkClassifierBase):
         Sweeps per ``fit`` (``solver="sweep"``; each one pass across the chain).
     local_steps : int
         CG or gradient steps on each merged tensor (sweeps).
-    alpha : float
-        L2 (ridge) regularisation, default 0.003: of all tensors with Adam (the
-        published MNIST runs), of the local least-squares problems in sweeps (outputs
-        there have root-mean-square norm 1), where it keeps the rank of the updated
-        pair low so the SVD split loses little (digits, bond 20: ``alpha=0`` let the
-        second sweep fall from 0.97 to 0.72 training accuracy, 0.003 reached 0.999).
+    alpha : float or None
+        L2 (ridge) regularisation. None (default) resolves by solver (stored in
+        ``alpha_``): 0 for Adam (:data:`ADAM_ALPHA`; its loss sees only the output
+        direction, so an L2 term only shrinks the tensors, and long runs with 0.003
+        collapsed), 0.003 for sweeps (:data:`SWEEP_ALPHA`), where it regularises the
+        local least-squares problems and keeps the rank of the updated pair low so the
+        SVD split loses little (digits, bond 20: ``alpha=0`` let the second sweep fall
+        from 0.97 to 0.72 training accuracy, 0.003 reached 0.999).
     learning_rate : float or None
         Adam's peak step (None: :data:`ADAM_LEARNING_RATE` = 0.002; 0.003 diverged on
         60,000 MNIST images, 0.006 was too large on 10,000), or the first trial step
@@ -865,6 +870,8 @@ class MPSClassifier(TensorNetworkClassifierBase):
         (and ``learning_rate`` for Adam).
     n_epochs_ : int
         Adam epochs of the last ``fit`` (``solver="adam"``).
+    alpha_ : float
+        The L2 regularisation the last ``fit`` used (``alpha``, or its solver's default).
 
     Examples
     --------
@@ -889,7 +896,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         solver: str = "adam",
         n_sweeps: int = 4,
         local_steps: int = 4,
-        alpha: float = 0.003,
+        alpha: float | None = None,
         learning_rate: float | None = None,
         learning_rate_schedule: str = "cosine",
         temperature: float = 10.0,
@@ -933,7 +940,8 @@ class MPSClassifier(TensorNetworkClassifierBase):
             check_int(name, getattr(self, name), minimum=1)
         if self.n_epochs is not None:
             check_int("n_epochs", self.n_epochs, minimum=1)
-        check_number("alpha", self.alpha, positive=False)
+        if self.alpha is not None:
+            check_number("alpha", self.alpha, positive=False)
         check_number("temperature", self.temperature)
         check_number("init_noise", self.init_noise, positive=False)
         if self.learning_rate is not None:
@@ -951,11 +959,13 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.tensors_, self.label_site_ = tensors, label_site
 
     def _train(self, phi, Y, n_iter, rng):
+        default_alpha = SWEEP_ALPHA if self.solver == "sweep" else ADAM_ALPHA
+        self.alpha_ = default_alpha if self.alpha is None else self.alpha
         if self.solver == "sweep":
             self.tensors_, self.label_site_, history = sweep_fit(
                 self.tensors_, self.label_site_, phi, Y,
                 n_sweeps=n_iter or self.n_sweeps, max_bond=self.max_bond, cutoff=self.cutoff,
-                loss=self.loss, local_steps=self.local_steps, alpha=self.alpha,
+                loss=self.loss, local_steps=self.local_steps, alpha=self.alpha_,
                 learning_rate=1.0 if self.learning_rate is None else self.learning_rate,
                 temperature=self.temperature, local_solver=self.local_solver, verbose=self.verbose,
             )
@@ -964,7 +974,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.tensors_, history = adam_fit(
             self.tensors_, self.label_site_, phi, Y, n_epochs=self.n_epochs_, batch_size=self.batch_size,
             learning_rate=ADAM_LEARNING_RATE if self.learning_rate is None else self.learning_rate,
-            loss=self.loss, alpha=self.alpha, rng=rng, temperature=self.temperature,
+            loss=self.loss, alpha=self.alpha_, rng=rng, temperature=self.temperature,
             learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
         )
         return history
