@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from tnkit import MPS
-from tnkit.aqc import recipe
 from tnkit.aqc.cli import EXIT_TARGET_MISSED, add_parser
 from tnkit.aqc.recipe import ANSATZ_BUILDERS, GROW_CHOICES, AQCSettings, run_aqc
 from tnkit.errors import ConvergenceWarning
@@ -31,25 +30,6 @@ def _aqc(argv, capsys=None):
     """Run ``tnkit aqc ARGV`` through the subcommand's own parser; return the exit status."""
     args = _parser().parse_args(["aqc", *argv])
     return args.func(args)
-
-
-@pytest.fixture(scope="module")
-def state_file(tmp_path_factory):
-    """A saved real MPS, the kind of file ``--mps`` compiles."""
-    path = tmp_path_factory.mktemp("mps") / "state.npz"
-    MPS.random(6, 4, seed=3).normalized().save(path)
-    return path
-
-
-@pytest.fixture
-def no_work(monkeypatch):
-    """Any target simulation or compilation fails the test: errors must come before the work."""
-
-    def boom(*args, **kwargs):
-        raise AssertionError("work started before the options were checked")
-
-    monkeypatch.setattr(recipe, "_target", boom)
-    monkeypatch.setattr(recipe, "_compile", boom)
 
 
 def _usage_error(capsys, argv) -> str:

@@ -5,6 +5,8 @@ Examples::
     tnkit aqc --model xxz --n-sites 20 --delta 0.5 --time 1 --ansatz trotter --depth 3 \\
         --out xxz.qasm --report xxz.json
     tnkit aqc --mps state.npz --ansatz ran --depth 4 --out state.qasm --coupling-map linear
+    tnkit aqc --ground-state --model heisenberg --n-sites 20 --target-bond 32 --out gs.qasm
+    tnkit aqc --model xxz --n-sites 20 --time 1 --evolve tdvp --dt 0.05 --out xxz.qasm
 
 The command is a thin layer over :func:`tnkit.aqc.recipe.run_aqc`: it turns the
 options into :class:`~tnkit.aqc.recipe.AQCSettings`, refuses bad options before any
@@ -16,6 +18,7 @@ Exit status 3 means the files were written but the circuit misses
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -23,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .._argtypes import finite_float, int_in
+from .._argtypes import finite_float, int_in, positive_float
 
 __all__ = ["add_parser", "settings_from_args", "EXIT_TARGET_MISSED"]
 
@@ -39,6 +42,9 @@ _MODEL_OPTIONS = {
     "initial": "neel",
     "target_steps": 40,
 }
+
+#: Options of the time evolution: none applies to ``--ground-state``.
+_EVOLUTION_OPTIONS = ("time", "initial", "target_steps")
 
 
 def _fidelity(text: str) -> float:
@@ -106,7 +112,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
-    from .recipe import MAX_SITES, MODELS
+    from .recipe import EVOLVE_METHODS, MAX_BOND, MAX_SITES, MODELS
     from .targets import MAX_TROTTER_STEPS
 
     src = p.add_mutually_exclusive_group()
@@ -122,6 +128,14 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="a saved MPS (.npz from MPS.save) to compile instead of a model's evolution",
+    )
+    p.add_argument(
+        "--ground-state",
+        action="store_true",
+        help="target the --model chain's ground state, found by DMRG (tnkit.dmrg) with bond cap "
+        "--target-bond, instead of its time evolution; not with --mps, --time, --initial, "
+        "--target-steps, --evolve or --dt; the ansatz defaults to ran (trotter does not apply); "
+        "the report holds the DMRG energy, variance and truncation error",
     )
     model = p.add_argument_group("model options (not with --mps)")
     model.add_argument(
@@ -152,7 +166,30 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         type=int_in(1, MAX_TROTTER_STEPS),
         default=None,
         metavar="STEPS",
-        help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS} (default: 40)",
+        help=f"second-order Trotter steps simulating the target, 1 to {MAX_TROTTER_STEPS}, --evolve trotter "
+        "only (default: 40)",
+    )
+    model.add_argument(
+        "--evolve",
+        choices=EVOLVE_METHODS,
+        default=None,
+        help="how the time-evolved target is simulated: trotter (--target-steps second-order Trotter "
+        "steps of the circuit) or tdvp (two-site TDVP under the model's MPO from --initial, steps of at "
+        "most --dt, bond cap --target-bond) (default: trotter)",
+    )
+    model.add_argument(
+        "--dt",
+        type=positive_float,
+        default=None,
+        help="largest TDVP time step, > 0, --evolve tdvp only (default: 0.025)",
+    )
+    model.add_argument(
+        "--target-bond",
+        type=int_in(1, MAX_BOND),
+        default=None,
+        metavar="BOND",
+        help="bond cap of the DMRG ground state (--ground-state) or of the TDVP evolution "
+        f"(--evolve tdvp), 1 to {MAX_BOND} (default: 64)",
     )
 
 
@@ -283,14 +320,22 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise ValueError(f"{names}: model options, which do not apply to --mps")
     if "delta" in given and args.model != "xxz":
         raise ValueError(f"--delta applies to --model xxz only, not {args.model}")
+    _check_target_kind(args, given)
     model = {k: given.get(k, default) for k, default in _MODEL_OPTIONS.items()}
-    ansatz = args.ansatz or ("ran" if args.mps is not None else "trotter")
+    ansatz = args.ansatz or ("ran" if args.mps is not None or args.ground_state else "trotter")
+    defaults = {f.name: f.default for f in dataclasses.fields(AQCSettings)}
+    target = {
+        k: defaults[k] if getattr(args, k) is None else getattr(args, k)
+        for k in ("evolve", "dt", "target_bond")
+    }
     return AQCSettings(
         out=args.out,
         report=args.report,
         mps=args.mps,
         model=args.model,
         **model,
+        **target,
+        ground_state=args.ground_state,
         ansatz=ansatz,
         depth=args.depth,
         max_bond=args.max_bond,
@@ -306,6 +351,34 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed,
         progress=not args.no_progress,
     )
+
+
+def _check_target_kind(args: argparse.Namespace, given: dict[str, Any]) -> None:
+    """Refuse options that the chosen target (saved MPS, ground state, Trotter or TDVP) would ignore."""
+    target_options = [name for name in ("evolve", "dt", "target_bond") if getattr(args, name) is not None]
+    if args.mps is not None and (args.ground_state or target_options):
+        names = ", ".join(
+            ["--ground-state"] * args.ground_state + ["--" + k.replace("_", "-") for k in target_options]
+        )
+        raise ValueError(f"{names}: options that build a model's target, which do not apply to --mps")
+    if args.ground_state:
+        clash = [k for k in _EVOLUTION_OPTIONS if k in given] + [
+            k for k in ("evolve", "dt") if getattr(args, k) is not None
+        ]
+        if clash:
+            names = ", ".join("--" + k.replace("_", "-") for k in clash)
+            raise ValueError(f"{names}: time-evolution options, which do not apply to --ground-state")
+        return
+    evolve = args.evolve or "trotter"
+    if evolve == "trotter":
+        unused = [k for k in ("dt", "target_bond") if getattr(args, k) is not None]
+        if unused:
+            names = ", ".join("--" + k.replace("_", "-") for k in unused)
+            raise ValueError(
+                f"{names}: apply to --evolve tdvp (or --target-bond to --ground-state), not to trotter"
+            )
+    elif "target_steps" in given:
+        raise ValueError("--target-steps: Trotter steps, which do not apply to --evolve tdvp (use --dt)")
 
 
 def _option_error(parser: argparse.ArgumentParser, exc: Exception) -> None:

@@ -5,8 +5,9 @@
 1. checks everything that can be checked before any work (every option's type and
    range, the output paths: writable, distinct, not the input; the basis gates, by
    transpiling a small circuit; the coupling map against the qubits);
-2. builds the target: a time-evolved :class:`~tnkit.aqc.targets.SpinChain` (a model
-   of :data:`MODELS`) or a saved MPS;
+2. builds the target with a builder of :data:`TARGET_BUILDERS`: a
+   :class:`~tnkit.aqc.targets.SpinChain` (a model of :data:`MODELS`) evolved by
+   Trotter steps or by two-site TDVP, or its DMRG ground state; or loads a saved MPS;
 3. builds the ansatz with a builder of :data:`ANSATZ_BUILDERS` (or grows it, see
    :func:`~tnkit.aqc.growth.compile_growing`) and compiles it;
 4. re-simulates the emitted (and possibly transpiled) circuit independently;
@@ -57,6 +58,8 @@ __all__ = [
     "resolve_coupling_map",
     "MODELS",
     "ANSATZ_BUILDERS",
+    "TARGET_BUILDERS",
+    "EVOLVE_METHODS",
     "GROW_CHOICES",
     "MAX_DEPTH",
     "MAX_SITES",
@@ -118,7 +121,20 @@ class AQCSettings:
     mps : str or Path, optional
         A saved MPS (``MPS.save``) to compile instead of a model's time evolution.
     model : {"xxz", "heisenberg", "tfim"}
-        Spin chain evolved from ``initial`` for ``time`` (see :data:`MODELS`).
+        Spin chain evolved from ``initial`` for ``time``, or whose ground state is the
+        target (see :data:`MODELS`).
+    ground_state : bool
+        Target the model's ground state found by :func:`tnkit.dmrg` (bond cap
+        ``target_bond``) instead of its time evolution; not with ``mps``, and the
+        ``trotter`` ansatz does not apply.
+    evolve : {"trotter", "tdvp"}
+        How the time-evolved target is simulated (see :data:`EVOLVE_METHODS`):
+        ``target_steps`` second-order Trotter steps, or two-site :func:`tnkit.tdvp`
+        under the model's MPO in steps of ``dt`` with bond cap ``target_bond``.
+    dt : float
+        Largest TDVP time step, > 0: ``ceil(|time| / dt)`` equal steps cover ``time``.
+    target_bond : int
+        Bond cap of the DMRG ground state or of the TDVP evolution.
     n_sites : int
         Qubits of the chain, 2 to :data:`MAX_SITES`.
     delta, j, h : float
@@ -172,6 +188,10 @@ class AQCSettings:
     time: float = 1.0
     initial: str = "neel"
     target_steps: int = 40
+    ground_state: bool = False
+    evolve: str = "trotter"
+    dt: float = 0.025
+    target_bond: int = 64
     ansatz: str = "trotter"
     depth: int = 3
     max_bond: int = 64
@@ -189,6 +209,11 @@ class AQCSettings:
 
     def __post_init__(self) -> None:
         _check_types_and_ranges(self)
+
+    @property
+    def target_kind(self) -> str:
+        """The key of :data:`TARGET_BUILDERS` of a model target: ``"ground-state"`` or ``evolve``."""
+        return "ground-state" if self.ground_state else self.evolve
 
     @property
     def report_path(self) -> Path:
@@ -227,6 +252,25 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     check_option("model", s.model, MODELS)
     check_option("ansatz", s.ansatz, ANSATZ_BUILDERS)
     check_option("method", s.method, ("lbfgs", "sweep", "sweep+lbfgs"))
+    check_option("evolve", s.evolve, EVOLVE_METHODS)
+    if not isinstance(s.ground_state, bool):
+        raise TypeError(f"`ground_state` must be a bool, got {s.ground_state!r}.")
+    _int("target_bond", s.target_bond, 1, MAX_BOND)
+    dt = _real("dt", s.dt)
+    if dt <= 0:
+        raise ValueError(f"`dt` must be a positive time step, got {dt!r}.")
+    if s.mps is not None and (s.ground_state or s.evolve != "trotter"):
+        what = "`ground_state`" if s.ground_state else f"`evolve` {s.evolve!r}"
+        raise ValueError(f"{what} builds a model's target; it does not apply to `mps`.")
+    if s.ground_state and s.evolve != "trotter":
+        raise ValueError(
+            f"`ground_state` is found by DMRG, not evolved; `evolve` {s.evolve!r} does not apply to it."
+        )
+    if s.ground_state and s.ansatz == "trotter" and not (s.grow != "none" and s.depth == 0):
+        raise ValueError(
+            "`ansatz` 'trotter' is the circuit of a time evolution; a `ground_state` needs "
+            "'brickwall', 'staircase' or 'ran'."
+        )
     check_option("grow", s.grow, GROW_CHOICES)
     check_option("qasm_version", s.qasm_version, (2, 3))
     _int("n_sites", s.n_sites, 2, MAX_SITES)
@@ -591,27 +635,91 @@ def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None
         )
 
 
-def _target(s: AQCSettings, saved: Any) -> tuple[Any, SpinChain | None, dict[str, Any]]:
-    """``(target MPS, chain or None, the report's target entry)``."""
-    if saved is not None:
-        return saved, None, {"mps": str(s.mps), "n_sites": saved.n_sites, "max_bond": saved.max_bond_dim}
+def _model_info(s: AQCSettings, kind: str) -> dict[str, Any]:
+    return {"kind": kind, "model": s.model, "n_sites": s.n_sites, "delta": s.delta, "j": s.j, "h": s.h}
+
+
+def _trotter_target(s: AQCSettings, chain: SpinChain) -> tuple[Any, dict[str, Any]]:
     from .targets import time_evolved_state
 
-    chain = MODELS[s.model](s)
     target, evo = time_evolved_state(chain, s.time, steps=s.target_steps, initial=s.initial)
     info = {
-        "model": s.model,
-        "n_sites": s.n_sites,
-        "delta": s.delta,
-        "j": s.j,
-        "h": s.h,
         "time": s.time,
         "initial": s.initial,
+        "method": "trotter",
         "steps": evo.steps,
         "max_bond": evo.max_bond,
         "estimated_error": evo.error,
     }
-    return target, chain, info
+    return target, info
+
+
+def _tdvp_target(s: AQCSettings, chain: SpinChain) -> tuple[Any, dict[str, Any]]:
+    from ..algorithms import tdvp
+    from ..mps.mps import MatrixProductState
+    from .targets import initial_bits
+
+    n_steps = max(1, math.ceil(abs(s.time) / s.dt))
+    dt = s.time / n_steps
+    psi0 = MatrixProductState.product_state(initial_bits(s.n_sites, s.initial))
+    if dt < 0:  # backwards in time: exp(+i |t| H) = exp(-i |t| (-H))
+        res = tdvp(
+            psi0, -1.0 * chain.mpo(), dt=-dt, n_steps=n_steps, max_bond=s.target_bond, progress=s.progress
+        )
+    else:
+        res = tdvp(psi0, chain.mpo(), dt=dt, n_steps=n_steps, max_bond=s.target_bond, progress=s.progress)
+    target = res.state.normalized()
+    info = {
+        "time": s.time,
+        "initial": s.initial,
+        "method": "tdvp",
+        "steps": n_steps,
+        "dt": abs(dt),
+        "target_bond": s.target_bond,
+        "max_bond": target.max_bond_dim,
+        "truncation_error": res.total_truncation_error,
+    }
+    return target, info
+
+
+def _ground_state_target(s: AQCSettings, chain: SpinChain) -> tuple[Any, dict[str, Any]]:
+    from ..algorithms import dmrg
+
+    res = dmrg(chain.mpo(), max_bond=s.target_bond, seed=s.seed, progress=s.progress)
+    info = {
+        "target_bond": s.target_bond,
+        "max_bond": res.state.max_bond_dim,
+        "energy": res.energy,
+        "variance": res.variance,
+        "truncation_error": res.max_truncation_error,
+        "sweeps": res.n_sweeps,
+        "converged": res.converged,
+    }
+    return res.state.normalized(), info
+
+
+#: Model targets by kind (:attr:`AQCSettings.target_kind`): ``(settings, chain) ->
+#: (target MPS, the report's entries)``. ``trotter``: fine second-order Trotter steps
+#: (:func:`~tnkit.aqc.targets.time_evolved_state`); ``tdvp``: two-site
+#: :func:`tnkit.tdvp` under the chain's MPO; ``ground-state``: :func:`tnkit.dmrg`.
+TARGET_BUILDERS: dict[str, Callable[[AQCSettings, SpinChain], tuple[Any, dict[str, Any]]]] = {
+    "trotter": _trotter_target,
+    "tdvp": _tdvp_target,
+    "ground-state": _ground_state_target,
+}
+
+#: ``evolve`` values: the time-evolution builders of :data:`TARGET_BUILDERS`.
+EVOLVE_METHODS = ("trotter", "tdvp")
+
+
+def _target(s: AQCSettings, saved: Any) -> tuple[Any, SpinChain | None, dict[str, Any]]:
+    """``(target MPS, chain or None, the report's target entry)``."""
+    if saved is not None:
+        info = {"kind": "mps", "mps": str(s.mps), "n_sites": saved.n_sites, "max_bond": saved.max_bond_dim}
+        return saved, None, info
+    chain = MODELS[s.model](s)
+    target, extra = TARGET_BUILDERS[s.target_kind](s, chain)
+    return target, chain, {**_model_info(s, s.target_kind), **extra}
 
 
 def _compile(

@@ -26,7 +26,15 @@ from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._qiskit import import_qiskit
 
-__all__ = ["as_target", "SpinChain", "EvolutionReport", "time_evolved_state", "initial_circuit", "MAX_TROTTER_STEPS"]
+__all__ = [
+    "as_target",
+    "SpinChain",
+    "EvolutionReport",
+    "time_evolved_state",
+    "initial_circuit",
+    "initial_bits",
+    "MAX_TROTTER_STEPS",
+]
 
 #: Default cap on the Trotter steps of :func:`time_evolved_state` (and of
 #: :meth:`SpinChain.trotter_circuit`): past it the simulation would run for hours
@@ -128,9 +136,7 @@ class SpinChain:
                     terms.append((c, {q: op}))
         return mpo_from_terms(terms, 2, self.n_sites)
 
-    def trotter_circuit(
-        self, t: float, steps: int, *, initial: str = "neel", first_parity: int = 1
-    ) -> Any:
+    def trotter_circuit(self, t: float, steps: int, *, initial: str = "neel", first_parity: int = 1) -> Any:
         """Second-order Trotter circuit of ``exp(-i t H)`` on ``initial`` in standard gates.
 
         Groups: the bonds of parity ``first_parity`` (A), the other bonds (B) and,
@@ -183,12 +189,11 @@ class SpinChain:
             qc.rv(2 * tau * self.hx, 0.0, 2 * tau * self.hz, q)
 
 
-def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:
-    """A circuit preparing ``initial``: ``"neel"`` (``|0101...>``), ``"zeros"`` or a bit string.
+def initial_bits(n_qubits: int, initial: str = "neel") -> str:
+    """The bit string of ``initial``: ``"neel"`` (``0101...``), ``"zeros"`` or a bit string.
 
     Bit ``q`` of the string is qubit ``q``.
     """
-    qc = import_qiskit().QuantumCircuit(n_qubits)
     if initial == "neel":
         bits = "01" * (n_qubits // 2) + "0" * (n_qubits % 2)
     elif initial == "zeros":
@@ -199,6 +204,16 @@ def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:
         raise ValueError(
             f"`initial` must be 'neel', 'zeros' or a bit string of length {n_qubits}, got {initial!r}."
         )
+    return bits
+
+
+def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:
+    """A circuit preparing ``initial``: ``"neel"`` (``|0101...>``), ``"zeros"`` or a bit string.
+
+    Bit ``q`` of the string is qubit ``q``.
+    """
+    qc = import_qiskit().QuantumCircuit(n_qubits)
+    bits = initial_bits(n_qubits, initial)
     for q, bit in enumerate(bits):
         if bit == "1":
             qc.x(q)
