@@ -119,4 +119,6 @@ def progress_bar(total: int, enabled: bool | None, desc: str) -> Any:
 
 def state_from_tensors(tensors: list[np.ndarray], center: int) -> MatrixProductState:
     """Wrap site tensors produced by a sweep, in mixed canonical form about ``center``."""
-    return MatrixProductState.from_tensors(list(tensors), canonical_range=(center, center + 1), validate=False)
+    return MatrixProductState.from_tensors(
+        list(tensors), canonical_range=(center, center + 1), validate=False
+    )

@@ -56,6 +56,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -378,48 +379,54 @@ def dmrg(
             psi,
             mpo,
             refs,
-            schedule,
-            dtype,
-            method,
-            cutoff,
-            energy_tol,
-            discarded_tol,
-            eig_tol,
-            max_krylov,
-            expansion,
-            compute_variance,
-            progress,
+            _DMRGRun(
+                schedule=schedule,
+                dtype=dtype,
+                method=method,
+                cutoff=cutoff,
+                energy_tol=energy_tol,
+                discarded_tol=discarded_tol,
+                eig_tol=eig_tol,
+                max_krylov=max_krylov,
+                expansion=expansion,
+                compute_variance=compute_variance,
+                progress=progress,
+            ),
         )
 
 
-def _run(
-    psi,
-    mpo,
-    refs,
-    schedule,
-    dtype,
-    method,
-    cutoff,
-    energy_tol,
-    discarded_tol,
-    eig_tol,
-    max_krylov,
-    expansion,
-    compute_variance,
-    progress,
-) -> DMRGResult:
+@dataclass(frozen=True)
+class _DMRGRun:
+    """One DMRG run's options, checked by :func:`dmrg` (internal)."""
+
+    schedule: tuple[int, ...]
+    dtype: Any
+    method: str
+    cutoff: float
+    energy_tol: float
+    discarded_tol: float
+    eig_tol: float
+    max_krylov: int
+    expansion: float
+    compute_variance: bool
+    progress: bool
+
+
+def _run(psi, mpo, refs, opts: _DMRGRun) -> DMRGResult:
     psi = psi.canonicalize(0).normalized()
-    tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
-    ws = [np.asarray(w, dtype=dtype) for w in mpo.tensors]
+    tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
+    ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
     sweeper = _Sweeper(
         tensors,
         ws,
         Environments(tensors, ws),
         [OverlapEnvironments([np.asarray(a) for a in r.normalized().tensors], tensors) for r in refs],
-        cutoff,
-        eig_tol,
-        max_krylov,
-        expansion if method == "one-site" else 0.0,  # hybrid: one-site passes only once bonds are capped
+        opts.cutoff,
+        opts.eig_tol,
+        opts.max_krylov,
+        opts.expansion
+        if opts.method == "one-site"
+        else 0.0,  # hybrid: one-site passes only once bonds are capped
     )
     n = len(tensors)
     # a pass solves n - 1 local problems and leaves the centre at the far end
@@ -429,12 +436,12 @@ def _run(
     }
     energies, errors, times = [], [], []
     converged = False
-    bar = progress_bar(len(schedule), progress, "DMRG sweeps")
+    bar = progress_bar(len(opts.schedule), opts.progress, "DMRG sweeps")
     try:
-        for k, chi in enumerate(schedule):
+        for k, chi in enumerate(opts.schedule):
             start = time.perf_counter()
             to_right = k % 2 == 0
-            kind = DMRG_METHODS[method](schedule, k)
+            kind = DMRG_METHODS[opts.method](opts.schedule, k)
             update = _UPDATES[kind]
             worst = 0.0
             for i in passes[kind][to_right]:
@@ -449,11 +456,11 @@ def _run(
                 bar.set_postfix(
                     energy=f"{energy:.10g}", bond=max(t.shape[2] for t in tensors), error=f"{worst:.1e}"
                 )
-            final = chi == schedule[-1] and k > 0 and schedule[k - 1] == chi
+            final = chi == opts.schedule[-1] and k > 0 and opts.schedule[k - 1] == chi
             if (
                 final
-                and abs(energies[-1] - energies[-2]) <= energy_tol * max(1.0, abs(energy))
-                and abs(errors[-1] - errors[-2]) <= discarded_tol
+                and abs(energies[-1] - energies[-2]) <= opts.energy_tol * max(1.0, abs(energy))
+                and abs(errors[-1] - errors[-2]) <= opts.discarded_tol
             ):
                 converged = True
                 break
@@ -461,13 +468,13 @@ def _run(
         if bar is not None:
             bar.close()
     state = state_from_tensors(tensors, center).normalized()
-    variance = energy_variance(state, mpo, energy=energies[-1]) if compute_variance else None
+    variance = energy_variance(state, mpo, energy=energies[-1]) if opts.compute_variance else None
     return DMRGResult(
         state,
         energies[-1],
         tuple(energies),
         tuple(errors),
-        tuple(schedule[: len(energies)]),
+        tuple(opts.schedule[: len(energies)]),
         tuple(times),
         variance,
         converged,

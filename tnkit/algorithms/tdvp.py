@@ -248,60 +248,65 @@ def tdvp(
         return _evolve(
             psi,
             mpo,
-            dt,
-            n_steps,
-            method,
-            max_bond,
-            cutoff,
-            imaginary,
-            callback,
-            record_every,
-            krylov_tol,
-            progress,
-            dtype,
+            _TDVPRun(
+                dt=dt,
+                n_steps=n_steps,
+                method=method,
+                max_bond=max_bond,
+                cutoff=cutoff,
+                imaginary=imaginary,
+                callback=callback,
+                record_every=record_every,
+                krylov_tol=krylov_tol,
+                progress=progress,
+                dtype=dtype,
+            ),
         )
 
 
-def _evolve(
-    psi,
-    mpo,
-    dt,
-    n_steps,
-    method,
-    max_bond,
-    cutoff,
-    imaginary,
-    callback,
-    record_every,
-    krylov_tol,
-    progress,
-    dtype,
-) -> EvolutionResult:
+@dataclass(frozen=True)
+class _TDVPRun:
+    """One TDVP run's options, checked by :func:`tdvp` (internal)."""
+
+    dt: Any
+    n_steps: int
+    method: str
+    max_bond: Any
+    cutoff: float
+    imaginary: bool
+    callback: Any
+    record_every: int
+    krylov_tol: float
+    progress: bool
+    dtype: Any
+
+
+def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
-    tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
-    ws = [np.asarray(w, dtype=dtype) for w in mpo.tensors]
-    stepper = _Stepper(tensors, ws, Environments(tensors, ws), max_bond, cutoff, krylov_tol)
-    half_sweep = TDVP_METHODS[method]
-    factor = -dt / 2 if imaginary else -0.5j * dt
-    recorder = Recorder(callback, record_every)
+    tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
+    ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
+    stepper = _Stepper(tensors, ws, Environments(tensors, ws), opts.max_bond, opts.cutoff, opts.krylov_tol)
+    half_sweep = TDVP_METHODS[opts.method]
+    factor = -opts.dt / 2 if opts.imaginary else -0.5j * opts.dt
+    recorder = Recorder(opts.callback, opts.record_every)
     recorder.record(0, 0.0, tensors)
     errors, bonds = [], []
     elapsed = 0.0
-    bar = progress_bar(n_steps, progress, "TDVP steps")
+    bar = progress_bar(opts.n_steps, opts.progress, "TDVP steps")
     try:
-        for step in range(1, n_steps + 1):
+        for step in range(1, opts.n_steps + 1):
             start = time.perf_counter()
             errors.append(half_sweep(stepper, factor))
-            if imaginary:
+            if opts.imaginary:
                 tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
                 stepper.envs.invalidate(0)
             bonds.append(max(a.shape[2] for a in tensors))
             elapsed += time.perf_counter() - start
-            recorder.record(step, step * dt, tensors)
+            recorder.record(step, step * opts.dt, tensors)
             if bar is not None:
                 bar.update()
-                bar.set_postfix(t=f"{step * dt:.4g}", bond=bonds[-1])
+                bar.set_postfix(t=f"{step * opts.dt:.4g}", bond=bonds[-1])
     finally:
         if bar is not None:
             bar.close()
