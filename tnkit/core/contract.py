@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import opt_einsum as oe
 
+from .backend import astype, like, result_type
 from .paths import get_optimizer
 
 __all__ = [
@@ -139,13 +140,30 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
     """
     if optimize is None:
         optimize = _DEFAULT_OPTIMIZE.get()
+    dtypes = tuple(a.dtype for a in arrays)
+    if not all(isinstance(d, np.dtype) for d in dtypes):
+        arrays = _common_arrays(arrays)
+        dtypes = tuple(a.dtype for a in arrays)
     plan = _compiled_plan(
         equation,
         tuple(a.shape for a in arrays),  # numpy: tuples; torch: torch.Size, a tuple (same hash)
-        tuple(a.dtype for a in arrays),
+        dtypes,
         optimize if type(optimize) is str else _optimize_key(optimize),
     )
     return plan(arrays)
+
+
+def _common_arrays(arrays: Sequence[Any]) -> tuple[Any, ...]:
+    """Operands of one library, device and dtype, for the libraries that do not promote in ``matmul``.
+
+    numpy operands among torch (or cupy) ones, such as a gate or a local operator,
+    are copied to the device of the first non-numpy operand; dtypes are promoted as
+    numpy would (torch's ``matmul`` refuses mixed dtypes).
+    """
+    reference = next(a for a in arrays if not isinstance(a, np.ndarray))
+    arrays = tuple(like(a, reference) if isinstance(a, np.ndarray) else a for a in arrays)
+    dtype = result_type(*arrays)
+    return tuple(a if a.dtype == dtype else astype(a, dtype) for a in arrays)
 
 
 def _permute(x: Any, perm: tuple[int, ...]) -> Any:

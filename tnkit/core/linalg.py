@@ -28,10 +28,12 @@ building blocks (the Gram product runs as one BLAS ``syrk`` for real matrices).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from opt_einsum import get_symbol
 
+from .backend import eps, eye, flip, is_meta, namespace, numel, to_numpy
 from .contract import contract
 
 __all__ = [
@@ -57,7 +59,17 @@ DEFAULT_CUTOFF = 1e-20
 
 
 def peak_magnitude(a: np.ndarray) -> float:
-    """Largest ``|a_ij...|`` (0 for an empty array); no temporary array for real dtypes."""
+    """Largest ``|a_ij...|`` (0 for an empty array); no temporary array for real numpy dtypes.
+
+    Any array library; one number is read back to the host. On torch's ``meta``
+    device (shapes only, no values) the peak is taken to be 1.
+    """
+    if not isinstance(a, np.ndarray):
+        if numel(a) == 0:
+            return 0.0
+        if is_meta(a):
+            return 1.0
+        return float(abs(a).max())
     if a.size == 0:
         return 0.0
     if np.iscomplexobj(a):
@@ -71,6 +83,8 @@ def svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Uses LAPACK ``gesdd`` and falls back to the slower, more robust ``gesvd`` if it
     does not converge.
     """
+    if not isinstance(matrix, np.ndarray):
+        return _device_svd(matrix)
     try:
         return np.linalg.svd(matrix, full_matrices=False)
     except np.linalg.LinAlgError:  # pragma: no cover - rare LAPACK failure
@@ -79,14 +93,30 @@ def svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return scipy.linalg.svd(matrix, full_matrices=False, lapack_driver="gesvd")
 
 
+#: Matrices whose smaller side is at most this are factorised on the CPU when they live on a
+#: GPU: cuSOLVER's SVD of small matrices costs more in launches and synchronisations than LAPACK
+#: (benchmarks/gpu.py times both sides of this threshold; see docs/backends.md).
+SMALL_GPU_SVD = 64
+
+
+def _device_svd(matrix):
+    """Thin SVD of a torch or cupy matrix on its device; small GPU matrices go through the CPU."""
+    xp = namespace(matrix)
+    device = getattr(matrix, "device", None)
+    if getattr(device, "type", None) == "cuda" and min(matrix.shape) <= SMALL_GPU_SVD:
+        u, s, vh = xp.linalg.svd(matrix.cpu(), full_matrices=False)
+        return u.to(device), s.to(device), vh.to(device)
+    return xp.linalg.svd(matrix, full_matrices=False)
+
+
 def qr(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reduced QR: ``Q`` (m, k) with orthonormal columns, ``R`` (k, n), ``k = min(m, n)``."""
-    return np.linalg.qr(matrix, mode="reduced")
+    return namespace(matrix).linalg.qr(matrix, mode="reduced")
 
 
 def lq(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reduced LQ: ``L`` (m, k), ``Q`` (k, n) with orthonormal rows, ``k = min(m, n)``."""
-    q, r = np.linalg.qr(matrix.T, mode="reduced")
+    q, r = namespace(matrix).linalg.qr(matrix.T, mode="reduced")
     return r.T, q.T
 
 
@@ -97,8 +127,11 @@ def truncation_rank(
 
     Parameters
     ----------
-    s : numpy.ndarray, shape (r,)
-        Singular values in descending order.
+    s : array, shape (r,)
+        Singular values in descending order, of any array library (read back to
+        the host: the rank is a Python decision). On torch's ``meta`` device,
+        which holds no values, the rank is ``min(r, max_bond)`` and the
+        discarded weight ``nan``.
     max_bond : int, optional
         Largest rank kept.
     cutoff : float
@@ -111,6 +144,11 @@ def truncation_rank(
     discarded : float
         ``sum(s[k:]**2)``.
     """
+    if not isinstance(s, np.ndarray):
+        if is_meta(s):
+            r = s.shape[0]
+            return (r if max_bond is None else max(min(r, max_bond), 1)), math.nan
+        s = to_numpy(s)
     w = s * s
     r = len(s)
     k = r
@@ -172,11 +210,12 @@ def gram_factor(g: np.ndarray) -> np.ndarray:
     has the same Gram matrix. Always triangular, so it can be applied with
     :func:`apply_matrix` ``(upper=True)``.
     """
+    xp = namespace(g)
     try:
-        return np.linalg.cholesky(g).conj().T
-    except np.linalg.LinAlgError:
-        w, vecs = np.linalg.eigh(g)
-        return qr(np.sqrt(np.clip(w, 0.0, None))[:, None] * vecs.conj().T)[1]
+        return xp.linalg.cholesky(g).conj().T
+    except xp.linalg.LinAlgError:
+        w, vecs = xp.linalg.eigh(g)
+        return qr(xp.sqrt(xp.clip(w, 0.0, None))[:, None] * vecs.conj().T)[1]
 
 
 #: Smallest output dimension of an upper triangular factor that :func:`apply_matrix` splits into
@@ -265,13 +304,14 @@ def _apply_in_row_blocks(t: np.ndarray, m: np.ndarray, axis: int, blocks: int, o
 
 def _one_pass_cond(dtype: np.dtype) -> float:
     """Largest Gram condition number for which one Cholesky-QR pass is accurate enough (1e3 in double)."""
-    return _ONE_PASS_ERROR / float(np.finfo(dtype).eps)
+    return _ONE_PASS_ERROR / eps(dtype)
 
 
 def _cholesky_pass(m: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``Q = m R^-1`` with ``R = chol(g)^H``; raises ``LinAlgError`` if ``g`` is not positive definite."""
-    upper = np.linalg.cholesky(g).conj().T
-    return contract("ab,bc->ac", m, np.linalg.inv(upper)), upper
+    xp = namespace(g)
+    upper = xp.linalg.cholesky(g).conj().T
+    return contract("ab,bc->ac", m, xp.linalg.inv(upper)), upper
 
 
 def cholesky_factor(g: np.ndarray) -> np.ndarray | None:
@@ -281,12 +321,13 @@ def cholesky_factor(g: np.ndarray) -> np.ndarray | None:
     (one Cholesky-QR pass; in single precision one pass is never enough and ``None``
     is returned).
     """
-    w = np.linalg.eigvalsh(g)
+    xp = namespace(g)
+    w = to_numpy(xp.linalg.eigvalsh(g))
     if not (w[0] > 0 and w[-1] <= _one_pass_cond(g.dtype) * w[0]):
         return None
     try:
-        return np.linalg.cholesky(g).conj().T
-    except np.linalg.LinAlgError:  # pragma: no cover - excluded by the eigenvalues
+        return xp.linalg.cholesky(g).conj().T
+    except xp.linalg.LinAlgError:  # pragma: no cover - excluded by the eigenvalues
         return None
 
 
@@ -320,28 +361,28 @@ def tall_qr(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if rows < TALL * cols:
         return qr(m)
     limit = _one_pass_cond(m.dtype)
+    xp = namespace(m)
     try:
         g = gram(m)
-        w = np.linalg.eigvalsh(g)
+        w = to_numpy(xp.linalg.eigvalsh(g))
         if not w[-1] > 0:
             return qr(m)
         if w[0] > 0 and w[-1] <= limit * w[0]:
             return _cholesky_pass(m, g)
         well_posed = w[0] > 0 and w[-1] <= limit**2 * w[0]  # CholeskyQR2 suffices
         if not well_posed:
-            eps = float(np.finfo(m.dtype).eps)
-            shift = 11.0 * (rows * cols + cols * (cols + 1)) * eps * float(np.trace(g).real)
-            g = g + shift * np.eye(cols, dtype=g.dtype)
+            shift = 11.0 * (rows * cols + cols * (cols + 1)) * eps(m.dtype) * float(g.diagonal().sum().real)
+            g = g + shift * eye(cols, like=g)
         q, r = _cholesky_pass(m, g)
         for _ in range(1 if well_posed else 2):
             q, r2 = _cholesky_pass(q, gram(q))
             r = contract("ab,bc->ac", r2, r)
         if not well_posed:
-            error = np.abs(gram(q) - np.eye(cols)).max()
-            if error > 100 * float(np.finfo(m.dtype).eps) * cols:
+            error = peak_magnitude(gram(q) - eye(cols, like=q))
+            if error > 100 * eps(m.dtype) * cols:
                 return qr(m)
         return q, r
-    except np.linalg.LinAlgError:
+    except xp.linalg.LinAlgError:
         return qr(m)
 
 
@@ -362,7 +403,7 @@ def tall_truncated_svd(
     upper = cholesky_factor(gram(m))
     if upper is not None:
         u, s, vh, disc = truncated_svd(upper, max_bond=max_bond, cutoff=cutoff)
-        return contract("ab,bc->ac", m, np.linalg.solve(upper, u)), s, vh, disc
+        return contract("ab,bc->ac", m, namespace(m).linalg.solve(upper, u)), s, vh, disc
     q, r = tall_qr(m)
     u, s, vh, disc = truncated_svd(r, max_bond=max_bond, cutoff=cutoff)
     return contract("ab,bc->ac", q, u), s, vh, disc
@@ -400,16 +441,18 @@ def gram_truncated_svd(
     """
     rows, cols = m.shape
     if rows >= TALL * cols:
-        w, v = np.linalg.eigh(gram(m))
-        w, v = np.clip(w[::-1], 0.0, None), v[:, ::-1]
-        s = np.sqrt(w)
+        xp = namespace(m)
+        w, v = xp.linalg.eigh(gram(m))
+        w, v = xp.clip(flip(w), 0.0, None), flip(v, 1)
+        s = xp.sqrt(w)
         k, discarded = truncation_rank(s, max_bond=max_bond, cutoff=cutoff)
-        if w[0] > 0 and w[k - 1] >= _GRAM_FLOOR * float(np.finfo(m.dtype).eps) * w[0]:
+        w_host = w if isinstance(w, np.ndarray) else to_numpy(w[: max(k, 1)])
+        if w_host[0] > 0 and w_host[k - 1] >= _GRAM_FLOOR * eps(m.dtype) * w_host[0]:
             u = contract("ab,bc->ac", m, v[:, :k] / s[:k])
             try:
                 u, _ = _cholesky_pass(u, gram(u))  # restores orthogonality lost to cond(m[:, kept])**2
                 return u, s[:k], discarded
-            except np.linalg.LinAlgError:  # pragma: no cover - excluded by the eigenvalue floor
+            except xp.linalg.LinAlgError:  # pragma: no cover - excluded by the eigenvalue floor
                 pass
     u, s, _, discarded = tall_truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
     return u, s, discarded

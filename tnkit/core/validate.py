@@ -11,6 +11,7 @@ from collections.abc import Collection
 import numpy as np
 
 from ..errors import OptionError
+from .backend import all_finite, astype, library_of, numpy_dtype
 
 __all__ = [
     "check_option",
@@ -86,7 +87,11 @@ def check_cutoff(cutoff: object, name: str = "cutoff") -> float:
 
 
 def check_finite(name: str, array: np.ndarray) -> None:
-    """Raise ``ValueError`` if ``array`` holds NaN or infinity."""
+    """Raise ``ValueError`` if ``array`` (any array library) holds NaN or infinity."""
+    if not isinstance(array, np.ndarray):
+        if not all_finite(array):
+            raise ValueError(f"`{name}` must hold finite numbers, found NaN or infinity.")
+        return
     if not np.isfinite(array).all():
         bad = "NaN" if np.isnan(array).any() else "infinity"
         raise ValueError(f"`{name}` must hold finite numbers, found {bad}.")
@@ -107,7 +112,13 @@ def check_site(name: str, site: object, n_sites: int, *, what: str = "site") -> 
 
 
 def as_array(name: str, value: object, *, ndim: int | None = None) -> np.ndarray:
-    """Convert ``value`` to a numeric numpy array, checking its rank and finiteness."""
+    """Convert ``value`` to a numeric numpy array, checking its rank and finiteness.
+
+    torch tensors and cupy arrays are checked the same way and kept in their
+    library and on their device (integer and boolean ones become float64).
+    """
+    if not isinstance(value, np.ndarray) and library_of(value) in ("torch", "cupy"):
+        return _device_array(name, value, ndim)
     try:
         array = np.asarray(value)
     except Exception as exc:  # pragma: no cover - numpy raises various types
@@ -122,6 +133,21 @@ def as_array(name: str, value: object, *, ndim: int | None = None) -> np.ndarray
     return array
 
 
+def _device_array(name: str, value: object, ndim: int | None) -> object:
+    try:
+        kind = numpy_dtype(value.dtype).kind  # type: ignore[attr-defined]
+    except TypeError:
+        kind = "?"
+    if kind not in "biufc":
+        raise TypeError(f"`{name}` must hold numbers of a numpy-compatible dtype, got {value.dtype}.")  # type: ignore[attr-defined]
+    if kind in "biu":
+        value = astype(value, np.float64)
+    if ndim is not None and value.ndim != ndim:  # type: ignore[attr-defined]
+        raise ValueError(f"`{name}` must have {ndim} dimensions, got shape {tuple(value.shape)}.")  # type: ignore[attr-defined]
+    check_finite(name, value)  # type: ignore[arg-type]
+    return value
+
+
 def check_dtype(name: str, dtype: object) -> np.dtype:
     """Return ``dtype`` as a numpy dtype if it is one of :data:`ENGINE_DTYPES`.
 
@@ -130,7 +156,7 @@ def check_dtype(name: str, dtype: object) -> np.dtype:
     data are converted to float64 by :func:`as_array` before they get here.
     """
     try:
-        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        dt = numpy_dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"`{name}` must be a numpy dtype, got {dtype!r}.") from exc
     if dt not in ENGINE_DTYPES:

@@ -47,13 +47,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF, truncated_svd
 from ..core.rng import as_generator
 from ..core.threads import with_blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from . import overlap
-from .chain import format_dims
+from .chain import format_dims, placed_like
 from .compress import (
     TruncationReport,
     density_matrix_truncation,
@@ -120,6 +121,7 @@ def apply_mpo(
     max_bond = check_max_bond(max_bond)
     cutoff = check_cutoff(cutoff)
     method_fn = APPLY_METHODS[method]
+    mpo = placed_like(mpo, mps)
     options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
     result, estimate = method_fn(mpo, mps, **options)
     if not return_report:
@@ -143,6 +145,7 @@ def mpo_product(
             f"operator's output dims {format_dims(b.out_dims)}."
         )
     tensors = []
+    b = placed_like(b, a)
     for x, y in zip(a.tensors, b.tensors):
         t = contract("atub,wusv->awtsbv", x, y)
         s = t.shape
@@ -249,7 +252,7 @@ def _zipup(w, a, max_bond, cutoff):
     """Left-to-right zip-up; returns left-isometric sites (last holds the norm)."""
     n = len(a)
     relaxed_cutoff = cutoff / 10
-    carry = np.ones((1, 1, 1), dtype=np.result_type(w[0], a[0]))  # (new bond, w, psi bond)
+    carry = backend.ones((1, 1, 1), like=a[0], dtype=backend.result_type(w[0], a[0]))  # (new bond, w, psi bond)
     out, discarded = [], []
     for i in range(n):
         t = contract("xwb,wtsv,bsc->xtvc", carry, w[i], a[i])
@@ -258,7 +261,7 @@ def _zipup(w, a, max_bond, cutoff):
             out.append(t.reshape(x, tt, 1))
             break
         u, s, vh, disc = truncated_svd(t.reshape(x * tt, v * c), max_bond=max_bond, cutoff=relaxed_cutoff)
-        total = disc + float(np.dot(s, s))
+        total = disc + backend.norm2(s)
         discarded.append(disc / total if total > 0 else 0.0)
         out.append(u.reshape(x, tt, len(s)))
         carry = (s[:, None] * vh).reshape(len(s), v, c)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import lq, peak_magnitude, qr
 from ..errors import NormRangeError
@@ -110,7 +111,7 @@ def log_frobenius_norm(a: np.ndarray) -> float:
     if peak == 0.0:
         return -math.inf
     scaled = a / peak
-    return math.log(peak) + 0.5 * math.log(float(np.vdot(scaled, scaled).real))
+    return math.log(peak) + 0.5 * math.log(backend.norm2(scaled))
 
 
 def move_center(tensors: list[np.ndarray], left: int, right: int, center: int) -> tuple[int, int]:
@@ -164,13 +165,13 @@ def unit_peak(a: np.ndarray) -> np.ndarray:
 def left_isometry_error(a: np.ndarray) -> float:
     """Largest deviation of ``A^dagger A`` (over left and physical legs) from the identity."""
     g = contract("asb,asc->bc", a.conj(), a)
-    return float(np.abs(g - np.eye(g.shape[0])).max())
+    return peak_magnitude(g - backend.eye(g.shape[0], like=g))
 
 
 def right_isometry_error(a: np.ndarray) -> float:
     """Largest deviation of ``A A^dagger`` (over physical and right legs) from the identity."""
     g = contract("asb,csb->ac", a, a.conj())
-    return float(np.abs(g - np.eye(g.shape[0])).max())
+    return peak_magnitude(g - backend.eye(g.shape[0], like=g))
 
 
 def spread_log_scale(tensors: list, sites: Sequence[int], phase: complex | float, log_abs: float) -> None:
@@ -212,7 +213,7 @@ def scale_tensors(
     """
     old = tensors[site]
     if phase == 0:
-        tensors[site] = np.zeros_like(old)
+        tensors[site] = backend.namespace(old).zeros_like(old)
         return False
     if abs(log_abs) < _LOG_PEAK_RANGE[1]:
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):

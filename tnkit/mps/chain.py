@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.linalg import peak_magnitude
-from ..core.validate import check_int, check_site, inverse_scalar
+from ..core.validate import check_dtype, check_int, check_option, check_site, inverse_scalar
 from ..errors import NormRangeError
 
 __all__ = [
@@ -25,12 +26,15 @@ __all__ = [
     "check_phys_dims",
     "direct_sum",
     "format_dims",
+    "check_same_library",
+    "scalar_dtype",
+    "placed_like",
 ]
 
 
 def frozen(a: np.ndarray) -> np.ndarray:
-    """A read-only view of ``a`` (``a`` itself if already read-only)."""
-    if a.flags.writeable:
+    """A read-only view of a numpy ``a`` (``a`` itself if already read-only, or not numpy)."""
+    if isinstance(a, np.ndarray) and a.flags.writeable:
         a = a.view()
         a.flags.writeable = False
     return a
@@ -55,6 +59,34 @@ def checked_dense(dense: np.ndarray, tensors: Sequence[np.ndarray], what: str) -
         f"the entries of the dense {what} {size} the float range (the norm is beyond what one "
         "array can hold); normalise first, or use log_norm()/log_amplitudes()."
     )
+
+
+def check_same_library(name: str, arrays: Sequence[Any]) -> None:
+    """``TypeError`` naming ``name`` unless all ``arrays`` are of one array library and on one device."""
+    places = {(backend.library_of(a), backend.device_of(a)) for a in arrays}
+    if len(places) > 1:
+        listed = ", ".join(f"{lib} on {dev}" for lib, dev in sorted(places))
+        raise TypeError(
+            f"`{name}` must all be arrays of one library on one device, got {listed}; convert them "
+            "first (or convert the network with .to(...))."
+        )
+
+
+def placed_like(chain: Any, reference: Any) -> Any:
+    """``chain`` (an operator) with arrays of ``reference``'s library and device, converted once if needed.
+
+    An MPO of numpy arrays applied to a state on a GPU moves there before the
+    sweep, not one site per contraction.
+    """
+    lib, dev = reference.backend, reference.device
+    if chain.backend == lib and chain.device == dev:
+        return chain
+    return chain.to(lib, device=None if lib == "numpy" else dev)
+
+
+def scalar_dtype(dtype: Any, scalar: Any) -> np.dtype:
+    """The numpy dtype of ``scalar * tensors`` for tensors of ``dtype`` (any library's spelling)."""
+    return np.result_type(backend.numpy_dtype(dtype), np.asarray(scalar).dtype)
 
 
 def format_dims(dims: tuple[int, ...]) -> str:
@@ -95,18 +127,19 @@ def direct_sum(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[np.ndar
     Works for MPS tensors ``(Dl, d, Dr)`` and MPO tensors ``(Dl, d_out, d_in, Dr)``.
     """
     n = len(a)
-    dtype = np.result_type(*a, *b)
+    dtype = backend.result_type(*a, *b)
     if n == 1:
-        return [(a[0] + b[0]).astype(dtype)]
+        return [backend.astype(a[0] + b[0], dtype)]
     out = []
     for i, (x, y) in enumerate(zip(a, b)):
         phys = x.shape[1:-1]
+        x, y = backend.astype(x, dtype), backend.astype(y, dtype)
         if i == 0:
-            out.append(np.concatenate([x, y], axis=-1).astype(dtype))
+            out.append(backend.concatenate([x, y], axis=x.ndim - 1))
         elif i == n - 1:
-            out.append(np.concatenate([x, y], axis=0).astype(dtype))
+            out.append(backend.concatenate([x, y], axis=0))
         else:
-            z = np.zeros((x.shape[0] + y.shape[0], *phys, x.shape[-1] + y.shape[-1]), dtype=dtype)
+            z = backend.zeros((x.shape[0] + y.shape[0], *phys, x.shape[-1] + y.shape[-1]), like=x)
             z[: x.shape[0], ..., : x.shape[-1]] = x
             z[x.shape[0] :, ..., x.shape[-1] :] = y
             out.append(z)
@@ -152,13 +185,63 @@ class TensorChain:
 
     @property
     def dtype(self) -> np.dtype:
-        """Common dtype of the site tensors."""
+        """Common dtype of the site tensors (a torch dtype for torch tensors)."""
         return self._tensors[0].dtype
+
+    @property
+    def backend(self) -> str:
+        """The array library of the site tensors: ``"numpy"``, ``"torch"`` or ``"cupy"``."""
+        return backend.library_of(self._tensors[0])
+
+    @property
+    def device(self) -> str:
+        """Where the site tensors live: ``"cpu"``, ``"cuda:0"``, ``"meta"``."""
+        return backend.device_of(self._tensors[0])
 
     @property
     def num_params(self) -> int:
         """Total number of entries of the site tensors."""
-        return sum(t.size for t in self._tensors)
+        return sum(backend.numel(t) for t in self._tensors)
+
+    def to(self, library: str | None = None, *, device: Any = None, dtype: Any = None) -> Any:
+        """A copy whose site tensors are arrays of ``library`` on ``device`` in ``dtype``.
+
+        Parameters
+        ----------
+        library : {"numpy", "torch", "cupy"}, optional
+            Array library; by default the current one (to change only the device
+            or dtype). The work of every engine operation then runs there.
+        device : str or torch.device, optional
+            torch: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"meta"`` (shapes only);
+            cupy: a device number. numpy arrays live on the CPU.
+        dtype : dtype or str, optional
+            float32, float64, complex64 or complex128 (numpy or torch spelling);
+            by default the current one. A complex network cannot become real.
+
+        Returns
+        -------
+        A network of the same type and canonical bookkeeping; tensors already in
+        place are shared, not copied.
+
+        Raises
+        ------
+        ImportError
+            If the library is not installed (torch comes with the ``llm`` extra).
+        """
+        library = self.backend if library is None else library
+        check_option("library", library, backend.LIBRARIES)
+        if dtype is not None:
+            dtype = check_dtype("dtype", dtype)
+            if backend.is_complex(self.dtype) and dtype.kind != "c":
+                raise ValueError(
+                    f"`dtype`: a complex {type(self).__name__} cannot become {dtype} (the imaginary parts "
+                    "would be dropped); convert a real one, or take real parts of the tensors yourself."
+                )
+        tensors = [backend.convert(t, library, device=device, dtype=dtype) for t in self._tensors]
+        return self._with_tensors(tensors)
+
+    def _with_tensors(self, tensors: list[Any]) -> Any:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
 
     # Algebra shared by states and operators; subclasses define ``__mul__`` and ``__add__``.
 

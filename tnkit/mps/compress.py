@@ -33,11 +33,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
-from ..core.linalg import peak_magnitude, truncated_svd, truncation_rank
+from ..core.linalg import peak_magnitude, qr, truncated_svd, truncation_rank
 from .canonical import checked_receiver, move_center, unit_peak
 
 __all__ = [
@@ -128,7 +130,7 @@ def svd_sweep(
     """
     n = len(tensors)
     discarded = [0.0] * (n - 1)
-    svals: list[np.ndarray] = [np.ones(1)] * (n - 1)
+    svals: list[np.ndarray] = [backend.ones((1,), like=tensors[0], dtype=np.float64)] * (n - 1)
     if direction == "right":
         for i in range(n - 1):
             dl, d, dr = tensors[i].shape
@@ -212,13 +214,18 @@ def svd_compress(
     return tensors, bookkeeping, report
 
 
-def _norm2(a: np.ndarray) -> float:
-    return float(np.vdot(a, a).real)
+_norm2 = backend.norm2
 
 
-def identity_mpo_tensors(phys_dims: Sequence[int], dtype=np.float64) -> list[np.ndarray]:
-    """Bond-1 MPO tensors ``(1, d, d, 1)`` of the identity."""
-    return [np.eye(d, dtype=dtype).reshape(1, d, d, 1) for d in phys_dims]
+def identity_mpo_tensors(phys_dims: Sequence[int], dtype: Any = None, *, like: Any = None) -> list[np.ndarray]:
+    """Bond-1 MPO tensors ``(1, d, d, 1)`` of the identity.
+
+    In ``like``'s array library, device and dtype when given (``dtype`` overrides
+    it), else numpy arrays of ``dtype`` (default float64).
+    """
+    if like is None:
+        like = np.ones(0, dtype=np.float64 if dtype is None else dtype)
+    return [backend.eye(d, like=like, dtype=dtype).reshape(1, d, d, 1) for d in phys_dims]
 
 
 # ------------------------------------------------------------------ variational fitting
@@ -268,12 +275,12 @@ def fit_compress(
     """
     n = len(target)
     if mpo is None:
-        mpo = identity_mpo_tensors([t.shape[1] for t in target], dtype=target[0].dtype)
+        mpo = identity_mpo_tensors([t.shape[1] for t in target], like=target[0])
     x = list(guess)
     if n == 1:
         x[0] = contract("wtsv,bsc->btc", mpo[0], target[0])  # all bonds have size 1
         return x, _fit_report(_norm2(x[0]), target_norm2, (), x, sweeps=0)
-    one = np.ones((1, 1, 1))
+    one = backend.ones((1, 1, 1), like=target[0])
     right_env: list[np.ndarray | None] = [None] * (n + 1)
     left_env: list[np.ndarray | None] = [None] * (n + 1)
     right_env[n], left_env[0] = one, one
@@ -374,14 +381,14 @@ def density_matrix_truncation(
     """
     n = len(target)
     if mpo is None:
-        mpo = identity_mpo_tensors([t.shape[1] for t in target], dtype=target[0].dtype)
-    right: list[np.ndarray] = [np.ones((1, 1, 1, 1))] * (n + 1)
+        mpo = identity_mpo_tensors([t.shape[1] for t in target], like=target[0])
+    right: list[np.ndarray] = [backend.ones((1, 1, 1, 1), like=target[0])] * (n + 1)
     for i in range(n - 1, 0, -1):  # rescaled each step: only their shape of rho matters
         env = contract(_DM_RIGHT, target[i], mpo[i], right[i + 1], target[i].conj(), mpo[i].conj())
         right[i] = unit_peak(env)
     out, discarded = [], []
     kept_fraction = 1.0
-    left = np.ones((1, 1, 1), dtype=np.result_type(mpo[0], target[0]))  # (new bond, t bond, W bond)
+    left = backend.ones((1, 1, 1), like=target[0], dtype=backend.result_type(mpo[0], target[0]))  # (new, t, W)
     for i in range(n):
         ket = contract(_DM_KET, left, target[i], mpo[i])
         k, t, _, _ = ket.shape
@@ -389,9 +396,10 @@ def density_matrix_truncation(
             out.append(ket.reshape(k, t, 1))
             break
         rho = contract(_DM_RHO, ket, right[i + 1], ket.conj()).reshape(k * t, k * t)
-        evals, evecs = np.linalg.eigh((rho + rho.conj().T) / 2)
-        evals, evecs = np.clip(evals[::-1], 0, None), evecs[:, ::-1]
-        keep, disc = truncation_rank(np.sqrt(evals), max_bond=max_bond, cutoff=max(cutoff, DM_WEIGHT_FLOOR))
+        xp = backend.namespace(rho)
+        evals, evecs = xp.linalg.eigh((rho + rho.conj().T) / 2)
+        evals, evecs = xp.clip(backend.flip(evals), 0, None), backend.flip(evecs, 1)
+        keep, disc = truncation_rank(xp.sqrt(evals), max_bond=max_bond, cutoff=max(cutoff, DM_WEIGHT_FLOOR))
         trace = float(evals.sum())
         local = disc / trace if trace > 0 else 0.0
         discarded.append(local * kept_fraction)  # relative to the untruncated norm
@@ -448,22 +456,23 @@ def randomized_truncation(
     """
     n = len(target)
     if mpo is None:
-        mpo = identity_mpo_tensors([t.shape[1] for t in target], dtype=target[0].dtype)
-    dtype = np.result_type(target[0], mpo[0])
-    complex_out = np.issubdtype(dtype, np.complexfloating)
-    sketches = [np.ones((max_bond, 1, 1), dtype=dtype)]
+        mpo = identity_mpo_tensors([t.shape[1] for t in target], like=target[0])
+    dtype = backend.result_type(target[0], mpo[0])
+    complex_out = backend.is_complex(dtype)
+    sketches = [backend.ones((max_bond, 1, 1), like=target[0], dtype=dtype)]
     for i in range(n - 1):
         omega = rng.standard_normal((max_bond, mpo[i].shape[1]))
         if complex_out:
             omega = omega + 1j * rng.standard_normal(omega.shape)
+        omega = backend.like(omega, target[0], dtype=dtype)  # drawn on the host: same sketch everywhere
         sketch = contract(_SRC_SKETCH, sketches[i], target[i], mpo[i], omega)
         sketches.append(unit_peak(sketch))  # only the span matters: rescale against overflow
-    right = np.ones((1, 1, 1), dtype=dtype)
+    right = backend.ones((1, 1, 1), like=target[0], dtype=dtype)
     out: list[np.ndarray] = [None] * n  # type: ignore[list-item]
     for i in range(n - 1, 0, -1):
         rows = contract(_SRC_RANGE, sketches[i], target[i], mpo[i], right)
         r, t, c = rows.shape
-        q, _ = np.linalg.qr(rows.reshape(r, t * c).T)  # (t c, k): basis of the sketched row space
+        q, _ = qr(rows.reshape(r, t * c).T)  # (t c, k): basis of the sketched row space
         k = q.shape[1]
         # A row e of the exact site projects to e conj(q) q^T: q^T is the new site,
         # the exact site times conj(q) the next right environment.

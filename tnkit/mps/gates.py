@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
+from ..core.linalg import peak_magnitude
 from ..core.linalg import truncated_svd
 from ..core.validate import as_array, check_site
 
@@ -65,7 +67,7 @@ def apply_gate_(
             f"shape (out_i, out_j, {di}, {dj}), got shape {np.shape(gate)}."
         )
     if i > j:  # make the first site the left one
-        i, j, g = j, i, g.transpose(1, 0, 3, 2)
+        i, j, g = j, i, backend.permute(g, (1, 0, 3, 2))
     discarded = 0.0
     # Bring site j next to i with swaps, apply, swap back.
     for k in range(j - 1, i, -1):
@@ -82,7 +84,7 @@ def _apply_one_site(mps: MatrixProductState, gate: object, i: int) -> None:
     if g.ndim != 2 or g.shape[1] != d:
         raise ValueError(f"`gate` for site {i} must be a matrix of shape (d_out, {d}), got shape {g.shape}.")
     new = contract("ts,asb->atb", g, mps.tensors[i])
-    unitary = g.shape[0] == d and np.allclose(g.conj().T @ g, np.eye(d), rtol=0, atol=1e-12)
+    unitary = g.shape[0] == d and peak_magnitude(g.conj().T @ g - backend.eye(d, like=g)) <= 1e-12
     mps._set_site(i, new, keeps_isometry=unitary)
 
 
@@ -92,7 +94,7 @@ def _apply_two_site(mps: MatrixProductState, g4: np.ndarray, i: int, max_bond, c
     theta = contract("asb,btc,uvst->auvc", tensors[i], tensors[i + 1], g4)
     dl, du, dv, dr = theta.shape
     u, s, vh, disc = truncated_svd(theta.reshape(dl * du, dv * dr), max_bond=max_bond, cutoff=cutoff)
-    total = disc + float(np.dot(s, s))
+    total = disc + backend.norm2(s)
     k = len(s)
     tensors[i] = u.reshape(dl, du, k)
     tensors[i + 1] = (s[:, None] * vh).reshape(k, dv, dr)

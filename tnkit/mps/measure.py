@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.validate import as_array, check_site
 from .canonical import centred_state, orthogonalize_left, unit_peak
@@ -66,7 +67,7 @@ def local_expectation(mps: MatrixProductState, op: object, sites: int | tuple[in
         d = mps.phys_dims[i]
         op = _one_site_operator("op", op, d)
         a = unit_peak(centred_state(mps, i).tensors[i])
-        return _real_if_close(contract("atb,ts,asb->", a.conj(), op, a)[()] / _norm2(a))
+        return _real_if_close(backend.as_host_scalar(contract("atb,ts,asb->", a.conj(), op, a)) / _norm2(a))
     i, j = (check_site("sites", s, n) for s in sites)
     if i == j:
         raise ValueError(f"`sites` must be two different sites, got {sites}.")
@@ -119,10 +120,17 @@ def correlation(
         env = _open_site(t[i], op_a)
         for k in range(i + 1, j):
             env = contract(_TRANSFER, env, t[k].conj(), t[k])
-        value = np.sum(env * _closing(t[j], op_b)) / _norm2(t[i])
+        value = _closed_sum(env, _closing(t[j], op_b)) / _norm2(t[i])
     if connected:
         value = value - local_expectation(mps, op_a, i) * local_expectation(mps, op_b, j)
     return _real_if_close(value)
+
+
+def _closed_sum(env: np.ndarray, closing: np.ndarray) -> complex | float:
+    """``sum env * closing`` as a Python number (read back from a device)."""
+    if isinstance(env, np.ndarray):
+        return np.sum(env * closing)
+    return backend.as_host_scalar((env * closing).sum())
 
 
 def _closing(a: np.ndarray, op: np.ndarray) -> np.ndarray:
@@ -141,18 +149,18 @@ def correlation_matrix(
     d = _uniform_phys_dim(mps)
     op_a = _one_site_operator("op_a", op_a, d)
     op_b = _one_site_operator("op_b", op_b, d)
-    dtype = np.result_type(mps.dtype, op_a.dtype, op_b.dtype)
+    dtype = np.result_type(backend.numpy_dtype(mps.dtype), op_a.dtype, op_b.dtype)
     out = np.empty((n, n), dtype=dtype)
     mps = centred_state(mps, 0)
     for i in range(n):
         t = list(mps.canonicalize_(i).tensors)
         t[i] = unit_peak(t[i])
         norm2 = _norm2(t[i])
-        out[i, i] = contract("atb,ts,asb->", t[i].conj(), op_a @ op_b, t[i])[()] / norm2
+        out[i, i] = backend.as_host_scalar(contract("atb,ts,asb->", t[i].conj(), op_a @ op_b, t[i])) / norm2
         env_a, env_b = _open_site(t[i], op_a), _open_site(t[i], op_b)
         for j in range(i + 1, n):
-            out[i, j] = np.sum(env_a * _closing(t[j], op_b)) / norm2
-            out[j, i] = np.sum(env_b * _closing(t[j], op_a)) / norm2
+            out[i, j] = _closed_sum(env_a, _closing(t[j], op_b)) / norm2
+            out[j, i] = _closed_sum(env_b, _closing(t[j], op_a)) / norm2
             if j < n - 1:
                 env_a = contract(_TRANSFER, env_a, t[j].conj(), t[j])
                 env_b = contract(_TRANSFER, env_b, t[j].conj(), t[j])
@@ -166,13 +174,14 @@ def correlation_matrix(
 def reduced_density_matrix(mps: MatrixProductState, sites: int | tuple[int, int]) -> np.ndarray:
     """Reduced density matrix of one site ``(d, d)`` or of two sites ``(d_i d_j, d_i d_j)``.
 
-    For two sites the first listed site is the slower index of the result.
+    For two sites the first listed site is the slower index of the result. A
+    numpy array, whatever the array library of the state.
     """
     n = mps.n_sites
     if np.ndim(sites) == 0:
         i = check_site("sites", sites, n)
         a = unit_peak(centred_state(mps, i).tensors[i])
-        rho = contract("atb,asb->ts", a, a.conj())
+        rho = backend.to_numpy(contract("atb,asb->ts", a, a.conj()))
         return rho / np.trace(rho).real
     i, j = (check_site("sites", s, n) for s in sites)
     if i == j:
@@ -187,22 +196,23 @@ def reduced_density_matrix(mps: MatrixProductState, sites: int | tuple[int, int]
         env = contract("tsxy,xua,yub->tsab", env, t[k], t[k].conj())
     rho4 = contract("tsxy,xua,yva->tusv", env, t[j], t[j].conj())
     if swap:
-        rho4 = rho4.transpose(1, 0, 3, 2)
+        rho4 = backend.permute(rho4, (1, 0, 3, 2))
     d1, d2 = rho4.shape[0], rho4.shape[1]
-    rho = rho4.reshape(d1 * d2, d1 * d2)
+    rho = backend.to_numpy(rho4.reshape(d1 * d2, d1 * d2))
     return rho / np.trace(rho).real
 
 
 def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarray | list[np.ndarray]:
     """Normalised Schmidt coefficients across ``bond`` (between sites ``bond`` and ``bond+1``).
 
-    With ``bond=None``, a list over every bond from one SVD sweep.
+    With ``bond=None``, a list over every bond from one SVD sweep. numpy arrays,
+    whatever the array library of the state.
     """
     n = mps.n_sites
     if bond is not None:
         b = check_site("bond", bond, n - 1, what="bond") if n > 1 else _no_bonds()
         a = unit_peak(centred_state(mps, b).tensors[b])
-        s = np.linalg.svd(a.reshape(-1, a.shape[2]), compute_uv=False)
+        s = _singular_values(a.reshape(-1, a.shape[2]))
         return s / np.linalg.norm(s)
     if n == 1:
         return []
@@ -212,8 +222,15 @@ def schmidt_values(mps: MatrixProductState, bond: int | None = None) -> np.ndarr
     mps = centred_state(mps, 0)
     tensors = list(mps.tensors)
     tensors[0] = unit_peak(tensors[0])  # the norm travels with R: keep it near 1
-    svals = [np.linalg.svd(orthogonalize_left(tensors, i), compute_uv=False) for i in range(n - 1)]
+    svals = [_singular_values(orthogonalize_left(tensors, i)) for i in range(n - 1)]
     return [s / np.linalg.norm(s) for s in svals]
+
+
+def _singular_values(m: np.ndarray) -> np.ndarray:
+    """Singular values of a matrix of any array library, as a numpy array."""
+    if isinstance(m, np.ndarray):
+        return np.linalg.svd(m, compute_uv=False)
+    return backend.to_numpy(backend.namespace(m).linalg.svdvals(m))
 
 
 def _no_bonds() -> int:
@@ -286,7 +303,7 @@ def mutual_information_matrix(mps: MatrixProductState) -> np.ndarray:
         for j in range(i + 1, n):
             rho4 = contract("tsxy,xua,yva->tusv", env, t[j], t[j].conj())
             d1, d2 = rho4.shape[0], rho4.shape[1]
-            rho = rho4.reshape(d1 * d2, d1 * d2)
+            rho = backend.to_numpy(rho4.reshape(d1 * d2, d1 * d2))
             out[i, j] = out[j, i] = single[i] + single[j] - _rdm_entropy(rho / np.trace(rho).real)
             if j < n - 1:
                 env = contract("tsxy,xua,yub->tsab", env, t[j], t[j].conj())
@@ -300,12 +317,11 @@ def _uniform_phys_dim(mps: MatrixProductState) -> int:
     return dims.pop()
 
 
-def _norm2(a: np.ndarray) -> float:
-    return float(np.vdot(a, a).real)
+_norm2 = backend.norm2
 
 
 def _real_if_close(value: complex | float) -> complex | float:
-    value = complex(value) if np.iscomplexobj(value) else float(value)
+    value = backend.as_host_scalar(value)
     if isinstance(value, complex) and abs(value.imag) <= 1e-13 * max(abs(value.real), 1.0):
         return value.real
     return value

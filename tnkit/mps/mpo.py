@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
@@ -43,7 +44,7 @@ from ..io import load_arrays, register_loader, save_arrays
 from . import overlap
 from .canonical import scale_tensors
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import frozen
+from .chain import check_same_library, frozen, placed_like, scalar_dtype
 from .compress import TruncationReport, svd_compress
 from .mps import MatrixProductState
 
@@ -76,11 +77,12 @@ class MatrixProductOperator(TensorChain):
         arrays = [as_tensor(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
         if not arrays:
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
+        check_same_library("tensors", arrays)
         if copy:
-            arrays = [a.copy() for a in arrays]
+            arrays = [backend.copy(a) for a in arrays]
         check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
-        dtype = np.result_type(*arrays)
-        self._tensors = [frozen(a.astype(dtype, copy=False)) for a in arrays]
+        dtype = backend.result_type(*arrays)
+        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
 
     @classmethod
     def from_tensors(cls, tensors: Sequence[Any], *, validate: bool = True) -> MatrixProductOperator:
@@ -217,6 +219,9 @@ class MatrixProductOperator(TensorChain):
         """A new MPO sharing the (read-only) site arrays."""
         return type(self)._trusted(list(self._tensors))
 
+    def _with_tensors(self, tensors: list[Any]) -> MatrixProductOperator:
+        return type(self)._trusted(tensors)
+
     # ------------------------------------------------------------------ dense
 
     def to_dense(self, *, max_size: int = 2**26) -> np.ndarray:
@@ -237,7 +242,7 @@ class MatrixProductOperator(TensorChain):
 
     def dagger(self) -> MatrixProductOperator:
         """The Hermitian adjoint."""
-        return type(self)._trusted([t.transpose(0, 2, 1, 3).conj() for t in self._tensors])
+        return type(self)._trusted([backend.permute(t, (0, 2, 1, 3)).conj() for t in self._tensors])
 
     @property
     def H(self) -> MatrixProductOperator:  # noqa: N802 - numpy-style name
@@ -248,10 +253,10 @@ class MatrixProductOperator(TensorChain):
         """``Tr O`` (square operators only)."""
         if self.out_dims != self.in_dims:
             raise ValueError(f"trace needs a square operator, got out_dims {self.out_dims} and in_dims {self.in_dims}.")
-        env = np.ones((1,))
+        env = backend.ones((1,), like=self._tensors[0])
         for w in self._tensors:
             env = contract("a,attb->b", env, w)
-        return env.reshape(-1)[0].item()
+        return backend.as_host_scalar(env)
 
     def __mul__(self, scalar: complex) -> MatrixProductOperator:
         """``scalar * W``: on site 0, or spread over the sites if site 0 cannot hold it."""
@@ -259,8 +264,8 @@ class MatrixProductOperator(TensorChain):
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale an MPO by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * W", np.result_type(self.dtype, np.asarray(scalar).dtype))
-        tensors = [t.astype(dtype, copy=False) for t in self._tensors]
+        dtype = check_dtype("the dtype of scalar * W", scalar_dtype(self.dtype, scalar))
+        tensors = [backend.astype(t, dtype) for t in self._tensors]
         phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         scale_tensors(tensors, 0, range(len(tensors)), phase, log_abs)
         return type(self)._trusted(tensors)
@@ -314,7 +319,7 @@ class MatrixProductOperator(TensorChain):
                 f"the MPO acts on dims {format_dims(self.in_dims)} -> {format_dims(self.out_dims)} but the state has "
                 f"dims {format_dims(mps.phys_dims)} on {mps.n_sites} sites."
             )
-        return overlap.log_overlap(mps.tensors, mps.tensors, self._tensors)
+        return overlap.log_overlap(mps.tensors, mps.tensors, placed_like(self, mps)._tensors)
 
     def expectation(self, mps: MatrixProductState, *, normalize: bool = True) -> complex | float:
         """``<psi|W|psi>``, divided by ``<psi|psi>`` when ``normalize``."""

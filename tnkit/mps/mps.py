@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF, peak_magnitude
 from ..core.rng import as_generator
@@ -52,7 +53,7 @@ from ..errors import NormRangeError
 from ..io import load_arrays, register_loader, save_arrays
 from . import canonical, compress, gates, measure, overlap, sampling
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import frozen
+from .chain import check_same_library, frozen, scalar_dtype
 
 __all__ = ["MatrixProductState", "MPS"]
 
@@ -109,11 +110,12 @@ class MatrixProductState(TensorChain):
         arrays = [as_tensor(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
         if not arrays:
             raise ValueError("`tensors` must hold at least one site tensor, got none.")
+        check_same_library("tensors", arrays)
         if copy:
-            arrays = [a.copy() for a in arrays]
+            arrays = [backend.copy(a) for a in arrays]
         check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
-        dtype = np.result_type(*arrays)
-        self._tensors = [frozen(a.astype(dtype, copy=False)) for a in arrays]
+        dtype = backend.result_type(*arrays)
+        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
         self._left, self._right = 0, len(arrays)
 
     @classmethod
@@ -315,12 +317,12 @@ class MatrixProductState(TensorChain):
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         if little_endian:  # site 0 is the fastest index: read the axes in reverse
-            v = v.reshape(tuple(reversed(dims))).transpose(tuple(reversed(range(len(dims)))))
+            v = backend.permute(v.reshape(tuple(reversed(dims))), tuple(reversed(range(len(dims)))))
         v = v.reshape(1, -1)
         peak = peak_magnitude(v)
         if peak > 0:  # work at unit peak: squares of entries near the float limits stay finite
             v = v / peak
-        norm2 = float(np.vdot(v, v).real)
+        norm2 = backend.norm2(v)
         n = len(dims)
         tensors = []
         discarded = []
@@ -384,10 +386,11 @@ class MatrixProductState(TensorChain):
                 f"a tensor for site {i} must keep the bonds ({old.shape[0]}, ·, {old.shape[2]}), "
                 f"got shape {new.shape}."
             )
-        dtype = check_dtype("tensor.dtype", np.result_type(self.dtype, new.dtype))
-        if dtype != self.dtype:
-            self._tensors = [frozen(t.astype(dtype)) for t in self._tensors]
-        self._set_site(i, new.astype(dtype, copy=False), keeps_isometry=False)
+        check_same_library("tensor", [self._tensors[0], new])
+        dtype = check_dtype("tensor.dtype", backend.result_type(self._tensors[0], new))
+        if dtype != backend.numpy_dtype(self.dtype):
+            self._tensors = [frozen(backend.astype(t, dtype)) for t in self._tensors]
+        self._set_site(i, backend.astype(new, dtype), keeps_isometry=False)
 
     @property
     def phys_dims(self) -> tuple[int, ...]:
@@ -417,6 +420,9 @@ class MatrixProductState(TensorChain):
     def copy(self) -> MatrixProductState:
         """A new MPS sharing the (read-only) site arrays."""
         return type(self)._trusted(list(self._tensors), self._left, self._right)
+
+    def _with_tensors(self, tensors: list[Any]) -> MatrixProductState:
+        return type(self)._trusted(tensors, self._left, self._right)
 
     # ------------------------------------------------------------------ internal mutation
 
@@ -537,7 +543,7 @@ class MatrixProductState(TensorChain):
         if centre is not None:
             t = self._tensors[centre]
             t = t / peak_magnitude(t)
-            self._set_site(centre, t / math.sqrt(float(np.vdot(t, t).real)), keeps_isometry=True)
+            self._set_site(centre, t / math.sqrt(backend.norm2(t)), keeps_isometry=True)
             return self
         tensors = list(self._tensors)
         try:  # keep the isometries: spread over the sites not tracked as such
@@ -572,9 +578,9 @@ class MatrixProductState(TensorChain):
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale an MPS by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", np.result_type(self.dtype, np.asarray(scalar).dtype))
-        out = self if dtype == self.dtype else type(self)._trusted(
-            [t.astype(dtype) for t in self._tensors], self._left, self._right
+        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        out = self if dtype == backend.numpy_dtype(self.dtype) else type(self)._trusted(
+            [backend.astype(t, dtype) for t in self._tensors], self._left, self._right
         )
         if scalar == 0:
             return _scaled(out, 0.0, 0.0)
@@ -609,7 +615,7 @@ class MatrixProductState(TensorChain):
                 v = contract("xa,asb->xsb", v, t).reshape(-1, t.shape[2])
         v = checked_dense(v.reshape(-1), self._tensors, "state vector")
         if little_endian:
-            v = v.reshape(self.phys_dims).transpose(tuple(reversed(range(self.n_sites)))).reshape(-1)
+            v = backend.permute(v.reshape(self.phys_dims), tuple(reversed(range(self.n_sites)))).reshape(-1)
         return v
 
     @with_blas_threads(_own_bond)
@@ -926,7 +932,7 @@ def _scaled(psi: MatrixProductState, phase: complex | float, log_abs: float) -> 
 
 
 def _dims_for_dense(v: np.ndarray, phys_dims: Any) -> tuple[int, ...]:
-    size = v.size
+    size = backend.numel(v)
     if np.ndim(phys_dims) == 0:
         d = check_int("phys_dims", phys_dims, minimum=2)
         n = round(math.log(size) / math.log(d)) if size > 1 else 1

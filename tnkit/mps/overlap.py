@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import peak_magnitude
 
@@ -51,10 +52,10 @@ def log_overlap(
             + "."
         )
     if mpo is None:
-        env, log_scale = _sweep(_STEP, np.ones((1, 1)), bra, ket)
+        env, log_scale = _sweep(_STEP, backend.ones((1, 1), like=ket[0]), bra, ket)
     else:
-        env, log_scale = _sweep(_STEP_MPO, np.ones((1, 1, 1)), bra, ket, mpo)
-    value = env.reshape(-1)[0]
+        env, log_scale = _sweep(_STEP_MPO, backend.ones((1, 1, 1), like=ket[0]), bra, ket, mpo)
+    value = backend.as_host_scalar(env)
     if value == 0:
         return 0.0, -math.inf
     magnitude = abs(value)
@@ -113,7 +114,7 @@ def _careful_step(
     for a in ops:
         peak = peak_magnitude(a)
         if peak == 0.0:
-            return np.zeros_like(contract(step, env, *ops)), log_scale
+            return 0 * contract(step, env, *ops), log_scale
         scaled.append(a / peak)
         log_scale += math.log(peak)
     return contract(step, env, *scaled), log_scale

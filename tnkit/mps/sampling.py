@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.rng import as_generator
 from ..core.threads import GEMM_THREAD_WORK, available_threads, blas_threads, map_on_threads
@@ -95,6 +96,9 @@ def sample(
     tensors[0] = unit_peak(tensors[0])  # the norm cancels in the conditionals
     blocks = _block_sizes(n_samples)
     streams = [np.random.default_rng(int(k)) for k in rng.integers(0, 2**63 - 1, size=len(blocks))]
+    if not isinstance(tensors[0], np.ndarray):
+        out, log_prob = _sample_on_device(tensors, blocks, streams, return_log_prob)
+        return (out, log_prob) if return_log_prob else out
     work = n_samples * max((a.size for a in tensors), default=0)  # largest per-site product
     workers = max(1, min(available_threads(), len(blocks), work // PARALLEL_SAMPLE_WORK))
     groups = _contiguous_groups(len(blocks), workers)
@@ -161,6 +165,40 @@ def _sample_blocks(
     return out, log_prob
 
 
+def _sample_on_device(
+    tensors: list, sizes: list[int], streams: list[np.random.Generator], with_log_prob: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_sample_blocks` for torch or cupy site tensors, all on their device.
+
+    The uniforms come from the same host streams as on numpy (a block's stream
+    yields its rows site after site), copied to the device once; the samples and
+    log-probabilities come back once at the end. A seed therefore gives the same
+    samples as on numpy up to ties at rounding level.
+    """
+    n, n_sites = sum(sizes), len(tensors)
+    uniforms = np.concatenate([g.random((n_sites, m)) for g, m in zip(streams, sizes)], axis=1)
+    like = tensors[0]
+    u_all = backend.like(uniforms, like, dtype=np.float64)
+    xp = backend.namespace(like)
+    rows = backend.arange(n, like=like)
+    left = backend.ones((n, 1), like=like)
+    log_prob = backend.zeros((n,), like=like, dtype=np.float64)
+    columns = []
+    for i, a in enumerate(tensors):
+        t = contract(_PREFIX, left, a)  # (n, d, right bond)
+        weights = (t * t.conj()).real.sum(axis=2) if backend.is_complex(t) else (t * t).sum(axis=2)
+        cumulative = xp.cumsum(weights, axis=1)
+        total = cumulative[:, -1]
+        s = xp.clip((cumulative < (u_all[i] * total)[:, None]).sum(axis=1), 0, a.shape[1] - 1)
+        p = weights[rows, s]
+        columns.append(s)
+        if with_log_prob:
+            log_prob = log_prob + xp.log(p / total)
+        left = t[rows, s] * (1.0 / xp.sqrt(p))[:, None]
+    configs = backend.to_numpy(xp.stack(columns, axis=1)).astype(np.intp)
+    return configs, backend.to_numpy(log_prob)
+
+
 def check_configurations(mps: MatrixProductState, configs: object) -> np.ndarray:
     """Validate an ``(n, n_sites)`` integer array of basis states for ``mps``."""
     arr = np.asarray(configs)
@@ -189,17 +227,8 @@ def check_configurations(mps: MatrixProductState, configs: object) -> np.ndarray
 def log_amplitudes(mps: MatrixProductState, configs: object) -> tuple[np.ndarray, np.ndarray]:
     """``(phase, log|psi(s)|)`` for each row of ``configs``, safe for long chains."""
     configs = check_configurations(mps, configs)
-    n = configs.shape[0]
-    rows = np.arange(n)
-    left = np.ones((n, 1), dtype=mps.dtype)
-    log_scale = np.zeros(n)
-    for i, a in enumerate(mps.tensors):
-        left = contract(_PREFIX, left, a)[rows, configs[:, i]]
-        peak = np.abs(left).max(axis=1)
-        safe = np.where(peak > 0, peak, 1.0)
-        left = left / safe[:, None]
-        log_scale += np.log(safe)
-    value = left[:, 0]
+    value, log_scale = _prefix_products(mps.tensors, configs, rescale=True)
+    value, log_scale = backend.to_numpy(value[:, 0]), backend.to_numpy(log_scale)
     magnitude = np.abs(value)
     with np.errstate(divide="ignore", invalid="ignore"):
         phase = np.where(magnitude > 0, value / np.where(magnitude > 0, magnitude, 1), 0)
@@ -210,12 +239,31 @@ def log_amplitudes(mps: MatrixProductState, configs: object) -> tuple[np.ndarray
 def amplitudes(mps: MatrixProductState, configs: object) -> np.ndarray:
     """Amplitudes ``psi(s)`` for each row ``s`` of ``configs`` (shape ``(n, n_sites)``)."""
     configs = check_configurations(mps, configs)
+    left, _ = _prefix_products(mps.tensors, configs, rescale=False)
+    return backend.to_numpy(left[:, 0])
+
+
+def _prefix_products(tensors: list, configs: np.ndarray, *, rescale: bool) -> tuple:
+    """Row vectors ``A_0[s_0] ... A_{N-1}[s_{N-1}]`` per configuration, in the tensors' library.
+
+    With ``rescale``, each step divides the rows by their largest magnitude and
+    returns the logs of those factors summed; otherwise that sum is ``None``.
+    """
+    like = tensors[0]
+    xp = backend.namespace(like)
     n = configs.shape[0]
-    rows = np.arange(n)
-    left = np.ones((n, 1), dtype=mps.dtype)
-    for i, a in enumerate(mps.tensors):
-        left = contract(_PREFIX, left, a)[rows, configs[:, i]]
-    return left[:, 0]
+    rows = backend.arange(n, like=like)
+    cfg = configs if isinstance(like, np.ndarray) else backend.like(configs, like)
+    left = backend.ones((n, 1), like=like)
+    log_scale = backend.zeros((n,), like=like, dtype=np.float64) if rescale else None
+    for i, a in enumerate(tensors):
+        left = contract(_PREFIX, left, a)[rows, cfg[:, i]]
+        if rescale:
+            peak = xp.amax(abs(left), axis=1)
+            safe = xp.where(peak > 0, peak, 1.0)
+            left = left / safe[:, None]
+            log_scale = log_scale + xp.log(safe)
+    return left, log_scale
 
 
 # --------------------------------------------------------------------------- conditionals
