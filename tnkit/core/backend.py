@@ -208,10 +208,18 @@ def like(data: Any, reference: Any, *, dtype: Any = None) -> Any:
         arr = np.asarray(data) if not hasattr(data, "device") else data
         target = dtype_of("torch", dtype if dtype is not None else arr.dtype)
         if isinstance(arr, np.ndarray):
-            return xp.as_tensor(arr, dtype=target, device=reference.device)
+            return _torch_from_numpy(arr).to(device=reference.device, dtype=target)
         return arr.to(device=reference.device, dtype=target)
     with reference.device:  # cupy
         return xp.asarray(data, dtype=dtype)
+
+
+def _torch_from_numpy(x: np.ndarray) -> Any:
+    """A CPU tensor of a numpy array: shares a writeable C-contiguous array's memory, else copies it."""
+    torch = sys.modules["torch"]
+    if not (x.flags.writeable and x.flags.c_contiguous) or x.dtype.byteorder not in "=|":
+        x = np.array(x, dtype=x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype, order="C")
+    return torch.from_numpy(x)
 
 
 def ones(shape: Sequence[int], *, like: Any, dtype: Any = None) -> Any:
@@ -266,7 +274,7 @@ def convert(x: Any, library: str, *, device: Any = None, dtype: Any = None) -> A
     if library == "torch":
         target = None if dtype is None else dtype_of("torch", dtype)
         if isinstance(x, np.ndarray):
-            t = xp.from_numpy(np.ascontiguousarray(x))
+            t = _torch_from_numpy(x)
         elif library_of(x) == "torch":
             t = x
         else:
@@ -312,9 +320,11 @@ def numel(x: Any) -> int:
 
 
 def norm2(a: Any) -> float:
-    """``sum |a|**2`` as a Python float."""
+    """``sum |a|**2`` as a Python float (1 on the ``meta`` device, whose tensors have a unit scale by convention)."""
     if isinstance(a, np.ndarray):
         return float(np.vdot(a, a).real)
+    if is_meta(a):
+        return 1.0
     flat = a.reshape(-1)
     if library_of(a) == "torch":
         return float(sys.modules["torch"].vdot(flat, flat).real)
