@@ -29,6 +29,7 @@ __all__ = [
     "check_same_library",
     "scalar_dtype",
     "placed_like",
+    "converted",
 ]
 
 
@@ -70,6 +71,24 @@ def check_same_library(name: str, arrays: Sequence[Any]) -> None:
             f"`{name}` must all be arrays of one library on one device, got {listed}; convert them "
             "first (or convert the network with .to(...))."
         )
+
+
+def converted(tensors: Sequence[Any], what: str, library: str | None, device: Any, dtype: Any) -> list[Any]:
+    """``tensors`` (``None`` entries kept) converted by :func:`tnkit.core.backend.convert`, arguments checked first.
+
+    ``library`` defaults to the tensors' own; a complex ``what`` cannot become real.
+    """
+    arrays = [t for t in tensors if t is not None]
+    library = backend.library_of(arrays[0]) if library is None else library
+    check_option("library", library, backend.LIBRARIES)
+    if dtype is not None:
+        dtype = check_dtype("dtype", dtype)
+        if backend.is_complex(arrays[0].dtype) and dtype.kind != "c":
+            raise ValueError(
+                f"`dtype`: a complex {what} cannot become {dtype} (the imaginary parts would be dropped); "
+                "convert a real one, or take real parts of the tensors yourself."
+            )
+    return [None if t is None else backend.convert(t, library, device=device, dtype=dtype) for t in tensors]
 
 
 def placed_like(chain: Any, reference: Any) -> Any:
@@ -228,17 +247,7 @@ class TensorChain:
         ImportError
             If the library is not installed (torch comes with the ``llm`` extra).
         """
-        library = self.backend if library is None else library
-        check_option("library", library, backend.LIBRARIES)
-        if dtype is not None:
-            dtype = check_dtype("dtype", dtype)
-            if backend.is_complex(self.dtype) and dtype.kind != "c":
-                raise ValueError(
-                    f"`dtype`: a complex {type(self).__name__} cannot become {dtype} (the imaginary parts "
-                    "would be dropped); convert a real one, or take real parts of the tensors yourself."
-                )
-        tensors = [backend.convert(t, library, device=device, dtype=dtype) for t in self._tensors]
-        return self._with_tensors(tensors)
+        return self._with_tensors(converted(self._tensors, type(self).__name__, library, device, dtype))
 
     def _with_tensors(self, tensors: list[Any]) -> Any:  # pragma: no cover - defined by subclasses
         raise NotImplementedError

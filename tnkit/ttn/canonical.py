@@ -32,8 +32,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
-from ..core.linalg import TALL, apply_matrix, cholesky_factor, gram, tall_qr, tall_truncated_svd
+from ..core.linalg import TALL, apply_matrix, cholesky_factor, gram, peak_magnitude, tall_qr, tall_truncated_svd
 from ..core.threads import map_on_threads
 from .threads import thread_groups
 from .tree import Tree
@@ -62,7 +63,7 @@ def axis_gram(t: np.ndarray, axis: int) -> np.ndarray:
     if axis == 0:
         flat = t.reshape(d, -1)
         return contract("ba,ca->bc", flat.conj(), flat)
-    return gram(np.moveaxis(t, axis, -1).reshape(-1, d))
+    return gram(backend.namespace(t).moveaxis(t, axis, -1).reshape(-1, d))
 
 
 def axis_of(tree: Tree, v: int, u: int) -> int:
@@ -84,11 +85,12 @@ def qr_isometry(tensors: list, tree: Tree, v: int, u: int) -> np.ndarray:
     """Replace ``T_v`` by the ``Q`` of its QR towards neighbour ``u`` and return ``R`` (upper triangular), unabsorbed."""
     ax = axis_of(tree, v, u)
     t = tensors[v]
-    moved = np.moveaxis(t, ax, -1) if ax != t.ndim - 1 else t
+    xp = backend.namespace(t)
+    moved = xp.moveaxis(t, ax, -1) if ax != t.ndim - 1 else t
     shape = moved.shape
     q, r = tall_qr(moved.reshape(-1, shape[-1]))
     q = q.reshape(shape[:-1] + (q.shape[1],))
-    tensors[v] = np.moveaxis(q, -1, ax) if ax != t.ndim - 1 else q
+    tensors[v] = xp.moveaxis(q, -1, ax) if ax != t.ndim - 1 else q
     return r
 
 
@@ -125,7 +127,7 @@ def move_center(tensors: list, iso: list, tree: Tree, center: int) -> int:
         top_of[v] = top
         branches.setdefault(top, []).append((v, target))
     work = {  # QR steps known to be due (more follow above any of them): an estimate that is 0 when all is done
-        top: sum(tensors[v].size * max(tensors[v].shape) for v, target in steps if iso[v] != target)
+        top: sum(backend.numel(tensors[v]) * max(tensors[v].shape) for v, target in steps if iso[v] != target)
         for top, steps in branches.items()
     }
     groups = thread_groups(work)
@@ -174,4 +176,4 @@ def centre_of(tree: Tree, iso: Sequence[int | None]) -> int | None:
 def isometry_error(t: np.ndarray, axis: int) -> float:
     """Largest deviation from the identity of ``T^dagger T`` contracted over every axis but ``axis``."""
     g = axis_gram(t, axis)
-    return float(np.abs(g - np.eye(g.shape[0])).max())
+    return peak_magnitude(g - backend.eye(g.shape[0], like=g))

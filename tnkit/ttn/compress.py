@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import gram_factor, gram_truncated_svd, truncated_svd
 from .canonical import apply_matrix, axis_gram, move_center
@@ -56,7 +57,7 @@ def hierarchical_svd(
         ``||array||**2``.
     """
     n_leaves = tree.n_leaves
-    norm2 = float(np.vdot(array, array).real)
+    norm2 = backend.norm2(array)
     # `labels` names the axes of the dense remainder `w` by the node they stand for
     labels: list[object] = list(range(n_leaves)) + (["out"] if has_output else [])
     w = array
@@ -68,7 +69,7 @@ def hierarchical_svd(
         kids = tree.children(v)
         pos = [labels.index(c) for c in kids]
         rest = [i for i in range(len(labels)) if i not in pos]
-        moved = w.transpose(pos + rest)
+        moved = backend.permute(w, pos + rest)
         row_shape = moved.shape[: len(pos)]
         u, s, vh, disc = truncated_svd(
             moved.reshape(int(np.prod(row_shape)), -1), max_bond=max_bond, cutoff=cutoff
@@ -81,7 +82,7 @@ def hierarchical_svd(
     order = [labels.index(c) for c in tree.children(tree.root)]
     if has_output:
         order.append(labels.index("out"))
-    tensors[tree.root] = w.transpose(order)
+    tensors[tree.root] = backend.permute(w, order)
     return tensors, [discarded[b] for b in tree.bonds], norm2
 
 
@@ -107,7 +108,7 @@ def svd_compress(
     """
     root = tree.root
     move_center(tensors, iso, tree, root)
-    norm2 = float(np.vdot(tensors[root], tensors[root]).real)
+    norm2 = backend.norm2(tensors[root])
     discarded: dict[int, float] = {}
     n_leaves = tree.n_leaves
     # centre[v]: v's centre tensor while the walk is below v; later[v]: (axis, A) products

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from opt_einsum import get_symbol
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import peak_magnitude, svd
 from ..core.validate import as_array, check_int, check_site
@@ -104,7 +105,8 @@ def _centre_on(ttn: TreeTensorNetwork, node: int) -> None:
 def reduced_density_matrix(ttn: TreeTensorNetwork, leaves: object) -> np.ndarray:
     """Reduced density matrix of one leaf ``(d, d)`` or two ``(d_a d_b, d_a d_b)``, trace one.
 
-    For two leaves the first listed is the slower index of the result.
+    For two leaves the first listed is the slower index of the result. A numpy
+    array, whatever the array library of the network.
     """
     tree = ttn.tree
     picked = _leaves_arg(leaves, tree.n_leaves)
@@ -113,7 +115,7 @@ def reduced_density_matrix(ttn: TreeTensorNetwork, leaves: object) -> np.ndarray
     _centre_on(ttn, pa)
     t = ttn._tensors
     if len(picked) == 1:
-        rho = _sandwich(t[pa], (tree.children(pa).index(a),))
+        rho = backend.to_numpy(_sandwich(t[pa], (tree.children(pa).index(a),)))
         return rho / np.trace(rho).real
     b = picked[1]
     pb = tree.parent(b)
@@ -130,7 +132,7 @@ def reduced_density_matrix(ttn: TreeTensorNetwork, leaves: object) -> np.ndarray
             x = _sandwich(t[v], (out_axis,), x, nb.index(path[k - 1]))
         rho4 = x  # (a, a', b, b')
     da, db = rho4.shape[0], rho4.shape[2]
-    rho = rho4.transpose(0, 2, 1, 3).reshape(da * db, da * db)
+    rho = backend.to_numpy(backend.permute(rho4, (0, 2, 1, 3)).reshape(da * db, da * db))
     return rho / np.trace(rho).real
 
 
@@ -155,10 +157,10 @@ def expectation(ttn: TreeTensorNetwork, op: object, leaves: object) -> complex |
 
 
 def _axis_schmidt(t: np.ndarray, axis: int) -> np.ndarray:
-    m = np.moveaxis(t, axis, -1).reshape(-1, t.shape[axis])
+    m = backend.namespace(t).moveaxis(t, axis, -1).reshape(-1, t.shape[axis])
     if m.shape[0] >= TALL * m.shape[1]:
         m = tall_qr(m)[1]  # same singular values, a small matrix
-    s = svd(m)[1]
+    s = backend.to_numpy(svd(m)[1])
     norm = np.linalg.norm(s)
     return s / norm if norm > 0 else s
 

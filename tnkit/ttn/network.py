@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from opt_einsum import get_symbol
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import apply_matrix, gram, gram_factor, peak_magnitude
 from ..core.workspace import scratch
@@ -118,7 +119,7 @@ def product_inputs(
 
 def _row_chunks(tensors: Sequence[np.ndarray | None], batch: int) -> list[slice]:
     """Near-equal slices of ``batch`` rows whose largest intermediate (``rows * size / D``) fits :data:`CHUNK_ENTRIES`."""
-    row = max((t.size // t.shape[0] for t in tensors if t is not None and t.ndim > 1), default=1)
+    row = max((math.prod(t.shape) // t.shape[0] for t in tensors if t is not None and t.ndim > 1), default=1)
     n_chunks = max(1, -(-batch * row // CHUNK_ENTRIES))
     bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -248,7 +249,7 @@ def log_overlap(
         if is_root:
             value = env.item()
             break
-        peak = float(np.abs(env).max())
+        peak = peak_magnitude(env)
         if peak == 0.0:
             return 0.0, -math.inf
         envs[v] = env / peak
@@ -287,7 +288,7 @@ def log_norm(tree: Tree, tensors: Sequence[np.ndarray | None]) -> float:
     if log_scale == -math.inf:
         return -math.inf
     m = _with_factors(tree, tensors, root, factors)
-    n2 = float(np.vdot(m, m).real)
+    n2 = backend.norm2(m)
     return -math.inf if n2 == 0.0 else log_scale + 0.5 * math.log(n2)
 
 
@@ -320,7 +321,7 @@ def _with_factors(tree: Tree, tensors: Sequence[np.ndarray | None], v: int, fact
         if c >= n_leaves:
             f = factors.pop(c)
             shape = m.shape[:axis] + (f.shape[0],) + m.shape[axis + 1:]
-            out = scratch(_NORM_SLOTS[k % 2], shape, np.result_type(f, m))
+            out = scratch(_NORM_SLOTS[k % 2], shape, np.result_type(f, m)) if isinstance(m, np.ndarray) else None
             m = apply_matrix(m, f, axis, upper=True, out=out)
             k += 1
     return m

@@ -22,6 +22,8 @@ the rule, as everywhere in tnkit.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -42,12 +44,12 @@ def node_product_work(tensors: Sequence[np.ndarray | None]) -> int:
     tensor ``T`` by a square matrix on one axis (or by itself over all axes but
     one): ``T.size * D`` multiply-adds for that axis of dimension ``D``.
     """
-    return max((t.size * max(t.shape, default=1) for t in tensors if t is not None), default=0)
+    return max((math.prod(t.shape) * max(t.shape, default=1) for t in tensors if t is not None), default=0)
 
 
 def batch_product_work(tensors: Sequence[np.ndarray | None], batch: int) -> int:
     """Multiply-adds of the largest step of a batched product-input contraction: ``batch * T.size``."""
-    return batch * max((t.size for t in tensors if t is not None), default=0)
+    return batch * max((math.prod(t.shape) for t in tensors if t is not None), default=0)
 
 
 def with_gemm_threads(work_of: Callable[..., int]) -> Callable[[F], F]:

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.rng import as_generator
@@ -74,7 +75,7 @@ from ..core.validate import (
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
-from ..mps.chain import frozen
+from ..mps.chain import check_same_library, converted, frozen, scalar_dtype
 from ..mps.compress import TruncationReport
 from ..mps.measure import log_base
 from . import canonical, compress, measure, network, sampling
@@ -156,13 +157,14 @@ class TreeTensorNetwork:
                     f"`tensors` must hold {len(nodes)} tensors (one per internal node), got {len(given)}."
                 )
         arrays = [as_tensor(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
+        check_same_library("tensors", arrays)
         if copy:
-            arrays = [a.copy() for a in arrays]
+            arrays = [backend.copy(a) for a in arrays]
         full: list = [None] * tree.n_leaves + arrays
         _check_shapes(tree, full)
-        dtype = np.result_type(*arrays)
+        dtype = backend.result_type(*arrays)
         self._tree = tree
-        self._tensors = [None if t is None else frozen(t.astype(dtype, copy=False)) for t in full]
+        self._tensors = [None if t is None else frozen(backend.astype(t, dtype)) for t in full]
         self._iso: list[int | None] = [None] * tree.n_nodes
 
     @classmethod
@@ -414,13 +416,33 @@ class TreeTensorNetwork:
 
     @property
     def dtype(self) -> np.dtype:
-        """Common dtype of the tensors."""
+        """Common dtype of the tensors (a torch dtype for torch tensors)."""
         return self._tensors[self._tree.root].dtype
+
+    @property
+    def backend(self) -> str:
+        """The array library of the tensors: ``"numpy"``, ``"torch"`` or ``"cupy"``."""
+        return backend.library_of(self._tensors[self._tree.root])
+
+    @property
+    def device(self) -> str:
+        """Where the tensors live: ``"cpu"``, ``"cuda:0"``, ``"meta"``."""
+        return backend.device_of(self._tensors[self._tree.root])
+
+    def to(self, library: str | None = None, *, device: Any = None, dtype: Any = None) -> TreeTensorNetwork:
+        """A copy whose tensors are arrays of ``library`` on ``device`` in ``dtype``.
+
+        The same conversion as :meth:`tnkit.MPS.to` (``"numpy"``, ``"torch"``,
+        ``"cupy"``; torch devices ``"cpu"``, ``"cuda"``, ``"meta"``); the
+        canonical bookkeeping is kept.
+        """
+        tensors = converted(self._tensors, type(self).__name__, library, device, dtype)
+        return type(self)._trusted(self._tree, tensors, self._iso)
 
     @property
     def num_params(self) -> int:
         """Total number of tensor entries."""
-        return sum(t.size for t in self.tensors)
+        return sum(backend.numel(t) for t in self.tensors)
 
     @property
     def center(self) -> int | None:
@@ -536,8 +558,8 @@ class TreeTensorNetwork:
             return NotImplemented
         if not np.isfinite(scalar):
             raise ValueError(f"cannot scale a TTN by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", np.result_type(self.dtype, np.asarray(scalar).dtype))
-        tensors = [None if t is None else t.astype(dtype, copy=False) for t in self._tensors]
+        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        tensors = [None if t is None else backend.astype(t, dtype) for t in self._tensors]
         c = self.center
         v = c if c is not None else self._tree.root
         phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
