@@ -140,16 +140,16 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
     """
     if optimize is None:
         optimize = _DEFAULT_OPTIMIZE.get()
-    dtypes = tuple(a.dtype for a in arrays)
-    if not all(isinstance(d, np.dtype) for d in dtypes):
-        arrays = _common_arrays(arrays)
-        dtypes = tuple(a.dtype for a in arrays)
+    key = optimize if type(optimize) is str else _optimize_key(optimize)
     plan = _compiled_plan(
         equation,
         tuple(a.shape for a in arrays),  # numpy: tuples; torch: torch.Size, a tuple (same hash)
-        dtypes,
-        optimize if type(optimize) is str else _optimize_key(optimize),
+        tuple(a.dtype for a in arrays),
+        key,
     )
+    if plan.mixed:  # decided once per plan: numpy operands pay nothing here
+        arrays = _common_arrays(arrays)
+        plan = _compiled_plan(equation, tuple(a.shape for a in arrays), tuple(a.dtype for a in arrays), key)
     return plan(arrays)
 
 
@@ -303,7 +303,9 @@ def _compiled_plan(
         largest_intermediate=largest,
         optimize=name,
     )
-    return _CompiledContraction(inputs, output, shapes, path, info)
+    numpy_dtypes = [isinstance(d, np.dtype) for d in dtypes]
+    mixed = not all(numpy_dtypes) and (any(numpy_dtypes) or len(set(dtypes)) > 1)
+    return _CompiledContraction(inputs, output, shapes, path, info, mixed)
 
 
 # --------------------------------------------------------------------------- execution
@@ -312,9 +314,12 @@ def _compiled_plan(
 class _CompiledContraction:
     """A contraction path turned into precomputed numpy calls."""
 
-    __slots__ = ("steps", "final_perm", "info")
+    __slots__ = ("steps", "final_perm", "info", "mixed")
 
-    def __init__(self, inputs, output, shapes, path, info):
+    def __init__(self, inputs, output, shapes, path, info, mixed=False):
+        # ``mixed``: operands of several libraries or dtypes that the library's matmul does not
+        # promote (torch); :func:`contract` converts them first (see :func:`_common_arrays`)
+        self.mixed = mixed
         sizes = {c: d for term, shape in zip(inputs, shapes) for c, d in zip(term, shape)}
         terms = list(inputs)
         # opt_einsum paths index a list from which operands are removed; ``live`` maps those
