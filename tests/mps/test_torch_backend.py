@@ -202,3 +202,15 @@ def test_meta_device_plans_a_bond_4096_chain():
     assert math.isnan(report.error)  # a meta tensor has no values to measure
     info = tnkit.contraction_info("xb,xsy,bsc->yc", (chi, chi), psi[12], psi[12])
     assert info.largest_intermediate == chi * 2 * chi
+
+
+def test_files_and_quimb(tmp_path):
+    psi, t = _pair(dtype=np.complex128)
+    path = t.save(tmp_path / "psi.npz")  # written as numpy arrays
+    loaded = tnkit.MPS.load(path)
+    assert loaded.backend == "numpy" and loaded.fidelity(psi) == pytest.approx(1.0, abs=1e-12)
+    pytest.importorskip("quimb")
+    q = t.to_quimb()  # quimb keeps the torch tensors
+    assert isinstance(q.tensors[0].data, torch.Tensor)
+    back = tnkit.MPS.from_quimb(q)
+    assert back.backend == "torch" and back.to("numpy").fidelity(psi) == pytest.approx(1.0, abs=1e-12)

@@ -66,3 +66,15 @@ def test_compress_and_measure(pair):
     sz = spin_operators()["Sz"]
     assert t.expectation(sz, 2) == pytest.approx(psi.expectation(sz, 2), abs=1e-12)
     np.testing.assert_allclose(t.entropies(), psi.entropies(), atol=1e-10)
+
+
+def test_amplitudes_sampling_and_chain(pair):
+    psi, t = pair
+    configs = np.random.default_rng(0).integers(0, 2, (6, 8))
+    np.testing.assert_allclose(t.amplitudes(configs), psi.amplitudes(configs), atol=1e-12)
+    np.testing.assert_allclose(t.probabilities(configs), psi.probabilities(configs), rtol=1e-10)
+    np.testing.assert_array_equal(t.sample(40, seed=2), psi.sample(40, seed=2))
+    chain = TreeTensorNetwork.random(Tree.chain(6), 2, 4, seed=1, dtype=psi.dtype)
+    mps = chain.to("torch").to_mps()
+    assert mps.backend == "torch"
+    assert mps.to("numpy").fidelity(chain.to_mps()) == pytest.approx(1.0, abs=1e-12)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core import backend
+
 __all__ = ["mps_to_quimb", "mps_from_quimb", "mpo_to_quimb", "mpo_from_quimb"]
 
 
@@ -32,7 +34,7 @@ def _strip_outer_bonds(arrays: list[np.ndarray]) -> list[np.ndarray]:
 def mps_to_quimb(mps: Any) -> Any:
     """A ``quimb.tensor.MatrixProductState`` equal to ``mps``."""
     qtn = _quimb_tensor()
-    arrays = [np.array(t) for t in mps.tensors]
+    arrays = [backend.copy(t) for t in mps.tensors]  # quimb may write its arrays; torch tensors stay torch
     if len(arrays) == 1:
         return qtn.MatrixProductState([arrays[0][0, :, 0]], shape="lrp")
     return qtn.MatrixProductState(_strip_outer_bonds(arrays), shape="lpr")
@@ -50,7 +52,9 @@ def _site_arrays(qtn_1d: Any, physical_inds: Any) -> list[np.ndarray]:
             inds.insert(0, qtn_1d.bond(i - 1, i))
         if i < n - 1:
             inds.append(qtn_1d.bond(i, i + 1))
-        data = np.asarray(qtn_1d[qtn_1d.site_tag(i)].transpose(*inds).data)
+        data = qtn_1d[qtn_1d.site_tag(i)].transpose(*inds).data
+        if backend.library_of(data) not in ("torch", "cupy"):
+            data = np.asarray(data)
         if i == 0:
             data = data[None]
         if i == n - 1:
@@ -72,7 +76,7 @@ def mps_from_quimb(qmps: Any) -> Any:
 def mpo_to_quimb(mpo: Any) -> Any:
     """A ``quimb.tensor.MatrixProductOperator`` equal to ``mpo``."""
     qtn = _quimb_tensor()
-    arrays = [np.array(t) for t in mpo.tensors]
+    arrays = [backend.copy(t) for t in mpo.tensors]
     if len(arrays) == 1:
         return qtn.MatrixProductOperator([arrays[0][0, :, :, 0]], shape="lrud")
     return qtn.MatrixProductOperator(_strip_outer_bonds(arrays), shape="ludr")

@@ -346,7 +346,7 @@ class MatrixProductOperator(TensorChain):
 
     def save(self, path: Any) -> Any:
         """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
-        return save_arrays(path, "MatrixProductOperator", list(self._tensors))
+        return save_arrays(path, "MatrixProductOperator", [backend.to_numpy(t) for t in self._tensors])
 
 
 MPO = MatrixProductOperator

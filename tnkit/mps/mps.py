@@ -837,9 +837,13 @@ class MatrixProductState(TensorChain):
         return mps_to_quimb(self)
 
     def save(self, path: Any) -> Any:
-        """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written."""
+        """Write to ``.npz`` (schema-versioned, no pickle) atomically; return the path written.
+
+        Tensors of another array library are copied to numpy for the file.
+        """
         left, right = self.canonical_range
-        return save_arrays(path, "MatrixProductState", list(self._tensors), {"canonical_range": [left, right]})
+        arrays = [backend.to_numpy(t) for t in self._tensors]
+        return save_arrays(path, "MatrixProductState", arrays, {"canonical_range": [left, right]})
 
 
 MPS = MatrixProductState

@@ -165,7 +165,9 @@ def _log_inputs_rows(
     n_leaves, root = tree.n_leaves, tree.root
     batch = features[0].shape[0]
     vecs: dict[int, np.ndarray] = {}
-    log_scale = np.zeros(batch)
+    reference = tensors[root]
+    xp = backend.namespace(reference)
+    log_scale = backend.zeros((batch,), like=reference, dtype=np.float64)
     value = None
     for v in tree.postorder():
         if v < n_leaves:
@@ -177,11 +179,12 @@ def _log_inputs_rows(
         if v == root:
             value = out
             break
-        peak = np.abs(out).max(axis=1)
+        peak = xp.amax(abs(out), axis=1)
         peak[peak == 0] = 1.0  # a zero row stays zero (log -inf at the end)
         out /= peak[:, None]
-        log_scale += np.log(peak)
+        log_scale += xp.log(peak)
         vecs[v] = out
+    value, log_scale = backend.to_numpy(value), backend.to_numpy(log_scale)  # the results, read back once
     magnitude = np.abs(value)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_abs = np.log(magnitude) + (log_scale[:, None] if value.ndim == 2 else log_scale)

@@ -606,7 +606,7 @@ class TreeTensorNetwork:
             mirror = _mirror_tensors(tree, self._tensors)
             sites = _chain_to_sites(tree.mirrored(), mirror)
             return MatrixProductState.from_tensors(
-                [s.transpose(2, 1, 0) for s in reversed(sites)], validate=False
+                [backend.permute(s, (2, 1, 0)) for s in reversed(sites)], validate=False
             )
         raise ValueError(
             f"to_mps needs a chain tree (Tree.chain({n}) or its mirror image), got {tree.to_nested()!r}."
@@ -637,9 +637,10 @@ class TreeTensorNetwork:
     def amplitudes(self, configs: Any) -> np.ndarray:
         """``psi(s)`` for each row of integer ``configs`` ``(n, n_leaves)`` (``(n, output_dim)`` with an output).
 
-        Plain values: they underflow on large trees; see :meth:`log_amplitudes`.
+        Plain values: they underflow on large trees; see :meth:`log_amplitudes`. A
+        numpy array, whatever the array library of the network.
         """
-        return self.contract_product_inputs(self._basis_features(configs))
+        return backend.to_numpy(self.contract_product_inputs(self._basis_features(configs)))
 
     def log_amplitudes(self, configs: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(phase, log|psi(s)|)`` for each row of ``configs``; safe for any number of leaves.
@@ -669,7 +670,8 @@ class TreeTensorNetwork:
     def _basis_features(self, configs: Any) -> list[np.ndarray]:
         """One-hot ``(n, d_leaf)`` features of integer ``configs`` (validated)."""
         configs = _configs(configs, self.phys_dims)
-        return [np.eye(d, dtype=self.dtype)[configs[:, leaf]] for leaf, d in enumerate(self.phys_dims)]
+        dtype = backend.numpy_dtype(self.dtype)
+        return [np.eye(d, dtype=dtype)[configs[:, leaf]] for leaf, d in enumerate(self.phys_dims)]
 
     # ------------------------------------------------------------------ truncation
 
@@ -727,8 +729,13 @@ class TreeTensorNetwork:
     def sample(
         self, n_samples: int, *, seed: object = None, return_log_prob: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Exact samples of the leaves; see :func:`tnkit.ttn.sampling.sample`."""
-        return sampling.sample(self, n_samples, seed=seed, return_log_prob=return_log_prob)
+        """Exact samples of the leaves; see :func:`tnkit.ttn.sampling.sample`.
+
+        Tree sampling runs on numpy: a network of another array library is copied
+        to the host once for it (the samples are the same for a seed).
+        """
+        network = self if self.backend == "numpy" else self.to("numpy")
+        return sampling.sample(network, n_samples, seed=seed, return_log_prob=return_log_prob)
 
     # ------------------------------------------------------------------ interop and files
 
@@ -750,7 +757,7 @@ class TreeTensorNetwork:
         from ..io import save_arrays
 
         meta = {**self._tree.to_arrays(), "iso": self.gauge}
-        return save_arrays(path, "TreeTensorNetwork", list(self.tensors), meta)
+        return save_arrays(path, "TreeTensorNetwork", [backend.to_numpy(t) for t in self.tensors], meta)
 
     @classmethod
     def load(cls, path: Any) -> TreeTensorNetwork:
@@ -985,12 +992,12 @@ def _chain_to_sites(tree: Tree, tensors: Sequence[Any]) -> list[np.ndarray]:
     sites = []
     for i, v in enumerate(spine[:-1]):
         t = tensors[v]
-        sites.append(t[None] if i == 0 else t.transpose(2, 0, 1))
+        sites.append(t[None] if i == 0 else backend.permute(t, (2, 0, 1)))
     last = tensors[spine[-1]]
     if n == 2:
         last = last[..., None]
     d1, d2, dl = last.shape
-    q, r = qr(last.transpose(2, 0, 1).reshape(dl * d1, d2))
+    q, r = qr(backend.permute(last, (2, 0, 1)).reshape(dl * d1, d2))
     sites.append(q.reshape(dl, d1, q.shape[1]))
     sites.append(r.reshape(r.shape[0], d2, 1))
     return sites
@@ -1016,5 +1023,5 @@ def _mirror_tensors(tree: Tree, tensors: Sequence[Any]) -> list:
         t = tensors[old]
         k = len(tree.children(old))
         perm = list(reversed(range(k))) + list(range(k, t.ndim))
-        out[new] = t.transpose(perm)
+        out[new] = backend.permute(t, perm)
     return out
