@@ -200,8 +200,8 @@ def case_svd(r: Runner, ks: tuple[int, ...]) -> None:
         m = torch.as_tensor(np.random.default_rng(k).standard_normal((k, k)), dtype=getattr(torch, r.dtype))
         on_device, on_cpu = m.to(r.device), m
         t = measure({
-            "device": r.synced(lambda: torch.linalg.svd(on_device, full_matrices=False)),
-            "cpu": lambda: torch.linalg.svd(on_cpu, full_matrices=False),
+            "device": r.synced(lambda m=on_device: torch.linalg.svd(m, full_matrices=False)),
+            "cpu": lambda m=on_cpu: torch.linalg.svd(m, full_matrices=False),
         }, repeats=r.repeats)
         r.reporter.emit(make_row(
             "gpu", f"svd_small_{k}", t["device"].median, "torch-cpu", t["cpu"].median,
@@ -232,26 +232,28 @@ def main(argv: list[str] | None = None) -> int:
         log("gpu benchmark skipped: torch is not installed (pip install 'tnkit[llm]').")
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        log("gpu benchmark skipped: no CUDA device; run with --device cpu to exercise the torch path on the CPU.")
+        log("gpu benchmark skipped: no CUDA device; --device cpu exercises the torch path on the CPU.")
         return 0
     reporter = Reporter(args.json, COLUMNS)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     log(
         f"gpu benchmark: tnkit {tnkit.__version__}, torch {torch.__version__} on {args.device} ({name}), "
-        f"{os.cpu_count()} CPUs, load {load_average()}, {args.dtype}, {'quick' if args.quick else 'full'} sizes"
+        f"{os.cpu_count()} CPUs, load {load_average()}, {args.dtype}, "
+        f"{'quick' if args.quick else 'full'} sizes"
     )
     runner = Runner(torch, args.device, args.dtype, args.repeats, reporter)
     freeze_gc()
     start = time.perf_counter()
-    with tnkit.core.threads.blas_threads(1):  # numpy's reference at one BLAS thread, as engine.py at --threads 1
+    with tnkit.core.threads.blas_threads(1):  # the numpy reference at one BLAS thread
         for case, run in plan(args.quick):
             if case_selected(case, args.cases):
                 log(f"[{case}] ...")
                 run(runner)
     reporter.finish(
-        f"\nratio = tnkit on torch/{args.device} / tnkit on numpy (CPU); quimb ratio = tnkit / quimb, both on "
-        f"torch/{args.device}; check = largest relative difference of the numbers compared (sample: fraction "
-        f"of differing entries); medians of {args.repeats} repeats; {time.perf_counter() - start:.0f} s."
+        f"\nratio = tnkit on torch/{args.device} / tnkit on numpy (CPU); quimb ratio = tnkit / quimb, "
+        f"both on torch/{args.device}; check = largest relative difference of the numbers compared "
+        f"(sample: fraction of differing entries); medians of {args.repeats} repeats; "
+        f"{time.perf_counter() - start:.0f} s."
     )
     return 0
 

@@ -50,7 +50,7 @@ def test_core_runs_without_torch_and_names_the_extra():
         "except ImportError as err:\n"
         "    print(err)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = _run(code)
     message = out.stdout.strip()
     assert "\n" not in message and "torch" in message and "tnkit[llm]" in message
 
@@ -61,8 +61,12 @@ def test_engine_import_does_not_import_torch():
         "psi = tnkit.MPS.random(6, 4, seed=0); psi.compress(max_bond=2); psi.sample(5, seed=1)\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == "False"
+    assert _run(code).stdout.strip() == "False"
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
 def test_torch_helpers():

@@ -47,7 +47,8 @@ def test_to_roundtrip_and_properties():
     assert all(isinstance(a, torch.Tensor) for a in t.tensors)
     assert t.canonical_range == psi.canonical_range
     back = t.to("numpy")
-    assert back.backend == "numpy" and all(np.array_equal(a, b) for a, b in zip(back.tensors, psi.tensors))
+    assert back.backend == "numpy"
+    assert all(np.array_equal(a, b) for a, b in zip(back.tensors, psi.tensors, strict=True))
     single = t.to(dtype="complex64")
     assert single.dtype == torch.complex64 and single.backend == "torch"
     with pytest.raises(ValueError, match="dtype"):
@@ -102,7 +103,8 @@ def test_from_dense_torch_vector():
     tpsi, treport = tnkit.MPS.from_dense(torch.from_numpy(v), 2, max_bond=6, return_report=True)
     assert tpsi.backend == "torch"
     assert treport.error == pytest.approx(report.error, rel=1e-9)
-    np.testing.assert_allclose(_dense(tpsi.to_dense(little_endian=True)), psi.to_dense(little_endian=True), atol=1e-12)
+    dense = psi.to_dense(little_endian=True)
+    np.testing.assert_allclose(_dense(tpsi.to_dense(little_endian=True)), dense, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -115,7 +117,8 @@ def test_measurements(dtype):
         psi.local_expectation(np.kron(sx, sz), (1, 4)), abs=1e-12
     )
     assert t.correlation(sz, sz, 0, 5) == pytest.approx(psi.correlation(sz, sz, 0, 5), abs=1e-12)
-    np.testing.assert_allclose(t.reduced_density_matrix((2, 3)), psi.reduced_density_matrix((2, 3)), atol=1e-12)
+    rho = psi.reduced_density_matrix((2, 3))
+    np.testing.assert_allclose(t.reduced_density_matrix((2, 3)), rho, atol=1e-12)
     np.testing.assert_allclose(t.entanglement_entropy(), psi.entanglement_entropy(), atol=1e-10)
     h = heisenberg_mpo(psi.n_sites)
     assert t.expectation(h) == pytest.approx(psi.expectation(h), abs=1e-12)

@@ -37,7 +37,7 @@ def test_to_and_back(pair):
     assert t.backend == "torch" and t.device == "cpu" and t.num_params == psi.num_params
     assert all(isinstance(a, torch.Tensor) for a in t.tensors if a is not None)
     back = t.to("numpy")
-    for a, b in zip(back.tensors, psi.tensors):
+    for a, b in zip(back.tensors, psi.tensors, strict=True):
         assert (a is None and b is None) or np.array_equal(a, b)
 
 

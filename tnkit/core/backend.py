@@ -76,7 +76,7 @@ def _library_of_type(cls: type) -> str:
 
 
 def library_of(x: Any) -> str:
-    """``"numpy"``, ``"torch"``, ``"cupy"`` (the top-level module of ``x``'s type; numbers give ``"numpy"``)."""
+    """``"numpy"``, ``"torch"``, ``"cupy"``: the top-level module of ``x``'s type (numbers: ``"numpy"``)."""
     name = _library_of_type(type(x))
     return "numpy" if name == "builtins" else name
 
@@ -98,7 +98,8 @@ def import_library(name: str) -> Any:
     except ImportError:
         extra = LIBRARIES[name]
         how = f"pip install 'tnkit[{extra}]'" if extra else f"pip install {name}"
-        raise ImportError(f"arrays of library {name!r} need {name}, which is not installed ({how}).") from None
+        message = f"arrays of library {name!r} need {name}, which is not installed ({how})."
+        raise ImportError(message) from None
 
 
 def namespace(x: Any) -> Any:
@@ -121,7 +122,7 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def device_of(x: Any) -> str:
-    """Where ``x`` lives: ``"cpu"`` for numpy, the torch device (``"cuda:0"``, ``"meta"``), ``"cuda:N"`` for cupy."""
+    """Where ``x`` lives: ``"cpu"`` (numpy), a torch device (``"cuda:0"``, ``"meta"``), or ``"cuda:N"``."""
     if isinstance(x, np.ndarray):
         return "cpu"
     name = library_of(x)
@@ -217,8 +218,9 @@ def like(data: Any, reference: Any, *, dtype: Any = None) -> Any:
 def _torch_from_numpy(x: np.ndarray) -> Any:
     """A CPU tensor of a numpy array: shares a writeable C-contiguous array's memory, else copies it."""
     torch = sys.modules["torch"]
-    if not (x.flags.writeable and x.flags.c_contiguous) or x.dtype.byteorder not in "=|":
-        x = np.array(x, dtype=x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype, order="C")
+    native = x.dtype.byteorder in "=|"
+    if not (x.flags.writeable and x.flags.c_contiguous and native):
+        x = np.array(x, dtype=x.dtype if native else x.dtype.newbyteorder("="), order="C")
     return torch.from_numpy(x)
 
 
@@ -320,7 +322,7 @@ def numel(x: Any) -> int:
 
 
 def norm2(a: Any) -> float:
-    """``sum |a|**2`` as a Python float (1 on the ``meta`` device, whose tensors have a unit scale by convention)."""
+    """``sum |a|**2`` as a Python float (1 on the ``meta`` device, whose tensors count as unit scale)."""
     if isinstance(a, np.ndarray):
         return float(np.vdot(a, a).real)
     if is_meta(a):
@@ -332,7 +334,7 @@ def norm2(a: Any) -> float:
 
 
 def all_finite(x: Any) -> bool:
-    """Whether every entry of ``x`` is finite (always ``True`` on the ``meta`` device, which has no values)."""
+    """Whether every entry of ``x`` is finite (``True`` on the ``meta`` device, which has no values)."""
     if isinstance(x, np.ndarray):
         return bool(np.isfinite(x).all())
     if is_meta(x):

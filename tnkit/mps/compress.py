@@ -29,7 +29,6 @@ it is split by truncated SVD and the centre moves on.
 
 from __future__ import annotations
 
-
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass

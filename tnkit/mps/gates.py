@@ -21,8 +21,7 @@ import numpy as np
 
 from ..core import backend
 from ..core.contract import contract
-from ..core.linalg import peak_magnitude
-from ..core.linalg import truncated_svd
+from ..core.linalg import peak_magnitude, truncated_svd
 from ..core.validate import as_array, check_site
 
 if TYPE_CHECKING:  # pragma: no cover

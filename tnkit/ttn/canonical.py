@@ -34,7 +34,15 @@ import numpy as np
 
 from ..core import backend
 from ..core.contract import contract
-from ..core.linalg import TALL, apply_matrix, cholesky_factor, gram, peak_magnitude, tall_qr, tall_truncated_svd
+from ..core.linalg import (
+    TALL,
+    apply_matrix,
+    cholesky_factor,
+    gram,
+    peak_magnitude,
+    tall_qr,
+    tall_truncated_svd,
+)
 from ..core.threads import map_on_threads
 from .threads import thread_groups
 from .tree import Tree
