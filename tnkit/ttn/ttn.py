@@ -432,7 +432,7 @@ class TreeTensorNetwork:
     def to(self, library: str | None = None, *, device: Any = None, dtype: Any = None) -> TreeTensorNetwork:
         """A copy whose tensors are arrays of ``library`` on ``device`` in ``dtype``.
 
-        The same conversion as :meth:`tnkit.MPS.to` (``"numpy"``, ``"torch"``,
+        The same conversion as ``MPS.to`` (``"numpy"``, ``"torch"``,
         ``"cupy"``; torch devices ``"cpu"``, ``"cuda"``, ``"meta"``); the
         canonical bookkeeping is kept.
         """
