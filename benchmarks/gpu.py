@@ -24,7 +24,8 @@ Cases (full sizes; ``--quick`` shrinks them):
 * ``apply_heis``: Heisenberg MPO on a random MPS, zip-up to bond 64 (N=32);
 * ``sample``: 10,000 exact samples (N=32, bond 64);
 * ``svd_small_k``: one ``k x k`` SVD on the device against the same on the CPU
-  (k = 16 ... 512), the measurement behind ``tnkit.core.linalg.SMALL_GPU_SVD``.
+  (k = 16 ... 512), the measurement behind ``tnkit.core.linalg.SMALL_GPU_SVD``
+  (CUDA only).
 
 ``ratio`` is tnkit-on-device / tnkit-on-numpy; ``quimb_ratio`` is
 tnkit-on-device / quimb-on-device.
@@ -195,6 +196,9 @@ def case_sample(r: Runner, n: int, chi: int, count: int) -> None:
 
 
 def case_svd(r: Runner, ks: tuple[int, ...]) -> None:
+    if not r.device.startswith("cuda"):
+        log("  svd_small: skipped on the CPU (both sides would be the same call)")
+        return
     torch = r.torch
     for k in ks:
         m = torch.as_tensor(np.random.default_rng(k).standard_normal((k, k)), dtype=getattr(torch, r.dtype))
