@@ -100,3 +100,17 @@ def test_contract_promotes_and_moves_numpy_operands():
     out = contract("ab,bc->ac", a, g)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.complex128
     np.testing.assert_allclose(backend.to_numpy(out), np.ones((2, 3)) @ g)
+
+
+def test_torch_thread_pool_follows_the_blas_rule():
+    torch = pytest.importorskip("torch")
+    from tnkit.core.threads import blas_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with blas_threads(8):  # a small bond: one thread, torch's pool included
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
