@@ -364,63 +364,77 @@ def _hashable(optimize: Any) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: Any) -> SlicedContraction:
-    # validates the equation against the shapes, and gives the plan without a bound
-    full = contraction_info(equation, *shapes, optimize=optimize)
+    full = contraction_info(equation, *shapes, optimize=optimize)  # also validates equation and shapes
     lhs, output = full.equation.split("->")
     inputs = lhs.split(",")
+    if max_intermediate is None or full.largest_intermediate <= max_intermediate or len(inputs) < 2:
+        return SlicedContraction(
+            equation=full.equation, slice_equation=full.equation, path=full.path, sliced=(), n_slices=1,
+            largest_intermediate=full.largest_intermediate, flops=full.flops,
+            unsliced_largest_intermediate=full.largest_intermediate, unsliced_flops=full.flops,
+            max_intermediate=max_intermediate,
+        )  # fmt: skip
     size_dict = {
         c: d for term, shape in zip(inputs, shapes, strict=True) for c, d in zip(term, shape, strict=True)
     }
-    unsliced = dict(
-        equation=full.equation,
-        unsliced_largest_intermediate=full.largest_intermediate,
-        unsliced_flops=full.flops,
-        max_intermediate=max_intermediate,
-    )
-    if max_intermediate is None or full.largest_intermediate <= max_intermediate or len(inputs) < 2:
-        return SlicedContraction(
-            slice_equation=full.equation, path=full.path, sliced=(), n_slices=1,
-            largest_intermediate=full.largest_intermediate, flops=full.flops, **unsliced,
-        )  # fmt: skip
-    tree = _sliced_tree(inputs, output, size_dict, max_intermediate, optimize, full.path)
+    tree = _unsliced_tree(inputs, output, size_dict, optimize, full.path)
+    unsliced = contraction_info(full.equation, *shapes, optimize=_linear_path(tree))
+    tree = _slice_tree(tree, max_intermediate)
     sliced = tuple((c, size_dict[c]) for c in sorted(tree.sliced_inds))
     cut = {c for c, _ in sliced}
     slice_terms = ["".join(c for c in term if c not in cut) for term in inputs]
     slice_equation = ",".join(slice_terms) + "->" + "".join(c for c in output if c not in cut)
     slice_shapes = [tuple(size_dict[c] for c in term) for term in slice_terms]
-    path = tuple(tuple(int(i) for i in step) for step in tree.get_path())
+    path = _linear_path(tree)
     one = contraction_info(slice_equation, *slice_shapes, optimize=path)
-    if one.largest_intermediate > max_intermediate:  # cotengra and opt_einsum count alike; checked
+    if one.largest_intermediate > max_intermediate:  # cotengra and opt_einsum count alike
         raise RuntimeError(
             f"slicing left an intermediate of {one.largest_intermediate:,} elements, above "
             f"`max_intermediate`={max_intermediate:,}; this is a bug, please report it."
         )
     n_slices = math.prod(d for _, d in sliced)
     return SlicedContraction(
-        slice_equation=slice_equation, path=path, sliced=sliced, n_slices=n_slices,
-        largest_intermediate=one.largest_intermediate, flops=one.flops * n_slices, **unsliced,
+        equation=full.equation, slice_equation=slice_equation, path=path, sliced=sliced,
+        n_slices=n_slices, largest_intermediate=one.largest_intermediate, flops=one.flops * n_slices,
+        unsliced_largest_intermediate=unsliced.largest_intermediate, unsliced_flops=unsliced.flops,
+        max_intermediate=max_intermediate,
     )  # fmt: skip
 
 
-def _sliced_tree(inputs, output, size_dict, max_intermediate, optimize, path) -> Any:
-    """A cotengra contraction tree whose slices keep every intermediate within the bound."""
+def _linear_path(tree: Any) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(i) for i in step) for step in tree.get_path())
+
+
+def _unsliced_tree(inputs, output, size_dict, optimize, path) -> Any:
+    """The cotengra contraction tree to slice: a hyper-optimizer search, or ``path`` as a tree."""
     try:
         import cotengra as ctg
     except ImportError as exc:  # pragma: no cover - cotengra ships with quimb
         raise ImportError("`max_intermediate` needs the cotengra package: pip install cotengra") from exc
     inputs = [tuple(term) for term in inputs]
-    slicing = {"target_size": max_intermediate, "seed": 0}
-    if optimize is None:
-        import importlib.util
+    if optimize is not None:
+        return ctg.ContractionTree.from_path(inputs, tuple(output), size_dict, path=list(path))
+    import importlib.util
 
-        # without kahypar, cotengra warns and falls back to these; name them so it need not
-        methods = None if importlib.util.find_spec("kahypar") else ["greedy", "labels"]
-        search = ctg.HyperOptimizer(
-            methods=methods, max_repeats=32, parallel=False, progbar=False, seed=0, slicing_opts=slicing
-        )
-        tree = search.search(inputs, tuple(output), size_dict)
-        if tree.max_size() <= max_intermediate:
-            return tree
-    else:
-        tree = ctg.ContractionTree.from_path(inputs, tuple(output), size_dict, path=list(path))
-    return tree.slice(**slicing)
+    # without kahypar, cotengra warns and falls back to these; name them so it need not
+    methods = None if importlib.util.find_spec("kahypar") else ["greedy", "labels"]
+    search = ctg.HyperOptimizer(methods=methods, max_repeats=32, parallel=False, progbar=False, seed=0)
+    return search.search(inputs, tuple(output), size_dict)
+
+
+def _slice_tree(tree: Any, max_intermediate: int) -> Any:
+    """Slice ``tree`` two-fold at a time, re-optimising its subtrees after each cut, until it fits.
+
+    This is cotengra's ``slice_and_reconfigure`` with seeded slicing, so that a tree
+    is always sliced the same way.
+    """
+    tree = tree.copy()
+    step = 0
+    while tree.max_size() > max_intermediate:
+        before = (tree.multiplicity, tree.max_size())
+        tree.slice_(target_slices=2, seed=step)
+        tree.subtree_reconfigure_()
+        step += 1
+        if (tree.multiplicity, tree.max_size()) == before:  # no progress: _plan reports the size
+            break
+    return tree
