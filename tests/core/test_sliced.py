@@ -116,7 +116,8 @@ def test_plans_are_cached_and_reproducible():
 def test_slice_values_run_through_every_combination_once():
     plan = SlicedContraction(
         equation="ab,bc->ac", slice_equation="a,c->ac", path=((0, 1),), sliced=(("b", 3), ("c", 2)),
-        n_slices=6, largest_intermediate=1, flops=1, unsliced_largest_intermediate=1, unsliced_flops=1,
+        n_slices=6, largest_intermediate=1, flops=1, unsliced_path=((0, 1),),
+        unsliced_largest_intermediate=1, unsliced_flops=1,
         max_intermediate=1,
     )  # fmt: skip
     seen = [tuple(plan.slice_values(i).values()) for i in range(plan.n_slices)]

@@ -75,11 +75,13 @@ class SlicedContraction:
         Elements of the largest intermediate of one slice.
     flops : int
         Operations of all slices together.
+    unsliced_path : tuple of tuple of int
+        The contraction order of ``equation`` before slicing: the tree that was
+        sliced, or the plan of :func:`tnkit.contract` when nothing needed slicing.
     unsliced_largest_intermediate : int
-        Elements of the largest intermediate of the plan :func:`tnkit.contract` uses
-        without a bound.
+        Elements of the largest intermediate of ``unsliced_path``.
     unsliced_flops : int
-        Operations of that plan.
+        Operations of ``unsliced_path``.
     max_intermediate : int or None
         The bound asked for (``None``: no bound, one slice).
     """
@@ -91,6 +93,7 @@ class SlicedContraction:
     n_slices: int
     largest_intermediate: int
     flops: int
+    unsliced_path: tuple[tuple[int, ...], ...]
     unsliced_largest_intermediate: int
     unsliced_flops: int
     max_intermediate: int | None
@@ -370,7 +373,7 @@ def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: 
     if max_intermediate is None or full.largest_intermediate <= max_intermediate or len(inputs) < 2:
         return SlicedContraction(
             equation=full.equation, slice_equation=full.equation, path=full.path, sliced=(), n_slices=1,
-            largest_intermediate=full.largest_intermediate, flops=full.flops,
+            largest_intermediate=full.largest_intermediate, flops=full.flops, unsliced_path=full.path,
             unsliced_largest_intermediate=full.largest_intermediate, unsliced_flops=full.flops,
             max_intermediate=max_intermediate,
         )  # fmt: skip
@@ -378,7 +381,8 @@ def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: 
         c: d for term, shape in zip(inputs, shapes, strict=True) for c, d in zip(term, shape, strict=True)
     }
     tree = _unsliced_tree(inputs, output, size_dict, optimize, full.path)
-    unsliced = contraction_info(full.equation, *shapes, optimize=_linear_path(tree))
+    unsliced_path = _linear_path(tree)
+    unsliced = contraction_info(full.equation, *shapes, optimize=unsliced_path)
     tree = _slice_tree(tree, max_intermediate)
     sliced = tuple((c, size_dict[c]) for c in sorted(tree.sliced_inds))
     cut = {c for c, _ in sliced}
@@ -396,7 +400,8 @@ def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: 
     return SlicedContraction(
         equation=full.equation, slice_equation=slice_equation, path=path, sliced=sliced,
         n_slices=n_slices, largest_intermediate=one.largest_intermediate, flops=one.flops * n_slices,
-        unsliced_largest_intermediate=unsliced.largest_intermediate, unsliced_flops=unsliced.flops,
+        unsliced_path=unsliced_path, unsliced_largest_intermediate=unsliced.largest_intermediate,
+        unsliced_flops=unsliced.flops,
         max_intermediate=max_intermediate,
     )  # fmt: skip
 
