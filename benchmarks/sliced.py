@@ -5,23 +5,25 @@ dimension ``d`` (every index summed, a scalar result: the shape of a PEPS norm o
 2D partition function). ``tnkit.plan_sliced`` finds a cotengra contraction tree and
 slices it until every intermediate has at most ``max_intermediate`` elements; the
 bound is the unsliced tree's largest intermediate divided by 16. Compared, in this
-process on the same seeded arrays:
+process on the same seeded arrays, with ``W`` from ``--threads`` (default 2, the whole
+of a 2-core machine):
 
 * ``unsliced`` (the reference): ``tnkit.contract`` along the same tree, unsliced
-  (``optimize=plan.unsliced_path``), with ``T`` BLAS threads;
-* ``serial``: ``tnkit.contract(..., max_intermediate=bound)``, the slices one after
-  another in this process, with ``T`` BLAS threads;
-* ``pool``: the same with ``executor=`` a ``ProcessPoolExecutor`` of ``T`` worker
-  processes, each limited to one BLAS thread (so both sides use ``T`` cores).
+  (``optimize=plan.unsliced_path``), with one BLAS thread and with ``W``;
+* ``serial_t1``: ``tnkit.contract(..., max_intermediate=bound)``, the slices one after
+  another in this process, on one BLAS thread; against the unsliced contraction on one;
+* ``pool_wW``: the same with ``executor=`` a ``ProcessPoolExecutor`` of ``W`` worker
+  processes, each on one BLAS thread; against the unsliced contraction on ``W``
+  threads (so both use ``W`` cores), with the one-thread time as
+  ``unsliced_t1_seconds``.
 
-``T`` comes from ``--threads`` (default 2: the whole of a 2-core machine). Times are
-the median of the repeats, interleaved round by round (``_common.measure``) after a
-warm-up that also starts the workers. Peak memory is measured once per side with
-:mod:`tracemalloc` (numpy reports its array buffers to it): the largest amount of
-memory allocated at one time during the contraction above what was held before it,
-in this process and, for ``pool``, in each worker (the largest is reported as
-``tnkit``; ``parent_peak_bytes`` is this process's). Inputs are held by the caller
-and not counted.
+Times are the median of the repeats, interleaved round by round
+(``_common.measure``) after a warm-up that also starts the workers. Peak memory is
+measured once per side with :mod:`tracemalloc` (numpy reports its array buffers to it):
+the largest amount of memory allocated at one time during the contraction above what
+was held before it, in this process and, for the pool, in each worker (the largest is
+reported as ``tnkit``; ``parent_peak_bytes`` is this process's). Inputs are held by the
+caller and not counted; a worker's peak includes the input pieces it receives.
 
 Usage::
 
@@ -140,7 +142,15 @@ def peak_on_pool(pool: ProcessPoolExecutor, workers: int, fn) -> tuple[int, int]
     return max(peak - starts[pid] for pid, peak in stops.items()), parent
 
 
-def run_case(name: str, side: int, bond: int, threads: int, repeats: int, reporter: Reporter) -> None:
+def _limited(threads: int, fn):
+    def run():
+        with thread_limit(threads):
+            return fn()
+
+    return run
+
+
+def run_case(name: str, side: int, bond: int, workers: int, repeats: int, reporter: Reporter) -> None:
     import multiprocessing
 
     equation, arrays = lattice_network(side, bond, seed=0)
@@ -151,26 +161,32 @@ def run_case(name: str, side: int, bond: int, threads: int, repeats: int, report
     plan = tnkit.plan_sliced(equation, *arrays, max_intermediate=bound)
     log(f"{name}: planned in {time.perf_counter() - t0:.1f} s: {plan}")
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(threads)
+    barrier = context.Barrier(workers)
+
+    def unsliced():
+        return tnkit.contract(equation, *arrays, optimize=plan.unsliced_path)
+
+    def serial():
+        return tnkit.contract(equation, *arrays, max_intermediate=bound)
+
     with ProcessPoolExecutor(
-        threads, mp_context=context, initializer=_init_worker, initargs=(barrier,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(barrier,)
     ) as pool:
-        with thread_limit(threads):
-            fns = {
-                "unsliced": lambda: tnkit.contract(equation, *arrays, optimize=plan.unsliced_path),
-                "serial": lambda: tnkit.contract(equation, *arrays, max_intermediate=bound),
-                "pool": lambda: tnkit.contract(equation, *arrays, max_intermediate=bound, executor=pool),
-            }
-            timings = measure(fns, repeats=repeats, catch=False)
-            reference = timings["unsliced"].result
-            for key in ("serial", "pool"):
-                error = abs(timings[key].result - reference) / max(abs(reference), 1e-300)
-                if not error < 1e-10:
-                    raise RuntimeError(f"{key} differs from the unsliced result: relative error {error:.2e}")
-            peaks = {key: peak_in_process(fns[key]) for key in ("unsliced", "serial")}
-            worker_peak, parent_peak = peak_on_pool(pool, threads, fns["pool"])
+        fns = {
+            "unsliced_t1": _limited(1, unsliced),
+            f"unsliced_t{workers}": _limited(workers, unsliced),
+            "serial_t1": _limited(1, serial),
+            "pool": lambda: tnkit.contract(equation, *arrays, max_intermediate=bound, executor=pool),
+        }
+        timings = measure(fns, repeats=repeats, catch=False)
+        reference = timings["unsliced_t1"].result
+        for key, timing in timings.items():
+            error = abs(timing.result - reference) / max(abs(reference), 1e-300)
+            if not error < 1e-10:
+                raise RuntimeError(f"{key} differs from the unsliced result: relative error {error:.2e}")
+        peaks = {key: peak_in_process(fns[key]) for key in ("unsliced_t1", "serial_t1")}
+        worker_peak, parent_peak = peak_on_pool(pool, workers, fns["pool"])
     common = dict(
-        threads=threads,
         max_intermediate=bound,
         unsliced_largest_intermediate=plan.unsliced_largest_intermediate,
         largest_intermediate=plan.largest_intermediate,
@@ -178,21 +194,27 @@ def run_case(name: str, side: int, bond: int, threads: int, repeats: int, report
         flops_overhead=round(plan.overhead, 3),
         load=load_average(),
     )
-    for key in ("serial", "pool"):
+    rows = [
+        (f"{name}_serial_t1", "serial_t1", "unsliced_t1", {"threads": 1}),
+        (f"{name}_pool_w{workers}", "pool", f"unsliced_t{workers}",
+         {"workers": workers, "threads": workers, "unsliced_t1_seconds": timings["unsliced_t1"].median}),
+    ]  # fmt: skip
+    for case, key, ref, extra in rows:
         reporter.emit(
             make_row(
                 BENCHMARK,
-                f"{name}_{key}_t{threads}",
+                case,
                 timings[key].median,
-                "unsliced",
-                timings["unsliced"].median,
+                f"unsliced {ref[9:]}",
+                timings[ref].median,
                 repeats=timings[key].repeats,
+                **extra,
                 **common,
             )  # fmt: skip
         )
-    reporter.emit(make_row(BENCHMARK, f"{name}_serial_t{threads}", peaks["serial"], "unsliced",
-                           peaks["unsliced"], metric="peak_bytes", **common))  # fmt: skip
-    reporter.emit(make_row(BENCHMARK, f"{name}_pool_t{threads}", worker_peak, "unsliced", peaks["unsliced"],
+    reporter.emit(make_row(BENCHMARK, rows[0][0], peaks["serial_t1"], "unsliced", peaks["unsliced_t1"],
+                           metric="peak_bytes", **common))  # fmt: skip
+    reporter.emit(make_row(BENCHMARK, rows[1][0], worker_peak, "unsliced", peaks["unsliced_t1"],
                            metric="peak_bytes", parent_peak_bytes=parent_peak, **common))  # fmt: skip
 
 
@@ -218,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, side, bond in cases:
         if not case_selected(name, args.cases):
             continue
-        for threads in args.threads:
-            run_case(name, side, bond, threads, args.repeats, reporter)
+        for workers in args.threads:
+            run_case(name, side, bond, workers, args.repeats, reporter)
     reporter.finish(f"machine load average (1 min) at the end: {load_average()}")
     return 0
 
