@@ -184,7 +184,7 @@ def plan_sliced(
     max_intermediate : int or None
         Largest number of elements of any intermediate of one slice (``>= 1``);
         ``None`` slices nothing.
-    optimize : str, path or PathOptimizer, optional
+    optimize : str, sequence of index pairs or PathOptimizer, optional
         ``None`` (default) searches contraction trees and slices together with
         cotengra's hyper-optimizer (seeded, so the plan is reproducible). Any other
         value of :func:`tnkit.contract`'s ``optimize`` fixes the path first, which
@@ -245,7 +245,7 @@ def contract_sliced(
         process pool, a dask ``distributed.Client``, an ``MPIPoolExecutor``. ``None``
         runs the slices one after another in this process. Workers must be able to
         import tnkit.
-    optimize : str, path or PathOptimizer, optional
+    optimize : str, sequence of index pairs or PathOptimizer, optional
         As in :func:`plan_sliced`.
 
     Returns
