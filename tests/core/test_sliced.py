@@ -81,7 +81,7 @@ class RecordingExecutor:
 # --------------------------------------------------------------------------- plans
 
 
-@pytest.mark.parametrize("fraction", [0.5, 1 / 16])
+@pytest.mark.parametrize("fraction", [1 / 4, 1 / 16])
 @pytest.mark.parametrize("optimize", [None, "greedy"])
 @pytest.mark.parametrize("eq_shapes", EQUATIONS, ids=EQ_IDS)
 def test_every_intermediate_of_a_slice_is_within_the_bound(eq_shapes, optimize, fraction):
@@ -135,11 +135,11 @@ def test_slice_values_run_through_every_combination_once():
 def test_sliced_contraction_matches_einsum(rng, eq_shapes, optimize, dtype):
     eq, shapes = eq_shapes
     arrays = _operands(rng, shapes, dtype)
-    bound = _bound(shapes, eq, 1 / 16)
+    bound = _bound(shapes, eq, 1 / 4)
     result = tnkit.contract(eq, *arrays, max_intermediate=bound, optimize=optimize)
     assert plan_sliced(eq, *shapes, max_intermediate=bound, optimize=optimize).n_slices > 1
     assert result.dtype == np.dtype(dtype)
-    assert_close(result, np.einsum(eq, *arrays), dtype)
+    assert_close(result, np.einsum(eq, *arrays, optimize="greedy"), dtype)
 
 
 @pytest.mark.parametrize("bound", [8, 4])
@@ -167,7 +167,7 @@ def test_torch_tensors_are_sliced_and_stacked_as_tensors(rng):
     bound = _bound(shapes, eq, 1 / 16)
     result = tnkit.contract(eq, *[torch.from_numpy(a) for a in arrays], max_intermediate=bound)
     assert isinstance(result, torch.Tensor)
-    assert_close(result.numpy(), np.einsum(eq, *arrays))
+    assert_close(result.numpy(), np.einsum(eq, *arrays, optimize="greedy"))
 
 
 def test_executor_without_bound_runs_the_contraction_as_one_task(rng):
@@ -275,4 +275,4 @@ def test_dask_local_cluster_on_loopback_matches_the_unsliced_contraction(rng):
     ):
         result = tnkit.contract(eq, *arrays, max_intermediate=bound, executor=client)
         assert plan_sliced(eq, *shapes, max_intermediate=bound).n_slices > 1
-    assert_close(result, np.einsum(eq, *arrays), np.complex128)
+    assert_close(result, np.einsum(eq, *arrays, optimize="greedy"), np.complex128)
