@@ -19,8 +19,9 @@ calling process, or on any :class:`concurrent.futures.Executor`-like object with
 slice's equation, its path and the slices of the input arrays it needs (inputs
 without a sliced index travel whole), never the plan search or the other slices.
 Results are summed in slice order, so the answer does not depend on which worker
-finished first, and at most twice as many tasks as the executor has workers are in
-flight at a time, which bounds the memory held by tasks waiting to run.
+finished first. At most two tasks per worker are in flight at a time (workers counted
+by a dask ``Client`` or an ``MPIPoolExecutor``; other executors count as many workers as
+this machine has CPUs), which bounds the memory held by tasks waiting to run.
 
 The bound applies to intermediates, not to the inputs (which the caller already
 holds) nor to the output (which is returned whole).
@@ -185,10 +186,13 @@ def plan_sliced(
         Largest number of elements of any intermediate of one slice (``>= 1``);
         ``None`` slices nothing.
     optimize : str, sequence of index pairs or PathOptimizer, optional
-        ``None`` (default) searches contraction trees and slices together with
-        cotengra's hyper-optimizer (seeded, so the plan is reproducible). Any other
-        value of :func:`tnkit.contract`'s ``optimize`` fixes the path first, which
-        cotengra then slices.
+        ``None`` (default): when the plan of :func:`tnkit.contract` already meets the
+        bound, that plan; otherwise the best tree of cotengra's hyper-optimizer, sliced
+        two-fold at a time with its subtrees re-optimised after each cut. The tree
+        search is randomised, so two processes may slice different (equally costly)
+        indices; within a process the plan is cached. Any other value of
+        :func:`tnkit.contract`'s ``optimize`` fixes the path, which is then sliced the
+        same way.
 
     Returns
     -------
@@ -327,13 +331,10 @@ def _mpi4py_workers(executor: Any) -> int | None:
     return n if isinstance(n, int) else None
 
 
-def _stdlib_workers(executor: Any) -> int | None:
-    n = getattr(executor, "_max_workers", None)  # concurrent.futures pools
-    return n if isinstance(n, int) else None
-
-
-#: How to count the workers of each kind of executor; the first answer wins.
-_WORKER_COUNTS: tuple[Callable[[Any], int | None], ...] = (_dask_workers, _mpi4py_workers, _stdlib_workers)
+#: How to count the workers of each kind of executor; the first answer wins, and without one
+#: the CPUs of this machine are counted (a concurrent.futures pool keeps the arguments of
+#: waiting tasks as references, not copies, so a larger window costs it no memory).
+_WORKER_COUNTS: tuple[Callable[[Any], int | None], ...] = (_dask_workers, _mpi4py_workers)
 
 
 def _worker_count(executor: Any) -> int:
