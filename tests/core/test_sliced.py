@@ -197,6 +197,33 @@ def test_each_task_carries_only_its_slice_and_few_are_in_flight(rng):
     assert_close(result, a @ b @ c)
 
 
+def test_inputs_every_slice_uses_whole_are_scattered_once_where_the_executor_can(rng):
+    class Shared:
+        def __init__(self, value):
+            self.value = value
+
+    class Scattering(RecordingExecutor):  # dask's Client.scatter: data sent once, tasks refer to it
+        def __init__(self):
+            super().__init__()
+            self.scattered = []
+
+        def scatter(self, data):
+            self.scattered.append(data)
+            return Shared(data)
+
+        def submit(self, fn, *args):
+            return super().submit(fn, *[a.value if isinstance(a, Shared) else a for a in args])
+
+    a, b, c = rng.standard_normal((4, 32)), rng.standard_normal((32, 32)), rng.standard_normal((32, 4))
+    executor = Scattering()
+    result = tnkit.contract("ab,bc,cd->ad", a, b, c, max_intermediate=64, executor=executor)
+    plan = plan_sliced("ab,bc,cd->ad", a, b, c, max_intermediate=64)
+    whole = [k for k in range(3) if k not in plan.sliced_inputs]
+    assert whole and len(executor.scattered) == len(whole)  # once, not once per slice
+    assert all(any(x is [a, b, c][k] for x in executor.scattered) for k in whole)
+    assert_close(result, a @ b @ c)
+
+
 def test_a_failing_slice_raises_and_cancels_the_rest(rng):
     class Failing(RecordingExecutor):
         def submit(self, fn, *args):

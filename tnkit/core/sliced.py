@@ -16,8 +16,10 @@ the sliced indices, its path is fixed once for all slices, and it runs through
 calling process, or on any :class:`concurrent.futures.Executor`-like object with a
 ``submit`` method: a :class:`~concurrent.futures.ProcessPoolExecutor`, a dask
 ``distributed.Client`` or an ``mpi4py.futures.MPIPoolExecutor``. A task carries the
-slice's equation, its path and the slices of the input arrays it needs (inputs
-without a sliced index travel whole), never the plan search or the other slices.
+slice's equation, its path and the slices of the input arrays it needs, never the
+plan search or the other slices. Inputs without a sliced index are the same in every
+slice: a dask ``Client`` receives them once (``scatter``) and its tasks refer to them;
+other executors send them with each task.
 Results are summed in slice order, so the answer does not depend on which worker
 finished first. At most two tasks per worker are in flight at a time (workers counted
 by a dask ``Client`` or an ``MPIPoolExecutor``; other executors count as many workers as
@@ -109,6 +111,13 @@ class SlicedContraction:
         """The sliced indices that are output indices (stacked rather than summed)."""
         output = self.equation.split("->")[1]
         return tuple(c for c in output if c in dict(self.sliced))
+
+    @property
+    def sliced_inputs(self) -> tuple[int, ...]:
+        """Positions of the inputs that carry a sliced index (the others are the same in every slice)."""
+        cut = dict(self.sliced)
+        terms = self.equation.split("->")[0].split(",")
+        return tuple(k for k, term in enumerate(terms) if any(c in cut for c in term))
 
     def slice_values(self, i: int) -> dict[str, int]:
         """The value of each sliced index in slice ``i`` (``0 <= i < n_slices``)."""
@@ -307,18 +316,32 @@ def contract_slice(slice_equation: str, path: tuple[tuple[int, ...], ...], *arra
 def _submitted_in_order(plan: SlicedContraction, arrays: Sequence[Any], executor: Any) -> Iterator[Any]:
     """Submit the slices to ``executor`` a window at a time and yield their results in slice order."""
     window = _TASKS_PER_WORKER * _worker_count(executor)
+    shared = _shared_inputs(plan, arrays, executor)
     pending: deque[Any] = deque()
     submitted = 0
     try:
         while submitted < plan.n_slices or pending:
             while submitted < plan.n_slices and len(pending) < window:
-                args = plan.slice_arrays(arrays, submitted)
+                args = [shared.get(k, x) for k, x in enumerate(plan.slice_arrays(arrays, submitted))]
                 pending.append(executor.submit(contract_slice, plan.slice_equation, plan.path, *args))
                 submitted += 1
             yield pending.popleft().result()
     finally:  # an error (or an abandoned generator) cancels what has not started
         for future in pending:
             future.cancel()
+
+
+def _shared_inputs(plan: SlicedContraction, arrays: Sequence[Any], executor: Any) -> dict[int, Any]:
+    """Inputs that every slice uses whole, sent once where the executor can (dask's ``scatter``).
+
+    The tasks then carry a reference to the copy on the cluster instead of the array.
+    Other executors have no such call: there the tasks carry the arrays.
+    """
+    scatter = getattr(executor, "scatter", None)
+    if not callable(scatter) or plan.n_slices == 1:
+        return {}
+    whole = [k for k in range(len(arrays)) if k not in plan.sliced_inputs]
+    return {k: scatter(arrays[k]) for k in whole}
 
 
 def _dask_workers(executor: Any) -> int | None:
