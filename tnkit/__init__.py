@@ -15,6 +15,7 @@ from .core.contract import (
     contraction_info,
 )
 from .core.paths import available_optimizers, register_optimizer
+from .core.sliced import SlicedContraction, contract_sliced, plan_sliced
 from .core.threads import get_num_threads, set_num_threads
 from .mps import (
     MPO,
@@ -39,6 +40,9 @@ __all__ = [
     "contract_cache_info",
     "clear_contract_cache",
     "ContractionInfo",
+    "contract_sliced",
+    "plan_sliced",
+    "SlicedContraction",
     "available_optimizers",
     "register_optimizer",
     "set_num_threads",

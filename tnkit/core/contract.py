@@ -110,7 +110,13 @@ def contract_strategy(optimize: Any) -> Iterator[None]:
         _DEFAULT_OPTIMIZE.reset(token)
 
 
-def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.ndarray:
+def contract(
+    equation: str,
+    *arrays: np.ndarray,
+    optimize: Any = None,
+    max_intermediate: int | None = None,
+    executor: Any = None,
+) -> np.ndarray:
     """Contract ``arrays`` according to the einsum ``equation``.
 
     Parameters
@@ -124,6 +130,13 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
     optimize : str, sequence of index pairs or PathOptimizer, optional
         Path strategy (see :mod:`tnkit.core.paths`); defaults to the context's
         (``"auto"`` unless set by :func:`contract_strategy`).
+    max_intermediate : int, optional
+        Bound on the elements of any intermediate tensor: the contraction is cut into
+        slices that respect it and whose results are summed (see
+        :func:`tnkit.contract_sliced`).
+    executor : concurrent.futures.Executor-like, optional
+        Where the slices run (a process pool, a dask ``Client``, an
+        ``MPIPoolExecutor``); ``None`` runs them in this process.
 
     Returns
     -------
@@ -138,6 +151,12 @@ def contract(equation: str, *arrays: np.ndarray, optimize: Any = None) -> np.nda
     array([[ 5., 14.],
            [14., 50.]])
     """
+    if max_intermediate is not None or executor is not None:
+        from .sliced import contract_sliced
+
+        return contract_sliced(
+            equation, *arrays, max_intermediate=max_intermediate, executor=executor, optimize=optimize
+        )
     if optimize is None:
         optimize = _DEFAULT_OPTIMIZE.get()
     key = optimize if type(optimize) is str else _optimize_key(optimize)
