@@ -637,81 +637,143 @@ def nll_and_gradient(tensors: list[np.ndarray], X: np.ndarray) -> tuple[float, l
         ``dNLL/dA_i``, same shapes as ``tensors``; for complex tensors
         ``dNLL/dRe(A_i) + 1j dNLL/dIm(A_i)`` (the direction of steepest ascent).
     """
-    log_z, z_left, z_right = _norm_environments(tensors)
-    log_psi, data = _data_terms(tensors, X)
-    grads = []
-    for i, a in enumerate(tensors):
-        env = _norm_gradient(z_left[i], a, z_right[i + 1])
-        grads.append(2.0 * env / float(np.vdot(a, env).real) - 2.0 * data[i])
-    return float(log_z - 2.0 * np.mean(log_psi)), grads
-
-
-def _norm_gradient(left: np.ndarray, a: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``dZ/d conj(A)`` up to the environments' scale: ``left^T A right`` per physical value."""
-    dl, d, dr = a.shape
-    return ((left.T @ a.reshape(dl, d * dr)).reshape(dl * d, dr) @ right).reshape(dl, d, dr)
-
-
-def _data_terms(tensors: list[np.ndarray], X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``log|psi(x)|`` per row and ``conj(1/n sum_x Phi_i(x) / psi(x))`` per site.
-
-    Vectorised over the rows: per site one gather of the matrices ``A_i[:, x_i, :]``,
-    one batched vector-matrix product each way and one one-hot matrix product for the
-    gradient; the environments are renormalised per row every few sites
-    (:data:`_RENORM_EVERY`), with the logs kept apart.
-    """
-    n, n_sites = X.shape
-    dtype = np.result_type(*tensors)
-    mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[X[:, i]] for i, a in enumerate(tensors)]
-    lefts, log_left = _left_environments(mats, n, dtype)
-    right = np.ones((n, 1), dtype=dtype)
-    data: list[np.ndarray] = [np.empty(0)] * n_sites
-    with np.errstate(divide="ignore"):
-        log_psi = log_left + np.log(np.abs(lefts[-1][:, 0]))
-    for i in range(n_sites - 1, -1, -1):
-        m, left, a = mats[i], lefts[i], tensors[i]
-        psi = np.einsum("nb,nb->n", np.einsum("na,nab->nb", left, m), right)
-        psi = np.where(np.abs(psi) < TINY, TINY, psi)
-        d = a.shape[1]
-        stacked = ((X[:, i][:, None, None] == np.arange(d)[None, :, None]) * left[:, None, :]).reshape(n, -1)
-        g = (stacked.T @ (right / psi[:, None])).reshape(d, a.shape[0], a.shape[2]).transpose(1, 0, 2)
-        data[i] = (g.conj() if np.iscomplexobj(g) else g) / n
-        if i:
-            right = np.einsum("nab,nb->na", m, right)
-            if i % _RENORM_EVERY == 0:
-                right, _ = _unit_rows(right)
-    return log_psi, data
+    chain = _PaddedChain(tensors)
+    log_z, norm_grad = chain.norm_terms()
+    log_psi, data = chain.data_terms(X)
+    grad = 2.0 * norm_grad - 2.0 * data
+    return float(log_z - 2.0 * np.mean(log_psi)), chain.unpad(grad)
 
 
 #: Per-row environments of the gradient trainer are renormalised every this many sites.
 _RENORM_EVERY = 4
 
 
-def _left_environments(mats: list[np.ndarray], n: int, dtype: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    """Left vectors of every site from the gathered matrices, and the log-scale removed from the last."""
-    lefts = [np.ones((n, 1), dtype=dtype)]
-    log_scale = np.zeros(n)
-    for j, m in enumerate(mats):
-        env = np.einsum("na,nab->nb", lefts[-1], m)
-        if (j + 1) % _RENORM_EVERY == 0 or j == len(mats) - 1:
-            env, log_norm = _unit_rows(env)
-            log_scale += log_norm
-        lefts.append(env)
-    return lefts, log_scale
+class _PaddedChain:
+    """The site tensors of an MPS in one zero-padded array ``A`` of shape ``(N, D, d, D)``.
 
+    ``D`` is the largest bond and ``d`` the largest number of values; site ``i`` sits in
+    ``A[i, :D_i, :d_i, :D_{i+1}]`` and the rest is zero. With uniform shapes every
+    per-site operation of the gradient (gathers, the data term, the norm environments'
+    contraction with the tensors) is one call for all sites, which removes the Python
+    overhead of small tensors. The padding stays exactly zero under gradient steps:
+    the environments vanish on padded bond indices and padded values never occur in
+    the data, so the gradient is zero there.
+    """
 
-def _nll(tensors: list[np.ndarray], X: np.ndarray, chunk: int = 8192) -> float:
-    """Exact NLL of ``X`` (the left pass of :func:`_data_terms` only, in chunks of rows)."""
-    log_z, _, _ = _norm_environments(tensors)
-    dtype = np.result_type(*tensors)
-    total = 0.0
-    for begin in range(0, len(X), chunk):
-        rows = X[begin : begin + chunk]
-        mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[rows[:, i]] for i, a in enumerate(tensors)]
-        lefts, log_scale = _left_environments(mats, len(rows), dtype)
+    def __init__(self, tensors: list[np.ndarray], dtype: Any = None) -> None:
+        self.shapes = [t.shape for t in tensors]
+        self.dtype = np.result_type(*tensors) if dtype is None else np.dtype(dtype)
+        n_sites = len(tensors)
+        bond = max(max(s[0], s[2]) for s in self.shapes)
+        self.A = np.zeros((n_sites, bond, max(s[1] for s in self.shapes), bond), dtype=self.dtype)
+        for i, t in enumerate(tensors):
+            dl, d, dr = t.shape
+            self.A[i, :dl, :d, :dr] = t
+
+    def unpad(self, padded: np.ndarray | None = None) -> list[np.ndarray]:
+        """Views of ``padded`` (default: the tensors) with the sites' own shapes."""
+        padded = self.A if padded is None else padded
+        return [padded[i, :dl, :d, :dr] for i, (dl, d, dr) in enumerate(self.shapes)]
+
+    def norm_terms(self) -> tuple[float, np.ndarray]:
+        """``log Z`` and ``d log Z / d conj(A)`` for every site, ``(N, D, d, D)``.
+
+        Transfer environments from both ends (ket index first), rescaled by their
+        traces every :data:`_RENORM_EVERY` sites; the per-site environment
+        ``L_i^T A_i R_i`` of all sites is then one batched product, and dividing it by
+        ``<A_i, L_i^T A_i R_i>`` removes the scales.
+        """
+        A = self.A
+        n_sites, bond, d, _ = A.shape
+        flat, flat_conj = A.reshape(n_sites, bond * d, bond), A.conj().reshape(n_sites, bond * d, bond)
+        rows, rows_conj = A.reshape(n_sites, bond, d * bond), A.conj().reshape(n_sites, bond, d * bond)
+        start = np.zeros((bond, bond), dtype=A.dtype)
+        start[0, 0] = 1.0
+        lefts, log_z = [start], 0.0
+        for i in range(n_sites - 1):
+            e = (lefts[-1].T @ rows[i]).reshape(bond * d, bond).T @ flat_conj[i]
+            if (i + 1) % _RENORM_EVERY == 0:
+                tr = float(e.trace().real)
+                if not tr > 0:
+                    raise FloatingPointError("the state has zero norm.")
+                log_z += math.log(tr)
+                e = e / tr
+            lefts.append(e)
+        rights = [start]
+        for i in range(n_sites - 1, 0, -1):
+            e = (flat[i] @ rights[-1]).reshape(bond, d * bond) @ rows_conj[i].T
+            rights.append(e / e.trace().real if i % _RENORM_EVERY == 0 else e)
+        env = ((np.stack(lefts).transpose(0, 2, 1) @ rows).reshape(n_sites, bond * d, bond) @ np.stack(rights[::-1]))
+        env = env.reshape(A.shape)
+        weight = np.einsum("iasb,iasb->i", flat_conj.reshape(A.shape), env).real
+        if not np.all(weight > 0):
+            raise FloatingPointError("the state has zero norm (or overflows).")
+        return log_z + math.log(weight[-1]), env / weight[:, None, None, None]
+
+    def _left_pass(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Left vectors ``L_i`` (of the sites before ``i``), the products ``L_i A_i[:, x_i, :]`` and ``log|psi|``.
+
+        ``L_i`` are rescaled to unit rows every :data:`_RENORM_EVERY` sites (logs kept
+        apart). Each step is one matrix product with all values of the site followed
+        by a selection of each row's value: far faster than gathering per-row
+        matrices and multiplying them one by one.
+        """
+        n = len(X)
+        n_sites, bond, d, _ = self.A.shape
+        rows = self.A.reshape(n_sites, bond, d * bond)
+        index = np.arange(n)
+        left = np.zeros((n, bond), dtype=self.dtype)
+        left[:, 0] = 1.0
+        lefts, products, log_scale = [], [], np.zeros(n)
+        for i in range(n_sites):
+            lefts.append(left)
+            product = (left @ rows[i]).reshape(n, d, bond)[index, X[:, i]]
+            products.append(product)
+            if (i + 1) % _RENORM_EVERY == 0 or i == n_sites - 1:
+                left, log_norm = _unit_rows(product)
+                log_scale += log_norm
+            else:
+                left = product
         with np.errstate(divide="ignore"):
-            total += float(np.sum(log_scale + np.log(np.abs(lefts[-1][:, 0]))))
-    return float(log_z - 2.0 * total / len(X))
+            log_psi = log_scale + np.log(np.abs(left[:, 0]))
+        return lefts, products, log_psi
+
+    def log_psi(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """``log |psi(x)|`` of each row (left passes only, in chunks of rows)."""
+        return np.concatenate([self._left_pass(X[b : b + chunk])[2] for b in range(0, len(X), chunk)])
+
+    def data_terms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``log|psi(x)|`` per row and ``conj(1/n sum_x Phi_i(x) / psi(x))`` for every site, ``(N, D, d, D)``.
+
+        A left and a right pass (:meth:`_left_pass`), then the amplitudes and the
+        one-hot weighted outer products of all sites in a few batched calls.
+        """
+        n = len(X)
+        n_sites, bond, d, _ = self.A.shape
+        lefts, products, log_psi = self._left_pass(X)
+        cols = np.ascontiguousarray(self.A.transpose(0, 3, 2, 1)).reshape(n_sites, bond, d * bond)
+        index = np.arange(n)
+        right = np.zeros((n, bond), dtype=self.dtype)
+        right[:, 0] = 1.0
+        rights = [right]
+        for i in range(n_sites - 1, 0, -1):
+            right = (right @ cols[i]).reshape(n, d, bond)[index, X[:, i]]
+            if i % _RENORM_EVERY == 0:
+                right = _unit_rows(right)[0]
+            rights.append(right)
+        rights = np.stack(rights[::-1])
+        psi = np.einsum("inb,inb->in", np.stack(products), rights)
+        psi[np.abs(psi) < TINY] = TINY
+        one_hot = X.T[:, :, None] == np.arange(d)
+        stacked = (one_hot[:, :, :, None] * np.stack(lefts)[:, :, None, :]).reshape(n_sites, n, d * bond)
+        g = (stacked.transpose(0, 2, 1) @ (rights / psi[:, :, None])).reshape(n_sites, d, bond, bond)
+        g = g.transpose(0, 2, 1, 3)
+        return log_psi, (g.conj() if np.iscomplexobj(g) else g) / n
+
+    def nll(self, X: np.ndarray) -> float:
+        """Exact NLL of the rows ``X``."""
+        log_z, _ = self.norm_terms()
+        return float(log_z - 2.0 * np.mean(self.log_psi(X)))
 
 
 def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -720,27 +782,6 @@ def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     norms = np.sqrt(sq, out=sq)
     norms[norms == 0] = 1.0
     return env / norms[:, None], np.log(norms)
-
-
-def _norm_environments(tensors: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """``log Z`` and trace-normalised transfer environments (ket index first) from both ends."""
-    n_sites = len(tensors)
-    left = [np.ones((1, 1))]
-    log_z = 0.0
-    for a in tensors:
-        dl, d, dr = a.shape
-        e = (left[-1].T @ a.reshape(dl, d * dr)).reshape(dl * d, dr).T @ a.conj().reshape(dl * d, dr)
-        tr = float(np.trace(e).real)
-        if not tr > 0:
-            raise FloatingPointError("the state has zero norm.")
-        log_z += math.log(tr)
-        left.append(e / tr)
-    right: list[np.ndarray] = [np.ones((1, 1))] * (n_sites + 1)
-    for i in range(n_sites - 1, -1, -1):
-        dl, d, dr = tensors[i].shape
-        e = (tensors[i].reshape(dl * d, dr) @ right[i + 1]).reshape(dl, d * dr) @ tensors[i].conj().reshape(dl, d * dr).T
-        right[i] = e / float(np.trace(e).real)
-    return log_z, left, right
 
 
 class _FlatAdam:
@@ -804,33 +845,25 @@ def gradient_train(
         The NLL recorded per epoch is that of the whole training set at the epoch's end.
     """
     history = TrainingHistory() if history is None else history
-    start = mps.normalized()
-    dtype = start.dtype
-    sizes = [t.size for t in start.tensors]
-    theta = np.concatenate([np.asarray(t).ravel() for t in start.tensors]).astype(dtype)
-    offsets = np.cumsum([0, *sizes])
-    tensors = [theta[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
-    flat_grad = np.empty_like(theta)
-    grads = [flat_grad[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
+    chain = _PaddedChain(list(mps.normalized().tensors))
+    theta = chain.A.reshape(-1)
     real = theta.view(np.float64)
     adam = _FlatAdam(real.size, learning_rate)
+    n_sites = len(chain.shapes)
+    bond = max(s[2] for s in chain.shapes)
     with progress_bar(n_epochs, progress) as bar:
-        bond = max(t.shape[2] for t in tensors)
-        n_sites = len(tensors)
         for _ in range(n_epochs):
             tick = time.perf_counter()
             shuffled = X[rng.permutation(len(X))]
             with blas_threads(bond):
                 for begin in range(0, len(X), batch_size):
-                    log_z, z_left, z_right = _norm_environments(tensors)
+                    log_z, norm_grad = chain.norm_terms()
                     theta *= math.exp(-log_z / (2 * n_sites))
-                    _, data = _data_terms(tensors, shuffled[begin : begin + batch_size])
-                    for i, a in enumerate(tensors):
-                        env = _norm_gradient(z_left[i], a, z_right[i + 1])
-                        np.subtract(2.0 * env / float(np.vdot(a, env).real), 2.0 * data[i], out=grads[i])
-                    adam.step(real, flat_grad.view(np.float64))
-                nll = _nll(tensors, X)
+                    _, data = chain.data_terms(shuffled[begin : begin + batch_size])
+                    grad = 2.0 * norm_grad - 2.0 * data
+                    adam.step(real, grad.reshape(-1).view(np.float64))
+                nll = chain.nll(X)
             record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    state = MatrixProductState([t.copy() for t in tensors])
+    state = MatrixProductState([t.copy() for t in chain.unpad()])
     state.canonicalize_(0).normalize_()
     return state, history
