@@ -229,28 +229,31 @@ class _Environments:
 
 
 class _PairProblem:
-    """The NLL as a function of the merged pair ``(k, k+1)``, the environments fixed.
+    """The NLL as a function of the merged pair ``(k, k+1)`` (or of site ``k``), the environments fixed.
+
+    ``dims`` holds the numbers of values of the two sites (or of the one site).
 
     With the rest of the chain isometric, ``NLL(B) = log ||B||**2 - 1/n sum_x log psi(x)**2``
     exactly (the stored log-scales of the environments added back), so a local step that
     lowers it lowers the NLL of the whole state.
     """
 
-    def __init__(self, envs: _Environments, k: int, dims: tuple[int, int]) -> None:
-        left, right = envs.env[k], envs.env[k + 2]
+    def __init__(self, envs: _Environments, k: int, dims: tuple[int, ...]) -> None:
+        width = len(dims)  # 2: the pair (k, k+1); 1: the single site k
+        left, right = envs.env[k], envs.env[k + width]
         self.n = left.shape[0]
-        self.log_scale = envs.scale[k] + envs.scale[k + 2]
+        self.log_scale = envs.scale[k] + envs.scale[k + width]
         self._mean_log_scale = float(np.mean(self.log_scale))
         self.groups = [
-            (values, rows, left[rows], right[rows])
-            for values, rows in group_rows(envs.X[:, k], envs.X[:, k + 1], dims=dims)
+            ((slice(None), *values, slice(None)), rows, left[rows], right[rows])
+            for values, rows in group_rows(*(envs.X[:, k + j] for j in range(width)), dims=dims)
         ]
         self._cache: tuple[np.ndarray, list[np.ndarray]] | None = None
 
     def _group_psi(self, merged: np.ndarray) -> list[np.ndarray]:
         if self._cache is not None and self._cache[0] is merged:
             return self._cache[1]
-        out = [np.einsum("nb,nb->n", left @ merged[:, s, t, :], right) for (s, t), _, left, right in self.groups]
+        out = [np.einsum("nb,nb->n", left @ merged[index], right) for index, _, left, right in self.groups]
         self._cache = (merged, out)
         return out
 
@@ -270,9 +273,9 @@ class _PairProblem:
     def data_gradient(self, merged: np.ndarray) -> np.ndarray:
         """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
         grad = np.zeros_like(merged)
-        for ((s, t), _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
+        for (index, _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
             psi = np.where(np.abs(psi) < TINY, TINY, psi)
-            grad[:, s, t, :] = left.T @ (right / psi[:, None])
+            grad[index] = left.T @ (right / psi[:, None])
         return (grad.conj() if np.iscomplexobj(grad) else grad) / self.n
 
 
@@ -471,15 +474,21 @@ def sweep_train(
     rng = np.random.default_rng() if rng is None else rng
     envs = None
     going_right = start_right
+    one_site_from: int | None = None  # index in history.nll where the one-site sweeps began
     with progress_bar(n_sweeps, progress) as bar:
         for sweep in range(n_sweeps):
             tick = time.perf_counter()
             if envs is None or batched:
                 rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
                 envs = _start_environments(tensors, X[rows], going_right)
+            max_rate = learning_rate if batched or normalized_gradient else 0.5
             with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
-                _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                           normalized_gradient, learning_rate if batched or normalized_gradient else 0.5)
+                if one_site_from is None:
+                    _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
+                               normalized_gradient, max_rate)
+                else:
+                    _one_site_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, normalized_gradient,
+                                    max_rate)
             nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
             previous = history.nll[-1] if history.nll else None
             record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
@@ -488,8 +497,13 @@ def sweep_train(
             going_right = not going_right
             if callback is not None:
                 callback(sweep, _as_mps(tensors, going_right), nll)
-            if not batched and converged(history.nll[n_before:], tol):
-                break
+            if batched:
+                continue
+            if one_site_from is not None:
+                if converged(history.nll[one_site_from:], tol):
+                    break
+            elif converged(history.nll[n_before:], tol) or sweep + 1 >= n_sweeps // 2:
+                one_site_from = len(history.nll)
     return _as_mps(tensors, going_right), history
 
 
@@ -540,6 +554,43 @@ def _one_sweep(
             envs.set_left(tensors, k + 1)
         else:
             envs.set_right(tensors, k + 1)
+    return nll
+
+
+def _one_site_sweep(
+    tensors: list[np.ndarray],
+    envs: _Environments,
+    going_right: bool,
+    learning_rate: float,
+    n_steps: int,
+    normalized: bool,
+    max_rate: float = 0.5,
+) -> float:
+    """One sweep of single-site updates at fixed bonds; returns the exact NLL of the state it leaves.
+
+    Each site descends by :func:`sphere_descent` with the rest isometric, then a QR
+    (an LQ going left) moves the centre on. Nothing is truncated, so a step that
+    lowers the NLL is kept as it is: where the two-site update stalls because the
+    truncated split of every descended pair loses what the descent gained, the
+    one-site update still descends.
+    """
+    n_sites = len(tensors)
+    sites = range(n_sites) if going_right else range(n_sites - 1, -1, -1)
+    nll, rate = math.inf, learning_rate
+    for k in sites:
+        problem = _PairProblem(envs, k, (tensors[k].shape[1],))
+        tensors[k], nll, rate = sphere_descent(tensors[k], problem, rate, n_steps, normalized, max_rate)
+        dl, d, dr = tensors[k].shape
+        if going_right and k < n_sites - 1:
+            q, r = np.linalg.qr(tensors[k].reshape(dl * d, dr))
+            tensors[k] = q.reshape(dl, d, -1)
+            tensors[k + 1] = contract("ab,bsc->asc", r, tensors[k + 1])
+            envs.set_left(tensors, k + 1)
+        elif not going_right and k > 0:
+            q, r = np.linalg.qr(tensors[k].reshape(dl, d * dr).T)
+            tensors[k] = q.T.reshape(-1, d, dr)
+            tensors[k - 1] = contract("asb,cb->asc", tensors[k - 1], r)
+            envs.set_right(tensors, k)
     return nll
 
 
