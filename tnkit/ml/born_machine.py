@@ -365,14 +365,17 @@ class MPSBornMachine(BornMachineBase):
         trainer: Adam's step).
     n_sweeps : int, default 50
         Most sweeps per ``fit`` (trainer ``"sweep"``); a sweep passes once over the
-        ``N - 1`` pairs in one direction and the direction alternates. The fit stops
-        earlier once three sweeps in a row gain less than ``tol`` each.
+        ``N - 1`` pairs in one direction and the direction alternates. Full-batch fits
+        switch to one-site sweeps (no truncation) once the two-site sweeps have converged
+        or used half of the sweeps, and stop once three one-site sweeps in a row gain
+        less than ``tol`` each.
     tol : float or None, default 2e-5
         Sweeps stop when each of three in a row lowers the training NLL by less than
         this (nats); ``None`` runs all ``n_sweeps``. Full-batch sweeps only
         (``batch_size=None``). The NLL often creeps by about 1e-4 a sweep for a while
-        before it falls again: with ``tol=1e-4`` a 16-site, bond-4 fit stopped after 22
-        sweeps 0.028 nats above the floor, with 2e-5 it went on to 0.015.
+        before it falls again: with ``tol=1e-4`` and two-site sweeps only, a 16-site,
+        bond-4 fit stopped after 22 sweeps 0.028 nats above the floor, with 2e-5 it
+        went on to 0.015.
     n_descent_steps : int, default 10
         Gradient steps on each merged pair before it is split.
     learning_rate_decay : float, default 1.0

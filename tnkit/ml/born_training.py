@@ -22,6 +22,11 @@ update) with ``eta`` found by backtracking from ``learning_rate`` so that every 
 lowers the NLL (:func:`sphere_descent`). After ``n_descent_steps`` steps ``B`` is split by a truncated SVD
 (:func:`tnkit.core.linalg.truncated_svd`, so ``max_bond`` and ``cutoff`` follow the
 engine's rule and the bond grows where the data need it) and the centre moves on.
+Near a minimum the truncated split undoes what the descent of the merged pair gained
+(the descent leaves the set of bond-``max_bond`` states), the update is then rejected
+and the two-site sweeps stall above the minimum; so once they converge, or after half
+of the sweeps, full-batch training continues with one-site updates at fixed bonds,
+which truncate nothing.
 
 Numerical safety. ``Phi(x) / psi(x)`` is invariant under scaling ``L(x)`` and
 ``R(x)``, so the per-sample environments are stored normalised to unit norm with
@@ -421,7 +426,11 @@ def sweep_train(
         Training data, ``0 <= X[:, i] < mps.phys_dims[i]`` (checked by the caller).
     n_sweeps : int
         Number of sweeps; a sweep is one pass over the ``N - 1`` pairs in one
-        direction, alternating direction (Han et al.'s "loop" is two sweeps).
+        direction, alternating direction (Han et al.'s "loop" is two sweeps). Full-batch
+        sweeps switch to one-site updates (:func:`_one_site_sweep`, nothing truncated)
+        once the two-site sweeps have converged by ``tol`` or used half of ``n_sweeps``;
+        the two-site sweeps grow the bonds, and near a minimum their truncated splits
+        undo the descent (the fit stalls), which one-site updates cannot.
     learning_rate : float
         Step of ``B <- B - learning_rate * dNLL/dB``.
     n_descent_steps : int
@@ -451,8 +460,8 @@ def sweep_train(
     callback : callable, optional
         ``callback(sweep, mps, nll)`` after each sweep.
     tol : float, optional
-        Stop before ``n_sweeps`` once each of the last three sweeps lowered the training
-        NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
+        Stop before ``n_sweeps`` once each of the last three one-site sweeps lowered the
+        training NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
 
     Returns
     -------
