@@ -531,10 +531,11 @@ class MPSBornMachine(BornMachineBase):
         self, sweep: Any, rng: np.random.Generator, params: dict[str, Any]
     ) -> tuple[MatrixProductState, born_training.TrainingHistory]:
         """``start_sweeps`` sweeps from each of ``n_starts`` random starts; the lowest training NLL wins."""
-        runs = [sweep(self.mps_, n_sweeps=params["start_sweeps"], history=born_training.TrainingHistory())]
-        for _ in range(params["n_starts"] - 1):
-            start = self._initial_state(rng, params)
-            runs.append(sweep(start, n_sweeps=params["start_sweeps"], history=born_training.TrainingHistory()))
+        starts = [self.mps_] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
+        runs = [
+            sweep(s, n_sweeps=params["start_sweeps"], history=born_training.TrainingHistory(), one_site=False)
+            for s in starts
+        ]
         return min(runs, key=lambda run: run[1].nll[-1])
 
     def _checked_params(self) -> dict[str, Any]:

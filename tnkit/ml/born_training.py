@@ -415,6 +415,7 @@ def sweep_train(
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
     tol: float | None = None,
+    one_site: bool = True,
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train a Born machine by two-site sweeps on the negative log-likelihood.
 
@@ -462,6 +463,9 @@ def sweep_train(
     tol : float, optional
         Stop before ``n_sweeps`` once each of the last three one-site sweeps lowered the
         training NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
+    one_site : bool
+        Whether full-batch sweeps switch to one-site updates (see ``n_sweeps``); without
+        them the sweeps stop once the two-site sweeps converge.
 
     Returns
     -------
@@ -496,8 +500,8 @@ def sweep_train(
                     _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
                                normalized_gradient, max_rate)
                 else:
-                    _one_site_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, normalized_gradient,
-                                    max_rate)
+                    _one_site_sweep(tensors, envs, going_right, learning_rate, n_descent_steps,
+                                    normalized_gradient, max_rate)
             nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
             previous = history.nll[-1] if history.nll else None
             record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
@@ -511,7 +515,11 @@ def sweep_train(
             if one_site_from is not None:
                 if converged(history.nll[one_site_from:], tol):
                     break
-            elif converged(history.nll[n_before:], tol) or sweep + 1 >= n_sweeps // 2:
+            elif converged(history.nll[n_before:], tol):
+                if not one_site:
+                    break
+                one_site_from = len(history.nll)
+            elif one_site and sweep + 1 >= n_sweeps // 2:
                 one_site_from = len(history.nll)
     return _as_mps(tensors, going_right), history
 
@@ -767,15 +775,15 @@ class _PaddedChain:
         for i in range(n_sites - 1, 0, -1):
             e = (flat[i] @ rights[-1]).reshape(bond, d * bond) @ rows_conj[i].T
             rights.append(e / e.trace().real if i % _RENORM_EVERY == 0 else e)
-        env = ((np.stack(lefts).transpose(0, 2, 1) @ rows).reshape(n_sites, bond * d, bond) @ np.stack(rights[::-1]))
-        env = env.reshape(A.shape)
+        env = (np.stack(lefts).transpose(0, 2, 1) @ rows).reshape(n_sites, bond * d, bond)
+        env = (env @ np.stack(rights[::-1])).reshape(A.shape)
         weight = np.einsum("iasb,iasb->i", flat_conj.reshape(A.shape), env).real
         if not np.all(weight > 0):
             raise FloatingPointError("the state has zero norm (or overflows).")
         return log_z + math.log(weight[-1]), env / weight[:, None, None, None]
 
     def _left_pass(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """Left vectors ``L_i`` (of the sites before ``i``), the products ``L_i A_i[:, x_i, :]`` and ``log|psi|``.
+        """Left vectors ``L_i`` (sites before ``i``), products ``L_i A_i[:, x_i, :]`` and ``log|psi|``.
 
         ``L_i`` are rescaled to unit rows every :data:`_RENORM_EVERY` sites (logs kept
         apart). Each step is one matrix product with all values of the site followed
