@@ -62,7 +62,8 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
 * ``gradient_epoch_n12_bond4_seconds``: one epoch of the minibatch gradient trainer (Adam,
   batch 100) over 20,000 samples of 12 binary features at bond 4, median of 5 after a
   warm-up, real and complex; reference: 4.6 s, the figure of the previous implementation
-  on this machine (not re-run). Goal: under 0.2 s.
+  on this machine (not re-run). Goal: under 0.2 s of CPU time (``cpu_seconds``; the wall
+  time is in the row too, but on a shared machine it measures the load).
 
 All timings depend on the load of the machine; ratios of cases whose reference is a
 logged figure (not re-run here) are indicative only.
@@ -584,8 +585,9 @@ def case_gradient_epoch(rep: Reporter) -> None:
         rep.emit(make_row(
             BENCH, f"gradient_epoch_n12_bond4_{dtype}_seconds", float(np.median(times[1:])), "previous_implementation",
             4.6, note="reference: the previous implementation on this machine, not re-run; epoch includes the "
-            "full-data NLL", cpu_seconds=float(np.median(cpu[1:])), load_average=load_average(), goal="< 0.2 s",
-            goal_met=bool(np.median(times[1:]) < 0.2),
+            "full-data NLL", cpu_seconds=float(np.median(cpu[1:])), load_average=load_average(),
+            goal="< 0.2 s of CPU time (the wall time depends on the machine's load)",
+            goal_met=bool(np.median(cpu[1:]) < 0.2),
         ))
 
 

@@ -203,6 +203,22 @@ def test_warm_start_continues(rng):
     assert len(model.history_.nll) == 2 and model.history_.nll[-1] < first
 
 
+# --------------------------------------------------------------------------- several starts
+
+
+def test_best_of_several_starts_is_continued(rng):
+    """The first start is the single-start fit's; the kept one has the lowest NLL after ``start_sweeps``."""
+    true = tnkit.MPS.random(8, 3, seed=rng)
+    X = true.sample(1000, seed=rng)
+    options = dict(max_bond=3, start_sweeps=2, n_sweeps=4, tol=None, random_state=5)
+    single = MPSBornMachine(n_starts=1, **options).fit(X)
+    several = MPSBornMachine(n_starts=3, **options).fit(X)
+    assert len(several.history_.nll) == 4
+    assert several.history_.nll[1] <= single.history_.nll[1] + 1e-12
+    assert np.all(np.diff(several.history_.nll) <= 1e-9)
+    assert np.isclose(-several.score(X), several.history_.nll[-1])
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -216,6 +232,10 @@ def test_bad_arguments_are_named(rng):
         MPSBornMachine(normalized_gradient="yes").fit(X)
     with pytest.raises(TypeError, match="max_bond"):
         MPSBornMachine(max_bond=2.5).fit(X)
+    with pytest.raises(ValueError, match="n_starts"):
+        MPSBornMachine(n_starts=0).fit(X)
+    with pytest.raises(ValueError, match="start_sweeps"):
+        MPSBornMachine(start_sweeps=0).fit(X)
     with pytest.raises(ValueError, match="whole numbers"):
         MPSBornMachine().fit(X + 0.5)
     with pytest.raises(ValueError, match="2-d"):

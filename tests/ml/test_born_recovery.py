@@ -6,7 +6,10 @@ divergence (all configurations enumerated) must come within 0.02 nats of the
 finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model, ``n`` samples),
 and the training NLL must never rise from one sweep to the next. Before the
 line-searched, complex-amplitude sweeps, these fits stalled 0.1-0.4 nats above the
-floor and their NLL rose between sweeps.
+floor and their NLL rose between sweeps. The 10-site ternary case stalled 0.054 nats
+above the floor with two-site sweeps only (their truncated splits undo the descent
+near the minimum) and a single start; the one-site sweeps that follow the two-site
+ones reach it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def _free_parameters(mps) -> int:
 
 @pytest.mark.parametrize(
     "dims, chi, n_samples, seed",
-    [((2,) * 9, 3, 5000, 11), ((3, 2, 3, 2, 3, 2, 3), 2, 5000, 12)],
+    [((2,) * 9, 3, 5000, 11), ((3, 2, 3, 2, 3, 2, 3), 2, 5000, 12), ((3,) * 10, 3, 5000, 0)],
 )
 def test_default_sweeps_recover_an_exact_born_distribution(dims, chi, n_samples, seed):
     rng = np.random.default_rng(seed)

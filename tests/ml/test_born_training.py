@@ -232,7 +232,13 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
 
     monkeypatch.setattr(born_training, "_progress", lambda total, enabled: FakeBar() if enabled else None)
     X = random_data(rng, 60, (2,) * 6)
+    extra = {"n_starts": 1} if trainer == "mps" else {}
     cls = MPSBornMachine if trainer == "mps" else TTNBornMachine
-    model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0).fit(X)
+    model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, **extra).fit(X)
     assert len(model.history_.nll) < 40
     assert len(bars) == 1 and bars[0].closed == 1 and bars[0].updates == len(model.history_.nll)
+    if trainer == "mps":  # several starts: one bar per start and one for the continued start, all closed
+        bars.clear()
+        model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, n_starts=3).fit(X)
+        assert len(model.history_.nll) < 40
+        assert len(bars) == 4 and all(bar.closed == 1 for bar in bars)

@@ -22,6 +22,11 @@ update) with ``eta`` found by backtracking from ``learning_rate`` so that every 
 lowers the NLL (:func:`sphere_descent`). After ``n_descent_steps`` steps ``B`` is split by a truncated SVD
 (:func:`tnkit.core.linalg.truncated_svd`, so ``max_bond`` and ``cutoff`` follow the
 engine's rule and the bond grows where the data need it) and the centre moves on.
+Near a minimum the truncated split undoes what the descent of the merged pair gained
+(the descent leaves the set of bond-``max_bond`` states), the update is then rejected
+and the two-site sweeps stall above the minimum; so once they converge, or after half
+of the sweeps, full-batch training continues with one-site updates at fixed bonds,
+which truncate nothing.
 
 Numerical safety. ``Phi(x) / psi(x)`` is invariant under scaling ``L(x)`` and
 ``R(x)``, so the per-sample environments are stored normalised to unit norm with
@@ -40,6 +45,10 @@ Minibatch gradient trainer (:func:`gradient_train`)
 All site tensors are updated together with Adam on minibatches, the bond dimensions
 fixed. :func:`nll_and_gradient` gives the exact NLL and its gradient with respect to
 every site tensor, with ``Z`` and its gradient from log-scaled transfer environments.
+The site tensors are held in one zero-padded array (largest bond, largest number of
+values), so each step costs a few calls for all sites together instead of a dozen per
+site: the per-step Python overhead, not arithmetic, is what small models spend their
+time on.
 """
 
 from __future__ import annotations
@@ -225,28 +234,31 @@ class _Environments:
 
 
 class _PairProblem:
-    """The NLL as a function of the merged pair ``(k, k+1)``, the environments fixed.
+    """The NLL as a function of the merged pair ``(k, k+1)`` (or of site ``k``), the environments fixed.
+
+    ``dims`` holds the numbers of values of the two sites (or of the one site).
 
     With the rest of the chain isometric, ``NLL(B) = log ||B||**2 - 1/n sum_x log psi(x)**2``
     exactly (the stored log-scales of the environments added back), so a local step that
     lowers it lowers the NLL of the whole state.
     """
 
-    def __init__(self, envs: _Environments, k: int, dims: tuple[int, int]) -> None:
-        left, right = envs.env[k], envs.env[k + 2]
+    def __init__(self, envs: _Environments, k: int, dims: tuple[int, ...]) -> None:
+        width = len(dims)  # 2: the pair (k, k+1); 1: the single site k
+        left, right = envs.env[k], envs.env[k + width]
         self.n = left.shape[0]
-        self.log_scale = envs.scale[k] + envs.scale[k + 2]
+        self.log_scale = envs.scale[k] + envs.scale[k + width]
         self._mean_log_scale = float(np.mean(self.log_scale))
         self.groups = [
-            (values, rows, left[rows], right[rows])
-            for values, rows in group_rows(envs.X[:, k], envs.X[:, k + 1], dims=dims)
+            ((slice(None), *values, slice(None)), rows, left[rows], right[rows])
+            for values, rows in group_rows(*(envs.X[:, k + j] for j in range(width)), dims=dims)
         ]
         self._cache: tuple[np.ndarray, list[np.ndarray]] | None = None
 
     def _group_psi(self, merged: np.ndarray) -> list[np.ndarray]:
         if self._cache is not None and self._cache[0] is merged:
             return self._cache[1]
-        out = [np.einsum("nb,nb->n", left @ merged[:, s, t, :], right) for (s, t), _, left, right in self.groups]
+        out = [np.einsum("nb,nb->n", left @ merged[index], right) for index, _, left, right in self.groups]
         self._cache = (merged, out)
         return out
 
@@ -266,9 +278,9 @@ class _PairProblem:
     def data_gradient(self, merged: np.ndarray) -> np.ndarray:
         """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
         grad = np.zeros_like(merged)
-        for ((s, t), _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
+        for (index, _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
             psi = np.where(np.abs(psi) < TINY, TINY, psi)
-            grad[:, s, t, :] = left.T @ (right / psi[:, None])
+            grad[index] = left.T @ (right / psi[:, None])
         return (grad.conj() if np.iscomplexobj(grad) else grad) / self.n
 
 
@@ -403,6 +415,7 @@ def sweep_train(
     history: TrainingHistory | None = None,
     callback: Callable[[int, MatrixProductState, float], None] | None = None,
     tol: float | None = None,
+    one_site: bool = True,
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train a Born machine by two-site sweeps on the negative log-likelihood.
 
@@ -414,7 +427,11 @@ def sweep_train(
         Training data, ``0 <= X[:, i] < mps.phys_dims[i]`` (checked by the caller).
     n_sweeps : int
         Number of sweeps; a sweep is one pass over the ``N - 1`` pairs in one
-        direction, alternating direction (Han et al.'s "loop" is two sweeps).
+        direction, alternating direction (Han et al.'s "loop" is two sweeps). Full-batch
+        sweeps switch to one-site updates (:func:`_one_site_sweep`, nothing truncated)
+        once the two-site sweeps have converged by ``tol`` or used half of ``n_sweeps``;
+        the two-site sweeps grow the bonds, and near a minimum their truncated splits
+        undo the descent (the fit stalls), which one-site updates cannot.
     learning_rate : float
         Step of ``B <- B - learning_rate * dNLL/dB``.
     n_descent_steps : int
@@ -444,8 +461,11 @@ def sweep_train(
     callback : callable, optional
         ``callback(sweep, mps, nll)`` after each sweep.
     tol : float, optional
-        Stop before ``n_sweeps`` once each of the last three sweeps lowered the training
-        NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
+        Stop before ``n_sweeps`` once each of the last three one-site sweeps lowered the
+        training NLL by less than this (nats; full-batch sweeps only; :func:`converged`).
+    one_site : bool
+        Whether full-batch sweeps switch to one-site updates (see ``n_sweeps``); without
+        them the sweeps stop once the two-site sweeps converge.
 
     Returns
     -------
@@ -467,15 +487,21 @@ def sweep_train(
     rng = np.random.default_rng() if rng is None else rng
     envs = None
     going_right = start_right
+    one_site_from: int | None = None  # index in history.nll where the one-site sweeps began
     with progress_bar(n_sweeps, progress) as bar:
         for sweep in range(n_sweeps):
             tick = time.perf_counter()
             if envs is None or batched:
                 rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
                 envs = _start_environments(tensors, X[rows], going_right)
+            max_rate = learning_rate if batched or normalized_gradient else 0.5
             with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
-                _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                           normalized_gradient, learning_rate if batched or normalized_gradient else 0.5)
+                if one_site_from is None:
+                    _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
+                               normalized_gradient, max_rate)
+                else:
+                    _one_site_sweep(tensors, envs, going_right, learning_rate, n_descent_steps,
+                                    normalized_gradient, max_rate)
             nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
             previous = history.nll[-1] if history.nll else None
             record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
@@ -484,8 +510,17 @@ def sweep_train(
             going_right = not going_right
             if callback is not None:
                 callback(sweep, _as_mps(tensors, going_right), nll)
-            if not batched and converged(history.nll[n_before:], tol):
-                break
+            if batched:
+                continue
+            if one_site_from is not None:
+                if converged(history.nll[one_site_from:], tol):
+                    break
+            elif converged(history.nll[n_before:], tol):
+                if not one_site:
+                    break
+                one_site_from = len(history.nll)
+            elif one_site and sweep + 1 >= n_sweeps // 2:
+                one_site_from = len(history.nll)
     return _as_mps(tensors, going_right), history
 
 
@@ -536,6 +571,43 @@ def _one_sweep(
             envs.set_left(tensors, k + 1)
         else:
             envs.set_right(tensors, k + 1)
+    return nll
+
+
+def _one_site_sweep(
+    tensors: list[np.ndarray],
+    envs: _Environments,
+    going_right: bool,
+    learning_rate: float,
+    n_steps: int,
+    normalized: bool,
+    max_rate: float = 0.5,
+) -> float:
+    """One sweep of single-site updates at fixed bonds; returns the exact NLL of the state it leaves.
+
+    Each site descends by :func:`sphere_descent` with the rest isometric, then a QR
+    (an LQ going left) moves the centre on. Nothing is truncated, so a step that
+    lowers the NLL is kept as it is: where the two-site update stalls because the
+    truncated split of every descended pair loses what the descent gained, the
+    one-site update still descends.
+    """
+    n_sites = len(tensors)
+    sites = range(n_sites) if going_right else range(n_sites - 1, -1, -1)
+    nll, rate = math.inf, learning_rate
+    for k in sites:
+        problem = _PairProblem(envs, k, (tensors[k].shape[1],))
+        tensors[k], nll, rate = sphere_descent(tensors[k], problem, rate, n_steps, normalized, max_rate)
+        dl, d, dr = tensors[k].shape
+        if going_right and k < n_sites - 1:
+            q, r = np.linalg.qr(tensors[k].reshape(dl * d, dr))
+            tensors[k] = q.reshape(dl, d, -1)
+            tensors[k + 1] = contract("ab,bsc->asc", r, tensors[k + 1])
+            envs.set_left(tensors, k + 1)
+        elif not going_right and k > 0:
+            q, r = np.linalg.qr(tensors[k].reshape(dl, d * dr).T)
+            tensors[k] = q.T.reshape(-1, d, dr)
+            tensors[k - 1] = contract("asb,cb->asc", tensors[k - 1], r)
+            envs.set_right(tensors, k)
     return nll
 
 
@@ -637,81 +709,143 @@ def nll_and_gradient(tensors: list[np.ndarray], X: np.ndarray) -> tuple[float, l
         ``dNLL/dA_i``, same shapes as ``tensors``; for complex tensors
         ``dNLL/dRe(A_i) + 1j dNLL/dIm(A_i)`` (the direction of steepest ascent).
     """
-    log_z, z_left, z_right = _norm_environments(tensors)
-    log_psi, data = _data_terms(tensors, X)
-    grads = []
-    for i, a in enumerate(tensors):
-        env = _norm_gradient(z_left[i], a, z_right[i + 1])
-        grads.append(2.0 * env / float(np.vdot(a, env).real) - 2.0 * data[i])
-    return float(log_z - 2.0 * np.mean(log_psi)), grads
-
-
-def _norm_gradient(left: np.ndarray, a: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``dZ/d conj(A)`` up to the environments' scale: ``left^T A right`` per physical value."""
-    dl, d, dr = a.shape
-    return ((left.T @ a.reshape(dl, d * dr)).reshape(dl * d, dr) @ right).reshape(dl, d, dr)
-
-
-def _data_terms(tensors: list[np.ndarray], X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``log|psi(x)|`` per row and ``conj(1/n sum_x Phi_i(x) / psi(x))`` per site.
-
-    Vectorised over the rows: per site one gather of the matrices ``A_i[:, x_i, :]``,
-    one batched vector-matrix product each way and one one-hot matrix product for the
-    gradient; the environments are renormalised per row every few sites
-    (:data:`_RENORM_EVERY`), with the logs kept apart.
-    """
-    n, n_sites = X.shape
-    dtype = np.result_type(*tensors)
-    mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[X[:, i]] for i, a in enumerate(tensors)]
-    lefts, log_left = _left_environments(mats, n, dtype)
-    right = np.ones((n, 1), dtype=dtype)
-    data: list[np.ndarray] = [np.empty(0)] * n_sites
-    with np.errstate(divide="ignore"):
-        log_psi = log_left + np.log(np.abs(lefts[-1][:, 0]))
-    for i in range(n_sites - 1, -1, -1):
-        m, left, a = mats[i], lefts[i], tensors[i]
-        psi = np.einsum("nb,nb->n", np.einsum("na,nab->nb", left, m), right)
-        psi = np.where(np.abs(psi) < TINY, TINY, psi)
-        d = a.shape[1]
-        stacked = ((X[:, i][:, None, None] == np.arange(d)[None, :, None]) * left[:, None, :]).reshape(n, -1)
-        g = (stacked.T @ (right / psi[:, None])).reshape(d, a.shape[0], a.shape[2]).transpose(1, 0, 2)
-        data[i] = (g.conj() if np.iscomplexobj(g) else g) / n
-        if i:
-            right = np.einsum("nab,nb->na", m, right)
-            if i % _RENORM_EVERY == 0:
-                right, _ = _unit_rows(right)
-    return log_psi, data
+    chain = _PaddedChain(tensors)
+    log_z, norm_grad = chain.norm_terms()
+    log_psi, data = chain.data_terms(X)
+    grad = 2.0 * norm_grad - 2.0 * data
+    return float(log_z - 2.0 * np.mean(log_psi)), chain.unpad(grad)
 
 
 #: Per-row environments of the gradient trainer are renormalised every this many sites.
 _RENORM_EVERY = 4
 
 
-def _left_environments(mats: list[np.ndarray], n: int, dtype: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    """Left vectors of every site from the gathered matrices, and the log-scale removed from the last."""
-    lefts = [np.ones((n, 1), dtype=dtype)]
-    log_scale = np.zeros(n)
-    for j, m in enumerate(mats):
-        env = np.einsum("na,nab->nb", lefts[-1], m)
-        if (j + 1) % _RENORM_EVERY == 0 or j == len(mats) - 1:
-            env, log_norm = _unit_rows(env)
-            log_scale += log_norm
-        lefts.append(env)
-    return lefts, log_scale
+class _PaddedChain:
+    """The site tensors of an MPS in one zero-padded array ``A`` of shape ``(N, D, d, D)``.
 
+    ``D`` is the largest bond and ``d`` the largest number of values; site ``i`` sits in
+    ``A[i, :D_i, :d_i, :D_{i+1}]`` and the rest is zero. With uniform shapes every
+    per-site operation of the gradient (gathers, the data term, the norm environments'
+    contraction with the tensors) is one call for all sites, which removes the Python
+    overhead of small tensors. The padding stays exactly zero under gradient steps:
+    the environments vanish on padded bond indices and padded values never occur in
+    the data, so the gradient is zero there.
+    """
 
-def _nll(tensors: list[np.ndarray], X: np.ndarray, chunk: int = 8192) -> float:
-    """Exact NLL of ``X`` (the left pass of :func:`_data_terms` only, in chunks of rows)."""
-    log_z, _, _ = _norm_environments(tensors)
-    dtype = np.result_type(*tensors)
-    total = 0.0
-    for begin in range(0, len(X), chunk):
-        rows = X[begin : begin + chunk]
-        mats = [np.ascontiguousarray(a.transpose(1, 0, 2))[rows[:, i]] for i, a in enumerate(tensors)]
-        lefts, log_scale = _left_environments(mats, len(rows), dtype)
+    def __init__(self, tensors: list[np.ndarray], dtype: Any = None) -> None:
+        self.shapes = [t.shape for t in tensors]
+        self.dtype = np.result_type(*tensors) if dtype is None else np.dtype(dtype)
+        n_sites = len(tensors)
+        bond = max(max(s[0], s[2]) for s in self.shapes)
+        self.A = np.zeros((n_sites, bond, max(s[1] for s in self.shapes), bond), dtype=self.dtype)
+        for i, t in enumerate(tensors):
+            dl, d, dr = t.shape
+            self.A[i, :dl, :d, :dr] = t
+
+    def unpad(self, padded: np.ndarray | None = None) -> list[np.ndarray]:
+        """Views of ``padded`` (default: the tensors) with the sites' own shapes."""
+        padded = self.A if padded is None else padded
+        return [padded[i, :dl, :d, :dr] for i, (dl, d, dr) in enumerate(self.shapes)]
+
+    def norm_terms(self) -> tuple[float, np.ndarray]:
+        """``log Z`` and ``d log Z / d conj(A)`` for every site, ``(N, D, d, D)``.
+
+        Transfer environments from both ends (ket index first), rescaled by their
+        traces every :data:`_RENORM_EVERY` sites; the per-site environment
+        ``L_i^T A_i R_i`` of all sites is then one batched product, and dividing it by
+        ``<A_i, L_i^T A_i R_i>`` removes the scales.
+        """
+        A = self.A
+        n_sites, bond, d, _ = A.shape
+        flat, flat_conj = A.reshape(n_sites, bond * d, bond), A.conj().reshape(n_sites, bond * d, bond)
+        rows, rows_conj = A.reshape(n_sites, bond, d * bond), A.conj().reshape(n_sites, bond, d * bond)
+        start = np.zeros((bond, bond), dtype=A.dtype)
+        start[0, 0] = 1.0
+        lefts, log_z = [start], 0.0
+        for i in range(n_sites - 1):
+            e = (lefts[-1].T @ rows[i]).reshape(bond * d, bond).T @ flat_conj[i]
+            if (i + 1) % _RENORM_EVERY == 0:
+                tr = float(e.trace().real)
+                if not tr > 0:
+                    raise FloatingPointError("the state has zero norm.")
+                log_z += math.log(tr)
+                e = e / tr
+            lefts.append(e)
+        rights = [start]
+        for i in range(n_sites - 1, 0, -1):
+            e = (flat[i] @ rights[-1]).reshape(bond, d * bond) @ rows_conj[i].T
+            rights.append(e / e.trace().real if i % _RENORM_EVERY == 0 else e)
+        env = (np.stack(lefts).transpose(0, 2, 1) @ rows).reshape(n_sites, bond * d, bond)
+        env = (env @ np.stack(rights[::-1])).reshape(A.shape)
+        weight = np.einsum("iasb,iasb->i", flat_conj.reshape(A.shape), env).real
+        if not np.all(weight > 0):
+            raise FloatingPointError("the state has zero norm (or overflows).")
+        return log_z + math.log(weight[-1]), env / weight[:, None, None, None]
+
+    def _left_pass(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Left vectors ``L_i`` (sites before ``i``), products ``L_i A_i[:, x_i, :]`` and ``log|psi|``.
+
+        ``L_i`` are rescaled to unit rows every :data:`_RENORM_EVERY` sites (logs kept
+        apart). Each step is one matrix product with all values of the site followed
+        by a selection of each row's value: far faster than gathering per-row
+        matrices and multiplying them one by one.
+        """
+        n = len(X)
+        n_sites, bond, d, _ = self.A.shape
+        rows = self.A.reshape(n_sites, bond, d * bond)
+        index = np.arange(n)
+        left = np.zeros((n, bond), dtype=self.dtype)
+        left[:, 0] = 1.0
+        lefts, products, log_scale = [], [], np.zeros(n)
+        for i in range(n_sites):
+            lefts.append(left)
+            product = (left @ rows[i]).reshape(n, d, bond)[index, X[:, i]]
+            products.append(product)
+            if (i + 1) % _RENORM_EVERY == 0 or i == n_sites - 1:
+                left, log_norm = _unit_rows(product)
+                log_scale += log_norm
+            else:
+                left = product
         with np.errstate(divide="ignore"):
-            total += float(np.sum(log_scale + np.log(np.abs(lefts[-1][:, 0]))))
-    return float(log_z - 2.0 * total / len(X))
+            log_psi = log_scale + np.log(np.abs(left[:, 0]))
+        return lefts, products, log_psi
+
+    def log_psi(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """``log |psi(x)|`` of each row (left passes only, in chunks of rows)."""
+        return np.concatenate([self._left_pass(X[b : b + chunk])[2] for b in range(0, len(X), chunk)])
+
+    def data_terms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``log|psi(x)|`` per row and ``conj(1/n sum_x Phi_i(x) / psi(x))`` for every site, ``(N, D, d, D)``.
+
+        A left and a right pass (:meth:`_left_pass`), then the amplitudes and the
+        one-hot weighted outer products of all sites in a few batched calls.
+        """
+        n = len(X)
+        n_sites, bond, d, _ = self.A.shape
+        lefts, products, log_psi = self._left_pass(X)
+        cols = np.ascontiguousarray(self.A.transpose(0, 3, 2, 1)).reshape(n_sites, bond, d * bond)
+        index = np.arange(n)
+        right = np.zeros((n, bond), dtype=self.dtype)
+        right[:, 0] = 1.0
+        rights = [right]
+        for i in range(n_sites - 1, 0, -1):
+            right = (right @ cols[i]).reshape(n, d, bond)[index, X[:, i]]
+            if i % _RENORM_EVERY == 0:
+                right = _unit_rows(right)[0]
+            rights.append(right)
+        rights = np.stack(rights[::-1])
+        psi = np.einsum("inb,inb->in", np.stack(products), rights)
+        psi[np.abs(psi) < TINY] = TINY
+        one_hot = X.T[:, :, None] == np.arange(d)
+        stacked = (one_hot[:, :, :, None] * np.stack(lefts)[:, :, None, :]).reshape(n_sites, n, d * bond)
+        g = (stacked.transpose(0, 2, 1) @ (rights / psi[:, :, None])).reshape(n_sites, d, bond, bond)
+        g = g.transpose(0, 2, 1, 3)
+        return log_psi, (g.conj() if np.iscomplexobj(g) else g) / n
+
+    def nll(self, X: np.ndarray) -> float:
+        """Exact NLL of the rows ``X``."""
+        log_z, _ = self.norm_terms()
+        return float(log_z - 2.0 * np.mean(self.log_psi(X)))
 
 
 def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -720,27 +854,6 @@ def _unit_rows(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     norms = np.sqrt(sq, out=sq)
     norms[norms == 0] = 1.0
     return env / norms[:, None], np.log(norms)
-
-
-def _norm_environments(tensors: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """``log Z`` and trace-normalised transfer environments (ket index first) from both ends."""
-    n_sites = len(tensors)
-    left = [np.ones((1, 1))]
-    log_z = 0.0
-    for a in tensors:
-        dl, d, dr = a.shape
-        e = (left[-1].T @ a.reshape(dl, d * dr)).reshape(dl * d, dr).T @ a.conj().reshape(dl * d, dr)
-        tr = float(np.trace(e).real)
-        if not tr > 0:
-            raise FloatingPointError("the state has zero norm.")
-        log_z += math.log(tr)
-        left.append(e / tr)
-    right: list[np.ndarray] = [np.ones((1, 1))] * (n_sites + 1)
-    for i in range(n_sites - 1, -1, -1):
-        dl, d, dr = tensors[i].shape
-        e = (tensors[i].reshape(dl * d, dr) @ right[i + 1]).reshape(dl, d * dr) @ tensors[i].conj().reshape(dl, d * dr).T
-        right[i] = e / float(np.trace(e).real)
-    return log_z, left, right
 
 
 class _FlatAdam:
@@ -774,8 +887,9 @@ def gradient_train(
 ) -> tuple[MatrixProductState, TrainingHistory]:
     """Train all site tensors together with Adam on minibatches (bond dimensions fixed).
 
-    The tensors live in one flat parameter array (views per site), so Adam is a few
-    vector operations per step; before each step the state is rescaled to ``Z = 1``
+    The tensors live in one zero-padded array ``(N, D, d, D)`` (:class:`_PaddedChain`),
+    so each part of the gradient is one call for all sites and Adam is a few vector
+    operations on its flat view; before each step the state is rescaled to ``Z = 1``
     with the ``Z`` its gradient needs anyway.
 
     Parameters
@@ -804,33 +918,25 @@ def gradient_train(
         The NLL recorded per epoch is that of the whole training set at the epoch's end.
     """
     history = TrainingHistory() if history is None else history
-    start = mps.normalized()
-    dtype = start.dtype
-    sizes = [t.size for t in start.tensors]
-    theta = np.concatenate([np.asarray(t).ravel() for t in start.tensors]).astype(dtype)
-    offsets = np.cumsum([0, *sizes])
-    tensors = [theta[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
-    flat_grad = np.empty_like(theta)
-    grads = [flat_grad[offsets[i] : offsets[i + 1]].reshape(t.shape) for i, t in enumerate(start.tensors)]
+    chain = _PaddedChain(list(mps.normalized().tensors))
+    theta = chain.A.reshape(-1)
     real = theta.view(np.float64)
     adam = _FlatAdam(real.size, learning_rate)
+    n_sites = len(chain.shapes)
+    bond = max(s[2] for s in chain.shapes)
     with progress_bar(n_epochs, progress) as bar:
-        bond = max(t.shape[2] for t in tensors)
-        n_sites = len(tensors)
         for _ in range(n_epochs):
             tick = time.perf_counter()
             shuffled = X[rng.permutation(len(X))]
             with blas_threads(bond):
                 for begin in range(0, len(X), batch_size):
-                    log_z, z_left, z_right = _norm_environments(tensors)
+                    log_z, norm_grad = chain.norm_terms()
                     theta *= math.exp(-log_z / (2 * n_sites))
-                    _, data = _data_terms(tensors, shuffled[begin : begin + batch_size])
-                    for i, a in enumerate(tensors):
-                        env = _norm_gradient(z_left[i], a, z_right[i + 1])
-                        np.subtract(2.0 * env / float(np.vdot(a, env).real), 2.0 * data[i], out=grads[i])
-                    adam.step(real, flat_grad.view(np.float64))
-                nll = _nll(tensors, X)
+                    _, data = chain.data_terms(shuffled[begin : begin + batch_size])
+                    grad = 2.0 * norm_grad - 2.0 * data
+                    adam.step(real, grad.reshape(-1).view(np.float64))
+                nll = chain.nll(X)
             record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-    state = MatrixProductState([t.copy() for t in tensors])
+    state = MatrixProductState([t.copy() for t in chain.unpad()])
     state.canonicalize_(0).normalize_()
     return state, history
