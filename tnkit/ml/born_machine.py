@@ -2,7 +2,7 @@
 
 :class:`MPSBornMachine` models ``N`` discrete features (binary pixels, or categorical
 values, any number of values per feature) as ``p(x) = |psi(x)|**2 / Z`` with ``psi`` a
-real matrix product state (Han, Wang, Fan, Wang & Zhang, "Unsupervised generative
+matrix product state, complex by default (Han, Wang, Fan, Wang & Zhang, "Unsupervised generative
 modeling using matrix product states", PRX 8, 031012 (2018), arXiv:1709.01662). The
 fitted state is ``mps_`` (a :class:`tnkit.MPS`: site ``i`` has physical dimension
 ``n_categories_[i]``, the value of feature ``i``).
