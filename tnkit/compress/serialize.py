@@ -52,7 +52,7 @@ from .lowrank import LowRankLinear
 from .mpo_linear import MPOLinear
 from .surgery import replace_layers
 
-__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "LAYERS_FILE",
+__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "LAYERS_FILE",
            "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
 
 LAYERS_FILE = "tnkit_layers.json"
@@ -236,23 +236,31 @@ def save_compressed(model: nn.Module, directory: Any, *, tokenizer: Any = None) 
     from safetensors.torch import save_file
 
     config = model.config.to_dict()
-    config.pop("quantization_config", None)
     specs = {n: m.spec() for n, m in model.named_modules() if isinstance(m, (MPOLinear, LowRankLinear))}
 
     def write(tmp: Path) -> None:
         save_file(unique_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "producer": "tnkit"})
-        if specs:
-            _write_json(tmp / "config.json", {"model_type": MODEL_TYPE, "tnkit_schema": SCHEMA,
-                                              "base_config": config,
-                                              "load_with": "tnkit.compress.load_compressed"})
-            (tmp / "README.md").write_text(_README.format(name=Path(directory).name), encoding="utf-8")
-        else:  # nothing factorised: a plain transformers directory
-            _write_json(tmp / "config.json", config)
-        _write_json(tmp / LAYERS_FILE, {"schema": SCHEMA, "kind": _KIND, "layers": specs})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+        write_metadata(tmp, config, specs, name=Path(directory).name, tokenizer=tokenizer)
 
     return write_model_dir(directory, write)
+
+
+def write_metadata(folder: Path, config: dict, specs: dict, *, name: str, tokenizer: Any = None) -> None:
+    """Write everything of a compressed-model directory but its weights into ``folder``.
+
+    ``config`` is the transformers config as a dict, ``specs`` the :meth:`spec` of every
+    factorised layer by name, ``name`` the directory's final name (quoted in the README).
+    """
+    config = {k: v for k, v in config.items() if k != "quantization_config"}
+    if specs:
+        _write_json(folder / "config.json", {"model_type": MODEL_TYPE, "tnkit_schema": SCHEMA, "base_config": config,
+                                             "load_with": "tnkit.compress.load_compressed"})
+        (folder / "README.md").write_text(_README.format(name=name), encoding="utf-8")
+    else:  # nothing factorised: a plain transformers directory
+        _write_json(folder / "config.json", config)
+    _write_json(folder / LAYERS_FILE, {"schema": SCHEMA, "kind": _KIND, "layers": specs})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
 
 
 # ---------------------------------------------------------------------- loading
