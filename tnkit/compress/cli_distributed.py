@@ -113,8 +113,11 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
     import time
     from pathlib import Path
 
+    from transformers import AutoModelForCausalLM  # noqa: F401 - imported before the runtime's memory is read
+
     from .distributed import STREAM_METHODS, compress_streaming
 
+    runtime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if args.world_size is not None and args.world_size != ranks.world_size:
         raise ValueError(f"--world-size {args.world_size} but torchrun started {ranks.world_size} rank(s).")
     say = print if ranks.is_main else (lambda *a, **k: None)
@@ -126,11 +129,13 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
     result = compress_streaming(args.model, args.out, method=method, ratio=ratio, calibration=calib,
                                 sequential=sequential, ridge=args.ridge, tokenizer=tok,
                                 progress=not args.no_progress)
-    peaks = _gather_peak_rss(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peaks = _gather_ints(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    runtimes = _gather_ints(runtime)
     if ranks.is_main:
         from ..io import atomic_write
 
-        report = {**result.__dict__, "peak_rss_bytes": peaks, "total_seconds": time.perf_counter() - start}
+        report = {**result.__dict__, "peak_rss_bytes": peaks, "runtime_rss_bytes": runtimes,
+                  "total_seconds": time.perf_counter() - start}
         with atomic_write(Path(args.out) / STREAM_REPORT) as fh:
             fh.write(json.dumps(report, indent=1).encode())
         kept = result.block_weights_after / max(result.block_weights_before, 1)
@@ -158,13 +163,30 @@ def _calibration(args: Any, method: str, needs_data: bool) -> tuple[Any, Any]:
     text = read_text(args.calib_text)
     if EVAL_FIRST_HEADING in text:
         text = heal_eval_split(text)[0]
-    ids = tokenize(tok, text)
+    ids = _tokenize_in_pieces(tok, text, tokenize)
     seq = min(args.seq_len, len(ids))
     return tok, token_batches(ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)), seed=0)
 
 
-def _gather_peak_rss(mine: int) -> list[int]:
-    """Every rank's peak resident memory in bytes (rank order)."""
+def _tokenize_in_pieces(tok: Any, text: str, tokenize: Callable, piece: int = 1 << 16) -> Any:
+    """Token ids of ``text``, tokenised ``piece`` characters at a time (cut before a space).
+
+    A fast tokenizer holds offsets and strings for every token of its input: on a whole
+    corpus that is hundreds of MB, more than a streamed block needs.
+    """
+    import numpy as np
+
+    parts, start = [], 0
+    while start < len(text):
+        stop = len(text) if len(text) - start <= piece else text.rfind(" ", start + 1, start + piece)
+        stop = start + piece if stop <= start else stop
+        parts.append(tokenize(tok, text[start:stop]))
+        start = stop
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _gather_ints(mine: int) -> list[int]:
+    """Every rank's ``mine`` (rank order)."""
     import torch
 
     from .distributed import comm_device, current_ranks

@@ -240,7 +240,9 @@ def meta_model(config: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # a tied output head shares the embedding's parameter, as on load
+    return model
 
 
 def _distinct_inputs(model: Any, names: Sequence[str]) -> list[int]:
