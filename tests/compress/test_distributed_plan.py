@@ -59,7 +59,7 @@ def test_assign_layers_is_longest_processing_time_first_and_within_4_3_of_the_op
         owner = assign_layers(costs, ranks)
         assert list(owner) == list(costs) and set(owner.values()) <= set(range(ranks))
         makespan = max(sum(c for k, c in costs.items() if owner[k] == r) for r in range(ranks))
-        best = min(max(sum(c for c, a in zip(costs.values(), combo) if a == r) for r in range(ranks))
+        best = min(max(sum(c for c, a in zip(costs.values(), combo, strict=True) if a == r) for r in range(ranks))
                    for combo in itertools.product(range(ranks), repeat=n))
         assert best <= makespan <= 4 / 3 * best
     assert assign_layers({"a": 3.0, "b": 2.0, "c": 2.0}, 2) == {"a": 0, "b": 1, "c": 1}

@@ -131,10 +131,12 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
                                 progress=not args.no_progress)
     peaks = _gather_ints(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     runtimes = _gather_ints(runtime)
+    cpu = _gather_ints(int(result.factorise_cpu_seconds * 1000))
     if ranks.is_main:
         from ..io import atomic_write
 
         report = {**result.__dict__, "peak_rss_bytes": peaks, "runtime_rss_bytes": runtimes,
+                  "factorise_cpu_seconds_per_rank": [c / 1000 for c in cpu],
                   "total_seconds": time.perf_counter() - start}
         with atomic_write(Path(args.out) / STREAM_REPORT) as fh:
             fh.write(json.dumps(report, indent=1).encode())

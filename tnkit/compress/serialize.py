@@ -52,7 +52,7 @@ from .lowrank import LowRankLinear
 from .mpo_linear import MPOLinear
 from .surgery import replace_layers
 
-__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "LAYERS_FILE",
+__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "all_finite", "LAYERS_FILE",
            "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
 
 LAYERS_FILE = "tnkit_layers.json"
@@ -329,7 +329,8 @@ def _offsets(entry: Any) -> tuple[int, int]:
     return offs[0], offs[1]
 
 
-def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = None, *,
+                     names: Any = None) -> dict[str, torch.Tensor]:
     """Read a safetensors file with every check done before tensor data is read.
 
     Parameters
@@ -338,6 +339,8 @@ def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = No
     expected : dict, optional
         ``name -> shape`` the file must match (names it lacks are allowed: tied
         weights; names or shapes it does not expect are refused).
+    names : collection of str, optional
+        Read only these tensors (the whole header is checked all the same).
 
     Raises
     ------
@@ -357,15 +360,27 @@ def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = No
     tensors = {}
     with open(path, "rb") as fh:
         for name, entry in table.items():
+            if names is not None and name not in names:
+                continue
             t = torch.empty(entry["shape"], dtype=_DTYPES[entry["dtype"]])
             fh.seek(data_start + entry["data_offsets"][0])
             view = t.reshape(-1).view(torch.uint8).numpy()
             if fh.readinto(memoryview(view)) != view.size:
                 raise SchemaError(f"{str(path)!r} is corrupt: tensor {name!r} is cut short.")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if t.is_floating_point() and not all_finite(t):
                 raise SchemaError(f"{str(path)!r}: tensor {name!r} holds NaN or infinite values.")
             tensors[name] = t
     return tensors
+
+
+def all_finite(t: torch.Tensor, *, chunk: int = 1 << 22) -> bool:
+    """Whether ``t`` holds no NaN or infinity, checked ``chunk`` numbers at a time.
+
+    ``torch.isfinite`` on the whole tensor allocates temporaries of about 1.7 times its
+    size; by chunks they stay a few MB.
+    """
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk))
 
 
 def _base_config(config_dict: Any, meta: dict, d: Path) -> dict:

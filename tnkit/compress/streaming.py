@@ -6,13 +6,17 @@ architecture with its parameters on torch's ``meta`` device (shapes only; buffer
 the rotary frequencies are real), reads the tensors outside the blocks (embeddings, final
 norm, untied output head) and then fills and empties one block at a time::
 
-    stream = BlockStream(directory)       # embeddings + head in memory, blocks on meta
+    stream = BlockStream(directory)       # every parameter on meta
+    stream.load_trunk_inputs()            # the embeddings: enough to capture the first block's inputs
+    ...                                   # capture them
+    stream.release_all()                  # back to meta
     for i in range(stream.n_blocks):
         block = stream.load_block(i)      # read block i from its shard(s), float32
         ...                               # run it, compress it
         stream.release_block(i)           # back to meta: its memory is freed
 
-so peak memory is the outside tensors plus about one block. Every tensor is checked
+so peak memory is about one block (or the embeddings, at the start). The tensors outside
+the blocks are copied to the output one at a time (:meth:`BlockStream.outside_tensors`). Every tensor is checked
 against the architecture's shape before it is used; safetensors files hold no code and
 are never unpickled. A model already in memory streams too (``BlockStream(model)``):
 loading and releasing are then no-ops.
@@ -30,6 +34,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import SchemaError
-from .serialize import WEIGHTS_FILE, write_metadata, write_model_dir
+from .serialize import WEIGHTS_FILE, read_safetensors, write_metadata, write_model_dir
 
 __all__ = ["CheckpointFiles", "BlockStream", "SafetensorsWriter", "INDEX_FILE", "find_blocks"]
 
@@ -89,9 +94,11 @@ class CheckpointFiles:
                                         "file name.")
 
     def read(self, names: list[str], *, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-        """The tensors ``names`` (floating ones converted to ``dtype``), each shard opened once."""
-        from safetensors import safe_open
+        """The tensors ``names`` (floating ones converted to ``dtype``), each shard opened once.
 
+        Read with plain file reads into fresh tensors (no memory map), after the shard's
+        header is checked (:func:`tnkit.compress.serialize.read_safetensors`).
+        """
         missing = [n for n in names if n not in self.file_of]
         if missing:
             raise SchemaError(f"the checkpoint in {str(self.directory)!r} lacks tensors {missing[:3]}.")
@@ -100,10 +107,8 @@ class CheckpointFiles:
             by_file.setdefault(self.file_of[name], []).append(name)
         out = {}
         for file, group in by_file.items():
-            with safe_open(str(self.directory / file), framework="pt") as fh:
-                for name in group:
-                    t = fh.get_tensor(name)
-                    out[name] = t.to(dtype) if t.is_floating_point() else t
+            for name, t in read_safetensors(self.directory / file, names=set(group)).items():
+                out[name] = t.to(dtype) if t.is_floating_point() else t
         return out
 
 
@@ -135,16 +140,44 @@ class BlockStream:
             self.files = CheckpointFiles(source)
             self.model = meta_model(load_config(source))
         self.prefix, self.blocks = find_blocks(self.model)
-        if self.files is not None:
-            inside = f"{self.prefix}."
-            expected = {k: v for k, v in self.model.state_dict().items() if not k.startswith(inside)}
-            present = [k for k in expected if k in self.files.file_of]
-            self._assign(self.model, "", self.files.read(present), expected)
-            self.model.tie_weights()
-            left = [k for k, v in self.model.state_dict().items() if v.is_meta and not k.startswith(inside)]
-            if left:
-                raise SchemaError(f"the checkpoint in {str(self.files.directory)!r} lacks tensors {left[:3]}.")
         self.model.eval()
+
+    def outside_names(self) -> list[str]:
+        """State-dict names outside the blocks, a tied output head left out (it is tied again on load)."""
+        inside = f"{self.prefix}."
+        own = {n for n, _ in self.model.named_parameters()} | {n for n, _ in self.model.named_buffers()}
+        return [k for k in self.model.state_dict() if not k.startswith(inside) and k in own]
+
+    def outside_tensors(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The tensors outside the blocks, one at a time (``{name: tensor}``), read from disk or the model."""
+        state = self.model.state_dict() if self.files is None else None
+        for name in self.outside_names():
+            yield {name: state[name].detach()} if state is not None else self._checked(name, self.files.read([name]))
+
+    def load_trunk_inputs(self) -> None:
+        """Read what the model runs before its first block (everything outside the blocks but the output head)."""
+        if self.files is None:
+            return
+        head = self.model.get_output_embeddings()
+        skip = {id(p) for p in head.parameters()} if head is not None else set()
+        tied = {id(p) for p in self.model.get_input_embeddings().parameters()}
+        inside = f"{self.prefix}."
+        names = [n for n, p in self.model.named_parameters() if not n.startswith(inside)
+                 and (id(p) not in skip or id(p) in tied)]
+        expected = self.model.state_dict()
+        self._assign(self.model, "", self.files.read(names), {n: expected[n] for n in names})
+
+    def release_all(self) -> None:
+        """Free every parameter read from disk (back to ``meta``; no-op for a model in memory)."""
+        if self.files is not None:
+            self.model.to("meta")
+
+    def _checked(self, name: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        expected = self.model.state_dict()[name]
+        if tuple(tensors[name].shape) != tuple(expected.shape):
+            raise SchemaError(f"tensor {name!r} has shape {tuple(tensors[name].shape)} in the checkpoint, the "
+                              f"architecture expects {tuple(expected.shape)}.")
+        return tensors
 
     @property
     def n_blocks(self) -> int:
@@ -170,17 +203,6 @@ class BlockStream:
         if self.files is not None:
             self.blocks[index] = self.blocks[index].to("meta")
 
-    def outside_tensors(self) -> dict[str, torch.Tensor]:
-        """The state dict entries outside the blocks (tied tensors once)."""
-        inside, out, seen = f"{self.prefix}.", {}, set()
-        for name, t in self.model.state_dict().items():
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-            if name.startswith(inside) or key in seen:  # a block, or a tied weight (stored once, tied on load)
-                continue
-            seen.add(key)
-            out[name] = t.detach()
-        return out
-
     def _assign(self, module: nn.Module, head: str, tensors: dict[str, torch.Tensor],
                 expected: dict[str, torch.Tensor]) -> None:
         local = {}
@@ -191,8 +213,6 @@ class BlockStream:
             if tuple(t.shape) != tuple(ref.shape):
                 raise SchemaError(f"tensor {head + key!r} has shape {tuple(t.shape)} in the checkpoint, the "
                                   f"architecture expects {tuple(ref.shape)}.")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise SchemaError(f"tensor {head + key!r} holds NaN or infinite values.")
             local[key] = t
         module.load_state_dict(local, strict=False, assign=True)
 
