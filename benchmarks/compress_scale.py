@@ -136,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{n} rank(s): peak RSS " + ", ".join(f"{b / 2**30:.2f} GiB ({b / f32:.0%})"
                                                     for b in rep["peak_rss_bytes"])
                 + f" (runtime {max(rep['runtime_rss_bytes']) / 2**30:.2f} GiB); factorisation "
-                  f"{rep['factorise_seconds']:.1f} s, statistics {rep['stats_seconds']:.1f} s, total "
-                  f"{rep['total_seconds']:.1f} s")
+                  f"{rep['factorise_seconds']:.1f} s (CPU s per rank: "
+                  + ", ".join(f"{c:.1f}" for c in rep["factorise_cpu_seconds_per_rank"])
+                + f"), statistics {rep['stats_seconds']:.1f} s, total {rep['total_seconds']:.1f} s")
         if 1 in reports and 2 in reports:
             t1, t2 = reports[1]["factorise_seconds"], reports[2]["factorise_seconds"]
             rows.append({"benchmark": "compress_scale", "case": f"factorise_{size}_2ranks", "metric": "seconds",
-                         "tnkit": t2, "reference": "1 rank", "reference_value": t1, "ratio": t2 / t1})
+                         "tnkit": t2, "reference": "1 rank", "reference_value": t1, "ratio": t2 / t1,
+                         "cpu_seconds_per_rank": reports[2]["factorise_cpu_seconds_per_rank"],
+                         "load_average": os.getloadavg()[0]})
             say(f"factorisation stage: 1 rank {t1:.1f} s, 2 ranks {t2:.1f} s: {t1 / t2:.2f}x faster")
         say(f"load average after: {os.getloadavg()[0]:.1f}")
         if args.json:
