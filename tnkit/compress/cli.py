@@ -19,6 +19,7 @@ from .._argtypes import (
     positive_float,
     writable_dir,
 )
+from .cli_distributed import add_distributed_args
 from .cli_heal import (
     add_export_parser,
     add_heal_args,
@@ -43,8 +44,8 @@ def add_parser(sub: Any) -> None:
     add_export_parser(sub)
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="model to load: " + _MODEL_HELP)
+def _model_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("model", metavar="MODEL", nargs="?" if optional else None, help="model to load: " + _MODEL_HELP)
     p.add_argument("--gguf", default=None, metavar="FILE",
                    help="name of the GGUF file inside the MODEL directory (when MODEL is a directory holding one)")
     p.add_argument("--no-cache", action="store_true",
@@ -85,8 +86,8 @@ def add_compress_parser(sub: Any) -> None:
                                    "structured width pruning; --method search gives each layer the best of low-rank, "
                                    "MPO and dense for one global budget), optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
                                    "Every option is checked before any work starts. " + _MODEL_HELP)
-    _model_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", type=writable_dir,
+    _model_args(p, optional=True)  # MODEL and --out are checked by the runner: `--plan` needs neither
+    p.add_argument("--out", metavar="DIR", type=writable_dir,
                    help="directory to write the compressed model to (checked writable before compressing)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--max-bond", type=int_at_least(1), default=None, metavar="N",
@@ -138,7 +139,7 @@ def add_compress_parser(sub: Any) -> None:
     _text_args(p, heal=True)
     p.add_argument("--show-layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=_run_compress)
+    add_distributed_args(p, _run_compress)  # --plan, --world-size, --stream (tnkit.compress.cli_distributed)
 
 
 def add_profile_parser(sub: Any) -> None:

@@ -52,7 +52,7 @@ from .lowrank import LowRankLinear
 from .mpo_linear import MPOLinear
 from .surgery import replace_layers
 
-__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "LAYERS_FILE",
+__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "all_finite", "LAYERS_FILE",
            "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
 
 LAYERS_FILE = "tnkit_layers.json"
@@ -236,23 +236,31 @@ def save_compressed(model: nn.Module, directory: Any, *, tokenizer: Any = None) 
     from safetensors.torch import save_file
 
     config = model.config.to_dict()
-    config.pop("quantization_config", None)
     specs = {n: m.spec() for n, m in model.named_modules() if isinstance(m, (MPOLinear, LowRankLinear))}
 
     def write(tmp: Path) -> None:
         save_file(unique_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "producer": "tnkit"})
-        if specs:
-            _write_json(tmp / "config.json", {"model_type": MODEL_TYPE, "tnkit_schema": SCHEMA,
-                                              "base_config": config,
-                                              "load_with": "tnkit.compress.load_compressed"})
-            (tmp / "README.md").write_text(_README.format(name=Path(directory).name), encoding="utf-8")
-        else:  # nothing factorised: a plain transformers directory
-            _write_json(tmp / "config.json", config)
-        _write_json(tmp / LAYERS_FILE, {"schema": SCHEMA, "kind": _KIND, "layers": specs})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+        write_metadata(tmp, config, specs, name=Path(directory).name, tokenizer=tokenizer)
 
     return write_model_dir(directory, write)
+
+
+def write_metadata(folder: Path, config: dict, specs: dict, *, name: str, tokenizer: Any = None) -> None:
+    """Write everything of a compressed-model directory but its weights into ``folder``.
+
+    ``config`` is the transformers config as a dict, ``specs`` the :meth:`spec` of every
+    factorised layer by name, ``name`` the directory's final name (quoted in the README).
+    """
+    config = {k: v for k, v in config.items() if k != "quantization_config"}
+    if specs:
+        _write_json(folder / "config.json", {"model_type": MODEL_TYPE, "tnkit_schema": SCHEMA, "base_config": config,
+                                             "load_with": "tnkit.compress.load_compressed"})
+        (folder / "README.md").write_text(_README.format(name=name), encoding="utf-8")
+    else:  # nothing factorised: a plain transformers directory
+        _write_json(folder / "config.json", config)
+    _write_json(folder / LAYERS_FILE, {"schema": SCHEMA, "kind": _KIND, "layers": specs})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
 
 
 # ---------------------------------------------------------------------- loading
@@ -321,7 +329,8 @@ def _offsets(entry: Any) -> tuple[int, int]:
     return offs[0], offs[1]
 
 
-def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = None, *,
+                     names: Any = None) -> dict[str, torch.Tensor]:
     """Read a safetensors file with every check done before tensor data is read.
 
     Parameters
@@ -330,6 +339,8 @@ def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = No
     expected : dict, optional
         ``name -> shape`` the file must match (names it lacks are allowed: tied
         weights; names or shapes it does not expect are refused).
+    names : collection of str, optional
+        Read only these tensors (the whole header is checked all the same).
 
     Raises
     ------
@@ -349,15 +360,27 @@ def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = No
     tensors = {}
     with open(path, "rb") as fh:
         for name, entry in table.items():
+            if names is not None and name not in names:
+                continue
             t = torch.empty(entry["shape"], dtype=_DTYPES[entry["dtype"]])
             fh.seek(data_start + entry["data_offsets"][0])
             view = t.reshape(-1).view(torch.uint8).numpy()
             if fh.readinto(memoryview(view)) != view.size:
                 raise SchemaError(f"{str(path)!r} is corrupt: tensor {name!r} is cut short.")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if t.is_floating_point() and not all_finite(t):
                 raise SchemaError(f"{str(path)!r}: tensor {name!r} holds NaN or infinite values.")
             tensors[name] = t
     return tensors
+
+
+def all_finite(t: torch.Tensor, *, chunk: int = 1 << 22) -> bool:
+    """Whether ``t`` holds no NaN or infinity, checked ``chunk`` numbers at a time.
+
+    ``torch.isfinite`` on the whole tensor allocates temporaries of about 1.7 times its
+    size; by chunks they stay a few MB.
+    """
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk))
 
 
 def _base_config(config_dict: Any, meta: dict, d: Path) -> dict:
