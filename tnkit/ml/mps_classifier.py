@@ -34,38 +34,26 @@ NeurIPS 2016, arXiv:1605.05775.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
 from ..core.linalg import truncated_svd
-from ..core.rng import as_generator
 from ..core.threads import blas_threads
-from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
-from ..io import load_arrays, save_arrays
+from .base import TensorNetworkClassifierBase
 from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
-from .feature_maps import FEATURE_MAPS, FEATURE_RANGES, check_feature_range, embed, passthrough_vector
-from .optim import (
-    LEARNING_RATE_SCHEDULES,
-    LOSSES,
-    Adam,
-    backtracking_descent,
-    conjugate_gradient_least_squares,
-    normalize_outputs,
-    normalized_loss,
-    scheduled_learning_rate,
-    softmax,
-)
+from .feature_maps import embed, passthrough_vector
+from .losses import normalize_outputs, normalized_loss
+from .optim import LEARNING_RATE_SCHEDULES, backtracking_descent, conjugate_gradient_least_squares
+from .trainers import AdamSettings, balance_norms, minibatch_adam, training_accuracy
+from .validation import Rule, fraction, integer, number, option
 
-__all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients",
+__all__ = ["MPSClassifier", "sweep_fit", "adam_fit", "chain_gradients", "chain_outputs", "init_tensors",
            "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS", "ADAM_ALPHA", "SWEEP_ALPHA"]
 
 SOLVERS = ("sweep", "adam")
@@ -296,7 +284,7 @@ def sweep_fit(
     max_bond, cutoff
         Truncation of the SVD splits.
     loss : {"squared", "cross-entropy"}
-        Applied to the unit output directions (:func:`tnkit.ml.optim.normalized_loss`).
+        Applied to the unit output directions (:func:`tnkit.ml.losses.normalized_loss`).
     local_steps : int
         CG steps (``local_solver="least-squares"``) or gradient steps with Armijo
         backtracking (``"gradient"``) on each merged tensor.
@@ -350,7 +338,7 @@ def sweep_fit(
         value, _ = loss_fn(f, Y)
         record = {
             "loss": value,
-            "accuracy": float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1))),
+            "accuracy": training_accuracy(f, Y),
             "max_bond": max(t.shape[2] for t in tensors),
             "seconds": time.perf_counter() - t0,
         }
@@ -445,7 +433,7 @@ def chain_gradients(
 ) -> tuple[float, list[np.ndarray]]:
     """Loss of the chain on a batch and its gradient with respect to every tensor.
 
-    The loss is :func:`tnkit.ml.optim.normalized_loss` of the outputs (it sees each
+    The loss is :func:`tnkit.ml.losses.normalized_loss` of the outputs (it sees each
     sample's output direction only). One forward pass builds the per-sample
     normalised left environments up to the label site and right environments down
     to it; one backward pass carries ``dloss/d(environment)`` outwards; the
@@ -537,15 +525,6 @@ def input_gradients(tensors: list[np.ndarray], label_site: int, phi: np.ndarray,
     return out
 
 
-def balance_norms(tensors: list[np.ndarray]) -> list[np.ndarray]:
-    """Rescale the tensors to equal Frobenius norms (their product, hence the model, is unchanged)."""
-    norms = np.array([np.linalg.norm(t) for t in tensors])
-    if np.any(norms == 0):
-        return list(tensors)
-    target = np.exp(np.mean(np.log(norms)))
-    return [t * (target / n) for t, n in zip(tensors, norms)]
-
-
 def adam_fit(
     tensors: list[np.ndarray],
     label_site: int,
@@ -564,212 +543,26 @@ def adam_fit(
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain.
 
-    ``learning_rate`` is the peak rate of ``learning_rate_schedule``
+    The loop is :func:`tnkit.ml.trainers.minibatch_adam` (one Adam run over the whole
+    call, tensors balanced once at the start) with :func:`chain_gradients` as the batch
+    loss. ``learning_rate`` is the peak rate of ``learning_rate_schedule``
     (:func:`tnkit.ml.optim.scheduled_learning_rate`), which runs over the
     ``n_epochs * ceil(len(phi) / batch_size)`` steps of this call. The other
     arguments are those of :class:`MPSClassifier`.
     """
-    from tqdm.auto import tqdm
 
-    opt = Adam(learning_rate)
-    history = []
-    tensors = balance_norms(tensors)
-    n = len(phi)
-    n_steps, step = n_epochs * (-(-n // batch_size)), 0
-    for epoch in range(n_epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(n)
-        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
-        total = 0.0
-        for idx in bar:
-            opt.learning_rate = scheduled_learning_rate(learning_rate_schedule, learning_rate, step, n_steps)
-            step += 1
-            value, grads = chain_gradients(tensors, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha,
-                                           temperature=temperature)
-            tensors = opt.step(tensors, grads)
-            total += value * len(idx)
-        f = chain_outputs(tensors, label_site, phi)
-        acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
-        history.append({"loss": total / n, "accuracy": acc, "max_bond": max(t.shape[2] for t in tensors),
-                        "seconds": time.perf_counter() - t0, "learning_rate": opt.learning_rate})
-        if verbose:
-            bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
-            bar.close()
+    def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        return chain_gradients(ts, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
+
+    def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
+        return {"accuracy": training_accuracy(chain_outputs(ts, label_site, phi), Y),
+                "max_bond": max(t.shape[2] for t in ts)}
+
+    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            schedule=learning_rate_schedule)
+    tensors, history = minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
+                                      verbose=verbose)
     return _canonicalize(tensors, label_site), history
-
-
-# --------------------------------------------------------------------------- estimator base
-
-
-class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
-    """scikit-learn plumbing shared by the tensor-network classifiers.
-
-    Subclasses implement ``_init_model(phi, rng)``, ``_train(phi, Y, n_iter, rng)``,
-    ``_decision(phi)`` and ``_model_arrays()``/``_restore_model(tensors, meta)``.
-    """
-
-    _kind = "TensorNetworkClassifier"
-
-    def _embed(self, X: np.ndarray) -> np.ndarray:
-        return embed(X, self.feature_map, local_dim=self.local_dim)
-
-    def _check_params(self) -> None:
-        check_option("feature_map", self.feature_map, FEATURE_MAPS)
-        check_option("loss", self.loss, LOSSES)
-        if check_int("local_dim", self.local_dim, minimum=1) == 1:
-            raise ValueError(
-                "`local_dim` must be at least 2, got 1: a one-dimensional feature vector carries no information "
-                "about the feature (every sample embeds as the same product state), so the classifier could "
-                "only learn a constant prediction."
-            )
-        check_max_bond(self.max_bond)
-
-    @property
-    def feature_range(self) -> tuple[float, float] | None:
-        """Interval ``(low, high)`` the features should lie in for ``feature_map``, or None (any real).
-
-        ``fit``, ``predict`` and friends warn (:class:`tnkit.ml.feature_maps.FeatureRangeWarning`)
-        when the data leave it: the cos-sin map is periodic outside ``[0, 1]``.
-        """
-        check_option("feature_map", self.feature_map, FEATURE_MAPS)
-        return FEATURE_RANGES[self.feature_map]
-
-    def __sklearn_tags__(self) -> Any:
-        """scikit-learn tags: maps meant for ``[0, 1]`` declare non-negative input (``positive_only``)."""
-        tags = super().__sklearn_tags__()
-        interval = FEATURE_RANGES.get(self.feature_map) if isinstance(self.feature_map, str) else None
-        tags.input_tags.positive_only = interval is not None and interval[0] >= 0
-        return tags
-
-    def _validated_X(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
-        """scikit-learn's ``validate_data`` (sets ``n_features_in_``), with tnkit's context on its errors.
-
-        Then the feature range of ``feature_map``: when fitting (``y`` given), negative
-        values raise ``ValueError`` (the ``positive_only`` tag); any other value outside
-        :attr:`feature_range`, and in ``predict`` and friends every such value, warns
-        (test data passed through a scaler fitted on training data may stray a little).
-        Returns ``X`` or, when ``y`` is given, ``(X, y)``.
-        """
-        name = type(self).__name__
-        with_y = not (isinstance(y, str) and y == "no_validation")
-        try:
-            out = validate_data(self, X, y, reset=reset)
-        except ValueError as exc:
-            what = "`X` (n_samples, n_features) of finite numbers" + (" and `y` (n_samples,)" if with_y else "")
-            raise ValueError(f"{name} expects {what}: {exc}") from exc
-        X = out[0] if with_y else out
-        interval = FEATURE_RANGES[self.feature_map]
-        if with_y and interval is not None and interval[0] >= 0 and X.size and X.min() < 0:
-            raise ValueError(
-                f"Negative values in data passed to {name}: `X` has minimum {X.min():.4g}, and the "
-                f"{self.feature_map!r} feature map is meant for features in [{interval[0]:g}, {interval[1]:g}]. "
-                "Scale the features first (images: divide by the largest possible pixel value; other "
-                "data: sklearn.preprocessing.MinMaxScaler(clip=True))."
-            )
-        check_feature_range(X, self.feature_map, owner=name)
-        return out
-
-    def _fit(self, X: Any, y: Any, *, n_iter: int | None, warm: bool, classes: Any = None) -> TensorNetworkClassifierBase:
-        self._check_params()
-        warm = warm and hasattr(self, "classes_")
-        X, y = self._validated_X(X, y, reset=not warm)
-        check_classification_targets(y)
-        if not warm:
-            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError(f"`y` has labels {unknown.tolist()} not in `classes_` {self.classes_.tolist()}.")
-        Y = (np.asarray(y)[:, None] == self.classes_[None, :]).astype(float)
-        phi = self._embed(X)
-        rng = as_generator(self.random_state)
-        with blas_threads(self.max_bond or 1):
-            if not warm:
-                self.history_ = []
-                self._init_model(phi, Y, rng)
-            self.history_ = self.history_ + self._train(phi, Y, n_iter, rng)
-        return self
-
-    def fit(self, X: Any, y: Any) -> TensorNetworkClassifierBase:
-        """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
-
-        With ``warm_start=True`` and a fitted model, training continues from it.
-        """
-        return self._fit(X, y, n_iter=None, warm=self.warm_start)
-
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> TensorNetworkClassifierBase:
-        """One more sweep (or epoch) on ``X, y``, from the current model if there is one.
-
-        ``classes`` must list every label on the first call if ``y`` lacks some.
-        """
-        return self._fit(X, y, n_iter=1, warm=True, classes=classes)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Direction ``u = f / ||f||`` of the contraction ``f`` of the model with each sample's product state.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n_samples, n_classes), or (n_samples,) for two classes
-            Entries in ``[-1, 1]``; for two classes, ``u_1 - u_0`` (positive means ``classes_[1]``).
-        """
-        f = self._raw_decision(X)
-        return f[:, 1] - f[:, 0] if f.shape[1] == 2 else f
-
-    def _raw_decision(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = self._validated_X(X, reset=False)
-        with blas_threads(self.max_bond or 1):
-            return self._decision(self._embed(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Class with the largest output ``f_k(x)`` (the same as the largest ``u_k``)."""
-        f = self._raw_decision(X)
-        return self.classes_[np.argmax(f, axis=1)]
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities: softmax of the decision function (times ``temperature`` for the MPS).
-
-        For cross-entropy models these are the trained probabilities. Squared-loss
-        models fit the unit output direction ``u`` to the one-hot label, so their
-        softmax is not a calibrated probability; it keeps the order (``predict`` is
-        the arg-max of both). Wrap such a model in
-        ``sklearn.calibration.CalibratedClassifierCV`` when calibrated probabilities matter.
-        """
-        return softmax(self._logit_scale() * self._raw_decision(X))
-
-    def _logit_scale(self) -> float:
-        """Factor between the decision function and the softmax logits."""
-        return 1.0
-
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        """``log(predict_proba(X))``."""
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    # ------------------------------------------------------------------ save / load
-
-    def save(self, path: Any) -> Any:
-        """Write the fitted model to a schema-versioned ``.npz`` (no pickle); returns the path."""
-        check_is_fitted(self)
-        params = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else None)
-                  for k, v in self.get_params().items()}
-        tensors, meta = self._model_arrays()
-        meta = dict(meta, params=json.dumps(params), classes=np.asarray(self.classes_),
-                    n_features_in=self.n_features_in_, history=json.dumps(self.history_))
-        if np.asarray(self.classes_).dtype == object:
-            meta["classes"] = np.asarray(self.classes_).astype(str)
-        return save_arrays(path, self._kind, tensors, meta)
-
-    @classmethod
-    def load(cls, path: Any) -> TensorNetworkClassifierBase:
-        """Read a model written by :meth:`save` (loading never executes code)."""
-        tensors, meta = load_arrays(path, cls._kind)
-        model = cls(**json.loads(str(meta["params"])))
-        model.classes_ = meta["classes"]
-        model.n_features_in_ = int(meta["n_features_in"])
-        model.history_ = json.loads(str(meta["history"]))
-        model._restore_model(tensors, meta)
-        return model
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -804,7 +597,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
     loss : {"squared", "cross-entropy"}
         The paper's squared loss on the one-hot label, or softmax cross-entropy;
         either is taken on the unit output direction ``u = f / ||f||``
-        (:func:`tnkit.ml.optim.normalized_loss`), so every sample counts equally
+        (:func:`tnkit.ml.losses.normalized_loss`), so every sample counts equally
         whatever the scale of its contraction. Squared: the cross-entropy never
         trained faster on MNIST and diverged first at larger steps.
     solver : {"adam", "sweep"}
@@ -930,22 +723,23 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_cutoff(self.cutoff)
-        check_option("solver", self.solver, SOLVERS)
-        check_option("local_solver", self.local_solver, LOCAL_SOLVERS)
-        check_option("learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
-        for name in ("n_sweeps", "local_steps", "batch_size", "init_bond"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.n_epochs is not None:
-            check_int("n_epochs", self.n_epochs, minimum=1)
-        if self.alpha is not None:
-            check_number("alpha", self.alpha, positive=False)
-        check_number("temperature", self.temperature)
-        check_number("init_noise", self.init_noise, positive=False)
-        if self.learning_rate is not None:
-            check_number("learning_rate", self.learning_rate)
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {
+            **super()._parameter_rules(),
+            "cutoff": fraction(),
+            "solver": option(SOLVERS),
+            "local_solver": option(LOCAL_SOLVERS),
+            "learning_rate_schedule": option(LEARNING_RATE_SCHEDULES),
+            "n_sweeps": integer(minimum=1),
+            "local_steps": integer(minimum=1),
+            "batch_size": integer(minimum=1),
+            "init_bond": integer(minimum=1),
+            "n_epochs": integer(minimum=1, optional=True),
+            "alpha": number(positive=False, optional=True),
+            "temperature": number(),
+            "init_noise": number(positive=False),
+            "learning_rate": number(optional=True),
+        }
 
     def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
         bond = self.init_bond if self.solver == "sweep" else (self.max_bond or self.init_bond)

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -64,12 +63,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
 from ..core.linalg import qr
-from ..core.validate import check_int, check_number, check_option
+from ..core.validate import check_int
 from ..ttn import TTN, Tree
+from .base import TensorNetworkClassifierBase
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
-from .mps_classifier import TensorNetworkClassifierBase, balance_norms
-from .optim import Adam, normalize_outputs, normalized_loss
+from .losses import normalize_outputs, normalized_loss
+from .trainers import AdamSettings, minibatch_adam, training_accuracy
+from .validation import Rule, integer, number
 
 __all__ = [
     "TTNClassifier",
@@ -244,7 +245,7 @@ def tree_gradients(
 ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Loss on a batch and its exact gradient with respect to every node tensor.
 
-    The loss is :func:`tnkit.ml.optim.normalized_loss` of the outputs: it sees each
+    The loss is :func:`tnkit.ml.losses.normalized_loss` of the outputs: it sees each
     sample's output direction only.
 
     Parameters
@@ -317,41 +318,30 @@ def tree_adam_fit(
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over every node tensor; canonical form about the root restored after each epoch.
 
-    Each epoch starts from the tensors rescaled to equal Frobenius norms (the model is
-    unchanged): in canonical form the root holds the whole scale, and Adam, whose
-    steps have a fixed size per entry, would barely move it.
+    The loop is :func:`tnkit.ml.trainers.minibatch_adam` with :func:`tree_gradients` as
+    the batch loss, at a constant ``learning_rate``. Each epoch starts with fresh Adam
+    moments (the canonical gauge changed the tensors' basis) from the tensors rescaled
+    to equal Frobenius norms (the model is unchanged): in canonical form the root holds
+    the whole scale, and Adam, whose steps have a fixed size per entry, would barely
+    move it.
 
     Returns the trained tensors and one history dict per epoch (``loss``: mean
     training loss over the epoch's minibatches; ``accuracy``: training accuracy
-    after the epoch; ``max_bond``; ``seconds``).
+    after the epoch; ``max_bond``; ``seconds``; ``learning_rate``).
     """
-    from tqdm.auto import tqdm
 
-    history = []
-    n = len(phi)
-    for epoch in range(n_epochs):
-        t0 = time.perf_counter()
-        opt = Adam(learning_rate)  # fresh moments: the canonical gauge changed the tensors' basis
-        tensors = balance_norms(tensors)  # equal norms: Adam's steps are absolute, not relative
-        order = rng.permutation(n)
-        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
-        total = 0.0
-        for idx in bar:
-            value, grads, _ = tree_gradients(tree, tensors, phi[idx], Y[idx], loss=loss, alpha=alpha,
-                                             temperature=temperature)
-            tensors = opt.step(tensors, grads)
-            total += value * len(idx)
-        tensors = _canonical(tree, tensors)
-        f = tree_outputs(tree, tensors, phi, direction=True)
-        acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
-        history.append({"loss": total / n, "accuracy": acc,
-                        "max_bond": max((t.shape[-1] for t in tensors[:-1]), default=1),
-                        "seconds": time.perf_counter() - t0})
-        if verbose:
-            bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
-            bar.close()
-    return tensors, history
+    def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        value, grads, _ = tree_gradients(tree, ts, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
+        return value, grads
+
+    def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
+        return {"accuracy": training_accuracy(tree_outputs(tree, ts, phi, direction=True), Y),
+                "max_bond": max((t.shape[-1] for t in ts[:-1]), default=1)}
+
+    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            restart_each_epoch=True)
+    return minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
+                          end_epoch=functools.partial(_canonical, tree), verbose=verbose)
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -450,18 +440,17 @@ class TTNClassifier(TensorNetworkClassifierBase):
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        for name in ("max_bond", "n_epochs", "batch_size"):
-            check_int(name, getattr(self, name), minimum=1)
-        for name in ("learning_rate", "alpha", "init_noise"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
-                name == "learning_rate" and value == 0
-            ):
-                raise ValueError(f"`{name}` must be a finite number >= 0 (> 0 for learning_rate), got {value!r}.")
-        check_option("loss", self.loss, ("squared", "cross-entropy"))
-        check_number("temperature", self.temperature)
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {
+            **super()._parameter_rules(),
+            "max_bond": integer(minimum=1),
+            "n_epochs": integer(minimum=1),
+            "batch_size": integer(minimum=1),
+            "learning_rate": number(),
+            "alpha": number(positive=False),
+            "init_noise": number(positive=False),
+            "temperature": number(),
+        }
 
     def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
         self.tree_ = feature_tree(phi.shape[1], self.image_shape)
