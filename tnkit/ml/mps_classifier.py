@@ -50,7 +50,7 @@ from .environments import BatchEnvironments, extend_left, extend_right, local_gr
 from .feature_maps import embed, passthrough_vector
 from .losses import normalize_outputs, normalized_loss
 from .optim import LEARNING_RATE_SCHEDULES, backtracking_descent, conjugate_gradient_least_squares
-from .trainers import AdamSettings, balance_norms, minibatch_adam, training_accuracy
+from .trainers import AdamSettings, balance_norms, epochs_for_steps, minibatch_adam, training_accuracy
 from .validation import Rule, fraction, integer, number, option
 
 __all__ = ["MPSClassifier", "sweep_fit", "adam_fit", "chain_gradients", "chain_outputs", "init_tensors",
@@ -80,8 +80,7 @@ def default_n_epochs(n_samples: int, batch_size: int) -> int:
     settle: 60,000 images get 12 epochs (11,256 steps of 64, the MNIST figures),
     10,000 images 71; small sets are capped at :data:`ADAM_MAX_EPOCHS`.
     """
-    steps_per_epoch = -(-n_samples // batch_size)
-    return int(min(ADAM_MAX_EPOCHS, -(-ADAM_STEPS // steps_per_epoch)))
+    return epochs_for_steps(n_samples, batch_size, ADAM_STEPS, ADAM_MAX_EPOCHS)
 
 
 LOCAL_SOLVERS = ("least-squares", "gradient")

@@ -30,7 +30,7 @@ import numpy as np
 from ..core.validate import check_int, check_number, check_option
 from .optim import LEARNING_RATE_SCHEDULES, Adam, scheduled_learning_rate
 
-__all__ = ["AdamSettings", "minibatch_adam", "balance_norms", "training_accuracy"]
+__all__ = ["AdamSettings", "minibatch_adam", "balance_norms", "training_accuracy", "epochs_for_steps"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,20 @@ def balance_norms(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         return list(tensors)
     target = np.exp(np.mean(np.log(norms)))
     return [t * (target / n) for t, n in zip(tensors, norms)]
+
+
+def epochs_for_steps(n_samples: int, batch_size: int, n_steps: int, max_epochs: int) -> int:
+    """The fewest epochs giving at least ``n_steps`` optimiser steps, at most ``max_epochs``.
+
+    Examples
+    --------
+    >>> epochs_for_steps(60000, 64, 11000, 100)  # 938 steps per epoch
+    12
+    >>> epochs_for_steps(500, 64, 11000, 100)
+    100
+    """
+    steps_per_epoch = -(-n_samples // batch_size)
+    return int(min(max_epochs, -(-n_steps // steps_per_epoch)))
 
 
 def training_accuracy(f: np.ndarray, Y: np.ndarray) -> float:

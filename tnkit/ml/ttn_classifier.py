@@ -69,8 +69,9 @@ from .base import TensorNetworkClassifierBase
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
 from .losses import normalize_outputs, normalized_loss
-from .trainers import AdamSettings, minibatch_adam, training_accuracy
-from .validation import Rule, integer, number
+from .optim import LEARNING_RATE_SCHEDULES
+from .trainers import AdamSettings, epochs_for_steps, minibatch_adam, training_accuracy
+from .validation import Rule, integer, number, option
 
 __all__ = [
     "TTNClassifier",
@@ -79,9 +80,22 @@ __all__ = [
     "tree_outputs",
     "tree_gradients",
     "tree_adam_fit",
+    "default_n_epochs",
+    "ADAM_STEPS",
+    "ADAM_MAX_EPOCHS",
 ]
 
 _PREDICT_CHUNK = 4096
+
+#: Optimiser steps of the default schedule: ``n_epochs=None`` runs
+#: ``ceil(ADAM_STEPS / steps_per_epoch)`` epochs, at most :data:`ADAM_MAX_EPOCHS`.
+ADAM_STEPS = 6000
+ADAM_MAX_EPOCHS = 100
+
+
+def default_n_epochs(n_samples: int, batch_size: int) -> int:
+    """Adam epochs ``fit`` runs when ``n_epochs=None``: the fewest giving :data:`ADAM_STEPS` steps."""
+    return epochs_for_steps(n_samples, batch_size, ADAM_STEPS, ADAM_MAX_EPOCHS)
 
 
 # --------------------------------------------------------------------------- structure
@@ -314,12 +328,14 @@ def tree_adam_fit(
     alpha: float,
     rng: np.random.Generator,
     temperature: float = 1.0,
+    learning_rate_schedule: str = "constant",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over every node tensor; canonical form about the root restored after each epoch.
 
     The loop is :func:`tnkit.ml.trainers.minibatch_adam` with :func:`tree_gradients` as
-    the batch loss, at a constant ``learning_rate``. Each epoch starts with fresh Adam
+    the batch loss; ``learning_rate`` is the peak of ``learning_rate_schedule``
+    (:func:`tnkit.ml.optim.scheduled_learning_rate`) over the steps of the call. Each epoch starts with fresh Adam
     moments (the canonical gauge changed the tensors' basis) from the tensors rescaled
     to equal Frobenius norms (the model is unchanged): in canonical form the root holds
     the whole scale, and Adam, whose steps have a fixed size per entry, would barely
@@ -339,7 +355,7 @@ def tree_adam_fit(
                 "max_bond": max((t.shape[-1] for t in ts[:-1]), default=1)}
 
     settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
-                            restart_each_epoch=True)
+                            schedule=learning_rate_schedule, restart_each_epoch=True)
     return minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
                           end_epoch=functools.partial(_canonical, tree), verbose=verbose)
 
@@ -415,9 +431,10 @@ class TTNClassifier(TensorNetworkClassifierBase):
         feature_map: str = "cos-sin",
         local_dim: int = 2,
         loss: str = "cross-entropy",
-        n_epochs: int = 10,
+        n_epochs: int | None = 10,
         batch_size: int = 32,
         learning_rate: float = 0.003,
+        learning_rate_schedule: str = "constant",
         alpha: float = 0.0,
         init_noise: float = 1e-2,
         temperature: float = 10.0,
@@ -434,6 +451,7 @@ class TTNClassifier(TensorNetworkClassifierBase):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.alpha = alpha
         self.init_noise = init_noise
         self.random_state = random_state
@@ -444,9 +462,10 @@ class TTNClassifier(TensorNetworkClassifierBase):
         return {
             **super()._parameter_rules(),
             "max_bond": integer(minimum=1),
-            "n_epochs": integer(minimum=1),
+            "n_epochs": integer(minimum=1, optional=True),
             "batch_size": integer(minimum=1),
             "learning_rate": number(),
+            "learning_rate_schedule": option(LEARNING_RATE_SCHEDULES),
             "alpha": number(positive=False),
             "init_noise": number(positive=False),
             "temperature": number(),
@@ -459,10 +478,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
         self.tensors_ = tensors
 
     def _train(self, phi, Y, n_iter, rng):
+        self.n_epochs_ = n_iter or self.n_epochs or default_n_epochs(len(phi), self.batch_size)
         self.tensors_, history = tree_adam_fit(
-            self.tree_, self.tensors_, phi, Y, n_epochs=n_iter or self.n_epochs, batch_size=self.batch_size,
+            self.tree_, self.tensors_, phi, Y, n_epochs=self.n_epochs_, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, alpha=self.alpha, rng=rng,
-            temperature=self.temperature, verbose=self.verbose,
+            temperature=self.temperature, learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
         )
         return history
 
