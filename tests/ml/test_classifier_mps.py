@@ -10,15 +10,15 @@ from conftest import assert_close_rtol, assert_gradients_match_finite_difference
 
 from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSClassifier
-from tnkit.ml.feature_maps import embed
-from tnkit.ml.mps_classifier import (
+from tnkit.ml.chain import (
     chain_gradients,
     chain_outputs,
     init_tensors,
     input_gradients,
     raw_chain_outputs,
-    sweep_fit,
 )
+from tnkit.ml.chain_sweeps import sweep_fit
+from tnkit.ml.feature_maps import embed
 from tnkit.ml.losses import normalize_outputs
 from tnkit.ml.optim import scheduled_learning_rate
 
