@@ -1,34 +1,15 @@
 """Matrix product state classifier (Stoudenmire & Schwab 2016) as a scikit-learn estimator.
 
-Model
------
-Each of the ``N`` input features becomes a site through a local feature map
-(:mod:`tnkit.ml.feature_maps`), so a sample ``x`` becomes the product state
-``Phi(x) = phi(x_0) (x) ... (x) phi(x_{N-1})``. The weights are a matrix product state
-``W`` with one extra **label index** of dimension ``n_classes`` on one site, the
-*label site* ``c``, and the decision function is the contraction
-
-    f_k(x) = sum_{s_0..s_{N-1}} W^k_{s_0 .. s_{N-1}} phi(x_0)_{s_0} ... phi(x_{N-1})_{s_{N-1}}.
-
-Tensor layout: site ``i != c`` holds ``(D_left, d, D_right)``; the label site holds
-``(D_left, d, D_right, n_classes)``. The chain is kept in mixed canonical form with its
-orthogonality centre at the label site: sites left of ``c`` are left-isometric, sites
-right of it right-isometric (checked with :meth:`MPSClassifier.to_mps`).
-
-Training by sweeping (``solver="sweep"``): at each pair ``(i, i+1)`` holding the label,
-the two tensors are merged into ``B`` of shape ``(D_left, d, d, D_right, n_classes)``,
-``B`` is improved against the cached environments (:mod:`tnkit.ml.environments`), then
-split by a truncated SVD (``max_bond``, ``cutoff``), the label index going to the next
-site. For the squared loss the local problem is linear least squares and ``B`` takes
-``local_steps`` conjugate-gradient steps; for the cross-entropy it takes
-``local_steps`` gradient steps with a backtracking line search. Either way the local
-loss never increases, so a sweep can only raise the training loss through truncation.
-``solver="adam"`` instead trains every tensor at a fixed bond dimension with Adam on
-minibatches.
-
-The chain's layout, outputs and gradients are in :mod:`tnkit.ml.chain`, the sweeps in
-:mod:`tnkit.ml.chain_sweeps`, the Adam loop in :mod:`tnkit.ml.trainers`; this module
-holds the estimator, its defaults and :func:`adam_fit`. (The names ``sweep_fit``,
+:class:`MPSClassifier` embeds each feature with a local feature map
+(:mod:`tnkit.ml.feature_maps`) and contracts the product state with a matrix product
+state that carries one extra label index on its *label site*; the model, its tensor
+layout and its exact gradients are in :mod:`tnkit.ml.chain`. It trains either by
+minibatch Adam over every tensor at a fixed bond dimension (``solver="adam"``, the
+default; :func:`adam_fit` on the shared loop of :mod:`tnkit.ml.trainers`) or by the
+paper's two-site sweeps with SVD bond growth (``solver="sweep"``,
+:mod:`tnkit.ml.chain_sweeps`). This module holds the estimator, its defaults
+(:data:`ADAM_LEARNING_RATE`, :data:`ADAM_STEPS`, :func:`default_n_epochs`,
+:data:`ADAM_ALPHA`, :data:`SWEEP_ALPHA`) and :func:`adam_fit`. (``sweep_fit``,
 ``chain_gradients``, ``chain_outputs``, ``init_tensors``, ``input_gradients`` and
 ``raw_chain_outputs`` are still importable from here.)
 
