@@ -89,12 +89,17 @@ _PREDICT_CHUNK = 4096
 
 #: Optimiser steps of the default schedule: ``n_epochs=None`` runs
 #: ``ceil(ADAM_STEPS / steps_per_epoch)`` epochs, at most :data:`ADAM_MAX_EPOCHS`.
-ADAM_STEPS = 6000
+ADAM_STEPS = 3000
 ADAM_MAX_EPOCHS = 100
 
 
 def default_n_epochs(n_samples: int, batch_size: int) -> int:
-    """Adam epochs ``fit`` runs when ``n_epochs=None``: the fewest giving :data:`ADAM_STEPS` steps."""
+    """Adam epochs ``fit`` runs when ``n_epochs=None``: the fewest giving :data:`ADAM_STEPS` steps.
+
+    5,000 images get 20 epochs of 32 (3,140 steps, the run the defaults were chosen
+    on), 60,000 images 2, the 1,347 training digits of a 75/25 split 70; small sets are
+    capped at :data:`ADAM_MAX_EPOCHS`.
+    """
     return epochs_for_steps(n_samples, batch_size, ADAM_STEPS, ADAM_MAX_EPOCHS)
 
 
@@ -366,6 +371,12 @@ def tree_adam_fit(
 class TTNClassifier(TensorNetworkClassifierBase):
     """Tree tensor network classifier of Huggins et al. (2019).
 
+    The defaults (``docs/classifiers.md``) are minibatch Adam (batch 32) on the squared
+    loss of the output direction, peak step 0.003 with a 3% warm-up and a cosine decay,
+    and as many epochs as give at least :data:`ADAM_STEPS` = 3,000 steps. On MNIST 14x14
+    (5,000 training images, 2,000 held out) they gave 3.65% held-out error against 5.5%
+    for the earlier constant step with the cross-entropy.
+
     Parameters
     ----------
     max_bond : int
@@ -380,13 +391,21 @@ class TTNClassifier(TensorNetworkClassifierBase):
         and every method warns (``FeatureRangeWarning``) about values above 1.
     local_dim : int
         Length (at least 2) of each local feature vector.
-    loss : {"cross-entropy", "squared"}
-        Softmax cross-entropy, or the squared loss on the one-hot label, either on
-        the unit output direction ``u = f / ||f||`` (as for :class:`MPSClassifier`).
-    n_epochs, batch_size : int
-        Adam epochs per ``fit`` and minibatch size.
+    loss : {"squared", "cross-entropy"}
+        The squared loss on the one-hot label (default) or softmax cross-entropy,
+        either on the unit output direction ``u = f / ||f||`` (as for
+        :class:`MPSClassifier`).
+    n_epochs : int or None
+        Adam epochs per ``fit``; None (default) chooses them from the data's size
+        (:func:`default_n_epochs`; the choice is stored in ``n_epochs_``).
+    batch_size : int
+        Adam minibatch size (32).
     learning_rate : float
-        Adam step size.
+        Adam's peak step (0.003).
+    learning_rate_schedule : {"cosine", "constant"}
+        Linear warm-up over the first 3% of the steps of each ``fit``, then a cosine
+        decay towards 0 (default; :func:`tnkit.ml.optim.scheduled_learning_rate`), or
+        a constant step.
     alpha : float
         L2 regularisation of the weights.
     init_noise : float
@@ -409,7 +428,10 @@ class TTNClassifier(TensorNetworkClassifierBase):
         the root's last axis is the label.
     classes_, n_features_in_
     history_ : list of dict
-        Per epoch: ``loss``, ``accuracy`` (training), ``max_bond``, ``seconds``.
+        Per epoch: ``loss``, ``accuracy`` (training), ``max_bond``, ``seconds``,
+        ``learning_rate`` (at the epoch's last step).
+    n_epochs_ : int
+        Adam epochs of the last ``fit``.
 
     Examples
     --------
@@ -430,11 +452,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
         image_shape: Any = None,
         feature_map: str = "cos-sin",
         local_dim: int = 2,
-        loss: str = "cross-entropy",
-        n_epochs: int | None = 10,
+        loss: str = "squared",
+        n_epochs: int | None = None,
         batch_size: int = 32,
         learning_rate: float = 0.003,
-        learning_rate_schedule: str = "constant",
+        learning_rate_schedule: str = "cosine",
         alpha: float = 0.0,
         init_noise: float = 1e-2,
         temperature: float = 10.0,
