@@ -10,16 +10,17 @@ from conftest import assert_close_rtol, assert_gradients_match_finite_difference
 
 from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSClassifier
-from tnkit.ml.feature_maps import embed
-from tnkit.ml.mps_classifier import (
+from tnkit.ml.chain import (
     chain_gradients,
     chain_outputs,
     init_tensors,
     input_gradients,
     raw_chain_outputs,
-    sweep_fit,
 )
-from tnkit.ml.optim import normalize_outputs, scheduled_learning_rate
+from tnkit.ml.chain_sweeps import sweep_fit
+from tnkit.ml.feature_maps import embed
+from tnkit.ml.losses import normalize_outputs
+from tnkit.ml.optim import scheduled_learning_rate
 
 
 def _random_chain(rng, n=5, d=2, k=3, bond=3, label_site=2):
@@ -138,7 +139,7 @@ def test_sweeps_never_increase_training_loss(rng, loss, local_solver):
     Y = np.eye(k)[y]
     phi = embed(X)
     tensors = init_tensors(n, 2, k, 2, rng)
-    loss_fn = __import__("tnkit.ml.optim", fromlist=["normalized_loss"]).normalized_loss(loss)
+    loss_fn = __import__("tnkit.ml.losses", fromlist=["normalized_loss"]).normalized_loss(loss)
     previous = loss_fn(chain_outputs(tensors, 0, phi), Y)[0]
     label = 0
     for _ in range(4):

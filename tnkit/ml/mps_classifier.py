@@ -1,30 +1,17 @@
 """Matrix product state classifier (Stoudenmire & Schwab 2016) as a scikit-learn estimator.
 
-Model
------
-Each of the ``N`` input features becomes a site through a local feature map
-(:mod:`tnkit.ml.feature_maps`), so a sample ``x`` becomes the product state
-``Phi(x) = phi(x_0) (x) ... (x) phi(x_{N-1})``. The weights are a matrix product state
-``W`` with one extra **label index** of dimension ``n_classes`` on one site, the
-*label site* ``c``, and the decision function is the contraction
-
-    f_k(x) = sum_{s_0..s_{N-1}} W^k_{s_0 .. s_{N-1}} phi(x_0)_{s_0} ... phi(x_{N-1})_{s_{N-1}}.
-
-Tensor layout: site ``i != c`` holds ``(D_left, d, D_right)``; the label site holds
-``(D_left, d, D_right, n_classes)``. The chain is kept in mixed canonical form with its
-orthogonality centre at the label site: sites left of ``c`` are left-isometric, sites
-right of it right-isometric (checked with :meth:`MPSClassifier.to_mps`).
-
-Training by sweeping (``solver="sweep"``): at each pair ``(i, i+1)`` holding the label,
-the two tensors are merged into ``B`` of shape ``(D_left, d, d, D_right, n_classes)``,
-``B`` is improved against the cached environments (:mod:`tnkit.ml.environments`), then
-split by a truncated SVD (``max_bond``, ``cutoff``), the label index going to the next
-site. For the squared loss the local problem is linear least squares and ``B`` takes
-``local_steps`` conjugate-gradient steps; for the cross-entropy it takes
-``local_steps`` gradient steps with a backtracking line search. Either way the local
-loss never increases, so a sweep can only raise the training loss through truncation.
-``solver="adam"`` instead trains every tensor at a fixed bond dimension with Adam on
-minibatches.
+:class:`MPSClassifier` embeds each feature with a local feature map
+(:mod:`tnkit.ml.feature_maps`) and contracts the product state with a matrix product
+state that carries one extra label index on its *label site*; the model, its tensor
+layout and its exact gradients are in :mod:`tnkit.ml.chain`. It trains either by
+minibatch Adam over every tensor at a fixed bond dimension (``solver="adam"``, the
+default; :func:`adam_fit` on the shared loop of :mod:`tnkit.ml.trainers`) or by the
+paper's two-site sweeps with SVD bond growth (``solver="sweep"``,
+:mod:`tnkit.ml.chain_sweeps`). This module holds the estimator, its defaults
+(:data:`ADAM_LEARNING_RATE`, :data:`ADAM_STEPS`, :func:`default_n_epochs`,
+:data:`ADAM_ALPHA`, :data:`SWEEP_ALPHA`) and :func:`adam_fit`. (``sweep_fit``,
+``chain_gradients``, ``chain_outputs``, ``init_tensors``, ``input_gradients`` and
+``raw_chain_outputs`` are still importable from here.)
 
 References
 ----------
@@ -34,39 +21,31 @@ NeurIPS 2016, arXiv:1605.05775.
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
-from ..core.linalg import truncated_svd
-from ..core.rng import as_generator
 from ..core.threads import blas_threads
-from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
-from ..io import load_arrays, save_arrays
-from .environments import BatchEnvironments, extend_left, extend_right, local_gradient, local_output, normalize_rows
-from .feature_maps import FEATURE_MAPS, FEATURE_RANGES, check_feature_range, embed, passthrough_vector
-from .optim import (
-    LEARNING_RATE_SCHEDULES,
-    LOSSES,
-    Adam,
-    backtracking_descent,
-    conjugate_gradient_least_squares,
-    normalize_outputs,
-    normalized_loss,
-    scheduled_learning_rate,
-    softmax,
+from .base import TensorNetworkClassifierBase
+from .chain import (
+    canonicalize_chain,
+    chain_as_mps,
+    chain_gradients,
+    chain_outputs,
+    init_tensors,
+    input_gradients,
+    raw_chain_outputs,
 )
+from .chain_sweeps import LOCAL_SOLVERS, sweep_fit
+from .feature_maps import embed, passthrough_vector
+from .optim import LEARNING_RATE_SCHEDULES
+from .trainers import AdamSettings, epochs_for_steps, minibatch_adam, training_accuracy
+from .validation import Rule, fraction, integer, number, option
 
-__all__ = ["MPSClassifier", "TensorNetworkClassifierBase", "sweep_fit", "adam_fit", "chain_gradients",
-           "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS", "ADAM_ALPHA", "SWEEP_ALPHA"]
+__all__ = ["MPSClassifier", "adam_fit", "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS",
+           "ADAM_ALPHA", "SWEEP_ALPHA"]
 
 SOLVERS = ("sweep", "adam")
 
@@ -92,458 +71,7 @@ def default_n_epochs(n_samples: int, batch_size: int) -> int:
     settle: 60,000 images get 12 epochs (11,256 steps of 64, the MNIST figures),
     10,000 images 71; small sets are capped at :data:`ADAM_MAX_EPOCHS`.
     """
-    steps_per_epoch = -(-n_samples // batch_size)
-    return int(min(ADAM_MAX_EPOCHS, -(-ADAM_STEPS // steps_per_epoch)))
-
-
-LOCAL_SOLVERS = ("least-squares", "gradient")
-_PREDICT_CHUNK = 4096
-
-
-# --------------------------------------------------------------------------- chain helpers
-
-
-def _fuse_label(t: np.ndarray) -> np.ndarray:
-    """(Dl, d, Dr, K) -> (Dl, d*K, Dr): the label becomes part of the physical index."""
-    dl, d, dr, k = t.shape
-    return t.transpose(0, 1, 3, 2).reshape(dl, d * k, dr)
-
-
-def _unfuse_label(t: np.ndarray, d: int) -> np.ndarray:
-    dl, dk, dr = t.shape
-    return t.reshape(dl, d, dk // d, dr).transpose(0, 1, 3, 2)
-
-
-def _as_mps(tensors: Sequence[np.ndarray], label_site: int) -> Any:
-    from ..mps.mps import MatrixProductState
-
-    fused = [_fuse_label(t) if i == label_site else t for i, t in enumerate(tensors)]
-    return MatrixProductState(fused)
-
-
-def _canonicalize(tensors: list[np.ndarray], label_site: int) -> list[np.ndarray]:
-    """Mixed canonical form about the label site (the model function is unchanged)."""
-    psi = _as_mps(tensors, label_site)
-    psi.canonicalize_(label_site)
-    out = [np.array(t) for t in psi.tensors]
-    out[label_site] = _unfuse_label(out[label_site], tensors[label_site].shape[1])
-    return out
-
-
-def init_tensors(n_sites: int, local_dim: int, n_classes: int, bond: int, rng: np.random.Generator,
-                 *, noise: float = 1e-2, passthrough: np.ndarray | None = None,
-                 label_site: int = 0) -> list[np.ndarray]:
-    """Near-identity chain with the label on ``label_site``, in canonical form about it.
-
-    Each site is ``A[:, s, :] = w_s I`` plus Gaussian noise of scale ``noise``, with
-    ``w`` the unit ``passthrough`` vector (default ``(1, .., 1)/sqrt(d)``): an input
-    vector ``phi`` multiplies the bond state by ``w . phi``. Choose ``w`` with
-    ``w . phi(x)`` nearly constant (:func:`tnkit.ml.feature_maps.passthrough_vector`)
-    and all samples start with outputs of the same scale, which gradient training
-    needs (Miller's TorchMPS starts the same way, with the ``"linear"`` map for which
-    ``w . phi = 1`` exactly). Bond ``b`` has dimension
-    ``min(bond, d**(b+1), d**(N-b-1) * n_classes)``.
-    """
-    w = np.full(local_dim, 1.0 / np.sqrt(local_dim)) if passthrough is None else np.asarray(passthrough, float)
-    dims = [1] + [
-        int(min(bond, local_dim ** min(b + 1, 30), local_dim ** min(n_sites - b - 1, 30) * n_classes))
-        for b in range(n_sites - 1)
-    ] + [1]
-    tensors = []
-    for i in range(n_sites):
-        shape = (dims[i], local_dim, dims[i + 1]) + ((n_classes,) if i == label_site else ())
-        t = noise * rng.standard_normal(shape)
-        eye = np.eye(dims[i], dims[i + 1])[:, None, :] * w[None, :, None]
-        t += (eye[..., None] if i == label_site else eye)
-        tensors.append(t)
-    return _canonicalize(tensors, label_site)
-
-
-def _merge(tensors: list[np.ndarray], i: int, label_site: int) -> np.ndarray:
-    """Merge sites ``i, i+1`` (one of which holds the label) into (Dl, d, d, Dr, K)."""
-    if label_site == i:
-        return contract("lsrk,rtq->lstqk", tensors[i], tensors[i + 1])
-    return contract("lsr,rtqk->lstqk", tensors[i], tensors[i + 1])
-
-
-def _split(merged: np.ndarray, direction: str, max_bond: int | None, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Truncated SVD of a merged tensor; the label goes right (``"right"``) or left."""
-    dl, d1, d2, dr, k = merged.shape
-    if direction == "right":
-        u, s, vh, _ = truncated_svd(merged.reshape(dl * d1, d2 * dr * k), max_bond=max_bond, cutoff=cutoff)
-        return u.reshape(dl, d1, -1), (s[:, None] * vh).reshape(-1, d2, dr, k)
-    m = merged.transpose(0, 1, 4, 2, 3).reshape(dl * d1 * k, d2 * dr)
-    u, s, vh, _ = truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
-    return (u * s).reshape(dl, d1, k, -1).transpose(0, 1, 3, 2), vh.reshape(-1, d2, dr)
-
-
-def _env_tensors(tensors: list[np.ndarray], label_site: int) -> list[np.ndarray | None]:
-    return [None if i == label_site else t for i, t in enumerate(tensors)]
-
-
-def chain_outputs(tensors: list[np.ndarray], label_site: int, phi: np.ndarray) -> np.ndarray:
-    """Unit output directions ``f / ||f||`` (batch, n_classes) of the chain on inputs ``phi`` (batch, N, d).
-
-    ``f`` is the contraction of the chain with each product state; it is computed
-    from per-sample normalised environments, whose scale cancels in the direction.
-    """
-    out = []
-    for start in range(0, len(phi), _PREDICT_CHUNK):
-        envs = BatchEnvironments(_env_tensors(tensors, label_site), phi[start : start + _PREDICT_CHUNK])
-        left, right, _ = envs.one_site_inputs(label_site)
-        out.append(normalize_outputs(local_output(left, right, tensors[label_site]))[0])
-    return np.concatenate(out)
-
-
-# --------------------------------------------------------------------------- sweeping
-
-
-def _local_update(left, right, merged, Y, *, loss_fn, alpha: float, local_steps: int, step: float,
-                  proposal: str = "least-squares"):
-    """Improve a merged tensor against fixed projected inputs; returns (tensor, next step length).
-
-    ``proposal="least-squares"`` returns the target of :func:`_least_squares_target`;
-    ``"gradient"`` takes plain gradient steps on the model's loss, each with Armijo
-    backtracking (never uphill). The caller scales ``merged`` to outputs of
-    root-mean-square norm 1 first: the gradient of a direction loss scales as
-    ``1/||f||``, and this fixes the scale of the steps.
-    """
-
-    def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad_f = loss_fn(local_output(left, right, b), Y)
-        return value + 0.5 * alpha * float(np.sum(b * b)), local_gradient(left, right, grad_f) + alpha * b
-
-    if proposal == "least-squares":
-        return _least_squares_target(left, right, merged, Y, alpha, local_steps), step
-    return backtracking_descent(objective, merged, step=step, n_steps=local_steps)
-
-
-def _update_and_split(left, right, merged, Y, direction, max_bond, cutoff, *, loss_fn, alpha, local_steps, step,
-                      local_solver="least-squares", fractions=(1.0, 0.5, 0.25, 0.0)):
-    """Local update, then the truncated split, choosing how far to go by the loss *after* truncation.
-
-    ``merged`` is first rescaled (the model does not change) so its outputs on the
-    projected inputs have root-mean-square norm 1. The update proposes ``B_new``; the
-    split of ``B + t (B_new - B)`` is taken for the ``t`` in ``fractions`` whose
-    truncated product has the lowest loss. A long step
-    raises the rank of ``B`` and the SVD may then discard more than the step gained;
-    ``t = 0`` (only moving the label) is always a candidate.
-    """
-    norm = float(np.sqrt(np.mean(np.sum(local_output(left, right, merged) ** 2, axis=1))))
-    if norm > 0 and math.isfinite(norm):
-        merged = merged / norm
-    new, step = _local_update(left, right, merged, Y, loss_fn=loss_fn, alpha=alpha, local_steps=local_steps,
-                              step=step, proposal=local_solver)
-    best = None
-    for t in fractions:
-        pair = _split(merged + t * (new - merged), direction, max_bond, cutoff)
-        value = loss_fn(local_output(left, right, _merge(list(pair), 0, 0 if direction == "left" else 1)), Y)[0]
-        if best is None or value < best[0]:
-            best = (value, pair)
-    return best[1], step
-
-
-def _least_squares_target(left, right, merged, Y, alpha, n_steps):
-    """A few CG steps on ``min_B mean ||B . v_n - y_n||^2 + alpha ||B||^2`` from ``merged`` (unit ``v_n``).
-
-    The least-squares problem on the per-sample normalised projected inputs is the
-    local problem of Stoudenmire & Schwab's reference code; its CG steps give a
-    strong search direction. How far to move along it is decided after truncation
-    by :func:`_update_and_split`.
-    """
-
-    def forward(b: np.ndarray) -> np.ndarray:
-        return local_output(left, right, b)
-
-    def transpose(g: np.ndarray) -> np.ndarray:
-        return local_gradient(left, right, g)
-
-    return conjugate_gradient_least_squares(forward, transpose, merged, Y, alpha=alpha, n_steps=n_steps)
-
-
-def sweep_fit(
-    tensors: list[np.ndarray],
-    label_site: int,
-    phi: np.ndarray,
-    Y: np.ndarray,
-    *,
-    n_sweeps: int,
-    max_bond: int | None,
-    cutoff: float,
-    loss: str = "squared",
-    local_steps: int = 2,
-    alpha: float = 0.0,
-    learning_rate: float = 1.0,
-    temperature: float = 1.0,
-    local_solver: str = "least-squares",
-    verbose: bool = False,
-) -> tuple[list[np.ndarray], int, list[dict[str, float]]]:
-    """Two-site sweeps of Stoudenmire & Schwab over a labelled chain.
-
-    Parameters
-    ----------
-    tensors : list of numpy.ndarray
-        Chain in canonical form about ``label_site`` (see the module docstring).
-    label_site : int
-        Site holding the label index. A sweep runs right to the last site, unless the
-        label is already there, in which case it runs left to site 0.
-    phi : numpy.ndarray, shape (batch, N, d)
-        Embedded training inputs.
-    Y : numpy.ndarray, shape (batch, n_classes)
-        One-hot targets.
-    n_sweeps : int
-        Number of sweeps (one pass across the chain each).
-    max_bond, cutoff
-        Truncation of the SVD splits.
-    loss : {"squared", "cross-entropy"}
-        Applied to the unit output directions (:func:`tnkit.ml.optim.normalized_loss`).
-    local_steps : int
-        CG steps (``local_solver="least-squares"``) or gradient steps with Armijo
-        backtracking (``"gradient"``) on each merged tensor.
-    alpha : float
-        L2 penalty on the (unit-norm) merged tensor.
-    learning_rate : float
-        First trial step length of the ``"gradient"`` local solver; it then adapts
-        (x1.5 after an accepted step, /2 on a rejected trial) and carries over from
-        bond to bond.
-    temperature : float
-        Logit scale of the cross-entropy.
-    local_solver : {"least-squares", "gradient"}
-        Conjugate-gradient steps on the ridge least-squares problem of the
-        normalised projected inputs (Stoudenmire's reference code), or plain gradient
-        steps on the model's loss (the paper's text). Either way the step fraction
-        is chosen after truncation (:func:`_update_and_split`).
-
-    Returns
-    -------
-    tensors, label_site, history
-        ``history`` has one dict per sweep: ``loss`` (training loss after the sweep),
-        ``accuracy`` (training accuracy), ``max_bond`` and ``seconds``.
-    """
-    from tqdm.auto import tqdm
-
-    tensors = list(tensors)
-    n = len(tensors)
-    envs = BatchEnvironments(_env_tensors(tensors, label_site), phi)
-    loss_fn = normalized_loss(loss, temperature)
-    history: list[dict[str, float]] = []
-    step = learning_rate
-    for sweep in range(n_sweeps):
-        t0 = time.perf_counter()
-        if n == 1:
-            tensors[0], step = _one_site_update(envs, tensors[0], Y, loss_fn, alpha, local_steps, step)
-            f = chain_outputs(tensors, 0, phi)
-        else:
-            direction = "left" if label_site == n - 1 else "right"
-            bonds = range(label_site, n - 1) if direction == "right" else range(label_site - 1, -1, -1)
-            bar = tqdm(bonds, desc=f"sweep {sweep + 1}/{n_sweeps} ({direction})", disable=not verbose, leave=verbose)
-            for i in bar:
-                left, right, _ = envs.local_inputs(i)  # per-sample scales cancel in the loss
-                (tensors[i], tensors[i + 1]), step = _update_and_split(
-                    left, right, _merge(tensors, i, label_site), Y, direction, max_bond, cutoff,
-                    loss_fn=loss_fn, alpha=alpha, local_steps=local_steps, step=step, local_solver=local_solver,
-                )
-                label_site = i + 1 if direction == "right" else i
-                envs.set_tensor(i, None if label_site == i else tensors[i])
-                envs.set_tensor(i + 1, None if label_site == i + 1 else tensors[i + 1])
-            f = local_output(left, right, _merge(tensors, i, label_site))
-        value, _ = loss_fn(f, Y)
-        record = {
-            "loss": value,
-            "accuracy": float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1))),
-            "max_bond": max(t.shape[2] for t in tensors),
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(record)
-        if verbose and n > 1:
-            bar.set_postfix(loss=f"{value:.4g}", train_acc=f"{record['accuracy']:.4f}", bond=record["max_bond"])
-            bar.close()
-    return tensors, label_site, history
-
-
-def _one_site_update(envs, tensor, Y, loss_fn, alpha, local_steps, step):
-    """Single-site update, used when the chain has one site."""
-    left, right, _ = envs.one_site_inputs(0)
-    return _local_update(left, right, tensor, Y, loss_fn=loss_fn, alpha=alpha, local_steps=local_steps, step=step)
-
-
-# --------------------------------------------------------------------------- gradients
-
-
-def _backward_vectors(tensors, label_site, phi, envs, G, *, per_sample_scale: bool = False):
-    """Per-sample derivatives of ``sum_k G[b,k] f_k`` with respect to every environment.
-
-    Returns ``up[j] = (vec, log)`` for the derivative with respect to the left
-    environment of site ``j`` (``j <= label_site``) and ``down[j]`` for the right
-    environment ``right(j)`` (``j > label_site``), per-sample normalised.
-
-    With ``per_sample_scale``, ``f`` is the contraction divided by the product of the
-    norms of the label site's left and right environments (the scale-free output
-    the losses see; ``G`` is then the derivative with respect to that output).
-    """
-    c, n = label_site, len(tensors)
-    lenv, lscale = envs.left(c)
-    renv, rscale = envs.right(c + 1)
-    t = tensors[c]
-    up = {c: normalize_rows(contract("lsrk,bs,br,bk->bl", t, phi[:, c], renv, G))}
-    up[c] = (up[c][0], up[c][1] + (-lscale if per_sample_scale else rscale))
-    for j in range(c - 1, -1, -1):
-        vec, log = normalize_rows(extend_right(up[j + 1][0], tensors[j], phi[:, j]))
-        up[j] = (vec, log + up[j + 1][1])
-    down = {c + 1: normalize_rows(contract("bl,bs,lsrk,bk->br", lenv, phi[:, c], t, G))}
-    down[c + 1] = (down[c + 1][0], down[c + 1][1] + (-rscale if per_sample_scale else lscale))
-    for j in range(c + 2, n + 1):
-        vec, log = normalize_rows(extend_left(down[j - 1][0], tensors[j - 1], phi[:, j - 1]))
-        down[j] = (vec, log + down[j - 1][1])
-    return up, down
-
-
-def _normalized(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``env`` (batch, D) scaled to unit norm, and the logs of the removed norms (zero rows kept)."""
-    norms = np.sqrt(np.einsum("bi,bi->b", env, env))
-    norms[norms == 0] = 1.0
-    return env / norms[:, None], np.log(norms)
-
-
-def _absorb_left(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``sum_{l,s} env[b,l] tensor[l,s,r] x[b,s]`` (batch, D_right): one GEMM and one batched product."""
-    dl, d, dr = tensor.shape
-    t = (env @ tensor.reshape(dl, d * dr)).reshape(len(env), d, dr)
-    return np.matmul(x[:, None, :], t)[:, 0]
-
-
-def _absorb_right(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``sum_{s,r} tensor[l,s,r] x[b,s] env[b,r]`` (batch, D_left)."""
-    dl, d, dr = tensor.shape
-    t = (env @ tensor.reshape(dl * d, dr).T).reshape(len(env), dl, d)
-    return np.matmul(t, x[:, :, None])[:, :, 0]
-
-
-def _outer_sums(sites: list[int], lefts: dict, xs: np.ndarray, rights: dict, shapes: list) -> dict[int, np.ndarray]:
-    """``sum_b lefts[j][b,l] xs[b,j,s] rights[j][b,r]`` for every site ``j``, batched over sites of one shape.
-
-    Sites whose tensors share a shape (all but a few near the chain's ends) are
-    stacked, so the whole chain costs a handful of batched matrix products.
-    """
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for j in sites:
-        groups.setdefault(tuple(shapes[j]), []).append(j)
-    out = {}
-    for (dl, d, dr), js in groups.items():
-        a = np.stack([lefts[j] for j in js])  # (m, B, Dl)
-        x = xs[:, js].transpose(1, 0, 2)  # (m, B, d)
-        r = np.stack([rights[j] for j in js])  # (m, B, Dr)
-        ax = (a[:, :, :, None] * x[:, :, None, :]).reshape(len(js), a.shape[1], dl * d)
-        g = np.matmul(ax.transpose(0, 2, 1), r).reshape(len(js), dl, d, dr)
-        out.update(zip(js, g))
-    return out
-
-
-def chain_gradients(
-    tensors: list[np.ndarray], label_site: int, phi: np.ndarray, Y: np.ndarray, *, loss: str,
-    alpha: float = 0.0, temperature: float = 1.0,
-) -> tuple[float, list[np.ndarray]]:
-    """Loss of the chain on a batch and its gradient with respect to every tensor.
-
-    The loss is :func:`tnkit.ml.optim.normalized_loss` of the outputs (it sees each
-    sample's output direction only). One forward pass builds the per-sample
-    normalised left environments up to the label site and right environments down
-    to it; one backward pass carries ``dloss/d(environment)`` outwards; the
-    gradients, outer products summed over the batch, are then formed for all sites
-    of one shape at once. The small per-site products call numpy directly (not
-    :func:`tnkit.contract`): at minibatch sizes the call overhead is the cost.
-
-    Returns
-    -------
-    loss : float
-        ``mean loss + alpha/2 * sum ||T||^2``.
-    grads : list of numpy.ndarray
-        One array per tensor, same shapes.
-    """
-    c, n, batch = label_site, len(tensors), len(phi)
-    ones, zeros = np.ones((batch, 1)), np.zeros(batch)
-    lenv, llog = {0: ones}, {0: zeros}
-    for j in range(c):
-        env, log = _normalized(_absorb_left(lenv[j], tensors[j], phi[:, j]))
-        lenv[j + 1], llog[j + 1] = env, llog[j] + log
-    renv, rlog = {n: ones}, {n: zeros}
-    for j in range(n - 1, c, -1):
-        env, log = _normalized(_absorb_right(renv[j + 1], tensors[j], phi[:, j]))
-        renv[j], rlog[j] = env, rlog[j + 1] + log
-    t = tensors[c]
-    dl, d, dr, k = t.shape
-    lx = (lenv[c][:, :, None] * phi[:, c, None, :]).reshape(batch, dl * d)
-    rt = (lx @ t.reshape(dl * d, dr * k)).reshape(batch, dr, k)
-    f = np.matmul(renv[c + 1][:, None, :], rt)[:, 0]  # scaled per sample: the loss sees directions only
-    value, G = normalized_loss(loss, temperature)(f, Y)
-    rg = (renv[c + 1][:, :, None] * G[:, None, :]).reshape(batch, dr * k)
-    grads: list[np.ndarray] = [np.empty(0)] * n
-    grads[c] = (lx.T @ rg).reshape(t.shape)
-    # derivatives of G . f with respect to the (true) environments, per-sample normalised;
-    # f was divided by exp(llog[c] + rlog[c + 1]), hence the -llog[c] and -rlog[c + 1]
-    up, ulog = {}, {}
-    if c > 0:
-        m = (rg @ t.transpose(2, 3, 0, 1).reshape(dr * k, dl * d)).reshape(batch, dl, d)
-        up[c], ulog[c] = _normalized(np.matmul(m, phi[:, c, :, None])[:, :, 0])
-        ulog[c] = ulog[c] - llog[c]
-        for j in range(c - 1, 0, -1):
-            env, log = _normalized(_absorb_right(up[j + 1], tensors[j], phi[:, j]))
-            up[j], ulog[j] = env, ulog[j + 1] + log
-    down, dlog = {}, {}
-    if c < n - 1:
-        lt = (lx @ t.reshape(dl * d, dr * k)).reshape(batch, dr, k)
-        down[c + 1], dlog[c + 1] = _normalized(np.matmul(lt, G[:, :, None])[:, :, 0])
-        dlog[c + 1] = dlog[c + 1] - rlog[c + 1]
-        for j in range(c + 1, n - 1):
-            env, log = _normalized(_absorb_left(down[j], tensors[j], phi[:, j]))
-            down[j + 1], dlog[j + 1] = env, dlog[j] + log
-    shapes = [tt.shape for tt in tensors]
-    weighted_left = {j: lenv[j] * np.exp(llog[j] + ulog[j + 1])[:, None] for j in range(c)}
-    grads_left = _outer_sums(list(range(c)), weighted_left, phi, {j: up[j + 1] for j in range(c)}, shapes)
-    weighted_down = {j: down[j] * np.exp(dlog[j] + rlog[j + 1])[:, None] for j in range(c + 1, n)}
-    grads_right = _outer_sums(list(range(c + 1, n)), weighted_down, phi, {j: renv[j + 1] for j in range(c + 1, n)},
-                              shapes)
-    for j, g in {**grads_left, **grads_right}.items():
-        grads[j] = g
-    reg = 0.5 * alpha * sum(float(np.vdot(tt, tt)) for tt in tensors)
-    return value + reg, [g + alpha * tt for g, tt in zip(grads, tensors)]
-
-
-def raw_chain_outputs(tensors: list[np.ndarray], label_site: int, phi: np.ndarray) -> np.ndarray:
-    """The contraction ``f`` (batch, n_classes) itself, at its true scale (may under- or overflow on long chains)."""
-    envs = BatchEnvironments(_env_tensors(tensors, label_site), phi)
-    left, right, log_scale = envs.one_site_inputs(label_site)
-    return local_output(left, right, tensors[label_site]) * np.exp(log_scale)[:, None]
-
-
-def input_gradients(tensors: list[np.ndarray], label_site: int, phi: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """``d(sum_k G[b,k] f_k(x_b)) / d phi[b, i, s]`` for every sample and site: shape (batch, N, d).
-
-    The decision function is linear in each site's input vector, so this gives the
-    exact change of the output when one feature's vector is replaced.
-    """
-    c = label_site
-    envs = BatchEnvironments(_env_tensors(tensors, c), phi)
-    up, down = _backward_vectors(tensors, c, phi, envs, G)
-    out = np.empty(phi.shape)
-    for j in range(len(tensors)):
-        lenv, lscale = envs.left(j) if j <= c else down[j]
-        renv, rscale = envs.right(j + 1) if j >= c else up[j + 1]
-        if j == c:
-            out[:, j] = contract("bl,lsrk,br,bk->bs", lenv, tensors[j], renv, G)
-        else:
-            out[:, j] = contract("bl,lsr,br->bs", lenv, tensors[j], renv)
-        out[:, j] *= np.exp(lscale + rscale)[:, None]
-    return out
-
-
-def balance_norms(tensors: list[np.ndarray]) -> list[np.ndarray]:
-    """Rescale the tensors to equal Frobenius norms (their product, hence the model, is unchanged)."""
-    norms = np.array([np.linalg.norm(t) for t in tensors])
-    if np.any(norms == 0):
-        return list(tensors)
-    target = np.exp(np.mean(np.log(norms)))
-    return [t * (target / n) for t, n in zip(tensors, norms)]
+    return epochs_for_steps(n_samples, batch_size, ADAM_STEPS, ADAM_MAX_EPOCHS)
 
 
 def adam_fit(
@@ -564,212 +92,26 @@ def adam_fit(
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain.
 
-    ``learning_rate`` is the peak rate of ``learning_rate_schedule``
+    The loop is :func:`tnkit.ml.trainers.minibatch_adam` (one Adam run over the whole
+    call, tensors balanced once at the start) with :func:`chain_gradients` as the batch
+    loss. ``learning_rate`` is the peak rate of ``learning_rate_schedule``
     (:func:`tnkit.ml.optim.scheduled_learning_rate`), which runs over the
     ``n_epochs * ceil(len(phi) / batch_size)`` steps of this call. The other
     arguments are those of :class:`MPSClassifier`.
     """
-    from tqdm.auto import tqdm
 
-    opt = Adam(learning_rate)
-    history = []
-    tensors = balance_norms(tensors)
-    n = len(phi)
-    n_steps, step = n_epochs * (-(-n // batch_size)), 0
-    for epoch in range(n_epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(n)
-        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
-        total = 0.0
-        for idx in bar:
-            opt.learning_rate = scheduled_learning_rate(learning_rate_schedule, learning_rate, step, n_steps)
-            step += 1
-            value, grads = chain_gradients(tensors, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha,
-                                           temperature=temperature)
-            tensors = opt.step(tensors, grads)
-            total += value * len(idx)
-        f = chain_outputs(tensors, label_site, phi)
-        acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
-        history.append({"loss": total / n, "accuracy": acc, "max_bond": max(t.shape[2] for t in tensors),
-                        "seconds": time.perf_counter() - t0, "learning_rate": opt.learning_rate})
-        if verbose:
-            bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
-            bar.close()
-    return _canonicalize(tensors, label_site), history
+    def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        return chain_gradients(ts, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
 
+    def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
+        return {"accuracy": training_accuracy(chain_outputs(ts, label_site, phi), Y),
+                "max_bond": max(t.shape[2] for t in ts)}
 
-# --------------------------------------------------------------------------- estimator base
-
-
-class TensorNetworkClassifierBase(ClassifierMixin, BaseEstimator):
-    """scikit-learn plumbing shared by the tensor-network classifiers.
-
-    Subclasses implement ``_init_model(phi, rng)``, ``_train(phi, Y, n_iter, rng)``,
-    ``_decision(phi)`` and ``_model_arrays()``/``_restore_model(tensors, meta)``.
-    """
-
-    _kind = "TensorNetworkClassifier"
-
-    def _embed(self, X: np.ndarray) -> np.ndarray:
-        return embed(X, self.feature_map, local_dim=self.local_dim)
-
-    def _check_params(self) -> None:
-        check_option("feature_map", self.feature_map, FEATURE_MAPS)
-        check_option("loss", self.loss, LOSSES)
-        if check_int("local_dim", self.local_dim, minimum=1) == 1:
-            raise ValueError(
-                "`local_dim` must be at least 2, got 1: a one-dimensional feature vector carries no information "
-                "about the feature (every sample embeds as the same product state), so the classifier could "
-                "only learn a constant prediction."
-            )
-        check_max_bond(self.max_bond)
-
-    @property
-    def feature_range(self) -> tuple[float, float] | None:
-        """Interval ``(low, high)`` the features should lie in for ``feature_map``, or None (any real).
-
-        ``fit``, ``predict`` and friends warn (:class:`tnkit.ml.feature_maps.FeatureRangeWarning`)
-        when the data leave it: the cos-sin map is periodic outside ``[0, 1]``.
-        """
-        check_option("feature_map", self.feature_map, FEATURE_MAPS)
-        return FEATURE_RANGES[self.feature_map]
-
-    def __sklearn_tags__(self) -> Any:
-        """scikit-learn tags: maps meant for ``[0, 1]`` declare non-negative input (``positive_only``)."""
-        tags = super().__sklearn_tags__()
-        interval = FEATURE_RANGES.get(self.feature_map) if isinstance(self.feature_map, str) else None
-        tags.input_tags.positive_only = interval is not None and interval[0] >= 0
-        return tags
-
-    def _validated_X(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
-        """scikit-learn's ``validate_data`` (sets ``n_features_in_``), with tnkit's context on its errors.
-
-        Then the feature range of ``feature_map``: when fitting (``y`` given), negative
-        values raise ``ValueError`` (the ``positive_only`` tag); any other value outside
-        :attr:`feature_range`, and in ``predict`` and friends every such value, warns
-        (test data passed through a scaler fitted on training data may stray a little).
-        Returns ``X`` or, when ``y`` is given, ``(X, y)``.
-        """
-        name = type(self).__name__
-        with_y = not (isinstance(y, str) and y == "no_validation")
-        try:
-            out = validate_data(self, X, y, reset=reset)
-        except ValueError as exc:
-            what = "`X` (n_samples, n_features) of finite numbers" + (" and `y` (n_samples,)" if with_y else "")
-            raise ValueError(f"{name} expects {what}: {exc}") from exc
-        X = out[0] if with_y else out
-        interval = FEATURE_RANGES[self.feature_map]
-        if with_y and interval is not None and interval[0] >= 0 and X.size and X.min() < 0:
-            raise ValueError(
-                f"Negative values in data passed to {name}: `X` has minimum {X.min():.4g}, and the "
-                f"{self.feature_map!r} feature map is meant for features in [{interval[0]:g}, {interval[1]:g}]. "
-                "Scale the features first (images: divide by the largest possible pixel value; other "
-                "data: sklearn.preprocessing.MinMaxScaler(clip=True))."
-            )
-        check_feature_range(X, self.feature_map, owner=name)
-        return out
-
-    def _fit(self, X: Any, y: Any, *, n_iter: int | None, warm: bool, classes: Any = None) -> TensorNetworkClassifierBase:
-        self._check_params()
-        warm = warm and hasattr(self, "classes_")
-        X, y = self._validated_X(X, y, reset=not warm)
-        check_classification_targets(y)
-        if not warm:
-            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError(f"`y` has labels {unknown.tolist()} not in `classes_` {self.classes_.tolist()}.")
-        Y = (np.asarray(y)[:, None] == self.classes_[None, :]).astype(float)
-        phi = self._embed(X)
-        rng = as_generator(self.random_state)
-        with blas_threads(self.max_bond or 1):
-            if not warm:
-                self.history_ = []
-                self._init_model(phi, Y, rng)
-            self.history_ = self.history_ + self._train(phi, Y, n_iter, rng)
-        return self
-
-    def fit(self, X: Any, y: Any) -> TensorNetworkClassifierBase:
-        """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
-
-        With ``warm_start=True`` and a fitted model, training continues from it.
-        """
-        return self._fit(X, y, n_iter=None, warm=self.warm_start)
-
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> TensorNetworkClassifierBase:
-        """One more sweep (or epoch) on ``X, y``, from the current model if there is one.
-
-        ``classes`` must list every label on the first call if ``y`` lacks some.
-        """
-        return self._fit(X, y, n_iter=1, warm=True, classes=classes)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Direction ``u = f / ||f||`` of the contraction ``f`` of the model with each sample's product state.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n_samples, n_classes), or (n_samples,) for two classes
-            Entries in ``[-1, 1]``; for two classes, ``u_1 - u_0`` (positive means ``classes_[1]``).
-        """
-        f = self._raw_decision(X)
-        return f[:, 1] - f[:, 0] if f.shape[1] == 2 else f
-
-    def _raw_decision(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = self._validated_X(X, reset=False)
-        with blas_threads(self.max_bond or 1):
-            return self._decision(self._embed(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Class with the largest output ``f_k(x)`` (the same as the largest ``u_k``)."""
-        f = self._raw_decision(X)
-        return self.classes_[np.argmax(f, axis=1)]
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities: softmax of the decision function (times ``temperature`` for the MPS).
-
-        For cross-entropy models these are the trained probabilities. Squared-loss
-        models fit the unit output direction ``u`` to the one-hot label, so their
-        softmax is not a calibrated probability; it keeps the order (``predict`` is
-        the arg-max of both). Wrap such a model in
-        ``sklearn.calibration.CalibratedClassifierCV`` when calibrated probabilities matter.
-        """
-        return softmax(self._logit_scale() * self._raw_decision(X))
-
-    def _logit_scale(self) -> float:
-        """Factor between the decision function and the softmax logits."""
-        return 1.0
-
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        """``log(predict_proba(X))``."""
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    # ------------------------------------------------------------------ save / load
-
-    def save(self, path: Any) -> Any:
-        """Write the fitted model to a schema-versioned ``.npz`` (no pickle); returns the path."""
-        check_is_fitted(self)
-        params = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else None)
-                  for k, v in self.get_params().items()}
-        tensors, meta = self._model_arrays()
-        meta = dict(meta, params=json.dumps(params), classes=np.asarray(self.classes_),
-                    n_features_in=self.n_features_in_, history=json.dumps(self.history_))
-        if np.asarray(self.classes_).dtype == object:
-            meta["classes"] = np.asarray(self.classes_).astype(str)
-        return save_arrays(path, self._kind, tensors, meta)
-
-    @classmethod
-    def load(cls, path: Any) -> TensorNetworkClassifierBase:
-        """Read a model written by :meth:`save` (loading never executes code)."""
-        tensors, meta = load_arrays(path, cls._kind)
-        model = cls(**json.loads(str(meta["params"])))
-        model.classes_ = meta["classes"]
-        model.n_features_in_ = int(meta["n_features_in"])
-        model.history_ = json.loads(str(meta["history"]))
-        model._restore_model(tensors, meta)
-        return model
+    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            schedule=learning_rate_schedule)
+    tensors, history = minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
+                                      verbose=verbose)
+    return canonicalize_chain(tensors, label_site), history
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -804,7 +146,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
     loss : {"squared", "cross-entropy"}
         The paper's squared loss on the one-hot label, or softmax cross-entropy;
         either is taken on the unit output direction ``u = f / ||f||``
-        (:func:`tnkit.ml.optim.normalized_loss`), so every sample counts equally
+        (:func:`tnkit.ml.losses.normalized_loss`), so every sample counts equally
         whatever the scale of its contraction. Squared: the cross-entropy never
         trained faster on MNIST and diverged first at larger steps.
     solver : {"adam", "sweep"}
@@ -930,22 +272,23 @@ class MPSClassifier(TensorNetworkClassifierBase):
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_cutoff(self.cutoff)
-        check_option("solver", self.solver, SOLVERS)
-        check_option("local_solver", self.local_solver, LOCAL_SOLVERS)
-        check_option("learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
-        for name in ("n_sweeps", "local_steps", "batch_size", "init_bond"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.n_epochs is not None:
-            check_int("n_epochs", self.n_epochs, minimum=1)
-        if self.alpha is not None:
-            check_number("alpha", self.alpha, positive=False)
-        check_number("temperature", self.temperature)
-        check_number("init_noise", self.init_noise, positive=False)
-        if self.learning_rate is not None:
-            check_number("learning_rate", self.learning_rate)
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {
+            **super()._parameter_rules(),
+            "cutoff": fraction(),
+            "solver": option(SOLVERS),
+            "local_solver": option(LOCAL_SOLVERS),
+            "learning_rate_schedule": option(LEARNING_RATE_SCHEDULES),
+            "n_sweeps": integer(minimum=1),
+            "local_steps": integer(minimum=1),
+            "batch_size": integer(minimum=1),
+            "init_bond": integer(minimum=1),
+            "n_epochs": integer(minimum=1, optional=True),
+            "alpha": number(positive=False, optional=True),
+            "temperature": number(),
+            "init_noise": number(positive=False),
+            "learning_rate": number(optional=True),
+        }
 
     def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
         bond = self.init_bond if self.solver == "sweep" else (self.max_bond or self.init_bond)
@@ -1007,7 +350,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         ``s * n_classes + k``); the canonical bookkeeping is verified, not assumed.
         """
         check_is_fitted(self)
-        psi = _as_mps(self.tensors_, self.label_site_)
+        psi = chain_as_mps(self.tensors_, self.label_site_)
         psi.adopt_canonical_range(self.label_site_, self.label_site_ + 1)
         return psi
 

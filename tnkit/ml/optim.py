@@ -1,124 +1,55 @@
-"""Losses and optimisers shared by the tensor-network classifiers.
+"""Optimisers of the tensor-network learners: Adam, learning-rate schedules, CG and a line search.
 
-Losses take the model outputs ``f`` of shape ``(batch, n_classes)`` and one-hot targets
-``Y`` of the same shape, and return the **mean** loss over the batch with its gradient
-``dloss/df``. Optimisers update lists of numpy arrays.
+Optimisers update lists of numpy arrays; the losses they minimise live in
+:mod:`tnkit.ml.losses`, the shared minibatch loop in :mod:`tnkit.ml.trainers`.
 
-- :func:`squared_loss`: ``mean_b 1/2 ||f_b - y_b||^2`` (Stoudenmire & Schwab 2016).
-- :func:`cross_entropy_loss`: ``mean_b -log softmax(f_b)[y_b]``.
-- :func:`normalized_loss`: either loss on the unit output direction ``f_b / ||f_b||``
-  (times a temperature for the cross-entropy), the loss of the tensor-network
-  classifiers: invariant under a positive rescaling of each sample's output.
 - :class:`Adam`: Kingma & Ba (2015), arXiv:1412.6980.
-- :func:`scheduled_learning_rate`: constant, or linear warm-up then cosine decay
-  (Loshchilov & Hutter 2017, arXiv:1608.03983), step by step.
+- :func:`scheduled_learning_rate`: a schedule from :data:`LEARNING_RATE_SCHEDULES`
+  (constant, or linear warm-up then cosine decay, Loshchilov & Hutter 2017,
+  arXiv:1608.03983), step by step.
 - :func:`conjugate_gradient_least_squares`: a few CG steps on a regularised linear
   least-squares problem given as a pair of functions (forward, transpose).
 - :func:`backtracking_descent`: gradient descent with an Armijo line search.
+
+The losses used to live here; ``tnkit.ml.optim.squared_loss`` and the other loss names
+still resolve, with a ``DeprecationWarning``, to :mod:`tnkit.ml.losses`.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.validate import check_option
 
 __all__ = [
-    "LOSSES",
-    "squared_loss",
-    "cross_entropy_loss",
-    "softmax",
-    "loss_function",
-    "normalize_outputs",
-    "normalized_loss",
     "Adam",
     "LEARNING_RATE_SCHEDULES",
     "scheduled_learning_rate",
+    "constant_schedule",
+    "cosine_schedule",
     "conjugate_gradient_least_squares",
     "backtracking_descent",
 ]
 
-
-def softmax(f: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``f`` (batch, n_classes), stable for large values."""
-    z = f - f.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    return z / z.sum(axis=1, keepdims=True)
+#: Names that moved to :mod:`tnkit.ml.losses` (still importable from here, with a warning).
+_MOVED_TO_LOSSES = frozenset(
+    {"LOSSES", "squared_loss", "cross_entropy_loss", "softmax", "loss_function", "normalize_outputs", "normalized_loss"}
+)
 
 
-def squared_loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-    """``mean_b 1/2 sum_k (f[b,k] - Y[b,k])**2`` and its gradient ``(f - Y) / batch``."""
-    diff = f - Y
-    return 0.5 * float(np.sum(diff * diff)) / len(f), diff / len(f)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_LOSSES:
+        from . import losses
 
-
-def cross_entropy_loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-    """``mean_b -sum_k Y[b,k] log softmax(f[b])[k]`` and its gradient ``(softmax(f) - Y) / batch``."""
-    z = f - f.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return -float(np.sum(Y * log_p)) / len(f), (np.exp(log_p) - Y) / len(f)
-
-
-#: Loss name -> function ``(f, Y) -> (mean loss, dloss/df)``.
-LOSSES: dict[str, Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]] = {
-    "squared": squared_loss,
-    "cross-entropy": cross_entropy_loss,
-}
-
-
-def loss_function(name: str) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
-    """Look up a loss by name (``"squared"`` or ``"cross-entropy"``)."""
-    check_option("loss", name, LOSSES)
-    return LOSSES[name]
-
-
-def normalize_outputs(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``f`` (batch, n_classes) divided by their 2-norms; returns ``(u, norms)``.
-
-    A zero row stays zero (its norm is reported as 1).
-    """
-    norms = np.linalg.norm(f, axis=1, keepdims=True)
-    norms = np.where(norms > 0, norms, 1.0)
-    return f / norms, norms
-
-
-def normalized_loss(name: str, temperature: float = 1.0) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
-    """A loss on the output *direction*: ``loss(temperature * f / ||f||, Y)`` per sample.
-
-    The tensor-network classifiers predict ``argmax_k f_k(x)``, which does not change
-    when a sample's outputs are multiplied by a positive number. Their raw outputs
-    are contractions of hundreds of tensors with unit feature vectors, whose scale
-    varies over decades from sample to sample; a loss on the raw outputs then sees
-    only the few samples of largest scale. On the unit direction ``u = f / ||f||``
-    every sample counts equally, the loss is exactly invariant under per-sample
-    rescaling (so per-sample normalised environments can be used as they are), and
-    the squared loss becomes ``1/2 ||u - y||^2 = 1 - u_y``.
-
-    Parameters
-    ----------
-    name : {"squared", "cross-entropy"}
-    temperature : float
-        Multiplies ``u`` before the loss: the logits of the cross-entropy are
-        ``temperature * u`` (``u_k`` lies in ``[-1, 1]``, so a temperature near 10
-        lets the probabilities approach 0 and 1).
-
-    Returns
-    -------
-    callable
-        ``(f, Y) -> (mean loss, dloss/df)``, with ``f`` the raw outputs (batch, n_classes).
-    """
-    base = loss_function(name)
-
-    def loss(f: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        u, norms = normalize_outputs(f)
-        value, g = base(temperature * u, Y)
-        g = temperature * g
-        return value, (g - u * np.sum(g * u, axis=1, keepdims=True)) / norms
-
-    return loss
+        warnings.warn(f"tnkit.ml.optim.{name} moved to tnkit.ml.losses.{name}; import it from there.",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(losses, name)
+    raise AttributeError(f"module 'tnkit.ml.optim' has no attribute {name!r}")
 
 
 class Adam:
@@ -180,8 +111,25 @@ class Adam:
         return out
 
 
-#: Names accepted by :func:`scheduled_learning_rate`.
-LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+def constant_schedule(base: float, step: int, n_steps: int, *, warmup: float = 0.03) -> float:
+    """``base`` at every step (``warmup`` is ignored)."""
+    return base
+
+
+def cosine_schedule(base: float, step: int, n_steps: int, *, warmup: float = 0.03) -> float:
+    """Linear warm-up to ``base`` over ``ceil(warmup * n_steps)`` steps, then a cosine decay towards 0."""
+    n_warm = min(int(np.ceil(warmup * n_steps)), n_steps)
+    if step < n_warm:
+        return base * (step + 1) / n_warm
+    progress = (step - n_warm) / (n_steps - n_warm)
+    return float(base * 0.5 * (1.0 + np.cos(np.pi * progress)))
+
+
+#: Schedule name -> ``(base, step, n_steps, *, warmup) -> learning rate`` (see :func:`scheduled_learning_rate`).
+LEARNING_RATE_SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": constant_schedule,
+    "cosine": cosine_schedule,
+}
 
 
 def scheduled_learning_rate(schedule: str, base: float, step: int, n_steps: int, *, warmup: float = 0.03) -> float:
@@ -189,7 +137,8 @@ def scheduled_learning_rate(schedule: str, base: float, step: int, n_steps: int,
 
     Parameters
     ----------
-    schedule : {"constant", "cosine"}
+    schedule : str
+        A name in :data:`LEARNING_RATE_SCHEDULES`.
         ``"constant"``: ``base`` throughout. ``"cosine"``: linear warm-up from
         ``base / n_warm`` to ``base`` over the first ``n_warm = ceil(warmup * n_steps)``
         steps, then ``base * (1 + cos(pi * p)) / 2`` with ``p`` going from 0 to 1
@@ -214,13 +163,7 @@ def scheduled_learning_rate(schedule: str, base: float, step: int, n_steps: int,
     check_option("learning_rate_schedule", schedule, LEARNING_RATE_SCHEDULES)
     if not 0 <= step < n_steps:
         raise ValueError(f"`step` must lie in [0, n_steps={n_steps}), got {step!r}.")
-    if schedule == "constant":
-        return base
-    n_warm = min(int(np.ceil(warmup * n_steps)), n_steps)
-    if step < n_warm:
-        return base * (step + 1) / n_warm
-    progress = (step - n_warm) / (n_steps - n_warm)
-    return float(base * 0.5 * (1.0 + np.cos(np.pi * progress)))
+    return LEARNING_RATE_SCHEDULES[schedule](base, step, n_steps, warmup=warmup)
 
 
 def conjugate_gradient_least_squares(

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -64,12 +63,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.contract import contract
 from ..core.linalg import qr
-from ..core.validate import check_int, check_number, check_option
+from ..core.validate import check_int
 from ..ttn import TTN, Tree
+from .base import TensorNetworkClassifierBase
 from .environments import normalize_rows
 from .feature_maps import passthrough_vector
-from .mps_classifier import TensorNetworkClassifierBase, balance_norms
-from .optim import Adam, normalize_outputs, normalized_loss
+from .losses import normalize_outputs, normalized_loss
+from .optim import LEARNING_RATE_SCHEDULES
+from .trainers import AdamSettings, epochs_for_steps, minibatch_adam, training_accuracy
+from .validation import Rule, integer, number, option
 
 __all__ = [
     "TTNClassifier",
@@ -78,9 +80,27 @@ __all__ = [
     "tree_outputs",
     "tree_gradients",
     "tree_adam_fit",
+    "default_n_epochs",
+    "ADAM_STEPS",
+    "ADAM_MAX_EPOCHS",
 ]
 
 _PREDICT_CHUNK = 4096
+
+#: Optimiser steps of the default schedule: ``n_epochs=None`` runs
+#: ``ceil(ADAM_STEPS / steps_per_epoch)`` epochs, at most :data:`ADAM_MAX_EPOCHS`.
+ADAM_STEPS = 3000
+ADAM_MAX_EPOCHS = 100
+
+
+def default_n_epochs(n_samples: int, batch_size: int) -> int:
+    """Adam epochs ``fit`` runs when ``n_epochs=None``: the fewest giving :data:`ADAM_STEPS` steps.
+
+    5,000 images get 20 epochs of 32 (3,140 steps, the run the defaults were chosen
+    on), 60,000 images 2, the 1,347 training digits of a 75/25 split 70; small sets are
+    capped at :data:`ADAM_MAX_EPOCHS`.
+    """
+    return epochs_for_steps(n_samples, batch_size, ADAM_STEPS, ADAM_MAX_EPOCHS)
 
 
 # --------------------------------------------------------------------------- structure
@@ -244,7 +264,7 @@ def tree_gradients(
 ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Loss on a batch and its exact gradient with respect to every node tensor.
 
-    The loss is :func:`tnkit.ml.optim.normalized_loss` of the outputs: it sees each
+    The loss is :func:`tnkit.ml.losses.normalized_loss` of the outputs: it sees each
     sample's output direction only.
 
     Parameters
@@ -313,45 +333,36 @@ def tree_adam_fit(
     alpha: float,
     rng: np.random.Generator,
     temperature: float = 1.0,
+    learning_rate_schedule: str = "constant",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over every node tensor; canonical form about the root restored after each epoch.
 
-    Each epoch starts from the tensors rescaled to equal Frobenius norms (the model is
-    unchanged): in canonical form the root holds the whole scale, and Adam, whose
-    steps have a fixed size per entry, would barely move it.
+    The loop is :func:`tnkit.ml.trainers.minibatch_adam` with :func:`tree_gradients` as
+    the batch loss; ``learning_rate`` is the peak of ``learning_rate_schedule``
+    (:func:`tnkit.ml.optim.scheduled_learning_rate`) over the steps of the call. Each epoch starts with fresh Adam
+    moments (the canonical gauge changed the tensors' basis) from the tensors rescaled
+    to equal Frobenius norms (the model is unchanged): in canonical form the root holds
+    the whole scale, and Adam, whose steps have a fixed size per entry, would barely
+    move it.
 
     Returns the trained tensors and one history dict per epoch (``loss``: mean
     training loss over the epoch's minibatches; ``accuracy``: training accuracy
-    after the epoch; ``max_bond``; ``seconds``).
+    after the epoch; ``max_bond``; ``seconds``; ``learning_rate``).
     """
-    from tqdm.auto import tqdm
 
-    history = []
-    n = len(phi)
-    for epoch in range(n_epochs):
-        t0 = time.perf_counter()
-        opt = Adam(learning_rate)  # fresh moments: the canonical gauge changed the tensors' basis
-        tensors = balance_norms(tensors)  # equal norms: Adam's steps are absolute, not relative
-        order = rng.permutation(n)
-        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not verbose, leave=verbose)
-        total = 0.0
-        for idx in bar:
-            value, grads, _ = tree_gradients(tree, tensors, phi[idx], Y[idx], loss=loss, alpha=alpha,
-                                             temperature=temperature)
-            tensors = opt.step(tensors, grads)
-            total += value * len(idx)
-        tensors = _canonical(tree, tensors)
-        f = tree_outputs(tree, tensors, phi, direction=True)
-        acc = float(np.mean(np.argmax(f, axis=1) == np.argmax(Y, axis=1)))
-        history.append({"loss": total / n, "accuracy": acc,
-                        "max_bond": max((t.shape[-1] for t in tensors[:-1]), default=1),
-                        "seconds": time.perf_counter() - t0})
-        if verbose:
-            bar.set_postfix(loss=f"{total / n:.4g}", train_acc=f"{acc:.4f}")
-            bar.close()
-    return tensors, history
+    def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        value, grads, _ = tree_gradients(tree, ts, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
+        return value, grads
+
+    def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
+        return {"accuracy": training_accuracy(tree_outputs(tree, ts, phi, direction=True), Y),
+                "max_bond": max((t.shape[-1] for t in ts[:-1]), default=1)}
+
+    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            schedule=learning_rate_schedule, restart_each_epoch=True)
+    return minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
+                          end_epoch=functools.partial(_canonical, tree), verbose=verbose)
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -359,6 +370,12 @@ def tree_adam_fit(
 
 class TTNClassifier(TensorNetworkClassifierBase):
     """Tree tensor network classifier of Huggins et al. (2019).
+
+    The defaults (``docs/classifiers.md``) are minibatch Adam (batch 32) on the squared
+    loss of the output direction, peak step 0.003 with a 3% warm-up and a cosine decay,
+    and as many epochs as give at least :data:`ADAM_STEPS` = 3,000 steps. On MNIST 14x14
+    (5,000 training images, 2,000 held out) they gave 3.65% held-out error against 5.5%
+    for the earlier constant step with the cross-entropy.
 
     Parameters
     ----------
@@ -374,13 +391,21 @@ class TTNClassifier(TensorNetworkClassifierBase):
         and every method warns (``FeatureRangeWarning``) about values above 1.
     local_dim : int
         Length (at least 2) of each local feature vector.
-    loss : {"cross-entropy", "squared"}
-        Softmax cross-entropy, or the squared loss on the one-hot label, either on
-        the unit output direction ``u = f / ||f||`` (as for :class:`MPSClassifier`).
-    n_epochs, batch_size : int
-        Adam epochs per ``fit`` and minibatch size.
+    loss : {"squared", "cross-entropy"}
+        The squared loss on the one-hot label (default) or softmax cross-entropy,
+        either on the unit output direction ``u = f / ||f||`` (as for
+        :class:`MPSClassifier`).
+    n_epochs : int or None
+        Adam epochs per ``fit``; None (default) chooses them from the data's size
+        (:func:`default_n_epochs`; the choice is stored in ``n_epochs_``).
+    batch_size : int
+        Adam minibatch size (32).
     learning_rate : float
-        Adam step size.
+        Adam's peak step (0.003).
+    learning_rate_schedule : {"cosine", "constant"}
+        Linear warm-up over the first 3% of the steps of each ``fit``, then a cosine
+        decay towards 0 (default; :func:`tnkit.ml.optim.scheduled_learning_rate`), or
+        a constant step.
     alpha : float
         L2 regularisation of the weights.
     init_noise : float
@@ -403,7 +428,10 @@ class TTNClassifier(TensorNetworkClassifierBase):
         the root's last axis is the label.
     classes_, n_features_in_
     history_ : list of dict
-        Per epoch: ``loss``, ``accuracy`` (training), ``max_bond``, ``seconds``.
+        Per epoch: ``loss``, ``accuracy`` (training), ``max_bond``, ``seconds``,
+        ``learning_rate`` (at the epoch's last step).
+    n_epochs_ : int
+        Adam epochs of the last ``fit``.
 
     Examples
     --------
@@ -424,10 +452,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
         image_shape: Any = None,
         feature_map: str = "cos-sin",
         local_dim: int = 2,
-        loss: str = "cross-entropy",
-        n_epochs: int = 10,
+        loss: str = "squared",
+        n_epochs: int | None = None,
         batch_size: int = 32,
         learning_rate: float = 0.003,
+        learning_rate_schedule: str = "cosine",
         alpha: float = 0.0,
         init_noise: float = 1e-2,
         temperature: float = 10.0,
@@ -444,24 +473,25 @@ class TTNClassifier(TensorNetworkClassifierBase):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.alpha = alpha
         self.init_noise = init_noise
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        for name in ("max_bond", "n_epochs", "batch_size"):
-            check_int(name, getattr(self, name), minimum=1)
-        for name in ("learning_rate", "alpha", "init_noise"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
-                name == "learning_rate" and value == 0
-            ):
-                raise ValueError(f"`{name}` must be a finite number >= 0 (> 0 for learning_rate), got {value!r}.")
-        check_option("loss", self.loss, ("squared", "cross-entropy"))
-        check_number("temperature", self.temperature)
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {
+            **super()._parameter_rules(),
+            "max_bond": integer(minimum=1),
+            "n_epochs": integer(minimum=1, optional=True),
+            "batch_size": integer(minimum=1),
+            "learning_rate": number(),
+            "learning_rate_schedule": option(LEARNING_RATE_SCHEDULES),
+            "alpha": number(positive=False),
+            "init_noise": number(positive=False),
+            "temperature": number(),
+        }
 
     def _init_model(self, phi: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> None:
         self.tree_ = feature_tree(phi.shape[1], self.image_shape)
@@ -470,10 +500,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
         self.tensors_ = tensors
 
     def _train(self, phi, Y, n_iter, rng):
+        self.n_epochs_ = n_iter or self.n_epochs or default_n_epochs(len(phi), self.batch_size)
         self.tensors_, history = tree_adam_fit(
-            self.tree_, self.tensors_, phi, Y, n_epochs=n_iter or self.n_epochs, batch_size=self.batch_size,
+            self.tree_, self.tensors_, phi, Y, n_epochs=self.n_epochs_, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, alpha=self.alpha, rng=rng,
-            temperature=self.temperature, verbose=self.verbose,
+            temperature=self.temperature, learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
         )
         return history
 
