@@ -185,7 +185,9 @@ def test_density_matrix_split_matches_the_svd(dtype, center_right):
     m = theta.reshape(2 * dl, 2 * dr)
     u, s, vh = np.linalg.svd(m, full_matrices=False)
     k = 40
-    a, b, discarded = split_two_site(theta, max_bond=k, cutoff=0.0, center_right=center_right, normalize=False)
+    a, b, discarded = split_two_site(
+        theta, max_bond=k, cutoff=0.0, center_right=center_right, normalize=False
+    )
     assert a.shape == (dl, 2, k) and b.shape == (k, 2, dr)
     best = (u[:, :k] * s[:k]) @ vh[:k]
     np.testing.assert_allclose(np.tensordot(a, b, axes=(2, 0)).reshape(m.shape), best, atol=1e-12)
