@@ -170,3 +170,41 @@ def test_bad_arguments_are_rejected_before_work():
         dmrg(h, cutoff=2.0)
     with pytest.raises(TypeError, match="orthogonal_to"):
         dmrg(h, orthogonal_to=[np.ones(4)])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("center_right", [True, False])
+def test_density_matrix_split_matches_the_svd(dtype, center_right):
+    from tnkit.algorithms._common import DENSITY_MATRIX_MIN, split_two_site
+
+    rng = np.random.default_rng(3)
+    dl, dr = DENSITY_MATRIX_MIN, DENSITY_MATRIX_MIN + 8
+    theta = rng.standard_normal((dl, 2, 2, dr)) * np.exp(-0.1 * np.arange(dr))
+    if dtype == np.complex128:
+        theta = theta + 1j * rng.standard_normal(theta.shape) * np.exp(-0.1 * np.arange(dr))
+    m = theta.reshape(2 * dl, 2 * dr)
+    u, s, vh = np.linalg.svd(m, full_matrices=False)
+    k = 40
+    a, b, discarded = split_two_site(
+        theta, max_bond=k, cutoff=0.0, center_right=center_right, normalize=False
+    )
+    assert a.shape == (dl, 2, k) and b.shape == (k, 2, dr)
+    best = (u[:, :k] * s[:k]) @ vh[:k]
+    np.testing.assert_allclose(np.tensordot(a, b, axes=(2, 0)).reshape(m.shape), best, atol=1e-12)
+    assert discarded == pytest.approx(float(s[k:] @ s[k:]) / float(s @ s), rel=1e-10)
+    iso = a.reshape(-1, k) if center_right else b.reshape(k, -1).conj().T
+    np.testing.assert_allclose(iso.conj().T @ iso, np.eye(k), atol=1e-13)
+    a, b, _ = split_two_site(theta, max_bond=k, cutoff=0.0, center_right=center_right)  # normalised
+    assert np.linalg.norm(np.tensordot(a, b, axes=(2, 0))) == pytest.approx(np.linalg.norm(theta), rel=1e-12)
+
+
+def test_local_tolerance_follows_the_energy_change_and_gates_convergence():
+    from tnkit.algorithms.dmrg import LOOSE_EIG_TOL, local_tolerance
+
+    assert local_tolerance(1e-6, []) == LOOSE_EIG_TOL
+    assert local_tolerance(1e-6, [-1.0]) == LOOSE_EIG_TOL
+    assert local_tolerance(1e-6, [-1.0, -1.0 - 1e-4]) == pytest.approx(3e-5)
+    assert local_tolerance(1e-6, [-1.0, -1.0 - 1e-12]) == 1e-6
+    # loose local solves stall (energy unchanged), which must not count as convergence
+    res = dmrg(heisenberg_mpo(12), max_bond=32, eig_tol=1e-3, n_sweeps=6, seed=0, progress=False)
+    assert not res.converged
