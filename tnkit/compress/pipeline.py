@@ -51,11 +51,12 @@ from .whitened_mpo import whitened_mpo_curve
 __all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
 
-METHODS = ("search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
-#: the default of :func:`compress_model` and of ``tnkit compress``, chosen by the benchmark in
-#: docs/compress.md: on SmolLM2-135M width pruning kept 70% of the block weights at 3.2x the original
-#: perplexity and 90% at 1.5x, where whitened SVD needed 87% for 4.6x
-DEFAULT_METHOD = "prune"
+METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
+#: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
+#: factorisation search, the split between them chosen on held-out calibration loss
+#: (:mod:`tnkit.compress.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
+#: at every budget (docs/compress.md)
+DEFAULT_METHOD = "auto"
 #: candidate families of the default search, and whether it calibrates sequentially
 DEFAULT_FAMILIES = ("lowrank",)
 DEFAULT_SEQUENTIAL = True
@@ -66,7 +67,7 @@ DEFAULT_SEQUENTIAL = True
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
-NEEDS_DATA = ("search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+NEEDS_DATA = ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
 _LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,9 @@ def compress_model(
                           stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
     params_before = count_params(model)
+    if method == "auto":
+        return _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+                     params_before)
     extra: dict[str, Any] = {}
     if method == "prune" or prune is not None:
         pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
@@ -297,7 +301,7 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
         raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
     if ratio is not None and not (0.0 < float(ratio) <= 1.0):
         raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
-    if max_bond is not None and method in ("search", "prune"):
+    if max_bond is not None and method in ("auto", "search", "prune"):
         raise ValueError(f"method {method!r} plans sizes for a `ratio`; `max_bond` is for the single-family methods.")
     if prune is not None:
         if not (0.0 < float(prune) <= 1.0) or (ratio is not None and float(prune) < float(ratio)):
@@ -305,7 +309,11 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
                              f"got {prune}.")
         if method == "prune":
             raise ValueError("`prune` is a stage before factorisation; method 'prune' prunes alone.")
-    if (method == "prune" or prune is not None) and layers is not None:
+    if method == "auto" and (prune is not None or calibration is None):
+        raise ValueError("method 'auto' chooses the pruning itself and needs `calibration` batches: leave `prune` "
+                         f"unset and give `calibration`, got prune={prune!r}"
+                         + (" and no calibration." if calibration is None else "."))
+    if (method in ("prune", "auto") or prune is not None) and layers is not None:
         raise ValueError("width pruning acts on every block's MLP and attention: leave `layers` unset.")
     ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
     if not ridge >= 0.0:
@@ -365,6 +373,41 @@ def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flo
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
     forms = {n: options[n].families[j] for n, j in choice.items()}
     return plan, forms
+
+
+def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+          params_before) -> CompressionResult:
+    """Method ``"auto"``: every split of :data:`tnkit.compress.recipe.AUTO_SPLITS` on a copy, the best adopted."""
+    import copy
+
+    from .recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
+
+    fit, held = heldout_split(calibration)
+    chosen = find_layers(model)
+    stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+    if weights is None and sensitivity == "gradient":
+        weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+    search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
+                  progress=progress)
+    best, losses = None, {}
+    for share in dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)):
+        keep = round(prune_fraction(ratio, share), 6)
+        trial = copy.deepcopy(model)
+        if share == 1.0:
+            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
+        else:
+            res = compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, **search)
+        losses[keep] = loss = heldout_loss(trial, held)
+        log.info("auto: width pruning to %.1f%% of the block weights, then the search: held-out loss %.4f",
+                 100 * keep, loss)
+        if best is None or loss < best[0]:
+            best = (loss, keep, trial, res)
+        del trial
+    _, keep, winner, res = best
+    adopt(model, winner)
+    extra = dict(res.extra, auto_losses=losses, auto_prune=keep)
+    return CompressionResult("auto", res.layers, params_before, count_params(model), time.perf_counter() - start,
+                             extra)
 
 
 def _prune_stage(model, keep, calibration, stats, progress):
