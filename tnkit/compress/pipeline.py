@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from .surgery import find_layers, linear_weight, replace_layers
 from .search import gradient_weights
 from .whitened_mpo import whitened_mpo_curve
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
 
 METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
@@ -375,12 +375,43 @@ def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flo
     return plan, forms
 
 
-def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
-          params_before) -> CompressionResult:
-    """Method ``"auto"``: every split of :data:`tnkit.compress.recipe.AUTO_SPLITS` on a copy, the best adopted."""
+@dataclass(frozen=True)
+class AutoCandidate:
+    """One split tried by method ``"auto"`` (:func:`auto_candidates`).
+
+    Attributes
+    ----------
+    prune : float
+        Fraction of the block linear weights width pruning kept (1: the search alone;
+        ``ratio``: pruning alone).
+    model : torch.nn.Module
+        The compressed copy.
+    result : CompressionResult
+    loss : float
+        Mean next-token cross-entropy on the held-out calibration batch.
+    """
+
+    prune: float
+    model: nn.Module
+    result: CompressionResult
+    loss: float
+
+
+def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
+                    weights: Mapping[str, float] | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
+                    sensitivity: str = "gradient", step: int = 8, max_flops: int | None = None,
+                    progress: bool = True) -> Iterator[AutoCandidate]:
+    """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
+
+    Each split of :data:`tnkit.compress.recipe.AUTO_SPLITS` prunes widths to
+    ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
+    for the rest of the budget; it is fitted on every calibration batch but the last and scored
+    on the last (:func:`tnkit.compress.recipe.heldout_split`). The original model's statistics
+    and gradient sensitivities are measured once and shared.
+    """
     import copy
 
-    from .recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
+    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
@@ -389,7 +420,6 @@ def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_f
         weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
     search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
                   progress=progress)
-    best, losses = None, {}
     for share in dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)):
         keep = round(prune_fraction(ratio, share), 6)
         trial = copy.deepcopy(model)
@@ -397,17 +427,32 @@ def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_f
             res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         else:
             res = compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, **search)
-        losses[keep] = loss = heldout_loss(trial, held)
-        log.info("auto: width pruning to %.1f%% of the block weights, then the search: held-out loss %.4f",
-                 100 * keep, loss)
-        if best is None or loss < best[0]:
-            best = (loss, keep, trial, res)
+        loss = heldout_loss(trial, held)
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights"
+                       + ("" if share == 1.0 else ", then the factorisation search") + f": held-out loss {loss:.4f}")
+        yield AutoCandidate(keep, trial, res, loss)
         del trial
-    _, keep, winner, res = best
-    adopt(model, winner)
-    extra = dict(res.extra, auto_losses=losses, auto_prune=keep)
-    return CompressionResult("auto", res.layers, params_before, count_params(model), time.perf_counter() - start,
-                             extra)
+
+
+def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+          params_before) -> CompressionResult:
+    """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
+    from .recipe import adopt
+
+    best, losses = None, {}
+    for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
+                                sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
+        losses[cand.prune] = cand.loss
+        if best is None or cand.loss < best.loss:
+            best = cand
+        del cand
+    adopt(model, best.model)
+    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune)
+    return CompressionResult("auto", best.result.layers, params_before, count_params(model),
+                             time.perf_counter() - start, extra)
 
 
 def _prune_stage(model, keep, calibration, stats, progress):
