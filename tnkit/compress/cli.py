@@ -278,6 +278,10 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
         forms[r.form] = forms.get(r.form, 0) + 1
     prune = result.extra.get("prune")
     lines = ["", f"== tnkit compress: {result.method} =="]
+    if "auto_losses" in result.extra:
+        lines.append("auto: held-out loss after width pruning to " + ", ".join(
+            f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_losses"].items())
+            + f" of the block weights (then the search); chose {result.extra['auto_prune']:.0%}")
     if prune is not None:
         lines.append(f"width pruning: MLP {prune.before['intermediate_size']} -> {prune.intermediate_size} channels, "
                      f"key/value heads {prune.before['kv_groups']} -> {prune.kv_groups}, query heads per key/value "
