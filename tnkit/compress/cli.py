@@ -81,9 +81,10 @@ def add_compress_parser(sub: Any) -> None:
     from .search import FAMILIES
 
     p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",
-                       description="Compress the linear layers of a causal language model (by default by "
-                                   "structured width pruning; --method search gives each layer the best of low-rank, "
-                                   "MPO and dense for one global budget), optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
+                       description="Compress the linear layers of a causal language model (by default width "
+                                   "pruning followed by a per-layer search over low-rank, MPO and dense forms for one "
+                                   "global budget, the split between the two chosen on held-out calibration loss), "
+                                   "optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
                                    "Every option is checked before any work starts. " + _MODEL_HELP)
     _model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", type=writable_dir,
@@ -98,7 +99,9 @@ def add_compress_parser(sub: Any) -> None:
                            "head are not counted and not changed; the summary also prints the whole model's count). "
                            "Default 0.8")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                   help=f"default {DEFAULT_METHOD}. prune: width pruning (MLP channels, attention heads; the output "
+                   help=f"default {DEFAULT_METHOD}. auto: width pruning to 100%%, half-way or all the way to "
+                        "--ratio, then the search for the rest, each on a copy, the lowest held-out calibration loss "
+                        "kept; prune: width pruning (MLP channels, attention heads; the output "
                         "loads in plain transformers); search: per-layer search over --families and dense, one "
                         "knapsack for the budget, layers weighted by their loss-gradient sensitivity, sequential "
                         "calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
