@@ -426,8 +426,9 @@ def main(argv=None) -> int:
             cpu = time.process_time()
             pruning = method in ("prune", "auto")  # both prune widths: every layer, statistics of their own
             if method == "auto":
-                res, m, eval_cpu = _auto_rows(rep, m, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap,
-                                              not args.json)
+                auto_calib = tc.calibration_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=len(calib))
+                res, m, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
+                                              eval_cap, not args.json)
                 cpu = time.process_time() - cpu - eval_cpu
             else:
                 res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),

@@ -65,3 +65,15 @@ def test_heldout_split_and_adopt():
         adopt(a, tc.tiny_gpt2())
     adopt(a, b)
     assert a.model is b.model and a.config is b.config
+
+
+def test_calibration_batches_hold_out_the_end_of_the_text():
+    ids = np.arange(20_000)
+    batches = tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=4)
+    assert len(batches) == 4 and all(tuple(b.shape) == (4, 64) for b in batches)
+    cut = int(len(ids) * 0.9)
+    assert all(int(b.max()) < cut for b in batches[:-1]) and int(batches[-1].min()) >= cut
+    with pytest.raises(ValueError, match="n_batches"):
+        tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=1)
+    with pytest.raises(ValueError, match="at least"):
+        tc.calibration_batches(ids[:1000], seq_len=64, batch_size=4, n_batches=3)

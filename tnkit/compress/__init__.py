@@ -66,7 +66,7 @@ _SUBMODULE_OF: dict[str, str] = {
         'sensitivity_profile', 'sensitivity_weights',
     ), 'profile'),
     **dict.fromkeys(('load_compressed', 'save_compressed'), 'serialize'),
-    **dict.fromkeys(('AUTO_SPLITS',), 'recipe'),
+    **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipe'),
     **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'surgery'),
     **dict.fromkeys((
         'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
@@ -89,7 +89,7 @@ __all__ = [
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
-    "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS",
+    "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
 ]
 
 

@@ -217,6 +217,7 @@ def _run_compress(args: Any) -> int:
     from .evaluate import evaluate_model, model_bytes, write_reports
     from .models import load_model
     from .pipeline import NEEDS_DATA, compress_model, count_params
+    from .recipe import HELDOUT_FRACTION, calibration_batches
     from .serialize import save_compressed
     from .surgery import linear_weight
 
@@ -240,8 +241,11 @@ def _run_compress(args: Any) -> int:
             raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or "
                              "--eval-text.")
         seq = min(args.seq_len, len(calib_ids))
-        calib = token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)),
-                              seed=0)
+        n_batches = max(1, args.calib_tokens // (4 * seq))
+        calib = None
+        if args.method == "auto" and n_batches >= 2 and len(calib_ids) >= 4 * seq / HELDOUT_FRACTION:
+            calib = calibration_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches)
+        calib = calib or token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches, seed=0)
     teacher = copy.deepcopy(model) if needs_teacher(args) else None
     weights, protect = _profile_choices(args, layers)
     extra = {} if args.families is None else {"families": tuple(args.families)}

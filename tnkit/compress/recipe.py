@@ -19,11 +19,56 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "prune_fraction", "heldout_split", "heldout_loss", "adopt"]
+__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches", "heldout_split", "heldout_loss",
+           "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
 #: 0 is the factorisation search alone, 1 pruning alone
 AUTO_SPLITS = (0.0, 0.5, 1.0)
+
+
+#: share of the calibration text (its end) from which :func:`calibration_batches` draws the held-out batch
+HELDOUT_FRACTION = 0.1
+
+
+def calibration_batches(ids, *, seq_len: int, batch_size: int, n_batches: int, seed: int | None = 0
+                        ) -> list[torch.Tensor]:
+    """``n_batches`` token-id batches for method ``"auto"``: the last one from text the others never touch.
+
+    Random windows of the first ``1 - HELDOUT_FRACTION`` of ``ids`` make the first
+    ``n_batches - 1`` batches (they fit the candidates); the last batch is cut from the
+    remaining end of the text (other articles, for an article-ordered corpus), so the
+    candidates are scored on text none of them was fitted on. Windows drawn from the same
+    articles are not held out: a data-aware truncation fitted on an article's activations
+    scores better on other windows of it than on new text (measured: on SmolLM2 at 70% kept,
+    random windows of the fitting articles ranked the search above width pruning, which is
+    1.4x better on the evaluation articles).
+
+    Parameters
+    ----------
+    ids : array_like of int, shape (n,)
+    seq_len, batch_size : int
+        Window length and windows per batch.
+    n_batches : int
+        At least 2.
+    seed : int, optional
+        Seed of the random windows.
+    """
+    import numpy as np
+
+    from ..core.validate import check_int
+    from .corpus import token_batches
+
+    n_batches = check_int("n_batches", n_batches, minimum=2)
+    ids = np.asarray(ids, dtype=np.int64)
+    cut = int(len(ids) * (1.0 - HELDOUT_FRACTION))
+    if cut < seq_len or len(ids) - cut < seq_len * batch_size:
+        raise ValueError(f"`ids` must hold at least {seq_len * batch_size / HELDOUT_FRACTION:,.0f} tokens for "
+                         f"`seq_len`={seq_len} and `batch_size`={batch_size} (its last {HELDOUT_FRACTION:.0%} makes "
+                         f"the held-out batch), got {len(ids):,}.")
+    fit = token_batches(ids[:cut], seq_len=seq_len, batch_size=batch_size, n_batches=n_batches - 1, seed=seed)
+    held = token_batches(ids[cut:], seq_len=seq_len, batch_size=batch_size, n_batches=1, seed=seed)
+    return fit + held
 
 
 def prune_fraction(ratio: float, share: float) -> float:
@@ -32,7 +77,10 @@ def prune_fraction(ratio: float, share: float) -> float:
 
 
 def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """``(fit, held_out)``: the last batch scores the candidates, the others build them (one batch: both)."""
+    """``(fit, held_out)``: the last batch scores the candidates, the others build them (one batch: both).
+
+    Make the last batch from text the others do not overlap (:func:`calibration_batches`).
+    """
     batches = list(batches)
     if len(batches) < 2:
         return batches, batches
