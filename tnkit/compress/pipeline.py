@@ -403,10 +403,10 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
                     progress: bool = True) -> Iterator[AutoCandidate]:
     """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
 
-    Each split of :data:`tnkit.compress.recipe.AUTO_SPLITS` prunes widths to
+    Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
     for the rest of the budget; it is fitted on every calibration batch but the last and scored
-    on the last (:func:`tnkit.compress.recipe.heldout_split`). The original model's statistics
+    on the last (see ``calibration_batches``). The original model's statistics
     and gradient sensitivities are measured once and shared.
     """
     import copy

@@ -5,7 +5,7 @@ Width pruning (:mod:`tnkit.compress.prune`) and the per-layer factorisation sear
 MLP channels and heads, the search truncates spectra where they are cheapest. Neither is
 better at every budget (on SmolLM2-135M the search wins when little is removed, pruning
 when much is), and mixing them (prune to ``p``, then search the rest of the budget) can
-beat both. :data:`AUTO_SPLITS` lists the shares of the removal ``1 - ratio`` given to
+beat both. ``AUTO_SPLITS`` lists the shares of the removal ``1 - ratio`` given to
 pruning that method ``"auto"`` tries; each candidate is built on a copy of the model and
 scored by its language-model loss on calibration batches that no candidate was fitted on,
 and the lowest wins. Pruning alone and the search alone are among the candidates, so on
@@ -27,7 +27,7 @@ __all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "calibration_bat
 AUTO_SPLITS = (0.0, 0.5, 1.0)
 
 
-#: share of the calibration text (its end) from which :func:`calibration_batches` draws the held-out batch
+#: share of the calibration text (its end) from which ``calibration_batches`` draws the held-out batch
 HELDOUT_FRACTION = 0.1
 
 
@@ -79,7 +79,7 @@ def prune_fraction(ratio: float, share: float) -> float:
 def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``(fit, held_out)``: the last batch scores the candidates, the others build them (one batch: both).
 
-    Make the last batch from text the others do not overlap (:func:`calibration_batches`).
+    Make the last batch from text the others do not overlap (``calibration_batches``).
     """
     batches = list(batches)
     if len(batches) < 2:
