@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
 
 #: The WikiText-2 test split, under the data directory (``--data`` or ``$TNKIT_DATA``).
 TEXT = Path("text") / "wikitext-2-raw" / "wiki.test.raw"
-METHODS = ("search", "whiten", "asvd", "svd", "mpo", "prune")
+METHODS = ("auto", "search", "whiten", "asvd", "svd", "mpo", "prune")
 
 
 def parser():
@@ -221,6 +221,28 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
                               heal_tokens_per_cpu_s=trained / max(h.cpu_seconds, 1e-9),
                               heal_lr=args.heal_lr, heal_seq=args.heal_seq, load_average=load_average()))
     return ppl_h
+
+
+def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress):
+    """Method ``auto`` through its candidates: the perplexity of each (``auto_prune<P>``, P = percentage the width
+    pruning kept: 100 is the search alone, the budget itself pruning alone) and the one it adopts (least held-out
+    loss). Returns the adopted candidate's result and model, and the CPU seconds spent on the candidates' perplexity."""
+    import tnkit.compress as tc
+
+    best, eval_cpu, eval_wall, wall = None, 0.0, 0.0, time.perf_counter()
+    for cand in tc.auto_candidates(model, ratio=ratio, calibration=calib, progress=progress):
+        t, w = time.process_time(), time.perf_counter()
+        ppl = tc.perplexity(cand.model, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+        eval_cpu += time.process_time() - t
+        eval_wall += time.perf_counter() - w
+        rep.emit(make_row("compress", f"perplexity_auto_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
+                          base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride))
+        if best is None or cand.loss < best.loss:
+            best = cand
+        del cand
+    res = tc.CompressionResult("auto", best.result.layers, best.result.params_before, best.result.params_after,
+                               time.perf_counter() - wall - eval_wall, dict(best.result.extra, auto_prune=best.prune))
+    return res, best.model, eval_cpu
 
 
 def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
@@ -402,13 +424,19 @@ def main(argv=None) -> int:
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
-            pruning = method == "prune"
-            res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
-                                    stats=None if pruning else stats, allocation=allocation, weights=weights,
-                                    sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
-                                    progress=not args.json, sequential=True if sequential else None,
-                                    calibration=calib if sequential or method in ("search", "prune") else None)
-            cpu = time.process_time() - cpu
+            pruning = method in ("prune", "auto")  # both prune widths: every layer, statistics of their own
+            if method == "auto":
+                auto_calib = tc.calibration_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=len(calib))
+                res, m, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
+                                              eval_cap, not args.json)
+                cpu = time.process_time() - cpu - eval_cpu
+            else:
+                res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
+                                        stats=None if pruning else stats, allocation=allocation, weights=weights,
+                                        sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
+                                        progress=not args.json, sequential=True if sequential else None,
+                                        calibration=calib if sequential or method in ("search", "prune") else None)
+                cpu = time.process_time() - cpu
             werr, oerr = (None, None) if pruning else _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))

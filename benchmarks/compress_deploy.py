@@ -1,8 +1,8 @@
 """Inference memory and generation speed of compressed SmolLM2-135M against the original.
 
 For the original model and for compressions keeping 70% of the block linear weights
-(low-rank: whitened SVD when calibration text is found, plain SVD otherwise; and a
-two-core MPO), each model is loaded in a **fresh process** that reports, from
+(low-rank: whitened SVD when calibration text is found, plain SVD otherwise; width pruning
+and the default recipe ``auto`` when it is found; and a two-core MPO), each model is loaded in a **fresh process** that reports, from
 ``/proc/self/status``, its resident memory above the interpreter's baseline after
 imports: after loading (``VmRSS``), the peak while loading (``VmHWM``) and the peak
 after generating 32 tokens at batch 8; plus the bytes of its parameters and buffers.
@@ -10,7 +10,7 @@ Generation speed (greedy tokens/s at batch 1 and batch 8, median of interleaved
 repeats) is measured in one process holding all models, so the ratios hold on a
 noisy machine.
 
-    python benchmarks/compress_deploy.py [--json] [--data DIR] [--work DIR] [--threads 1]
+    python benchmarks/compress_deploy.py [--json] [--data DIR] [--work DIR] [--threads 1] [--rows lowrank,prune,...]
 
 ``--data`` (or ``TNKIT_DATA``) is a directory holding
 ``text/wikitext-2-raw/wiki.test.raw``; its healing articles calibrate the whitened
@@ -67,7 +67,12 @@ def _text(data: str | None) -> Path | None:
     return f if f.is_file() else None
 
 
-def prepare(work: Path, data: str | None, quick: bool, with_mpo: bool) -> dict[str, Path]:
+#: the compressed rows: whitened SVD (plain SVD without calibration text), width pruning and the default
+#: recipe need the calibration text; the two-core MPO does not
+ROWS = ("lowrank", "prune", "auto", "mpo")
+
+
+def prepare(work: Path, data: str | None, quick: bool, rows: tuple[str, ...]) -> dict[str, Path]:
     """The original model's directory and the compressed ones (made once, then reused)."""
     import tnkit.compress as tc
 
@@ -76,20 +81,24 @@ def prepare(work: Path, data: str | None, quick: bool, with_mpo: bool) -> dict[s
     model, tok = tc.load_model(gguf, cache=True)
     text = _text(data)
     lowrank = "whiten" if text is not None else "svd"
-    dirs = {"original": original, f"{lowrank}-70": work / f"{lowrank}-70"}
-    if with_mpo:
-        dirs["mpo-70"] = work / "mpo-70"
-    for label, method in [(k, lowrank if k.startswith(lowrank) else "mpo") for k in dirs if k != "original"]:
-        if tc.models.is_compressed_dir(dirs[label]):
+    methods = {"lowrank": lowrank, "mpo": "mpo"}
+    if text is not None:
+        methods.update(prune="prune", auto="auto")
+    dirs = {"original": original}
+    dirs.update({f"{methods[r]}-70": work / f"{methods[r]}-70" for r in rows if r in methods})
+    for label in [k for k in dirs if k != "original"]:
+        method = label.rsplit("-", 1)[0]
+        if tc.models.is_compressed_dir(dirs[label]) or (dirs[label] / "config.json").is_file():
             continue
         log(f"compressing: {label}")
         m, _ = tc.load_model(original)
         calib = None
-        if method == "whiten":
+        if method != "mpo" and text is not None:
             heal, _ = tc.heal_eval_split(text.read_text(encoding="utf-8"))
             ids = tc.tokenize(tok, heal[:200_000])
             calib = tc.token_batches(ids, seq_len=256, batch_size=4, n_batches=1 if quick else 2, seed=0)
-        tc.compress_model(m, method=method, ratio=RATIO, calibration=calib, allocation="uniform", progress=False)
+        extra = {"allocation": "uniform"} if method in ("whiten", "svd", "mpo") else {}
+        tc.compress_model(m, method=method, ratio=RATIO, calibration=calib, progress=False, **extra)
         tc.save_compressed(m, dirs[label], tokenizer=tok)
         del m
     del model
@@ -168,12 +177,19 @@ def main() -> None:
     p.add_argument("--no-mpo", action="store_true",
                    help="skip the whole-model MPO row (its TT-SVD of every layer takes minutes); the layer-level "
                         "MPO timing is still reported")
+    p.add_argument("--rows", default=",".join(ROWS),
+                   help=f"compressed models to measure, among {', '.join(ROWS)} (default all; lowrank is whitened SVD, "
+                        "prune and auto need the calibration text)")
     args = p.parse_args()
     threads = args.threads[0]
+    rows = tuple(r for r in args.rows.split(",") if r and not (args.no_mpo and r == "mpo"))
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        p.error(f"--rows: unknown {unknown}; choose among {', '.join(ROWS)}")
     import tnkit.compress as tc
 
     work = Path(args.work) if args.work else tc.models.gguf_cache_dir().parent / "deploy-bench"
-    dirs = prepare(work, args.data, args.quick, not args.no_mpo)
+    dirs = prepare(work, args.data, args.quick, rows)
     cols = [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
             ("model", lambda r: _fmt(r["tnkit"])), ("original", lambda r: _fmt(r["reference_value"])),
             ("model/original", lambda r: f"{r['tnkit'] / r['reference_value']:.3f}")]

@@ -54,7 +54,7 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
     **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'mpo_linear'),
     **dict.fromkeys((
-        'ALLOCATIONS', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
+        'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
         'CompressionResult', 'compress_model', 'count_params',
     ), 'pipeline'),
     **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width'), 'prune'),
@@ -66,6 +66,7 @@ _SUBMODULE_OF: dict[str, str] = {
         'sensitivity_profile', 'sensitivity_weights',
     ), 'profile'),
     **dict.fromkeys(('load_compressed', 'save_compressed'), 'serialize'),
+    **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipe'),
     **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'surgery'),
     **dict.fromkeys((
         'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
@@ -88,7 +89,7 @@ __all__ = [
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
-    "distillation_stream", "self_generate",
+    "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
 ]
 
 

@@ -82,9 +82,10 @@ def add_compress_parser(sub: Any) -> None:
     from .search import FAMILIES
 
     p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",
-                       description="Compress the linear layers of a causal language model (by default by "
-                                   "structured width pruning; --method search gives each layer the best of low-rank, "
-                                   "MPO and dense for one global budget), optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
+                       description="Compress the linear layers of a causal language model (by default width "
+                                   "pruning followed by a per-layer search over low-rank, MPO and dense forms for one "
+                                   "global budget, the split between the two chosen on held-out calibration loss), "
+                                   "optionally heal by a short fine-tune, evaluate before/after, and save to --out. "
                                    "Every option is checked before any work starts. " + _MODEL_HELP)
     _model_args(p, optional=True)  # MODEL and --out are checked by the runner: `--plan` needs neither
     p.add_argument("--out", metavar="DIR", type=writable_dir,
@@ -99,7 +100,9 @@ def add_compress_parser(sub: Any) -> None:
                            "head are not counted and not changed; the summary also prints the whole model's count). "
                            "Default 0.8")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                   help=f"default {DEFAULT_METHOD}. prune: width pruning (MLP channels, attention heads; the output "
+                   help=f"default {DEFAULT_METHOD}. auto: width pruning to 100%%, half-way or all the way to "
+                        "--ratio, then the search for the rest, each on a copy, the lowest held-out calibration loss "
+                        "kept; prune: width pruning (MLP channels, attention heads; the output "
                         "loads in plain transformers); search: per-layer search over --families and dense, one "
                         "knapsack for the budget, layers weighted by their loss-gradient sensitivity, sequential "
                         "calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
@@ -215,6 +218,7 @@ def _run_compress(args: Any) -> int:
     from .evaluate import evaluate_model, model_bytes, write_reports
     from .models import load_model
     from .pipeline import NEEDS_DATA, compress_model, count_params
+    from .recipe import HELDOUT_FRACTION, calibration_batches
     from .serialize import save_compressed
     from .surgery import linear_weight
 
@@ -238,8 +242,11 @@ def _run_compress(args: Any) -> int:
             raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or "
                              "--eval-text.")
         seq = min(args.seq_len, len(calib_ids))
-        calib = token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)),
-                              seed=0)
+        n_batches = max(1, args.calib_tokens // (4 * seq))
+        calib = None
+        if args.method == "auto" and n_batches >= 2 and len(calib_ids) >= 4 * seq / HELDOUT_FRACTION:
+            calib = calibration_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches)
+        calib = calib or token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches, seed=0)
     teacher = copy.deepcopy(model) if needs_teacher(args) else None
     weights, protect = _profile_choices(args, layers)
     extra = {} if args.families is None else {"families": tuple(args.families)}
@@ -279,6 +286,10 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
         forms[r.form] = forms.get(r.form, 0) + 1
     prune = result.extra.get("prune")
     lines = ["", f"== tnkit compress: {result.method} =="]
+    if "auto_losses" in result.extra:
+        lines.append("auto: held-out loss after width pruning to " + ", ".join(
+            f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_losses"].items())
+            + f" of the block weights (then the search); chose {result.extra['auto_prune']:.0%}")
     if prune is not None:
         lines.append(f"width pruning: MLP {prune.before['intermediate_size']} -> {prune.intermediate_size} channels, "
                      f"key/value heads {prune.before['kv_groups']} -> {prune.kv_groups}, query heads per key/value "

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.threads import with_blas_threads
 from ..core.validate import check_int, check_option
 
 __all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener", "ridge_covariance"]
@@ -74,6 +75,7 @@ def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6) -> np.nd
     raise ValueError("`covariance` is not positive semi-definite (Cholesky failed even with damping).")
 
 
+@with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
 def lowrank_factors(
     weight: np.ndarray,
     rank: int,

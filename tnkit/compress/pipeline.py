@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,14 +48,15 @@ from .surgery import find_layers, linear_weight, replace_layers
 from .search import gradient_weights
 from .whitened_mpo import whitened_mpo_curve
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
 
-METHODS = ("search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
-#: the default of :func:`compress_model` and of ``tnkit compress``, chosen by the benchmark in
-#: docs/compress.md: on SmolLM2-135M width pruning kept 70% of the block weights at 3.2x the original
-#: perplexity and 90% at 1.5x, where whitened SVD needed 87% for 4.6x
-DEFAULT_METHOD = "prune"
+METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
+#: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
+#: factorisation search, the split between them chosen on held-out calibration loss
+#: (:mod:`tnkit.compress.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
+#: at every budget (docs/compress.md)
+DEFAULT_METHOD = "auto"
 #: candidate families of the default search, and whether it calibrates sequentially
 DEFAULT_FAMILIES = ("lowrank",)
 DEFAULT_SEQUENTIAL = True
@@ -66,7 +67,7 @@ DEFAULT_SEQUENTIAL = True
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
-NEEDS_DATA = ("search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+NEEDS_DATA = ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
 _LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,9 @@ def compress_model(
                           stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
     params_before = count_params(model)
+    if method == "auto":
+        return _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+                     params_before)
     extra: dict[str, Any] = {}
     if method == "prune" or prune is not None:
         pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
@@ -297,7 +301,7 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
         raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
     if ratio is not None and not (0.0 < float(ratio) <= 1.0):
         raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
-    if max_bond is not None and method in ("search", "prune"):
+    if max_bond is not None and method in ("auto", "search", "prune"):
         raise ValueError(f"method {method!r} plans sizes for a `ratio`; `max_bond` is for the single-family methods.")
     if prune is not None:
         if not (0.0 < float(prune) <= 1.0) or (ratio is not None and float(prune) < float(ratio)):
@@ -305,7 +309,11 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
                              f"got {prune}.")
         if method == "prune":
             raise ValueError("`prune` is a stage before factorisation; method 'prune' prunes alone.")
-    if (method == "prune" or prune is not None) and layers is not None:
+    if method == "auto" and (prune is not None or calibration is None):
+        raise ValueError("method 'auto' chooses the pruning itself and needs `calibration` batches: leave `prune` "
+                         f"unset and give `calibration`, got prune={prune!r}"
+                         + (" and no calibration." if calibration is None else "."))
+    if (method in ("prune", "auto") or prune is not None) and layers is not None:
         raise ValueError("width pruning acts on every block's MLP and attention: leave `layers` unset.")
     ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
     if not ridge >= 0.0:
@@ -365,6 +373,86 @@ def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flo
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
     forms = {n: options[n].families[j] for n, j in choice.items()}
     return plan, forms
+
+
+@dataclass(frozen=True)
+class AutoCandidate:
+    """One split tried by method ``"auto"`` (:func:`auto_candidates`).
+
+    Attributes
+    ----------
+    prune : float
+        Fraction of the block linear weights width pruning kept (1: the search alone;
+        ``ratio``: pruning alone).
+    model : torch.nn.Module
+        The compressed copy.
+    result : CompressionResult
+    loss : float
+        Mean next-token cross-entropy on the held-out calibration batch.
+    """
+
+    prune: float
+    model: nn.Module
+    result: CompressionResult
+    loss: float
+
+
+def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
+                    weights: Mapping[str, float] | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
+                    sensitivity: str = "gradient", step: int = 8, max_flops: int | None = None,
+                    progress: bool = True) -> Iterator[AutoCandidate]:
+    """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
+
+    Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
+    ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
+    for the rest of the budget; it is fitted on every calibration batch but the last and scored
+    on the last (see ``calibration_batches``). The original model's statistics
+    and gradient sensitivities are measured once and shared.
+    """
+    import copy
+
+    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
+
+    fit, held = heldout_split(calibration)
+    chosen = find_layers(model)
+    stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+    if weights is None and sensitivity == "gradient":
+        weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+    search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
+                  progress=progress)
+    for share in dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)):
+        keep = round(prune_fraction(ratio, share), 6)
+        trial = copy.deepcopy(model)
+        if share == 1.0:
+            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
+        else:
+            res = compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, **search)
+        loss = heldout_loss(trial, held)
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights"
+                       + ("" if share == 1.0 else ", then the factorisation search") + f": held-out loss {loss:.4f}")
+        yield AutoCandidate(keep, trial, res, loss)
+        del trial
+
+
+def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+          params_before) -> CompressionResult:
+    """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
+    from .recipe import adopt
+
+    best, losses = None, {}
+    for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
+                                sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
+        losses[cand.prune] = cand.loss
+        if best is None or cand.loss < best.loss:
+            best = cand
+        del cand
+    adopt(model, best.model)
+    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune)
+    return CompressionResult("auto", best.result.layers, params_before, count_params(model),
+                             time.perf_counter() - start, extra)
 
 
 def _prune_stage(model, keep, calibration, stats, progress):

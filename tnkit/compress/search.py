@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.threads import with_blas_threads
 from ..core.validate import check_int, check_option
 
 __all__ = [
@@ -178,6 +179,7 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
                         np.array(flops, np.int64))
 
 
+@with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
 def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Sequence[str] = ("lowrank",),
                   step: int = 8, mpo_fractions: Sequence[float] = (0.3, 0.5, 0.7), mpo_ridge: float = 0.3
                   ) -> LayerOptions:

@@ -1,0 +1,79 @@
+"""The default recipe (method "auto"): the pruning/factorisation split chosen on held-out calibration loss."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
+
+import tnkit.compress as tc
+from tnkit.compress.prune import block_linear_params
+from tnkit.compress.recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
+
+
+@pytest.fixture(scope="module")
+def calib():
+    ids = np.random.default_rng(1).integers(0, 256, 4096)
+    return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
+
+
+def test_auto_is_the_best_of_its_candidates_and_they_are_the_baselines(calib):
+    base = tc.tiny_llama(seed=2)
+    before = block_linear_params(base)
+    model = copy.deepcopy(base)
+    res = tc.compress_model(model, ratio=0.6, calibration=calib, progress=False)
+    assert res.method == "auto" == tc.DEFAULT_METHOD
+    losses = res.extra["auto_losses"]
+    assert sorted(losses) == sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS)
+    assert losses[res.extra["auto_prune"]] == min(losses.values())
+    fit, held = heldout_split(calib)
+    assert len(fit) == 2 and len(held) == 1
+    assert heldout_loss(model, held) == pytest.approx(min(losses.values()), rel=1e-6)
+    kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
+    assert kept <= 0.6 * before + 1
+    # pruning alone and the search alone, run directly on the fitting batches, are two of the candidates
+    pruned = copy.deepcopy(base)
+    tc.compress_model(pruned, method="prune", ratio=0.6, calibration=fit, progress=False)
+    searched = copy.deepcopy(base)
+    tc.compress_model(searched, method="search", ratio=0.6, calibration=fit, progress=False)
+    for m, keep in ((pruned, 0.6), (searched, 1.0)):
+        assert heldout_loss(m, held) == pytest.approx(losses[keep], rel=1e-5)
+        assert heldout_loss(model, held) <= heldout_loss(m, held) + 1e-9
+
+
+def test_auto_validates_before_work(calib):
+    model = tc.tiny_llama()
+    with pytest.raises(ValueError, match="calibration"):
+        tc.compress_model(model, ratio=0.6, progress=False)
+    with pytest.raises(ValueError, match="prune"):
+        tc.compress_model(model, ratio=0.6, prune=0.8, calibration=calib, progress=False)
+    with pytest.raises(ValueError, match="layers"):
+        tc.compress_model(model, ratio=0.6, calibration=calib, layers=list(tc.find_layers(model))[:2], progress=False)
+    with pytest.raises(ValueError, match="max_bond"):
+        tc.compress_model(model, max_bond=4, calibration=calib, progress=False)
+
+
+def test_heldout_split_and_adopt():
+    batches = [np.zeros(1), np.ones(1), np.full(1, 2.0)]
+    fit, held = heldout_split(batches)
+    assert len(fit) == 2 and held[0][0] == 2.0
+    assert heldout_split(batches[:1]) == (batches[:1], batches[:1])
+    a, b = tc.tiny_llama(seed=0), tc.tiny_llama(seed=1)
+    with pytest.raises(TypeError, match="LlamaForCausalLM"):
+        adopt(a, tc.tiny_gpt2())
+    adopt(a, b)
+    assert a.model is b.model and a.config is b.config
+
+
+def test_calibration_batches_hold_out_the_end_of_the_text():
+    ids = np.arange(20_000)
+    batches = tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=4)
+    assert len(batches) == 4 and all(tuple(b.shape) == (4, 64) for b in batches)
+    cut = int(len(ids) * 0.9)
+    assert all(int(b.max()) < cut for b in batches[:-1]) and int(batches[-1].min()) >= cut
+    with pytest.raises(ValueError, match="n_batches"):
+        tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=1)
+    with pytest.raises(ValueError, match="at least"):
+        tc.calibration_batches(ids[:1000], seq_len=64, batch_size=4, n_batches=3)
