@@ -56,6 +56,7 @@ from .calibration import ActivationStats, channel_scale
 from .lowrank import LowRankLinear
 from .mpo_linear import MPOLinear
 from .plan import assign_layers, factorisation_cost, uniform_size
+from .sequential import capture_first_block_inputs
 from .streaming import BlockStream, SafetensorsWriter, find_blocks
 from .surgery import is_linear, linear_weight, replace_layers
 
@@ -245,32 +246,6 @@ class StreamResult:
     directory: str | None = None
 
 
-class _Stop(Exception):
-    """Ends a forward pass at the first block."""
-
-
-def _first_block_inputs(model: nn.Module, block: nn.Module, batches: Sequence[torch.Tensor]) -> list[tuple]:
-    """``(hidden_states, positional rest, keyword arguments)`` the model gives its first block, per batch."""
-    captured: list[tuple] = []
-
-    def grab(_m: nn.Module, args: tuple, kwargs: dict) -> None:
-        kwargs = dict(kwargs)
-        hidden, rest = (args[0], tuple(args[1:])) if args else (kwargs.pop("hidden_states"), ())
-        captured.append((hidden.detach(), rest, kwargs))
-        raise _Stop
-
-    handle = block.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
-        for ids in batches:
-            try:
-                model(input_ids=ids, use_cache=False)
-            except _Stop:
-                pass
-    finally:
-        handle.remove()
-    return captured
-
-
 def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module] | None = None
              ) -> tuple[list[tuple], dict[str, ActivationStats]]:
     """Run ``block`` on every entry of ``stream``; with ``layers``, also their input statistics.
@@ -408,7 +383,7 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
     if share is not None:
         stream.load_trunk_inputs()
         with torch.no_grad():
-            hidden = _first_block_inputs(stream.model, stream.blocks[0], share)
+            hidden = capture_first_block_inputs(stream.model, stream.blocks[0], share)
         stream.release_all()
         return_freed_memory()
     reports, t_fact, t_stats, cpu_fact = [], 0.0, 0.0, 0.0

@@ -45,7 +45,7 @@ from torch import nn
 from .calibration import ActivationStats
 from .surgery import layer_depth, linear_weight, replace_layers
 
-__all__ = ["compress_sequentially", "corrected_weight"]
+__all__ = ["capture_first_block_inputs", "compress_sequentially", "corrected_weight"]
 
 
 class _Stop(Exception):
@@ -88,9 +88,13 @@ def _blocks(model: nn.Module, names: Iterable[str]) -> tuple[nn.ModuleList, dict
     return blocks, dict(sorted(by_depth.items()))
 
 
-def _capture_first_block_inputs(model: nn.Module, block: nn.Module,
+def capture_first_block_inputs(model: nn.Module, block: nn.Module,
                                 batches: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, tuple, dict]]:
-    """``(hidden_states, other positional arguments, keyword arguments)`` the model passes its first block, per batch."""
+    """``(hidden_states, other positional arguments, keyword arguments)`` the model passes its first block, per batch.
+
+    Each forward pass stops at ``block`` (nothing after it runs); shared by the sequential
+    calibration and the streamed, multi-rank compression.
+    """
     captured: list[tuple[torch.Tensor, tuple, dict]] = []
 
     def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -216,7 +220,7 @@ def compress_sequentially(
     replaced: dict[str, nn.Module] = {}
     try:
         with torch.no_grad():
-            comp_stream = _capture_first_block_inputs(model, blocks[0], list(batches))
+            comp_stream = capture_first_block_inputs(model, blocks[0], list(batches))
             stream = list(comp_stream) if feedback_ridge is not None else None  # the original model's, for W*
             for depth in tqdm(range(len(blocks)), desc="sequential calibration", disable=not progress, leave=False):
                 block = blocks[depth]
