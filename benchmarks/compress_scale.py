@@ -105,12 +105,18 @@ def run_ranks(model: Path, out: Path, n: int, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=sorted(SIZES), default="300m")
+    p.add_argument("--size", choices=sorted(SIZES), default="300m",
+                   help="random-weight Llama to write and compress: 1b (about 1.1B parameters), 300m (0.34B), "
+                        "quick (30M); default 300m")
     p.add_argument("--quick", action="store_true", help="the 30M model (under a minute)")
-    p.add_argument("--method", default="whiten")
-    p.add_argument("--ratio", type=float, default=0.8)
-    p.add_argument("--calib-tokens", type=int, default=4096)
-    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--method", default="whiten",
+                   help="streamed method (svd, asvd, whiten, mpo, mpo-whiten); default whiten")
+    p.add_argument("--ratio", type=float, default=0.8,
+                   help="fraction of the block linear weights kept; default 0.8")
+    p.add_argument("--calib-tokens", type=int, default=4096,
+                   help="calibration tokens, read from a generated text of random words beside the model; default 4096")
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+                   help="torchrun world sizes to run, one run each; default 1 2")
     p.add_argument("--dir", default=None, help="where to write the model (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the written model")
     p.add_argument("--json", action="store_true", help="one JSON object per case on stdout, nothing else")
