@@ -404,11 +404,11 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
         t1, c1 = time.perf_counter(), time.process_time()
         shapes = {n: tuple(linear_weight(m).shape) for n, m in layers.items()}
         owners = assign_layers({n: factorisation_cost(method, *shapes[n]) for n in layers}, ranks.world_size)
-        new = {}
-        for name, module in layers.items():
-            size = uniform_size(method, *shapes[name], ratio)
-            mine = build(module, size, stats.get(name), ridge) if owners[name] == ranks.rank else None
-            new[name] = broadcast_layer(mine, owners[name])
+        # Every rank factorises all of its layers first and only then do the broadcasts run:
+        # interleaving them would make each rank wait on the others' factorisations in turn.
+        mine = {name: build(module, uniform_size(method, *shapes[name], ratio), stats.get(name), ridge)
+                for name, module in layers.items() if owners[name] == ranks.rank}
+        new = {name: broadcast_layer(mine.get(name), owners[name]) for name in layers}
         t2 = time.perf_counter()
         cpu_fact += time.process_time() - c1
         head = stream.block_name(i)
