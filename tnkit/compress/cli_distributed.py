@@ -102,9 +102,12 @@ def _run_stream(args: Any) -> int:
         raise ValueError(f"--stream runs methods {sorted(STREAM_METHODS)}, got --method {method}.")
     ranks = init_ranks()
     try:
-        return _stream_on_ranks(args, method, ranks)
-    finally:
-        close_ranks()
+        rc = _stream_on_ranks(args, method, ranks)
+    except BaseException:
+        close_ranks(synchronise=False)
+        raise
+    close_ranks()
+    return rc
 
 
 def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:

@@ -119,11 +119,21 @@ def comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def close_ranks() -> None:
-    """Leave the process group, if one was joined."""
+def close_ranks(*, synchronise: bool = True) -> None:
+    """Leave the process group, if one was joined.
+
+    Parameters
+    ----------
+    synchronise : bool, default True
+        Wait at a barrier first, so that no rank tears its connections down while a peer still
+        uses them (under gloo a rank that leaves early makes the others abort at exit). Pass
+        ``False`` on an error path, where a peer may never reach the barrier.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if synchronise and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
