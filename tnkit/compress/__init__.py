@@ -13,6 +13,8 @@ Importing this package imports nothing heavy: each name below is loaded from its
 * :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
 * :func:`entanglement_profile`, :func:`sensitivity_profile`: which layers tolerate compression;
+* :func:`run_compress` (:class:`CompressSettings`, :class:`HealSettings`): the whole
+  ``tnkit compress`` recipe (load, compress, heal, evaluate, save) as one call;
 * :func:`heal`: an AdamW fine-tune (or distillation) with resumable checkpoints;
 * :func:`distillation_stream`: unbounded healing data written by the original model;
 * :func:`export_dense`: a plain Hugging Face copy of a compressed model;
@@ -158,6 +160,7 @@ _SUBMODULE_OF: dict[str, str] = {
     ), 'recipes.sensitivity'),
     **dict.fromkeys(('load_compressed', 'save_compressed'), 'storage.serialize'),
     **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipes.recipe'),
+    **dict.fromkeys(('CompressRun', 'CompressSettings', 'HealSettings', 'run_compress', 'run_heal'), 'recipes.run'),
     **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'layers.surgery'),
     **dict.fromkeys((
         'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
@@ -181,6 +184,7 @@ __all__ = [
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
     "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
+    "CompressSettings", "HealSettings", "CompressRun", "run_compress", "run_heal",
 ]
 
 
