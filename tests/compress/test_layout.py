@@ -49,3 +49,10 @@ def test_importing_a_former_path_imports_no_more_than_its_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_single_family_method_has_a_layer_builder_and_a_size_curve():
+    from tnkit.compress.recipes import pipeline
+
+    single = set(pipeline.METHODS) - {"auto", "search", "prune"}
+    assert set(pipeline._LAYER_BUILDERS) == single and set(pipeline._SIZE_CURVES) == single
