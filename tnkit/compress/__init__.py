@@ -45,14 +45,12 @@ See ``docs/compress.md`` for the guide.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
-import warnings
 from typing import Any
 
+from ..core.moved import alias_moved_modules
+
 #: Former module path (before the split into subpackages) -> its path now. Importing a former
-#: path warns (FutureWarning) and gives the module at its new path.
+#: path warns (FutureWarning) and gives the module at its new path (:mod:`tnkit.core.moved`).
 MOVED_MODULES: dict[str, str] = {
     f"{__name__}.{old}": f"{__name__}.{new}"
     for old, new in {
@@ -86,40 +84,7 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import hook that answers a former module path with the module at its new path.
-
-    The module object is the same (``tnkit.compress.lowrank is
-    tnkit.compress.layers.lowrank``), so monkeypatching either name patches both.
-    """
-
-    def __init__(self) -> None:
-        self._specs: dict[str, Any] = {}
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in MOVED_MODULES:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec):
-        new = MOVED_MODULES[spec.name]
-        warnings.warn(
-            f"{spec.name} has moved to {new}; import it from there (or import its public names "
-            f"from {__name__}); the former path will be removed in a future release",
-            FutureWarning,
-            stacklevel=2,  # the importing line: warnings skips the import machinery's frames
-        )
-        module = importlib.import_module(new)
-        self._specs[spec.name] = module.__spec__
-        return module
-
-    def exec_module(self, module):
-        # The import system has set __spec__ to the alias' spec: give the module back its own.
-        module.__spec__ = self._specs.pop(module.__spec__.name)
-
-
-if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _MovedModuleFinder())
+alias_moved_modules(MOVED_MODULES)
 
 #: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
 #: them (so neither torch nor transformers); the first access to a name imports its module.
