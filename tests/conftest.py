@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import pytest
 
-#: Relative tolerances by dtype (STYLE 2.8: one dtype table).
+#: Relative tolerances by dtype: the one table every numerical test reads.
 TOL = {
     np.dtype(np.float64): 1e-10,
     np.dtype(np.complex128): 1e-10,
