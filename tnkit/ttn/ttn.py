@@ -78,7 +78,7 @@ from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
 from ..mps.chain import check_same_library, converted, frozen, scalar_dtype
 from ..mps.truncation import TruncationReport
 from ..mps.measure import log_base
-from . import canonical, compress, measure, network, sampling
+from . import canonical, measure, network, sampling, truncation
 from .threads import batch_product_work, node_product_work, with_gemm_threads
 from .tree import Tree, subtree_log_dims
 
@@ -292,7 +292,7 @@ class TreeTensorNetwork:
         cutoff: float = DEFAULT_CUTOFF,
         return_report: bool = False,
     ) -> TreeTensorNetwork | tuple[TreeTensorNetwork, TruncationReport]:
-        """TTN of a dense tensor by leaves-to-root hierarchical SVD (see :mod:`tnkit.ttn.compress`).
+        """TTN of a dense tensor by leaves-to-root hierarchical SVD (see :mod:`tnkit.ttn.truncation`).
 
         Parameters
         ----------
@@ -317,7 +317,7 @@ class TreeTensorNetwork:
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         a = _dense_shape(a, tree, phys_dims, has_output)
-        tensors, discarded, norm2 = compress.hierarchical_svd(
+        tensors, discarded, norm2 = truncation.hierarchical_svd(
             a, tree, has_output=has_output, max_bond=max_bond, cutoff=cutoff
         )
         iso = [None] * tree.n_nodes
@@ -682,7 +682,7 @@ class TreeTensorNetwork:
         """Compressed copy by SVD truncation of every bond, and what was discarded.
 
         Bonds are truncated leaves-to-root, each with the orthogonality centre
-        below it (see :mod:`tnkit.ttn.compress`); the report's ``error`` is exactly
+        below it (see :mod:`tnkit.ttn.truncation`); the report's ``error`` is exactly
         ``||psi - psi_t||**2 / ||psi||**2`` and ``discarded`` follows ``tree.bonds``.
         The result is in canonical form about the root and not renormalised.
         """
@@ -690,7 +690,7 @@ class TreeTensorNetwork:
         cutoff = check_cutoff(cutoff)
         tensors = list(self._tensors)
         iso = list(self._iso)
-        norm2, discarded = compress.svd_compress(tensors, iso, self._tree, max_bond=max_bond, cutoff=cutoff)
+        norm2, discarded = truncation.svd_compress(tensors, iso, self._tree, max_bond=max_bond, cutoff=cutoff)
         out = type(self)._trusted(self._tree, tensors, iso)
         return out, _report(discarded, norm2, out.bond_dims)
 
