@@ -33,15 +33,9 @@ __all__ = ["add_parser", "settings_from_args", "EXIT_TARGET_MISSED"]
 #: Exit status when the circuit was written but misses ``--target-fidelity``.
 EXIT_TARGET_MISSED = 3
 
-_MODEL_OPTIONS = {
-    "n_sites": 10,
-    "delta": 0.5,
-    "j": 1.0,
-    "h": 0.0,
-    "time": 1.0,
-    "initial": "neel",
-    "target_steps": 40,
-}
+#: Options of a spin-chain model (none applies to ``--mps``); unset flags take the
+#: :class:`~tnkit.aqc.recipe.AQCSettings` defaults.
+_MODEL_OPTIONS = ("n_sites", "delta", "j", "h", "time", "initial", "target_steps")
 
 #: Options of the time evolution: none applies to ``--ground-state``.
 _EVOLUTION_OPTIONS = ("time", "initial", "target_steps")
@@ -64,8 +58,10 @@ def _basis(text: str) -> tuple[str, ...]:
 
 
 def _coupling_map(text: str) -> str | tuple[tuple[int, int], ...]:
-    """``linear``, ``ring``, a JSON file or list of pairs, or ``0-1,1-2,...``."""
-    if text in ("linear", "ring"):
+    """A name of :data:`~tnkit.aqc.recipe.COUPLING_MAPS`, a JSON file or list of pairs, or ``0-1,1-2,...``."""
+    from .recipe import COUPLING_MAPS
+
+    if text in COUPLING_MAPS:
         return text
     source = text
     if Path(text).is_file():
@@ -321,36 +317,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if "delta" in given and args.model != "xxz":
         raise ValueError(f"--delta applies to --model xxz only, not {args.model}")
     _check_target_kind(args, given)
-    model = {k: given.get(k, default) for k, default in _MODEL_OPTIONS.items()}
-    ansatz = args.ansatz or ("ran" if args.mps is not None or args.ground_state else "trotter")
     defaults = {f.name: f.default for f in dataclasses.fields(AQCSettings)}
-    target = {
-        k: defaults[k] if getattr(args, k) is None else getattr(args, k)
-        for k in ("evolve", "dt", "target_bond")
-    }
-    return AQCSettings(
-        out=args.out,
-        report=args.report,
-        mps=args.mps,
-        model=args.model,
-        **model,
-        **target,
-        ground_state=args.ground_state,
-        ansatz=ansatz,
-        depth=args.depth,
-        max_bond=args.max_bond,
-        max_iter=args.max_iter,
-        target_fidelity=args.target_fidelity,
-        method=args.method,
-        cnot_budget=args.cnot_budget,
-        grow=args.grow,
-        max_layers=args.max_layers,
-        basis=args.basis,
-        coupling_map=args.coupling_map,
-        qasm_version=args.qasm_version,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    options = {name: getattr(args, name) for name in defaults if hasattr(args, name)}  # flag = field
+    unset = [k for k in (*_MODEL_OPTIONS, "evolve", "dt", "target_bond") if options[k] is None]
+    options.update({k: defaults[k] for k in unset})
+    if options["ansatz"] is None:
+        options["ansatz"] = "ran" if args.mps is not None or args.ground_state else "trotter"
+    return AQCSettings(**options, progress=not args.no_progress)
 
 
 def _check_target_kind(args: argparse.Namespace, given: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ from ..core.validate import check_option
 from .ansatz import Ansatz, brickwall_ansatz, staircase_ansatz
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
 from .growth import GROWTH_KINDS
-from .targets import MAX_TROTTER_STEPS, SpinChain
+from .targets import MAX_TROTTER_STEPS, SpinChain, initial_bits
 
 __all__ = [
     "AQCSettings",
@@ -56,6 +56,7 @@ __all__ = [
     "run_aqc",
     "check_settings",
     "resolve_coupling_map",
+    "COUPLING_MAPS",
     "MODELS",
     "ANSATZ_BUILDERS",
     "TARGET_BUILDERS",
@@ -287,12 +288,7 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     f = _real("target_fidelity", s.target_fidelity)
     if not 0.0 < f <= 1.0:
         raise ValueError(f"`target_fidelity` must lie in (0, 1], got {f!r}.")
-    if not isinstance(s.initial, str) or not (
-        s.initial in ("neel", "zeros") or (set(s.initial) <= {"0", "1"} and len(s.initial) == s.n_sites)
-    ):
-        raise ValueError(
-            f"`initial` must be 'neel', 'zeros' or a bit string of {s.n_sites} bits, got {s.initial!r}."
-        )
+    initial_bits(s.n_sites, s.initial)
     if s.depth == 0 and s.grow == "none":
         raise ValueError(
             "`depth` 0 (no seed circuit) needs `grow`; give a depth of at least 1 or a growth kind."
@@ -308,12 +304,10 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     if s.basis is not None:
         if isinstance(s.basis, str) or not all(isinstance(g, str) and g for g in s.basis) or not s.basis:
             raise TypeError(f"`basis` must be a non-empty sequence of gate names, got {s.basis!r}.")
-    if s.coupling_map is not None and not isinstance(s.coupling_map, str):
+    if isinstance(s.coupling_map, str):
+        _coupling_name(s.coupling_map)
+    elif s.coupling_map is not None:
         _pairs(s.coupling_map)  # shape and type only; the qubits are checked against the target
-    elif isinstance(s.coupling_map, str) and s.coupling_map not in ("linear", "ring"):
-        raise ValueError(
-            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {s.coupling_map!r}."
-        )
     if not isinstance(s.progress, bool):
         raise TypeError(f"`progress` must be a bool, got {s.progress!r}.")
 
@@ -333,6 +327,29 @@ def _pairs(pairs: object) -> list[tuple[int, int]]:
         if p[0] < 0 or p[1] < 0 or p[0] == p[1]:
             raise ValueError(f"`coupling_map[{k}]` must be two different non-negative qubits, got {p!r}.")
     return [(int(a), int(b)) for a, b in out]
+
+
+def _line(n_qubits: int) -> list[tuple[int, int]]:
+    return [(q, q + 1) for q in range(n_qubits - 1)]
+
+
+def _ring(n_qubits: int) -> list[tuple[int, int]]:
+    return _line(n_qubits) + ([(0, n_qubits - 1)] if n_qubits > 2 else [])
+
+
+#: Named device connectivities: ``n_qubits -> qubit pairs``.
+COUPLING_MAPS: dict[str, Callable[[int], list[tuple[int, int]]]] = {
+    "linear": _line,
+    "ring": _ring,
+}
+
+
+def _coupling_name(spec: str) -> str:
+    """``spec`` if it names a :data:`COUPLING_MAPS` entry, else ``ValueError`` listing them."""
+    if spec not in COUPLING_MAPS:
+        names = ", ".join(repr(name) for name in COUPLING_MAPS)
+        raise ValueError(f"`coupling_map` must be {names} or a sequence of qubit pairs, got {spec!r}.")
+    return spec
 
 
 def resolve_coupling_map(
@@ -359,16 +376,7 @@ def resolve_coupling_map(
     """
     if spec is None:
         return None
-    if spec == "linear":
-        pairs = [(q, q + 1) for q in range(n_qubits - 1)]
-    elif spec == "ring":
-        pairs = [(q, q + 1) for q in range(n_qubits - 1)] + ([(0, n_qubits - 1)] if n_qubits > 2 else [])
-    elif isinstance(spec, str):
-        raise ValueError(
-            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {spec!r}."
-        )
-    else:
-        pairs = _pairs(spec)
+    pairs = COUPLING_MAPS[_coupling_name(spec)](n_qubits) if isinstance(spec, str) else _pairs(spec)
     unique = sorted({(min(a, b), max(a, b)) for a, b in pairs})
     from .ansatz import check_connected
 
