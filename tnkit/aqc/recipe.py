@@ -37,7 +37,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ __all__ = [
     "AQCRun",
     "run_aqc",
     "check_settings",
+    "check_given_options",
+    "MODEL_OPTIONS",
     "resolve_coupling_map",
     "COUPLING_MAPS",
     "MODELS",
@@ -310,6 +312,63 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
         _pairs(s.coupling_map)  # shape and type only; the qubits are checked against the target
     if not isinstance(s.progress, bool):
         raise TypeError(f"`progress` must be a bool, got {s.progress!r}.")
+
+
+#: Options of a spin-chain model: none applies to a saved MPS (``mps``).
+MODEL_OPTIONS = ("n_sites", "delta", "j", "h", "time", "initial", "target_steps")
+#: Options that build a model's target: none applies to a saved MPS.
+_TARGET_OPTIONS = ("ground_state", "evolve", "dt", "target_bond")
+#: Options of a time evolution: none applies to a ground state.
+_EVOLUTION_OPTIONS = ("time", "initial", "target_steps", "evolve", "dt")
+
+
+def check_given_options(options: Mapping[str, Any], given: Collection[str]) -> None:
+    """``ValueError`` for an option set on purpose that the chosen target would ignore.
+
+    For front ends that know which options their user set (``tnkit aqc`` and its
+    flags); :class:`AQCSettings` itself checks values only, so a default it cannot
+    tell from a choice is never refused there.
+
+    Parameters
+    ----------
+    options : mapping
+        The :class:`AQCSettings` fields about to be used (unset ones at their defaults).
+    given : collection of str
+        The names of the fields the user set.
+
+    Raises
+    ------
+    ValueError
+        With a saved ``mps``, for model options (:data:`MODEL_OPTIONS`) and options
+        that build a model's target; ``delta`` for a model other than ``xxz``;
+        with ``ground_state``, for time-evolution options; ``dt`` or ``target_bond``
+        with ``evolve`` ``"trotter"``; ``target_steps`` with ``evolve`` ``"tdvp"``.
+    """
+
+    def names(keys: Sequence[str]) -> str:
+        return ", ".join(f"`{k}`" for k in keys)
+
+    model = [k for k in MODEL_OPTIONS if k in given]
+    if options["mps"] is not None and model:
+        raise ValueError(f"{names(model)}: model options, which do not apply to `mps`")
+    if "delta" in given and options["model"] != "xxz":
+        raise ValueError(f"`delta` applies to `model` xxz only, not {options['model']}")
+    target = [k for k in _TARGET_OPTIONS if k in given]
+    if options["mps"] is not None and target:
+        raise ValueError(f"{names(target)}: options that build a model's target, which do not apply to `mps`")
+    if options["ground_state"]:
+        clash = [k for k in _EVOLUTION_OPTIONS if k in given]
+        if clash:
+            raise ValueError(f"{names(clash)}: time-evolution options, which do not apply to `ground_state`")
+    elif options["evolve"] == "trotter":
+        unused = [k for k in ("dt", "target_bond") if k in given]
+        if unused:
+            raise ValueError(
+                f"{names(unused)}: apply to `evolve` tdvp (or `target_bond` to `ground_state`), "
+                "not to trotter"
+            )
+    elif "target_steps" in given:
+        raise ValueError("`target_steps`: Trotter steps, which do not apply to `evolve` tdvp (use `dt`)")
 
 
 def _pairs(pairs: object) -> list[tuple[int, int]]:
