@@ -1,4 +1,4 @@
-"""Families of algorithms are registries of functions: each name is served, an unknown name lists them all."""
+"""Choices are registries of functions (each name served, an unknown name lists them all); option rules live in the library."""
 
 from __future__ import annotations
 
@@ -53,3 +53,24 @@ def test_every_fidelity_method_agrees_and_unknown_ones_are_listed():
     with pytest.raises(ValueError, match="`method`") as info:
         circuit_fidelity(circuit, target, method="tebd")
     assert _listed(str(info.value), FIDELITY_METHODS)
+
+
+def test_options_set_on_purpose_that_the_target_ignores_are_refused():
+    """``check_given_options`` sees what the value checks cannot: a default chosen explicitly."""
+    import dataclasses
+
+    from tnkit.aqc.recipe import AQCSettings, check_given_options
+
+    options = {f.name: f.default for f in dataclasses.fields(AQCSettings)} | {"out": "x.qasm"}
+    check_given_options(options, {"n_sites", "time", "delta"})  # a Trotter quench of the XXZ chain
+    cases = [
+        ({"mps": "s.npz"}, {"n_sites"}, "`n_sites`: model options"),
+        ({"model": "tfim"}, {"delta"}, "`delta` applies to `model` xxz only"),
+        ({"mps": "s.npz"}, {"target_bond"}, "`target_bond`: options that build a model's target"),
+        ({"ground_state": True}, {"time"}, "`time`: time-evolution options"),
+        ({}, {"dt"}, "`dt`: apply to `evolve` tdvp"),
+        ({"evolve": "tdvp"}, {"target_steps"}, "`target_steps`: Trotter steps"),
+    ]
+    for changed, given, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_given_options(options | changed, given)
