@@ -1,4 +1,4 @@
-"""Choices come from registries of functions (an unknown name lists them all); option rules live in the library."""
+"""Choices come from registries of functions (unknown names list them); option rules live in the library."""
 
 from __future__ import annotations
 
