@@ -44,7 +44,7 @@ from . import overlap
 from .canonical import scale_tensors
 from .chain import TensorChain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import frozen, is_scalar, placed_like, scalar_factor
-from .compress import TruncationReport, svd_compress
+from .truncation import TruncationReport, svd_compress
 from .mps import MatrixProductState
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]

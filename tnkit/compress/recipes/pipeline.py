@@ -1,0 +1,640 @@
+"""Compressing a whole model: choose layers, measure activations, factorise, replace.
+
+Methods (:data:`METHODS`)
+-------------------------
+``"svd"``, ``"asvd"``, ``"whiten"``
+    Low-rank layers (:mod:`tnkit.compress.layers.lowrank`), the same fraction of each layer kept.
+``"mpo"``
+    Plain CompactifAI: TT-SVD of each weight (:class:`MPOLinear`), same fraction per layer.
+``"mpo-aware"``
+    Data-aware MPO (first version): each weight truncated in the basis scaled by its
+    input activations (ASVD's channel scale), the last core refitted on the
+    activation second moment.
+``"mpo-whiten"``
+    tnkit's whitened MPO (:mod:`tnkit.compress.numerics.whitened_mpo`): channel RMS divided
+    out, TT-SVD in the Kronecker-whitened basis, then ALS sweeps on the full input
+    second moment; the error is the layer's expected output error.
+
+Budgets: ``ratio`` is the fraction of the selected layers' parameters kept;
+``max_bond`` fixes the bond dimension (the rank for low-rank methods) instead.
+``allocation="uniform"`` keeps the same fraction of every layer;
+``allocation="curve"`` allocates sizes across layers for the global budget from each
+layer's error-versus-size curve in the method's own metric (whitened for
+``"whiten"`` and ``"mpo-whiten"``; :mod:`tnkit.compress.numerics.allocate`), optionally weighted
+per layer (the sensitivity or entanglement profile,
+:func:`tnkit.compress.sensitivity_weights`, :func:`tnkit.compress.entanglement_weights`);
+a layer whose best option is dense stays dense. The default is ``"curve"`` for the
+MPO data-aware methods and ``"uniform"`` otherwise (the literature baselines).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ...core.validate import check_option
+from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
+from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
+from ..numerics.factorize import bond_for_params, max_bonds
+from ..layers.lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
+from ..layers.mpo_linear import MPOLinear
+from ..layers.surgery import find_layers, linear_weight, replace_layers
+from ..numerics.search import gradient_weights
+from ..numerics.whitened_mpo import whitened_mpo_curve
+
+__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+           "count_params"]
+
+METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
+#: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
+#: factorisation search, the split between them chosen on held-out calibration loss
+#: (:mod:`tnkit.compress.recipes.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
+#: at every budget (docs/compress.md)
+DEFAULT_METHOD = "auto"
+#: candidate families of the default search, and whether it calibrates sequentially
+DEFAULT_FAMILIES = ("lowrank",)
+DEFAULT_SEQUENTIAL = True
+#: relative ridge added to each layer's input second moment by the whitening methods
+#: (:func:`tnkit.compress.layers.lowrank.ridge_covariance`). ``mpo-whiten``: 0.3, the best output
+#: error on held-out activations over SmolLM2's block matrices, and lower perplexity than
+#: 0; ``whiten``: 0, because there 0.3 lowered the held-out output error by 8% but tripled
+#: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
+DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
+ALLOCATIONS = ("uniform", "curve")
+NEEDS_DATA = ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What happened to one layer: ``form`` is ``"mpo"``, ``"lowrank"`` or ``"dense"``."""
+
+    name: str
+    form: str
+    size: int
+    params: int
+    original_params: int
+    error: float
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Summary of :func:`compress_model`."""
+
+    method: str
+    layers: tuple[LayerReport, ...]
+    params_before: int
+    params_after: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Total model parameters after / before."""
+        return self.params_after / self.params_before
+
+    def table(self) -> str:
+        """A readable per-layer table."""
+        rows = [f"{'layer':48s} {'form':8s} {'size':>5s} {'params':>10s} {'kept':>6s} {'error':>7s}"]
+        for r in self.layers:
+            rows.append(f"{r.name:48s} {r.form:8s} {r.size:5d} {r.params:10,d} "
+                        f"{r.params / r.original_params:6.1%} {r.error:7.4f}")
+        rows.append(f"method={self.method}: {self.params_before:,} -> {self.params_after:,} parameters "
+                    f"({self.ratio:.1%}) in {self.seconds:.1f} s")
+        return "\n".join(rows)
+
+
+def count_params(model: nn.Module) -> int:
+    """Distinct parameters and buffers-free numbers of ``model`` (tied weights once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def compress_model(
+    model: nn.Module,
+    *,
+    method: str = DEFAULT_METHOD,
+    ratio: float | None = None,
+    max_bond: int | None = None,
+    layers: Mapping[str, nn.Module] | Sequence[str] | None = None,
+    calibration: Sequence[Any] | None = None,
+    stats: Mapping[str, ActivationStats] | None = None,
+    weights: Mapping[str, float] | None = None,
+    allocation: str | None = None,
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    sensitivity: str = "gradient",
+    max_flops: int | None = None,
+    prune: float | None = None,
+    n_cores: int = 2,
+    alpha: float = 0.5,
+    step: int = 8,
+    refit_limit: int = 2048,
+    sweeps: int = 1,
+    cg_iterations: int = 8,
+    ridge: float | None = None,
+    protect: Sequence[str] = (),
+    sequential: bool | None = None,
+    feedback_ridge: float | None = None,
+    progress: bool = True,
+) -> CompressionResult:
+    """Replace the chosen linear layers of ``model`` by compressed ones, in place.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
+    method : str
+        One of :data:`METHODS`; default :data:`DEFAULT_METHOD` (``"prune"``: structured width
+        pruning, :mod:`tnkit.compress.recipes.prune`, Llama-style models). ``"search"`` is the per-layer
+        search over factorisations (:mod:`tnkit.compress.numerics.search`).
+    ratio : float, optional
+        Fraction in (0, 1] of the selected layers' weight parameters to keep (by default
+        the selected layers are every linear layer inside the blocks: embeddings, norms
+        and the head are not counted and not changed).
+    max_bond : int, optional
+        Fixed bond dimension (MPO) or rank (low-rank) instead of ``ratio`` (not for
+        ``"search"`` and ``"prune"``).
+    layers : mapping or sequence of names, optional
+        Layers to compress; default every linear layer in the blocks.
+    calibration : sequence of torch.Tensor, optional
+        Token-id batches ``(batch, seq)`` for the data-aware methods.
+    stats : mapping, optional
+        Precomputed :class:`ActivationStats` (instead of ``calibration``).
+    weights : mapping of str to float, optional
+        Per-layer importance of each layer's error in the ``"curve"`` allocation and the
+        search (default: ``sensitivity``).
+    allocation : {"uniform", "curve"}, optional
+        How ``ratio`` is shared between layers by the single-family methods (see the
+        module docstring); default ``"curve"`` for ``"mpo-aware"`` and ``"mpo-whiten"``,
+        ``"uniform"`` otherwise. ``"search"`` always solves the global knapsack.
+    families : sequence of str
+        ``"search"``: candidate factorisations of every layer
+        (``tnkit.compress.FAMILIES``; dense is always one).
+    sensitivity : {"gradient", "none"}
+        ``"search"`` without ``weights``: weigh each layer's output error by its measured
+        loss-gradient energy (:func:`tnkit.compress.numerics.search.gradient_weights`, one backward
+        pass over ``calibration``), or not at all.
+    max_flops : int, optional
+        ``"search"``: bound on the selected layers' multiply-adds per token.
+    prune : float, optional
+        First prune widths (:func:`tnkit.compress.prune_width`) to this fraction of the
+        block linear weights, then factorise the rest down to ``ratio`` overall.
+    n_cores : int
+        MPO cores per weight (the ``"curve"`` allocation of MPOs needs 2).
+    alpha : float
+        Exponent of the ASVD channel scale.
+    step : int
+        Granularity of the bond dimensions considered by the allocation.
+    refit_limit : int
+        ``"mpo-aware"`` refits a layer's last core on the activations only when the
+        linear system (``bond * i_last`` unknowns per output row) is at most this
+        size; its cost grows as the cube.
+    sweeps, cg_iterations : int
+        ALS sweeps and conjugate-gradient iterations per core of the whitened MPOs
+        (:func:`tnkit.compress.numerics.whitened_mpo.whitened_mpo_factorize`).
+    ridge : float, optional
+        Relative ridge ``C + ridge * tr(C) / n * I`` on each layer's input second moment
+        for ``"whiten"`` and ``"mpo-whiten"`` (default :data:`DEFAULT_RIDGE`).
+    protect : sequence of str
+        Layers (among those compressed) kept dense. They count toward the budget.
+    sequential : bool, optional
+        Data-aware methods: compress block by block, each layer truncated in the metric
+        of the inputs the already-compressed blocks produce
+        (:mod:`tnkit.compress.calibrate.sequential`); needs ``calibration`` batches. Sizes are
+        planned on the original model's statistics. Default: :data:`DEFAULT_SEQUENTIAL`
+        for ``"search"`` given ``calibration`` batches, else off.
+    feedback_ridge : float, optional
+        With ``sequential``: also correct each weight toward the original layer's
+        outputs (error feedback) with this relative ridge. Off by default.
+    progress : bool
+        Show tqdm bars over the stages.
+    """
+    if sequential is None:
+        sequential = DEFAULT_SEQUENTIAL and method == "search" and calibration is not None
+    opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
+                          stats, sensitivity, families, prune, layers)
+    start = time.perf_counter()
+    params_before = count_params(model)
+    if method == "auto":
+        return _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+                     params_before)
+    extra: dict[str, Any] = {}
+    if method == "prune" or prune is not None:
+        pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
+        extra["prune"] = pres
+        if method == "prune":
+            return _pruned_result(model, pres, params_before, time.perf_counter() - start)
+        ratio, stats = min(ratio / pres.ratio, 1.0), None
+    allocation = opts["allocation"]
+    ridge = opts["ridge"]
+    chosen = _resolve_layers(model, layers)
+    planning_needs_stats = method == "search" or (allocation == "curve" and max_bond is None)
+    if method in NEEDS_DATA and stats is None and (planning_needs_stats or not sequential):
+        stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
+    protect = set(protect)
+    unknown = sorted(protect - set(chosen))
+    if unknown:
+        raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
+    if method == "search":
+        if weights is None and sensitivity == "gradient" and calibration is not None:
+            weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
+        plan, forms = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
+    else:
+        plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
+                           protect)
+        plan.update({name: -1 for name in protect})
+        forms = {name: method for name in plan}
+
+    def build(name: str, module: nn.Module, st: ActivationStats | None) -> nn.Module | None:
+        size = plan[name]
+        if size < 0:
+            return None
+        form = forms[name]
+        if method == "search" and form in _CORES_OF:
+            return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=_CORES_OF[form], max_bond=size,
+                                                  sweeps=sweeps, cg_iterations=cg_iterations,
+                                                  ridge=DEFAULT_RIDGE["mpo-whiten"])
+        form = "whiten" if method == "search" else form
+        return _build_layer(module, form, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
+
+    todo = {name: m for name, m in chosen.items() if plan.get(name, -1) >= 0}
+    replacements = _replace(model, todo, build, stats, calibration, sequential, feedback_ridge, method, progress)
+    reports = []
+    for name, module in chosen.items():
+        original = _layer_params(module)
+        new = replacements.get(name)
+        if new is None:
+            reports.append(LayerReport(name, "dense", -1, original, original, 0.0))
+        else:
+            reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", plan[name],
+                                       new.num_params, original, new.truncation_error))
+    extra.update({"allocation": "search" if method == "search" else allocation, "ridge": ridge,
+                  "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
+    return CompressionResult(method, tuple(reports), params_before, count_params(model),
+                             time.perf_counter() - start, extra)
+
+
+#: calibration batches differentiated for the search's gradient sensitivity
+_GRADIENT_BATCHES = 1
+_CORES_OF = {"mpo": 2, "mpo3": 3, "mpo4": 4}
+SENSITIVITIES = ("gradient", "none")
+
+
+def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration, stats,
+                   sensitivity, families, prune, layers) -> dict[str, Any]:
+    """Validate every option before any work; return the resolved allocation and ridge."""
+    from ..numerics.search import FAMILIES
+
+    check_option("method", method, METHODS)
+    allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
+    check_option("allocation", allocation, ALLOCATIONS)
+    check_option("sensitivity", sensitivity, SENSITIVITIES)
+    for fam in families:
+        check_option("families", fam, FAMILIES)
+    if (ratio is None) == (max_bond is None):
+        raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
+    if ratio is not None and not (0.0 < float(ratio) <= 1.0):
+        raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
+    if max_bond is not None and method in ("auto", "search", "prune"):
+        raise ValueError(f"method {method!r} plans sizes for a `ratio`; `max_bond` is for the single-family methods.")
+    if prune is not None:
+        if not (0.0 < float(prune) <= 1.0) or (ratio is not None and float(prune) < float(ratio)):
+            raise ValueError(f"`prune` must lie in [ratio, 1] (the width-pruned fraction of the block weights), "
+                             f"got {prune}.")
+        if method == "prune":
+            raise ValueError("`prune` is a stage before factorisation; method 'prune' prunes alone.")
+    if method == "auto" and (prune is not None or calibration is None):
+        raise ValueError("method 'auto' chooses the pruning itself and needs `calibration` batches: leave `prune` "
+                         f"unset and give `calibration`, got prune={prune!r}"
+                         + (" and no calibration." if calibration is None else "."))
+    if (method in ("prune", "auto") or prune is not None) and layers is not None:
+        raise ValueError("width pruning acts on every block's MLP and attention: leave `layers` unset.")
+    ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
+    if feedback_ridge is not None and not (sequential and float(feedback_ridge) >= 0.0):
+        raise ValueError(f"`feedback_ridge` needs `sequential=True` and a number >= 0, got {feedback_ridge!r}.")
+    if sequential and (method not in NEEDS_DATA or calibration is None):
+        raise ValueError(f"`sequential` needs a data-aware method ({', '.join(NEEDS_DATA)}) and `calibration` "
+                         f"batches, got method={method!r}" + (" and no calibration." if calibration is None else "."))
+    if method in NEEDS_DATA and calibration is None and stats is None:
+        raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
+    if prune is not None and calibration is None:
+        raise ValueError("`prune` needs `calibration` batches (the pruned model is re-measured).")
+    return {"allocation": allocation, "ridge": ridge}
+
+
+def _bar(batches: Any, desc: str, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, disable=not progress, leave=False) if batches is not None else None
+
+
+def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridge, method, progress):
+    """Build and swap in every replacement (block by block when ``sequential``)."""
+    if sequential:
+        from ..calibrate.sequential import compress_sequentially
+
+        return compress_sequentially(model, chosen, list(calibration), build, feedback_ridge=feedback_ridge,
+                                     progress=progress)
+    from tqdm.auto import tqdm
+
+    replacements = {}
+    for name in tqdm(list(chosen), desc=f"factorise ({method})", disable=not progress, leave=False):
+        new = build(name, chosen[name], None if stats is None else stats[name])
+        if new is not None:
+            replacements[name] = new
+    replace_layers(model, replacements)
+    return replacements
+
+
+def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress):
+    """Sizes and forms of every layer from the per-layer candidates and one knapsack."""
+    from tqdm.auto import tqdm
+
+    from ..numerics.search import LayerOptions, layer_options, search_allocation
+
+    options = {}
+    for name in tqdm(list(chosen), desc="candidates", disable=not progress, leave=False):
+        w = linear_weight(chosen[name]).detach().double().numpy()
+        if name in protect:
+            options[name] = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]),
+                                         np.array([w.size]))
+        else:
+            options[name] = layer_options(w, stats[name].covariance, families=families, step=step)
+    budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
+    choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
+    plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
+    forms = {n: options[n].families[j] for n, j in choice.items()}
+    return plan, forms
+
+
+@dataclass(frozen=True)
+class AutoCandidate:
+    """One split tried by method ``"auto"`` (:func:`auto_candidates`).
+
+    Attributes
+    ----------
+    prune : float
+        Fraction of the block linear weights width pruning kept (1: the search alone;
+        ``ratio``: pruning alone).
+    model : torch.nn.Module
+        The compressed copy.
+    result : CompressionResult
+    loss : float
+        Mean next-token cross-entropy on the held-out calibration batch.
+    """
+
+    prune: float
+    model: nn.Module
+    result: CompressionResult
+    loss: float
+
+
+def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
+                    weights: Mapping[str, float] | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
+                    sensitivity: str = "gradient", step: int = 8, max_flops: int | None = None,
+                    progress: bool = True) -> Iterator[AutoCandidate]:
+    """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
+
+    Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
+    ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
+    for the rest of the budget; it is fitted on every calibration batch but the last and scored
+    on the last (see ``calibration_batches``). The original model's statistics
+    and gradient sensitivities are measured once and shared.
+    """
+    import copy
+
+    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
+
+    fit, held = heldout_split(calibration)
+    chosen = find_layers(model)
+    stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+    if weights is None and sensitivity == "gradient":
+        weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+    search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
+                  progress=progress)
+    for share in dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)):
+        keep = round(prune_fraction(ratio, share), 6)
+        trial = copy.deepcopy(model)
+        if share == 1.0:
+            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
+        else:
+            res = compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, **search)
+        loss = heldout_loss(trial, held)
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights"
+                       + ("" if share == 1.0 else ", then the factorisation search") + f": held-out loss {loss:.4f}")
+        yield AutoCandidate(keep, trial, res, loss)
+        del trial
+
+
+def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
+          params_before) -> CompressionResult:
+    """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
+    from .recipe import adopt
+
+    best, losses = None, {}
+    for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
+                                sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
+        losses[cand.prune] = cand.loss
+        if best is None or cand.loss < best.loss:
+            best = cand
+        del cand
+    adopt(model, best.model)
+    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune)
+    return CompressionResult("auto", best.result.layers, params_before, count_params(model),
+                             time.perf_counter() - start, extra)
+
+
+def _prune_stage(model, keep, calibration, stats, progress):
+    from .prune import prune_width
+
+    if progress:
+        log.info("width pruning to %.0f%% of the block weights", 100 * keep)
+    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats)
+
+
+def _pruned_result(model, pres, params_before, seconds) -> CompressionResult:
+    layers = find_layers(model)
+    reports = tuple(LayerReport(n, "pruned", -1, _layer_params(m), _layer_params(m), 0.0) for n, m in layers.items())
+    return CompressionResult("prune", reports, params_before, count_params(model), seconds, {"prune": pres})
+
+
+def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
+    if layers is None:
+        return find_layers(model)
+    if isinstance(layers, Mapping):
+        return dict(layers)
+    modules = dict(model.named_modules())
+    missing = [n for n in layers if n not in modules]
+    if missing:
+        raise ValueError(f"`layers` names modules the model does not have: {missing[:3]}.")
+    return {n: modules[n] for n in layers}
+
+
+def _layer_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _dims(module: nn.Module, n_cores: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    from ...mps.mpo import balanced_factors
+
+    out, inp = linear_weight(module).shape
+    return balanced_factors(out, n_cores), balanced_factors(inp, n_cores)
+
+
+def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) -> int:
+    out, inp = linear_weight(module).shape
+    if method.startswith("mpo"):
+        o, i = _dims(module, n_cores)
+        scale = inp if method in ("mpo-aware", "mpo-whiten") else 0  # the input scale costs `in` numbers
+        return bond_for_params(o, i, ratio * out * inp - scale)
+    return max(1, int(ratio * out * inp / (out + inp)))
+
+
+#: How each low-rank method weights a weight ``w`` before its truncated SVD:
+#: method -> target(w, stats, alpha, ridge).
+_LOWRANK_TARGETS: dict[str, Callable[..., np.ndarray]] = {
+    "svd": lambda w, st, alpha, ridge: w,
+    "asvd": lambda w, st, alpha, ridge: w * channel_scale(st, alpha=alpha)[None, :],
+    "whiten": lambda w, st, alpha, ridge: w @ cholesky_whitener(ridge_covariance(st.covariance, ridge)),
+}
+
+def _lowrank_size_curve(target: Callable[..., np.ndarray], module, w, st, alpha, step, ridge) -> SizeCurve:
+    return lowrank_curve(target(w, st, alpha, ridge), step=step)
+
+
+def _mpo_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return mpo_curve(w, *_dims(module, 2), step=step)
+
+
+def _mpo_aware_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return mpo_curve(w, *_dims(module, 2), input_scale=channel_scale(st, alpha=alpha), step=step)
+
+
+def _mpo_whiten_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return whitened_mpo_curve(w, st.covariance, *_dims(module, 2), step=step, ridge=ridge)
+
+
+#: Each method's error-versus-size curve of a layer (in the method's own error metric):
+#: method -> curve(module, weight, stats, alpha, step, ridge).
+_SIZE_CURVES: dict[str, Callable[..., SizeCurve]] = {
+    **{m: functools.partial(_lowrank_size_curve, target) for m, target in _LOWRANK_TARGETS.items()},
+    "mpo": _mpo_size_curve,
+    "mpo-aware": _mpo_aware_size_curve,
+    "mpo-whiten": _mpo_whiten_size_curve,
+}
+
+
+def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alpha: float, step: int,
+                ridge: float) -> SizeCurve:
+    """The layer's error-versus-size curve in the method's own error metric (:data:`_SIZE_CURVES`)."""
+    return _SIZE_CURVES[method](module, linear_weight(module).detach().double().numpy(), st, alpha, step, ridge)
+
+
+def _ratio_of_the_rest(chosen: Mapping[str, nn.Module], ratio: float, protect: set[str]) -> float:
+    """The fraction the unprotected layers keep so that all of them together keep ``ratio``."""
+    sizes = {name: linear_weight(m).numel() for name, m in chosen.items()}
+    rest = sum(v for n, v in sizes.items() if n not in protect)
+    left = ratio * sum(sizes.values()) - (sum(sizes.values()) - rest)
+    if rest == 0 or left <= 0:
+        raise ValueError(f"the protected layers alone exceed the budget of `ratio`={ratio}: protect fewer layers.")
+    return min(left / rest, 1.0)
+
+
+def _dense_only(module: nn.Module) -> SizeCurve:
+    """A curve with the dense layer as its only option."""
+    n = linear_weight(module).numel()
+    return SizeCurve(np.array([-1]), np.array([n]), np.array([0.0]))
+
+
+def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation,
+                ridge, protect=frozenset()) -> dict[str, int]:
+    if max_bond is not None:
+        return {name: int(max_bond) for name in chosen}
+    if allocation == "uniform":
+        ratio = _ratio_of_the_rest(chosen, ratio, protect)
+        return {name: _uniform_size(m, method, ratio, n_cores) for name, m in chosen.items() if name not in protect}
+    if method.startswith("mpo") and n_cores != 2:
+        raise ValueError(f"the 'curve' allocation of MPOs needs two-core MPOs, got n_cores={n_cores}.")
+    curves = {name: _size_curve(m, method, None if stats is None else stats[name], alpha, step, ridge)
+              if name not in protect else _dense_only(m) for name, m in chosen.items()}
+    budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
+    if method == "mpo-aware":  # its curves leave out the input scales (`in` numbers per compressed layer)
+        budget = max(budget - sum(linear_weight(m).shape[1] for m in chosen.values()), 0)
+    choice = allocate_budget(curves, budget, weights=weights)
+    return {name: int(curves[name].sizes[j]) for name, j in choice.items()}
+
+
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The options of :func:`compress_model` that the layer builders read."""
+
+    n_cores: int
+    alpha: float
+    refit_limit: int
+    sweeps: int
+    cg_iterations: int
+    ridge: float
+
+
+#: What each low-rank method passes to :meth:`LowRankLinear.from_linear` besides the rank:
+#: method -> inputs(stats, options).
+_LOWRANK_INPUTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "svd": lambda st, opt: {},
+    "asvd": lambda st, opt: {"input_scale": channel_scale(st, alpha=opt.alpha)},
+    "whiten": lambda st, opt: {"covariance": st.covariance, "ridge": opt.ridge},
+}
+
+
+def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    limit = min(linear_weight(module).shape)
+    if size > limit:
+        raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
+    return LowRankLinear.from_linear(module, rank=size, method=method, **_LOWRANK_INPUTS[method](st, opt))
+
+
+def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size)
+
+
+def _capped_bond(module: nn.Module, size: int, n_cores: int) -> tuple[int, tuple[int, ...]]:
+    """``size`` capped at the largest bond the layer's MPO admits, and the MPO's input dims."""
+    o, i = _dims(module, n_cores)
+    return min(size, max(max_bonds(o, i))), i
+
+
+def _build_mpo_aware(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    size, i = _capped_bond(module, size, opt.n_cores)
+    refit = size * i[-1] <= opt.refit_limit
+    return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size, input_scale=channel_scale(st, alpha=opt.alpha),
+                                 covariance=st.covariance if refit else None)
+
+
+def _build_mpo_whiten(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    size, _ = _capped_bond(module, size, opt.n_cores)
+    return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=opt.n_cores, max_bond=size, sweeps=opt.sweeps,
+                                          cg_iterations=opt.cg_iterations, ridge=opt.ridge)
+
+
+#: The compressed layer of each single-family method: method -> build(module, method, size, stats, options).
+_LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    **dict.fromkeys(_LOWRANK_INPUTS, _build_lowrank),
+    "mpo": _build_mpo,
+    "mpo-aware": _build_mpo_aware,
+    "mpo-whiten": _build_mpo_whiten,
+}
+
+
+def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge) -> nn.Module:
+    options = _BuildOptions(n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
+    return _LAYER_BUILDERS[method](module, method, size, st, options)

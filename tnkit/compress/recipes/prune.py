@@ -1,0 +1,345 @@
+"""Structured width pruning of Llama-style models: MLP channels and attention heads.
+
+A Llama block adds two things to the residual stream: the MLP's output
+``down(h)``, ``h = act(gate x) * up x`` (``intermediate_size`` channels), and the
+attention's output ``o(z)``, ``z`` the heads' outputs side by side (``num_attention_heads``
+heads of ``head_dim``, sharing ``num_key_value_heads`` key/value heads in groups). Removing
+MLP channel ``j`` deletes row ``j`` of ``gate``/``up`` and column ``j`` of ``down``; removing a
+query head deletes its rows of ``q`` and its columns of ``o``; removing a key/value group
+deletes its rows of ``k``, ``v`` and its query heads.
+
+**Scores** are activation-weighted: the energy a unit sends into the residual stream on
+the calibration text, ``tr(W_R C_RR W_R^T)`` for the columns ``R`` of ``down`` (or ``o``)
+that the unit feeds, with ``C = E[z z^T]`` the second moment of that layer's inputs. A
+block keeps the units with the largest scores.
+
+**Folding** (least squares): the removed units' contribution is partly predictable from
+the kept ones. With kept columns ``K`` and removed ``R`` the output layer
+``W' = W_K + W_R C_RK (C_KK + ridge)^-1`` minimises ``E||W z - W' z_K||^2``; it replaces
+``W_K`` when it lowers that error on the calibration statistics (it always does with a
+small ridge, and is skipped when it does not).
+
+**Uniform widths.** Every block loses the same number of MLP channels and of heads, so
+the result is a plain, smaller ``LlamaForCausalLM``: ``config.intermediate_size``,
+``num_attention_heads`` and ``num_key_value_heads`` (and ``head_dim``, stated
+explicitly) are updated, and ``model.save_pretrained`` writes a checkpoint that
+transformers loads with no tnkit code. Grouped-query attention stays consistent: either
+the same number of query heads leaves every key/value group, or whole groups go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...core.validate import check_int
+
+__all__ = ["PruneResult", "prune_width", "prune_plan", "block_linear_params", "PRUNE_FOLD_RIDGE"]
+
+#: relative ridge of the least-squares fold (times the mean kept-channel energy)
+PRUNE_FOLD_RIDGE = 1e-3
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :func:`prune_width` removed.
+
+    Attributes
+    ----------
+    intermediate_size : int
+        MLP channels kept per block (before -> after in ``before``).
+    heads_per_group : int
+        Query heads kept per key/value group.
+    kv_groups : int
+        Key/value heads kept.
+    params_before, params_after : int
+        Block linear weights before and after.
+    before : dict
+        The original ``intermediate_size``, ``heads_per_group`` and ``kv_groups``.
+    removed_energy : float
+        Residual-stream energy of the removed units summed over blocks, relative to the
+        blocks' total MLP + attention output energy (after folding).
+    """
+
+    intermediate_size: int
+    heads_per_group: int
+    kv_groups: int
+    params_before: int
+    params_after: int
+    before: dict
+    removed_energy: float
+
+    @property
+    def ratio(self) -> float:
+        """Block linear weights kept."""
+        return self.params_after / self.params_before
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    cfg = getattr(model, "config", None)
+    ok = layers is not None and cfg is not None and all(
+        hasattr(b, "mlp") and hasattr(b, "self_attn") and all(hasattr(b.mlp, n) for n in ("gate_proj", "up_proj",
+                                                                                         "down_proj"))
+        for b in layers)
+    if not ok:
+        raise TypeError(f"width pruning needs a Llama-style model (model.layers[i].mlp.gate_proj/up_proj/down_proj, "
+                        f"self_attn.q/k/v/o_proj), got {type(model).__name__}.")
+    return list(layers)
+
+
+def _geometry(model: nn.Module) -> tuple[int, int, int, int]:
+    """``(intermediate, n_kv, heads_per_group, head_dim)``."""
+    cfg = model.config
+    n_heads, n_kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
+    return cfg.intermediate_size, n_kv, n_heads // n_kv, head_dim
+
+
+def _block_params(hidden: int, inter: int, n_kv: int, per_group: int, head_dim: int) -> int:
+    q = n_kv * per_group * head_dim
+    return 3 * hidden * inter + 2 * hidden * q + 2 * hidden * n_kv * head_dim
+
+
+def _energy(w: np.ndarray, c: np.ndarray, cols: np.ndarray) -> float:
+    wr = w[:, cols]
+    return float(np.sum((wr @ c[np.ix_(cols, cols)]) * wr))
+
+
+def _head_scores(o: np.ndarray, c: np.ndarray, n_kv: int, per_group: int, head_dim: int) -> np.ndarray:
+    """Energy of each query head through ``o``, shape ``(n_kv, per_group)``."""
+    scores = np.empty((n_kv, per_group))
+    for g in range(n_kv):
+        for h in range(per_group):
+            start = (g * per_group + h) * head_dim
+            scores[g, h] = _energy(o, c, np.arange(start, start + head_dim))
+    return scores
+
+
+def _kept_heads(scores: np.ndarray, kv_keep: int, per_group_keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kept key/value groups (sorted) and, per kept group, its kept query heads (sorted)."""
+    groups = np.sort(np.argsort(-scores.sum(1), kind="stable")[:kv_keep])
+    heads = np.stack([np.sort(np.argsort(-scores[g], kind="stable")[:per_group_keep]) for g in groups])
+    return groups, heads
+
+
+def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool) -> tuple[float, np.ndarray]:
+    """Output error of dropping the columns outside ``keep`` (after the least-squares fold when it helps) and the
+    new output weight on the kept columns."""
+    drop = np.setdiff1d(np.arange(w.shape[1]), keep)
+    plain = _energy(w, c, drop)
+    wk = w[:, keep]
+    if not fold or drop.size == 0:
+        return plain, wk
+    ckk = c[np.ix_(keep, keep)]
+    ridge = PRUNE_FOLD_RIDGE * max(float(np.trace(ckk)) / len(keep), 1e-300)
+    from scipy.linalg import cho_factor, cho_solve
+
+    corr = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), c[np.ix_(keep, drop)] @ w[:, drop].T).T
+    folded = wk + corr
+    full = np.zeros_like(w)
+    full[:, keep] = folded
+    e = w - full
+    err = float(np.sum((e @ c) * e))
+    return (err, folded) if err < plain else (plain, wk)
+
+
+def _stats(model, blocks, calibration, stats):
+    if stats is not None:
+        return stats
+    if calibration is None:
+        raise ValueError("width pruning is data-aware: give `calibration` batches or `stats`.")
+    from ..calibrate.calibration import collect_activation_stats
+
+    names = {}
+    for i, b in enumerate(blocks):
+        names[f"model.layers.{i}.self_attn.o_proj"] = b.self_attn.o_proj
+        names[f"model.layers.{i}.mlp.down_proj"] = b.mlp.down_proj
+    return collect_activation_stats(model, names, calibration)
+
+
+def prune_plan(model: nn.Module, ratio: float, stats: Mapping[str, object], *,
+               weights: Mapping[str, float] | None = None) -> tuple[int, int, int]:
+    """Widths ``(intermediate, kv_groups, heads_per_group)`` keeping at most ``ratio`` of the block linear weights.
+
+    Every grouped-query-consistent attention width (whole key/value groups, or the same
+    number of query heads from each group) is tried with the MLP width that fills the
+    budget; the one whose removed units carry the least residual-stream energy (summed
+    over blocks, weighted per layer by ``weights`` of ``o_proj`` / ``down_proj``) wins.
+    """
+    blocks = _blocks(model)
+    inter, n_kv, per_group, head_dim = _geometry(model)
+    hidden = model.config.hidden_size
+    full = _block_params(hidden, inter, n_kv, per_group, head_dim)
+    target = ratio * full
+    w = weights or {}
+    mats = []
+    for i, b in enumerate(blocks):
+        on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
+        o = b.self_attn.o_proj.weight.detach().double().numpy()
+        d = b.mlp.down_proj.weight.detach().double().numpy()
+        co, cd = stats[on].covariance, stats[dn].covariance
+        ch = np.sum(d * d, axis=0) * np.diag(cd)  # each channel's own energy through down
+        mats.append((_head_scores(o, co, n_kv, per_group, head_dim), np.sort(ch)[::-1],
+                     float(w.get(on, 1.0)), float(w.get(dn, 1.0))))
+    best = None
+    for kv_keep in range(n_kv, 0, -1):
+        for pg_keep in range(per_group, 0, -1):
+            if kv_keep < n_kv and pg_keep < per_group:
+                continue  # one kind of attention cut at a time
+            attn = _block_params(hidden, 0, kv_keep, pg_keep, head_dim)
+            m_keep = int((target - attn) // (3 * hidden))
+            if m_keep < 1:
+                continue
+            m_keep = min(m_keep, inter)
+            cost = 0.0
+            for scores, ch, wo, wd in mats:
+                groups, heads = _kept_heads(scores, kv_keep, pg_keep)
+                kept_attn = sum(float(scores[g, hh].sum()) for g, hh in zip(groups, heads))
+                cost += wo * (scores.sum() - kept_attn) + wd * float(ch[m_keep:].sum())
+            if best is None or cost < best[0]:
+                best = (cost, m_keep, kv_keep, pg_keep)
+    if best is None:
+        raise ValueError(f"`ratio`={ratio} is too small for width pruning to reach (at least one channel and one head "
+                         f"per block).")
+    return best[1], best[2], best[3]
+
+
+def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_size: int | None = None,
+                kv_groups: int | None = None, heads_per_group: int | None = None,
+                calibration: Sequence[torch.Tensor] | None = None, stats: Mapping[str, object] | None = None,
+                weights: Mapping[str, float] | None = None, fold: bool = True) -> PruneResult:
+    """Remove MLP channels and attention heads uniformly in every block, in place.
+
+    Parameters
+    ----------
+    model : transformers.LlamaForCausalLM (or a model of the same layout)
+    ratio : float, optional
+        Fraction in (0, 1] of the block linear weights to keep; the widths are chosen by
+        :func:`prune_plan`. Or give the widths:
+    intermediate_size, kv_groups, heads_per_group : int, optional
+        MLP channels, key/value heads, and query heads per key/value head to keep
+        (each defaults to the current width).
+    calibration : sequence of torch.Tensor, optional
+        Token-id batches for the activation statistics (or give ``stats``, keyed by the
+        ``o_proj`` and ``down_proj`` names).
+    weights : mapping of str to float, optional
+        Per-layer sensitivity of ``o_proj`` / ``down_proj`` outputs for :func:`prune_plan`.
+    fold : bool
+        Fold the removed units' contribution into the output layers by least squares
+        where it lowers the calibration error.
+
+    Returns
+    -------
+    PruneResult
+
+    Raises
+    ------
+    TypeError
+        If the model is not Llama-style.
+    ValueError
+        For widths out of range or a ratio out of (0, 1].
+    """
+    blocks = _blocks(model)
+    inter, n_kv, per_group, head_dim = _geometry(model)
+    hidden = model.config.hidden_size
+    if ratio is not None:
+        if not 0.0 < float(ratio) <= 1.0:
+            raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
+        if any(v is not None for v in (intermediate_size, kv_groups, heads_per_group)):
+            raise ValueError("give either `ratio` or the widths (`intermediate_size`, `kv_groups`, "
+                             "`heads_per_group`), not both.")
+    widths = {}
+    for name, value, top in (("intermediate_size", intermediate_size, inter), ("kv_groups", kv_groups, n_kv),
+                             ("heads_per_group", heads_per_group, per_group)):
+        v = top if value is None else check_int(name, value, minimum=1)
+        if v > top:
+            raise ValueError(f"`{name}` must be at most {top}, got {v}.")
+        widths[name] = v
+    st = _stats(model, blocks, calibration, stats)
+    if ratio is not None:
+        widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
+            model, float(ratio), st, weights=weights)
+    m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
+    removed = total = 0.0
+    for i, b in enumerate(blocks):
+        co = st[f"model.layers.{i}.self_attn.o_proj"].covariance
+        cd = st[f"model.layers.{i}.mlp.down_proj"].covariance
+        err_a, tot_a = _prune_attention(b.self_attn, co, n_kv, per_group, head_dim, kv_keep, pg_keep, fold)
+        err_m, tot_m = _prune_mlp(b.mlp, cd, m_keep, fold)
+        removed += err_a + err_m
+        total += tot_a + tot_m
+    before = {"intermediate_size": inter, "kv_groups": n_kv, "heads_per_group": per_group}
+    cfg = model.config
+    cfg.intermediate_size = m_keep
+    cfg.num_key_value_heads = kv_keep
+    cfg.num_attention_heads = kv_keep * pg_keep
+    cfg.head_dim = head_dim
+    return PruneResult(m_keep, pg_keep, kv_keep, len(blocks) * _block_params(hidden, inter, n_kv, per_group, head_dim),
+                       len(blocks) * _block_params(hidden, m_keep, kv_keep, pg_keep, head_dim), before,
+                       removed / max(total, 1e-300))
+
+
+def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool) -> tuple[float, float]:
+    d = mlp.down_proj.weight.detach().double().numpy()
+    total = float(np.sum((d @ c) * d))
+    if keep_n == d.shape[1]:
+        return 0.0, total
+    score = np.sum(d * d, axis=0) * np.diag(c)
+    keep = np.sort(np.argsort(-score, kind="stable")[:keep_n])
+    err, new_down = _removed(d, c, keep, fold=fold)
+    idx = torch.as_tensor(keep)
+    dt = mlp.down_proj.weight.dtype
+    for name in ("gate_proj", "up_proj"):
+        lin = getattr(mlp, name)
+        setattr(mlp, name, _sliced(lin, lin.weight.detach()[idx], None if lin.bias is None else lin.bias.detach()[idx]))
+    lin = mlp.down_proj
+    mlp.down_proj = _sliced(lin, torch.as_tensor(new_down, dtype=dt), None if lin.bias is None else lin.bias.detach())
+    if hasattr(mlp, "intermediate_size"):
+        mlp.intermediate_size = keep_n
+    return err, total
+
+
+def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
+                     pg_keep: int, fold: bool) -> tuple[float, float]:
+    o = attn.o_proj.weight.detach().double().numpy()
+    total = float(np.sum((o @ c) * o))
+    if kv_keep == n_kv and pg_keep == per_group:
+        return 0.0, total
+    groups, heads = _kept_heads(_head_scores(o, c, n_kv, per_group, head_dim), kv_keep, pg_keep)
+    q_heads = [g * per_group + h for g, hh in zip(groups, heads) for h in hh]
+    q_cols = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in q_heads])
+    kv_cols = np.concatenate([np.arange(g * head_dim, (g + 1) * head_dim) for g in groups])
+    err, new_o = _removed(o, c, q_cols, fold=fold)
+    qi, kvi = torch.as_tensor(q_cols), torch.as_tensor(kv_cols)
+    for name, rows in (("q_proj", qi), ("k_proj", kvi), ("v_proj", kvi)):
+        lin = getattr(attn, name)
+        setattr(attn, name, _sliced(lin, lin.weight.detach()[rows], None if lin.bias is None else lin.bias.detach()[rows]))
+    lin = attn.o_proj
+    attn.o_proj = _sliced(lin, torch.as_tensor(new_o, dtype=lin.weight.dtype),
+                          None if lin.bias is None else lin.bias.detach())
+    for attr, value in (("num_heads", kv_keep * pg_keep), ("num_key_value_heads", kv_keep),
+                        ("num_key_value_groups", pg_keep), ("head_dim", head_dim)):
+        if hasattr(attn, attr):
+            setattr(attn, attr, value)
+    return err, total
+
+
+def block_linear_params(model: nn.Module) -> int:
+    """Parameters of the linear weights inside the blocks (no embeddings, norms or head)."""
+    from ..layers.surgery import find_layers, linear_weight
+
+    return int(sum(linear_weight(m).numel() for m in find_layers(model).values()))
