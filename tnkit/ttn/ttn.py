@@ -62,11 +62,10 @@ import numpy as np
 from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
-from ..core.rng import as_generator
+from ..core.rng import as_generator, standard_normal
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
     as_array,
-    as_tensor,
     check_cutoff,
     check_dtype,
     check_int,
@@ -75,7 +74,7 @@ from ..core.validate import (
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
-from ..mps.chain import check_same_library, converted, frozen, scalar_dtype
+from ..mps.chain import check_phys_dims, converted, frozen, is_scalar, scalar_factor, site_arrays
 from ..mps.truncation import TruncationReport
 from ..mps.measure import log_base
 from . import canonical, measure, network, sampling, truncation
@@ -156,10 +155,7 @@ class TreeTensorNetwork:
                 raise ValueError(
                     f"`tensors` must hold {len(nodes)} tensors (one per internal node), got {len(given)}."
                 )
-        arrays = [as_tensor(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
-        check_same_library("tensors", arrays)
-        if copy:
-            arrays = [backend.copy(a) for a in arrays]
+        arrays = site_arrays("tensors", given, labels=nodes, copy=copy)
         full: list = [None] * tree.n_leaves + arrays
         _check_shapes(tree, full)
         dtype = backend.result_type(*arrays)
@@ -238,9 +234,7 @@ class TreeTensorNetwork:
         )
         tensors: list = [None] * tree.n_nodes
         for v, shape in shapes.items():
-            t = rng.standard_normal(shape)
-            if dtype.kind == "c":
-                t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+            t = standard_normal(rng, shape, is_complex=dtype.kind == "c")
             fan_in = math.prod(shape[: len(tree.children(v))])
             tensors[v] = (t / math.sqrt(fan_in)).astype(dtype)
         psi = cls._trusted(tree, tensors)
@@ -554,15 +548,12 @@ class TreeTensorNetwork:
 
     def __mul__(self, scalar: complex) -> TreeTensorNetwork:
         """``scalar * psi``, scaling the centre (or the root)."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
-        if not np.isfinite(scalar):
-            raise ValueError(f"cannot scale a TTN by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        dtype, phase, log_abs = scalar_factor(scalar, self.dtype, what="a TTN", product="scalar * psi")
         tensors = [None if t is None else backend.astype(t, dtype) for t in self._tensors]
         c = self.center
         v = c if c is not None else self._tree.root
-        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         iso = list(self._iso)
         iso[v] = None
         # The tree's contractions gather whole subtrees at once, so the factor must fit
@@ -574,7 +565,7 @@ class TreeTensorNetwork:
 
     def __truediv__(self, scalar: complex) -> TreeTensorNetwork:
         """Division by a nonzero scalar (its inverse must be a finite number)."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
         return self * inverse_scalar(scalar, type(self).__name__)
 
@@ -835,12 +826,7 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 
 def _phys_dims(name: str, dims: Any, n_leaves: int) -> tuple[int, ...]:
-    if np.ndim(dims) == 0:
-        return (check_int(name, dims, minimum=1),) * n_leaves
-    out = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(dims))
-    if len(out) != n_leaves:
-        raise ValueError(f"`{name}` must give {n_leaves} dimensions (one per leaf), got {len(out)}.")
-    return out
+    return check_phys_dims(name, dims, n_leaves, per="leaf")
 
 
 def _capped_bonds(tree: Tree, dims: Sequence[int], bond_dim: int, output_dim: int | None) -> list[int]:
