@@ -49,7 +49,7 @@ from ..core.validate import check_cutoff, check_int, check_max_bond, check_numbe
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
-from .environments import Environments, OneSiteOperator, TwoSiteOperator, ZeroSiteOperator
+from .environments import Environments, OneSiteOperator, SweepState, TwoSiteOperator, ZeroSiteOperator
 from .krylov import expm_krylov
 
 __all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS"]
@@ -97,12 +97,9 @@ class EvolutionResult:
 
 
 @dataclass
-class _Stepper:
+class _Stepper(SweepState):
     """Site tensors, environments and Krylov options of one TDVP run."""
 
-    tensors: list[np.ndarray]
-    mpo: list[np.ndarray]
-    envs: Environments
     max_bond: int | None
     cutoff: float
     krylov_tol: float
@@ -289,29 +286,64 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     stepper = _Stepper(tensors, ws, Environments(tensors, ws), opts.max_bond, opts.cutoff, opts.krylov_tol)
     half_sweep = TDVP_METHODS[opts.method]
     factor = -opts.dt / 2 if opts.imaginary else -0.5j * opts.dt
-    recorder = Recorder(opts.callback, opts.record_every)
-    recorder.record(0, 0.0, tensors)
+
+    def step() -> tuple[float, int]:
+        discarded = half_sweep(stepper, factor)
+        if opts.imaginary:
+            tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
+            stepper.envs.invalidate(0)
+        return discarded, 0
+
+    return run_steps(
+        step,
+        tensors,
+        dt=opts.dt,
+        n_steps=opts.n_steps,
+        callback=opts.callback,
+        record_every=opts.record_every,
+        progress=opts.progress,
+        desc="TDVP steps",
+    )
+
+
+def run_steps(
+    step: Callable[[], tuple[float, int]],
+    tensors: list[np.ndarray],
+    *,
+    dt: float,
+    n_steps: int,
+    callback: Callable[[float, MatrixProductState], Any] | None,
+    record_every: int,
+    progress: bool | None,
+    desc: str,
+) -> EvolutionResult:
+    """Call ``step()`` ``n_steps`` times, timing it, recording observables and a progress bar.
+
+    ``step`` advances ``tensors`` (in place) by ``dt`` and returns the discarded weight of
+    the step and the orthogonality centre it left the tensors in.
+    """
+    recorder = Recorder(callback, record_every)
+    center = 0
+    recorder.record(0, 0.0, tensors, center)
     errors, bonds = [], []
     elapsed = 0.0
-    bar = progress_bar(opts.n_steps, opts.progress, "TDVP steps")
+    bar = progress_bar(n_steps, progress, desc)
     try:
-        for step in range(1, opts.n_steps + 1):
+        for k in range(1, n_steps + 1):
             start = time.perf_counter()
-            errors.append(half_sweep(stepper, factor))
-            if opts.imaginary:
-                tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
-                stepper.envs.invalidate(0)
+            discarded, center = step()
+            errors.append(discarded)
             bonds.append(max(a.shape[2] for a in tensors))
             elapsed += time.perf_counter() - start
-            recorder.record(step, step * opts.dt, tensors)
+            recorder.record(k, k * dt, tensors, center)
             if bar is not None:
                 bar.update()
-                bar.set_postfix(t=f"{step * opts.dt:.4g}", bond=bonds[-1])
+                bar.set_postfix(t=f"{k * dt:.4g}", bond=bonds[-1])
     finally:
         if bar is not None:
             bar.close()
     return EvolutionResult(
-        state_from_tensors(tensors, 0),
+        state_from_tensors(tensors, center),
         tuple(recorder.times),
         tuple(recorder.records),
         tuple(errors),
