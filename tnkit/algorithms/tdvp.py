@@ -36,6 +36,7 @@ S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,66 +104,92 @@ class _Stepper(SweepState):
     max_bond: int | None
     cutoff: float
     krylov_tol: float
+    caps: list[int]  # largest useful dimension of each bond: max_bond and the Hilbert space on each side
 
     def expm(self, matvec: Callable[[np.ndarray], np.ndarray], x: np.ndarray, factor: complex) -> np.ndarray:
         return expm_krylov(matvec, x, factor, tol=self.krylov_tol)[0]
 
-    def half_sweep_two_site(self, factor: complex) -> float:
-        """Left to right then right to left, each with ``factor`` (= -i dt/2)."""
+    def sweep(self, factor: complex, two_site: Callable[[_Stepper, int], bool]) -> float:
+        """A left-to-right then a right-to-left pass, each evolving by ``factor`` (= -i dt/2).
+
+        Bond ``b`` is crossed by a two-site block where ``two_site(self, b)``, else by a
+        one-site step (centre site forward, bond matrix backward). A site shared by two
+        two-site blocks is evolved backward between them; a site between a two-site block
+        and a one-site step is evolved forward once, inside the block. Returns the summed
+        discarded weight of the two-site splits.
+        """
         t, env, n = self.tensors, self.envs, len(self.tensors)
         discarded = 0.0
-        for to_right, bonds in ((True, range(n - 1)), (False, range(n - 2, -1, -1))):
-            for i in bonds:
-                theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
-                h2 = TwoSiteOperator(env.left(i), self.mpo[i], self.mpo[i + 1], env.right(i + 1))
-                theta = self.expm(h2, theta, factor)
-                t[i], t[i + 1], err = split_two_site(
-                    theta, max_bond=self.max_bond, cutoff=self.cutoff, center_right=to_right
-                )
-                discarded += err
-                env.invalidate(i)
-                env.invalidate(i + 1)
-                j = i + 1 if to_right else i
-                last = i == n - 2 if to_right else i == 0
-                if not last:
-                    h1 = OneSiteOperator(env.left(j), self.mpo[j], env.right(j))
-                    t[j] = self.expm(h1, t[j], -factor)
+        for to_right in (True, False):
+            covered = False  # the centre site was evolved forward inside a two-site block of this pass
+            for b in range(n - 1) if to_right else range(n - 2, -1, -1):
+                centre = b if to_right else b + 1
+                if two_site(self, b):
+                    if covered:
+                        self.evolve_site(centre, -factor)
+                    theta = np.tensordot(t[b], t[b + 1], axes=(2, 0))
+                    h2 = TwoSiteOperator(env.left(b), self.mpo[b], self.mpo[b + 1], env.right(b + 1))
+                    theta = self.expm(h2, theta, factor)
+                    t[b], t[b + 1], err = split_two_site(
+                        theta, max_bond=self.max_bond, cutoff=self.cutoff, center_right=to_right
+                    )
+                    discarded += err
+                    env.invalidate(b)
+                    env.invalidate(b + 1)
+                    covered = True
+                else:
+                    if not covered:
+                        self.evolve_site(centre, factor)
+                    self.move_centre(b, to_right, -factor)
+                    covered = False
+            if not covered:
+                self.evolve_site(n - 1 if to_right else 0, factor)
         return discarded
 
-    def half_sweep_one_site(self, factor: complex) -> float:
-        t, env, n = self.tensors, self.envs, len(self.tensors)
-        for to_right, sites in ((True, range(n)), (False, range(n - 1, -1, -1))):
-            for i in sites:
-                h1 = OneSiteOperator(env.left(i), self.mpo[i], env.right(i))
-                x = self.expm(h1, t[i], factor)
-                last = i == n - 1 if to_right else i == 0
-                if last:
-                    t[i] = x
-                    env.invalidate(i)
-                    continue
-                dl, d, dr = x.shape
-                if to_right:
-                    q, r = qr(x.reshape(dl * d, dr))
-                    t[i] = q.reshape(dl, d, -1)
-                    env.invalidate(i)
-                    h0 = ZeroSiteOperator(env.left(i + 1), env.right(i))
-                    r = self.expm(h0, r, -factor)
-                    t[i + 1] = np.tensordot(r, t[i + 1], axes=(1, 0))
-                    env.invalidate(i + 1)
-                else:
-                    q, r = qr(x.reshape(dl, d * dr).T)  # x = r.T @ q.T (LQ)
-                    t[i] = q.T.reshape(-1, d, dr)
-                    env.invalidate(i)
-                    h0 = ZeroSiteOperator(env.left(i), env.right(i - 1))
-                    c = self.expm(h0, r.T, -factor)
-                    t[i - 1] = np.tensordot(t[i - 1], c, axes=(2, 0))
-                    env.invalidate(i - 1)
-        return 0.0
+    def evolve_site(self, i: int, factor: complex) -> None:
+        h1 = OneSiteOperator(self.envs.left(i), self.mpo[i], self.envs.right(i))
+        self.tensors[i] = self.expm(h1, self.tensors[i], factor)
+        self.envs.invalidate(i)
+
+    def move_centre(self, b: int, to_right: bool, factor: complex) -> None:
+        """Split the bond matrix of bond ``b`` off the centre (site ``b`` moving right, ``b + 1``
+        moving left), evolve it by ``factor`` and absorb it into the next site."""
+        t, env = self.tensors, self.envs
+        src, dst = (b, b + 1) if to_right else (b + 1, b)
+        dl, d, dr = t[src].shape
+        if to_right:
+            q, r = qr(t[src].reshape(dl * d, dr))
+            t[src] = q.reshape(dl, d, -1)
+        else:
+            q, r = qr(t[src].reshape(dl, d * dr).T)  # x = r.T @ q.T (LQ)
+            t[src] = q.T.reshape(-1, d, dr)
+            r = r.T
+        env.invalidate(src)
+        c = self.expm(ZeroSiteOperator(env.left(b + 1), env.right(b)), r, factor)
+        t[dst] = np.tensordot(c, t[dst], axes=(1, 0)) if to_right else np.tensordot(t[dst], c, axes=(2, 0))
+        env.invalidate(dst)
 
 
-TDVP_METHODS: dict[str, Callable[[_Stepper, complex], float]] = {
-    "two-site": _Stepper.half_sweep_two_site,
-    "one-site": _Stepper.half_sweep_one_site,
+def _always(stepper: _Stepper, b: int) -> bool:
+    return True
+
+
+def _never(stepper: _Stepper, b: int) -> bool:
+    return False
+
+
+def _below_cap(stepper: _Stepper, b: int) -> bool:
+    return stepper.tensors[b].shape[2] < stepper.caps[b]
+
+
+#: Which bonds a sweep crosses with a two-site block: all (``"two-site"``), none
+#: (``"one-site"``), or those whose dimension is below its cap (``"hybrid"``: two-site
+#: where a bond can still grow, one-site where it has reached ``max_bond`` or the
+#: dimension of the Hilbert space on one side).
+TDVP_METHODS: dict[str, Callable[[_Stepper, int], bool]] = {
+    "two-site": _always,
+    "one-site": _never,
+    "hybrid": _below_cap,
 }
 
 
@@ -193,11 +220,14 @@ def tdvp(
         Time step (> 0). The splitting error per unit time is ``O(dt**2)``.
     n_steps : int
         Number of steps; the final time is ``n_steps * dt``.
-    method : {"two-site", "one-site"}
+    method : {"two-site", "one-site", "hybrid"}
         Two-site TDVP grows bonds up to ``max_bond``; one-site keeps the bonds of
-        ``psi`` (conserving norm and energy to the Krylov tolerance).
+        ``psi`` (conserving norm and energy to the Krylov tolerance); hybrid crosses
+        each bond by a two-site block while the bond is below ``max_bond`` (and below
+        the dimension of the Hilbert space on either side) and by a one-site step once
+        it has reached it, which costs about a third of a two-site block.
     max_bond : int or None
-        Bond cap of two-site TDVP.
+        Bond cap of two-site (and hybrid) TDVP.
     cutoff : float
         Largest relative discarded weight per split (two-site).
     imaginary : bool
@@ -283,12 +313,20 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     norm0 = psi.norm()
     tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
     ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
-    stepper = _Stepper(tensors, ws, Environments(tensors, ws), opts.max_bond, opts.cutoff, opts.krylov_tol)
-    half_sweep = TDVP_METHODS[opts.method]
+    stepper = _Stepper(
+        tensors,
+        ws,
+        Environments(tensors, ws),
+        opts.max_bond,
+        opts.cutoff,
+        opts.krylov_tol,
+        _bond_caps(psi, opts.max_bond),
+    )
+    two_site = TDVP_METHODS[opts.method]
     factor = -opts.dt / 2 if opts.imaginary else -0.5j * opts.dt
 
     def step() -> tuple[float, int]:
-        discarded = half_sweep(stepper, factor)
+        discarded = stepper.sweep(factor, two_site)
         if opts.imaginary:
             tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
             stepper.envs.invalidate(0)
@@ -304,6 +342,15 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
         progress=opts.progress,
         desc="TDVP steps",
     )
+
+
+def _bond_caps(psi: MatrixProductState, max_bond: int | None) -> list[int]:
+    dims = psi.phys_dims
+    caps = []
+    for b in range(len(dims) - 1):
+        cap = min(math.prod(dims[: b + 1]), math.prod(dims[b + 1 :]))
+        caps.append(cap if max_bond is None else min(cap, max_bond))
+    return caps
 
 
 def run_steps(
