@@ -258,15 +258,11 @@ def tdvp(
     """
     check_hamiltonian("mpo", mpo)
     psi = check_state("psi", psi, mpo.in_dims)
-    dt = check_number("dt", dt)
-    n_steps = check_int("n_steps", n_steps, minimum=0)
+    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
+        dt, n_steps, max_bond, cutoff, record_every, callback
+    )
     check_option("method", method, TDVP_METHODS)
-    max_bond = check_max_bond(max_bond)
-    cutoff = check_cutoff(cutoff)
-    record_every = check_int("record_every", record_every, minimum=1)
     krylov_tol = check_number("krylov_tol", krylov_tol)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TDVP, got {psi.n_sites}.")
     dtype = np.result_type(psi.dtype, mpo.dtype, np.float64 if imaginary else np.complex128)
@@ -351,6 +347,23 @@ def _bond_caps(psi: MatrixProductState, max_bond: int | None) -> list[int]:
         cap = min(math.prod(dims[: b + 1]), math.prod(dims[b + 1 :]))
         caps.append(cap if max_bond is None else min(cap, max_bond))
     return caps
+
+
+def check_evolution_options(
+    dt: Any, n_steps: Any, max_bond: Any, cutoff: Any, record_every: Any, callback: Any
+) -> tuple[float, int, int | None, float, int]:
+    """Check the options :func:`tdvp` and :func:`~tnkit.algorithms.tebd.tebd` share; return them
+    normalised (``dt, n_steps, max_bond, cutoff, record_every``)."""
+    out = (
+        check_number("dt", dt),
+        check_int("n_steps", n_steps, minimum=0),
+        check_max_bond(max_bond),
+        check_cutoff(cutoff),
+        check_int("record_every", record_every, minimum=1),
+    )
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
+    return out
 
 
 def run_steps(

@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond, check_number, check_option
+from ..core.validate import as_array, check_option
 from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
 from ._common import split_two_site
-from .tdvp import EvolutionResult, run_steps
+from .tdvp import EvolutionResult, check_evolution_options, run_steps
 
 __all__ = ["tebd", "nearest_neighbour_terms", "TEBD_ORDERS"]
 
@@ -203,14 +203,10 @@ def tebd(
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TEBD, got {psi.n_sites}.")
     hs = _check_bond_terms(bond_terms, psi.phys_dims)
-    dt = check_number("dt", dt)
-    n_steps = check_int("n_steps", n_steps, minimum=0)
+    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
+        dt, n_steps, max_bond, cutoff, record_every, callback
+    )
     check_option("order", order, TEBD_ORDERS)
-    max_bond = check_max_bond(max_bond)
-    cutoff = check_cutoff(cutoff)
-    record_every = check_int("record_every", record_every, minimum=1)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     dtype = np.result_type(psi.dtype, *hs, np.float64 if imaginary else np.complex128)
     with blas_threads(max(max_bond or psi.max_bond_dim, psi.max_bond_dim), GEMM_THREAD_BOND):
         return _evolve(
