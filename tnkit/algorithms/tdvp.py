@@ -21,6 +21,16 @@ one site and two sites between the cached environments of
 the energy exactly (up to the Krylov tolerance) but cannot grow the bonds; two-site
 TDVP grows them and conserves both up to the truncation error.
 
+Hybrid TDVP (``method="hybrid"``) decides bond by bond: a bond below its cap
+(``max_bond``, or the dimension of the Hilbert space on one side) is crossed by a
+two-site block, so that it can grow; a capped bond by a one-site step, which a two-site
+block could not improve on (its split would truncate back to the cap) and which costs
+about a third as much (a one-site Krylov exponential and a bond-matrix one instead of a
+two-site one, a one-site one and a split). Where two two-site blocks meet, the shared
+site is evolved backward between them; where a block meets a one-site step, the site is
+evolved forward once, inside the block: the pieces telescope to the tangent-space
+projector as in the pure schemes, and at full bond dimension every method is exact.
+
 Imaginary time (``imaginary=True``) replaces ``-i dt`` by ``-dt`` and renormalises
 the state after each step, converging to the ground state.
 
