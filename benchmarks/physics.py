@@ -240,14 +240,14 @@ def _xxz_quench(n: int) -> tuple[tnkit.MPO, tnkit.MPS]:
     return tnkit.xxz_mpo(n, delta=0.5), tnkit.MPS.product_state("01" * (n // 2))
 
 
-def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site"):
+def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site", dt: float = TDVP_DT):
     mpo, neel = _xxz_quench(n)
-    every = int(round(1.0 / TDVP_DT))
+    every = int(round(1.0 / dt))
     steps = t_final * every
 
     def run():
         keep = lambda t, state: state  # noqa: E731 - the states at t = 1, 2, ... (a view, no copy)
-        res = tdvp(neel, mpo, dt=TDVP_DT, n_steps=steps, max_bond=chi, method=method, progress=False,
+        res = tdvp(neel, mpo, dt=dt, n_steps=steps, max_bond=chi, method=method, progress=False,
                    callback=keep, record_every=every)
         return list(res.records[1:])
 
@@ -334,6 +334,8 @@ def _reference(n: int, ref_chi: int, t_final: int, cache: str | None) -> list[tn
 TDVP_CODES: dict[str, Any] = {
     "tnkit": _tnkit_tdvp,
     "tnkit_hybrid": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid"),
+    "tnkit_hybrid_dt0.1": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.1),
+    "tnkit_hybrid_dt0.2": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.2),
     "quimb_tebd4": _quimb_tebd,
     "tenpy": _tenpy_tdvp,
 }
