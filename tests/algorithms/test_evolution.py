@@ -97,7 +97,15 @@ def test_imaginary_time_tdvp_follows_exact_imaginary_evolution(method):
     psi = tnkit.MPS.random(n, 16, seed=6)
     assert psi.bond_dims == (2, 4, 8, 16, 8, 4, 2)  # full: one-site TDVP is exact too
     res = tdvp(
-        psi, mpo, dt=0.05, n_steps=10, method=method, imaginary=True, max_bond=None, cutoff=0.0, progress=False
+        psi,
+        mpo,
+        dt=0.05,
+        n_steps=10,
+        method=method,
+        imaginary=True,
+        max_bond=None,
+        cutoff=0.0,
+        progress=False,
     )
     np.testing.assert_allclose(res.state.to_dense(), _exact(mpo, psi, 0.5, imaginary=True), atol=1e-9)
 
