@@ -48,7 +48,7 @@ def test_tied_blocks_are_xxz_rotations_and_the_tied_gradient_is_exact():
     x = tied.params(theta)
     blocks = tied.ansatz.block_tensors(x)[n // 2 :]
     ab = theta.reshape(-1, 2)[tied.half_layer]
-    for g, (a, b) in zip(blocks, ab):
+    for g, (a, b) in zip(blocks, ab, strict=True):
         h = a * (np.kron(_X, _X) + np.kron(_Y, _Y)).real + b * np.kron(_Z, _Z)
         assert _same_up_to_phase(g.reshape(4, 4), expm(-1j * h))
     target = dmrg(SpinChain.xxz(n, delta=0.5).mpo(), max_bond=8, seed=0, progress=False).state.normalized()
@@ -59,7 +59,9 @@ def test_tied_blocks_are_xxz_rotations_and_the_tied_gradient_is_exact():
     for k in range(len(theta)):
         step = np.zeros_like(theta)
         step[k] = eps
-        fd = (objective.fidelity(tied.params(theta + step)) - objective.fidelity(tied.params(theta - step))) / (2 * eps)
+        up = objective.fidelity(tied.params(theta + step))
+        down = objective.fidelity(tied.params(theta - step))
+        fd = (up - down) / (2 * eps)
         assert abs(fd - grad[k]) < 1e-7
 
 
@@ -78,7 +80,7 @@ def test_hva_compiles_the_heisenberg_ground_state_checked_by_statevector():
     result = compile_state(target, ansatz, params, target_fidelity=0.99, progress=False)
     prepared = _big_endian(result.circuit())
     assert abs(np.vdot(target.to_dense(), prepared)) ** 2 >= 0.99
-    assert abs(result.fidelity - stages[-1].fidelity) < 0.02  # the untied refinement starts where tying left off
+    assert abs(result.fidelity - stages[-1].fidelity) < 0.02  # refinement starts where the tied stage ended
 
 
 def test_hva_stops_at_the_first_stage_that_reaches_the_target_fidelity():

@@ -286,7 +286,7 @@ class HVAStage:
 
 
 def _stretch(angles: np.ndarray, n_layers: int) -> np.ndarray:
-    """Tied angles ``(2 L, 2)`` resampled to ``(2 n_layers, 2)``: each of the four curves linearly interpolated."""
+    """Tied angles ``(2 L, 2)`` resampled to ``(2 n_layers, 2)`` (each curve interpolated linearly)."""
     old = angles.reshape(-1, 2, 2)  # (layer, odd/even, a/b)
     xs, xn = np.linspace(0.0, 1.0, len(old)), np.linspace(0.0, 1.0, n_layers)
     new = np.empty((n_layers, 2, 2))
