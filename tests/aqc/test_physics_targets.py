@@ -34,7 +34,7 @@ def test_cli_compiles_a_dmrg_ground_state_checked_against_exact_diagonalisation(
     report = json.loads(out.with_suffix(".json").read_text())
     target = report["target"]
     assert target["kind"] == "ground-state" and target["model"] == "heisenberg" and target["converged"]
-    assert report["ansatz"] == "ran"  # the default for a ground state
+    assert report["ansatz"] == "hva"  # the default for a Heisenberg ground state
     h = SpinChain.heisenberg(n).mpo().to_dense()
     energies, vectors = np.linalg.eigh(h)
     assert energies[1] - energies[0] > 0.1  # a unique ground state to compare with

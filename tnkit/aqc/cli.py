@@ -122,8 +122,8 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="target the --model chain's ground state, found by DMRG (tnkit.dmrg) with bond cap "
         "--target-bond, instead of its time evolution; not with --mps, --time, --initial, "
-        "--target-steps, --evolve or --dt; the ansatz defaults to ran (trotter does not apply); "
-        "the report holds the DMRG energy, variance and truncation error",
+        "--target-steps, --evolve or --dt; the ansatz defaults to hva (ran for tfim; trotter does "
+        "not apply); the report holds the DMRG energy, variance and truncation error",
     )
     model = p.add_argument_group("model options (not with --mps)")
     model.add_argument(
@@ -190,14 +190,17 @@ def _add_compile_options(comp: Any) -> None:
         default=None,
         help="trotter: the Trotter circuit's structure with its angles (needs --model); brickwall / "
         "staircase: brick or staircase layers of general two-qubit blocks from small random angles; "
-        "ran: staircase layers from Ran's analytic decomposition of the target "
-        "(default: trotter with --model, ran with --mps)",
+        "ran: staircase layers from Ran's analytic decomposition of the target; hva: singlets on "
+        "the even bonds, then --depth odd/even layers of XX+YY+ZZ rotations with angles tied per "
+        "layer and optimised, a Heisenberg/XXZ ground state's start (default: trotter with --model, "
+        "hva with --ground-state of xxz or heisenberg, ran otherwise)",
     )
     comp.add_argument(
         "--depth",
         type=int_in(0, MAX_DEPTH),
         default=3,
-        help=f"Trotter steps (trotter) or layers (the other ansätze), 0 to {MAX_DEPTH}; 0 only with "
+        help=f"Trotter steps (trotter), odd/even layer pairs (hva) or layers (the other ansätze), 0 to "
+        f"{MAX_DEPTH}; 0 only with "
         "--grow, which then starts from no circuit (default: 3)",
     )
     comp.add_argument(
@@ -313,9 +316,16 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     given = {k for k, v in options.items() if v is not None and v is not False}
     options.update({k: defaults[k] for k, v in options.items() if v is None and k != "ansatz"})
     if options["ansatz"] is None:
-        options["ansatz"] = "ran" if args.mps is not None or args.ground_state else "trotter"
+        options["ansatz"] = _default_ansatz(args)
     check_given_options(options, given)
     return AQCSettings(**options)
+
+
+def _default_ansatz(args: Any) -> str:
+    """trotter for a time evolution, hva for a Heisenberg/XXZ ground state, ran otherwise."""
+    if args.ground_state:
+        return "ran" if args.model == "tfim" else "hva"
+    return "ran" if args.mps is not None else "trotter"
 
 
 def _option_error(parser: argparse.ArgumentParser, exc: Exception) -> None:

@@ -173,6 +173,7 @@ def compile_state(
     max_sweeps: int = 50,
     seed: Any = None,
     progress: bool = True,
+    warn: bool = True,
 ) -> AQCResult:
     """Optimise ``ansatz`` so that ``C(theta)|0...0>`` approaches ``target``.
 
@@ -209,6 +210,10 @@ def compile_state(
         Randomness of the default start and of the nudge off a stationary start.
     progress : bool
         Show a tqdm progress bar with the fidelity.
+    warn : bool
+        Issue the :class:`~tnkit.errors.ConvergenceWarning` of a missed
+        ``target_fidelity`` (``False`` for drivers that report it once, see
+        :func:`optimise_angles`).
 
     Returns
     -------
@@ -217,7 +222,7 @@ def compile_state(
     Warns
     -----
     ConvergenceWarning
-        When ``target_fidelity`` is given and not reached.
+        When ``target_fidelity`` is given and not reached (and ``warn``).
 
     Examples
     --------
@@ -228,43 +233,6 @@ def compile_state(
     >>> result.fidelity > 0.99
     True
     """
-    result = optimise_angles(
-        target, ansatz, initial_params, max_bond=max_bond, cutoff=cutoff, max_iter=max_iter,
-        target_fidelity=target_fidelity, max_corrections=max_corrections, method=method, max_sweeps=max_sweeps,
-        seed=seed, progress=progress,
-    )
-    warn_if_missed(result)
-    return result
-
-
-def warn_if_missed(result: AQCResult, *, stacklevel: int = 2) -> None:
-    """Issue a :class:`~tnkit.errors.ConvergenceWarning` when ``result`` misses its target fidelity."""
-    if not result.target_reached:
-        warnings.warn(
-            f"AQC reached fidelity {result.fidelity:.6f}, below the target {result.target_fidelity:g} "
-            f"({result.n_iterations} iterations, {result.cnot_count} CNOTs; optimiser: {result.message}). "
-            "Try a deeper ansatz, compile_growing, more iterations or method='sweep+lbfgs'.",
-            ConvergenceWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-
-def optimise_angles(
-    target: Any,
-    ansatz: Ansatz,
-    initial_params: Any = None,
-    *,
-    max_bond: int | None = 64,
-    cutoff: float = DEFAULT_OBJECTIVE_CUTOFF,
-    max_iter: int = 200,
-    target_fidelity: float | None = None,
-    max_corrections: int = 20,
-    method: str = "lbfgs",
-    max_sweeps: int = 50,
-    seed: Any = None,
-    progress: bool = True,
-) -> AQCResult:
-    """:func:`compile_state` without the warning on a missed target (for drivers that report it once)."""
     from scipy.optimize import minimize
 
     if not isinstance(ansatz, Ansatz):
@@ -314,7 +282,29 @@ def optimise_angles(
         target_fidelity=None if target_fidelity is None else float(target_fidelity),
     )
     logger.info("%r", result)
+    if warn:
+        warn_if_missed(result, stacklevel=2)
     return result
+
+
+def warn_if_missed(result: AQCResult, *, stacklevel: int = 2) -> None:
+    """Issue a :class:`~tnkit.errors.ConvergenceWarning` when ``result`` misses its target fidelity."""
+    if not result.target_reached:
+        warnings.warn(
+            f"AQC reached fidelity {result.fidelity:.6f}, below the target {result.target_fidelity:g} "
+            f"({result.n_iterations} iterations, {result.cnot_count} CNOTs; optimiser: {result.message}). "
+            "Try a deeper ansatz, compile_growing, more iterations or method='sweep+lbfgs'.",
+            ConvergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def optimise_angles(target: Any, ansatz: Ansatz, initial_params: Any = None, **options: Any) -> AQCResult:
+    """:func:`compile_state` without the warning on a missed target (for drivers that report it once).
+
+    ``options`` are those of :func:`compile_state` (``warn`` excepted).
+    """
+    return compile_state(target, ansatz, initial_params, warn=False, **options)
 
 
 def _off_stationary(

@@ -107,7 +107,7 @@ MODELS: dict[str, Callable[[AQCSettings], SpinChain]] = {
 GROW_CHOICES = ("none", *GROWTH_KINDS)
 
 #: Ansätze whose blocks sit on the line ``(q, q + 1)``: a coupling map must hold the line.
-_LINE_ANSATZE = ("trotter", "staircase", "ran")
+_LINE_ANSATZE = ("trotter", "staircase", "ran", "hva")
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,10 @@ class AQCSettings:
         Second-order Trotter steps of the target's simulation (1 to ``MAX_TROTTER_STEPS``).
     ansatz : str
         A name of :data:`ANSATZ_BUILDERS`: ``"trotter"`` (needs a model), ``"brickwall"``,
-        ``"staircase"``, ``"ran"``.
+        ``"staircase"``, ``"ran"``, ``"hva"``.
     depth : int
-        Trotter steps (``trotter``) or layers (the others), 0 to :data:`MAX_DEPTH`;
+        Trotter steps (``trotter``), odd/even layer pairs (``hva``) or layers (the
+        others), 0 to :data:`MAX_DEPTH`;
         0 only with ``grow`` (start from no circuit).
     max_bond : int
         Bond cap of the simulations in the objective.
@@ -272,7 +273,7 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     if s.ground_state and s.ansatz == "trotter" and not (s.grow != "none" and s.depth == 0):
         raise ValueError(
             "`ansatz` 'trotter' is the circuit of a time evolution; a `ground_state` needs "
-            "'brickwall', 'staircase' or 'ran'."
+            "'hva', 'brickwall', 'staircase' or 'ran'."
         )
     check_option("grow", s.grow, GROW_CHOICES)
     check_option("qasm_version", s.qasm_version, (2, 3))
@@ -479,15 +480,28 @@ def _ran(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
     return ran_initialization(r.target, r.settings.depth)
 
 
+def _hva(r: _AnsatzRequest) -> tuple[Ansatz, np.ndarray]:
+    from .initial import hva_initialization
+
+    s = r.settings
+    return hva_initialization(
+        r.target, s.depth, max_bond=s.max_bond, max_iter=s.max_iter, target_fidelity=s.target_fidelity
+    )
+
+
 #: Ansatz builders by name: ``request -> (ansatz, starting angles)``. ``trotter``: the
 #: Trotter circuit's structure with its exact angles; ``brickwall`` and ``staircase``:
 #: small random angles (:func:`~tnkit.aqc.compiler.initial_angles`); ``ran``: Ran's
-#: analytic layers (:func:`~tnkit.aqc.initial.ran_initialization`).
+#: analytic layers (:func:`~tnkit.aqc.initial.ran_initialization`); ``hva``: the
+#: Hamiltonian variational ansatz of a Heisenberg/XXZ ground state, singlets then
+#: ``depth`` odd/even layers with angles tied per half-layer and optimised
+#: (:func:`~tnkit.aqc.initial.hva_initialization`).
 ANSATZ_BUILDERS: dict[str, Callable[[_AnsatzRequest], tuple[Ansatz, np.ndarray]]] = {
     "trotter": _trotter,
     "brickwall": _brickwall,
     "staircase": _staircase,
     "ran": _ran,
+    "hva": _hva,
 }
 
 
@@ -505,6 +519,10 @@ def _staircase_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]]
     return staircase_ansatz(n, s.depth)
 
 
+def _hva_structure(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None) -> Ansatz:
+    return brickwall_ansatz(n, 2 * s.depth + 1)  # the structure of hva_ansatz(n, depth)
+
+
 #: The seed ansatz of each builder of :data:`ANSATZ_BUILDERS` without its angles, for
 #: checking a CNOT budget before the target is built: ``(settings, n_qubits,
 #: coupling) -> Ansatz``. A builder missing here is checked once built.
@@ -513,6 +531,7 @@ _SEED_STRUCTURES: dict[str, Callable[[AQCSettings, int, Any], Ansatz]] = {
     "brickwall": _brickwall_structure,
     "staircase": _staircase_structure,
     "ran": _staircase_structure,
+    "hva": _hva_structure,
 }
 
 
