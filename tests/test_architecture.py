@@ -12,8 +12,7 @@ dependencies all the same). The map of the floors is ``docs/architecture.md``.
 2. products: ``tnkit.ml``, ``tnkit.compress``, ``tnkit.aqc``, ``tnkit.algorithms``
    and ``tnkit.datasets`` (the data the products read).
 3. front: the package facade ``tnkit``, ``tnkit.cli``, ``tnkit.__main__``,
-   ``tnkit.demo`` and ``tnkit.describe`` (``tnkit inspect``; ``tnkit.inspect`` is
-   its deprecation shim).
+   ``tnkit.demo`` and ``tnkit.describe`` (``tnkit inspect``).
 
 A module never imports another module's underscore names (``from .x import _y``),
 nor reaches into the underscore attributes of a class or module it imported
@@ -54,7 +53,6 @@ FLOORS: dict[str, int] = {
     "tnkit.__main__": 3,
     "tnkit.demo": 3,
     "tnkit.describe": 3,
-    "tnkit.inspect": 3,
 }
 
 #: Names that any floor may import from the facade: metadata, not code.

@@ -6,6 +6,7 @@ The engine: :class:`MatrixProductState` (alias :class:`MPS`),
 """
 
 from .algorithms import DMRGResult, EvolutionResult, dmrg, tdvp, tebd
+from .core.moved import alias_moved_modules
 from .core.contract import (
     ContractionInfo,
     clear_contract_cache,
@@ -30,6 +31,9 @@ from .mps import (
     xxz_mpo,
 )
 from .ttn import TTN, TreeTensorNetwork
+
+# tnkit.inspect shadowed the standard library's inspect: its former path gives tnkit.describe
+alias_moved_modules({"tnkit.inspect": "tnkit.describe"})
 
 __version__ = "0.1.0"
 

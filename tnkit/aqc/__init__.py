@@ -15,6 +15,7 @@ Importing :mod:`tnkit.aqc` needs numpy only; qiskit and scipy are imported by th
 functions that use them (a missing Qiskit is one line: ``pip install 'tnkit[aqc]'``).
 """
 
+from ..core.moved import alias_moved_modules
 from .ansatz import Ansatz, ansatz_from_circuit, ansatz_from_gates, brickwall_ansatz, staircase_ansatz
 from .born import centred_unitaries, mps_to_circuit, sequential_unitaries
 from .circuits import (
@@ -34,6 +35,9 @@ from .objective import Objective, ScheduledGate
 from .recipe import AQCRun, AQCSettings, run_aqc
 from .sweeps import sweep_compile
 from .targets import EvolutionReport, SpinChain, as_target, time_evolved_state
+
+# tnkit.aqc.init read like the package's __init__: its former path gives tnkit.aqc.initial
+alias_moved_modules({f"{__name__}.init": f"{__name__}.initial"})
 
 __all__ = [
     "Ansatz",
