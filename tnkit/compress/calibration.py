@@ -28,6 +28,8 @@ import torch
 from scipy.linalg.blas import ssyrk
 from torch import nn
 
+from ..core.linalg import symmetrize_
+
 __all__ = ["ActivationStats", "collect_activation_stats", "channel_scale"]
 
 
@@ -39,13 +41,14 @@ class ActivationStats:
     ----------
     second_moment_sum : numpy.ndarray, shape (in, in)
         ``sum_t x_t x_t^T`` over calibration tokens; only the upper triangle is
-        accumulated (see :attr:`covariance`, which is symmetric).
+        accumulated (see :attr:`covariance`, which is symmetric). ``None`` once
+        :meth:`take_covariance` took it.
     abs_sum : numpy.ndarray, shape (in,)
         ``sum_t |x_t|``.
     n_tokens : int
     """
 
-    second_moment_sum: np.ndarray
+    second_moment_sum: np.ndarray | None
     abs_sum: np.ndarray
     n_tokens: int = 0
     _seen: set = field(default_factory=set, repr=False)
@@ -57,17 +60,38 @@ class ActivationStats:
 
     def update(self, x: torch.Tensor) -> None:
         """Add the rows of ``x`` (shape ``(..., in)``)."""
+        total = self._sum()
         x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).contiguous().numpy()
         # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
-        self.second_moment_sum += ssyrk(1.0, x2.T, trans=0, lower=0)
+        total += ssyrk(1.0, x2.T, trans=0, lower=0)
         self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
         self.n_tokens += x2.shape[0]
 
     @property
     def covariance(self) -> np.ndarray:
-        """Second moment ``E[x x^T]``, shape ``(in, in)``, symmetric (uncentred, as the output error needs)."""
-        upper = np.triu(self.second_moment_sum)
-        return (upper + np.triu(upper, 1).T) / max(self.n_tokens, 1)
+        """Second moment ``E[x x^T]``, shape ``(in, in)``, symmetric (uncentred, as the output error needs).
+
+        A new array each time (the one ``in x in`` allocation: the lower triangle is
+        filled in place).
+        """
+        return symmetrize_(self._sum() / max(self.n_tokens, 1), source="upper")
+
+    def take_covariance(self) -> np.ndarray:
+        """:attr:`covariance`, computed in the storage of the running sum, which these statistics give up.
+
+        For the last user of the statistics: no second ``in x in`` array is allocated.
+        Afterwards the statistics can be neither updated nor read again.
+        """
+        c = self._sum()
+        self.second_moment_sum = None
+        c /= max(self.n_tokens, 1)
+        return symmetrize_(c, source="upper")
+
+    def _sum(self) -> np.ndarray:
+        if self.second_moment_sum is None:
+            raise ValueError("these statistics gave their second moment away (take_covariance) and cannot be "
+                             "read or updated again.")
+        return self.second_moment_sum
 
     @property
     def mean_abs(self) -> np.ndarray:
