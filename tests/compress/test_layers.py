@@ -162,7 +162,7 @@ def test_whitened_svd_in_the_covariance_storage_gives_the_same_factors(rng, ridg
 
 
 def test_activation_stats_give_their_storage_to_the_last_user(rng):
-    from tnkit.compress.calibration import ActivationStats
+    from tnkit.compress.calibrate.calibration import ActivationStats
 
     x = torch.as_tensor(random_array(rng, (3, 20, 9)), dtype=torch.float32)
     st = ActivationStats.zeros(9)

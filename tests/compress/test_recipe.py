@@ -9,8 +9,8 @@ import pytest
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
-from tnkit.compress.prune import block_linear_params
-from tnkit.compress.recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
+from tnkit.compress.recipes.prune import block_linear_params
+from tnkit.compress.recipes.recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.linalg import cholesky_whitener, gram_singular_values, gram_truncated_factors
-from ..core.threads import with_blas_threads
-from ..core.validate import check_int, check_option
+from ...core.linalg import cholesky_whitener, gram_truncated_factors
+from ...core.threads import with_blas_threads
+from ...core.validate import check_int, check_option
 
-__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener", "ridge_covariance"]
+__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "ridge_covariance"]
 
 LOWRANK_METHODS = ("svd", "asvd", "whiten")
 

@@ -28,7 +28,7 @@ import torch
 from scipy.linalg.blas import ssyrk
 from torch import nn
 
-from ..core.linalg import symmetrize_
+from ...core.linalg import symmetrize_
 
 __all__ = ["ActivationStats", "collect_activation_stats", "channel_scale"]
 
@@ -117,7 +117,7 @@ def collect_activation_stats(
     model : torch.nn.Module
         A causal LM taking ``input_ids``.
     layers : mapping of str to torch.nn.Module
-        The layers to observe (e.g. from :func:`tnkit.compress.surgery.find_layers`).
+        The layers to observe (e.g. from :func:`tnkit.compress.layers.surgery.find_layers`).
     batches : iterable of torch.Tensor
         Token id tensors of shape ``(batch, seq)``.
 

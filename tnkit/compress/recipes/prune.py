@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.validate import check_int
+from ...core.validate import check_int
 
 __all__ = ["PruneResult", "prune_width", "prune_plan", "block_linear_params", "PRUNE_FOLD_RIDGE"]
 
@@ -153,7 +153,7 @@ def _stats(model, blocks, calibration, stats):
         return stats
     if calibration is None:
         raise ValueError("width pruning is data-aware: give `calibration` batches or `stats`.")
-    from .calibration import collect_activation_stats
+    from ..calibrate.calibration import collect_activation_stats
 
     names = {}
     for i, b in enumerate(blocks):
@@ -340,6 +340,6 @@ def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, 
 
 def block_linear_params(model: nn.Module) -> int:
     """Parameters of the linear weights inside the blocks (no embeddings, norms or head)."""
-    from .surgery import find_layers, linear_weight
+    from ..layers.surgery import find_layers, linear_weight
 
     return int(sum(linear_weight(m).numel() for m in find_layers(model).values()))
