@@ -122,7 +122,7 @@ def lowrank_factors(
             raise ValueError("method 'whiten' needs `covariance` (input second moment).")
         c = ridge_covariance(covariance, ridge, overwrite=overwrite_covariance)
         right = cholesky_whitener(c, overwrite=overwrite_covariance or c is not covariance)
-        target = w @ right
+        target = _times_lower(w, right, in_place=w is not weight)
     us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
     error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
     if method == "asvd":
@@ -132,6 +132,25 @@ def lowrank_factors(
 
         vh = solve_triangular(right, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
     return us, vh, float(error)
+
+
+def _times_lower(w: np.ndarray, lower: np.ndarray, *, in_place: bool) -> np.ndarray:
+    """``w @ lower`` for a lower-triangular ``lower``; with ``in_place``, in ``w``'s storage (BLAS ``trmm``)."""
+    if not (in_place and w.flags.c_contiguous and w.dtype == np.float64 and lower.dtype == np.float64):
+        return w @ lower
+    from scipy.linalg.blas import dtrmm
+
+    # w is C-ordered, so w.T is a Fortran-ordered view: w.T <- lower^T w.T is w <- w lower
+    out = dtrmm(1.0, np.asfortranarray(lower), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+    return w if np.shares_memory(out, w) else out.T
+
+
+def _host_view(weight: Any) -> np.ndarray:
+    """A numpy array of ``weight`` without a copy where possible (float32/float64 CPU tensors and arrays)."""
+    if torch.is_tensor(weight):
+        t = weight.detach().cpu()
+        return (t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float64)).numpy()
+    return np.asarray(weight)
 
 
 class LowRankLinear(nn.Module):
@@ -171,7 +190,7 @@ class LowRankLinear(nn.Module):
         """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
         from .mpo_linear import to_numpy
 
-        w = to_numpy(weight)
+        w = _host_view(weight)  # lowrank_factors makes (and may reuse) its own float64 copy
         u, v, err = lowrank_factors(w, rank, method=method,
                                     input_scale=None if input_scale is None else to_numpy(input_scale),
                                     covariance=None if covariance is None else to_numpy(covariance), ridge=ridge,

@@ -395,6 +395,7 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
     if writer is not None:
         for tensor in stream.outside_tensors():
             writer.add(tensor)
+        del tensor  # the last one (the output head, a vocabulary x width matrix) would stay alive for the walk
         return_freed_memory()
     hidden = None
     if share is not None:
