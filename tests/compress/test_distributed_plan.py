@@ -201,3 +201,21 @@ def test_compress_command_plans_from_a_config_and_checks_its_arguments(tmp_path,
     assert main(["compress", str(tmp_path / "cfg"), "--out", str(tmp_path / "o"), "--stream", "--prune", "0.9"]) == 1
     assert "--stream does not take --prune" in capsys.readouterr().err
     assert main(["compress", str(tmp_path / "cfg"), "--out", str(tmp_path / "o"), "--world-size", "2"]) == 2
+
+
+def test_layers_fed_the_same_input_share_one_statistics_object():
+    import tnkit.compress as tc
+    from tnkit.compress.calibrate.sequential import capture_first_block_inputs
+    from tnkit.compress.layers.surgery import is_linear
+    from tnkit.compress.scale.distributed import _forward
+
+    model = tc.tiny_llama()
+    block = model.model.layers[0]
+    layers = {n: m for n, m in block.named_modules() if is_linear(m)}
+    with torch.no_grad():
+        hidden = capture_first_block_inputs(model, block, _calib())
+        _, stats = _forward(block, hidden, layers)
+    groups = {id(st): sorted(n.split(".")[-1] for n in stats if stats[n] is st) for st in stats.values()}
+    assert sorted(groups.values()) == [["down_proj"], ["gate_proj", "up_proj"], ["k_proj", "q_proj", "v_proj"],
+                                       ["o_proj"]]
+    assert stats["self_attn.q_proj"].n_tokens == sum(int(ids.numel()) for ids in _calib())

@@ -274,7 +274,7 @@ def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module]
 
     def observe(name: str) -> Callable:
         def hook(_m: nn.Module, args: tuple, _out: Any) -> None:
-            x = args[0].detach()
+            x = args[0]  # the tensor itself: a detached copy would be a new object for each layer it feeds
             if id(x) not in fed:
                 st = stats.get(name) or ActivationStats.zeros(x.shape[-1])
                 st.update(x)
