@@ -45,7 +45,7 @@ from . import overlap
 from .canonical import scale_tensors
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import check_same_library, frozen, placed_like, scalar_dtype
-from .compress import TruncationReport, svd_compress
+from .truncation import TruncationReport, svd_compress
 from .mps import MatrixProductState
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]

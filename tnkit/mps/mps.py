@@ -51,7 +51,7 @@ from ..core.validate import (
 )
 from ..errors import NormRangeError
 from ..io import load_arrays, register_loader, save_arrays
-from . import canonical, compress, gates, measure, overlap, sampling
+from . import canonical, gates, measure, overlap, sampling, truncation
 from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
 from .chain import check_same_library, frozen, scalar_dtype
 
@@ -290,7 +290,7 @@ class MatrixProductState(TensorChain):
         cutoff: float = DEFAULT_CUTOFF,
         little_endian: bool = False,
         return_report: bool = False,
-    ) -> MatrixProductState | tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> MatrixProductState | tuple[MatrixProductState, truncation.TruncationReport]:
         """MPS of a dense vector by sequential truncated SVD (TT-SVD).
 
         Parameters
@@ -328,7 +328,7 @@ class MatrixProductState(TensorChain):
         discarded = []
         for i in range(n - 1):
             rest = v.shape[1] // dims[i]
-            u, s, vh, disc = compress.truncated_svd(
+            u, s, vh, disc = truncation.truncated_svd(
                 v.reshape(v.shape[0] * dims[i], rest), max_bond=max_bond, cutoff=cutoff
             )
             tensors.append(u.reshape(v.shape[0], dims[i], len(s)))
@@ -341,7 +341,7 @@ class MatrixProductState(TensorChain):
         if not return_report:
             return psi
         error = float(sum(discarded))
-        report = compress.TruncationReport(
+        report = truncation.TruncationReport(
             "svd", error, tuple(discarded), psi.bond_dims, fidelity=1.0 - error
         )
         return psi, report
@@ -658,7 +658,7 @@ class MatrixProductState(TensorChain):
         max_sweeps: int = 8,
         tol: float = 1e-10,
         seed: Any = None,
-    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> tuple[MatrixProductState, truncation.TruncationReport]:
         """Compressed copy and what was discarded.
 
         Parameters
@@ -676,7 +676,7 @@ class MatrixProductState(TensorChain):
             ``"fit"``: start from the SVD result and improve it by two-site
             variational sweeps (``max_sweeps``, ``tol``); the report carries the
             exact fidelity. ``"src"``: successive randomized compression
-            (:func:`tnkit.mps.compress.randomized_truncation`) to exactly
+            (:func:`tnkit.mps.truncation.randomized_truncation`) to exactly
             ``max_bond`` (required; ``cutoff`` unused), GEMMs and small QRs only:
             fastest for large reductions, error a little above ``"svd"``'s. The
             result is the orthogonal projection of the input onto a subspace, so the
@@ -719,7 +719,7 @@ class MatrixProductState(TensorChain):
 
     def _compress(
         self, *, max_bond: int | None, cutoff: float, method: str, max_sweeps: int, tol: float, seed: Any
-    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> tuple[MatrixProductState, truncation.TruncationReport]:
         """:meth:`compress` on checked arguments, for a norm that one site tensor can hold."""
         options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
         return _COMPRESS_METHODS[method](self, **options)
@@ -854,28 +854,28 @@ register_loader("MatrixProductState", MatrixProductState.load)
 
 
 def _compress_svd(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
-    tensors, (left, right), report = compress.svd_compress(
+    tensors, (left, right), report = truncation.svd_compress(
         psi._tensors, psi._left, psi._right, max_bond=max_bond, cutoff=cutoff
     )
     return type(psi)._trusted(tensors, left, right), report
 
 
 def _compress_dm(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
-    tensors, discarded = compress.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
+    tensors, discarded = truncation.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
     error = float(sum(discarded))
     out = type(psi)._trusted(tensors, psi.n_sites - 1, psi.n_sites)
-    return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
+    return out, truncation.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
 
 
 def _compress_src(psi: MatrixProductState, *, max_bond: int, seed: Any, **_: Any):
-    tensors = compress.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
+    tensors = truncation.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
     out = type(psi)._trusted(tensors, 0, 1)
     # The result is the orthogonal projection of psi onto the span of its right
     # isometries, so fidelity = ||out||^2 / ||psi||^2 (free when psi has a centre).
     log_ratio = 2 * (out.log_norm() - psi.log_norm())
     fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
     bonds = out.bond_dims
-    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(bonds), bonds, fidelity)
+    return out, truncation.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(bonds), bonds, fidelity)
 
 
 def _compress_fit(
@@ -883,7 +883,7 @@ def _compress_fit(
 ):
     guess, _report = _compress_svd(psi, max_bond=max_bond, cutoff=cutoff)
     guess.canonicalize_(0)
-    fitted, report = compress.fit_compress(
+    fitted, report = truncation.fit_compress(
         psi._tensors,
         list(guess._tensors),
         max_bond=max_bond,

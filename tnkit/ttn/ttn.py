@@ -76,7 +76,7 @@ from ..core.validate import (
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
 from ..mps.chain import check_same_library, converted, frozen, scalar_dtype
-from ..mps.compress import TruncationReport
+from ..mps.truncation import TruncationReport
 from ..mps.measure import log_base
 from . import canonical, compress, measure, network, sampling
 from .threads import batch_product_work, node_product_work, with_gemm_threads
