@@ -75,9 +75,15 @@ def test_gram_factor_of_an_indefinite_matrix_leaves_it_intact_and_clips(rng):
     np.testing.assert_allclose(g, kept, atol=1e-15)  # the failed in-place Cholesky was undone
     np.testing.assert_allclose(f.T @ f, (v * np.clip(w, 0, None)) @ v.T, atol=1e-12)
     np.testing.assert_array_equal(np.tril(f, -1), 0)
-    damped = gram_factor(g, damping=0.1)  # eigenvalues clipped at 0, then shifted: invertible
     shift = 0.1 * np.mean(np.diag(g))
-    np.testing.assert_allclose(damped.T @ damped, (v * (np.clip(w, 0, None) + shift)) @ v.T, atol=1e-12)
+    damped = gram_factor(g, damping=0.1)  # the shift outweighs the rounding error: one Cholesky
+    np.testing.assert_allclose(damped.T @ damped, g + shift * np.eye(6), atol=1e-12)
+    tiny = gram_factor(g, damping=1e-12)  # too small: raised tenfold until Cholesky succeeds
+    added = np.diag(tiny.T @ tiny - kept)
+    np.testing.assert_allclose(tiny.T @ tiny - kept, np.diag(added), atol=1e-12)
+    used = added[0] / (1e-12 * np.mean(np.diag(kept)))
+    assert np.allclose(added, added[0]) and 10 <= used <= 1e5 and np.isclose(used, 10.0 ** round(np.log10(used)))
+    np.testing.assert_array_equal(g, kept)
 
 
 def test_gram_factor_takes_torch_tensors():

@@ -210,9 +210,11 @@ def gram_factor(g: np.ndarray, *, damping: float = 0.0, overwrite: bool = False)
     """An upper triangular ``F`` with ``F^H F = g + shift * I`` for a Hermitian positive semi-definite ``g``.
 
     ``shift = damping * mean(diag g)`` (0 by default). Cholesky when ``g + shift * I`` is
-    positive definite; otherwise the ``R`` of a QR of ``sqrt(max(w, 0) + shift) V^H``
-    with ``g = V diag(w) V^H`` (negative rounding errors clipped), which has the same
-    Gram matrix up to them and is invertible when ``shift > 0``. Always triangular, so
+    positive definite; a positive shift too small for the rounding errors of a
+    (numerically) singular ``g`` is raised tenfold, up to five times, as a Cholesky
+    factorisation is much cheaper than an eigendecomposition. Otherwise the ``R`` of a QR of
+    ``sqrt(max(w, 0) + shift) V^H`` with ``g = V diag(w) V^H`` (negative rounding errors
+    clipped), which has the same Gram matrix up to them and is invertible when ``shift > 0``. Always triangular, so
     it can be applied with :func:`apply_matrix` ``(upper=True)``.
 
     Parameters
@@ -239,18 +241,27 @@ def gram_factor(g: np.ndarray, *, damping: float = 0.0, overwrite: bool = False)
     shift = 0.0
     if damping > 0.0 and len(g):
         shift = damping * max(float(to_numpy(xp.mean(g.diagonal().real))), 1e-30)
+    # a positive shift that is too small for rounding errors is raised tenfold, up to five times
+    shifts = [shift * 10.0**i for i in range(_DAMPING_RETRIES + 1)] if shift > 0.0 else [0.0]
     if isinstance(g, np.ndarray) and g.dtype.kind == "f" and (g.flags.c_contiguous or g.flags.f_contiguous):
-        upper = _cholesky_in_place(g if overwrite else g.copy(), shift)
-        if upper is not None:
-            return upper
+        a = g if overwrite else g.copy()
+        for sh in shifts:
+            upper = _cholesky_in_place(a, sh)  # ``a`` is left unchanged when it fails
+            if upper is not None:
+                return upper
     else:
-        try:
-            shifted = g + shift * eye(len(g), like=g) if shift else g
-            return xp.linalg.cholesky(shifted).conj().T
-        except xp.linalg.LinAlgError:
-            pass
+        for sh in shifts:
+            try:
+                shifted = g + sh * eye(len(g), like=g) if sh else g
+                return xp.linalg.cholesky(shifted).conj().T
+            except xp.linalg.LinAlgError:
+                pass
     w, vecs = xp.linalg.eigh(g)
     return qr(xp.sqrt(xp.clip(w, 0.0, None) + shift)[:, None] * vecs.conj().T)[1]
+
+
+#: Tenfold raises of a positive diagonal shift that :func:`gram_factor` tries before the eigenvalue route.
+_DAMPING_RETRIES = 5
 
 
 def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6, overwrite: bool = False) -> np.ndarray:
