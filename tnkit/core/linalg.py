@@ -47,6 +47,7 @@ __all__ = [
     "gram",
     "gram_factor",
     "cholesky_whitener",
+    "ridge_covariance",
     "symmetrize_",
     "gram_singular_values",
     "gram_truncated_factors",
@@ -283,6 +284,38 @@ def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6, overwrit
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
     return gram_factor(c, damping=damping, overwrite=overwrite or c is not covariance).T
+
+
+def ridge_covariance(covariance: np.ndarray, ridge: float, *, overwrite: bool = False) -> np.ndarray:
+    """``C + ridge * tr(C) / n * I``: the second moment shrunk toward its trace-scaled identity.
+
+    A calibration set of a few thousand tokens leaves ``C`` ill-conditioned (or singular,
+    when ``n`` exceeds the tokens): directions it barely excites cost nothing in the
+    whitened error, so a truncation may put arbitrarily large weight errors there, and
+    other text does excite them. The ridge prices every direction at least
+    ``ridge * tr(C) / n``: the whitened error then bounds the plain weight error,
+    ``||E||_F^2 <= tr(E C' E^T) / (ridge * tr(C) / n)``. ``ridge = 0`` returns ``C``.
+
+    Parameters
+    ----------
+    covariance : numpy.ndarray, shape (n, n)
+    ridge : float
+        Relative ridge, at least 0 (0.01 adds 1% of the mean channel variance).
+    overwrite : bool
+        Add the ridge to ``covariance`` itself (a float64 array) instead of a copy.
+    """
+    c = np.asarray(covariance, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
+    ridge = float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
+    if ridge == 0.0:
+        return c
+    shift = ridge * max(float(np.trace(c)) / len(c), 1e-300)
+    out = c if overwrite and c is covariance else c.copy()
+    out[np.diag_indices(len(out))] += shift
+    return out
 
 
 #: Rows per block of the in-place triangle copies (:func:`symmetrize_`).

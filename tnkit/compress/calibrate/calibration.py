@@ -12,7 +12,8 @@ Layers fed the same tensor (Llama's q/k/v, gate/up) share one statistics object.
 
 Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with one
 symmetric rank-k update (BLAS ``ssyrk``, half the multiply-adds of a matmul) in
-float32, accumulated in float64 across batches. The language-model head is skipped
+float32, accumulated in float64 across batches; above 1024 inputs the upper triangle
+is added in bands of 512 rows instead, so no ``in x in`` float32 temporary is made. The language-model head is skipped
 (the calibration needs the blocks' inputs, not the logits) whenever no observed layer
 lives outside the model's base: for SmolLM2 that saves the 49,152 x 576 output
 projection, a fifth of the forward pass.
@@ -31,6 +32,12 @@ from torch import nn
 from ...core.linalg import symmetrize_
 
 __all__ = ["ActivationStats", "collect_activation_stats", "channel_scale"]
+
+
+#: Widest input whose batch product ``X^T X`` is formed whole (one BLAS ``ssyrk``); wider inputs are
+#: added in bands of :data:`_BAND` rows, so no ``in x in`` float32 temporary exists (121 MiB at 5632).
+_SYRK_MAX = 1024
+_BAND = 512
 
 
 @dataclass
@@ -62,8 +69,14 @@ class ActivationStats:
         """Add the rows of ``x`` (shape ``(..., in)``)."""
         total = self._sum()
         x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).contiguous().numpy()
-        # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
-        total += ssyrk(1.0, x2.T, trans=0, lower=0)
+        n = x2.shape[1]
+        if n <= _SYRK_MAX:
+            # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
+            total += ssyrk(1.0, x2.T, trans=0, lower=0)
+        else:  # the upper triangle in bands of rows: no (in, in) float32 temporary
+            for lo in range(0, n, _BAND):
+                hi = min(lo + _BAND, n)
+                total[lo:hi, lo:] += x2[:, lo:hi].T @ x2[:, lo:]
         self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
         self.n_tokens += x2.shape[0]
 

@@ -139,7 +139,7 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
 
     from ...mps.mpo import balanced_factors
     from .factorize import bond_for_params, max_bonds, mpo_factorize, mpo_to_dense
-    from ..layers.lowrank import ridge_covariance
+    from ...core.linalg import ridge_covariance
     from .whitened_mpo import (
         apply_to_input_legs,
         channel_rms,

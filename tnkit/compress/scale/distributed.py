@@ -419,6 +419,7 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
             return_freed_memory()
             if not sequential:
                 hidden = outputs
+            del outputs  # sequential: the compressed block's outputs replace them
         t1, c1 = time.perf_counter(), time.process_time()
         shapes = {n: tuple(linear_weight(m).shape) for n, m in layers.items()}
         owners = assign_layers({n: factorisation_cost(method, *shapes[n]) for n in layers}, ranks.world_size)
@@ -461,7 +462,9 @@ def _factorise_mine(stream: BlockStream, layers: dict[str, nn.Module], owners: d
     run); each of this rank's is freed once its replacement is built, and the last layer
     reading a statistics object may take its storage.
     """
-    mine = [name for name in layers if owners[name] == rank]
+    # the widest input first: its statistics (in x in) are the largest, and are freed before the other builds
+    mine = sorted((name for name in layers if owners[name] == rank),
+                  key=lambda name: -linear_weight(layers[name]).shape[1])
     for name in layers:
         if owners[name] != rank:
             stream.release_module(layers[name])
