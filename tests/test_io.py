@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DTYPES
 
 from tnkit import MPO, MPS
 from tnkit.errors import SchemaError
 from tnkit.io import SCHEMA_VERSION, load_arrays, load_mpo, load_mps, save_arrays, save_mpo, save_mps
-
-DTYPES = [np.float64, np.complex128]
 
 
 @pytest.fixture

@@ -58,12 +58,13 @@ def test_every_single_family_method_has_a_layer_builder_and_a_size_curve():
     assert set(pipeline._LAYER_BUILDERS) == single and set(pipeline._SIZE_CURVES) == single
 
 
-def test_the_former_truncation_module_path_is_the_truncation_module():
-    from tnkit.mps import truncation
+@pytest.mark.parametrize("package", ["mps", "ttn"])
+def test_the_former_truncation_module_path_is_the_truncation_module(package):
+    truncation = importlib.import_module(f"tnkit.{package}.truncation")
 
-    sys.modules.pop("tnkit.mps.compress", None)
-    with pytest.warns(FutureWarning, match="tnkit.mps.compress has moved to tnkit.mps.truncation"):
-        module = importlib.import_module("tnkit.mps.compress")
+    sys.modules.pop(f"tnkit.{package}.compress", None)
+    with pytest.warns(FutureWarning, match=f"tnkit.{package}.compress has moved to tnkit.{package}.truncation"):
+        module = importlib.import_module(f"tnkit.{package}.compress")
     assert module is truncation
 
 

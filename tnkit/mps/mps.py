@@ -36,7 +36,7 @@ import numpy as np
 from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF, peak_magnitude
-from ..core.rng import as_generator
+from ..core.rng import as_generator, standard_normal
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
@@ -52,8 +52,8 @@ from ..core.validate import (
 from ..errors import NormRangeError
 from ..io import load_arrays, register_loader, save_arrays
 from . import canonical, gates, measure, overlap, sampling, truncation
-from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import check_same_library, frozen, scalar_dtype
+from .chain import TensorChain, check_phys_dims, checked_dense, direct_sum, format_dims
+from .chain import check_same_library, frozen, is_scalar, scalar_factor
 
 __all__ = ["MatrixProductState", "MPS"]
 
@@ -105,18 +105,11 @@ class MatrixProductState(TensorChain):
     """
 
     __slots__ = ("_left", "_right")
+    _site_ndim = 3
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
-        arrays = [as_tensor(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
-        if not arrays:
-            raise ValueError("`tensors` must hold at least one site tensor, got none.")
-        check_same_library("tensors", arrays)
-        if copy:
-            arrays = [backend.copy(a) for a in arrays]
-        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
-        dtype = backend.result_type(*arrays)
-        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
-        self._left, self._right = 0, len(arrays)
+        super().__init__(tensors, copy=copy)
+        self._left, self._right = 0, len(self._tensors)
 
     @classmethod
     def from_tensors(
@@ -226,9 +219,7 @@ class MatrixProductState(TensorChain):
         tensors = []
         for i, d in enumerate(dims):
             shape = (bonds[i], d, bonds[i + 1])
-            t = rng.standard_normal(shape)
-            if dtype.kind == "c":
-                t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+            t = standard_normal(rng, shape, is_complex=dtype.kind == "c")
             tensors.append((t / math.sqrt(bonds[i] * d)).astype(dtype))
         psi = cls._trusted(tensors)
         if normalize:
@@ -574,17 +565,13 @@ class MatrixProductState(TensorChain):
         site instead and the canonical bookkeeping is dropped; a factor that even
         ``N`` sites cannot hold raises :class:`~tnkit.errors.NormRangeError`.
         """
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
-        if not np.isfinite(scalar):
-            raise ValueError(f"cannot scale an MPS by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        dtype, phase, log_abs = scalar_factor(scalar, self.dtype, what="an MPS", product="scalar * psi")
         out = self if dtype == backend.numpy_dtype(self.dtype) else type(self)._trusted(
             [backend.astype(t, dtype) for t in self._tensors], self._left, self._right
         )
-        if scalar == 0:
-            return _scaled(out, 0.0, 0.0)
-        return _scaled(out, scalar / abs(scalar), math.log(abs(scalar)))
+        return _scaled(out, phase, log_abs)
 
     __rmul__ = __mul__
 
