@@ -18,7 +18,10 @@ several ranks), and the command's own report (``tnkit_stream.json``) gives
   least 1.7x faster).
 
 The files are deleted at the end (``--keep`` keeps them). ``--size`` picks the model
-(``1b``: 1.1B parameters, TinyLlama's shape; ``300m``: 0.33B; ``--quick``: 30M).
+(``1b``: 1.1B parameters, TinyLlama's shape; ``300m``: 0.33B; ``--quick``: 30M);
+``--blocks N`` writes only its first N blocks (same widths, embeddings and head), which
+bounds the time while the memory, one block at a time, stays the whole model's; peak
+memory is always given against the whole model's float32 bytes.
 Timings depend on the machine's load: the script prints the load average before and after.
 """
 
@@ -88,6 +91,16 @@ def write_random_llama(folder: Path, shape: dict, *, seed: int = 0) -> int:
     return n_params
 
 
+def count_parameters(shape: dict) -> int:
+    """Parameters of the random Llama of ``shape`` (built on ``meta``: nothing allocated)."""
+    from transformers import LlamaConfig
+
+    from tnkit.compress.scale.plan import meta_model
+
+    model = meta_model(LlamaConfig(**shape, max_position_embeddings=2048, tie_word_embeddings=False))
+    return sum(p.numel() for p in model.parameters())
+
+
 def run_ranks(model: Path, out: Path, n: int, args: argparse.Namespace) -> dict:
     """``tnkit compress --stream`` on ``n`` ranks; the command's report."""
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
@@ -117,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibration tokens, read from a generated text of random words beside the model; default 4096")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
                    help="torchrun world sizes to run, one run each; default 1 2")
+    p.add_argument("--blocks", type=int, default=None, metavar="N",
+                   help="only the first N blocks of the model (same widths, embeddings and head): memory per block "
+                        "is that of the whole model, time about N / depth of it; default: every block")
     p.add_argument("--dir", default=None, help="where to write the model (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the written model")
     p.add_argument("--json", action="store_true", help="one JSON object per case on stdout, nothing else")
@@ -127,10 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load = os.getloadavg()
         t0 = time.perf_counter()
-        n_params = write_random_llama(root / "model", SIZES[size])
-        f32 = 4 * n_params
-        say(f"{size}: {n_params:,} parameters, {f32 / 2**30:.2f} GiB in float32, written in "
-            f"{time.perf_counter() - t0:.0f} s; load average {load[0]:.1f}")
+        shape = dict(SIZES[size])
+        if args.blocks is not None:
+            if not 1 <= args.blocks <= shape["num_hidden_layers"]:
+                raise SystemExit(f"--blocks must lie in [1, {shape['num_hidden_layers']}] for --size {size}")
+            shape["num_hidden_layers"] = args.blocks
+            size = f"{size}-{args.blocks}blocks"
+        n_params = write_random_llama(root / "model", shape)
+        f32 = 4 * count_parameters(SIZES["quick" if args.quick else args.size])  # the whole model's, as the goal
+        say(f"{size}: {n_params:,} parameters written in {time.perf_counter() - t0:.0f} s; the whole model "
+            f"{f32 / 2**30:.2f} GiB in float32; load average {load[0]:.1f}")
         rows, reports = [], {}
         for n in args.ranks:
             rep = reports[n] = run_ranks(root / "model", root / f"out-{n}", n, args)

@@ -178,13 +178,7 @@ def private_attributes(parsed) -> set[str]:
 COMPRESS_ORDER = ("numerics", "layers", "calibrate", "storage", "tuning", "recipes", "scale", "front")
 
 #: Imports against that order that remain, as "importer -> imported" (modules).
-COMPRESS_ORDER_ALLOWLIST: set[str] = {
-    # the spectral helpers and the ridge of the second moment still live beside LowRankLinear
-    "tnkit.compress.numerics.allocate -> tnkit.compress.layers.lowrank",
-    "tnkit.compress.numerics.factorize -> tnkit.compress.layers.lowrank",
-    "tnkit.compress.numerics.search -> tnkit.compress.layers.lowrank",
-    "tnkit.compress.numerics.whitened_mpo -> tnkit.compress.layers.lowrank",
-}
+COMPRESS_ORDER_ALLOWLIST: set[str] = set()
 
 
 def compress_order_violations(parsed) -> set[str]:

@@ -148,15 +148,35 @@ def test_lowrank_bad_inputs(rng):
         lowrank_factors(w, 2, method="qr")
 
 
-@pytest.mark.parametrize("shape", [(30, 12), (12, 30)])
-def test_gram_factors_match_truncated_svd(rng, shape):
-    from tnkit.compress.layers.lowrank import gram_singular_values, gram_truncated_factors
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_whitened_svd_in_the_covariance_storage_gives_the_same_factors(rng, ridge):
+    w = random_array(rng, (10, 14))
+    x = random_array(rng, (50, 14))
+    cov = x.T @ x / len(x)
+    u, v, err = lowrank_factors(w, 4, method="whiten", covariance=cov, ridge=ridge)
+    np.testing.assert_array_equal(cov, x.T @ x / len(x))  # left alone by default
+    u2, v2, err2 = lowrank_factors(w, 4, method="whiten", covariance=cov, ridge=ridge, overwrite_covariance=True)
+    np.testing.assert_allclose(u2 @ v2, u @ v, atol=1e-12)
+    assert err2 == pytest.approx(err, rel=1e-12)
+    assert np.array_equal(np.tril(cov, -1), np.zeros_like(cov))  # cov now holds S^T, S the whitener
 
-    a = random_array(rng, shape)
-    u, s, vh = np.linalg.svd(a, full_matrices=False)
-    np.testing.assert_allclose(gram_singular_values(a), s, rtol=1e-8, atol=1e-7)
-    for rank in (1, 5, 12):
-        left, right, discarded = gram_truncated_factors(a, rank)
-        assert left.shape == (shape[0], rank) and right.shape == (rank, shape[1])
-        np.testing.assert_allclose(left @ right, (u[:, :rank] * s[:rank]) @ vh[:rank], atol=1e-9)
-        np.testing.assert_allclose(discarded, np.sum(s[rank:] ** 2), atol=1e-9)
+
+def test_activation_stats_give_their_storage_to_the_last_user(rng):
+    from tnkit.compress.calibrate.calibration import ActivationStats
+
+    x = torch.as_tensor(random_array(rng, (3, 20, 9)), dtype=torch.float32)
+    st = ActivationStats.zeros(9)
+    st.update(x[:2])
+    st.update(x[2:])
+    flat = x.reshape(-1, 9).double().numpy()
+    expected = flat.T @ flat / 60
+    np.testing.assert_allclose(st.covariance, expected, rtol=1e-5)
+    storage = st.second_moment_sum
+    taken = st.take_covariance()
+    assert taken is storage and st.second_moment_sum is None
+    np.testing.assert_allclose(taken, expected, rtol=1e-5)
+    np.testing.assert_array_equal(taken, taken.T)
+    with pytest.raises(ValueError, match="take_covariance"):
+        st.update(x)
+    with pytest.raises(ValueError, match="take_covariance"):
+        st.covariance

@@ -11,7 +11,8 @@ from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on 
 
 import tnkit.compress as tc
 from tnkit.compress.numerics.factorize import mpo_factorize, mpo_to_dense
-from tnkit.compress.layers.lowrank import LowRankLinear, cholesky_whitener
+from tnkit.compress.layers.lowrank import LowRankLinear
+from tnkit.core.linalg import cholesky_whitener
 from tnkit.compress.numerics.search import (
     LayerOptions,
     gradient_weights,

@@ -167,7 +167,7 @@ def test_whiten_lowrank_curve_is_the_svd_llm_error(rng):
     # the curve the "whiten" allocation uses: error at rank k = whitened error of the rank-k factors
     w = random_array(rng, (10, 12))
     c = _covariance(rng, 12)
-    from tnkit.compress.layers.lowrank import cholesky_whitener
+    from tnkit.core.linalg import cholesky_whitener
 
     curve = lowrank_curve(w @ cholesky_whitener(c), step=1)
     u, v, err = lowrank_factors(w, 3, method="whiten", covariance=c)

@@ -46,6 +46,11 @@ __all__ = [
     "TALL",
     "gram",
     "gram_factor",
+    "cholesky_whitener",
+    "ridge_covariance",
+    "symmetrize_",
+    "gram_singular_values",
+    "gram_truncated_factors",
     "apply_matrix",
     "cholesky_factor",
     "tall_qr",
@@ -202,20 +207,174 @@ def gram(m: np.ndarray) -> np.ndarray:
     return contract("ab,ac->bc", m.conj(), m)
 
 
-def gram_factor(g: np.ndarray) -> np.ndarray:
-    """An upper triangular factor ``F`` with ``F^H F = g`` for a Hermitian positive semi-definite ``g``.
+def gram_factor(g: np.ndarray, *, damping: float = 0.0, overwrite: bool = False) -> np.ndarray:
+    """An upper triangular ``F`` with ``F^H F = g + shift * I`` for a Hermitian positive semi-definite ``g``.
 
-    Cholesky when ``g`` is positive definite; otherwise the ``R`` of a QR of the
-    eigenvalue square root ``sqrt(w) V^H`` (negative rounding errors clipped), which
-    has the same Gram matrix. Always triangular, so it can be applied with
-    :func:`apply_matrix` ``(upper=True)``.
+    ``shift = damping * mean(diag g)`` (0 by default). Cholesky when ``g + shift * I`` is
+    positive definite; a positive shift too small for the rounding errors of a
+    (numerically) singular ``g`` is raised tenfold, up to five times, as a Cholesky
+    factorisation is much cheaper than an eigendecomposition. Otherwise the ``R`` of a QR of
+    ``sqrt(max(w, 0) + shift) V^H`` with ``g = V diag(w) V^H`` (negative rounding errors
+    clipped), which has the same Gram matrix up to them and is invertible when ``shift > 0``. Always triangular, so
+    it can be applied with :func:`apply_matrix` ``(upper=True)``.
+
+    Parameters
+    ----------
+    g : array, shape (n, n)
+        Hermitian positive semi-definite; any array library.
+    damping : float
+        Relative diagonal shift, at least 0.
+    overwrite : bool
+        Allow ``g``'s storage to be reused: for a contiguous real numpy ``g`` the Cholesky
+        factor is then computed in place (LAPACK ``potrf``) and returned as a view of
+        ``g``, so no second ``n x n`` array is allocated; ``g`` holds the factor
+        afterwards. Otherwise ``g`` is left unchanged.
+
+    Returns
+    -------
+    F : array, shape (n, n)
+        Upper triangular.
     """
+    damping = float(damping)
+    if not damping >= 0.0:
+        raise ValueError(f"`damping` must be a number >= 0, got {damping}.")
     xp = namespace(g)
-    try:
-        return xp.linalg.cholesky(g).conj().T
-    except xp.linalg.LinAlgError:
-        w, vecs = xp.linalg.eigh(g)
-        return qr(xp.sqrt(xp.clip(w, 0.0, None))[:, None] * vecs.conj().T)[1]
+    shift = 0.0
+    if damping > 0.0 and len(g):
+        shift = damping * max(float(to_numpy(xp.mean(g.diagonal().real))), 1e-30)
+    # a positive shift that is too small for rounding errors is raised tenfold, up to five times
+    shifts = [shift * 10.0**i for i in range(_DAMPING_RETRIES + 1)] if shift > 0.0 else [0.0]
+    if isinstance(g, np.ndarray) and g.dtype.kind == "f" and (g.flags.c_contiguous or g.flags.f_contiguous):
+        a = g if overwrite else g.copy()
+        for sh in shifts:
+            upper = _cholesky_in_place(a, sh)  # ``a`` is left unchanged when it fails
+            if upper is not None:
+                return upper
+    else:
+        for sh in shifts:
+            try:
+                shifted = g + sh * eye(len(g), like=g) if sh else g
+                return xp.linalg.cholesky(shifted).conj().T
+            except xp.linalg.LinAlgError:
+                pass
+    w, vecs = xp.linalg.eigh(g)
+    return qr(xp.sqrt(xp.clip(w, 0.0, None) + shift)[:, None] * vecs.conj().T)[1]
+
+
+#: Tenfold raises of a positive diagonal shift that :func:`gram_factor` tries before the eigenvalue route.
+_DAMPING_RETRIES = 5
+
+
+def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6, overwrite: bool = False) -> np.ndarray:
+    """Lower triangular ``S`` with ``S S^T = C + damping * mean(diag C) * I``: ``gram_factor(C)^T``.
+
+    Whitening by ``S`` turns the output error of a truncated weight under inputs of
+    second moment ``C``, ``tr(E C E^T)``, into the plain ``||E S||_F^2``. ``overwrite``
+    lets the factor take ``covariance``'s storage (see :func:`gram_factor`).
+
+    Parameters
+    ----------
+    covariance : numpy.ndarray, shape (n, n)
+        Symmetric positive semi-definite.
+    damping, overwrite
+        See :func:`gram_factor`.
+    """
+    c = covariance if isinstance(covariance, np.ndarray) and covariance.dtype == np.float64 else np.asarray(
+        covariance, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
+    return gram_factor(c, damping=damping, overwrite=overwrite or c is not covariance).T
+
+
+def ridge_covariance(covariance: np.ndarray, ridge: float, *, overwrite: bool = False) -> np.ndarray:
+    """``C + ridge * tr(C) / n * I``: the second moment shrunk toward its trace-scaled identity.
+
+    A calibration set of a few thousand tokens leaves ``C`` ill-conditioned (or singular,
+    when ``n`` exceeds the tokens): directions it barely excites cost nothing in the
+    whitened error, so a truncation may put arbitrarily large weight errors there, and
+    other text does excite them. The ridge prices every direction at least
+    ``ridge * tr(C) / n``: the whitened error then bounds the plain weight error,
+    ``||E||_F^2 <= tr(E C' E^T) / (ridge * tr(C) / n)``. ``ridge = 0`` returns ``C``.
+
+    Parameters
+    ----------
+    covariance : numpy.ndarray, shape (n, n)
+    ridge : float
+        Relative ridge, at least 0 (0.01 adds 1% of the mean channel variance).
+    overwrite : bool
+        Add the ridge to ``covariance`` itself (a float64 array) instead of a copy.
+    """
+    c = np.asarray(covariance, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
+    ridge = float(ridge)
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
+    if ridge == 0.0:
+        return c
+    shift = ridge * max(float(np.trace(c)) / len(c), 1e-300)
+    out = c if overwrite and c is covariance else c.copy()
+    out[np.diag_indices(len(out))] += shift
+    return out
+
+
+#: Rows per block of the in-place triangle copies (:func:`symmetrize_`).
+_TRIANGLE_BLOCK = 512
+
+
+def symmetrize_(a: np.ndarray, *, source: str = "upper") -> np.ndarray:
+    """Copy one triangle of the square numpy array ``a`` onto the other, in place; returns ``a``.
+
+    ``source="upper"`` sets ``a[j, i] = a[i, j]`` for ``i < j`` (``"lower"`` the reverse),
+    in blocks of rows, so no second ``n x n`` array is allocated.
+    """
+    if source not in ("upper", "lower"):
+        raise ValueError(f"`source` must be 'upper' or 'lower', got {source!r}.")
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"`a` must be a square matrix, got shape {a.shape}.")
+    n = len(a)
+    for lo in range(0, n, _TRIANGLE_BLOCK):
+        hi = min(lo + _TRIANGLE_BLOCK, n)
+        if source == "upper":
+            a[hi:, lo:hi] = a[lo:hi, hi:].T
+        else:
+            a[lo:hi, hi:] = a[hi:, lo:hi].T
+        diag = a[lo:hi, lo:hi]
+        if source == "upper":
+            diag[...] = np.triu(diag) + np.triu(diag, 1).T
+        else:
+            diag[...] = np.tril(diag) + np.tril(diag, -1).T
+    return a
+
+
+def _cholesky_in_place(a: np.ndarray, shift: float) -> np.ndarray | None:
+    """Upper Cholesky factor of the symmetric real ``a + shift * I`` in ``a``'s storage, or ``None``.
+
+    LAPACK ``potrf`` writes the factor over one triangle and reads nothing else; on
+    failure that triangle and the diagonal are restored from the other one, so ``a`` is
+    unchanged.
+    """
+    from scipy.linalg import lapack
+
+    c_order = a.flags.c_contiguous
+    fview = a.T if c_order else a  # Fortran-ordered: its lower triangle is a's upper (C order)
+    potrf = lapack.dpotrf if a.dtype == np.float64 else lapack.spotrf
+    diagonal = a.diagonal().copy()
+    a[np.diag_indices(len(a))] += shift
+    factor, info = potrf(fview, lower=1, overwrite_a=1, clean=0)
+    if not np.shares_memory(factor, a):  # pragma: no cover - potrf copied its input: ``a`` only lost the diagonal
+        a[np.diag_indices(len(a))] = diagonal
+        return np.tril(factor).T if info == 0 else None
+    if info != 0:
+        symmetrize_(a, source="lower" if c_order else "upper")
+        a[np.diag_indices(len(a))] = diagonal
+        return None
+    # ``fview`` holds L (lower, L L^T = a + shift I); zero its strict upper part, then ``fview.T`` is R = L^T
+    upper = fview.T
+    for lo in range(0, len(a), _TRIANGLE_BLOCK):
+        hi = min(lo + _TRIANGLE_BLOCK, len(a))
+        upper[lo:hi, :hi] = np.triu(upper[lo:hi, :hi], lo)
+    return upper
 
 
 #: Smallest output dimension of an upper triangular factor that :func:`apply_matrix` splits into
@@ -442,8 +601,7 @@ def gram_truncated_svd(
     rows, cols = m.shape
     if rows >= TALL * cols:
         xp = namespace(m)
-        w, v = xp.linalg.eigh(gram(m))
-        w, v = xp.clip(flip(w), 0.0, None), flip(v, 1)
+        w, v = _gram_eigh(m, side="right")
         s = xp.sqrt(w)
         k, discarded = truncation_rank(s, max_bond=max_bond, cutoff=cutoff)
         w_host = w if isinstance(w, np.ndarray) else to_numpy(w[: max(k, 1)])
@@ -456,3 +614,68 @@ def gram_truncated_svd(
                 pass
     u, s, _, discarded = tall_truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
     return u, s, discarded
+
+
+def _gram_eigh(m: np.ndarray, *, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and eigenvectors of ``m^H m`` (``side="right"``) or ``m m^H``."""
+    xp = namespace(m)
+    w, v = xp.linalg.eigh(gram(m) if side == "right" else gram(m.conj().T))
+    return xp.clip(flip(w), 0.0, None), flip(v, 1)
+
+
+def gram_singular_values(m: np.ndarray) -> np.ndarray:
+    """Singular values of ``m`` (descending, ``min(rows, n)`` of them) from its smaller Gram matrix.
+
+    ``s**2`` are the eigenvalues of ``m^H m`` (or ``m m^H``), clipped at 0: exact up to
+    ``eps * ||m||^2`` in ``s**2``, which is all a truncation-error curve needs, and
+    several times cheaper than an SVD for a tall or wide matrix.
+
+    Parameters
+    ----------
+    m : array, shape (rows, n)
+
+    Returns
+    -------
+    s : array, shape (min(rows, n),)
+    """
+    xp = namespace(m)
+    g = gram(m) if m.shape[1] <= m.shape[0] else gram(m.conj().T)
+    return xp.sqrt(xp.clip(flip(xp.linalg.eigvalsh(g)), 0.0, None))
+
+
+def gram_truncated_factors(
+    m: np.ndarray, *, max_bond: int | None = None, cutoff: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Best low-rank factors ``left @ right`` of ``m`` through its smaller Gram matrix.
+
+    With ``V`` the top ``k`` eigenvectors of ``m^H m`` (``n <= rows``) the factors are
+    ``left = m V`` (``U diag(s)`` of the truncated SVD) and ``right = V^H``; for a wide
+    matrix the roles swap (``left = U``, ``right = U^H m``). ``k`` follows
+    :func:`truncation_rank`. The product is the truncated SVD's (Eckart-Young optimal)
+    and stays exact at full rank even where small singular values are inaccurate,
+    because ``m V V^H = m`` for unitary ``V``; unlike :func:`gram_truncated_svd` no
+    orthonormal ``U`` is promised for a tall ``m`` (``left`` carries the singular values).
+    On a 1536 x 576 float64 weight this is about 5x faster than LAPACK's ``gesdd``.
+
+    Parameters
+    ----------
+    m : array, shape (rows, n)
+    max_bond, cutoff
+        The truncation rule of :func:`truncation_rank`.
+
+    Returns
+    -------
+    left : array, shape (rows, k)
+    right : array, shape (k, n)
+    discarded : float
+        ``sum`` of the dropped ``s**2`` (absolute).
+    """
+    tall = m.shape[1] <= m.shape[0]
+    w, v = _gram_eigh(m, side="right" if tall else "left")
+    k, discarded = truncation_rank(namespace(m).sqrt(w), max_bond=max_bond, cutoff=cutoff)
+    basis = v[:, :k]
+    if isinstance(basis, np.ndarray):
+        basis = np.ascontiguousarray(basis)
+    if tall:
+        return contract("ab,bc->ac", m, basis), basis.conj().T, discarded
+    return basis, contract("ba,bc->ac", basis.conj(), m), discarded

@@ -12,7 +12,8 @@ Layers fed the same tensor (Llama's q/k/v, gate/up) share one statistics object.
 
 Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with one
 symmetric rank-k update (BLAS ``ssyrk``, half the multiply-adds of a matmul) in
-float32, accumulated in float64 across batches. The language-model head is skipped
+float32, accumulated in float64 across batches; above 1024 inputs the upper triangle
+is added in bands of 512 rows instead, so no ``in x in`` float32 temporary is made. The language-model head is skipped
 (the calibration needs the blocks' inputs, not the logits) whenever no observed layer
 lives outside the model's base: for SmolLM2 that saves the 49,152 x 576 output
 projection, a fifth of the forward pass.
@@ -28,7 +29,15 @@ import torch
 from scipy.linalg.blas import ssyrk
 from torch import nn
 
+from ...core.linalg import symmetrize_
+
 __all__ = ["ActivationStats", "collect_activation_stats", "channel_scale"]
+
+
+#: Widest input whose batch product ``X^T X`` is formed whole (one BLAS ``ssyrk``); wider inputs are
+#: added in bands of :data:`_BAND` rows, so no ``in x in`` float32 temporary exists (121 MiB at 5632).
+_SYRK_MAX = 1024
+_BAND = 512
 
 
 @dataclass
@@ -39,13 +48,14 @@ class ActivationStats:
     ----------
     second_moment_sum : numpy.ndarray, shape (in, in)
         ``sum_t x_t x_t^T`` over calibration tokens; only the upper triangle is
-        accumulated (see :attr:`covariance`, which is symmetric).
+        accumulated (see :attr:`covariance`, which is symmetric). ``None`` once
+        :meth:`take_covariance` took it.
     abs_sum : numpy.ndarray, shape (in,)
         ``sum_t |x_t|``.
     n_tokens : int
     """
 
-    second_moment_sum: np.ndarray
+    second_moment_sum: np.ndarray | None
     abs_sum: np.ndarray
     n_tokens: int = 0
     _seen: set = field(default_factory=set, repr=False)
@@ -57,17 +67,44 @@ class ActivationStats:
 
     def update(self, x: torch.Tensor) -> None:
         """Add the rows of ``x`` (shape ``(..., in)``)."""
+        total = self._sum()
         x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).contiguous().numpy()
-        # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
-        self.second_moment_sum += ssyrk(1.0, x2.T, trans=0, lower=0)
+        n = x2.shape[1]
+        if n <= _SYRK_MAX:
+            # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
+            total += ssyrk(1.0, x2.T, trans=0, lower=0)
+        else:  # the upper triangle in bands of rows: no (in, in) float32 temporary
+            for lo in range(0, n, _BAND):
+                hi = min(lo + _BAND, n)
+                total[lo:hi, lo:] += x2[:, lo:hi].T @ x2[:, lo:]
         self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
         self.n_tokens += x2.shape[0]
 
     @property
     def covariance(self) -> np.ndarray:
-        """Second moment ``E[x x^T]``, shape ``(in, in)``, symmetric (uncentred, as the output error needs)."""
-        upper = np.triu(self.second_moment_sum)
-        return (upper + np.triu(upper, 1).T) / max(self.n_tokens, 1)
+        """Second moment ``E[x x^T]``, shape ``(in, in)``, symmetric (uncentred, as the output error needs).
+
+        A new array each time (the one ``in x in`` allocation: the lower triangle is
+        filled in place).
+        """
+        return symmetrize_(self._sum() / max(self.n_tokens, 1), source="upper")
+
+    def take_covariance(self) -> np.ndarray:
+        """:attr:`covariance`, computed in the storage of the running sum, which these statistics give up.
+
+        For the last user of the statistics: no second ``in x in`` array is allocated.
+        Afterwards the statistics can be neither updated nor read again.
+        """
+        c = self._sum()
+        self.second_moment_sum = None
+        c /= max(self.n_tokens, 1)
+        return symmetrize_(c, source="upper")
+
+    def _sum(self) -> np.ndarray:
+        if self.second_moment_sum is None:
+            raise ValueError("these statistics gave their second moment away (take_covariance) and cannot be "
+                             "read or updated again.")
+        return self.second_moment_sum
 
     @property
     def mean_abs(self) -> np.ndarray:

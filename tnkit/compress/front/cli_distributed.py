@@ -36,7 +36,8 @@ def add_distributed_args(p: argparse.ArgumentParser, run: Callable[[Any], int]) 
                    help="with --plan: number of ranks to plan for (default: $WORLD_SIZE or 1); with --stream the "
                         "ranks are those torchrun started, and N, if given, must match")
     p.add_argument("--stream", action="store_true",
-                   help="out-of-core: read MODEL (a safetensors checkpoint directory) one block at a time, compress "
+                   help="out-of-core: read MODEL (a safetensors checkpoint directory or a GGUF file) one block at a "
+                        "time, compress "
                         "and write it (methods svd, asvd, whiten, mpo, mpo-whiten, every layer keeping --ratio); under "
                         "torchrun the ranks share the calibration text and the factorisations")
     p.set_defaults(method=None, func=lambda args: _dispatch(args, run))
@@ -90,7 +91,15 @@ def _check_stream_args(args: Any) -> None:
     if given:
         raise ValueError(f"--stream does not take {', '.join('--' + g.replace('_', '-') for g in given)}.")
     if args.model is None or args.out is None:
-        raise ValueError("--stream needs MODEL (a safetensors checkpoint directory) and --out.")
+        raise ValueError("--stream needs MODEL (a safetensors checkpoint directory or a .gguf file) and --out.")
+
+
+def _stream_source(args: Any) -> Any:
+    """MODEL, or the GGUF file ``--gguf`` names inside the MODEL directory."""
+    from pathlib import Path
+
+    gguf = getattr(args, "gguf", None)
+    return Path(args.model) / gguf if gguf else Path(args.model)
 
 
 def _run_stream(args: Any) -> int:
@@ -126,10 +135,11 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
     say = print if ranks.is_main else (lambda *a, **k: None)
     say(f"tnkit compress --stream: {args.model} on {ranks.world_size} rank(s), method {method}", flush=True)
     start = time.perf_counter()
-    tok, calib = _calibration(args, method, STREAM_METHODS[method][1])
+    source = _stream_source(args)
+    tok, calib = _calibration(args, source, method, STREAM_METHODS[method][1])
     ratio = 0.8 if args.ratio is None else args.ratio
     sequential = True if args.sequential is None else args.sequential
-    result = compress_streaming(args.model, args.out, method=method, ratio=ratio, calibration=calib,
+    result = compress_streaming(source, args.out, method=method, ratio=ratio, calibration=calib,
                                 sequential=sequential, ridge=args.ridge, tokenizer=tok,
                                 progress=not args.no_progress)
     peaks = _gather_ints(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -151,14 +161,13 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
     return 0
 
 
-def _calibration(args: Any, method: str, needs_data: bool) -> tuple[Any, Any]:
+def _calibration(args: Any, source: Any, method: str, needs_data: bool) -> tuple[Any, Any]:
     """The model's tokenizer and the calibration batches (``None`` for the data-free methods)."""
-    from pathlib import Path
-
-    from ..tuning.corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, token_batches, tokenize
     from ..storage.models import load_tokenizer
+    from ..tuning.corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, token_batches, tokenize
 
-    tok = load_tokenizer(Path(args.model), None)
+    gguf = source.suffix == ".gguf" and source.is_file()
+    tok = load_tokenizer(source.parent, source.name) if gguf else load_tokenizer(source, None)
     if not needs_data:
         return tok, None
     if args.calib_text is None:

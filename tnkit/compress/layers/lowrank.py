@@ -26,53 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.linalg import cholesky_whitener, gram_truncated_factors, ridge_covariance
 from ...core.threads import with_blas_threads
 from ...core.validate import check_int, check_option
 
-__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener", "ridge_covariance"]
+__all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "ridge_covariance"]
 
 LOWRANK_METHODS = ("svd", "asvd", "whiten")
-
-
-def ridge_covariance(covariance: np.ndarray, ridge: float) -> np.ndarray:
-    """``C + ridge * tr(C) / n * I``: the second moment shrunk toward its trace-scaled identity.
-
-    A calibration set of a few thousand tokens leaves ``C`` ill-conditioned (or singular,
-    when ``n`` exceeds the tokens): directions it barely excites cost nothing in the
-    whitened error, so a truncation may put arbitrarily large weight errors there, and
-    other text does excite them. The ridge prices every direction at least
-    ``ridge * tr(C) / n``: the whitened error then bounds the plain weight error,
-    ``||E||_F^2 <= tr(E C' E^T) / (ridge * tr(C) / n)``. ``ridge = 0`` returns ``C``.
-
-    Parameters
-    ----------
-    covariance : numpy.ndarray, shape (n, n)
-    ridge : float
-        Relative ridge, at least 0 (0.01 adds 1% of the mean channel variance).
-    """
-    c = np.asarray(covariance, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
-    ridge = float(ridge)
-    if not ridge >= 0.0:
-        raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
-    if ridge == 0.0:
-        return c
-    return c + (ridge * max(float(np.trace(c)) / len(c), 1e-300)) * np.eye(len(c))
-
-
-def cholesky_whitener(covariance: np.ndarray, *, damping: float = 1e-6) -> np.ndarray:
-    """Lower-triangular ``S`` with ``S S^T = C + damping * mean(diag C) * I``."""
-    c = np.asarray(covariance, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise ValueError(f"`covariance` must be a square matrix, got shape {c.shape}.")
-    jitter = damping * max(float(np.mean(np.diag(c))), 1e-30)
-    for _ in range(6):
-        try:
-            return np.linalg.cholesky(c + jitter * np.eye(len(c)))
-        except np.linalg.LinAlgError:
-            jitter *= 10.0
-    raise ValueError("`covariance` is not positive semi-definite (Cholesky failed even with damping).")
 
 
 @with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
@@ -84,6 +44,7 @@ def lowrank_factors(
     input_scale: np.ndarray | None = None,
     covariance: np.ndarray | None = None,
     ridge: float = 0.0,
+    overwrite_covariance: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight`` and the error.
 
@@ -99,6 +60,10 @@ def lowrank_factors(
         Needed by ``"whiten"``.
     ridge : float
         ``"whiten"`` truncates in the basis of :func:`ridge_covariance` ``(covariance, ridge)``.
+    overwrite_covariance : bool
+        ``"whiten"``: let the whitening factor take the storage of ``covariance`` (a
+        C-contiguous float64 array the caller no longer needs): no second ``in x in``
+        array is allocated, and ``covariance`` holds the factor afterwards.
 
     Returns
     -------
@@ -123,54 +88,37 @@ def lowrank_factors(
     else:
         if covariance is None:
             raise ValueError("method 'whiten' needs `covariance` (input second moment).")
-        right = cholesky_whitener(ridge_covariance(covariance, ridge))
-        target = w @ right
-    us, vh, discarded = gram_truncated_factors(target, rank)
-    error = discarded / max(float(np.sum(target * target)), 1e-300)
+        c = ridge_covariance(covariance, ridge, overwrite=overwrite_covariance)
+        right = cholesky_whitener(c, overwrite=overwrite_covariance or c is not covariance)
+        target = _times_lower(w, right, in_place=w is not weight)
+    us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
+    error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
     if method == "asvd":
         vh = vh / scale[None, :]
     elif method == "whiten":  # vh @ right^{-1}, by one triangular solve (right is lower-triangular)
         from scipy.linalg import solve_triangular
 
-        vh = solve_triangular(right, vh.T, trans="T", lower=True).T
+        vh = solve_triangular(right, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
     return us, vh, float(error)
 
 
-def gram_singular_values(matrix: np.ndarray) -> np.ndarray:
-    """Singular values of ``matrix`` (descending, ``min(m, n)`` of them) from its smaller Gram matrix.
+def _times_lower(w: np.ndarray, lower: np.ndarray, *, in_place: bool) -> np.ndarray:
+    """``w @ lower`` for a lower-triangular ``lower``; with ``in_place``, in ``w``'s storage (BLAS ``trmm``)."""
+    if not (in_place and w.flags.c_contiguous and w.dtype == np.float64 and lower.dtype == np.float64):
+        return w @ lower
+    from scipy.linalg.blas import dtrmm
 
-    ``s**2`` are the eigenvalues of ``A^T A`` (or ``A A^T``), clipped at 0: exact up to
-    ``eps * ||A||^2`` in ``s**2``, which is all a truncation-error curve needs, and
-    several times cheaper than an SVD for a tall or wide weight.
-    """
-    a = np.asarray(matrix, dtype=np.float64)
-    gram = a.T @ a if a.shape[1] <= a.shape[0] else a @ a.T
-    return np.sqrt(np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))
+    # w is C-ordered, so w.T is a Fortran-ordered view: w.T <- lower^T w.T is w <- w lower
+    out = dtrmm(1.0, np.asfortranarray(lower), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+    return w if np.shares_memory(out, w) else out.T
 
 
-def gram_truncated_factors(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Best rank-``rank`` factors ``left @ right`` of ``matrix`` through its smaller Gram matrix.
-
-    With ``V`` the top ``rank`` eigenvectors of ``A^T A`` (``n <= m``) the factors are
-    ``left = A V`` (``U diag(s)`` of the truncated SVD) and ``right = V^T``; for a
-    wide matrix the roles swap. The product is the truncated SVD's (Eckart-Young
-    optimal) and stays exact at full rank even where small singular values are
-    inaccurate, because ``A V V^T = A`` for orthogonal ``V``. On a 1536 x 576 float64
-    weight this is about 5x faster than LAPACK's ``gesdd`` (measured here).
-
-    Returns
-    -------
-    left : numpy.ndarray, shape (m, rank)
-    right : numpy.ndarray, shape (rank, n)
-    discarded : float
-        ``sum`` of the dropped ``s**2`` (absolute).
-    """
-    a = np.asarray(matrix, dtype=np.float64)
-    tall = a.shape[1] <= a.shape[0]
-    evals, vecs = np.linalg.eigh(a.T @ a if tall else a @ a.T)
-    basis = np.ascontiguousarray(vecs[:, ::-1][:, :rank])
-    discarded = float(np.clip(evals[::-1][rank:], 0.0, None).sum())
-    return (a @ basis, basis.T, discarded) if tall else (basis, basis.T @ a, discarded)
+def _host_view(weight: Any) -> np.ndarray:
+    """A numpy array of ``weight`` without a copy where possible (float32/float64 CPU tensors and arrays)."""
+    if torch.is_tensor(weight):
+        t = weight.detach().cpu()
+        return (t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float64)).numpy()
+    return np.asarray(weight)
 
 
 class LowRankLinear(nn.Module):
@@ -205,14 +153,16 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
-                    input_scale: Any = None, covariance: Any = None, ridge: float = 0.0) -> LowRankLinear:
+                    input_scale: Any = None, covariance: Any = None, ridge: float = 0.0,
+                    overwrite_covariance: bool = False) -> LowRankLinear:
         """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
         from .mpo_linear import to_numpy
 
-        w = to_numpy(weight)
+        w = _host_view(weight)  # lowrank_factors makes (and may reuse) its own float64 copy
         u, v, err = lowrank_factors(w, rank, method=method,
                                     input_scale=None if input_scale is None else to_numpy(input_scale),
-                                    covariance=None if covariance is None else to_numpy(covariance), ridge=ridge)
+                                    covariance=None if covariance is None else to_numpy(covariance), ridge=ridge,
+                                    overwrite_covariance=overwrite_covariance)
         dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
         return cls(u, v, bias, truncation_error=err, original_params=w.size + (0 if bias is None else w.shape[0]),
                    dtype=dtype)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layers.lowrank import gram_singular_values
+from ...core.linalg import gram_singular_values
 from ...core.validate import check_int
 
 __all__ = ["SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget"]

@@ -109,7 +109,7 @@ class LayerOptions:
 
 
 def _lowrank_options(w: np.ndarray, c: np.ndarray, step: int) -> LayerOptions:
-    from ..layers.lowrank import cholesky_whitener, gram_singular_values
+    from ...core.linalg import cholesky_whitener, gram_singular_values
 
     out, inp = w.shape
     s = gram_singular_values(w @ cholesky_whitener(c))
@@ -139,7 +139,7 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
 
     from ...mps.mpo import balanced_factors
     from .factorize import bond_for_params, max_bonds, mpo_factorize, mpo_to_dense
-    from ..layers.lowrank import ridge_covariance
+    from ...core.linalg import ridge_covariance
     from .whitened_mpo import (
         apply_to_input_legs,
         channel_rms,

@@ -45,7 +45,7 @@ from ...core.contract import contract
 from ...core.validate import as_array, check_int
 from .allocate import SizeCurve, curve_from_tail, tail_energy
 from .factorize import MPOFactors, core_dims, mpo_factorize, mpo_to_dense
-from ..layers.lowrank import cholesky_whitener, gram_singular_values, ridge_covariance
+from ...core.linalg import cholesky_whitener, gram_singular_values, ridge_covariance
 
 __all__ = [
     "WhitenedMPO",
@@ -245,7 +245,7 @@ def whitened_mpo_factorize(
         Relative ridge of the Kronecker factors' Cholesky (times their mean diagonal).
     ridge : float
         Truncate and refit for ``C' = C + ridge * tr(C) / n * I``
-        (:func:`~tnkit.compress.layers.lowrank.ridge_covariance`) instead of ``C``. Without
+        (:func:`~tnkit.core.linalg.ridge_covariance`) instead of ``C``. Without
         it, directions the calibration tokens barely excite (near-dead channels,
         whose channel scale is tiny, and small eigenvalues of the Kronecker factors,
         whose whitener inverse is large) can carry weight errors hundreds of times

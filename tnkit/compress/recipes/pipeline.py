@@ -43,7 +43,8 @@ from ...core.validate import check_option
 from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
 from ..numerics.factorize import bond_for_params, max_bonds
-from ..layers.lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
+from ...core.linalg import cholesky_whitener
+from ..layers.lowrank import LowRankLinear, ridge_covariance
 from ..layers.mpo_linear import MPOLinear
 from ..layers.surgery import find_layers, linear_weight, replace_layers
 from ..numerics.search import gradient_weights

@@ -193,32 +193,39 @@ def broadcast_layer(layer: nn.Module | None, src: int) -> nn.Module | None:
 
 
 def _stats_free(method: str) -> Callable:
-    def build(module: nn.Module, size: int, st: ActivationStats | None, ridge: float) -> nn.Module:
+    def build(module: nn.Module, size: int, st: ActivationStats | None, ridge: float, last: bool) -> nn.Module:
         if method == "mpo":
             return MPOLinear.from_linear(module, n_cores=2, max_bond=size)
         return LowRankLinear.from_linear(module, rank=size, method="svd")
     return build
 
 
-def _build_asvd(module: nn.Module, size: int, st: ActivationStats, ridge: float) -> nn.Module:
+def _covariance(st: ActivationStats, last: bool) -> np.ndarray:
+    """A new array holding ``st``'s second moment; the last user takes the statistics' own storage."""
+    return st.take_covariance() if last else st.covariance
+
+
+def _build_asvd(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
     return LowRankLinear.from_linear(module, rank=size, method="asvd", input_scale=channel_scale(st, alpha=0.5))
 
 
-def _build_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float) -> nn.Module:
-    return LowRankLinear.from_linear(module, rank=size, method="whiten", covariance=st.covariance, ridge=ridge)
+def _build_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
+    return LowRankLinear.from_linear(module, rank=size, method="whiten", covariance=_covariance(st, last),
+                                     ridge=ridge, overwrite_covariance=True)
 
 
-def _build_mpo_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float) -> nn.Module:
+def _build_mpo_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
     from ...mps.mpo import balanced_factors
     from ..numerics.factorize import max_bonds
 
     out, inp = linear_weight(module).shape
     size = min(size, max(max_bonds(balanced_factors(out, 2), balanced_factors(inp, 2))))
-    return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=2, max_bond=size, sweeps=1,
+    return MPOLinear.from_linear_whitened(module, _covariance(st, last), n_cores=2, max_bond=size, sweeps=1,
                                           cg_iterations=8, ridge=ridge)
 
 
-#: Methods :func:`compress_streaming` runs: ``method -> (build(module, size, stats, ridge), needs data)``. Each
+#: Methods :func:`compress_streaming` runs: ``method -> (build(module, size, stats, ridge, last), needs data)``, where
+#: ``last`` says that no later layer of the rank reads ``stats`` (its storage may be reused). Each
 #: keeps the same fraction of every layer, as :func:`tnkit.compress.compress_model` with
 #: ``allocation="uniform"`` does.
 STREAM_METHODS: dict[str, tuple[Callable, bool]] = {
@@ -267,7 +274,7 @@ def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module]
 
     def observe(name: str) -> Callable:
         def hook(_m: nn.Module, args: tuple, _out: Any) -> None:
-            x = args[0].detach()
+            x = args[0]  # the tensor itself: a detached copy would be a new object for each layer it feeds
             if id(x) not in fed:
                 st = stats.get(name) or ActivationStats.zeros(x.shape[-1])
                 st.update(x)
@@ -388,6 +395,7 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
     if writer is not None:
         for tensor in stream.outside_tensors():
             writer.add(tensor)
+        del tensor  # the last one (the output head, a vocabulary x width matrix) would stay alive for the walk
         return_freed_memory()
     hidden = None
     if share is not None:
@@ -411,14 +419,16 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
             return_freed_memory()
             if not sequential:
                 hidden = outputs
+            del outputs  # sequential: the compressed block's outputs replace them
         t1, c1 = time.perf_counter(), time.process_time()
         shapes = {n: tuple(linear_weight(m).shape) for n, m in layers.items()}
         owners = assign_layers({n: factorisation_cost(method, *shapes[n]) for n in layers}, ranks.world_size)
         # Every rank factorises all of its layers first and only then do the broadcasts run:
         # interleaving them would make each rank wait on the others' factorisations in turn.
-        mine = {name: build(module, uniform_size(method, *shapes[name], ratio), stats.get(name), ridge)
-                for name, module in layers.items() if owners[name] == ranks.rank}
-        new = {name: broadcast_layer(mine.get(name), owners[name]) for name in layers}
+        mine = _factorise_mine(stream, layers, owners, ranks.rank, stats, build,
+                               {n: uniform_size(method, *shapes[n], ratio) for n in layers}, ridge)
+        stats.clear()
+        new = {name: broadcast_layer(mine.pop(name, None), owners[name]) for name in layers}
         t2 = time.perf_counter()
         cpu_fact += time.process_time() - c1
         head = stream.block_name(i)
@@ -441,6 +451,37 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
         return_freed_memory()
     return StreamResult(method, ranks.world_size, tuple(reports), before, after, time.perf_counter() - start,
                         t_fact, t_stats, cpu_fact)
+
+
+def _factorise_mine(stream: BlockStream, layers: dict[str, nn.Module], owners: dict[str, int], rank: int,
+                    stats: dict[str, ActivationStats], build: Callable, sizes: dict[str, int],
+                    ridge: float) -> dict[str, nn.Module]:
+    """Build the compressed layers ``rank`` owns; free every dense weight as soon as nothing needs it.
+
+    The other ranks' layers are freed first (their statistics are taken, the block has
+    run); each of this rank's is freed once its replacement is built, and the last layer
+    reading a statistics object may take its storage.
+    """
+    # the widest input first: its statistics (in x in) are the largest, and are freed before the other builds
+    mine = sorted((name for name in layers if owners[name] == rank),
+                  key=lambda name: -linear_weight(layers[name]).shape[1])
+    for name in layers:
+        if owners[name] != rank:
+            stream.release_module(layers[name])
+    readers: dict[int, int] = {}
+    for name in mine:
+        if name in stats:
+            readers[id(stats[name])] = readers.get(id(stats[name]), 0) + 1
+    built = {}
+    for name in mine:
+        st = stats.get(name)
+        last = False
+        if st is not None:
+            readers[id(st)] -= 1
+            last = readers[id(st)] == 0
+        built[name] = build(layers[name], sizes[name], st, ridge, last)
+        stream.release_module(layers[name])
+    return built
 
 
 def return_freed_memory() -> None:

@@ -59,7 +59,9 @@ def _mpo_whiten_flops(m: int, n: int) -> float:
 COSTS = {"svd": _svd_flops, "asvd": _svd_flops, "whiten": _whiten_flops, "mpo": _mpo_flops,
          "mpo-whiten": _mpo_whiten_flops}
 #: float64 work arrays of a factorisation, in units of ``out * in`` and ``in * in`` numbers
-_WORK = {"svd": (3, 0), "asvd": (3, 0), "whiten": (3, 3), "mpo": (3, 0), "mpo-whiten": (4, 4)}
+#: (``whiten``: the factor of the second moment is computed in the array the statistics hand over, and
+#: ``W S`` in the float64 copy of ``W``; one ``in x in`` copy for a layer that shares its input)
+_WORK = {"svd": (3, 0), "asvd": (3, 0), "whiten": (3, 1), "mpo": (3, 0), "mpo-whiten": (4, 4)}
 
 
 def factorisation_cost(method: str, out: int, inp: int) -> float:

@@ -1,7 +1,9 @@
-"""Out-of-core models: build on ``meta``, fill one block at a time from safetensors, write as you go.
+"""Out-of-core models: build on ``meta``, fill one block at a time from safetensors or GGUF, write as you go.
 
 A Hugging Face checkpoint directory holds ``config.json`` and either ``model.safetensors``
-or shards named by ``model.safetensors.index.json``. :class:`BlockStream` builds the
+or shards named by ``model.safetensors.index.json``; a GGUF file holds the configuration
+and the tensors (possibly quantised) in one file, memory-mapped and dequantised one
+tensor at a time (:class:`GGUFFiles`). :class:`BlockStream` builds the
 architecture with its parameters on torch's ``meta`` device (shapes only; buffers such as
 the rotary frequencies are real), reads the tensors outside the blocks (embeddings, final
 norm, untied output head) and then fills and empties one block at a time::
@@ -38,13 +40,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ...errors import SchemaError
 from ..storage.serialize import WEIGHTS_FILE, read_safetensors, write_metadata, write_model_dir
 
-__all__ = ["CheckpointFiles", "BlockStream", "SafetensorsWriter", "INDEX_FILE", "find_blocks"]
+__all__ = ["CheckpointFiles", "GGUFFiles", "gguf_config", "BlockStream", "SafetensorsWriter", "INDEX_FILE", "find_blocks"]
 
 INDEX_FILE = "model.safetensors.index.json"
 _DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -112,14 +115,98 @@ class CheckpointFiles:
         return out
 
 
+class GGUFFiles:
+    """The tensors of a GGUF file under their transformers names, dequantised one at a time.
+
+    ``gguf``'s ``GGUFReader`` maps the file into memory without reading it; a tensor is
+    dequantised (``gguf.dequantize``: float16, bfloat16 and the block quantisations)
+    only when asked for. The names come from transformers' GGUF mapping
+    (``transformers.modeling_gguf_pytorch_utils.get_gguf_hf_weights_map``) and every
+    tensor goes through the architecture's tensor processor there (for Llama, the
+    reverse of llama.cpp's permutation of the query and key rows), so the tensors are
+    those ``from_pretrained(..., gguf_file=...)`` loads.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.gguf`` file.
+    model : torch.nn.Module
+        The architecture (on ``meta``), built from the file's configuration.
+
+    Raises
+    ------
+    tnkit.errors.SchemaError
+        If the file is not a GGUF file.
+    """
+
+    def __init__(self, path: Any, model: nn.Module) -> None:
+        from gguf import GGUFReader
+        from transformers.modeling_gguf_pytorch_utils import (
+            TENSOR_PROCESSORS,
+            TensorProcessor,
+            get_gguf_hf_weights_map,
+            read_field,
+        )
+
+        self.path = Path(path)
+        try:
+            self._reader = GGUFReader(str(self.path))
+        except (ValueError, OSError) as exc:
+            raise SchemaError(f"{str(self.path)!r} is not a readable GGUF file ({exc}).") from None
+        arch = read_field(self._reader, "general.architecture")
+        self._processor = TENSOR_PROCESSORS.get(arch[0] if arch else "", TensorProcessor)(
+            config=model.config.to_dict())
+        self._to_hf = get_gguf_hf_weights_map(model, self._processor)
+        self._tensors = {t.name: t for t in self._reader.tensors}
+        self.file_of = {hf: gguf for gguf, hf in self._to_hf.items() if gguf in self._tensors}
+        self.directory = self.path.parent
+
+    def read(self, names: list[str], *, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """The tensors ``names``, dequantised and converted to ``dtype`` (fresh tensors, none kept)."""
+        from gguf import dequantize
+
+        from ..storage.serialize import all_finite
+
+        missing = [n for n in names if n not in self.file_of]
+        if missing:
+            raise SchemaError(f"the GGUF file {str(self.path)!r} lacks tensors {missing[:3]}.")
+        out = {}
+        for name in names:
+            gguf_name = self.file_of[name]
+            entry = self._tensors[gguf_name]
+            result = self._processor.process(weights=dequantize(entry.data, entry.tensor_type), name=gguf_name,
+                                             tensor_key_mapping=self._to_hf, parsed_parameters={"tensors": {}})
+            if result.name != gguf_name or result.weights is None:
+                raise SchemaError(f"GGUF tensor {gguf_name!r} does not map to one tensor of the architecture; "
+                                  "streaming reads one-to-one layouts (Llama-like models).")
+            t = torch.from_numpy(np.array(result.weights, dtype=np.float32)).to(dtype)
+            if not all_finite(t):
+                raise SchemaError(f"{str(self.path)!r}: tensor {gguf_name!r} holds NaN or infinite values.")
+            out[name] = t
+        return out
+
+
+def gguf_config(path: Any) -> Any:
+    """The transformers configuration stored in the GGUF file ``path`` (metadata only; no tensor is read)."""
+    from transformers import AutoConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {str(path)!r} does not exist.")
+    try:
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SchemaError(f"{str(path)!r} is not a GGUF model transformers can read ({exc}).") from None
+
+
 class BlockStream:
     """A causal LM whose blocks live on disk until asked for (see the module docstring).
 
     Parameters
     ----------
     source : str, path-like or torch.nn.Module
-        A Hugging Face checkpoint directory (config + safetensors), or a model already
-        in memory.
+        A Hugging Face checkpoint directory (config + safetensors), a ``.gguf`` file
+        (:class:`GGUFFiles`), or a model already in memory.
 
     Attributes
     ----------
@@ -133,9 +220,12 @@ class BlockStream:
     def __init__(self, source: Any) -> None:
         from .plan import load_config, meta_model
 
-        self.files: CheckpointFiles | None = None
+        self.files: CheckpointFiles | GGUFFiles | None = None
         if isinstance(source, nn.Module):
             self.model = source
+        elif Path(source).suffix == ".gguf" and Path(source).is_file():
+            self.model = meta_model(gguf_config(source))
+            self.files = GGUFFiles(source, self.model)
         else:
             self.files = CheckpointFiles(source)
             self.model = meta_model(load_config(source))
@@ -202,6 +292,11 @@ class BlockStream:
         """Free block ``index``'s parameters (back to ``meta``; no-op for a model in memory)."""
         if self.files is not None:
             self.blocks[index] = self.blocks[index].to("meta")
+
+    def release_module(self, module: nn.Module) -> None:
+        """Free the parameters of ``module``, part of a loaded block (back to ``meta``; no-op for a model in memory)."""
+        if self.files is not None:
+            module.to("meta")
 
     def _assign(self, module: nn.Module, head: str, tensors: dict[str, torch.Tensor],
                 expected: dict[str, torch.Tensor]) -> None:
