@@ -49,6 +49,7 @@ GEMM_THREAD_WORK = 2**22
 
 _setting: dict[str, int | None] = {"n": None}
 _libs: list[Any] | None = None
+_libs_key = -1  # len(sys.modules) when _libs was found
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,14 +85,21 @@ def get_num_threads() -> int | None:
 
 
 def _blas_libraries() -> list[Any]:
-    global _libs
-    if _libs is None:
+    """The loaded BLAS libraries, found again whenever a module has been imported since the last look.
+
+    A library loaded later (scipy's own OpenBLAS comes with its first ``scipy.linalg`` call)
+    would otherwise keep its threads while numpy's are limited.
+    """
+    global _libs, _libs_key
+    key = len(sys.modules)
+    if _libs is None or key != _libs_key:
         try:
             from threadpoolctl import ThreadpoolController
 
             _libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         except Exception:  # pragma: no cover - threadpoolctl missing or unable to inspect
             _libs = []
+        _libs_key = len(sys.modules)
     return _libs
 
 
