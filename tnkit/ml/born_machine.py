@@ -46,7 +46,9 @@ from ..core.validate import check_cutoff, check_int, check_max_bond, check_optio
 from ..io import load_arrays, save_arrays
 from ..mps.mps import MatrixProductState
 from ..mps.sampling import complete, log_marginal
-from . import born_training
+from .born_gradient import gradient_train
+from .born_sweeps import sweep_train
+from .history import TrainingHistory
 
 __all__ = [
     "MPSBornMachine",
@@ -179,7 +181,7 @@ class BornMachineBase(DensityMixin, BaseEstimator):
     Subclasses define ``log_prob``, ``_data`` (validated integer rows), ``_complete`` and
     ``_log_marginal`` (the conditionals on validated rows and masks), and keep
     ``n_categories`` (parameter), ``n_categories_`` and ``history_`` (a
-    :class:`~tnkit.ml.born_training.TrainingHistory`).
+    :class:`~tnkit.ml.history.TrainingHistory`).
     """
 
     def __sklearn_tags__(self) -> Any:
@@ -245,7 +247,7 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             self.n_categories_ = self._categories(X)
             X = check_discrete_data("X", X, self.n_categories_)
             self.n_features_in_ = X.shape[1]
-            self.history_ = born_training.TrainingHistory()
+            self.history_ = TrainingHistory()
         return params, warm, X, rng
 
     def conditional_sample(self, X: Any, observed: Any, random_state: Any = None) -> np.ndarray:
@@ -336,7 +338,7 @@ class BornMachineBase(DensityMixin, BaseEstimator):
         """``(params, n_categories_, history_)`` from :meth:`_common_meta`'s arrays (KeyError, ValueError, TypeError if malformed)."""
         params = json.loads(str(meta["params_json"]))
         n_categories = np.asarray(meta["n_categories"], dtype=np.intp)
-        history = born_training.TrainingHistory(
+        history = TrainingHistory(
             [float(v) for v in meta["history_nll"]],
             [int(v) for v in meta["history_max_bond"]],
             [float(v) for v in meta["history_seconds"]],
@@ -428,7 +430,7 @@ class MPSBornMachine(BornMachineBase):
         The trained, normalised state; ``mps_[i]`` has shape ``(D_i, n_categories_[i], D_{i+1})``.
     n_categories_ : numpy.ndarray of int, shape ``(n_features_in_,)``
     n_features_in_ : int
-    history_ : born_training.TrainingHistory
+    history_ : tnkit.ml.history.TrainingHistory
         NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
     learning_rate_ : float
         The sweeps' learning rate after the decays (used by a warm start).
@@ -507,7 +509,7 @@ class MPSBornMachine(BornMachineBase):
         if params["trainer"] == "sweep":
             n_sweeps = params["n_sweeps"]
             sweep = functools.partial(
-                born_training.sweep_train, X=X, learning_rate=self.learning_rate_,
+                sweep_train, X=X, learning_rate=self.learning_rate_,
                 learning_rate_decay=params["learning_rate_decay"],
                 n_descent_steps=params["n_descent_steps"], max_bond=params["max_bond"],
                 cutoff=params["cutoff"], normalized_gradient=bool(self.normalized_gradient),
@@ -520,7 +522,7 @@ class MPSBornMachine(BornMachineBase):
             self.mps_, self.history_ = sweep(self.mps_, n_sweeps=n_sweeps, history=self.history_)
             self.learning_rate_ = self._decayed_rate(params)
         else:
-            self.mps_, self.history_ = born_training.gradient_train(
+            self.mps_, self.history_ = gradient_train(
                 self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
                 learning_rate=params["learning_rate"], rng=rng, progress=self.verbose,
                 history=self.history_,
@@ -529,11 +531,11 @@ class MPSBornMachine(BornMachineBase):
 
     def _best_start(
         self, sweep: Any, rng: np.random.Generator, params: dict[str, Any]
-    ) -> tuple[MatrixProductState, born_training.TrainingHistory]:
+    ) -> tuple[MatrixProductState, TrainingHistory]:
         """``start_sweeps`` sweeps from each of ``n_starts`` random starts; the lowest training NLL wins."""
         starts = [self.mps_] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
         runs = [
-            sweep(s, n_sweeps=params["start_sweeps"], history=born_training.TrainingHistory(), one_site=False)
+            sweep(s, n_sweeps=params["start_sweeps"], history=TrainingHistory(), one_site=False)
             for s in starts
         ]
         return min(runs, key=lambda run: run[1].nll[-1])

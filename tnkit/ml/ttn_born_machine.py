@@ -16,7 +16,7 @@ Exact likelihood
 ``psi(x)`` is one bottom-up (*inside*) pass: ``in_leaf = e_{x_leaf}`` and
 ``in_v[n, p] = sum T_v[c_1, .., c_m, p] prod_j in_{c_j}[n, c_j]``. The one-hot leaf
 vectors are never formed: the samples of a node are grouped by the values of its
-leaf children (:func:`tnkit.ml.born_training.group_rows`) and each group contracts
+leaf children (:func:`tnkit.ml.environments.group_rows`) and each group contracts
 the slice ``T_v[.., x_leaf, .., p]`` with the inside vectors of the internal
 children only. Every vector is stored divided by its per-sample norm with the log
 kept apart, so trees over hundreds of pixels neither under- nor overflow. ``Z`` comes
@@ -73,9 +73,10 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from . import born_training
 from .born_machine import BornMachineBase, check_dtype, check_tol, check_update_params
-from .environments import normalize_rows
+from .born_sweeps import sphere_descent
+from .environments import TINY, group_rows, normalize_rows
+from .history import TrainingHistory, converged, progress_bar, record
 from .optim import Adam
 from .ttn_classifier import feature_tree
 
@@ -173,7 +174,7 @@ class _TreeData:
                 self.groups[v] = [((Ellipsis,), slice(None))]  # one group: views, no copies
                 continue
             cols = [X[:, kids[j]] for j in leaf_pos]
-            found = born_training.group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
+            found = group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
             entries = []
             for values, rows in found:
                 index: list[Any] = [slice(None)] * (len(kids) + 1)
@@ -248,11 +249,10 @@ class _TreeData:
         return grad[..., 0] if v == self.tree.root else grad
 
 
-TINY = born_training.TINY
 
 
 class _NodeProblem:
-    """The NLL as a function of the centre node's tensor (for :func:`born_training.sphere_descent`)."""
+    """The NLL as a function of the centre node's tensor (for :func:`tnkit.ml.born_sweeps.sphere_descent`)."""
 
     def __init__(self, data: _TreeData, v: int) -> None:
         self.data, self.v = data, v
@@ -434,9 +434,9 @@ def tree_sweep_train(
     batch_size: int | None = None,
     rng: np.random.Generator | None = None,
     progress: bool = False,
-    history: born_training.TrainingHistory | None = None,
+    history: TrainingHistory | None = None,
     tol: float | None = None,
-) -> tuple[list, born_training.TrainingHistory]:
+) -> tuple[list, TrainingHistory]:
     """Node-local NLL sweeps with the tree canonical about the visited node (see the module docstring).
 
     Parameters
@@ -450,7 +450,7 @@ def tree_sweep_train(
         Tours of the tree (:func:`sweep_tour`).
     learning_rate, n_descent_steps, normalized_gradient
         Han et al.'s update at each visited node, as in
-        :func:`tnkit.ml.born_training.sphere_descent` (line-searched: the NLL never rises).
+        :func:`tnkit.ml.born_sweeps.sphere_descent` (line-searched: the NLL never rises).
     batch_size : int, optional
         Train each sweep on a fresh random subset of this many rows (bounds memory).
     rng : numpy.random.Generator, optional
@@ -461,7 +461,7 @@ def tree_sweep_train(
         Appended to (warm start).
     tol : float, optional
         Stop before ``n_sweeps`` once each of the last three sweeps lowered the NLL by
-        less than this (nats; full-batch sweeps only; :func:`born_training.converged`).
+        less than this (nats; full-batch sweeps only; :func:`tnkit.ml.history.converged`).
 
     Returns
     -------
@@ -470,14 +470,14 @@ def tree_sweep_train(
     history : TrainingHistory
         NLL per sweep (exact, of the sweep's rows), largest bond, seconds, learning rate.
     """
-    history = born_training.TrainingHistory() if history is None else history
+    history = TrainingHistory() if history is None else history
     n_before = len(history.nll)
     tensors = _canonical_tensors(tree, tensors)
     tour = sweep_tour(tree)
     rng = np.random.default_rng() if rng is None else rng
     batched = batch_size is not None and batch_size < len(X)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    with born_training.progress_bar(n_sweeps, progress) as bar:
+    with progress_bar(n_sweeps, progress) as bar:
         data = None
         for _ in range(n_sweeps):
             tick = time.perf_counter()
@@ -488,15 +488,15 @@ def tree_sweep_train(
             rate = learning_rate
             with blas_threads(bond):
                 for step, v in enumerate(tour):
-                    tensors[v], _, rate = born_training.sphere_descent(
+                    tensors[v], _, rate = sphere_descent(
                         tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
                         learning_rate if batched or normalized_gradient else 0.5,
                     )
                     if step + 1 < len(tour):
                         _move(tree, tensors, data, v, tour[step + 1])
             nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-            if not batched and born_training.converged(history.nll[n_before:], tol):
+            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+            if not batched and converged(history.nll[n_before:], tol):
                 break
     return tensors, history
 
@@ -521,19 +521,19 @@ def tree_gradient_train(
     learning_rate: float,
     rng: np.random.Generator,
     progress: bool = False,
-    history: born_training.TrainingHistory | None = None,
-) -> tuple[list, born_training.TrainingHistory]:
+    history: TrainingHistory | None = None,
+) -> tuple[list, TrainingHistory]:
     """Minibatch Adam on every tensor, the tree restored to canonical form about the root after each step.
 
     Returns the trained tensors (canonical about the root, ``Z = 1``) and the history
     (NLL of the whole training set after each epoch).
     """
-    history = born_training.TrainingHistory() if history is None else history
+    history = TrainingHistory() if history is None else history
     tensors = _canonical_tensors(tree, tensors)
     nodes = list(tree.internal_nodes)
     opt = Adam(learning_rate)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    with born_training.progress_bar(n_epochs, progress) as bar:
+    with progress_bar(n_epochs, progress) as bar:
         for _ in range(n_epochs):
             tick = time.perf_counter()
             order = rng.permutation(len(X))
@@ -543,7 +543,7 @@ def tree_gradient_train(
                     stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
                     tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
             nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
     return tensors, history
 
 
@@ -614,7 +614,7 @@ class TTNBornMachine(BornMachineBase):
     tree_ : tnkit.ttn.Tree
     n_categories_ : numpy.ndarray of int, shape ``(n_features_in_,)``
     n_features_in_ : int
-    history_ : tnkit.ml.born_training.TrainingHistory
+    history_ : tnkit.ml.history.TrainingHistory
         NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
 
     Examples
