@@ -42,21 +42,20 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..core.rng import as_generator
-from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
+from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..mps.mps import MatrixProductState
 from ..mps.sampling import complete, log_marginal
 from .born_gradient import gradient_train
 from .born_sweeps import sweep_train
 from .history import TrainingHistory
+from .validation import Rule, bond, boolean, check_params, fraction, integer, number, option
 
 __all__ = [
     "MPSBornMachine",
     "BornMachineBase",
     "check_discrete_data",
     "check_training_data",
-    "check_update_params",
-    "check_tol",
     "check_dtype",
     "log_marginal",
     "complete",
@@ -130,32 +129,14 @@ def check_training_data(X: object, n_categories: np.ndarray | None = None) -> np
     return check_discrete_data("X", X, n_categories, min_samples=1, min_features=2)
 
 
-def check_update_params(learning_rate: object, normalized_gradient: object) -> float:
-    """Validate the step parameters shared by the Born machines; return the rate as a float."""
-    if not isinstance(normalized_gradient, (bool, np.bool_)):
-        raise TypeError(f"`normalized_gradient` must be True or False, got {normalized_gradient!r}.")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate < math.inf:
-        raise ValueError(f"`learning_rate` must be a positive number, got {learning_rate!r}.")
-    return float(learning_rate)
-
-
-def check_dtype(dtype: object) -> str:
+def check_dtype(dtype: object, name: str = "dtype") -> str:
     """The amplitude type of a Born machine: ``"complex128"`` or ``"float64"`` (names or numpy dtypes)."""
     try:
-        name = np.dtype(dtype).name
+        name_of = np.dtype(dtype).name
     except TypeError:
-        name = repr(dtype)
-    check_option("dtype", name, _DTYPES)
-    return name
-
-
-def check_tol(tol: object) -> float | None:
-    """``tol`` of the sweeps: None or a non-negative number."""
-    if tol is None:
-        return None
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < math.inf:
-        raise ValueError(f"`tol` must be a non-negative number or None, got {tol!r}.")
-    return float(tol)
+        name_of = repr(dtype)
+    check_option(name, name_of, _DTYPES)
+    return name_of
 
 
 def _check_mask(name: str, mask: object, shape: tuple[int, int]) -> np.ndarray:
@@ -195,6 +176,30 @@ class BornMachineBase(DensityMixin, BaseEstimator):
         tags.input_tags.positive_only = True
         tags.input_tags.allow_nan = False
         return tags
+
+    def _parameter_rules(self) -> dict[str, Rule]:
+        """Rules of the parameters both Born machines have (subclasses merge theirs over these)."""
+        return {
+            "trainer": option(_TRAINERS),
+            "dtype": lambda name, value: check_dtype(value, name),
+            "learning_rate": number(),
+            "normalized_gradient": boolean(),
+            "n_sweeps": integer(minimum=1),
+            "tol": number(positive=False, optional=True),
+            "n_descent_steps": integer(minimum=1),
+            "n_epochs": integer(minimum=1),
+            "batch_size": integer(minimum=1, optional=True),
+        }
+
+    def _checked_params(self) -> dict[str, Any]:
+        """The parameters named by :meth:`_parameter_rules`, checked before any work, as plain values."""
+        rules = self._parameter_rules()
+        check_params(self, rules)
+        params = {name: getattr(self, name) for name in rules}
+        params["dtype"] = check_dtype(self.dtype)
+        params["learning_rate"] = float(self.learning_rate)
+        params["tol"] = None if self.tol is None else float(self.tol)
+        return params
 
     def _validated(self, X: Any) -> np.ndarray:
         """Rows for a fitted model: :func:`check_discrete_data`, scikit-learn's feature-count check, the value ranges."""
@@ -540,27 +545,15 @@ class MPSBornMachine(BornMachineBase):
         ]
         return min(runs, key=lambda run: run[1].nll[-1])
 
-    def _checked_params(self) -> dict[str, Any]:
-        check_option("trainer", self.trainer, _TRAINERS)
-        lr = check_update_params(self.learning_rate, self.normalized_gradient)
-        decay = self.learning_rate_decay
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 < decay <= 1:
-            raise ValueError(f"`learning_rate_decay` must be a number in (0, 1], got {decay!r}.")
+    def _parameter_rules(self) -> dict[str, Rule]:
         return {
-            "dtype": check_dtype(self.dtype),
-            "learning_rate_decay": float(decay),
-            "trainer": self.trainer,
-            "max_bond": check_max_bond(self.max_bond),
-            "cutoff": check_cutoff(self.cutoff),
-            "learning_rate": lr,
-            "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
-            "tol": check_tol(self.tol),
-            "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
-            "init_bond": check_int("init_bond", self.init_bond, minimum=1),
-            "n_starts": check_int("n_starts", self.n_starts, minimum=1),
-            "start_sweeps": check_int("start_sweeps", self.start_sweeps, minimum=1),
-            "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
-            "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
+            **super()._parameter_rules(),
+            "max_bond": bond(),
+            "cutoff": fraction(),
+            "learning_rate_decay": number(maximum=1.0),
+            "init_bond": integer(minimum=1),
+            "n_starts": integer(minimum=1),
+            "start_sweeps": integer(minimum=1),
         }
 
     def _json_params(self) -> dict[str, Any]:

@@ -68,17 +68,17 @@ from sklearn.utils.validation import check_is_fitted
 from ..core.contract import contract
 from ..core.rng import as_generator
 from ..core.threads import blas_threads
-from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from .born_machine import BornMachineBase, check_dtype, check_tol, check_update_params
+from .born_machine import BornMachineBase
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, progress_bar, record
 from .optim import Adam
 from .ttn_classifier import feature_tree
+from .validation import Rule, instance, integer
 
 __all__ = [
     "TTNBornMachine",
@@ -91,7 +91,6 @@ __all__ = [
 ]
 
 _KIND = "TTNBornMachine"
-_TRAINERS = ("sweep", "gradient")
 #: Rows per chunk of ``log_prob`` (bounds the inside vectors held at once).
 _CHUNK = 8192
 
@@ -702,22 +701,8 @@ class TTNBornMachine(BornMachineBase):
         self.ttn_ = TTN(tree, tensors[tree.n_leaves :]).canonicalize_(tree.root).normalize_()
         return self
 
-    def _checked_params(self) -> dict[str, Any]:
-        check_option("trainer", self.trainer, _TRAINERS)
-        lr = check_update_params(self.learning_rate, self.normalized_gradient)
-        if self.tree is not None and not isinstance(self.tree, Tree):
-            raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
-        return {
-            "dtype": check_dtype(self.dtype),
-            "trainer": self.trainer,
-            "max_bond": check_int("max_bond", self.max_bond, minimum=1),
-            "learning_rate": lr,
-            "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
-            "tol": check_tol(self.tol),
-            "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
-            "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
-            "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
-        }
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {**super()._parameter_rules(), "max_bond": integer(minimum=1), "tree": instance(Tree, optional=True)}
 
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()
