@@ -40,7 +40,14 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import truncated_svd
-from .environments import BatchEnvironments, extend_left, extend_right, local_output, normalize_rows, unit_rows
+from .environments import (
+    BatchEnvironments,
+    extend_left,
+    extend_right,
+    local_output,
+    normalize_rows,
+    unit_rows,
+)
 from .losses import normalize_outputs, normalized_loss
 
 __all__ = [
