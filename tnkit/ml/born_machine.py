@@ -49,7 +49,7 @@ from ..mps.sampling import complete, log_marginal
 from .born_gradient import gradient_train
 from .born_sweeps import sweep_train
 from .history import TrainingHistory
-from .validation import Rule, bond, boolean, check_params, fraction, integer, number, option
+from .validation import Rule, bond, boolean, check_params, fraction, integer, number, option, store_params
 
 __all__ = [
     "MPSBornMachine",
@@ -472,25 +472,7 @@ class MPSBornMachine(BornMachineBase):
         verbose: bool = False,
         dtype: Any = "complex128",
     ) -> None:
-        self.max_bond = max_bond
-        self.cutoff = cutoff
-        self.learning_rate = learning_rate
-        self.n_sweeps = n_sweeps
-        self.tol = tol
-        self.n_descent_steps = n_descent_steps
-        self.learning_rate_decay = learning_rate_decay
-        self.normalized_gradient = normalized_gradient
-        self.init_bond = init_bond
-        self.n_starts = n_starts
-        self.start_sweeps = start_sweeps
-        self.trainer = trainer
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.n_categories = n_categories
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.dtype = dtype
+        store_params(self, locals())
 
     # ------------------------------------------------------------------ fitting
 

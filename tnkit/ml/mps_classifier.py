@@ -42,7 +42,7 @@ from .chain_sweeps import LOCAL_SOLVERS, sweep_fit
 from .feature_maps import embed, passthrough_vector
 from .optim import LEARNING_RATE_SCHEDULES
 from .trainers import AdamSettings, LossSettings, epochs_for_steps, minibatch_adam, training_accuracy
-from .validation import Rule, fraction, integer, number, option
+from .validation import Rule, fraction, integer, number, option, store_params
 
 __all__ = ["MPSClassifier", "adam_fit", "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS",
            "ADAM_ALPHA", "SWEEP_ALPHA"]
@@ -245,26 +245,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         verbose: bool = False,
         warm_start: bool = False,
     ) -> None:
-        self.max_bond = max_bond
-        self.cutoff = cutoff
-        self.feature_map = feature_map
-        self.local_dim = local_dim
-        self.loss = loss
-        self.solver = solver
-        self.n_sweeps = n_sweeps
-        self.local_steps = local_steps
-        self.alpha = alpha
-        self.learning_rate = learning_rate
-        self.learning_rate_schedule = learning_rate_schedule
-        self.temperature = temperature
-        self.local_solver = local_solver
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.init_bond = init_bond
-        self.init_noise = init_noise
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_params(self, locals())
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {

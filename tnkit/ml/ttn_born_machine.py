@@ -78,7 +78,7 @@ from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, progress_bar, record
 from .optim import Adam
 from .ttn_classifier import feature_tree
-from .validation import Rule, instance, integer
+from .validation import Rule, instance, integer, store_params
 
 __all__ = [
     "TTNBornMachine",
@@ -645,22 +645,7 @@ class TTNBornMachine(BornMachineBase):
         verbose: bool = False,
         dtype: Any = "complex128",
     ) -> None:
-        self.max_bond = max_bond
-        self.image_shape = image_shape
-        self.tree = tree
-        self.learning_rate = learning_rate
-        self.n_sweeps = n_sweeps
-        self.tol = tol
-        self.n_descent_steps = n_descent_steps
-        self.normalized_gradient = normalized_gradient
-        self.trainer = trainer
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.n_categories = n_categories
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.dtype = dtype
+        store_params(self, locals())
 
     # ------------------------------------------------------------------ fitting
 

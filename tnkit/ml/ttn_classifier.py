@@ -72,7 +72,7 @@ from .feature_maps import passthrough_vector
 from .losses import normalize_outputs, normalized_loss
 from .optim import LEARNING_RATE_SCHEDULES
 from .trainers import AdamSettings, LossSettings, epochs_for_steps, minibatch_adam, training_accuracy
-from .validation import Rule, integer, number, option
+from .validation import Rule, integer, number, option, store_params
 
 __all__ = [
     "TTNClassifier",
@@ -460,21 +460,7 @@ class TTNClassifier(TensorNetworkClassifierBase):
         verbose: bool = False,
         warm_start: bool = False,
     ) -> None:
-        self.max_bond = max_bond
-        self.image_shape = image_shape
-        self.temperature = temperature
-        self.feature_map = feature_map
-        self.local_dim = local_dim
-        self.loss = loss
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_schedule = learning_rate_schedule
-        self.alpha = alpha
-        self.init_noise = init_noise
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_params(self, locals())
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {

@@ -39,7 +39,9 @@ import numpy as np
 
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
 
-__all__ = ["Rule", "check_params", "integer", "number", "option", "bond", "fraction", "boolean", "instance"]
+__all__ = [
+    "Rule", "check_params", "store_params", "integer", "number", "option", "bond", "fraction", "boolean", "instance",
+]
 
 #: ``(name, value) -> None``, raising ``TypeError`` or ``ValueError`` that names ``name``.
 Rule = Callable[[str, Any], None]
@@ -136,3 +138,14 @@ def check_params(estimator: Any, rules: Mapping[str, Rule]) -> None:
     """
     for name, rule in rules.items():
         rule(name, getattr(estimator, name))
+
+
+def store_params(estimator: Any, arguments: Mapping[str, Any]) -> None:
+    """Set each constructor argument as the attribute of the same name, unchanged.
+
+    scikit-learn's rule for ``__init__`` (no logic, no validation: :func:`check_params`
+    runs in ``fit``); call it as ``store_params(self, locals())`` on the first line.
+    """
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
