@@ -583,6 +583,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
 def case_gradient_epoch(rep: Reporter) -> None:
     import tnkit
     from tnkit.ml import born_training
+    from tnkit.ml.trainers import AdamSettings
 
     rng = np.random.default_rng(0)
     X = tnkit.MPS.random(12, 4, seed=rng).sample(20_000, seed=rng)
@@ -591,7 +592,8 @@ def case_gradient_epoch(rep: Reporter) -> None:
         times, cpu = [], []
         for _ in range(6):
             tick, cpu_tick = time.perf_counter(), time.process_time()
-            born_training.gradient_train(start, X, n_epochs=1, batch_size=100, learning_rate=0.01, rng=rng)
+            born_training.gradient_train(start, X, AdamSettings(n_epochs=1, batch_size=100, learning_rate=0.01),
+                                         rng=rng)
             times.append(time.perf_counter() - tick)
             cpu.append(time.process_time() - cpu_tick)
         rep.emit(make_row(

@@ -12,16 +12,15 @@ time on.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
-from ..core.threads import blas_threads
 from ..mps.mps import MatrixProductState
 from .environments import TINY, unit_rows
-from .history import TrainingHistory, progress_bar, record
+from .history import TrainingHistory, gradient_epochs
 from .optim import Adam
+from .trainers import AdamSettings
 
 __all__ = ["gradient_train", "nll_and_gradient"]
 
@@ -185,10 +184,8 @@ class _PaddedChain:
 def gradient_train(
     mps: MatrixProductState,
     X: np.ndarray,
+    settings: AdamSettings,
     *,
-    n_epochs: int,
-    batch_size: int,
-    learning_rate: float,
     rng: np.random.Generator,
     progress: bool = False,
     history: TrainingHistory | None = None,
@@ -205,12 +202,9 @@ def gradient_train(
     mps : MatrixProductState
         Starting state (real or complex).
     X : numpy.ndarray of int, shape (n_samples, n_sites)
-    n_epochs : int
-        Passes over the shuffled data.
-    batch_size : int
-        Samples per step.
-    learning_rate : float
-        Adam's step size.
+    settings : tnkit.ml.trainers.AdamSettings
+        Epochs (passes over the shuffled data), samples per step and Adam's step size
+        (constant: the schedule is not used).
     rng : numpy.random.Generator
         For the shuffles.
     progress : bool
@@ -229,22 +223,19 @@ def gradient_train(
     chain = _PaddedChain(list(mps.normalized().tensors))
     theta = chain.A.reshape(-1)
     real = theta.view(np.float64)
-    adam = Adam(learning_rate)
+    adam = Adam(settings.learning_rate)
     n_sites = len(chain.shapes)
     bond = max(s[2] for s in chain.shapes)
-    with progress_bar(n_epochs, progress) as bar:
-        for _ in range(n_epochs):
-            tick = time.perf_counter()
-            shuffled = X[rng.permutation(len(X))]
-            with blas_threads(bond):
-                for begin in range(0, len(X), batch_size):
-                    log_z, norm_grad = chain.norm_terms()
-                    theta *= math.exp(-log_z / (2 * n_sites))
-                    _, data = chain.data_terms(shuffled[begin : begin + batch_size])
-                    grad = 2.0 * norm_grad - 2.0 * data
-                    adam.step_flat_(real, grad.reshape(-1).view(np.float64))
-                nll = chain.nll(X)
-            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+
+    def step(rows: np.ndarray) -> None:
+        log_z, norm_grad = chain.norm_terms()
+        np.multiply(theta, math.exp(-log_z / (2 * n_sites)), out=theta)  # Z = 1 before the step
+        _, data = chain.data_terms(rows)
+        grad = 2.0 * norm_grad - 2.0 * data
+        adam.step_flat_(real, grad.reshape(-1).view(np.float64))
+
+    history = gradient_epochs(X, settings, rng=rng, step=step, nll=lambda: chain.nll(X), bond=bond,
+                              progress=progress, history=history)
     state = MatrixProductState([t.copy() for t in chain.unpad()])
     state.canonicalize_(0).normalize_()
     return state, history

@@ -49,6 +49,7 @@ from ..mps.sampling import complete, log_marginal
 from .born_gradient import gradient_train
 from .born_sweeps import sweep_train
 from .history import TrainingHistory
+from .trainers import AdamSettings
 from .validation import Rule, bond, boolean, check_params, fraction, integer, number, option, store_params
 
 __all__ = [
@@ -509,11 +510,10 @@ class MPSBornMachine(BornMachineBase):
             self.mps_, self.history_ = sweep(self.mps_, n_sweeps=n_sweeps, history=self.history_)
             self.learning_rate_ = self._decayed_rate(params)
         else:
-            self.mps_, self.history_ = gradient_train(
-                self.mps_, X, n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
-                learning_rate=params["learning_rate"], rng=rng, progress=self.verbose,
-                history=self.history_,
-            )
+            settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
+                                    learning_rate=params["learning_rate"])
+            self.mps_, self.history_ = gradient_train(self.mps_, X, settings, rng=rng, progress=self.verbose,
+                                                      history=self.history_)
         return self
 
     def _best_start(

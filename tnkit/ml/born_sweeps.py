@@ -29,10 +29,8 @@ integers; their one-hot embedding makes ``L(x) (x) e_{x_k}`` mostly zeros. Group
 the samples by ``(x_k, x_{k+1})`` turns ``psi`` and the gradient into one
 ``(n_g, D) @ (D, D)`` product per group: ``d_k d_{k+1}`` times fewer operations than
 contracting the one-hot vectors, and physical dimensions may differ from site to
-site (categorical features), which the shared environments do not allow.
-
-Minibatch gradient trainer (:func:`gradient_train`)
----------------------------------------------------
+site (categorical features), which the shared environments do not allow; the
+gathers live in :mod:`tnkit.ml.environments` (:class:`~tnkit.ml.environments.CodedEnvironments`).
 """
 
 from __future__ import annotations

@@ -3,18 +3,25 @@
 - :class:`TrainingHistory`: NLL, largest bond, seconds and learning rate per sweep or epoch;
 - :func:`record`: append one sweep and show it on the progress bar;
 - :func:`progress_bar`: a tqdm bar (or nothing), closed however the loop ends;
-- :func:`converged`: the stopping rule of full-batch sweeps (:data:`PATIENCE` slow sweeps in a row).
+- :func:`converged`: the stopping rule of full-batch sweeps (:data:`PATIENCE` slow sweeps in a row);
+- :func:`gradient_epochs`: the epoch loop of both gradient trainers (MPS and tree).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainingHistory", "record", "progress_bar", "converged", "PATIENCE"]
+import numpy as np
+
+from ..core.threads import blas_threads
+from .trainers import AdamSettings
+
+__all__ = ["TrainingHistory", "record", "progress_bar", "converged", "PATIENCE", "gradient_epochs"]
 
 
 @dataclass
@@ -91,3 +98,34 @@ def progress_bar(total: int, enabled: bool) -> Iterator[Any]:
     finally:
         if bar is not None:
             bar.close()
+
+
+def gradient_epochs(
+    X: np.ndarray,
+    settings: AdamSettings,
+    *,
+    rng: np.random.Generator,
+    step: Callable[[np.ndarray], None],
+    nll: Callable[[], float],
+    bond: int,
+    progress: bool,
+    history: TrainingHistory,
+) -> TrainingHistory:
+    """The epoch loop of the Born machines' gradient trainers.
+
+    Each of ``settings.n_epochs`` epochs draws one permutation of the rows of ``X`` from
+    ``rng``, calls ``step(rows)`` on each batch of ``settings.batch_size`` of them (the
+    trainer's Adam step), then records ``nll()`` (the whole training set), the
+    largest bond and the epoch's wall time in ``history`` and on the progress bar.
+    BLAS runs with the threads that suit ``bond`` (:func:`tnkit.core.threads.blas_threads`).
+    """
+    with progress_bar(settings.n_epochs, progress) as bar:
+        for _ in range(settings.n_epochs):
+            tick = time.perf_counter()
+            shuffled = X[rng.permutation(len(X))]
+            with blas_threads(bond):
+                for begin in range(0, len(X), settings.batch_size):
+                    step(shuffled[begin : begin + settings.batch_size])
+                value = nll()
+            record(history, bar, value, bond, time.perf_counter() - tick, settings.learning_rate)
+    return history

@@ -75,8 +75,9 @@ from ..ttn.canonical import qr_toward
 from .born_machine import BornMachineBase
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
-from .history import TrainingHistory, converged, progress_bar, record
+from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
 from .optim import Adam
+from .trainers import AdamSettings
 from .ttn_classifier import feature_tree
 from .validation import Rule, instance, integer, store_params
 
@@ -514,35 +515,35 @@ def tree_gradient_train(
     tensors: list,
     X: np.ndarray,
     dims: np.ndarray,
+    settings: AdamSettings,
     *,
-    n_epochs: int,
-    batch_size: int,
-    learning_rate: float,
     rng: np.random.Generator,
     progress: bool = False,
     history: TrainingHistory | None = None,
 ) -> tuple[list, TrainingHistory]:
     """Minibatch Adam on every tensor, the tree restored to canonical form about the root after each step.
 
+    ``settings`` gives the epochs, the batch size and Adam's (constant) step size.
     Returns the trained tensors (canonical about the root, ``Z = 1``) and the history
     (NLL of the whole training set after each epoch).
     """
     history = TrainingHistory() if history is None else history
     tensors = _canonical_tensors(tree, tensors)
     nodes = list(tree.internal_nodes)
-    opt = Adam(learning_rate)
+    opt = Adam(settings.learning_rate)
+
+    def step(rows: np.ndarray) -> None:
+        nonlocal tensors
+        _, grads = tree_nll_and_gradient(tree, tensors, rows, dims)
+        stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
+        tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
+
+    def nll() -> float:
+        return float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
+
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    with progress_bar(n_epochs, progress) as bar:
-        for _ in range(n_epochs):
-            tick = time.perf_counter()
-            order = rng.permutation(len(X))
-            with blas_threads(bond):
-                for start in range(0, len(X), batch_size):
-                    _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
-                    stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
-                    tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
-            nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+    history = gradient_epochs(X, settings, rng=rng, step=step, nll=nll, bond=bond, progress=progress,
+                              history=history)
     return tensors, history
 
 
@@ -678,11 +679,10 @@ class TTNBornMachine(BornMachineBase):
                 progress=self.verbose, history=self.history_, tol=params["tol"],
             )
         else:
-            tensors, self.history_ = tree_gradient_train(
-                tree, tensors, X, self.n_categories_, n_epochs=params["n_epochs"],
-                batch_size=params["batch_size"] or 100, learning_rate=params["learning_rate"], rng=rng,
-                progress=self.verbose, history=self.history_,
-            )
+            settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
+                                    learning_rate=params["learning_rate"])
+            tensors, self.history_ = tree_gradient_train(tree, tensors, X, self.n_categories_, settings, rng=rng,
+                                                         progress=self.verbose, history=self.history_)
         self.ttn_ = TTN(tree, tensors[tree.n_leaves :]).canonicalize_(tree.root).normalize_()
         return self
 
