@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,33 @@ def _end_nll(envs: CodedEnvironments, tensors: list[np.ndarray], centre: int) ->
         return float(-np.mean(2.0 * (scale + np.log(np.abs(psi)))))
 
 
+@dataclass(frozen=True)
+class Descent:
+    """How each centre tensor descends in a sweep (the options of :func:`sphere_descent`).
+
+    Attributes
+    ----------
+    learning_rate : float
+        First trial step of the sweep (each update then starts from the last one's step).
+    n_steps : int
+        Accepted steps per update.
+    normalized : bool
+        The ``"norm0.25"`` rule for small gradients.
+    max_rate : float
+        Largest step tried.
+    """
+
+    learning_rate: float
+    n_steps: int
+    normalized: bool
+    max_rate: float
+
+    @property
+    def options(self) -> tuple[int, bool, float]:
+        """``(n_steps, normalized, max_rate)``, the trailing arguments of :func:`sphere_descent`."""
+        return self.n_steps, self.normalized, self.max_rate
+
+
 def sweep_train(
     mps: MatrixProductState,
     X: np.ndarray,
@@ -314,14 +342,13 @@ def sweep_train(
             if envs is None or batched:
                 rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
                 envs = _start_environments(tensors, X[rows], going_right)
-            max_rate = learning_rate if batched or normalized_gradient else 0.5
+            descent = Descent(learning_rate, n_descent_steps, normalized_gradient,
+                              learning_rate if batched or normalized_gradient else 0.5)
             with blas_threads(max(t.shape[2] for t in tensors) if max_bond is None else max_bond):
                 if one_site_from is None:
-                    _one_sweep(tensors, envs, going_right, learning_rate, n_descent_steps, max_bond, cutoff,
-                               normalized_gradient, max_rate)
+                    _one_sweep(tensors, envs, going_right, descent, max_bond, cutoff)
                 else:
-                    _one_site_sweep(tensors, envs, going_right, learning_rate, n_descent_steps,
-                                    normalized_gradient, max_rate)
+                    _one_site_sweep(tensors, envs, going_right, descent)
             nll = _end_nll(envs, tensors, n_sites - 1 if going_right else 0)
             previous = history.nll[-1] if history.nll else None
             record(history, bar, nll, max(t.shape[2] for t in tensors), time.perf_counter() - tick, learning_rate)
@@ -366,12 +393,9 @@ def _one_sweep(
     tensors: list[np.ndarray],
     envs: CodedEnvironments,
     going_right: bool,
-    learning_rate: float,
-    n_steps: int,
+    descent: Descent,
     max_bond: int | None,
     cutoff: float,
-    normalized: bool,
-    max_rate: float = 0.5,
 ) -> float:
     """One sweep of pair updates; returns the exact NLL of the state it leaves.
 
@@ -381,11 +405,11 @@ def _one_sweep(
     """
     n_sites = len(tensors)
     pairs = range(n_sites - 1) if going_right else range(n_sites - 2, -1, -1)
-    nll, rate = math.inf, learning_rate
+    nll, rate = math.inf, descent.learning_rate
     for k in pairs:
         start = contract("asb,btc->astc", tensors[k], tensors[k + 1])
         problem = PairProblem(envs, k, (start.shape[1], start.shape[2]))
-        merged, nll, rate = sphere_descent(start, problem, rate, n_steps, normalized, max_rate)
+        merged, nll, rate = sphere_descent(start, problem, rate, *descent.options)
         tensors[k], tensors[k + 1], nll = _truncated_step(problem, start, merged, nll, going_right, max_bond, cutoff)
         if going_right:
             envs.set_left(tensors, k + 1)
@@ -398,10 +422,7 @@ def _one_site_sweep(
     tensors: list[np.ndarray],
     envs: CodedEnvironments,
     going_right: bool,
-    learning_rate: float,
-    n_steps: int,
-    normalized: bool,
-    max_rate: float = 0.5,
+    descent: Descent,
 ) -> float:
     """One sweep of single-site updates at fixed bonds; returns the exact NLL of the state it leaves.
 
@@ -413,10 +434,10 @@ def _one_site_sweep(
     """
     n_sites = len(tensors)
     sites = range(n_sites) if going_right else range(n_sites - 1, -1, -1)
-    nll, rate = math.inf, learning_rate
+    nll, rate = math.inf, descent.learning_rate
     for k in sites:
         problem = PairProblem(envs, k, (tensors[k].shape[1],))
-        tensors[k], nll, rate = sphere_descent(tensors[k], problem, rate, n_steps, normalized, max_rate)
+        tensors[k], nll, rate = sphere_descent(tensors[k], problem, rate, *descent.options)
         dl, d, dr = tensors[k].shape
         if going_right and k < n_sites - 1:
             q, r = np.linalg.qr(tensors[k].reshape(dl * d, dr))
