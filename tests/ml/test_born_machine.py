@@ -228,10 +228,10 @@ def test_hops_keep_only_better_states_and_the_history_never_rises(rng):
 
     X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
     options = dict(max_bond=3, n_sweeps=6, n_starts=1, random_state=3)
-    plain = MPSBornMachine(**options).fit(X)
+    plain = MPSBornMachine(n_hops=0, **options).fit(X)
     hopped = MPSBornMachine(n_hops=3, hop_sweeps=4, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)
-    assert len(nll) == len(plain.history_.nll) + 3
+    assert len(plain.history_.nll) + 2 <= len(nll) <= len(plain.history_.nll) + 3  # two small gains stop it
     np.testing.assert_array_equal(nll[: len(plain.history_.nll)], plain.history_.nll)  # same fit before the hops
     assert np.all(np.diff(nll) <= 1e-12)
     assert np.isclose(-hopped.score(X), nll[-1])
