@@ -232,7 +232,7 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
 
     monkeypatch.setattr(history, "_progress", lambda total, enabled: FakeBar() if enabled else None)
     X = random_data(rng, 60, (2,) * 6)
-    extra = {"n_starts": 1} if trainer == "mps" else {}
+    extra = {"n_starts": 1, "n_hops": 0} if trainer == "mps" else {}
     cls = MPSBornMachine if trainer == "mps" else TTNBornMachine
     model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, **extra).fit(X)
     assert len(model.history_.nll) < 40
@@ -241,4 +241,4 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
         bars.clear()
         model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, n_starts=3).fit(X)
         assert len(model.history_.nll) < 40
-        assert len(bars) == 4 and all(bar.closed == 1 for bar in bars)
+        assert len(bars) == 6 and all(bar.closed == 1 for bar in bars)  # and one per hop (two: no gain)

@@ -432,7 +432,8 @@ class MPSBornMachine(BornMachineBase):
         training NLL is lower. Fits of large bond stop in local minima that more sweeps
         do not leave (16 features at bond 8: the NLL creeps by 1e-4 nats a sweep);
         a hop moves to a better one (see ``docs/generative.md``). Hopping stops after
-        two hops in a row that each gain less than 1e-3 nats; 0 turns it off.
+        two hops in a row that each gain less than 1e-3 nats; 0 turns it off, and a fit
+        allowed fewer ``n_sweeps`` than ``hop_sweeps`` does not hop.
     hop_size : float, default 0.3
         Norm of each tensor's noise relative to the tensor's own.
     hop_sweeps : int, default 20
@@ -541,7 +542,7 @@ class MPSBornMachine(BornMachineBase):
                 self.mps_, self.history_ = self._best_start(sweep, rng, params)
                 n_sweeps -= params["start_sweeps"]
             self.mps_, self.history_ = sweep(self.mps_, n_sweeps=n_sweeps, history=self.history_)
-            if full_batch:
+            if full_batch and params["n_sweeps"] >= params["hop_sweeps"]:
                 self._hop(sweep, rng, params)
             self.learning_rate_ = self._decayed_rate(params)
         else:
