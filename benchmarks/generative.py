@@ -52,12 +52,14 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
 
 * ``recovery_{mps,ttn}_n{N}_chi{C}`` (``--quick``: 12 sites, bonds 2 and 4, one seed): data
   drawn from the Born distribution of a random MPS (or balanced-tree TTN) of bond ``C`` on
-  ``N`` binary features, 20,000 training and 20,000 held-out samples; the model is the
-  default fit with ``max_bond=C`` (``random_state`` different from the data's). Reported:
-  the held-out NLL gap ``mean(log p_true - log p_model)`` and the exact KL divergence (all
-  ``2**N`` configurations), median and range over the seeds (``--recovery-seeds``, default
-  3; ``--recovery-kinds mps,ttn``), against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model,
-  ``n`` training samples); the goal is a gap within 0.02 nats of the floor. Fit seconds and
+  ``N`` binary features (``recovery_mps_n12_chi4_d3``: 3-valued features), 20,000 training
+  and 20,000 held-out samples; the model is the default fit with ``max_bond=C``
+  (``random_state`` different from the data's). Reported: the held-out NLL gap
+  ``mean(log p_true - log p_model)`` and the exact KL divergence (all ``d**N``
+  configurations), median and range over the seeds (``--recovery-seeds``, default 3;
+  ``--recovery-kinds mps,ttn``; ``--recovery-cases mps_n16_chi8,...`` for a subset),
+  against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model, ``n``
+  training samples); the goal is a gap within 0.02 nats of the floor. Fit seconds and
   sweeps are in the row.
 * ``gradient_epoch_n12_bond4_seconds``: one epoch of the minibatch gradient trainer (Adam,
   batch 100) over 20,000 samples of 12 binary features at bond 4, median of 5 after a
@@ -509,13 +511,15 @@ def _free_parameters(sizes: int, bonds: list[int], complex_: bool) -> int:
     return (2 if complex_ else 1) * (sizes - sum(b * b for b in bonds))
 
 
-def _recovery_problem(kind: str, n_sites: int, chi: int, seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
+def _recovery_problem(
+    kind: str, n_sites: int, chi: int, seed: int, d: int = 2
+) -> tuple[Any, np.ndarray, np.ndarray]:
     import tnkit
     from tnkit.ttn import Tree
 
     rng = np.random.default_rng(seed)
     if kind == "mps":
-        true = tnkit.MPS.random(n_sites, chi, seed=rng)
+        true = tnkit.MPS.random(n_sites, chi, phys_dim=d, seed=rng)
     else:
         true = tnkit.TTN.random(Tree.balanced(n_sites), 2, chi, seed=rng)
     return true, true.sample(20_000, seed=rng), true.sample(20_000, seed=rng)
@@ -526,7 +530,12 @@ def _born_log_prob(state: Any, X: np.ndarray) -> np.ndarray:
     return 2.0 * log_abs - 2.0 * state.log_norm()
 
 
-def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ...] = ("mps", "ttn")) -> None:
+def _recovery_name(kind: str, n_sites: int, chi: int, d: int) -> str:
+    return f"{kind}_n{n_sites}_chi{chi}" + ("" if d == 2 else f"_d{d}")
+
+
+def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ...] = ("mps", "ttn"),
+                  only: tuple[str, ...] | None = None) -> None:
     """Default fits on data drawn from exact MPS / tree Born distributions of bond chi <= max_bond."""
     import itertools
 
@@ -534,21 +543,24 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
     from tnkit.ml.ttn_born_machine import TTNBornMachine
     from tnkit.ttn import Tree
 
-    grid = [("mps", 12, 2), ("mps", 12, 4)] if quick else [
-        ("mps", n, c) for n in (12, 16) for c in (2, 4, 8)] + [("ttn", n, c) for n in (12, 16) for c in (2, 4)]
+    grid = [("mps", 12, 2, 2), ("mps", 12, 4, 2)] if quick else [
+        ("mps", n, c, 2) for n in (12, 16) for c in (2, 4, 8)] + [("mps", 12, 4, 3)] + [
+        ("ttn", n, c, 2) for n in (12, 16) for c in (2, 4)]
     seeds = [0] if quick else list(range(n_seeds))
-    for kind, n_sites, chi in [g for g in grid if g[0] in kinds]:
-        configs = np.array(list(itertools.product((0, 1), repeat=n_sites)), dtype=np.intp)
-        gaps, kls, floors, seconds, sweeps = [], [], [], [], []
+    grid = [g for g in grid if g[0] in kinds and (only is None or _recovery_name(*g) in only)]
+    for kind, n_sites, chi, d in grid:
+        configs = np.array(list(itertools.product(range(d), repeat=n_sites)), dtype=np.intp)
+        gaps, kls, floors, seconds, cpu_seconds, sweeps = [], [], [], [], [], []
         for seed in seeds:
-            true, X, X_test = _recovery_problem(kind, n_sites, chi, seed)
+            true, X, X_test = _recovery_problem(kind, n_sites, chi, seed, d)
             if kind == "mps":
                 model = MPSBornMachine(max_bond=chi, random_state=1000 + seed)
             else:
                 model = TTNBornMachine(max_bond=chi, tree=Tree.balanced(n_sites), random_state=1000 + seed)
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             model.fit(X)
             seconds.append(time.perf_counter() - tick)
+            cpu_seconds.append(time.process_time() - cpu_tick)
             sweeps.append(len(model.history_.nll))
             gaps.append(float(np.mean(_born_log_prob(true, X_test) - model.log_prob(X_test))))
             p = np.exp(_born_log_prob(true, configs))
@@ -560,9 +572,11 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
         floor = float(np.median(floors))
         gap = float(np.median(gaps))
         rep.emit(make_row(
-            BENCH, f"recovery_{kind}_n{n_sites}_chi{chi}", gap, "finite_sample_floor", floor, metric="heldout_nll_gap_nats",
+            BENCH, f"recovery_{_recovery_name(kind, n_sites, chi, d)}", gap, "finite_sample_floor", floor,
+            metric="heldout_nll_gap_nats",
             gap_range=[min(gaps), max(gaps)], kl_median=float(np.median(kls)), kl_range=[min(kls), max(kls)],
             fit_seconds_median=float(np.median(seconds)), fit_seconds_range=[min(seconds), max(seconds)],
+            fit_cpu_seconds_median=float(np.median(cpu_seconds)), fit_cpu_seconds_range=[min(cpu_seconds), max(cpu_seconds)],
             sweeps=sweeps, seeds=seeds, n_train=20_000, load_average=load_average(),
             goal="held-out gap within 0.02 nats of the floor", goal_met=bool(max(gaps) < floor + 0.02),
         ))
@@ -571,6 +585,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
 def case_gradient_epoch(rep: Reporter) -> None:
     import tnkit
     from tnkit.ml import born_training
+    from tnkit.ml.trainers import AdamSettings
 
     rng = np.random.default_rng(0)
     X = tnkit.MPS.random(12, 4, seed=rng).sample(20_000, seed=rng)
@@ -579,7 +594,8 @@ def case_gradient_epoch(rep: Reporter) -> None:
         times, cpu = [], []
         for _ in range(6):
             tick, cpu_tick = time.perf_counter(), time.process_time()
-            born_training.gradient_train(start, X, n_epochs=1, batch_size=100, learning_rate=0.01, rng=rng)
+            born_training.gradient_train(start, X, AdamSettings(n_epochs=1, batch_size=100, learning_rate=0.01),
+                                         rng=rng)
             times.append(time.perf_counter() - tick)
             cpu.append(time.process_time() - cpu_tick)
         rep.emit(make_row(
@@ -607,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     add_data_argument(p)
     p.add_argument("--recovery-seeds", type=int, default=3, help="seeds of the recovery cases (default 3)")
     p.add_argument("--recovery-kinds", default="mps,ttn", help="models of the recovery cases (default mps,ttn)")
+    p.add_argument("--recovery-cases", default=None,
+                   help="only these recovery cases, comma-separated names such as mps_n16_chi8,mps_n12_chi4_d3")
     args = p.parse_args(argv)
     use_data_dir(args.data)
     from _common import thread_limit
@@ -627,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
         ("explain_bruteforce_n12_error", lambda: case_explain(rep)),
         ("gradient_epoch_n12_bond4_seconds", lambda: case_gradient_epoch(rep)),
         ("recovery", lambda: case_recovery(rep, args.quick, args.recovery_seeds,
-                                           tuple(args.recovery_kinds.split(",")))),
+                                           tuple(args.recovery_kinds.split(",")),
+                                           None if args.recovery_cases is None else
+                                           tuple(args.recovery_cases.split(",")))),
     ]
     if not args.quick:
         cases += [

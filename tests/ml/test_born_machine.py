@@ -219,6 +219,27 @@ def test_best_of_several_starts_is_continued(rng):
     assert np.isclose(-several.score(X), several.history_.nll[-1])
 
 
+# --------------------------------------------------------------------------- basin hopping
+
+
+def test_hops_keep_only_better_states_and_the_history_never_rises(rng):
+    """Each hop adds one history entry, the NLL of the state kept; ``mps_`` is that state."""
+    from tnkit.ml.born_machine import perturbed
+
+    X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
+    options = dict(max_bond=3, n_sweeps=6, n_starts=1, random_state=3)
+    plain = MPSBornMachine(n_hops=0, **options).fit(X)
+    hopped = MPSBornMachine(n_hops=3, hop_sweeps=4, **options).fit(X)
+    nll = np.asarray(hopped.history_.nll)
+    assert len(plain.history_.nll) + 2 <= len(nll) <= len(plain.history_.nll) + 3  # two small gains stop it
+    np.testing.assert_array_equal(nll[: len(plain.history_.nll)], plain.history_.nll)  # same fit before the hops
+    assert np.all(np.diff(nll) <= 1e-12)
+    assert np.isclose(-hopped.score(X), nll[-1])
+    noisy = perturbed(plain.mps_, 0.3, np.random.default_rng(0))
+    rel = [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(noisy.tensors, plain.mps_.tensors)]
+    assert 0.1 < np.median(rel) < 0.6 and all(np.iscomplexobj(t) for t in noisy.tensors)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -236,6 +257,10 @@ def test_bad_arguments_are_named(rng):
         MPSBornMachine(n_starts=0).fit(X)
     with pytest.raises(ValueError, match="start_sweeps"):
         MPSBornMachine(start_sweeps=0).fit(X)
+    with pytest.raises(ValueError, match="n_hops"):
+        MPSBornMachine(n_hops=-1).fit(X)
+    with pytest.raises(ValueError, match="hop_size"):
+        MPSBornMachine(hop_size=0.0).fit(X)
     with pytest.raises(ValueError, match="whole numbers"):
         MPSBornMachine().fit(X + 0.5)
     with pytest.raises(ValueError, match="2-d"):

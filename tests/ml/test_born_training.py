@@ -9,15 +9,15 @@ from conftest import all_configurations
 
 import tnkit
 from tnkit.ml import MPSBornMachine
+from tnkit.ml.born_sweeps import PairProblem
 from tnkit.ml.born_training import (
-    _Environments,
-    _PairProblem,
     absorb_left,
     absorb_right,
     group_rows,
     nll_and_gradient,
     sweep_train,
 )
+from tnkit.ml.environments import CodedEnvironments
 
 
 def dense_nll(tensors, X) -> float:
@@ -77,11 +77,11 @@ def test_pair_gradient_matches_finite_differences(rng):
     psi.canonicalize_(k)
     tensors = list(psi.tensors)
     X = random_data(rng, 30, dims)
-    envs = _Environments(X)
+    envs = CodedEnvironments(X)
     envs.build_left(tensors, k)
     envs.build_right(tensors, k + 2)
     merged = tnkit.contract("asb,btc->astc", tensors[k], tensors[k + 1])
-    problem = _PairProblem(envs, k, (dims[k], dims[k + 1]))
+    problem = PairProblem(envs, k, (dims[k], dims[k + 1]))
     # the local amplitudes (with the stored log-scales) are the dense amplitudes
     dense = psi.to_dense().reshape(dims)[tuple(X.T)]
     np.testing.assert_allclose(problem.psi(merged) * np.exp(problem.log_scale), dense, rtol=1e-10)
@@ -211,7 +211,7 @@ def test_warm_start_continues_the_random_stream(rng):
 @pytest.mark.parametrize("trainer", ["mps", "ttn"])
 def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
     """A fit that converges before ``n_sweeps`` (``tol``) still closes its bar, once."""
-    from tnkit.ml import born_training
+    from tnkit.ml import history
     from tnkit.ml.ttn_born_machine import TTNBornMachine
 
     bars = []
@@ -230,9 +230,9 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
         def close(self):
             self.closed += 1
 
-    monkeypatch.setattr(born_training, "_progress", lambda total, enabled: FakeBar() if enabled else None)
+    monkeypatch.setattr(history, "_progress", lambda total, enabled: FakeBar() if enabled else None)
     X = random_data(rng, 60, (2,) * 6)
-    extra = {"n_starts": 1} if trainer == "mps" else {}
+    extra = {"n_starts": 1, "n_hops": 0} if trainer == "mps" else {}
     cls = MPSBornMachine if trainer == "mps" else TTNBornMachine
     model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, **extra).fit(X)
     assert len(model.history_.nll) < 40
@@ -241,4 +241,4 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
         bars.clear()
         model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, n_starts=3).fit(X)
         assert len(model.history_.nll) < 40
-        assert len(bars) == 4 and all(bar.closed == 1 for bar in bars)
+        assert len(bars) == 6 and all(bar.closed == 1 for bar in bars)  # and one per hop (two: no gain)

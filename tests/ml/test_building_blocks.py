@@ -11,7 +11,7 @@ from tnkit.errors import OptionError
 from tnkit.ml import losses, optim, trainers, validation
 from tnkit.ml.base import TensorNetworkClassifierBase
 from tnkit.ml.trainers import AdamSettings, balance_norms, minibatch_adam, training_accuracy
-from tnkit.ml.validation import bond, check_params, fraction, integer, number, option
+from tnkit.ml.validation import boolean, bond, check_params, fraction, instance, integer, number, option
 
 
 @pytest.mark.parametrize("module", [losses, optim, trainers, validation])
@@ -132,6 +132,7 @@ def test_training_accuracy():
 
 class _Params:
     n_epochs, alpha, solver, max_bond, cutoff, learning_rate = 3, 0.0, "adam", None, 1e-10, None
+    decay, verbose, tree = 1.0, False, None
 
 
 @pytest.mark.parametrize("attr, value, rule, error, match", [
@@ -144,6 +145,9 @@ class _Params:
     ("max_bond", 0, bond(), ValueError, "max_bond"),
     ("cutoff", 1.0, fraction(), ValueError, "cutoff"),
     ("learning_rate", 0.0, number(optional=True), ValueError, "learning_rate"),
+    ("decay", 1.5, number(maximum=1.0), ValueError, "`decay` must be at most 1.0, got 1.5"),
+    ("verbose", "yes", boolean(), TypeError, "`verbose` must be True or False"),
+    ("tree", 3, instance(tuple, optional=True), TypeError, "`tree` must be a builtins.tuple or None, got int"),
 ])
 def test_rules_name_the_parameter(attr, value, rule, error, match):
     params = _Params()
@@ -184,3 +188,16 @@ def test_classifier_hooks_match_the_base_docstring(cls_name):
     for name, params in HOOKS.items():
         assert f"``{name}({', '.join(params)})" in TensorNetworkClassifierBase.__doc__
         assert list(inspect.signature(getattr(cls, name)).parameters) == params
+
+
+def test_adam_flat_step_matches_the_list_step_but_for_eps():
+    """``step_flat_`` (in place, one array) moves as ``step`` does when ``eps`` plays no part."""
+    rng = np.random.default_rng(0)
+    theta, grads = rng.standard_normal(7), [rng.standard_normal(7) for _ in range(5)]
+    flat, listed = optim.Adam(0.1, eps=0.0), optim.Adam(0.1, eps=0.0)
+    moved, params = theta.copy(), [theta.copy()]
+    for g in grads:
+        flat.step_flat_(moved, g)
+        params = listed.step(params, [g])
+    np.testing.assert_allclose(moved, params[0], rtol=1e-13)
+    assert not np.allclose(moved, theta)

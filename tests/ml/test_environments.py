@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close_rtol, random_array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_close_rtol, random_array
 from tnkit.ml.environments import (
     BatchEnvironments,
     extend_left,

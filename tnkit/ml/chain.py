@@ -40,7 +40,14 @@ import numpy as np
 
 from ..core.contract import contract
 from ..core.linalg import truncated_svd
-from .environments import BatchEnvironments, extend_left, extend_right, local_output, normalize_rows
+from .environments import (
+    BatchEnvironments,
+    extend_left,
+    extend_right,
+    local_output,
+    normalize_rows,
+    unit_rows,
+)
 from .losses import normalize_outputs, normalized_loss
 
 __all__ = [
@@ -184,27 +191,6 @@ def _backward_vectors(tensors, label_site, phi, envs, G, *, per_sample_scale: bo
     return up, down
 
 
-def _normalized(env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``env`` (batch, D) scaled to unit norm, and the logs of the removed norms (zero rows kept)."""
-    norms = np.sqrt(np.einsum("bi,bi->b", env, env))
-    norms[norms == 0] = 1.0
-    return env / norms[:, None], np.log(norms)
-
-
-def _absorb_left(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``sum_{l,s} env[b,l] tensor[l,s,r] x[b,s]`` (batch, D_right): one GEMM and one batched product."""
-    dl, d, dr = tensor.shape
-    t = (env @ tensor.reshape(dl, d * dr)).reshape(len(env), d, dr)
-    return np.matmul(x[:, None, :], t)[:, 0]
-
-
-def _absorb_right(env: np.ndarray, tensor: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``sum_{s,r} tensor[l,s,r] x[b,s] env[b,r]`` (batch, D_left)."""
-    dl, d, dr = tensor.shape
-    t = (env @ tensor.reshape(dl * d, dr).T).reshape(len(env), dl, d)
-    return np.matmul(t, x[:, :, None])[:, :, 0]
-
-
 def _outer_sums(sites: list[int], lefts: dict, xs: np.ndarray, rights: dict, shapes: list) -> dict[int, np.ndarray]:
     """``sum_b lefts[j][b,l] xs[b,j,s] rights[j][b,r]`` for every site ``j``, batched over sites of one shape.
 
@@ -250,11 +236,11 @@ def chain_gradients(
     ones, zeros = np.ones((batch, 1)), np.zeros(batch)
     lenv, llog = {0: ones}, {0: zeros}
     for j in range(c):
-        env, log = _normalized(_absorb_left(lenv[j], tensors[j], phi[:, j]))
+        env, log = unit_rows(extend_left(lenv[j], tensors[j], phi[:, j]))
         lenv[j + 1], llog[j + 1] = env, llog[j] + log
     renv, rlog = {n: ones}, {n: zeros}
     for j in range(n - 1, c, -1):
-        env, log = _normalized(_absorb_right(renv[j + 1], tensors[j], phi[:, j]))
+        env, log = unit_rows(extend_right(renv[j + 1], tensors[j], phi[:, j]))
         renv[j], rlog[j] = env, rlog[j + 1] + log
     t = tensors[c]
     dl, d, dr, k = t.shape
@@ -270,18 +256,18 @@ def chain_gradients(
     up, ulog = {}, {}
     if c > 0:
         m = (rg @ t.transpose(2, 3, 0, 1).reshape(dr * k, dl * d)).reshape(batch, dl, d)
-        up[c], ulog[c] = _normalized(np.matmul(m, phi[:, c, :, None])[:, :, 0])
+        up[c], ulog[c] = unit_rows(np.matmul(m, phi[:, c, :, None])[:, :, 0])
         ulog[c] = ulog[c] - llog[c]
         for j in range(c - 1, 0, -1):
-            env, log = _normalized(_absorb_right(up[j + 1], tensors[j], phi[:, j]))
+            env, log = unit_rows(extend_right(up[j + 1], tensors[j], phi[:, j]))
             up[j], ulog[j] = env, ulog[j + 1] + log
     down, dlog = {}, {}
     if c < n - 1:
         lt = (lx @ t.reshape(dl * d, dr * k)).reshape(batch, dr, k)
-        down[c + 1], dlog[c + 1] = _normalized(np.matmul(lt, G[:, :, None])[:, :, 0])
+        down[c + 1], dlog[c + 1] = unit_rows(np.matmul(lt, G[:, :, None])[:, :, 0])
         dlog[c + 1] = dlog[c + 1] - rlog[c + 1]
         for j in range(c + 1, n - 1):
-            env, log = _normalized(_absorb_left(down[j], tensors[j], phi[:, j]))
+            env, log = unit_rows(extend_left(down[j], tensors[j], phi[:, j]))
             down[j + 1], dlog[j + 1] = env, dlog[j] + log
     shapes = [tt.shape for tt in tensors]
     weighted_left = {j: lenv[j] * np.exp(llog[j] + ulog[j + 1])[:, None] for j in range(c)}

@@ -43,8 +43,7 @@ from ..core.rng import as_generator
 from ..core.validate import check_int, check_option, check_site
 from ..mps.measure import entropy_of_probabilities
 from .born_machine import BornMachineBase, MPSBornMachine, check_discrete_data
-from .born_training import absorb_left, absorb_right
-from .environments import normalize_rows
+from .environments import absorb_left, absorb_right, normalize_rows
 from .ttn_born_machine import TTNBornMachine, tree_embedding
 
 __all__ = [

@@ -41,8 +41,8 @@ from .chain import (
 from .chain_sweeps import LOCAL_SOLVERS, sweep_fit
 from .feature_maps import embed, passthrough_vector
 from .optim import LEARNING_RATE_SCHEDULES
-from .trainers import AdamSettings, epochs_for_steps, minibatch_adam, training_accuracy
-from .validation import Rule, fraction, integer, number, option
+from .trainers import AdamSettings, LossSettings, epochs_for_steps, minibatch_adam, training_accuracy
+from .validation import Rule, fraction, integer, number, option, store_params
 
 __all__ = ["MPSClassifier", "adam_fit", "default_n_epochs", "ADAM_LEARNING_RATE", "ADAM_STEPS", "ADAM_MAX_EPOCHS",
            "ADAM_ALPHA", "SWEEP_ALPHA"]
@@ -79,37 +79,31 @@ def adam_fit(
     label_site: int,
     phi: np.ndarray,
     Y: np.ndarray,
+    adam: AdamSettings,
+    objective: LossSettings,
     *,
-    n_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    loss: str,
-    alpha: float,
     rng: np.random.Generator,
-    temperature: float = 1.0,
-    learning_rate_schedule: str = "constant",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over all tensors at fixed bond dimensions; returns the canonicalised chain.
 
     The loop is :func:`tnkit.ml.trainers.minibatch_adam` (one Adam run over the whole
     call, tensors balanced once at the start) with :func:`chain_gradients` as the batch
-    loss. ``learning_rate`` is the peak rate of ``learning_rate_schedule``
+    loss. ``adam.learning_rate`` is the peak rate of ``adam.schedule``
     (:func:`tnkit.ml.optim.scheduled_learning_rate`), which runs over the
-    ``n_epochs * ceil(len(phi) / batch_size)`` steps of this call. The other
-    arguments are those of :class:`MPSClassifier`.
+    ``n_epochs * ceil(len(phi) / batch_size)`` steps of this call; ``objective`` is the
+    loss of :func:`chain_gradients`.
     """
 
     def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
-        return chain_gradients(ts, label_site, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
+        return chain_gradients(ts, label_site, phi[idx], Y[idx], loss=objective.loss, alpha=objective.alpha,
+                               temperature=objective.temperature)
 
     def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
         return {"accuracy": training_accuracy(chain_outputs(ts, label_site, phi), Y),
                 "max_bond": max(t.shape[2] for t in ts)}
 
-    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
-                            schedule=learning_rate_schedule)
-    tensors, history = minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
+    tensors, history = minibatch_adam(tensors, batch_loss, len(phi), adam, rng=rng, evaluate=evaluate,
                                       verbose=verbose)
     return canonicalize_chain(tensors, label_site), history
 
@@ -251,26 +245,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
         verbose: bool = False,
         warm_start: bool = False,
     ) -> None:
-        self.max_bond = max_bond
-        self.cutoff = cutoff
-        self.feature_map = feature_map
-        self.local_dim = local_dim
-        self.loss = loss
-        self.solver = solver
-        self.n_sweeps = n_sweeps
-        self.local_steps = local_steps
-        self.alpha = alpha
-        self.learning_rate = learning_rate
-        self.learning_rate_schedule = learning_rate_schedule
-        self.temperature = temperature
-        self.local_solver = local_solver
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.init_bond = init_bond
-        self.init_noise = init_noise
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_params(self, locals())
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {
@@ -314,12 +289,13 @@ class MPSClassifier(TensorNetworkClassifierBase):
             )
             return history
         self.n_epochs_ = n_iter or self.n_epochs or default_n_epochs(len(phi), self.batch_size)
-        self.tensors_, history = adam_fit(
-            self.tensors_, self.label_site_, phi, Y, n_epochs=self.n_epochs_, batch_size=self.batch_size,
+        adam = AdamSettings(
+            n_epochs=self.n_epochs_, batch_size=self.batch_size, schedule=self.learning_rate_schedule,
             learning_rate=ADAM_LEARNING_RATE if self.learning_rate is None else self.learning_rate,
-            loss=self.loss, alpha=self.alpha_, rng=rng, temperature=self.temperature,
-            learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
         )
+        objective = LossSettings(self.loss, alpha=self.alpha_, temperature=self.temperature)
+        self.tensors_, history = adam_fit(self.tensors_, self.label_site_, phi, Y, adam, objective, rng=rng,
+                                          verbose=self.verbose)
         return history
 
     def _decision(self, phi: np.ndarray) -> np.ndarray:

@@ -111,6 +111,26 @@ class Adam:
         return out
 
 
+    def step_flat_(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        """Move the flat real array ``theta`` one step against ``grad``, in place.
+
+        For a model held in one array (complex entries viewed as pairs of reals): no
+        copies, a handful of vector operations. This is the paper's efficient form
+        (the bias corrections folded into the step size, ``eps`` added to ``sqrt(v)``
+        before it): the same direction as :meth:`step`, with ``eps`` scaled by
+        ``sqrt(1 - beta2**t)``. The moments must not be shared with :meth:`step`.
+        """
+        if self.m is None or self.m.shape != theta.shape or self._shapes:
+            self.m, self.v, self.t, self._shapes = np.zeros(theta.size), np.zeros(theta.size), 0, []
+        assert self.v is not None
+        self.t += 1
+        self.m *= self.beta1
+        self.m += (1 - self.beta1) * grad
+        self.v *= self.beta2
+        self.v += (1 - self.beta2) * grad * grad
+        scale = self.learning_rate * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+        theta -= scale * self.m / (np.sqrt(self.v) + self.eps)
+
 def constant_schedule(base: float, step: int, n_steps: int, *, warmup: float = 0.03) -> float:
     """``base`` at every step (``warmup`` is ignored)."""
     return base

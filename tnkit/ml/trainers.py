@@ -30,7 +30,7 @@ import numpy as np
 from ..core.validate import check_int, check_number, check_option
 from .optim import LEARNING_RATE_SCHEDULES, Adam, scheduled_learning_rate
 
-__all__ = ["AdamSettings", "minibatch_adam", "balance_norms", "training_accuracy", "epochs_for_steps"]
+__all__ = ["AdamSettings", "LossSettings", "minibatch_adam", "balance_norms", "training_accuracy", "epochs_for_steps"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,25 @@ class AdamSettings:
         check_int("batch_size", self.batch_size, minimum=1)
         check_number("learning_rate", self.learning_rate)
         check_option("learning_rate_schedule", self.schedule, LEARNING_RATE_SCHEDULES)
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The objective of a classifier's batch loss (:func:`tnkit.ml.losses.normalized_loss`).
+
+    Attributes
+    ----------
+    loss : str
+        A name in :data:`tnkit.ml.losses.LOSSES`.
+    alpha : float
+        L2 penalty ``alpha / 2 * sum ||T||**2``.
+    temperature : float
+        Scale of the output direction before the cross-entropy.
+    """
+
+    loss: str
+    alpha: float = 0.0
+    temperature: float = 1.0
 
 
 def balance_norms(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ Exact likelihood
 ``psi(x)`` is one bottom-up (*inside*) pass: ``in_leaf = e_{x_leaf}`` and
 ``in_v[n, p] = sum T_v[c_1, .., c_m, p] prod_j in_{c_j}[n, c_j]``. The one-hot leaf
 vectors are never formed: the samples of a node are grouped by the values of its
-leaf children (:func:`tnkit.ml.born_training.group_rows`) and each group contracts
+leaf children (:func:`tnkit.ml.environments.group_rows`) and each group contracts
 the slice ``T_v[.., x_leaf, .., p]`` with the inside vectors of the internal
 children only. Every vector is stored divided by its per-sample norm with the log
 kept apart, so trees over hundreds of pixels neither under- nor overflow. ``Z`` comes
@@ -68,16 +68,18 @@ from sklearn.utils.validation import check_is_fitted
 from ..core.contract import contract
 from ..core.rng import as_generator
 from ..core.threads import blas_threads
-from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from . import born_training
-from .born_machine import BornMachineBase, check_dtype, check_tol, check_update_params
-from .environments import normalize_rows
+from .born_machine import BornMachineBase
+from .born_sweeps import sphere_descent
+from .environments import TINY, group_rows, normalize_rows
+from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
 from .optim import Adam
+from .trainers import AdamSettings
 from .ttn_classifier import feature_tree
+from .validation import Rule, instance, integer, store_params
 
 __all__ = [
     "TTNBornMachine",
@@ -90,7 +92,6 @@ __all__ = [
 ]
 
 _KIND = "TTNBornMachine"
-_TRAINERS = ("sweep", "gradient")
 #: Rows per chunk of ``log_prob`` (bounds the inside vectors held at once).
 _CHUNK = 8192
 
@@ -173,7 +174,7 @@ class _TreeData:
                 self.groups[v] = [((Ellipsis,), slice(None))]  # one group: views, no copies
                 continue
             cols = [X[:, kids[j]] for j in leaf_pos]
-            found = born_training.group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
+            found = group_rows(*cols, dims=tuple(int(dims[kids[j]]) for j in leaf_pos))
             entries = []
             for values, rows in found:
                 index: list[Any] = [slice(None)] * (len(kids) + 1)
@@ -248,11 +249,10 @@ class _TreeData:
         return grad[..., 0] if v == self.tree.root else grad
 
 
-TINY = born_training.TINY
 
 
 class _NodeProblem:
-    """The NLL as a function of the centre node's tensor (for :func:`born_training.sphere_descent`)."""
+    """The NLL as a function of the centre node's tensor (for :func:`tnkit.ml.born_sweeps.sphere_descent`)."""
 
     def __init__(self, data: _TreeData, v: int) -> None:
         self.data, self.v = data, v
@@ -434,9 +434,9 @@ def tree_sweep_train(
     batch_size: int | None = None,
     rng: np.random.Generator | None = None,
     progress: bool = False,
-    history: born_training.TrainingHistory | None = None,
+    history: TrainingHistory | None = None,
     tol: float | None = None,
-) -> tuple[list, born_training.TrainingHistory]:
+) -> tuple[list, TrainingHistory]:
     """Node-local NLL sweeps with the tree canonical about the visited node (see the module docstring).
 
     Parameters
@@ -450,7 +450,7 @@ def tree_sweep_train(
         Tours of the tree (:func:`sweep_tour`).
     learning_rate, n_descent_steps, normalized_gradient
         Han et al.'s update at each visited node, as in
-        :func:`tnkit.ml.born_training.sphere_descent` (line-searched: the NLL never rises).
+        :func:`tnkit.ml.born_sweeps.sphere_descent` (line-searched: the NLL never rises).
     batch_size : int, optional
         Train each sweep on a fresh random subset of this many rows (bounds memory).
     rng : numpy.random.Generator, optional
@@ -461,7 +461,7 @@ def tree_sweep_train(
         Appended to (warm start).
     tol : float, optional
         Stop before ``n_sweeps`` once each of the last three sweeps lowered the NLL by
-        less than this (nats; full-batch sweeps only; :func:`born_training.converged`).
+        less than this (nats; full-batch sweeps only; :func:`tnkit.ml.history.converged`).
 
     Returns
     -------
@@ -470,14 +470,14 @@ def tree_sweep_train(
     history : TrainingHistory
         NLL per sweep (exact, of the sweep's rows), largest bond, seconds, learning rate.
     """
-    history = born_training.TrainingHistory() if history is None else history
+    history = TrainingHistory() if history is None else history
     n_before = len(history.nll)
     tensors = _canonical_tensors(tree, tensors)
     tour = sweep_tour(tree)
     rng = np.random.default_rng() if rng is None else rng
     batched = batch_size is not None and batch_size < len(X)
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    with born_training.progress_bar(n_sweeps, progress) as bar:
+    with progress_bar(n_sweeps, progress) as bar:
         data = None
         for _ in range(n_sweeps):
             tick = time.perf_counter()
@@ -488,15 +488,15 @@ def tree_sweep_train(
             rate = learning_rate
             with blas_threads(bond):
                 for step, v in enumerate(tour):
-                    tensors[v], _, rate = born_training.sphere_descent(
+                    tensors[v], _, rate = sphere_descent(
                         tensors[v], _NodeProblem(data, v), rate, n_descent_steps, normalized_gradient,
                         learning_rate if batched or normalized_gradient else 0.5,
                     )
                     if step + 1 < len(tour):
                         _move(tree, tensors, data, v, tour[step + 1])
             nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
-            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
-            if not batched and born_training.converged(history.nll[n_before:], tol):
+            record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+            if not batched and converged(history.nll[n_before:], tol):
                 break
     return tensors, history
 
@@ -515,35 +515,35 @@ def tree_gradient_train(
     tensors: list,
     X: np.ndarray,
     dims: np.ndarray,
+    settings: AdamSettings,
     *,
-    n_epochs: int,
-    batch_size: int,
-    learning_rate: float,
     rng: np.random.Generator,
     progress: bool = False,
-    history: born_training.TrainingHistory | None = None,
-) -> tuple[list, born_training.TrainingHistory]:
+    history: TrainingHistory | None = None,
+) -> tuple[list, TrainingHistory]:
     """Minibatch Adam on every tensor, the tree restored to canonical form about the root after each step.
 
+    ``settings`` gives the epochs, the batch size and Adam's (constant) step size.
     Returns the trained tensors (canonical about the root, ``Z = 1``) and the history
     (NLL of the whole training set after each epoch).
     """
-    history = born_training.TrainingHistory() if history is None else history
+    history = TrainingHistory() if history is None else history
     tensors = _canonical_tensors(tree, tensors)
     nodes = list(tree.internal_nodes)
-    opt = Adam(learning_rate)
+    opt = Adam(settings.learning_rate)
+
+    def step(rows: np.ndarray) -> None:
+        nonlocal tensors
+        _, grads = tree_nll_and_gradient(tree, tensors, rows, dims)
+        stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
+        tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
+
+    def nll() -> float:
+        return float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
+
     bond = max((tensors[v].shape[-1] for v in tree.bonds), default=1)
-    with born_training.progress_bar(n_epochs, progress) as bar:
-        for _ in range(n_epochs):
-            tick = time.perf_counter()
-            order = rng.permutation(len(X))
-            with blas_threads(bond):
-                for start in range(0, len(X), batch_size):
-                    _, grads = tree_nll_and_gradient(tree, tensors, X[order[start : start + batch_size]], dims)
-                    stepped = _real_step(opt, [tensors[v] for v in nodes], [grads[v] for v in nodes])
-                    tensors = _canonical_tensors(tree, [None] * tree.n_leaves + stepped)
-            nll = float(-2.0 * np.mean(tree_log_amplitudes(tree, tensors, X, dims)))
-            born_training.record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
+    history = gradient_epochs(X, settings, rng=rng, step=step, nll=nll, bond=bond, progress=progress,
+                              history=history)
     return tensors, history
 
 
@@ -614,7 +614,7 @@ class TTNBornMachine(BornMachineBase):
     tree_ : tnkit.ttn.Tree
     n_categories_ : numpy.ndarray of int, shape ``(n_features_in_,)``
     n_features_in_ : int
-    history_ : tnkit.ml.born_training.TrainingHistory
+    history_ : tnkit.ml.history.TrainingHistory
         NLL (nats), largest bond, seconds and learning rate per sweep or epoch, over all fits.
 
     Examples
@@ -646,22 +646,7 @@ class TTNBornMachine(BornMachineBase):
         verbose: bool = False,
         dtype: Any = "complex128",
     ) -> None:
-        self.max_bond = max_bond
-        self.image_shape = image_shape
-        self.tree = tree
-        self.learning_rate = learning_rate
-        self.n_sweeps = n_sweeps
-        self.tol = tol
-        self.n_descent_steps = n_descent_steps
-        self.normalized_gradient = normalized_gradient
-        self.trainer = trainer
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.n_categories = n_categories
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.dtype = dtype
+        store_params(self, locals())
 
     # ------------------------------------------------------------------ fitting
 
@@ -694,30 +679,15 @@ class TTNBornMachine(BornMachineBase):
                 progress=self.verbose, history=self.history_, tol=params["tol"],
             )
         else:
-            tensors, self.history_ = tree_gradient_train(
-                tree, tensors, X, self.n_categories_, n_epochs=params["n_epochs"],
-                batch_size=params["batch_size"] or 100, learning_rate=params["learning_rate"], rng=rng,
-                progress=self.verbose, history=self.history_,
-            )
+            settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
+                                    learning_rate=params["learning_rate"])
+            tensors, self.history_ = tree_gradient_train(tree, tensors, X, self.n_categories_, settings, rng=rng,
+                                                         progress=self.verbose, history=self.history_)
         self.ttn_ = TTN(tree, tensors[tree.n_leaves :]).canonicalize_(tree.root).normalize_()
         return self
 
-    def _checked_params(self) -> dict[str, Any]:
-        check_option("trainer", self.trainer, _TRAINERS)
-        lr = check_update_params(self.learning_rate, self.normalized_gradient)
-        if self.tree is not None and not isinstance(self.tree, Tree):
-            raise TypeError(f"`tree` must be a tnkit.ttn.Tree or None, got {type(self.tree).__name__}.")
-        return {
-            "dtype": check_dtype(self.dtype),
-            "trainer": self.trainer,
-            "max_bond": check_int("max_bond", self.max_bond, minimum=1),
-            "learning_rate": lr,
-            "n_sweeps": check_int("n_sweeps", self.n_sweeps, minimum=1),
-            "tol": check_tol(self.tol),
-            "n_descent_steps": check_int("n_descent_steps", self.n_descent_steps, minimum=1),
-            "n_epochs": check_int("n_epochs", self.n_epochs, minimum=1),
-            "batch_size": None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1),
-        }
+    def _parameter_rules(self) -> dict[str, Rule]:
+        return {**super()._parameter_rules(), "max_bond": integer(minimum=1), "tree": instance(Tree, optional=True)}
 
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()

@@ -53,6 +53,7 @@ networks", Quantum Sci. Technol. 3 (2018) 034003, arXiv:1801.00315.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -70,8 +71,8 @@ from .environments import normalize_rows
 from .feature_maps import passthrough_vector
 from .losses import normalize_outputs, normalized_loss
 from .optim import LEARNING_RATE_SCHEDULES
-from .trainers import AdamSettings, epochs_for_steps, minibatch_adam, training_accuracy
-from .validation import Rule, integer, number, option
+from .trainers import AdamSettings, LossSettings, epochs_for_steps, minibatch_adam, training_accuracy
+from .validation import Rule, integer, number, option, store_params
 
 __all__ = [
     "TTNClassifier",
@@ -325,21 +326,16 @@ def tree_adam_fit(
     tensors: list[np.ndarray],
     phi: np.ndarray,
     Y: np.ndarray,
+    adam: AdamSettings,
+    objective: LossSettings,
     *,
-    n_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    loss: str,
-    alpha: float,
     rng: np.random.Generator,
-    temperature: float = 1.0,
-    learning_rate_schedule: str = "constant",
     verbose: bool = False,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Minibatch Adam over every node tensor; canonical form about the root restored after each epoch.
 
     The loop is :func:`tnkit.ml.trainers.minibatch_adam` with :func:`tree_gradients` as
-    the batch loss; ``learning_rate`` is the peak of ``learning_rate_schedule``
+    the batch loss (``objective``); ``adam.learning_rate`` is the peak of ``adam.schedule``
     (:func:`tnkit.ml.optim.scheduled_learning_rate`) over the steps of the call. Each epoch starts with fresh Adam
     moments (the canonical gauge changed the tensors' basis) from the tensors rescaled
     to equal Frobenius norms (the model is unchanged): in canonical form the root holds
@@ -352,15 +348,15 @@ def tree_adam_fit(
     """
 
     def batch_loss(ts: list[np.ndarray], idx: np.ndarray) -> tuple[float, list[np.ndarray]]:
-        value, grads, _ = tree_gradients(tree, ts, phi[idx], Y[idx], loss=loss, alpha=alpha, temperature=temperature)
+        value, grads, _ = tree_gradients(tree, ts, phi[idx], Y[idx], loss=objective.loss, alpha=objective.alpha,
+                                         temperature=objective.temperature)
         return value, grads
 
     def evaluate(ts: list[np.ndarray]) -> dict[str, float]:
         return {"accuracy": training_accuracy(tree_outputs(tree, ts, phi, direction=True), Y),
                 "max_bond": max((t.shape[-1] for t in ts[:-1]), default=1)}
 
-    settings = AdamSettings(n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
-                            schedule=learning_rate_schedule, restart_each_epoch=True)
+    settings = dataclasses.replace(adam, restart_each_epoch=True)
     return minibatch_adam(tensors, batch_loss, len(phi), settings, rng=rng, evaluate=evaluate,
                           end_epoch=functools.partial(_canonical, tree), verbose=verbose)
 
@@ -464,21 +460,7 @@ class TTNClassifier(TensorNetworkClassifierBase):
         verbose: bool = False,
         warm_start: bool = False,
     ) -> None:
-        self.max_bond = max_bond
-        self.image_shape = image_shape
-        self.temperature = temperature
-        self.feature_map = feature_map
-        self.local_dim = local_dim
-        self.loss = loss
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_schedule = learning_rate_schedule
-        self.alpha = alpha
-        self.init_noise = init_noise
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        store_params(self, locals())
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {
@@ -501,11 +483,11 @@ class TTNClassifier(TensorNetworkClassifierBase):
 
     def _train(self, phi, Y, n_iter, rng):
         self.n_epochs_ = n_iter or self.n_epochs or default_n_epochs(len(phi), self.batch_size)
-        self.tensors_, history = tree_adam_fit(
-            self.tree_, self.tensors_, phi, Y, n_epochs=self.n_epochs_, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, loss=self.loss, alpha=self.alpha, rng=rng,
-            temperature=self.temperature, learning_rate_schedule=self.learning_rate_schedule, verbose=self.verbose,
-        )
+        adam = AdamSettings(n_epochs=self.n_epochs_, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                            schedule=self.learning_rate_schedule)
+        objective = LossSettings(self.loss, alpha=self.alpha, temperature=self.temperature)
+        self.tensors_, history = tree_adam_fit(self.tree_, self.tensors_, phi, Y, adam, objective, rng=rng,
+                                               verbose=self.verbose)
         return history
 
     def _decision(self, phi: np.ndarray) -> np.ndarray:

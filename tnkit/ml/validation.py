@@ -9,7 +9,10 @@ below wrap the engine's checks (:mod:`tnkit.core.validate`), so every estimator 
 the same rules with the same messages:
 
 - :func:`integer`: an integer (not a bool) ``>= minimum``;
-- :func:`number`: a finite real ``> 0``, or ``>= 0`` with ``positive=False``;
+- :func:`number`: a finite real ``> 0``, or ``>= 0`` with ``positive=False`` (and at
+  most ``maximum`` if given);
+- :func:`boolean`: True or False (numpy booleans too);
+- :func:`instance`: an instance of a class;
 - :func:`option`: one of a collection of names (a registry's keys);
 - :func:`bond`: a bond-dimension cap, None (no cap) or an integer ``>= 1``;
 - :func:`fraction`: a relative discarded-weight cutoff in ``[0, 1)``;
@@ -28,12 +31,17 @@ ValueError: `n_epochs` must be an integer >= 1, got 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
 
-__all__ = ["Rule", "check_params", "integer", "number", "option", "bond", "fraction"]
+__all__ = [
+    "Rule", "check_params", "store_params", "integer", "number", "option", "bond", "fraction", "boolean", "instance",
+]
 
 #: ``(name, value) -> None``, raising ``TypeError`` or ``ValueError`` that names ``name``.
 Rule = Callable[[str, Any], None]
@@ -59,11 +67,36 @@ def integer(*, minimum: int | None = 1, optional: bool = False) -> Rule:
     return _optional(check, optional)
 
 
-def number(*, positive: bool = True, optional: bool = False) -> Rule:
-    """Rule: a finite real number ``> 0`` (``>= 0`` if not ``positive``; None too with ``optional``)."""
+def number(*, positive: bool = True, maximum: float | None = None, optional: bool = False) -> Rule:
+    """Rule: a finite real number ``> 0`` (``>= 0`` if not ``positive``), at most ``maximum`` if given.
+
+    None is accepted too with ``optional``.
+    """
 
     def check(name: str, value: Any) -> None:
-        check_number(name, value, positive=positive)
+        if check_number(name, value, positive=positive) > (math.inf if maximum is None else maximum):
+            raise ValueError(f"`{name}` must be at most {maximum}, got {value!r}.")
+
+    return _optional(check, optional)
+
+
+def boolean() -> Rule:
+    """Rule: True or False (a numpy bool too)."""
+
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"`{name}` must be True or False, got {value!r}.")
+
+    return check
+
+
+def instance(cls: type, *, optional: bool = False) -> Rule:
+    """Rule: an instance of ``cls`` (None too with ``optional``)."""
+
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, cls):
+            expected = f"{cls.__module__}.{cls.__qualname__}" + (" or None" if optional else "")
+            raise TypeError(f"`{name}` must be a {expected}, got {type(value).__name__}.")
 
     return _optional(check, optional)
 
@@ -105,3 +138,14 @@ def check_params(estimator: Any, rules: Mapping[str, Rule]) -> None:
     """
     for name, rule in rules.items():
         rule(name, getattr(estimator, name))
+
+
+def store_params(estimator: Any, arguments: Mapping[str, Any]) -> None:
+    """Set each constructor argument as the attribute of the same name, unchanged.
+
+    scikit-learn's rule for ``__init__`` (no logic, no validation: :func:`check_params`
+    runs in ``fit``); call it as ``store_params(self, locals())`` on the first line.
+    """
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
