@@ -44,6 +44,7 @@ from .calibration import ActivationStats, channel_scale, collect_activation_stat
 from .factorize import bond_for_params, max_bonds
 from .lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
 from .mpo_linear import MPOLinear
+from .prune import pruned_stats
 from .surgery import find_layers, linear_weight, replace_layers
 from .search import gradient_weights
 from .whitened_mpo import whitened_mpo_curve
@@ -226,11 +227,13 @@ def compress_model(
                      params_before)
     extra: dict[str, Any] = {}
     if method == "prune" or prune is not None:
+        if method != "prune" and stats is None:  # one pass measures every layer, pruning and planning share it
+            stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
         pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
         extra["prune"] = pres
         if method == "prune":
             return _pruned_result(model, pres, params_before, time.perf_counter() - start)
-        ratio, stats = min(ratio / pres.ratio, 1.0), None
+        ratio, stats = min(ratio / pres.ratio, 1.0), pruned_stats(stats, pres)
     allocation = opts["allocation"]
     ridge = opts["ridge"]
     chosen = _resolve_layers(model, layers)
@@ -360,14 +363,23 @@ def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flo
 
     from .search import LayerOptions, layer_options, search_allocation
 
-    options = {}
-    for name in tqdm(list(chosen), desc="candidates", disable=not progress, leave=False):
+    from ..core.threads import available_threads, map_on_threads
+
+    names = list(chosen)
+    bar = tqdm(total=len(names), desc="candidates", disable=not progress, leave=False)
+
+    def one(name: str) -> LayerOptions:
         w = linear_weight(chosen[name]).detach().double().numpy()
         if name in protect:
-            options[name] = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]),
-                                         np.array([w.size]))
+            opts = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]), np.array([w.size]))
         else:
-            options[name] = layer_options(w, stats[name].covariance, families=families, step=step)
+            opts = layer_options(w, stats[name].covariance, families=families, step=step)
+        bar.update(1)
+        return opts
+
+    # independent layers: numpy releases the GIL in LAPACK, so workers with one BLAS thread each run side by side
+    options = dict(zip(names, map_on_threads(one, names, available_threads())))
+    bar.close()
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
     choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
