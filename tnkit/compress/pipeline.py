@@ -247,7 +247,7 @@ def compress_model(
     if method == "search":
         if weights is None and sensitivity == "gradient" and calibration is not None:
             weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
-        plan, forms = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
+        plan, forms, _ = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
     else:
         plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
                            protect)
@@ -357,39 +357,58 @@ def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridg
     return replacements
 
 
-def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress):
-    """Sizes and forms of every layer from the per-layer candidates and one knapsack."""
+def _search_options(chosen, stats, families, step, protect, progress, cache=None):
+    """Every layer's candidates (:func:`tnkit.compress.search.layer_options`), on all worker threads.
+
+    ``cache`` (a dict) keeps the options of layers whose weight shape and statistics object
+    are unchanged between calls (the layers width pruning left alone).
+    """
     from tqdm.auto import tqdm
 
-    from .search import LayerOptions, layer_options, search_allocation
-
     from ..core.threads import available_threads, map_on_threads
+    from .search import LayerOptions, layer_options
 
     names = list(chosen)
     bar = tqdm(total=len(names), desc="candidates", disable=not progress, leave=False)
 
     def one(name: str) -> LayerOptions:
-        w = linear_weight(chosen[name]).detach().double().numpy()
-        if name in protect:
-            opts = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]), np.array([w.size]))
-        else:
-            opts = layer_options(w, stats[name].covariance, families=families, step=step)
+        w = linear_weight(chosen[name])
+        key = (name, tuple(w.shape), id(stats[name]), name in protect)
+        opts = None if cache is None else cache.get(key)
+        if opts is None:
+            w = w.detach().double().numpy()
+            if name in protect:
+                opts = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]), np.array([w.size]))
+            else:
+                opts = layer_options(w, stats[name].covariance, families=families, step=step)
         bar.update(1)
-        return opts
+        return key, opts
 
     # independent layers: numpy releases the GIL in LAPACK, so workers with one BLAS thread each run side by side
-    options = dict(zip(names, map_on_threads(one, names, available_threads())))
+    found = map_on_threads(one, names, available_threads())
     bar.close()
+    if cache is not None:
+        cache.update(found)
+    return dict(zip(names, (opts for _, opts in found)))
+
+
+def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, cache=None):
+    """Sizes and forms of every layer from the per-layer candidates and one knapsack, and the knapsack's
+    objective ``sum_l g_l eps_l`` (the predicted loss increase, up to a factor 1/2)."""
+    from .search import search_allocation
+
+    options = _search_options(chosen, stats, families, step, protect, progress, cache)
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
     choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
     forms = {n: options[n].families[j] for n, j in choice.items()}
-    return plan, forms
+    cost = sum(float((weights or {}).get(n, 1.0)) * float(options[n].errors[j]) for n, j in choice.items())
+    return plan, forms, cost
 
 
 @dataclass(frozen=True)
 class AutoCandidate:
-    """One split tried by method ``"auto"`` (:func:`auto_candidates`).
+    """One split built by method ``"auto"`` (:func:`auto_candidates`).
 
     Attributes
     ----------
@@ -401,12 +420,48 @@ class AutoCandidate:
     result : CompressionResult
     loss : float
         Mean next-token cross-entropy on the held-out calibration batch.
+    predicted : dict
+        The predicted loss increase of every split that uses the search, by the fraction
+        pruning keeps (see :func:`auto_candidates`); the same dict for every candidate.
     """
 
     prune: float
     model: nn.Module
     result: CompressionResult
     loss: float
+    predicted: dict = field(default_factory=dict)
+
+
+def _predict_splits(model, ratio, shares, stats, weights, families, step, max_flops, progress) -> dict[float, float]:
+    """``sum_l g_l eps_l`` of each split: the pruning's output errors plus the search's knapsack objective.
+
+    Both are absolute output errors ``tr(E C E^T)`` on the original model's statistics,
+    weighted by the same gradient sensitivities, so they add up to the second-order
+    (Fisher) estimate of the loss increase, up to a common factor. No calibration pass:
+    pruning runs on a copy with the shared statistics, the search plans on them cut to the
+    kept channels, and the layers pruning leaves alone reuse their candidates.
+    """
+    import copy
+
+    from tqdm.auto import tqdm
+
+    from .prune import prune_width
+    from .recipe import prune_fraction
+
+    g, cache, predicted = weights or {}, {}, {}
+    for share in tqdm(shares, desc="auto: predict splits", disable=not progress, leave=False):
+        keep = round(prune_fraction(ratio, share), 6)
+        trial, st, cost, rest = model, stats, 0.0, ratio
+        if share > 0.0:
+            trial = copy.deepcopy(model)
+            pres = prune_width(trial, ratio=keep, stats=stats)
+            cost = sum(float(g.get(n, 1.0)) * e for n, e in pres.errors.items())
+            st, rest = pruned_stats(stats, pres), min(ratio / pres.ratio, 1.0)
+        _, _, searched = _search_plan(find_layers(trial), rest, st, weights, families, step, (), max_flops, False,
+                                      cache)
+        predicted[keep] = cost + searched
+        del trial
+    return predicted
 
 
 def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
@@ -417,9 +472,13 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
-    for the rest of the budget; it is fitted on every calibration batch but the last and scored
-    on the last (see ``calibration_batches``). The original model's statistics
-    and gradient sensitivities are measured once and shared.
+    for the rest of the budget. The splits that use the search are first ranked, without
+    building them, by their predicted loss increase (:func:`_predict_splits`: the
+    sensitivity-weighted output errors of the pruning plus the search's knapsack
+    objective); only the best of them is built (block by block, on every calibration batch
+    but the last), next to pruning alone (share 1, which costs no factorisation). Each built
+    candidate is scored on the last batch (see ``calibration_batches``). The original
+    model's statistics and gradient sensitivities are measured once and shared.
     """
     import copy
 
@@ -430,9 +489,21 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
     if weights is None and sensitivity == "gradient":
         weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+    shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
+    searched = [s for s in shares if s < 1.0]
+    predicted = {}
+    if len(searched) > 1:
+        predicted = _predict_splits(model, ratio, searched, stats, weights, families, step, max_flops, progress)
+        best = min(predicted, key=predicted.get)
+        searched = [s for s in searched if round(prune_fraction(ratio, s), 6) == best]
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write("auto: predicted loss increase by the fraction width pruning keeps: "
+                       + ", ".join(f"{k:.1%}: {v:.4g}" for k, v in predicted.items()))
     search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
                   progress=progress)
-    for share in dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)):
+    for share in searched + [s for s in shares if s == 1.0]:
         keep = round(prune_fraction(ratio, share), 6)
         trial = copy.deepcopy(model)
         if share == 1.0:
@@ -445,7 +516,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
             tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights"
                        + ("" if share == 1.0 else ", then the factorisation search") + f": held-out loss {loss:.4f}")
-        yield AutoCandidate(keep, trial, res, loss)
+        yield AutoCandidate(keep, trial, res, loss, predicted)
         del trial
 
 
@@ -454,15 +525,16 @@ def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_f
     """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
     from .recipe import adopt
 
-    best, losses = None, {}
+    best, losses, predicted = None, {}, {}
     for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
                                 sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
         losses[cand.prune] = cand.loss
+        predicted = cand.predicted
         if best is None or cand.loss < best.loss:
             best = cand
         del cand
     adopt(model, best.model)
-    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune)
+    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune, auto_predicted=predicted)
     return CompressionResult("auto", best.result.layers, params_before, count_params(model),
                              time.perf_counter() - start, extra)
 

@@ -66,7 +66,12 @@ class PruneResult:
         blocks' total MLP + attention output energy (after folding).
     kept : dict
         Per block index: ``(mlp_channels, attention_columns)``, the sorted indices of the
-        kept inputs of ``down_proj`` and ``o_proj`` (see :func:`pruned_stats`).
+        kept inputs of ``down_proj`` and ``o_proj`` (see :func:`pruned_stats`), ``None``
+        where nothing was removed.
+    errors : dict
+        Absolute output error ``tr(E C E^T)`` of each pruned ``down_proj`` / ``o_proj``
+        (after the fold), by layer name: the same currency as the factorisation
+        search's errors (:mod:`tnkit.compress.search`).
     """
 
     intermediate_size: int
@@ -77,6 +82,7 @@ class PruneResult:
     before: dict
     removed_energy: float
     kept: dict = field(default_factory=dict, repr=False)
+    errors: dict = field(default_factory=dict, repr=False)
 
     @property
     def ratio(self) -> float:
@@ -271,13 +277,14 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
                 model, float(ratio), st, weights=weights)
         m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
         removed = total = 0.0
-        kept = {}
+        kept, errors = {}, {}
         for i, b in enumerate(blocks):
-            co = st[f"model.layers.{i}.self_attn.o_proj"].covariance
-            cd = st[f"model.layers.{i}.mlp.down_proj"].covariance
-            err_a, tot_a, cols = _prune_attention(b.self_attn, co, n_kv, per_group, head_dim, kv_keep, pg_keep, fold)
-            err_m, tot_m, channels = _prune_mlp(b.mlp, cd, m_keep, fold)
+            on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
+            err_a, tot_a, cols = _prune_attention(b.self_attn, st[on].covariance, n_kv, per_group, head_dim, kv_keep,
+                                                  pg_keep, fold)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[dn].covariance, m_keep, fold)
             kept[i] = (channels, cols)
+            errors[on], errors[dn] = err_a, err_m
             removed += err_a + err_m
             total += tot_a + tot_m
     before = {"intermediate_size": inter, "kv_groups": n_kv, "heads_per_group": per_group}
@@ -288,7 +295,7 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
     cfg.head_dim = head_dim
     return PruneResult(m_keep, pg_keep, kv_keep, len(blocks) * _block_params(hidden, inter, n_kv, per_group, head_dim),
                        len(blocks) * _block_params(hidden, m_keep, kv_keep, pg_keep, head_dim), before,
-                       removed / max(total, 1e-300), kept)
+                       removed / max(total, 1e-300), kept, errors)
 
 
 def pruned_stats(stats: Mapping[str, object], result: PruneResult) -> dict[str, object]:
