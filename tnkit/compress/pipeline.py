@@ -361,7 +361,8 @@ def _search_options(chosen, stats, families, step, protect, progress, cache=None
     """Every layer's candidates (:func:`tnkit.compress.search.layer_options`), on all worker threads.
 
     ``cache`` (a dict) keeps the options of layers whose weight shape and statistics object
-    are unchanged between calls (the layers width pruning left alone).
+    are unchanged between calls (the layers width pruning left alone: pruning changes a
+    layer's shape or cuts its statistics).
     """
     from tqdm.auto import tqdm
 
@@ -372,24 +373,25 @@ def _search_options(chosen, stats, families, step, protect, progress, cache=None
     bar = tqdm(total=len(names), desc="candidates", disable=not progress, leave=False)
 
     def one(name: str) -> LayerOptions:
-        w = linear_weight(chosen[name])
-        key = (name, tuple(w.shape), id(stats[name]), name in protect)
-        opts = None if cache is None else cache.get(key)
+        w, st = linear_weight(chosen[name]), stats[name]
+        key = (name, tuple(w.shape), name in protect)
+        hit = None if cache is None else cache.get(key)
+        opts = hit[1] if hit is not None and hit[0] is st else None  # the same statistics object, held by the cache
         if opts is None:
             w = w.detach().double().numpy()
             if name in protect:
                 opts = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]), np.array([w.size]))
             else:
-                opts = layer_options(w, stats[name].covariance, families=families, step=step)
+                opts = layer_options(w, st.covariance, families=families, step=step)
         bar.update(1)
-        return key, opts
+        return key, (st, opts)
 
     # independent layers: numpy releases the GIL in LAPACK, so workers with one BLAS thread each run side by side
     found = map_on_threads(one, names, available_threads())
     bar.close()
     if cache is not None:
         cache.update(found)
-    return dict(zip(names, (opts for _, opts in found)))
+    return dict(zip(names, (opts for _, (_, opts) in found)))
 
 
 def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, cache=None):
