@@ -169,11 +169,12 @@ def _sensitivity_rows(args, model, layers, eval_ids):
     import json
 
     import tnkit.compress as tc
+    from tnkit.compress.recipes.sensitivity import ProfileRow
     from tnkit.io import atomic_write
 
     path = Path(args.sensitivity_json) if args.sensitivity_json else None
     if path is not None and path.is_file():
-        rows = [tc.profile.ProfileRow(**r) for r in json.loads(path.read_text())]
+        rows = [ProfileRow(**r) for r in json.loads(path.read_text())]
         log(f"sensitivity profile read from {path}")
         return rows
     t = time.perf_counter()
@@ -249,7 +250,8 @@ def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride
 def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
     """Whitened relative error per layer and method at ``keep`` of each layer's parameters."""
     import tnkit.compress as tc
-    from tnkit.compress.surgery import layer_depth
+    from tnkit.compress.layers.surgery import layer_depth
+    from tnkit.compress.numerics.factorize import mpo_to_dense
     from tnkit.mps.mpo import balanced_factors
 
     for name, module in layers.items():
@@ -268,7 +270,7 @@ def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
             results[method] = (tc.whitened_error(w, u @ v, c), time.process_time() - cpu)
         cpu = time.process_time()
         plain = tc.mpo_factorize(w, out_dims=od, in_dims=idd, max_bond=tc.bond_for_params(od, idd, keep * w.size))
-        results["mpo"] = (tc.whitened_error(w, tc.factorize.mpo_to_dense(plain.cores), c), time.process_time() - cpu)
+        results["mpo"] = (tc.whitened_error(w, mpo_to_dense(plain.cores), c), time.process_time() - cpu)
         for sweeps in (0, 1, 2):
             cpu = time.process_time()
             f = tc.whitened_mpo_factorize(w, c, out_dims=od, in_dims=idd, max_bond=bond, sweeps=sweeps,

@@ -33,8 +33,8 @@ import json, sys, time
 import numpy as np, torch
 torch.set_num_threads({threads})
 import transformers, tnkit.compress as tc
-from tnkit.compress.evaluate import model_bytes
-from tnkit.compress.models import is_compressed_dir
+from tnkit.compress.recipes.evaluate import model_bytes
+from tnkit.compress.storage.models import is_compressed_dir
 def status():
     out = {{}}
     for line in open("/proc/self/status"):
@@ -75,9 +75,10 @@ ROWS = ("lowrank", "prune", "auto", "mpo")
 def prepare(work: Path, data: str | None, quick: bool, rows: tuple[str, ...]) -> dict[str, Path]:
     """The original model's directory and the compressed ones (made once, then reused)."""
     import tnkit.compress as tc
+    from tnkit.compress.storage.models import gguf_cache_dir, is_compressed_dir
 
     gguf = tc.smollm2_gguf_path()
-    original = tc.models.gguf_cache_dir() / f"{gguf.stem}-f32"
+    original = gguf_cache_dir() / f"{gguf.stem}-f32"
     model, tok = tc.load_model(gguf, cache=True)
     text = _text(data)
     lowrank = "whiten" if text is not None else "svd"
@@ -88,7 +89,7 @@ def prepare(work: Path, data: str | None, quick: bool, rows: tuple[str, ...]) ->
     dirs.update({f"{methods[r]}-70": work / f"{methods[r]}-70" for r in rows if r in methods})
     for label in [k for k in dirs if k != "original"]:
         method = label.rsplit("-", 1)[0]
-        if tc.models.is_compressed_dir(dirs[label]) or (dirs[label] / "config.json").is_file():
+        if is_compressed_dir(dirs[label]) or (dirs[label] / "config.json").is_file():
             continue
         log(f"compressing: {label}")
         m, _ = tc.load_model(original)
@@ -117,9 +118,10 @@ def speed(dirs: dict[str, Path], threads: int, repeats: int, new_tokens: int) ->
     import torch
 
     import tnkit.compress as tc
+    from tnkit.compress.storage.models import is_compressed_dir
 
     torch.set_num_threads(threads)
-    models = {k: (tc.load_compressed(p) if tc.models.is_compressed_dir(p) else tc.load_model(p, tokenizer=False)[0])
+    models = {k: (tc.load_compressed(p) if is_compressed_dir(p) else tc.load_model(p, tokenizer=False)[0])
               for k, p in dirs.items()}
     prompt = np.arange(100, 116)
     runs: dict[str, dict[int, list[float]]] = {k: {1: [], 8: []} for k in models}
@@ -186,9 +188,9 @@ def main() -> None:
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         p.error(f"--rows: unknown {unknown}; choose among {', '.join(ROWS)}")
-    import tnkit.compress as tc
+    from tnkit.compress.storage.models import gguf_cache_dir
 
-    work = Path(args.work) if args.work else tc.models.gguf_cache_dir().parent / "deploy-bench"
+    work = Path(args.work) if args.work else gguf_cache_dir().parent / "deploy-bench"
     dirs = prepare(work, args.data, args.quick, rows)
     cols = [("case", lambda r: r["case"]), ("metric", lambda r: r["metric"]),
             ("model", lambda r: _fmt(r["tnkit"])), ("original", lambda r: _fmt(r["reference_value"])),

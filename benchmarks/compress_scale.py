@@ -53,8 +53,8 @@ def write_random_llama(folder: Path, shape: dict, *, seed: int = 0) -> int:
     from safetensors.torch import save_file
     from transformers import LlamaConfig
 
-    from tnkit.compress.models import tiny_tokenizer
-    from tnkit.compress.plan import meta_model
+    from tnkit.compress.storage.models import tiny_tokenizer
+    from tnkit.compress.scale.plan import meta_model
 
     config = LlamaConfig(**shape, max_position_embeddings=2048, tie_word_embeddings=False)
     config.save_pretrained(folder)

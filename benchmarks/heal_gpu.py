@@ -82,7 +82,7 @@ def main() -> None:
     import torch
 
     import tnkit.compress as tc
-    from tnkit.compress.healing import resolve_device
+    from tnkit.compress.tuning.healing import resolve_device
 
     device = resolve_device(args.device)
     t0 = time.perf_counter()

@@ -218,13 +218,13 @@ from tnkit import __version__
 import tnkit.core.linalg
 
 def f(psi):
-    from ..compress import pipeline
+    from ..compress.recipes import pipeline
     return Model._private, chain._y, psi._local, public.__doc__, tnkit.core.linalg._svd
 """
     parsed = [("tnkit.mps.fake", PACKAGE_ROOT / "mps" / "fake.py", ast.parse(source))]
     assert floor_violations(parsed) == {
         "tnkit.mps.fake -> tnkit.ml.models",
-        "tnkit.mps.fake -> tnkit.compress.pipeline",
+        "tnkit.mps.fake -> tnkit.compress.recipes.pipeline",
     }
     assert private_imports(parsed) == {"tnkit.mps.fake: tnkit.mps.chain._hidden"}
     assert private_attributes(parsed) == {

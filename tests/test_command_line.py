@@ -120,7 +120,7 @@ def test_debug_variable_shows_the_traceback(monkeypatch):
 
 
 def test_importing_the_compression_package_does_not_import_torch():
-    code = "import sys, tnkit.compress, tnkit.compress.cli; print('torch' in sys.modules)"
+    code = "import sys, tnkit.compress, tnkit.compress.front.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -129,7 +129,7 @@ def test_compression_package_names_resolve_lazily():
     import tnkit.compress as tc
 
     assert set(tc.__all__) == set(tc._SUBMODULE_OF)
-    assert tc.MPOLinear.__module__ == "tnkit.compress.mpo_linear"
+    assert tc.MPOLinear.__module__ == "tnkit.compress.layers.mpo_linear"
     with pytest.raises(AttributeError, match="no attribute"):
         tc.not_a_name  # noqa: B018
 

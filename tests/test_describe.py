@@ -163,7 +163,7 @@ def test_broken_compressed_model_directories_are_refused(tmp_path, capsys):
 
 
 def test_inspect_file_names_match_the_compressed_model_writer():
-    serialize = pytest.importorskip("tnkit.compress.serialize", exc_type=ImportError)
+    serialize = pytest.importorskip("tnkit.compress.storage.serialize", exc_type=ImportError)
     from tnkit import describe as tnkit_inspect
 
     assert (tnkit_inspect._LM_LAYERS, tnkit_inspect._LM_WEIGHTS, tnkit_inspect._LM_KIND) == (

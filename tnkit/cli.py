@@ -37,10 +37,10 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "demo": Command("tnkit.demo", "a 30-second tour of every product on built-in examples"),
     "inspect": Command("tnkit.describe", "describe a file written by tnkit (MPS, MPO, TTN, models)"),
-    "compress": Command("tnkit.compress.cli", "compress a causal LM's linear layers (needs tnkit[llm])"),
-    "profile": Command("tnkit.compress.cli", "layer sensitivity profiles of a causal LM (needs tnkit[llm])"),
-    "eval": Command("tnkit.compress.cli", "perplexity, size and speed of causal LMs (needs tnkit[llm])"),
-    "export": Command("tnkit.compress.cli", "write a plain Hugging Face copy of a compressed model (needs tnkit[llm])"),
+    "compress": Command("tnkit.compress.front.cli", "compress a causal LM's linear layers (needs tnkit[llm])"),
+    "profile": Command("tnkit.compress.front.cli", "layer sensitivity profiles of a causal LM (needs tnkit[llm])"),
+    "eval": Command("tnkit.compress.front.cli", "perplexity, size and speed of causal LMs (needs tnkit[llm])"),
+    "export": Command("tnkit.compress.front.cli", "write a plain Hugging Face copy of a compressed model (needs tnkit[llm])"),
     "aqc": Command("tnkit.aqc.cli", "compile a target MPS into a short quantum circuit (needs tnkit[aqc])"),
 }
 

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["add_parser", "describe", "describe_path", "DESCRIBERS"]
 
-#: The files of a compressed-model directory (see :mod:`tnkit.compress.serialize`).
+#: The files of a compressed-model directory (see :mod:`tnkit.compress.storage.serialize`).
 _LM_LAYERS, _LM_WEIGHTS, _LM_CONFIG = "tnkit_layers.json", "model.safetensors", "config.json"
 _LM_KIND = "tnkit-compressed-lm"
 

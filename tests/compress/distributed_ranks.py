@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tnkit.compress.distributed import compress_streaming, heal_sharded, init_ranks
+from tnkit.compress.scale.distributed import compress_streaming, heal_sharded, init_ranks
 
 # the inputs, shared with the test module (one definition)
 sys.path.insert(0, str(Path(__file__).parent))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import tnkit.compress as tc
-from tnkit.compress.cli import add_parser
+from tnkit.compress.front.cli import add_parser
+from tnkit.compress.storage.models import tiny_tokenizer
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
@@ -25,7 +26,7 @@ def _main(argv):
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
     tc.tiny_llama(seed=0).save_pretrained(d)
-    tc.models.tiny_tokenizer().save_pretrained(d)
+    tiny_tokenizer().save_pretrained(d)
     text = d / "text.txt"
     text.write_text(" = A = \n" + "the cat sat on the mat . " * 120 + "\n = Attalea ( palm ) = \n" + "a palm tree grows . " * 80)
     return d

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import tnkit.compress as tc
-from tnkit.compress.evaluate import model_bytes
+from tnkit.compress.recipes.evaluate import model_bytes
+from tnkit.compress.storage.models import tiny_tokenizer
 from tnkit.errors import SchemaError
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
@@ -116,7 +117,7 @@ def test_export_dense_gives_a_transformers_model_with_the_same_logits(tmp_path, 
 
     model = make(seed=1)
     tc.compress_model(model, method="mpo", ratio=0.5, progress=False)
-    src = tc.save_compressed(model, tmp_path / "c", tokenizer=tc.models.tiny_tokenizer())
+    src = tc.save_compressed(model, tmp_path / "c", tokenizer=tiny_tokenizer())
     assert main(["export", "--dense", str(src), str(tmp_path / "e")]) == 0
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "e").eval()
     x = torch.arange(40)[None]
@@ -318,7 +319,7 @@ def test_schema_one_directories_still_load(saved, tmp_path):
 def test_read_safetensors_round_trip(tmp_path):
     from safetensors.torch import save_file
 
-    from tnkit.compress.serialize import read_safetensors
+    from tnkit.compress.storage.serialize import read_safetensors
 
     tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).to(torch.bfloat16),
                "d": torch.zeros(0, 3), "e": torch.tensor(1.5, dtype=torch.float64)}

@@ -49,7 +49,7 @@ def fsdp_case():
 
 def _model_dir(folder: Path) -> Path:
     import tnkit.compress as tc
-    from tnkit.compress.models import tiny_tokenizer
+    from tnkit.compress.storage.models import tiny_tokenizer
 
     model = tc.tiny_llama(num_hidden_layers=3)
     model.save_pretrained(folder)
@@ -101,7 +101,7 @@ def test_two_ranks_give_the_in_memory_pipeline_weights_sequential_whiten(ranks_r
 
 def test_two_ranks_equal_one_rank_for_the_whitened_mpo(ranks_run, tmp_path):
     import tnkit.compress as tc
-    from tnkit.compress.distributed import compress_streaming
+    from tnkit.compress.scale.distributed import compress_streaming
 
     model_dir, out, _ = ranks_run
     one = compress_streaming(model_dir, tmp_path / "one", calibration=calibration_batches(), progress=False,
@@ -113,7 +113,7 @@ def test_two_ranks_equal_one_rank_for_the_whitened_mpo(ranks_run, tmp_path):
 def test_one_fsdp2_step_on_two_ranks_equals_the_single_process_step(ranks_run):
     from safetensors.torch import load_file
 
-    from tnkit.compress.distributed import heal_sharded
+    from tnkit.compress.scale.distributed import heal_sharded
 
     _, out, report = ranks_run
     model, ids, opts = fsdp_case()
@@ -133,7 +133,7 @@ def test_one_fsdp2_step_on_two_ranks_equals_the_single_process_step(ranks_run):
 
 def test_stream_command_under_torchrun_writes_a_loadable_model_and_report(ranks_run):
     import tnkit.compress as tc
-    from tnkit.compress.cli_distributed import STREAM_REPORT
+    from tnkit.compress.front.cli_distributed import STREAM_REPORT
 
     _, out, report = ranks_run
     assert report["cli_rc"] == 0

@@ -1,4 +1,4 @@
-"""Plans from a configuration alone, out-of-core streaming and the one-process side of tnkit.compress.distributed."""
+"""Plans from a configuration alone, out-of-core streaming and the one-process side of tnkit.compress.scale.distributed."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_the_70b_llama_plan_runs_from_its_config_in_seconds_under_1_gib(tmp_path
 
 
 def test_assign_layers_is_longest_processing_time_first_and_within_4_3_of_the_optimum():
-    from tnkit.compress.plan import assign_layers
+    from tnkit.compress.scale.plan import assign_layers
 
     rng = np.random.default_rng(0)
     for n, ranks in [(5, 2), (7, 3), (6, 2)]:
@@ -68,7 +68,7 @@ def test_assign_layers_is_longest_processing_time_first_and_within_4_3_of_the_op
 
 def test_plan_of_a_tiny_llama_lists_every_layer_with_the_pipelines_uniform_sizes():
     import tnkit.compress as tc
-    from tnkit.compress.plan import plan_compression, uniform_size
+    from tnkit.compress.scale.plan import plan_compression, uniform_size
 
     model = tc.tiny_llama(num_hidden_layers=3)
     plan = plan_compression(model.config, world_size=2, method="whiten", ratio=0.6)
@@ -88,14 +88,14 @@ def test_plan_of_a_tiny_llama_lists_every_layer_with_the_pipelines_uniform_sizes
 ])
 def test_plan_refuses_bad_options_by_name(kwargs, error):
     import tnkit.compress as tc
-    from tnkit.compress.plan import plan_compression
+    from tnkit.compress.scale.plan import plan_compression
 
     with pytest.raises(error, match=next(iter(kwargs))):
         plan_compression(tc.tiny_llama().config, **kwargs)
 
 
 def test_plan_refuses_a_path_without_a_config(tmp_path):
-    from tnkit.compress.plan import plan_compression
+    from tnkit.compress.scale.plan import plan_compression
 
     with pytest.raises(FileNotFoundError, match="config.json"):
         plan_compression(tmp_path)
@@ -115,7 +115,7 @@ def _sharded(tmp_path: Path, n_layers: int = 2):
 
 def test_streaming_a_sharded_checkpoint_gives_the_in_memory_compression(tmp_path):
     import tnkit.compress as tc
-    from tnkit.compress.distributed import compress_streaming
+    from tnkit.compress.scale.distributed import compress_streaming
 
     model, folder = _sharded(tmp_path)
     ref = copy.deepcopy(model)
@@ -130,7 +130,7 @@ def test_streaming_a_sharded_checkpoint_gives_the_in_memory_compression(tmp_path
 
 def test_streaming_a_model_in_memory_compresses_it_in_place_like_compress_model():
     import tnkit.compress as tc
-    from tnkit.compress.distributed import compress_streaming
+    from tnkit.compress.scale.distributed import compress_streaming
 
     model = tc.tiny_llama()
     ref = copy.deepcopy(model)
@@ -144,8 +144,8 @@ def test_streaming_a_model_in_memory_compresses_it_in_place_like_compress_model(
 def test_streaming_refuses_a_checkpoint_that_does_not_fit_its_config(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from tnkit.compress.distributed import compress_streaming
-    from tnkit.compress.streaming import BlockStream
+    from tnkit.compress.scale.distributed import compress_streaming
+    from tnkit.compress.scale.streaming import BlockStream
 
     _, folder = _sharded(tmp_path)
     index = json.loads((folder / "model.safetensors.index.json").read_text())
@@ -170,7 +170,7 @@ def test_streaming_refuses_a_checkpoint_that_does_not_fit_its_config(tmp_path):
     ({"method": "svd", "ratio": 0.0}, ValueError, "ratio"),
 ])
 def test_streaming_refuses_bad_options_before_reading_the_model(tmp_path, kwargs, error, match):
-    from tnkit.compress.distributed import compress_streaming
+    from tnkit.compress.scale.distributed import compress_streaming
 
     with pytest.raises(error, match=match):
         compress_streaming(tmp_path / "missing", tmp_path / "out", progress=False, **kwargs)
@@ -178,7 +178,7 @@ def test_streaming_refuses_bad_options_before_reading_the_model(tmp_path, kwargs
 
 def test_heal_sharded_on_one_process_lowers_the_loss_and_checks_its_options():
     import tnkit.compress as tc
-    from tnkit.compress.distributed import heal_sharded
+    from tnkit.compress.scale.distributed import heal_sharded
 
     ids = np.tile(np.arange(32), 64)  # a repeating pattern the model can learn
     result = heal_sharded(tc.tiny_llama(), ids, steps=8, batch_size=2, seq_len=16, lr=3e-3)

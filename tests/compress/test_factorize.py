@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import random_array
-from tnkit.compress.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
-from tnkit.compress.factorize import (
+from tnkit.compress.numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
+from tnkit.compress.numerics.factorize import (
     bond_for_params,
     max_bonds,
     mpo_factorize,

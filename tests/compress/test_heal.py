@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import tnkit.compress as tc
-from tnkit.compress.distill import MixedStream, SelfGenerated, TextWindows
+from tnkit.compress.storage.models import tiny_tokenizer
+from tnkit.compress.tuning.distill import MixedStream, SelfGenerated, TextWindows
 from tnkit.errors import SchemaError
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
@@ -220,7 +221,7 @@ def _main(argv):
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
     tc.tiny_llama(seed=0).save_pretrained(d)
-    tc.models.tiny_tokenizer().save_pretrained(d)
+    tiny_tokenizer().save_pretrained(d)
     (d / "text.txt").write_text("the cat sat on the mat . " * 80)
     return d
 
@@ -282,5 +283,5 @@ def test_no_public_name_is_shadowed_by_a_submodule():
 
     modules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
     assert not modules & set(pkg._SUBMODULE_OF)  # importing such a module would bind it over the name
-    importlib.import_module("tnkit.compress.healing")
+    importlib.import_module("tnkit.compress.tuning.healing")
     assert callable(pkg.heal)

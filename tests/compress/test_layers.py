@@ -150,7 +150,7 @@ def test_lowrank_bad_inputs(rng):
 
 @pytest.mark.parametrize("shape", [(30, 12), (12, 30)])
 def test_gram_factors_match_truncated_svd(rng, shape):
-    from tnkit.compress.lowrank import gram_singular_values, gram_truncated_factors
+    from tnkit.compress.layers.lowrank import gram_singular_values, gram_truncated_factors
 
     a = random_array(rng, shape)
     u, s, vh = np.linalg.svd(a, full_matrices=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tnkit.compress as tc
-from tnkit.compress.surgery import layer_depth, layer_role
+from tnkit.compress.layers.surgery import layer_depth, layer_role
 from tnkit.errors import OptionError, SchemaError
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
@@ -184,7 +184,7 @@ def test_heal_compressed_only_trains_the_compressed_layers(llama):
 def test_kl_loss_matches_a_dense_reference_and_vanishes_for_the_teacher(llama):
     import copy
 
-    from tnkit.compress.healing import _step_loss
+    from tnkit.compress.tuning.healing import _step_loss
 
     teacher = copy.deepcopy(llama)
     batch = torch.as_tensor(np.random.default_rng(1).integers(0, 256, (2, 9)))
@@ -208,7 +208,7 @@ def test_heal_by_distillation_lowers_the_kl_and_leaves_the_teacher_alone(llama, 
     probe = torch.as_tensor(np.random.default_rng(3).integers(0, 256, (4, 33)))  # not in the healing text
 
     def kl_on_probe():
-        from tnkit.compress.healing import _step_loss
+        from tnkit.compress.tuning.healing import _step_loss
 
         with torch.no_grad():
             return float(_step_loss(llama, probe, "kl", teacher))
@@ -255,7 +255,7 @@ def test_profiles_and_plot(llama, ids, tmp_path):
 
 
 def test_sensitivity_weights_and_protected_layers_follow_the_profile(llama):
-    from tnkit.compress.profile import ProfileRow
+    from tnkit.compress.recipes.sensitivity import ProfileRow
 
     rows = [ProfileRow("block 0", 0, None, 742.0), ProfileRow("block 1", 1, None, 1.2)]
     layers = tc.find_layers(llama)
@@ -309,14 +309,14 @@ def test_activation_stats_match_dense_reference(llama, ids):
 
 
 def test_calibration_skips_lm_head_unless_observed(llama, ids):
-    from tnkit.compress.calibration import _trunk
+    from tnkit.compress.calibrate.calibration import _trunk
 
     assert _trunk(llama, tc.find_layers(llama)) is llama.model
     assert _trunk(llama, {"lm_head": llama.lm_head}) is llama
 
 
 def test_dequantised_model_copy_loads_identically(llama, ids, tmp_path):
-    from tnkit.compress.models import _save_float_model
+    from tnkit.compress.storage.models import _save_float_model
 
     _save_float_model(llama, tmp_path)
     loaded, tok = tc.load_model(tmp_path)

@@ -8,7 +8,7 @@ import torch
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
-from tnkit.compress.prune import prune_width
+from tnkit.compress.recipes.prune import prune_width
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_pruned_model_loads_in_plain_transformers_with_the_same_logits(tmp_path,
     assert cfg.intermediate_size == res.intermediate_size
     assert cfg.num_key_value_heads == res.kv_groups
     assert cfg.num_attention_heads == res.kv_groups * res.heads_per_group
-    assert res.params_after == tc.prune.block_linear_params(model)
+    assert res.params_after == tc.block_linear_params(model)
     if "ratio" in widths:
         assert res.ratio <= widths["ratio"]
     model.save_pretrained(tmp_path)
@@ -89,7 +89,7 @@ def test_compress_model_prune_method_and_stage(calib):
     res = tc.compress_model(model, method="prune", ratio=0.7, calibration=calib, progress=False)
     assert res.extra["prune"].ratio <= 0.7
     model = tc.tiny_llama(seed=2)
-    before = tc.prune.block_linear_params(model)
+    before = tc.block_linear_params(model)
     res = tc.compress_model(model, method="search", ratio=0.6, prune=0.85, calibration=calib, progress=False)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1
@@ -99,7 +99,7 @@ def test_compress_model_prune_method_and_stage(calib):
     (dict(heads_per_group=1), ("self_attn.q_proj", "self_attn.o_proj")),  # the MLP then sees other inputs
     (dict(intermediate_size=50), ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"))])
 def test_pruned_stats_are_the_pruned_models_own_in_the_first_block(calib, widths, block_layers):
-    from tnkit.compress.prune import pruned_stats
+    from tnkit.compress.recipes.prune import pruned_stats
 
     model = tc.tiny_llama(seed=3)
     stats = tc.collect_activation_stats(model, tc.find_layers(model), calib)

@@ -9,8 +9,8 @@ import pytest
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
-from tnkit.compress.prune import block_linear_params
-from tnkit.compress.recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
+from tnkit.compress.recipes.prune import block_linear_params
+from tnkit.compress.recipes.recipe import AUTO_SPLITS, adopt, heldout_loss, heldout_split, prune_fraction
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
 
 
 def test_predicted_cost_of_a_split_is_pruning_error_plus_the_search_objective(calib):
-    from tnkit.compress.pipeline import _predict_splits, _search_plan
-    from tnkit.compress.prune import prune_width, pruned_stats
+    from tnkit.compress.recipes.pipeline import _predict_splits, _search_plan
+    from tnkit.compress.recipes.prune import prune_width, pruned_stats
 
     base = tc.tiny_llama(seed=5)
     layers = tc.find_layers(base)

@@ -10,9 +10,9 @@ import torch
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
-from tnkit.compress.factorize import mpo_factorize, mpo_to_dense
-from tnkit.compress.lowrank import LowRankLinear, cholesky_whitener
-from tnkit.compress.search import (
+from tnkit.compress.numerics.factorize import mpo_factorize, mpo_to_dense
+from tnkit.compress.layers.lowrank import LowRankLinear, cholesky_whitener
+from tnkit.compress.numerics.search import (
     LayerOptions,
     gradient_weights,
     knapsack,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tnkit.compress as tc
-from tnkit.compress.sequential import corrected_weight
+from tnkit.compress.calibrate.sequential import corrected_weight
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 

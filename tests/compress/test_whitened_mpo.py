@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from conftest import random_array
 from tnkit.compress import MPOLinear, compress_model, tiny_llama, token_batches
-from tnkit.compress.allocate import lowrank_curve
-from tnkit.compress.factorize import mpo_factorize, mpo_to_dense
-from tnkit.compress.lowrank import lowrank_factors
-from tnkit.compress.whitened_mpo import (
+from tnkit.compress.numerics.allocate import lowrank_curve
+from tnkit.compress.numerics.factorize import mpo_factorize, mpo_to_dense
+from tnkit.compress.layers.lowrank import lowrank_factors
+from tnkit.compress.numerics.whitened_mpo import (
     als_refit,
     kronecker_covariance,
     whitened_error,
@@ -167,7 +167,7 @@ def test_whiten_lowrank_curve_is_the_svd_llm_error(rng):
     # the curve the "whiten" allocation uses: error at rank k = whitened error of the rank-k factors
     w = random_array(rng, (10, 12))
     c = _covariance(rng, 12)
-    from tnkit.compress.lowrank import cholesky_whitener
+    from tnkit.compress.layers.lowrank import cholesky_whitener
 
     curve = lowrank_curve(w @ cholesky_whitener(c), step=1)
     u, v, err = lowrank_factors(w, 3, method="whiten", covariance=c)
@@ -208,7 +208,7 @@ def _dead_channel_statistics(rng, n, *, tokens=200):
 def test_ridge_bounds_weight_and_held_out_error(rng, ridge, bounded):
     # what went wrong on SmolLM2 (weight errors of 400x ||W|| in MLP layers with a near-dead input
     # channel): directions the calibration tokens barely excite are free for the truncation
-    from tnkit.compress.pipeline import DEFAULT_RIDGE
+    from tnkit.compress.recipes.pipeline import DEFAULT_RIDGE
 
     ridge = DEFAULT_RIDGE["mpo-whiten"] if ridge is None else ridge
     w = random_array(rng, (24, 36))
@@ -230,7 +230,7 @@ def test_ridge_bounds_weight_and_held_out_error(rng, ridge, bounded):
 
 
 def test_ridge_covariance_and_its_errors():
-    from tnkit.compress.lowrank import ridge_covariance
+    from tnkit.compress.layers.lowrank import ridge_covariance
 
     c = np.diag([4.0, 0.0])
     np.testing.assert_allclose(ridge_covariance(c, 0.5), np.diag([5.0, 1.0]))

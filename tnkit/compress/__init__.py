@@ -5,7 +5,7 @@ Importing this package imports nothing heavy: each name below is loaded from its
 
 * :class:`MPOLinear` and :class:`LowRankLinear`: compressed drop-in linear layers;
 * :func:`compress_model`: choose layers, calibrate, factorise, replace, in place (default:
-  the per-layer search of :mod:`tnkit.compress.search`);
+  the per-layer search of :mod:`tnkit.compress.numerics.search`);
 * :func:`layer_options`, :func:`search_allocation`: every layer's candidate factorisations
   and one knapsack for the global budget;
 * :func:`prune_width`: structured width pruning to a plain, smaller Llama;
@@ -20,58 +20,149 @@ Importing this package imports nothing heavy: each name below is loaded from its
 * :func:`save_compressed`, :func:`load_compressed`: safetensors + JSON, no pickle;
 * :func:`load_model`, :func:`tiny_llama`, :func:`tiny_gpt2`: models from disk or for tests.
 
+The modules live in subpackages, one per concern, each importing only from those listed
+before it (``docs/architecture.md`` has the map):
+
+* ``numerics``: numpy factorisations, size curves, the per-layer search (no torch);
+* ``layers``: the compressed linear layers and finding or swapping layers in a model;
+* ``calibrate``: activation statistics and block-by-block (sequential) compression;
+* ``storage``: saving, loading and exporting models;
+* ``tuning``: healing, distillation data, text corpora;
+* ``recipes``: :func:`compress_model`, the methods' recipes, pruning, evaluation,
+  sensitivity profiles;
+* ``scale``: planning, streaming and distributed compression of large models;
+* ``front``: the ``tnkit compress``, ``heal``, ``profile``, ``eval`` and ``export`` commands.
+
+The former flat module paths (``tnkit.compress.lowrank``, ``tnkit.compress.pipeline``,
+``tnkit.compress.profile``, ...) still import, with a :class:`FutureWarning`, as the very
+module at its new path (:data:`MOVED_MODULES`).
+
 See ``docs/compress.md`` for the guide.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 from typing import Any
+
+#: Former module path (before the split into subpackages) -> its path now. Importing a former
+#: path warns (FutureWarning) and gives the module at its new path.
+MOVED_MODULES: dict[str, str] = {
+    f"{__name__}.{old}": f"{__name__}.{new}"
+    for old, new in {
+        "allocate": "numerics.allocate",
+        "factorize": "numerics.factorize",
+        "search": "numerics.search",
+        "whitened_mpo": "numerics.whitened_mpo",
+        "lowrank": "layers.lowrank",
+        "mpo_linear": "layers.mpo_linear",
+        "surgery": "layers.surgery",
+        "calibration": "calibrate.calibration",
+        "sequential": "calibrate.sequential",
+        "export": "storage.export",
+        "models": "storage.models",
+        "serialize": "storage.serialize",
+        "corpus": "tuning.corpus",
+        "distill": "tuning.distill",
+        "healing": "tuning.healing",
+        "evaluate": "recipes.evaluate",
+        "pipeline": "recipes.pipeline",
+        "profile": "recipes.sensitivity",
+        "prune": "recipes.prune",
+        "recipe": "recipes.recipe",
+        "distributed": "scale.distributed",
+        "plan": "scale.plan",
+        "streaming": "scale.streaming",
+        "cli": "front.cli",
+        "cli_distributed": "front.cli_distributed",
+        "cli_heal": "front.cli_heal",
+    }.items()
+}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import hook that answers a former module path with the module at its new path.
+
+    The module object is the same (``tnkit.compress.lowrank is
+    tnkit.compress.layers.lowrank``), so monkeypatching either name patches both.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[str, Any] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in MOVED_MODULES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        new = MOVED_MODULES[spec.name]
+        warnings.warn(
+            f"{spec.name} has moved to {new}; import it from there (or import its public names "
+            f"from {__name__}); the former path will be removed in a future release",
+            FutureWarning,
+            stacklevel=2,  # the importing line: warnings skips the import machinery's frames
+        )
+        module = importlib.import_module(new)
+        self._specs[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # The import system has set __spec__ to the alias' spec: give the module back its own.
+        module.__spec__ = self._specs.pop(module.__spec__.name)
+
+
+if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _MovedModuleFinder())
 
 #: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
 #: them (so neither torch nor transformers); the first access to a name imports its module.
 #: No public name may equal a submodule's name: importing that submodule would bind the
 #: module over the name (hence ``heal`` lives in ``healing``).
 _SUBMODULE_OF: dict[str, str] = {
-    **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'allocate'),
+    **dict.fromkeys(('SizeCurve', 'allocate_budget', 'lowrank_curve', 'mpo_curve'), 'numerics.allocate'),
     **dict.fromkeys((
         'MixedStream', 'SelfGenerated', 'TextWindows', 'TokenStream', 'distillation_stream', 'self_generate',
-    ), 'distill'),
-    **dict.fromkeys(('export_dense',), 'export'),
-    **dict.fromkeys(('ActivationStats', 'channel_scale', 'collect_activation_stats'), 'calibration'),
+    ), 'tuning.distill'),
+    **dict.fromkeys(('export_dense',), 'storage.export'),
+    **dict.fromkeys(('ActivationStats', 'channel_scale', 'collect_activation_stats'), 'calibrate.calibration'),
     **dict.fromkeys((
         'heal_eval_split', 'read_text', 'split_articles', 'token_batches', 'tokenize',
-    ), 'corpus'),
+    ), 'tuning.corpus'),
     **dict.fromkeys((
         'EvalReport', 'evaluate_model', 'format_reports', 'generation_speed', 'model_bytes',
         'perplexity',
-    ), 'evaluate'),
+    ), 'recipes.evaluate'),
     **dict.fromkeys((
         'MPOFactors', 'bond_for_params', 'max_bonds', 'mpo_factorize', 'weight_entanglement',
-    ), 'factorize'),
-    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'healing'),
-    **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'lowrank'),
-    **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'models'),
-    **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'mpo_linear'),
+    ), 'numerics.factorize'),
+    **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'tuning.healing'),
+    **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'layers.lowrank'),
+    **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'storage.models'),
+    **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'layers.mpo_linear'),
     **dict.fromkeys((
         'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
         'CompressionResult', 'compress_model', 'count_params',
-    ), 'pipeline'),
-    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width'), 'prune'),
+    ), 'recipes.pipeline'),
+    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width'), 'recipes.prune'),
     **dict.fromkeys((
         'FAMILIES', 'LayerOptions', 'gradient_weights', 'knapsack', 'layer_options', 'search_allocation',
-    ), 'search'),
+    ), 'numerics.search'),
     **dict.fromkeys((
         'entanglement_profile', 'entanglement_weights', 'plot_profile', 'sensitive_layers',
         'sensitivity_profile', 'sensitivity_weights',
-    ), 'profile'),
-    **dict.fromkeys(('load_compressed', 'save_compressed'), 'serialize'),
-    **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipe'),
-    **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'surgery'),
+    ), 'recipes.sensitivity'),
+    **dict.fromkeys(('load_compressed', 'save_compressed'), 'storage.serialize'),
+    **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipes.recipe'),
+    **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'layers.surgery'),
     **dict.fromkeys((
         'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
         'whitened_mpo_curve', 'whitened_mpo_factorize',
-    ), 'whitened_mpo'),
+    ), 'numerics.whitened_mpo'),
 }
 
 __all__ = [

@@ -6,7 +6,7 @@ increase ranks the units; :func:`sensitivity_weights` turns it into allocation
 weights for :func:`tnkit.compress.compress_model`.
 
 *Entanglement* ("artificial entanglement"): the von Neumann entropy of each
-normalised weight across its MPO bond(s) (:func:`tnkit.compress.factorize.weight_entanglement`);
+normalised weight across its MPO bond(s) (:func:`tnkit.compress.numerics.factorize.weight_entanglement`);
 no data needed. Entropy ``S`` means about ``exp(S)`` bond dimensions carry the weight.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .factorize import weight_entanglement
-from .surgery import find_layers, layer_depth, layer_role, linear_weight, replace_layers
+from ..numerics.factorize import weight_entanglement
+from ..layers.surgery import find_layers, layer_depth, layer_role, linear_weight, replace_layers
 
 __all__ = ["ProfileRow", "entanglement_profile", "sensitivity_profile", "sensitivity_weights", "sensitive_layers",
            "entanglement_weights",
@@ -72,7 +72,7 @@ def sensitivity_profile(model: nn.Module, ids: Any, *, unit: str = "block", rati
     """
     from tqdm.auto import tqdm
 
-    from ..core.validate import check_option
+    from ...core.validate import check_option
     from .evaluate import perplexity
     from .pipeline import compress_model
 
@@ -174,7 +174,7 @@ def plot_profile(entanglement: list[ProfileRow] | None, sensitivity: list[Profil
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_write
+    from ...io import atomic_write
 
     panels = [p for p in (entanglement, sensitivity) if p]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import OptionError
+from ...errors import OptionError
 
 __all__ = ["ROLES", "ROLE_GROUPS", "linear_weight", "layer_role", "layer_depth", "find_layers",
            "replace_layers", "is_linear"]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.validate import check_int
-from ..io import atomic_write
+from ...core.validate import check_int
+from ...io import atomic_write
 
 __all__ = ["perplexity", "model_bytes", "generation_speed", "EvalReport", "evaluate_model", "format_reports",
            "write_reports"]

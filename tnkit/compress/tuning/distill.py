@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.validate import check_int, check_number
+from ...core.validate import check_int, check_number
 
 __all__ = ["TokenStream", "TextWindows", "SelfGenerated", "MixedStream", "self_generate", "distillation_stream"]
 

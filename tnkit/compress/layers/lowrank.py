@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.threads import with_blas_threads
-from ..core.validate import check_int, check_option
+from ...core.threads import with_blas_threads
+from ...core.validate import check_int, check_option
 
 __all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "cholesky_whitener", "ridge_covariance"]
 

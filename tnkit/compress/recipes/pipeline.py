@@ -3,7 +3,7 @@
 Methods (:data:`METHODS`)
 -------------------------
 ``"svd"``, ``"asvd"``, ``"whiten"``
-    Low-rank layers (:mod:`tnkit.compress.lowrank`), the same fraction of each layer kept.
+    Low-rank layers (:mod:`tnkit.compress.layers.lowrank`), the same fraction of each layer kept.
 ``"mpo"``
     Plain CompactifAI: TT-SVD of each weight (:class:`MPOLinear`), same fraction per layer.
 ``"mpo-aware"``
@@ -11,7 +11,7 @@ Methods (:data:`METHODS`)
     input activations (ASVD's channel scale), the last core refitted on the
     activation second moment.
 ``"mpo-whiten"``
-    tnkit's whitened MPO (:mod:`tnkit.compress.whitened_mpo`): channel RMS divided
+    tnkit's whitened MPO (:mod:`tnkit.compress.numerics.whitened_mpo`): channel RMS divided
     out, TT-SVD in the Kronecker-whitened basis, then ALS sweeps on the full input
     second moment; the error is the layer's expected output error.
 
@@ -20,7 +20,7 @@ Budgets: ``ratio`` is the fraction of the selected layers' parameters kept;
 ``allocation="uniform"`` keeps the same fraction of every layer;
 ``allocation="curve"`` allocates sizes across layers for the global budget from each
 layer's error-versus-size curve in the method's own metric (whitened for
-``"whiten"`` and ``"mpo-whiten"``; :mod:`tnkit.compress.allocate`), optionally weighted
+``"whiten"`` and ``"mpo-whiten"``; :mod:`tnkit.compress.numerics.allocate`), optionally weighted
 per layer (the sensitivity or entanglement profile,
 :func:`tnkit.compress.sensitivity_weights`, :func:`tnkit.compress.entanglement_weights`);
 a layer whose best option is dense stays dense. The default is ``"curve"`` for the
@@ -38,16 +38,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..core.validate import check_option
-from .allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
-from .calibration import ActivationStats, channel_scale, collect_activation_stats
-from .factorize import bond_for_params, max_bonds
-from .lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
-from .mpo_linear import MPOLinear
+from ...core.validate import check_option
+from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
+from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
+from ..numerics.factorize import bond_for_params, max_bonds
+from ..layers.lowrank import LowRankLinear, cholesky_whitener, ridge_covariance
+from ..layers.mpo_linear import MPOLinear
 from .prune import pruned_stats
-from .surgery import find_layers, linear_weight, replace_layers
-from .search import gradient_weights
-from .whitened_mpo import whitened_mpo_curve
+from ..layers.surgery import find_layers, linear_weight, replace_layers
+from ..numerics.search import gradient_weights
+from ..numerics.whitened_mpo import whitened_mpo_curve
 
 __all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
@@ -55,14 +55,14 @@ __all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEF
 METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
 #: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
 #: factorisation search, the split between them chosen on held-out calibration loss
-#: (:mod:`tnkit.compress.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
+#: (:mod:`tnkit.compress.recipes.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
 #: at every budget (docs/compress.md)
 DEFAULT_METHOD = "auto"
 #: candidate families of the default search, and whether it calibrates sequentially
 DEFAULT_FAMILIES = ("lowrank",)
 DEFAULT_SEQUENTIAL = True
 #: relative ridge added to each layer's input second moment by the whitening methods
-#: (:func:`tnkit.compress.lowrank.ridge_covariance`). ``mpo-whiten``: 0.3, the best output
+#: (:func:`tnkit.compress.layers.lowrank.ridge_covariance`). ``mpo-whiten``: 0.3, the best output
 #: error on held-out activations over SmolLM2's block matrices, and lower perplexity than
 #: 0; ``whiten``: 0, because there 0.3 lowered the held-out output error by 8% but tripled
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
@@ -152,8 +152,8 @@ def compress_model(
         A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
     method : str
         One of :data:`METHODS`; default :data:`DEFAULT_METHOD` (``"prune"``: structured width
-        pruning, :mod:`tnkit.compress.prune`, Llama-style models). ``"search"`` is the per-layer
-        search over factorisations (:mod:`tnkit.compress.search`).
+        pruning, :mod:`tnkit.compress.recipes.prune`, Llama-style models). ``"search"`` is the per-layer
+        search over factorisations (:mod:`tnkit.compress.numerics.search`).
     ratio : float, optional
         Fraction in (0, 1] of the selected layers' weight parameters to keep (by default
         the selected layers are every linear layer inside the blocks: embeddings, norms
@@ -179,7 +179,7 @@ def compress_model(
         (``tnkit.compress.FAMILIES``; dense is always one).
     sensitivity : {"gradient", "none"}
         ``"search"`` without ``weights``: weigh each layer's output error by its measured
-        loss-gradient energy (:func:`tnkit.compress.search.gradient_weights`, one backward
+        loss-gradient energy (:func:`tnkit.compress.numerics.search.gradient_weights`, one backward
         pass over ``calibration``), or not at all.
     max_flops : int, optional
         ``"search"``: bound on the selected layers' multiply-adds per token.
@@ -198,7 +198,7 @@ def compress_model(
         size; its cost grows as the cube.
     sweeps, cg_iterations : int
         ALS sweeps and conjugate-gradient iterations per core of the whitened MPOs
-        (:func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`).
+        (:func:`tnkit.compress.numerics.whitened_mpo.whitened_mpo_factorize`).
     ridge : float, optional
         Relative ridge ``C + ridge * tr(C) / n * I`` on each layer's input second moment
         for ``"whiten"`` and ``"mpo-whiten"`` (default :data:`DEFAULT_RIDGE`).
@@ -207,7 +207,7 @@ def compress_model(
     sequential : bool, optional
         Data-aware methods: compress block by block, each layer truncated in the metric
         of the inputs the already-compressed blocks produce
-        (:mod:`tnkit.compress.sequential`); needs ``calibration`` batches. Sizes are
+        (:mod:`tnkit.compress.calibrate.sequential`); needs ``calibration`` batches. Sizes are
         planned on the original model's statistics. Default: :data:`DEFAULT_SEQUENTIAL`
         for ``"search"`` given ``calibration`` batches, else off.
     feedback_ridge : float, optional
@@ -292,7 +292,7 @@ SENSITIVITIES = ("gradient", "none")
 def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration, stats,
                    sensitivity, families, prune, layers) -> dict[str, Any]:
     """Validate every option before any work; return the resolved allocation and ridge."""
-    from .search import FAMILIES
+    from ..numerics.search import FAMILIES
 
     check_option("method", method, METHODS)
     allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
@@ -342,7 +342,7 @@ def _bar(batches: Any, desc: str, progress: bool) -> Any:
 def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridge, method, progress):
     """Build and swap in every replacement (block by block when ``sequential``)."""
     if sequential:
-        from .sequential import compress_sequentially
+        from ..calibrate.sequential import compress_sequentially
 
         return compress_sequentially(model, chosen, list(calibration), build, feedback_ridge=feedback_ridge,
                                      progress=progress)
@@ -358,7 +358,7 @@ def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridg
 
 
 def _search_options(chosen, stats, families, step, protect, progress, cache=None):
-    """Every layer's candidates (:func:`tnkit.compress.search.layer_options`), on all worker threads.
+    """Every layer's candidates (:func:`tnkit.compress.numerics.search.layer_options`), on all worker threads.
 
     ``cache`` (a dict) keeps the options of layers whose weight shape and statistics object
     are unchanged between calls (the layers width pruning left alone: pruning changes a
@@ -366,8 +366,8 @@ def _search_options(chosen, stats, families, step, protect, progress, cache=None
     """
     from tqdm.auto import tqdm
 
-    from ..core.threads import available_threads, map_on_threads
-    from .search import LayerOptions, layer_options
+    from ...core.threads import available_threads, map_on_threads
+    from ..numerics.search import LayerOptions, layer_options
 
     names = list(chosen)
     bar = tqdm(total=len(names), desc="candidates", disable=not progress, leave=False)
@@ -397,7 +397,7 @@ def _search_options(chosen, stats, families, step, protect, progress, cache=None
 def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, cache=None):
     """Sizes and forms of every layer from the per-layer candidates and one knapsack, and the knapsack's
     objective ``sum_l g_l eps_l`` (the predicted loss increase, up to a factor 1/2)."""
-    from .search import search_allocation
+    from ..numerics.search import search_allocation
 
     options = _search_options(chosen, stats, families, step, protect, progress, cache)
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
@@ -572,7 +572,7 @@ def _layer_params(module: nn.Module) -> int:
 
 
 def _dims(module: nn.Module, n_cores: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    from ..mps.mpo import balanced_factors
+    from ...mps.mpo import balanced_factors
 
     out, inp = linear_weight(module).shape
     return balanced_factors(out, n_cores), balanced_factors(inp, n_cores)

@@ -7,9 +7,9 @@ between the two next-token distributions. The teacher's whole distribution carri
 more information per token than the one observed next token, so distillation usually
 recovers a compressed model with fewer steps, at the price of one extra forward pass.
 
-Data is a token array (cut into windows, see :class:`~tnkit.compress.distill.TextWindows`)
-or any :class:`~tnkit.compress.distill.TokenStream`, such as text the teacher writes
-itself (:func:`~tnkit.compress.distill.distillation_stream`): the token budget is then
+Data is a token array (cut into windows, see :class:`~tnkit.compress.tuning.distill.TextWindows`)
+or any :class:`~tnkit.compress.tuning.distill.TokenStream`, such as text the teacher writes
+itself (:func:`~tnkit.compress.tuning.distill.distillation_stream`): the token budget is then
 bounded by time, not by a file. A run stops at ``max_tokens`` trained tokens,
 ``max_seconds`` or ``max_cpu_seconds``, whichever comes first.
 
@@ -49,9 +49,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.validate import check_int, check_number, check_option
-from ..errors import SchemaError
-from ..io import atomic_write
+from ...core.validate import check_int, check_number, check_option
+from ...errors import SchemaError
+from ...io import atomic_write
 from .distill import TextWindows, TokenStream
 
 __all__ = ["HealResult", "heal", "HEAL_LOSSES", "DEVICES", "resolve_device", "read_checkpoint_state"]
@@ -164,7 +164,7 @@ def read_checkpoint_state(checkpoint_dir: Any) -> dict | None:
 
 
 def _load(ckpt: Path, meta: dict, model: nn.Module, opt: torch.optim.Optimizer) -> None:
-    from .serialize import read_safetensors
+    from ..storage.serialize import read_safetensors
 
     tensors = read_safetensors(ckpt / meta["tensors"])
     named = _trainable(model)
@@ -202,8 +202,8 @@ def _clean_orphans(ckpt: Path) -> None:
 
 def _set_trainable(model: nn.Module, trainable: str) -> None:
     """Freeze every parameter outside the compressed layers when ``trainable == "compressed"``."""
-    from .lowrank import LowRankLinear
-    from .mpo_linear import MPOLinear
+    from ..layers.lowrank import LowRankLinear
+    from ..layers.mpo_linear import MPOLinear
 
     check_option("trainable", trainable, ("all", "compressed"))
     if trainable == "all":
@@ -286,7 +286,7 @@ def heal(
     data : array_like of int, shape (n,), or TokenStream
         Healing tokens (never the evaluation text), cut into windows of ``seq_len + 1``
         in a seeded order, or a stream such as
-        :func:`~tnkit.compress.distill.distillation_stream` (self-generated text).
+        :func:`~tnkit.compress.tuning.distill.distillation_stream` (self-generated text).
     max_tokens : int
         Token budget: stop once this many tokens were trained on (resumed ones count).
     max_seconds : float, optional

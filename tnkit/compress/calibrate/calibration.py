@@ -93,7 +93,7 @@ def collect_activation_stats(
     model : torch.nn.Module
         A causal LM taking ``input_ids``.
     layers : mapping of str to torch.nn.Module
-        The layers to observe (e.g. from :func:`tnkit.compress.surgery.find_layers`).
+        The layers to observe (e.g. from :func:`tnkit.compress.layers.surgery.find_layers`).
     batches : iterable of torch.Tensor
         Token id tensors of shape ``(batch, seq)``.
 

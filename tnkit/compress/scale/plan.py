@@ -2,7 +2,7 @@
 
 A plan needs only the model's configuration: the architecture is built on torch's
 ``meta`` device (shapes, no storage), so a 70B Llama plans in seconds in a few hundred
-MB. The plan follows what :func:`tnkit.compress.distributed.compress_streaming` does:
+MB. The plan follows what :func:`tnkit.compress.scale.distributed.compress_streaming` does:
 
 * the blocks are walked one at a time, each read from disk, compressed and written
   before the next is read, so memory holds the embeddings, the output head, one dense
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.validate import check_int, check_option
+from ...core.validate import check_int, check_option
 
 __all__ = ["COSTS", "LayerTask", "RankPlan", "CompressionPlan", "assign_layers", "plan_compression",
            "factorisation_cost", "uniform_size", "meta_model", "load_config"]
@@ -73,8 +73,8 @@ def uniform_size(method: str, out: int, inp: int, ratio: float) -> int:
 
     The same rule as :func:`tnkit.compress.compress_model` with ``allocation="uniform"``.
     """
-    from ..mps.mpo import balanced_factors
-    from .factorize import bond_for_params
+    from ...mps.mpo import balanced_factors
+    from ..numerics.factorize import bond_for_params
 
     if method.startswith("mpo"):
         scale = inp if method == "mpo-whiten" else 0  # the input scale costs `in` numbers
@@ -247,7 +247,7 @@ def meta_model(config: Any) -> Any:
 
 def _distinct_inputs(model: Any, names: Sequence[str]) -> list[int]:
     """Widths of the distinct inputs of a block's layers (q/k/v and gate/up share theirs)."""
-    from .surgery import layer_role, linear_weight
+    from ..layers.surgery import layer_role, linear_weight
 
     shared = {"q": "qkv-in", "k": "qkv-in", "v": "qkv-in", "gate": "mlp-in", "up": "mlp-in"}
     widths: dict[str, int] = {}
@@ -287,7 +287,7 @@ def plan_compression(model_or_config: Any, *, world_size: int = 1, method: str =
     calib_tokens = check_int("calib_tokens", calib_tokens, minimum=1)
     config = load_config(model_or_config)
     model = meta_model(config)
-    from .surgery import find_layers, layer_depth, linear_weight
+    from ..layers.surgery import find_layers, layer_depth, linear_weight
 
     layers = find_layers(model)
     by_block: dict[int, list[str]] = {}
@@ -320,7 +320,7 @@ def plan_compression(model_or_config: Any, *, world_size: int = 1, method: str =
 
 def _blocks_of(model: Any, layer_name: str) -> Any:
     """The ``nn.ModuleList`` of blocks holding ``layer_name`` (e.g. ``model.layers``)."""
-    from .surgery import layer_depth
+    from ..layers.surgery import layer_depth
 
     prefix = layer_name[: layer_name.index(f".{layer_depth(layer_name)}.")]
     return model.get_submodule(prefix)

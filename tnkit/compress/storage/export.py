@@ -29,8 +29,8 @@ def dense_state_dict(model: nn.Module, reference: nn.Module) -> dict[str, torch.
     model : causal LM with :class:`MPOLinear` / :class:`LowRankLinear` layers
     reference : the same architecture with dense layers (parameters may be on the meta device)
     """
-    from .lowrank import LowRankLinear
-    from .mpo_linear import MPOLinear
+    from ..layers.lowrank import LowRankLinear
+    from ..layers.mpo_linear import MPOLinear
 
     factored = {n: m for n, m in model.named_modules() if isinstance(m, (MPOLinear, LowRankLinear))}
     state = {k: v for k, v in model.state_dict().items()

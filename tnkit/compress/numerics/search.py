@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.threads import with_blas_threads
-from ..core.validate import check_int, check_option
+from ...core.threads import with_blas_threads
+from ...core.validate import check_int, check_option
 
 __all__ = [
     "FAMILIES",
@@ -109,7 +109,7 @@ class LayerOptions:
 
 
 def _lowrank_options(w: np.ndarray, c: np.ndarray, step: int) -> LayerOptions:
-    from .lowrank import cholesky_whitener, gram_singular_values
+    from ..layers.lowrank import cholesky_whitener, gram_singular_values
 
     out, inp = w.shape
     s = gram_singular_values(w @ cholesky_whitener(c))
@@ -137,9 +137,9 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
     """Whitened MPOs (TT-SVD stage) at the bonds whose size is each fraction of the dense layer; exact errors."""
     from scipy.linalg import solve_triangular
 
-    from ..mps.mpo import balanced_factors
+    from ...mps.mpo import balanced_factors
     from .factorize import bond_for_params, max_bonds, mpo_factorize, mpo_to_dense
-    from .lowrank import ridge_covariance
+    from ..layers.lowrank import ridge_covariance
     from .whitened_mpo import (
         apply_to_input_legs,
         channel_rms,

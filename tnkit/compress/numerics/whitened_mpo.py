@@ -28,7 +28,7 @@ dense ``S^{-1}`` without losing its structure, so tnkit does it in two steps:
    problem with ``C`` replaced by its Kronecker approximation (whose inverse is a
    product of small inverses). Sweeps go left to right, then right to left.
 
-Index conventions are those of :mod:`tnkit.compress.factorize`: ``W`` is
+Index conventions are those of :mod:`tnkit.compress.numerics.factorize`: ``W`` is
 ``(out, in)``, core ``k`` is ``(r_k, o_k, i_k, r_{k+1})``, site 0 slowest.
 """
 
@@ -41,11 +41,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..core.contract import contract
-from ..core.validate import as_array, check_int
+from ...core.contract import contract
+from ...core.validate import as_array, check_int
 from .allocate import SizeCurve, curve_from_tail, tail_energy
 from .factorize import MPOFactors, core_dims, mpo_factorize, mpo_to_dense
-from .lowrank import cholesky_whitener, gram_singular_values, ridge_covariance
+from ..layers.lowrank import cholesky_whitener, gram_singular_values, ridge_covariance
 
 __all__ = [
     "WhitenedMPO",
@@ -61,7 +61,7 @@ __all__ = [
 class WhitenedMPO(MPOFactors):
     """Cores of a whitened MPO factorisation and its errors.
 
-    Besides :class:`~tnkit.compress.factorize.MPOFactors`' ``cores``, ``out_dims`` and
+    Besides :class:`~tnkit.compress.numerics.factorize.MPOFactors`' ``cores``, ``out_dims`` and
     ``in_dims`` (the cores hold ``W``, or ``W diag(input_scale)``):
 
     Attributes
@@ -227,7 +227,7 @@ def whitened_mpo_factorize(
     covariance : numpy.ndarray, shape (in, in)
         ``C = E[x x^T]`` of the layer's inputs (uncentred).
     n_cores, out_dims, in_dims, max_bond, cutoff
-        As in :func:`tnkit.compress.factorize.mpo_factorize`; the truncation happens
+        As in :func:`tnkit.compress.numerics.factorize.mpo_factorize`; the truncation happens
         in the (Kronecker-)whitened basis.
     sweeps : int
         ALS sweeps on the full ``C`` after the TT-SVD (0: none). A sweep is as many
@@ -245,7 +245,7 @@ def whitened_mpo_factorize(
         Relative ridge of the Kronecker factors' Cholesky (times their mean diagonal).
     ridge : float
         Truncate and refit for ``C' = C + ridge * tr(C) / n * I``
-        (:func:`~tnkit.compress.lowrank.ridge_covariance`) instead of ``C``. Without
+        (:func:`~tnkit.compress.layers.lowrank.ridge_covariance`) instead of ``C``. Without
         it, directions the calibration tokens barely excite (near-dead channels,
         whose channel scale is tiny, and small eigenvalues of the Kronecker factors,
         whose whitener inverse is large) can carry weight errors hundreds of times

@@ -47,10 +47,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SchemaError
-from .lowrank import LowRankLinear
-from .mpo_linear import MPOLinear
-from .surgery import replace_layers
+from ...errors import SchemaError
+from ..layers.lowrank import LowRankLinear
+from ..layers.mpo_linear import MPOLinear
+from ..layers.surgery import replace_layers
 
 __all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "all_finite", "LAYERS_FILE",
            "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
@@ -416,7 +416,7 @@ def _empty_model(config_dict: dict, meta: dict, d: Path) -> nn.Module:
             layers[name] = _TYPES[kind].empty_like_spec(spec, device="meta")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise SchemaError(f"{str(d / LAYERS_FILE)!r}: layer {name!r} has a bad spec ({exc!r}).") from None
-    from .surgery import is_linear, linear_weight
+    from ..layers.surgery import is_linear, linear_weight
 
     dense = {n: tuple(linear_weight(m).shape) for n, m in model.named_modules() if is_linear(m)}
     try:

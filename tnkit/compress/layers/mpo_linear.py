@@ -1,6 +1,6 @@
 """``MPOLinear``: a linear layer whose weight is a matrix product operator.
 
-Index conventions follow :mod:`tnkit.compress.factorize`: the weight ``W`` is
+Index conventions follow :mod:`tnkit.compress.numerics.factorize`: the weight ``W`` is
 ``(out, in)`` with ``y = x W^T + b``; core ``k`` has shape ``(r_k, o_k, i_k, r_{k+1})``.
 An optional input scale ``s`` (shape ``(in,)``, a buffer, not trained) means the
 cores hold ``W diag(s)`` and the layer computes ``y = (x / s) (W diag(s))^T + b``.
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.contract import contract, contraction_info
-from ..core.validate import check_option
-from .factorize import mpo_factorize, refit_last_core
+from ...core.contract import contract, contraction_info
+from ...core.validate import check_option
+from ..numerics.factorize import mpo_factorize, refit_last_core
 
 __all__ = ["MPOLinear", "FORWARD_MODES", "cache_dense_weights"]
 
@@ -203,12 +203,12 @@ class MPOLinear(nn.Module):
     def from_linear_whitened(cls, linear: nn.Module, covariance: Any, **kwargs: Any) -> MPOLinear:
         """Whitened MPO of an ``nn.Linear``/``Conv1D`` for inputs of second moment ``covariance``.
 
-        Keyword arguments go to :func:`tnkit.compress.whitened_mpo.whitened_mpo_factorize`
+        Keyword arguments go to :func:`tnkit.compress.numerics.whitened_mpo.whitened_mpo_factorize`
         (``max_bond``, ``n_cores``, ``sweeps``, ...) and ``forward_mode``;
         :attr:`truncation_error` is the whitened relative (output) error.
         """
         from .surgery import linear_weight
-        from .whitened_mpo import whitened_mpo_factorize
+        from ..numerics.whitened_mpo import whitened_mpo_factorize
 
         forward_mode = kwargs.pop("forward_mode", "auto")
         weight = linear_weight(linear).detach()
@@ -359,7 +359,7 @@ def to_numpy(t: Any) -> np.ndarray:
 
 
 def _relative_error(weight: np.ndarray, cores: Sequence[np.ndarray], scale: np.ndarray | None) -> float:
-    from .factorize import mpo_to_dense
+    from ..numerics.factorize import mpo_to_dense
 
     approx = mpo_to_dense(cores)
     ref = weight if scale is None else weight * scale[None, :]

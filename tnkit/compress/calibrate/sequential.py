@@ -43,7 +43,7 @@ from scipy.linalg import cho_factor, cho_solve
 from torch import nn
 
 from .calibration import ActivationStats
-from .surgery import layer_depth, linear_weight, replace_layers
+from ..layers.surgery import layer_depth, linear_weight, replace_layers
 
 __all__ = ["capture_first_block_inputs", "compress_sequentially", "corrected_weight"]
 

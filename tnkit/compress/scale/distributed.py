@@ -4,7 +4,7 @@ World size 1 is the default and needs no process group: every function here then
 in the one process, and gives the result the single-process pipeline gives.
 
 Compression (:func:`compress_streaming`) walks the blocks of a model streamed from
-disk (:class:`tnkit.compress.streaming.BlockStream`), one at a time::
+disk (:class:`tnkit.compress.scale.streaming.BlockStream`), one at a time::
 
     rank r:   its share of the calibration batches (batches r, r + W, r + 2W, ...)
     block i:  read from disk ------------------------------------------- every rank
@@ -20,7 +20,7 @@ all the text (up to the order of float64 additions), and every layer is factoris
 the same weight and the same statistics as in one process: the result equals the world
 size 1 result to rounding. With ``sequential=True`` (the default for the data-aware
 methods) each block's statistics are taken on the inputs the already-compressed blocks
-produce (:mod:`tnkit.compress.sequential`); otherwise on the original model's.
+produce (:mod:`tnkit.compress.calibrate.sequential`); otherwise on the original model's.
 
 Healing (:func:`heal_sharded`) shards the model with FSDP2
 (``torch.distributed.fsdp.fully_shard``, each block then the root): each rank holds a
@@ -51,14 +51,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.validate import check_int, check_option
-from .calibration import ActivationStats, channel_scale
-from .lowrank import LowRankLinear
-from .mpo_linear import MPOLinear
+from ...core.validate import check_int, check_option
+from ..calibrate.calibration import ActivationStats, channel_scale
+from ..layers.lowrank import LowRankLinear
+from ..layers.mpo_linear import MPOLinear
 from .plan import assign_layers, factorisation_cost, uniform_size
-from .sequential import capture_first_block_inputs
+from ..calibrate.sequential import capture_first_block_inputs
 from .streaming import BlockStream, SafetensorsWriter, find_blocks
-from .surgery import is_linear, linear_weight, replace_layers
+from ..layers.surgery import is_linear, linear_weight, replace_layers
 
 __all__ = ["Ranks", "init_ranks", "current_ranks", "comm_device", "close_ranks", "STREAM_METHODS", "StreamResult",
            "compress_streaming", "all_reduce_stats", "broadcast_layer", "return_freed_memory", "shard_for_training",
@@ -209,8 +209,8 @@ def _build_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: floa
 
 
 def _build_mpo_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float) -> nn.Module:
-    from ..mps.mpo import balanced_factors
-    from .factorize import max_bonds
+    from ...mps.mpo import balanced_factors
+    from ..numerics.factorize import max_bonds
 
     out, inp = linear_weight(module).shape
     size = min(size, max(max_bonds(balanced_factors(out, 2), balanced_factors(inp, 2))))
@@ -351,7 +351,7 @@ def compress_streaming(
     """
     from tqdm.auto import tqdm
 
-    from .pipeline import DEFAULT_RIDGE
+    from ..recipes.pipeline import DEFAULT_RIDGE
 
     ranks = current_ranks()
     needs_data = _check_stream_options(method, ratio, calibration, ranks, ridge)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._argtypes import fraction, int_at_least, positive_float
+from ..._argtypes import fraction, int_at_least, positive_float
 
 __all__ = ["add_heal_args", "check_heal_args", "heal_requested", "needs_teacher", "run_heal", "add_export_parser",
            "positive_int", "nonnegative_int", "positive_float", "CHECKPOINT_SUBDIR"]
@@ -83,8 +83,8 @@ def needs_teacher(args: Any) -> bool:
 
 def check_heal_args(args: Any) -> None:
     """Checks of ``tnkit compress`` options that argparse cannot do, run before the model is loaded."""
-    from .healing import read_checkpoint_state, resolve_device
-    from .serialize import check_output_dir
+    from ..tuning.healing import read_checkpoint_state, resolve_device
+    from ..storage.serialize import check_output_dir
 
     out = check_output_dir(args.out)
     data = heal_data(args)
@@ -107,8 +107,8 @@ def check_heal_args(args: Any) -> None:
 
 def run_heal(model: Any, teacher: Any, heal_ids: Any, args: Any) -> Any:
     """Heal ``model`` as the options say, print a one-line summary; the model ends on the CPU."""
-    from .distill import distillation_stream
-    from .healing import heal
+    from ..tuning.distill import distillation_stream
+    from ..tuning.healing import heal
 
     data = heal_data(args)
     if data == "text":
@@ -144,7 +144,7 @@ def add_export_parser(sub: Any) -> None:
 
 
 def _run_export(args: Any) -> int:
-    from .export import export_dense
+    from ..storage.export import export_dense
 
     out = export_dense(args.directory, args.out)
     print(f"wrote a plain Hugging Face model to {out}")

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._argtypes import (
+from ..._argtypes import (
     existing_path,
     fraction,
     int_at_least,
@@ -78,8 +78,8 @@ def _text_args(p: argparse.ArgumentParser, *, heal: bool) -> None:
 
 def add_compress_parser(sub: Any) -> None:
     """Register ``tnkit compress``."""
-    from .pipeline import DEFAULT_METHOD, METHODS
-    from .search import FAMILIES
+    from ..recipes.pipeline import DEFAULT_METHOD, METHODS
+    from ..numerics.search import FAMILIES
 
     p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",
                        description="Compress the linear layers of a causal language model (by default width "
@@ -142,7 +142,7 @@ def add_compress_parser(sub: Any) -> None:
     _text_args(p, heal=True)
     p.add_argument("--show-layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_distributed_args(p, _run_compress)  # --plan, --world-size, --stream (tnkit.compress.cli_distributed)
+    add_distributed_args(p, _run_compress)  # --plan, --world-size, --stream (tnkit.compress.front.cli_distributed)
 
 
 def add_profile_parser(sub: Any) -> None:
@@ -185,7 +185,7 @@ def add_eval_parser(sub: Any) -> None:
 
 
 def _text_ids(tok: Any, path: str | None, part: str) -> Any:
-    from .corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, tokenize
+    from ..tuning.corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, tokenize
 
     if path is None:
         return None
@@ -198,7 +198,7 @@ def _text_ids(tok: Any, path: str | None, part: str) -> Any:
 
 
 def _select(model: Any, args: Any) -> Any:
-    from .surgery import find_layers
+    from ..layers.surgery import find_layers
 
     return find_layers(model, patterns=args.layers, roles=args.roles,
                        depth=tuple(args.depth) if args.depth else None, exclude=args.exclude)
@@ -214,13 +214,13 @@ def _run_compress(args: Any) -> int:
 
     start = time.perf_counter()
     _say(f"tnkit compress: loading {args.model} ...")
-    from .corpus import token_batches
-    from .evaluate import evaluate_model, model_bytes, write_reports
-    from .models import load_model
-    from .pipeline import NEEDS_DATA, compress_model, count_params
-    from .recipe import HELDOUT_FRACTION, calibration_batches
-    from .serialize import save_compressed
-    from .surgery import linear_weight
+    from ..tuning.corpus import token_batches
+    from ..recipes.evaluate import evaluate_model, model_bytes, write_reports
+    from ..storage.models import load_model
+    from ..recipes.pipeline import NEEDS_DATA, compress_model, count_params
+    from ..recipes.recipe import HELDOUT_FRACTION, calibration_batches
+    from ..storage.serialize import save_compressed
+    from ..layers.surgery import linear_weight
 
     check_heal_args(args)
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
@@ -278,7 +278,7 @@ def _selects(args: Any) -> bool:
 
 def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
     """One screen: what was kept, how big, how good, how long."""
-    from .evaluate import format_reports
+    from ..recipes.evaluate import format_reports
 
     kept = sum(r.original_params if r.form == "dense" else r.params for r in result.layers)
     forms: dict[str, int] = {}
@@ -310,7 +310,7 @@ def _profile_choices(args: Any, layers: Any) -> tuple[Any, list[str]]:
     """Sensitivity weights and protected layers from ``--profile`` / ``--protect-above``."""
     import json
 
-    from .profile import ProfileRow, sensitive_layers, sensitivity_weights
+    from ..recipes.sensitivity import ProfileRow, sensitive_layers, sensitivity_weights
 
     if args.profile is None:
         if args.protect_above is not None:
@@ -332,9 +332,9 @@ def _profile_choices(args: Any, layers: Any) -> tuple[Any, list[str]]:
 def _run_profile(args: Any) -> int:
     import json
 
-    from ..io import atomic_write
-    from .models import load_model
-    from .profile import entanglement_profile, format_profile, plot_profile, sensitivity_profile
+    from ...io import atomic_write
+    from ..storage.models import load_model
+    from ..recipes.sensitivity import entanglement_profile, format_profile, plot_profile, sensitivity_profile
 
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
     layers = _select(model, args)
@@ -358,8 +358,8 @@ def _run_profile(args: Any) -> int:
 
 
 def _run_eval(args: Any) -> int:
-    from .evaluate import evaluate_model, format_reports, write_reports
-    from .models import load_model
+    from ..recipes.evaluate import evaluate_model, format_reports, write_reports
+    from ..storage.models import load_model
 
     reports = []
     for path in args.models:

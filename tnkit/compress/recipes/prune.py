@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.threads import blas_threads
-from ..core.validate import check_int
+from ...core.threads import blas_threads
+from ...core.validate import check_int
 
 __all__ = ["PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params", "PRUNE_FOLD_RIDGE"]
 
@@ -71,7 +71,7 @@ class PruneResult:
     errors : dict
         Absolute output error ``tr(E C E^T)`` of each pruned ``down_proj`` / ``o_proj``
         (after the fold), by layer name: the same currency as the factorisation
-        search's errors (:mod:`tnkit.compress.search`).
+        search's errors (:mod:`tnkit.compress.numerics.search`).
     """
 
     intermediate_size: int
@@ -163,7 +163,7 @@ def _stats(model, blocks, calibration, stats):
         return stats
     if calibration is None:
         raise ValueError("width pruning is data-aware: give `calibration` batches or `stats`.")
-    from .calibration import collect_activation_stats
+    from ..calibrate.calibration import collect_activation_stats
 
     names = {}
     for i, b in enumerate(blocks):
@@ -315,7 +315,7 @@ def pruned_stats(stats: Mapping[str, object], result: PruneResult) -> dict[str, 
     result : PruneResult
         What :func:`prune_width` removed from that model.
     """
-    from .calibration import ActivationStats
+    from ..calibrate.calibration import ActivationStats
 
     out = dict(stats)
     for i, (channels, cols) in result.kept.items():
@@ -383,6 +383,6 @@ def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, 
 
 def block_linear_params(model: nn.Module) -> int:
     """Parameters of the linear weights inside the blocks (no embeddings, norms or head)."""
-    from .surgery import find_layers, linear_weight
+    from ..layers.surgery import find_layers, linear_weight
 
     return int(sum(linear_weight(m).numel() for m in find_layers(model).values()))

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lowrank import gram_singular_values
-from ..core.validate import check_int
+from ..layers.lowrank import gram_singular_values
+from ...core.validate import check_int
 
 __all__ = ["SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget"]
 

@@ -1,9 +1,9 @@
 """``tnkit compress --plan`` and ``tnkit compress --stream``: planning and out-of-core, multi-rank compression.
 
 :func:`add_distributed_args` adds the options to the ``compress`` parser and wraps its
-runner: ``--plan MODEL_OR_CONFIG`` prints :func:`tnkit.compress.plan.plan_compression`
+runner: ``--plan MODEL_OR_CONFIG`` prints :func:`tnkit.compress.scale.plan.plan_compression`
 (no weights read, no MODEL or ``--out`` needed); ``--stream`` runs
-:func:`tnkit.compress.distributed.compress_streaming` on every rank ``torchrun`` started
+:func:`tnkit.compress.scale.distributed.compress_streaming` on every rank ``torchrun`` started
 (one rank without it). Nothing heavy is imported until a command runs.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .._argtypes import int_at_least
+from ..._argtypes import int_at_least
 
 __all__ = ["add_distributed_args", "STREAM_REPORT"]
 
@@ -43,7 +43,7 @@ def add_distributed_args(p: argparse.ArgumentParser, run: Callable[[Any], int]) 
 
 
 def _dispatch(args: Any, run: Callable[[Any], int]) -> int:
-    from .pipeline import DEFAULT_METHOD
+    from ..recipes.pipeline import DEFAULT_METHOD
 
     if args.plan is not None:
         return _run_plan(args)
@@ -68,8 +68,8 @@ def _world_size(args: Any) -> int:
 def _run_plan(args: Any) -> int:
     import json
 
-    from ..io import atomic_write
-    from .plan import plan_compression
+    from ...io import atomic_write
+    from ..scale.plan import plan_compression
 
     ratio = 0.8 if args.ratio is None else args.ratio
     plan = plan_compression(args.plan, world_size=_world_size(args), method=args.method or "whiten", ratio=ratio,
@@ -94,7 +94,7 @@ def _check_stream_args(args: Any) -> None:
 
 
 def _run_stream(args: Any) -> int:
-    from .distributed import STREAM_METHODS, close_ranks, init_ranks
+    from ..scale.distributed import STREAM_METHODS, close_ranks, init_ranks
 
     _check_stream_args(args)
     method = args.method or "whiten"
@@ -118,7 +118,7 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
 
     from transformers import AutoModelForCausalLM  # noqa: F401 - imported before the runtime's memory is read
 
-    from .distributed import STREAM_METHODS, compress_streaming
+    from ..scale.distributed import STREAM_METHODS, compress_streaming
 
     runtime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if args.world_size is not None and args.world_size != ranks.world_size:
@@ -136,7 +136,7 @@ def _stream_on_ranks(args: Any, method: str, ranks: Any) -> int:
     runtimes = _gather_ints(runtime)
     cpu = _gather_ints(int(result.factorise_cpu_seconds * 1000))
     if ranks.is_main:
-        from ..io import atomic_write
+        from ...io import atomic_write
 
         report = {**result.__dict__, "peak_rss_bytes": peaks, "runtime_rss_bytes": runtimes,
                   "factorise_cpu_seconds_per_rank": [c / 1000 for c in cpu],
@@ -155,8 +155,8 @@ def _calibration(args: Any, method: str, needs_data: bool) -> tuple[Any, Any]:
     """The model's tokenizer and the calibration batches (``None`` for the data-free methods)."""
     from pathlib import Path
 
-    from .corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, token_batches, tokenize
-    from .models import load_tokenizer
+    from ..tuning.corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, token_batches, tokenize
+    from ..storage.models import load_tokenizer
 
     tok = load_tokenizer(Path(args.model), None)
     if not needs_data:
@@ -194,7 +194,7 @@ def _gather_ints(mine: int) -> list[int]:
     """Every rank's ``mine`` (rank order)."""
     import torch
 
-    from .distributed import comm_device, current_ranks
+    from ..scale.distributed import comm_device, current_ranks
 
     ranks = current_ranks()
     if ranks.world_size == 1:

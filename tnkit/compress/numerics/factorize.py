@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.contract import contract
-from ..core.validate import as_array, check_int, check_max_bond
-from ..mps.mpo import MPO, balanced_factors
-from ..mps.mps import MPS
+from ...core.contract import contract
+from ...core.validate import as_array, check_int, check_max_bond
+from ...mps.mpo import MPO, balanced_factors
+from ...mps.mps import MPS
 
 __all__ = [
     "MPOFactors",
@@ -177,9 +177,9 @@ def _two_core_factors(w: np.ndarray, out_dims, in_dims, max_bond: int) -> MPOFac
     """Two cores at a fixed bond: one truncated SVD of the reshaped weight, through its smaller Gram matrix.
 
     Same cores' product and error as :meth:`MPO.from_dense` (Eckart-Young), several
-    times faster on SmolLM2's matrices (see :func:`tnkit.compress.lowrank.gram_truncated_factors`).
+    times faster on SmolLM2's matrices (see :func:`tnkit.compress.layers.lowrank.gram_truncated_factors`).
     """
-    from .lowrank import gram_truncated_factors
+    from ..layers.lowrank import gram_truncated_factors
 
     (o0, o1), (i0, i1) = out_dims, in_dims
     m = w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1)
@@ -207,7 +207,7 @@ def weight_entanglement(
     w = as_array("weight", weight, ndim=2).astype(np.float64, copy=False)
     out_dims, in_dims = core_dims(w.shape, n_cores, out_dims, in_dims)
     if len(out_dims) == 2:  # one cut: the singular values of the reshaped weight, from its smaller Gram matrix
-        from .lowrank import gram_singular_values
+        from ..layers.lowrank import gram_singular_values
 
         (o0, o1), (i0, i1) = out_dims, in_dims
         s = gram_singular_values(w.reshape(o0, o1, i0, i1).transpose(0, 2, 1, 3).reshape(o0 * i0, o1 * i1))

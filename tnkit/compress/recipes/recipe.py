@@ -1,7 +1,7 @@
 """The default recipe: how much of a budget width pruning takes and how much factorisation, chosen on data.
 
-Width pruning (:mod:`tnkit.compress.prune`) and the per-layer factorisation search
-(:mod:`tnkit.compress.search`) remove parameters in different ways: pruning deletes whole
+Width pruning (:mod:`tnkit.compress.recipes.prune`) and the per-layer factorisation search
+(:mod:`tnkit.compress.numerics.search`) remove parameters in different ways: pruning deletes whole
 MLP channels and heads, the search truncates spectra where they are cheapest. Neither is
 better at every budget (on SmolLM2-135M the search wins when little is removed, pruning
 when much is), and mixing them (prune to ``p``, then search the rest of the budget) can
@@ -56,8 +56,8 @@ def calibration_batches(ids, *, seq_len: int, batch_size: int, n_batches: int, s
     """
     import numpy as np
 
-    from ..core.validate import check_int
-    from .corpus import token_batches
+    from ...core.validate import check_int
+    from ..tuning.corpus import token_batches
 
     n_batches = check_int("n_batches", n_batches, minimum=2)
     ids = np.asarray(ids, dtype=np.int64)

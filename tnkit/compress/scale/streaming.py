@@ -24,7 +24,7 @@ loading and releasing are then no-ops.
 :class:`SafetensorsWriter` is the output side: tensors are appended to a staging file
 block by block, and :meth:`SafetensorsWriter.finish` writes one ``model.safetensors``
 (header, then the staged bytes, copied in chunks) inside a temporary directory that is
-renamed into place (:func:`tnkit.compress.serialize.write_model_dir`), so the result is the
+renamed into place (:func:`tnkit.compress.storage.serialize.write_model_dir`), so the result is the
 layout :func:`tnkit.compress.load_compressed` reads.
 """
 
@@ -41,8 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SchemaError
-from .serialize import WEIGHTS_FILE, read_safetensors, write_metadata, write_model_dir
+from ...errors import SchemaError
+from ..storage.serialize import WEIGHTS_FILE, read_safetensors, write_metadata, write_model_dir
 
 __all__ = ["CheckpointFiles", "BlockStream", "SafetensorsWriter", "INDEX_FILE", "find_blocks"]
 
@@ -97,7 +97,7 @@ class CheckpointFiles:
         """The tensors ``names`` (floating ones converted to ``dtype``), each shard opened once.
 
         Read with plain file reads into fresh tensors (no memory map), after the shard's
-        header is checked (:func:`tnkit.compress.serialize.read_safetensors`).
+        header is checked (:func:`tnkit.compress.storage.serialize.read_safetensors`).
         """
         missing = [n for n in names if n not in self.file_of]
         if missing:
@@ -236,7 +236,7 @@ class SafetensorsWriter:
     """
 
     def __init__(self, directory: Any) -> None:
-        from .serialize import check_output_dir
+        from ..storage.serialize import check_output_dir
 
         self.directory = check_output_dir(directory)
         parent = self.directory.absolute().parent

@@ -1,0 +1,51 @@
+"""The layout of ``tnkit.compress``: subpackages by concern, the former flat paths kept as
+warning aliases of the very same modules, a light package import."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import tnkit.compress as pkg
+
+
+@pytest.mark.parametrize("old", sorted(pkg.MOVED_MODULES))
+def test_a_former_module_path_warns_and_is_the_module_at_its_new_path(old):
+    new = pkg.MOVED_MODULES[old]
+    sys.modules.pop(old, None)  # import afresh so that the warning is emitted
+    with pytest.warns(FutureWarning, match=f"{old} has moved to {new}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert module.__name__ == new and module.__spec__.name == new  # the alias leaves the module's own spec
+
+
+def test_the_former_path_works_in_import_statements_and_points_the_warning_at_the_importer():
+    sys.modules.pop("tnkit.compress.profile", None)
+    with pytest.warns(FutureWarning, match="recipes.sensitivity") as record:
+        from tnkit.compress.profile import sensitivity_profile
+    assert sensitivity_profile is pkg.sensitivity_profile
+    assert record[0].filename == __file__
+
+
+def test_new_paths_do_not_warn_and_unknown_paths_still_fail():
+    importlib.import_module("tnkit.compress.numerics.factorize")  # filterwarnings=error
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("tnkit.compress.not_a_module")
+
+
+def test_every_public_name_lives_in_a_subpackage_module():
+    for name, module in pkg._SUBMODULE_OF.items():
+        assert "." in module, f"{name} is mapped to {module!r}, not to a module of a subpackage"
+        assert getattr(pkg, name) is getattr(importlib.import_module(f"tnkit.compress.{module}"), name)
+
+
+def test_importing_a_former_path_imports_no_more_than_its_module():
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore'); "
+        "import tnkit.compress.factorize; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
