@@ -27,7 +27,7 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
     assert res.method == "auto" == tc.DEFAULT_METHOD
     predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
     assert sorted(predicted) == sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0)
-    assert all(np.isfinite(v) and v >= 0 for v in predicted.values())
+    assert all(np.isfinite(v) and v > 0 for v in predicted.values())
     best = min(predicted, key=predicted.get)
     assert sorted(losses) == sorted({best, 0.6})  # the predicted best search split, and pruning alone
     assert losses[res.extra["auto_prune"]] == min(losses.values())
@@ -48,23 +48,24 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
         assert heldout_loss(model, held) <= heldout_loss(m, held) + 1e-9
 
 
-def test_predicted_cost_of_a_split_is_pruning_error_plus_the_search_objective(calib):
-    from tnkit.compress.recipes.pipeline import _predict_splits, _search_plan
-    from tnkit.compress.recipes.prune import prune_width, pruned_stats
+def test_the_prediction_of_a_split_is_its_one_shot_held_out_loss(calib):
+    from tnkit.compress.recipes.pipeline import _predict_splits
 
     base = tc.tiny_llama(seed=5)
+    fit, held = heldout_split(calib)
     layers = tc.find_layers(base)
-    stats = tc.collect_activation_stats(base, layers, calib)
-    weights = tc.gradient_weights(base, layers, calib[:1])
-    pred = _predict_splits(base, 0.6, (0.0, 0.5), stats, weights, ("lowrank",), 8, None, False)
-    _, _, search_alone = _search_plan(layers, 0.6, stats, weights, ("lowrank",), 8, (), None, False)
-    assert pred[1.0] == pytest.approx(search_alone, rel=1e-12)
-    m = copy.deepcopy(base)
-    pres = prune_width(m, ratio=0.8, stats=stats)
-    _, _, rest = _search_plan(tc.find_layers(m), 0.6 / pres.ratio, pruned_stats(stats, pres), weights, ("lowrank",),
-                              8, (), None, False)
-    assert pred[0.8] == pytest.approx(rest + sum(weights[n] * e for n, e in pres.errors.items()), rel=1e-9)
-    assert tc.count_params(base) == tc.count_params(tc.tiny_llama(seed=5))  # the model itself is untouched
+    search = dict(calibration=fit, stats=tc.collect_activation_stats(base, layers, fit),
+                  weights=tc.gradient_weights(base, layers, fit[:1]), families=("lowrank",), step=8, max_flops=None)
+    pred = _predict_splits(base, 0.6, (0.0, 0.5), search, held, False)
+    assert sorted(pred) == [0.8, 1.0]
+    for keep in (0.8, 1.0):
+        m = copy.deepcopy(base)
+        tc.compress_model(m, method="search", ratio=0.6, prune=None if keep == 1.0 else keep, sequential=False,
+                          calibration=fit, weights=search["weights"], progress=False)
+        assert pred[keep] == pytest.approx(heldout_loss(m, held), rel=1e-6)
+    ref = tc.tiny_llama(seed=5)
+    for p, q in zip(base.parameters(), ref.parameters()):  # the model itself is untouched
+        assert p.shape == q.shape and bool((p == q).all())
 
 
 def test_auto_validates_before_work(calib):
