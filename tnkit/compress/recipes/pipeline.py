@@ -185,7 +185,10 @@ def compress_model(
         ``"search"``: bound on the selected layers' multiply-adds per token.
     prune : float, optional
         First prune widths (:func:`tnkit.compress.prune_width`) to this fraction of the
-        block linear weights, then factorise the rest down to ``ratio`` overall.
+        block linear weights, then factorise the rest down to ``ratio`` overall. One pass
+        measures every layer's statistics on the original model; pruning uses them, and the
+        factorisation plans (and, without ``sequential``, truncates) on them cut to the kept
+        channels (:func:`tnkit.compress.recipes.prune.pruned_stats`).
     n_cores : int
         MPO cores per weight (the ``"curve"`` allocation of MPOs needs 2).
     alpha : float
