@@ -188,7 +188,7 @@ def compress_model(
         block linear weights, then factorise the rest down to ``ratio`` overall. One pass
         measures every layer's statistics on the original model; pruning uses them, and the
         factorisation plans (and, without ``sequential``, truncates) on them cut to the kept
-        channels (:func:`tnkit.compress.recipes.prune.pruned_stats`).
+        channels (:func:`tnkit.compress.pruned_stats`).
     n_cores : int
         MPO cores per weight (the ``"curve"`` allocation of MPOs needs 2).
     alpha : float
