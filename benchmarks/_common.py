@@ -17,6 +17,9 @@ Every script in ``benchmarks/`` follows the same conventions, implemented here:
   :func:`use_data_dir`): a directory holding ``mnist/`` (the four MNIST IDX files) and
   ``text/wikitext-2-raw/wiki.test.raw``; by default ``shared/data`` beside the checkout.
 
+Importing this module also puts the checkout that holds it first on ``sys.path`` (and
+on ``PYTHONPATH`` for the processes :func:`run_python` starts), so a script run as
+``python benchmarks/x.py`` measures this checkout's tnkit, not an installed one.
 Nothing here imports tnkit or any reference package.
 """
 
@@ -52,15 +55,25 @@ __all__ = [
     "format_table",
     "fmt_seconds",
     "fmt_float",
+    "fmt_bytes",
+    "fmt_value",
     "run_python",
     "load_average",
+    "announce",
     "case_selected",
     "add_data_argument",
     "use_data_dir",
 ]
 
+#: The checkout holding this file; its ``tnkit`` is the one benchmarked.
+CHECKOUT = Path(__file__).resolve().parents[1]
 #: The data directory when neither ``--data`` nor ``$TNKIT_DATA`` names one.
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = CHECKOUT.parent / "shared" / "data"
+
+# ``python benchmarks/x.py`` puts ``benchmarks/`` first on sys.path; the checkout goes
+# right after it, ahead of site-packages (where an installed or editable tnkit sits).
+if str(CHECKOUT) not in sys.path:
+    sys.path.insert(1, str(CHECKOUT))
 
 
 # ---------------------------------------------------------------------- output
@@ -77,6 +90,18 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):  # pragma: no cover - not on Windows
         return None
+
+
+def announce(benchmark: str, args: argparse.Namespace, **versions: str | None) -> None:
+    """Log the header line of a run: the packages' versions, CPUs, load, threads and sizes.
+
+    ``versions`` maps a package to its version, ``None`` for one not installed.
+    """
+    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions.items())
+    log(
+        f"{benchmark} benchmark: {packages}, {os.cpu_count()} CPUs, load {load_average()}, "
+        f"threads {args.threads}, {'quick' if args.quick else 'full'} sizes"
+    )
 
 
 # ---------------------------------------------------------------------- arguments
@@ -362,6 +387,28 @@ def fmt_float(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def fmt_bytes(x: float | None) -> str:
+    """A byte count with a binary unit: ``"512 B"``, ``"1.50 MiB"``."""
+    if x is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(x) < 1024 or unit == "GiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.2f} {unit}"
+        x /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fmt_value(x: float | None, metric: str) -> str:
+    """``x`` with the unit its ``metric`` names: seconds, bytes, or a plain number followed by the metric."""
+    if x is None:
+        return "-"
+    if metric == "seconds":
+        return f"{fmt_seconds(x)}s"
+    if metric == "bytes" or metric.endswith("_bytes"):
+        return fmt_bytes(x)
+    return f"{x:,} {metric}" if isinstance(x, int) else f"{fmt_float(x)} {metric}"
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], str]]]) -> str:
     """Aligned text table; ``columns`` are ``(header, row -> text)`` pairs."""
     cells = [[h for h, _ in columns]] + [[f(r) for _, f in columns] for r in rows]
@@ -389,11 +436,11 @@ class Reporter:
             sys.stdout.write(json.dumps(row) + "\n")
             sys.stdout.flush()
         else:
-            ratio = row.get("ratio")
+            metric = row.get("metric", "seconds")
             log(
-                f"  {row['case']}: tnkit {fmt_seconds(row.get('tnkit'))}s, "
-                f"{row.get('reference')} {fmt_seconds(row.get('reference_value'))}s, "
-                f"ratio {fmt_float(ratio)}"
+                f"  {row['case']}: tnkit {fmt_value(row.get('tnkit'), metric)}, "
+                f"{row.get('reference')} {fmt_value(row.get('reference_value'), metric)}, "
+                f"ratio {fmt_float(row.get('ratio'))}"
             )
 
     def finish(self, footer: str = "") -> None:
@@ -416,6 +463,7 @@ def run_python(code: str, *, threads: int | None = None, timeout: float = 600.0)
     of the child (a fresh process cannot inherit threadpoolctl's limits).
     """
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT), *filter(None, [env.get("PYTHONPATH")])])
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(threads)

@@ -56,20 +56,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
-    Reporter,
-    base_parser,
-    case_selected,
-    fmt_float,
-    fmt_seconds,
-    freeze_gc,
-    load_average,
-    log,
-    make_row,
-    measure,
-    run_python,
-    thread_limit,
-)
+import _common as bench  # noqa: E402
 
 import tnkit  # noqa: E402
 from tnkit.mps.apply import apply_mpo  # noqa: E402
@@ -310,7 +297,7 @@ class Ctx:
     quick: bool
     repeats: int
     threads: int
-    reporter: Reporter
+    reporter: bench.Reporter
     pattern: str
 
 
@@ -321,7 +308,7 @@ def cached(key, build: Callable[[], Any]):
     """Inputs are built once (seeded) and shared by all thread counts."""
     if key not in _INPUT_CACHE:
         _INPUT_CACHE[key] = build()
-        freeze_gc()
+        bench.freeze_gc()
     return _INPUT_CACHE[key]
 
 
@@ -372,8 +359,8 @@ def compare(
             fns[f"quimb:{m}"] = f
     if floor_fn is not None:
         fns["floor"] = floor_fn
-    log(f"[{name}] timing {len(fns)} functions ...")
-    timings = measure(fns, repeats=ctx.repeats)
+    bench.log(f"[{name}] timing {len(fns)} functions ...")
+    timings = bench.measure(fns, repeats=ctx.repeats)
     if quimb_timings is None:
         quimb_timings = {k.split(":", 1)[1]: v for k, v in timings.items() if k.startswith("quimb:")}
 
@@ -465,7 +452,7 @@ def compare(
         except Exception as exc:  # noqa: BLE001
             extra["check"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
-    row = make_row(
+    row = bench.make_row(
         BENCH,
         f"{name}_t{ctx.threads}",
         t_tnkit,
@@ -483,7 +470,7 @@ def compare(
         tnkit_method=chosen if tnkit_alt else None,
         tnkit_methods=alt or None,
         note=note,
-        load1=load_average(),
+        load1=bench.load_average(),
         **extra,
     )
     ctx.reporter.emit(row)
@@ -741,13 +728,13 @@ print(t1 - t0, t2 - t0)
 def case_cold_start(ctx: Ctx, repeats: int) -> None:
     n, chi, out = 16, 8, 4
     results: dict[str, list[tuple[float, float, float]]] = {"tnkit": [], "quimb": []}
-    log(f"[cold_start] {repeats} fresh processes per library ...")
+    bench.log(f"[cold_start] {repeats} fresh processes per library ...")
     for _ in range(repeats):
         for lib, code in (("tnkit", _COLD_TNKIT), ("quimb", _COLD_QUIMB)):
             if lib == "quimb" and qtn is None:
                 continue
             t0 = time.perf_counter()
-            stdout = run_python(code.format(n=n, chi=chi, out=out), threads=ctx.threads)
+            stdout = bench.run_python(code.format(n=n, chi=chi, out=out), threads=ctx.threads)
             wall = time.perf_counter() - t0
             imp, total = (float(x) for x in stdout.split()[-2:])
             results[lib].append((imp, total, wall))
@@ -757,7 +744,7 @@ def case_cold_start(ctx: Ctx, repeats: int) -> None:
         return float(np.median(vals)) if vals else None
 
     t_tnkit = med("tnkit", 1)
-    row = make_row(
+    row = bench.make_row(
         BENCH,
         f"cold_start_t{ctx.threads}",
         t_tnkit,
@@ -774,7 +761,7 @@ def case_cold_start(ctx: Ctx, repeats: int) -> None:
         repeats=repeats,
         note=f"fresh process: import + first compress (N={n}, bond {chi}->{out}), timed inside the "
         f"process; *_process adds interpreter start-up; quimb's numba cache may already be warm",
-        load1=load_average(),
+        load1=bench.load_average(),
     )
     ctx.reporter.emit(row)
 
@@ -826,48 +813,44 @@ def plan(quick: bool) -> list[tuple[str, Callable[[Ctx], None]]]:
 
 
 def _ratio_cell(r: dict) -> str:
-    return fmt_float(r.get("ratio"), 3)
+    return bench.fmt_float(r.get("ratio"), 3)
 
 
 COLUMNS = [
     ("case", lambda r: r["case"]),
-    ("tnkit s", lambda r: fmt_seconds(r.get("tnkit"))),
+    ("tnkit s", lambda r: bench.fmt_seconds(r.get("tnkit"))),
     ("tnkit method", lambda r: r.get("tnkit_method") or "default"),
-    ("quimb best s", lambda r: fmt_seconds(r.get("reference_value"))),
+    ("quimb best s", lambda r: bench.fmt_seconds(r.get("reference_value"))),
     ("quimb method", lambda r: str(r.get("reference", "-")).replace("quimb:", "")),
     ("ratio", _ratio_cell),
-    ("ratio any-acc", lambda r: fmt_float((r.get("reference_fastest_any_accuracy") or {}).get("ratio"), 3)),
-    ("floor s", lambda r: fmt_seconds(r.get("floor"))),
-    ("tnkit/floor", lambda r: fmt_float(r.get("tnkit_over_floor"), 2)),
-    ("fid tnkit", lambda r: fmt_float(r.get("tnkit_fidelity"), 6)),
-    ("fid quimb", lambda r: fmt_float(r.get("reference_fidelity"), 6)),
+    ("ratio any-acc", lambda r: bench.fmt_float((r.get("reference_fastest_any_accuracy") or {}).get("ratio"))),
+    ("floor s", lambda r: bench.fmt_seconds(r.get("floor"))),
+    ("tnkit/floor", lambda r: bench.fmt_float(r.get("tnkit_over_floor"), 2)),
+    ("fid tnkit", lambda r: bench.fmt_float(r.get("tnkit_fidelity"), 6)),
+    ("fid quimb", lambda r: bench.fmt_float(r.get("reference_fidelity"), 6)),
     ("goal", lambda r: r.get("goal", "")),
     ("met", lambda r: {True: "yes", False: "NO"}.get(r.get("goal_met"), "-")),
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.split("\n\n")[0])
+    parser = bench.base_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
-    reporter = Reporter(args.json, COLUMNS)
-    log(
-        f"engine benchmark: tnkit {tnkit.__version__}, quimb {QUIMB_VERSION or 'not installed'}, "
-        f"numpy {np.__version__}, {os.cpu_count()} CPUs, load {load_average()}, "
-        f"threads {args.threads}, {'quick' if args.quick else 'full'} sizes"
-    )
-    cases = [(name, run) for name, run in plan(args.quick) if case_selected(name, args.cases)]
+    reporter = bench.Reporter(args.json, COLUMNS)
+    bench.announce("engine", args, tnkit=tnkit.__version__, quimb=QUIMB_VERSION, numpy=np.__version__)
+    cases = [(name, run) for name, run in plan(args.quick) if bench.case_selected(name, args.cases)]
     if not cases:
-        log(f"no case matches --cases {args.cases!r}")
+        bench.log(f"no case matches --cases {args.cases!r}")
         return 1
-    freeze_gc()
+    bench.freeze_gc()
     t_start = time.perf_counter()
     for threads in args.threads:
         ctx = Ctx(args.quick, args.repeats, threads, reporter, args.cases)
-        with thread_limit(threads):
+        with bench.thread_limit(threads):
             for name, run in cases:
                 run(ctx)
     elapsed = time.perf_counter() - t_start
-    log(f"done in {elapsed:.1f} s")
+    bench.log(f"done in {elapsed:.1f} s")
     reporter.finish(
         f"\nratio = tnkit / fastest quimb method at least as accurate as tnkit (fid quimb); ratio any-acc = "
         f"tnkit / fastest quimb method regardless of accuracy, where that differs; floor = plain numpy "

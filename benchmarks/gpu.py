@@ -43,18 +43,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
-    Reporter,
-    base_parser,
-    case_selected,
-    fmt_float,
-    fmt_seconds,
-    freeze_gc,
-    load_average,
-    log,
-    make_row,
-    measure,
-)
+import _common as bench  # noqa: E402
 
 import tnkit  # noqa: E402
 from tnkit.mps.builders import heisenberg_mpo  # noqa: E402
@@ -62,12 +51,12 @@ from tnkit.mps.builders import heisenberg_mpo  # noqa: E402
 COLUMNS = [
     ("case", lambda r: r["case"]),
     ("device", lambda r: r.get("device", "-")),
-    ("tnkit torch s", lambda r: fmt_seconds(r.get("tnkit"))),
-    ("tnkit numpy s", lambda r: fmt_seconds(r.get("reference_value"))),
-    ("ratio", lambda r: fmt_float(r.get("ratio"), 3)),
-    ("quimb torch s", lambda r: fmt_seconds(r.get("quimb_torch"))),
-    ("quimb ratio", lambda r: fmt_float(r.get("quimb_ratio"), 3)),
-    ("check", lambda r: fmt_float(r.get("max_rel_diff"), 2)),
+    ("tnkit torch s", lambda r: bench.fmt_seconds(r.get("tnkit"))),
+    ("tnkit numpy s", lambda r: bench.fmt_seconds(r.get("reference_value"))),
+    ("ratio", lambda r: bench.fmt_float(r.get("ratio"), 3)),
+    ("quimb torch s", lambda r: bench.fmt_seconds(r.get("quimb_torch"))),
+    ("quimb ratio", lambda r: bench.fmt_float(r.get("quimb_ratio"), 3)),
+    ("check", lambda r: bench.fmt_float(r.get("max_rel_diff"), 2)),
 ]
 
 
@@ -80,7 +69,7 @@ def sizes(quick: bool) -> dict[str, Any]:
 
 
 class Runner:
-    def __init__(self, torch: Any, device: str, dtype: str, repeats: int, reporter: Reporter) -> None:
+    def __init__(self, torch: Any, device: str, dtype: str, repeats: int, reporter: bench.Reporter) -> None:
         self.torch, self.device, self.dtype = torch, device, dtype
         self.repeats, self.reporter = repeats, reporter
 
@@ -112,18 +101,18 @@ class Runner:
         fns = {"numpy": numpy_fn, "torch": self.synced(torch_fn)}
         if quimb_fn is not None:
             fns["quimb"] = self.synced(quimb_fn)
-        t = measure(fns, repeats=self.repeats)
+        t = bench.measure(fns, repeats=self.repeats)
         torch_s, numpy_s = t["torch"].median, t["numpy"].median
         quimb_s = t["quimb"].median if "quimb" in t else None
         extra = {}
         if check is not None and t["numpy"].result is not None and t["torch"].result is not None:
             extra["max_rel_diff"] = check(t["numpy"].result, t["torch"].result)
         errors = {k: v.error for k, v in t.items() if v.error}
-        self.reporter.emit(make_row(
+        self.reporter.emit(bench.make_row(
             "gpu", case, torch_s, "tnkit-numpy-cpu", numpy_s,
             device=self.device, dtype=self.dtype, quimb_torch=quimb_s,
             quimb_ratio=None if not quimb_s or torch_s is None else torch_s / quimb_s,
-            errors=errors or None, load1=load_average(), **extra,
+            errors=errors or None, load1=bench.load_average(), **extra,
         ))
 
 
@@ -197,19 +186,19 @@ def case_sample(r: Runner, n: int, chi: int, count: int) -> None:
 
 def case_svd(r: Runner, ks: tuple[int, ...]) -> None:
     if not r.device.startswith("cuda"):
-        log("  svd_small: skipped on the CPU (both sides would be the same call)")
+        bench.log("  svd_small: skipped on the CPU (both sides would be the same call)")
         return
     torch = r.torch
     for k in ks:
         m = torch.as_tensor(np.random.default_rng(k).standard_normal((k, k)), dtype=getattr(torch, r.dtype))
         on_device, on_cpu = m.to(r.device), m
-        t = measure({
+        t = bench.measure({
             "device": r.synced(lambda m=on_device: torch.linalg.svd(m, full_matrices=False)),
             "cpu": lambda m=on_cpu: torch.linalg.svd(m, full_matrices=False),
         }, repeats=r.repeats)
-        r.reporter.emit(make_row(
+        r.reporter.emit(bench.make_row(
             "gpu", f"svd_small_{k}", t["device"].median, "torch-cpu", t["cpu"].median,
-            device=r.device, dtype=r.dtype, load1=load_average(),
+            device=r.device, dtype=r.dtype, load1=bench.load_average(),
         ))
 
 
@@ -226,32 +215,32 @@ def plan(quick: bool) -> list[tuple[str, Callable[[Runner], None]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.split("\n\n")[0], default_threads="1")
+    parser = bench.base_parser(__doc__.split("\n\n")[0], default_threads="1")
     parser.add_argument("--device", default="cuda", help="torch device: cuda (default), cuda:N or cpu")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     args = parser.parse_args(argv)
     try:
         import torch
     except ImportError:
-        log("gpu benchmark skipped: torch is not installed (pip install 'tnkit[llm]').")
+        bench.log("gpu benchmark skipped: torch is not installed (pip install 'tnkit[llm]').")
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        log("gpu benchmark skipped: no CUDA device; --device cpu exercises the torch path on the CPU.")
+        bench.log("gpu benchmark skipped: no CUDA device; --device cpu exercises the torch path on the CPU.")
         return 0
-    reporter = Reporter(args.json, COLUMNS)
+    reporter = bench.Reporter(args.json, COLUMNS)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    log(
+    bench.log(
         f"gpu benchmark: tnkit {tnkit.__version__}, torch {torch.__version__} on {args.device} ({name}), "
-        f"{os.cpu_count()} CPUs, load {load_average()}, {args.dtype}, "
+        f"{os.cpu_count()} CPUs, load {bench.load_average()}, {args.dtype}, "
         f"{'quick' if args.quick else 'full'} sizes"
     )
     runner = Runner(torch, args.device, args.dtype, args.repeats, reporter)
-    freeze_gc()
+    bench.freeze_gc()
     start = time.perf_counter()
     with tnkit.core.threads.blas_threads(1):  # the numpy reference at one BLAS thread
         for case, run in plan(args.quick):
-            if case_selected(case, args.cases):
-                log(f"[{case}] ...")
+            if bench.case_selected(case, args.cases):
+                bench.log(f"[{case}] ...")
                 run(runner)
     reporter.finish(
         f"\nratio = tnkit on torch/{args.device} / tnkit on numpy (CPU); quimb ratio = tnkit / quimb, "

@@ -23,24 +23,30 @@ ending in ``_t<threads>``:
 * ``dmrg_tfim_n64_chi64``: the same for the critical transverse-field Ising chain
   ``-sum Z Z - sum X`` (TeNPy: ``TFIChain``, g = 1), bond cap 64.
 * ``tdvp_xxz_n50_chi64``: XXZ chain (Delta = 0.5) from the Néel state to t = 5,
-  dt = 0.05. tnkit two-site :func:`tnkit.algorithms.tdvp` at bond 64 against
-  TeNPy's ``TwoSiteTDVPEngine`` at bond 64 and quimb's ``TEBD`` (4th order; quimb
-  has no TDVP) at bond 64; the error of each is ``1 - |<ref|psi>|^2`` against a
-  tnkit two-site TDVP run at bond 256 (the reference, not timed), and the largest
-  deviation of the local ``<Sz_i>``. ``--tdvp-size N,BOND,REF_BOND,T`` changes the sizes
-  (the bond-256 reference alone takes hours on a loaded two-core machine).
+  dt = 0.05, bond 64: tnkit :func:`tnkit.algorithms.tdvp` (two-site, the default, and
+  ``method="hybrid"``), TeNPy's ``TwoSiteTDVPEngine`` (``svd_min=1e-10``, its default
+  Sz charge) and quimb's ``TEBD`` (4th order, ``cutoff=1e-10``; quimb has no TDVP),
+  each run once after a warm-up on 8 sites, one after the other in this process,
+  wall and CPU seconds. Each returns its states at t = 1, 2, ..., 5; they are compared
+  with a reference (tnkit two-site TDVP at bond 256, cutoff 1e-12, not timed) by the
+  infidelity ``1 - |<ref|psi>|^2`` at each time and the largest errors of the staggered
+  magnetisation and the half-chain entropy over t = 1..5. ``--tdvp-reference DIR`` keeps
+  the reference states in ``DIR`` (``.npz``) and reuses them; ``--tdvp-size
+  N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants.
 
-Times are one run each (DMRG and TDVP runs take seconds to minutes; ``--repeats``
-applies to runs under 2 s), all in this process, interleaved. The load average is
+DMRG times are one run each (``--repeats`` applies to runs under 2 s), all in this
+process, interleaved. The load average is
 reported with each row: on a shared machine absolute times mean little, ratios
 measured in one process more.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -219,26 +225,54 @@ def dmrg_case(name: str, model: str, n: int, chi: int, args: Any, reporter: Repo
 
 # ---------------------------------------------------------------------- TDVP case
 
+TDVP_DT = 0.05
+SZ = np.diag([0.5, -0.5])
 
-def _sz_profile(psi: tnkit.MPS) -> np.ndarray:
-    return np.real(psi.local_expectations(np.diag([0.5, -0.5])))
+
+def _observables(psi: tnkit.MPS) -> tuple[float, float]:
+    """Staggered magnetisation ``(1/N) sum_i (-1)^i <Sz_i>`` and the half-chain entropy (nats)."""
+    n = psi.n_sites
+    m = np.real(psi.local_expectations(SZ))
+    return float(np.mean(m * (-1.0) ** np.arange(n))), float(psi.entanglement_entropy(n // 2 - 1))
 
 
-def _tenpy_tdvp(n: int, chi: int, dt: float, steps: int):
+def _xxz_quench(n: int) -> tuple[tnkit.MPO, tnkit.MPS]:
+    return tnkit.xxz_mpo(n, delta=0.5), tnkit.MPS.product_state("01" * (n // 2))
+
+
+def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site", dt: float = TDVP_DT):
+    mpo, neel = _xxz_quench(n)
+    every = int(round(1.0 / dt))
+    steps = t_final * every
+
+    def run():
+        keep = lambda t, state: state  # noqa: E731 - the states at t = 1, 2, ... (a view, no copy)
+        res = tdvp(neel, mpo, dt=dt, n_steps=steps, max_bond=chi, method=method, progress=False,
+                   callback=keep, record_every=every)
+        return list(res.records[1:])
+
+    return run
+
+
+def _tenpy_tdvp(n: int, chi: int, t_final: int):
     from tenpy.algorithms import tdvp as ttdvp
     from tenpy.networks.mps import MPS as TMPS
 
     m, pattern = _tenpy_model("xxz", n)
+    every = int(round(1.0 / TDVP_DT))
 
     def run():
-        psi = TMPS.from_product_state(m.lat.mps_sites(), pattern * (n // 2), bc="finite")
-        eng = ttdvp.TwoSiteTDVPEngine(
-            psi, m, {"trunc_params": {"chi_max": chi, "svd_min": 1e-10}, "dt": dt, "N_steps": steps}
-        )
+        states = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            eng.run()
-        return _from_tenpy(psi)
+            psi = TMPS.from_product_state(m.lat.mps_sites(), pattern * (n // 2), bc="finite")
+            eng = ttdvp.TwoSiteTDVPEngine(
+                psi, m, {"trunc_params": {"chi_max": chi, "svd_min": 1e-10}, "dt": TDVP_DT, "N_steps": every}
+            )
+            for _ in range(t_final):
+                eng.run()  # continues from the engine's current time
+                states.append(_from_tenpy(psi))
+        return states
 
     return run
 
@@ -253,64 +287,131 @@ def _from_tenpy(psi) -> tnkit.MPS:
     return out * psi.norm
 
 
-def _quimb_tebd(n: int, chi: int, dt: float, t_final: float):
+def _quimb_tebd(n: int, chi: int, t_final: int):
     qtn = _quimb()
     ham = qtn.ham_1d_heis(n, j=(1.0, 1.0, 0.5), S=0.5, cyclic=False)
 
     def run():
-        p0 = qtn.MPS_neel_state(n)
-        tebd = qtn.TEBD(p0, ham, dt=dt, split_opts={"max_bond": chi, "cutoff": 1e-10}, progbar=False)
-        tebd.update_to(t_final, order=4, progbar=False)
-        return tnkit.MPS.from_quimb(tebd.pt)
+        tebd = qtn.TEBD(qtn.MPS_neel_state(n), ham, dt=TDVP_DT, split_opts={"max_bond": chi, "cutoff": 1e-10},
+                        progbar=False)
+        states = []
+        for t in range(1, t_final + 1):
+            tebd.update_to(float(t), order=4, progbar=False)
+            states.append(tnkit.MPS.from_quimb(tebd.pt))
+        return states
 
     return run
 
 
+def _timed_once(fn) -> tuple[float, float, Any]:
+    """Wall and CPU seconds (this process, all threads) of one call, and its result."""
+    gc.collect()
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def _reference(n: int, ref_chi: int, t_final: int, cache: str | None) -> list[tnkit.MPS]:
+    """The reference states at t = 1, 2, ...: tnkit two-site TDVP at bond ``ref_chi``, stored in
+    ``cache`` (a directory; numpy ``.npz``, loaded without pickle) when given."""
+    name = f"tdvp_xxz_ref_n{n}_chi{ref_chi}_dt{TDVP_DT}_t{t_final}.npz"
+    path = os.path.join(cache, name) if cache else None
+    if path and os.path.exists(path):
+        with np.load(path, allow_pickle=False) as z:
+            return [tnkit.MPS([z[f"t{k}_s{i}"] for i in range(n)]) for k in range(t_final)]
+    wall, cpu, states = _timed_once(_tnkit_tdvp(n, ref_chi, t_final))
+    log(f"reference: {wall:.1f} s wall, {cpu:.1f} s CPU, largest bond {states[-1].max_bond_dim}")
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **{f"t{k}_s{i}": a for k, st in enumerate(states) for i, a in enumerate(st.tensors)})
+        os.replace(tmp, path)
+    return states
+
+
+#: The TDVP case's contestants: ``make(n, chi, t_final)`` returns a call that evolves the Néel
+#: state of the XXZ chain and returns the states at t = 1, 2, ..., t_final.
+TDVP_CODES: dict[str, Any] = {
+    "tnkit": _tnkit_tdvp,
+    "tnkit_hybrid": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid"),
+    "tnkit_hybrid_dt0.1": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.1),
+    "tnkit_hybrid_dt0.2": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.2),
+    "quimb_tebd4": _quimb_tebd,
+    "tenpy": _tenpy_tdvp,
+}
+
+
+def _quality(ref: list[tnkit.MPS], states: list[tnkit.MPS]) -> dict[str, Any]:
+    """Infidelity at each recorded time and the largest errors of the two observables."""
+    obs_ref = [_observables(st) for st in ref]
+    obs = [_observables(st) for st in states]
+    return {
+        "infidelity": [1.0 - r.fidelity(st) for r, st in zip(ref, states, strict=True)],
+        "staggered_error": max(abs(a[0] - b[0]) for a, b in zip(obs, obs_ref, strict=True)),
+        "entropy_error": max(abs(a[1] - b[1]) for a, b in zip(obs, obs_ref, strict=True)),
+    }
+
+
 def tdvp_case(
-    name: str, n: int, chi: int, ref_chi: int, t_final: float, args: Any, reporter: Reporter
+    name: str, n: int, chi: int, ref_chi: int, t_final: int, args: Any, reporter: Reporter
 ) -> None:
-    dt = 0.05
-    steps = int(round(t_final / dt))
-    mpo = tnkit.xxz_mpo(n, delta=0.5)
-    neel = tnkit.MPS.product_state("01" * (n // 2))
+    available = {"tenpy": _tenpy() is not None, "quimb_tebd4": _quimb() is not None}
+    chosen = args.tdvp_codes.split(",") if args.tdvp_codes else list(TDVP_CODES)
+    codes = {k: TDVP_CODES[k] for k in chosen if available.get(k, True)}
     for threads in args.threads:
         case = f"{name}_t{threads}"
         if not case_selected(case, args.cases):
             continue
         with thread_limit(threads):
             log(f"{case}: reference at bond {ref_chi} (load {load_average()})")
-            ref = tdvp(neel, mpo, dt=dt, n_steps=steps, max_bond=ref_chi, progress=False).state
-            fns = {"tnkit": lambda: tdvp(neel, mpo, dt=dt, n_steps=steps, max_bond=chi, progress=False).state}
-            if _tenpy() is not None:
-                fns["tenpy"] = _tenpy_tdvp(n, chi, dt, steps)
-            if _quimb() is not None:
-                fns["quimb_tebd4"] = _quimb_tebd(n, chi, dt, t_final)
-            log(f"{case}: running {', '.join(fns)} (load {load_average()})")
-            timings = measure(fns, repeats=args.repeats)
-        sz_ref = _sz_profile(ref)
-        errors, sz_err = {}, {}
-        for k, t in timings.items():
-            if t.error is None:
-                errors[k] = 1.0 - ref.fidelity(t.result)
-                sz_err[k] = float(np.max(np.abs(_sz_profile(t.result) - sz_ref)))
-        refs = {k: t.median for k, t in timings.items() if k != "tnkit" and t.error is None}
+            ref = _reference(n, ref_chi, t_final, args.tdvp_reference)
+            for make in codes.values():  # warm-up on 8 sites (imports, caches), not timed
+                make(8, 4, 1)()
+            log(f"{case}: running {', '.join(codes)} one after the other (load {load_average()})")
+            runs, quality = {}, {}
+            for k, make in codes.items():
+                try:
+                    runs[k] = _timed_once(make(n, chi, t_final))
+                except Exception as exc:  # noqa: BLE001 - a reference may fail; report it
+                    runs[k] = (None, None, f"{type(exc).__name__}: {exc}"[:300])
+                    log(f"  {k}: {runs[k][2]}")
+                    continue
+                quality[k] = _quality(ref, runs[k][2])
+                log(f"  {k}: {runs[k][0]:.1f} s wall, {runs[k][1]:.1f} s CPU (load {load_average()}); "
+                    f"infidelity {quality[k]['infidelity'][-1]:.2e}, staggered magnetisation error "
+                    f"{quality[k]['staggered_error']:.1e}, entropy error {quality[k]['entropy_error']:.1e}")
+        obs_ref = [_observables(st) for st in ref]
+        wall = {k: r[0] for k, r in runs.items() if r[0] is not None}
+        cpu = {k: r[1] for k, r in runs.items() if r[1] is not None}
+        refs = {k: v for k, v in wall.items() if not k.startswith("tnkit")}
         fastest = min(refs, key=refs.get) if refs else None
+        hybrid = wall.get("tnkit_hybrid")
         reporter.emit(
             make_row(
                 BENCH,
                 case,
-                timings["tnkit"].median,
+                wall.get("tnkit"),
                 fastest,
                 refs.get(fastest) if fastest else None,
-                infidelity_vs_reference=errors,
-                max_sz_error=sz_err,
-                reference_seconds=refs,
-                reference_bond=int(ref.max_bond_dim),
+                seconds=wall,
+                cpu_seconds=cpu,
+                hybrid_ratio=hybrid / refs[fastest] if fastest and hybrid else None,
+                infidelity_vs_reference={k: q["infidelity"][-1] for k, q in quality.items()},
+                infidelity_by_time={k: q["infidelity"] for k, q in quality.items()},
+                max_staggered_magnetisation_error=_pick(quality, "staggered_error"),
+                max_entropy_error=_pick(quality, "entropy_error"),
+                reference_bond=ref_chi,
+                reference_largest_bond=int(ref[-1].max_bond_dim),
+                reference_observables=obs_ref,
                 threads=threads,
                 load=load_average(),
-                errors={k: t.error for k, t in timings.items() if t.error} or None,
+                errors={k: r[2] for k, r in runs.items() if r[0] is None} or None,
             )
         )
+
+
+def _pick(quality: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    return {k: q[key] for k, q in quality.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenpy-conserve", choices=sorted(TENPY_CONSERVE), default="default",
                         help="TeNPy's conserved charges: its defaults (Sz, parity) or none")
     parser.add_argument("--tdvp-size", default=None,
-                        help="override the TDVP case as N,BOND,REF_BOND,T (e.g. 50,64,128,5)")
+                        help="override the TDVP case as N,BOND,REF_BOND,T (e.g. 50,64,128,5; T an integer)")
+    parser.add_argument("--tdvp-codes", default=None,
+                        help=f"comma-separated subset of the TDVP case's codes ({', '.join(TDVP_CODES)})")
+    parser.add_argument("--tdvp-reference", default=None, metavar="DIR",
+                        help="directory where the TDVP reference states are stored and looked up (.npz)")
     args = parser.parse_args(argv)
     _CONSERVE["mode"] = args.tenpy_conserve
     _quimb(), _tenpy()
@@ -344,14 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         dmrg_case("dmrg_heisenberg_n32_chi32", "heisenberg", 32, 32, args, reporter)
         dmrg_case("dmrg_tfim_n32_chi32", "tfim", 32, 32, args, reporter)
-        tdvp_case("tdvp_xxz_n16_chi16", 16, 16, 64, 2.0, args, reporter)
+        tdvp_case("tdvp_xxz_n16_chi16", 16, 16, 64, 2, args, reporter)
     else:
         dmrg_case("dmrg_heisenberg_n100_chi128", "heisenberg", 100, 128, args, reporter)
         dmrg_case("dmrg_tfim_n64_chi64", "tfim", 64, 64, args, reporter)
-        n, chi, ref_chi, t_final = (50, 64, 256, 5.0)
+        n, chi, ref_chi, t_final = (50, 64, 256, 5)
         if args.tdvp_size:
-            n, chi, ref_chi = (int(x) for x in args.tdvp_size.split(",")[:3])
-            t_final = float(args.tdvp_size.split(",")[3])
+            n, chi, ref_chi, t_final = (int(x) for x in args.tdvp_size.split(","))
         tdvp_case(f"tdvp_xxz_n{n}_chi{chi}", n, chi, ref_chi, t_final, args, reporter)
     reporter.finish(f"load average at the end: {load_average()}")
     return 0

@@ -46,20 +46,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's tnkit, here and in workers
 
-from _common import (  # noqa: E402
-    Reporter,
-    base_parser,
-    case_selected,
-    fmt_float,
-    fmt_seconds,
-    load_average,
-    log,
-    make_row,
-    measure,
-    thread_limit,
-)
+import _common as bench  # noqa: E402
 
 import tnkit  # noqa: E402
 
@@ -144,13 +132,13 @@ def peak_on_pool(pool: ProcessPoolExecutor, workers: int, fn) -> tuple[int, int]
 
 def _limited(threads: int, fn):
     def run():
-        with thread_limit(threads):
+        with bench.thread_limit(threads):
             return fn()
 
     return run
 
 
-def run_case(name: str, side: int, bond: int, workers: int, repeats: int, reporter: Reporter) -> None:
+def run_case(name: str, side: int, bond: int, workers: int, repeats: int, reporter: bench.Reporter) -> None:
     import multiprocessing
 
     equation, arrays = lattice_network(side, bond, seed=0)
@@ -159,7 +147,7 @@ def run_case(name: str, side: int, bond: int, workers: int, repeats: int, report
     best = tnkit.contraction_info(equation, *arrays, optimize="cotengra")
     bound = max(1, best.largest_intermediate // REDUCTION)
     plan = tnkit.plan_sliced(equation, *arrays, max_intermediate=bound)
-    log(f"{name}: planned in {time.perf_counter() - t0:.1f} s: {plan}")
+    bench.log(f"{name}: planned in {time.perf_counter() - t0:.1f} s: {plan}")
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
 
@@ -178,7 +166,7 @@ def run_case(name: str, side: int, bond: int, workers: int, repeats: int, report
             "serial_t1": _limited(1, serial),
             "pool": lambda: tnkit.contract(equation, *arrays, max_intermediate=bound, executor=pool),
         }
-        timings = measure(fns, repeats=repeats, catch=False)
+        timings = bench.measure(fns, repeats=repeats, catch=False)
         reference = timings["unsliced_t1"].result
         for key, timing in timings.items():
             error = abs(timing.result - reference) / max(abs(reference), 1e-300)
@@ -192,7 +180,7 @@ def run_case(name: str, side: int, bond: int, workers: int, repeats: int, report
         largest_intermediate=plan.largest_intermediate,
         n_slices=plan.n_slices,
         flops_overhead=round(plan.overhead, 3),
-        load=load_average(),
+        load=bench.load_average(),
     )
     rows = [
         (f"{name}_serial_t1", "serial_t1", "unsliced_t1", {"threads": 1}),
@@ -201,7 +189,7 @@ def run_case(name: str, side: int, bond: int, workers: int, repeats: int, report
     ]  # fmt: skip
     for case, key, ref, extra in rows:
         reporter.emit(
-            make_row(
+            bench.make_row(
                 BENCHMARK,
                 case,
                 timings[key].median,
@@ -212,37 +200,32 @@ def run_case(name: str, side: int, bond: int, workers: int, repeats: int, report
                 **common,
             )  # fmt: skip
         )
-    reporter.emit(make_row(BENCHMARK, rows[0][0], peaks["serial_t1"], "unsliced", peaks["unsliced_t1"],
+    reporter.emit(bench.make_row(BENCHMARK, rows[0][0], peaks["serial_t1"], "unsliced", peaks["unsliced_t1"],
                            metric="peak_bytes", **common))  # fmt: skip
-    reporter.emit(make_row(BENCHMARK, rows[1][0], worker_peak, "unsliced", peaks["unsliced_t1"],
+    reporter.emit(bench.make_row(BENCHMARK, rows[1][0], worker_peak, "unsliced", peaks["unsliced_t1"],
                            metric="peak_bytes", parent_peak_bytes=parent_peak, **common))  # fmt: skip
 
 
-def _fmt_value(row: dict, key: str) -> str:
-    value = row[key]
-    return fmt_seconds(value) if row["metric"] == "seconds" else f"{value / 2**20:.1f} MiB"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0], default_threads="2")
+    parser = bench.base_parser(__doc__.splitlines()[0], default_threads="2")
     args = parser.parse_args(argv)
     cases = [("lattice4x4_d16", 4, 16)] if args.quick else [("lattice5x5_d16", 5, 16)]
     columns = [
         ("case", lambda r: r["case"]),
         ("metric", lambda r: r["metric"]),
-        ("sliced", lambda r: _fmt_value(r, "tnkit")),
-        ("unsliced", lambda r: _fmt_value(r, "reference_value")),
-        ("ratio", lambda r: fmt_float(r["ratio"])),
+        ("sliced", lambda r: bench.fmt_value(r["tnkit"], r["metric"])),
+        ("unsliced", lambda r: bench.fmt_value(r["reference_value"], r["metric"])),
+        ("ratio", lambda r: bench.fmt_float(r["ratio"])),
         ("slices", lambda r: str(r["n_slices"])),
         ("load", lambda r: str(r["load"])),
     ]
-    reporter = Reporter(args.json, columns)
+    reporter = bench.Reporter(args.json, columns)
     for name, side, bond in cases:
-        if not case_selected(name, args.cases):
+        if not bench.case_selected(name, args.cases):
             continue
         for workers in args.threads:
             run_case(name, side, bond, workers, args.repeats, reporter)
-    reporter.finish(f"machine load average (1 min) at the end: {load_average()}")
+    reporter.finish(f"machine load average (1 min) at the end: {bench.load_average()}")
     return 0
 
 

@@ -59,19 +59,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
-    Reporter,
-    base_parser,
-    case_selected,
-    fmt_float,
-    fmt_seconds,
-    freeze_gc,
-    load_average,
-    log,
-    make_row,
-    measure,
-    thread_limit,
-)
+import _common as bench  # noqa: E402
 
 import tnkit  # noqa: E402
 from tnkit.ttn import TTN, Tree  # noqa: E402
@@ -104,7 +92,9 @@ def raw_network(n_leaves: int, bond: int, seed: int) -> TTN:
     return TTN(psi.tree, psi.tensors)
 
 
-def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_key: str = "tnkit", **extra: Any) -> None:
+def emit(
+    reporter: bench.Reporter, case: str, threads: int, timings: dict, *, tnkit_key: str = "tnkit", **extra: Any
+) -> None:
     tk = timings[tnkit_key]
     if tk.error:
         raise RuntimeError(f"{case}: tnkit failed: {tk.error}")
@@ -114,7 +104,7 @@ def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_ke
             methods[name] = {"seconds": t.median, "repeats": t.repeats, **({"error": t.error} if t.error else {})}
     best, ref = fastest_quimb(timings)
     ratio = tk.median / ref if ref else None
-    row = make_row(
+    row = bench.make_row(
         BENCH,
         f"{case}_t{threads}",
         tk.median,
@@ -125,7 +115,7 @@ def emit(reporter: Reporter, case: str, threads: int, timings: dict, *, tnkit_ke
         quimb_methods=methods,
         goal=f"ratio<={GOAL:g}",
         goal_met=None if ratio is None else ratio <= GOAL,
-        load=load_average(),
+        load=bench.load_average(),
         **extra,
     )
     reporter.emit(row)
@@ -146,7 +136,7 @@ def add_floor(extra: dict[str, Any], timings: dict, floor_fn: Callable[[], Any],
     Timed separately because a third function inside the comparison's rounds would
     change the cache and allocator state each library meets.
     """
-    floor = measure({"floor": floor_fn}, repeats=repeats)["floor"].median
+    floor = bench.measure({"floor": floor_fn}, repeats=repeats)["floor"].median
     _, quimb_seconds = fastest_quimb(timings)
     extra["floor_seconds"] = floor
     extra["tnkit_over_floor"] = timings["tnkit"].median / floor
@@ -223,10 +213,10 @@ def product_floor(psi: TTN, batch: int) -> Callable[[], None]:
 # ---------------------------------------------------------------------- cases
 
 
-def case_batch(args: Any, threads: int, reporter: Reporter, inputs: dict) -> None:
+def case_batch(args: Any, threads: int, reporter: bench.Reporter, inputs: dict) -> None:
     n, bond, batch = sizes(args.quick)["batch"]
     case = f"batch_n{n}_chi{bond}_b{batch}"
-    if not case_selected(case, args.cases):
+    if not bench.case_selected(case, args.cases):
         return
     if "batch" not in inputs:
         psi = TTN.random(Tree.balanced(n), 2, bond, seed=0, normalize=False)
@@ -252,7 +242,7 @@ def case_batch(args: Any, threads: int, reporter: Reporter, inputs: dict) -> Non
                 continue
             fns[f"quimb:{opt}"] = lambda tree=tree: full.contract(output_inds=("batch",), optimize=tree)
         extra["quimb_default_strategy"] = qtn.contraction.get_contract_strategy()
-    timings = measure(fns, repeats=args.repeats)
+    timings = bench.measure(fns, repeats=args.repeats)
     add_floor(extra, timings, product_floor(psi, batch), args.repeats)
     for name, t in timings.items():
         if name.startswith("quimb:") and t.result is not None:
@@ -268,21 +258,21 @@ def _tree_inputs(args: Any, inputs: dict) -> tuple[TTN, Any]:
         n, bond, _ = sizes(args.quick)["tree"]
         psi = raw_network(n, bond, seed=2)
         inputs["tree"] = (psi, psi.to_quimb() if qtn is not None else None)
-        freeze_gc()
+        bench.freeze_gc()
     return inputs["tree"]
 
 
-def case_norm(args: Any, threads: int, reporter: Reporter, inputs: dict) -> None:
+def case_norm(args: Any, threads: int, reporter: bench.Reporter, inputs: dict) -> None:
     n, bond, _ = sizes(args.quick)["tree"]
     case = f"norm_n{n}_chi{bond}"
-    if not case_selected(case, args.cases):
+    if not bench.case_selected(case, args.cases):
         return
     psi, tn = _tree_inputs(args, inputs)
     assert psi.center is None
     fns: dict[str, Callable[[], Any]] = {"tnkit": psi.norm}
     if tn is not None:
         fns["quimb:norm"] = tn.norm
-    timings = measure(fns, repeats=args.repeats)
+    timings = bench.measure(fns, repeats=args.repeats)
     extra: dict[str, Any] = {}
     if "quimb:norm" in timings and timings["quimb:norm"].result is not None:
         extra["rel_diff"] = abs(timings["tnkit"].result / timings["quimb:norm"].result - 1.0)
@@ -290,31 +280,31 @@ def case_norm(args: Any, threads: int, reporter: Reporter, inputs: dict) -> None
     emit(reporter, case, threads, timings, **extra)
 
 
-def case_canonicalize(args: Any, threads: int, reporter: Reporter, inputs: dict) -> None:
+def case_canonicalize(args: Any, threads: int, reporter: bench.Reporter, inputs: dict) -> None:
     n, bond, _ = sizes(args.quick)["tree"]
     case = f"canonicalize_n{n}_chi{bond}"
-    if not case_selected(case, args.cases):
+    if not bench.case_selected(case, args.cases):
         return
     psi, tn = _tree_inputs(args, inputs)
     fns: dict[str, Callable[[], Any]] = {"tnkit": psi.canonicalize}  # a copy, from no gauge information
     if tn is not None:
         fns["quimb:canonize_around"] = lambda: tn.canonize_around("TTN_ROOT", inplace=False)
-    timings = measure(fns, repeats=args.repeats)
+    timings = bench.measure(fns, repeats=args.repeats)
     out = timings["tnkit"].result
     extra = {"tnkit_is_canonical": bool(out.is_canonical(out.tree.root))}
     emit(reporter, case, threads, timings, **extra)
 
 
-def case_compress(args: Any, threads: int, reporter: Reporter, inputs: dict) -> None:
+def case_compress(args: Any, threads: int, reporter: bench.Reporter, inputs: dict) -> None:
     n, bond, target = sizes(args.quick)["tree"]
     case = f"compress_n{n}_chi{bond}to{target}"
-    if not case_selected(case, args.cases):
+    if not bench.case_selected(case, args.cases):
         return
     psi, tn = _tree_inputs(args, inputs)
     fns: dict[str, Callable[[], Any]] = {"tnkit": lambda: psi.compress(max_bond=target, cutoff=0.0)}
     if tn is not None:
         fns["quimb:compress_all_tree"] = lambda: tn.compress_all_tree(max_bond=target, cutoff=0.0)
-    timings = measure(fns, repeats=args.repeats)
+    timings = bench.measure(fns, repeats=args.repeats)
     small, report = timings["tnkit"].result
     extra: dict[str, Any] = {"tnkit_fidelity": report.fidelity, "tnkit_fidelity_check": small.fidelity(psi)}
     q = timings.get("quimb:compress_all_tree")
@@ -328,40 +318,37 @@ CASES = [case_batch, case_norm, case_canonicalize, case_compress]
 
 COLUMNS = [
     ("case", lambda r: r["case"]),
-    ("tnkit s", lambda r: fmt_seconds(r.get("tnkit"))),
-    ("quimb s", lambda r: fmt_seconds(r.get("reference_value"))),
+    ("tnkit s", lambda r: bench.fmt_seconds(r.get("tnkit"))),
+    ("quimb s", lambda r: bench.fmt_seconds(r.get("reference_value"))),
     ("quimb method", lambda r: str(r.get("reference", "-")).replace("quimb:", "")),
-    ("ratio", lambda r: fmt_float(r.get("ratio"), 3)),
-    ("fid tnkit", lambda r: fmt_float(r.get("tnkit_fidelity"), 6)),
-    ("fid quimb", lambda r: fmt_float(r.get("reference_fidelity"), 6)),
-    ("floor ratio", lambda r: fmt_float(r.get("floor_ratio"), 3)),
+    ("ratio", lambda r: bench.fmt_float(r.get("ratio"), 3)),
+    ("fid tnkit", lambda r: bench.fmt_float(r.get("tnkit_fidelity"), 6)),
+    ("fid quimb", lambda r: bench.fmt_float(r.get("reference_fidelity"), 6)),
+    ("floor ratio", lambda r: bench.fmt_float(r.get("floor_ratio"), 3)),
     ("met", lambda r: {True: "yes", False: "NO"}.get(r.get("goal_met"), "-")),
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.split("\n\n")[0])
+    parser = bench.base_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
-    reporter = Reporter(args.json, COLUMNS)
-    log(
-        f"ttn benchmark: tnkit {tnkit.__version__}, quimb {QUIMB_VERSION or 'not installed'}, "
-        f"numpy {np.__version__}, {os.cpu_count()} CPUs, load {load_average()}, "
-        f"threads {args.threads}, {'quick' if args.quick else 'full'} sizes"
-    )
+    reporter = bench.Reporter(args.json, COLUMNS)
+    bench.announce("ttn", args, tnkit=tnkit.__version__, quimb=QUIMB_VERSION, numpy=np.__version__)
     inputs: dict = {}
     t0 = time.perf_counter()
     for threads in args.threads:
-        with thread_limit(threads):
+        with bench.thread_limit(threads):
             for case in CASES:
                 case(args, threads, reporter, inputs)
     elapsed = time.perf_counter() - t0
-    log(f"done in {elapsed:.1f} s")
+    bench.log(f"done in {elapsed:.1f} s")
     if not reporter.rows:
-        log(f"no case matches --cases {args.cases!r}")
+        bench.log(f"no case matches --cases {args.cases!r}")
         return 1
     reporter.finish(
         f"\nratio = tnkit / fastest working quimb method on the same tree network; times are medians "
-        f"(m = ms). quimb {QUIMB_VERSION}, {os.cpu_count()} CPUs, load {load_average()}, {elapsed:.0f} s."
+        f"(m = ms). quimb {QUIMB_VERSION}, {os.cpu_count()} CPUs, load {bench.load_average()}, "
+        f"{elapsed:.0f} s."
     )
     return 0
 

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import pytest
 
-#: Relative tolerances by dtype (STYLE 2.8: one dtype table).
+#: Relative tolerances by dtype: the one table every numerical test reads.
 TOL = {
     np.dtype(np.float64): 1e-10,
     np.dtype(np.complex128): 1e-10,
@@ -211,6 +211,21 @@ def assert_gradients_match_finite_differences(
             minus[i][idx] -= eps
             fd = (loss_of(plus) - loss_of(minus)) / (2 * eps)
             assert abs(grads[i][idx] - fd) <= rtol * max(1.0, abs(fd)), (i, idx)
+
+
+def dense_feature_outputs(weights: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``f[b, ...] = sum_s W[s_0, ..., s_{L-1}, ...] prod_i phi[b, i, s_i]``, one sample at a time.
+
+    ``weights`` has one leading axis per site (any trailing axes, e.g. classes, are
+    kept); ``phi`` holds the feature vectors, shape ``(batch, L, d)``.
+    """
+    out = []
+    for b in range(len(phi)):
+        v = weights
+        for i in range(phi.shape[1]):
+            v = np.tensordot(phi[b, i], v, axes=(0, 0))
+        out.append(v)
+    return np.array(out)
 
 
 def classifier_loss(outputs: np.ndarray, targets: np.ndarray, loss: str) -> float:

@@ -175,6 +175,41 @@ def private_attributes(parsed) -> set[str]:
     return found
 
 
+#: Subpackages of ``tnkit.compress`` in the order of dependence: each imports only from itself
+#: and those before it (``docs/architecture.md``), so there is no import circle among them.
+COMPRESS_ORDER = ("numerics", "layers", "calibrate", "storage", "tuning", "recipes", "scale", "front")
+
+#: Imports against that order that remain, as "importer -> imported" (modules).
+COMPRESS_ORDER_ALLOWLIST: set[str] = {
+    # the spectral helpers and the ridge of the second moment still live beside LowRankLinear
+    "tnkit.compress.numerics.allocate -> tnkit.compress.layers.lowrank",
+    "tnkit.compress.numerics.factorize -> tnkit.compress.layers.lowrank",
+    "tnkit.compress.numerics.search -> tnkit.compress.layers.lowrank",
+    "tnkit.compress.numerics.whitened_mpo -> tnkit.compress.layers.lowrank",
+}
+
+
+def compress_order_violations(parsed) -> set[str]:
+    """``"importer -> imported"`` for every import of a later ``tnkit.compress`` subpackage."""
+
+    def rank(module: str) -> int | None:
+        parts = module.split(".")
+        if parts[:2] != ["tnkit", "compress"] or len(parts) < 3 or parts[2] not in COMPRESS_ORDER:
+            return None
+        return COMPRESS_ORDER.index(parts[2])
+
+    found = set()
+    for importer, path, tree in parsed:
+        own = rank(importer)
+        if own is None:
+            continue
+        for module, _ in _imports(importer, path, tree):
+            other = rank(module)
+            if other is not None and other > own:
+                found.add(f"{importer} -> {module}")
+    return found
+
+
 def _exact(found: set[str], allowed: set[str], what: str) -> None:
     new, gone = sorted(found - allowed), sorted(allowed - found)
     assert not new and not gone, (
@@ -206,6 +241,33 @@ def test_no_module_reaches_into_underscore_attributes_of_what_it_imported():
     _exact(
         private_attributes(_parsed()), PRIVATE_ATTRIBUTE_ALLOWLIST, "underscore attributes of imported names"
     )
+
+
+def test_compress_subpackages_import_only_those_before_them():
+    _exact(compress_order_violations(_parsed()), COMPRESS_ORDER_ALLOWLIST, "tnkit.compress subpackage order")
+
+
+def test_every_compress_module_is_in_an_ordered_subpackage():
+    loose = [m for m in MODULES if m.startswith("tnkit.compress.") and m.split(".")[2] not in COMPRESS_ORDER]
+    assert not loose, f"put these in a subpackage of tnkit.compress listed in COMPRESS_ORDER: {loose}"
+
+
+def test_the_subpackage_order_check_catches_an_import_of_a_later_subpackage():
+    source = """
+from ..layers.lowrank import LowRankLinear
+from .factorize import mpo_factorize
+from ...core.linalg import svd
+
+def f():
+    from ..recipes import pipeline
+"""
+    parsed = [
+        ("tnkit.compress.numerics.fake", PACKAGE_ROOT / "compress" / "numerics" / "fake.py", ast.parse(source))
+    ]
+    assert compress_order_violations(parsed) == {
+        "tnkit.compress.numerics.fake -> tnkit.compress.layers.lowrank",
+        "tnkit.compress.numerics.fake -> tnkit.compress.recipes.pipeline",
+    }
 
 
 def test_the_checks_catch_each_kind_of_violation():

@@ -5,18 +5,18 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import struct
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DTYPES
 
 from tnkit import MPO, MPS
 from tnkit.errors import SchemaError
 from tnkit.io import SCHEMA_VERSION, load_arrays, load_mpo, load_mps, save_arrays, save_mpo, save_mps
-
-DTYPES = [np.float64, np.complex128]
 
 
 @pytest.fixture
@@ -591,3 +591,25 @@ def test_io_loaders_are_registered_by_the_classes_that_own_the_format(tmp_path):
         tio._loader("NoSuchKind")
     with pytest.raises(TypeError, match="callable"):
         tio.register_loader("X", 3)
+
+
+def test_read_safetensors_header_matches_the_writer_and_refuses_corrupt_files(tmp_path):
+    from tnkit.io import read_safetensors_header
+
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    path = tmp_path / "w.safetensors"
+    arrays = {"a": np.zeros((2, 3), np.float32), "b": np.ones(4, np.float16)}
+    safetensors_numpy.save_file(arrays, path, metadata={"format": "np"})
+    table, data_start, size = read_safetensors_header(path)
+    assert sorted(table) == ["a", "b"] and size == path.stat().st_size
+    assert table["a"]["shape"] == [2, 3] and table["b"]["dtype"] == "F16"
+    assert size - data_start == 2 * 3 * 4 + 4 * 2
+    raw = path.read_bytes()
+    for bad, match in [(raw[:5], "too short"), (raw[:8] + b"{", "header of"),
+                       (struct.pack("<Q", 4) + b"[1] ", "not a table"), (struct.pack("<Q", 2) + b"{x", "unreadable")]:
+        path.write_bytes(bad)
+        with pytest.raises(SchemaError, match=match):
+            read_safetensors_header(path)
+    path.write_bytes(raw)
+    with pytest.raises(SchemaError, match="header of"):
+        read_safetensors_header(path, max_header_bytes=8)

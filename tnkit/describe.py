@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import struct
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -267,26 +266,14 @@ def _read_json(path: Path) -> Any:
 def _safetensors_summary(path: Path) -> tuple[int, int, list[str]]:
     """``(tensors, parameters, dtypes)`` from a safetensors header (8-byte length, then JSON)."""
     from .errors import SchemaError
+    from .io import read_safetensors_header
 
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) < 8:
-            raise SchemaError(f"{str(path)!r} is not a safetensors file (too short).")
-        (length,) = struct.unpack("<Q", raw)
-        if length > min(size - 8, _MAX_JSON_BYTES):
-            raise SchemaError(
-                f"{str(path)!r} is not a safetensors file (header length {length:,} of a {size:,}-byte file)."
-            )
-        try:
-            header = json.loads(fh.read(length).decode("utf-8"))
-            entries = {k: v for k, v in header.items() if k != "__metadata__"}
-            n_params = sum(math.prod(int(d) for d in v["shape"]) for v in entries.values())
-            dtypes = sorted({str(v["dtype"]) for v in entries.values()})
-        except (UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(
-                f"{str(path)!r} has a malformed safetensors header ({_one_line(exc)})."
-            ) from None
+    entries, _, _ = read_safetensors_header(path, max_header_bytes=_MAX_JSON_BYTES)
+    try:
+        n_params = sum(math.prod(int(d) for d in v["shape"]) for v in entries.values())
+        dtypes = sorted({str(v["dtype"]) for v in entries.values()})
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(f"{str(path)!r} has a malformed safetensors header ({_one_line(exc)}).") from None
     return len(entries), n_params, dtypes
 
 

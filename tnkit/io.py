@@ -25,6 +25,9 @@ arrays of numbers or strings (never Python objects); their total size, from the
 archives); and the schema version is an integer tnkit knows (1 to
 :data:`SCHEMA_VERSION`).
 
+:func:`read_safetensors_header` reads the tensor table of a safetensors file (the
+format of model weights) without its data, for the readers of such files above.
+
 This module is the bottom floor of file handling: arrays, schema and atomic
 writes. Each class owns its format (``MatrixProductState.save`` / ``.load``,
 ``MatrixProductOperator``, ``TreeTensorNetwork`` and the estimators likewise);
@@ -39,9 +42,11 @@ same target removes those whose process is gone.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
+import struct
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -66,6 +71,7 @@ __all__ = [
     "load_mpo",
     "register_loader",
     "remove_stale_temporaries",
+    "read_safetensors_header",
     "SCHEMA_VERSION",
     "KINDS",
     "MAX_EXPANSION",
@@ -475,3 +481,49 @@ def save_mpo(mpo: Any, path: Any) -> Path:
 def load_mpo(path: Any, *, max_bytes: float = DEFAULT_MAX_BYTES) -> Any:
     """Read a :class:`~tnkit.MatrixProductOperator` (``MatrixProductOperator.load``)."""
     return _loader("MatrixProductOperator")(path, max_bytes=max_bytes)
+
+
+def read_safetensors_header(path: Any, *, max_header_bytes: int = 100 << 20) -> tuple[dict[str, Any], int, int]:
+    """The header of a safetensors file (8-byte little-endian length, then a JSON table), not its data.
+
+    Parameters
+    ----------
+    path : str or Path
+    max_header_bytes : int
+        Largest header accepted (a guard against a corrupt length).
+
+    Returns
+    -------
+    table : dict
+        Tensor name -> ``{"dtype", "shape", "data_offsets"}`` as written (``__metadata__``
+        left out); the entries are not checked here.
+    data_start : int
+        Byte offset of the tensor data (8 plus the header length).
+    file_size : int
+
+    Raises
+    ------
+    SchemaError
+        When the file is shorter than its header says, the header is longer than
+        ``max_header_bytes``, or it is not a JSON object.
+    """
+    path = _as_path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise SchemaError(f"{str(path)!r} is not a safetensors file (corrupt: {size} bytes, too short for a "
+                              "header).")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, max_header_bytes):
+            raise SchemaError(f"{str(path)!r} is not a safetensors file (corrupt: header of {n:,} bytes in a file "
+                              f"of {size:,}).")
+        try:
+            table = json.loads(fh.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{str(path)!r} is not a safetensors file (corrupt: unreadable header, "
+                              f"{_plain_reason(exc)}).") from None
+    if not isinstance(table, dict):
+        raise SchemaError(f"{str(path)!r} is not a safetensors file (corrupt: the header is not a table).")
+    table.pop("__metadata__", None)
+    return table, 8 + n, size

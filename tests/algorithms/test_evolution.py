@@ -20,7 +20,7 @@ def _exact(mpo, psi, t, imaginary=False):
     return v / np.linalg.norm(v) if imaginary else v
 
 
-@pytest.mark.parametrize("method", ["two-site", "one-site"])
+@pytest.mark.parametrize("method", ["two-site", "one-site", "hybrid"])
 def test_tdvp_is_exact_at_full_bond_dimension(method):
     """With every bond at its largest possible dimension the TDVP projection is the identity."""
     n = 8
@@ -78,7 +78,7 @@ def test_tdvp_conserves_norm_and_energy_to_the_truncation_error():
     assert one.state.bond_dims == res.state.bond_dims
 
 
-@pytest.mark.parametrize("method", ["two-site", "one-site"])
+@pytest.mark.parametrize("method", ["two-site", "one-site", "hybrid"])
 def test_imaginary_time_tdvp_reaches_the_ground_state(method):
     n = 8
     mpo = tfim_mpo(n, h=2.0)  # gapped (gap about 2): imaginary time 6 suffices
@@ -90,12 +90,58 @@ def test_imaginary_time_tdvp_reaches_the_ground_state(method):
     assert mpo.expectation(res.state) == pytest.approx(e0, abs=1e-7)
 
 
-def test_imaginary_time_tdvp_follows_exact_imaginary_evolution():
+@pytest.mark.parametrize("method", ["two-site", "one-site", "hybrid"])
+def test_imaginary_time_tdvp_follows_exact_imaginary_evolution(method):
     n = 8
     mpo = xxz_mpo(n, delta=0.7)
     psi = tnkit.MPS.random(n, 16, seed=6)
-    res = tdvp(psi, mpo, dt=0.05, n_steps=10, imaginary=True, max_bond=None, cutoff=0.0, progress=False)
+    assert psi.bond_dims == (2, 4, 8, 16, 8, 4, 2)  # full: one-site TDVP is exact too
+    res = tdvp(
+        psi,
+        mpo,
+        dt=0.05,
+        n_steps=10,
+        method=method,
+        imaginary=True,
+        max_bond=None,
+        cutoff=0.0,
+        progress=False,
+    )
     np.testing.assert_allclose(res.state.to_dense(), _exact(mpo, psi, 0.5, imaginary=True), atol=1e-9)
+
+
+def test_one_site_tdvp_is_a_second_order_integrator():
+    """At a fixed small bond the projected flow is the limit; the symmetric sweep's error at fixed
+    final time falls as dt**2."""
+    n = 8
+    mpo = mpo_from_terms(chiral_terms(n), 2, n)
+    psi = tnkit.MPS.random(n, 3, dtype=complex, seed=2)
+
+    def run(k):
+        return tdvp(psi, mpo, dt=1.0 / k, n_steps=k, method="one-site", progress=False).state.to_dense()
+
+    limit = run(64)
+    errors = [np.linalg.norm(run(k) - limit) for k in (4, 8)]
+    assert np.log2(errors[0] / errors[1]) == pytest.approx(2.0, abs=0.25)
+
+
+def test_hybrid_tdvp_matches_two_site_and_conserves_energy_once_bonds_are_capped():
+    n = 10
+    mpo = xxz_mpo(n, delta=0.5)
+    psi = tnkit.MPS.product_state("01" * (n // 2))
+    exact = _exact(mpo, psi, 2.0)
+    e0 = mpo.expectation(psi).real
+    runs = {
+        m: tdvp(psi, mpo, dt=0.05, n_steps=40, method=m, max_bond=6, progress=False)
+        for m in ("two-site", "hybrid")
+    }
+    infidelity = {m: 1 - abs(np.vdot(exact, r.state.to_dense())) ** 2 for m, r in runs.items()}
+    assert 1e-4 < infidelity["two-site"] < 1e-1  # the cap truncates
+    assert infidelity["hybrid"] < 1.5 * infidelity["two-site"]
+    assert runs["hybrid"].state.max_bond_dim == 6
+    # once capped, hybrid steps are one-site: the energy stays put (two-site truncation moves it)
+    drift = {m: abs(mpo.expectation(r.state).real - e0) for m, r in runs.items()}
+    assert drift["hybrid"] < 1e-9 and drift["two-site"] > 1e-6
 
 
 def _chain(n):
@@ -111,17 +157,26 @@ def test_nearest_neighbour_terms_sum_to_the_hamiltonian():
     np.testing.assert_allclose(total, mpo.to_dense(), atol=1e-13)
 
 
+@pytest.mark.parametrize("imaginary", [False, True])
 @pytest.mark.parametrize("order", [2, 4])
-def test_tebd_error_scales_with_the_order(order):
+def test_tebd_error_scales_with_the_order(order, imaginary):
     n = 8
     terms, mpo = _chain(n)
     hs = nearest_neighbour_terms(terms, 2, n)
     psi = tnkit.MPS.product_state("01" * (n // 2))
-    exact = _exact(mpo, psi, 1.0)
+    exact = _exact(mpo, psi, 1.0, imaginary=imaginary)
     errors = [
         np.linalg.norm(
             tebd(
-                psi, hs, dt=1.0 / k, n_steps=k, order=order, max_bond=None, cutoff=0.0, progress=False
+                psi,
+                hs,
+                dt=1.0 / k,
+                n_steps=k,
+                order=order,
+                imaginary=imaginary,
+                max_bond=None,
+                cutoff=0.0,
+                progress=False,
             ).state.to_dense()
             - exact
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import tnkit.compress as tc
 from tnkit.compress.front.cli import add_parser
 from tnkit.compress.storage.models import tiny_tokenizer
+from tnkit.errors import OptionError
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
@@ -76,7 +78,7 @@ def test_profile_writes_table_and_png(model_dir, tmp_path):
     assert f"layers.{hi_depth}." not in names and f"layers.{lo_depth}." in names
     with pytest.raises(ValueError, match="needs `--profile`"):
         _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--protect-above", "2"])
-    with pytest.raises(FileNotFoundError, match="`--profile`"):
+    with pytest.raises(FileNotFoundError, match="--profile"):
         _main(["compress", str(model_dir), "--out", str(out), "--method", "svd", "--profile", str(tmp_path / "x")])
 
 
@@ -155,3 +157,54 @@ def test_help_explains_every_option(capsys):
             _main([cmd, "--help"])
         text = capsys.readouterr().out
         assert "MODEL" in text and "--no-progress" in text
+
+
+def test_the_library_recipe_gives_what_the_command_gives(model_dir, tmp_path, capsys):
+    from safetensors.numpy import load_file
+
+    text = str(model_dir / "text.txt")
+    argv = ["compress", str(model_dir), "--out", str(tmp_path / "cli"), "--method", "whiten", "--ratio", "0.6",
+            "--calib-tokens", "256", "--seq-len", "32", "--heal-text", text, "--heal-tokens", "64",
+            "--heal-batch", "2", "--eval-text", text, "--eval-tokens", "128", "--window", "64", "--stride", "64",
+            "--device", "cpu", "--no-progress"]
+    assert _main(argv) == 0
+    printed = capsys.readouterr().out
+    lines = []
+    run = tc.run_compress(tc.CompressSettings(
+        model=model_dir, out=tmp_path / "lib", method="whiten", ratio=0.6, calib_tokens=256, seq_len=32,
+        heal=tc.HealSettings(text=text, tokens=64, batch_size=2, device="cpu"), eval_text=text, eval_tokens=128,
+        window=64, stride=64, progress=False), log=lines.append)
+    assert lines[0] == printed.splitlines()[0] and run.summary.splitlines()[1] in printed
+    cli, lib = load_file(tmp_path / "cli" / "model.safetensors"), load_file(run.out / "model.safetensors")
+    assert cli.keys() == lib.keys()
+    for name in cli:
+        np.testing.assert_array_equal(cli[name], lib[name], err_msg=name)
+    reports = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert [r["label"] for r in reports] == [r.label for r in run.reports] == ["original", "whiten", "whiten+heal"]
+    assert [r["perplexity"] for r in reports] == [r.perplexity for r in run.reports]
+    assert run.heal.steps > 0 and run.result.params_after < run.result.params_before
+
+
+def test_settings_are_checked_on_construction(model_dir, tmp_path):
+    with pytest.raises(OptionError, match="`method`"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, method="tucker")
+    with pytest.raises(ValueError, match="not both"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, ratio=0.5, max_bond=4)
+    with pytest.raises(ValueError, match="`ratio`"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, ratio=1.5)
+    with pytest.raises(ValueError, match="`protect_above` needs `profile`"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, protect_above=2.0)
+    with pytest.raises(FileNotFoundError, match="`eval_text`"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, eval_text=tmp_path / "missing.txt")
+    with pytest.raises(TypeError, match="`heal`"):
+        tc.CompressSettings(model=model_dir, out=tmp_path, heal={"tokens": 10})
+    with pytest.raises(ValueError, match="needs `text`"):
+        tc.HealSettings(data="mix")
+    with pytest.raises(ValueError, match="`tokens`"):
+        tc.HealSettings(text="x", tokens=0)
+    assert tc.HealSettings(data="self").needs_teacher and tc.HealSettings(data="self").loss_name == "kl"
+    assert not tc.HealSettings(text="x").needs_teacher
+    settings = tc.CompressSettings(model=model_dir, out=tmp_path)
+    assert settings.method == tc.DEFAULT_METHOD and settings.ratio == 0.8
+    with pytest.raises(TypeError, match="`settings`"):
+        tc.run_compress({"model": model_dir})

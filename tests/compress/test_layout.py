@@ -49,3 +49,28 @@ def test_importing_a_former_path_imports_no_more_than_its_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_single_family_method_has_a_layer_builder_and_a_size_curve():
+    from tnkit.compress.recipes import pipeline
+
+    single = set(pipeline.METHODS) - {"auto", "search", "prune"}
+    assert set(pipeline._LAYER_BUILDERS) == single and set(pipeline._SIZE_CURVES) == single
+
+
+@pytest.mark.parametrize("package", ["mps", "ttn"])
+def test_the_former_truncation_module_path_is_the_truncation_module(package):
+    truncation = importlib.import_module(f"tnkit.{package}.truncation")
+
+    sys.modules.pop(f"tnkit.{package}.compress", None)
+    with pytest.warns(FutureWarning, match=f"tnkit.{package}.compress has moved to tnkit.{package}.truncation"):
+        module = importlib.import_module(f"tnkit.{package}.compress")
+    assert module is truncation
+
+
+def test_alias_moved_modules_refuses_a_bad_map():
+    from tnkit.core.moved import alias_moved_modules, moved_modules
+
+    with pytest.raises(ValueError, match="`moved`"):
+        alias_moved_modules({"tnkit.x": "tnkit.x"})
+    assert moved_modules()["tnkit.compress.lowrank"] == "tnkit.compress.layers.lowrank"

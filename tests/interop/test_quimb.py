@@ -9,12 +9,11 @@ from tnkit import MPO, MPS, heisenberg_mpo
 from tnkit.interop.quimb import mpo_from_quimb, mpo_to_quimb, mps_from_quimb, mps_to_quimb
 from conftest import random_array as rand
 from conftest import assert_close_rtol as assert_close
-from conftest import random_mpo
+from conftest import DTYPES, random_mpo
 from tnkit.testing import TOL
 
 qtn = pytest.importorskip("quimb.tensor")
 
-DTYPES = [np.float64, np.complex128]
 RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the one dtype table
 
 

@@ -6,7 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close_rtol, assert_gradients_match_finite_differences, classifier_loss
+from conftest import (
+    assert_close_rtol,
+    assert_gradients_match_finite_differences,
+    classifier_loss,
+    dense_feature_outputs,
+)
 
 from tnkit.errors import OptionError, SchemaError
 from tnkit.ml import MPSClassifier
@@ -42,14 +47,7 @@ def _dense_weights(tensors, label_site):
 
 
 def _dense_outputs(tensors, label_site, phi):
-    w = _dense_weights(tensors, label_site)
-    out = []
-    for b in range(len(phi)):
-        v = w
-        for i in range(phi.shape[1]):
-            v = np.tensordot(phi[b, i], v, axes=(0, 0))
-        out.append(v)
-    return np.array(out)
+    return dense_feature_outputs(_dense_weights(tensors, label_site), phi)
 
 
 @pytest.fixture

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close_rtol, assert_gradients_match_finite_differences, classifier_loss
+from conftest import (
+    assert_close_rtol,
+    assert_gradients_match_finite_differences,
+    classifier_loss,
+    dense_feature_outputs,
+)
 
 from tnkit.errors import SchemaError
 from tnkit.ml import TTNClassifier
@@ -20,14 +25,7 @@ def _random_tensors(rng, tree, d=2, k=3, bond=3):
 
 def _dense_outputs(tree, tensors, phi):
     """``f[b, k] = sum_s W[s_0..s_{L-1}, k] prod_i phi[b, i, s_i]`` from the dense weight array."""
-    w = TTN(tree, tensors).to_dense()  # (d,)*L + (K,)
-    out = []
-    for b in range(len(phi)):
-        v = w
-        for i in range(phi.shape[1]):
-            v = np.tensordot(phi[b, i], v, axes=(0, 0))
-        out.append(v)
-    return np.array(out)
+    return dense_feature_outputs(TTN(tree, tensors).to_dense(), phi)  # weights (d,)*L + (K,)
 
 
 def _dense_weights_by_hand(tensors):

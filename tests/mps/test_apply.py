@@ -13,10 +13,9 @@ from tnkit.errors import OptionError
 from tnkit.mps.apply import APPLY_METHODS, apply_mpo
 from conftest import random_array as rand
 from conftest import assert_close_rtol as assert_close
-from conftest import random_mpo
+from conftest import DTYPES, random_mpo
 from tnkit.testing import TOL
 
-DTYPES = [np.float64, np.complex128]
 RTOL = TOL[np.dtype(np.float64)]  # 1e-10, the float64/complex128 entry of the one dtype table
 
 

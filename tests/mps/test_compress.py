@@ -8,7 +8,7 @@ from conftest import DTYPES, assert_close, dense_fidelity, rel_err2
 
 from tnkit import MPS, TruncationReport
 from tnkit.errors import OptionError
-from tnkit.mps.compress import svd_sweep
+from tnkit.mps.truncation import svd_sweep
 
 N = 7
 DIMS = (2, 3, 2, 2, 3, 2, 2)

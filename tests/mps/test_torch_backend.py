@@ -10,14 +10,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import DTYPES
 
 import tnkit
 from tnkit.mps import spin_operators
 from tnkit.mps.builders import heisenberg_mpo
 
 torch = pytest.importorskip("torch")
-
-DTYPES = [np.float64, np.complex128]
 
 
 @pytest.fixture(autouse=True)

@@ -117,8 +117,9 @@ def split_two_site(
     dl, d1, d2, dr = theta.shape
     m = theta.reshape(dl * d1, d2 * dr)
     if min(m.shape) < DENSITY_MATRIX_MIN:
-        return _split_by_svd(m, theta.shape, max_bond=max_bond, cutoff=cutoff, center_right=center_right,
-                             normalize=normalize)
+        return _split_by_svd(
+            m, theta.shape, max_bond=max_bond, cutoff=cutoff, center_right=center_right, normalize=normalize
+        )
     if center_right:  # A = eigenvectors of theta theta^H, B = A^H theta
         w, vecs = np.linalg.eigh(m @ m.conj().T)
     else:  # B^H = eigenvectors of theta^H theta, A = theta B^H

@@ -78,7 +78,7 @@ from ._common import (
     split_two_site,
     state_from_tensors,
 )
-from .environments import Environments, OneSiteOperator, OverlapEnvironments, TwoSiteOperator
+from .environments import Environments, OneSiteOperator, OverlapEnvironments, SweepState, TwoSiteOperator
 from .krylov import lanczos_ground
 
 __all__ = ["dmrg", "DMRGResult", "energy_variance", "DMRG_METHODS", "local_tolerance", "LOOSE_EIG_TOL"]
@@ -146,12 +146,9 @@ class DMRGResult:
 
 
 @dataclass
-class _Sweeper:
+class _Sweeper(SweepState):
     """State of one DMRG run: site tensors, environments, options."""
 
-    tensors: list[np.ndarray]
-    mpo: list[np.ndarray]
-    envs: Environments
     overlaps: list[OverlapEnvironments]
     cutoff: float
     eig_tol: float

@@ -34,12 +34,14 @@ in the order that keeps the cost cubic in ``D``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
     "Environments",
     "OverlapEnvironments",
+    "SweepState",
     "extend_left",
     "extend_right",
     "TwoSiteOperator",
@@ -131,26 +133,25 @@ class ZeroSiteOperator:
         return x @ self.right.T
 
 
-class Environments:
-    """Left and right MPO environments of a chain of site tensors, updated lazily.
+class _LazyChain:
+    """Left and right environments of a chain, cached and extended on demand.
 
-    Parameters
-    ----------
-    tensors : list of numpy.ndarray
-        The MPS site tensors, shared with the sweep that owns them: after changing
-        site ``i`` the sweep calls :meth:`invalidate` (or uses the ``move_*``
-        helpers) so that stale environments are recomputed.
-    mpo : sequence of numpy.ndarray
-        MPO site tensors ``(w, d_out, d_in, w')``.
+    Subclasses set ``self.tensors`` (the sweep's site tensors, shared), the two boundary
+    environments, and implement :meth:`_extend_left` / :meth:`_extend_right` (one site).
     """
 
-    def __init__(self, tensors: list[np.ndarray], mpo: Sequence[np.ndarray]) -> None:
-        self.tensors = tensors
-        self.mpo = list(mpo)
-        n = len(tensors)
-        dtype = np.result_type(tensors[0], self.mpo[0])
-        self._left: list[np.ndarray | None] = [boundary(dtype)] + [None] * (n - 1)
-        self._right: list[np.ndarray | None] = [None] * (n - 1) + [boundary(dtype)]
+    tensors: list[np.ndarray]
+
+    def _init_cache(self, left_end: np.ndarray, right_end: np.ndarray) -> None:
+        n = len(self.tensors)
+        self._left: list[np.ndarray | None] = [left_end] + [None] * (n - 1)
+        self._right: list[np.ndarray | None] = [None] * (n - 1) + [right_end]
+
+    def _extend_left(self, env: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _extend_right(self, env: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def left(self, i: int) -> np.ndarray:
         """``L[i]``: sites ``0 .. i-1`` contracted (computed from the nearest valid one)."""
@@ -158,7 +159,7 @@ class Environments:
         while self._left[j] is None:
             j -= 1
         for k in range(j, i):
-            self._left[k + 1] = extend_left(self._left[k], self.tensors[k], self.mpo[k])
+            self._left[k + 1] = self._extend_left(self._left[k], k)  # type: ignore[arg-type]
         return self._left[i]  # type: ignore[return-value]
 
     def right(self, i: int) -> np.ndarray:
@@ -167,7 +168,7 @@ class Environments:
         while self._right[j] is None:
             j += 1
         for k in range(j, i, -1):
-            self._right[k - 1] = extend_right(self._right[k], self.tensors[k], self.mpo[k])
+            self._right[k - 1] = self._extend_right(self._right[k], k)  # type: ignore[arg-type]
         return self._right[i]  # type: ignore[return-value]
 
     def invalidate(self, i: int) -> None:
@@ -182,13 +183,49 @@ class Environments:
                 break
             self._right[k] = None
 
+
+class Environments(_LazyChain):
+    """Left and right MPO environments of a chain of site tensors, updated lazily.
+
+    Parameters
+    ----------
+    tensors : list of numpy.ndarray
+        The MPS site tensors, shared with the sweep that owns them: after changing
+        site ``i`` the sweep calls :meth:`invalidate` so that stale environments are
+        recomputed.
+    mpo : sequence of numpy.ndarray
+        MPO site tensors ``(w, d_out, d_in, w')``.
+    """
+
+    def __init__(self, tensors: list[np.ndarray], mpo: Sequence[np.ndarray]) -> None:
+        self.tensors = tensors
+        self.mpo = list(mpo)
+        dtype = np.result_type(tensors[0], self.mpo[0])
+        self._init_cache(boundary(dtype), boundary(dtype))
+
+    def _extend_left(self, env: np.ndarray, k: int) -> np.ndarray:
+        return extend_left(env, self.tensors[k], self.mpo[k])
+
+    def _extend_right(self, env: np.ndarray, k: int) -> np.ndarray:
+        return extend_right(env, self.tensors[k], self.mpo[k])
+
     def energy(self, i: int) -> complex:
         """``<psi|H|psi>`` from the environments around site ``i`` (no normalisation)."""
         h = OneSiteOperator(self.left(i), self.mpo[i], self.right(i))(self.tensors[i])
         return complex(np.vdot(self.tensors[i], h))
 
 
-class OverlapEnvironments:
+@dataclass
+class SweepState:
+    """What every sweep algorithm holds: the site tensors, the MPO tensors and their
+    :class:`Environments` (sharing ``tensors``)."""
+
+    tensors: list[np.ndarray]
+    mpo: list[np.ndarray]
+    envs: Environments
+
+
+class OverlapEnvironments(_LazyChain):
     """Environments of ``<phi|psi>`` for a fixed state ``phi`` and the sweep's ``psi``.
 
     ``L[i]`` has shape ``(D_phi, D_psi)`` (bra ``phi`` first). :meth:`local_two_site`
@@ -199,30 +236,16 @@ class OverlapEnvironments:
     def __init__(self, phi: Sequence[np.ndarray], tensors: list[np.ndarray]) -> None:
         self.phi = [np.asarray(t) for t in phi]
         self.tensors = tensors
-        n = len(tensors)
         dtype = np.result_type(tensors[0], self.phi[0])
-        self._left: list[np.ndarray | None] = [np.ones((1, 1), dtype)] + [None] * (n - 1)
-        self._right: list[np.ndarray | None] = [None] * (n - 1) + [np.ones((1, 1), dtype)]
+        self._init_cache(np.ones((1, 1), dtype), np.ones((1, 1), dtype))
 
-    def left(self, i: int) -> np.ndarray:
-        j = i
-        while self._left[j] is None:
-            j -= 1
-        for k in range(j, i):
-            t = np.tensordot(self._left[k], self.tensors[k], axes=(1, 0))  # (p, s, b')
-            self._left[k + 1] = np.tensordot(self.phi[k].conj(), t, axes=([0, 1], [0, 1]))
-        return self._left[i]  # type: ignore[return-value]
+    def _extend_left(self, env: np.ndarray, k: int) -> np.ndarray:
+        t = np.tensordot(env, self.tensors[k], axes=(1, 0))  # (p, s, b')
+        return np.tensordot(self.phi[k].conj(), t, axes=([0, 1], [0, 1]))
 
-    def right(self, i: int) -> np.ndarray:
-        j = i
-        while self._right[j] is None:
-            j += 1
-        for k in range(j, i, -1):
-            t = np.tensordot(self.tensors[k], self._right[k], axes=(2, 1))  # (a', s, q)
-            self._right[k - 1] = np.tensordot(self.phi[k].conj(), t, axes=([1, 2], [1, 2]))
-        return self._right[i]  # type: ignore[return-value]
-
-    invalidate = Environments.invalidate
+    def _extend_right(self, env: np.ndarray, k: int) -> np.ndarray:
+        t = np.tensordot(self.tensors[k], env, axes=(2, 1))  # (a', s, q)
+        return np.tensordot(self.phi[k].conj(), t, axes=([1, 2], [1, 2]))
 
     def local_two_site(self, i: int) -> np.ndarray:
         """``u[a', s1, s2, b']``: the image of ``phi`` in the local space of sites ``(i, i+1)``."""

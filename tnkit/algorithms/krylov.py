@@ -27,6 +27,7 @@ operator", SIAM J. Numer. Anal. 29, 209 (1992).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +69,10 @@ class _Lanczos:
         self.norm0 = float(np.linalg.norm(v))
         self.basis = np.empty((max_krylov, v.size), dtype=dtype)
         self.basis[0] = v.reshape(-1) / self.norm0
+        # complex bases keep their conjugate too, so the coefficients are one product, no copy
+        self.conj_basis = np.empty_like(self.basis) if np.iscomplexobj(self.basis) else None
+        if self.conj_basis is not None:
+            np.conjugate(self.basis[0], out=self.conj_basis[0])
         self.alphas: list[float] = []
         self.betas: list[float] = []
         self.k = 0  # index of the newest basis vector
@@ -75,44 +80,62 @@ class _Lanczos:
         self.full = False  # no room for another vector
 
     def step(self) -> float:
-        """Apply ``H`` to the newest vector; return ``beta`` (norm of the next residual)."""
+        """Apply ``H`` to the newest vector; return ``beta`` (norm of the next residual).
+
+        The new vector is orthogonalised against the whole basis by classical Gram-Schmidt
+        (one product with the basis for the coefficients, one to subtract them), repeated
+        once when it cancels more than half of the vector ("twice is enough"); ``alpha`` is
+        the coefficient on the newest vector. Few numpy calls per step: at small bonds the
+        operator is cheap and the calls are the cost.
+        """
         k = self.k
-        v = self.basis[k]
-        w = np.asarray(self.matvec(v.reshape(self.shape)), dtype=self.basis.dtype).reshape(-1)
-        alpha = np.vdot(v, w).real
-        w = w - alpha * v  # a new array: matvec may return its input
-        if k:
-            w -= self.betas[-1] * self.basis[k - 1]
-        block = self.basis[: k + 1]
+        basis = self.basis
+        w = self.matvec(basis[k].reshape(self.shape)).reshape(-1)
+        if w.dtype != basis.dtype:
+            w = w.astype(basis.dtype)
+        block = basis[: k + 1]
+        conj = self.conj_basis[: k + 1] if self.conj_basis is not None else block
         before = _norm(w)
-        w -= block.T @ np.dot(block, w.conj()).conj()
+        c = conj @ w
+        alpha = float(c[k].real)
+        w = w - c @ block  # a new array: matvec may return its input
         beta = _norm(w)
-        if beta < 0.5 * before:  # cancellation: one more pass restores orthogonality ("twice is enough")
-            w -= block.T @ np.dot(block, w.conj()).conj()
+        if beta < 0.5 * before:  # cancellation: one more pass restores orthogonality
+            w -= (conj @ w) @ block
             beta = _norm(w)
         self.alphas.append(alpha)
         self.breakdown = beta <= _BREAKDOWN * max(abs(alpha), 1.0)
-        self.full = k + 1 == len(self.basis)
+        self.full = k + 1 == len(basis)
         if not (self.breakdown or self.full):
             self.betas.append(beta)
-            self.basis[k + 1] = w / beta
+            basis[k + 1] = w / beta
+            if self.conj_basis is not None:
+                np.conjugate(basis[k + 1], out=self.conj_basis[k + 1])
             self.k = k + 1
         return beta
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Eigenpairs of the tridiagonal ``T`` (dense ``eigh``: at these sizes it beats the
-        tridiagonal LAPACK driver's call overhead)."""
+        """Eigenpairs of the tridiagonal ``T`` (LAPACK ``dstev`` called directly: the numpy
+        and scipy wrappers cost more than the solve at these sizes)."""
         n = len(self.alphas)
-        t = np.diag(self.alphas)
-        if n > 1:
-            off = np.array(self.betas[: n - 1])
-            t[np.arange(n - 1), np.arange(1, n)] = off
-            t[np.arange(1, n), np.arange(n - 1)] = off
-        return np.linalg.eigh(t)
+        if n == 1:
+            return np.array(self.alphas), np.ones((1, 1))
+        w, v, info = _dstev()(np.array(self.alphas), np.array(self.betas[: n - 1]))
+        if info != 0:  # pragma: no cover - LAPACK failure: fall back to the dense solver
+            t = np.diag(self.alphas) + np.diag(self.betas[: n - 1], 1) + np.diag(self.betas[: n - 1], -1)
+            return np.linalg.eigh(t)
+        return w, v
 
     def combine(self, coefficients: np.ndarray) -> np.ndarray:
         n = len(coefficients)
         return (coefficients @ self.basis[:n]).reshape(self.shape)
+
+
+@functools.cache
+def _dstev() -> Callable[..., tuple[np.ndarray, np.ndarray, int]]:
+    from scipy.linalg import lapack
+
+    return lapack.dstev
 
 
 def _norm(w: np.ndarray) -> float:

@@ -21,6 +21,16 @@ one site and two sites between the cached environments of
 the energy exactly (up to the Krylov tolerance) but cannot grow the bonds; two-site
 TDVP grows them and conserves both up to the truncation error.
 
+Hybrid TDVP (``method="hybrid"``) decides bond by bond: a bond below its cap
+(``max_bond``, or the dimension of the Hilbert space on one side) is crossed by a
+two-site block, so that it can grow; a capped bond by a one-site step, which a two-site
+block could not improve on (its split would truncate back to the cap) and which costs
+about a third as much (a one-site Krylov exponential and a bond-matrix one instead of a
+two-site one, a one-site one and a split). Where two two-site blocks meet, the shared
+site is evolved backward between them; where a block meets a one-site step, the site is
+evolved forward once, inside the block: the pieces telescope to the tangent-space
+projector as in the pure schemes, and at full bond dimension every method is exact.
+
 Imaginary time (``imaginary=True``) replaces ``-i dt`` by ``-dt`` and renormalises
 the state after each step, converging to the ground state.
 
@@ -36,6 +46,7 @@ S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +60,7 @@ from ..core.validate import check_cutoff, check_int, check_max_bond, check_numbe
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
-from .environments import Environments, OneSiteOperator, TwoSiteOperator, ZeroSiteOperator
+from .environments import Environments, OneSiteOperator, SweepState, TwoSiteOperator, ZeroSiteOperator
 from .krylov import expm_krylov
 
 __all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS"]
@@ -97,75 +108,98 @@ class EvolutionResult:
 
 
 @dataclass
-class _Stepper:
+class _Stepper(SweepState):
     """Site tensors, environments and Krylov options of one TDVP run."""
 
-    tensors: list[np.ndarray]
-    mpo: list[np.ndarray]
-    envs: Environments
     max_bond: int | None
     cutoff: float
     krylov_tol: float
+    caps: list[int]  # largest useful dimension of each bond: max_bond and the Hilbert space on each side
 
     def expm(self, matvec: Callable[[np.ndarray], np.ndarray], x: np.ndarray, factor: complex) -> np.ndarray:
         return expm_krylov(matvec, x, factor, tol=self.krylov_tol)[0]
 
-    def half_sweep_two_site(self, factor: complex) -> float:
-        """Left to right then right to left, each with ``factor`` (= -i dt/2)."""
+    def sweep(self, factor: complex, two_site: Callable[[_Stepper, int], bool]) -> float:
+        """A left-to-right then a right-to-left pass, each evolving by ``factor`` (= -i dt/2).
+
+        Bond ``b`` is crossed by a two-site block where ``two_site(self, b)``, else by a
+        one-site step (centre site forward, bond matrix backward). A site shared by two
+        two-site blocks is evolved backward between them; a site between a two-site block
+        and a one-site step is evolved forward once, inside the block. Returns the summed
+        discarded weight of the two-site splits.
+        """
         t, env, n = self.tensors, self.envs, len(self.tensors)
         discarded = 0.0
-        for to_right, bonds in ((True, range(n - 1)), (False, range(n - 2, -1, -1))):
-            for i in bonds:
-                theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
-                h2 = TwoSiteOperator(env.left(i), self.mpo[i], self.mpo[i + 1], env.right(i + 1))
-                theta = self.expm(h2, theta, factor)
-                t[i], t[i + 1], err = split_two_site(
-                    theta, max_bond=self.max_bond, cutoff=self.cutoff, center_right=to_right
-                )
-                discarded += err
-                env.invalidate(i)
-                env.invalidate(i + 1)
-                j = i + 1 if to_right else i
-                last = i == n - 2 if to_right else i == 0
-                if not last:
-                    h1 = OneSiteOperator(env.left(j), self.mpo[j], env.right(j))
-                    t[j] = self.expm(h1, t[j], -factor)
+        for to_right in (True, False):
+            covered = False  # the centre site was evolved forward inside a two-site block of this pass
+            for b in range(n - 1) if to_right else range(n - 2, -1, -1):
+                centre = b if to_right else b + 1
+                if two_site(self, b):
+                    if covered:
+                        self.evolve_site(centre, -factor)
+                    theta = np.tensordot(t[b], t[b + 1], axes=(2, 0))
+                    h2 = TwoSiteOperator(env.left(b), self.mpo[b], self.mpo[b + 1], env.right(b + 1))
+                    theta = self.expm(h2, theta, factor)
+                    t[b], t[b + 1], err = split_two_site(
+                        theta, max_bond=self.max_bond, cutoff=self.cutoff, center_right=to_right
+                    )
+                    discarded += err
+                    env.invalidate(b)
+                    env.invalidate(b + 1)
+                    covered = True
+                else:
+                    if not covered:
+                        self.evolve_site(centre, factor)
+                    self.move_centre(b, to_right, -factor)
+                    covered = False
+            if not covered:
+                self.evolve_site(n - 1 if to_right else 0, factor)
         return discarded
 
-    def half_sweep_one_site(self, factor: complex) -> float:
-        t, env, n = self.tensors, self.envs, len(self.tensors)
-        for to_right, sites in ((True, range(n)), (False, range(n - 1, -1, -1))):
-            for i in sites:
-                h1 = OneSiteOperator(env.left(i), self.mpo[i], env.right(i))
-                x = self.expm(h1, t[i], factor)
-                last = i == n - 1 if to_right else i == 0
-                if last:
-                    t[i] = x
-                    env.invalidate(i)
-                    continue
-                dl, d, dr = x.shape
-                if to_right:
-                    q, r = qr(x.reshape(dl * d, dr))
-                    t[i] = q.reshape(dl, d, -1)
-                    env.invalidate(i)
-                    h0 = ZeroSiteOperator(env.left(i + 1), env.right(i))
-                    r = self.expm(h0, r, -factor)
-                    t[i + 1] = np.tensordot(r, t[i + 1], axes=(1, 0))
-                    env.invalidate(i + 1)
-                else:
-                    q, r = qr(x.reshape(dl, d * dr).T)  # x = r.T @ q.T (LQ)
-                    t[i] = q.T.reshape(-1, d, dr)
-                    env.invalidate(i)
-                    h0 = ZeroSiteOperator(env.left(i), env.right(i - 1))
-                    c = self.expm(h0, r.T, -factor)
-                    t[i - 1] = np.tensordot(t[i - 1], c, axes=(2, 0))
-                    env.invalidate(i - 1)
-        return 0.0
+    def evolve_site(self, i: int, factor: complex) -> None:
+        h1 = OneSiteOperator(self.envs.left(i), self.mpo[i], self.envs.right(i))
+        self.tensors[i] = self.expm(h1, self.tensors[i], factor)
+        self.envs.invalidate(i)
+
+    def move_centre(self, b: int, to_right: bool, factor: complex) -> None:
+        """Split the bond matrix of bond ``b`` off the centre (site ``b`` moving right, ``b + 1``
+        moving left), evolve it by ``factor`` and absorb it into the next site."""
+        t, env = self.tensors, self.envs
+        src, dst = (b, b + 1) if to_right else (b + 1, b)
+        dl, d, dr = t[src].shape
+        if to_right:
+            q, r = qr(t[src].reshape(dl * d, dr))
+            t[src] = q.reshape(dl, d, -1)
+        else:
+            q, r = qr(t[src].reshape(dl, d * dr).T)  # x = r.T @ q.T (LQ)
+            t[src] = q.T.reshape(-1, d, dr)
+            r = r.T
+        env.invalidate(src)
+        c = self.expm(ZeroSiteOperator(env.left(b + 1), env.right(b)), r, factor)
+        t[dst] = np.tensordot(c, t[dst], axes=(1, 0)) if to_right else np.tensordot(t[dst], c, axes=(2, 0))
+        env.invalidate(dst)
 
 
-TDVP_METHODS: dict[str, Callable[[_Stepper, complex], float]] = {
-    "two-site": _Stepper.half_sweep_two_site,
-    "one-site": _Stepper.half_sweep_one_site,
+def _always(stepper: _Stepper, b: int) -> bool:
+    return True
+
+
+def _never(stepper: _Stepper, b: int) -> bool:
+    return False
+
+
+def _below_cap(stepper: _Stepper, b: int) -> bool:
+    return stepper.tensors[b].shape[2] < stepper.caps[b]
+
+
+#: Which bonds a sweep crosses with a two-site block: all (``"two-site"``), none
+#: (``"one-site"``), or those whose dimension is below its cap (``"hybrid"``: two-site
+#: where a bond can still grow, one-site where it has reached ``max_bond`` or the
+#: dimension of the Hilbert space on one side).
+TDVP_METHODS: dict[str, Callable[[_Stepper, int], bool]] = {
+    "two-site": _always,
+    "one-site": _never,
+    "hybrid": _below_cap,
 }
 
 
@@ -196,11 +230,14 @@ def tdvp(
         Time step (> 0). The splitting error per unit time is ``O(dt**2)``.
     n_steps : int
         Number of steps; the final time is ``n_steps * dt``.
-    method : {"two-site", "one-site"}
+    method : {"two-site", "one-site", "hybrid"}
         Two-site TDVP grows bonds up to ``max_bond``; one-site keeps the bonds of
-        ``psi`` (conserving norm and energy to the Krylov tolerance).
+        ``psi`` (conserving norm and energy to the Krylov tolerance); hybrid crosses
+        each bond by a two-site block while the bond is below ``max_bond`` (and below
+        the dimension of the Hilbert space on either side) and by a one-site step once
+        it has reached it, which costs about a third of a two-site block.
     max_bond : int or None
-        Bond cap of two-site TDVP.
+        Bond cap of two-site (and hybrid) TDVP.
     cutoff : float
         Largest relative discarded weight per split (two-site).
     imaginary : bool
@@ -231,15 +268,11 @@ def tdvp(
     """
     check_hamiltonian("mpo", mpo)
     psi = check_state("psi", psi, mpo.in_dims)
-    dt = check_number("dt", dt)
-    n_steps = check_int("n_steps", n_steps, minimum=0)
+    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
+        dt, n_steps, max_bond, cutoff, record_every, callback
+    )
     check_option("method", method, TDVP_METHODS)
-    max_bond = check_max_bond(max_bond)
-    cutoff = check_cutoff(cutoff)
-    record_every = check_int("record_every", record_every, minimum=1)
     krylov_tol = check_number("krylov_tol", krylov_tol)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TDVP, got {psi.n_sites}.")
     dtype = np.result_type(psi.dtype, mpo.dtype, np.float64 if imaginary else np.complex128)
@@ -286,32 +319,101 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     norm0 = psi.norm()
     tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
     ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
-    stepper = _Stepper(tensors, ws, Environments(tensors, ws), opts.max_bond, opts.cutoff, opts.krylov_tol)
-    half_sweep = TDVP_METHODS[opts.method]
+    stepper = _Stepper(
+        tensors,
+        ws,
+        Environments(tensors, ws),
+        opts.max_bond,
+        opts.cutoff,
+        opts.krylov_tol,
+        _bond_caps(psi, opts.max_bond),
+    )
+    two_site = TDVP_METHODS[opts.method]
     factor = -opts.dt / 2 if opts.imaginary else -0.5j * opts.dt
-    recorder = Recorder(opts.callback, opts.record_every)
-    recorder.record(0, 0.0, tensors)
+
+    def step() -> tuple[float, int]:
+        discarded = stepper.sweep(factor, two_site)
+        if opts.imaginary:
+            tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
+            stepper.envs.invalidate(0)
+        return discarded, 0
+
+    return run_steps(
+        step,
+        tensors,
+        dt=opts.dt,
+        n_steps=opts.n_steps,
+        callback=opts.callback,
+        record_every=opts.record_every,
+        progress=opts.progress,
+        desc="TDVP steps",
+    )
+
+
+def _bond_caps(psi: MatrixProductState, max_bond: int | None) -> list[int]:
+    dims = psi.phys_dims
+    caps = []
+    for b in range(len(dims) - 1):
+        cap = min(math.prod(dims[: b + 1]), math.prod(dims[b + 1 :]))
+        caps.append(cap if max_bond is None else min(cap, max_bond))
+    return caps
+
+
+def check_evolution_options(
+    dt: Any, n_steps: Any, max_bond: Any, cutoff: Any, record_every: Any, callback: Any
+) -> tuple[float, int, int | None, float, int]:
+    """Check the options :func:`tdvp` and :func:`~tnkit.algorithms.tebd.tebd` share; return them
+    normalised (``dt, n_steps, max_bond, cutoff, record_every``)."""
+    out = (
+        check_number("dt", dt),
+        check_int("n_steps", n_steps, minimum=0),
+        check_max_bond(max_bond),
+        check_cutoff(cutoff),
+        check_int("record_every", record_every, minimum=1),
+    )
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
+    return out
+
+
+def run_steps(
+    step: Callable[[], tuple[float, int]],
+    tensors: list[np.ndarray],
+    *,
+    dt: float,
+    n_steps: int,
+    callback: Callable[[float, MatrixProductState], Any] | None,
+    record_every: int,
+    progress: bool | None,
+    desc: str,
+) -> EvolutionResult:
+    """Call ``step()`` ``n_steps`` times, timing it, recording observables and a progress bar.
+
+    ``step`` advances ``tensors`` (in place) by ``dt`` and returns the discarded weight of
+    the step and the orthogonality centre it left the tensors in.
+    """
+    recorder = Recorder(callback, record_every)
+    center = 0
+    recorder.record(0, 0.0, tensors, center)
     errors, bonds = [], []
     elapsed = 0.0
-    bar = progress_bar(opts.n_steps, opts.progress, "TDVP steps")
+    bar = progress_bar(n_steps, progress, desc)
     try:
-        for step in range(1, opts.n_steps + 1):
+        for k in range(1, n_steps + 1):
             start = time.perf_counter()
-            errors.append(half_sweep(stepper, factor))
-            if opts.imaginary:
-                tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
-                stepper.envs.invalidate(0)
+            discarded, center = step()
+            errors.append(discarded)
             bonds.append(max(a.shape[2] for a in tensors))
             elapsed += time.perf_counter() - start
-            recorder.record(step, step * opts.dt, tensors)
+            recorder.record(k, k * dt, tensors, center)
             if bar is not None:
                 bar.update()
-                bar.set_postfix(t=f"{step * opts.dt:.4g}", bond=bonds[-1])
+                bar.set_postfix(t=f"{k * dt:.4g}", bond=bonds[-1])
     finally:
         if bar is not None:
             bar.close()
     return EvolutionResult(
-        state_from_tensors(tensors, 0),
+        state_from_tensors(tensors, center),
         tuple(recorder.times),
         tuple(recorder.records),
         tuple(errors),

@@ -37,19 +37,18 @@ G. Vidal, Phys. Rev. Lett. 93, 040502 (2004); M. Suzuki, Phys. Lett. A 146, 319 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
-from ..core.validate import as_array, check_cutoff, check_int, check_max_bond, check_number, check_option
+from ..core.validate import as_array, check_option
 from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
-from ._common import progress_bar, split_two_site, state_from_tensors
-from .tdvp import EvolutionResult, Recorder
+from ._common import split_two_site
+from .tdvp import EvolutionResult, check_evolution_options, run_steps
 
 __all__ = ["tebd", "nearest_neighbour_terms", "TEBD_ORDERS"]
 
@@ -204,14 +203,10 @@ def tebd(
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TEBD, got {psi.n_sites}.")
     hs = _check_bond_terms(bond_terms, psi.phys_dims)
-    dt = check_number("dt", dt)
-    n_steps = check_int("n_steps", n_steps, minimum=0)
+    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
+        dt, n_steps, max_bond, cutoff, record_every, callback
+    )
     check_option("order", order, TEBD_ORDERS)
-    max_bond = check_max_bond(max_bond)
-    cutoff = check_cutoff(cutoff)
-    record_every = check_int("record_every", record_every, minimum=1)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     dtype = np.result_type(psi.dtype, *hs, np.float64 if imaginary else np.complex128)
     with blas_threads(max(max_bond or psi.max_bond_dim, psi.max_bond_dim), GEMM_THREAD_BOND):
         return _evolve(
@@ -276,41 +271,29 @@ def _evolve(
     gates = _Gates(hs, psi.phys_dims, imaginary, dtype)
     layers = [list(range(0, n - 1, 2)), list(range(1, n - 1, 2))]
     sequence = [(layer, tau * dt) for layer, tau in _merged(TEBD_ORDERS[order](1.0))]
-    recorder = Recorder(callback, record_every)
-    center = 0
-    recorder.record(0, 0.0, tensors, center)
-    errors, bonds = [], []
-    elapsed = 0.0
-    to_right = True
-    bar = progress_bar(n_steps, progress, "TEBD steps")
-    try:
-        for step in range(1, n_steps + 1):
-            start = time.perf_counter()
-            discarded = 0.0
-            for layer, tau in sequence:
-                if not layers[layer]:
-                    continue
-                order_bonds = layers[layer] if to_right else layers[layer][::-1]
-                center, err = _apply_layer(tensors, center, order_bonds, gates, tau, max_bond, cutoff)
-                discarded += err
-                to_right = not to_right
-            if imaginary:
-                tensors[center] = tensors[center] * (norm0 / np.linalg.norm(tensors[center]))
-            errors.append(discarded)
-            bonds.append(max(a.shape[2] for a in tensors))
-            elapsed += time.perf_counter() - start
-            recorder.record(step, step * dt, tensors, center)
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(t=f"{step * dt:.4g}", bond=bonds[-1])
-    finally:
-        if bar is not None:
-            bar.close()
-    return EvolutionResult(
-        state_from_tensors(tensors, center),
-        tuple(recorder.times),
-        tuple(recorder.records),
-        tuple(errors),
-        tuple(bonds),
-        elapsed,
+    center, to_right = 0, True  # consecutive layers sweep in opposite directions
+
+    def step() -> tuple[float, int]:
+        nonlocal center, to_right
+        discarded = 0.0
+        for layer, tau in sequence:
+            if not layers[layer]:
+                continue
+            order_bonds = layers[layer] if to_right else layers[layer][::-1]
+            center, err = _apply_layer(tensors, center, order_bonds, gates, tau, max_bond, cutoff)
+            discarded += err
+            to_right = not to_right
+        if imaginary:
+            tensors[center] = tensors[center] * (norm0 / np.linalg.norm(tensors[center]))
+        return discarded, center
+
+    return run_steps(
+        step,
+        tensors,
+        dt=dt,
+        n_steps=n_steps,
+        callback=callback,
+        record_every=record_every,
+        progress=progress,
+        desc="TEBD steps",
     )

@@ -37,6 +37,7 @@ __all__ = [
     "write_qasm",
     "read_qasm",
     "gate_counts",
+    "FIDELITY_METHODS",
     "STATEVECTOR_MAX_QUBITS",
     "STATEVECTOR_FALLBACK_QUBITS",
     "NOOP_ANGLE_ATOL",
@@ -310,7 +311,7 @@ def circuit_fidelity(
     max_bond : int, optional
         Bond cap of the MPS simulation (``None``: exact).
     """
-    check_option("method", method, ("auto", "statevector", "mps"))
+    check_option("method", method, FIDELITY_METHODS)
     psi = as_target(target)
     n = psi.n_sites
     m = circuit.num_qubits
@@ -325,25 +326,47 @@ def circuit_fidelity(
     if m > n:  # ancillas stay in |0>
         psi = MatrixProductState(list(psi.tensors) + [np.array([1.0, 0.0]).reshape(1, 2, 1)] * (m - n))
     circuit = circuit.remove_final_measurements(inplace=False)
-    if method == "statevector" or (method == "auto" and m <= STATEVECTOR_MAX_QUBITS):
+    return FIDELITY_METHODS[method](circuit, psi, max_bond)
+
+
+def _auto_fidelity(circuit: Any, psi: MatrixProductState, max_bond: int | None) -> float:
+    """``Statevector`` for few qubits, the MPS simulation beyond (see :func:`circuit_fidelity`)."""
+    m = circuit.num_qubits
+    if m <= STATEVECTOR_MAX_QUBITS:
         return _statevector_fidelity(circuit, psi)
-    if method == "auto" and m <= STATEVECTOR_FALLBACK_QUBITS and max_bond is None:
+    if m <= STATEVECTOR_FALLBACK_QUBITS and max_bond is None:
         cap = _mps_bond_cap(m)
         phi, report = MatrixProductState.from_qiskit(circuit, max_bond=cap, return_report=True)
         if max(report.bond_dims, default=1) < cap and report.error <= 1e-12:  # the cap never bit: exact
             return float(abs(psi.inner(phi)) ** 2)
         return _statevector_fidelity(circuit, psi)  # a deep circuit: the state vector is cheaper
+    return _mps_fidelity(circuit, psi, max_bond)
+
+
+def _mps_fidelity(circuit: Any, psi: MatrixProductState, max_bond: int | None) -> float:
+    """``|<psi|circuit|0...0>|^2`` with the engine's MPS simulation of ``circuit`` (bond cap ``max_bond``)."""
     phi = MatrixProductState.from_qiskit(circuit, max_bond=max_bond)
     return float(abs(psi.inner(phi)) ** 2)
 
 
-def _statevector_fidelity(circuit: Any, psi: MatrixProductState) -> float:
-    """``|<psi|circuit|0...0>|^2`` with Qiskit's ``Statevector`` (``psi`` padded to the circuit's qubits)."""
+def _statevector_fidelity(circuit: Any, psi: MatrixProductState, max_bond: int | None = None) -> float:
+    """``|<psi|circuit|0...0>|^2`` with Qiskit's ``Statevector`` (``psi`` padded to the circuit's qubits).
+
+    ``max_bond`` is unused (the state vector is exact).
+    """
     Statevector = import_qiskit("qiskit.quantum_info").Statevector
 
     v = Statevector(circuit).data
     w = psi.to_dense(little_endian=True, max_size=2**circuit.num_qubits)
     return float(abs(np.vdot(w, v)) ** 2)
+
+
+#: Simulations of :func:`circuit_fidelity`: ``(circuit, padded target, max_bond) -> fidelity``.
+FIDELITY_METHODS = {
+    "auto": _auto_fidelity,
+    "statevector": _statevector_fidelity,
+    "mps": _mps_fidelity,
+}
 
 
 def to_qasm(circuit: Any, *, version: int = 2) -> str:

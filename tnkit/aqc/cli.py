@@ -33,20 +33,6 @@ __all__ = ["add_parser", "settings_from_args", "EXIT_TARGET_MISSED"]
 #: Exit status when the circuit was written but misses ``--target-fidelity``.
 EXIT_TARGET_MISSED = 3
 
-_MODEL_OPTIONS = {
-    "n_sites": 10,
-    "delta": 0.5,
-    "j": 1.0,
-    "h": 0.0,
-    "time": 1.0,
-    "initial": "neel",
-    "target_steps": 40,
-}
-
-#: Options of the time evolution: none applies to ``--ground-state``.
-_EVOLUTION_OPTIONS = ("time", "initial", "target_steps")
-
-
 def _fidelity(text: str) -> float:
     value = finite_float(text)
     if not 0.0 < value <= 1.0:
@@ -64,8 +50,10 @@ def _basis(text: str) -> tuple[str, ...]:
 
 
 def _coupling_map(text: str) -> str | tuple[tuple[int, int], ...]:
-    """``linear``, ``ring``, a JSON file or list of pairs, or ``0-1,1-2,...``."""
-    if text in ("linear", "ring"):
+    """A name of :data:`~tnkit.aqc.recipe.COUPLING_MAPS`, a JSON file or list of pairs, or ``0-1,1-2,...``."""
+    from .recipe import COUPLING_MAPS
+
+    if text in COUPLING_MAPS:
         return text
     source = text
     if Path(text).is_file():
@@ -311,74 +299,23 @@ def _add_output_options(out: Any) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    """:class:`~tnkit.aqc.recipe.AQCSettings` from parsed options (``ValueError`` for a bad combination)."""
-    from .recipe import AQCSettings
+    """:class:`~tnkit.aqc.recipe.AQCSettings` from parsed options (``ValueError`` for a bad combination).
 
-    given = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
-    if args.mps is not None and given:
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise ValueError(f"{names}: model options, which do not apply to --mps")
-    if "delta" in given and args.model != "xxz":
-        raise ValueError(f"--delta applies to --model xxz only, not {args.model}")
-    _check_target_kind(args, given)
-    model = {k: given.get(k, default) for k, default in _MODEL_OPTIONS.items()}
-    ansatz = args.ansatz or ("ran" if args.mps is not None or args.ground_state else "trotter")
+    Each flag sets the field of its name; a flag left unset (``None``) takes the
+    field's default, and :func:`~tnkit.aqc.recipe.check_given_options` refuses a
+    flag that the chosen target would ignore.
+    """
+    from .recipe import AQCSettings, check_given_options
+
     defaults = {f.name: f.default for f in dataclasses.fields(AQCSettings)}
-    target = {
-        k: defaults[k] if getattr(args, k) is None else getattr(args, k)
-        for k in ("evolve", "dt", "target_bond")
-    }
-    return AQCSettings(
-        out=args.out,
-        report=args.report,
-        mps=args.mps,
-        model=args.model,
-        **model,
-        **target,
-        ground_state=args.ground_state,
-        ansatz=ansatz,
-        depth=args.depth,
-        max_bond=args.max_bond,
-        max_iter=args.max_iter,
-        target_fidelity=args.target_fidelity,
-        method=args.method,
-        cnot_budget=args.cnot_budget,
-        grow=args.grow,
-        max_layers=args.max_layers,
-        basis=args.basis,
-        coupling_map=args.coupling_map,
-        qasm_version=args.qasm_version,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
-
-
-def _check_target_kind(args: argparse.Namespace, given: dict[str, Any]) -> None:
-    """Refuse options that the chosen target (saved MPS, ground state, Trotter or TDVP) would ignore."""
-    target_options = [name for name in ("evolve", "dt", "target_bond") if getattr(args, name) is not None]
-    if args.mps is not None and (args.ground_state or target_options):
-        names = ", ".join(
-            ["--ground-state"] * args.ground_state + ["--" + k.replace("_", "-") for k in target_options]
-        )
-        raise ValueError(f"{names}: options that build a model's target, which do not apply to --mps")
-    if args.ground_state:
-        clash = [k for k in _EVOLUTION_OPTIONS if k in given] + [
-            k for k in ("evolve", "dt") if getattr(args, k) is not None
-        ]
-        if clash:
-            names = ", ".join("--" + k.replace("_", "-") for k in clash)
-            raise ValueError(f"{names}: time-evolution options, which do not apply to --ground-state")
-        return
-    evolve = args.evolve or "trotter"
-    if evolve == "trotter":
-        unused = [k for k in ("dt", "target_bond") if getattr(args, k) is not None]
-        if unused:
-            names = ", ".join("--" + k.replace("_", "-") for k in unused)
-            raise ValueError(
-                f"{names}: apply to --evolve tdvp (or --target-bond to --ground-state), not to trotter"
-            )
-    elif "target_steps" in given:
-        raise ValueError("--target-steps: Trotter steps, which do not apply to --evolve tdvp (use --dt)")
+    options = {name: getattr(args, name) for name in defaults if hasattr(args, name)}  # flag = field
+    options["progress"] = not args.no_progress
+    given = {k for k, v in options.items() if v is not None and v is not False}
+    options.update({k: defaults[k] for k, v in options.items() if v is None and k != "ansatz"})
+    if options["ansatz"] is None:
+        options["ansatz"] = "ran" if args.mps is not None or args.ground_state else "trotter"
+    check_given_options(options, given)
+    return AQCSettings(**options)
 
 
 def _option_error(parser: argparse.ArgumentParser, exc: Exception) -> None:

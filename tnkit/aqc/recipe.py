@@ -37,7 +37,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,14 +48,17 @@ from ..core.validate import check_option
 from .ansatz import Ansatz, brickwall_ansatz, staircase_ansatz
 from .compiler import AQCResult, initial_angles, optimise_angles, warn_if_missed
 from .growth import GROWTH_KINDS
-from .targets import MAX_TROTTER_STEPS, SpinChain
+from .targets import MAX_TROTTER_STEPS, SpinChain, initial_bits
 
 __all__ = [
     "AQCSettings",
     "AQCRun",
     "run_aqc",
     "check_settings",
+    "check_given_options",
+    "MODEL_OPTIONS",
     "resolve_coupling_map",
+    "COUPLING_MAPS",
     "MODELS",
     "ANSATZ_BUILDERS",
     "TARGET_BUILDERS",
@@ -287,12 +290,7 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     f = _real("target_fidelity", s.target_fidelity)
     if not 0.0 < f <= 1.0:
         raise ValueError(f"`target_fidelity` must lie in (0, 1], got {f!r}.")
-    if not isinstance(s.initial, str) or not (
-        s.initial in ("neel", "zeros") or (set(s.initial) <= {"0", "1"} and len(s.initial) == s.n_sites)
-    ):
-        raise ValueError(
-            f"`initial` must be 'neel', 'zeros' or a bit string of {s.n_sites} bits, got {s.initial!r}."
-        )
+    initial_bits(s.n_sites, s.initial)
     if s.depth == 0 and s.grow == "none":
         raise ValueError(
             "`depth` 0 (no seed circuit) needs `grow`; give a depth of at least 1 or a growth kind."
@@ -308,14 +306,69 @@ def _check_types_and_ranges(s: AQCSettings) -> None:
     if s.basis is not None:
         if isinstance(s.basis, str) or not all(isinstance(g, str) and g for g in s.basis) or not s.basis:
             raise TypeError(f"`basis` must be a non-empty sequence of gate names, got {s.basis!r}.")
-    if s.coupling_map is not None and not isinstance(s.coupling_map, str):
+    if isinstance(s.coupling_map, str):
+        _coupling_name(s.coupling_map)
+    elif s.coupling_map is not None:
         _pairs(s.coupling_map)  # shape and type only; the qubits are checked against the target
-    elif isinstance(s.coupling_map, str) and s.coupling_map not in ("linear", "ring"):
-        raise ValueError(
-            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {s.coupling_map!r}."
-        )
     if not isinstance(s.progress, bool):
         raise TypeError(f"`progress` must be a bool, got {s.progress!r}.")
+
+
+#: Options of a spin-chain model: none applies to a saved MPS (``mps``).
+MODEL_OPTIONS = ("n_sites", "delta", "j", "h", "time", "initial", "target_steps")
+#: Options that build a model's target: none applies to a saved MPS.
+_TARGET_OPTIONS = ("ground_state", "evolve", "dt", "target_bond")
+#: Options of a time evolution: none applies to a ground state.
+_EVOLUTION_OPTIONS = ("time", "initial", "target_steps", "evolve", "dt")
+
+
+def check_given_options(options: Mapping[str, Any], given: Collection[str]) -> None:
+    """``ValueError`` for an option set on purpose that the chosen target would ignore.
+
+    For front ends that know which options their user set (``tnkit aqc`` and its
+    flags); :class:`AQCSettings` itself checks values only, so a default it cannot
+    tell from a choice is never refused there.
+
+    Parameters
+    ----------
+    options : mapping
+        The :class:`AQCSettings` fields about to be used (unset ones at their defaults).
+    given : collection of str
+        The names of the fields the user set.
+
+    Raises
+    ------
+    ValueError
+        With a saved ``mps``, for model options (:data:`MODEL_OPTIONS`) and options
+        that build a model's target; ``delta`` for a model other than ``xxz``;
+        with ``ground_state``, for time-evolution options; ``dt`` or ``target_bond``
+        with ``evolve`` ``"trotter"``; ``target_steps`` with ``evolve`` ``"tdvp"``.
+    """
+
+    def names(keys: Sequence[str]) -> str:
+        return ", ".join(f"`{k}`" for k in keys)
+
+    model = [k for k in MODEL_OPTIONS if k in given]
+    if options["mps"] is not None and model:
+        raise ValueError(f"{names(model)}: model options, which do not apply to `mps`")
+    if "delta" in given and options["model"] != "xxz":
+        raise ValueError(f"`delta` applies to `model` xxz only, not {options['model']}")
+    target = [k for k in _TARGET_OPTIONS if k in given]
+    if options["mps"] is not None and target:
+        raise ValueError(f"{names(target)}: options that build a model's target, which do not apply to `mps`")
+    if options["ground_state"]:
+        clash = [k for k in _EVOLUTION_OPTIONS if k in given]
+        if clash:
+            raise ValueError(f"{names(clash)}: time-evolution options, which do not apply to `ground_state`")
+    elif options["evolve"] == "trotter":
+        unused = [k for k in ("dt", "target_bond") if k in given]
+        if unused:
+            raise ValueError(
+                f"{names(unused)}: apply to `evolve` tdvp (or `target_bond` to `ground_state`), "
+                "not to trotter"
+            )
+    elif "target_steps" in given:
+        raise ValueError("`target_steps`: Trotter steps, which do not apply to `evolve` tdvp (use `dt`)")
 
 
 def _pairs(pairs: object) -> list[tuple[int, int]]:
@@ -333,6 +386,29 @@ def _pairs(pairs: object) -> list[tuple[int, int]]:
         if p[0] < 0 or p[1] < 0 or p[0] == p[1]:
             raise ValueError(f"`coupling_map[{k}]` must be two different non-negative qubits, got {p!r}.")
     return [(int(a), int(b)) for a, b in out]
+
+
+def _line(n_qubits: int) -> list[tuple[int, int]]:
+    return [(q, q + 1) for q in range(n_qubits - 1)]
+
+
+def _ring(n_qubits: int) -> list[tuple[int, int]]:
+    return _line(n_qubits) + ([(0, n_qubits - 1)] if n_qubits > 2 else [])
+
+
+#: Named device connectivities: ``n_qubits -> qubit pairs``.
+COUPLING_MAPS: dict[str, Callable[[int], list[tuple[int, int]]]] = {
+    "linear": _line,
+    "ring": _ring,
+}
+
+
+def _coupling_name(spec: str) -> str:
+    """``spec`` if it names a :data:`COUPLING_MAPS` entry, else ``ValueError`` listing them."""
+    if spec not in COUPLING_MAPS:
+        names = ", ".join(repr(name) for name in COUPLING_MAPS)
+        raise ValueError(f"`coupling_map` must be {names} or a sequence of qubit pairs, got {spec!r}.")
+    return spec
 
 
 def resolve_coupling_map(
@@ -359,16 +435,7 @@ def resolve_coupling_map(
     """
     if spec is None:
         return None
-    if spec == "linear":
-        pairs = [(q, q + 1) for q in range(n_qubits - 1)]
-    elif spec == "ring":
-        pairs = [(q, q + 1) for q in range(n_qubits - 1)] + ([(0, n_qubits - 1)] if n_qubits > 2 else [])
-    elif isinstance(spec, str):
-        raise ValueError(
-            f"`coupling_map` must be 'linear', 'ring' or a sequence of qubit pairs, got {spec!r}."
-        )
-    else:
-        pairs = _pairs(spec)
+    pairs = COUPLING_MAPS[_coupling_name(spec)](n_qubits) if isinstance(spec, str) else _pairs(spec)
     unique = sorted({(min(a, b), max(a, b)) for a, b in pairs})
     from .ansatz import check_connected
 

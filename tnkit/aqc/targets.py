@@ -33,6 +33,7 @@ __all__ = [
     "time_evolved_state",
     "initial_circuit",
     "initial_bits",
+    "INITIAL_STATES",
     "MAX_TROTTER_STEPS",
 ]
 
@@ -189,22 +190,32 @@ class SpinChain:
             qc.rv(2 * tau * self.hx, 0.0, 2 * tau * self.hz, q)
 
 
-def initial_bits(n_qubits: int, initial: str = "neel") -> str:
-    """The bit string of ``initial``: ``"neel"`` (``0101...``), ``"zeros"`` or a bit string.
+def _neel_bits(n_qubits: int) -> str:
+    return "01" * (n_qubits // 2) + "0" * (n_qubits % 2)
 
-    Bit ``q`` of the string is qubit ``q``.
+
+def _zero_bits(n_qubits: int) -> str:
+    return "0" * n_qubits
+
+
+#: Named initial product states: ``n_qubits -> bit string`` (bit ``q`` is qubit ``q``).
+INITIAL_STATES = {
+    "neel": _neel_bits,
+    "zeros": _zero_bits,
+}
+
+
+def initial_bits(n_qubits: int, initial: str = "neel") -> str:
+    """The bit string of ``initial``: a name of :data:`INITIAL_STATES` or a bit string.
+
+    ``"neel"`` gives ``0101...``, ``"zeros"`` ``00...0``. Bit ``q`` of the string is qubit ``q``.
     """
-    if initial == "neel":
-        bits = "01" * (n_qubits // 2) + "0" * (n_qubits % 2)
-    elif initial == "zeros":
-        bits = "0" * n_qubits
-    elif isinstance(initial, str) and set(initial) <= {"0", "1"} and len(initial) == n_qubits:
-        bits = initial
-    else:
-        raise ValueError(
-            f"`initial` must be 'neel', 'zeros' or a bit string of length {n_qubits}, got {initial!r}."
-        )
-    return bits
+    if isinstance(initial, str) and initial in INITIAL_STATES:
+        return INITIAL_STATES[initial](n_qubits)
+    if isinstance(initial, str) and set(initial) <= {"0", "1"} and len(initial) == n_qubits:
+        return initial
+    names = ", ".join(repr(name) for name in INITIAL_STATES)
+    raise ValueError(f"`initial` must be {names} or a bit string of length {n_qubits}, got {initial!r}.")
 
 
 def initial_circuit(n_qubits: int, initial: str = "neel") -> Any:

@@ -13,6 +13,8 @@ Importing this package imports nothing heavy: each name below is loaded from its
 * :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
 * :func:`entanglement_profile`, :func:`sensitivity_profile`: which layers tolerate compression;
+* :func:`run_compress` (:class:`CompressSettings`, :class:`HealSettings`): the whole
+  ``tnkit compress`` recipe (load, compress, heal, evaluate, save) as one call;
 * :func:`heal`: an AdamW fine-tune (or distillation) with resumable checkpoints;
 * :func:`distillation_stream`: unbounded healing data written by the original model;
 * :func:`export_dense`: a plain Hugging Face copy of a compressed model;
@@ -43,14 +45,12 @@ See ``docs/compress.md`` for the guide.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
-import warnings
 from typing import Any
 
+from ..core.moved import alias_moved_modules
+
 #: Former module path (before the split into subpackages) -> its path now. Importing a former
-#: path warns (FutureWarning) and gives the module at its new path.
+#: path warns (FutureWarning) and gives the module at its new path (:mod:`tnkit.core.moved`).
 MOVED_MODULES: dict[str, str] = {
     f"{__name__}.{old}": f"{__name__}.{new}"
     for old, new in {
@@ -84,40 +84,7 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import hook that answers a former module path with the module at its new path.
-
-    The module object is the same (``tnkit.compress.lowrank is
-    tnkit.compress.layers.lowrank``), so monkeypatching either name patches both.
-    """
-
-    def __init__(self) -> None:
-        self._specs: dict[str, Any] = {}
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in MOVED_MODULES:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec):
-        new = MOVED_MODULES[spec.name]
-        warnings.warn(
-            f"{spec.name} has moved to {new}; import it from there (or import its public names "
-            f"from {__name__}); the former path will be removed in a future release",
-            FutureWarning,
-            stacklevel=2,  # the importing line: warnings skips the import machinery's frames
-        )
-        module = importlib.import_module(new)
-        self._specs[spec.name] = module.__spec__
-        return module
-
-    def exec_module(self, module):
-        # The import system has set __spec__ to the alias' spec: give the module back its own.
-        module.__spec__ = self._specs.pop(module.__spec__.name)
-
-
-if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _MovedModuleFinder())
+alias_moved_modules(MOVED_MODULES)
 
 #: Public name -> submodule that defines it. Importing ``tnkit.compress`` imports none of
 #: them (so neither torch nor transformers); the first access to a name imports its module.
@@ -158,6 +125,7 @@ _SUBMODULE_OF: dict[str, str] = {
     ), 'recipes.sensitivity'),
     **dict.fromkeys(('load_compressed', 'save_compressed'), 'storage.serialize'),
     **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipes.recipe'),
+    **dict.fromkeys(('CompressRun', 'CompressSettings', 'HealSettings', 'run_compress', 'run_heal'), 'recipes.run'),
     **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'layers.surgery'),
     **dict.fromkeys((
         'WhitenedMPO', 'als_refit', 'kronecker_covariance', 'whitened_error',
@@ -181,6 +149,7 @@ __all__ = [
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
     "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
+    "CompressSettings", "HealSettings", "CompressRun", "run_compress", "run_heal",
 ]
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "ContractionInfo",
     "contract_cache_info",
     "clear_contract_cache",
+    "hashable_optimize",
 ]
 
 _DEFAULT_OPTIMIZE: contextvars.ContextVar[Any] = contextvars.ContextVar(
@@ -100,7 +101,7 @@ def contract_strategy(optimize: Any) -> Iterator[None]:
     ...     tnkit.contract("ab,bc->ac", np.eye(2), np.eye(2)).shape
     (2, 2)
     """
-    _optimize_key(optimize)  # validate before entering
+    hashable_optimize(optimize)  # validate before entering
     if isinstance(optimize, str):
         get_optimizer(optimize)
     token = _DEFAULT_OPTIMIZE.set(optimize)
@@ -159,7 +160,7 @@ def contract(
         )
     if optimize is None:
         optimize = _DEFAULT_OPTIMIZE.get()
-    key = optimize if type(optimize) is str else _optimize_key(optimize)
+    key = optimize if type(optimize) is str else hashable_optimize(optimize)
     plan = _compiled_plan(
         equation,
         tuple(a.shape for a in arrays),  # numpy: tuples; torch: torch.Size, a tuple (same hash)
@@ -212,7 +213,7 @@ def contraction_info(
         else:
             shapes.append(tuple(int(d) for d in op))
             dtypes.append(np.dtype(dtype))
-    plan = _compiled_plan(equation, tuple(shapes), tuple(dtypes), _optimize_key(optimize))
+    plan = _compiled_plan(equation, tuple(shapes), tuple(dtypes), hashable_optimize(optimize))
     return plan.info
 
 
@@ -229,8 +230,12 @@ def clear_contract_cache() -> None:
 # --------------------------------------------------------------------------- planning
 
 
-def _optimize_key(optimize: Any) -> Any:
-    """A hashable stand-in for ``optimize`` (explicit paths become tuples of tuples)."""
+def hashable_optimize(optimize: Any) -> Any:
+    """A hashable stand-in for ``optimize`` (explicit paths become tuples of tuples), for plan caches.
+
+    Raises ``TypeError`` unless ``optimize`` is a strategy name, an explicit path or a
+    path optimizer (or another callable).
+    """
     if isinstance(optimize, str):
         return optimize
     if isinstance(optimize, (list, tuple)):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-__all__ = ["as_generator"]
+__all__ = ["as_generator", "standard_normal"]
 
 
 def as_generator(seed: object = None) -> np.random.Generator:
@@ -27,3 +28,15 @@ def as_generator(seed: object = None) -> np.random.Generator:
     raise TypeError(
         f"`seed` must be None, an int, a numpy Generator or RandomState, got {type(seed).__name__}."
     )
+
+
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...], *, is_complex: bool = False) -> np.ndarray:
+    """Gaussian entries of unit variance: float64, or complex128 with independent real and imaginary parts.
+
+    The complex entries draw the real parts first, then the imaginary parts, each
+    scaled by ``1/sqrt(2)``.
+    """
+    t = rng.standard_normal(shape)
+    if is_complex:
+        t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+    return t

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import contract, contraction_info
+from .contract import contract, contraction_info, hashable_optimize
 from .validate import check_int
 
 __all__ = ["SlicedContraction", "plan_sliced", "contract_sliced", "contract_slice"]
@@ -229,7 +229,7 @@ def plan_sliced(
     shapes = tuple(
         tuple(int(d) for d in (op.shape if hasattr(op, "shape") else op)) for op in arrays_or_shapes
     )
-    return _plan(equation, shapes, max_intermediate, _hashable(optimize))
+    return _plan(equation, shapes, max_intermediate, None if optimize is None else hashable_optimize(optimize))
 
 
 def contract_sliced(
@@ -376,17 +376,6 @@ def _stack(arrays: list[Any], axis: int) -> Any:
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def _hashable(optimize: Any) -> Any:
-    if isinstance(optimize, (list, tuple)):
-        try:
-            return tuple(tuple(int(i) for i in step) for step in optimize)
-        except TypeError:
-            raise TypeError(
-                f"`optimize` given as a path must be a sequence of index tuples, got {optimize!r}."
-            ) from None
-    return optimize
 
 
 @functools.lru_cache(maxsize=256)

@@ -9,9 +9,9 @@ Methods of :func:`apply_mpo`
     Density-matrix method: right environments of ``W|psi><psi|W^dagger`` are built
     from the factors (never forming the product), then each site's basis is chosen
     from its reduced density matrix, left to right, in any gauge of ``|psi>``
-    (:func:`tnkit.mps.compress.density_matrix_truncation`). The same truncation as
+    (:func:`tnkit.mps.truncation.density_matrix_truncation`). The same truncation as
     ``"direct"`` at a fraction of its cost. Being eigenvalues of ``rho``, weights
-    are resolved only down to ``tnkit.mps.compress.DM_WEIGHT_FLOOR`` (1e-14) of the total, so
+    are resolved only down to ``tnkit.mps.truncation.DM_WEIGHT_FLOOR`` (1e-14) of the total, so
     this method never keeps directions below that floor.
 ``"zipup"`` (default)
     Stoudenmire & White (2010, arXiv:1002.1305): with ``|psi>`` right-canonical,
@@ -21,14 +21,14 @@ Methods of :func:`apply_mpo`
     non-orthogonal right part, so it is slightly less accurate.
 ``"src"``
     Successive randomized compression (Camaño, Epperly & Tropp 2025,
-    :func:`tnkit.mps.compress.randomized_truncation`): random sketches of the left
+    :func:`tnkit.mps.truncation.randomized_truncation`): random sketches of the left
     half pick each site's basis from the right, with GEMMs and one small QR per
     site and no SVD. The fastest method at large bond, to exactly ``max_bond``
     (required; ``cutoff`` is not used), with an error a little above the optimal
     truncation's; ``seed`` makes it reproducible.
 ``"fit"``
     Zip-up as the starting point, then two-site variational sweeps
-    (:func:`tnkit.mps.compress.fit_compress`) to the optimum at that bond.
+    (:func:`tnkit.mps.truncation.fit_compress`) to the optimum at that bond.
 
 With ``return_report=True`` the returned :class:`~tnkit.mps.TruncationReport`
 carries, for every method, the exact fidelity of the result against the exact
@@ -55,7 +55,7 @@ from ..core.threads import with_blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_option
 from . import overlap
 from .chain import format_dims, placed_like
-from .compress import (
+from .truncation import (
     TruncationReport,
     density_matrix_truncation,
     fit_compress,

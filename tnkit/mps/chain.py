@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core import backend
 from ..core.linalg import peak_magnitude
-from ..core.validate import check_dtype, check_int, check_option, check_site, inverse_scalar
+from ..core.validate import as_tensor, check_dtype, check_int, check_option, check_site, inverse_scalar
 from ..errors import NormRangeError
 
 __all__ = [
@@ -27,6 +27,9 @@ __all__ = [
     "direct_sum",
     "format_dims",
     "check_same_library",
+    "site_arrays",
+    "is_scalar",
+    "scalar_factor",
     "scalar_dtype",
     "placed_like",
     "converted",
@@ -73,6 +76,27 @@ def check_same_library(name: str, arrays: Sequence[Any]) -> None:
         )
 
 
+def site_arrays(
+    name: str,
+    tensors: Any,
+    *,
+    ndim: int | None = None,
+    labels: Sequence[Any] | None = None,
+    copy: bool = False,
+) -> list[Any]:
+    """``tensors`` checked by :func:`~tnkit.core.validate.as_tensor`, of one library and device.
+
+    Each is named ``name[label]`` in errors (``labels`` default to the positions);
+    ``copy`` copies the arrays after the checks.
+    """
+    items = enumerate(tensors) if labels is None else zip(labels, tensors, strict=True)
+    arrays = [as_tensor(f"{name}[{k}]", t, ndim=ndim) for k, t in items]
+    check_same_library(name, arrays)
+    if copy:
+        arrays = [backend.copy(a) for a in arrays]
+    return arrays
+
+
 def converted(tensors: Sequence[Any], what: str, library: str | None, device: Any, dtype: Any) -> list[Any]:
     """``tensors`` (``None`` entries kept) converted by :func:`tnkit.core.backend.convert`, arguments checked first.
 
@@ -108,6 +132,27 @@ def scalar_dtype(dtype: Any, scalar: Any) -> np.dtype:
     return np.result_type(backend.numpy_dtype(dtype), np.asarray(scalar).dtype)
 
 
+def is_scalar(value: Any) -> bool:
+    """Whether ``value`` is a numeric scalar that a network may be multiplied or divided by."""
+    return np.isscalar(value) and not isinstance(value, (str, bytes))
+
+
+def scalar_factor(scalar: complex, dtype: Any, *, what: str, product: str) -> tuple[np.dtype, complex, float]:
+    """The dtype of ``scalar * network`` and ``scalar`` as ``(phase, log |scalar|)``.
+
+    ``what`` names the network (``"an MPS"``) and ``product`` the expression
+    (``"scalar * psi"``) in errors: ``ValueError`` for an infinite or NaN
+    ``scalar``, ``TypeError`` when the product's dtype is not supported. Zero gives
+    ``(0, 0)``: a zero phase. Check :func:`is_scalar` first.
+    """
+    if not np.isfinite(scalar):
+        raise ValueError(f"cannot scale {what} by {scalar!r}.")
+    dtype = check_dtype(f"the dtype of {product}", scalar_dtype(dtype, scalar))
+    if scalar == 0:
+        return dtype, 0.0, 0.0
+    return dtype, scalar / abs(scalar), math.log(abs(scalar))
+
+
 def format_dims(dims: tuple[int, ...]) -> str:
     """``dims`` for an error message or repr: one number if all equal, else the tuple (cut after 8)."""
     if len(set(dims)) == 1:
@@ -130,13 +175,16 @@ def check_chain(name: str, left_bonds: list[int], right_bonds: list[int]) -> Non
             )
 
 
-def check_phys_dims(name: str, phys_dim: Any, n_sites: int) -> tuple[int, ...]:
-    """One physical dimension per site from an int (all sites) or a sequence of ``n_sites`` ints."""
+def check_phys_dims(name: str, phys_dim: Any, n_sites: int, *, per: str = "site") -> tuple[int, ...]:
+    """One physical dimension per site from an int (all sites) or a sequence of ``n_sites`` ints.
+
+    ``per`` names what carries a dimension in the error message (``"leaf"`` for trees).
+    """
     if np.ndim(phys_dim) == 0:
         return (check_int(name, phys_dim, minimum=1),) * n_sites
     dims = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(phys_dim))
     if len(dims) != n_sites:
-        raise ValueError(f"`{name}` must give {n_sites} dimensions (one per site), got {len(dims)}.")
+        raise ValueError(f"`{name}` must give {n_sites} dimensions (one per {per}), got {len(dims)}.")
     return dims
 
 
@@ -173,6 +221,16 @@ class TensorChain:
     #: numpy operands on the left defer to our reflected operators (``2.0 * psi``,
     #: ``array @ mpo`` raising TypeError) instead of treating the chain as a sequence.
     __array_ufunc__ = None
+    #: Dimensions of a site tensor: 3 for states ``(D, d, D)``, 4 for operators ``(w, d_out, d_in, w)``.
+    _site_ndim: int
+
+    def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
+        arrays = site_arrays("tensors", tensors, ndim=self._site_ndim, copy=copy)
+        if not arrays:
+            raise ValueError("`tensors` must hold at least one site tensor, got none.")
+        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[-1] for a in arrays])
+        dtype = backend.result_type(*arrays)
+        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
 
     @property
     def n_sites(self) -> int:
@@ -256,7 +314,7 @@ class TensorChain:
 
     def __truediv__(self, scalar: complex) -> Any:
         """Division by a nonzero scalar (its inverse must be a finite number)."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
         return self * inverse_scalar(scalar, type(self).__name__)
 

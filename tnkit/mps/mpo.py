@@ -34,7 +34,6 @@ from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
     as_array,
-    as_tensor,
     check_cutoff,
     check_dtype,
     check_int,
@@ -43,9 +42,9 @@ from ..core.validate import (
 from ..io import load_arrays, register_loader, save_arrays
 from . import overlap
 from .canonical import scale_tensors
-from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import check_same_library, frozen, placed_like, scalar_dtype
-from .compress import TruncationReport, svd_compress
+from .chain import TensorChain, check_phys_dims, checked_dense, direct_sum, format_dims
+from .chain import frozen, is_scalar, placed_like, scalar_factor
+from .truncation import TruncationReport, svd_compress
 from .mps import MatrixProductState
 
 __all__ = ["MatrixProductOperator", "MPO", "balanced_factors"]
@@ -72,17 +71,7 @@ class MatrixProductOperator(TensorChain):
     """
 
     __slots__ = ()
-
-    def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
-        arrays = [as_tensor(f"tensors[{i}]", t, ndim=4) for i, t in enumerate(tensors)]
-        if not arrays:
-            raise ValueError("`tensors` must hold at least one site tensor, got none.")
-        check_same_library("tensors", arrays)
-        if copy:
-            arrays = [backend.copy(a) for a in arrays]
-        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[3] for a in arrays])
-        dtype = backend.result_type(*arrays)
-        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
+    _site_ndim = 4
 
     @classmethod
     def from_tensors(cls, tensors: Sequence[Any], *, validate: bool = True) -> MatrixProductOperator:
@@ -260,13 +249,10 @@ class MatrixProductOperator(TensorChain):
 
     def __mul__(self, scalar: complex) -> MatrixProductOperator:
         """``scalar * W``: on site 0, or spread over the sites if site 0 cannot hold it."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
-        if not np.isfinite(scalar):
-            raise ValueError(f"cannot scale an MPO by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * W", scalar_dtype(self.dtype, scalar))
+        dtype, phase, log_abs = scalar_factor(scalar, self.dtype, what="an MPO", product="scalar * W")
         tensors = [backend.astype(t, dtype) for t in self._tensors]
-        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         scale_tensors(tensors, 0, range(len(tensors)), phase, log_abs)
         return type(self)._trusted(tensors)
 

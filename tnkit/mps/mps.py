@@ -36,7 +36,7 @@ import numpy as np
 from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF, peak_magnitude
-from ..core.rng import as_generator
+from ..core.rng import as_generator, standard_normal
 from ..core.threads import GEMM_THREAD_BOND, with_blas_threads
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
@@ -51,9 +51,9 @@ from ..core.validate import (
 )
 from ..errors import NormRangeError
 from ..io import load_arrays, register_loader, save_arrays
-from . import canonical, compress, gates, measure, overlap, sampling
-from .chain import TensorChain, check_chain, check_phys_dims, checked_dense, direct_sum, format_dims
-from .chain import check_same_library, frozen, scalar_dtype
+from . import canonical, gates, measure, overlap, sampling, truncation
+from .chain import TensorChain, check_phys_dims, checked_dense, direct_sum, format_dims
+from .chain import check_same_library, frozen, is_scalar, scalar_factor
 
 __all__ = ["MatrixProductState", "MPS"]
 
@@ -105,18 +105,11 @@ class MatrixProductState(TensorChain):
     """
 
     __slots__ = ("_left", "_right")
+    _site_ndim = 3
 
     def __init__(self, tensors: Sequence[Any], *, copy: bool = False) -> None:
-        arrays = [as_tensor(f"tensors[{i}]", t, ndim=3) for i, t in enumerate(tensors)]
-        if not arrays:
-            raise ValueError("`tensors` must hold at least one site tensor, got none.")
-        check_same_library("tensors", arrays)
-        if copy:
-            arrays = [backend.copy(a) for a in arrays]
-        check_chain("tensors", [a.shape[0] for a in arrays], [a.shape[2] for a in arrays])
-        dtype = backend.result_type(*arrays)
-        self._tensors = [frozen(backend.astype(a, dtype)) for a in arrays]
-        self._left, self._right = 0, len(arrays)
+        super().__init__(tensors, copy=copy)
+        self._left, self._right = 0, len(self._tensors)
 
     @classmethod
     def from_tensors(
@@ -226,9 +219,7 @@ class MatrixProductState(TensorChain):
         tensors = []
         for i, d in enumerate(dims):
             shape = (bonds[i], d, bonds[i + 1])
-            t = rng.standard_normal(shape)
-            if dtype.kind == "c":
-                t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+            t = standard_normal(rng, shape, is_complex=dtype.kind == "c")
             tensors.append((t / math.sqrt(bonds[i] * d)).astype(dtype))
         psi = cls._trusted(tensors)
         if normalize:
@@ -290,7 +281,7 @@ class MatrixProductState(TensorChain):
         cutoff: float = DEFAULT_CUTOFF,
         little_endian: bool = False,
         return_report: bool = False,
-    ) -> MatrixProductState | tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> MatrixProductState | tuple[MatrixProductState, truncation.TruncationReport]:
         """MPS of a dense vector by sequential truncated SVD (TT-SVD).
 
         Parameters
@@ -328,7 +319,7 @@ class MatrixProductState(TensorChain):
         discarded = []
         for i in range(n - 1):
             rest = v.shape[1] // dims[i]
-            u, s, vh, disc = compress.truncated_svd(
+            u, s, vh, disc = truncation.truncated_svd(
                 v.reshape(v.shape[0] * dims[i], rest), max_bond=max_bond, cutoff=cutoff
             )
             tensors.append(u.reshape(v.shape[0], dims[i], len(s)))
@@ -341,7 +332,7 @@ class MatrixProductState(TensorChain):
         if not return_report:
             return psi
         error = float(sum(discarded))
-        report = compress.TruncationReport(
+        report = truncation.TruncationReport(
             "svd", error, tuple(discarded), psi.bond_dims, fidelity=1.0 - error
         )
         return psi, report
@@ -574,17 +565,13 @@ class MatrixProductState(TensorChain):
         site instead and the canonical bookkeeping is dropped; a factor that even
         ``N`` sites cannot hold raises :class:`~tnkit.errors.NormRangeError`.
         """
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
-        if not np.isfinite(scalar):
-            raise ValueError(f"cannot scale an MPS by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        dtype, phase, log_abs = scalar_factor(scalar, self.dtype, what="an MPS", product="scalar * psi")
         out = self if dtype == backend.numpy_dtype(self.dtype) else type(self)._trusted(
             [backend.astype(t, dtype) for t in self._tensors], self._left, self._right
         )
-        if scalar == 0:
-            return _scaled(out, 0.0, 0.0)
-        return _scaled(out, scalar / abs(scalar), math.log(abs(scalar)))
+        return _scaled(out, phase, log_abs)
 
     __rmul__ = __mul__
 
@@ -658,7 +645,7 @@ class MatrixProductState(TensorChain):
         max_sweeps: int = 8,
         tol: float = 1e-10,
         seed: Any = None,
-    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> tuple[MatrixProductState, truncation.TruncationReport]:
         """Compressed copy and what was discarded.
 
         Parameters
@@ -676,7 +663,7 @@ class MatrixProductState(TensorChain):
             ``"fit"``: start from the SVD result and improve it by two-site
             variational sweeps (``max_sweeps``, ``tol``); the report carries the
             exact fidelity. ``"src"``: successive randomized compression
-            (:func:`tnkit.mps.compress.randomized_truncation`) to exactly
+            (:func:`tnkit.mps.truncation.randomized_truncation`) to exactly
             ``max_bond`` (required; ``cutoff`` unused), GEMMs and small QRs only:
             fastest for large reductions, error a little above ``"svd"``'s. The
             result is the orthogonal projection of the input onto a subspace, so the
@@ -719,7 +706,7 @@ class MatrixProductState(TensorChain):
 
     def _compress(
         self, *, max_bond: int | None, cutoff: float, method: str, max_sweeps: int, tol: float, seed: Any
-    ) -> tuple[MatrixProductState, compress.TruncationReport]:
+    ) -> tuple[MatrixProductState, truncation.TruncationReport]:
         """:meth:`compress` on checked arguments, for a norm that one site tensor can hold."""
         options = dict(max_bond=max_bond, cutoff=cutoff, max_sweeps=max_sweeps, tol=tol, seed=seed)
         return _COMPRESS_METHODS[method](self, **options)
@@ -854,28 +841,28 @@ register_loader("MatrixProductState", MatrixProductState.load)
 
 
 def _compress_svd(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
-    tensors, (left, right), report = compress.svd_compress(
+    tensors, (left, right), report = truncation.svd_compress(
         psi._tensors, psi._left, psi._right, max_bond=max_bond, cutoff=cutoff
     )
     return type(psi)._trusted(tensors, left, right), report
 
 
 def _compress_dm(psi: MatrixProductState, *, max_bond: int | None, cutoff: float, **_: Any):
-    tensors, discarded = compress.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
+    tensors, discarded = truncation.density_matrix_truncation(psi._tensors, max_bond=max_bond, cutoff=cutoff)
     error = float(sum(discarded))
     out = type(psi)._trusted(tensors, psi.n_sites - 1, psi.n_sites)
-    return out, compress.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
+    return out, truncation.TruncationReport("dm", error, tuple(discarded), out.bond_dims, 1.0 - error)
 
 
 def _compress_src(psi: MatrixProductState, *, max_bond: int, seed: Any, **_: Any):
-    tensors = compress.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
+    tensors = truncation.randomized_truncation(psi._tensors, max_bond=max_bond, rng=as_generator(seed))
     out = type(psi)._trusted(tensors, 0, 1)
     # The result is the orthogonal projection of psi onto the span of its right
     # isometries, so fidelity = ||out||^2 / ||psi||^2 (free when psi has a centre).
     log_ratio = 2 * (out.log_norm() - psi.log_norm())
     fidelity = min(math.exp(log_ratio), 1.0) if log_ratio > -math.inf else 0.0
     bonds = out.bond_dims
-    return out, compress.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(bonds), bonds, fidelity)
+    return out, truncation.TruncationReport("src", 1.0 - fidelity, (math.nan,) * len(bonds), bonds, fidelity)
 
 
 def _compress_fit(
@@ -883,7 +870,7 @@ def _compress_fit(
 ):
     guess, _report = _compress_svd(psi, max_bond=max_bond, cutoff=cutoff)
     guess.canonicalize_(0)
-    fitted, report = compress.fit_compress(
+    fitted, report = truncation.fit_compress(
         psi._tensors,
         list(guess._tensors),
         max_bond=max_bond,

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.linalg import DEFAULT_CUTOFF
 from ..core.validate import check_cutoff, check_max_bond
-from .compress import TruncationReport
+from .truncation import TruncationReport
 from .mps import MatrixProductState
 
 __all__ = ["from_qiskit", "gate_matrix", "fused_gates"]

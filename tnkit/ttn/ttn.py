@@ -62,11 +62,10 @@ import numpy as np
 from ..core import backend
 from ..core.contract import contract
 from ..core.linalg import DEFAULT_CUTOFF
-from ..core.rng import as_generator
+from ..core.rng import as_generator, standard_normal
 from ..core.validate import (
     DEFAULT_MAX_BYTES,
     as_array,
-    as_tensor,
     check_cutoff,
     check_dtype,
     check_int,
@@ -75,10 +74,10 @@ from ..core.validate import (
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
-from ..mps.chain import check_same_library, converted, frozen, scalar_dtype
-from ..mps.compress import TruncationReport
+from ..mps.chain import check_phys_dims, converted, frozen, is_scalar, scalar_factor, site_arrays
+from ..mps.truncation import TruncationReport
 from ..mps.measure import log_base
-from . import canonical, compress, measure, network, sampling
+from . import canonical, measure, network, sampling, truncation
 from .threads import batch_product_work, node_product_work, with_gemm_threads
 from .tree import Tree, subtree_log_dims
 
@@ -156,10 +155,7 @@ class TreeTensorNetwork:
                 raise ValueError(
                     f"`tensors` must hold {len(nodes)} tensors (one per internal node), got {len(given)}."
                 )
-        arrays = [as_tensor(f"tensors[{v}]", t) for v, t in zip(nodes, given)]
-        check_same_library("tensors", arrays)
-        if copy:
-            arrays = [backend.copy(a) for a in arrays]
+        arrays = site_arrays("tensors", given, labels=nodes, copy=copy)
         full: list = [None] * tree.n_leaves + arrays
         _check_shapes(tree, full)
         dtype = backend.result_type(*arrays)
@@ -238,9 +234,7 @@ class TreeTensorNetwork:
         )
         tensors: list = [None] * tree.n_nodes
         for v, shape in shapes.items():
-            t = rng.standard_normal(shape)
-            if dtype.kind == "c":
-                t = (t + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+            t = standard_normal(rng, shape, is_complex=dtype.kind == "c")
             fan_in = math.prod(shape[: len(tree.children(v))])
             tensors[v] = (t / math.sqrt(fan_in)).astype(dtype)
         psi = cls._trusted(tree, tensors)
@@ -292,7 +286,7 @@ class TreeTensorNetwork:
         cutoff: float = DEFAULT_CUTOFF,
         return_report: bool = False,
     ) -> TreeTensorNetwork | tuple[TreeTensorNetwork, TruncationReport]:
-        """TTN of a dense tensor by leaves-to-root hierarchical SVD (see :mod:`tnkit.ttn.compress`).
+        """TTN of a dense tensor by leaves-to-root hierarchical SVD (see :mod:`tnkit.ttn.truncation`).
 
         Parameters
         ----------
@@ -317,7 +311,7 @@ class TreeTensorNetwork:
         max_bond = check_max_bond(max_bond)
         cutoff = check_cutoff(cutoff)
         a = _dense_shape(a, tree, phys_dims, has_output)
-        tensors, discarded, norm2 = compress.hierarchical_svd(
+        tensors, discarded, norm2 = truncation.hierarchical_svd(
             a, tree, has_output=has_output, max_bond=max_bond, cutoff=cutoff
         )
         iso = [None] * tree.n_nodes
@@ -554,15 +548,12 @@ class TreeTensorNetwork:
 
     def __mul__(self, scalar: complex) -> TreeTensorNetwork:
         """``scalar * psi``, scaling the centre (or the root)."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
-        if not np.isfinite(scalar):
-            raise ValueError(f"cannot scale a TTN by {scalar!r}.")
-        dtype = check_dtype("the dtype of scalar * psi", scalar_dtype(self.dtype, scalar))
+        dtype, phase, log_abs = scalar_factor(scalar, self.dtype, what="a TTN", product="scalar * psi")
         tensors = [None if t is None else backend.astype(t, dtype) for t in self._tensors]
         c = self.center
         v = c if c is not None else self._tree.root
-        phase, log_abs = (0.0, 0.0) if scalar == 0 else (scalar / abs(scalar), math.log(abs(scalar)))
         iso = list(self._iso)
         iso[v] = None
         # The tree's contractions gather whole subtrees at once, so the factor must fit
@@ -574,7 +565,7 @@ class TreeTensorNetwork:
 
     def __truediv__(self, scalar: complex) -> TreeTensorNetwork:
         """Division by a nonzero scalar (its inverse must be a finite number)."""
-        if not np.isscalar(scalar) or isinstance(scalar, (str, bytes)):
+        if not is_scalar(scalar):
             return NotImplemented
         return self * inverse_scalar(scalar, type(self).__name__)
 
@@ -682,7 +673,7 @@ class TreeTensorNetwork:
         """Compressed copy by SVD truncation of every bond, and what was discarded.
 
         Bonds are truncated leaves-to-root, each with the orthogonality centre
-        below it (see :mod:`tnkit.ttn.compress`); the report's ``error`` is exactly
+        below it (see :mod:`tnkit.ttn.truncation`); the report's ``error`` is exactly
         ``||psi - psi_t||**2 / ||psi||**2`` and ``discarded`` follows ``tree.bonds``.
         The result is in canonical form about the root and not renormalised.
         """
@@ -690,7 +681,7 @@ class TreeTensorNetwork:
         cutoff = check_cutoff(cutoff)
         tensors = list(self._tensors)
         iso = list(self._iso)
-        norm2, discarded = compress.svd_compress(tensors, iso, self._tree, max_bond=max_bond, cutoff=cutoff)
+        norm2, discarded = truncation.svd_compress(tensors, iso, self._tree, max_bond=max_bond, cutoff=cutoff)
         out = type(self)._trusted(self._tree, tensors, iso)
         return out, _report(discarded, norm2, out.bond_dims)
 
@@ -835,12 +826,7 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 
 def _phys_dims(name: str, dims: Any, n_leaves: int) -> tuple[int, ...]:
-    if np.ndim(dims) == 0:
-        return (check_int(name, dims, minimum=1),) * n_leaves
-    out = tuple(check_int(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(dims))
-    if len(out) != n_leaves:
-        raise ValueError(f"`{name}` must give {n_leaves} dimensions (one per leaf), got {len(out)}.")
-    return out
+    return check_phys_dims(name, dims, n_leaves, per="leaf")
 
 
 def _capped_bonds(tree: Tree, dims: Sequence[int], bond_dim: int, output_dim: int | None) -> list[int]:

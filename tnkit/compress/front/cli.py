@@ -20,17 +20,9 @@ from ..._argtypes import (
     writable_dir,
 )
 from .cli_distributed import add_distributed_args
-from .cli_heal import (
-    add_export_parser,
-    add_heal_args,
-    check_heal_args,
-    heal_requested,
-    needs_teacher,
-    nonnegative_int,
-    run_heal,
-)
+from .cli_heal import add_export_parser, add_heal_args, heal_settings_from_args, nonnegative_int
 
-__all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser"]
+__all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser", "settings_from_args"]
 
 _MODEL_HELP = ("MODEL is a Hugging Face model directory (config.json + weights), a directory written by "
                "'tnkit compress', or a .gguf file (4-bit GGUF weights are dequantised to float32).")
@@ -65,7 +57,7 @@ def _layer_args(p: argparse.ArgumentParser) -> None:
                    help="leave layers matching these globs dense (e.g. '*.down_proj')")
 
 
-def _text_args(p: argparse.ArgumentParser, *, heal: bool) -> None:
+def _text_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-text", default=None, metavar="PATH", type=existing_path,
                    help="plain-text file or directory for perplexity; a WikiText-2 test file is cut to its "
                         "evaluation articles (from ' = Attalea ( palm ) = ' on)")
@@ -139,7 +131,7 @@ def add_compress_parser(sub: Any) -> None:
     add_heal_args(p)
     p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")
-    _text_args(p, heal=True)
+    _text_args(p)
     p.add_argument("--show-layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_distributed_args(p, _run_compress)  # --plan, --world-size, --stream (tnkit.compress.front.cli_distributed)
@@ -154,7 +146,7 @@ def add_profile_parser(sub: Any) -> None:
     _model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for profile.json and profile.png")
     _layer_args(p)
-    _text_args(p, heal=False)
+    _text_args(p)
     p.add_argument("--unit", default="block", choices=("block", "layer", "role"),
                    help="what to compress at a time for sensitivity (default block)")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of a unit's parameters kept (default 0.5)")
@@ -173,7 +165,7 @@ def add_eval_parser(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="for a GGUF MODEL: load it afresh (about a minute) instead of through its dequantised "
                         "copy, which is kept under $TNKIT_CACHE or ~/.cache/tnkit/gguf and loads in seconds")
-    _text_args(p, heal=False)
+    _text_args(p)
     p.add_argument("--speed-tokens", type=nonnegative_int, default=32,
                    help="tokens generated to time (0 skips; default 32)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the reports to this JSON file")
@@ -184,152 +176,37 @@ def add_eval_parser(sub: Any) -> None:
 # ---------------------------------------------------------------------- runners
 
 
-def _text_ids(tok: Any, path: str | None, part: str) -> Any:
-    from ..tuning.corpus import EVAL_FIRST_HEADING, heal_eval_split, read_text, tokenize
-
-    if path is None:
-        return None
-    if tok is None:
-        raise ValueError("the model has no tokenizer, so text cannot be tokenised.")
-    text = read_text(path)
-    if EVAL_FIRST_HEADING in text:
-        text = heal_eval_split(text)[0 if part == "heal" else 1]
-    return tokenize(tok, text)
-
-
-def _select(model: Any, args: Any) -> Any:
-    from ..layers.surgery import find_layers
-
-    return find_layers(model, patterns=args.layers, roles=args.roles,
-                       depth=tuple(args.depth) if args.depth else None, exclude=args.exclude)
-
-
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """:class:`~tnkit.compress.recipes.run.CompressSettings` from parsed ``tnkit compress`` options.
+
+    Raises ``ValueError`` for a combination of options that does not go together.
+    """
+    from ..recipes.run import CompressSettings
+
+    if args.protect_above is not None and args.profile is None:
+        raise ValueError("`--protect-above` needs `--profile` (a profile.json written by `tnkit profile`).")
+    return CompressSettings(
+        model=args.model, out=args.out, gguf=args.gguf, cache=not args.no_cache, method=args.method,
+        ratio=args.ratio, max_bond=args.max_bond, families=args.families, prune=args.prune,
+        allocation=args.allocation, ridge=args.ridge, sequential=args.sequential, feedback_ridge=args.feedback_ridge,
+        profile=args.profile, protect_above=args.protect_above, layers=args.layers, roles=args.roles,
+        depth=tuple(args.depth) if args.depth else None, exclude=tuple(args.exclude), calib_text=args.calib_text,
+        calib_tokens=args.calib_tokens, seq_len=args.seq_len, heal=heal_settings_from_args(args),
+        eval_text=args.eval_text, eval_tokens=args.eval_tokens, window=args.window, stride=args.stride,
+        progress=not args.no_progress,
+    )
+
+
 def _run_compress(args: Any) -> int:
-    import copy
-    import time
+    from ..recipes.run import run_compress
 
-    start = time.perf_counter()
-    _say(f"tnkit compress: loading {args.model} ...")
-    from ..tuning.corpus import token_batches
-    from ..recipes.evaluate import evaluate_model, model_bytes, write_reports
-    from ..storage.models import load_model
-    from ..recipes.pipeline import NEEDS_DATA, compress_model, count_params
-    from ..recipes.recipe import HELDOUT_FRACTION, calibration_batches
-    from ..storage.serialize import save_compressed
-    from ..layers.surgery import linear_weight
-
-    check_heal_args(args)
-    model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
-    layers = _select(model, args)
-    block_weights = sum(linear_weight(m).numel() for m in layers.values())
-    bytes_before = model_bytes(model)
-    ratio = 0.8 if args.max_bond is None and args.ratio is None else args.ratio
-    _say(f"loaded in {time.perf_counter() - start:.1f} s: {count_params(model):,} parameters, of which "
-         f"{block_weights:,} in the {len(layers)} linear layers to compress"
-         + ("" if ratio is None else f" (keeping {ratio:.0%}: {int(ratio * block_weights):,})"))
-    eval_ids = _text_ids(tok, args.eval_text, "eval")
-    heal_ids = _text_ids(tok, args.heal_text, "heal")
-    calib_ids = _text_ids(tok, args.calib_text, "heal") if args.calib_text else (heal_ids if heal_ids is not None else eval_ids)
-    kw = dict(window=args.window, stride=args.stride, max_tokens=args.eval_tokens, progress=not args.no_progress)
-    reports = [evaluate_model(model, "original", ids=eval_ids, speed_tokens=8, **kw)] if eval_ids is not None else []
-    calib = None
-    if args.method in NEEDS_DATA or args.prune is not None:
-        if calib_ids is None:
-            raise ValueError(f"method {args.method!r} needs calibration text: give --calib-text, --heal-text or "
-                             "--eval-text.")
-        seq = min(args.seq_len, len(calib_ids))
-        n_batches = max(1, args.calib_tokens // (4 * seq))
-        calib = None
-        if args.method == "auto" and n_batches >= 2 and len(calib_ids) >= 4 * seq / HELDOUT_FRACTION:
-            calib = calibration_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches)
-        calib = calib or token_batches(calib_ids, seq_len=seq, batch_size=4, n_batches=n_batches, seed=0)
-    teacher = copy.deepcopy(model) if needs_teacher(args) else None
-    weights, protect = _profile_choices(args, layers)
-    extra = {} if args.families is None else {"families": tuple(args.families)}
-    result = compress_model(model, method=args.method, ratio=ratio, max_bond=args.max_bond,
-                            layers=layers if _selects(args) else None,
-                            calibration=calib, allocation=args.allocation, ridge=args.ridge, weights=weights,
-                            protect=protect, sequential=args.sequential, feedback_ridge=args.feedback_ridge,
-                            prune=args.prune, progress=not args.no_progress, **extra)
-    if args.show_layers:
-        print(result.table())
-    if eval_ids is not None:
-        reports.append(evaluate_model(model, f"{args.method}", ids=eval_ids, speed_tokens=8, **kw))
-    if heal_requested(args):
-        run_heal(model, teacher, heal_ids, args)
-        if eval_ids is not None:
-            reports.append(evaluate_model(model, f"{args.method}+heal", ids=eval_ids, speed_tokens=8, **kw))
-    out = save_compressed(model, args.out, tokenizer=tok)
-    if reports:
-        write_reports(reports, out / "report.json")
-    print(_summary(result, block_weights, (bytes_before, model_bytes(model)), reports, time.perf_counter() - start,
-                   out))
+    run = run_compress(settings_from_args(args), log=_say, show_layers=args.show_layers)
+    print(run.summary)
     return 0
-
-
-def _selects(args: Any) -> bool:
-    """Whether any layer-selection option was given."""
-    return bool(args.layers or args.roles or args.depth or args.exclude)
-
-
-def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
-    """One screen: what was kept, how big, how good, how long."""
-    from ..recipes.evaluate import format_reports
-
-    kept = sum(r.original_params if r.form == "dense" else r.params for r in result.layers)
-    forms: dict[str, int] = {}
-    for r in result.layers:
-        forms[r.form] = forms.get(r.form, 0) + 1
-    prune = result.extra.get("prune")
-    lines = ["", f"== tnkit compress: {result.method} =="]
-    if result.extra.get("auto_predicted"):
-        lines.append("auto: held-out loss of the search built in one shot after width pruning to " + ", ".join(
-            f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_predicted"].items()))
-    if "auto_losses" in result.extra:
-        lines.append("auto: held-out loss after width pruning to " + ", ".join(
-            f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_losses"].items())
-            + f" of the block weights (then the search); chose {result.extra['auto_prune']:.0%}")
-    if prune is not None:
-        lines.append(f"width pruning: MLP {prune.before['intermediate_size']} -> {prune.intermediate_size} channels, "
-                     f"key/value heads {prune.before['kv_groups']} -> {prune.kv_groups}, query heads per key/value "
-                     f"head {prune.before['heads_per_group']} -> {prune.heads_per_group} (every block)")
-        if result.method == "prune":
-            kept, block_weights = prune.params_after, prune.params_before
-    lines.append(f"block linear weights: {block_weights:,} -> {kept:,} ({kept / block_weights:.1%} kept); layers: "
-                 + ", ".join(f"{n} {k}" for k, n in sorted(forms.items())))
-    lines.append(f"whole model: {result.params_before:,} -> {result.params_after:,} parameters ({result.ratio:.1%}); "
-                 f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers")
-    if reports:
-        lines.append(format_reports(reports))
-    lines.append(f"compression {result.seconds:.1f} s; total {seconds:.1f} s; saved to {out}")
-    return "\n".join(lines)
-
-
-def _profile_choices(args: Any, layers: Any) -> tuple[Any, list[str]]:
-    """Sensitivity weights and protected layers from ``--profile`` / ``--protect-above``."""
-    import json
-
-    from ..recipes.sensitivity import ProfileRow, sensitive_layers, sensitivity_weights
-
-    if args.profile is None:
-        if args.protect_above is not None:
-            raise ValueError("`--protect-above` needs `--profile` (a profile.json written by `tnkit profile`).")
-        return None, []
-    path = Path(args.profile)
-    if not path.is_file():
-        raise FileNotFoundError(f"`--profile`: no such file {str(path)!r}.")
-    try:
-        rows = [ProfileRow(**r) for r in json.loads(path.read_text())["sensitivity"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"`--profile` {str(path)!r} is not a profile.json written by `tnkit profile` ({exc}).") from None
-    if not rows:
-        raise ValueError(f"`--profile` {str(path)!r} has no sensitivity rows (run `tnkit profile` with --eval-text).")
-    protect = [] if args.protect_above is None else sensitive_layers(rows, layers, threshold=args.protect_above)
-    return sensitivity_weights(rows, layers), protect
 
 
 def _run_profile(args: Any) -> int:
@@ -337,14 +214,15 @@ def _run_profile(args: Any) -> int:
 
     from ...io import atomic_write
     from ..storage.models import load_model
+    from ..recipes.run import read_token_ids, select_layers
     from ..recipes.sensitivity import entanglement_profile, format_profile, plot_profile, sensitivity_profile
 
     model, tok = load_model(args.model, gguf_file=args.gguf, cache=not args.no_cache)
-    layers = _select(model, args)
+    layers = select_layers(model, layers=args.layers, roles=args.roles, depth=args.depth, exclude=args.exclude)
     ent = entanglement_profile(model, layers)
     print(format_profile(ent, "entropy"))
     sens = None
-    eval_ids = _text_ids(tok, args.eval_text, "eval")
+    eval_ids = read_token_ids(tok, args.eval_text, "eval")
     if eval_ids is not None:
         base, sens = sensitivity_profile(model, eval_ids, unit=args.unit, ratio=args.ratio, layers=layers,
                                          window=args.window, stride=args.stride, max_tokens=args.eval_tokens or 4096,
@@ -362,12 +240,13 @@ def _run_profile(args: Any) -> int:
 
 def _run_eval(args: Any) -> int:
     from ..recipes.evaluate import evaluate_model, format_reports, write_reports
+    from ..recipes.run import read_token_ids
     from ..storage.models import load_model
 
     reports = []
     for path in args.models:
         model, tok = load_model(path, gguf_file=args.gguf, cache=not args.no_cache)
-        ids = _text_ids(tok, args.eval_text, "eval")
+        ids = read_token_ids(tok, args.eval_text, "eval")
         reports.append(evaluate_model(model, Path(path).name, ids=ids, window=args.window, stride=args.stride,
                                       max_tokens=args.eval_tokens, speed_tokens=args.speed_tokens, disk_path=path,
                                       progress=not args.no_progress))

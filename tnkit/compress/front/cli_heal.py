@@ -1,22 +1,21 @@
 """Command-line pieces for healing (the ``tnkit compress`` heal options) and ``tnkit export``.
 
-Every option is checked when it is parsed or before the model is loaded: a bad value
-or an unwritable ``--out`` fails in a second, not after minutes of compression.
+The healing options become a :class:`~tnkit.compress.recipes.run.HealSettings`, which
+the library recipe :func:`~tnkit.compress.recipes.run.run_compress` follows. Every
+option is checked when it is parsed or before the model is loaded: a bad value or an
+unwritable ``--out`` fails in a second, not after minutes of compression.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..._argtypes import fraction, int_at_least, positive_float
+from ..recipes.run import CHECKPOINT_SUBDIR
 
-__all__ = ["add_heal_args", "check_heal_args", "heal_requested", "needs_teacher", "run_heal", "add_export_parser",
-           "positive_int", "nonnegative_int", "positive_float", "CHECKPOINT_SUBDIR"]
-
-#: Where ``tnkit compress`` keeps its healing checkpoint, inside ``--out``.
-CHECKPOINT_SUBDIR = "heal_checkpoint"
+__all__ = ["add_heal_args", "heal_data", "heal_requested", "heal_settings_from_args", "add_export_parser",
+           "positive_int", "nonnegative_int", "positive_float"]
 
 
 #: argparse types of the healing options (see :mod:`tnkit._argtypes`).
@@ -70,63 +69,25 @@ def heal_requested(args: Any) -> bool:
     return heal_data(args) is not None
 
 
-def _heal_loss(args: Any) -> str:
-    if args.heal_loss is not None:
-        return args.heal_loss
-    return "kl" if heal_data(args) in ("self", "mix") else "lm"
+def heal_settings_from_args(args: argparse.Namespace) -> Any:
+    """:class:`~tnkit.compress.recipes.run.HealSettings` from the healing options (``None``: no healing).
 
+    Raises ``ValueError`` for options that do not go together.
+    """
+    from ..recipes.run import HealSettings
 
-def needs_teacher(args: Any) -> bool:
-    """Whether healing needs an uncompressed copy of the model (distillation or self-generated text)."""
-    return heal_requested(args) and (_heal_loss(args) == "kl" or heal_data(args) in ("self", "mix"))
-
-
-def check_heal_args(args: Any) -> None:
-    """Checks of ``tnkit compress`` options that argparse cannot do, run before the model is loaded."""
-    from ..tuning.healing import read_checkpoint_state, resolve_device
-    from ..storage.serialize import check_output_dir
-
-    out = check_output_dir(args.out)
     data = heal_data(args)
     if data in ("text", "mix") and args.heal_text is None:
         raise ValueError(f"`--heal-data {data}` needs --heal-text.")
-    if data is None and args.resume:
-        raise ValueError("`--resume` continues a healing run: give --heal-text or --heal-data.")
     if data is None:
-        return
-    resolve_device(args.device)
-    if args.heal_text is not None and not Path(args.heal_text).exists():
-        raise FileNotFoundError(f"`--heal-text`: {args.heal_text!r} does not exist.")
-    state = read_checkpoint_state(out / CHECKPOINT_SUBDIR)
-    if args.resume and state is None:
-        raise FileNotFoundError(f"`--resume`: no healing checkpoint in {str(out / CHECKPOINT_SUBDIR)!r}.")
-    if not args.resume and state is not None:
-        raise FileExistsError(f"a healing checkpoint (step {state['step']}) is in {str(out / CHECKPOINT_SUBDIR)!r}: "
-                              "pass --resume to continue it, or remove it to start afresh.")
-
-
-def run_heal(model: Any, teacher: Any, heal_ids: Any, args: Any) -> Any:
-    """Heal ``model`` as the options say, print a one-line summary; the model ends on the CPU."""
-    from ..tuning.distill import distillation_stream
-    from ..tuning.healing import heal
-
-    data = heal_data(args)
-    if data == "text":
-        source, seq_len = heal_ids, min(args.seq_len, max(2, len(heal_ids) // 8))
-    else:
-        source = distillation_stream(teacher, seq_len=args.seq_len, text_ids=heal_ids if data == "mix" else None,
-                                     text_fraction=args.text_fraction, greedy_tokens=args.greedy_tokens)
-        seq_len = None
-    h = heal(model, source, max_tokens=args.heal_tokens, max_seconds=args.heal_seconds, lr=args.lr, seq_len=seq_len,
-             batch_size=args.heal_batch, checkpoint_dir=Path(args.out) / CHECKPOINT_SUBDIR,
-             checkpoint_every=args.checkpoint_every, resume=bool(args.resume), loss=_heal_loss(args), teacher=teacher,
-             device=args.device, gradient_checkpointing=args.grad_checkpointing, progress=not args.no_progress)
-    model.to("cpu")
-    if teacher is not None:
-        teacher.to("cpu")
-    print(f"healed {h.steps} steps ({h.steps - h.resumed_from_step} now), {h.tokens:,} tokens in {h.seconds:.1f} s "
-          f"({h.tokens_per_s:,.1f} tokens/s on {h.device}), final loss {h.final_loss:.3f}")
-    return h
+        if args.resume:
+            raise ValueError("`--resume` continues a healing run: give --heal-text or --heal-data.")
+        return None
+    return HealSettings(data=data, text=args.heal_text, text_fraction=args.text_fraction,
+                        greedy_tokens=args.greedy_tokens, tokens=args.heal_tokens, seconds=args.heal_seconds,
+                        batch_size=args.heal_batch, lr=args.lr, loss=args.heal_loss,
+                        checkpoint_every=args.checkpoint_every, resume=bool(args.resume), device=args.device,
+                        gradient_checkpointing=args.grad_checkpointing)
 
 
 def add_export_parser(sub: Any) -> None:

@@ -29,9 +29,10 @@ MPO data-aware methods and ``"uniform"`` otherwise (the literature baselines).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,6 @@ DEFAULT_SEQUENTIAL = True
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
 NEEDS_DATA = ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
-_LOWRANK = ("svd", "asvd", "whiten")
 log = logging.getLogger(__name__)
 
 
@@ -571,22 +571,44 @@ def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) ->
     return max(1, int(ratio * out * inp / (out + inp)))
 
 
+#: How each low-rank method weights a weight ``w`` before its truncated SVD:
+#: method -> target(w, stats, alpha, ridge).
+_LOWRANK_TARGETS: dict[str, Callable[..., np.ndarray]] = {
+    "svd": lambda w, st, alpha, ridge: w,
+    "asvd": lambda w, st, alpha, ridge: w * channel_scale(st, alpha=alpha)[None, :],
+    "whiten": lambda w, st, alpha, ridge: w @ cholesky_whitener(ridge_covariance(st.covariance, ridge)),
+}
+
+def _lowrank_size_curve(target: Callable[..., np.ndarray], module, w, st, alpha, step, ridge) -> SizeCurve:
+    return lowrank_curve(target(w, st, alpha, ridge), step=step)
+
+
+def _mpo_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return mpo_curve(w, *_dims(module, 2), step=step)
+
+
+def _mpo_aware_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return mpo_curve(w, *_dims(module, 2), input_scale=channel_scale(st, alpha=alpha), step=step)
+
+
+def _mpo_whiten_size_curve(module, w, st, alpha, step, ridge) -> SizeCurve:
+    return whitened_mpo_curve(w, st.covariance, *_dims(module, 2), step=step, ridge=ridge)
+
+
+#: Each method's error-versus-size curve of a layer (in the method's own error metric):
+#: method -> curve(module, weight, stats, alpha, step, ridge).
+_SIZE_CURVES: dict[str, Callable[..., SizeCurve]] = {
+    **{m: functools.partial(_lowrank_size_curve, target) for m, target in _LOWRANK_TARGETS.items()},
+    "mpo": _mpo_size_curve,
+    "mpo-aware": _mpo_aware_size_curve,
+    "mpo-whiten": _mpo_whiten_size_curve,
+}
+
+
 def _size_curve(module: nn.Module, method: str, st: ActivationStats | None, alpha: float, step: int,
                 ridge: float) -> SizeCurve:
-    """The layer's error-versus-size curve in the method's own error metric."""
-    w = linear_weight(module).detach().double().numpy()
-    if method in _LOWRANK:
-        target = w
-        if method == "asvd":
-            target = w * channel_scale(st, alpha=alpha)[None, :]
-        elif method == "whiten":
-            target = w @ cholesky_whitener(ridge_covariance(st.covariance, ridge))
-        return lowrank_curve(target, step=step)
-    o, i = _dims(module, 2)
-    if method == "mpo-whiten":
-        return whitened_mpo_curve(w, st.covariance, o, i, step=step, ridge=ridge)
-    scale = channel_scale(st, alpha=alpha) if method == "mpo-aware" else None
-    return mpo_curve(w, o, i, input_scale=scale, step=step)
+    """The layer's error-versus-size curve in the method's own error metric (:data:`_SIZE_CURVES`)."""
+    return _SIZE_CURVES[method](module, linear_weight(module).detach().double().numpy(), st, alpha, step, ridge)
 
 
 def _ratio_of_the_rest(chosen: Mapping[str, nn.Module], ratio: float, protect: set[str]) -> float:
@@ -623,24 +645,66 @@ def _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha,
     return {name: int(curves[name].sizes[j]) for name, j in choice.items()}
 
 
-def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge) -> nn.Module:
-    if method in _LOWRANK:
-        limit = min(linear_weight(module).shape)
-        if size > limit:
-            raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
-        kwargs: dict[str, Any] = {"rank": size, "method": method}
-        if method == "asvd":
-            kwargs["input_scale"] = channel_scale(st, alpha=alpha)
-        if method == "whiten":
-            kwargs["covariance"], kwargs["ridge"] = st.covariance, ridge
-        return LowRankLinear.from_linear(module, **kwargs)
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The options of :func:`compress_model` that the layer builders read."""
+
+    n_cores: int
+    alpha: float
+    refit_limit: int
+    sweeps: int
+    cg_iterations: int
+    ridge: float
+
+
+#: What each low-rank method passes to :meth:`LowRankLinear.from_linear` besides the rank:
+#: method -> inputs(stats, options).
+_LOWRANK_INPUTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "svd": lambda st, opt: {},
+    "asvd": lambda st, opt: {"input_scale": channel_scale(st, alpha=opt.alpha)},
+    "whiten": lambda st, opt: {"covariance": st.covariance, "ridge": opt.ridge},
+}
+
+
+def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    limit = min(linear_weight(module).shape)
+    if size > limit:
+        raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
+    return LowRankLinear.from_linear(module, rank=size, method=method, **_LOWRANK_INPUTS[method](st, opt))
+
+
+def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size)
+
+
+def _capped_bond(module: nn.Module, size: int, n_cores: int) -> tuple[int, tuple[int, ...]]:
+    """``size`` capped at the largest bond the layer's MPO admits, and the MPO's input dims."""
     o, i = _dims(module, n_cores)
-    if method == "mpo":
-        return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size)
-    size = min(size, max(max_bonds(o, i)))
-    if method == "mpo-whiten":
-        return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=n_cores, max_bond=size, sweeps=sweeps,
-                                              cg_iterations=cg_iterations, ridge=ridge)
-    refit = size * i[-1] <= refit_limit
-    return MPOLinear.from_linear(module, n_cores=n_cores, max_bond=size, input_scale=channel_scale(st, alpha=alpha),
+    return min(size, max(max_bonds(o, i))), i
+
+
+def _build_mpo_aware(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    size, i = _capped_bond(module, size, opt.n_cores)
+    refit = size * i[-1] <= opt.refit_limit
+    return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size, input_scale=channel_scale(st, alpha=opt.alpha),
                                  covariance=st.covariance if refit else None)
+
+
+def _build_mpo_whiten(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+    size, _ = _capped_bond(module, size, opt.n_cores)
+    return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=opt.n_cores, max_bond=size, sweeps=opt.sweeps,
+                                          cg_iterations=opt.cg_iterations, ridge=opt.ridge)
+
+
+#: The compressed layer of each single-family method: method -> build(module, method, size, stats, options).
+_LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    **dict.fromkeys(_LOWRANK_INPUTS, _build_lowrank),
+    "mpo": _build_mpo,
+    "mpo-aware": _build_mpo_aware,
+    "mpo-whiten": _build_mpo_whiten,
+}
+
+
+def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge) -> nn.Module:
+    options = _BuildOptions(n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
+    return _LAYER_BUILDERS[method](module, method, size, st, options)

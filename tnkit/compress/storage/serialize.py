@@ -39,7 +39,6 @@ import math
 import os
 import shutil
 import stat
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from ...errors import SchemaError
+from ...io import read_safetensors_header
 from ..layers.lowrank import LowRankLinear
 from ..layers.mpo_linear import MPOLinear
 from ..layers.surgery import replace_layers
@@ -291,22 +291,9 @@ def _check_regular(path: Path, *, limit: int | None = None) -> int:
 
 def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
     """The validated tensor table of a safetensors file and the offset of its data."""
-    size = _check_regular(path)
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise SchemaError(f"{str(path)!r} is corrupt: {size} bytes, too short for a safetensors header.")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, _MAX_HEADER):
-            raise SchemaError(f"{str(path)!r} is corrupt: header of {n:,} bytes in a file of {size:,}.")
-        try:
-            table = json.loads(fh.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SchemaError(f"{str(path)!r} is corrupt: unreadable safetensors header ({exc}).") from None
-    if not isinstance(table, dict):
-        raise SchemaError(f"{str(path)!r} is corrupt: the safetensors header is not a table.")
-    table.pop("__metadata__", None)
-    data_size, end = size - 8 - n, 0
+    _check_regular(path)
+    table, data_start, size = read_safetensors_header(path, max_header_bytes=_MAX_HEADER)
+    data_size, end = size - data_start, 0
     for name, entry in sorted(table.items(), key=lambda kv: _offsets(kv[1])[0]):
         begin, stop = _offsets(entry)
         dtype = _DTYPES.get(entry.get("dtype")) if isinstance(entry, dict) else None
@@ -318,7 +305,7 @@ def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
         end = stop
     if end != data_size:
         raise SchemaError(f"{str(path)!r} is corrupt: {data_size:,} bytes of tensor data, the header describes {end:,}.")
-    return table, 8 + n
+    return table, data_start
 
 
 def _offsets(entry: Any) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 Both follow the truncation rule of :mod:`tnkit.core.linalg` (``max_bond``,
 ``cutoff`` as a relative discarded weight per bond) and both report an
-**exact** error, for the same reason as the MPS sweep (:mod:`tnkit.mps.compress`).
+**exact** error, for the same reason as the MPS sweep (:mod:`tnkit.mps.truncation`).
 
 Leaves-to-root truncation
 -------------------------
