@@ -225,9 +225,9 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
 
 
 def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress):
-    """Method ``auto`` through its candidates: the perplexity of each (``auto_prune<P>``, P = percentage the width
-    pruning kept: 100 is the search alone, the budget itself pruning alone) and the one it adopts (least held-out
-    loss). Returns the adopted candidate's result and model, and the CPU seconds spent on the candidates' perplexity."""
+    """Method ``auto`` through the candidates it builds: the perplexity of each (``auto_prune<P>``, P = percentage the
+    width pruning kept: 100 is the search alone, the budget itself pruning alone; with the predicted loss increase of
+    every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's result and model, and the CPU seconds spent on the candidates' perplexity."""
     import tnkit.compress as tc
 
     best, eval_cpu, eval_wall, wall = None, 0.0, 0.0, time.perf_counter()
@@ -237,7 +237,8 @@ def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride
         eval_cpu += time.process_time() - t
         eval_wall += time.perf_counter() - w
         rep.emit(make_row("compress", f"perplexity_auto_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
-                          base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride))
+                          base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride,
+                          predicted=cand.predicted.get(cand.prune), all_predicted=cand.predicted))
         if best is None or cand.loss < best.loss:
             best = cand
         del cand

@@ -93,3 +93,21 @@ def test_compress_model_prune_method_and_stage(calib):
     res = tc.compress_model(model, method="search", ratio=0.6, prune=0.85, calibration=calib, progress=False)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1
+
+
+@pytest.mark.parametrize("widths, block_layers", [
+    (dict(heads_per_group=1), ("self_attn.q_proj", "self_attn.o_proj")),  # the MLP then sees other inputs
+    (dict(intermediate_size=50), ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"))])
+def test_pruned_stats_are_the_pruned_models_own_in_the_first_block(calib, widths, block_layers):
+    from tnkit.compress.recipes.prune import pruned_stats
+
+    model = tc.tiny_llama(seed=3)
+    stats = tc.collect_activation_stats(model, tc.find_layers(model), calib)
+    res = prune_width(model, stats=stats, fold=False, **widths)
+    cut = pruned_stats(stats, res)
+    fresh = tc.collect_activation_stats(model, tc.find_layers(model), calib)
+    assert sum(res.errors.values()) > 0 and len(res.errors) == 2 * model.config.num_hidden_layers
+    for name in block_layers:
+        name = f"model.layers.0.{name}"
+        np.testing.assert_allclose(cut[name].covariance, fresh[name].covariance, rtol=1e-5, atol=1e-6)
+        assert cut[name].mean_abs.shape == fresh[name].mean_abs.shape

@@ -19,28 +19,53 @@ def calib():
     return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
 
 
-def test_auto_is_the_best_of_its_candidates_and_they_are_the_baselines(calib):
+def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_better(calib):
     base = tc.tiny_llama(seed=2)
     before = block_linear_params(base)
     model = copy.deepcopy(base)
     res = tc.compress_model(model, ratio=0.6, calibration=calib, progress=False)
     assert res.method == "auto" == tc.DEFAULT_METHOD
-    losses = res.extra["auto_losses"]
-    assert sorted(losses) == sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS)
+    predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
+    assert sorted(predicted) == sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0)
+    assert all(np.isfinite(v) and v > 0 for v in predicted.values())
+    best = min(predicted, key=predicted.get)
+    assert sorted(losses) == sorted({best, 0.6})  # the predicted best search split, and pruning alone
     assert losses[res.extra["auto_prune"]] == min(losses.values())
     fit, held = heldout_split(calib)
     assert len(fit) == 2 and len(held) == 1
     assert heldout_loss(model, held) == pytest.approx(min(losses.values()), rel=1e-6)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1
-    # pruning alone and the search alone, run directly on the fitting batches, are two of the candidates
+    # both built candidates are the plain methods run directly on the fitting batches with the same sensitivities
+    weights = tc.gradient_weights(base, tc.find_layers(base), fit[:1])
     pruned = copy.deepcopy(base)
     tc.compress_model(pruned, method="prune", ratio=0.6, calibration=fit, progress=False)
     searched = copy.deepcopy(base)
-    tc.compress_model(searched, method="search", ratio=0.6, calibration=fit, progress=False)
-    for m, keep in ((pruned, 0.6), (searched, 1.0)):
+    tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit,
+                      weights=weights, progress=False)
+    for m, keep in ((pruned, 0.6), (searched, best)):
         assert heldout_loss(m, held) == pytest.approx(losses[keep], rel=1e-5)
         assert heldout_loss(model, held) <= heldout_loss(m, held) + 1e-9
+
+
+def test_the_prediction_of_a_split_is_its_one_shot_held_out_loss(calib):
+    from tnkit.compress.recipes.pipeline import _predict_splits
+
+    base = tc.tiny_llama(seed=5)
+    fit, held = heldout_split(calib)
+    layers = tc.find_layers(base)
+    search = dict(calibration=fit, stats=tc.collect_activation_stats(base, layers, fit),
+                  weights=tc.gradient_weights(base, layers, fit[:1]), families=("lowrank",), step=8, max_flops=None)
+    pred = _predict_splits(base, 0.6, (0.0, 0.5), search, held, False)
+    assert sorted(pred) == [0.8, 1.0]
+    for keep in (0.8, 1.0):
+        m = copy.deepcopy(base)
+        tc.compress_model(m, method="search", ratio=0.6, prune=None if keep == 1.0 else keep, sequential=False,
+                          calibration=fit, weights=search["weights"], progress=False)
+        assert pred[keep] == pytest.approx(heldout_loss(m, held), rel=1e-6)
+    ref = tc.tiny_llama(seed=5)
+    for p, q in zip(base.parameters(), ref.parameters()):  # the model itself is untouched
+        assert p.shape == q.shape and bool((p == q).all())
 
 
 def test_auto_validates_before_work(calib):

@@ -115,7 +115,7 @@ _SUBMODULE_OF: dict[str, str] = {
         'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
         'CompressionResult', 'compress_model', 'count_params',
     ), 'recipes.pipeline'),
-    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width'), 'recipes.prune'),
+    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width', 'pruned_stats'), 'recipes.prune'),
     **dict.fromkeys((
         'FAMILIES', 'LayerOptions', 'gradient_weights', 'knapsack', 'layer_options', 'search_allocation',
     ), 'numerics.search'),
@@ -146,7 +146,7 @@ __all__ = [
     "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
-    "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "block_linear_params",
+    "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
     "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
     "CompressSettings", "HealSettings", "CompressRun", "run_compress", "run_heal",

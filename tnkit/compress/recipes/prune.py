@@ -30,15 +30,16 @@ the same number of query heads leaves every key/value group, or whole groups go.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...core.threads import blas_threads
 from ...core.validate import check_int
 
-__all__ = ["PruneResult", "prune_width", "prune_plan", "block_linear_params", "PRUNE_FOLD_RIDGE"]
+__all__ = ["PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params", "PRUNE_FOLD_RIDGE"]
 
 #: relative ridge of the least-squares fold (times the mean kept-channel energy)
 PRUNE_FOLD_RIDGE = 1e-3
@@ -63,6 +64,14 @@ class PruneResult:
     removed_energy : float
         Residual-stream energy of the removed units summed over blocks, relative to the
         blocks' total MLP + attention output energy (after folding).
+    kept : dict
+        Per block index: ``(mlp_channels, attention_columns)``, the sorted indices of the
+        kept inputs of ``down_proj`` and ``o_proj`` (see :func:`pruned_stats`), ``None``
+        where nothing was removed.
+    errors : dict
+        Absolute output error ``tr(E C E^T)`` of each pruned ``down_proj`` / ``o_proj``
+        (after the fold), by layer name: the same currency as the factorisation
+        search's errors (:mod:`tnkit.compress.numerics.search`).
     """
 
     intermediate_size: int
@@ -72,6 +81,8 @@ class PruneResult:
     params_after: int
     before: dict
     removed_energy: float
+    kept: dict = field(default_factory=dict, repr=False)
+    errors: dict = field(default_factory=dict, repr=False)
 
     @property
     def ratio(self) -> float:
@@ -112,12 +123,11 @@ def _energy(w: np.ndarray, c: np.ndarray, cols: np.ndarray) -> float:
 
 def _head_scores(o: np.ndarray, c: np.ndarray, n_kv: int, per_group: int, head_dim: int) -> np.ndarray:
     """Energy of each query head through ``o``, shape ``(n_kv, per_group)``."""
-    scores = np.empty((n_kv, per_group))
-    for g in range(n_kv):
-        for h in range(per_group):
-            start = (g * per_group + h) * head_dim
-            scores[g, h] = _energy(o, c, np.arange(start, start + head_dim))
-    return scores
+    heads = n_kv * per_group
+    oh = o[:, : heads * head_dim].reshape(o.shape[0], heads, head_dim)
+    ch = c[: heads * head_dim, : heads * head_dim].reshape(heads, head_dim, heads, head_dim)
+    diag = ch[np.arange(heads), :, np.arange(heads), :]  # (heads, head_dim, head_dim): each head's own block
+    return np.einsum("ohi,hij,ohj->h", oh, diag, oh).reshape(n_kv, per_group)
 
 
 def _kept_heads(scores: np.ndarray, kv_keep: int, per_group_keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,18 +271,22 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
             raise ValueError(f"`{name}` must be at most {top}, got {v}.")
         widths[name] = v
     st = _stats(model, blocks, calibration, stats)
-    if ratio is not None:
-        widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
-            model, float(ratio), st, weights=weights)
-    m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
-    removed = total = 0.0
-    for i, b in enumerate(blocks):
-        co = st[f"model.layers.{i}.self_attn.o_proj"].covariance
-        cd = st[f"model.layers.{i}.mlp.down_proj"].covariance
-        err_a, tot_a = _prune_attention(b.self_attn, co, n_kv, per_group, head_dim, kv_keep, pg_keep, fold)
-        err_m, tot_m = _prune_mlp(b.mlp, cd, m_keep, fold)
-        removed += err_a + err_m
-        total += tot_a + tot_m
+    with blas_threads(min(hidden, inter)):  # small factorisations: one BLAS thread (tnkit.core.threads)
+        if ratio is not None:
+            widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
+                model, float(ratio), st, weights=weights)
+        m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
+        removed = total = 0.0
+        kept, errors = {}, {}
+        for i, b in enumerate(blocks):
+            on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
+            err_a, tot_a, cols = _prune_attention(b.self_attn, st[on].covariance, n_kv, per_group, head_dim, kv_keep,
+                                                  pg_keep, fold)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[dn].covariance, m_keep, fold)
+            kept[i] = (channels, cols)
+            errors[on], errors[dn] = err_a, err_m
+            removed += err_a + err_m
+            total += tot_a + tot_m
     before = {"intermediate_size": inter, "kv_groups": n_kv, "heads_per_group": per_group}
     cfg = model.config
     cfg.intermediate_size = m_keep
@@ -281,7 +295,36 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
     cfg.head_dim = head_dim
     return PruneResult(m_keep, pg_keep, kv_keep, len(blocks) * _block_params(hidden, inter, n_kv, per_group, head_dim),
                        len(blocks) * _block_params(hidden, m_keep, kv_keep, pg_keep, head_dim), before,
-                       removed / max(total, 1e-300))
+                       removed / max(total, 1e-300), kept, errors)
+
+
+def pruned_stats(stats: Mapping[str, object], result: PruneResult) -> dict[str, object]:
+    """The statistics of the pruned model's block layers, cut from the original model's ``stats``.
+
+    The inputs of ``q/k/v`` and ``gate/up`` (the normalised residual stream) are the
+    original model's; those of ``o_proj`` and ``down_proj`` lose the pruned heads' and
+    channels' rows and columns. Exact for the statistics measured on the original model,
+    so a search after pruning can plan on them without another pass over the calibration
+    text (:func:`tnkit.compress.compress_model` does so; its sequential build measures the
+    pruned model's own inputs anyway).
+
+    Parameters
+    ----------
+    stats : mapping of str to ActivationStats
+        The original model's statistics of every block layer (``model.layers.<i>...`` names).
+    result : PruneResult
+        What :func:`prune_width` removed from that model.
+    """
+    from ..calibrate.calibration import ActivationStats
+
+    out = dict(stats)
+    for i, (channels, cols) in result.kept.items():
+        for name, idx in ((f"model.layers.{i}.mlp.down_proj", channels), (f"model.layers.{i}.self_attn.o_proj", cols)):
+            st = stats.get(name)
+            if st is None or idx is None:
+                continue
+            out[name] = ActivationStats(st.second_moment_sum[np.ix_(idx, idx)], st.abs_sum[idx], st.n_tokens)
+    return out
 
 
 def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -297,7 +340,7 @@ def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool) -> tuple[
     d = mlp.down_proj.weight.detach().double().numpy()
     total = float(np.sum((d @ c) * d))
     if keep_n == d.shape[1]:
-        return 0.0, total
+        return 0.0, total, None
     score = np.sum(d * d, axis=0) * np.diag(c)
     keep = np.sort(np.argsort(-score, kind="stable")[:keep_n])
     err, new_down = _removed(d, c, keep, fold=fold)
@@ -310,7 +353,7 @@ def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool) -> tuple[
     mlp.down_proj = _sliced(lin, torch.as_tensor(new_down, dtype=dt), None if lin.bias is None else lin.bias.detach())
     if hasattr(mlp, "intermediate_size"):
         mlp.intermediate_size = keep_n
-    return err, total
+    return err, total, keep
 
 
 def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
@@ -318,7 +361,7 @@ def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, 
     o = attn.o_proj.weight.detach().double().numpy()
     total = float(np.sum((o @ c) * o))
     if kv_keep == n_kv and pg_keep == per_group:
-        return 0.0, total
+        return 0.0, total, None
     groups, heads = _kept_heads(_head_scores(o, c, n_kv, per_group, head_dim), kv_keep, pg_keep)
     q_heads = [g * per_group + h for g, hh in zip(groups, heads) for h in hh]
     q_cols = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in q_heads])
@@ -335,7 +378,7 @@ def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, 
                         ("num_key_value_groups", pg_keep), ("head_dim", head_dim)):
         if hasattr(attn, attr):
             setattr(attn, attr, value)
-    return err, total
+    return err, total, q_cols
 
 
 def block_linear_params(model: nn.Module) -> int:

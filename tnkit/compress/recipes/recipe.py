@@ -6,10 +6,13 @@ MLP channels and heads, the search truncates spectra where they are cheapest. Ne
 better at every budget (on SmolLM2-135M the search wins when little is removed, pruning
 when much is), and mixing them (prune to ``p``, then search the rest of the budget) can
 beat both. ``AUTO_SPLITS`` lists the shares of the removal ``1 - ratio`` given to
-pruning that method ``"auto"`` tries; each candidate is built on a copy of the model and
-scored by its language-model loss on calibration batches that no candidate was fitted on,
-and the lowest wins. Pruning alone and the search alone are among the candidates, so on
-that held-out loss the result is never worse than either.
+pruning that method ``"auto"`` tries. Each candidate is built on a copy of the model and
+scored by its language-model loss on a calibration batch that no candidate was fitted on,
+and the lowest wins. The splits that use the search are first built in one shot (every
+layer truncated on the original model's statistics, no pass over the calibration text)
+and only the best of them is rebuilt block by block (sequential calibration, two passes
+over the text) to compete with pruning alone. So on the held-out loss the result is never
+worse than pruning alone, and never worse than the search alone built in one shot.
 """
 
 from __future__ import annotations

@@ -567,6 +567,9 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
         forms[r.form] = forms.get(r.form, 0) + 1
     prune = result.extra.get("prune")
     lines = ["", f"== tnkit compress: {result.method} =="]
+    if result.extra.get("auto_predicted"):
+        lines.append("auto: held-out loss of the search built in one shot after width pruning to " + ", ".join(
+            f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_predicted"].items()))
     if "auto_losses" in result.extra:
         lines.append("auto: held-out loss after width pruning to " + ", ".join(
             f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_losses"].items())
