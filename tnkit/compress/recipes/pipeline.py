@@ -152,9 +152,11 @@ def compress_model(
     model : torch.nn.Module
         A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
     method : str
-        One of :data:`METHODS`; default :data:`DEFAULT_METHOD` (``"prune"``: structured width
-        pruning, :mod:`tnkit.compress.recipes.prune`, Llama-style models). ``"search"`` is the per-layer
-        search over factorisations (:mod:`tnkit.compress.numerics.search`).
+        One of :data:`METHODS`; default :data:`DEFAULT_METHOD` (``"auto"``: width pruning and
+        the per-layer search, the budget split between them chosen on held-out calibration loss,
+        :mod:`tnkit.compress.recipes.recipe`). ``"prune"`` is structured width pruning alone
+        (:mod:`tnkit.compress.recipes.prune`, Llama-style models), ``"search"`` the per-layer
+        search over factorisations alone (:mod:`tnkit.compress.numerics.search`).
     ratio : float, optional
         Fraction in (0, 1] of the selected layers' weight parameters to keep (by default
         the selected layers are every linear layer inside the blocks: embeddings, norms
