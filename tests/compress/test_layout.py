@@ -54,8 +54,25 @@ def test_importing_a_former_path_imports_no_more_than_its_module():
 def test_every_single_family_method_has_a_layer_builder_and_a_size_curve():
     from tnkit.compress.recipes import pipeline
 
-    single = set(pipeline.METHODS) - {"auto", "search", "prune"}
+    single = {name for name, spec in pipeline.METHOD_SPECS.items() if not spec.plans_sizes}
+    assert single == set(pipeline.METHODS) - {"auto", "search", "prune"}
     assert set(pipeline._LAYER_BUILDERS) == single and set(pipeline._SIZE_CURVES) == single
+
+
+def test_method_specs_decide_the_option_rules():
+    import tnkit.compress as tc
+    from tnkit.compress.recipes import pipeline
+
+    assert tc.METHODS == tuple(tc.METHOD_SPECS) and tc.METHOD_SPECS["whiten"] == tc.MethodSpec(needs_data=True)
+    assert pipeline.NEEDS_DATA == ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+    model = tc.tiny_llama()
+    for method, spec in tc.METHOD_SPECS.items():
+        if spec.plans_sizes:  # a fixed bond is refused before any work
+            with pytest.raises(ValueError, match="plans sizes for a `ratio`"):
+                tc.compress_model(model, method=method, max_bond=4, progress=False)
+        if spec.needs_data and method not in ("auto",):
+            with pytest.raises(ValueError, match="data-aware|calibration"):
+                tc.compress_model(model, method=method, ratio=0.5, progress=False)
 
 
 @pytest.mark.parametrize("package", ["mps", "ttn"])

@@ -112,7 +112,7 @@ _SUBMODULE_OF: dict[str, str] = {
     **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'storage.models'),
     **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'layers.mpo_linear'),
     **dict.fromkeys((
-        'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS',
+        'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS', 'METHOD_SPECS', 'MethodSpec',
         'CompressionResult', 'compress_model', 'count_params',
     ), 'recipes.pipeline'),
     **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width', 'pruned_stats'), 'recipes.prune'),
@@ -139,7 +139,7 @@ __all__ = [
     "channel_scale", "SizeCurve", "mpo_curve", "lowrank_curve", "allocate_budget", "METHODS",
     "ALLOCATIONS", "CompressionResult", "WhitenedMPO", "whitened_mpo_factorize", "als_refit",
     "kronecker_covariance", "whitened_error", "whitened_mpo_curve", "entanglement_weights",
-    "sensitive_layers", "ridge_covariance", "DEFAULT_RIDGE", "HEAL_LOSSES", "compress_model",
+    "sensitive_layers", "ridge_covariance", "DEFAULT_RIDGE", "HEAL_LOSSES", "compress_model", "METHOD_SPECS", "MethodSpec",
     "count_params", "find_layers", "replace_layers", "linear_weight", "entanglement_profile",
     "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal", "perplexity",
     "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",

@@ -51,10 +51,50 @@ from ..layers.surgery import find_layers, linear_weight, replace_layers
 from ..numerics.search import gradient_weights
 from ..numerics.whitened_mpo import whitened_mpo_curve
 
-__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
            "count_params"]
 
-METHODS = ("auto", "search", "svd", "asvd", "whiten", "mpo", "mpo-aware", "mpo-whiten", "prune")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What one compression method needs and does: its line in :data:`METHOD_SPECS`.
+
+    Attributes
+    ----------
+    needs_data : bool
+        Data-aware: needs calibration batches (or precomputed statistics).
+    plans_sizes : bool
+        Plans every layer's size itself from ``ratio``; a fixed ``max_bond`` is refused.
+    prunes : bool
+        Width-prunes every block (MLP channels and attention heads), so ``layers`` is refused.
+    curve_allocation : bool
+        A single-family method whose default allocation is ``"curve"`` (else ``"uniform"``).
+    input_scale : bool
+        Each compressed layer also stores an input scale (``in`` numbers), counted in its size.
+    """
+
+    needs_data: bool = False
+    plans_sizes: bool = False
+    prunes: bool = False
+    curve_allocation: bool = False
+    input_scale: bool = False
+
+
+#: Every compression method by name. A new single-family method is one line here plus its
+#: layer builder and size curve (``_LAYER_BUILDERS``, ``_SIZE_CURVES``).
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "auto": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
+    "search": MethodSpec(needs_data=True, plans_sizes=True),
+    "svd": MethodSpec(),
+    "asvd": MethodSpec(needs_data=True),
+    "whiten": MethodSpec(needs_data=True),
+    "mpo": MethodSpec(),
+    "mpo-aware": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
+    "mpo-whiten": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
+    "prune": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
+}
+METHODS = tuple(METHOD_SPECS)
 #: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
 #: factorisation search, the split between them chosen on held-out calibration loss
 #: (:mod:`tnkit.compress.recipes.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
@@ -70,7 +110,7 @@ DEFAULT_SEQUENTIAL = True
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
 ALLOCATIONS = ("uniform", "curve")
-NEEDS_DATA = ("auto", "search", "asvd", "whiten", "mpo-aware", "mpo-whiten", "prune")
+NEEDS_DATA = tuple(name for name, spec in METHOD_SPECS.items() if spec.needs_data)
 log = logging.getLogger(__name__)
 
 
@@ -244,7 +284,7 @@ def compress_model(
     ridge = opts["ridge"]
     chosen = _resolve_layers(model, layers)
     planning_needs_stats = method == "search" or (allocation == "curve" and max_bond is None)
-    if method in NEEDS_DATA and stats is None and (planning_needs_stats or not sequential):
+    if METHOD_SPECS[method].needs_data and stats is None and (planning_needs_stats or not sequential):
         stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
@@ -301,7 +341,8 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
     from ..numerics.search import FAMILIES
 
     check_option("method", method, METHODS)
-    allocation = allocation or ("curve" if method in ("mpo-aware", "mpo-whiten") else "uniform")
+    spec = METHOD_SPECS[method]
+    allocation = allocation or ("curve" if spec.curve_allocation else "uniform")
     check_option("allocation", allocation, ALLOCATIONS)
     check_option("sensitivity", sensitivity, SENSITIVITIES)
     for fam in families:
@@ -310,7 +351,7 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
         raise ValueError(f"give exactly one of `ratio` and `max_bond`, got ratio={ratio}, max_bond={max_bond}.")
     if ratio is not None and not (0.0 < float(ratio) <= 1.0):
         raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
-    if max_bond is not None and method in ("auto", "search", "prune"):
+    if max_bond is not None and spec.plans_sizes:
         raise ValueError(f"method {method!r} plans sizes for a `ratio`; `max_bond` is for the single-family methods.")
     if prune is not None:
         if not (0.0 < float(prune) <= 1.0) or (ratio is not None and float(prune) < float(ratio)):
@@ -322,17 +363,17 @@ def _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, s
         raise ValueError("method 'auto' chooses the pruning itself and needs `calibration` batches: leave `prune` "
                          f"unset and give `calibration`, got prune={prune!r}"
                          + (" and no calibration." if calibration is None else "."))
-    if (method in ("prune", "auto") or prune is not None) and layers is not None:
+    if (spec.prunes or prune is not None) and layers is not None:
         raise ValueError("width pruning acts on every block's MLP and attention: leave `layers` unset.")
     ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
     if not ridge >= 0.0:
         raise ValueError(f"`ridge` must be a number >= 0, got {ridge}.")
     if feedback_ridge is not None and not (sequential and float(feedback_ridge) >= 0.0):
         raise ValueError(f"`feedback_ridge` needs `sequential=True` and a number >= 0, got {feedback_ridge!r}.")
-    if sequential and (method not in NEEDS_DATA or calibration is None):
+    if sequential and (not spec.needs_data or calibration is None):
         raise ValueError(f"`sequential` needs a data-aware method ({', '.join(NEEDS_DATA)}) and `calibration` "
                          f"batches, got method={method!r}" + (" and no calibration." if calibration is None else "."))
-    if method in NEEDS_DATA and calibration is None and stats is None:
+    if spec.needs_data and calibration is None and stats is None:
         raise ValueError(f"method {method!r} is data-aware: give `calibration` batches or `stats`.")
     if prune is not None and calibration is None:
         raise ValueError("`prune` needs `calibration` batches (the pruned model is re-measured).")
@@ -569,7 +610,7 @@ def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) ->
     out, inp = linear_weight(module).shape
     if method.startswith("mpo"):
         o, i = _dims(module, n_cores)
-        scale = inp if method in ("mpo-aware", "mpo-whiten") else 0  # the input scale costs `in` numbers
+        scale = inp if METHOD_SPECS[method].input_scale else 0  # the input scale costs `in` numbers
         return bond_for_params(o, i, ratio * out * inp - scale)
     return max(1, int(ratio * out * inp / (out + inp)))
 
