@@ -25,7 +25,8 @@ def _modules():
 
 #: Former module names kept by the import hook of ``tnkit.core.moved``: importing one
 #: warns (FutureWarning) and gives the module that replaced it.
-RENAMED_MODULES = {"tnkit.aqc.init": "tnkit.aqc.initial", "tnkit.inspect": "tnkit.describe"}
+RENAMED_MODULES = {"tnkit.aqc.init": "tnkit.aqc.initial", "tnkit.inspect": "tnkit.describe",
+                   "tnkit.interop.quimb": "tnkit.mps.quimb", "tnkit.interop.ttn_quimb": "tnkit.ttn.quimb"}
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tnkit import MPO, MPS, heisenberg_mpo
-from tnkit.interop.quimb import mpo_from_quimb, mpo_to_quimb, mps_from_quimb, mps_to_quimb
+from tnkit.mps.quimb import mpo_from_quimb, mpo_to_quimb, mps_from_quimb, mps_to_quimb
 from conftest import random_array as rand
 from conftest import assert_close_rtol as assert_close
 from conftest import DTYPES, random_mpo

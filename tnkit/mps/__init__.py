@@ -4,7 +4,8 @@ Modules: :mod:`~tnkit.mps.mps` (the state class), :mod:`~tnkit.mps.mpo` (the
 operator class), :mod:`~tnkit.mps.canonical`, :mod:`~tnkit.mps.truncation`,
 :mod:`~tnkit.mps.overlap`, :mod:`~tnkit.mps.measure`, :mod:`~tnkit.mps.sampling`,
 :mod:`~tnkit.mps.gates`, :mod:`~tnkit.mps.apply` (MPO on MPS),
-:mod:`~tnkit.mps.builders` (Hamiltonians) and :mod:`~tnkit.mps.qiskit` (circuits).
+:mod:`~tnkit.mps.builders` (Hamiltonians), :mod:`~tnkit.mps.qiskit` (circuits) and
+:mod:`~tnkit.mps.quimb` (conversion to and from quimb).
 
 ``tnkit.mps.compress`` is the former name of :mod:`~tnkit.mps.truncation` (it read like the
 LLM compression of :mod:`tnkit.compress`): importing it warns and gives that module.

@@ -168,7 +168,7 @@ class MatrixProductOperator(TensorChain):
     @classmethod
     def from_quimb(cls, qmpo: Any) -> MatrixProductOperator:
         """Convert a ``quimb.tensor.MatrixProductOperator`` (exact)."""
-        from ..interop.quimb import mpo_from_quimb
+        from .quimb import mpo_from_quimb
 
         return mpo_from_quimb(qmpo)
 
@@ -326,7 +326,7 @@ class MatrixProductOperator(TensorChain):
 
     def to_quimb(self) -> Any:
         """An equal ``quimb.tensor.MatrixProductOperator``."""
-        from ..interop.quimb import mpo_to_quimb
+        from .quimb import mpo_to_quimb
 
         return mpo_to_quimb(self)
 

@@ -340,7 +340,7 @@ class MatrixProductState(TensorChain):
     @classmethod
     def from_quimb(cls, qmps: Any) -> MatrixProductState:
         """Convert a ``quimb.tensor.MatrixProductState`` (exact)."""
-        from ..interop.quimb import mps_from_quimb
+        from .quimb import mps_from_quimb
 
         return mps_from_quimb(qmps)
 
@@ -819,7 +819,7 @@ class MatrixProductState(TensorChain):
 
     def to_quimb(self) -> Any:
         """An equal ``quimb.tensor.MatrixProductState``."""
-        from ..interop.quimb import mps_to_quimb
+        from .quimb import mps_to_quimb
 
         return mps_to_quimb(self)
 

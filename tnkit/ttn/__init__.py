@@ -7,7 +7,7 @@ conventions), :mod:`~tnkit.ttn.canonical` (QR gauge moves and bookkeeping),
 :mod:`~tnkit.ttn.truncation` (hierarchical SVD and truncation),
 :mod:`~tnkit.ttn.measure` (density matrices, expectation values, entropies) and
 :mod:`~tnkit.ttn.sampling` (exact sampling). quimb interop lives in
-:mod:`tnkit.interop.ttn_quimb`.
+:mod:`~tnkit.ttn.quimb`.
 
 ``tnkit.ttn.compress`` is the former name of :mod:`~tnkit.ttn.truncation` (it read like the
 LLM compression of :mod:`tnkit.compress`): importing it warns and gives that module.

@@ -731,15 +731,15 @@ class TreeTensorNetwork:
     # ------------------------------------------------------------------ interop and files
 
     def to_quimb(self) -> Any:
-        """An equal ``quimb.tensor.TensorNetwork``; see :mod:`tnkit.interop.ttn_quimb`."""
-        from ..interop.ttn_quimb import ttn_to_quimb
+        """An equal ``quimb.tensor.TensorNetwork``; see :mod:`tnkit.ttn.quimb`."""
+        from .quimb import ttn_to_quimb
 
         return ttn_to_quimb(self)
 
     @classmethod
     def from_quimb(cls, tn: Any, **kwargs: Any) -> TreeTensorNetwork:
-        """A TTN equal to a tree-shaped ``quimb.tensor.TensorNetwork``; see :func:`tnkit.interop.ttn_quimb.ttn_from_quimb`."""
-        from ..interop.ttn_quimb import ttn_from_quimb
+        """A TTN equal to a tree-shaped ``quimb.tensor.TensorNetwork``; see :func:`tnkit.ttn.quimb.ttn_from_quimb`."""
+        from .quimb import ttn_from_quimb
 
         return ttn_from_quimb(tn, **kwargs)
 
