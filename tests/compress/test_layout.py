@@ -57,6 +57,10 @@ def test_every_single_family_method_has_a_layer_builder_and_a_size_curve():
     single = {name for name, spec in pipeline.METHOD_SPECS.items() if not spec.plans_sizes}
     assert single == set(pipeline.METHODS) - {"auto", "search", "prune"}
     assert set(pipeline._LAYER_BUILDERS) == single and set(pipeline._SIZE_CURVES) == single
+    # a method that plans its own sizes is either a recipe of its own or the search
+    planners = {name for name, spec in pipeline.METHOD_SPECS.items() if spec.plans_sizes}
+    searches = {name for name, spec in pipeline.METHOD_SPECS.items() if spec.search}
+    assert set(pipeline._RECIPE_RUNNERS) | searches == planners and not set(pipeline._RECIPE_RUNNERS) & searches
 
 
 def test_method_specs_decide_the_option_rules():

@@ -68,6 +68,9 @@ class MethodSpec:
         Plans every layer's size itself from ``ratio``; a fixed ``max_bond`` is refused.
     prunes : bool
         Width-prunes every block (MLP channels and attention heads), so ``layers`` is refused.
+    search : bool
+        Plans the layers' forms and sizes by the per-layer search over factorisation families
+        (:mod:`tnkit.compress.numerics.search`), sequentially calibrated by default.
     curve_allocation : bool
         A single-family method whose default allocation is ``"curve"`` (else ``"uniform"``).
     input_scale : bool
@@ -77,15 +80,17 @@ class MethodSpec:
     needs_data: bool = False
     plans_sizes: bool = False
     prunes: bool = False
+    search: bool = False
     curve_allocation: bool = False
     input_scale: bool = False
 
 
 #: Every compression method by name. A new single-family method is one line here plus its
-#: layer builder and size curve (``_LAYER_BUILDERS``, ``_SIZE_CURVES``).
+#: layer builder and size curve (``_LAYER_BUILDERS``, ``_SIZE_CURVES``); a method that is a
+#: recipe of its own (``auto``, ``prune``) also has its runner in ``_RECIPE_RUNNERS``.
 METHOD_SPECS: dict[str, MethodSpec] = {
     "auto": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
-    "search": MethodSpec(needs_data=True, plans_sizes=True),
+    "search": MethodSpec(needs_data=True, plans_sizes=True, search=True),
     "svd": MethodSpec(),
     "asvd": MethodSpec(needs_data=True),
     "whiten": MethodSpec(needs_data=True),
@@ -263,34 +268,35 @@ def compress_model(
         Show tqdm bars over the stages.
     """
     if sequential is None:
-        sequential = DEFAULT_SEQUENTIAL and method == "search" and calibration is not None
+        sequential = DEFAULT_SEQUENTIAL and method in METHOD_SPECS and METHOD_SPECS[method].search \
+            and calibration is not None
     opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
                           stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
     params_before = count_params(model)
-    if method == "auto":
-        return _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
-                     params_before)
+    runner = _RECIPE_RUNNERS.get(method)
+    if runner is not None:  # a recipe of its own, not one factorisation of every layer
+        return runner(model, RecipeCall(ratio, calibration, stats, weights, families, sensitivity, step, max_flops,
+                                        progress, start, params_before))
+    spec = METHOD_SPECS[method]
     extra: dict[str, Any] = {}
-    if method == "prune" or prune is not None:
-        if method != "prune" and stats is None:  # one pass measures every layer, pruning and planning share it
+    if prune is not None:  # width pruning as a stage before the factorisation
+        if stats is None:  # one pass measures every layer, pruning and planning share it
             stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
-        pres = _prune_stage(model, ratio if method == "prune" else prune, calibration, stats, progress)
+        pres = _prune_stage(model, prune, calibration, stats, progress)
         extra["prune"] = pres
-        if method == "prune":
-            return _pruned_result(model, pres, params_before, time.perf_counter() - start)
         ratio, stats = min(ratio / pres.ratio, 1.0), pruned_stats(stats, pres)
     allocation = opts["allocation"]
     ridge = opts["ridge"]
     chosen = _resolve_layers(model, layers)
-    planning_needs_stats = method == "search" or (allocation == "curve" and max_bond is None)
-    if METHOD_SPECS[method].needs_data and stats is None and (planning_needs_stats or not sequential):
+    planning_needs_stats = spec.search or (allocation == "curve" and max_bond is None)
+    if spec.needs_data and stats is None and (planning_needs_stats or not sequential):
         stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
     if unknown:
         raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
-    if method == "search":
+    if spec.search:
         if weights is None and sensitivity == "gradient" and calibration is not None:
             weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
         plan, forms = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
@@ -305,11 +311,11 @@ def compress_model(
         if size < 0:
             return None
         form = forms[name]
-        if method == "search" and form in _CORES_OF:
+        if spec.search and form in _CORES_OF:
             return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=_CORES_OF[form], max_bond=size,
                                                   sweeps=sweeps, cg_iterations=cg_iterations,
                                                   ridge=DEFAULT_RIDGE["mpo-whiten"])
-        form = "whiten" if method == "search" else form
+        form = "whiten" if spec.search else form
         return _build_layer(module, form, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
 
     todo = {name: m for name, m in chosen.items() if plan.get(name, -1) >= 0}
@@ -323,7 +329,7 @@ def compress_model(
         else:
             reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", plan[name],
                                        new.num_params, original, new.truncation_error))
-    extra.update({"allocation": "search" if method == "search" else allocation, "ridge": ridge,
+    extra.update({"allocation": "search" if spec.search else allocation, "ridge": ridge,
                   "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
                              time.perf_counter() - start, extra)
@@ -567,6 +573,41 @@ def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_f
     extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune, auto_predicted=predicted)
     return CompressionResult("auto", best.result.layers, params_before, count_params(model),
                              time.perf_counter() - start, extra)
+
+
+@dataclass(frozen=True)
+class RecipeCall:
+    """The options of :func:`compress_model` that a method with a recipe of its own reads."""
+
+    ratio: float
+    calibration: Any
+    stats: Any
+    weights: Any
+    families: Sequence[str]
+    sensitivity: str
+    step: int
+    max_flops: int | None
+    progress: bool
+    start: float
+    params_before: int
+
+
+def _run_auto(model: nn.Module, call: RecipeCall) -> CompressionResult:
+    return _auto(model, call.ratio, call.calibration, call.weights, call.families, call.sensitivity, call.step,
+                 call.max_flops, call.progress, call.start, call.params_before)
+
+
+def _run_prune(model: nn.Module, call: RecipeCall) -> CompressionResult:
+    pres = _prune_stage(model, call.ratio, call.calibration, call.stats, call.progress)
+    return _pruned_result(model, pres, call.params_before, time.perf_counter() - call.start)
+
+
+#: Methods that are recipes of their own (``METHOD_SPECS``), by name: the runner gets the model
+#: and the options in a :class:`RecipeCall`.
+_RECIPE_RUNNERS: dict[str, Callable[[nn.Module, RecipeCall], CompressionResult]] = {
+    "auto": _run_auto,
+    "prune": _run_prune,
+}
 
 
 def _prune_stage(model, keep, calibration, stats, progress):
