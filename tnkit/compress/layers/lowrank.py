@@ -32,7 +32,41 @@ from ...core.validate import check_int, check_option
 
 __all__ = ["LowRankLinear", "lowrank_factors", "LOWRANK_METHODS", "ridge_covariance"]
 
-LOWRANK_METHODS = ("svd", "asvd", "whiten")
+
+
+def _plain_basis(w, weight, input_scale, covariance, ridge, overwrite):
+    """``"svd"``: truncate ``W`` itself."""
+    return w, lambda vh: vh
+
+
+def _scaled_basis(w, weight, input_scale, covariance, ridge, overwrite):
+    """``"asvd"``: truncate ``W diag(s)`` (activation-aware scaling), then undo the scale on ``V``."""
+    if input_scale is None:
+        raise ValueError("method 'asvd' needs `input_scale` (per-channel activation scale).")
+    scale = np.asarray(input_scale, dtype=np.float64)
+    return w * scale[None, :], lambda vh: vh / scale[None, :]
+
+
+def _whitened_basis(w, weight, input_scale, covariance, ridge, overwrite):
+    """``"whiten"``: truncate ``W S`` with ``S S^T`` the input second moment (SVD-LLM), then ``V S^{-1}``."""
+    if covariance is None:
+        raise ValueError("method 'whiten' needs `covariance` (input second moment).")
+    c = ridge_covariance(covariance, ridge, overwrite=overwrite)
+    right = cholesky_whitener(c, overwrite=overwrite or c is not covariance)
+
+    def undo(vh: np.ndarray) -> np.ndarray:  # vh @ right^{-1}, by one triangular solve (right is lower-triangular)
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(right, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
+
+    return _times_lower(w, right, in_place=w is not weight), undo
+
+
+#: The basis each low-rank method truncates in, by name: a function of ``(w, weight,
+#: input_scale, covariance, ridge, overwrite)`` returning the matrix to truncate and the map
+#: from its right factor back to the weight's. A new method is one function and one line.
+LOWRANK_BASES = {"svd": _plain_basis, "asvd": _scaled_basis, "whiten": _whitened_basis}
+LOWRANK_METHODS = tuple(LOWRANK_BASES)
 
 
 @with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
@@ -78,28 +112,10 @@ def lowrank_factors(
     rank = check_int("rank", rank, minimum=1)
     if rank > limit:
         raise ValueError(f"`rank` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight, got {rank}.")
-    if method == "svd":
-        target = w
-    elif method == "asvd":
-        if input_scale is None:
-            raise ValueError("method 'asvd' needs `input_scale` (per-channel activation scale).")
-        scale = np.asarray(input_scale, dtype=np.float64)
-        target = w * scale[None, :]
-    else:
-        if covariance is None:
-            raise ValueError("method 'whiten' needs `covariance` (input second moment).")
-        c = ridge_covariance(covariance, ridge, overwrite=overwrite_covariance)
-        right = cholesky_whitener(c, overwrite=overwrite_covariance or c is not covariance)
-        target = _times_lower(w, right, in_place=w is not weight)
+    target, undo = LOWRANK_BASES[method](w, weight, input_scale, covariance, ridge, overwrite_covariance)
     us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
     error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
-    if method == "asvd":
-        vh = vh / scale[None, :]
-    elif method == "whiten":  # vh @ right^{-1}, by one triangular solve (right is lower-triangular)
-        from scipy.linalg import solve_triangular
-
-        vh = solve_triangular(right, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
-    return us, vh, float(error)
+    return us, undo(vh), float(error)
 
 
 def _times_lower(w: np.ndarray, lower: np.ndarray, *, in_place: bool) -> np.ndarray:
