@@ -56,7 +56,6 @@ from .distill import TextWindows, TokenStream
 
 __all__ = ["HealResult", "heal", "HEAL_LOSSES", "DEVICES", "resolve_device", "read_checkpoint_state"]
 
-HEAL_LOSSES = ("lm", "kl")
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = 2
 
@@ -445,6 +444,27 @@ def _train(model: nn.Module, stream: TokenStream, opt: torch.optim.Optimizer, pa
     return step, tokens, time.perf_counter() - t0, time.process_time() - cpu0
 
 
+def _lm_loss(model: nn.Module, batch: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
+    """``"lm"``: next-token cross-entropy on the batch itself."""
+    return model(input_ids=batch, labels=batch).loss.float()
+
+
+def _kl_loss(model: nn.Module, batch: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
+    """``"kl"``: KL divergence from the teacher's next-token distribution (distillation)."""
+    inputs = batch[:, :-1]
+    with torch.no_grad():
+        target = torch.log_softmax(teacher(input_ids=inputs).logits.float(), dim=-1)
+    logp = torch.log_softmax(model(input_ids=inputs).logits.float(), dim=-1)
+    return torch.nn.functional.kl_div(logp.flatten(0, 1), target.flatten(0, 1), log_target=True,
+                                      reduction="batchmean")
+
+
+#: Healing losses by name: a function of ``(model, batch, teacher)``, ``batch`` of shape
+#: ``(b, seq_len + 1)`` token ids, giving a scalar tensor.
+HEAL_LOSS_FUNCTIONS = {"lm": _lm_loss, "kl": _kl_loss}
+HEAL_LOSSES = tuple(HEAL_LOSS_FUNCTIONS)
+
+
 def _step_loss(model: nn.Module, batch: torch.Tensor, loss: str, teacher: nn.Module | None, *,
                autocast: bool = False) -> torch.Tensor:
     """The training loss on ``batch`` (``(b, seq_len + 1)`` ids): ``seq_len`` predicted positions either way."""
@@ -452,13 +472,5 @@ def _step_loss(model: nn.Module, batch: torch.Tensor, loss: str, teacher: nn.Mod
 
     ctx = torch.autocast(batch.device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with ctx:
-        if loss == "lm":
-            return model(input_ids=batch, labels=batch).loss.float()
-        inputs = batch[:, :-1]
-        with torch.no_grad():
-            target = torch.log_softmax(teacher(input_ids=inputs).logits.float(), dim=-1)
-        logits = model(input_ids=inputs).logits
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return torch.nn.functional.kl_div(logp.flatten(0, 1), target.flatten(0, 1), log_target=True,
-                                      reduction="batchmean")
+        return HEAL_LOSS_FUNCTIONS[loss](model, batch, teacher)
 
