@@ -415,3 +415,9 @@ def test_adam_matches_the_textbook_update_on_several_arrays():
             ref[i] = ref[i] - 0.01 * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
     for p, q in zip(params, ref):
         np.testing.assert_allclose(p, q, rtol=1e-13, atol=1e-15)
+
+
+def test_every_solver_name_has_its_training_function():
+    from tnkit.ml import mps_classifier
+
+    assert tuple(mps_classifier.SOLVER_FUNCTIONS) == mps_classifier.SOLVERS

@@ -279,24 +279,7 @@ class MPSClassifier(TensorNetworkClassifierBase):
     def _train(self, phi, Y, n_iter, rng):
         default_alpha = SWEEP_ALPHA if self.solver == "sweep" else ADAM_ALPHA
         self.alpha_ = default_alpha if self.alpha is None else self.alpha
-        if self.solver == "sweep":
-            self.tensors_, self.label_site_, history = sweep_fit(
-                self.tensors_, self.label_site_, phi, Y,
-                n_sweeps=n_iter or self.n_sweeps, max_bond=self.max_bond, cutoff=self.cutoff,
-                loss=self.loss, local_steps=self.local_steps, alpha=self.alpha_,
-                learning_rate=1.0 if self.learning_rate is None else self.learning_rate,
-                temperature=self.temperature, local_solver=self.local_solver, verbose=self.verbose,
-            )
-            return history
-        self.n_epochs_ = n_iter or self.n_epochs or default_n_epochs(len(phi), self.batch_size)
-        adam = AdamSettings(
-            n_epochs=self.n_epochs_, batch_size=self.batch_size, schedule=self.learning_rate_schedule,
-            learning_rate=ADAM_LEARNING_RATE if self.learning_rate is None else self.learning_rate,
-        )
-        objective = LossSettings(self.loss, alpha=self.alpha_, temperature=self.temperature)
-        self.tensors_, history = adam_fit(self.tensors_, self.label_site_, phi, Y, adam, objective, rng=rng,
-                                          verbose=self.verbose)
-        return history
+        return SOLVER_FUNCTIONS[self.solver](self, phi, Y, n_iter, rng)
 
     def _decision(self, phi: np.ndarray) -> np.ndarray:
         return chain_outputs(self.tensors_, self.label_site_, phi)
@@ -355,3 +338,35 @@ class MPSClassifier(TensorNetworkClassifierBase):
         change = np.abs(contract("bis,bis->bi", grads, blank[None, None, :] - phi))
         norms = np.linalg.norm(f, axis=1)
         return np.mean(change / np.where(norms > 0, norms, 1.0)[:, None], axis=0)
+
+
+def _train_by_sweeps(clf: MPSClassifier, phi: np.ndarray, Y: np.ndarray, n_iter: int | None,
+                     rng: np.random.Generator) -> Any:
+    """``solver="sweep"``: two-site DMRG-style sweeps (:func:`tnkit.ml.chain_sweeps.sweep_fit`)."""
+    clf.tensors_, clf.label_site_, history = sweep_fit(
+        clf.tensors_, clf.label_site_, phi, Y,
+        n_sweeps=n_iter or clf.n_sweeps, max_bond=clf.max_bond, cutoff=clf.cutoff,
+        loss=clf.loss, local_steps=clf.local_steps, alpha=clf.alpha_,
+        learning_rate=1.0 if clf.learning_rate is None else clf.learning_rate,
+        temperature=clf.temperature, local_solver=clf.local_solver, verbose=clf.verbose,
+    )
+    return history
+
+
+def _train_by_adam(clf: MPSClassifier, phi: np.ndarray, Y: np.ndarray, n_iter: int | None,
+                   rng: np.random.Generator) -> Any:
+    """``solver="adam"``: minibatch Adam on every tensor at fixed bonds (:func:`tnkit.ml.chain.adam_fit`)."""
+    clf.n_epochs_ = n_iter or clf.n_epochs or default_n_epochs(len(phi), clf.batch_size)
+    adam = AdamSettings(
+        n_epochs=clf.n_epochs_, batch_size=clf.batch_size, schedule=clf.learning_rate_schedule,
+        learning_rate=ADAM_LEARNING_RATE if clf.learning_rate is None else clf.learning_rate,
+    )
+    objective = LossSettings(clf.loss, alpha=clf.alpha_, temperature=clf.temperature)
+    clf.tensors_, history = adam_fit(clf.tensors_, clf.label_site_, phi, Y, adam, objective, rng=rng,
+                                     verbose=clf.verbose)
+    return history
+
+
+#: Training algorithms of :class:`MPSClassifier` by ``solver`` name (the keys are :data:`SOLVERS`): a
+#: function of ``(classifier, phi, Y, n_iter, rng)`` that trains ``tensors_`` in place and returns the history.
+SOLVER_FUNCTIONS = {"sweep": _train_by_sweeps, "adam": _train_by_adam}
