@@ -234,3 +234,14 @@ def classifier_loss(outputs: np.ndarray, targets: np.ndarray, loss: str) -> floa
         return float(0.5 * np.mean(np.sum((outputs - targets) ** 2, axis=1)))
     log_softmax = outputs - np.log(np.exp(outputs).sum(axis=1, keepdims=True))
     return float(np.mean(-np.sum(targets * log_softmax, axis=1)))
+
+
+@pytest.fixture
+def no_silent_numpy(monkeypatch):
+    """``torch.Tensor.__array__`` refused: a silent conversion of a tensor to numpy fails the test."""
+    import torch
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a torch tensor was silently converted to numpy")
+
+    monkeypatch.setattr(torch.Tensor, "__array__", refuse)

@@ -19,12 +19,7 @@ from tnkit.mps.builders import heisenberg_mpo
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def _no_silent_numpy(monkeypatch):
-    def refuse(self, *args, **kwargs):
-        raise AssertionError("a torch tensor was silently converted to numpy")
-
-    monkeypatch.setattr(torch.Tensor, "__array__", refuse)
+pytestmark = pytest.mark.usefixtures("no_silent_numpy")
 
 
 def _pair(n=8, chi=6, dtype=np.float64, seed=0, normalize=True):

@@ -18,12 +18,7 @@ from tnkit.ttn import Tree, TreeTensorNetwork
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def _no_silent_numpy(monkeypatch):
-    def refuse(self, *args, **kwargs):
-        raise AssertionError("a torch tensor was silently converted to numpy")
-
-    monkeypatch.setattr(torch.Tensor, "__array__", refuse)
+pytestmark = pytest.mark.usefixtures("no_silent_numpy")
 
 
 @pytest.fixture(params=[np.float64, np.complex128], ids=["float64", "complex128"])
