@@ -51,7 +51,7 @@ from ..layers.surgery import find_layers, linear_weight, replace_layers
 from ..numerics.search import gradient_weights
 from ..numerics.whitened_mpo import whitened_mpo_curve
 
-__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model",
+__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
            "count_params"]
 
 
@@ -647,13 +647,22 @@ def _dims(module: nn.Module, n_cores: int) -> tuple[tuple[int, ...], tuple[int, 
     return balanced_factors(out, n_cores), balanced_factors(inp, n_cores)
 
 
+def uniform_size(method: str, out: int, inp: int, ratio: float, *, n_cores: int = 2) -> int:
+    """Rank (low-rank methods) or bond (MPOs of ``n_cores`` cores) keeping ``ratio`` of an ``(out, inp)`` weight.
+
+    The rule of ``allocation="uniform"``; an input scale (:attr:`MethodSpec.input_scale`) costs ``inp``.
+    """
+    from ...mps.mpo import balanced_factors
+
+    if method.startswith("mpo"):
+        scale = inp if METHOD_SPECS[method].input_scale else 0  # the input scale costs `in` numbers
+        return bond_for_params(balanced_factors(out, n_cores), balanced_factors(inp, n_cores), ratio * out * inp - scale)
+    return max(1, int(ratio * out * inp / (out + inp)))
+
+
 def _uniform_size(module: nn.Module, method: str, ratio: float, n_cores: int) -> int:
     out, inp = linear_weight(module).shape
-    if method.startswith("mpo"):
-        o, i = _dims(module, n_cores)
-        scale = inp if METHOD_SPECS[method].input_scale else 0  # the input scale costs `in` numbers
-        return bond_for_params(o, i, ratio * out * inp - scale)
-    return max(1, int(ratio * out * inp / (out + inp)))
+    return uniform_size(method, out, inp, ratio, n_cores=n_cores)
 
 
 #: How each low-rank method weights a weight ``w`` before its truncated SVD:

@@ -73,15 +73,12 @@ def factorisation_cost(method: str, out: int, inp: int) -> float:
 def uniform_size(method: str, out: int, inp: int, ratio: float) -> int:
     """Rank (low-rank methods) or bond (two-core MPOs) keeping ``ratio`` of an ``(out, inp)`` weight.
 
-    The same rule as :func:`tnkit.compress.compress_model` with ``allocation="uniform"``.
+    The rule of :func:`tnkit.compress.compress_model` with ``allocation="uniform"``
+    (:func:`tnkit.compress.recipes.pipeline.uniform_size`), for two-core MPOs.
     """
-    from ...mps.mpo import balanced_factors
-    from ..numerics.factorize import bond_for_params
+    from ..recipes.pipeline import uniform_size as rule
 
-    if method.startswith("mpo"):
-        scale = inp if method == "mpo-whiten" else 0  # the input scale costs `in` numbers
-        return bond_for_params(balanced_factors(out, 2), balanced_factors(inp, 2), ratio * out * inp - scale)
-    return max(1, int(ratio * out * inp / (out + inp)))
+    return rule(method, out, inp, ratio, n_cores=2)
 
 
 def assign_layers(costs: Mapping[str, float], world_size: int) -> dict[str, int]:
