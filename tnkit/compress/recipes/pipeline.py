@@ -511,14 +511,14 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     for the rest of the budget. The splits that use the search are first ranked by their
     held-out loss when built in one shot on the original model's statistics
     (:func:`_predict_splits`); only the best of them is built block by block (sequential
-    calibration, on every calibration batch but the last), next to pruning alone (share 1,
+    calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches), next to pruning alone (share 1,
     which needs no factorisation). Each built candidate is scored on the last batch (see
     ``calibration_batches``). The original
     model's statistics and gradient sensitivities are measured once and shared.
     """
     import copy
 
-    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
+    from .recipe import AUTO_SPLITS, build_batches, heldout_loss, heldout_split, prune_fraction
 
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
@@ -527,8 +527,8 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
         weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
     searched = [s for s in shares if s < 1.0]
-    search = dict(calibration=fit, stats=stats, weights=weights, families=families, step=step, max_flops=max_flops,
-                  progress=progress)
+    search = dict(calibration=build_batches(fit), stats=stats, weights=weights, families=families, step=step,
+                  max_flops=max_flops, progress=progress)
     predicted = {}
     if len(searched) > 1:
         predicted = _predict_splits(model, ratio, searched, search, held, progress)
