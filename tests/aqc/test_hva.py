@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -117,3 +119,59 @@ def test_hva_initialization_checks_its_options(kwargs, error, match):
 def test_cli_default_ansatz_of_ground_states_is_hva(tmp_path, argv, ansatz):
     args = _parser().parse_args(["aqc", *argv, "--out", str(tmp_path / "x.qasm")])
     assert settings_from_args(args).ansatz == ansatz
+
+
+def test_hva_checks_the_target_fidelity_at_every_iteration():
+    target = dmrg(SpinChain.heisenberg(12).mpo(), max_bond=32, seed=0, progress=False).state.normalized()
+    _, _, free = hva_initialization(target, 3, return_stages=True)
+    _, _, stopped = hva_initialization(target, 3, target_fidelity=0.985, return_stages=True)
+    assert free[-1].fidelity > 0.985 and stopped[-1].n_layers == 3
+    assert 0.985 <= stopped[-1].fidelity < free[-1].fidelity  # left the last stage once there
+    assert stopped[-1].iterations < free[-1].iterations
+
+
+def test_cli_ground_state_defaults_reach_the_target_checked_by_statevector(tmp_path):
+    """``tnkit aqc --ground-state --model heisenberg --n-sites 10`` with every other option at its default."""
+    import qiskit.qasm2
+
+    from tnkit.aqc.initial import hva_default_layers
+    from tnkit.aqc.recipe import GROUND_STATE_DEFAULTS
+
+    from .test_recipe_cli import _aqc
+
+    n, out = 10, tmp_path / "gs.qasm"
+    argv = ["--ground-state", "--model", "heisenberg", "--n-sites", str(n), "--out", str(out)]
+    argv.append("--no-progress")
+    assert _aqc(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    settings = report["settings"]
+    assert settings["ansatz"] == "hva" and settings["depth"] == hva_default_layers(n) == 3
+    assert settings["max_bond"] == GROUND_STATE_DEFAULTS["max_bond"]
+    assert settings["target_fidelity"] == GROUND_STATE_DEFAULTS["target_fidelity"] == 0.995
+    energies, vectors = np.linalg.eigh(SpinChain.heisenberg(n).mpo().to_dense())
+    prepared = _big_endian(qiskit.qasm2.load(str(out)))  # Qiskit's Statevector of the written circuit
+    fidelity = abs(np.vdot(vectors[:, 0], prepared)) ** 2
+    assert fidelity >= 0.995 and report["target_reached"]
+    assert fidelity == pytest.approx(report["circuit_fidelity"], abs=1e-6)
+    assert report["cnots"] == 86  # 5 singlets of one CNOT, then 3 layer pairs of 9 blocks
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--ground-state", "--n-sites", "50"], {"ansatz": "hva", "depth": 16, "max_bond": 32}),
+        (
+            ["--ground-state", "--depth", "2", "--max-bond", "16", "--target-fidelity", "0.9"],
+            dict(ansatz="hva", depth=2, max_bond=16, target_fidelity=0.9),
+        ),
+        (["--ground-state", "--model", "tfim"], {"ansatz": "ran", "depth": 3, "target_fidelity": 0.995}),
+        (
+            ["--model", "heisenberg", "--n-sites", "50"],
+            dict(ansatz="trotter", depth=3, max_bond=64, target_fidelity=0.999),
+        ),
+    ],
+)
+def test_cli_ground_state_defaults_apply_only_to_options_not_given(tmp_path, argv, expected):
+    args = _parser().parse_args(["aqc", *argv, "--out", str(tmp_path / "x.qasm")])
+    settings = settings_from_args(args)
+    assert {k: getattr(settings, k) for k in expected} == expected

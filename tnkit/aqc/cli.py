@@ -198,16 +198,16 @@ def _add_compile_options(comp: Any) -> None:
     comp.add_argument(
         "--depth",
         type=int_in(0, MAX_DEPTH),
-        default=3,
+        default=None,
         help=f"Trotter steps (trotter), odd/even layer pairs (hva) or layers (the other ansätze), 0 to "
         f"{MAX_DEPTH}; 0 only with "
-        "--grow, which then starts from no circuit (default: 3)",
+        "--grow, which then starts from no circuit (default: 3; hva of a --ground-state: N // 3)",
     )
     comp.add_argument(
         "--max-bond",
         type=int_in(1, MAX_BOND),
-        default=64,
-        help="bond cap of the MPS simulations in the objective (default: 64)",
+        default=None,
+        help="bond cap of the MPS simulations in the objective (default: 64; 32 with --ground-state)",
     )
     comp.add_argument(
         "--max-iter",
@@ -218,9 +218,9 @@ def _add_compile_options(comp: Any) -> None:
     comp.add_argument(
         "--target-fidelity",
         type=_fidelity,
-        default=0.999,
+        default=None,
         help="stop at this fidelity, in (0, 1]; missing it is a warning and exit status "
-        f"{EXIT_TARGET_MISSED} (default: 0.999)",
+        f"{EXIT_TARGET_MISSED} (default: 0.999; 0.995 with --ground-state)",
     )
     comp.add_argument(
         "--allow-miss",
@@ -305,18 +305,22 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     """:class:`~tnkit.aqc.recipe.AQCSettings` from parsed options (``ValueError`` for a bad combination).
 
     Each flag sets the field of its name; a flag left unset (``None``) takes the
-    field's default, and :func:`~tnkit.aqc.recipe.check_given_options` refuses a
+    field's default (for ``--ground-state``, :func:`~tnkit.aqc.recipe.ground_state_defaults`
+    first), and :func:`~tnkit.aqc.recipe.check_given_options` refuses a
     flag that the chosen target would ignore.
     """
-    from .recipe import AQCSettings, check_given_options
+    from .recipe import AQCSettings, check_given_options, ground_state_defaults
 
     defaults = {f.name: f.default for f in dataclasses.fields(AQCSettings)}
     options = {name: getattr(args, name) for name in defaults if hasattr(args, name)}  # flag = field
     options["progress"] = not args.no_progress
     given = {k for k, v in options.items() if v is not None and v is not False}
-    options.update({k: defaults[k] for k, v in options.items() if v is None and k != "ansatz"})
     if options["ansatz"] is None:
         options["ansatz"] = _default_ansatz(args)
+    if args.ground_state:
+        n_sites = defaults["n_sites"] if args.n_sites is None else args.n_sites
+        defaults.update(ground_state_defaults(n_sites, options["ansatz"]))
+    options.update({k: defaults[k] for k, v in options.items() if v is None})
     check_given_options(options, given)
     return AQCSettings(**options)
 

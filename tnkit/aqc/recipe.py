@@ -56,6 +56,7 @@ __all__ = [
     "run_aqc",
     "check_settings",
     "check_given_options",
+    "ground_state_defaults",
     "MODEL_OPTIONS",
     "resolve_coupling_map",
     "COUPLING_MAPS",
@@ -370,6 +371,43 @@ def check_given_options(options: Mapping[str, Any], given: Collection[str]) -> N
             )
     elif "target_steps" in given:
         raise ValueError("`target_steps`: Trotter steps, which do not apply to `evolve` tdvp (use `dt`)")
+
+
+#: What a ground state (``ground_state``) takes, unless set: the objective's bond cap
+#: (a third of the cost of 64 per evaluation at 50 qubits; there the bond-32 fidelity
+#: lies within 0.001 below the emitted circuit's) and the target fidelity (the 0.99 of
+#: a compiled ground state with a margin for that truncation). ``depth`` of the ``hva``
+#: ansatz: :func:`~tnkit.aqc.initial.hva_default_layers`.
+GROUND_STATE_DEFAULTS: dict[str, Any] = {"max_bond": 32, "target_fidelity": 0.995}
+
+
+def ground_state_defaults(n_sites: int, ansatz: str) -> dict[str, Any]:
+    """The settings a ground state takes when they are not given (see :data:`GROUND_STATE_DEFAULTS`).
+
+    Parameters
+    ----------
+    n_sites : int
+        Qubits of the chain.
+    ansatz : str
+        The ansatz's name; ``"hva"`` also gets its ``depth``, ``n_sites // 3`` layer pairs.
+
+    Returns
+    -------
+    dict
+        Field names of :class:`AQCSettings` and their values.
+
+    Examples
+    --------
+    >>> from tnkit.aqc.recipe import ground_state_defaults
+    >>> ground_state_defaults(50, "hva")
+    {'max_bond': 32, 'target_fidelity': 0.995, 'depth': 16}
+    """
+    from .initial import hva_default_layers
+
+    out = dict(GROUND_STATE_DEFAULTS)
+    if ansatz == "hva":
+        out["depth"] = hva_default_layers(n_sites)
+    return out
 
 
 def _pairs(pairs: object) -> list[tuple[int, int]]:
