@@ -40,7 +40,8 @@ def test_effective_operators_match_einsum(dims, ids, state_complex, mpo_real):
     h1 = OneSiteOperator(left, w0, right)
     h2 = TwoSiteOperator(left, w1, w2, right)
     for _ in range(2):  # the second call reuses the operator's work arrays
-        np.testing.assert_allclose(h1(x1), np.einsum("awx,wtsv,xsy,bvy->atb", left, w0, x1, right), atol=1e-12)
+        expected = np.einsum("awx,wtsv,xsy,bvy->atb", left, w0, x1, right)
+        np.testing.assert_allclose(h1(x1), expected, atol=1e-12)
         np.testing.assert_allclose(
             h2(x2), np.einsum("awx,wtsu,uTSv,xsSy,bvy->atTb", left, w1, w2, x2, right), atol=1e-12
         )

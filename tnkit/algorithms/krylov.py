@@ -15,9 +15,13 @@ at most ``max_krylov`` vectors), so the basis stays orthonormal to machine preci
   ``||H x - E x|| = beta_k |y_k|`` falls below ``tol`` and restarts from its best
   vector when the space is full.
 * :func:`expm_krylov` returns ``exp(factor * H) v`` for a real or complex scalar
-  ``factor`` (``-1j * dt`` for real-time, ``-dt`` for imaginary-time steps); it stops
-  when the a-posteriori error ``beta_k |[exp(factor T_k) e_1]_k| ||v||`` falls below
-  ``tol`` and splits the step in halves when the space is full.
+  ``factor`` (``-1j * dt`` for real-time, ``-dt`` for imaginary-time steps). The error
+  of ``||v|| V_k exp(factor T_k) e_1`` is, to leading order, the term
+  ``||v|| factor beta_k [phi_1(factor T_k) e_1]_k v_{k+1}`` with
+  ``phi_1(z) = (exp(z) - 1) / z`` (Saad, Theorem 5.1); the routine adds that term (the
+  "corrected" scheme, no extra operator application) and stops when its size falls
+  below ``tol``, so the error of the result is of the next order. It splits the step in
+  halves when the space is full.
 
 References
 ----------
