@@ -32,7 +32,10 @@ ending in ``_t<threads>``:
   infidelity ``1 - |<ref|psi>|^2`` at each time and the largest errors of the staggered
   magnetisation and the half-chain entropy over t = 1..5. ``--tdvp-reference DIR`` keeps
   the reference states in ``DIR`` (``.npz``) and reuses them; ``--tdvp-size
-  N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants.
+  N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants, among them
+  other time steps (``tnkit_hybrid_dt1/7``, ``quimb_tebd4_dt0.1``, ...: see ``_STEPS``)
+  and ``tnkit_hybrid_dt0.05then0.2`` (hybrid TDVP with ``dt = 0.05`` to t = 2, then
+  ``dt = 0.2``: two calls). TeNPy logs its CPU seconds after each unit of time.
 
 DMRG times are one run each (``--repeats`` applies to runs under 2 s), all in this
 process, interleaved. The load average is
@@ -42,6 +45,7 @@ measured in one process more.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -254,6 +258,29 @@ def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site", dt: fl
     return run
 
 
+def _tnkit_tdvp_two_steps(n: int, chi: int, t_final: int, early_dt: float = 0.05, late_dt: float = 0.2,
+                          switch: int = 2):
+    """Hybrid TDVP with steps of ``early_dt`` up to ``t = switch`` (the fast early dynamics, at
+    small bonds, where a step is cheap) and ``late_dt`` after it: two calls of ``tdvp``."""
+    mpo, neel = _xxz_quench(n)
+    switch = min(switch, t_final)
+
+    def run():
+        keep = lambda t, state: state  # noqa: E731
+        states, psi = [], neel
+        for dt, t_span in ((early_dt, switch), (late_dt, t_final - switch)):
+            every = int(round(1.0 / dt))
+            if t_span <= 0:
+                continue
+            res = tdvp(psi, mpo, dt=dt, n_steps=t_span * every, max_bond=chi, method="hybrid", progress=False,
+                       callback=keep, record_every=every)
+            states += res.records[1:]
+            psi = res.state
+        return states
+
+    return run
+
+
 def _tenpy_tdvp(n: int, chi: int, t_final: int):
     from tenpy.algorithms import tdvp as ttdvp
     from tenpy.networks.mps import MPS as TMPS
@@ -269,9 +296,12 @@ def _tenpy_tdvp(n: int, chi: int, t_final: int):
             eng = ttdvp.TwoSiteTDVPEngine(
                 psi, m, {"trunc_params": {"chi_max": chi, "svd_min": 1e-10}, "dt": TDVP_DT, "N_steps": every}
             )
-            for _ in range(t_final):
+            c0 = time.process_time()
+            for t in range(1, t_final + 1):
                 eng.run()  # continues from the engine's current time
                 states.append(_from_tenpy(psi))
+                log(f"    tenpy: t = {t}, {time.process_time() - c0:.1f} s CPU so far, "
+                    f"largest bond {max(psi.chi)} (load {load_average()})")
         return states
 
     return run
@@ -287,12 +317,12 @@ def _from_tenpy(psi) -> tnkit.MPS:
     return out * psi.norm
 
 
-def _quimb_tebd(n: int, chi: int, t_final: int):
+def _quimb_tebd(n: int, chi: int, t_final: int, dt: float = TDVP_DT):
     qtn = _quimb()
     ham = qtn.ham_1d_heis(n, j=(1.0, 1.0, 0.5), S=0.5, cyclic=False)
 
     def run():
-        tebd = qtn.TEBD(qtn.MPS_neel_state(n), ham, dt=TDVP_DT, split_opts={"max_bond": chi, "cutoff": 1e-10},
+        tebd = qtn.TEBD(qtn.MPS_neel_state(n), ham, dt=dt, split_opts={"max_bond": chi, "cutoff": 1e-10},
                         progbar=False)
         states = []
         for t in range(1, t_final + 1):
@@ -329,14 +359,19 @@ def _reference(n: int, ref_chi: int, t_final: int, cache: str | None) -> list[tn
     return states
 
 
+#: Further time steps of the TDVP case (each divides 1, so that t = 1, 2, ... are on the grid).
+_STEPS = {"0.1": 0.1, "1/8": 1 / 8, "1/7": 1 / 7, "1/6": 1 / 6, "0.2": 0.2}
+
 #: The TDVP case's contestants: ``make(n, chi, t_final)`` returns a call that evolves the Néel
 #: state of the XXZ chain and returns the states at t = 1, 2, ..., t_final.
 TDVP_CODES: dict[str, Any] = {
     "tnkit": _tnkit_tdvp,
     "tnkit_hybrid": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid"),
-    "tnkit_hybrid_dt0.1": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.1),
-    "tnkit_hybrid_dt0.2": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid", dt=0.2),
+    **{f"tnkit_hybrid_dt{k}": functools.partial(_tnkit_tdvp, method="hybrid", dt=dt)
+       for k, dt in _STEPS.items()},
+    "tnkit_hybrid_dt0.05then0.2": _tnkit_tdvp_two_steps,
     "quimb_tebd4": _quimb_tebd,
+    **{f"quimb_tebd4_dt{name}": functools.partial(_quimb_tebd, dt=dt) for name, dt in _STEPS.items()},
     "tenpy": _tenpy_tdvp,
 }
 

@@ -58,3 +58,34 @@ def test_expm_krylov_matches_scipy(factor, dtype):
 def test_expm_krylov_of_zero_vector_is_zero():
     w, info = expm_krylov(lambda y: y, np.zeros(5), -1j)
     assert not np.any(w) and info.n_matvecs == 0
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-9, 1e-12])
+@pytest.mark.parametrize("factor", [-0.05j, -0.5j, -0.1])
+def test_expm_krylov_error_is_below_its_tolerance(tol, factor):
+    """The returned vector includes the leading error term, so its error is below ``tol`` and
+    below the estimate it reports (which is the size of that term)."""
+    rng = np.random.default_rng(2)
+    h = _hermitian(rng, 120, np.complex128)
+    v = rng.standard_normal(120) + 1j * rng.standard_normal(120)
+    v /= np.linalg.norm(v)
+    w, info = expm_krylov(lambda y: h @ y, v, factor, tol=tol)
+    e, u = np.linalg.eigh(h)
+    exact = u @ (np.exp(factor * e) * (u.conj().T @ v))
+    assert info.converged and info.error <= tol
+    assert np.linalg.norm(w - exact) <= tol * max(1.0, np.linalg.norm(exact))
+
+
+def test_krylov_workspace_reuses_bases_without_changing_results():
+    from tnkit.algorithms.krylov import krylov_workspace
+
+    rng = np.random.default_rng(3)
+    h = _hermitian(rng, 50, np.complex128)
+    vs = [rng.standard_normal(50) + 1j * rng.standard_normal(50) for _ in range(3)]
+    plain = [expm_krylov(lambda y: h @ y, v, -0.3j)[0] for v in vs]
+    with krylov_workspace():
+        reused = [expm_krylov(lambda y: h @ y, v, -0.3j)[0] for v in vs]
+        energy, _, _ = lanczos_ground(lambda y: h @ y, vs[0], tol=1e-10, max_krylov=50)
+    for a, b in zip(plain, reused, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert energy == pytest.approx(np.linalg.eigvalsh(h)[0], abs=1e-9)

@@ -79,7 +79,7 @@ from ._common import (
     state_from_tensors,
 )
 from .environments import Environments, OneSiteOperator, OverlapEnvironments, SweepState, TwoSiteOperator
-from .krylov import lanczos_ground
+from .krylov import krylov_workspace, lanczos_ground
 
 __all__ = ["dmrg", "DMRGResult", "energy_variance", "DMRG_METHODS", "local_tolerance", "LOOSE_EIG_TOL"]
 
@@ -379,7 +379,7 @@ def dmrg(
     else:
         psi = check_state("initial", initial, dims)
         dtype = np.result_type(dtype, psi.dtype)
-    with blas_threads(max(schedule), GEMM_THREAD_BOND):
+    with blas_threads(max(schedule), GEMM_THREAD_BOND), krylov_workspace():
         return _run(
             psi,
             mpo,

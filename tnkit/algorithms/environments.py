@@ -48,6 +48,7 @@ __all__ = [
     "OneSiteOperator",
     "ZeroSiteOperator",
     "boundary",
+    "identity_channel",
 ]
 
 
@@ -72,65 +73,169 @@ def extend_right(env: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(t.transpose(0, 2, 1))
 
 
-class TwoSiteOperator:
+def identity_channel(env: np.ndarray, *, atol: float = 1e-12) -> int | None:
+    """The MPO channel ``w`` whose environment block ``env[:, w, :]`` is the identity matrix, or None.
+
+    Left of an orthonormal centre the channel that has not yet met a Hamiltonian term
+    (right of it, the channel that has met one) contracts to the identity: an effective
+    Hamiltonian then skips the products with that block. ``atol`` bounds the largest
+    deviation of the block from the identity that is accepted.
+    """
+    dim, channels, dim2 = env.shape
+    if dim != dim2:
+        return None
+    for w in range(channels):
+        block = env[:, w, :]
+        if abs(block[0, 0] - 1.0) > atol or abs(block[-1, -1] - 1.0) > atol:
+            continue
+        off = block - np.eye(dim, dtype=block.dtype)
+        if float(np.max(np.abs(off))) <= atol:
+            return w
+    return None
+
+
+def _real_if_real(m: np.ndarray) -> np.ndarray:
+    """``m`` as a real array when its imaginary part is zero (a product with a complex tensor
+    then runs on the tensor's float view, at a quarter of the cost of a complex product)."""
+    if np.iscomplexobj(m) and not np.any(m.imag):
+        return np.ascontiguousarray(m.real)
+    return m
+
+
+def _mpo_product(m: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``einsum("ij,ajb->aib", m, x)`` as a batched product (into ``out`` when given, C-ordered);
+    a real ``m`` acts on the float view of a complex ``x`` (the real and imaginary parts of ``x``
+    interleaved along its last axis)."""
+    if np.isrealobj(m) and x.dtype == np.complex128 and (out is None or out.dtype == np.complex128):
+        x = np.ascontiguousarray(x)
+        res = np.matmul(m, x.view(np.float64), out=None if out is None else out.view(np.float64))
+        return res.view(np.complex128)
+    return np.matmul(m, x, out=out)
+
+
+class _EffectiveOperator:
+    """Matrix-free effective Hamiltonian ``L -- M -- R`` acting on ``x[a', s, b']``.
+
+    ``m[t, v, w, s]`` is the local MPO (one site, or two fused: ``s = (s1, s2)``), ``L``
+    ``(D, w, D')`` and ``R`` ``(D, v, D')`` the environments. An application is two GEMMs
+    of cost ``D^3 d w`` (the environments) around a batched product with ``m`` (cost
+    ``D^2 d^2 w^2``), with no transposed copies::
+
+        L[(a, w), a'] @ x[a', (s, b')]        ->  y[a, (w, s), b']
+        m[(t, v), (w, s)] @ y[a]               ->  z[a, (t, v), b']
+        z[(a, t), (v, b')] @ R[b, (v, b')]^T   ->  out[a, t, b]
+
+    The channel of ``L`` that is the identity (the sites on the left orthonormal, see
+    :func:`identity_channel`) is taken out of the first GEMM: its rows of ``y`` are ``x``
+    itself; the identity channel of ``R`` is taken out of the last: its part of ``z`` is
+    added to ``out`` directly. Each saves a ``1/w`` share of its GEMM.
+    """
+
+    def __init__(self, left: np.ndarray, m: np.ndarray, right: np.ndarray) -> None:
+        t, v, w, s = m.shape
+        m = _real_if_real(m)
+        lid, rid = identity_channel(left), identity_channel(right)
+        lrest = [k for k in range(w) if k != lid]
+        rrest = [k for k in range(v) if k != rid]
+        self.left = np.ascontiguousarray(left[:, lrest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
+        self.right = np.ascontiguousarray(right[:, rrest, :]).reshape(right.shape[0], -1)  # (b, (v, b'))
+        mr = m[:, rrest] if rid is not None else m
+
+        def block(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            n_rows = rows.size // (w * s)
+            rows = rows.reshape(n_rows, w, s)
+            rest = np.ascontiguousarray(rows[:, lrest].reshape(n_rows, len(lrest) * s))
+            ident = np.ascontiguousarray(rows[:, lid]) if lid is not None else None
+            return rest, ident
+
+        self.m_rest = block(mr)  # rows (t, v != rid)
+        self.m_ident = block(m[:, rid]) if rid is not None else None  # rows t
+        self.dims = (left.shape[0], right.shape[0], t, len(rrest), len(lrest) * s)
+        self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A work array kept between applications (a Krylov solve applies the operator many
+        times; fresh arrays of this size would each be a new memory mapping)."""
+        buf = self._buffers.get((name, dtype))
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[(name, dtype)] = np.empty(shape, dtype)
+        return buf
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        al, br, t, nv, nws = self.dims
+        shape = x.shape
+        dl, dr = shape[0], shape[-1]
+        x3 = x.reshape(dl, -1, dr)  # (a', s, b')
+        x2 = x.reshape(dl, -1)
+        y = self._buffer("y", (self.left.shape[0], x2.shape[1]), np.result_type(self.left, x))
+        np.matmul(self.left, x2, out=y)
+        y = y.reshape(al, nws, dr)  # (a, (w, s), b'), w != lid
+
+        def mpo(rest: np.ndarray, ident: np.ndarray | None, name: str) -> np.ndarray:
+            z = self._buffer(name, (al, rest.shape[0], dr), np.result_type(rest, y))
+            _mpo_product(rest, y, out=z)
+            if ident is not None:
+                z += _mpo_product(ident, x3)
+            return z
+
+        z = mpo(*self.m_rest, "z")  # (a, (t, v), b'), v != rid
+        out = z.reshape(al * t, nv * dr) @ self.right.T
+        if self.m_ident is not None:
+            out += mpo(*self.m_ident, "z_ident").reshape(al * t, dr)
+        return out.reshape((al,) + shape[1:-1] + (br,))
+
+
+class TwoSiteOperator(_EffectiveOperator):
     """Matrix-free effective Hamiltonian of sites ``(i, i+1)``: ``theta[a', s1, s2, b'] -> H_eff theta``.
 
-    The two MPO tensors are fused once into ``M[(w, s1, s2), (t1, t2, u)]``, so an
+    The two MPO tensors are fused once into ``M[(t1, t2, u), (w, s1, s2)]``, so an
     application is two GEMMs of cost ``D^3 d^2 w`` (the environments) around one batched
-    product of cost ``D^2 d^4 w^2``, with no transposed copies::
-
-        (L[(a, w), a'] @ theta[a', (s1, s2, b')])  ->  T[a, (w, s1, s2), b']
-        M^T @ T                                     ->  T[a, (t1, t2, u), b']
-        T[(a, t1, t2), (u, b')] @ R[b, (u, b')]^T  ->  out[a, t1, t2, b]
+    product of cost ``D^2 d^4 w^2`` (see :class:`_EffectiveOperator`).
     """
 
     def __init__(self, left: np.ndarray, w1: np.ndarray, w2: np.ndarray, right: np.ndarray) -> None:
         wl, t1, s1, _ = w1.shape
         _, t2, s2, wr = w2.shape
         fused = np.tensordot(w1, w2, axes=(3, 0))  # (w, t1, s1, t2, s2, u)
-        self.mt = np.ascontiguousarray(fused.transpose(1, 3, 5, 0, 2, 4).reshape(t1 * t2 * wr, wl * s1 * s2))
-        self.left = left.reshape(-1, left.shape[2])
-        self.right = right.reshape(right.shape[0], -1)
-        self.dims = (left.shape[0], left.shape[1], right.shape[0], right.shape[1], t1, t2)
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        al, wl, br, wr, t1, t2 = self.dims
-        dl, s1, s2, dr = theta.shape
-        t = (self.left @ theta.reshape(dl, -1)).reshape(al, wl * s1 * s2, dr)
-        t = np.matmul(self.mt, t)  # (a, (t1, t2, u), b')
-        return (t.reshape(al * t1 * t2, wr * dr) @ self.right.T).reshape(al, t1, t2, br)
+        m = fused.transpose(1, 3, 5, 0, 2, 4).reshape(t1 * t2, wr, wl, s1 * s2)
+        super().__init__(left, m, right)
 
 
-class OneSiteOperator:
+class OneSiteOperator(_EffectiveOperator):
     """Matrix-free effective Hamiltonian of site ``i``: ``theta[a', s, b'] -> H_eff theta``."""
 
     def __init__(self, left: np.ndarray, w: np.ndarray, right: np.ndarray) -> None:
-        wl, t, s, wr = w.shape
-        self.mt = np.ascontiguousarray(w.transpose(1, 3, 0, 2).reshape(t * wr, wl * s))
-        self.left = left.reshape(-1, left.shape[2])
-        self.right = right.reshape(right.shape[0], -1)
-        self.dims = (left.shape[0], right.shape[0], t, wr)
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        al, br, t, wr = self.dims
-        dl, s, dr = theta.shape
-        x = (self.left @ theta.reshape(dl, -1)).reshape(al, -1, dr)  # (a, (w, s), b')
-        x = np.matmul(self.mt, x)  # (a, (t, v), b')
-        return (x.reshape(al * t, wr * dr) @ self.right.T).reshape(al, t, br)
+        super().__init__(left, w.transpose(1, 3, 0, 2), right)
 
 
 class ZeroSiteOperator:
-    """Matrix-free effective Hamiltonian of a bond: ``c[a', b'] -> H_eff c``."""
+    """Matrix-free effective Hamiltonian of a bond: ``c[a', b'] -> H_eff c = sum_w L_w c R_w^T``.
+
+    The channel whose left block is the identity contributes ``c R_w^T``, the one whose right
+    block is the identity ``L_w c``: one GEMM each instead of two.
+    """
 
     def __init__(self, left: np.ndarray, right: np.ndarray) -> None:
-        self.left = left.reshape(-1, left.shape[2])  # ((a, w), a')
-        self.right = right.reshape(right.shape[0], -1)  # (b, (w, b'))
-        self.dims = (left.shape[0], left.shape[1], right.shape[0])
+        w = left.shape[1]
+        lid, rid = identity_channel(left), identity_channel(right)
+        if lid == rid:  # both blocks the identity (a trivial bond): no shortcut
+            lid = rid = None
+        rest = [k for k in range(w) if k not in (lid, rid)]
+        self.left = np.ascontiguousarray(left[:, rest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
+        self.right = np.ascontiguousarray(right[:, rest, :]).reshape(right.shape[0], -1)  # (b, (w, b'))
+        self.right_only = np.ascontiguousarray(right[:, lid, :]) if lid is not None else None
+        self.left_only = np.ascontiguousarray(left[:, rid, :]) if rid is not None else None
+        self.dims = (left.shape[0], len(rest), right.shape[0])
 
     def __call__(self, c: np.ndarray) -> np.ndarray:
         al, w, br = self.dims
         x = (self.left @ c).reshape(al, w * c.shape[1])  # (a, (w, b'))
-        return x @ self.right.T
+        out = x @ self.right.T
+        if self.right_only is not None:
+            out += c @ self.right_only.T
+        if self.left_only is not None:
+            out += self.left_only @ c
+        return out
 
 
 class _LazyChain:

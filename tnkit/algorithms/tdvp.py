@@ -61,7 +61,7 @@ from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
 from .environments import Environments, OneSiteOperator, SweepState, TwoSiteOperator, ZeroSiteOperator
-from .krylov import expm_krylov
+from .krylov import expm_krylov, krylov_workspace
 
 __all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS"]
 
@@ -277,7 +277,7 @@ def tdvp(
         raise ValueError(f"`psi` must have at least 2 sites for TDVP, got {psi.n_sites}.")
     dtype = np.result_type(psi.dtype, mpo.dtype, np.float64 if imaginary else np.complex128)
     bond = max(max_bond or psi.max_bond_dim, psi.max_bond_dim)
-    with blas_threads(bond, GEMM_THREAD_BOND):
+    with blas_threads(bond, GEMM_THREAD_BOND), krylov_workspace():
         return _evolve(
             psi,
             mpo,
