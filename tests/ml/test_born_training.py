@@ -241,4 +241,4 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
         bars.clear()
         model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, n_starts=3).fit(X)
         assert len(model.history_.nll) < 40
-        assert len(bars) == 6 and all(bar.closed == 1 for bar in bars)  # and one per hop (two: no gain)
+        assert len(bars) >= 7 and all(bar.closed == 1 for bar in bars)  # and one per hop (at least three)
