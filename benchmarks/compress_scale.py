@@ -17,7 +17,8 @@ several ranks), and the command's own report (``tnkit_stream.json``) gives
   ranks, measured by the same script on the same files (the goal on 2 cores: 2 ranks at
   least 1.7x faster).
 
-The files are deleted at the end (``--keep`` keeps them). ``--size`` picks the model
+The files are deleted at the end (``--keep`` keeps them, and ``--model DIR`` compresses a kept
+model again). ``--size`` picks the model
 (``1b``: 1.1B parameters, TinyLlama's shape; ``300m``: 0.33B; ``--quick``: 30M);
 ``--blocks N`` writes only its first N blocks (same widths, embeddings and head), which
 bounds the time while the memory, one block at a time, stays the whole model's; peak
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                         "is that of the whole model, time about N / depth of it; default: every block")
     p.add_argument("--dir", default=None, help="where to write the model (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the written model")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="compress the model an earlier --keep run wrote to DIR instead of writing one (same --size "
+                        "and --blocks)")
     p.add_argument("--json", action="store_true", help="one JSON object per case on stdout, nothing else")
     args = p.parse_args(argv)
     size = "quick" if args.quick else args.size
@@ -149,13 +153,20 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"--blocks must lie in [1, {shape['num_hidden_layers']}] for --size {size}")
             shape["num_hidden_layers"] = args.blocks
             size = f"{size}-{args.blocks}blocks"
-        n_params = write_random_llama(root / "model", shape)
+        model = Path(args.model) if args.model else root / "model"
+        if args.model:
+            if json.loads((model / "config.json").read_text())["num_hidden_layers"] != shape["num_hidden_layers"]:
+                raise SystemExit(f"--model {model} does not hold the {size} model")
+            n_params = count_parameters(shape)
+        else:
+            n_params = write_random_llama(model, shape)
         f32 = 4 * count_parameters(SIZES["quick" if args.quick else args.size])  # the whole model's, as the goal
-        say(f"{size}: {n_params:,} parameters written in {time.perf_counter() - t0:.0f} s; the whole model "
+        made = f"in {model}" if args.model else f"written in {time.perf_counter() - t0:.0f} s"
+        say(f"{size}: {n_params:,} parameters {made}; the whole model "
             f"{f32 / 2**30:.2f} GiB in float32; load average {load[0]:.1f}")
         rows, reports = [], {}
         for n in args.ranks:
-            rep = reports[n] = run_ranks(root / "model", root / f"out-{n}", n, args)
+            rep = reports[n] = run_ranks(model, root / f"out-{n}", n, args)
             for rank, peak in enumerate(rep["peak_rss_bytes"]):
                 rows.append({"benchmark": "compress_scale", "case": f"stream_{size}_{n}ranks_rank{rank}",
                              "metric": "peak_rss_bytes", "tnkit": peak, "reference": "float32 model bytes",

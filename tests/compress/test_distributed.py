@@ -20,6 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from lowrank_state import assert_same_products  # noqa: E402
 from torch_one_thread import one_torch_thread  # noqa: E402,F401
 
 pytestmark = pytest.mark.distributed
@@ -96,7 +97,7 @@ def test_two_ranks_give_the_in_memory_pipeline_weights_sequential_whiten(ranks_r
     ref, _ = tc.load_model(model_dir, tokenizer=False)
     tc.compress_model(ref, method="whiten", ratio=0.6, calibration=calibration_batches(), sequential=True,
                       allocation="uniform", progress=False)
-    _assert_same_weights(tc.load_compressed(out / "whiten-seq"), ref)
+    assert_same_products(tc.load_compressed(out / "whiten-seq"), ref, rtol=1e-4, atol=1e-6)
 
 
 def test_two_ranks_equal_one_rank_for_the_whitened_mpo(ranks_run, tmp_path):

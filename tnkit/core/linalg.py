@@ -51,6 +51,7 @@ __all__ = [
     "symmetrize_",
     "gram_singular_values",
     "gram_truncated_factors",
+    "lean_truncated_factors",
     "apply_matrix",
     "cholesky_factor",
     "tall_qr",
@@ -676,6 +677,51 @@ def gram_truncated_factors(
     basis = v[:, :k]
     if isinstance(basis, np.ndarray):
         basis = np.ascontiguousarray(basis)
+    if tall:
+        return contract("ab,bc->ac", m, basis), basis.conj().T, discarded
+    return basis, contract("ba,bc->ac", basis.conj(), m), discarded
+
+
+def lean_truncated_factors(m: np.ndarray, *, max_bond: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`gram_truncated_factors` with a rank cap only, computing only the kept eigenvectors.
+
+    The Gram matrix of the smaller side is formed once and handed to LAPACK ``syevr``
+    (``scipy.linalg.eigh`` with ``subset_by_index`` and ``overwrite_a``), which returns the
+    top ``k`` eigenpairs in ``O(n)`` workspace: no second ``n x n`` array besides the Gram
+    matrix, where the full divide-and-conquer eigensolver holds about three more (for a
+    2048 x 5632 float64 matrix, 32 MiB here against about 130 MiB). The product
+    ``left @ right`` equals :func:`gram_truncated_factors`' to rounding; each pair of
+    factor columns and rows may come out with the opposite sign. The discarded weight is
+    ``||m||_F^2`` less the kept eigenvalues (exact to ``eps * ||m||_F^2``).
+
+    Parameters
+    ----------
+    m : numpy.ndarray, shape (rows, n)
+        Real or complex.
+    max_bond : int
+        Rank kept, ``k = min(max_bond, rows, n)`` (at least 1).
+
+    Returns
+    -------
+    left : numpy.ndarray, shape (rows, k)
+    right : numpy.ndarray, shape (k, n)
+    discarded : float
+        ``sum`` of the dropped squared singular values (absolute).
+    """
+    from scipy.linalg import eigh
+
+    if not isinstance(m, np.ndarray) or m.ndim != 2:
+        raise TypeError(f"`m` must be a 2-d numpy array, got {type(m).__name__} of shape {np.shape(m)}.")
+    tall = m.shape[1] <= m.shape[0]
+    n = min(m.shape)
+    k = max(min(int(max_bond), n), 1)
+    g = gram(m) if tall else gram(m.conj().T)
+    total = float(np.trace(g).real)
+    w, v = eigh(g, subset_by_index=(n - k, n - 1), overwrite_a=True, check_finite=False, driver="evr")
+    del g
+    discarded = 0.0 if k == n else max(total - float(np.clip(w, 0.0, None).sum()), 0.0)
+    basis = np.ascontiguousarray(v[:, ::-1])
+    del v
     if tall:
         return contract("ab,bc->ac", m, basis), basis.conj().T, discarded
     return basis, contract("ba,bc->ac", basis.conj(), m), discarded

@@ -13,7 +13,8 @@ Layers fed the same tensor (Llama's q/k/v, gate/up) share one statistics object.
 Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with one
 symmetric rank-k update (BLAS ``ssyrk``, half the multiply-adds of a matmul) in
 float32, accumulated in float64 across batches; above 1024 inputs the upper triangle
-is added in bands of 512 rows instead, so no ``in x in`` float32 temporary is made. The language-model head is skipped
+is added in bands of 512 rows instead, so no ``in x in`` float32 temporary is made (and ``|x|``
+in bands of as many columns, so no copy of the batch either). The language-model head is skipped
 (the calibration needs the blocks' inputs, not the logits) whenever no observed layer
 lives outside the model's base: for SmolLM2 that saves the 49,152 x 576 output
 projection, a fifth of the forward pass.
@@ -73,11 +74,13 @@ class ActivationStats:
         if n <= _SYRK_MAX:
             # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
             total += ssyrk(1.0, x2.T, trans=0, lower=0)
+            self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
         else:  # the upper triangle in bands of rows: no (in, in) float32 temporary
             for lo in range(0, n, _BAND):
                 hi = min(lo + _BAND, n)
                 total[lo:hi, lo:] += x2[:, lo:hi].T @ x2[:, lo:]
-        self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
+                # |x| by bands of columns too (no (T, in) temporary); each column sums in the same order
+                self.abs_sum[lo:hi] += np.abs(x2[:, lo:hi]).sum(0, dtype=np.float64)
         self.n_tokens += x2.shape[0]
 
     @property

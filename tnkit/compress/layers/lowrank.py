@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...core.linalg import cholesky_whitener, gram_truncated_factors, ridge_covariance
+from ...core.linalg import cholesky_whitener, gram_truncated_factors, lean_truncated_factors, ridge_covariance
 from ...core.threads import with_blas_threads
 from ...core.validate import check_int, check_option
 
@@ -79,6 +79,8 @@ def lowrank_factors(
     covariance: np.ndarray | None = None,
     ridge: float = 0.0,
     overwrite_covariance: bool = False,
+    overwrite_weight: bool = False,
+    low_memory: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight`` and the error.
 
@@ -98,6 +100,17 @@ def lowrank_factors(
         ``"whiten"``: let the whitening factor take the storage of ``covariance`` (a
         C-contiguous float64 array the caller no longer needs): no second ``in x in``
         array is allocated, and ``covariance`` holds the factor afterwards.
+    overwrite_weight : bool
+        Let ``"whiten"`` form ``W S`` in the storage of ``weight`` when it is a C-contiguous
+        float64 array the caller no longer needs (otherwise a float64 copy of ``weight``
+        is made, and used in its place).
+    low_memory : bool
+        Truncate with :func:`tnkit.core.linalg.lean_truncated_factors` (only the kept
+        eigenvectors of the smaller Gram matrix, LAPACK ``syevr``) instead of
+        :func:`tnkit.core.linalg.gram_truncated_factors` (every eigenvector,
+        divide and conquer): about three fewer ``min(out, in)``-square float64 arrays.
+        ``U V`` is the same to rounding; a pair of columns of ``U`` and rows of ``V``
+        may change sign.
 
     Returns
     -------
@@ -112,10 +125,16 @@ def lowrank_factors(
     rank = check_int("rank", rank, minimum=1)
     if rank > limit:
         raise ValueError(f"`rank` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight, got {rank}.")
-    target, undo = LOWRANK_BASES[method](w, weight, input_scale, covariance, ridge, overwrite_covariance)
-    us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
-    error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
-    return us, undo(vh), float(error)
+    # the bases may overwrite ``w`` when it is not ``protected`` (a copy, or a weight given up by the caller)
+    protected = None if overwrite_weight else weight
+    target, undo = LOWRANK_BASES[method](w, protected, input_scale, covariance, ridge, overwrite_covariance)
+    norm2 = max(float(np.linalg.norm(target)) ** 2, 1e-300)
+    if low_memory:
+        us, vh, discarded = lean_truncated_factors(target, max_bond=rank)
+    else:
+        us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
+    del target, w
+    return us, undo(vh), float(discarded / norm2)
 
 
 def _times_lower(w: np.ndarray, lower: np.ndarray, *, in_place: bool) -> np.ndarray:
@@ -127,6 +146,14 @@ def _times_lower(w: np.ndarray, lower: np.ndarray, *, in_place: bool) -> np.ndar
     # w is C-ordered, so w.T is a Fortran-ordered view: w.T <- lower^T w.T is w <- w lower
     out = dtrmm(1.0, np.asfortranarray(lower), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
     return w if np.shares_memory(out, w) else out.T
+
+
+def _fresh(x: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor of ``dtype`` holding ``x`` (a tensor or array-like), made with one copy."""
+    if not torch.is_tensor(x):
+        a = np.ascontiguousarray(x)
+        x = torch.from_numpy(a if a.flags.writeable else a.copy())
+    return x.detach().to(dtype=dtype, copy=True)
 
 
 def _host_view(weight: Any) -> np.ndarray:
@@ -152,16 +179,14 @@ class LowRankLinear(nn.Module):
     def __init__(self, u: Any, v: Any, bias: Any = None, *, truncation_error: float = 0.0,
                  original_params: int | None = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        u = torch.as_tensor(np.asarray(u) if not torch.is_tensor(u) else u, dtype=dtype)
-        v = torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, dtype=dtype)
+        u, v = _fresh(u, dtype), _fresh(v, dtype)
         if u.ndim != 2 or v.ndim != 2 or u.shape[1] != v.shape[0]:
             raise ValueError(f"`u` (out, rank) and `v` (rank, in) must share the rank, got {tuple(u.shape)} and {tuple(v.shape)}.")
-        self.u = nn.Parameter(u.clone())
-        self.v = nn.Parameter(v.clone())
+        self.u = nn.Parameter(u)
+        self.v = nn.Parameter(v)
         self.out_features, self.in_features = u.shape[0], v.shape[1]
         if bias is not None:
-            b = torch.as_tensor(np.asarray(bias) if not torch.is_tensor(bias) else bias, dtype=dtype)
-            self.bias = nn.Parameter(b.clone())
+            self.bias = nn.Parameter(_fresh(bias, dtype))
         else:
             self.register_parameter("bias", None)
         self.truncation_error = float(truncation_error)

@@ -53,7 +53,7 @@ from torch import nn
 
 from ...core.validate import check_int, check_option
 from ..calibrate.calibration import ActivationStats, channel_scale
-from ..layers.lowrank import LowRankLinear
+from ..layers.lowrank import LowRankLinear, lowrank_factors
 from ..layers.mpo_linear import MPOLinear
 from .plan import assign_layers, factorisation_cost, uniform_size
 from ..calibrate.sequential import capture_first_block_inputs
@@ -61,7 +61,8 @@ from .streaming import BlockStream, SafetensorsWriter, find_blocks
 from ..layers.surgery import is_linear, linear_weight, replace_layers
 
 __all__ = ["Ranks", "init_ranks", "current_ranks", "comm_device", "close_ranks", "STREAM_METHODS", "StreamResult",
-           "compress_streaming", "all_reduce_stats", "broadcast_layer", "return_freed_memory", "shard_for_training",
+           "compress_streaming", "all_reduce_stats", "broadcast_layer", "return_freed_memory", "map_large_allocations",
+           "MMAP_THRESHOLD_BYTES", "DenseLayer", "shard_for_training",
            "heal_sharded", "ShardedHealResult"]
 
 log = logging.getLogger(__name__)
@@ -192,11 +193,27 @@ def broadcast_layer(layer: nn.Module | None, src: int) -> nn.Module | None:
 # ---------------------------------------------------------------------- layer builders
 
 
+@dataclass(frozen=True)
+class DenseLayer:
+    """A block linear layer about to be factorised, its weight read only when a builder asks for it.
+
+    ``read()`` returns ``(weight, bias)``: the ``(out, in)`` weight as a new float64 array
+    that the caller owns (it may overwrite it; nothing else holds it, so dropping it frees
+    it) and the bias or ``None``. ``dtype`` is the floating type of the compressed layer.
+    """
+
+    read: Callable[[], tuple[np.ndarray, torch.Tensor | None]]
+    dtype: torch.dtype
+
+
 def _stats_free(method: str) -> Callable:
-    def build(module: nn.Module, size: int, st: ActivationStats | None, ridge: float, last: bool) -> nn.Module:
+    def build(layer: DenseLayer, size: int, st: ActivationStats | None, ridge: float, last: bool) -> nn.Module:
+        w, bias = layer.read()
+        weight = torch.from_numpy(w).to(layer.dtype)
+        del w
         if method == "mpo":
-            return MPOLinear.from_linear(module, n_cores=2, max_bond=size)
-        return LowRankLinear.from_linear(module, rank=size, method="svd")
+            return MPOLinear.from_weight(weight, bias, n_cores=2, max_bond=size)
+        return LowRankLinear.from_weight(weight, bias, rank=size, method="svd")
     return build
 
 
@@ -205,27 +222,42 @@ def _covariance(st: ActivationStats, last: bool) -> np.ndarray:
     return st.take_covariance() if last else st.covariance
 
 
-def _build_asvd(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
-    return LowRankLinear.from_linear(module, rank=size, method="asvd", input_scale=channel_scale(st, alpha=0.5))
+def _build_asvd(layer: DenseLayer, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
+    return _lowrank(layer, size, method="asvd", input_scale=channel_scale(st, alpha=0.5))
 
 
-def _build_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
-    return LowRankLinear.from_linear(module, rank=size, method="whiten", covariance=_covariance(st, last),
-                                     ridge=ridge, overwrite_covariance=True)
+def _build_whiten(layer: DenseLayer, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
+    return _lowrank(layer, size, method="whiten", covariance=_covariance(st, last), ridge=ridge,
+                    overwrite_covariance=True)
 
 
-def _build_mpo_whiten(module: nn.Module, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
+def _lowrank(layer: DenseLayer, size: int, **kwargs: Any) -> LowRankLinear:
+    """Factorise in the weight's own storage with only the kept eigenvectors: ``W S`` and the whitening
+    factor are the only large arrays alive during the truncation."""
+    w, bias = layer.read()
+    u, v, error = lowrank_factors(w, size, overwrite_weight=True, low_memory=True, **kwargs)
+    del w  # ``W S``: the weight's storage
+    original = u.shape[0] * v.shape[1] + (0 if bias is None else u.shape[0])
+    return LowRankLinear(u, v, bias, truncation_error=error, original_params=original, dtype=layer.dtype)
+
+
+def _build_mpo_whiten(layer: DenseLayer, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
     from ...mps.mpo import balanced_factors
     from ..numerics.factorize import max_bonds
+    from ..numerics.whitened_mpo import whitened_mpo_factorize
 
-    out, inp = linear_weight(module).shape
+    w, bias = layer.read()
+    w = torch.from_numpy(w).to(layer.dtype).numpy()  # the layer's own precision, as from_linear_whitened
+    out, inp = w.shape
     size = min(size, max(max_bonds(balanced_factors(out, 2), balanced_factors(inp, 2))))
-    return MPOLinear.from_linear_whitened(module, _covariance(st, last), n_cores=2, max_bond=size, sweeps=1,
-                                          cg_iterations=8, ridge=ridge)
+    f = whitened_mpo_factorize(w, _covariance(st, last), n_cores=2, max_bond=size, sweeps=1, cg_iterations=8,
+                               ridge=ridge)
+    return MPOLinear(f.cores, bias, input_scale=f.input_scale, truncation_error=f.error,
+                     original_params=w.size + (0 if bias is None else out), dtype=layer.dtype)
 
 
-#: Methods :func:`compress_streaming` runs: ``method -> (build(module, size, stats, ridge, last), needs data)``, where
-#: ``last`` says that no later layer of the rank reads ``stats`` (its storage may be reused). Each
+#: Methods :func:`compress_streaming` runs: ``method -> (build(layer, size, stats, ridge, last), needs data)``, where
+#: ``layer`` is a :class:`DenseLayer`, ``last`` says that no later layer of the rank reads ``stats`` (its storage may be reused). Each
 #: keeps the same fraction of every layer, as :func:`tnkit.compress.compress_model` with
 #: ``allocation="uniform"`` does.
 STREAM_METHODS: dict[str, tuple[Callable, bool]] = {
@@ -263,11 +295,12 @@ class StreamResult:
     directory: str | None = None
 
 
-def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module] | None = None
-             ) -> tuple[list[tuple], dict[str, ActivationStats]]:
+def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module] | None = None, *,
+             keep_outputs: bool = True) -> tuple[list[tuple], dict[str, ActivationStats]]:
     """Run ``block`` on every entry of ``stream``; with ``layers``, also their input statistics.
 
-    Layers fed the same tensor (q/k/v, gate/up) share one :class:`ActivationStats`.
+    Layers fed the same tensor (q/k/v, gate/up) share one :class:`ActivationStats`. Without
+    ``keep_outputs`` the outputs are dropped as they come (the list returned is empty).
     """
     stats: dict[str, ActivationStats] = {}
     fed: dict[int, tuple[torch.Tensor, ActivationStats]] = {}  # holds x, so its id stays unique in the batch
@@ -288,7 +321,9 @@ def _forward(block: nn.Module, stream: list[tuple], layers: dict[str, nn.Module]
         for hidden, rest, kwargs in stream:
             fed.clear()
             y = block(hidden, *rest, **kwargs)
-            out.append((y[0] if isinstance(y, tuple) else y, rest, kwargs))
+            if keep_outputs:
+                out.append((y[0] if isinstance(y, tuple) else y, rest, kwargs))
+            del y
     finally:
         for h in handles:
             h.remove()
@@ -366,6 +401,7 @@ def compress_streaming(
         raise ValueError("streaming a model from disk needs `out`, the directory to write the compressed model to.")
     ridge = DEFAULT_RIDGE.get(method, 0.0) if ridge is None else float(ridge)
     build = STREAM_METHODS[method][0]
+    map_large_allocations()
     start = time.perf_counter()
     stream = BlockStream(source)
     writer = SafetensorsWriter(out) if out is not None and ranks.is_main else None
@@ -413,19 +449,19 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
         t0 = time.perf_counter()
         stats: dict[str, ActivationStats] = {}
         if hidden is not None:
-            with torch.no_grad():
-                outputs, stats = _forward(block, hidden, layers)
+            with torch.no_grad():  # sequential: the compressed block's outputs replace these outputs
+                outputs, stats = _forward(block, hidden, layers, keep_outputs=not sequential)
             all_reduce_stats(list({id(s): s for s in stats.values()}.values()))
-            return_freed_memory()
             if not sequential:
                 hidden = outputs
-            del outputs  # sequential: the compressed block's outputs replace them
+            del outputs
+            return_freed_memory()
         t1, c1 = time.perf_counter(), time.process_time()
         shapes = {n: tuple(linear_weight(m).shape) for n, m in layers.items()}
         owners = assign_layers({n: factorisation_cost(method, *shapes[n]) for n in layers}, ranks.world_size)
         # Every rank factorises all of its layers first and only then do the broadcasts run:
         # interleaving them would make each rank wait on the others' factorisations in turn.
-        mine = _factorise_mine(stream, layers, owners, ranks.rank, stats, build,
+        mine = _factorise_mine(stream, i, layers, owners, ranks.rank, stats, build,
                                {n: uniform_size(method, *shapes[n], ratio) for n in layers}, ridge)
         stats.clear()
         new = {name: broadcast_layer(mine.pop(name, None), owners[name]) for name in layers}
@@ -453,21 +489,23 @@ def _walk(stream: BlockStream, writer: SafetensorsWriter | None, build: Callable
                         t_fact, t_stats, cpu_fact)
 
 
-def _factorise_mine(stream: BlockStream, layers: dict[str, nn.Module], owners: dict[str, int], rank: int,
+def _factorise_mine(stream: BlockStream, index: int, layers: dict[str, nn.Module], owners: dict[str, int], rank: int,
                     stats: dict[str, ActivationStats], build: Callable, sizes: dict[str, int],
                     ridge: float) -> dict[str, nn.Module]:
-    """Build the compressed layers ``rank`` owns; free every dense weight as soon as nothing needs it.
+    """Build the compressed layers ``rank`` owns, each from its weight read again just before.
 
-    The other ranks' layers are freed first (their statistics are taken, the block has
-    run); each of this rank's is freed once its replacement is built, and the last layer
-    reading a statistics object may take its storage.
+    Every dense weight of the block is freed first (the block has run, its statistics are
+    taken); each of this rank's layers is read back from disk, in float64, when its
+    factorisation starts, so only that weight is in memory (a model in memory keeps its
+    weights, and a float64 copy of each is made in turn). The last layer reading a
+    statistics object may take its storage.
     """
     # the widest input first: its statistics (in x in) are the largest, and are freed before the other builds
     mine = sorted((name for name in layers if owners[name] == rank),
                   key=lambda name: -linear_weight(layers[name]).shape[1])
-    for name in layers:
-        if owners[name] != rank:
-            stream.release_module(layers[name])
+    dtypes = {name: linear_weight(layers[name]).dtype for name in mine}
+    for module in layers.values():
+        stream.release_module(module)
     readers: dict[int, int] = {}
     for name in mine:
         if name in stats:
@@ -479,28 +517,74 @@ def _factorise_mine(stream: BlockStream, layers: dict[str, nn.Module], owners: d
         if st is not None:
             readers[id(st)] -= 1
             last = readers[id(st)] == 0
-        built[name] = build(layers[name], sizes[name], st, ridge, last)
+        built[name] = build(DenseLayer(_reader(stream, index, name), dtypes[name]), sizes[name], st, ridge, last)
         stream.release_module(layers[name])
     return built
 
 
+def _reader(stream: BlockStream, index: int, name: str) -> Callable[[], tuple[np.ndarray, torch.Tensor | None]]:
+    """``DenseLayer.read`` for layer ``name`` of block ``index``: read it (float64), hand its weight over, free it."""
+    def read() -> tuple[np.ndarray, torch.Tensor | None]:
+        module = stream.load_layer(index, name, dtype=torch.float64)
+        weight = linear_weight(module).detach()
+        bias = None if getattr(module, "bias", None) is None else module.bias.detach()
+        fresh = stream.files is not None and weight.dtype == torch.float64 and weight.is_contiguous()
+        w = (weight if fresh else weight.to(torch.float64, copy=True).contiguous()).numpy()
+        del weight
+        stream.release_module(module)  # the arrays read survive in ``w`` and ``bias`` alone
+        return w, bias
+    return read
+
+
 def return_freed_memory() -> None:
-    """Give the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
+    """Collect garbage cycles, then give the heap's free pages back to the system (glibc ``malloc_trim``).
 
     Blocks of different shapes leave the heap fragmented: on a 24-block model the resident
     memory grew by about 70 MB a block without it, and stayed flat with it (measured).
+    Without glibc only the collection runs.
     """
+    import gc
+
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+#: glibc ``mallopt`` parameter: allocations of at least this many bytes are memory maps of their own.
+_M_MMAP_THRESHOLD = -3
+#: The threshold :func:`map_large_allocations` sets (1 MiB).
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def map_large_allocations(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Make every allocation of at least ``threshold`` bytes a memory map of its own (glibc); whether it was set.
+
+    glibc serves an allocation below its threshold (128 KiB, raised up to 32 MiB by each map
+    freed) from its heaps, which keep what is freed between live objects: the activations
+    and work arrays of a block, a few MiB to 32 MiB each, left about 0.1 GiB resident after
+    every block's forward pass (measured on a 2048-wide Llama block). A map of its own
+    is returned to the system when freed. This sets the process-wide ``M_MMAP_THRESHOLD``
+    (which also stops glibc's raising of it); :func:`compress_streaming` calls it.
+    """
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1)
+
+
+def _glibc() -> Any:
+    """The C library if it is glibc (has ``malloc_trim`` and ``mallopt``), else ``None``."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if name is None:
-        return
+        return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - glibc has both
     except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
+        return None
+    return libc
 
 
 # ---------------------------------------------------------------------- healing with FSDP2

@@ -288,6 +288,19 @@ class BlockStream:
             self._assign(block, head, tensors, expected)
         return block
 
+    def load_layer(self, index: int, name: str, *, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """Module ``name`` of block ``index`` with its parameters read from disk again, floating ones as ``dtype``.
+
+        Lets a layer's weight leave memory between the block's forward pass and its
+        factorisation (no-op for a model in memory).
+        """
+        module = self.blocks[index].get_submodule(name)
+        if self.files is not None:
+            expected = module.state_dict()
+            head = f"{self.block_name(index)}.{name}."
+            self._assign(module, head, self.files.read([head + k for k in expected], dtype=dtype), expected)
+        return module
+
     def release_block(self, index: int) -> None:
         """Free block ``index``'s parameters (back to ``meta``; no-op for a model in memory)."""
         if self.files is not None:
