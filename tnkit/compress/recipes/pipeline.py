@@ -29,6 +29,7 @@ MPO data-aware methods and ``"uniform"`` otherwise (the literature baselines).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -41,6 +42,7 @@ import numpy as np
 from torch import nn
 
 from ...core.validate import check_option
+from .methods import ALLOCATIONS, DEFAULT_METHOD, METHOD_SPECS, METHODS, NEEDS_DATA, MethodSpec
 from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
 from ..numerics.factorize import bond_for_params, max_bonds
@@ -52,60 +54,11 @@ from ..layers.surgery import find_layers, linear_weight, replace_layers
 from ..numerics.search import gradient_weights, whitened_lowrank_factors
 from ..numerics.whitened_mpo import whitened_mpo_curve
 
-__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
+__all__ = ["AutoCandidate", "auto_candidates", "StageClock", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
            "count_params"]
 
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What one compression method needs and does: its line in :data:`METHOD_SPECS`.
-
-    Attributes
-    ----------
-    needs_data : bool
-        Data-aware: needs calibration batches (or precomputed statistics).
-    plans_sizes : bool
-        Plans every layer's size itself from ``ratio``; a fixed ``max_bond`` is refused.
-    prunes : bool
-        Width-prunes every block (MLP channels and attention heads), so ``layers`` is refused.
-    search : bool
-        Plans the layers' forms and sizes by the per-layer search over factorisation families
-        (:mod:`tnkit.compress.numerics.search`), sequentially calibrated by default.
-    curve_allocation : bool
-        A single-family method whose default allocation is ``"curve"`` (else ``"uniform"``).
-    input_scale : bool
-        Each compressed layer also stores an input scale (``in`` numbers), counted in its size.
-    """
-
-    needs_data: bool = False
-    plans_sizes: bool = False
-    prunes: bool = False
-    search: bool = False
-    curve_allocation: bool = False
-    input_scale: bool = False
-
-
-#: Every compression method by name. A new single-family method is one line here plus its
-#: layer builder and size curve (``_LAYER_BUILDERS``, ``_SIZE_CURVES``); a method that is a
-#: recipe of its own (``auto``, ``prune``) also has its runner in ``_RECIPE_RUNNERS``.
-METHOD_SPECS: dict[str, MethodSpec] = {
-    "auto": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
-    "search": MethodSpec(needs_data=True, plans_sizes=True, search=True),
-    "svd": MethodSpec(),
-    "asvd": MethodSpec(needs_data=True),
-    "whiten": MethodSpec(needs_data=True),
-    "mpo": MethodSpec(),
-    "mpo-aware": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
-    "mpo-whiten": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
-    "prune": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
-}
-METHODS = tuple(METHOD_SPECS)
-#: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
-#: factorisation search, the split between them chosen on held-out calibration loss
-#: (:mod:`tnkit.compress.recipes.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
-#: at every budget (docs/compress.md)
-DEFAULT_METHOD = "auto"
 #: candidate families of the default search, and whether it calibrates sequentially
 DEFAULT_FAMILIES = ("lowrank",)
 DEFAULT_SEQUENTIAL = True
@@ -115,8 +68,6 @@ DEFAULT_SEQUENTIAL = True
 #: 0; ``whiten``: 0, because there 0.3 lowered the held-out output error by 8% but tripled
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
-ALLOCATIONS = ("uniform", "curve")
-NEEDS_DATA = tuple(name for name, spec in METHOD_SPECS.items() if spec.needs_data)
 log = logging.getLogger(__name__)
 
 
@@ -157,6 +108,27 @@ class CompressionResult:
         rows.append(f"method={self.method}: {self.params_before:,} -> {self.params_after:,} parameters "
                     f"({self.ratio:.1%}) in {self.seconds:.1f} s")
         return "\n".join(rows)
+
+
+class StageClock:
+    """Wall and process CPU seconds spent in each named stage (``with clock("calibrate"): ...``).
+
+    ``seconds`` maps each stage, in the order first entered, to ``(wall, cpu)``; a stage
+    entered again adds up. :func:`compress_model` records its stages in its result's
+    ``extra["stage_seconds"]``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[float, float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            w, c = self.seconds.get(stage, (0.0, 0.0))
+            self.seconds[stage] = (w + time.perf_counter() - wall, c + time.process_time() - cpu)
 
 
 def count_params(model: nn.Module) -> int:
@@ -280,11 +252,14 @@ def compress_model(
         return runner(model, RecipeCall(ratio, calibration, stats, weights, families, sensitivity, step, max_flops,
                                         progress, start, params_before))
     spec = METHOD_SPECS[method]
-    extra: dict[str, Any] = {}
+    clock = StageClock()
+    extra: dict[str, Any] = {"stage_seconds": clock.seconds}
     if prune is not None:  # width pruning as a stage before the factorisation
         if stats is None:  # one pass measures every layer, pruning and planning share it
-            stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
-        pres = _prune_stage(model, prune, calibration, stats, progress)
+            with clock("calibrate"):
+                stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
+        with clock("prune"):
+            pres = _prune_stage(model, prune, calibration, stats, progress)
         extra["prune"] = pres
         ratio, stats = min(ratio / pres.ratio, 1.0), pruned_stats(stats, pres)
     allocation = opts["allocation"]
@@ -292,24 +267,30 @@ def compress_model(
     chosen = _resolve_layers(model, layers)
     planning_needs_stats = spec.search or (allocation == "curve" and max_bond is None)
     if spec.needs_data and stats is None and (planning_needs_stats or not sequential):
-        stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
+        with clock("calibrate"):
+            stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
     if unknown:
         raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
     if spec.search:
         if weights is None and sensitivity == "gradient" and calibration is not None:
-            weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
-        plan, forms, _ = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
+            with clock("sensitivity"):
+                weights = gradient_weights(model, chosen,
+                                           _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
+        with clock("plan"):
+            plan, forms, _ = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
     else:
-        plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
-                           protect)
+        with clock("plan"):
+            plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation,
+                               ridge, protect)
         plan.update({name: -1 for name in protect})
         forms = {name: method for name in plan}
     options = _BuildOptions(n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
     extra["allocation"] = "search" if spec.search else allocation
-    return _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential,
-                          feedback_ridge, progress, extra, start, params_before)
+    with clock("block-by-block build" if sequential else "factorise"):
+        return _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential,
+                              feedback_ridge, progress, extra, start, params_before)
 
 
 def _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential, feedback_ridge,
@@ -633,17 +614,21 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     """
     from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
+    clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
-    stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+    with clock("calibrate"):
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
     if weights is None and sensitivity == "gradient":
-        weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+        with clock("sensitivity"):
+            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
     searched = [s for s in shares if s < 1.0]
     search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
     predicted, splits = {}, {}
     if len(searched) > 1:
-        splits = _predict_splits(model, ratio, searched, search, held, progress)
+        with clock("one-shot splits"):
+            splits = _predict_splits(model, ratio, searched, search, held, progress)
         predicted = {keep: split.loss for keep, split in splits.items()}
         best = min(predicted, key=predicted.get)
         searched = [s for s in searched if round(prune_fraction(ratio, s), 6) == best]
@@ -658,14 +643,18 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
         keep = round(prune_fraction(ratio, share), 6)
         start, params_before = time.perf_counter(), count_params(model)
         if share == 1.0:
-            trial = copy.deepcopy(model)
-            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
+            with clock("pruning alone"):
+                trial = copy.deepcopy(model)
+                res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         else:
-            split = splits.pop(keep, None) or _plan_split(model, ratio, keep, search, None)[0]
-            trial = split.pruned if split.pruned is not None else copy.deepcopy(model)
-            split.pruned = None
-            res = _build_split(trial, split, fit, progress, start, params_before)
-        loss = heldout_loss(trial, held)
+            with clock("block-by-block build"):
+                split = splits.pop(keep, None) or _plan_split(model, ratio, keep, search, None)[0]
+                trial = split.pruned if split.pruned is not None else copy.deepcopy(model)
+                split.pruned = None
+                res = _build_split(trial, split, fit, progress, start, params_before)
+        res.extra["stage_seconds"] = clock.seconds
+        with clock("held-out scores"):
+            loss = heldout_loss(trial, held)
         if progress:
             from tqdm.auto import tqdm
 
@@ -717,8 +706,12 @@ def _run_auto(model: nn.Module, call: RecipeCall) -> CompressionResult:
 
 
 def _run_prune(model: nn.Module, call: RecipeCall) -> CompressionResult:
-    pres = _prune_stage(model, call.ratio, call.calibration, call.stats, call.progress)
-    return _pruned_result(model, pres, call.params_before, time.perf_counter() - call.start)
+    clock = StageClock()
+    with clock("prune"):
+        pres = _prune_stage(model, call.ratio, call.calibration, call.stats, call.progress)
+    result = _pruned_result(model, pres, call.params_before, time.perf_counter() - call.start)
+    result.extra["stage_seconds"] = clock.seconds
+    return result
 
 
 #: Methods that are recipes of their own (``METHOD_SPECS``), by name: the runner gets the model
