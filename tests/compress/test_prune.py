@@ -82,6 +82,27 @@ def test_prune_validates_before_work(calib):
         prune_width(model, ratio=0.5)
     with pytest.raises(TypeError, match="Llama"):
         prune_width(tc.tiny_gpt2(), ratio=0.5, calibration=calib)
+    with pytest.raises(ValueError, match="fold_ridge"):
+        prune_width(model, ratio=0.5, calibration=calib, fold_ridge=-0.1)
+    with pytest.raises(TypeError, match="fold_ridge"):
+        prune_width(model, ratio=0.5, calibration=calib, fold_ridge="0.1")
+    with pytest.raises(ValueError, match="channel_score"):
+        prune_width(model, ratio=0.5, calibration=calib, channel_score="fisher")
+
+
+def test_obs_channel_choice_is_the_cheapest_single_removal_after_the_fold():
+    from tnkit.compress.recipes.prune import CHANNEL_SCORES, _removed
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((400, 12)) @ rng.standard_normal((12, 12))
+    c, w = x.T @ x / 400, rng.standard_normal((5, 12))
+    ridge = 0.0
+    errors = [_removed(w, c, np.delete(np.arange(12), j), fold=True, ridge=ridge)[0] for j in range(12)]
+    keep = CHANNEL_SCORES["obs"](w, c, 11, ridge)
+    assert np.setdiff1d(np.arange(12), keep).tolist() == [int(np.argmin(errors))]
+    keep3 = CHANNEL_SCORES["obs"](w, c, 9, ridge)  # greedy, three at once: never worse than the energy scores here
+    energy3 = CHANNEL_SCORES["energy"](w, c, 9, ridge)
+    assert _removed(w, c, keep3, fold=True, ridge=ridge)[0] <= _removed(w, c, energy3, fold=True, ridge=ridge)[0] + 1e-12
 
 
 def test_compress_model_prune_method_and_stage(calib):

@@ -106,3 +106,24 @@ def test_calibration_batches_hold_out_the_end_of_the_text():
         tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=1)
     with pytest.raises(ValueError, match="at least"):
         tc.calibration_batches(ids[:1000], seq_len=64, batch_size=4, n_batches=3)
+
+
+def test_auto_plans_on_every_fitting_batch_and_builds_on_the_first(calib, monkeypatch):
+    import tnkit.compress.recipes.recipe as recipe
+
+    monkeypatch.setattr(recipe, "AUTO_BUILD_BATCHES", 1)
+    assert recipe.build_batches(calib) == calib[:1]
+    base = tc.tiny_llama(seed=2)
+    model = copy.deepcopy(base)
+    res = tc.compress_model(model, ratio=0.6, calibration=calib, progress=False)
+    losses, best = res.extra["auto_losses"], min(res.extra["auto_predicted"], key=res.extra["auto_predicted"].get)
+    fit, held = heldout_split(calib)
+    layers = tc.find_layers(base)
+    stats = tc.collect_activation_stats(base, layers, fit)  # both fitting batches
+    searched = copy.deepcopy(base)
+    tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit[:1],
+                      stats=stats, weights=tc.gradient_weights(base, layers, fit[:1]), progress=False)
+    assert heldout_loss(searched, held) == pytest.approx(losses[best], rel=1e-5)
+    pruned = copy.deepcopy(base)
+    tc.compress_model(pruned, method="prune", ratio=0.6, stats=stats, calibration=fit, progress=False)
+    assert heldout_loss(pruned, held) == pytest.approx(losses[0.6], rel=1e-5)

@@ -113,6 +113,16 @@ def test_plans_are_cached_and_reproducible():
     assert first.n_slices > 1 and "slices" in str(first)
 
 
+def test_plan_of_default_strategy_follows_contract_strategy():
+    # plan_sliced(optimize=None) is cached; the context's strategy must be part of the key
+    shapes = ((8, 64), (64, 64), (64, 8))
+    left, right = ((0, 1), (0, 1)), ((1, 2), (0, 1))
+    for path in (left, right, left):
+        with tnkit.contract_strategy(list(path)):
+            plan = plan_sliced("ab,bc,cd->ad", *shapes, max_intermediate=None)
+        assert plan.path == path
+
+
 def test_slice_values_run_through_every_combination_once():
     plan = SlicedContraction(
         equation="ab,bc->ac", slice_equation="a,c->ac", path=((0, 1),), sliced=(("b", 3), ("c", 2)),

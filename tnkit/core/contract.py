@@ -38,6 +38,7 @@ __all__ = [
     "contract_cache_info",
     "clear_contract_cache",
     "hashable_optimize",
+    "current_strategy",
 ]
 
 _DEFAULT_OPTIMIZE: contextvars.ContextVar[Any] = contextvars.ContextVar(
@@ -109,6 +110,15 @@ def contract_strategy(optimize: Any) -> Iterator[None]:
         yield
     finally:
         _DEFAULT_OPTIMIZE.reset(token)
+
+
+def current_strategy() -> Any:
+    """The path strategy :func:`contract` uses when it is given ``optimize=None``.
+
+    ``"auto"`` unless a :func:`contract_strategy` block set another; caches keyed on
+    ``optimize=None`` must include it in their key.
+    """
+    return _DEFAULT_OPTIMIZE.get()
 
 
 def contract(

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import contract, contraction_info, hashable_optimize
+from .contract import contract, contraction_info, current_strategy, hashable_optimize
 from .validate import check_int
 
 __all__ = ["SlicedContraction", "plan_sliced", "contract_sliced", "contract_slice"]
@@ -229,7 +229,9 @@ def plan_sliced(
     shapes = tuple(
         tuple(int(d) for d in (op.shape if hasattr(op, "shape") else op)) for op in arrays_or_shapes
     )
-    return _plan(equation, shapes, max_intermediate, None if optimize is None else hashable_optimize(optimize))
+    if optimize is None:  # the context's strategy is part of the key: a cached plan must follow it
+        return _plan(equation, shapes, max_intermediate, None, hashable_optimize(current_strategy()))
+    return _plan(equation, shapes, max_intermediate, hashable_optimize(optimize), None)
 
 
 def contract_sliced(
@@ -379,8 +381,10 @@ def _stack(arrays: list[Any], axis: int) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: Any) -> SlicedContraction:
-    full = contraction_info(equation, *shapes, optimize=optimize)  # also validates equation and shapes
+def _plan(equation: str, shapes: tuple, max_intermediate: int | None, optimize: Any,
+          default: Any) -> SlicedContraction:
+    """The plan of :func:`plan_sliced`; ``default`` is the context's strategy when ``optimize`` is None."""
+    full = contraction_info(equation, *shapes, optimize=default if optimize is None else optimize)
     lhs, output = full.equation.split("->")
     inputs = lhs.split(",")
     if max_intermediate is None or full.largest_intermediate <= max_intermediate or len(inputs) < 2:

@@ -607,12 +607,12 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     for the rest of the budget. The splits that use the search are first ranked by their
     held-out loss when built in one shot on the original model's statistics
     (:func:`_predict_splits`); only the best of them is built block by block (sequential
-    calibration, on every calibration batch but the last, with the plan of its one-shot
-    build), next to pruning alone (share 1, which needs no factorisation). Each built
+    calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches, with the plan of its
+    one-shot build), next to pruning alone (share 1, which needs no factorisation). Each built
     candidate is scored on the last batch (see ``calibration_batches``). The original
-    model's statistics and gradient sensitivities are measured once and shared.
+    model's statistics (on every fitting batch) and gradient sensitivities are measured once and shared.
     """
-    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
+    from .recipe import AUTO_SPLITS, build_batches, heldout_loss, heldout_split, prune_fraction
 
     clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
     fit, held = heldout_split(calibration)
@@ -651,7 +651,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
                 split = splits.pop(keep, None) or _plan_split(model, ratio, keep, search, None)[0]
                 trial = split.pruned if split.pruned is not None else copy.deepcopy(model)
                 split.pruned = None
-                res = _build_split(trial, split, fit, progress, start, params_before)
+                res = _build_split(trial, split, build_batches(fit), progress, start, params_before)
         res.extra["stage_seconds"] = clock.seconds
         with clock("held-out scores"):
             loss = heldout_loss(trial, held)

@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 from ...core.threads import blas_threads
-from ...core.validate import check_int
+from ...core.validate import check_int, check_number, check_option
 
 __all__ = ["PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params", "PRUNE_FOLD_RIDGE"]
 
 #: relative ridge of the least-squares fold (times the mean kept-channel energy)
-PRUNE_FOLD_RIDGE = 1e-3
+PRUNE_FOLD_RIDGE = 1e-1
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,8 @@ def _kept_heads(scores: np.ndarray, kv_keep: int, per_group_keep: int) -> tuple[
     return groups, heads
 
 
-def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool) -> tuple[float, np.ndarray]:
+def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool, ridge: float = PRUNE_FOLD_RIDGE
+             ) -> tuple[float, np.ndarray]:
     """Output error of dropping the columns outside ``keep`` (after the least-squares fold when it helps) and the
     new output weight on the kept columns."""
     drop = np.setdiff1d(np.arange(w.shape[1]), keep)
@@ -146,7 +147,7 @@ def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool) -> t
     if not fold or drop.size == 0:
         return plain, wk
     ckk = c[np.ix_(keep, keep)]
-    ridge = PRUNE_FOLD_RIDGE * max(float(np.trace(ckk)) / len(keep), 1e-300)
+    ridge = ridge * max(float(np.trace(ckk)) / len(keep), 1e-300)
     from scipy.linalg import cho_factor, cho_solve
 
     corr = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), c[np.ix_(keep, drop)] @ w[:, drop].T).T
@@ -156,6 +157,47 @@ def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool) -> t
     e = w - full
     err = float(np.sum((e @ c) * e))
     return (err, folded) if err < plain else (plain, wk)
+
+
+def _energy_keep(w: np.ndarray, c: np.ndarray, keep_n: int, ridge: float) -> np.ndarray:
+    """The ``keep_n`` columns of ``w`` sending the most energy ``||w_j||^2 C_jj`` into the output (sorted)."""
+    score = np.sum(w * w, axis=0) * np.diag(c)
+    return np.sort(np.argsort(-score, kind="stable")[:keep_n])
+
+
+def _obs_keep(w: np.ndarray, c: np.ndarray, keep_n: int, ridge: float, *, chunk: int = 8) -> np.ndarray:
+    """Columns of ``w`` to keep, removed greedily by their error after the least-squares fold (optimal brain surgeon).
+
+    With ``H = C + ridge * tr(C) / n * I``, removing column ``j`` and re-fitting the others costs
+    ``||w_j||^2 / [H^-1]_jj`` (the fold's error, structured OBS); the cheapest ``chunk`` columns go
+    at a time, then ``w`` and ``H^-1`` are updated by the Schur complement.
+    """
+    n = c.shape[0]
+    h = c + ridge * max(float(np.trace(c)) / n, 1e-300) * np.eye(n)
+    hinv = np.linalg.inv(h)
+    w = w.copy()
+    alive = np.ones(n, dtype=bool)
+    left = n - keep_n
+    while left > 0:
+        cost = np.sum(w * w, axis=0) / np.maximum(np.diag(hinv), 1e-300)
+        cost[~alive] = np.inf
+        b = np.argsort(cost, kind="stable")[: min(chunk, left)]
+        hbb = hinv[np.ix_(b, b)]
+        sol = np.linalg.solve(hbb, hinv[b])  # (|b|, n)
+        w -= w[:, b] @ sol
+        hinv -= hinv[:, b] @ sol
+        alive[b] = False
+        w[:, b] = 0.0
+        hinv[b, :] = 0.0
+        hinv[:, b] = 0.0
+        left -= len(b)
+    return np.flatnonzero(alive)
+
+
+#: How :func:`prune_width` chooses the MLP channels each block keeps: name -> keep(down_weight, covariance,
+#: keep_n, ridge) -> sorted kept columns of ``down_proj``
+CHANNEL_SCORES = {"energy": _energy_keep, "obs": _obs_keep}
+DEFAULT_CHANNEL_SCORE = "energy"
 
 
 def _stats(model, blocks, calibration, stats):
@@ -222,7 +264,8 @@ def prune_plan(model: nn.Module, ratio: float, stats: Mapping[str, object], *,
 def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_size: int | None = None,
                 kv_groups: int | None = None, heads_per_group: int | None = None,
                 calibration: Sequence[torch.Tensor] | None = None, stats: Mapping[str, object] | None = None,
-                weights: Mapping[str, float] | None = None, fold: bool = True) -> PruneResult:
+                weights: Mapping[str, float] | None = None, fold: bool = True,
+                fold_ridge: float = PRUNE_FOLD_RIDGE, channel_score: str = DEFAULT_CHANNEL_SCORE) -> PruneResult:
     """Remove MLP channels and attention heads uniformly in every block, in place.
 
     Parameters
@@ -257,6 +300,8 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
     blocks = _blocks(model)
     inter, n_kv, per_group, head_dim = _geometry(model)
     hidden = model.config.hidden_size
+    fold_ridge = check_number("fold_ridge", fold_ridge, positive=False)
+    check_option("channel_score", channel_score, CHANNEL_SCORES)
     if ratio is not None:
         if not 0.0 < float(ratio) <= 1.0:
             raise ValueError(f"`ratio` must lie in (0, 1], got {ratio}.")
@@ -281,8 +326,9 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
         for i, b in enumerate(blocks):
             on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
             err_a, tot_a, cols = _prune_attention(b.self_attn, st[on].covariance, n_kv, per_group, head_dim, kv_keep,
-                                                  pg_keep, fold)
-            err_m, tot_m, channels = _prune_mlp(b.mlp, st[dn].covariance, m_keep, fold)
+                                                  pg_keep, fold, fold_ridge)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[dn].covariance, m_keep, fold, fold_ridge,
+                                                CHANNEL_SCORES[channel_score])
             kept[i] = (channels, cols)
             errors[on], errors[dn] = err_a, err_m
             removed += err_a + err_m
@@ -336,14 +382,14 @@ def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -
     return new
 
 
-def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool) -> tuple[float, float]:
+def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool, ridge: float, select
+               ) -> tuple[float, float, np.ndarray | None]:
     d = mlp.down_proj.weight.detach().double().numpy()
     total = float(np.sum((d @ c) * d))
     if keep_n == d.shape[1]:
         return 0.0, total, None
-    score = np.sum(d * d, axis=0) * np.diag(c)
-    keep = np.sort(np.argsort(-score, kind="stable")[:keep_n])
-    err, new_down = _removed(d, c, keep, fold=fold)
+    keep = select(d, c, keep_n, ridge)
+    err, new_down = _removed(d, c, keep, fold=fold, ridge=ridge)
     idx = torch.as_tensor(keep)
     dt = mlp.down_proj.weight.dtype
     for name in ("gate_proj", "up_proj"):
@@ -357,7 +403,7 @@ def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool) -> tuple[
 
 
 def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
-                     pg_keep: int, fold: bool) -> tuple[float, float]:
+                     pg_keep: int, fold: bool, ridge: float) -> tuple[float, float, np.ndarray | None]:
     o = attn.o_proj.weight.detach().double().numpy()
     total = float(np.sum((o @ c) * o))
     if kv_keep == n_kv and pg_keep == per_group:
@@ -366,7 +412,7 @@ def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, 
     q_heads = [g * per_group + h for g, hh in zip(groups, heads) for h in hh]
     q_cols = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in q_heads])
     kv_cols = np.concatenate([np.arange(g * head_dim, (g + 1) * head_dim) for g in groups])
-    err, new_o = _removed(o, c, q_cols, fold=fold)
+    err, new_o = _removed(o, c, q_cols, fold=fold, ridge=ridge)
     qi, kvi = torch.as_tensor(q_cols), torch.as_tensor(kv_cols)
     for name, rows in (("q_proj", qi), ("k_proj", kvi), ("v_proj", kvi)):
         lin = getattr(attn, name)

@@ -22,13 +22,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches", "heldout_split", "heldout_loss",
-           "adopt"]
+__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches",
+           "heldout_split", "build_batches", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
 #: 0 is the factorisation search alone, 1 pruning alone
 AUTO_SPLITS = (0.0, 0.5, 1.0)
 
+
+#: fitting batches (the first ones) on which method ``"auto"`` builds its candidates block by block (two passes of
+#: the trunk per batch and candidate); the activation statistics, which plan the pruning and the search and fit the
+#: pruning's least-squares fold, use every fitting batch (one forward pass each): more text for the statistics is
+#: cheap and makes the pruning much less noisy (docs/compress.md, "Choosing the pruning")
+AUTO_BUILD_BATCHES = 3
 
 #: share of the calibration text (its end) from which ``calibration_batches`` draws the held-out batch
 HELDOUT_FRACTION = 0.1
@@ -88,6 +94,11 @@ def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], 
     if len(batches) < 2:
         return batches, batches
     return batches[:-1], batches[-1:]
+
+
+def build_batches(fit: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The first :data:`AUTO_BUILD_BATCHES` of the fitting batches: those the block-by-block builds pass over."""
+    return list(fit)[:AUTO_BUILD_BATCHES]
 
 
 def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor]) -> float:
