@@ -163,12 +163,34 @@ def whitened_lowrank_factors(weight: np.ndarray, whitener: np.ndarray, rank: int
     return us, v, float(error)
 
 
-def _lowrank_options(w: np.ndarray, c: np.ndarray | None, step: int, whitener: np.ndarray | None = None
-                     ) -> LayerOptions:
+#: relative damping of the whitener (:func:`tnkit.core.linalg.cholesky_whitener`'s default), so that the
+#: spectrum of ``W (C + damping mean(diag C) I) W^T`` is that of the whitened weight
+_WHITENER_DAMPING = 1e-6
+
+
+def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray | None) -> np.ndarray:
+    """Singular values of the whitened weight ``W S`` (``S S^T = C``, damped), descending.
+
+    Given the whitener: from ``W S``. Without it, for a wide weight (``out < in``: no
+    Cholesky factorisation of the larger ``in x in`` matrix) as the square roots of the
+    eigenvalues of ``W (C + d I) W^T`` (the same matrix as ``(W S)(W S)^T``); otherwise the
+    whitener is computed.
+    """
     from ...core.linalg import cholesky_whitener, gram_singular_values
 
     out, inp = w.shape
-    s = gram_singular_values(whitened_weight(w, cholesky_whitener(c) if whitener is None else whitener))
+    if whitener is None and out < inp:
+        shift = _WHITENER_DAMPING * max(float(np.mean(np.diag(c))), 1e-30)
+        g = (w @ c) @ w.T
+        g += shift * (w @ w.T)
+        return np.sqrt(np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None))
+    return gram_singular_values(whitened_weight(w, cholesky_whitener(c) if whitener is None else whitener))
+
+
+def _lowrank_options(w: np.ndarray, c: np.ndarray | None, step: int, whitener: np.ndarray | None = None
+                     ) -> LayerOptions:
+    out, inp = w.shape
+    s = _whitened_spectrum(w, c, whitener)
     tail = np.concatenate([np.cumsum((s * s)[::-1])[::-1], [0.0]])
     ranks = np.arange(step, len(s) + 1, step)
     ranks = ranks[ranks * (out + inp) < out * inp]

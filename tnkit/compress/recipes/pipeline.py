@@ -432,7 +432,7 @@ def _search_options(chosen, stats, families, step, protect, progress, known=None
     """
     from tqdm.auto import tqdm
 
-    from ...core.threads import available_threads, map_on_threads
+    from ...core.threads import available_threads, blas_threads, map_on_threads
     from ..numerics.search import LayerOptions, layer_options
 
     names = list(chosen)
@@ -451,7 +451,11 @@ def _search_options(chosen, stats, families, step, protect, progress, known=None
     def one(group: tuple[ActivationStats, list[str]]) -> dict[str, LayerOptions]:
         st, members = group
         c = st.covariance
-        whitener = cholesky_whitener(c) if "lowrank" in families else None
+        shapes = [linear_weight(chosen[name]).shape for name in members]
+        # one whitener for the layers sharing this input; a lone wide layer (down_proj) needs none
+        shared = len(members) > 1 or shapes[0][0] >= shapes[0][1]
+        with blas_threads(len(c)):
+            whitener = cholesky_whitener(c) if "lowrank" in families and shared else None
         out = {}
         for name in members:
             w = linear_weight(chosen[name]).detach().double().numpy()
@@ -880,10 +884,13 @@ class _Whiteners:
         self._local = threading.local()  # builders on worker threads each hold their own last whitener
 
     def __call__(self, st: ActivationStats) -> np.ndarray:
+        from ...core.threads import blas_threads
+
         last = getattr(self._local, "last", None)
         if last is None or last[0] is not st:
             c = ridge_covariance(st.covariance, self.ridge, overwrite=True)  # a fresh array: take its storage
-            last = self._local.last = (st, cholesky_whitener(c, overwrite=True))
+            with blas_threads(len(c)):  # one thread below 1024 (tnkit.core.threads): a busy core makes two crawl
+                last = self._local.last = (st, cholesky_whitener(c, overwrite=True))
         return last[1]
 
 
