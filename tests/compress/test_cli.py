@@ -46,6 +46,10 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
     assert "block linear weights" in printed and "whole model" in printed and "% kept" in printed
     assert "auto: held-out loss after width pruning to " in printed and "; chose " in printed
     assert "auto: held-out loss of the search built in one shot after width pruning to 100% " in printed
+    stages = next(line for line in printed.splitlines() if line.startswith("time per stage (wall s, CPU s): "))
+    for stage in ("calibrate", "sensitivity", "one-shot splits", "block-by-block build", "pruning alone",
+                  "held-out scores"):
+        assert f" {stage} " in stages
     assert json.loads((out / "heal_checkpoint" / "heal_state.json").read_text())["loss"] == "kl"
     report = json.loads((out / "report.json").read_text())
     assert [r["label"] for r in report] == ["original", tc.DEFAULT_METHOD, f"{tc.DEFAULT_METHOD}+heal"]
@@ -208,3 +212,19 @@ def test_settings_are_checked_on_construction(model_dir, tmp_path):
     assert settings.method == tc.DEFAULT_METHOD and settings.ratio == 0.8
     with pytest.raises(TypeError, match="`settings`"):
         tc.run_compress({"model": model_dir})
+
+
+def test_the_compress_command_parses_and_checks_its_options_without_torch():
+    """Its first line comes before torch is imported: building the parser and the settings needs no torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import argparse, sys\n"
+            "from tnkit.compress.front.cli import add_parser, settings_from_args\n"
+            "parser = argparse.ArgumentParser(prog='tnkit')\n"
+            "add_parser(parser.add_subparsers(dest='command'))\n"
+            "settings_from_args(parser.parse_args(['compress', 'MODEL', '--out', 'OUT']))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    root = Path(tc.__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)

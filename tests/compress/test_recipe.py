@@ -62,7 +62,11 @@ def test_the_prediction_of_a_split_is_its_one_shot_held_out_loss(calib):
         m = copy.deepcopy(base)
         tc.compress_model(m, method="search", ratio=0.6, prune=None if keep == 1.0 else keep, sequential=False,
                           calibration=fit, weights=search["weights"], progress=False)
-        assert pred[keep] == pytest.approx(heldout_loss(m, held), rel=1e-6)
+        assert pred[keep].loss == pytest.approx(heldout_loss(m, held), rel=1e-6)
+        # the split keeps what its block-by-block build reuses: the pruned copy, unfactorised
+        assert (pred[keep].pruned is None) == (keep == 1.0)
+        if keep < 1.0:
+            assert tc.block_linear_params(pred[keep].pruned) == pred[keep].prune.params_after
     ref = tc.tiny_llama(seed=5)
     for p, q in zip(base.parameters(), ref.parameters()):  # the model itself is untouched
         assert p.shape == q.shape and bool((p == q).all())

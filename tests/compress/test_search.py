@@ -20,6 +20,8 @@ from tnkit.compress.numerics.search import (
     layer_options,
     lowrank_dims,
     search_allocation,
+    whitened_lowrank_factors,
+    whitened_weight,
 )
 
 
@@ -159,3 +161,36 @@ def test_layer_options_validate_inputs(rng):
         layer_options(np.ones((4, 6)), np.eye(6), families=("tucker",))
     with pytest.raises(ValueError, match="covariance"):
         layer_options(np.ones((4, 6)), np.eye(5))
+
+
+def test_whitened_factors_from_a_shared_whitener_are_svd_llms(rng):
+    """The factors from a given whitener are those of lowrank_factors(method="whiten") on the covariance, bit for bit."""
+    from tnkit.compress.layers.lowrank import lowrank_factors
+
+    c = _covariance(rng, 20)
+    s = cholesky_whitener(c)
+    np.testing.assert_allclose(whitened_weight(np.eye(12, 20), s), np.eye(12, 20) @ s, rtol=1e-14, atol=1e-14)
+    for shape in ((12, 20), (30, 20)):  # wide and tall: q/k/v and gate/up share one input
+        w = rng.standard_normal(shape).astype(np.float32)
+        u, v, err = whitened_lowrank_factors(w, s, 5)
+        u0, v0, err0 = lowrank_factors(w, 5, method="whiten", covariance=c)
+        np.testing.assert_array_equal(u, u0)
+        np.testing.assert_array_equal(v, v0)
+        assert err == err0
+    with pytest.raises(ValueError, match="rank"):
+        whitened_lowrank_factors(w, s, 21)
+
+
+def test_whiten_layers_sharing_an_input_equal_lowranklinear_from_linear():
+    """compress_model's whitened SVD (one whitener per shared input) builds the layers LowRankLinear builds alone."""
+    base, model = tc.tiny_llama(seed=3), tc.tiny_llama(seed=3)
+    ids = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (4, 32)))
+    layers = tc.find_layers(base)
+    stats = tc.collect_activation_stats(base, layers, [ids])
+    tc.compress_model(model, method="whiten", max_bond=6, calibration=[ids], progress=False)
+    modules = dict(model.named_modules())
+    for name, layer in layers.items():
+        ref = LowRankLinear.from_linear(layer, rank=6, method="whiten", covariance=stats[name].covariance)
+        got = modules[name]
+        assert torch.equal(got.u, ref.u) and torch.equal(got.v, ref.v)
+        assert got.truncation_error == ref.truncation_error and got.original_params == ref.original_params

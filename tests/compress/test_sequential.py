@@ -111,3 +111,25 @@ def test_sequential_argument_errors(calib):
         tc.compress_model(model, method="whiten", ratio=0.5, sequential=True)
     with pytest.raises(ValueError, match="`feedback_ridge` needs `sequential=True`"):
         tc.compress_model(model, method="whiten", ratio=0.5, calibration=calib, feedback_ridge=0.1)
+
+
+def test_the_statistics_run_stops_at_the_last_layer_to_compress(calib):
+    """Only q_proj compressed: each block's statistics run stops at q_proj's input (no MLP runs) and nothing runs
+    after the last block, yet every layer equals the one built on a full forward pass of the partly compressed model."""
+    model, ref = tc.tiny_llama(seed=0), tc.tiny_llama(seed=0)
+    chosen = tc.find_layers(model, roles=["q"])
+    blocks = model.model.layers
+    runs = []
+    for i, block in enumerate(blocks):
+        block.mlp.register_forward_hook(lambda *args, i=i: runs.append(i))
+    tc.compress_model(model, method="whiten", max_bond=4, layers=chosen, calibration=calib, sequential=True,
+                      progress=False)
+    # only the compressed blocks' outputs feeding the next block: blocks 0 .. n-2, once per batch
+    assert sorted(runs) == sorted(list(range(len(blocks) - 1)) * len(calib))
+    for name in chosen:
+        layer = dict(ref.named_modules())[name]
+        st = tc.collect_activation_stats(ref, {name: layer}, calib)[name]
+        new = tc.LowRankLinear.from_linear(layer, rank=4, method="whiten", covariance=st.covariance)
+        tc.replace_layers(ref, {name: new})
+        got = dict(model.named_modules())[name]
+        torch.testing.assert_close(got.dense_weight(), new.dense_weight(), rtol=1e-5, atol=1e-6)

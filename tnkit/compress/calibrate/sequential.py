@@ -28,9 +28,12 @@ truncation alone), so it is off by default.
 
 Blocks run one at a time on cached hidden states: the inputs of the first block are
 captured once (with every argument the model passes its blocks: rotary embeddings,
-masks), so the whole walk costs about two forward passes of the trunk (each block on the
+masks), so the whole walk costs at most two forward passes of the trunk (each block on the
 compressed stream for statistics, then compressed), three with error feedback (the
-original block on the original stream), not one pass per block.
+original block on the original stream), not one pass per block. The statistics run of a
+block stops as soon as the last layer to compress in it has its input (a block whose MLP
+stays dense stops before the MLP; one with nothing to compress is not run), and nothing
+runs after the last block with a layer to compress.
 """
 
 from __future__ import annotations
@@ -142,15 +145,18 @@ def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream:
 
     Returns each layer's input moments on the compressed stream (with the cross moment
     against the original stream's inputs when ``stream`` is given) and the block's
-    outputs on the original stream (``None`` without it).
+    outputs on the original stream (``None`` without it). On the compressed stream the
+    block runs only until the last of ``layers`` has received its input (its output is
+    not needed), and not at all when ``layers`` is empty.
     """
     stored: dict[str, torch.Tensor] = {}
     moments: dict[str, _InputMoments] = {}
     by_input: dict[int, tuple[torch.Tensor, _InputMoments]] = {}
+    seen: set[str] = set()
     original = [False]
 
     def hook(name: str) -> Callable:
-        def fn(_module: nn.Module, args: tuple, _out: object) -> None:
+        def fn(_module: nn.Module, args: tuple) -> None:
             x = args[0].detach()
             if original[0]:
                 stored[name] = x
@@ -161,9 +167,12 @@ def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream:
                 entry = by_input[id(x)] = (x, m)
                 m.add(x, stored.get(name))
             moments.setdefault(name, entry[1])
+            seen.add(name)
+            if len(seen) == len(layers):
+                raise _Stop  # every input measured: the rest of the block is not needed
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
     outputs: list[torch.Tensor] | None = None if stream is None else []
     try:
         for k, (h_comp, *extra_comp) in enumerate(comp_stream):
@@ -172,8 +181,14 @@ def _block_stats(block: nn.Module, layers: Mapping[str, nn.Module], comp_stream:
                 h, *extra = stream[k]
                 outputs.append(_run_block(block, h, *extra))
                 original[0] = False
+            if not layers:
+                continue
             by_input.clear()
-            _run_block(block, h_comp, *extra_comp)
+            seen.clear()
+            try:
+                _run_block(block, h_comp, *extra_comp)
+            except _Stop:
+                pass
     finally:
         for handle in handles:
             handle.remove()
@@ -222,25 +237,44 @@ def compress_sequentially(
         with torch.no_grad():
             comp_stream = capture_first_block_inputs(model, blocks[0], list(batches))
             stream = list(comp_stream) if feedback_ridge is not None else None  # the original model's, for W*
-            for depth in tqdm(range(len(blocks)), desc="sequential calibration", disable=not progress, leave=False):
+            last = max(by_depth, default=-1)  # the blocks after the last compressed one need no inputs
+            for depth in tqdm(range(last + 1), desc="sequential calibration", disable=not progress, leave=False):
                 block = blocks[depth]
                 names = by_depth.get(depth, [])
                 moments, outputs = _block_stats(block, {n: layers[n] for n in names}, comp_stream, stream)
-                new = {}
-                for name in names:
-                    m = moments[name]
-                    layer = layers[name] if m.cross is None else _stand_in(layers[name], m, feedback_ridge)
-                    new_layer = build(name, layer, m.stats)
-                    if new_layer is not None:
-                        new[name] = new_layer
+                new = _build_block(names, layers, moments, build, feedback_ridge)
                 replace_layers(model, new)
                 replaced.update(new)
+                if depth == last:
+                    break
                 comp_stream = [(_run_block(block, h, *extra), *extra) for h, *extra in comp_stream]
                 if stream is not None:
                     stream = [(out, *extra) for out, (_, *extra) in zip(outputs, stream)]
     finally:
         model.train(was_training)
     return replaced
+
+
+def _build_block(names: list[str], layers: Mapping[str, nn.Module], moments: Mapping[str, _InputMoments],
+                 build: Callable, feedback_ridge: float | None) -> dict[str, nn.Module]:
+    """The replacements of one block's layers, built on all worker threads; the layers fed the same input
+    (sharing their moments) are built one after another on one thread."""
+    from ...core.threads import available_threads, map_on_threads
+
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(id(moments[name]), []).append(name)
+
+    def one(group: list[str]) -> list[tuple[str, nn.Module | None]]:
+        out = []
+        for name in group:
+            m = moments[name]
+            layer = layers[name] if m.cross is None else _stand_in(layers[name], m, feedback_ridge)
+            out.append((name, build(name, layer, m.stats)))
+        return out
+
+    built = dict(pair for part in map_on_threads(one, list(groups.values()), available_threads()) for pair in part)
+    return {name: built[name] for name in names if built[name] is not None}
 
 
 def _stand_in(layer: nn.Module, moments: _InputMoments, ridge: float) -> nn.Linear:

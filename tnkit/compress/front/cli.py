@@ -70,7 +70,7 @@ def _text_args(p: argparse.ArgumentParser) -> None:
 
 def add_compress_parser(sub: Any) -> None:
     """Register ``tnkit compress``."""
-    from ..recipes.pipeline import DEFAULT_METHOD, METHODS
+    from ..recipes.methods import DEFAULT_METHOD, METHODS
     from ..numerics.search import FAMILIES
 
     p = sub.add_parser("compress", help="compress a causal LM's linear layers (factorised or width-pruned)",

@@ -44,7 +44,7 @@ def add_distributed_args(p: argparse.ArgumentParser, run: Callable[[Any], int]) 
 
 
 def _dispatch(args: Any, run: Callable[[Any], int]) -> int:
-    from ..recipes.pipeline import DEFAULT_METHOD
+    from ..recipes.methods import DEFAULT_METHOD
 
     if args.plan is not None:
         return _run_plan(args)

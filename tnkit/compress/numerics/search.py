@@ -60,6 +60,8 @@ __all__ = [
     "search_allocation",
     "gradient_weights",
     "lowrank_dims",
+    "whitened_weight",
+    "whitened_lowrank_factors",
 ]
 
 #: Candidate families of the per-layer search (``"dense"`` is always a candidate).
@@ -108,11 +110,87 @@ class LayerOptions:
                    np.concatenate([p.flops for p in parts]).astype(np.int64))
 
 
-def _lowrank_options(w: np.ndarray, c: np.ndarray, step: int) -> LayerOptions:
+def whitened_weight(weight: np.ndarray, whitener: np.ndarray) -> np.ndarray:
+    """``weight @ whitener`` for a lower-triangular ``whitener``, as a new float64 array (BLAS ``trmm``).
+
+    Half the multiply-adds of a full product: the whitened weight ``W S`` whose spectrum is
+    the low-rank candidate's error curve (``S S^T = C``, :func:`tnkit.core.linalg.cholesky_whitener`).
+    """
+    from scipy.linalg.blas import dtrmm
+
+    w = np.array(weight, dtype=np.float64, order="C")  # a copy: trmm overwrites it
+    # w is C-ordered, so w.T is a Fortran-ordered view: w.T <- whitener^T w.T is w <- w whitener
+    out = dtrmm(1.0, np.asfortranarray(whitener, dtype=np.float64), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+    return w if np.shares_memory(out, w) else np.ascontiguousarray(out.T)
+
+
+@with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
+def whitened_lowrank_factors(weight: np.ndarray, whitener: np.ndarray, rank: int
+                             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """SVD-LLM's rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight``, given the whitener of its inputs.
+
+    The factors of :func:`tnkit.compress.layers.lowrank.lowrank_factors` (``method="whiten"``,
+    ``covariance=C``) when ``whitener`` is :func:`tnkit.core.linalg.cholesky_whitener` ``(C)``:
+    the truncated ``W S`` by its smaller Gram matrix, then ``V <- V S^-1``. Taking the
+    whitener lets layers fed the same input (q/k/v, gate/up) share one Cholesky factorisation.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray, shape (out, in)
+    whitener : numpy.ndarray, shape (in, in)
+        Lower triangular ``S`` with ``S S^T = C``, the second moment of the inputs.
+    rank : int
+        At most ``min(out, in)``.
+
+    Returns
+    -------
+    U, V : numpy.ndarray
+    error : float
+        Relative squared error of the truncated ``W S``.
+    """
+    from scipy.linalg import solve_triangular
+
+    from ...core.linalg import gram_truncated_factors
+
+    target = whitened_weight(weight, whitener)
+    rank = check_int("rank", rank, minimum=1)
+    if rank > min(target.shape):
+        raise ValueError(f"`rank` must be at most {min(target.shape)} for a {target.shape[0]}x{target.shape[1]} "
+                         f"weight, got {rank}.")
+    us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
+    error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
+    v = solve_triangular(whitener, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
+    return us, v, float(error)
+
+
+#: relative damping of the whitener (:func:`tnkit.core.linalg.cholesky_whitener`'s default), so that the
+#: spectrum of ``W (C + damping mean(diag C) I) W^T`` is that of the whitened weight
+_WHITENER_DAMPING = 1e-6
+
+
+def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray | None) -> np.ndarray:
+    """Singular values of the whitened weight ``W S`` (``S S^T = C``, damped), descending.
+
+    Given the whitener: from ``W S``. Without it, for a wide weight (``out < in``: no
+    Cholesky factorisation of the larger ``in x in`` matrix) as the square roots of the
+    eigenvalues of ``W (C + d I) W^T`` (the same matrix as ``(W S)(W S)^T``); otherwise the
+    whitener is computed.
+    """
     from ...core.linalg import cholesky_whitener, gram_singular_values
 
     out, inp = w.shape
-    s = gram_singular_values(w @ cholesky_whitener(c))
+    if whitener is None and out < inp:
+        shift = _WHITENER_DAMPING * max(float(np.mean(np.diag(c))), 1e-30)
+        g = (w @ c) @ w.T
+        g += shift * (w @ w.T)
+        return np.sqrt(np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None))
+    return gram_singular_values(whitened_weight(w, cholesky_whitener(c) if whitener is None else whitener))
+
+
+def _lowrank_options(w: np.ndarray, c: np.ndarray | None, step: int, whitener: np.ndarray | None = None
+                     ) -> LayerOptions:
+    out, inp = w.shape
+    s = _whitened_spectrum(w, c, whitener)
     tail = np.concatenate([np.cumsum((s * s)[::-1])[::-1], [0.0]])
     ranks = np.arange(step, len(s) + 1, step)
     ranks = ranks[ranks * (out + inp) < out * inp]
@@ -181,8 +259,8 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
 
 @with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
 def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Sequence[str] = ("lowrank",),
-                  step: int = 8, mpo_fractions: Sequence[float] = (0.3, 0.5, 0.7), mpo_ridge: float = 0.3
-                  ) -> LayerOptions:
+                  step: int = 8, mpo_fractions: Sequence[float] = (0.3, 0.5, 0.7), mpo_ridge: float = 0.3,
+                  whitener: np.ndarray | None = None) -> LayerOptions:
     """Every candidate of one layer with its exact absolute output error (see the module docstring).
 
     Parameters
@@ -199,6 +277,9 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
         costs one factorisation and one exact error).
     mpo_ridge : float
         Relative ridge of the whitened MPO factorisation (its error is measured on ``C``).
+    whitener : numpy.ndarray, shape (in, in), optional
+        :func:`tnkit.core.linalg.cholesky_whitener` ``(covariance)`` when the caller has it
+        (layers fed the same input share one); computed otherwise.
 
     Returns
     -------
@@ -215,7 +296,7 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
                          f"{w.shape}, got {c.shape}.")
     parts = []
     for fam in dict.fromkeys(families):
-        parts.append(_lowrank_options(w, c, step) if fam == "lowrank" else _mpo_options(w, c, fam, mpo_fractions,
+        parts.append(_lowrank_options(w, c, step, whitener) if fam == "lowrank" else _mpo_options(w, c, fam, mpo_fractions,
                                                                                          mpo_ridge))
     dense = w.size
     parts.append(LayerOptions(("dense",), np.array([-1]), np.array([dense]), np.array([0.0]), np.array([dense])))

@@ -29,6 +29,8 @@ MPO data-aware methods and ``"uniform"`` otherwise (the literature baselines).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import logging
 import time
@@ -40,71 +42,23 @@ import numpy as np
 from torch import nn
 
 from ...core.validate import check_option
+from .methods import ALLOCATIONS, DEFAULT_METHOD, METHOD_SPECS, METHODS, NEEDS_DATA, MethodSpec
 from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
 from ..numerics.factorize import bond_for_params, max_bonds
 from ...core.linalg import cholesky_whitener
-from ..layers.lowrank import LowRankLinear, ridge_covariance
+from ..layers.lowrank import LowRankLinear, lowrank_factors, ridge_covariance
 from ..layers.mpo_linear import MPOLinear
 from .prune import pruned_stats
 from ..layers.surgery import find_layers, linear_weight, replace_layers
-from ..numerics.search import gradient_weights
+from ..numerics.search import gradient_weights, whitened_lowrank_factors
 from ..numerics.whitened_mpo import whitened_mpo_curve
 
-__all__ = ["AutoCandidate", "auto_candidates", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
+__all__ = ["AutoCandidate", "auto_candidates", "StageClock", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
            "count_params"]
 
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What one compression method needs and does: its line in :data:`METHOD_SPECS`.
-
-    Attributes
-    ----------
-    needs_data : bool
-        Data-aware: needs calibration batches (or precomputed statistics).
-    plans_sizes : bool
-        Plans every layer's size itself from ``ratio``; a fixed ``max_bond`` is refused.
-    prunes : bool
-        Width-prunes every block (MLP channels and attention heads), so ``layers`` is refused.
-    search : bool
-        Plans the layers' forms and sizes by the per-layer search over factorisation families
-        (:mod:`tnkit.compress.numerics.search`), sequentially calibrated by default.
-    curve_allocation : bool
-        A single-family method whose default allocation is ``"curve"`` (else ``"uniform"``).
-    input_scale : bool
-        Each compressed layer also stores an input scale (``in`` numbers), counted in its size.
-    """
-
-    needs_data: bool = False
-    plans_sizes: bool = False
-    prunes: bool = False
-    search: bool = False
-    curve_allocation: bool = False
-    input_scale: bool = False
-
-
-#: Every compression method by name. A new single-family method is one line here plus its
-#: layer builder and size curve (``_LAYER_BUILDERS``, ``_SIZE_CURVES``); a method that is a
-#: recipe of its own (``auto``, ``prune``) also has its runner in ``_RECIPE_RUNNERS``.
-METHOD_SPECS: dict[str, MethodSpec] = {
-    "auto": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
-    "search": MethodSpec(needs_data=True, plans_sizes=True, search=True),
-    "svd": MethodSpec(),
-    "asvd": MethodSpec(needs_data=True),
-    "whiten": MethodSpec(needs_data=True),
-    "mpo": MethodSpec(),
-    "mpo-aware": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
-    "mpo-whiten": MethodSpec(needs_data=True, curve_allocation=True, input_scale=True),
-    "prune": MethodSpec(needs_data=True, plans_sizes=True, prunes=True),
-}
-METHODS = tuple(METHOD_SPECS)
-#: the default of :func:`compress_model` and of ``tnkit compress``: width pruning followed by the
-#: factorisation search, the split between them chosen on held-out calibration loss
-#: (:mod:`tnkit.compress.recipes.recipe`); on SmolLM2-135M neither pruning alone nor the search alone is best
-#: at every budget (docs/compress.md)
-DEFAULT_METHOD = "auto"
 #: candidate families of the default search, and whether it calibrates sequentially
 DEFAULT_FAMILIES = ("lowrank",)
 DEFAULT_SEQUENTIAL = True
@@ -114,8 +68,6 @@ DEFAULT_SEQUENTIAL = True
 #: 0; ``whiten``: 0, because there 0.3 lowered the held-out output error by 8% but tripled
 #: the perplexity at 70% kept (docs/compress.md), and SVD-LLM's error cannot blow up anyway
 DEFAULT_RIDGE = {"whiten": 0.0, "mpo-whiten": 0.3}
-ALLOCATIONS = ("uniform", "curve")
-NEEDS_DATA = tuple(name for name, spec in METHOD_SPECS.items() if spec.needs_data)
 log = logging.getLogger(__name__)
 
 
@@ -156,6 +108,27 @@ class CompressionResult:
         rows.append(f"method={self.method}: {self.params_before:,} -> {self.params_after:,} parameters "
                     f"({self.ratio:.1%}) in {self.seconds:.1f} s")
         return "\n".join(rows)
+
+
+class StageClock:
+    """Wall and process CPU seconds spent in each named stage (``with clock("calibrate"): ...``).
+
+    ``seconds`` maps each stage, in the order first entered, to ``(wall, cpu)``; a stage
+    entered again adds up. :func:`compress_model` records its stages in its result's
+    ``extra["stage_seconds"]``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[float, float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            w, c = self.seconds.get(stage, (0.0, 0.0))
+            self.seconds[stage] = (w + time.perf_counter() - wall, c + time.process_time() - cpu)
 
 
 def count_params(model: nn.Module) -> int:
@@ -279,11 +252,14 @@ def compress_model(
         return runner(model, RecipeCall(ratio, calibration, stats, weights, families, sensitivity, step, max_flops,
                                         progress, start, params_before))
     spec = METHOD_SPECS[method]
-    extra: dict[str, Any] = {}
+    clock = StageClock()
+    extra: dict[str, Any] = {"stage_seconds": clock.seconds}
     if prune is not None:  # width pruning as a stage before the factorisation
         if stats is None:  # one pass measures every layer, pruning and planning share it
-            stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
-        pres = _prune_stage(model, prune, calibration, stats, progress)
+            with clock("calibrate"):
+                stats = collect_activation_stats(model, find_layers(model), _bar(calibration, "calibrate", progress))
+        with clock("prune"):
+            pres = _prune_stage(model, prune, calibration, stats, progress)
         extra["prune"] = pres
         ratio, stats = min(ratio / pres.ratio, 1.0), pruned_stats(stats, pres)
     allocation = opts["allocation"]
@@ -291,20 +267,37 @@ def compress_model(
     chosen = _resolve_layers(model, layers)
     planning_needs_stats = spec.search or (allocation == "curve" and max_bond is None)
     if spec.needs_data and stats is None and (planning_needs_stats or not sequential):
-        stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
+        with clock("calibrate"):
+            stats = collect_activation_stats(model, chosen, _bar(calibration, "calibrate", progress))
     protect = set(protect)
     unknown = sorted(protect - set(chosen))
     if unknown:
         raise ValueError(f"`protect` names layers that are not being compressed: {unknown[:3]}.")
     if spec.search:
         if weights is None and sensitivity == "gradient" and calibration is not None:
-            weights = gradient_weights(model, chosen, _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
-        plan, forms = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
+            with clock("sensitivity"):
+                weights = gradient_weights(model, chosen,
+                                           _bar(calibration[:_GRADIENT_BATCHES], "sensitivity", progress))
+        with clock("plan"):
+            plan, forms, _ = _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress)
     else:
-        plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation, ridge,
-                           protect)
+        with clock("plan"):
+            plan = _plan_sizes(chosen, method, ratio, max_bond, stats, weights, n_cores, alpha, step, allocation,
+                               ridge, protect)
         plan.update({name: -1 for name in protect})
         forms = {name: method for name in plan}
+    options = _BuildOptions(n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
+    extra["allocation"] = "search" if spec.search else allocation
+    with clock("block-by-block build" if sequential else "factorise"):
+        return _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential,
+                              feedback_ridge, progress, extra, start, params_before)
+
+
+def _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential, feedback_ridge,
+                   progress, extra, start, params_before) -> CompressionResult:
+    """Build and swap in every planned layer (``plan``: size per layer, ``-1`` dense; ``forms``: what each becomes)."""
+    spec = METHOD_SPECS[method]
+    whiteners = _Whiteners(options.ridge)  # q/k/v and gate/up share their statistics, so one Cholesky factor
 
     def build(name: str, module: nn.Module, st: ActivationStats | None) -> nn.Module | None:
         size = plan[name]
@@ -313,13 +306,14 @@ def compress_model(
         form = forms[name]
         if spec.search and form in _CORES_OF:
             return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=_CORES_OF[form], max_bond=size,
-                                                  sweeps=sweeps, cg_iterations=cg_iterations,
+                                                  sweeps=options.sweeps, cg_iterations=options.cg_iterations,
                                                   ridge=DEFAULT_RIDGE["mpo-whiten"])
         form = "whiten" if spec.search else form
-        return _build_layer(module, form, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
+        return _LAYER_BUILDERS[form](module, form, size, st, options, whiteners)
 
     todo = {name: m for name, m in chosen.items() if plan.get(name, -1) >= 0}
     replacements = _replace(model, todo, build, stats, calibration, sequential, feedback_ridge, method, progress)
+    ridge = options.ridge
     reports = []
     for name, module in chosen.items():
         original = _layer_params(module)
@@ -329,8 +323,8 @@ def compress_model(
         else:
             reports.append(LayerReport(name, "mpo" if isinstance(new, MPOLinear) else "lowrank", plan[name],
                                        new.num_params, original, new.truncation_error))
-    extra.update({"allocation": "search" if spec.search else allocation, "ridge": ridge,
-                  "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
+    extra.setdefault("allocation", "search")
+    extra.update({"ridge": ridge, "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
                              time.perf_counter() - start, extra)
 
@@ -401,50 +395,91 @@ def _replace(model, chosen, build, stats, calibration, sequential, feedback_ridg
                                      progress=progress)
     from tqdm.auto import tqdm
 
-    replacements = {}
-    for name in tqdm(list(chosen), desc=f"factorise ({method})", disable=not progress, leave=False):
-        new = build(name, chosen[name], None if stats is None else stats[name])
-        if new is not None:
-            replacements[name] = new
+    from ...core.threads import available_threads, map_on_threads
+
+    bar = tqdm(total=len(chosen), desc=f"factorise ({method})", disable=not progress, leave=False)
+    st_of = {name: None if stats is None else stats[name] for name in chosen}
+
+    def one(names: list[str]) -> list[tuple[str, nn.Module | None]]:
+        out = []
+        for name in names:
+            out.append((name, build(name, chosen[name], st_of[name])))
+            bar.update(1)
+        return out
+
+    # layers sharing their statistics (q/k/v, gate/up) stay together: one worker, one whitener
+    built = dict(pair for part in map_on_threads(one, _by_stats(st_of), available_threads()) for pair in part)
+    bar.close()
+    replacements = {name: built[name] for name in chosen if built[name] is not None}
     replace_layers(model, replacements)
     return replacements
 
 
-def _search_options(chosen, stats, families, step, protect, progress):
-    """Every layer's candidates (:func:`tnkit.compress.numerics.search.layer_options`), on all worker threads."""
+def _by_stats(st_of: Mapping[str, Any]) -> list[list[str]]:
+    """The names grouped by their statistics object (same object: same input), in order of first appearance."""
+    groups: dict[int, list[str]] = {}
+    for name, st in st_of.items():
+        groups.setdefault(id(st) if st is not None else id(name), []).append(name)
+    return list(groups.values())
+
+
+def _search_options(chosen, stats, families, step, protect, progress, known=None):
+    """Every layer's candidates (:func:`tnkit.compress.numerics.search.layer_options`), on all worker threads.
+
+    Layers fed the same input (q/k/v, gate/up) share one statistics object, hence one
+    second moment and one Cholesky whitener, computed once per object. ``known`` maps
+    layer names to candidates already computed for the same weight and statistics.
+    """
     from tqdm.auto import tqdm
 
-    from ...core.threads import available_threads, map_on_threads
+    from ...core.threads import available_threads, blas_threads, map_on_threads
     from ..numerics.search import LayerOptions, layer_options
 
     names = list(chosen)
-    bar = tqdm(total=len(names), desc="candidates", disable=not progress, leave=False)
-
-    def one(name: str) -> LayerOptions:
-        w = linear_weight(chosen[name]).detach().double().numpy()
+    found = {n: o for n, o in (known or {}).items() if n in chosen}
+    groups: dict[int, tuple[ActivationStats, list[str]]] = {}
+    for name in names:
+        if name in found:
+            continue
         if name in protect:
-            opts = LayerOptions(("dense",), np.array([-1]), np.array([w.size]), np.array([0.0]), np.array([w.size]))
-        else:
-            opts = layer_options(w, stats[name].covariance, families=families, step=step)
-        bar.update(1)
-        return opts
+            n = linear_weight(chosen[name]).numel()
+            found[name] = LayerOptions(("dense",), np.array([-1]), np.array([n]), np.array([0.0]), np.array([n]))
+            continue
+        groups.setdefault(id(stats[name]), (stats[name], []))[1].append(name)
+    bar = tqdm(total=len(names), initial=len(found), desc="candidates", disable=not progress, leave=False)
 
-    # independent layers: numpy releases the GIL in LAPACK, so workers with one BLAS thread each run side by side
-    options = dict(zip(names, map_on_threads(one, names, available_threads())))
+    def one(group: tuple[ActivationStats, list[str]]) -> dict[str, LayerOptions]:
+        st, members = group
+        c = st.covariance
+        shapes = [linear_weight(chosen[name]).shape for name in members]
+        # one whitener for the layers sharing this input; a lone wide layer (down_proj) needs none
+        shared = len(members) > 1 or shapes[0][0] >= shapes[0][1]
+        with blas_threads(len(c)):
+            whitener = cholesky_whitener(c) if "lowrank" in families and shared else None
+        out = {}
+        for name in members:
+            w = linear_weight(chosen[name]).detach().double().numpy()
+            out[name] = layer_options(w, c, families=families, step=step, whitener=whitener)
+            bar.update(1)
+        return out
+
+    # independent inputs: numpy releases the GIL in LAPACK, so workers with one BLAS thread each run side by side
+    for part in map_on_threads(one, list(groups.values()), available_threads()):
+        found.update(part)
     bar.close()
-    return options
+    return {n: found[n] for n in names}
 
 
-def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress):
-    """Sizes and forms of every layer from the per-layer candidates and one knapsack."""
+def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, known=None):
+    """Sizes and forms of every layer from the per-layer candidates and one knapsack; and the candidates."""
     from ..numerics.search import search_allocation
 
-    options = _search_options(chosen, stats, families, step, protect, progress)
+    options = _search_options(chosen, stats, families, step, protect, progress, known)
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
     choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
     forms = {n: options[n].families[j] for n, j in choice.items()}
-    return plan, forms
+    return plan, forms, options
 
 
 @dataclass(frozen=True)
@@ -473,31 +508,96 @@ class AutoCandidate:
     predicted: dict = field(default_factory=dict)
 
 
-def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float, float]:
-    """Held-out loss of each split built in one shot: every layer truncated on the original model's statistics.
+@dataclass
+class _Split:
+    """A split of method ``"auto"`` planned and built in one shot (:func:`_predict_splits`).
+
+    Its block-by-block build starts from ``pruned`` (the width-pruned copy of the model,
+    not yet factorised; ``None`` when the split does not prune) with the same plan, so
+    neither the pruning nor the search's candidates are computed twice.
+    """
+
+    keep: float
+    pruned: nn.Module | None
+    prune: Any
+    stats: Mapping[str, ActivationStats]
+    plan: dict[str, int]
+    forms: dict[str, str]
+    loss: float = float("nan")
+
+
+def _default_build_options() -> _BuildOptions:
+    """The layer builders' options of :func:`compress_model` with its defaults, for method ``"search"``."""
+    import inspect
+
+    params = inspect.signature(compress_model).parameters
+    fields = ("n_cores", "alpha", "refit_limit", "sweeps", "cg_iterations")
+    return _BuildOptions(*(params[f].default for f in fields), ridge=DEFAULT_RIDGE.get("search", 0.0))
+
+
+def _plan_split(model, ratio, keep, search, reference) -> tuple[_Split, tuple]:
+    """Width-prune a copy of ``model`` to ``keep`` (1: none) and plan the search of the rest of ``ratio`` on it.
+
+    ``reference`` is ``(layers, statistics, candidates)`` of the unpruned model's search (or
+    ``None``): the candidates of a layer that pruning left unchanged (same weight, same
+    statistics object) are taken from it.
+    """
+    import torch
+
+    pruned, pres, stats, rest = None, None, search["stats"], ratio
+    if keep < 1.0:
+        pruned = copy.deepcopy(model)
+        pres = _prune_stage(pruned, keep, None, stats, False)
+        stats, rest = pruned_stats(stats, pres), min(ratio / pres.ratio, 1.0)
+    chosen = find_layers(model if pruned is None else pruned)
+    known = {}
+    if reference is not None:
+        layers0, stats0, options0 = reference
+        for name, m in chosen.items():
+            if name in options0 and stats.get(name) is stats0.get(name):
+                w, w0 = linear_weight(m), linear_weight(layers0[name])
+                if w.shape == w0.shape and bool(torch.equal(w, w0)):
+                    known[name] = options0[name]
+    plan, forms, options = _search_plan(chosen, rest, stats, search["weights"], search["families"], search["step"],
+                                        set(), search["max_flops"], False, known)
+    return _Split(keep, pruned, pres, stats, plan, forms), (chosen, stats, options)
+
+
+def _build_split(model, split: _Split, calibration, progress, start, params_before) -> CompressionResult:
+    """Factorise ``model`` (the split's pruned copy, or a copy of the unpruned model) by the split's plan."""
+    extra = {} if split.prune is None else {"prune": split.prune}
+    return _build_planned(model, "search", find_layers(model), split.plan, split.forms, split.stats,
+                          _default_build_options(), calibration, calibration is not None, None, progress, extra,
+                          start, params_before)
+
+
+def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float, _Split]:
+    """Each split planned on the original model's statistics and built in one shot, with its held-out loss.
 
     The cheap stand-in for the block-by-block build (:mod:`tnkit.compress.calibrate.sequential`),
     which costs two passes over the calibration text per split: here each split costs its
     factorisations and one forward pass over the held-out batch. The sensitivity-weighted
     sum of the layers' output errors (the knapsack's objective plus the pruning's errors)
     was tried first and ranks pruning far too well (SmolLM2 at 70% kept: it put pruning
-    alone below the mix that is 0.26 nats better on held-out text).
+    alone below the mix that is 0.26 nats better on held-out text). Returns the splits by
+    the fraction width pruning keeps; each keeps its pruned copy for the block-by-block build.
     """
-    import copy
-
     from tqdm.auto import tqdm
 
     from .recipe import heldout_loss, prune_fraction
 
-    predicted = {}
-    for share in tqdm(shares, desc="auto: predict splits", disable=not progress, leave=False):
+    splits, reference = {}, None
+    for share in tqdm(sorted(shares), desc="auto: predict splits", disable=not progress, leave=False):
         keep = round(prune_fraction(ratio, share), 6)
-        trial = copy.deepcopy(model)
-        compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, sequential=False,
-                       **dict(search, progress=False))
-        predicted[keep] = heldout_loss(trial, held)
+        split, planned = _plan_split(model, ratio, keep, search, reference)
+        if split.pruned is None:
+            reference = planned
+        trial = copy.deepcopy(model if split.pruned is None else split.pruned)
+        _build_split(trial, split, None, False, time.perf_counter(), 0)
+        split.loss = heldout_loss(trial, held)
         del trial
-    return predicted
+        splits[keep] = split
+    return splits
 
 
 def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
@@ -511,29 +611,33 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     for the rest of the budget. The splits that use the search are first ranked by their
     held-out loss when built in one shot on the original model's statistics
     (:func:`_predict_splits`); only the best of them is built block by block (sequential
-    calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches), next to pruning alone (share 1,
-    which needs no factorisation). Each built candidate is scored on the last batch (see
-    ``calibration_batches``). The original
-    model's statistics and gradient sensitivities are measured once and shared.
+    calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches, with the plan of its
+    one-shot build), next to pruning alone (share 1, which needs no factorisation). Each built
+    candidate is scored on the last batch (see ``calibration_batches``). The original
+    model's statistics (on every fitting batch) and gradient sensitivities are measured once and shared.
     """
-    import copy
-
     from .recipe import AUTO_SPLITS, build_batches, heldout_loss, heldout_split, prune_fraction
 
+    clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
-    stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+    with clock("calibrate"):
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
     if weights is None and sensitivity == "gradient":
-        weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+        with clock("sensitivity"):
+            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
     searched = [s for s in shares if s < 1.0]
-    search = dict(calibration=build_batches(fit), stats=stats, weights=weights, families=families, step=step,
-                  max_flops=max_flops, progress=progress)
-    predicted = {}
+    search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
+    predicted, splits = {}, {}
     if len(searched) > 1:
-        predicted = _predict_splits(model, ratio, searched, search, held, progress)
+        with clock("one-shot splits"):
+            splits = _predict_splits(model, ratio, searched, search, held, progress)
+        predicted = {keep: split.loss for keep, split in splits.items()}
         best = min(predicted, key=predicted.get)
         searched = [s for s in searched if round(prune_fraction(ratio, s), 6) == best]
+        for keep in [k for k in splits if k != best]:
+            del splits[keep]  # its pruned copy
         if progress:
             from tqdm.auto import tqdm
 
@@ -541,12 +645,20 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
                        + ", ".join(f"{k:.1%}: {v:.4f}" for k, v in predicted.items()))
     for share in searched + [s for s in shares if s == 1.0]:
         keep = round(prune_fraction(ratio, share), 6)
-        trial = copy.deepcopy(model)
+        start, params_before = time.perf_counter(), count_params(model)
         if share == 1.0:
-            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
+            with clock("pruning alone"):
+                trial = copy.deepcopy(model)
+                res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         else:
-            res = compress_model(trial, method="search", ratio=ratio, prune=None if share == 0.0 else keep, **search)
-        loss = heldout_loss(trial, held)
+            with clock("block-by-block build"):
+                split = splits.pop(keep, None) or _plan_split(model, ratio, keep, search, None)[0]
+                trial = split.pruned if split.pruned is not None else copy.deepcopy(model)
+                split.pruned = None
+                res = _build_split(trial, split, build_batches(fit), progress, start, params_before)
+        res.extra["stage_seconds"] = clock.seconds
+        with clock("held-out scores"):
+            loss = heldout_loss(trial, held)
         if progress:
             from tqdm.auto import tqdm
 
@@ -598,8 +710,12 @@ def _run_auto(model: nn.Module, call: RecipeCall) -> CompressionResult:
 
 
 def _run_prune(model: nn.Module, call: RecipeCall) -> CompressionResult:
-    pres = _prune_stage(model, call.ratio, call.calibration, call.stats, call.progress)
-    return _pruned_result(model, pres, call.params_before, time.perf_counter() - call.start)
+    clock = StageClock()
+    with clock("prune"):
+        pres = _prune_stage(model, call.ratio, call.calibration, call.stats, call.progress)
+    result = _pruned_result(model, pres, call.params_before, time.perf_counter() - call.start)
+    result.extra["stage_seconds"] = clock.seconds
+    return result
 
 
 #: Methods that are recipes of their own (``METHOD_SPECS``), by name: the runner gets the model
@@ -751,23 +867,58 @@ class _BuildOptions:
     ridge: float
 
 
-#: What each low-rank method passes to :meth:`LowRankLinear.from_linear` besides the rank:
-#: method -> inputs(stats, options).
-_LOWRANK_INPUTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "svd": lambda st, opt: {},
-    "asvd": lambda st, opt: {"input_scale": channel_scale(st, alpha=opt.alpha)},
-    "whiten": lambda st, opt: {"covariance": st.covariance, "ridge": opt.ridge},
+class _Whiteners:
+    """The whitener of the statistics last asked for (:func:`tnkit.core.linalg.cholesky_whitener` of the ridged
+    second moment), computed once for the layers that share them.
+
+    Layers fed the same tensor share one :class:`ActivationStats` (q/k/v and gate/up:
+    :func:`collect_activation_stats` and the block-by-block build), and each thread's builder
+    meets them one after another (:func:`_by_stats`), so holding the last one per thread
+    serves them all.
+    """
+
+    def __init__(self, ridge: float) -> None:
+        import threading
+
+        self.ridge = float(ridge)
+        self._local = threading.local()  # builders on worker threads each hold their own last whitener
+
+    def __call__(self, st: ActivationStats) -> np.ndarray:
+        from ...core.threads import blas_threads
+
+        last = getattr(self._local, "last", None)
+        if last is None or last[0] is not st:
+            c = ridge_covariance(st.covariance, self.ridge, overwrite=True)  # a fresh array: take its storage
+            with blas_threads(len(c)):  # one thread below 1024 (tnkit.core.threads): a busy core makes two crawl
+                last = self._local.last = (st, cholesky_whitener(c, overwrite=True))
+        return last[1]
+
+
+#: The factors of each low-rank method: method -> factors(weight, rank, stats, options, whiteners) returning
+#: ``(U, V, error)`` as :func:`tnkit.compress.layers.lowrank.lowrank_factors` does; ``"whiten"`` takes the
+#: whitener the layers fed the same input share.
+_LOWRANK_FACTORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, float]]] = {
+    "svd": lambda w, rank, st, opt, whiteners: lowrank_factors(w, rank, method="svd"),
+    "asvd": lambda w, rank, st, opt, whiteners: lowrank_factors(w, rank, method="asvd",
+                                                                input_scale=channel_scale(st, alpha=opt.alpha)),
+    "whiten": lambda w, rank, st, opt, whiteners: whitened_lowrank_factors(w, whiteners(st), rank),
 }
 
 
-def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
-    limit = min(linear_weight(module).shape)
+def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
+                   whiteners: _Whiteners) -> nn.Module:
+    weight = linear_weight(module).detach()
+    limit = min(weight.shape)
     if size > limit:
         raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
-    return LowRankLinear.from_linear(module, rank=size, method=method, **_LOWRANK_INPUTS[method](st, opt))
+    u, v, err = _LOWRANK_FACTORS[method](weight.double().numpy(), size, st, opt, whiteners)
+    bias = None if getattr(module, "bias", None) is None else module.bias.detach()
+    return LowRankLinear(u, v, bias, truncation_error=err,
+                         original_params=weight.numel() + (0 if bias is None else weight.shape[0]), dtype=weight.dtype)
 
 
-def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
+               whiteners: _Whiteners) -> nn.Module:
     return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size)
 
 
@@ -777,28 +928,27 @@ def _capped_bond(module: nn.Module, size: int, n_cores: int) -> tuple[int, tuple
     return min(size, max(max_bonds(o, i))), i
 
 
-def _build_mpo_aware(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+def _build_mpo_aware(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
+                     whiteners: _Whiteners) -> nn.Module:
     size, i = _capped_bond(module, size, opt.n_cores)
     refit = size * i[-1] <= opt.refit_limit
     return MPOLinear.from_linear(module, n_cores=opt.n_cores, max_bond=size, input_scale=channel_scale(st, alpha=opt.alpha),
                                  covariance=st.covariance if refit else None)
 
 
-def _build_mpo_whiten(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions) -> nn.Module:
+def _build_mpo_whiten(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
+                      whiteners: _Whiteners) -> nn.Module:
     size, _ = _capped_bond(module, size, opt.n_cores)
     return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=opt.n_cores, max_bond=size, sweeps=opt.sweeps,
                                           cg_iterations=opt.cg_iterations, ridge=opt.ridge)
 
 
-#: The compressed layer of each single-family method: method -> build(module, method, size, stats, options).
+#: The compressed layer of each single-family method:
+#: method -> build(module, method, size, stats, options, whiteners).
 _LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    **dict.fromkeys(_LOWRANK_INPUTS, _build_lowrank),
+    **dict.fromkeys(_LOWRANK_FACTORS, _build_lowrank),
     "mpo": _build_mpo,
     "mpo-aware": _build_mpo_aware,
     "mpo-whiten": _build_mpo_whiten,
 }
 
-
-def _build_layer(module, method, size, st, n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge) -> nn.Module:
-    options = _BuildOptions(n_cores, alpha, refit_limit, sweeps, cg_iterations, ridge)
-    return _LAYER_BUILDERS[method](module, method, size, st, options)

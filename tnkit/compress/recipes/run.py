@@ -244,7 +244,7 @@ class CompressSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from .pipeline import ALLOCATIONS, DEFAULT_METHOD, METHODS
+        from .methods import ALLOCATIONS, DEFAULT_METHOD, METHODS
         from ..numerics.search import FAMILIES
 
         for name in ("model", "out"):
@@ -586,5 +586,9 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
                  f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers")
     if reports:
         lines.append(format_reports(reports))
+    stages = result.extra.get("stage_seconds") or {}
+    if stages:
+        lines.append("time per stage (wall s, CPU s): " + ", ".join(
+            f"{stage} {wall:.1f} ({cpu:.1f})" for stage, (wall, cpu) in stages.items()))
     lines.append(f"compression {result.seconds:.1f} s; total {seconds:.1f} s; saved to {out}")
     return "\n".join(lines)
