@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.validate import check_int, check_number, check_option
+from .recipe import CALIB_TOKENS
 
 __all__ = [
     "HealSettings", "CompressSettings", "CompressRun", "run_compress", "run_heal", "check_compress_settings",
@@ -199,7 +200,8 @@ class CompressSettings:
     calib_text : str or Path, optional
         Text for the activation statistics; default: the healing text, else ``eval_text``.
     calib_tokens : int
-        Calibration tokens, >= 1.
+        Calibration tokens, >= 1 (default ``CALIB_TOKENS``, 17,408: method ``"auto"`` measures its
+        activation statistics on all but the held-out batch and builds on the first three batches).
     seq_len : int
         Tokens per calibration and healing window, >= 2.
     heal : HealSettings, optional
@@ -234,7 +236,7 @@ class CompressSettings:
     depth: tuple[int, int] | None = None
     exclude: Sequence[str] = ()
     calib_text: str | Path | None = None
-    calib_tokens: int = 4096
+    calib_tokens: int = CALIB_TOKENS
     seq_len: int = 256
     heal: HealSettings | None = None
     eval_text: str | Path | None = None
