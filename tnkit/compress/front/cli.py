@@ -21,7 +21,7 @@ from ..._argtypes import (
 )
 from .cli_distributed import add_distributed_args
 from .cli_heal import add_export_parser, add_heal_args, heal_settings_from_args, nonnegative_int
-from ..recipes.recipe import CALIB_TOKENS
+from ..recipes.run import CALIB_TOKENS
 
 __all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser", "settings_from_args"]
 

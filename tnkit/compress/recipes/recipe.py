@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "CALIB_TOKENS", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches",
+__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches",
            "heldout_split", "build_batches", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
@@ -35,10 +35,6 @@ AUTO_SPLITS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: pruning's least-squares fold, use every fitting batch (one forward pass each): more text for the statistics is
 #: cheap and makes the pruning much less noisy (docs/compress.md, "Choosing the pruning")
 AUTO_BUILD_BATCHES = 3
-
-#: default calibration tokens of ``tnkit compress`` (``CompressSettings.calib_tokens``): 17 windows of 4 x 256
-#: tokens, i.e. 16,384 tokens of statistics and one held-out batch for method ``"auto"``
-CALIB_TOKENS = 17 * 4 * 256
 
 #: share of the calibration text (its end) from which ``calibration_batches`` draws the held-out batch
 HELDOUT_FRACTION = 0.1

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from ...core.validate import check_int, check_number, check_option
-from .recipe import CALIB_TOKENS
 
 __all__ = [
     "HealSettings", "CompressSettings", "CompressRun", "run_compress", "run_heal", "check_compress_settings",
     "read_token_ids", "select_layers", "HEAL_DATA", "HEAL_DEVICES", "CHECKPOINT_SUBDIR", "DEFAULT_RATIO",
+    "CALIB_TOKENS",
 ]
 
 #: Healing data: windows of a text, text the original model writes itself, or both.
@@ -53,6 +53,10 @@ CHECKPOINT_SUBDIR = "heal_checkpoint"
 
 #: The kept fraction of the compressed layers' weights when neither ``ratio`` nor ``max_bond`` is given.
 DEFAULT_RATIO = 0.8
+#: default calibration tokens of ``tnkit compress`` (``CompressSettings.calib_tokens``): 17 windows of 4 x 256
+#: tokens, i.e. 16,384 tokens of statistics and one held-out batch for method ``"auto"``
+#: (:data:`tnkit.compress.recipes.recipe.AUTO_BUILD_BATCHES`)
+CALIB_TOKENS = 17 * 4 * 256
 
 #: Generated tokens timed by each evaluation of :func:`run_compress`.
 SPEED_TOKENS = 8
