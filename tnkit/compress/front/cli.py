@@ -21,6 +21,7 @@ from ..._argtypes import (
 )
 from .cli_distributed import add_distributed_args
 from .cli_heal import add_export_parser, add_heal_args, heal_settings_from_args, nonnegative_int
+from ..recipes.run import CALIB_TOKENS
 
 __all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser", "settings_from_args"]
 
@@ -126,8 +127,9 @@ def add_compress_parser(sub: Any) -> None:
     _layer_args(p)
     p.add_argument("--calib-text", default=None, metavar="PATH", type=existing_path,
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
-    p.add_argument("--calib-tokens", type=int_at_least(1), default=4096,
-                   help="calibration tokens (default 4096)")
+    p.add_argument("--calib-tokens", type=int_at_least(1), default=CALIB_TOKENS,
+                   help=f"calibration tokens (default {CALIB_TOKENS}: the default method measures its statistics on "
+                        "all of them but a held-out batch, and builds on the first three batches)")
     add_heal_args(p)
     p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")

@@ -27,7 +27,7 @@ __all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fract
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
 #: 0 is the factorisation search alone, 1 pruning alone
-AUTO_SPLITS = (0.0, 0.5, 1.0)
+AUTO_SPLITS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 #: fitting batches (the first ones) on which method ``"auto"`` builds its candidates block by block (two passes of

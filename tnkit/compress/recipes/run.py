@@ -39,6 +39,7 @@ from ...core.validate import check_int, check_number, check_option
 __all__ = [
     "HealSettings", "CompressSettings", "CompressRun", "run_compress", "run_heal", "check_compress_settings",
     "read_token_ids", "select_layers", "HEAL_DATA", "HEAL_DEVICES", "CHECKPOINT_SUBDIR", "DEFAULT_RATIO",
+    "CALIB_TOKENS",
 ]
 
 #: Healing data: windows of a text, text the original model writes itself, or both.
@@ -52,6 +53,10 @@ CHECKPOINT_SUBDIR = "heal_checkpoint"
 
 #: The kept fraction of the compressed layers' weights when neither ``ratio`` nor ``max_bond`` is given.
 DEFAULT_RATIO = 0.8
+#: default calibration tokens of ``tnkit compress`` (``CompressSettings.calib_tokens``): 17 windows of 4 x 256
+#: tokens, i.e. 16,384 tokens of statistics and one held-out batch for method ``"auto"``
+#: (:data:`tnkit.compress.recipes.recipe.AUTO_BUILD_BATCHES`)
+CALIB_TOKENS = 17 * 4 * 256
 
 #: Generated tokens timed by each evaluation of :func:`run_compress`.
 SPEED_TOKENS = 8
@@ -199,7 +204,8 @@ class CompressSettings:
     calib_text : str or Path, optional
         Text for the activation statistics; default: the healing text, else ``eval_text``.
     calib_tokens : int
-        Calibration tokens, >= 1.
+        Calibration tokens, >= 1 (default ``CALIB_TOKENS``, 17,408: method ``"auto"`` measures its
+        activation statistics on all but the held-out batch and builds on the first three batches).
     seq_len : int
         Tokens per calibration and healing window, >= 2.
     heal : HealSettings, optional
@@ -234,7 +240,7 @@ class CompressSettings:
     depth: tuple[int, int] | None = None
     exclude: Sequence[str] = ()
     calib_text: str | Path | None = None
-    calib_tokens: int = 4096
+    calib_tokens: int = CALIB_TOKENS
     seq_len: int = 256
     heal: HealSettings | None = None
     eval_text: str | Path | None = None
