@@ -518,15 +518,18 @@ ANCHOR_TROTTER2 = 0.744
 IBM_TUTORIAL_FIDELITY = 0.99972965
 
 
-def _ran_case(args: Any, rep: Reporter, target: Any) -> None:
-    """No seed circuit: Ran's analytic layer of the target (centred), then identity brick layers."""
+def _grown_case(args: Any, rep: Reporter, target: Any, *, grow: str, name: str, note: str) -> None:
+    """No seed circuit: ``compile_growing(grow=...)`` adds identity brick layers until F >= 0.99.
+
+    Each intermediate stage runs 15 polar sweeps and 30 L-BFGS-B iterations.
+    """
     from tnkit.aqc import compile_growing
 
     _log_results()
     clock = _Clock()
     stages = compile_growing(
         target,
-        grow="ran-brickwall",
+        grow=grow,
         target_fidelity=0.99,
         max_bond=args.max_bond,
         max_layers=10,
@@ -541,7 +544,7 @@ def _ran_case(args: Any, rep: Reporter, target: Any) -> None:
     rep.emit(
         make_row(
             BENCH,
-            "xxz20_ran_fidelity",
+            name,
             res.fidelity,
             None,
             None,
@@ -555,12 +558,20 @@ def _ran_case(args: Any, rep: Reporter, target: Any) -> None:
                 {"cnots": r.cnot_count, "cnot_depth": r.cnot_depth, "fidelity": r.fidelity} for r in stages
             ],
             **times,
-            note="no seed circuit: Ran's analytic layer (bond-2 truncation of the target, prepared "
-            "outwards from the centre), then identity brick layers (15 polar sweeps + 30 L-BFGS-B "
-            "iterations per intermediate stage) until F >= 0.99; the anchor cannot start without a "
-            "circuit",
+            note=note,
         )
     )
+
+
+def _ran_case(args: Any, rep: Reporter, target: Any) -> None:
+    """No seed circuit: Ran's analytic layer of the target (centred), then identity brick layers."""
+    _grown_case(
+        args, rep, target, grow="ran-brickwall", name="xxz20_ran_fidelity",
+        note="no seed circuit: Ran's analytic layer (bond-2 truncation of the target, prepared "
+        "outwards from the centre), then identity brick layers (15 polar sweeps + 30 L-BFGS-B "
+        "iterations per intermediate stage) until F >= 0.99; the anchor cannot start without a "
+        "circuit",
+    )  # fmt: skip
 
 
 def _ran_staircase_case(args: Any, rep: Reporter, target: Any) -> None:
@@ -606,43 +617,11 @@ def _ran_staircase_case(args: Any, rep: Reporter, target: Any) -> None:
 
 def _seedless_brickwall_case(args: Any, rep: Reporter, target: Any) -> None:
     """No seed circuit: identity brick layers grown one at a time, polar sweeps then L-BFGS-B per stage."""
-    from tnkit.aqc import compile_growing
-
-    _log_results()
-    clock = _Clock()
-    stages = compile_growing(
-        target,
-        grow="brickwall",
-        target_fidelity=0.99,
-        max_bond=args.max_bond,
-        max_layers=10,
-        max_iter=args.max_iter,
-        stage_iter=30,
-        method="sweep+lbfgs",
-        max_sweeps=15,
-        progress=False,
-    )
-    times = clock.fields()
-    res = stages[-1]
-    rep.emit(
-        make_row(
-            BENCH,
-            "xxz20_seedless_brickwall_fidelity",
-            res.fidelity,
-            None,
-            None,
-            metric="fidelity",
-            lower_is_better=False,
-            cnots=res.cnot_count,
-            cnot_depth=res.cnot_depth,
-            brick_layers=len(stages) - 1,
-            blocks=res.ansatz.n_blocks,
-            stages=[{"cnots": r.cnot_count, "fidelity": r.fidelity} for r in stages],
-            **times,
-            note="no seed circuit: the best product state, then identity brick layers added one at a "
-            "time (15 polar sweeps + 30 L-BFGS-B iterations per intermediate stage) until F >= 0.99",
-        )
-    )
+    _grown_case(
+        args, rep, target, grow="brickwall", name="xxz20_seedless_brickwall_fidelity",
+        note="no seed circuit: the best product state, then identity brick layers added one at a "
+        "time (15 polar sweeps + 30 L-BFGS-B iterations per intermediate stage) until F >= 0.99",
+    )  # fmt: skip
 
 
 def _layers_case(args: Any, rep: Reporter, target: Any, chain: Any, steps: int) -> dict:
