@@ -167,6 +167,9 @@ def _host_view(weight: Any) -> np.ndarray:
 class LowRankLinear(nn.Module):
     """``y = (x V^T) U^T + b`` with ``U`` ``(out, rank)`` and ``V`` ``(rank, in)``.
 
+    ``original_params`` (the dense layer's ``out * in`` plus its bias) is derived from the
+    shapes when not given.
+
     Examples
     --------
     >>> import torch
@@ -190,7 +193,8 @@ class LowRankLinear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.truncation_error = float(truncation_error)
-        self.original_params = original_params
+        self.original_params = (int(original_params) if original_params is not None
+                                else self.out_features * self.in_features + (0 if bias is None else self.out_features))
 
     @classmethod
     def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
@@ -205,8 +209,7 @@ class LowRankLinear(nn.Module):
                                     covariance=None if covariance is None else to_numpy(covariance), ridge=ridge,
                                     overwrite_covariance=overwrite_covariance)
         dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
-        return cls(u, v, bias, truncation_error=err, original_params=w.size + (0 if bias is None else w.shape[0]),
-                   dtype=dtype)
+        return cls(u, v, bias, truncation_error=err, dtype=dtype)
 
     @classmethod
     def from_linear(cls, linear: nn.Module, **kwargs: Any) -> LowRankLinear:
@@ -229,9 +232,7 @@ class LowRankLinear(nn.Module):
     @property
     def compression_ratio(self) -> float:
         """``num_params / original_params``."""
-        orig = self.original_params or self.out_features * self.in_features + (
-            0 if self.bias is None else self.out_features)
-        return self.num_params / orig
+        return self.num_params / self.original_params
 
     def dense_weight(self) -> torch.Tensor:
         """The ``(out, in)`` weight ``U V``."""

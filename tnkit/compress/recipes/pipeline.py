@@ -913,8 +913,7 @@ def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _Bui
         raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
     u, v, err = _LOWRANK_FACTORS[method](weight.double().numpy(), size, st, opt, whiteners)
     bias = None if getattr(module, "bias", None) is None else module.bias.detach()
-    return LowRankLinear(u, v, bias, truncation_error=err,
-                         original_params=weight.numel() + (0 if bias is None else weight.shape[0]), dtype=weight.dtype)
+    return LowRankLinear(u, v, bias, truncation_error=err, dtype=weight.dtype)
 
 
 def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,

@@ -237,8 +237,7 @@ def _lowrank(layer: DenseLayer, size: int, **kwargs: Any) -> LowRankLinear:
     w, bias = layer.read()
     u, v, error = lowrank_factors(w, size, overwrite_weight=True, low_memory=True, **kwargs)
     del w  # ``W S``: the weight's storage
-    original = u.shape[0] * v.shape[1] + (0 if bias is None else u.shape[0])
-    return LowRankLinear(u, v, bias, truncation_error=error, original_params=original, dtype=layer.dtype)
+    return LowRankLinear(u, v, bias, truncation_error=error, dtype=layer.dtype)
 
 
 def _build_mpo_whiten(layer: DenseLayer, size: int, st: ActivationStats, ridge: float, last: bool) -> nn.Module:
