@@ -20,7 +20,6 @@ from tnkit.compress.numerics.search import (
     layer_options,
     lowrank_dims,
     search_allocation,
-    whitened_lowrank_factors,
     whitened_weight,
 )
 
@@ -172,13 +171,17 @@ def test_whitened_factors_from_a_shared_whitener_are_svd_llms(rng):
     np.testing.assert_allclose(whitened_weight(np.eye(12, 20), s), np.eye(12, 20) @ s, rtol=1e-14, atol=1e-14)
     for shape in ((12, 20), (30, 20)):  # wide and tall: q/k/v and gate/up share one input
         w = rng.standard_normal(shape).astype(np.float32)
-        u, v, err = whitened_lowrank_factors(w, s, 5)
+        u, v, err = lowrank_factors(w, 5, method="whiten", whitener=s)
         u0, v0, err0 = lowrank_factors(w, 5, method="whiten", covariance=c)
         np.testing.assert_array_equal(u, u0)
         np.testing.assert_array_equal(v, v0)
         assert err == err0
     with pytest.raises(ValueError, match="rank"):
-        whitened_lowrank_factors(w, s, 21)
+        lowrank_factors(w, 21, method="whiten", whitener=s)
+    with pytest.raises(ValueError, match="whitener"):
+        lowrank_factors(w, 5, method="svd", whitener=s)
+    with pytest.raises(ValueError, match="whitener"):
+        lowrank_factors(w, 5, method="whiten", whitener=s, covariance=c)
 
 
 def test_whiten_layers_sharing_an_input_equal_lowranklinear_from_linear():

@@ -52,7 +52,11 @@ def _whitened_basis(w, weight, input_scale, covariance, ridge, overwrite):
     if covariance is None:
         raise ValueError("method 'whiten' needs `covariance` (input second moment).")
     c = ridge_covariance(covariance, ridge, overwrite=overwrite)
-    right = cholesky_whitener(c, overwrite=overwrite or c is not covariance)
+    return _whitened_by(w, weight, cholesky_whitener(c, overwrite=overwrite or c is not covariance))
+
+
+def _whitened_by(w, weight, right):
+    """``W S`` for the lower-triangular whitener ``S`` (``right``), and the map ``V <- V S^{-1}`` back."""
 
     def undo(vh: np.ndarray) -> np.ndarray:  # vh @ right^{-1}, by one triangular solve (right is lower-triangular)
         from scipy.linalg import solve_triangular
@@ -81,6 +85,7 @@ def lowrank_factors(
     overwrite_covariance: bool = False,
     overwrite_weight: bool = False,
     low_memory: bool = False,
+    whitener: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight`` and the error.
 
@@ -111,6 +116,11 @@ def lowrank_factors(
         divide and conquer): about three fewer ``min(out, in)``-square float64 arrays.
         ``U V`` is the same to rounding; a pair of columns of ``U`` and rows of ``V``
         may change sign.
+    whitener : numpy.ndarray, shape (in, in), optional
+        ``"whiten"`` only, instead of ``covariance``: the lower-triangular ``S`` with
+        ``S S^T`` the (ridged) second moment, as :func:`tnkit.core.linalg.cholesky_whitener`
+        returns it, so that layers fed the same input (q/k/v, gate/up) share one Cholesky
+        factorisation. The factors are those ``covariance`` gives, bit for bit.
 
     Returns
     -------
@@ -120,6 +130,9 @@ def lowrank_factors(
         was truncated (``W``, ``W diag(s)`` or ``W S``).
     """
     check_option("method", method, LOWRANK_METHODS)
+    if whitener is not None and (method != "whiten" or covariance is not None):
+        raise ValueError(f"`whitener` replaces `covariance` of method 'whiten'; got method {method!r}"
+                         f"{' and a covariance' if covariance is not None else ''}.")
     w = np.asarray(weight, dtype=np.float64)
     limit = min(w.shape)
     rank = check_int("rank", rank, minimum=1)
@@ -127,7 +140,10 @@ def lowrank_factors(
         raise ValueError(f"`rank` must be at most {limit} for a {w.shape[0]}x{w.shape[1]} weight, got {rank}.")
     # the bases may overwrite ``w`` when it is not ``protected`` (a copy, or a weight given up by the caller)
     protected = None if overwrite_weight else weight
-    target, undo = LOWRANK_BASES[method](w, protected, input_scale, covariance, ridge, overwrite_covariance)
+    if whitener is not None:
+        target, undo = _whitened_by(w, protected, whitener)
+    else:
+        target, undo = LOWRANK_BASES[method](w, protected, input_scale, covariance, ridge, overwrite_covariance)
     norm2 = max(float(np.linalg.norm(target)) ** 2, 1e-300)
     if low_memory:
         us, vh, discarded = lean_truncated_factors(target, max_bond=rank)
@@ -199,7 +215,7 @@ class LowRankLinear(nn.Module):
     @classmethod
     def from_weight(cls, weight: Any, bias: Any = None, *, rank: int, method: str = "svd",
                     input_scale: Any = None, covariance: Any = None, ridge: float = 0.0,
-                    overwrite_covariance: bool = False) -> LowRankLinear:
+                    overwrite_covariance: bool = False, whitener: Any = None) -> LowRankLinear:
         """Factorise a dense ``(out, in)`` weight (see :func:`lowrank_factors`)."""
         from .mpo_linear import to_numpy
 
@@ -207,7 +223,8 @@ class LowRankLinear(nn.Module):
         u, v, err = lowrank_factors(w, rank, method=method,
                                     input_scale=None if input_scale is None else to_numpy(input_scale),
                                     covariance=None if covariance is None else to_numpy(covariance), ridge=ridge,
-                                    overwrite_covariance=overwrite_covariance)
+                                    overwrite_covariance=overwrite_covariance,
+                                    whitener=None if whitener is None else to_numpy(whitener))
         dtype = weight.dtype if torch.is_tensor(weight) and weight.is_floating_point() else torch.float32
         return cls(u, v, bias, truncation_error=err, dtype=dtype)
 

@@ -61,7 +61,6 @@ __all__ = [
     "gradient_weights",
     "lowrank_dims",
     "whitened_weight",
-    "whitened_lowrank_factors",
 ]
 
 #: Candidate families of the per-layer search (``"dense"`` is always a candidate).
@@ -122,45 +121,6 @@ def whitened_weight(weight: np.ndarray, whitener: np.ndarray) -> np.ndarray:
     # w is C-ordered, so w.T is a Fortran-ordered view: w.T <- whitener^T w.T is w <- w whitener
     out = dtrmm(1.0, np.asfortranarray(whitener, dtype=np.float64), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
     return w if np.shares_memory(out, w) else np.ascontiguousarray(out.T)
-
-
-@with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
-def whitened_lowrank_factors(weight: np.ndarray, whitener: np.ndarray, rank: int
-                             ) -> tuple[np.ndarray, np.ndarray, float]:
-    """SVD-LLM's rank-``rank`` factors ``U (out, k)``, ``V (k, in)`` of ``weight``, given the whitener of its inputs.
-
-    The factors of :func:`tnkit.compress.layers.lowrank.lowrank_factors` (``method="whiten"``,
-    ``covariance=C``) when ``whitener`` is :func:`tnkit.core.linalg.cholesky_whitener` ``(C)``:
-    the truncated ``W S`` by its smaller Gram matrix, then ``V <- V S^-1``. Taking the
-    whitener lets layers fed the same input (q/k/v, gate/up) share one Cholesky factorisation.
-
-    Parameters
-    ----------
-    weight : numpy.ndarray, shape (out, in)
-    whitener : numpy.ndarray, shape (in, in)
-        Lower triangular ``S`` with ``S S^T = C``, the second moment of the inputs.
-    rank : int
-        At most ``min(out, in)``.
-
-    Returns
-    -------
-    U, V : numpy.ndarray
-    error : float
-        Relative squared error of the truncated ``W S``.
-    """
-    from scipy.linalg import solve_triangular
-
-    from ...core.linalg import gram_truncated_factors
-
-    target = whitened_weight(weight, whitener)
-    rank = check_int("rank", rank, minimum=1)
-    if rank > min(target.shape):
-        raise ValueError(f"`rank` must be at most {min(target.shape)} for a {target.shape[0]}x{target.shape[1]} "
-                         f"weight, got {rank}.")
-    us, vh, discarded = gram_truncated_factors(target, max_bond=rank)
-    error = discarded / max(float(np.linalg.norm(target)) ** 2, 1e-300)
-    v = solve_triangular(whitener, vh.T, trans="T", lower=True, overwrite_b=True, check_finite=False).T
-    return us, v, float(error)
 
 
 #: relative damping of the whitener (:func:`tnkit.core.linalg.cholesky_whitener`'s default), so that the

@@ -47,11 +47,11 @@ from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_c
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
 from ..numerics.factorize import bond_for_params, max_bonds
 from ...core.linalg import cholesky_whitener
-from ..layers.lowrank import LowRankLinear, lowrank_factors, ridge_covariance
+from ..layers.lowrank import LowRankLinear, ridge_covariance
 from ..layers.mpo_linear import MPOLinear
 from .prune import pruned_stats
 from ..layers.surgery import find_layers, linear_weight, replace_layers
-from ..numerics.search import gradient_weights, whitened_lowrank_factors
+from ..numerics.search import gradient_weights
 from ..numerics.whitened_mpo import whitened_mpo_curve
 
 __all__ = ["AutoCandidate", "auto_candidates", "StageClock", "METHODS", "METHOD_SPECS", "MethodSpec", "DEFAULT_METHOD", "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "SENSITIVITIES", "ALLOCATIONS", "DEFAULT_RIDGE", "LayerReport", "CompressionResult", "compress_model", "uniform_size",
@@ -894,26 +894,21 @@ class _Whiteners:
         return last[1]
 
 
-#: The factors of each low-rank method: method -> factors(weight, rank, stats, options, whiteners) returning
-#: ``(U, V, error)`` as :func:`tnkit.compress.layers.lowrank.lowrank_factors` does; ``"whiten"`` takes the
-#: whitener the layers fed the same input share.
-_LOWRANK_FACTORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, float]]] = {
-    "svd": lambda w, rank, st, opt, whiteners: lowrank_factors(w, rank, method="svd"),
-    "asvd": lambda w, rank, st, opt, whiteners: lowrank_factors(w, rank, method="asvd",
-                                                                input_scale=channel_scale(st, alpha=opt.alpha)),
-    "whiten": lambda w, rank, st, opt, whiteners: whitened_lowrank_factors(w, whiteners(st), rank),
+#: What each low-rank method passes to :meth:`LowRankLinear.from_linear` besides the rank:
+#: method -> inputs(stats, options, whiteners); ``"whiten"`` takes the whitener the layers fed the same input share.
+_LOWRANK_INPUTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "svd": lambda st, opt, whiteners: {},
+    "asvd": lambda st, opt, whiteners: {"input_scale": channel_scale(st, alpha=opt.alpha)},
+    "whiten": lambda st, opt, whiteners: {"whitener": whiteners(st)},
 }
 
 
 def _build_lowrank(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
                    whiteners: _Whiteners) -> nn.Module:
-    weight = linear_weight(module).detach()
-    limit = min(weight.shape)
+    limit = min(linear_weight(module).shape)
     if size > limit:
         raise ValueError(f"`max_bond` (rank) must be at most {limit} for this layer, got {size}.")
-    u, v, err = _LOWRANK_FACTORS[method](weight.double().numpy(), size, st, opt, whiteners)
-    bias = None if getattr(module, "bias", None) is None else module.bias.detach()
-    return LowRankLinear(u, v, bias, truncation_error=err, dtype=weight.dtype)
+    return LowRankLinear.from_linear(module, rank=size, method=method, **_LOWRANK_INPUTS[method](st, opt, whiteners))
 
 
 def _build_mpo(module: nn.Module, method: str, size: int, st: Any, opt: _BuildOptions,
@@ -945,7 +940,7 @@ def _build_mpo_whiten(module: nn.Module, method: str, size: int, st: Any, opt: _
 #: The compressed layer of each single-family method:
 #: method -> build(module, method, size, stats, options, whiteners).
 _LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    **dict.fromkeys(_LOWRANK_FACTORS, _build_lowrank),
+    **dict.fromkeys(_LOWRANK_INPUTS, _build_lowrank),
     "mpo": _build_mpo,
     "mpo-aware": _build_mpo_aware,
     "mpo-whiten": _build_mpo_whiten,
