@@ -34,6 +34,7 @@ def test_cli_compiles_a_dmrg_ground_state_checked_against_exact_diagonalisation(
     report = json.loads(out.with_suffix(".json").read_text())
     target = report["target"]
     assert target["kind"] == "ground-state" and target["model"] == "heisenberg" and target["converged"]
+    assert "delta" not in target and (target["j"], target["h"]) == (1.0, 0.0)  # only what the model reads
     assert report["ansatz"] == "hva"  # the default for a Heisenberg ground state
     h = SpinChain.heisenberg(n).mpo().to_dense()
     energies, vectors = np.linalg.eigh(h)

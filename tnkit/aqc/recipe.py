@@ -759,8 +759,13 @@ def _check_budget(s: AQCSettings, n: int, coupling: list[tuple[int, int]] | None
         )
 
 
+#: The coupling parameters each model reads (the report lists only these).
+MODEL_PARAMETERS = {"xxz": ("delta", "j", "h"), "heisenberg": ("j", "h"), "tfim": ("j", "h")}
+
+
 def _model_info(s: AQCSettings, kind: str) -> dict[str, Any]:
-    return {"kind": kind, "model": s.model, "n_sites": s.n_sites, "delta": s.delta, "j": s.j, "h": s.h}
+    params = {name: getattr(s, name) for name in MODEL_PARAMETERS.get(s.model, ("delta", "j", "h"))}
+    return {"kind": kind, "model": s.model, "n_sites": s.n_sites, **params}
 
 
 def _trotter_target(s: AQCSettings, chain: SpinChain) -> tuple[Any, dict[str, Any]]:
