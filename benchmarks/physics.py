@@ -35,9 +35,10 @@ ending in ``_t<threads>``:
   N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants, among them
   other time steps (``tnkit_hybrid_dt1/7``, ``quimb_tebd4_dt0.1``, ...: see ``_STEPS``)
   and step schedules, one call of ``tdvp`` each: ``tnkit_hybrid_dt0.05then0.2`` (hybrid
-  TDVP with ``dt = 0.05`` to t = 2, then ``dt = 0.2``), ``tnkit_hybrid_dt0.05then0.5``
-  (``dt = 0.05`` to t = 1, then ``dt = 0.5``) and ``tnkit_hybrid_dt0.05then0.5_ktol1e-8``
-  (the same with ``krylov_tol=1e-8``; ``_ktol1e-6``: ``1e-6``). TeNPy logs its CPU seconds after each unit of time.
+  TDVP with ``dt = 0.05`` to t = 2, then ``dt = 0.2``), ``tnkit_hybrid_dt0.1then0.5``
+  (``dt = 0.1`` to t = 1, then ``dt = 0.5``; also ``dt0.05then0.5``), and the same with
+  ``krylov_tol`` 1e-8 or 1e-6 (``..._ktol1e-8``, ``..._ktol1e-6``). TeNPy logs its CPU
+  seconds after each unit of time.
 
 DMRG times are one run each (``--repeats`` applies to runs under 2 s), all in this
 process, interleaved. The load average is
@@ -371,9 +372,9 @@ TDVP_CODES: dict[str, Any] = {
     **{f"tnkit_hybrid_dt{k}": functools.partial(_tnkit_tdvp, method="hybrid", dt=dt)
        for k, dt in _STEPS.items()},
     "tnkit_hybrid_dt0.05then0.2": _tnkit_tdvp_schedule,
-    **{f"tnkit_hybrid_dt0.05then0.5{name}": functools.partial(_tnkit_tdvp_schedule, late_dt=0.5, switch=1,
-                                                            krylov_tol=tol)
-       for name, tol in (("", 1e-12), ("_ktol1e-8", 1e-8), ("_ktol1e-6", 1e-6))},
+    **{f"tnkit_hybrid_dt{early}then0.5{name}": functools.partial(_tnkit_tdvp_schedule, early_dt=early,
+                                                                late_dt=0.5, switch=1, krylov_tol=tol)
+       for early in (0.05, 0.1) for name, tol in (("", 1e-12), ("_ktol1e-8", 1e-8), ("_ktol1e-6", 1e-6))},
     "quimb_tebd4": _quimb_tebd,
     **{f"quimb_tebd4_dt{name}": functools.partial(_quimb_tebd, dt=dt) for name, dt in _STEPS.items()},
     "tenpy": _tenpy_tdvp,
