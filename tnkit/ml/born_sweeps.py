@@ -19,6 +19,13 @@ and the two-site sweeps stall above the minimum; so once they converge, or after
 of the sweeps, full-batch training continues with one-site updates at fixed bonds,
 which truncate nothing.
 
+Distinct rows. The NLL and its gradient are sums over samples of terms that depend
+on the sample only, so the environments hold each distinct training row once and the
+sums weigh it by its frequency (:class:`CountedEnvironments`): the same objective, and
+every pass over the environments shrinks by the repetition of the data (20,000
+samples of a 16-site, bond-8 Born distribution hold 5,000-7,300 distinct rows, of a
+12-site, bond-4 one 1,300-1,800).
+
 Numerical safety. ``Phi(x) / psi(x)`` is invariant under scaling ``L(x)`` and
 ``R(x)``, so the per-sample environments are stored normalised to unit norm with
 their log-scales kept apart (as in :mod:`tnkit.ml.environments`); nothing over- or
