@@ -60,8 +60,8 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
   ``--recovery-first-seed`` for other data; ``--recovery-kinds mps,ttn``;
   ``--recovery-cases mps_n16_chi8,...`` for a subset),
   against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model, ``n``
-  training samples); the goal is a gap within 0.02 nats of the floor. Fit seconds and
-  sweeps are in the row.
+  training samples); the goal is a gap within 0.02 nats of the floor. Fit CPU and wall seconds
+  (the whole fit, every start) and the sweeps and hops of the kept fit are in the row.
 * ``gradient_epoch_n12_bond4_seconds``: one epoch of the minibatch gradient trainer (Adam,
   batch 100) over 20,000 samples of 12 binary features at bond 4, median of 5 after a
   warm-up, real and complex; reference: 4.6 s, the figure of the previous implementation

@@ -219,6 +219,30 @@ def test_best_of_several_starts_is_continued(rng):
     assert np.isclose(-several.score(X), several.history_.nll[-1])
 
 
+def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
+    """``start_sweeps=None`` (default): each start gets the whole fit (sweeps and hops) and the fit
+    with the lowest final training NLL is kept (a choice after a few sweeps keeps the start that
+    leads early, which need not end lowest)."""
+    X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
+    options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4)
+    runs = []
+    original = MPSBornMachine._sweep_fit
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        runs.append(list(out[1].nll))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MPSBornMachine, "_sweep_fit", spy)
+        model = MPSBornMachine(**options).fit(X)
+    assert len(runs) == 3
+    assert all(len(run) > 6 for run in runs)            # sweeps, then at least one hop entry
+    assert model.history_.nll == min(runs, key=lambda h: h[-1])
+    assert np.all(np.diff(model.history_.nll) <= 1e-12)
+    assert np.isclose(-model.score(X), model.history_.nll[-1])
+
+
 # --------------------------------------------------------------------------- basin hopping
 
 

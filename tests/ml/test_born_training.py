@@ -9,7 +9,7 @@ from conftest import all_configurations
 
 import tnkit
 from tnkit.ml import MPSBornMachine
-from tnkit.ml.born_sweeps import PairProblem
+from tnkit.ml.born_sweeps import CountedEnvironments, PairProblem
 from tnkit.ml.born_training import (
     absorb_left,
     absorb_right,
@@ -98,6 +98,28 @@ def test_pair_gradient_matches_finite_differences(rng):
         minus[idx] -= h
         fd = (nll(plus) - nll(minus)) / (2 * h)
         assert grad[idx] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_distinct_rows_with_frequencies_give_the_nll_and_gradient_of_all_rows(rng, width):
+    """Repeated samples: the counted environments (distinct rows) give the NLL and D(T) of every row."""
+    dims = (2, 3, 2, 2, 2)
+    psi = tnkit.MPS.random(5, 3, phys_dim=list(dims), seed=rng, dtype=np.complex128)
+    k = 1
+    psi.canonicalize_(k)
+    tensors = list(psi.tensors)
+    X = random_data(rng, 15, dims)[rng.integers(0, 15, size=120)]   # 120 rows, at most 15 distinct
+    problems = []
+    for envs in (CodedEnvironments(X), CountedEnvironments(X)):
+        envs.build_left(tensors, k)
+        envs.build_right(tensors, k + width)
+        problems.append(PairProblem(envs, k, dims[k : k + width], getattr(envs, "weights", None)))
+    assert len(problems[1].log_scale) <= 15
+    centre = tensors[k] if width == 1 else tnkit.contract("asb,btc->astc", tensors[k], tensors[k + 1])
+    every, counted = problems
+    assert counted.nll(centre) == pytest.approx(every.nll(centre), rel=1e-12)
+    assert counted.nll(centre) == pytest.approx(dense_nll(tensors, X), rel=1e-10)
+    np.testing.assert_allclose(counted.data_gradient(centre), every.data_gradient(centre), rtol=1e-10, atol=1e-13)
 
 
 def test_sweeps_decrease_nll_and_report_it_exactly(rng):

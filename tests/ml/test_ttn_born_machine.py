@@ -136,6 +136,26 @@ def test_node_update_direction_is_the_gradient_at_the_centre(rng):
         np.testing.assert_allclose(grads[v], 2 * tensors[v] - 2 * data.data_gradient(v, tensors[v]), atol=1e-10)
 
 
+def test_distinct_rows_with_frequencies_give_the_node_nll_and_gradient_of_all_rows(rng):
+    """Repeated samples: the distinct rows weighted by their frequencies give the same NLL and data term."""
+    from tnkit.ml.ttn_born_machine import _NodeProblem
+
+    tree = Tree.grid(2, 3)
+    X = random_data(rng, 12, DIMS)[rng.integers(0, 12, size=100)]   # 100 rows, at most 12 distinct
+    psi = TTN.random(tree, list(DIMS), 3, seed=rng, dtype=np.complex128)
+    v = tree.root
+    tensors = node_tensors(psi.canonicalize_(v).normalize_())
+    problems = []
+    for data in (_TreeData(tree, np.asarray(DIMS), X), _TreeData.distinct(tree, np.asarray(DIMS), X)):
+        data.build_inside(tensors)
+        problems.append(_NodeProblem(data, v))
+    every, counted = problems
+    assert counted.data.n <= 12
+    assert counted.nll(tensors[v]) == pytest.approx(every.nll(tensors[v]), rel=1e-12)
+    assert counted.nll(tensors[v]) == pytest.approx(dense_nll(tree, tensors, X), rel=1e-10)
+    np.testing.assert_allclose(counted.data_gradient(tensors[v]), every.data_gradient(tensors[v]), atol=1e-12)
+
+
 def test_sweep_tour_walks_every_edge_down_and_up():
     tree = Tree.grid(3, 4)
     tour = sweep_tour(tree)

@@ -443,13 +443,15 @@ class MPSBornMachine(BornMachineBase):
     init_bond : int, default 2
         Bond dimension of the random starting state (capped by ``max_bond``).
     n_starts : int, default 3
-        Sweeps (full batch, fresh fit): this many random starts are swept
-        ``start_sweeps`` times each and the one with the lowest training NLL is
-        continued. Fits from different starts end in different local minima (on 16-site,
-        bond-4 Born distributions one start in three stalled 0.02-0.04 nats above the
-        others), and the NLL after a few sweeps already tells them apart.
-    start_sweeps : int, default 8
-        Sweeps given to each start before the best is chosen (counted in ``n_sweeps``).
+        Sweeps (full batch, fresh fit): fits from this many random starts; the one with
+        the lowest training NLL is kept. Fits from different starts end in different
+        local minima, and choosing after the complete fits compares the minima
+        themselves, not how fast each start descends in its first sweeps (see
+        ``docs/generative.md``).
+    start_sweeps : int or None, default None
+        ``None``: every start gets the complete fit (sweeps, then basin hopping). An int:
+        each start gets this many two-site sweeps, and only the best is continued (counted
+        in ``n_sweeps``).
     n_hops : int, default 12
         Sweeps (full batch): after the sweeps, at most this many rounds of basin hopping. The
         fitted state gets Gaussian noise of relative size ``hop_size`` on every tensor,
@@ -520,7 +522,7 @@ class MPSBornMachine(BornMachineBase):
         normalized_gradient: bool = False,
         init_bond: int = 2,
         n_starts: int = 3,
-        start_sweeps: int = 8,
+        start_sweeps: int | None = None,
         n_hops: int = 12,
         hop_size: float = 0.3,
         hop_sweeps: int = 20,
@@ -555,7 +557,6 @@ class MPSBornMachine(BornMachineBase):
             self.mps_ = self._initial_state(rng, params)
             self.learning_rate_ = params["learning_rate"]
         if params["trainer"] == "sweep":
-            n_sweeps = params["n_sweeps"]
             sweep = functools.partial(
                 sweep_train, X=X, learning_rate=self.learning_rate_,
                 learning_rate_decay=params["learning_rate_decay"],
@@ -564,12 +565,12 @@ class MPSBornMachine(BornMachineBase):
                 batch_size=params["batch_size"], rng=rng, progress=self.verbose, tol=params["tol"],
             )
             full_batch = params["batch_size"] is None or params["batch_size"] >= len(X)
-            if not warm and full_batch and params["n_starts"] > 1 and n_sweeps > params["start_sweeps"]:
+            if not warm and full_batch and params["n_starts"] > 1:
                 self.mps_, self.history_ = self._best_start(sweep, rng, params)
-                n_sweeps -= params["start_sweeps"]
-            self.mps_, self.history_ = sweep(self.mps_, n_sweeps=n_sweeps, history=self.history_)
-            if full_batch and params["n_sweeps"] >= params["hop_sweeps"]:
-                self._hop(sweep, rng, params)
+            else:
+                self.mps_, self.history_ = self._sweep_fit(
+                    sweep, rng, params, self.mps_, self.history_, params["n_sweeps"], hops=full_batch
+                )
             self.learning_rate_ = self._decayed_rate(params)
         else:
             settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
@@ -578,41 +579,67 @@ class MPSBornMachine(BornMachineBase):
                                                       history=self.history_)
         return self
 
+    def _sweep_fit(
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], start: MatrixProductState,
+        history: TrainingHistory, n_sweeps: int, *, hops: bool,
+    ) -> tuple[MatrixProductState, TrainingHistory]:
+        """``n_sweeps`` sweeps from ``start``, then (``hops``, and ``n_sweeps >= hop_sweeps``) basin hopping."""
+        state, history = sweep(start, n_sweeps=n_sweeps, history=history)
+        if hops and params["n_sweeps"] >= params["hop_sweeps"]:
+            state = self._hop(sweep, rng, params, state, history)
+        return state, history
+
     def _best_start(
         self, sweep: Any, rng: np.random.Generator, params: dict[str, Any]
     ) -> tuple[MatrixProductState, TrainingHistory]:
-        """``start_sweeps`` sweeps from each of ``n_starts`` random starts; the lowest training NLL wins."""
+        """Fits from ``n_starts`` random starts; the lowest training NLL wins.
+
+        With ``start_sweeps=None`` each start is fitted completely (sweeps and hops); with an
+        int, each gets ``start_sweeps`` two-site sweeps and only the best is continued.
+        """
         starts = [self.mps_] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
+        if params["start_sweeps"] is None:
+            runs = [self._sweep_fit(sweep, rng, params, s, TrainingHistory(), params["n_sweeps"], hops=True)
+                    for s in starts]
+            return min(runs, key=lambda run: run[1].nll[-1])
+        if params["n_sweeps"] <= params["start_sweeps"]:
+            return self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"], hops=True)
         runs = [
             sweep(s, n_sweeps=params["start_sweeps"], history=TrainingHistory(), one_site=False)
             for s in starts
         ]
-        return min(runs, key=lambda run: run[1].nll[-1])
+        state, history = min(runs, key=lambda run: run[1].nll[-1])
+        return self._sweep_fit(sweep, rng, params, state, history, params["n_sweeps"] - params["start_sweeps"],
+                               hops=True)
 
-    def _hop(self, sweep: Any, rng: np.random.Generator, params: dict[str, Any]) -> None:
+    def _hop(
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], state: MatrixProductState,
+        history: TrainingHistory,
+    ) -> MatrixProductState:
         """Basin hopping: ``n_hops`` times, perturb the fitted state, sweep it again, keep it if it fits better.
 
         Each tensor gets Gaussian noise of norm ``hop_size`` times its own, then
         ``hop_sweeps`` sweeps (two-site, then one-site) descend from there; the result
-        replaces ``mps_`` only if its training NLL is lower. Each hop adds one entry to
-        ``history_``: the training NLL of the state kept after it (so the history never rises).
+        replaces ``state`` only if its training NLL is lower. Each hop adds one entry to
+        ``history`` (in place): the training NLL of the state kept after it (so the history never rises).
         The hops stop early once :data:`HOP_PATIENCE` in a row together gained less than
         :data:`HOP_GAIN` nats (:func:`hops_exhausted`): a fit already at its best minimum pays
-        for three hops only, one that keeps finding better minima goes on.
+        for three hops only, one that keeps finding better minima goes on. Returns the state kept.
         """
         gains: list[float] = []
         for _ in range(params["n_hops"]):
             tick = time.perf_counter()
-            trial = perturbed(self.mps_, params["hop_size"], rng)
-            state, run = sweep(trial, n_sweeps=params["hop_sweeps"], history=TrainingHistory())
-            gain = self.history_.nll[-1] - run.nll[-1]
+            trial = perturbed(state, params["hop_size"], rng)
+            candidate, run = sweep(trial, n_sweeps=params["hop_sweeps"], history=TrainingHistory())
+            gain = history.nll[-1] - run.nll[-1]
             if gain > 0:
-                self.mps_ = state
-            self.history_.append(self.history_.nll[-1] - max(gain, 0.0), max(self.mps_.bond_dims),
-                                 time.perf_counter() - tick, self.learning_rate_)
+                state = candidate
+            history.append(history.nll[-1] - max(gain, 0.0), max(state.bond_dims),
+                           time.perf_counter() - tick, self.learning_rate_)
             gains.append(gain)
             if hops_exhausted(gains):
                 break
+        return state
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {
@@ -622,7 +649,7 @@ class MPSBornMachine(BornMachineBase):
             "learning_rate_decay": number(maximum=1.0),
             "init_bond": integer(minimum=1),
             "n_starts": integer(minimum=1),
-            "start_sweeps": integer(minimum=1),
+            "start_sweeps": integer(minimum=1, optional=True),
             "n_hops": integer(minimum=0),
             "hop_size": number(),
             "hop_sweeps": integer(minimum=1),

@@ -19,6 +19,13 @@ and the two-site sweeps stall above the minimum; so once they converge, or after
 of the sweeps, full-batch training continues with one-site updates at fixed bonds,
 which truncate nothing.
 
+Distinct rows. The NLL and its gradient are sums over samples of terms that depend
+on the sample only, so the environments hold each distinct training row once and the
+sums weigh it by its frequency (:class:`CountedEnvironments`): the same objective, and
+every pass over the environments shrinks by the repetition of the data (20,000
+samples of a 16-site, bond-8 Born distribution hold 5,000-7,300 distinct rows, of a
+12-site, bond-4 one 1,300-1,800).
+
 Numerical safety. ``Phi(x) / psi(x)`` is invariant under scaling ``L(x)`` and
 ``R(x)``, so the per-sample environments are stored normalised to unit norm with
 their log-scales kept apart (as in :mod:`tnkit.ml.environments`); nothing over- or
@@ -50,29 +57,35 @@ from ..mps.mps import MatrixProductState
 from .environments import TINY, CodedEnvironments, absorb_left, absorb_right, group_rows
 from .history import TrainingHistory, converged, progress_bar, record
 
-__all__ = ["sweep_train", "sphere_descent", "PairProblem"]
+__all__ = ["sweep_train", "sphere_descent", "PairProblem", "CountedEnvironments"]
 
 
 class PairProblem:
     """The NLL as a function of the merged pair ``(k, k+1)`` (or of site ``k``), the environments fixed.
 
-    ``dims`` holds the numbers of values of the two sites (or of the one site).
+    ``dims`` holds the numbers of values of the two sites (or of the one site);
+    ``weights`` (shape ``(n,)``, summing to one) weighs the rows of the environments, the
+    frequencies of distinct samples (:class:`CountedEnvironments`); ``None``: ``1/n`` each.
 
     With the rest of the chain isometric, ``NLL(B) = log ||B||**2 - 1/n sum_x log psi(x)**2``
     exactly (the stored log-scales of the environments added back), so a local step that
     lowers it lowers the NLL of the whole state.
     """
 
-    def __init__(self, envs: CodedEnvironments, k: int, dims: tuple[int, ...]) -> None:
+    def __init__(
+        self, envs: CodedEnvironments, k: int, dims: tuple[int, ...], weights: np.ndarray | None = None
+    ) -> None:
         width = len(dims)  # 2: the pair (k, k+1); 1: the single site k
         left, right = envs.env[k], envs.env[k + width]
         self.n = left.shape[0]
         self.log_scale = envs.scale[k] + envs.scale[k + width]
-        self._mean_log_scale = float(np.mean(self.log_scale))
+        weights = np.full(self.n, 1.0 / self.n) if weights is None else weights
+        self._mean_log_scale = float(np.dot(weights, self.log_scale))
         self.groups = [
             ((slice(None), *values, slice(None)), rows, left[rows], right[rows])
             for values, rows in group_rows(*(envs.X[:, k + j] for j in range(width)), dims=dims)
         ]
+        self._weights = [weights[rows] for _, rows, _, _ in self.groups]
         self._cache: tuple[np.ndarray, list[np.ndarray]] | None = None
 
     def _group_psi(self, merged: np.ndarray) -> list[np.ndarray]:
@@ -92,16 +105,16 @@ class PairProblem:
     def nll(self, merged: np.ndarray) -> float:
         """Exact NLL of the state whose centre pair is ``merged`` (``inf`` where some ``psi(x) = 0``)."""
         with np.errstate(divide="ignore"):
-            total = sum(float(np.sum(np.log(np.abs(a)))) for a in self._group_psi(merged))
-        return float(np.log(np.vdot(merged, merged).real)) - 2.0 * (total / self.n + self._mean_log_scale)
+            total = sum(float(np.dot(w, np.log(np.abs(a)))) for w, a in zip(self._weights, self._group_psi(merged)))
+        return float(np.log(np.vdot(merged, merged).real)) - 2.0 * (total + self._mean_log_scale)
 
     def data_gradient(self, merged: np.ndarray) -> np.ndarray:
-        """``1/n sum_x Phi(x) / psi(x)`` (same shape as ``merged``)."""
+        """``sum_x w(x) Phi(x) / psi(x)`` (same shape as ``merged``; ``w = 1/n`` without weights)."""
         grad = np.zeros_like(merged)
-        for (index, _, left, right), psi in zip(self.groups, self._group_psi(merged), strict=True):
+        for (index, _, left, right), w, psi in zip(self.groups, self._weights, self._group_psi(merged), strict=True):
             psi = np.where(np.abs(psi) < TINY, TINY, psi)
-            grad[index] = left.T @ (right / psi[:, None])
-        return (grad.conj() if np.iscomplexobj(grad) else grad) / self.n
+            grad[index] = left.T @ (right * (w / psi)[:, None])
+        return grad.conj() if np.iscomplexobj(grad) else grad
 
 
 def sphere_descent(
@@ -206,7 +219,28 @@ def _split(
     return (u * s).reshape(dl, d1, -1), vh.reshape(-1, d2, dr), discarded > 0
 
 
-def _end_nll(envs: CodedEnvironments, tensors: list[np.ndarray], centre: int) -> float:
+class CountedEnvironments(CodedEnvironments):
+    """:class:`~tnkit.ml.environments.CodedEnvironments` of the distinct rows of the data, with their frequencies.
+
+    The NLL and its gradient are sums over samples of terms that depend on the sample
+    only, so the distinct rows weighted by their frequencies give them exactly. Data drawn
+    from a distribution of low entropy repeat many rows (20,000 samples of a 16-site, bond-8
+    Born distribution hold 5,000-7,300 distinct rows; of a 12-site one 1,300-1,800), and
+    every pass over the environments shrinks by that factor.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray, shape (n_distinct,)
+        Frequency of each distinct row (sums to one).
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        rows, counts = np.unique(X, axis=0, return_counts=True)
+        super().__init__(rows)
+        self.weights = counts / counts.sum()
+
+
+def _end_nll(envs: CountedEnvironments, tensors: list[np.ndarray], centre: int) -> float:
     """Exact NLL of the normalised MPS whose centre is the end site ``centre``."""
     n_sites = len(tensors)
     if centre == n_sites - 1:
@@ -216,7 +250,7 @@ def _end_nll(envs: CodedEnvironments, tensors: list[np.ndarray], centre: int) ->
         env, scale = envs.env[1], envs.scale[1]
         psi = absorb_right(env, tensors[0], envs.X[:, 0])[:, 0]
     with np.errstate(divide="ignore"):
-        return float(-np.mean(2.0 * (scale + np.log(np.abs(psi)))))
+        return float(-np.dot(envs.weights, 2.0 * (scale + np.log(np.abs(psi)))))
 
 
 @dataclass(frozen=True)
@@ -371,9 +405,9 @@ def sweep_train(
     return _as_mps(tensors, going_right), history
 
 
-def _start_environments(tensors: list[np.ndarray], X: np.ndarray, going_right: bool) -> CodedEnvironments:
-    """Environments for a sweep starting at the left end (``going_right``) or the right end."""
-    envs = CodedEnvironments(X)
+def _start_environments(tensors: list[np.ndarray], X: np.ndarray, going_right: bool) -> CountedEnvironments:
+    """Environments of the distinct rows of ``X`` for a sweep starting at the left end (``going_right``) or the right end."""
+    envs = CountedEnvironments(X)
     if going_right:
         envs.build_right(tensors, 2)
     else:
@@ -391,7 +425,7 @@ def _as_mps(tensors: list[np.ndarray], next_going_right: bool) -> MatrixProductS
 
 def _one_sweep(
     tensors: list[np.ndarray],
-    envs: CodedEnvironments,
+    envs: CountedEnvironments,
     going_right: bool,
     descent: Descent,
     max_bond: int | None,
@@ -408,7 +442,7 @@ def _one_sweep(
     nll, rate = math.inf, descent.learning_rate
     for k in pairs:
         start = contract("asb,btc->astc", tensors[k], tensors[k + 1])
-        problem = PairProblem(envs, k, (start.shape[1], start.shape[2]))
+        problem = PairProblem(envs, k, (start.shape[1], start.shape[2]), envs.weights)
         merged, nll, rate = sphere_descent(start, problem, rate, *descent.options)
         tensors[k], tensors[k + 1], nll = _truncated_step(problem, start, merged, nll, going_right, max_bond, cutoff)
         if going_right:
@@ -420,7 +454,7 @@ def _one_sweep(
 
 def _one_site_sweep(
     tensors: list[np.ndarray],
-    envs: CodedEnvironments,
+    envs: CountedEnvironments,
     going_right: bool,
     descent: Descent,
 ) -> float:
@@ -436,7 +470,7 @@ def _one_site_sweep(
     sites = range(n_sites) if going_right else range(n_sites - 1, -1, -1)
     nll, rate = math.inf, descent.learning_rate
     for k in sites:
-        problem = PairProblem(envs, k, (tensors[k].shape[1],))
+        problem = PairProblem(envs, k, (tensors[k].shape[1],), envs.weights)
         tensors[k], nll, rate = sphere_descent(tensors[k], problem, rate, *descent.options)
         dl, d, dr = tensors[k].shape
         if going_right and k < n_sites - 1:

@@ -159,10 +159,13 @@ class _TreeData:
     unit rows, ``log`` the removed log-norms); ``outside[v]`` likewise on ``v``'s parent
     bond (``(n, 1)`` ones at the root). ``groups[v]`` lists ``(index, rows)``: the slice
     of ``T_v`` at the leaf children's values and the samples holding them.
+    ``weights`` (shape ``(n,)``, summing to one) weighs the rows in the NLL and its
+    gradient: the frequencies of distinct rows (:meth:`distinct`), ``1/n`` each by default.
     """
 
-    def __init__(self, tree: Tree, dims: np.ndarray, X: np.ndarray) -> None:
+    def __init__(self, tree: Tree, dims: np.ndarray, X: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.tree, self.n = tree, len(X)
+        self.weights = np.full(self.n, 1.0 / max(self.n, 1)) if weights is None else weights
         n_leaves = tree.n_leaves
         self.groups: dict[int, list[tuple[tuple[Any, ...], np.ndarray | slice]]] = {}
         self.internal_kids: dict[int, list[int]] = {}
@@ -184,6 +187,16 @@ class _TreeData:
             self.groups[v] = entries
         self.inside: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.outside = {tree.root: (np.ones((self.n, 1)), np.zeros(self.n))}
+
+    @classmethod
+    def distinct(cls, tree: Tree, dims: np.ndarray, X: np.ndarray) -> _TreeData:
+        """The distinct rows of ``X`` weighted by their frequencies: the same NLL and gradient, fewer rows.
+
+        The NLL and its gradient are sums over samples of terms that depend on the sample
+        only, and data of low entropy repeat many rows.
+        """
+        rows, counts = np.unique(X, axis=0, return_counts=True)
+        return cls(tree, dims, rows, counts / counts.sum())
 
     def _ins(self, v: int, rows: np.ndarray | slice, skip: int = -1) -> list[np.ndarray]:
         return [self.inside[c][0][rows] for c in self.internal_kids[v] if c != skip]
@@ -232,7 +245,7 @@ class _TreeData:
             return np.log(np.abs(amp)) + self._in_log(v) + self.outside[v][1]
 
     def data_gradient(self, v: int, t: np.ndarray) -> np.ndarray:
-        """``1/n sum_x Phi_v(x) / psi(x)``: the data term of ``dNLL/dT_v`` (shape of ``T_v``)."""
+        """``sum_x w(x) Phi_v(x) / psi(x)``: the data term of ``dNLL/dT_v`` (shape of ``T_v``)."""
         tp = _with_parent(self.tree, v, t)
         k = len(self.internal_kids[v])
         forward, _, gradient = _data_equations(k)
@@ -242,8 +255,7 @@ class _TreeData:
             sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
             amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
             amp = np.where(np.abs(amp) < TINY, TINY, amp)
-            grad[index] += contract(gradient, *ins, out / amp[:, None])
-        grad /= self.n
+            grad[index] += contract(gradient, *ins, out * (self.weights[rows] / amp)[:, None])
         if np.iscomplexobj(grad):
             grad = grad.conj()
         return grad[..., 0] if v == self.tree.root else grad
@@ -259,10 +271,10 @@ class _NodeProblem:
 
     def nll(self, t: np.ndarray) -> float:
         """Exact NLL with ``t`` at the orthogonality centre ``v`` (``Z = ||t||**2``)."""
-        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.mean(self.data.log_psi(self.v, t)))
+        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.dot(self.data.weights, self.data.log_psi(self.v, t)))
 
     def data_gradient(self, t: np.ndarray) -> np.ndarray:
-        """``1/n sum_x Phi_v(x) / psi(x)``."""
+        """``sum_x w(x) Phi_v(x) / psi(x)``."""
         return self.data.data_gradient(self.v, t)
 
 
@@ -483,7 +495,7 @@ def tree_sweep_train(
             tick = time.perf_counter()
             if data is None or batched:
                 rows = np.sort(rng.choice(len(X), size=batch_size, replace=False)) if batched else slice(None)
-                data = _TreeData(tree, dims, X[rows])
+                data = _TreeData.distinct(tree, dims, X[rows])
                 data.build_inside(tensors)
             rate = learning_rate
             with blas_threads(bond):
@@ -494,7 +506,7 @@ def tree_sweep_train(
                     )
                     if step + 1 < len(tour):
                         _move(tree, tensors, data, v, tour[step + 1])
-            nll = float(-2.0 * np.mean(data.log_psi(tree.root, tensors[tree.root])))
+            nll = float(-2.0 * np.dot(data.weights, data.log_psi(tree.root, tensors[tree.root])))
             record(history, bar, nll, bond, time.perf_counter() - tick, learning_rate)
             if not batched and converged(history.nll[n_before:], tol):
                 break
