@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backend import ascontiguous, eps, flip, namespace, numpy_dtype, to_numpy
+from ..core.backend import ascontiguous, eps, flip, is_meta, namespace, numpy_dtype, to_numpy
 from ..core.linalg import truncated_svd, truncation_rank
 from ..core.validate import check_int
 from ..mps.mpo import MatrixProductOperator
@@ -24,6 +24,7 @@ __all__ = [
     "state_from_tensors",
     "working_dtype",
     "is_single_precision",
+    "check_has_values",
 ]
 
 
@@ -34,6 +35,7 @@ def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixPro
     """
     if not isinstance(mpo, MatrixProductOperator):
         raise TypeError(f"`{name}` must be a MatrixProductOperator, got {type(mpo).__name__}.")
+    check_has_values(name, mpo)
     if mpo.out_dims != mpo.in_dims:
         raise ValueError(
             f"`{name}` must map each site to itself (d_out == d_in), got out {mpo.out_dims}, "
@@ -62,6 +64,15 @@ def _matrix_element(bra: MatrixProductState, mpo: MatrixProductOperator, ket: Ma
     return complex(env.reshape(-1)[0])
 
 
+def check_has_values(name: str, network: MatrixProductState | MatrixProductOperator) -> None:
+    """``ValueError`` naming ``name`` if ``network`` is on torch's ``meta`` device (no values to sweep)."""
+    if is_meta(network.tensors[0]):
+        raise ValueError(
+            f"`{name}` is on torch's meta device, which holds shapes but no values; the sweep "
+            "algorithms need values: convert it with .to(device=...) to a real device first."
+        )
+
+
 def working_dtype(library: str, *dtypes: Any, complex_: bool = False) -> np.dtype:
     """The dtype a sweep works in, from its inputs' dtypes (numpy or torch spellings).
 
@@ -86,6 +97,7 @@ def check_state(name: str, state: object, dims: tuple[int, ...]) -> MatrixProduc
     """``state`` must be an MPS with physical dimensions ``dims``."""
     if not isinstance(state, MatrixProductState):
         raise TypeError(f"`{name}` must be a MatrixProductState, got {type(state).__name__}.")
+    check_has_values(name, state)
     if state.phys_dims != dims:
         raise ValueError(
             f"`{name}` must have physical dimensions {dims} (those of the MPO), got {state.phys_dims}."

@@ -48,7 +48,7 @@ from ..core.validate import as_array, check_option
 from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
-from ._common import split_two_site, working_dtype
+from ._common import check_has_values, split_two_site, working_dtype
 from .tdvp import EvolutionResult, check_evolution_options, run_steps
 
 __all__ = ["tebd", "nearest_neighbour_terms", "TEBD_ORDERS"]
@@ -201,6 +201,7 @@ def tebd(
     """
     if not isinstance(psi, MatrixProductState):
         raise TypeError(f"`psi` must be a MatrixProductState, got {type(psi).__name__}.")
+    check_has_values("psi", psi)
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TEBD, got {psi.n_sites}.")
     hs = _check_bond_terms(bond_terms, psi.phys_dims)
