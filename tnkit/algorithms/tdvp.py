@@ -31,11 +31,24 @@ site is evolved backward between them; where a block meets a one-site step, the 
 evolved forward once, inside the block: the pieces telescope to the tangent-space
 projector as in the pure schemes, and at full bond dimension every method is exact.
 
+Higher order (``order=4``) composes the symmetric second-order sweep ``S`` into
+``S(p dt) S((1 - 2p) dt) S(p dt)`` with ``p = 1 / (2 - 2**(1/3))`` (Suzuki, Yoshida: the
+triple jump, whose middle sub-step runs backward): the splitting error per unit time
+falls from ``O(dt**2)`` to ``O(dt**4)`` for three sweeps per step.
+
+A step schedule (``dt`` a sequence of step sizes) takes small steps where the dynamics
+are fast and the bonds small, and large ones once the bonds are capped and a step costs
+the most: the cost of a one-site sweep grows only slowly with its step (the Krylov
+spaces get a few vectors larger), so the cost per unit time falls nearly as ``1/dt``.
+
 Imaginary time (``imaginary=True``) replaces ``-i dt`` by ``-dt`` and renormalises
 the state after each step, converging to the ground state.
 
 Observables are recorded by ``callback(t, state)``, called at ``t = 0`` and after
 every ``record_every`` steps; whatever it returns is kept in the result.
+
+Suzuki's and Yoshida's compositions: M. Suzuki, Phys. Lett. A 146, 319 (1990);
+H. Yoshida, Phys. Lett. A 150, 262 (1990).
 
 References
 ----------
@@ -47,8 +60,9 @@ S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824.
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +87,7 @@ from ._common import (
 from .environments import Environments, OneSiteOperator, SweepState, TwoSiteOperator, ZeroSiteOperator
 from .krylov import expm_krylov, krylov_workspace
 
-__all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS"]
+__all__ = ["tdvp", "EvolutionResult", "TDVP_METHODS", "TDVP_ORDERS", "check_time_steps"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -85,7 +99,7 @@ class EvolutionResult:
     state : MatrixProductState
         The state at the final time.
     times : tuple of float
-        Recording times: ``0`` and every ``record_every`` steps.
+        Recording times: ``0`` and every ``record_every`` steps (the sum of the steps so far).
     records : tuple
         What ``callback(t, state)`` returned at those times (empty without a callback).
     truncation_errors : tuple of float
@@ -212,14 +226,22 @@ TDVP_METHODS: dict[str, Callable[[_Stepper, int], bool]] = {
     "hybrid": _below_cap,
 }
 
+_P4 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
+
+#: Sub-steps of one step, as fractions of ``dt``, for each order: ``2`` is one symmetric
+#: sweep; ``4`` the triple jump ``p, 1 - 2p, p`` of it with ``p = 1 / (2 - 2**(1/3))``
+#: (three sweeps, the middle one backward in time).
+TDVP_ORDERS: dict[int, tuple[float, ...]] = {2: (1.0,), 4: (_P4, 1.0 - 2.0 * _P4, _P4)}
+
 
 def tdvp(
     psi: MatrixProductState,
     mpo: MatrixProductOperator,
     *,
-    dt: float,
-    n_steps: int,
+    dt: float | Sequence[float],
+    n_steps: int | None = None,
     method: str = "two-site",
+    order: int = 2,
     max_bond: int | None = 64,
     cutoff: float = 1e-12,
     imaginary: bool = False,
@@ -228,7 +250,8 @@ def tdvp(
     krylov_tol: float = 1e-12,
     progress: bool | None = None,
 ) -> EvolutionResult:
-    """Evolve ``psi`` by ``exp(-i H t)`` (or ``exp(-H t)``) with TDVP for ``n_steps`` steps of ``dt``.
+    """Evolve ``psi`` by ``exp(-i H t)`` (or ``exp(-H t)``) with TDVP, in ``n_steps`` steps of ``dt``
+    or in the steps of a schedule ``dt = [dt_1, dt_2, ...]``.
 
     Parameters
     ----------
@@ -236,16 +259,24 @@ def tdvp(
         Initial state (not modified); real states are made complex for real time.
     mpo : MatrixProductOperator
         Hermitian Hamiltonian ``H``.
-    dt : float
-        Time step (> 0). The splitting error per unit time is ``O(dt**2)``.
-    n_steps : int
-        Number of steps; the final time is ``n_steps * dt``.
+    dt : float or sequence of float
+        Time step (> 0), or the schedule of steps (each > 0; the final time is their
+        sum). The splitting error per unit time is ``O(dt**order)``. A schedule such as
+        ``[0.05] * 40 + [0.5] * 6`` takes small steps through the fast early dynamics,
+        while the bonds are small and a step is cheap, and large ones once the bonds are
+        capped (see the module notes).
+    n_steps : int, optional
+        Number of steps of a single ``dt`` (required then); the final time is
+        ``n_steps * dt``. With a schedule, omit it (or give ``len(dt)``).
     method : {"two-site", "one-site", "hybrid"}
         Two-site TDVP grows bonds up to ``max_bond``; one-site keeps the bonds of
         ``psi`` (conserving norm and energy to the Krylov tolerance); hybrid crosses
         each bond by a two-site block while the bond is below ``max_bond`` (and below
         the dimension of the Hilbert space on either side) and by a one-site step once
         it has reached it, which costs about a third of a two-site block.
+    order : {2, 4}
+        Order of the integrator in ``dt``: one symmetric sweep per step (2), or the
+        triple-jump composition of three sweeps (4, see :data:`TDVP_ORDERS`).
     max_bond : int or None
         Bond cap of two-site (and hybrid) TDVP.
     cutoff : float
@@ -256,7 +287,8 @@ def tdvp(
         ``callback(t, state) -> value``, called at ``t = 0`` and every
         ``record_every`` steps; values are collected in ``records``.
     record_every : int
-        Steps between callback calls.
+        Steps between callback calls (with a schedule, the times are the sums of the
+        steps taken).
     krylov_tol : float
         Error tolerance of each Krylov exponential.
     progress : bool, optional
@@ -275,13 +307,16 @@ def tdvp(
     >>> res = tdvp(psi, h, dt=0.05, n_steps=10, max_bond=16, progress=False)
     >>> round(abs(res.state.norm() - 1), 10)
     0.0
+    >>> res = tdvp(psi, h, dt=[0.05] * 4 + [0.2] * 4, method="hybrid", max_bond=16, progress=False)
+    >>> round(res.times[-1], 12)
+    1.0
     """
     check_hamiltonian("mpo", mpo)
     psi = check_state("psi", psi, mpo.in_dims)
-    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
-        dt, n_steps, max_bond, cutoff, record_every, callback
-    )
+    steps = check_time_steps(dt, n_steps)
+    max_bond, cutoff, record_every = check_evolution_options(max_bond, cutoff, record_every, callback)
     check_option("method", method, TDVP_METHODS)
+    check_option("order", order, TDVP_ORDERS)
     krylov_tol = check_number("krylov_tol", krylov_tol)
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TDVP, got {psi.n_sites}.")
@@ -295,9 +330,9 @@ def tdvp(
             psi,
             mpo,
             _TDVPRun(
-                dt=dt,
-                n_steps=n_steps,
+                steps=steps,
                 method=method,
+                order=order,
                 max_bond=max_bond,
                 cutoff=cutoff,
                 imaginary=imaginary,
@@ -314,9 +349,9 @@ def tdvp(
 class _TDVPRun:
     """One TDVP run's options, checked by :func:`tdvp` (internal)."""
 
-    dt: Any
-    n_steps: int
+    steps: list[float]
     method: str
+    order: int
     max_bond: Any
     cutoff: float
     imaginary: bool
@@ -342,10 +377,13 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
         _bond_caps(psi, opts.max_bond),
     )
     two_site = TDVP_METHODS[opts.method]
-    factor = -opts.dt / 2 if opts.imaginary else -0.5j * opts.dt
+    fractions = TDVP_ORDERS[opts.order]
 
-    def step() -> tuple[float, int]:
-        discarded = stepper.sweep(factor, two_site)
+    def step(dt: float) -> tuple[float, int]:
+        discarded = 0.0
+        for fraction in fractions:
+            half = fraction * dt / 2
+            discarded += stepper.sweep(-half if opts.imaginary else -1j * half, two_site)
         if opts.imaginary:
             tensors[0] = tensors[0] * (norm0 / norm(tensors[0]))
             stepper.envs.invalidate(0)
@@ -354,8 +392,7 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     return run_steps(
         step,
         tensors,
-        dt=opts.dt,
-        n_steps=opts.n_steps,
+        steps=opts.steps,
         callback=opts.callback,
         record_every=opts.record_every,
         progress=opts.progress,
@@ -376,14 +413,38 @@ def _bond_caps(psi: MatrixProductState, max_bond: int | None) -> list[int]:
     return caps
 
 
+def check_time_steps(dt: Any, n_steps: Any) -> list[float]:
+    """The steps of an evolution: ``n_steps`` times a single ``dt``, or the schedule ``dt``.
+
+    ``dt`` is a real number > 0 with ``n_steps`` an integer >= 0, or a one-dimensional
+    sequence of real numbers > 0 with ``n_steps`` ``None`` or its length. Raises
+    ``TypeError`` or ``ValueError`` naming the argument otherwise.
+    """
+    if isinstance(dt, numbers.Number) and not isinstance(dt, bool):
+        step = check_number("dt", dt)
+        if n_steps is None:
+            raise TypeError("`n_steps` is required with a single time step `dt` (or give `dt` as a schedule).")
+        return [step] * check_int("n_steps", n_steps, minimum=0)
+    if isinstance(dt, (str, bytes, bool)) or not isinstance(dt, (Sequence, np.ndarray)):
+        raise TypeError(f"`dt` must be a real number or a sequence of them, got {type(dt).__name__}.")
+    if np.ndim(dt) != 1:
+        raise ValueError(f"`dt` as a schedule must be one-dimensional, got shape {np.shape(dt)}.")
+    steps = [check_number(f"dt[{k}]", x) for k, x in enumerate(dt)]
+    if not steps:
+        raise ValueError("`dt` as a schedule must hold at least one step, got an empty sequence.")
+    if n_steps is not None and check_int("n_steps", n_steps, minimum=0) != len(steps):
+        raise ValueError(
+            f"`n_steps` must be omitted or equal to the length of the schedule `dt` ({len(steps)}), got {n_steps}."
+        )
+    return steps
+
+
 def check_evolution_options(
-    dt: Any, n_steps: Any, max_bond: Any, cutoff: Any, record_every: Any, callback: Any
-) -> tuple[float, int, int | None, float, int]:
-    """Check the options :func:`tdvp` and :func:`~tnkit.algorithms.tebd.tebd` share; return them
-    normalised (``dt, n_steps, max_bond, cutoff, record_every``)."""
+    max_bond: Any, cutoff: Any, record_every: Any, callback: Any
+) -> tuple[int | None, float, int]:
+    """Check the options :func:`tdvp` and :func:`~tnkit.algorithms.tebd.tebd` share besides the
+    steps (:func:`check_time_steps`); return them normalised (``max_bond, cutoff, record_every``)."""
     out = (
-        check_number("dt", dt),
-        check_int("n_steps", n_steps, minimum=0),
         check_max_bond(max_bond),
         check_cutoff(cutoff),
         check_int("record_every", record_every, minimum=1),
@@ -394,17 +455,17 @@ def check_evolution_options(
 
 
 def run_steps(
-    step: Callable[[], tuple[float, int]],
+    step: Callable[[float], tuple[float, int]],
     tensors: list[np.ndarray],
     *,
-    dt: float,
-    n_steps: int,
+    steps: Sequence[float],
     callback: Callable[[float, MatrixProductState], Any] | None,
     record_every: int,
     progress: bool | None,
     desc: str,
 ) -> EvolutionResult:
-    """Call ``step()`` ``n_steps`` times, timing it, recording observables and a progress bar.
+    """Call ``step(dt)`` for each ``dt`` of ``steps``, timing it, recording observables and a
+    progress bar.
 
     ``step`` advances ``tensors`` (in place) by ``dt`` and returns the discarded weight of
     the step and the orthogonality centre it left the tensors in.
@@ -414,18 +475,18 @@ def run_steps(
     recorder.record(0, 0.0, tensors, center)
     errors, bonds = [], []
     elapsed = 0.0
-    bar = progress_bar(n_steps, progress, desc)
+    bar = progress_bar(len(steps), progress, desc)
     try:
-        for k in range(1, n_steps + 1):
+        for k, (dt, t) in enumerate(zip(steps, _elapsed(steps), strict=True), start=1):
             start = time.perf_counter()
-            discarded, center = step()
+            discarded, center = step(dt)
             errors.append(discarded)
             bonds.append(max(a.shape[2] for a in tensors))
             elapsed += time.perf_counter() - start
-            recorder.record(k, k * dt, tensors, center)
+            recorder.record(k, t, tensors, center)
             if bar is not None:
                 bar.update()
-                bar.set_postfix(t=f"{k * dt:.4g}", bond=bonds[-1])
+                bar.set_postfix(t=f"{t:.4g}", bond=bonds[-1])
     finally:
         if bar is not None:
             bar.close()
@@ -437,6 +498,20 @@ def run_steps(
         tuple(bonds),
         elapsed,
     )
+
+
+def _elapsed(steps: Sequence[float]) -> list[float]:
+    """The time after each step: ``k * dt`` for equal steps, else the running sum with
+    Neumaier's compensation (so that ``[0.05] * 20`` ends at ``1.0``, not ``1.0000000000000002``)."""
+    if all(x == steps[0] for x in steps):
+        return [k * steps[0] for k in range(1, len(steps) + 1)]
+    out, total, comp = [], 0.0, 0.0
+    for x in steps:
+        t = total + x
+        comp += (total - t) + x if abs(total) >= abs(x) else (x - t) + total
+        total = t
+        out.append(total + comp)
+    return out
 
 
 class Recorder:

@@ -49,7 +49,7 @@ from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
 from ._common import check_has_values, split_two_site, working_dtype
-from .tdvp import EvolutionResult, check_evolution_options, run_steps
+from .tdvp import EvolutionResult, check_evolution_options, check_time_steps, run_steps
 
 __all__ = ["tebd", "nearest_neighbour_terms", "TEBD_ORDERS"]
 
@@ -157,8 +157,8 @@ def tebd(
     psi: MatrixProductState,
     bond_terms: Sequence[Any],
     *,
-    dt: float,
-    n_steps: int,
+    dt: float | Sequence[float],
+    n_steps: int | None = None,
     order: int = 2,
     max_bond: int | None = 64,
     cutoff: float = 1e-12,
@@ -176,10 +176,11 @@ def tebd(
     bond_terms : sequence of array_like
         ``h_b`` for ``b = 0 .. N-2`` (see the module docstring, and
         :func:`nearest_neighbour_terms`).
-    dt : float
-        Time step (> 0).
-    n_steps : int
-        Number of steps; the final time is ``n_steps * dt``.
+    dt : float or sequence of float
+        Time step (> 0), or the schedule of steps (each > 0; the final time is their sum).
+    n_steps : int, optional
+        Number of steps of a single ``dt`` (required then); the final time is
+        ``n_steps * dt``. With a schedule, omit it (or give ``len(dt)``).
     order : {2, 4}
         Trotter-Suzuki order: the error at fixed final time scales as ``dt**order``.
     max_bond : int or None
@@ -205,14 +206,13 @@ def tebd(
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TEBD, got {psi.n_sites}.")
     hs = _check_bond_terms(bond_terms, psi.phys_dims)
-    dt, n_steps, max_bond, cutoff, record_every = check_evolution_options(
-        dt, n_steps, max_bond, cutoff, record_every, callback
-    )
+    steps = check_time_steps(dt, n_steps)
+    max_bond, cutoff, record_every = check_evolution_options(max_bond, cutoff, record_every, callback)
     check_option("order", order, TEBD_ORDERS)
     dtype = working_dtype(psi.backend, psi.dtype, *(h.dtype for h in hs), complex_=not imaginary)
     with blas_threads(max(max_bond or psi.max_bond_dim, psi.max_bond_dim), GEMM_THREAD_BOND):
         return _evolve(
-            psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
+            psi, hs, steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
         )
 
 
@@ -269,7 +269,7 @@ def _apply_layer(
 
 
 def _evolve(
-    psi, hs, dt, n_steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
+    psi, hs, steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
 ) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
@@ -277,13 +277,14 @@ def _evolve(
     n = len(tensors)
     gates = _Gates(hs, psi.phys_dims, imaginary, dtype, tensors[0])
     layers = [list(range(0, n - 1, 2)), list(range(1, n - 1, 2))]
-    sequence = [(layer, tau * dt) for layer, tau in _merged(TEBD_ORDERS[order](1.0))]
+    fractions = _merged(TEBD_ORDERS[order](1.0))
     center, to_right = 0, True  # consecutive layers sweep in opposite directions
 
-    def step() -> tuple[float, int]:
+    def step(dt: float) -> tuple[float, int]:
         nonlocal center, to_right
         discarded = 0.0
-        for layer, tau in sequence:
+        for layer, fraction in fractions:
+            tau = fraction * dt
             if not layers[layer]:
                 continue
             order_bonds = layers[layer] if to_right else layers[layer][::-1]
@@ -297,8 +298,7 @@ def _evolve(
     return run_steps(
         step,
         tensors,
-        dt=dt,
-        n_steps=n_steps,
+        steps=steps,
         callback=callback,
         record_every=record_every,
         progress=progress,
