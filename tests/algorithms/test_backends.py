@@ -126,6 +126,16 @@ def test_tdvp_on_torch_equals_numpy(method, imaginary):
     assert res.max_bonds == ref.max_bonds
 
 
+def test_tdvp_fourth_order_schedule_on_torch_equals_numpy():
+    mpo = xxz_mpo(N, delta=0.5)
+    psi = tnkit.MPS.product_state("01" * (N // 2))
+    kw = dict(dt=[0.05, 0.05, 0.1], order=4, method="hybrid", max_bond=8, progress=False)
+    ref = tdvp(psi, mpo, **kw)
+    res = tdvp(psi.to("torch"), _on_torch(mpo), **kw)
+    np.testing.assert_allclose(_dense(res.state), _dense(ref.state), atol=1e-10)
+    assert res.times == ref.times
+
+
 def test_tdvp_real_state_becomes_complex_on_torch_and_records_observables():
     mpo = xxz_mpo(N, delta=0.5)
     psi = tnkit.MPS.product_state("01" * (N // 2))
