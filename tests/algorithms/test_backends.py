@@ -15,7 +15,15 @@ import pytest
 from algorithm_models import chiral_terms
 
 import tnkit
-from tnkit.algorithms import dmrg, energy_variance, nearest_neighbour_terms, tdvp, tebd
+from tnkit.algorithms import (
+    dmrg,
+    energy_variance,
+    expm_krylov,
+    lanczos_ground,
+    nearest_neighbour_terms,
+    tdvp,
+    tebd,
+)
 from tnkit.core.backend import to_numpy
 from tnkit.mps.builders import heisenberg_mpo, mpo_from_terms, pauli_operators, xxz_mpo
 
@@ -52,6 +60,27 @@ def _assert_on_torch(state, device="cpu", dtype=None):
     assert state.device.startswith(device)
     if dtype is not None:
         assert state.dtype == dtype
+
+
+# --------------------------------------------------------------------------- Krylov solvers
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_krylov_solvers_on_torch_equal_numpy(dtype):
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((40, 40)) + (1j * rng.standard_normal((40, 40)) if dtype == np.complex128 else 0)
+    h = (a + a.conj().T).astype(dtype)
+    v = rng.standard_normal(40).astype(dtype)
+    ht, vt = torch.from_numpy(h), torch.from_numpy(v)
+    e, x, _ = lanczos_ground(lambda y: h @ y, v, tol=1e-12, max_krylov=40)
+    et, xt, _ = lanczos_ground(lambda y: ht @ y, vt, tol=1e-12, max_krylov=40)
+    assert isinstance(xt, torch.Tensor) and abs(et - e) < 1e-10
+    assert _phase_free_distance(to_numpy(xt), x) < 1e-8
+    for factor in (-0.3j, -0.3):
+        w, _ = expm_krylov(lambda y: h @ y, v, factor)
+        wt, _ = expm_krylov(lambda y: ht.to(y.dtype) @ y, vt, factor)  # torch does not promote in ``@``
+        assert isinstance(wt, torch.Tensor)
+        np.testing.assert_allclose(to_numpy(wt), w, atol=1e-10)
 
 
 # --------------------------------------------------------------------------- DMRG

@@ -256,9 +256,10 @@ def lanczos_ground(
     ----------
     matvec : callable
         ``x -> H @ x`` on arrays shaped like ``v0``.
-    v0 : numpy.ndarray
+    v0 : numpy.ndarray or torch.Tensor
         Start vector (any shape, nonzero); a good guess (the current DMRG tensor)
-        makes the solve a few operator applications.
+        makes the solve a few operator applications. A torch (or cupy) tensor keeps
+        the basis on its device and in its precision.
     tol : float
         Target residual norm ``||H x - E x||`` (``x`` normalised). The eigenvalue
         error is then of order ``tol**2 / gap``.
@@ -270,8 +271,8 @@ def lanczos_ground(
     Returns
     -------
     energy : float
-    x : numpy.ndarray
-        Normalised eigenvector, shaped like ``v0``.
+    x : numpy.ndarray or torch.Tensor
+        Normalised eigenvector, shaped like ``v0``, of its library and device.
     info : KrylovInfo
     """
     x = _as_vector(v0)
@@ -311,8 +312,10 @@ def expm_krylov(
     ----------
     matvec : callable
         ``x -> H @ x`` on arrays shaped like ``v``.
-    v : numpy.ndarray
-        Vector of any shape.
+    v : numpy.ndarray or torch.Tensor
+        Vector of any shape; a torch (or cupy) tensor keeps the basis on its device
+        and in its precision, made complex for a complex ``factor``: ``matvec`` then
+        receives complex tensors (torch does not promote dtypes in products).
     factor : complex
         Scalar multiplying ``H`` in the exponent: ``-1j * dt`` evolves by real time
         ``dt`` under ``exp(-iHt)``, ``-tau`` by imaginary time.
@@ -324,8 +327,8 @@ def expm_krylov(
 
     Returns
     -------
-    w : numpy.ndarray
-        ``exp(factor * H) v``, shaped like ``v``.
+    w : numpy.ndarray or torch.Tensor
+        ``exp(factor * H) v``, shaped like ``v``, of its library and device.
     info : KrylovInfo
     """
     v = _as_vector(v)
