@@ -319,7 +319,9 @@ def dmrg(
     mpo : MatrixProductOperator
         Hermitian Hamiltonian, tensors ``(w, d, d, w')``; real or complex, any
         physical dimensions (e.g. :func:`~tnkit.mps.builders.heisenberg_mpo`,
-        :func:`~tnkit.mps.builders.mpo_from_terms`).
+        :func:`~tnkit.mps.builders.mpo_from_terms`). Without ``initial`` the run goes
+        where its tensors are (numpy, or torch on the CPU or a GPU; float32 tensors
+        keep single precision), and the state comes back there.
     max_bond : int or sequence of int
         Bond cap per sweep (one sweep = one pass along the chain). An int ramps up,
         halving down from ``max_bond`` to 16 (128 gives ``16, 32, 64, 128``, 48 gives
@@ -340,6 +342,7 @@ def dmrg(
         final bond cap.
     initial : MatrixProductState, optional
         Start state (default: random, bond ``max_bond`` of the first sweep, seeded by ``seed``).
+        When given, the run goes where its tensors are: ``mpo`` and ``orthogonal_to`` move there.
     orthogonal_to : sequence of MatrixProductState
         States to stay orthogonal to (e.g. lower eigenstates, for excited states).
     eig_tol : float

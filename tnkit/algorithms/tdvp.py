@@ -257,8 +257,9 @@ def tdvp(
     ----------
     psi : MatrixProductState
         Initial state (not modified); real states are made complex for real time.
+        The run goes where its tensors are (numpy, or torch on the CPU or a GPU).
     mpo : MatrixProductOperator
-        Hermitian Hamiltonian ``H``.
+        Hermitian Hamiltonian ``H``; moved to ``psi``'s library and device.
     dt : float or sequence of float
         Time step (> 0), or the schedule of steps (each > 0; the final time is their
         sum). The splitting error per unit time is ``O(dt**order)``. A schedule such as

@@ -172,10 +172,12 @@ def tebd(
     Parameters
     ----------
     psi : MatrixProductState
-        Initial state (not modified).
+        Initial state (not modified). The run goes where its tensors are (numpy, or
+        torch on the CPU or a GPU).
     bond_terms : sequence of array_like
         ``h_b`` for ``b = 0 .. N-2`` (see the module docstring, and
-        :func:`nearest_neighbour_terms`).
+        :func:`nearest_neighbour_terms`); any array library: the gates are computed on
+        the host and placed with ``psi``.
     dt : float or sequence of float
         Time step (> 0), or the schedule of steps (each > 0; the final time is their sum).
     n_steps : int, optional
