@@ -34,8 +34,11 @@ ending in ``_t<threads>``:
   the reference states in ``DIR`` (``.npz``) and reuses them; ``--tdvp-size
   N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants, among them
   other time steps (``tnkit_hybrid_dt1/7``, ``quimb_tebd4_dt0.1``, ...: see ``_STEPS``)
-  and ``tnkit_hybrid_dt0.05then0.2`` (hybrid TDVP with ``dt = 0.05`` to t = 2, then
-  ``dt = 0.2``: two calls). TeNPy logs its CPU seconds after each unit of time.
+  and step schedules, one call of ``tdvp`` each: ``tnkit_hybrid_dt0.05then0.2`` (hybrid
+  TDVP with ``dt = 0.05`` to t = 2, then ``dt = 0.2``), ``tnkit_hybrid_dt0.1then0.5``
+  (``dt = 0.1`` to t = 1, then ``dt = 0.5``; also ``dt0.05then0.5``), and the same with
+  ``krylov_tol`` 1e-8 or 1e-6 (``..._ktol1e-8``, ``..._ktol1e-6``). TeNPy logs its CPU
+  seconds after each unit of time.
 
 DMRG times are one run each (``--repeats`` applies to runs under 2 s), all in this
 process, interleaved. The load average is
@@ -258,25 +261,24 @@ def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site", dt: fl
     return run
 
 
-def _tnkit_tdvp_two_steps(n: int, chi: int, t_final: int, early_dt: float = 0.05, late_dt: float = 0.2,
-                          switch: int = 2):
-    """Hybrid TDVP with steps of ``early_dt`` up to ``t = switch`` (the fast early dynamics, at
-    small bonds, where a step is cheap) and ``late_dt`` after it: two calls of ``tdvp``."""
+def _on_the_grid(t: float, state: tnkit.MPS) -> tnkit.MPS | None:
+    """A callback that keeps the states at t = 1, 2, ... (a view, no copy) and drops the others."""
+    return state if t > 0.5 and abs(t - round(t)) < 1e-9 else None
+
+
+def _tnkit_tdvp_schedule(n: int, chi: int, t_final: int, early_dt: float = 0.05, late_dt: float = 0.2,
+                         switch: int = 2, krylov_tol: float = 1e-12):
+    """Hybrid TDVP in one call with the step schedule ``[early_dt] * (switch / early_dt) +
+    [late_dt] * ((t_final - switch) / late_dt)``: small steps through the fast early dynamics,
+    at small bonds, where a step is cheap, large ones after it."""
     mpo, neel = _xxz_quench(n)
     switch = min(switch, t_final)
+    steps = [early_dt] * int(round(switch / early_dt)) + [late_dt] * int(round((t_final - switch) / late_dt))
 
     def run():
-        keep = lambda t, state: state  # noqa: E731
-        states, psi = [], neel
-        for dt, t_span in ((early_dt, switch), (late_dt, t_final - switch)):
-            every = int(round(1.0 / dt))
-            if t_span <= 0:
-                continue
-            res = tdvp(psi, mpo, dt=dt, n_steps=t_span * every, max_bond=chi, method="hybrid", progress=False,
-                       callback=keep, record_every=every)
-            states += res.records[1:]
-            psi = res.state
-        return states
+        res = tdvp(neel, mpo, dt=steps, max_bond=chi, method="hybrid", krylov_tol=krylov_tol, progress=False,
+                   callback=_on_the_grid)
+        return [st for st in res.records if st is not None]
 
     return run
 
@@ -369,7 +371,10 @@ TDVP_CODES: dict[str, Any] = {
     "tnkit_hybrid": lambda n, chi, t_final: _tnkit_tdvp(n, chi, t_final, "hybrid"),
     **{f"tnkit_hybrid_dt{k}": functools.partial(_tnkit_tdvp, method="hybrid", dt=dt)
        for k, dt in _STEPS.items()},
-    "tnkit_hybrid_dt0.05then0.2": _tnkit_tdvp_two_steps,
+    "tnkit_hybrid_dt0.05then0.2": _tnkit_tdvp_schedule,
+    **{f"tnkit_hybrid_dt{early}then0.5{name}": functools.partial(_tnkit_tdvp_schedule, early_dt=early,
+                                                                late_dt=0.5, switch=1, krylov_tol=tol)
+       for early in (0.05, 0.1) for name, tol in (("", 1e-12), ("_ktol1e-8", 1e-8), ("_ktol1e-6", 1e-6))},
     "quimb_tebd4": _quimb_tebd,
     **{f"quimb_tebd4_dt{name}": functools.partial(_quimb_tebd, dt=dt) for name, dt in _STEPS.items()},
     "tenpy": _tenpy_tdvp,
