@@ -32,7 +32,7 @@ ending in ``_t<threads>``:
   infidelity ``1 - |<ref|psi>|^2`` at each time and the largest errors of the staggered
   magnetisation and the half-chain entropy over t = 1..5. ``--tdvp-reference DIR`` keeps
   the reference states in ``DIR`` (``.npz``) and reuses them; ``--tdvp-size
-  N,BOND,REF_BOND,T`` changes the sizes; ``--tdvp-codes`` picks contestants, among them
+  N,BOND,REF_BOND,T`` changes the sizes, ``--tdvp-delta`` the anisotropy; ``--tdvp-codes`` picks contestants, among them
   other time steps (``tnkit_hybrid_dt1/7``, ``quimb_tebd4_dt0.1``, ...: see ``_STEPS``)
   and step schedules, one call of ``tdvp`` each: ``tnkit_hybrid_dt0.05then0.2`` (hybrid
   TDVP with ``dt = 0.05`` to t = 2, then ``dt = 0.2``), ``tnkit_hybrid_dt0.1then0.5``
@@ -128,6 +128,8 @@ def _quimb_dmrg(mpo, chi: int):
 TENPY_CONSERVE = {"default": {"heisenberg": "Sz", "xxz": "Sz", "tfim": "parity"},
                   "none": {"heisenberg": None, "xxz": None, "tfim": None}}
 _CONSERVE = {"mode": "default"}
+#: The anisotropy ``Delta`` of the TDVP case's XXZ chain (``--tdvp-delta``).
+_QUENCH = {"delta": 0.5}
 
 
 def _tenpy_model(model: str, n: int):
@@ -141,7 +143,8 @@ def _tenpy_model(model: str, n: int):
         ), ["up", "down"]
     if model == "xxz":
         return SpinChain(
-            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": 0.5, "bc_MPS": "finite", "conserve": conserve}
+            {"L": n, "S": 0.5, "Jx": 1.0, "Jy": 1.0, "Jz": _QUENCH["delta"], "bc_MPS": "finite",
+             "conserve": conserve}
         ), ["up", "down"]
     return TFIChain({"L": n, "J": 1.0, "g": 1.0, "bc_MPS": "finite", "conserve": conserve}), ["up", "up"]
 
@@ -244,7 +247,7 @@ def _observables(psi: tnkit.MPS) -> tuple[float, float]:
 
 
 def _xxz_quench(n: int) -> tuple[tnkit.MPO, tnkit.MPS]:
-    return tnkit.xxz_mpo(n, delta=0.5), tnkit.MPS.product_state("01" * (n // 2))
+    return tnkit.xxz_mpo(n, delta=_QUENCH["delta"]), tnkit.MPS.product_state("01" * (n // 2))
 
 
 def _tnkit_tdvp(n: int, chi: int, t_final: int, method: str = "two-site", dt: float = TDVP_DT):
@@ -321,7 +324,7 @@ def _from_tenpy(psi) -> tnkit.MPS:
 
 def _quimb_tebd(n: int, chi: int, t_final: int, dt: float = TDVP_DT):
     qtn = _quimb()
-    ham = qtn.ham_1d_heis(n, j=(1.0, 1.0, 0.5), S=0.5, cyclic=False)
+    ham = qtn.ham_1d_heis(n, j=(1.0, 1.0, _QUENCH["delta"]), S=0.5, cyclic=False)
 
     def run():
         tebd = qtn.TEBD(qtn.MPS_neel_state(n), ham, dt=dt, split_opts={"max_bond": chi, "cutoff": 1e-10},
@@ -346,7 +349,8 @@ def _timed_once(fn) -> tuple[float, float, Any]:
 def _reference(n: int, ref_chi: int, t_final: int, cache: str | None) -> list[tnkit.MPS]:
     """The reference states at t = 1, 2, ...: tnkit two-site TDVP at bond ``ref_chi``, stored in
     ``cache`` (a directory; numpy ``.npz``, loaded without pickle) when given."""
-    name = f"tdvp_xxz_ref_n{n}_chi{ref_chi}_dt{TDVP_DT}_t{t_final}.npz"
+    delta = "" if _QUENCH["delta"] == 0.5 else f"_delta{_QUENCH['delta']}"
+    name = f"tdvp_xxz_ref_n{n}_chi{ref_chi}_dt{TDVP_DT}_t{t_final}{delta}.npz"
     path = os.path.join(cache, name) if cache else None
     if path and os.path.exists(path):
         with np.load(path, allow_pickle=False) as z:
@@ -462,10 +466,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the TDVP case as N,BOND,REF_BOND,T (e.g. 50,64,128,5; T an integer)")
     parser.add_argument("--tdvp-codes", default=None,
                         help=f"comma-separated subset of the TDVP case's codes ({', '.join(TDVP_CODES)})")
+    parser.add_argument("--tdvp-delta", type=float, default=0.5,
+                        help="anisotropy Delta of the TDVP case's XXZ chain (default 0.5)")
     parser.add_argument("--tdvp-reference", default=None, metavar="DIR",
                         help="directory where the TDVP reference states are stored and looked up (.npz)")
     args = parser.parse_args(argv)
     _CONSERVE["mode"] = args.tenpy_conserve
+    _QUENCH["delta"] = args.tdvp_delta
     _quimb(), _tenpy()
     freeze_gc()
     reporter = Reporter(
@@ -496,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         n, chi, ref_chi, t_final = (50, 64, 256, 5)
         if args.tdvp_size:
             n, chi, ref_chi, t_final = (int(x) for x in args.tdvp_size.split(","))
-        tdvp_case(f"tdvp_xxz_n{n}_chi{chi}", n, chi, ref_chi, t_final, args, reporter)
+        delta = "" if args.tdvp_delta == 0.5 else f"_delta{args.tdvp_delta}"
+        tdvp_case(f"tdvp_xxz_n{n}_chi{chi}{delta}", n, chi, ref_chi, t_final, args, reporter)
     reporter.finish(f"load average at the end: {load_average()}")
     return 0
 

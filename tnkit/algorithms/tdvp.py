@@ -47,14 +47,13 @@ the state after each step, converging to the ground state.
 Observables are recorded by ``callback(t, state)``, called at ``t = 0`` and after
 every ``record_every`` steps; whatever it returns is kept in the result.
 
-Suzuki's and Yoshida's compositions: M. Suzuki, Phys. Lett. A 146, 319 (1990);
-H. Yoshida, Phys. Lett. A 150, 262 (1990).
-
 References
 ----------
 J. Haegeman, C. Lubich, I. Oseledets, B. Vandereycken, F. Verstraete,
 Phys. Rev. B 94, 165116 (2016), arXiv:1408.5056;
-S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824.
+S. Paeckel et al., Ann. Phys. 411, 167998 (2019), arXiv:1901.05824;
+the compositions: M. Suzuki, Phys. Lett. A 146, 319 (1990);
+H. Yoshida, Phys. Lett. A 150, 262 (1990).
 """
 
 from __future__ import annotations
@@ -421,6 +420,8 @@ def check_time_steps(dt: Any, n_steps: Any) -> list[float]:
     sequence of real numbers > 0 with ``n_steps`` ``None`` or its length. Raises
     ``TypeError`` or ``ValueError`` naming the argument otherwise.
     """
+    if isinstance(dt, np.ndarray) and dt.ndim == 0:
+        dt = dt.item()
     if isinstance(dt, numbers.Number) and not isinstance(dt, bool):
         step = check_number("dt", dt)
         if n_steps is None:
