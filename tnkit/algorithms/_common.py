@@ -1,4 +1,4 @@
-"""Validation, truncated splits and progress bars shared by the sweep algorithms."""
+"""Validation, working dtypes, truncated splits and progress bars shared by the sweep algorithms."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.backend import ascontiguous, eps, flip, is_meta, namespace, numpy_dtype, to_numpy
 from ..core.linalg import truncated_svd, truncation_rank
 from ..core.validate import check_int
 from ..mps.mpo import MatrixProductOperator
@@ -21,6 +22,9 @@ __all__ = [
     "DENSITY_MATRIX_MIN",
     "progress_bar",
     "state_from_tensors",
+    "working_dtype",
+    "is_single_precision",
+    "check_has_values",
 ]
 
 
@@ -31,6 +35,7 @@ def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixPro
     """
     if not isinstance(mpo, MatrixProductOperator):
         raise TypeError(f"`{name}` must be a MatrixProductOperator, got {type(mpo).__name__}.")
+    check_has_values(name, mpo)
     if mpo.out_dims != mpo.in_dims:
         raise ValueError(
             f"`{name}` must map each site to itself (d_out == d_in), got out {mpo.out_dims}, "
@@ -52,17 +57,47 @@ def check_hamiltonian(name: str, mpo: object, *, seed: int = 12345) -> MatrixPro
 
 def _matrix_element(bra: MatrixProductState, mpo: MatrixProductOperator, ket: MatrixProductState) -> complex:
     env = np.ones((1, 1, 1), dtype=complex)
-    for a, w, b in zip(bra.tensors, mpo.tensors, ket.tensors, strict=True):
+    for a, w, b in zip(bra.tensors, map(to_numpy, mpo.tensors), ket.tensors, strict=True):
         t = np.tensordot(env, b, axes=(2, 0))
         t = np.tensordot(t, w, axes=([1, 2], [0, 2]))
         env = np.tensordot(a.conj(), t, axes=([0, 1], [0, 2])).transpose(0, 2, 1)
     return complex(env.reshape(-1)[0])
 
 
+def check_has_values(name: str, network: MatrixProductState | MatrixProductOperator) -> None:
+    """``ValueError`` naming ``name`` if ``network`` is on torch's ``meta`` device (no values to sweep)."""
+    if is_meta(network.tensors[0]):
+        raise ValueError(
+            f"`{name}` is on torch's meta device, which holds shapes but no values; the sweep "
+            "algorithms need values: convert it with .to(device=...) to a real device first."
+        )
+
+
+def working_dtype(library: str, *dtypes: Any, complex_: bool = False) -> np.dtype:
+    """The dtype a sweep works in, from its inputs' dtypes (numpy or torch spellings).
+
+    numpy arrays work in at least double precision (``float64``, or ``complex128`` with
+    ``complex_``); torch and cupy tensors keep the precision of their inputs (``float32``
+    stays single, as chosen for a GPU) and become complex of that precision with
+    ``complex_``. Mixed precisions promote as numpy promotes them.
+    """
+    found = [numpy_dtype(d) for d in dtypes]
+    if library == "numpy":
+        return np.result_type(*found, np.complex128 if complex_ else np.float64)
+    out = np.result_type(*found)
+    return np.result_type(out, np.complex64) if complex_ else out
+
+
+def is_single_precision(dtype: Any) -> bool:
+    """Whether ``dtype`` (any spelling) is ``float32`` or ``complex64``."""
+    return eps(dtype) > 1e-10
+
+
 def check_state(name: str, state: object, dims: tuple[int, ...]) -> MatrixProductState:
     """``state`` must be an MPS with physical dimensions ``dims``."""
     if not isinstance(state, MatrixProductState):
         raise TypeError(f"`{name}` must be a MatrixProductState, got {type(state).__name__}.")
+    check_has_values(name, state)
     if state.phys_dims != dims:
         raise ValueError(
             f"`{name}` must have physical dimensions {dims} (those of the MPO), got {state.phys_dims}."
@@ -120,20 +155,21 @@ def split_two_site(
         return _split_by_svd(
             m, theta.shape, max_bond=max_bond, cutoff=cutoff, center_right=center_right, normalize=normalize
         )
+    xp = namespace(m)
     if center_right:  # A = eigenvectors of theta theta^H, B = A^H theta
-        w, vecs = np.linalg.eigh(m @ m.conj().T)
+        w, vecs = xp.linalg.eigh(m @ m.conj().T)
     else:  # B^H = eigenvectors of theta^H theta, A = theta B^H
-        w, vecs = np.linalg.eigh(m.T @ m.conj())  # (theta^H theta)^* : its eigenvectors are conj(V)
-    w = np.clip(w[::-1], 0.0, None)
-    vecs = vecs[:, ::-1]
-    k, discarded = truncation_rank(np.sqrt(w), max_bond=max_bond, cutoff=cutoff)
+        w, vecs = xp.linalg.eigh(m.T @ m.conj())  # (theta^H theta)^* : its eigenvectors are conj(V)
+    w = xp.clip(flip(w), 0.0, None)
+    vecs = flip(vecs, 1)
+    k, discarded = truncation_rank(xp.sqrt(w), max_bond=max_bond, cutoff=cutoff)
     total = float(w.sum())
-    scale = np.sqrt(total / float(w[:k].sum())) if normalize else 1.0
+    scale = float(np.sqrt(total / float(w[:k].sum()))) if normalize else 1.0
     if center_right:
-        a = np.ascontiguousarray(vecs[:, :k])
+        a = ascontiguous(vecs[:, :k])
         b = (a.conj().T @ m) * scale
         return a.reshape(dl, d1, k), b.reshape(k, d2, dr), discarded / total
-    bh = np.ascontiguousarray(vecs[:, :k].T)  # rows: conj of the eigenvectors of theta^H theta
+    bh = ascontiguous(vecs[:, :k].T)  # rows: conj of the eigenvectors of theta^H theta
     a = (m @ bh.conj().T) * scale
     return a.reshape(dl, d1, k), bh.reshape(k, d2, dr), discarded / total
 
@@ -143,7 +179,7 @@ def _split_by_svd(m, shape, *, max_bond, cutoff, center_right, normalize):
     u, s, vh, discarded = truncated_svd(m, max_bond=max_bond, cutoff=cutoff)
     total = discarded + float(s @ s)
     if normalize:
-        s = s * np.sqrt(total / float(s @ s))
+        s = s * float(np.sqrt(total / float(s @ s)))
     k = len(s)
     if center_right:
         return u.reshape(dl, d1, k), (s[:, None] * vh).reshape(k, d2, dr), discarded / total

@@ -65,18 +65,36 @@ from typing import Any
 
 import numpy as np
 
+from ..core.backend import (
+    as_host_scalar,
+    astype,
+    concatenate,
+    is_numpy,
+    like,
+    namespace,
+    norm,
+    norm2,
+    numpy_dtype,
+    ones,
+    permute,
+    tensordot,
+    to_numpy,
+)
 from ..core.linalg import qr, truncated_svd
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
 from ..core.validate import check_cutoff, check_int, check_number, check_option
+from ..mps.chain import placed_like
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
 from ._common import (
     bond_schedule,
     check_hamiltonian,
     check_state,
+    is_single_precision,
     progress_bar,
     split_two_site,
     state_from_tensors,
+    working_dtype,
 )
 from .environments import Environments, OneSiteOperator, OverlapEnvironments, SweepState, TwoSiteOperator
 from .krylov import krylov_workspace, lanczos_ground
@@ -175,7 +193,7 @@ class _Sweeper(SweepState):
 
     def two_site(self, i: int, max_bond: int, to_right: bool) -> tuple[float, float]:
         t = self.tensors
-        theta = np.tensordot(t[i], t[i + 1], axes=(2, 0))
+        theta = tensordot(t[i], t[i + 1], (2, 0))
         matvec = TwoSiteOperator(self.envs.left(i), self.mpo[i], self.mpo[i + 1], self.envs.right(i + 1))
         energy, theta = self.solve(matvec, theta, [ov.local_two_site(i) for ov in self.overlaps])
         t[i], t[i + 1], discarded = split_two_site(
@@ -210,14 +228,12 @@ class _Sweeper(SweepState):
         dl, d, dr = x.shape
         m = x.reshape(dl * d, dr)
         if self.expansion > 0:
-            p = np.tensordot(left, x, axes=(2, 0))  # (a, w, s, b')
-            p = np.tensordot(p, self.mpo[i], axes=([1, 2], [0, 2]))  # (a, b', t, v)
-            m = np.concatenate([m, self.expansion * p.transpose(0, 2, 1, 3).reshape(dl * d, -1)], axis=1)
+            p = tensordot(left, x, (2, 0))  # (a, w, s, b')
+            p = tensordot(p, self.mpo[i], ([1, 2], [0, 2]))  # (a, b', t, v)
+            m = concatenate([m, self.expansion * permute(p, (0, 2, 1, 3)).reshape(dl * d, -1)], axis=1)
         u, s, vh, discarded = truncated_svd(m, max_bond=max_bond, cutoff=self.cutoff)
-        nxt = np.tensordot(
-            s[:, None] * vh[:, :dr], self.tensors[i + 1], axes=(1, 0)
-        )  # expansion rows meet zeros
-        nxt /= np.linalg.norm(nxt)
+        nxt = tensordot(s[:, None] * vh[:, :dr], self.tensors[i + 1], (1, 0))  # expansion rows meet zeros
+        nxt /= norm(nxt)
         return u.reshape(dl, d, len(s)), nxt, discarded / (discarded + float(s @ s))
 
     def _expand_left(self, i: int, x: np.ndarray, right: np.ndarray, max_bond: int):
@@ -225,12 +241,12 @@ class _Sweeper(SweepState):
         dl, d, dr = x.shape
         m = x.reshape(dl, d * dr)
         if self.expansion > 0:
-            p = np.tensordot(x, right, axes=(2, 2))  # (a', s, b, v)
-            p = np.tensordot(p, self.mpo[i], axes=([1, 3], [2, 3]))  # (a', b, w, t)
-            m = np.concatenate([m, self.expansion * p.transpose(2, 0, 3, 1).reshape(-1, d * dr)], axis=0)
+            p = tensordot(x, right, (2, 2))  # (a', s, b, v)
+            p = tensordot(p, self.mpo[i], ([1, 3], [2, 3]))  # (a', b, w, t)
+            m = concatenate([m, self.expansion * permute(p, (2, 0, 3, 1)).reshape(-1, d * dr)], axis=0)
         u, s, vh, discarded = truncated_svd(m, max_bond=max_bond, cutoff=self.cutoff)
-        prev = np.tensordot(self.tensors[i - 1], u[:dl] * s, axes=(2, 0))  # expansion columns meet zeros
-        prev /= np.linalg.norm(prev)
+        prev = tensordot(self.tensors[i - 1], u[:dl] * s, (2, 0))  # expansion columns meet zeros
+        prev /= norm(prev)
         return vh.reshape(len(s), d, dr), prev, discarded / (discarded + float(s @ s))
 
 
@@ -239,10 +255,11 @@ def _projected(
 ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
     """``P H P`` and ``P x0`` with ``P`` the projector off the span of ``images``."""
     shape = x0.shape
-    stacked = np.stack([u.reshape(-1) for u in images], axis=1)
+    xp = namespace(x0)
+    stacked = xp.stack([u.reshape(-1) for u in images], axis=1)
     q, r = qr(stacked)
-    keep = np.abs(np.diag(r)) > 1e-12 * max(1.0, float(np.abs(r).max()))
-    q = q[:, keep]
+    keep = to_numpy(abs(xp.diag(r)) > 1e-12 * max(1.0, float(abs(r).max())))
+    q = q[:, [j for j in range(len(keep)) if keep[j]]]
 
     def project(x: np.ndarray) -> np.ndarray:
         flat = x.reshape(-1)
@@ -252,9 +269,9 @@ def _projected(
         return project(matvec(project(x)))
 
     start = project(x0)
-    if np.linalg.norm(start) < 1e-8 * np.linalg.norm(x0):  # x0 lies in the span: any other start
+    if norm(start) < 1e-8 * norm(x0):  # x0 lies in the span: any other start
         rng = np.random.default_rng(0)
-        start = project(rng.standard_normal(shape).astype(x0.dtype))
+        start = project(like(rng.standard_normal(shape), x0, dtype=x0.dtype))
     return projected, start
 
 
@@ -302,7 +319,9 @@ def dmrg(
     mpo : MatrixProductOperator
         Hermitian Hamiltonian, tensors ``(w, d, d, w')``; real or complex, any
         physical dimensions (e.g. :func:`~tnkit.mps.builders.heisenberg_mpo`,
-        :func:`~tnkit.mps.builders.mpo_from_terms`).
+        :func:`~tnkit.mps.builders.mpo_from_terms`). Without ``initial`` the run goes
+        where its tensors are (numpy, or torch on the CPU or a GPU; float32 tensors
+        keep single precision), and the state comes back there.
     max_bond : int or sequence of int
         Bond cap per sweep (one sweep = one pass along the chain). An int ramps up,
         halving down from ``max_bond`` to 16 (128 gives ``16, 32, 64, 128``, 48 gives
@@ -323,6 +342,7 @@ def dmrg(
         final bond cap.
     initial : MatrixProductState, optional
         Start state (default: random, bond ``max_bond`` of the first sweep, seeded by ``seed``).
+        When given, the run goes where its tensors are: ``mpo`` and ``orthogonal_to`` move there.
     orthogonal_to : sequence of MatrixProductState
         States to stay orthogonal to (e.g. lower eigenstates, for excited states).
     eig_tol : float
@@ -373,12 +393,18 @@ def dmrg(
     refs = [check_state(f"orthogonal_to[{k}]", s, dims) for k, s in enumerate(orthogonal_to)]
     if n < 2:
         raise ValueError(f"`mpo` must act on at least 2 sites for DMRG, got {n}.")
-    dtype = np.result_type(mpo.dtype, *(s.dtype for s in refs), np.float64)
-    if initial is None:
+    if initial is None:  # the run goes where the MPO is
+        dtype = working_dtype(mpo.backend, mpo.dtype, *(s.dtype for s in refs))
         psi = MatrixProductState.random(n, schedule[0], phys_dim=dims, dtype=dtype, seed=seed)
-    else:
+        psi = placed_like(psi, mpo)
+    else:  # where the initial state is: the MPO and the states to avoid move there
         psi = check_state("initial", initial, dims)
-        dtype = np.result_type(dtype, psi.dtype)
+        dtype = working_dtype(psi.backend, mpo.dtype, *(s.dtype for s in refs), psi.dtype)
+    mpo = placed_like(mpo, psi)
+    refs = [placed_like(r, psi) for r in refs]
+    if is_single_precision(dtype):  # what float32 arithmetic can resolve
+        eig_tol = max(eig_tol, SINGLE_EIG_TOL)
+        energy_tol = max(energy_tol, SINGLE_ENERGY_TOL)
     with blas_threads(max(schedule), GEMM_THREAD_BOND), krylov_workspace():
         return _run(
             psi,
@@ -419,13 +445,13 @@ class _DMRGRun:
 
 def _run(psi, mpo, refs, opts: _DMRGRun) -> DMRGResult:
     psi = psi.canonicalize(0).normalized()
-    tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
-    ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
+    tensors = [astype(a, opts.dtype) for a in psi.tensors]
+    ws = [astype(w, opts.dtype) for w in mpo.tensors]
     sweeper = _Sweeper(
         tensors,
         ws,
         Environments(tensors, ws),
-        [OverlapEnvironments([np.asarray(a) for a in r.normalized().tensors], tensors) for r in refs],
+        [OverlapEnvironments(_same_dtype(r.normalized().tensors, opts.dtype), tensors) for r in refs],
         opts.cutoff,
         opts.eig_tol,
         opts.max_krylov,
@@ -453,7 +479,7 @@ def _run(psi, mpo, refs, opts: _DMRGRun) -> DMRGResult:
             for i in passes[kind][to_right]:
                 worst = max(worst, update(sweeper, i, chi, to_right)[1])
             center = n - 1 if to_right else 0
-            energy = _real(sweeper.envs.energy(center) / np.vdot(tensors[center], tensors[center]).real)
+            energy = _real(sweeper.envs.energy(center) / norm2(tensors[center]))
             times.append(time.perf_counter() - start)
             energies.append(energy)
             errors.append(worst)
@@ -489,6 +515,11 @@ def _run(psi, mpo, refs, opts: _DMRGRun) -> DMRGResult:
     )
 
 
+#: Floors of ``eig_tol`` and ``energy_tol`` for runs in single precision (``float32``/``complex64``
+#: tensors): a residual or a relative energy change below them is rounding noise there.
+SINGLE_EIG_TOL = 3e-5
+SINGLE_ENERGY_TOL = 1e-6
+
 #: Residual tolerance of the local solves in the first two sweeps (see :func:`local_tolerance`).
 LOOSE_EIG_TOL = 1e-3
 
@@ -523,6 +554,11 @@ def _real(value: complex) -> float:
     return float(np.real(value))
 
 
+def _same_dtype(arrays: Sequence[Any], dtype: Any) -> list[Any]:
+    """numpy arrays as they are (numpy promotes in products), others cast to ``dtype`` (torch does not)."""
+    return [a if is_numpy(a) else astype(a, dtype) for a in arrays]
+
+
 def energy_variance(
     psi: MatrixProductState, mpo: MatrixProductOperator, *, energy: float | None = None
 ) -> float:
@@ -543,17 +579,18 @@ def energy_variance(
     """
     check_hamiltonian("mpo", mpo)
     psi = check_state("psi", psi, mpo.in_dims).normalized()
+    mpo = placed_like(mpo, psi)
     if energy is None:
         energy = _real(mpo.expectation(psi))
-    shifted = mpo + MatrixProductOperator.identity(psi.n_sites, mpo.in_dims, dtype=mpo.dtype) * (
-        -float(energy)
-    )
-    ws = shifted.tensors
-    env = np.ones((1, 1, 1, 1), dtype=np.result_type(psi.dtype, shifted.dtype))
-    for a, w in zip(psi.tensors, ws, strict=True):
-        t = np.tensordot(env, a, axes=(3, 0))  # (a, w, v, s, b')
-        t = np.tensordot(t, w, axes=([2, 3], [0, 2]))  # (a, w, b', u, v')
-        t = np.tensordot(t, w, axes=([1, 3], [0, 2]))  # (a, b', v', t, w')
-        t = np.tensordot(a.conj(), t, axes=([0, 1], [0, 3]))  # (b, b', v', w')
-        env = t.transpose(0, 3, 2, 1)
-    return max(_real(env.reshape(-1)[0]), 0.0)
+    identity = MatrixProductOperator.identity(psi.n_sites, mpo.in_dims, dtype=numpy_dtype(mpo.dtype))
+    shifted = mpo + placed_like(identity, psi) * (-float(energy))
+    dtype = np.result_type(numpy_dtype(psi.dtype), numpy_dtype(shifted.dtype))
+    kets, ws = _same_dtype(psi.tensors, dtype), _same_dtype(shifted.tensors, dtype)
+    env = ones((1, 1, 1, 1), like=kets[0], dtype=dtype)
+    for a, w in zip(kets, ws, strict=True):
+        t = tensordot(env, a, (3, 0))  # (a, w, v, s, b')
+        t = tensordot(t, w, ([2, 3], [0, 2]))  # (a, w, b', u, v')
+        t = tensordot(t, w, ([1, 3], [0, 2]))  # (a, b', v', t, w')
+        t = tensordot(a.conj(), t, ([0, 1], [0, 3]))  # (b, b', v', w')
+        env = permute(t, (0, 3, 2, 1))
+    return max(_real(as_host_scalar(env)), 0.0)

@@ -27,8 +27,12 @@ update costs ``O(D^3 w d + D^2 w^2 d^2)``). :class:`OverlapEnvironments` does th
 same for the overlap ``<phi|psi>`` with a fixed state ``phi``; it gives the local
 image of ``phi`` that DMRG projects out to find excited states.
 
-Every contraction is a sequence of pairwise ``numpy.tensordot`` calls (BLAS GEMM),
-in the order that keeps the cost cubic in ``D``.
+Every contraction is a sequence of pairwise ``tensordot`` calls (BLAS GEMM),
+in the order that keeps the cost cubic in ``D``. The arrays may be numpy arrays or
+torch/cupy tensors (all of one library, device and dtype): the calls go through
+:mod:`tnkit.core.backend`, and the work stays where the tensors are. The numpy-only
+speed-ups (work arrays reused between applications, real operators acting on the
+float view of complex tensors) are taken on numpy arrays only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..core.backend import (
+    ascontiguous,
+    eye,
+    namespace,
+    numel,
+    ones,
+    permute,
+    result_type,
+    tensordot,
+    to_numpy,
+    vdot,
+)
 
 __all__ = [
     "Environments",
@@ -52,25 +69,29 @@ __all__ = [
 ]
 
 
-def boundary(dtype: np.dtype, mpo_leg: bool = True) -> np.ndarray:
-    """The trivial environment beyond an end of the chain: ``ones((1, 1, 1))`` (or ``(1, 1)``)."""
-    return np.ones((1, 1, 1) if mpo_leg else (1, 1), dtype=dtype)
+def boundary(dtype: np.dtype, mpo_leg: bool = True, *, like: object = None) -> np.ndarray:
+    """The trivial environment beyond an end of the chain: ``ones((1, 1, 1))`` (or ``(1, 1)``),
+    a numpy array, or an array of ``like``'s library and device when given."""
+    shape = (1, 1, 1) if mpo_leg else (1, 1)
+    if like is None:
+        return np.ones(shape, dtype=dtype)
+    return ones(shape, like=like, dtype=dtype)
 
 
 def extend_left(env: np.ndarray, a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``L[i+1]`` from ``L[i]``, site tensor ``a = A[i]`` (ket; the bra is ``conj(a)``) and ``w = W[i]``."""
-    t = np.tensordot(env, a, axes=(2, 0))  # (a, w, s, b')
-    t = np.tensordot(t, w, axes=([1, 2], [0, 2]))  # (a, b', t, v)
-    t = np.tensordot(a.conj(), t, axes=([0, 1], [0, 2]))  # (b, b', v)
-    return np.ascontiguousarray(t.transpose(0, 2, 1))
+    t = tensordot(env, a, (2, 0))  # (a, w, s, b')
+    t = tensordot(t, w, ([1, 2], [0, 2]))  # (a, b', t, v)
+    t = tensordot(a.conj(), t, ([0, 1], [0, 2]))  # (b, b', v)
+    return ascontiguous(permute(t, (0, 2, 1)))
 
 
 def extend_right(env: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``R[i-1]`` from ``R[i]``, site tensor ``b = A[i]`` and ``w = W[i]``."""
-    t = np.tensordot(b, env, axes=(2, 2))  # (a', s, b, v)
-    t = np.tensordot(t, w, axes=([1, 3], [2, 3]))  # (a', b, w, t)
-    t = np.tensordot(b.conj(), t, axes=([1, 2], [3, 1]))  # (a, a', w)
-    return np.ascontiguousarray(t.transpose(0, 2, 1))
+    t = tensordot(b, env, (2, 2))  # (a', s, b, v)
+    t = tensordot(t, w, ([1, 3], [2, 3]))  # (a', b, w, t)
+    t = tensordot(b.conj(), t, ([1, 2], [3, 1]))  # (a, a', w)
+    return ascontiguous(permute(t, (0, 2, 1)))
 
 
 def identity_channel(env: np.ndarray, *, atol: float = 1e-12) -> int | None:
@@ -84,6 +105,9 @@ def identity_channel(env: np.ndarray, *, atol: float = 1e-12) -> int | None:
     dim, channels, dim2 = env.shape
     if dim != dim2:
         return None
+    if not isinstance(env, np.ndarray):  # one read-back of the per-channel deviations, not w of them
+        deviation = to_numpy(namespace(env).amax(abs(env - eye(dim, like=env)[:, None, :]), axis=(0, 2)))
+        return next((w for w in range(channels) if deviation[w] <= atol), None)
     for w in range(channels):
         block = env[:, w, :]
         if abs(block[0, 0] - 1.0) > atol or abs(block[-1, -1] - 1.0) > atol:
@@ -97,7 +121,7 @@ def identity_channel(env: np.ndarray, *, atol: float = 1e-12) -> int | None:
 def _real_if_real(m: np.ndarray) -> np.ndarray:
     """``m`` as a real array when its imaginary part is zero (a product with a complex tensor
     then runs on the tensor's float view, at a quarter of the cost of a complex product)."""
-    if np.iscomplexobj(m) and not np.any(m.imag):
+    if isinstance(m, np.ndarray) and np.iscomplexobj(m) and not np.any(m.imag):
         return np.ascontiguousarray(m.real)
     return m
 
@@ -137,15 +161,15 @@ class _EffectiveOperator:
         lid, rid = identity_channel(left), identity_channel(right)
         lrest = [k for k in range(w) if k != lid]
         rrest = [k for k in range(v) if k != rid]
-        self.left = np.ascontiguousarray(left[:, lrest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
-        self.right = np.ascontiguousarray(right[:, rrest, :]).reshape(right.shape[0], -1)  # (b, (v, b'))
+        self.left = ascontiguous(left[:, lrest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
+        self.right = ascontiguous(right[:, rrest, :]).reshape(right.shape[0], -1)  # (b, (v, b'))
         mr = m[:, rrest] if rid is not None else m
 
         def block(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            n_rows = rows.size // (w * s)
+            n_rows = numel(rows) // (w * s)
             rows = rows.reshape(n_rows, w, s)
-            rest = np.ascontiguousarray(rows[:, lrest].reshape(n_rows, len(lrest) * s))
-            ident = np.ascontiguousarray(rows[:, lid]) if lid is not None else None
+            rest = ascontiguous(rows[:, lrest].reshape(n_rows, len(lrest) * s))
+            ident = ascontiguous(rows[:, lid]) if lid is not None else None
             return rest, ident
 
         self.m_rest = block(mr)  # rows (t, v != rid)
@@ -162,6 +186,8 @@ class _EffectiveOperator:
         return buf
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            return self._apply(x)
         al, br, t, nv, nws = self.dims
         shape = x.shape
         dl, dr = shape[0], shape[-1]
@@ -184,6 +210,23 @@ class _EffectiveOperator:
             out += mpo(*self.m_ident, "z_ident").reshape(al * t, dr)
         return out.reshape((al,) + shape[1:-1] + (br,))
 
+    def _apply(self, x):
+        """The same three products on torch or cupy tensors (no work arrays, no float views)."""
+        al, br, t, nv, nws = self.dims
+        shape = tuple(x.shape)
+        dl, dr = shape[0], shape[-1]
+        x3 = x.reshape(dl, -1, dr)
+        y = (self.left @ x.reshape(dl, -1)).reshape(al, nws, dr)
+
+        def mpo(rest, ident):
+            z = rest @ y
+            return z if ident is None else z + ident @ x3
+
+        out = mpo(*self.m_rest).reshape(al * t, nv * dr) @ self.right.T
+        if self.m_ident is not None:
+            out = out + mpo(*self.m_ident).reshape(al * t, dr)
+        return out.reshape((al,) + shape[1:-1] + (br,))
+
 
 class TwoSiteOperator(_EffectiveOperator):
     """Matrix-free effective Hamiltonian of sites ``(i, i+1)``: ``theta[a', s1, s2, b'] -> H_eff theta``.
@@ -196,8 +239,8 @@ class TwoSiteOperator(_EffectiveOperator):
     def __init__(self, left: np.ndarray, w1: np.ndarray, w2: np.ndarray, right: np.ndarray) -> None:
         wl, t1, s1, _ = w1.shape
         _, t2, s2, wr = w2.shape
-        fused = np.tensordot(w1, w2, axes=(3, 0))  # (w, t1, s1, t2, s2, u)
-        m = fused.transpose(1, 3, 5, 0, 2, 4).reshape(t1 * t2, wr, wl, s1 * s2)
+        fused = tensordot(w1, w2, (3, 0))  # (w, t1, s1, t2, s2, u)
+        m = permute(fused, (1, 3, 5, 0, 2, 4)).reshape(t1 * t2, wr, wl, s1 * s2)
         super().__init__(left, m, right)
 
 
@@ -205,7 +248,7 @@ class OneSiteOperator(_EffectiveOperator):
     """Matrix-free effective Hamiltonian of site ``i``: ``theta[a', s, b'] -> H_eff theta``."""
 
     def __init__(self, left: np.ndarray, w: np.ndarray, right: np.ndarray) -> None:
-        super().__init__(left, w.transpose(1, 3, 0, 2), right)
+        super().__init__(left, permute(w, (1, 3, 0, 2)), right)
 
 
 class ZeroSiteOperator:
@@ -221,10 +264,10 @@ class ZeroSiteOperator:
         if lid == rid:  # both blocks the identity (a trivial bond): no shortcut
             lid = rid = None
         rest = [k for k in range(w) if k not in (lid, rid)]
-        self.left = np.ascontiguousarray(left[:, rest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
-        self.right = np.ascontiguousarray(right[:, rest, :]).reshape(right.shape[0], -1)  # (b, (w, b'))
-        self.right_only = np.ascontiguousarray(right[:, lid, :]) if lid is not None else None
-        self.left_only = np.ascontiguousarray(left[:, rid, :]) if rid is not None else None
+        self.left = ascontiguous(left[:, rest, :]).reshape(-1, left.shape[2])  # ((a, w), a')
+        self.right = ascontiguous(right[:, rest, :]).reshape(right.shape[0], -1)  # (b, (w, b'))
+        self.right_only = ascontiguous(right[:, lid, :]) if lid is not None else None
+        self.left_only = ascontiguous(left[:, rid, :]) if rid is not None else None
         self.dims = (left.shape[0], len(rest), right.shape[0])
 
     def __call__(self, c: np.ndarray) -> np.ndarray:
@@ -305,8 +348,8 @@ class Environments(_LazyChain):
     def __init__(self, tensors: list[np.ndarray], mpo: Sequence[np.ndarray]) -> None:
         self.tensors = tensors
         self.mpo = list(mpo)
-        dtype = np.result_type(tensors[0], self.mpo[0])
-        self._init_cache(boundary(dtype), boundary(dtype))
+        dtype = result_type(tensors[0], self.mpo[0])
+        self._init_cache(boundary(dtype, like=tensors[0]), boundary(dtype, like=tensors[0]))
 
     def _extend_left(self, env: np.ndarray, k: int) -> np.ndarray:
         return extend_left(env, self.tensors[k], self.mpo[k])
@@ -317,7 +360,7 @@ class Environments(_LazyChain):
     def energy(self, i: int) -> complex:
         """``<psi|H|psi>`` from the environments around site ``i`` (no normalisation)."""
         h = OneSiteOperator(self.left(i), self.mpo[i], self.right(i))(self.tensors[i])
-        return complex(np.vdot(self.tensors[i], h))
+        return complex(vdot(self.tensors[i], h))
 
 
 @dataclass
@@ -339,26 +382,27 @@ class OverlapEnvironments(_LazyChain):
     """
 
     def __init__(self, phi: Sequence[np.ndarray], tensors: list[np.ndarray]) -> None:
-        self.phi = [np.asarray(t) for t in phi]
+        self.phi = [t if hasattr(t, "shape") else np.asarray(t) for t in phi]
         self.tensors = tensors
-        dtype = np.result_type(tensors[0], self.phi[0])
-        self._init_cache(np.ones((1, 1), dtype), np.ones((1, 1), dtype))
+        dtype = result_type(tensors[0], self.phi[0])
+        ends = [boundary(dtype, mpo_leg=False, like=tensors[0]) for _ in range(2)]
+        self._init_cache(*ends)
 
     def _extend_left(self, env: np.ndarray, k: int) -> np.ndarray:
-        t = np.tensordot(env, self.tensors[k], axes=(1, 0))  # (p, s, b')
-        return np.tensordot(self.phi[k].conj(), t, axes=([0, 1], [0, 1]))
+        t = tensordot(env, self.tensors[k], (1, 0))  # (p, s, b')
+        return tensordot(self.phi[k].conj(), t, ([0, 1], [0, 1]))
 
     def _extend_right(self, env: np.ndarray, k: int) -> np.ndarray:
-        t = np.tensordot(self.tensors[k], env, axes=(2, 1))  # (a', s, q)
-        return np.tensordot(self.phi[k].conj(), t, axes=([1, 2], [1, 2]))
+        t = tensordot(self.tensors[k], env, (2, 1))  # (a', s, q)
+        return tensordot(self.phi[k].conj(), t, ([1, 2], [1, 2]))
 
     def local_two_site(self, i: int) -> np.ndarray:
         """``u[a', s1, s2, b']``: the image of ``phi`` in the local space of sites ``(i, i+1)``."""
-        two = np.tensordot(self.phi[i], self.phi[i + 1], axes=(2, 0))  # (p, s1, s2, q)
-        t = np.tensordot(self.left(i).conj(), two, axes=(0, 0))  # (a', s1, s2, q)
-        return np.tensordot(t, self.right(i + 1).conj(), axes=(3, 0))
+        two = tensordot(self.phi[i], self.phi[i + 1], (2, 0))  # (p, s1, s2, q)
+        t = tensordot(self.left(i).conj(), two, (0, 0))  # (a', s1, s2, q)
+        return tensordot(t, self.right(i + 1).conj(), (3, 0))
 
     def local_one_site(self, i: int) -> np.ndarray:
         """``u[a', s, b']``: the image of ``phi`` in the local space of site ``i``."""
-        t = np.tensordot(self.left(i).conj(), self.phi[i], axes=(0, 0))
-        return np.tensordot(t, self.right(i).conj(), axes=(2, 0))
+        t = tensordot(self.left(i).conj(), self.phi[i], (0, 0))
+        return tensordot(t, self.right(i).conj(), (2, 0))

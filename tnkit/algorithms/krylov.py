@@ -11,6 +11,10 @@ tridiagonal matrix ``T = V^H H V``::
 Every new vector is re-orthogonalised against the whole basis (the spaces are small,
 at most ``max_krylov`` vectors), so the basis stays orthonormal to machine precision.
 
+The vectors may be numpy arrays or torch/cupy tensors: the basis lives with them (their
+library, device and precision; on numpy at least double precision), and only the
+tridiagonal ``T_k`` (a few dozen numbers) is solved on the host.
+
 * :func:`lanczos_ground` returns the lowest eigenpair; it stops when the residual
   ``||H x - E x|| = beta_k |y_k|`` falls below ``tol`` and restarts from its best
   vector when the space is full.
@@ -38,6 +42,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..core.backend import astype, is_complex, like, norm, numel, numpy_dtype, zeros
 
 __all__ = ["lanczos_ground", "expm_krylov", "KrylovInfo", "krylov_workspace"]
 
@@ -72,11 +78,13 @@ class _Lanczos:
     def __init__(self, matvec: Matvec, v: np.ndarray, max_krylov: int, dtype: np.dtype) -> None:
         self.matvec = matvec
         self.shape = v.shape
-        self.norm0 = float(np.linalg.norm(v))
-        self.basis = _empty((max_krylov, v.size), np.dtype(dtype))
+        self.norm0 = norm(v)
+        self.basis = _empty((max_krylov, numel(v)), np.dtype(dtype), v)
         self.basis[0] = v.reshape(-1) / self.norm0
-        # complex bases keep their conjugate too, so the coefficients are one product, no copy
-        self.conj_basis = _empty(self.basis.shape, self.basis.dtype) if np.iscomplexobj(self.basis) else None
+        # complex numpy bases keep their conjugate too, so the coefficients are one product, no copy
+        # (torch conjugates lazily: ``block.conj()`` is a view that the product reads as such)
+        numpy_complex = isinstance(self.basis, np.ndarray) and np.iscomplexobj(self.basis)
+        self.conj_basis = _empty(self.basis.shape, self.basis.dtype) if numpy_complex else None
         if self.conj_basis is not None:
             np.conjugate(self.basis[0], out=self.conj_basis[0])
         self.alphas: list[float] = []
@@ -98,9 +106,12 @@ class _Lanczos:
         basis = self.basis
         w = self.matvec(basis[k].reshape(self.shape)).reshape(-1)
         if w.dtype != basis.dtype:
-            w = w.astype(basis.dtype)
+            w = astype(w, basis.dtype)
         block = basis[: k + 1]
-        conj = self.conj_basis[: k + 1] if self.conj_basis is not None else block
+        if self.conj_basis is not None:
+            conj = self.conj_basis[: k + 1]
+        else:
+            conj = block if isinstance(block, np.ndarray) else block.conj()
         before = _norm(w)
         c = conj @ w
         alpha = float(c[k].real)
@@ -138,6 +149,8 @@ class _Lanczos:
 
     def combine(self, coefficients: np.ndarray) -> np.ndarray:
         n = len(coefficients)
+        if not isinstance(self.basis, np.ndarray):
+            coefficients = like(coefficients, self.basis, dtype=self.basis.dtype)
         return (coefficients @ self.basis[:n]).reshape(self.shape)
 
     def release(self) -> None:
@@ -169,7 +182,11 @@ def krylov_workspace() -> Iterator[None]:
             _POOL.free = None
 
 
-def _empty(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def _empty(shape: tuple[int, int], dtype: np.dtype, reference: object = None) -> np.ndarray:
+    """A work array: numpy from the workspace, or zeros of ``reference``'s library and device
+    when ``reference`` is not a numpy array."""
+    if reference is not None and not isinstance(reference, np.ndarray):
+        return zeros(shape, like=reference, dtype=dtype)
     free = getattr(_POOL, "free", None)
     size = shape[0] * shape[1]
     if free:
@@ -181,7 +198,7 @@ def _empty(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
 
 def _release(arr: np.ndarray) -> None:
     free = getattr(_POOL, "free", None)
-    if free is None:
+    if free is None or not isinstance(arr, np.ndarray):
         return
     base = arr.base
     if base is None or base.ndim != 1:
@@ -200,11 +217,29 @@ def _dstev() -> Callable[..., tuple[np.ndarray, np.ndarray, int]]:
 
 
 def _norm(w: np.ndarray) -> float:
+    if not isinstance(w, np.ndarray):
+        return norm(w)
     return float(np.sqrt(np.vdot(w, w).real))
 
 
 def _work_dtype(v: np.ndarray, factor: complex = 0.0) -> np.dtype:
-    return np.result_type(v.dtype, np.asarray(factor).dtype, np.float64)
+    """numpy: at least double precision; torch and cupy keep ``v``'s precision (complex if
+    ``factor`` is)."""
+    if isinstance(v, np.ndarray):
+        return np.result_type(v.dtype, np.asarray(factor).dtype, np.float64)
+    dtype = numpy_dtype(v.dtype)
+    if np.asarray(factor).dtype.kind == "c":
+        dtype = np.result_type(dtype, np.complex64)
+    return dtype
+
+
+def _as_vector(v: object) -> np.ndarray:
+    """``v`` as it is when it is an array of any library, else ``numpy.asarray(v)``."""
+    return v if hasattr(v, "reshape") and hasattr(v, "dtype") else np.asarray(v)
+
+
+def _any_nonzero(x: np.ndarray) -> bool:
+    return bool(np.any(x)) if isinstance(x, np.ndarray) else bool(x.any())
 
 
 def lanczos_ground(
@@ -221,9 +256,10 @@ def lanczos_ground(
     ----------
     matvec : callable
         ``x -> H @ x`` on arrays shaped like ``v0``.
-    v0 : numpy.ndarray
+    v0 : numpy.ndarray or torch.Tensor
         Start vector (any shape, nonzero); a good guess (the current DMRG tensor)
-        makes the solve a few operator applications.
+        makes the solve a few operator applications. A torch (or cupy) tensor keeps
+        the basis on its device and in its precision.
     tol : float
         Target residual norm ``||H x - E x||`` (``x`` normalised). The eigenvalue
         error is then of order ``tol**2 / gap``.
@@ -235,16 +271,16 @@ def lanczos_ground(
     Returns
     -------
     energy : float
-    x : numpy.ndarray
-        Normalised eigenvector, shaped like ``v0``.
+    x : numpy.ndarray or torch.Tensor
+        Normalised eigenvector, shaped like ``v0``, of its library and device.
     info : KrylovInfo
     """
-    x = np.asarray(v0)
-    if not np.any(x):
+    x = _as_vector(v0)
+    if not _any_nonzero(x):
         raise ValueError("`v0` must be a nonzero vector.")
     dtype = _work_dtype(x)
     n_matvecs = 0
-    max_krylov = max(2, min(max_krylov, x.size))
+    max_krylov = max(2, min(max_krylov, numel(x)))
     for _ in range(max_restarts + 1):
         lz = _Lanczos(matvec, x, max_krylov, dtype)
         while True:
@@ -256,7 +292,7 @@ def lanczos_ground(
                 break
         x = lz.combine(evecs[:, 0])
         lz.release()
-        x /= np.linalg.norm(x)
+        x /= norm(x)
         if residual <= tol or lz.breakdown:
             break
     return float(evals[0]), x, KrylovInfo(n_matvecs, float(residual), bool(residual <= tol))
@@ -276,8 +312,10 @@ def expm_krylov(
     ----------
     matvec : callable
         ``x -> H @ x`` on arrays shaped like ``v``.
-    v : numpy.ndarray
-        Vector of any shape.
+    v : numpy.ndarray or torch.Tensor
+        Vector of any shape; a torch (or cupy) tensor keeps the basis on its device
+        and in its precision, made complex for a complex ``factor``: ``matvec`` then
+        receives complex tensors (torch does not promote dtypes in products).
     factor : complex
         Scalar multiplying ``H`` in the exponent: ``-1j * dt`` evolves by real time
         ``dt`` under ``exp(-iHt)``, ``-tau`` by imaginary time.
@@ -289,21 +327,20 @@ def expm_krylov(
 
     Returns
     -------
-    w : numpy.ndarray
-        ``exp(factor * H) v``, shaped like ``v``.
+    w : numpy.ndarray or torch.Tensor
+        ``exp(factor * H) v``, shaped like ``v``, of its library and device.
     info : KrylovInfo
     """
-    v = np.asarray(v)
-    norm = float(np.linalg.norm(v))
-    if norm == 0.0:
-        return np.zeros_like(v, dtype=_work_dtype(v, factor)), KrylovInfo(0, 0.0, True)
-    return _expm_steps(matvec, v, complex(factor), tol, max(2, min(max_krylov, v.size)), depth=0)
+    v = _as_vector(v)
+    if norm(v) == 0.0:
+        return zeros(v.shape, like=v, dtype=_work_dtype(v, factor)), KrylovInfo(0, 0.0, True)
+    return _expm_steps(matvec, v, complex(factor), tol, max(2, min(max_krylov, numel(v))), depth=0)
 
 
 def _expm_steps(
     matvec: Matvec, v: np.ndarray, factor: complex, tol: float, max_krylov: int, depth: int
 ) -> tuple[np.ndarray, KrylovInfo]:
-    real_factor = factor.imag == 0.0 and not np.iscomplexobj(v)
+    real_factor = factor.imag == 0.0 and not is_complex(v)
     f: complex | float = factor.real if real_factor else factor
     lz = _Lanczos(matvec, v, max_krylov, _work_dtype(v, f))
     bound = 1.0  # a-priori error bound |f|^m prod(beta_j) / m! (Saad): the small eigenproblem is
@@ -329,7 +366,10 @@ def _expm_steps(
     w = lz.combine(c)
     lz.release()
     if lz.next is not None:  # the corrected scheme: add the leading error term (its own size is `error`)
-        w += correction * lz.next.reshape(w.shape)
+        if isinstance(w, np.ndarray):
+            w += correction * lz.next.reshape(w.shape)
+        else:
+            w += lz.next.reshape(w.shape) * (complex(correction) if is_complex(w) else float(correction))
     return lz.norm0 * w, KrylovInfo(len(lz.alphas), float(error), bool(error <= tol))
 
 

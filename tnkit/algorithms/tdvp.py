@@ -67,12 +67,22 @@ from typing import Any
 
 import numpy as np
 
+from ..core.backend import astype, norm, tensordot
 from ..core.linalg import qr
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
 from ..core.validate import check_cutoff, check_int, check_max_bond, check_number, check_option
+from ..mps.chain import placed_like
 from ..mps.mpo import MatrixProductOperator
 from ..mps.mps import MatrixProductState
-from ._common import check_hamiltonian, check_state, progress_bar, split_two_site, state_from_tensors
+from ._common import (
+    check_hamiltonian,
+    check_state,
+    is_single_precision,
+    progress_bar,
+    split_two_site,
+    state_from_tensors,
+    working_dtype,
+)
 from .environments import Environments, OneSiteOperator, SweepState, TwoSiteOperator, ZeroSiteOperator
 from .krylov import expm_krylov, krylov_workspace
 
@@ -150,7 +160,7 @@ class _Stepper(SweepState):
                 if two_site(self, b):
                     if covered:
                         self.evolve_site(centre, -factor)
-                    theta = np.tensordot(t[b], t[b + 1], axes=(2, 0))
+                    theta = tensordot(t[b], t[b + 1], (2, 0))
                     h2 = TwoSiteOperator(env.left(b), self.mpo[b], self.mpo[b + 1], env.right(b + 1))
                     theta = self.expm(h2, theta, factor)
                     t[b], t[b + 1], err = split_two_site(
@@ -189,7 +199,7 @@ class _Stepper(SweepState):
             r = r.T
         env.invalidate(src)
         c = self.expm(ZeroSiteOperator(env.left(b + 1), env.right(b)), r, factor)
-        t[dst] = np.tensordot(c, t[dst], axes=(1, 0)) if to_right else np.tensordot(t[dst], c, axes=(2, 0))
+        t[dst] = tensordot(c, t[dst], (1, 0)) if to_right else tensordot(t[dst], c, (2, 0))
         env.invalidate(dst)
 
 
@@ -246,8 +256,9 @@ def tdvp(
     ----------
     psi : MatrixProductState
         Initial state (not modified); real states are made complex for real time.
+        The run goes where its tensors are (numpy, or torch on the CPU or a GPU).
     mpo : MatrixProductOperator
-        Hermitian Hamiltonian ``H``.
+        Hermitian Hamiltonian ``H``; moved to ``psi``'s library and device.
     dt : float or sequence of float
         Time step (> 0), or the schedule of steps (each > 0; the final time is their
         sum). The splitting error per unit time is ``O(dt**order)``. A schedule such as
@@ -309,7 +320,10 @@ def tdvp(
     krylov_tol = check_number("krylov_tol", krylov_tol)
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TDVP, got {psi.n_sites}.")
-    dtype = np.result_type(psi.dtype, mpo.dtype, np.float64 if imaginary else np.complex128)
+    mpo = placed_like(mpo, psi)  # the run goes where the state is
+    dtype = working_dtype(psi.backend, psi.dtype, mpo.dtype, complex_=not imaginary)
+    if is_single_precision(dtype):  # what float32 arithmetic can resolve
+        krylov_tol = max(krylov_tol, SINGLE_KRYLOV_TOL)
     bond = max(max_bond or psi.max_bond_dim, psi.max_bond_dim)
     with blas_threads(bond, GEMM_THREAD_BOND), krylov_workspace():
         return _evolve(
@@ -351,8 +365,8 @@ class _TDVPRun:
 def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
-    tensors = [np.asarray(a, dtype=opts.dtype) for a in psi.tensors]
-    ws = [np.asarray(w, dtype=opts.dtype) for w in mpo.tensors]
+    tensors = [astype(a, opts.dtype) for a in psi.tensors]
+    ws = [astype(w, opts.dtype) for w in mpo.tensors]
     stepper = _Stepper(
         tensors,
         ws,
@@ -371,7 +385,7 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
             half = fraction * dt / 2
             discarded += stepper.sweep(-half if opts.imaginary else -1j * half, two_site)
         if opts.imaginary:
-            tensors[0] = tensors[0] * (norm0 / np.linalg.norm(tensors[0]))
+            tensors[0] = tensors[0] * (norm0 / norm(tensors[0]))
             stepper.envs.invalidate(0)
         return discarded, 0
 
@@ -384,6 +398,10 @@ def _evolve(psi, mpo, opts: _TDVPRun) -> EvolutionResult:
         progress=opts.progress,
         desc="TDVP steps",
     )
+
+
+#: Floor of ``krylov_tol`` for runs in single precision (``float32``/``complex64`` tensors).
+SINGLE_KRYLOV_TOL = 1e-6
 
 
 def _bond_caps(psi: MatrixProductState, max_bond: int | None) -> list[int]:

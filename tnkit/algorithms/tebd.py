@@ -42,12 +42,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.backend import astype, like, norm, permute, tensordot, to_numpy
 from ..core.threads import GEMM_THREAD_BOND, blas_threads
 from ..core.validate import as_array, check_option
 from ..mps.builders import parse_term, site_dims
 from ..mps.canonical import move_center
 from ..mps.mps import MatrixProductState
-from ._common import split_two_site
+from ._common import check_has_values, split_two_site, working_dtype
 from .tdvp import EvolutionResult, check_evolution_options, check_time_steps, run_steps
 
 __all__ = ["tebd", "nearest_neighbour_terms", "TEBD_ORDERS"]
@@ -138,7 +139,7 @@ def _check_bond_terms(bond_terms: Sequence[Any], dims: tuple[int, ...]) -> list[
     out = []
     for b, h in enumerate(bond_terms):
         size = dims[b] * dims[b + 1]
-        h = as_array(f"bond_terms[{b}]", h)
+        h = to_numpy(as_array(f"bond_terms[{b}]", h))  # small matrices: exponentiated on the host
         if h.shape == (dims[b], dims[b + 1], dims[b], dims[b + 1]):
             h = h.reshape(size, size)
         if h.shape != (size, size):
@@ -171,10 +172,12 @@ def tebd(
     Parameters
     ----------
     psi : MatrixProductState
-        Initial state (not modified).
+        Initial state (not modified). The run goes where its tensors are (numpy, or
+        torch on the CPU or a GPU).
     bond_terms : sequence of array_like
         ``h_b`` for ``b = 0 .. N-2`` (see the module docstring, and
-        :func:`nearest_neighbour_terms`).
+        :func:`nearest_neighbour_terms`); any array library: the gates are computed on
+        the host and placed with ``psi``.
     dt : float or sequence of float
         Time step (> 0), or the schedule of steps (each > 0; the final time is their sum).
     n_steps : int, optional
@@ -201,13 +204,14 @@ def tebd(
     """
     if not isinstance(psi, MatrixProductState):
         raise TypeError(f"`psi` must be a MatrixProductState, got {type(psi).__name__}.")
+    check_has_values("psi", psi)
     if psi.n_sites < 2:
         raise ValueError(f"`psi` must have at least 2 sites for TEBD, got {psi.n_sites}.")
     hs = _check_bond_terms(bond_terms, psi.phys_dims)
     steps = check_time_steps(dt, n_steps)
     max_bond, cutoff, record_every = check_evolution_options(max_bond, cutoff, record_every, callback)
     check_option("order", order, TEBD_ORDERS)
-    dtype = np.result_type(psi.dtype, *hs, np.float64 if imaginary else np.complex128)
+    dtype = working_dtype(psi.backend, psi.dtype, *(h.dtype for h in hs), complex_=not imaginary)
     with blas_threads(max(max_bond or psi.max_bond_dim, psi.max_bond_dim), GEMM_THREAD_BOND):
         return _evolve(
             psi, hs, steps, order, max_bond, cutoff, imaginary, callback, record_every, progress, dtype
@@ -215,11 +219,16 @@ def tebd(
 
 
 class _Gates:
-    """``exp(-i tau h_b)`` (or ``exp(-tau h_b)``) for every bond, cached by ``tau``."""
+    """``exp(-i tau h_b)`` (or ``exp(-tau h_b)``) for every bond, cached by ``tau``.
 
-    def __init__(self, hs: list[np.ndarray], dims: tuple[int, ...], imaginary: bool, dtype: np.dtype) -> None:
+    The gates are computed on the host and placed once in ``reference``'s library and device.
+    """
+
+    def __init__(
+        self, hs: list[np.ndarray], dims: tuple[int, ...], imaginary: bool, dtype: np.dtype, reference: Any
+    ) -> None:
         self.eig = [np.linalg.eigh(h) for h in hs]
-        self.dims, self.imaginary, self.dtype = dims, imaginary, dtype
+        self.dims, self.imaginary, self.dtype, self.reference = dims, imaginary, dtype, reference
         self.cache: dict[tuple[int, float], np.ndarray] = {}
 
     def __call__(self, b: int, tau: float) -> np.ndarray:
@@ -229,7 +238,7 @@ class _Gates:
             phase = np.exp(-tau * e) if self.imaginary else np.exp(-1j * tau * e)
             u = (v * phase) @ v.conj().T
             d1, d2 = self.dims[b], self.dims[b + 1]
-            self.cache[key] = np.asarray(u, dtype=self.dtype).reshape(d1, d2, d1, d2)
+            self.cache[key] = like(u.reshape(d1, d2, d1, d2), self.reference, dtype=self.dtype)
         return self.cache[key]
 
 
@@ -251,8 +260,8 @@ def _apply_layer(
     for b in bonds:
         target = b if to_right else b + 1
         move_center(tensors, *(center, center + 1), target)
-        theta = np.tensordot(tensors[b], tensors[b + 1], axes=(2, 0))  # (a, s1, s2, c)
-        theta = np.tensordot(gates(b, tau), theta, axes=([2, 3], [1, 2])).transpose(2, 0, 1, 3)
+        theta = tensordot(tensors[b], tensors[b + 1], (2, 0))  # (a, s1, s2, c)
+        theta = permute(tensordot(gates(b, tau), theta, ([2, 3], [1, 2])), (2, 0, 1, 3))
         tensors[b], tensors[b + 1], err = split_two_site(
             theta, max_bond=max_bond, cutoff=cutoff, center_right=to_right
         )
@@ -266,9 +275,9 @@ def _evolve(
 ) -> EvolutionResult:
     psi = psi.canonicalize(0)
     norm0 = psi.norm()
-    tensors = [np.asarray(a, dtype=dtype) for a in psi.tensors]
+    tensors = [astype(a, dtype) for a in psi.tensors]
     n = len(tensors)
-    gates = _Gates(hs, psi.phys_dims, imaginary, dtype)
+    gates = _Gates(hs, psi.phys_dims, imaginary, dtype, tensors[0])
     layers = [list(range(0, n - 1, 2)), list(range(1, n - 1, 2))]
     fractions = _merged(TEBD_ORDERS[order](1.0))
     center, to_right = 0, True  # consecutive layers sweep in opposite directions
@@ -285,7 +294,7 @@ def _evolve(
             discarded += err
             to_right = not to_right
         if imaginary:
-            tensors[center] = tensors[center] * (norm0 / np.linalg.norm(tensors[center]))
+            tensors[center] = tensors[center] * (norm0 / norm(tensors[center]))
         return discarded, center
 
     return run_steps(

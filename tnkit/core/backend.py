@@ -64,6 +64,10 @@ __all__ = [
     "copy",
     "concatenate",
     "arange",
+    "tensordot",
+    "ascontiguous",
+    "vdot",
+    "norm",
 ]
 
 #: The array libraries the engine runs on, with the extra that installs each.
@@ -378,3 +382,39 @@ def arange(n: int, *, like: Any) -> Any:
         return sys.modules["torch"].arange(n, device=like.device)
     with like.device:
         return namespace(like).arange(n)
+
+
+def tensordot(a: Any, b: Any, axes: Any) -> Any:
+    """numpy's ``tensordot(a, b, axes)`` for arrays of one library (torch takes the axes as two lists)."""
+    if isinstance(a, np.ndarray):
+        return np.tensordot(a, b, axes)
+    if library_of(a) == "torch":
+        if not isinstance(axes, int):
+            axes = tuple([ax] if isinstance(ax, int) else list(ax) for ax in axes)
+        return sys.modules["torch"].tensordot(a, b, axes)
+    return namespace(a).tensordot(a, b, axes)
+
+
+def ascontiguous(x: Any) -> Any:
+    """``x`` in C order, ``x`` itself when it is (numpy ``ascontiguousarray``, torch ``contiguous``)."""
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x)
+    if library_of(x) == "torch":
+        return x.contiguous()
+    return namespace(x).ascontiguousarray(x)
+
+
+def vdot(a: Any, b: Any) -> Any:
+    """``sum(conj(a) * b)`` over all entries, as a 0-d array of the arrays' library."""
+    if isinstance(a, np.ndarray):
+        return np.vdot(a, b)
+    if library_of(a) == "torch":
+        return sys.modules["torch"].vdot(a.reshape(-1), b.reshape(-1))
+    return namespace(a).vdot(a, b)
+
+
+def norm(x: Any) -> float:
+    """The 2-norm of all entries of ``x`` as a Python float (numpy: ``numpy.linalg.norm``)."""
+    if isinstance(x, np.ndarray):
+        return float(np.linalg.norm(x))
+    return math.sqrt(norm2(x))
