@@ -154,12 +154,12 @@ def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool, ridg
     ridge = ridge * max(float(np.trace(ckk)) / len(keep), 1e-300)
     from scipy.linalg import cho_factor, cho_solve
 
-    corr = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), c[np.ix_(keep, drop)] @ w[:, drop].T).T
-    folded = wk + corr
-    full = np.zeros_like(w)
-    full[:, keep] = folded
-    e = w - full
-    err = float(np.sum((e @ c) * e))
+    b = c[np.ix_(keep, drop)] @ w[:, drop].T  # (|K|, out): C_KR W_R^T
+    x = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), b)  # the fold's correction, transposed
+    folded = wk + x.T
+    # tr(E C E^T) with E = [-X^T on K, W_R on R] and (C_KK + ridge) X = B: plain - 2 <X, B> + <X, C_KK X>, and
+    # C_KK X = B - ridge X, so no (out, in) product is formed
+    err = plain - float(np.sum(x * b)) - ridge * float(np.sum(x * x))
     return (err, folded) if err < plain else (plain, wk)
 
 
