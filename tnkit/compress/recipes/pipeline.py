@@ -624,7 +624,8 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
     for the rest of the budget. The splits that use the search are first ranked by their
     held-out loss when built in one shot on the original model's statistics
-    (:func:`_predict_splits`); only the best of them is built block by block (sequential
+    (:func:`_predict_splits`, which builds only the splits a ternary search over the shares
+    visits); only the best of them is built block by block (sequential
     calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches, with the plan of its
     one-shot build), next to pruning alone (share 1, which needs no factorisation). Each built
     candidate is scored on the last batch (see ``calibration_batches``). The original

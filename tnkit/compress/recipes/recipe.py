@@ -11,8 +11,9 @@ scored by its language-model loss on a calibration batch that no candidate was f
 and the lowest wins. The splits that use the search are first built in one shot (every
 layer truncated on the original model's statistics, no pass over the calibration text)
 and only the best of them is rebuilt block by block (sequential calibration, two passes
-over the text) to compete with pruning alone. So on the held-out loss the result is never
-worse than pruning alone, and never worse than the search alone built in one shot.
+over the text) to compete with pruning alone. The held-out loss is taken to be unimodal in
+the share, so not every one-shot split is built (:func:`bracket_minimum`: three of four). So on the held-out loss the result is never
+worse than pruning alone, and never worse than the one-shot splits built.
 """
 
 from __future__ import annotations
