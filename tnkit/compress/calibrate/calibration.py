@@ -13,7 +13,7 @@ Layers fed the same tensor (Llama's q/k/v, gate/up) share one statistics object.
 Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with torch's own
 matrix product in float32, on the thread pool the forward pass runs on (a BLAS call from
 another library between torch's operations made both cores contend: SciPy's OpenBLAS
-``ssyrk`` there cost three times its own CPU time), accumulated in float64 across batches.
+``ssyrk`` there cost several times its one-thread CPU time), accumulated in float64 across batches.
 Only the upper triangle is needed: up to :data:`GRAM_BAND` inputs the product is formed
 whole; wider inputs are added in bands of that many rows, each band from its diagonal
 block rightwards, so a 1,536-wide input costs two thirds of a full product and no
