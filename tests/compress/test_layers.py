@@ -180,3 +180,29 @@ def test_activation_stats_give_their_storage_to_the_last_user(rng):
         st.update(x)
     with pytest.raises(ValueError, match="take_covariance"):
         st.covariance
+
+
+@pytest.mark.parametrize("band", [4, 7, 9, 64])
+def test_gram_bands_give_the_upper_triangle_of_x_t_x(rng, band):
+    from tnkit.compress.calibrate.calibration import gram_upper
+
+    x = torch.as_tensor(random_array(rng, (30, 9)), dtype=torch.float64)
+    full = (x.T @ x).numpy()
+    got = np.zeros_like(full)
+    for lo, block in gram_upper(x, band=band):
+        got[lo:lo + block.shape[0], lo:] = block.numpy()
+    np.testing.assert_allclose(np.triu(got), np.triu(full), rtol=1e-12)
+
+
+def test_activation_stats_in_bands_equal_the_exact_second_moment(rng, monkeypatch):
+    from tnkit.compress.calibrate import calibration
+
+    monkeypatch.setattr(calibration, "GRAM_BAND", 5)  # 13 inputs: three bands, as a wide down_proj input takes
+    x = torch.as_tensor(random_array(rng, (4, 50, 13)), dtype=torch.float32)
+    st = calibration.ActivationStats.zeros(13)
+    for part in x:
+        st.update(part)
+    flat = x.reshape(-1, 13).double().numpy()
+    np.testing.assert_allclose(st.covariance, flat.T @ flat / 200, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(st.mean_abs, np.abs(flat).mean(0), rtol=1e-6)
+    assert st.n_tokens == 200

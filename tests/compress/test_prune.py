@@ -132,3 +132,21 @@ def test_pruned_stats_are_the_pruned_models_own_in_the_first_block(calib, widths
         name = f"model.layers.0.{name}"
         np.testing.assert_allclose(cut[name].covariance, fresh[name].covariance, rtol=1e-5, atol=1e-6)
         assert cut[name].mean_abs.shape == fresh[name].mean_abs.shape
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.1, 1.0])
+def test_fold_error_equals_the_explicit_output_error(ridge):
+    from tnkit.compress.recipes.prune import _removed
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((7, 12))
+    x = rng.standard_normal((40, 12)) @ rng.standard_normal((12, 12))
+    c = x.T @ x / 40
+    keep = np.array([0, 2, 3, 5, 8, 9, 11])
+    err, folded = _removed(w, c, keep, fold=True, ridge=ridge)
+    full = np.zeros_like(w)
+    full[:, keep] = folded
+    e = w - full
+    assert err == pytest.approx(float(np.sum((e @ c) * e)), rel=1e-9)
+    drop = np.setdiff1d(np.arange(12), keep)
+    assert err <= float(np.sum((w[:, drop] @ c[np.ix_(drop, drop)]) * w[:, drop])) + 1e-12

@@ -10,11 +10,14 @@ For each chosen layer, a forward hook accumulates over the calibration tokens
 
 Layers fed the same tensor (Llama's q/k/v, gate/up) share one statistics object.
 
-Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with one
-symmetric rank-k update (BLAS ``ssyrk``, half the multiply-adds of a matmul) in
-float32, accumulated in float64 across batches; above 1024 inputs the upper triangle
-is added in bands of 512 rows instead, so no ``in x in`` float32 temporary is made (and ``|x|``
-in bands of as many columns, so no copy of the batch either). The language-model head is skipped
+Cost: nothing is stored but the running sums. Each batch adds ``X^T X`` with torch's own
+matrix product in float32, on the thread pool the forward pass runs on (a BLAS call from
+another library between torch's operations made both cores contend: SciPy's OpenBLAS
+``ssyrk`` there cost several times its one-thread CPU time), accumulated in float64 across batches.
+Only the upper triangle is needed: up to :data:`GRAM_BAND` inputs the product is formed
+whole; wider inputs are added in bands of that many rows, each band from its diagonal
+block rightwards, so a 1,536-wide input costs two thirds of a full product and no
+``in x in`` float32 temporary is made. The language-model head is skipped
 (the calibration needs the blocks' inputs, not the logits) whenever no observed layer
 lives outside the model's base: for SmolLM2 that saves the 49,152 x 576 output
 projection, a fifth of the forward pass.
@@ -22,23 +25,45 @@ projection, a fifth of the forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.linalg.blas import ssyrk
 from torch import nn
 
 from ...core.linalg import symmetrize_
 
-__all__ = ["ActivationStats", "collect_activation_stats", "channel_scale"]
+__all__ = ["ActivationStats", "collect_activation_stats", "channel_scale", "gram_upper", "GRAM_BAND"]
 
 
-#: Widest input whose batch product ``X^T X`` is formed whole (one BLAS ``ssyrk``); wider inputs are
-#: added in bands of :data:`_BAND` rows, so no ``in x in`` float32 temporary exists (121 MiB at 5632).
-_SYRK_MAX = 1024
-_BAND = 512
+#: Rows of the bands in which the upper triangle of a wide input's ``X^T X`` is formed (inputs up to this
+#: width: one product); a 1,536-wide ``down_proj`` input takes three bands, two thirds of a full product's work.
+GRAM_BAND = 576
+
+
+def gram_upper(x: torch.Tensor, *, band: int = GRAM_BAND) -> Iterator[tuple[int, torch.Tensor]]:
+    """The upper triangle of ``x^T x`` in bands of rows: ``(lo, block)`` with ``block = x[:, lo:hi]^T x[:, lo:]``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (T, n)
+        Rows are samples (tokens); any float dtype, the products are in ``x``'s dtype.
+    band : int
+        Rows per band; ``n <= band`` gives one block, the whole ``x^T x``.
+
+    Yields
+    ------
+    lo : int
+        First row of the band.
+    block : torch.Tensor, shape (hi - lo, n - lo)
+        Rows ``lo:hi``, columns ``lo:`` of ``x^T x`` (its upper triangle; within the
+        diagonal block the lower part is computed too).
+    """
+    n = x.shape[1]
+    for lo in range(0, n, band):
+        hi = min(lo + band, n)
+        yield lo, x[:, lo:hi].T @ x[:, lo:]
 
 
 @dataclass
@@ -69,18 +94,10 @@ class ActivationStats:
     def update(self, x: torch.Tensor) -> None:
         """Add the rows of ``x`` (shape ``(..., in)``)."""
         total = self._sum()
-        x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).contiguous().numpy()
-        n = x2.shape[1]
-        if n <= _SYRK_MAX:
-            # x2 is C-ordered (T, in), so x2.T is a Fortran-ordered (in, T) view: A A^T = X^T X, no copy
-            total += ssyrk(1.0, x2.T, trans=0, lower=0)
-            self.abs_sum += np.abs(x2).sum(0, dtype=np.float64)
-        else:  # the upper triangle in bands of rows: no (in, in) float32 temporary
-            for lo in range(0, n, _BAND):
-                hi = min(lo + _BAND, n)
-                total[lo:hi, lo:] += x2[:, lo:hi].T @ x2[:, lo:]
-                # |x| by bands of columns too (no (T, in) temporary); each column sums in the same order
-                self.abs_sum[lo:hi] += np.abs(x2[:, lo:hi]).sum(0, dtype=np.float64)
+        x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
+        for lo, block in gram_upper(x2, band=GRAM_BAND):  # torch's threads: no second BLAS pool contending with the forward
+            total[lo:lo + block.shape[0], lo:] += block.numpy()
+        self.abs_sum += x2.abs().sum(0, dtype=torch.float64).numpy()
         self.n_tokens += x2.shape[0]
 
     @property

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...core.threads import blas_threads
+from ...core.threads import available_threads, blas_threads, map_on_threads
 from ...core.validate import check_int, check_number, check_option
 
 __all__ = ["PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params", "PRUNE_FOLD_RIDGE",
@@ -154,12 +154,12 @@ def _removed(w: np.ndarray, c: np.ndarray, keep: np.ndarray, *, fold: bool, ridg
     ridge = ridge * max(float(np.trace(ckk)) / len(keep), 1e-300)
     from scipy.linalg import cho_factor, cho_solve
 
-    corr = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), c[np.ix_(keep, drop)] @ w[:, drop].T).T
-    folded = wk + corr
-    full = np.zeros_like(w)
-    full[:, keep] = folded
-    e = w - full
-    err = float(np.sum((e @ c) * e))
+    b = c[np.ix_(keep, drop)] @ w[:, drop].T  # (|K|, out): C_KR W_R^T
+    x = cho_solve(cho_factor(ckk + ridge * np.eye(len(keep))), b)  # the fold's correction, transposed
+    folded = wk + x.T
+    # tr(E C E^T) with E = [-X^T on K, W_R on R] and (C_KK + ridge) X = B: plain - 2 <X, B> + <X, C_KK X>, and
+    # C_KK X = B - ridge X, so no (out, in) product is formed
+    err = plain - float(np.sum(x * b)) - ridge * float(np.sum(x * x))
     return (err, folded) if err < plain else (plain, wk)
 
 
@@ -333,16 +333,21 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
             widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
                 model, float(ratio), st, weights=weights)
         m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
+        def one(i: int) -> tuple[float, float, float, float, np.ndarray | None, np.ndarray | None]:
+            b = blocks[i]
+            err_a, tot_a, cols = _prune_attention(b.self_attn, st[f"model.layers.{i}.self_attn.o_proj"].covariance,
+                                                  n_kv, per_group, head_dim, kv_keep, pg_keep, fold, fold_ridge)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[f"model.layers.{i}.mlp.down_proj"].covariance, m_keep, fold,
+                                                fold_ridge, CHANNEL_SCORES[channel_score])
+            return err_a, tot_a, err_m, tot_m, channels, cols
+
+        # the blocks are independent: one worker thread per core, each with one BLAS thread (numpy frees the GIL)
+        parts = map_on_threads(one, range(len(blocks)), available_threads())
         removed = total = 0.0
         kept, errors = {}, {}
-        for i, b in enumerate(blocks):
-            on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
-            err_a, tot_a, cols = _prune_attention(b.self_attn, st[on].covariance, n_kv, per_group, head_dim, kv_keep,
-                                                  pg_keep, fold, fold_ridge)
-            err_m, tot_m, channels = _prune_mlp(b.mlp, st[dn].covariance, m_keep, fold, fold_ridge,
-                                                CHANNEL_SCORES[channel_score])
+        for i, (err_a, tot_a, err_m, tot_m, channels, cols) in enumerate(parts):
             kept[i] = (channels, cols)
-            errors[on], errors[dn] = err_a, err_m
+            errors[f"model.layers.{i}.self_attn.o_proj"], errors[f"model.layers.{i}.mlp.down_proj"] = err_a, err_m
             removed += err_a + err_m
             total += tot_a + tot_m
     before = {"intermediate_size": inter, "kv_groups": n_kv, "heads_per_group": per_group}
@@ -386,7 +391,9 @@ def pruned_stats(stats: Mapping[str, object], result: PruneResult) -> dict[str, 
 
 
 def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    # no random initialisation: every entry is overwritten below
+    new = torch.nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None,
+                                   dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight)
         if bias is not None:

@@ -11,18 +11,20 @@ scored by its language-model loss on a calibration batch that no candidate was f
 and the lowest wins. The splits that use the search are first built in one shot (every
 layer truncated on the original model's statistics, no pass over the calibration text)
 and only the best of them is rebuilt block by block (sequential calibration, two passes
-over the text) to compete with pruning alone. So on the held-out loss the result is never
-worse than pruning alone, and never worse than the search alone built in one shot.
+over the text) to compete with pruning alone. The held-out loss is taken to be unimodal in
+the share, so not every one-shot split is built (:func:`bracket_minimum`: three of four). So on the held-out loss the result is never
+worse than pruning alone, and never worse than the one-shot splits built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "calibration_batches",
+__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "bracket_minimum",
+           "calibration_batches",
            "heldout_split", "build_batches", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
@@ -83,6 +85,41 @@ def calibration_batches(ids, *, seq_len: int, batch_size: int, n_batches: int, s
 def prune_fraction(ratio: float, share: float) -> float:
     """Fraction of the block weights width pruning keeps when it does ``share`` of the removal ``1 - ratio``."""
     return 1.0 - float(share) * (1.0 - float(ratio))
+
+
+def bracket_minimum(f: Callable[[int], float], n: int) -> int:
+    """The index in ``range(n)`` minimising ``f``, assuming ``f`` unimodal, by discrete ternary search.
+
+    ``f`` is called at most once per index and never at every one of ``n >= 4`` (``n = 4``: three calls),
+    in the order: the two inner thirds, then inside the bracket that must hold the minimum.
+    On a tie the lower index wins.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(i)`` for ``0 <= i < n``; lower is better.
+    n : int
+        At least 1.
+    """
+    from ...core.validate import check_int
+
+    n = check_int("n", n, minimum=1)
+    seen: dict[int, float] = {}
+
+    def at(i: int) -> float:
+        if i not in seen:
+            seen[i] = float(f(i))
+        return seen[i]
+
+    lo, hi = 0, n - 1
+    while hi - lo > 2:
+        third = (hi - lo) // 3
+        m1, m2 = lo + third, hi - third
+        if at(m1) <= at(m2):
+            hi = m2 - 1  # a unimodal f has its minimum left of m2
+        else:
+            lo = m1 + 1
+    return min(range(lo, hi + 1), key=lambda i: (at(i), i))
 
 
 def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
