@@ -327,14 +327,9 @@ def numel(x: Any) -> int:
 
 def norm2(a: Any) -> float:
     """``sum |a|**2`` as a Python float (1 on the ``meta`` device, whose tensors count as unit scale)."""
-    if isinstance(a, np.ndarray):
-        return float(np.vdot(a, a).real)
-    if is_meta(a):
+    if not isinstance(a, np.ndarray) and is_meta(a):
         return 1.0
-    flat = a.reshape(-1)
-    if library_of(a) == "torch":
-        return float(sys.modules["torch"].vdot(flat, flat).real)
-    return float(namespace(a).vdot(flat, flat).real)
+    return float(vdot(a, a).real)
 
 
 def all_finite(x: Any) -> bool:
