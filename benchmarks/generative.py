@@ -546,7 +546,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
 
     grid = [("mps", 12, 2, 2), ("mps", 12, 4, 2)] if quick else [
         ("mps", n, c, 2) for n in (12, 16) for c in (2, 4, 8)] + [("mps", 12, 4, 3)] + [
-        ("ttn", n, c, 2) for n in (12, 16) for c in (2, 4)]
+        ("ttn", n, c, 2) for n in (12, 16) for c in (2, 4, 8)]
     seeds = [first_seed] if quick else list(range(first_seed, first_seed + n_seeds))
     grid = [g for g in grid if g[0] in kinds and (only is None or _recovery_name(*g) in only)]
     for kind, n_sites, chi, d in grid:
