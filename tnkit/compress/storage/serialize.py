@@ -391,7 +391,7 @@ def _mapped_tensor(mapping: Any, entry: dict, begin: int) -> torch.Tensor | None
     return torch.from_numpy(raw).view(dtype).reshape(entry["shape"])
 
 
-def _checked(t: torch.Tensor, mapping: Any, begin: int, *, chunk_bytes: int = 1 << 22) -> bool:
+def _checked(t: torch.Tensor, mapping: Any, begin: int, *, chunk_bytes: int = 1 << 20) -> bool:
     """Whether ``t`` is finite (always, for integers); a mapped tensor (``mapping`` given, ``t`` at
     byte ``begin``) is checked ``chunk_bytes`` at a time, each part's pages released once checked,
     so loading never holds more than one part of the file."""
