@@ -17,6 +17,14 @@ A quick end-to-end check on the CPU:
 
     python benchmarks/heal_gpu.py --device cpu --minutes 0.5 --eval-tokens 2048 --batch 2 --seq-len 64
 
+The same script heals any recipe on the CPU under a CPU-time budget (process seconds, the
+fair budget on a shared machine): ``--heal-data text`` is what ``tnkit compress
+--heal-text FILE`` does by default (windows of the healing articles, next-token loss,
+batches of 4 rows of 256 tokens, AdamW at 1e-4), e.g. 30 minutes on 2 cores:
+
+    python benchmarks/heal_gpu.py --device cpu --threads 2 --model DIR --heal-data text --batch 4 \
+        --cpu-seconds 3600 --minutes 1000 --data DATA --out heal-run
+
 ``--data`` (or ``TNKIT_DATA``) is a directory holding
 ``text/wikitext-2-raw/wiki.test.raw`` (calibration, optional mixed-in text and the
 perplexity); without it the compression is plain SVD and no perplexity is reported.
@@ -51,6 +59,14 @@ def _args() -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=64, help="sequences the teacher writes at once (default 64)")
     p.add_argument("--text-fraction", type=float, default=0.0,
                    help="fraction of rows from the WikiText-2 healing articles (default 0: self-generated only)")
+    p.add_argument("--heal-data", default="self", choices=("self", "text"),
+                   help="self: text the original writes, mixed with --text-fraction of the healing articles "
+                        "(default); text: windows of the healing articles only")
+    p.add_argument("--loss", default=None, choices=("lm", "kl"),
+                   help="kl: distillation from the original (default for self); lm: next-token loss (default for text)")
+    p.add_argument("--cpu-seconds", type=float, default=None,
+                   help="healing budget in process CPU seconds (besides --minutes of wall time)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     p.add_argument("--eval-tokens", type=int, default=None, help="evaluate on the first N tokens only (default: all)")
@@ -66,6 +82,12 @@ def _args() -> argparse.Namespace:
         p.error(f"--eval-tokens must be >= 2, got {args.eval_tokens}")
     if not 0 <= args.text_fraction <= 1:
         p.error(f"--text-fraction must lie in [0, 1], got {args.text_fraction}")
+    if args.cpu_seconds is not None and not args.cpu_seconds > 0:
+        p.error(f"--cpu-seconds must be > 0, got {args.cpu_seconds}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.heal_data == "text" and args.data is None and os.environ.get("TNKIT_DATA") is None:
+        p.error("--heal-data text needs the healing articles: give --data (or set TNKIT_DATA)")
     return args
 
 
@@ -84,10 +106,13 @@ def main() -> None:
     import torch
 
     import tnkit.compress as tc
+    from tnkit.compress.tuning.distill import TextWindows
     from tnkit.compress.tuning.healing import resolve_device
 
     device = resolve_device(args.device)
-    t0 = time.perf_counter()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     teacher, tok = tc.load_model(tc.smollm2_gguf_path(), cache=True)
     text = _wikitext(args.data)
     heal_ids = eval_ids = None
@@ -112,15 +137,23 @@ def main() -> None:
         ppl["original"] = tc.perplexity(teacher, eval_ids, max_tokens=args.eval_tokens)
         ppl["before"] = tc.perplexity(student, eval_ids, max_tokens=args.eval_tokens)
         _log(f"perplexity: original {ppl['original']:.2f}, compressed {ppl['before']:.2f}")
-    stream = tc.distillation_stream(teacher, seq_len=args.seq_len, chunk=args.chunk,
-                                    text_ids=heal_ids if args.text_fraction > 0 else None,
-                                    text_fraction=args.text_fraction)
+    if args.heal_data == "text":
+        if heal_ids is None:
+            raise SystemExit("--heal-data text: no healing articles found (give --data)")
+        stream = TextWindows(heal_ids, seq_len=args.seq_len)
+    else:
+        stream = tc.distillation_stream(teacher, seq_len=args.seq_len, chunk=args.chunk,
+                                        text_ids=heal_ids if args.text_fraction > 0 else None,
+                                        text_fraction=args.text_fraction)
+    loss = args.loss or ("lm" if args.heal_data == "text" else "kl")
     out = Path(args.out)
-    h = tc.heal(student, stream, max_tokens=10**12, max_seconds=60 * args.minutes, batch_size=args.batch,
-                lr=args.lr, loss="kl", teacher=teacher, device=device, checkpoint_dir=out / "heal_checkpoint",
+    h = tc.heal(student, stream, max_tokens=10**12, max_seconds=60 * args.minutes, max_cpu_seconds=args.cpu_seconds,
+                batch_size=args.batch, lr=args.lr, loss=loss, teacher=teacher if loss == "kl" else None,
+                device=device, checkpoint_dir=out / "heal_checkpoint",
                 checkpoint_every=args.checkpoint_every, resume=True if args.resume else None,
                 gradient_checkpointing=args.grad_checkpointing, progress=sys.stderr.isatty())
-    _log(f"healed {h.steps} steps, {h.tokens:,} tokens at {h.tokens_per_s:,.1f} tokens/s on {h.device}")
+    _log(f"healed {h.steps} steps, {h.tokens:,} tokens at {h.tokens_per_s:,.1f} tokens/s on {h.device} "
+         f"({h.cpu_seconds:,.0f} CPU s, {h.seconds:,.0f} s)")
     if eval_ids is not None:
         ppl["after"] = tc.perplexity(student, eval_ids, max_tokens=args.eval_tokens)
         _log(f"perplexity after healing: {ppl['after']:.2f}")
@@ -129,7 +162,9 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "heal_gpu", "device": h.device, "gpu": torch.cuda.get_device_name() if device.type == "cuda"
         else None, "method": method, "keep": args.keep, "minutes": args.minutes, "steps": h.steps,
-        "tokens": h.tokens, "tokens_per_s": round(h.tokens_per_s, 1), "final_kl": h.final_loss,
+        "tokens": h.tokens, "tokens_per_s": round(h.tokens_per_s, 1), "heal_data": args.heal_data, "loss": loss,
+        "final_loss": h.final_loss, "heal_cpu_seconds": round(h.cpu_seconds, 1), "heal_seconds": round(h.seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1), "load_average": os.getloadavg(),
         "resumed_from_step": h.resumed_from_step, "batch": args.batch, "seq_len": args.seq_len, "lr": args.lr,
         "text_fraction": args.text_fraction, "eval_tokens": args.eval_tokens,
         "perplexity": {k: round(v, 3) for k, v in ppl.items()}, "seconds": round(time.perf_counter() - t0, 1)}))

@@ -316,19 +316,78 @@ def test_schema_one_directories_still_load(saved, tmp_path):
         torch.testing.assert_close(tc.load_compressed(d)(x).logits, tc.load_compressed(saved)(x).logits)
 
 
-def test_read_safetensors_round_trip(tmp_path):
+@pytest.mark.parametrize("mmap", [False, True])
+def test_read_safetensors_round_trip(tmp_path, mmap):
     from safetensors.torch import save_file
 
     from tnkit.compress.storage.serialize import read_safetensors
 
     tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).to(torch.bfloat16),
-               "d": torch.zeros(0, 3), "e": torch.tensor(1.5, dtype=torch.float64)}
+               "d": torch.zeros(0, 3), "e": torch.tensor(1.5, dtype=torch.float64),
+               "f": torch.randn(70_000)}  # larger than a page and than a checking chunk
     save_file(tensors, str(tmp_path / "t.safetensors"))
-    back = read_safetensors(tmp_path / "t.safetensors")
+    back = read_safetensors(tmp_path / "t.safetensors", mmap=mmap)
     assert set(back) == set(tensors)
     for k, v in tensors.items():
         assert back[k].dtype == v.dtype and torch.equal(back[k], v)
     np.testing.assert_equal(back["b"].numpy(), np.arange(5))
+
+
+def _handmade_safetensors(path, entries, data):
+    """A safetensors file with the given header entries and data bytes (header padded to 8 bytes)."""
+    head = json.dumps(entries).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(struct.pack("<Q", len(head)) + head + data)
+
+
+def test_mapped_read_copies_a_tensor_not_aligned_for_its_dtype(tmp_path):
+    from tnkit.compress.storage.serialize import read_safetensors
+
+    floats = np.array([1.5, -2.0], dtype="<f4")
+    entries = {"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+               "b": {"dtype": "F32", "shape": [2], "data_offsets": [1, 9]}}
+    _handmade_safetensors(tmp_path / "t.safetensors", entries, b"\x07" + floats.tobytes())
+    back = read_safetensors(tmp_path / "t.safetensors", mmap=True)
+    assert back["a"].tolist() == [7] and back["b"].tolist() == [1.5, -2.0]
+    _handmade_safetensors(tmp_path / "n.safetensors", entries, b"\x07" + np.array([1.0, np.nan], "<f4").tobytes())
+    with pytest.raises(SchemaError, match="NaN"):
+        read_safetensors(tmp_path / "n.safetensors", mmap=True)
+
+
+def _mapped_files(t):
+    """Paths of the file mappings holding the data of ``t`` (Linux)."""
+    ptr, found = t.data_ptr(), []
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo <= ptr < hi and len(fields) > 5:
+                found.append(fields[5])
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_loaded_weights_are_mapped_from_the_file_and_writes_stay_in_the_process(tmp_path):
+    from tnkit.compress.storage.serialize import WEIGHTS_FILE, read_safetensors
+
+    d = tc.save_compressed(_compressed(), tmp_path / "m")
+    stored = read_safetensors(d / WEIGHTS_FILE)
+    loaded = tc.load_compressed(d)
+    big = max(loaded.parameters(), key=lambda p: p.numel())
+    assert str((d / WEIGHTS_FILE).resolve()) in _mapped_files(big)  # a view of the file, read on use
+    x = torch.arange(12)[None]
+    before = loaded(x).logits.detach()
+    opt = torch.optim.SGD(loaded.parameters(), lr=0.1)
+    loaded(x).logits.square().mean().backward()
+    opt.step()  # writing the weights copies their pages; the file stays as saved
+    for k, v in read_safetensors(d / WEIGHTS_FILE).items():
+        assert torch.equal(v, stored[k])
+    with torch.no_grad():
+        torch.testing.assert_close(tc.load_compressed(d)(x).logits, before)
+        assert not torch.allclose(loaded(x).logits, before)
+    tc.save_compressed(loaded, d)  # saving over the directory it was mapped from
+    with torch.no_grad():
+        torch.testing.assert_close(tc.load_compressed(d)(x).logits, loaded(x).logits)
 
 
 def test_save_errors_name_the_target_not_the_temporary_directory(tmp_path, monkeypatch):
