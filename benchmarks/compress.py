@@ -229,7 +229,8 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
 def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress):
     """Method ``auto`` through the candidates it builds: the perplexity of each (``auto_prune<P>``, P = percentage the
     width pruning kept: 100 is the search alone, the budget itself pruning alone; with the predicted loss increase of
-    every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's result and model, and the CPU seconds spent on the candidates' perplexity."""
+    every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's
+    result, model and perplexity, and the CPU seconds spent on the candidates' perplexity."""
     import tnkit.compress as tc
 
     best, eval_cpu, eval_wall, wall = None, 0.0, 0.0, time.perf_counter()
@@ -242,11 +243,11 @@ def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride
                           base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride,
                           predicted=cand.predicted.get(cand.prune), all_predicted=cand.predicted))
         if best is None or cand.loss < best.loss:
-            best = cand
+            best, best_ppl = cand, ppl
         del cand
     res = tc.CompressionResult("auto", best.result.layers, best.result.params_before, best.result.params_after,
                                time.perf_counter() - wall - eval_wall, dict(best.result.extra, auto_prune=best.prune))
-    return res, best.model, eval_cpu
+    return res, best.model, best_ppl, eval_cpu
 
 
 def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
@@ -429,23 +430,25 @@ def main(argv=None) -> int:
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
-            pruning = method in ("prune", "auto")  # both prune widths: every layer, statistics of their own
+            pruning = method in ("prune", "auto")  # both prune widths: every layer
             if method == "auto":
                 auto_calib = tc.calibration_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=len(calib))
-                res, m, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
+                res, m, ppl, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
                                               eval_cap, not args.json)
                 cpu = time.process_time() - cpu - eval_cpu
             else:
+                # one statistics pass of the original model serves every method and budget (pruning included)
                 res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
-                                        stats=None if pruning else stats, allocation=allocation, weights=weights,
+                                        stats=stats, allocation=allocation, weights=weights,
                                         sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
                                         progress=not args.json, sequential=True if sequential else None,
-                                        calibration=calib if sequential or method in ("search", "prune") else None)
+                                        calibration=calib if sequential or method == "search" else None)
                 cpu = time.process_time() - cpu
             werr, oerr = (None, None) if pruning else _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))
-            rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr, "svd" if method != "svd" else None,
+            rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr,
+                              "svd" if method != "svd" and werr is not None else None,
                               None, metric="relative_weight_error"))
             rep.emit(make_row("compress", f"output_error_{label}_{tag}", oerr, None, None,
                               metric="relative_output_error"))
@@ -456,7 +459,8 @@ def main(argv=None) -> int:
             for stage, (stage_wall, stage_cpu) in (res.extra.get("stage_seconds") or {}).items():
                 rep.emit(make_row("compress", f"stage_seconds_{label}_{stage.replace(' ', '_')}_{tag}", stage_wall,
                                   None, None, metric="seconds", cpu_seconds=stage_cpu, load_average=load_average()))
-            ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+            if method != "auto":  # auto's adopted candidate was measured with the others
+                ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))
             if args.speed_tokens and (args.speed_keep is None
