@@ -62,6 +62,10 @@ def parser():
                    help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]][@K/K...] with ALLOCATION "
                         "uniform|curve, WEIGHTS sens|ent, and @70/90 limiting it to those percentages kept "
                         f"(default: {','.join(METHODS)})")
+    p.add_argument("--families", default=None,
+                   help="candidate families of the search in methods search and auto, comma-separated among "
+                        "lowrank,mpo,mpo3,mpo4 (default tnkit.compress.DEFAULT_FAMILIES); rows of a non-default "
+                        "set carry it in their label, e.g. search_lowrank+mpo")
     p.add_argument("--sweeps", type=int, default=1, help="ALS sweeps of mpo-whiten (default 1)")
     p.add_argument("--cg-iterations", type=int, default=8, help="CG iterations per core of mpo-whiten (default 8)")
     p.add_argument("--heal-best", action="store_true",
@@ -226,7 +230,8 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
     return ppl_h
 
 
-def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress):
+def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress, families,
+               label="auto"):
     """Method ``auto`` through the candidates it builds: the perplexity of each (``auto_prune<P>``, P = percentage the
     width pruning kept: 100 is the search alone, the budget itself pruning alone; with the predicted loss increase of
     every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's
@@ -234,12 +239,12 @@ def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride
     import tnkit.compress as tc
 
     best, eval_cpu, eval_wall, wall = None, 0.0, 0.0, time.perf_counter()
-    for cand in tc.auto_candidates(model, ratio=ratio, calibration=calib, progress=progress):
+    for cand in tc.auto_candidates(model, ratio=ratio, calibration=calib, families=families, progress=progress):
         t, w = time.process_time(), time.perf_counter()
         ppl = tc.perplexity(cand.model, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
         eval_cpu += time.process_time() - t
         eval_wall += time.perf_counter() - w
-        rep.emit(make_row("compress", f"perplexity_auto_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
+        rep.emit(make_row("compress", f"perplexity_{label}_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
                           base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride,
                           predicted=cand.predicted.get(cand.prune), all_predicted=cand.predicted))
         if best is None or cand.loss < best.loss:
@@ -373,7 +378,12 @@ def main(argv=None) -> int:
 
     import tnkit.compress as tc
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    families = tuple(args.families.split(",")) if args.families else tc.DEFAULT_FAMILIES
+    if not families or set(families) - set(tc.FAMILIES):
+        p.error(f"--families: expected a comma-separated subset of {','.join(tc.FAMILIES)}, got {args.families!r}")
+    fam_label = "" if families == tc.DEFAULT_FAMILIES else "_" + "+".join(families)
     if args.plot:
         plot_pareto(args.plot_rows, args.plot)
         return 0
@@ -425,7 +435,8 @@ def main(argv=None) -> int:
             weights = profiles["sens"] if "sens" in parts else profiles["ent"] if "ent" in parts else None
             protect = profiles["protect"] if "protect" in parts else ()
             sequential = "seq" in parts  # block by block on the compressed model's own inputs
-            label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "")
+            label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "") + (
+                fam_label if method in ("search", "auto") else "")
             if not case_selected(f"{label}_{tag}", args.cases):
                 continue
             m = copy.deepcopy(model)
@@ -434,12 +445,12 @@ def main(argv=None) -> int:
             if method == "auto":
                 auto_calib = tc.calibration_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=len(calib))
                 res, m, ppl, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
-                                              eval_cap, not args.json)
+                                              eval_cap, not args.json, families, label)
                 cpu = time.process_time() - cpu - eval_cpu
             else:
                 # one statistics pass of the original model serves every method and budget (pruning included)
                 res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
-                                        stats=stats, allocation=allocation, weights=weights,
+                                        stats=stats, allocation=allocation, weights=weights, families=families,
                                         sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
                                         progress=not args.json, sequential=True if sequential else None,
                                         calibration=calib if sequential or method == "search" else None)
@@ -455,7 +466,8 @@ def main(argv=None) -> int:
             rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
                               load_average=load_average(), ridge=res.extra.get("ridge"),
-                              dense_layers=sum(r.form == "dense" for r in res.layers)))
+                              **{f"{form}_layers": sum(r.form == form for r in res.layers)
+                                 for form in ("dense", "lowrank", "mpo")}))
             for stage, (stage_wall, stage_cpu) in (res.extra.get("stage_seconds") or {}).items():
                 rep.emit(make_row("compress", f"stage_seconds_{label}_{stage.replace(' ', '_')}_{tag}", stage_wall,
                                   None, None, metric="seconds", cpu_seconds=stage_cpu, load_average=load_average()))
