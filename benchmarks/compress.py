@@ -403,10 +403,12 @@ def main(argv=None) -> int:
     log(f"block linear weights: {selected:,} of {total:,} parameters (--keep counts the former)")
     seq = 64 if args.quick else 256
     calib = tc.token_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)), seed=0)
-    t = time.perf_counter()
-    stats = tc.collect_activation_stats(model, layers, calib)
-    calib_s = time.perf_counter() - t
-    log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
+    stats, calib_s = None, 0.0  # method auto measures statistics of its own
+    if args.layer_study or any(m.split("@")[0].split(":")[0] != "auto" for m in methods):
+        t = time.perf_counter()
+        stats = tc.collect_activation_stats(model, layers, calib)
+        calib_s = time.perf_counter() - t
+        log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
     if args.layer_study:
         _layer_study(rep, model, layers, stats, {int(b) for b in args.layer_study.split(",")}, keeps[0],
                      args.cg_iterations)
