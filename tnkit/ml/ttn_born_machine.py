@@ -598,6 +598,25 @@ class TTNBornMachine(BornMachineBase):
     normalized_gradient : bool, default False
         Sweeps: scale small gradients up to half-norm ``size**0.25`` (as in
         :class:`~tnkit.ml.MPSBornMachine`); use with a small ``learning_rate``.
+    n_starts : int, default 1
+        Sweeps (full batch, fresh fit): complete fits (sweeps, then hops) from this many
+        random starts; the lowest training NLL wins (the machinery of
+        :class:`~tnkit.ml.MPSBornMachine`). One by default: the hops below do the work
+        at a third of the cost of three starts.
+    start_sweeps : int or None, default None
+        ``None``: every start gets the complete fit. An int: each start gets this many
+        sweeps and only the best is continued (counted in ``n_sweeps``).
+    n_hops : int, default 12
+        Sweeps (full batch): after the sweeps, this many rounds of basin hopping. The
+        fitted tree gets Gaussian noise of relative size ``hop_size`` on every tensor,
+        ``hop_sweeps`` sweeps descend from there, and the result is kept if its training
+        NLL is lower. At 16 features and bond 8 the sweeps end in poor local minima that
+        more sweeps do not leave (see ``docs/generative.md``). 0 turns hopping off, and a
+        fit allowed fewer ``n_sweeps`` than ``hop_sweeps`` does not hop.
+    hop_size : float, default 0.3
+        Norm of each tensor's noise relative to the tensor's own.
+    hop_sweeps : int, default 20
+        Most sweeps per hop (fewer once they converge by ``tol``).
     trainer : {"sweep", "gradient"}, default "sweep"
         Node-local sweeps with the tree canonical about the visited node, or minibatch
         Adam on every tensor (the tree restored to canonical form after each step).
@@ -649,6 +668,11 @@ class TTNBornMachine(BornMachineBase):
         tol: float | None = 1e-4,
         n_descent_steps: int = 10,
         normalized_gradient: bool = False,
+        n_starts: int = 1,
+        start_sweeps: int | None = None,
+        n_hops: int = 12,
+        hop_size: float = 0.3,
+        hop_sweeps: int = 20,
         trainer: str = "sweep",
         n_epochs: int = 10,
         batch_size: int | None = None,
@@ -657,11 +681,6 @@ class TTNBornMachine(BornMachineBase):
         random_state: Any = None,
         verbose: bool = False,
         dtype: Any = "complex128",
-        n_starts: int = 1,
-        start_sweeps: int | None = None,
-        n_hops: int = 0,
-        hop_size: float = 0.3,
-        hop_sweeps: int = 20,
     ) -> None:
         store_params(self, locals())
 
