@@ -41,6 +41,9 @@ rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
   every step lowers the NLL; moving to the next node is one QR
   (:func:`tnkit.ttn.canonical.qr_toward`) and one new inside or outside vector. A
   sweep is the whole tour, root to root (every edge walked down and up once).
+  A full-batch fit then hops out of local minima (``n_hops``: noise on every tensor,
+  ``hop_sweeps`` sweeps, kept if the training NLL is lower), with the multi-start and
+  hopping machinery of :class:`~tnkit.ml.born_machine.BornMachineBase` shared with the MPS.
 * ``trainer="gradient"``: minibatch Adam on every tensor at once with the exact
   gradient (:func:`tree_nll_and_gradient`); after every step the tree is brought back
   to canonical form about the root with ``Z = 1`` (a gauge change, the model is
