@@ -58,7 +58,8 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
   ``mean(log p_true - log p_model)`` and the exact KL divergence (all ``d**N``
   configurations), median and range over the seeds (``--recovery-seeds``, default 3;
   ``--recovery-first-seed`` for other data; ``--recovery-kinds mps,ttn``;
-  ``--recovery-cases mps_n16_chi8,...`` for a subset),
+  ``--recovery-cases mps_n16_chi8,...`` for a subset; ``--recovery-options n_hops=0`` for
+  options on top of the defaults),
   against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model, ``n``
   training samples); the goal is a gap within 0.02 nats of the floor. Fit CPU and wall seconds
   (the whole fit, every start) and the sweeps and hops of the kept fit are in the row.
@@ -536,8 +537,12 @@ def _recovery_name(kind: str, n_sites: int, chi: int, d: int) -> str:
 
 
 def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ...] = ("mps", "ttn"),
-                  only: tuple[str, ...] | None = None, first_seed: int = 0) -> None:
-    """Default fits on data drawn from exact MPS / tree Born distributions of bond chi <= max_bond."""
+                  only: tuple[str, ...] | None = None, first_seed: int = 0,
+                  options: dict[str, Any] | None = None) -> None:
+    """Default fits on data drawn from exact MPS / tree Born distributions of bond chi <= max_bond.
+
+    ``options`` (``--recovery-options``) are passed to every model on top of the defaults.
+    """
     import itertools
 
     from tnkit.ml import MPSBornMachine
@@ -555,9 +560,10 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
         for seed in seeds:
             true, X, X_test = _recovery_problem(kind, n_sites, chi, seed, d)
             if kind == "mps":
-                model = MPSBornMachine(max_bond=chi, random_state=1000 + seed)
+                model = MPSBornMachine(max_bond=chi, random_state=1000 + seed, **(options or {}))
             else:
-                model = TTNBornMachine(max_bond=chi, tree=Tree.balanced(n_sites), random_state=1000 + seed)
+                model = TTNBornMachine(max_bond=chi, tree=Tree.balanced(n_sites), random_state=1000 + seed,
+                                       **(options or {}))
             tick, cpu_tick = time.perf_counter(), time.process_time()
             model.fit(X)
             seconds.append(time.perf_counter() - tick)
@@ -580,7 +586,21 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
             fit_cpu_seconds_median=float(np.median(cpu_seconds)), fit_cpu_seconds_range=[min(cpu_seconds), max(cpu_seconds)],
             sweeps=sweeps, seeds=seeds, n_train=20_000, load_average=load_average(),
             goal="held-out gap within 0.02 nats of the floor", goal_met=bool(max(gaps) < floor + 0.02),
+            options=options or "defaults", gaps=gaps,
         ))
+
+
+def _recovery_options(text: str | None) -> dict[str, Any] | None:
+    """``"n_hops=0,hop_size=0.2"`` -> ``{"n_hops": 0, "hop_size": 0.2}`` (ints, floats or ``None``)."""
+    if not text:
+        return None
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--recovery-options: expected KEY=VALUE items, got {item!r}")
+        out[key.strip()] = None if value == "None" else (int(value) if value.lstrip("-").isdigit() else float(value))
+    return out
 
 
 def case_gradient_epoch(rep: Reporter) -> None:
@@ -628,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recovery-kinds", default="mps,ttn", help="models of the recovery cases (default mps,ttn)")
     p.add_argument("--recovery-cases", default=None,
                    help="only these recovery cases, comma-separated names such as mps_n16_chi8,mps_n12_chi4_d3")
+    p.add_argument("--recovery-options", default=None,
+                   help="model options on top of the defaults for the recovery cases, such as n_hops=0 (default: none)")
     args = p.parse_args(argv)
     use_data_dir(args.data)
     from _common import thread_limit
@@ -650,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         ("recovery", lambda: case_recovery(rep, args.quick, args.recovery_seeds,
                                            tuple(args.recovery_kinds.split(",")),
                                            None if args.recovery_cases is None else
-                                           tuple(args.recovery_cases.split(",")), args.recovery_first_seed)),
+                                           tuple(args.recovery_cases.split(",")), args.recovery_first_seed,
+                                           _recovery_options(args.recovery_options))),
     ]
     if not args.quick:
         cases += [

@@ -232,6 +232,45 @@ def test_batched_sweeps_train(rng):
     assert np.isfinite(model.score(X)) and len(model.history_.nll) == 3
 
 
+def test_tree_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
+    """Several starts (the machinery shared with the MPS Born machine): each start gets sweeps and hops,
+    and the fit with the lowest final training NLL is kept."""
+    X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
+    options = dict(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, hop_sweeps=2, n_hops=2, n_starts=3,
+                   random_state=4)
+    runs = []
+    original = TTNBornMachine._sweep_fit
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        runs.append(list(out[1].nll))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TTNBornMachine, "_sweep_fit", spy)
+        model = TTNBornMachine(**options).fit(X)
+    assert len(runs) == 3
+    assert all(len(run) > 2 for run in runs)            # sweeps, then one entry per hop
+    assert model.history_.nll == min(runs, key=lambda h: h[-1])
+    assert np.all(np.diff(model.history_.nll) <= 1e-12)
+    assert -model.score(X) == pytest.approx(model.history_.nll[-1], rel=1e-10)
+    assert model.ttn_.is_canonical(model.tree_.root)
+
+
+def test_tree_hops_keep_only_better_states_and_the_history_never_rises(rng):
+    """Each hop adds one history entry, the NLL of the state kept; ``ttn_`` is that state."""
+    X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
+    options = dict(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, n_starts=1, random_state=3)
+    plain = TTNBornMachine(n_hops=0, **options).fit(X)
+    hopped = TTNBornMachine(n_hops=3, hop_sweeps=3, **options).fit(X)
+    nll = np.asarray(hopped.history_.nll)
+    assert len(nll) == len(plain.history_.nll) + 3
+    np.testing.assert_array_equal(nll[: len(plain.history_.nll)], plain.history_.nll)  # same fit before the hops
+    assert np.all(np.diff(nll) <= 1e-12)
+    assert -hopped.score(X) == pytest.approx(nll[-1], rel=1e-10)
+    assert nll[-1] < nll[len(plain.history_.nll) - 1]  # on this data some hop finds a better minimum
+
+
 # --------------------------------------------------------------------------- persistence and checks
 
 
@@ -268,6 +307,12 @@ def test_bad_arguments_are_named(rng):
         TTNBornMachine(learning_rate=-1.0).fit(X)
     with pytest.raises(ValueError, match="max_bond"):
         TTNBornMachine(max_bond=0).fit(X)
+    with pytest.raises(ValueError, match="n_starts"):
+        TTNBornMachine(n_starts=0).fit(X)
+    with pytest.raises(ValueError, match="n_hops"):
+        TTNBornMachine(n_hops=-1).fit(X)
+    with pytest.raises(ValueError, match="hop_sweeps"):
+        TTNBornMachine(hop_sweeps=0).fit(X)
     with pytest.raises(ValueError, match="`tree` has 4 leaves"):
         TTNBornMachine(tree=Tree.grid(2, 2)).fit(X)
     with pytest.raises(ValueError, match="image_shape"):

@@ -151,18 +151,27 @@ def _check_mask(name: str, mask: object, shape: tuple[int, int]) -> np.ndarray:
     return np.broadcast_to(arr, shape)
 
 
+def perturbed_tensors(tensors: Any, size: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each tensor with Gaussian noise added, of norm about ``size`` times the tensor's own.
+
+    Complex tensors get complex noise (independent real and imaginary parts). Shared by
+    the basin hopping of the MPS and tree Born machines.
+    """
+    out = []
+    for t in tensors:
+        noise = rng.standard_normal(t.shape)
+        if np.iscomplexobj(t):
+            noise = (noise + 1j * rng.standard_normal(t.shape)) / math.sqrt(2.0)
+        out.append(t + size * np.linalg.norm(t) / math.sqrt(t.size) * noise)
+    return out
+
+
 def perturbed(mps: MatrixProductState, size: float, rng: np.random.Generator) -> MatrixProductState:
     """``mps`` with Gaussian noise added to every tensor, of norm about ``size`` times the tensor's.
 
     Complex tensors get complex noise (independent real and imaginary parts).
     """
-    tensors = []
-    for t in mps.tensors:
-        noise = rng.standard_normal(t.shape)
-        if np.iscomplexobj(t):
-            noise = (noise + 1j * rng.standard_normal(t.shape)) / math.sqrt(2.0)
-        tensors.append(t + size * np.linalg.norm(t) / math.sqrt(t.size) * noise)
-    return MatrixProductState(tensors)
+    return MatrixProductState(perturbed_tensors(mps.tensors, size, rng))
 
 
 # --------------------------------------------------------------------------- functional core
@@ -205,6 +214,11 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             "n_descent_steps": integer(minimum=1),
             "n_epochs": integer(minimum=1),
             "batch_size": integer(minimum=1, optional=True),
+            "n_starts": integer(minimum=1),
+            "start_sweeps": integer(minimum=1, optional=True),
+            "n_hops": integer(minimum=0),
+            "hop_size": number(),
+            "hop_sweeps": integer(minimum=1),
         }
 
     def _checked_params(self) -> dict[str, Any]:
@@ -366,6 +380,69 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             [float(v) for v in meta["history_learning_rate"]],
         )
         return params, n_categories, history
+
+    # ------------------------------------------------------------------ multi-start fits and basin hopping
+    # Shared by both Born machines. ``sweep(state, n_sweeps=, history=, one_site=)`` returns
+    # ``(state, history)``; subclasses give ``_initial_state(rng, params)``,
+    # ``_perturbed(state, size, rng)``, ``_largest_bond(state)`` and ``_hop_rate(params)``.
+
+    def _sweep_fit(
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], start: Any,
+        history: TrainingHistory, n_sweeps: int, *, hops: bool,
+    ) -> tuple[Any, TrainingHistory]:
+        """``n_sweeps`` sweeps from ``start``, then (``hops``, and ``n_sweeps >= hop_sweeps``) basin hopping."""
+        state, history = sweep(start, n_sweeps=n_sweeps, history=history)
+        if hops and params["n_sweeps"] >= params["hop_sweeps"]:
+            state = self._hop(sweep, rng, params, state, history)
+        return state, history
+
+    def _best_start(
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], first: Any
+    ) -> tuple[Any, TrainingHistory]:
+        """Fits from ``n_starts`` random starts; the lowest training NLL wins.
+
+        With ``start_sweeps=None`` each start is fitted completely (sweeps and hops); with an
+        int, each gets ``start_sweeps`` sweeps (MPS: two-site only) and only the best is continued.
+        ``first`` is the first start; the others come from ``_initial_state``.
+        """
+        starts = [first] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
+        if params["start_sweeps"] is None:
+            runs = [self._sweep_fit(sweep, rng, params, s, TrainingHistory(), params["n_sweeps"], hops=True)
+                    for s in starts]
+            return min(runs, key=lambda run: run[1].nll[-1])
+        if params["n_sweeps"] <= params["start_sweeps"]:
+            return self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"], hops=True)
+        runs = [
+            sweep(s, n_sweeps=params["start_sweeps"], history=TrainingHistory(), one_site=False)
+            for s in starts
+        ]
+        state, history = min(runs, key=lambda run: run[1].nll[-1])
+        return self._sweep_fit(sweep, rng, params, state, history, params["n_sweeps"] - params["start_sweeps"],
+                               hops=True)
+
+    def _hop(
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], state: Any,
+        history: TrainingHistory,
+    ) -> Any:
+        """Basin hopping: ``n_hops`` times, perturb the fitted state, sweep it again, keep it if it fits better.
+
+        Each tensor gets Gaussian noise of norm ``hop_size`` times its own (``_perturbed``), then
+        ``hop_sweeps`` sweeps (MPS: two-site, then one-site) descend from there; the result
+        replaces ``state`` only if its training NLL is lower. Each hop adds one entry to
+        ``history`` (in place): the training NLL of the state kept after it (so the history never rises).
+        All ``n_hops`` hops run: a fit can reject several hops in a row and still escape to a
+        better minimum later. Returns the state kept.
+        """
+        for _ in range(params["n_hops"]):
+            tick = time.perf_counter()
+            trial = self._perturbed(state, params["hop_size"], rng)
+            candidate, run = sweep(trial, n_sweeps=params["hop_sweeps"], history=TrainingHistory())
+            gain = history.nll[-1] - run.nll[-1]
+            if gain > 0:
+                state = candidate
+            history.append(history.nll[-1] - max(gain, 0.0), self._largest_bond(state),
+                           time.perf_counter() - tick, self._hop_rate(params))
+        return state
 
 
 class MPSBornMachine(BornMachineBase):
@@ -538,7 +615,7 @@ class MPSBornMachine(BornMachineBase):
             )
             full_batch = params["batch_size"] is None or params["batch_size"] >= len(X)
             if not warm and full_batch and params["n_starts"] > 1:
-                self.mps_, self.history_ = self._best_start(sweep, rng, params)
+                self.mps_, self.history_ = self._best_start(sweep, rng, params, self.mps_)
             else:
                 self.mps_, self.history_ = self._sweep_fit(
                     sweep, rng, params, self.mps_, self.history_, params["n_sweeps"], hops=full_batch
@@ -551,63 +628,6 @@ class MPSBornMachine(BornMachineBase):
                                                       history=self.history_)
         return self
 
-    def _sweep_fit(
-        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], start: MatrixProductState,
-        history: TrainingHistory, n_sweeps: int, *, hops: bool,
-    ) -> tuple[MatrixProductState, TrainingHistory]:
-        """``n_sweeps`` sweeps from ``start``, then (``hops``, and ``n_sweeps >= hop_sweeps``) basin hopping."""
-        state, history = sweep(start, n_sweeps=n_sweeps, history=history)
-        if hops and params["n_sweeps"] >= params["hop_sweeps"]:
-            state = self._hop(sweep, rng, params, state, history)
-        return state, history
-
-    def _best_start(
-        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any]
-    ) -> tuple[MatrixProductState, TrainingHistory]:
-        """Fits from ``n_starts`` random starts; the lowest training NLL wins.
-
-        With ``start_sweeps=None`` each start is fitted completely (sweeps and hops); with an
-        int, each gets ``start_sweeps`` two-site sweeps and only the best is continued.
-        """
-        starts = [self.mps_] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
-        if params["start_sweeps"] is None:
-            runs = [self._sweep_fit(sweep, rng, params, s, TrainingHistory(), params["n_sweeps"], hops=True)
-                    for s in starts]
-            return min(runs, key=lambda run: run[1].nll[-1])
-        if params["n_sweeps"] <= params["start_sweeps"]:
-            return self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"], hops=True)
-        runs = [
-            sweep(s, n_sweeps=params["start_sweeps"], history=TrainingHistory(), one_site=False)
-            for s in starts
-        ]
-        state, history = min(runs, key=lambda run: run[1].nll[-1])
-        return self._sweep_fit(sweep, rng, params, state, history, params["n_sweeps"] - params["start_sweeps"],
-                               hops=True)
-
-    def _hop(
-        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], state: MatrixProductState,
-        history: TrainingHistory,
-    ) -> MatrixProductState:
-        """Basin hopping: ``n_hops`` times, perturb the fitted state, sweep it again, keep it if it fits better.
-
-        Each tensor gets Gaussian noise of norm ``hop_size`` times its own, then
-        ``hop_sweeps`` sweeps (two-site, then one-site) descend from there; the result
-        replaces ``state`` only if its training NLL is lower. Each hop adds one entry to
-        ``history`` (in place): the training NLL of the state kept after it (so the history never rises).
-        All ``n_hops`` hops run: a fit can reject several hops in a row and still escape to a
-        better minimum later. Returns the state kept.
-        """
-        for _ in range(params["n_hops"]):
-            tick = time.perf_counter()
-            trial = perturbed(state, params["hop_size"], rng)
-            candidate, run = sweep(trial, n_sweeps=params["hop_sweeps"], history=TrainingHistory())
-            gain = history.nll[-1] - run.nll[-1]
-            if gain > 0:
-                state = candidate
-            history.append(history.nll[-1] - max(gain, 0.0), max(state.bond_dims),
-                           time.perf_counter() - tick, self.learning_rate_)
-        return state
-
     def _parameter_rules(self) -> dict[str, Rule]:
         return {
             **super()._parameter_rules(),
@@ -615,17 +635,21 @@ class MPSBornMachine(BornMachineBase):
             "cutoff": fraction(),
             "learning_rate_decay": number(maximum=1.0),
             "init_bond": integer(minimum=1),
-            "n_starts": integer(minimum=1),
-            "start_sweeps": integer(minimum=1, optional=True),
-            "n_hops": integer(minimum=0),
-            "hop_size": number(),
-            "hop_sweeps": integer(minimum=1),
         }
 
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()
         params["dtype"] = np.dtype(params["dtype"]).name
         return params
+
+    def _perturbed(self, state: MatrixProductState, size: float, rng: np.random.Generator) -> MatrixProductState:
+        return perturbed(state, size, rng)
+
+    def _largest_bond(self, state: MatrixProductState) -> int:
+        return max(state.bond_dims)
+
+    def _hop_rate(self, params: dict[str, Any]) -> float:
+        return self.learning_rate_
 
     def _decayed_rate(self, params: dict[str, Any]) -> float:
         """The rate for the next sweep: the last one used, decayed if that sweep raised the NLL."""

@@ -41,6 +41,9 @@ rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
   every step lowers the NLL; moving to the next node is one QR
   (:func:`tnkit.ttn.canonical.qr_toward`) and one new inside or outside vector. A
   sweep is the whole tour, root to root (every edge walked down and up once).
+  A full-batch fit then hops out of local minima (``n_hops``: noise on every tensor,
+  ``hop_sweeps`` sweeps, kept if the training NLL is lower), with the multi-start and
+  hopping machinery of :class:`~tnkit.ml.born_machine.BornMachineBase` shared with the MPS.
 * ``trainer="gradient"``: minibatch Adam on every tensor at once with the exact
   gradient (:func:`tree_nll_and_gradient`); after every step the tree is brought back
   to canonical form about the root with ``Z = 1`` (a gauge change, the model is
@@ -72,7 +75,7 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from .born_machine import BornMachineBase
+from .born_machine import BornMachineBase, perturbed_tensors
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
@@ -598,6 +601,25 @@ class TTNBornMachine(BornMachineBase):
     normalized_gradient : bool, default False
         Sweeps: scale small gradients up to half-norm ``size**0.25`` (as in
         :class:`~tnkit.ml.MPSBornMachine`); use with a small ``learning_rate``.
+    n_starts : int, default 1
+        Sweeps (full batch, fresh fit): complete fits (sweeps, then hops) from this many
+        random starts; the lowest training NLL wins (the machinery of
+        :class:`~tnkit.ml.MPSBornMachine`). One by default: the hops below do the work
+        at a third of the cost of three starts.
+    start_sweeps : int or None, default None
+        ``None``: every start gets the complete fit. An int: each start gets this many
+        sweeps and only the best is continued (counted in ``n_sweeps``).
+    n_hops : int, default 12
+        Sweeps (full batch): after the sweeps, this many rounds of basin hopping. The
+        fitted tree gets Gaussian noise of relative size ``hop_size`` on every tensor,
+        ``hop_sweeps`` sweeps descend from there, and the result is kept if its training
+        NLL is lower. At 16 features and bond 8 the sweeps end in poor local minima that
+        more sweeps do not leave (see ``docs/generative.md``). 0 turns hopping off, and a
+        fit allowed fewer ``n_sweeps`` than ``hop_sweeps`` does not hop.
+    hop_size : float, default 0.3
+        Norm of each tensor's noise relative to the tensor's own.
+    hop_sweeps : int, default 20
+        Most sweeps per hop (fewer once they converge by ``tol``).
     trainer : {"sweep", "gradient"}, default "sweep"
         Node-local sweeps with the tree canonical about the visited node, or minibatch
         Adam on every tensor (the tree restored to canonical form after each step).
@@ -649,6 +671,11 @@ class TTNBornMachine(BornMachineBase):
         tol: float | None = 1e-4,
         n_descent_steps: int = 10,
         normalized_gradient: bool = False,
+        n_starts: int = 1,
+        start_sweeps: int | None = None,
+        n_hops: int = 12,
+        hop_size: float = 0.3,
+        hop_sweeps: int = 20,
         trainer: str = "sweep",
         n_epochs: int = 10,
         batch_size: int | None = None,
@@ -678,25 +705,59 @@ class TTNBornMachine(BornMachineBase):
         params, warm, X, rng = self._start_fit(X, "ttn_")
         if not warm:
             self.tree_ = self._tree(X.shape[1])
-            self.ttn_ = TTN.random(
-                self.tree_, [int(d) for d in self.n_categories_], params["max_bond"], seed=rng, dtype=params["dtype"]
-            )
-        tree = self.tree_
-        tensors = [None] * tree.n_leaves + [np.array(t) for t in self.ttn_.tensors]
+            self.ttn_ = self._initial_state(rng, params)
         if params["trainer"] == "sweep":
-            tensors, self.history_ = tree_sweep_train(
-                tree, tensors, X, self.n_categories_, n_sweeps=params["n_sweeps"],
-                learning_rate=params["learning_rate"], n_descent_steps=params["n_descent_steps"],
-                normalized_gradient=bool(self.normalized_gradient), batch_size=params["batch_size"], rng=rng,
-                progress=self.verbose, history=self.history_, tol=params["tol"],
-            )
+            sweep = functools.partial(self._sweep, X=X, params=params, rng=rng)
+            full_batch = params["batch_size"] is None or params["batch_size"] >= len(X)
+            if not warm and full_batch and params["n_starts"] > 1:
+                state, self.history_ = self._best_start(sweep, rng, params, self.ttn_)
+            else:
+                state, self.history_ = self._sweep_fit(
+                    sweep, rng, params, self.ttn_, self.history_, params["n_sweeps"], hops=full_batch
+                )
         else:
+            tree = self.tree_
             settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,
                                     learning_rate=params["learning_rate"])
-            tensors, self.history_ = tree_gradient_train(tree, tensors, X, self.n_categories_, settings, rng=rng,
-                                                         progress=self.verbose, history=self.history_)
-        self.ttn_ = TTN(tree, tensors[tree.n_leaves :]).canonicalize_(tree.root).normalize_()
+            tensors, self.history_ = tree_gradient_train(tree, self._node_tensors(self.ttn_), X, self.n_categories_,
+                                                         settings, rng=rng, progress=self.verbose,
+                                                         history=self.history_)
+            state = TTN(tree, tensors[tree.n_leaves :])
+        self.ttn_ = state.canonicalize_(self.tree_.root).normalize_()
         return self
+
+    def _sweep(
+        self, state: TTN, *, n_sweeps: int, history: TrainingHistory, X: np.ndarray, params: dict[str, Any],
+        rng: np.random.Generator, one_site: bool = True,
+    ) -> tuple[TTN, TrainingHistory]:
+        """:func:`tree_sweep_train` from ``state`` (the sweep of the shared multi-start and hop machinery).
+
+        ``one_site`` is accepted for that machinery's signature: tree sweeps are always node-local.
+        """
+        tree = self.tree_
+        tensors, history = tree_sweep_train(
+            tree, self._node_tensors(state), X, self.n_categories_, n_sweeps=n_sweeps,
+            learning_rate=params["learning_rate"], n_descent_steps=params["n_descent_steps"],
+            normalized_gradient=bool(self.normalized_gradient), batch_size=params["batch_size"], rng=rng,
+            progress=self.verbose, history=history, tol=params["tol"],
+        )
+        return TTN(tree, tensors[tree.n_leaves :]), history
+
+    def _node_tensors(self, state: TTN) -> list:
+        return [None] * self.tree_.n_leaves + [np.array(t) for t in state.tensors]
+
+    def _initial_state(self, rng: np.random.Generator, params: dict[str, Any]) -> TTN:
+        dims = [int(d) for d in self.n_categories_]
+        return TTN.random(self.tree_, dims, params["max_bond"], seed=rng, dtype=params["dtype"])
+
+    def _perturbed(self, state: TTN, size: float, rng: np.random.Generator) -> TTN:
+        return TTN(state.tree, perturbed_tensors(state.tensors, size, rng))
+
+    def _largest_bond(self, state: TTN) -> int:
+        return state.max_bond_dim
+
+    def _hop_rate(self, params: dict[str, Any]) -> float:
+        return params["learning_rate"]
 
     def _parameter_rules(self) -> dict[str, Rule]:
         return {**super()._parameter_rules(), "max_bond": integer(minimum=1), "tree": instance(Tree, optional=True)}
