@@ -308,7 +308,7 @@ def augment_images(
     images: Any,
     labels: Any,
     *,
-    n_copies: int = 4,
+    n_copies: int = 5,
     max_shift: float = 2.0,
     max_rotation: float = 10.0,
     max_scale: float = 0.1,
