@@ -26,6 +26,7 @@ Usage::
     python benchmarks/classifier.py --quick                 # digits only (a few minutes under load)
     python benchmarks/classifier.py --json > classifier.jsonl   # digits + MNIST, 3 seeds x 1 and 2 threads
     python benchmarks/classifier.py --skip-digits --seeds 0 --threads 1 --idx /path/to/fashion
+    python benchmarks/classifier.py --json --skip-digits --skip-mnist --long --seeds 0   # about an hour, 2 cores
 
 MNIST is read from ``--data`` (default ``$TNKIT_DATA/mnist``, see
 ``tnkit.datasets.default_mnist_dir``); cases whose data are missing are skipped with a
