@@ -386,14 +386,16 @@ def augment_images(
     if labels.shape != (len(images),):
         raise ValueError(f"`labels` must have shape ({len(images)},) (one per image), got shape {labels.shape}.")
     rng = np.random.default_rng(seed)
-    n = len(images)
-    out = [images] if include_original else []
+    n, first = len(images), int(include_original)
+    out = np.empty((n * (n_copies + first),) + images.shape[1:])   # filled in place: peak memory ~ the output
+    if first:
+        out[:n] = images
     chunk = max(1, 2_000_000 // max(1, images[0].size))
-    for _ in range(n_copies):
+    for copy in range(first, n_copies + first):
         angles = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
         scales = 1 + rng.uniform(-max_scale, max_scale, n)
         shifts = rng.uniform(-max_shift, max_shift, (n, 2))
-        out.append(np.concatenate([_affine_warp(images[s:s + chunk], angles[s:s + chunk], scales[s:s + chunk],
-                                                shifts[s:s + chunk]) for s in range(0, max(n, 1), chunk)])
-                   if n else images.copy())
-    return np.concatenate(out), np.tile(labels, len(out))
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            out[copy * n + s : copy * n + e] = _affine_warp(images[s:e], angles[s:e], scales[s:e], shifts[s:e])
+    return out, np.tile(labels, n_copies + first)
