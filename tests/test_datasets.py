@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tnkit.datasets import bars_and_stripes, binarize, load_digits, load_mnist, pool_images, read_idx
+from tnkit.datasets import augment_images, bars_and_stripes, binarize, load_digits, load_mnist, pool_images, read_idx
 from tnkit.errors import SchemaError
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -126,3 +126,74 @@ def test_mnist_directory_from_tnkit_data_and_a_helpful_error(monkeypatch, tmp_pa
     (tmp_path / "mnist").mkdir()
     with pytest.raises(FileNotFoundError, match=r"\['t10k-images-idx3-ubyte'\].*TNKIT_DATA"):
         load_mnist(split="test")
+
+
+def _reference_augment(images, seed, n_copies, max_shift, max_rotation, max_scale):
+    """scipy.ndimage's bilinear affine_transform (zero padding) with the same random draws."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    h, w = images.shape[1:]
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    out = []
+    for _ in range(n_copies):
+        angles = np.deg2rad(rng.uniform(-max_rotation, max_rotation, len(images)))
+        scales = 1 + rng.uniform(-max_scale, max_scale, len(images))
+        shifts = rng.uniform(-max_shift, max_shift, (len(images), 2))
+        for image, a, s, t in zip(images, angles, scales, shifts):
+            m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / s
+            out.append(ndimage.affine_transform(image, m, offset=centre - m @ (centre + t), order=1,
+                                                mode="grid-constant", cval=0.0))
+    return np.stack(out)
+
+
+def test_augment_images_matches_scipy_affine_transform(rng):
+    images = rng.random((5, 9, 7))
+    X, y = augment_images(images, np.arange(5), n_copies=3, max_shift=2.5, max_rotation=30, max_scale=0.2, seed=4)
+    assert X.shape == (20, 9, 7) and y.tolist() == list(range(5)) * 4
+    np.testing.assert_array_equal(X[:5], images)
+    np.testing.assert_allclose(X[5:], _reference_augment(images, 4, 3, 2.5, 30, 0.2), atol=1e-12)
+    assert X.min() >= 0 and X.max() <= images.max()
+
+
+def test_augment_images_identity_shift_and_seed(rng):
+    images = rng.random((4, 6, 6))
+    X, _ = augment_images(images, np.zeros(4), n_copies=2, max_shift=0, max_rotation=0, max_scale=0,
+                          include_original=False)
+    np.testing.assert_allclose(X, np.concatenate([images, images]), atol=1e-14)
+    point = np.zeros((1, 5, 5))
+    point[0, 2, 2] = 1.0
+    moved, _ = augment_images(point, [7], n_copies=50, max_shift=1, max_rotation=0, max_scale=0, seed=0,
+                              include_original=False)
+    np.testing.assert_allclose(moved.sum(axis=(1, 2)), 1.0)   # sub-pixel shifts keep the mass inside the image
+    rows = (moved.sum(axis=2) * np.arange(5)).sum(axis=1)
+    assert np.all(np.abs(rows - 2) <= 1) and np.std(rows) > 0.3
+    a, _ = augment_images(images, np.zeros(4), seed=3)
+    b, _ = augment_images(images, np.zeros(4), seed=3)
+    c, _ = augment_images(images, np.zeros(4), seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"n_copies": 0}, ValueError, "n_copies"),
+    ({"max_shift": -1}, ValueError, "max_shift"),
+    ({"max_rotation": 200}, ValueError, "max_rotation"),
+    ({"max_scale": 1.0}, ValueError, "max_scale"),
+    ({"max_scale": "big"}, TypeError, "max_scale"),
+    ({"include_original": 1}, TypeError, "include_original"),
+])
+def test_augment_images_rejects_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        augment_images(np.zeros((2, 4, 4)), [0, 1], **kwargs)
+
+
+def test_augment_images_rejects_bad_input():
+    with pytest.raises(ValueError, match="images"):
+        augment_images(np.zeros((2, 16)), [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        augment_images(np.zeros((2, 4, 4)), [0, 1, 2])
+    with pytest.raises(ValueError, match="NaN"):
+        augment_images(np.full((1, 4, 4), np.nan), [0])
+    with pytest.raises(TypeError, match="images"):
+        augment_images(np.array([[["a"]]]), [0])

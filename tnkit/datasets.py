@@ -9,6 +9,8 @@
 - :func:`bars_and_stripes` generates the bars-and-stripes patterns used to test
   generative models (Han et al. 2018).
 - :func:`binarize` thresholds images to ``{0, 1}`` integers.
+- :func:`augment_images` adds randomly shifted, rotated and scaled copies of images
+  (training-set augmentation; seeded, bilinear interpolation, zero outside the image).
 
 Images come back as ``float64`` arrays of shape ``(n_samples, height * width)``
 (row-major pixels), or ``(n_samples, height, width)`` with ``flatten=False``;
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .core.validate import check_int, check_option
+from .core.validate import check_int, check_number, check_option
 from .errors import SchemaError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "load_digits",
     "bars_and_stripes",
     "binarize",
+    "augment_images",
     "MNIST_FILES",
     "default_mnist_dir",
 ]
@@ -272,3 +275,127 @@ def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     if images.dtype.kind == "f" and np.isnan(images).any():
         raise ValueError(f"`images` holds {int(np.isnan(images).sum())} NaN values; binarize needs real pixel values.")
     return (images > threshold).astype(np.int64)
+
+
+def _affine_warp(images: np.ndarray, angles: np.ndarray, scales: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Bilinear resampling of each image under a rotation and scaling about its centre plus a shift.
+
+    ``images`` (n, h, w); ``angles`` (n,) in radians; ``scales`` (n,); ``shifts`` (n, 2) in
+    pixels (rows, columns). Output pixel ``p`` takes the input at ``A^-1 (p - c - t) + c``;
+    pixels that fall outside the input read 0.
+    """
+    n, h, w = images.shape
+    rows, cols = np.meshgrid(np.arange(h, dtype=float), np.arange(w, dtype=float), indexing="ij")
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    cos, sin = np.cos(angles)[:, None, None] / scales[:, None, None], np.sin(angles)[:, None, None] / scales[:, None, None]
+    dy = rows[None] - cy - shifts[:, 0, None, None]
+    dx = cols[None] - cx - shifts[:, 1, None, None]
+    src_y = cos * dy - sin * dx + cy
+    src_x = sin * dy + cos * dx + cx
+    y0, x0 = np.floor(src_y).astype(np.int64), np.floor(src_x).astype(np.int64)
+    fy, fx = src_y - y0, src_x - x0
+    padded = np.zeros((n, h + 2, w + 2))
+    padded[:, 1:-1, 1:-1] = images
+    # indices into the padded image; anything beyond one pixel outside reads the zero border
+    y0p, x0p = np.clip(y0 + 1, 0, h + 1), np.clip(x0 + 1, 0, w + 1)
+    y1p, x1p = np.clip(y0 + 2, 0, h + 1), np.clip(x0 + 2, 0, w + 1)
+    idx = np.arange(n)[:, None, None]
+    return ((1 - fy) * (1 - fx) * padded[idx, y0p, x0p] + (1 - fy) * fx * padded[idx, y0p, x1p]
+            + fy * (1 - fx) * padded[idx, y1p, x0p] + fy * fx * padded[idx, y1p, x1p])
+
+
+def augment_images(
+    images: Any,
+    labels: Any,
+    *,
+    n_copies: int = 5,
+    max_shift: float = 2.0,
+    max_rotation: float = 10.0,
+    max_scale: float = 0.1,
+    include_original: bool = True,
+    seed: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training-set augmentation: random small shifts, rotations and scalings of each image.
+
+    Each copy of an image is resampled (bilinear interpolation, zero outside the image)
+    under a rotation by an angle drawn uniformly from ``[-max_rotation, max_rotation]``
+    degrees and a scaling by a factor from ``[1 - max_scale, 1 + max_scale]``, both about
+    the image centre, followed by a shift drawn uniformly from ``[-max_shift, max_shift]``
+    pixels along each axis. Augment at full resolution and pool afterwards
+    (:func:`pool_images`): a 2-pixel shift at 28x28 is a 1-pixel shift at 14x14, and
+    smaller ones are sub-pixel shifts there.
+
+    Parameters
+    ----------
+    images : array_like, shape (n, height, width)
+        Images with values in any range (the output stays inside the input's range:
+        bilinear weights are convex and the outside reads 0).
+    labels : array_like, shape (n,)
+        Labels, repeated for the copies.
+    n_copies : int
+        Transformed copies per image (>= 1).
+    max_shift : float
+        Largest shift along each axis, in pixels (>= 0).
+    max_rotation : float
+        Largest rotation angle, in degrees (0 to 180).
+    max_scale : float
+        Largest relative change of size (``0 <= max_scale < 1``).
+    include_original : bool
+        Put the images themselves first in the output.
+    seed : None, int or numpy.random.Generator
+        Seed of the random transformations.
+
+    Returns
+    -------
+    images : numpy.ndarray, shape (n * (n_copies + include_original), height, width)
+        float64; the originals first (if included), then copy 1 of every image, copy 2, ...
+    labels : numpy.ndarray, shape (n * (n_copies + include_original),)
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not 3-dimensional, holds non-finite values, or ``labels`` does
+        not have one entry per image; if an option is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X, y = augment_images(np.ones((3, 8, 8)), np.arange(3), n_copies=2, seed=0)
+    >>> X.shape, y.tolist()
+    ((9, 8, 8), [0, 1, 2, 0, 1, 2, 0, 1, 2])
+    """
+    n_copies = check_int("n_copies", n_copies, minimum=1)
+    max_shift = check_number("max_shift", max_shift, positive=False)
+    max_rotation = check_number("max_rotation", max_rotation, positive=False)
+    max_scale = check_number("max_scale", max_scale, positive=False)
+    if max_rotation > 180:
+        raise ValueError(f"`max_rotation` must be in [0, 180] degrees, got {max_rotation!r}.")
+    if max_scale >= 1:
+        raise ValueError(f"`max_scale` must be in [0, 1), got {max_scale!r}.")
+    if not isinstance(include_original, (bool, np.bool_)):
+        raise TypeError(f"`include_original` must be a bool, got {include_original!r}.")
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
+    if images.dtype.kind not in "biuf":
+        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    images = images.astype(float)
+    if not np.all(np.isfinite(images)):
+        raise ValueError("`images` holds NaN or infinite values.")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+        raise ValueError(f"`labels` must have shape ({len(images)},) (one per image), got shape {labels.shape}.")
+    rng = np.random.default_rng(seed)
+    n, first = len(images), int(include_original)
+    out = np.empty((n * (n_copies + first),) + images.shape[1:])   # filled in place: peak memory ~ the output
+    if first:
+        out[:n] = images
+    chunk = max(1, 2_000_000 // max(1, images[0].size))
+    for copy in range(first, n_copies + first):
+        angles = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
+        scales = 1 + rng.uniform(-max_scale, max_scale, n)
+        shifts = rng.uniform(-max_shift, max_shift, (n, 2))
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            out[copy * n + s : copy * n + e] = _affine_warp(images[s:e], angles[s:e], scales[s:e], shifts[s:e])
+    return out, np.tile(labels, n_copies + first)
