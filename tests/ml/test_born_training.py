@@ -254,7 +254,7 @@ def test_progress_bar_closes_when_sweeps_stop_early(rng, monkeypatch, trainer):
 
     monkeypatch.setattr(history, "_progress", lambda total, enabled: FakeBar() if enabled else None)
     X = random_data(rng, 60, (2,) * 6)
-    extra = {"n_starts": 1, "n_hops": 0} if trainer == "mps" else {}
+    extra = {"n_starts": 1, "n_hops": 0}  # one start, no hops: one bar that stops early
     cls = MPSBornMachine if trainer == "mps" else TTNBornMachine
     model = cls(max_bond=2, n_sweeps=40, tol=10.0, verbose=True, random_state=0, **extra).fit(X)
     assert len(model.history_.nll) < 40
