@@ -45,6 +45,8 @@ from ...core.validate import check_option
 from .methods import ALLOCATIONS, DEFAULT_METHOD, METHOD_SPECS, METHODS, NEEDS_DATA, MethodSpec
 from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
+from ..calibrate.calibration import STATS_PRECISIONS
+from ..calibrate.calibration import stats_precision as default_stats_precision
 from ..numerics.factorize import bond_for_params, max_bonds
 from ...core.linalg import cholesky_whitener
 from ..layers.lowrank import LowRankLinear, ridge_covariance
@@ -161,6 +163,7 @@ def compress_model(
     protect: Sequence[str] = (),
     sequential: bool | None = None,
     feedback_ridge: float | None = None,
+    stats_precision: str | None = None,
     progress: bool = True,
 ) -> CompressionResult:
     """Replace the chosen linear layers of ``model`` by compressed ones, in place.
@@ -237,12 +240,19 @@ def compress_model(
     feedback_ridge : float, optional
         With ``sequential``: also correct each weight toward the original layer's
         outputs (error feedback) with this relative ridge. Off by default.
+    stats_precision : {"float32", "bfloat16"}, optional
+        Precision of the forward pass that measures method ``"auto"``'s activation statistics
+        (:func:`tnkit.compress.collect_activation_stats`); default
+        :func:`tnkit.compress.calibrate.calibration.stats_precision`: bfloat16 where the hardware
+        multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
         Show tqdm bars over the stages.
     """
     if sequential is None:
         sequential = DEFAULT_SEQUENTIAL and method in METHOD_SPECS and METHOD_SPECS[method].search \
             and calibration is not None
+    if stats_precision is not None:
+        check_option("stats_precision", stats_precision, STATS_PRECISIONS)
     opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
                           stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
@@ -250,7 +260,7 @@ def compress_model(
     runner = _RECIPE_RUNNERS.get(method)
     if runner is not None:  # a recipe of its own, not one factorisation of every layer
         return runner(model, RecipeCall(ratio, calibration, stats, weights, families, sensitivity, step, max_flops,
-                                        progress, start, params_before))
+                                        progress, start, params_before, stats_precision))
     spec = METHOD_SPECS[method]
     clock = StageClock()
     extra: dict[str, Any] = {"stage_seconds": clock.seconds}
@@ -668,7 +678,7 @@ def _unchanged_bases(planned: tuple, original: Mapping[str, nn.Module]) -> tuple
 def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
                     weights: Mapping[str, float] | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
                     sensitivity: str = "gradient", step: int = 8, max_flops: int | None = None,
-                    progress: bool = True) -> Iterator[AutoCandidate]:
+                    stats_precision: str | None = None, progress: bool = True) -> Iterator[AutoCandidate]:
     """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
@@ -688,7 +698,8 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
     with clock("calibrate"):
-        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress),
+                                         precision=stats_precision or default_stats_precision(model))
     if weights is None and sensitivity == "gradient":
         with clock("sensitivity"):
             weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
@@ -735,12 +746,13 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
 
 def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
-          params_before) -> CompressionResult:
+          params_before, stats_precision=None) -> CompressionResult:
     """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
     from .recipe import adopt
 
     best, losses, predicted = None, {}, {}
     for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
+                                stats_precision=stats_precision,
                                 sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
         losses[cand.prune] = cand.loss
         predicted = cand.predicted
@@ -768,11 +780,12 @@ class RecipeCall:
     progress: bool
     start: float
     params_before: int
+    stats_precision: str | None = None
 
 
 def _run_auto(model: nn.Module, call: RecipeCall) -> CompressionResult:
     return _auto(model, call.ratio, call.calibration, call.weights, call.families, call.sensitivity, call.step,
-                 call.max_flops, call.progress, call.start, call.params_before)
+                 call.max_flops, call.progress, call.start, call.params_before, call.stats_precision)
 
 
 def _run_prune(model: nn.Module, call: RecipeCall) -> CompressionResult:
