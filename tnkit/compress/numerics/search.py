@@ -47,6 +47,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ class LayerOptions:
     params: np.ndarray
     errors: np.ndarray
     flops: np.ndarray
-    basis: WhitenedBasis | None = None
+    basis: Any = None  # a WhitenedBasis, or None
 
     def __len__(self) -> int:
         return len(self.families)
@@ -113,7 +114,7 @@ class LayerOptions:
                    next((p.basis for p in parts if p.basis is not None), None))
 
     def without_basis(self) -> LayerOptions:
-        """The same options without :attr:`basis` (which holds a ``min(out, in)``-square array)."""
+        """The same options without ``basis`` (which holds a ``min(out, in)``-square array)."""
         return self if self.basis is None else dataclasses.replace(self, basis=None)
 
 
@@ -328,8 +329,8 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
         :func:`tnkit.core.linalg.cholesky_whitener` ``(covariance)`` when the caller has it
         (layers fed the same input share one); computed otherwise.
     keep_basis : bool
-        Keep the eigenvectors of the low-rank candidates in :attr:`LayerOptions.basis`
-        (:class:`WhitenedBasis`: the factors of any rank without a second eigendecomposition).
+        Keep the eigenvectors of the low-rank candidates in ``LayerOptions.basis``
+        (a ``WhitenedBasis``: the factors of any rank without a second eigendecomposition).
 
     Returns
     -------

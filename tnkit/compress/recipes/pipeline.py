@@ -243,7 +243,7 @@ def compress_model(
     stats_precision : {"float32", "bfloat16"}, optional
         Precision of the forward pass that measures method ``"auto"``'s activation statistics
         (:func:`tnkit.compress.collect_activation_stats`); default
-        :func:`tnkit.compress.calibrate.calibration.stats_precision`: bfloat16 where the hardware
+        ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
         multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
         Show tqdm bars over the stages.
@@ -307,7 +307,7 @@ def _build_planned(model, method, chosen, plan, forms, stats, options, calibrati
                    progress, extra, start, params_before, bases=None) -> CompressionResult:
     """Build and swap in every planned layer (``plan``: size per layer, ``-1`` dense; ``forms``: what each becomes).
 
-    ``bases`` (one-shot builds of the search only) maps layer names to the :class:`WhitenedBasis`
+    ``bases`` (one-shot builds of the search only) maps layer names to the ``WhitenedBasis``
     their candidates were computed with on ``stats``: those low-rank layers are cut from it
     instead of factorised again.
     """
