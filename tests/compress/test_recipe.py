@@ -24,7 +24,8 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
     base = tc.tiny_llama(seed=2)
     before = block_linear_params(base)
     model = copy.deepcopy(base)
-    res = tc.compress_model(model, ratio=0.6, calibration=calib, progress=False)
+    # float32 statistics: the candidates must equal the plain methods' (which measure in float32) below
+    res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
     assert res.method == "auto" == tc.DEFAULT_METHOD
     predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
     searched = [round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0]
@@ -84,6 +85,8 @@ def test_auto_validates_before_work(calib):
         tc.compress_model(model, ratio=0.6, calibration=calib, layers=list(tc.find_layers(model))[:2], progress=False)
     with pytest.raises(ValueError, match="max_bond"):
         tc.compress_model(model, max_bond=4, calibration=calib, progress=False)
+    with pytest.raises(ValueError, match="stats_precision"):
+        tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float16", progress=False)
 
 
 def test_heldout_split_and_adopt():
@@ -117,7 +120,7 @@ def test_auto_plans_on_every_fitting_batch_and_builds_on_the_first(calib, monkey
     assert recipe.build_batches(calib) == calib[:1]
     base = tc.tiny_llama(seed=2)
     model = copy.deepcopy(base)
-    res = tc.compress_model(model, ratio=0.6, calibration=calib, progress=False)
+    res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
     losses, best = res.extra["auto_losses"], min(res.extra["auto_predicted"], key=res.extra["auto_predicted"].get)
     fit, held = heldout_split(calib)
     layers = tc.find_layers(base)
@@ -144,3 +147,35 @@ def test_bracket_minimum_finds_the_minimum_of_a_unimodal_sequence_with_few_calls
         assert bracket_minimum(lambda i: losses[i], 4) == best
     with pytest.raises(ValueError, match="n"):
         bracket_minimum(lambda i: 0.0, 0)
+
+
+def test_bfloat16_statistics_are_float32_statistics_to_bfloat16_rounding(calib):
+    from tnkit.compress.calibrate.calibration import stats_precision
+
+    model = tc.tiny_llama(seed=3)
+    layers = tc.find_layers(model)
+    ref = tc.collect_activation_stats(model, layers, calib)
+    low = tc.collect_activation_stats(model, layers, calib, precision="bfloat16")
+    for name in layers:
+        a, b = ref[name].covariance, low[name].covariance
+        assert ref[name].n_tokens == low[name].n_tokens
+        # bfloat16 keeps 8 bits of mantissa (relative rounding 2**-9) through a two-block forward
+        assert np.linalg.norm(b - a) <= 3e-2 * np.linalg.norm(a)
+        assert np.allclose(low[name].mean_abs, ref[name].mean_abs, rtol=3e-2, atol=1e-3 * ref[name].mean_abs.max())
+    assert stats_precision(model) in ("float32", "bfloat16")
+    assert stats_precision(model.double()) == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        tc.collect_activation_stats(model, layers, calib, precision="half")
+
+
+def test_auto_with_bfloat16_statistics_builds_the_same_kind_of_model(calib):
+    base = tc.tiny_llama(seed=2)
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    ra = tc.compress_model(a, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
+    rb = tc.compress_model(b, ratio=0.6, calibration=calib, stats_precision="bfloat16", progress=False)
+    pa, pb = ra.extra["auto_predicted"], rb.extra["auto_predicted"]
+    common = set(pa) & set(pb)  # the ternary search visits the same two inner shares first
+    assert len(common) >= 2
+    for keep in common:
+        assert pb[keep] == pytest.approx(pa[keep], rel=2e-2)
+    assert rb.extra["auto_losses"][0.6] == pytest.approx(ra.extra["auto_losses"][0.6], rel=2e-2)

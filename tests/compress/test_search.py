@@ -197,3 +197,30 @@ def test_whiten_layers_sharing_an_input_equal_lowranklinear_from_linear():
         got = modules[name]
         assert torch.equal(got.u, ref.u) and torch.equal(got.v, ref.v)
         assert got.truncation_error == ref.truncation_error and got.original_params == ref.original_params
+
+
+@pytest.mark.parametrize("shape, shared", [((12, 10), False), ((10, 10), False), ((6, 10), True), ((6, 10), False)])
+def test_a_kept_basis_gives_the_whitened_low_rank_factors_of_every_rank(shape, shared):
+    from tnkit.compress.layers.lowrank import lowrank_factors
+
+    rng = np.random.default_rng(11)
+    out, inp = shape
+    w, c = rng.standard_normal(shape), _covariance(rng, inp)
+    s = cholesky_whitener(c)
+    plain = layer_options(w, c, step=1, whitener=s if shared else None)
+    kept = layer_options(w, c, step=1, whitener=s if shared else None, keep_basis=True)
+    assert plain.basis is None and kept.basis is not None
+    np.testing.assert_allclose(kept.errors, plain.errors, rtol=1e-9, atol=1e-12 * plain.errors.max())
+    assert kept.basis.side == ("right" if inp <= out else "left")
+    for rank in range(1, min(shape) + 1):
+        u, v, err = kept.basis.factors(w, rank, s)
+        u0, v0, err0 = lowrank_factors(w, rank, method="whiten", covariance=c)
+        np.testing.assert_allclose(u @ v, u0 @ v0, rtol=1e-8, atol=1e-10 * np.abs(w).max())
+        assert err == pytest.approx(err0, rel=1e-7, abs=1e-12)
+        if rank in kept.sizes:  # the candidate's absolute error is the factors' output error
+            j = int(np.flatnonzero(kept.sizes == rank)[0])
+            damped = c + 1e-6 * np.mean(np.diag(c)) * np.eye(inp)  # the whitener's damping
+            assert _abs_error(w, u @ v, damped) == pytest.approx(kept.errors[j], rel=1e-7)
+    with pytest.raises(ValueError, match="rank"):
+        kept.basis.factors(w, min(shape) + 1, s)
+    assert kept.without_basis().basis is None and kept.without_basis().errors is kept.errors

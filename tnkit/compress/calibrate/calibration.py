@@ -34,7 +34,37 @@ from torch import nn
 
 from ...core.linalg import symmetrize_
 
-__all__ = ["ActivationStats", "collect_activation_stats", "channel_scale", "gram_upper", "GRAM_BAND"]
+__all__ = ["ActivationStats", "collect_activation_stats", "channel_scale", "gram_upper", "GRAM_BAND",
+           "STATS_PRECISIONS", "fast_bfloat16", "stats_precision"]
+
+#: precisions of the statistics pass (:func:`collect_activation_stats`): ``"float32"`` runs the model as it is;
+#: ``"bfloat16"`` runs its matrix products in bfloat16 under ``torch.autocast`` (float32 accumulation inside each
+#: product), about 2.4x faster on a CPU with native bfloat16 arithmetic (AVX-512 BF16, AMX); the second moments
+#: are accumulated from float32 copies of the inputs either way
+STATS_PRECISIONS = ("float32", "bfloat16")
+
+
+def fast_bfloat16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA device, or a CPU whose oneDNN has bfloat16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # pragma: no cover - a build without oneDNN
+        return False
+
+
+def stats_precision(model: nn.Module) -> str:
+    """The statistics precision method ``"auto"`` uses for ``model``: ``"bfloat16"`` on hardware that multiplies
+    it natively (:func:`fast_bfloat16`) for a float32 model, else ``"float32"``."""
+    p = next(iter(model.parameters()), None)
+    if p is None or p.dtype != torch.float32:
+        return "float32"
+    return "bfloat16" if fast_bfloat16(p.device) else "float32"
 
 
 #: Rows of the bands in which the upper triangle of a wide input's ``X^T X`` is formed (inputs up to this
@@ -95,8 +125,9 @@ class ActivationStats:
         """Add the rows of ``x`` (shape ``(..., in)``)."""
         total = self._sum()
         x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
-        for lo, block in gram_upper(x2, band=GRAM_BAND):  # torch's threads: no second BLAS pool contending with the forward
-            total[lo:lo + block.shape[0], lo:] += block.numpy()
+        with torch.autocast(x2.device.type, enabled=False):  # float32 products also inside a bfloat16 forward
+            for lo, block in gram_upper(x2, band=GRAM_BAND):  # torch's threads: no second BLAS pool contending
+                total[lo:lo + block.shape[0], lo:] += block.numpy()
         self.abs_sum += x2.abs().sum(0, dtype=torch.float64).numpy()
         self.n_tokens += x2.shape[0]
 
@@ -142,6 +173,8 @@ def collect_activation_stats(
     model: nn.Module,
     layers: Mapping[str, nn.Module],
     batches: Iterable[torch.Tensor],
+    *,
+    precision: str = "float32",
 ) -> dict[str, ActivationStats]:
     """Run ``model`` on ``batches`` of token ids and collect each layer's input statistics.
 
@@ -153,11 +186,18 @@ def collect_activation_stats(
         The layers to observe (e.g. from :func:`tnkit.compress.layers.surgery.find_layers`).
     batches : iterable of torch.Tensor
         Token id tensors of shape ``(batch, seq)``.
+    precision : {"float32", "bfloat16"}
+        The forward pass's matrix products (:data:`STATS_PRECISIONS`): ``"bfloat16"`` runs
+        them under ``torch.autocast`` on the model's device type; the layers then see the
+        inputs a bfloat16 forward produces.
 
     Returns
     -------
     dict of str to ActivationStats
     """
+    from ...core.validate import check_option
+
+    check_option("precision", precision, STATS_PRECISIONS)
     stats: dict[str, ActivationStats] = {}
     by_input: dict[int, tuple[torch.Tensor, ActivationStats]] = {}  # holds x, so ids stay unique
 
@@ -179,8 +219,9 @@ def collect_activation_stats(
     runner = _trunk(model, layers)
     was_training = model.training
     model.eval()
+    device = next(iter(model.parameters())).device.type
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             for ids in batches:
                 by_input.clear()
                 for st in stats.values():

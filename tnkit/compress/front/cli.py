@@ -130,6 +130,9 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--calib-tokens", type=int_at_least(1), default=CALIB_TOKENS,
                    help=f"calibration tokens (default {CALIB_TOKENS}: the default method measures its statistics on "
                         "all of them but a held-out batch, and builds on the first three batches)")
+    p.add_argument("--stats-precision", default=None, choices=("float32", "bfloat16"),
+                   help="precision of the default method's statistics pass (default: bfloat16 where the CPU "
+                        "multiplies it natively, else float32)")
     add_heal_args(p)
     p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")
@@ -197,7 +200,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         allocation=args.allocation, ridge=args.ridge, sequential=args.sequential, feedback_ridge=args.feedback_ridge,
         profile=args.profile, protect_above=args.protect_above, layers=args.layers, roles=args.roles,
         depth=tuple(args.depth) if args.depth else None, exclude=tuple(args.exclude), calib_text=args.calib_text,
-        calib_tokens=args.calib_tokens, seq_len=args.seq_len, heal=heal_settings_from_args(args),
+        calib_tokens=args.calib_tokens, seq_len=args.seq_len, stats_precision=args.stats_precision,
+        heal=heal_settings_from_args(args),
         eval_text=args.eval_text, eval_tokens=args.eval_tokens, window=args.window, stride=args.stride,
         progress=not args.no_progress,
     )

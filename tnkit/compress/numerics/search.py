@@ -43,9 +43,11 @@ optimises over a superset.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +63,7 @@ __all__ = [
     "gradient_weights",
     "lowrank_dims",
     "whitened_weight",
+    "WhitenedBasis",
 ]
 
 #: Candidate families of the per-layer search (``"dense"`` is always a candidate).
@@ -96,17 +99,88 @@ class LayerOptions:
     params: np.ndarray
     errors: np.ndarray
     flops: np.ndarray
+    basis: Any = None  # a WhitenedBasis, or None
 
     def __len__(self) -> int:
         return len(self.families)
 
     @classmethod
     def concat(cls, parts: Sequence[LayerOptions]) -> LayerOptions:
-        """The options of several candidate lists together."""
+        """The options of several candidate lists together (the first basis among them is kept)."""
         return cls(sum((p.families for p in parts), ()), np.concatenate([p.sizes for p in parts]).astype(int),
                    np.concatenate([p.params for p in parts]).astype(np.int64),
                    np.concatenate([p.errors for p in parts]).astype(float),
-                   np.concatenate([p.flops for p in parts]).astype(np.int64))
+                   np.concatenate([p.flops for p in parts]).astype(np.int64),
+                   next((p.basis for p in parts if p.basis is not None), None))
+
+    def without_basis(self) -> LayerOptions:
+        """The same options without ``basis`` (which holds a ``min(out, in)``-square array)."""
+        return self if self.basis is None else dataclasses.replace(self, basis=None)
+
+
+@dataclass(frozen=True)
+class WhitenedBasis:
+    """The eigenvectors behind a layer's low-rank candidates, from which the factors of every rank follow.
+
+    The low-rank candidate truncates the whitened weight ``W S`` (``S S^T = C + d I``,
+    :func:`tnkit.core.linalg.cholesky_whitener`); its error curve is the spectrum of the
+    smaller Gram matrix of ``W S``. Kept with its eigenvectors (one eigendecomposition
+    with vectors instead of values only), the truncation to any rank needs no second
+    eigendecomposition: :meth:`factors` gives the factors
+    :func:`tnkit.compress.layers.lowrank.lowrank_factors` (``method="whiten"``) gives, to rounding.
+
+    Attributes
+    ----------
+    vectors : numpy.ndarray, shape (k, k)
+        Eigenvectors, by descending eigenvalue: of ``(W S)^T (W S)`` (``side="right"``,
+        ``k = in``) or of ``(W S)(W S)^T = W (C + d I) W^T`` (``side="left"``, ``k = out``).
+    side : {"right", "left"}
+    total : float
+        ``||W S||_F^2``.
+    values : numpy.ndarray, shape (k,)
+        The eigenvalues (descending, clipped at 0).
+    """
+
+    vectors: np.ndarray
+    side: str
+    total: float
+    values: np.ndarray
+
+    def factors(self, weight: np.ndarray, rank: int, whitener: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+        """``U (out, rank)``, ``V (rank, in)`` with ``U V`` the rank-``rank`` whitened truncation of ``weight``.
+
+        Parameters
+        ----------
+        weight : numpy.ndarray, shape (out, in)
+            The weight the basis was computed for.
+        rank : int
+            At most ``k``.
+        whitener : numpy.ndarray, shape (in, in), optional
+            ``S``; needed for ``side="right"`` (``U = W S V_k``, ``V = V_k^T S^-1``). A
+            left basis needs none: ``U = U_k``, ``V = U_k^T W S S^-1 = U_k^T W``.
+
+        Returns
+        -------
+        U, V : numpy.ndarray
+        error : float
+            Relative squared error in the whitened basis (dropped eigenvalues over ``total``).
+        """
+        from scipy.linalg import solve_triangular
+
+        rank = check_int("rank", rank, minimum=1)
+        if rank > len(self.values):
+            raise ValueError(f"`rank` must be at most {len(self.values)} for this basis, got {rank}.")
+        w = np.asarray(weight, dtype=np.float64)
+        vk = np.ascontiguousarray(self.vectors[:, :rank])
+        error = max(self.total - float(self.values[:rank].sum()), 0.0) / max(self.total, 1e-300)
+        if self.side == "left":
+            return vk, vk.T @ w, error
+        if whitener is None:
+            raise ValueError("a right basis needs the `whitener` S it was computed with.")
+        u = whitened_weight(w, whitener) @ vk
+        v = solve_triangular(whitener, vk, trans="T", lower=True, check_finite=False).T  # V_k^T S^-1
+        return u, np.ascontiguousarray(v), error
 
 
 def whitened_weight(weight: np.ndarray, whitener: np.ndarray) -> np.ndarray:
@@ -128,34 +202,48 @@ def whitened_weight(weight: np.ndarray, whitener: np.ndarray) -> np.ndarray:
 _WHITENER_DAMPING = 1e-6
 
 
-def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray | None) -> np.ndarray:
-    """Singular values of the whitened weight ``W S`` (``S S^T = C``, damped), descending.
+def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray | None, *,
+                       keep_basis: bool = False) -> tuple[np.ndarray, WhitenedBasis | None]:
+    """Singular values of the whitened weight ``W S`` (``S S^T = C``, damped), descending; and with
+    ``keep_basis`` the eigenvectors behind them (:class:`WhitenedBasis`, else ``None``).
 
     Given the whitener: from ``W S``. Without it, for a wide weight (``out < in``: no
     Cholesky factorisation of the larger ``in x in`` matrix) as the square roots of the
     eigenvalues of ``W (C + d I) W^T`` (the same matrix as ``(W S)(W S)^T``); otherwise the
     whitener is computed.
     """
-    from ...core.linalg import cholesky_whitener, gram_singular_values
+    from ...core.linalg import cholesky_whitener, gram
 
     out, inp = w.shape
     if whitener is None and out < inp:
         shift = _WHITENER_DAMPING * max(float(np.mean(np.diag(c))), 1e-30)
         g = (w @ c) @ w.T
         g += shift * (w @ w.T)
-        return np.sqrt(np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None))
-    return gram_singular_values(whitened_weight(w, cholesky_whitener(c) if whitener is None else whitener))
+        side = "left"
+    else:
+        m = whitened_weight(w, cholesky_whitener(c) if whitener is None else whitener)
+        side = "right" if inp <= out else "left"
+        g = gram(m) if side == "right" else gram(m.T)
+        del m
+    total = float(np.trace(g))
+    if keep_basis:
+        values, vectors = np.linalg.eigh(g)
+        values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+    else:
+        values, vectors = np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None), None
+    basis = None if vectors is None else WhitenedBasis(vectors, side, total, values)
+    return np.sqrt(values), basis
 
 
-def _lowrank_options(w: np.ndarray, c: np.ndarray | None, step: int, whitener: np.ndarray | None = None
-                     ) -> LayerOptions:
+def _lowrank_options(w: np.ndarray, c: np.ndarray | None, step: int, whitener: np.ndarray | None = None,
+                     keep_basis: bool = False) -> LayerOptions:
     out, inp = w.shape
-    s = _whitened_spectrum(w, c, whitener)
+    s, basis = _whitened_spectrum(w, c, whitener, keep_basis=keep_basis)
     tail = np.concatenate([np.cumsum((s * s)[::-1])[::-1], [0.0]])
     ranks = np.arange(step, len(s) + 1, step)
     ranks = ranks[ranks * (out + inp) < out * inp]
     per = ranks * (out + inp)
-    return LayerOptions(("lowrank",) * len(ranks), ranks, per, tail[ranks], per)
+    return LayerOptions(("lowrank",) * len(ranks), ranks, per, tail[ranks], per, basis)
 
 
 def _mpo_flops(out_dims: Sequence[int], in_dims: Sequence[int], bond: int) -> int:
@@ -220,7 +308,7 @@ def _mpo_options(w: np.ndarray, c: np.ndarray, family: str, fractions: Sequence[
 @with_blas_threads(lambda weight, *args, **kwargs: min(np.shape(weight)))  # one thread below bond 1024
 def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Sequence[str] = ("lowrank",),
                   step: int = 8, mpo_fractions: Sequence[float] = (0.3, 0.5, 0.7), mpo_ridge: float = 0.3,
-                  whitener: np.ndarray | None = None) -> LayerOptions:
+                  whitener: np.ndarray | None = None, keep_basis: bool = False) -> LayerOptions:
     """Every candidate of one layer with its exact absolute output error (see the module docstring).
 
     Parameters
@@ -240,6 +328,9 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
     whitener : numpy.ndarray, shape (in, in), optional
         :func:`tnkit.core.linalg.cholesky_whitener` ``(covariance)`` when the caller has it
         (layers fed the same input share one); computed otherwise.
+    keep_basis : bool
+        Keep the eigenvectors of the low-rank candidates in ``LayerOptions.basis``
+        (a ``WhitenedBasis``: the factors of any rank without a second eigendecomposition).
 
     Returns
     -------
@@ -256,8 +347,8 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
                          f"{w.shape}, got {c.shape}.")
     parts = []
     for fam in dict.fromkeys(families):
-        parts.append(_lowrank_options(w, c, step, whitener) if fam == "lowrank" else _mpo_options(w, c, fam, mpo_fractions,
-                                                                                         mpo_ridge))
+        parts.append(_lowrank_options(w, c, step, whitener, keep_basis) if fam == "lowrank"
+                     else _mpo_options(w, c, fam, mpo_fractions, mpo_ridge))
     dense = w.size
     parts.append(LayerOptions(("dense",), np.array([-1]), np.array([dense]), np.array([0.0]), np.array([dense])))
     opts = LayerOptions.concat(parts)
@@ -265,7 +356,7 @@ def layer_options(weight: np.ndarray, covariance: np.ndarray, *, families: Seque
     order = np.argsort(opts.params[keep], kind="stable")
     idx = np.flatnonzero(keep)[order]
     return LayerOptions(tuple(opts.families[i] for i in idx), opts.sizes[idx], opts.params[idx], opts.errors[idx],
-                        opts.flops[idx])
+                        opts.flops[idx], opts.basis)
 
 
 # ----------------------------------------------------------------------------- knapsack

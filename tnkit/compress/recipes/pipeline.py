@@ -45,6 +45,8 @@ from ...core.validate import check_option
 from .methods import ALLOCATIONS, DEFAULT_METHOD, METHOD_SPECS, METHODS, NEEDS_DATA, MethodSpec
 from ..numerics.allocate import SizeCurve, allocate_budget, lowrank_curve, mpo_curve
 from ..calibrate.calibration import ActivationStats, channel_scale, collect_activation_stats
+from ..calibrate.calibration import STATS_PRECISIONS
+from ..calibrate.calibration import stats_precision as default_stats_precision
 from ..numerics.factorize import bond_for_params, max_bonds
 from ...core.linalg import cholesky_whitener
 from ..layers.lowrank import LowRankLinear, ridge_covariance
@@ -161,6 +163,7 @@ def compress_model(
     protect: Sequence[str] = (),
     sequential: bool | None = None,
     feedback_ridge: float | None = None,
+    stats_precision: str | None = None,
     progress: bool = True,
 ) -> CompressionResult:
     """Replace the chosen linear layers of ``model`` by compressed ones, in place.
@@ -237,12 +240,19 @@ def compress_model(
     feedback_ridge : float, optional
         With ``sequential``: also correct each weight toward the original layer's
         outputs (error feedback) with this relative ridge. Off by default.
+    stats_precision : {"float32", "bfloat16"}, optional
+        Precision of the forward pass that measures method ``"auto"``'s activation statistics
+        (:func:`tnkit.compress.collect_activation_stats`); default
+        ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
+        multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
         Show tqdm bars over the stages.
     """
     if sequential is None:
         sequential = DEFAULT_SEQUENTIAL and method in METHOD_SPECS and METHOD_SPECS[method].search \
             and calibration is not None
+    if stats_precision is not None:
+        check_option("stats_precision", stats_precision, STATS_PRECISIONS)
     opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
                           stats, sensitivity, families, prune, layers)
     start = time.perf_counter()
@@ -250,7 +260,7 @@ def compress_model(
     runner = _RECIPE_RUNNERS.get(method)
     if runner is not None:  # a recipe of its own, not one factorisation of every layer
         return runner(model, RecipeCall(ratio, calibration, stats, weights, families, sensitivity, step, max_flops,
-                                        progress, start, params_before))
+                                        progress, start, params_before, stats_precision))
     spec = METHOD_SPECS[method]
     clock = StageClock()
     extra: dict[str, Any] = {"stage_seconds": clock.seconds}
@@ -294,16 +304,24 @@ def compress_model(
 
 
 def _build_planned(model, method, chosen, plan, forms, stats, options, calibration, sequential, feedback_ridge,
-                   progress, extra, start, params_before) -> CompressionResult:
-    """Build and swap in every planned layer (``plan``: size per layer, ``-1`` dense; ``forms``: what each becomes)."""
+                   progress, extra, start, params_before, bases=None) -> CompressionResult:
+    """Build and swap in every planned layer (``plan``: size per layer, ``-1`` dense; ``forms``: what each becomes).
+
+    ``bases`` (one-shot builds of the search only) maps layer names to the ``WhitenedBasis``
+    their candidates were computed with on ``stats``: those low-rank layers are cut from it
+    instead of factorised again.
+    """
     spec = METHOD_SPECS[method]
     whiteners = _Whiteners(options.ridge)  # q/k/v and gate/up share their statistics, so one Cholesky factor
+    bases = bases or {}
 
     def build(name: str, module: nn.Module, st: ActivationStats | None) -> nn.Module | None:
         size = plan[name]
         if size < 0:
             return None
         form = forms[name]
+        if spec.search and form == "lowrank" and bases.get(name) is not None:
+            return _lowrank_from_basis(module, bases[name], size, st, whiteners)
         if spec.search and form in _CORES_OF:
             return MPOLinear.from_linear_whitened(module, st.covariance, n_cores=_CORES_OF[form], max_bond=size,
                                                   sweeps=options.sweeps, cg_iterations=options.cg_iterations,
@@ -312,6 +330,8 @@ def _build_planned(model, method, chosen, plan, forms, stats, options, calibrati
         return _LAYER_BUILDERS[form](module, form, size, st, options, whiteners)
 
     todo = {name: m for name, m in chosen.items() if plan.get(name, -1) >= 0}
+    if bases and options.ridge != 0.0:
+        raise ValueError(f"layer bases are computed on the unridged statistics, got ridge {options.ridge}.")
     replacements = _replace(model, todo, build, stats, calibration, sequential, feedback_ridge, method, progress)
     ridge = options.ridge
     reports = []
@@ -327,6 +347,19 @@ def _build_planned(model, method, chosen, plan, forms, stats, options, calibrati
     extra.update({"ridge": ridge, "sequential": bool(sequential), "feedback_ridge": feedback_ridge})
     return CompressionResult(method, tuple(reports), params_before, count_params(model),
                              time.perf_counter() - start, extra)
+
+
+def _lowrank_from_basis(module: nn.Module, basis: Any, rank: int, st: ActivationStats, whiteners: _Whiteners
+                        ) -> LowRankLinear:
+    """The whitened low-rank layer of ``rank`` cut from the candidates' eigenvectors (no second eigendecomposition)."""
+    from ...core.threads import blas_threads
+
+    weight = linear_weight(module).detach()
+    w = weight.double().numpy()
+    with blas_threads(min(w.shape)):  # one thread below 1024 (tnkit.core.threads), as the factorisations
+        u, v, err = basis.factors(w, rank, whiteners(st) if basis.side == "right" else None)
+    bias = None if getattr(module, "bias", None) is None else module.bias.detach()
+    return LowRankLinear(u, v, bias, truncation_error=err, dtype=weight.dtype)
 
 
 #: calibration batches differentiated for the search's gradient sensitivity
@@ -423,12 +456,13 @@ def _by_stats(st_of: Mapping[str, Any]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _search_options(chosen, stats, families, step, protect, progress, known=None):
+def _search_options(chosen, stats, families, step, protect, progress, known=None, keep_bases=False):
     """Every layer's candidates (:func:`tnkit.compress.numerics.search.layer_options`), on all worker threads.
 
     Layers fed the same input (q/k/v, gate/up) share one statistics object, hence one
     second moment and one Cholesky whitener, computed once per object. ``known`` maps
     layer names to candidates already computed for the same weight and statistics.
+    ``keep_bases``: keep each low-rank candidate's eigenvectors (``LayerOptions.basis``).
     """
     from tqdm.auto import tqdm
 
@@ -459,7 +493,7 @@ def _search_options(chosen, stats, families, step, protect, progress, known=None
         out = {}
         for name in members:
             w = linear_weight(chosen[name]).detach().double().numpy()
-            out[name] = layer_options(w, c, families=families, step=step, whitener=whitener)
+            out[name] = layer_options(w, c, families=families, step=step, whitener=whitener, keep_basis=keep_bases)
             bar.update(1)
         return out
 
@@ -470,11 +504,12 @@ def _search_options(chosen, stats, families, step, protect, progress, known=None
     return {n: found[n] for n in names}
 
 
-def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, known=None):
+def _search_plan(chosen, ratio, stats, weights, families, step, protect, max_flops, progress, known=None,
+                 keep_bases=False):
     """Sizes and forms of every layer from the per-layer candidates and one knapsack; and the candidates."""
     from ..numerics.search import search_allocation
 
-    options = _search_options(chosen, stats, families, step, protect, progress, known)
+    options = _search_options(chosen, stats, families, step, protect, progress, known, keep_bases)
     budget = int(ratio * sum(linear_weight(m).numel() for m in chosen.values()))
     choice = search_allocation(options, budget, weights=weights, max_flops=max_flops)
     plan = {n: int(options[n].sizes[j]) for n, j in choice.items()}
@@ -524,6 +559,7 @@ class _Split:
     plan: dict[str, int]
     forms: dict[str, str]
     loss: float = float("nan")
+    bases: dict[str, Any] | None = None
 
 
 def _default_build_options() -> _BuildOptions:
@@ -535,12 +571,13 @@ def _default_build_options() -> _BuildOptions:
     return _BuildOptions(*(params[f].default for f in fields), ridge=DEFAULT_RIDGE.get("search", 0.0))
 
 
-def _plan_split(model, ratio, keep, search, reference) -> tuple[_Split, tuple]:
+def _plan_split(model, ratio, keep, search, reference, keep_bases=False) -> tuple[_Split, tuple]:
     """Width-prune a copy of ``model`` to ``keep`` (1: none) and plan the search of the rest of ``ratio`` on it.
 
     ``reference`` is ``(layers, statistics, candidates)`` of the unpruned model's search (or
     ``None``): the candidates of a layer that pruning left unchanged (same weight, same
-    statistics object) are taken from it.
+    statistics object) are taken from it. ``keep_bases``: the split keeps its low-rank
+    candidates' eigenvectors (``_Split.bases``) for a one-shot build.
     """
     import torch
 
@@ -559,16 +596,20 @@ def _plan_split(model, ratio, keep, search, reference) -> tuple[_Split, tuple]:
                 if w.shape == w0.shape and bool(torch.equal(w, w0)):
                     known[name] = options0[name]
     plan, forms, options = _search_plan(chosen, rest, stats, search["weights"], search["families"], search["step"],
-                                        set(), search["max_flops"], False, known)
-    return _Split(keep, pruned, pres, stats, plan, forms), (chosen, stats, options)
+                                        set(), search["max_flops"], False, known, keep_bases)
+    bases = {n: o.basis for n, o in options.items() if o.basis is not None} if keep_bases else None
+    return _Split(keep, pruned, pres, stats, plan, forms, bases=bases), (chosen, stats, options)
 
 
 def _build_split(model, split: _Split, calibration, progress, start, params_before) -> CompressionResult:
-    """Factorise ``model`` (the split's pruned copy, or a copy of the unpruned model) by the split's plan."""
+    """Factorise ``model`` (the split's pruned copy, or a copy of the unpruned model) by the split's plan.
+
+    Without ``calibration`` (one shot) the low-rank layers are cut from the split's ``bases`` where it has them.
+    """
     extra = {} if split.prune is None else {"prune": split.prune}
     return _build_planned(model, "search", find_layers(model), split.plan, split.forms, split.stats,
                           _default_build_options(), calibration, calibration is not None, None, progress, extra,
-                          start, params_before)
+                          start, params_before, bases=split.bases if calibration is None else None)
 
 
 def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float, _Split]:
@@ -598,13 +639,18 @@ def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float,
     def loss_of(i: int) -> float:
         nonlocal reference
         keep = round(prune_fraction(ratio, shares[i]), 6)
-        split, planned = _plan_split(model, ratio, keep, search, reference)
+        split, planned = _plan_split(model, ratio, keep, search, reference, keep_bases=True)
         # the first split's candidates serve every later split wherever pruning left a layer unchanged
-        reference = reference or planned
-        trial = copy.deepcopy(model if split.pruned is None else split.pruned)
-        _build_split(trial, split, None, False, time.perf_counter(), 0)
-        split.loss = heldout_loss(trial, held)
-        del trial
+        reference = reference or _unchanged_bases(planned, find_layers(model))
+        # built in place and scored, then the dense layers go back: the pruned copy (or the model) is not copied
+        trial = model if split.pruned is None else split.pruned
+        dense = find_layers(trial)
+        try:
+            _build_split(trial, split, None, False, time.perf_counter(), 0)
+            split.loss = heldout_loss(trial, held)
+        finally:
+            replace_layers(trial, dense)
+        split.bases = None
         splits[keep] = split
         bar.update(1)
         return split.loss
@@ -614,10 +660,25 @@ def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float,
     return dict(sorted(splits.items(), reverse=True))
 
 
+def _unchanged_bases(planned: tuple, original: Mapping[str, nn.Module]) -> tuple:
+    """``planned`` (layers, statistics, candidates) with the eigenvectors kept only for the layers equal to
+    ``original``'s (those later splits can reuse; the others' are dropped to free their memory)."""
+    import torch
+
+    layers, stats, options = planned
+
+    def same(name: str) -> bool:
+        a, b = layers[name], original.get(name)
+        return b is not None and (a is b or (linear_weight(a).shape == linear_weight(b).shape
+                                             and bool(torch.equal(linear_weight(a), linear_weight(b)))))
+
+    return layers, stats, {n: o if same(n) else o.without_basis() for n, o in options.items()}
+
+
 def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any],
                     weights: Mapping[str, float] | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
                     sensitivity: str = "gradient", step: int = 8, max_flops: int | None = None,
-                    progress: bool = True) -> Iterator[AutoCandidate]:
+                    stats_precision: str | None = None, progress: bool = True) -> Iterator[AutoCandidate]:
     """The candidates of method ``"auto"``, one compressed copy of ``model`` at a time (``model`` is unchanged).
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
@@ -637,7 +698,8 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
     with clock("calibrate"):
-        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress))
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress),
+                                         precision=stats_precision or default_stats_precision(model))
     if weights is None and sensitivity == "gradient":
         with clock("sensitivity"):
             weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
@@ -684,12 +746,13 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
 
 def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
-          params_before) -> CompressionResult:
+          params_before, stats_precision=None) -> CompressionResult:
     """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
     from .recipe import adopt
 
     best, losses, predicted = None, {}, {}
     for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
+                                stats_precision=stats_precision,
                                 sensitivity=sensitivity, step=step, max_flops=max_flops, progress=progress):
         losses[cand.prune] = cand.loss
         predicted = cand.predicted
@@ -717,11 +780,12 @@ class RecipeCall:
     progress: bool
     start: float
     params_before: int
+    stats_precision: str | None = None
 
 
 def _run_auto(model: nn.Module, call: RecipeCall) -> CompressionResult:
     return _auto(model, call.ratio, call.calibration, call.weights, call.families, call.sensitivity, call.step,
-                 call.max_flops, call.progress, call.start, call.params_before)
+                 call.max_flops, call.progress, call.start, call.params_before, call.stats_precision)
 
 
 def _run_prune(model: nn.Module, call: RecipeCall) -> CompressionResult:

@@ -208,6 +208,9 @@ class CompressSettings:
         activation statistics on all but the held-out batch and builds on the first three batches).
     seq_len : int
         Tokens per calibration and healing window, >= 2.
+    stats_precision : {"float32", "bfloat16"}, optional
+        Precision of method ``"auto"``'s statistics pass (``compress_model``'s
+        ``stats_precision``; default: bfloat16 where the CPU multiplies it natively).
     heal : HealSettings, optional
         Heal after compressing (off when ``None``).
     eval_text : str or Path, optional
@@ -242,6 +245,7 @@ class CompressSettings:
     calib_text: str | Path | None = None
     calib_tokens: int = CALIB_TOKENS
     seq_len: int = 256
+    stats_precision: str | None = None
     heal: HealSettings | None = None
     eval_text: str | Path | None = None
     eval_tokens: int | None = None
@@ -288,6 +292,10 @@ class CompressSettings:
             object.__setattr__(self, "depth", tuple(check_int("depth", d) for d in self.depth))
         check_int("calib_tokens", self.calib_tokens, minimum=1)
         check_int("seq_len", self.seq_len, minimum=2)
+        if self.stats_precision is not None:
+            from ..calibrate.calibration import STATS_PRECISIONS
+
+            check_option("stats_precision", self.stats_precision, STATS_PRECISIONS)
         if self.heal is not None and not isinstance(self.heal, HealSettings):
             raise TypeError(f"`heal` must be HealSettings or None, got {type(self.heal).__name__}.")
         _optional(check_int, "eval_tokens", self.eval_tokens, minimum=2)
@@ -544,7 +552,7 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
                             layers=layers if s.selects_layers else None, calibration=calib,
                             allocation=s.allocation, ridge=s.ridge, weights=weights, protect=protect,
                             sequential=s.sequential, feedback_ridge=s.feedback_ridge, prune=s.prune,
-                            progress=s.progress, **extra)
+                            stats_precision=s.stats_precision, progress=s.progress, **extra)
     if show_layers:
         say(result.table())
     if eval_ids is not None:
