@@ -1,4 +1,4 @@
-"""A classifier or Born machine fit is the same function of data, options and seed in a fresh process at 1 and 2 threads."""
+"""Classifier and Born machine fits are the same function of data, options and seed at 1 and 2 threads."""
 
 from __future__ import annotations
 
