@@ -245,3 +245,24 @@ def no_silent_numpy(monkeypatch):
         raise AssertionError("a torch tensor was silently converted to numpy")
 
     monkeypatch.setattr(torch.Tensor, "__array__", refuse)
+
+
+
+def fit_recording_starts(model, X) -> list[list[float]]:
+    """Fit the Born machine ``model`` to ``X``; return the training NLL history of each complete start.
+
+    Wraps the shared ``_sweep_fit`` of the model's class for the duration of the fit.
+    """
+    runs: list[list[float]] = []
+    cls = type(model)
+    original = cls._sweep_fit
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        runs.append(list(out[1].nll))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cls, "_sweep_fit", spy)
+        model.fit(X)
+    return runs

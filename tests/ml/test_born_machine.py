@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import all_configurations
+from conftest import all_configurations, fit_recording_starts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -225,17 +225,8 @@ def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     leads early, which need not end lowest)."""
     X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
     options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4)
-    runs = []
-    original = MPSBornMachine._sweep_fit
-
-    def spy(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        runs.append(list(out[1].nll))
-        return out
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(MPSBornMachine, "_sweep_fit", spy)
-        model = MPSBornMachine(**options).fit(X)
+    model = MPSBornMachine(**options)
+    runs = fit_recording_starts(model, X)
     assert len(runs) == 3
     assert all(len(run) > 6 for run in runs)            # sweeps, then at least one hop entry
     assert model.history_.nll == min(runs, key=lambda h: h[-1])

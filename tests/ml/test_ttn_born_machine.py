@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import all_configurations, assert_gradients_match_finite_differences
+from conftest import all_configurations, assert_gradients_match_finite_differences, fit_recording_starts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,17 +238,8 @@ def test_tree_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
     options = dict(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, hop_sweeps=2, n_hops=2, n_starts=3,
                    random_state=4)
-    runs = []
-    original = TTNBornMachine._sweep_fit
-
-    def spy(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        runs.append(list(out[1].nll))
-        return out
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(TTNBornMachine, "_sweep_fit", spy)
-        model = TTNBornMachine(**options).fit(X)
+    model = TTNBornMachine(**options)
+    runs = fit_recording_starts(model, X)
     assert len(runs) == 3
     assert all(len(run) > 2 for run in runs)            # sweeps, then one entry per hop
     assert model.history_.nll == min(runs, key=lambda h: h[-1])
