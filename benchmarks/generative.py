@@ -556,7 +556,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
     grid = [g for g in grid if g[0] in kinds and (only is None or _recovery_name(*g) in only)]
     for kind, n_sites, chi, d in grid:
         configs = np.array(list(itertools.product(range(d), repeat=n_sites)), dtype=np.intp)
-        gaps, kls, floors, seconds, cpu_seconds, sweeps = [], [], [], [], [], []
+        gaps, kls, floors, seconds, cpu_seconds, sweeps, fitted_bonds = [], [], [], [], [], [], []
         for seed in seeds:
             true, X, X_test = _recovery_problem(kind, n_sites, chi, seed, d)
             if kind == "mps":
@@ -568,14 +568,17 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
             model.fit(X)
             seconds.append(time.perf_counter() - tick)
             cpu_seconds.append(time.process_time() - cpu_tick)
-            sweeps.append(len(model.history_.nll))
+            sweeps.append(len(model.history_.nll) + sum(row["sweeps"] for row in getattr(model, "growth_", [])))
             gaps.append(float(np.mean(_born_log_prob(true, X_test) - model.log_prob(X_test))))
             p = np.exp(_born_log_prob(true, configs))
             kls.append(float(np.sum(p * (np.log(p) - model.log_prob(configs)))))
             state = model.mps_ if kind == "mps" else model.ttn_
-            bonds = [t.shape[2] for t in state.tensors[:-1]] if kind == "mps" else [
-                state.bond_dim(v) for v in state.tree.bonds]
-            floors.append(_free_parameters(sum(t.size for t in state.tensors), bonds, True) / (2 * len(X)))
+            fitted_bonds.append(int(state.max_bond_dim if kind == "ttn" else max(state.bond_dims)))
+            # the floor of the model class that holds the truth (complex tensors of the true bonds); a fit
+            # whose bonds stopped growing below it has fewer parameters, and is judged against the same floor
+            bonds = [t.shape[2] for t in true.tensors[:-1]] if kind == "mps" else [
+                true.bond_dim(v) for v in true.tree.bonds]
+            floors.append(_free_parameters(sum(t.size for t in true.tensors), bonds, True) / (2 * len(X)))
         floor = float(np.median(floors))
         gap = float(np.median(gaps))
         rep.emit(make_row(
@@ -586,7 +589,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
             fit_cpu_seconds_median=float(np.median(cpu_seconds)), fit_cpu_seconds_range=[min(cpu_seconds), max(cpu_seconds)],
             sweeps=sweeps, seeds=seeds, n_train=20_000, load_average=load_average(),
             goal="held-out gap within 0.02 nats of the floor", goal_met=bool(max(gaps) < floor + 0.02),
-            options=options or "defaults", gaps=gaps,
+            options=options or "defaults", gaps=gaps, fitted_max_bond=fitted_bonds,
         ))
 
 

@@ -58,23 +58,31 @@ def test_default_sweeps_recover_an_exact_born_distribution(dims, chi, n_samples,
     assert kl < floor + 0.02, (kl, floor)
 
 
-def test_default_tree_sweeps_recover_an_exact_tree_born_distribution():
+@pytest.mark.parametrize(
+    "dims, chi, n_samples, seed, options",
+    [
+        ((2, 3, 2, 2, 3, 2, 2, 2), 3, 5000, 21, {}),
+        # sweeps at the full bond from a random start (init_bond=6) stopped in a poor minimum here:
+        # KL 0.111 against a floor of 0.089; the default grows the bonds from 2 (0.075, kept bond 5)
+        ((2,) * 12, 6, 5000, 0, {"n_hops": 0}),
+    ],
+)
+def test_default_tree_sweeps_recover_an_exact_tree_born_distribution(dims, chi, n_samples, seed, options):
     from tnkit.ml.ttn_born_machine import TTNBornMachine
     from tnkit.ttn import Tree
 
-    dims, chi, n_samples, seed = (2, 3, 2, 2, 3, 2, 2, 2), 3, 5000, 21
     rng = np.random.default_rng(seed)
     tree = Tree.balanced(len(dims))
     true = tnkit.TTN.random(tree, list(dims), chi, seed=rng)
     X = true.sample(n_samples, seed=rng)
-    model = TTNBornMachine(max_bond=chi, tree=tree, random_state=seed + 1).fit(X)
+    model = TTNBornMachine(max_bond=chi, tree=tree, random_state=seed + 1, **options).fit(X)
     assert np.all(np.diff(model.history_.nll) <= 1e-9)
     configs = all_configurations(dims)
     _, log_abs = true.log_amplitudes(configs)
     p = np.exp(2.0 * log_abs - 2.0 * true.log_norm())
     kl = _kl(p, np.exp(model.log_prob(configs)))
-    ttn = model.ttn_
-    entries = sum(t.size for t in ttn.tensors)
-    gauge = sum(ttn.bond_dim(v) ** 2 for v in tree.bonds)
+    # the floor of the model class holding the truth (a fit whose bonds stopped growing has fewer parameters)
+    entries = sum(t.size for t in true.tensors)
+    gauge = sum(true.bond_dim(v) ** 2 for v in tree.bonds)
     floor = 2 * (entries - gauge) / (2 * n_samples)
     assert kl < floor + 0.02, (kl, floor)

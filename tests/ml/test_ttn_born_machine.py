@@ -251,7 +251,7 @@ def test_tree_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
 def test_tree_hops_keep_only_better_states_and_the_history_never_rises(rng):
     """Each hop adds one history entry, the NLL of the state kept; ``ttn_`` is that state."""
     X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
-    options = dict(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, n_starts=1, random_state=3)
+    options = dict(max_bond=3, init_bond=3, tree=Tree.balanced(6), n_sweeps=4, n_starts=1, random_state=3)
     plain = TTNBornMachine(n_hops=0, **options).fit(X)
     hopped = TTNBornMachine(n_hops=3, hop_sweeps=3, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)
@@ -260,6 +260,49 @@ def test_tree_hops_keep_only_better_states_and_the_history_never_rises(rng):
     assert np.all(np.diff(nll) <= 1e-12)
     assert -hopped.score(X) == pytest.approx(nll[-1], rel=1e-10)
     assert nll[-1] < nll[len(plain.history_.nll) - 1]  # on this data some hop finds a better minimum
+
+
+def test_bonds_grow_in_stages_until_the_held_out_nll_stops_falling(rng):
+    """From ``init_bond`` the bonds grow in stages; the stage kept is the last one within noise of the
+    lowest held-out NLL, growth stops two stages after it, and the kept stage's state is carried on to
+    the sweeps on every row."""
+    tree = Tree.balanced(8)
+    X = TTN.random(tree, 2, 2, seed=rng, dtype=complex).sample(1500, seed=rng)
+    model = TTNBornMachine(max_bond=6, tree=tree, n_hops=0, random_state=0).fit(X)
+    rows = model.growth_
+    bonds = [row["bond"] for row in rows]
+    assert bonds[0] == 2 and bonds == sorted(set(bonds)) and len(rows) >= 2
+    scores = [row["validation_nll"] for row in rows]
+    kept = [k for k, row in enumerate(rows) if row["kept"]]
+    assert len(kept) == 1 and kept[0] >= int(np.argmin(scores))
+    assert model.ttn_.max_bond_dim == rows[kept[0]]["bond"]
+    assert bonds[-1] < 6 and len(rows) == kept[0] + 3  # the true bond is 2: growth stopped early
+    assert min(scores[kept[0] + 1 :]) > min(scores)  # and the stages after the kept one were worse
+    assert np.all(np.diff(model.history_.nll) <= 1e-12)  # the sweeps on every row after growth
+    assert -model.score(X) == pytest.approx(model.history_.nll[-1], rel=1e-10)
+
+
+def test_the_stage_kept_is_the_largest_within_one_standard_error_of_the_lowest():
+    from tnkit.ml.ttn_born_machine import _largest_within_noise
+
+    noise = np.random.default_rng(0).standard_normal(400)
+    base = 5.0 + noise
+    slightly_worse = base + 0.002 + 0.1 * np.random.default_rng(1).standard_normal(400)  # SE 0.005: within
+    clearly_worse = base + 0.05
+    assert _largest_within_noise([base + 0.3, base, slightly_worse]) == 2
+    assert _largest_within_noise([base + 0.3, base, slightly_worse, clearly_worse]) == 2
+    assert _largest_within_noise([base + 0.3, base, clearly_worse]) == 1
+    assert _largest_within_noise([base]) == 0
+
+
+def test_without_held_out_rows_the_bonds_grow_to_max_bond(rng):
+    X = random_data(rng, 40, DIMS)  # 4 held-out rows would be too few: none are held out
+    model = TTNBornMachine(max_bond=4, image_shape=(2, 3), n_sweeps=3, random_state=0).fit(X)
+    assert [row["bond"] for row in model.growth_] == [2, 3]  # the last stage is the sweeps on every row
+    assert all(math.isnan(row["validation_nll"]) for row in model.growth_)
+    assert model.ttn_.max_bond_dim == 4 and model.growth_[-1]["kept"]
+    no_growth = TTNBornMachine(max_bond=4, init_bond=4, image_shape=(2, 3), n_sweeps=3, random_state=0).fit(X)
+    assert no_growth.growth_ == [] and no_growth.ttn_.max_bond_dim == 4
 
 
 # --------------------------------------------------------------------------- persistence and checks

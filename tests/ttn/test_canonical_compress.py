@@ -150,3 +150,41 @@ def test_gauge_round_trip_and_stale_claims_are_dropped():
     assert stale.adopt_gauge(wrong) == 0 and stale.center is None
     with pytest.raises(TypeError, match="claims"):
         stale.adopt_gauge(np.zeros(tree.n_nodes))
+
+
+@pytest.mark.parametrize("name", sorted(TREES))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pad_bonds_without_noise_keeps_the_state_and_reaches_the_capped_bonds(rng, name, dtype):
+    tree = TREES[name]()
+    dims = tuple(int(d) for d in rng.integers(2, 4, size=tree.n_leaves))
+    small = TTN.random(tree, dims, 2, seed=rng, dtype=dtype)
+    padded = small.pad_bonds(5)
+    assert padded.bond_dims == TTN.random(tree, dims, 5, seed=0).bond_dims  # the caps of ``random``
+    assert all(b >= a for a, b in zip(small.bond_dims, padded.bond_dims, strict=True))
+    assert_close(padded.to_dense(), small.to_dense(), dtype)
+    assert padded.pad_bonds(3).bond_dims == padded.bond_dims  # bonds never shrink
+
+
+def test_pad_bonds_noise_is_relative_and_seeded(rng):
+    tree = Tree.balanced(6)
+    psi = TTN.random(tree, 2, 2, seed=rng, dtype=complex)
+    a = psi.pad_bonds(4, noise=0.1, seed=3)
+    assert a.dtype == np.complex128
+    np.testing.assert_array_equal(a.to_dense(), psi.pad_bonds(4, noise=0.1, seed=3).to_dense())
+    for v in tree.internal_nodes:
+        t, s = np.asarray(psi.tensor(v)), np.asarray(a.tensor(v))
+        grown = np.zeros_like(s)
+        grown[tuple(slice(0, d) for d in t.shape)] = t
+        rms = np.linalg.norm(t) / math.sqrt(t.size)
+        assert 0.05 * rms < np.linalg.norm(s - grown) / math.sqrt(s.size) < 0.2 * rms
+        assert np.abs((s - grown).imag).max() > 0  # complex noise for complex tensors
+    assert rel_err2(a.to_dense(), psi.to_dense()) > 0
+
+
+@pytest.mark.parametrize("bad, error", [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)])
+def test_pad_bonds_rejects_bad_noise(bad, error):
+    psi = TTN.random(Tree.balanced(4), 2, 2, seed=0)
+    with pytest.raises(error, match="noise"):
+        psi.pad_bonds(4, noise=bad)
+    with pytest.raises((TypeError, ValueError), match="max_bond"):
+        psi.pad_bonds(0)

@@ -397,15 +397,19 @@ class BornMachineBase(DensityMixin, BaseEstimator):
         return state, history
 
     def _best_start(
-        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], first: Any
+        self, sweep: Any, rng: np.random.Generator, params: dict[str, Any], first: Any,
+        prepare: Any = None,
     ) -> tuple[Any, TrainingHistory]:
         """Fits from ``n_starts`` random starts; the lowest training NLL wins.
 
         With ``start_sweeps=None`` each start is fitted completely (sweeps and hops); with an
         int, each gets ``start_sweeps`` sweeps (MPS: two-site only) and only the best is continued.
-        ``first`` is the first start; the others come from ``_initial_state``.
+        ``first`` is the first start; the others come from ``_initial_state``. ``prepare``
+        (``start -> state``) runs on each start before its sweeps (the tree's bond growth).
         """
         starts = [first] + [self._initial_state(rng, params) for _ in range(params["n_starts"] - 1)]
+        if prepare is not None:
+            starts = [prepare(s) for s in starts]
         if params["start_sweeps"] is None:
             runs = [self._sweep_fit(sweep, rng, params, s, TrainingHistory(), params["n_sweeps"], hops=True)
                     for s in starts]

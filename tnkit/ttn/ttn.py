@@ -71,6 +71,7 @@ from ..core.validate import (
     check_int,
     check_max_bond,
     check_memory,
+    check_number,
     inverse_scalar,
 )
 from ..mps.canonical import log_frobenius_norm, scale_tensors, spread_log_scale
@@ -684,6 +685,52 @@ class TreeTensorNetwork:
         norm2, discarded = truncation.svd_compress(tensors, iso, self._tree, max_bond=max_bond, cutoff=cutoff)
         out = type(self)._trusted(self._tree, tensors, iso)
         return out, _report(discarded, norm2, out.bond_dims)
+
+    def pad_bonds(self, max_bond: int, *, noise: float = 0.0, seed: object = None) -> TreeTensorNetwork:
+        """Copy with every bond enlarged to ``max_bond`` (capped as in :meth:`random`), by zero padding.
+
+        Without noise the state is unchanged (the new bond directions carry zeros on both
+        sides); bonds already larger than their target are kept. The inverse, in a sense, of
+        :meth:`compress`, and the way a fit grows its bonds (the tree Born machine's
+        staged growth).
+
+        Parameters
+        ----------
+        max_bond : int
+            Target bond dimension; each bond becomes ``max(current, min(max_bond, cap))``
+            with the cap of :meth:`random` (the dimensions on either side of the bond).
+        noise : float
+            Gaussian noise of ``noise`` times each padded tensor's root-mean-square entry
+            added to every entry (complex noise for complex tensors), so that descent can
+            use the new directions (at zero padding their gradients vanish).
+        seed : None, int or numpy Generator
+            Of the noise.
+
+        Returns
+        -------
+        TreeTensorNetwork
+            Not canonical unless ``noise`` is 0 and no bond grew.
+        """
+        bond_dim = check_int("max_bond", max_bond, minimum=1)
+        noise = check_number("noise", noise, positive=False)
+        rng = as_generator(seed)
+        tree = self._tree
+        target = _capped_bonds(tree, self.phys_dims, bond_dim, self.output_dim)
+        bonds = {v: max(self._tensors[v].shape[-1], target[v]) for v in tree.bonds}
+        if all(bonds[v] == self._tensors[v].shape[-1] for v in tree.bonds) and noise == 0:
+            return self.copy()
+        tensors: list = [None] * tree.n_nodes
+        for v in tree.internal_nodes:
+            t = backend.to_numpy(self._tensors[v])
+            shape = tuple(bonds[c] if c >= tree.n_leaves else t.shape[j] for j, c in enumerate(tree.children(v)))
+            shape += (bonds[v],) if v != tree.root else t.shape[len(tree.children(v)):]
+            out = np.zeros(shape, dtype=t.dtype)
+            out[tuple(slice(0, s) for s in t.shape)] = t
+            if noise:
+                rms = float(np.linalg.norm(t)) / math.sqrt(t.size)
+                out += (noise * rms * standard_normal(rng, shape, is_complex=t.dtype.kind == "c")).astype(t.dtype)
+            tensors[v] = backend.like(out, self._tensors[v])
+        return type(self)._trusted(tree, tensors)
 
     # ------------------------------------------------------------------ measurements
 
