@@ -125,7 +125,7 @@ def _largest_within_noise(losses: list[np.ndarray]) -> int:
 
 
 def _bond_stages(start: int, max_bond: int) -> list[int]:
-    """Bonds of the growth stages from ``start`` to ``max_bond``: ``b -> b + max(1, b // 4)``, ending at ``max_bond``."""
+    """Bonds of the growth stages from ``start``: ``b -> b + max(1, b // 4)``, ending at ``max_bond``."""
     stages = [min(start, max_bond)]
     while stages[-1] < max_bond:
         stages.append(min(max_bond, stages[-1] + max(1, stages[-1] // 4)))
@@ -807,13 +807,13 @@ class TTNBornMachine(BornMachineBase):
         return TTN(tree, tensors[tree.n_leaves :]), history
 
     def _grown(self, start: TTN, *, X: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> TTN:
-        """The bonds of ``start`` grown in stages to ``max_bond`` (see ``init_bond`` and ``validation_fraction``).
+        """The bonds of ``start`` grown in stages to ``max_bond`` (``init_bond``, ``validation_fraction``).
 
-        Each stage pads the bonds (:meth:`tnkit.TTN.pad_bonds`) and sweeps until convergence on the
-        fitting rows; with held-out rows, the stage kept is :func:`_largest_within_noise`'s, growth stops
-        ``_GROWTH_PATIENCE`` stages after it, and the kept stage's state is returned. Without them the state of the last stage below
-        ``max_bond`` is returned padded to it (the caller's sweeps are the last stage). Appends to
-        ``growth_``.
+        Each stage pads the bonds (:meth:`tnkit.TTN.pad_bonds`) and sweeps until convergence on
+        the fitting rows. With held-out rows, the stage kept is :func:`_largest_within_noise`'s,
+        growth stops ``_GROWTH_PATIENCE`` stages after it, and the kept stage's state is
+        returned. Without them the state of the last stage below ``max_bond`` is returned padded
+        to it (the caller's sweeps are the last stage). Appends to ``growth_``.
         """
         top = start.pad_bonds(params["max_bond"]).max_bond_dim  # the largest bond the tree allows
         stages = _bond_stages(start.max_bond_dim, top)
@@ -844,7 +844,8 @@ class TTNBornMachine(BornMachineBase):
             if k - best >= _GROWTH_PATIENCE:
                 break
         if held is None:
-            best, states[-1] = len(rows) - 1, state.pad_bonds(params["max_bond"], noise=_GROWTH_NOISE, seed=rng)
+            best = len(rows) - 1
+            states[-1] = state.pad_bonds(params["max_bond"], noise=_GROWTH_NOISE, seed=rng)
         kept = states[best]
         rows[best]["kept"] = True
         self.growth_.extend(rows)
@@ -875,8 +876,9 @@ class TTNBornMachine(BornMachineBase):
         return params["learning_rate"]
 
     def _parameter_rules(self) -> dict[str, Rule]:
-        return {**super()._parameter_rules(), "max_bond": integer(minimum=1), "tree": instance(Tree, optional=True),
-                "init_bond": integer(minimum=1), "validation_fraction": number(positive=False, maximum=0.9, optional=True)}
+        return {**super()._parameter_rules(), "max_bond": integer(minimum=1),
+                "tree": instance(Tree, optional=True), "init_bond": integer(minimum=1),
+                "validation_fraction": number(positive=False, maximum=0.9, optional=True)}
 
     def _json_params(self) -> dict[str, Any]:
         params = super()._json_params()

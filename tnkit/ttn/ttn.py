@@ -722,13 +722,15 @@ class TreeTensorNetwork:
         tensors: list = [None] * tree.n_nodes
         for v in tree.internal_nodes:
             t = backend.to_numpy(self._tensors[v])
-            shape = tuple(bonds[c] if c >= tree.n_leaves else t.shape[j] for j, c in enumerate(tree.children(v)))
-            shape += (bonds[v],) if v != tree.root else t.shape[len(tree.children(v)):]
+            kids = tree.children(v)
+            shape = tuple(bonds[c] if c >= tree.n_leaves else t.shape[j] for j, c in enumerate(kids))
+            shape += (bonds[v],) if v != tree.root else t.shape[len(kids):]
             out = np.zeros(shape, dtype=t.dtype)
             out[tuple(slice(0, s) for s in t.shape)] = t
             if noise:
                 rms = float(np.linalg.norm(t)) / math.sqrt(t.size)
-                out += (noise * rms * standard_normal(rng, shape, is_complex=t.dtype.kind == "c")).astype(t.dtype)
+                draw = standard_normal(rng, shape, is_complex=t.dtype.kind == "c")
+                out += (noise * rms * draw).astype(t.dtype)
             tensors[v] = backend.like(out, self._tensors[v])
         return type(self)._trusted(tree, tensors)
 
