@@ -20,7 +20,7 @@ def calib():
     return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
 
 
-def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_better(calib):
+def test_auto_adopts_the_best_one_shot_split_or_pruning_alone_whichever_is_better(calib):
     base = tc.tiny_llama(seed=2)
     before = block_linear_params(base)
     model = copy.deepcopy(base)
@@ -32,44 +32,44 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
     assert set(predicted) <= set(searched) and len(predicted) == (3 if len(searched) == 4 else len(predicted))
     assert all(np.isfinite(v) and v > 0 for v in predicted.values())
     best = min(predicted, key=predicted.get)
-    assert sorted(losses) == sorted({best, 0.6})  # the predicted best search split, and pruning alone
+    assert sorted(losses) == sorted({best, 0.6})  # the best one-shot split, and pruning alone
+    assert losses[best] == predicted[best]
     assert losses[res.extra["auto_prune"]] == min(losses.values())
     fit, held = heldout_split(calib)
     assert len(fit) == 2 and len(held) == 1
     assert heldout_loss(model, held) == pytest.approx(min(losses.values()), rel=1e-6)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1
-    # both built candidates are the plain methods run directly on the fitting batches with the same sensitivities
+    # both candidates are the plain methods run directly on the fitting batches with the same sensitivities
     weights = tc.gradient_weights(base, tc.find_layers(base), fit[:1])
     pruned = copy.deepcopy(base)
     tc.compress_model(pruned, method="prune", ratio=0.6, calibration=fit, progress=False)
     searched = copy.deepcopy(base)
     tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit,
-                      weights=weights, progress=False)
+                      sequential=False, weights=weights, progress=False)
     for m, keep in ((pruned, 0.6), (searched, best)):
         assert heldout_loss(m, held) == pytest.approx(losses[keep], rel=1e-5)
         assert heldout_loss(model, held) <= heldout_loss(m, held) + 1e-9
 
 
-def test_the_prediction_of_a_split_is_its_one_shot_held_out_loss(calib):
-    from tnkit.compress.recipes.pipeline import _predict_splits
+def test_each_split_is_scored_by_its_one_shot_held_out_loss_and_the_best_is_kept(calib):
+    from tnkit.compress.recipes.pipeline import _best_split
 
     base = tc.tiny_llama(seed=5)
     fit, held = heldout_split(calib)
     layers = tc.find_layers(base)
-    search = dict(calibration=fit, stats=tc.collect_activation_stats(base, layers, fit),
+    search = dict(stats=tc.collect_activation_stats(base, layers, fit),
                   weights=tc.gradient_weights(base, layers, fit[:1]), families=("lowrank",), step=8, max_flops=None)
-    pred = _predict_splits(base, 0.6, (0.0, 0.5), search, held, False)
-    assert sorted(pred) == [0.8, 1.0]
+    best, losses = _best_split(base, 0.6, (0.0, 0.5), search, held, False)
+    assert sorted(losses) == [0.8, 1.0]
     for keep in (0.8, 1.0):
         m = copy.deepcopy(base)
         tc.compress_model(m, method="search", ratio=0.6, prune=None if keep == 1.0 else keep, sequential=False,
                           calibration=fit, weights=search["weights"], progress=False)
-        assert pred[keep].loss == pytest.approx(heldout_loss(m, held), rel=1e-6)
-        # the split keeps what its block-by-block build reuses: the pruned copy, unfactorised
-        assert (pred[keep].pruned is None) == (keep == 1.0)
-        if keep < 1.0:
-            assert tc.block_linear_params(pred[keep].pruned) == pred[keep].prune.params_after
+        assert losses[keep] == pytest.approx(heldout_loss(m, held), rel=1e-6)
+    assert best.prune == min(losses, key=losses.get) and best.loss == losses[best.prune]
+    assert heldout_loss(best.model, held) == pytest.approx(best.loss, rel=1e-6)
+    assert best.result.params_after == tc.count_params(best.model) < tc.count_params(base)
     ref = tc.tiny_llama(seed=5)
     for p, q in zip(base.parameters(), ref.parameters()):  # the model itself is untouched
         assert p.shape == q.shape and bool((p == q).all())
@@ -111,27 +111,6 @@ def test_calibration_batches_hold_out_the_end_of_the_text():
         tc.calibration_batches(ids, seq_len=64, batch_size=4, n_batches=1)
     with pytest.raises(ValueError, match="at least"):
         tc.calibration_batches(ids[:1000], seq_len=64, batch_size=4, n_batches=3)
-
-
-def test_auto_plans_on_every_fitting_batch_and_builds_on_the_first(calib, monkeypatch):
-    import tnkit.compress.recipes.recipe as recipe
-
-    monkeypatch.setattr(recipe, "AUTO_BUILD_BATCHES", 1)
-    assert recipe.build_batches(calib) == calib[:1]
-    base = tc.tiny_llama(seed=2)
-    model = copy.deepcopy(base)
-    res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
-    losses, best = res.extra["auto_losses"], min(res.extra["auto_predicted"], key=res.extra["auto_predicted"].get)
-    fit, held = heldout_split(calib)
-    layers = tc.find_layers(base)
-    stats = tc.collect_activation_stats(base, layers, fit)  # both fitting batches
-    searched = copy.deepcopy(base)
-    tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit[:1],
-                      stats=stats, weights=tc.gradient_weights(base, layers, fit[:1]), progress=False)
-    assert heldout_loss(searched, held) == pytest.approx(losses[best], rel=1e-5)
-    pruned = copy.deepcopy(base)
-    tc.compress_model(pruned, method="prune", ratio=0.6, stats=stats, calibration=fit, progress=False)
-    assert heldout_loss(pruned, held) == pytest.approx(losses[0.6], rel=1e-5)
 
 
 @pytest.mark.parametrize("n", range(1, 10))

@@ -226,8 +226,10 @@ def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray
         g = gram(m) if side == "right" else gram(m.T)
         del m
     total = float(np.trace(g))
-    if keep_basis:
-        values, vectors = np.linalg.eigh(g)
+    if keep_basis:  # LAPACK's divide and conquer through SciPy: 39 ms for a 576 matrix on one thread, numpy's 55 ms
+        from scipy.linalg import eigh
+
+        values, vectors = eigh(g, driver="evd", overwrite_a=True, check_finite=False)
         values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
     else:
         values, vectors = np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None), None

@@ -335,9 +335,9 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
         m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
         def one(i: int) -> tuple[float, float, float, float, np.ndarray | None, np.ndarray | None]:
             b = blocks[i]
-            err_a, tot_a, cols = _prune_attention(b.self_attn, st[f"model.layers.{i}.self_attn.o_proj"].covariance,
-                                                  n_kv, per_group, head_dim, kv_keep, pg_keep, fold, fold_ridge)
-            err_m, tot_m, channels = _prune_mlp(b.mlp, st[f"model.layers.{i}.mlp.down_proj"].covariance, m_keep, fold,
+            err_a, tot_a, cols = _prune_attention(b.self_attn, st[f"model.layers.{i}.self_attn.o_proj"], n_kv,
+                                                  per_group, head_dim, kv_keep, pg_keep, fold, fold_ridge)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[f"model.layers.{i}.mlp.down_proj"], m_keep, fold,
                                                 fold_ridge, CHANNEL_SCORES[channel_score])
             return err_a, tot_a, err_m, tot_m, channels, cols
 
@@ -401,10 +401,11 @@ def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -
     return new
 
 
-def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool, ridge: float, select
+def _prune_mlp(mlp: nn.Module, st, keep_n: int, fold: bool, ridge: float, select
                ) -> tuple[float, float, np.ndarray | None]:
     d = mlp.down_proj.weight.detach().double().numpy()
-    total = float(np.sum((d @ c) * d))
+    c = st.covariance
+    total = st.output_energy(d, c)  # remembered: the prunings of copies of one model share it
     if keep_n == d.shape[1]:
         return 0.0, total, None
     keep = select(d, c, keep_n, ridge)
@@ -421,10 +422,11 @@ def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool, ridge: fl
     return err, total, keep
 
 
-def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
+def _prune_attention(attn: nn.Module, st, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
                      pg_keep: int, fold: bool, ridge: float) -> tuple[float, float, np.ndarray | None]:
     o = attn.o_proj.weight.detach().double().numpy()
-    total = float(np.sum((o @ c) * o))
+    c = st.covariance
+    total = st.output_energy(o, c)
     if kv_keep == n_kv and pg_keep == per_group:
         return 0.0, total, None
     groups, heads = _kept_heads(_head_scores(o, c, n_kv, per_group, head_dim), kv_keep, pg_keep)

@@ -8,12 +8,11 @@ when much is), and mixing them (prune to ``p``, then search the rest of the budg
 beat both. ``AUTO_SPLITS`` lists the shares of the removal ``1 - ratio`` given to
 pruning that method ``"auto"`` tries. Each candidate is built on a copy of the model and
 scored by its language-model loss on a calibration batch that no candidate was fitted on,
-and the lowest wins. The splits that use the search are first built in one shot (every
-layer truncated on the original model's statistics, no pass over the calibration text)
-and only the best of them is rebuilt block by block (sequential calibration, two passes
-over the text) to compete with pruning alone. The held-out loss is taken to be unimodal in
-the share, so not every one-shot split is built (:func:`bracket_minimum`: three of four). So on the held-out loss the result is never
-worse than pruning alone, and never worse than the one-shot splits built.
+and the lowest wins. The splits that use the search are built in one shot (every layer
+truncated on the original model's statistics, no pass over the calibration text) and the
+best of them competes with pruning alone. The held-out loss is taken to be unimodal in the
+share, so not every split is built (:func:`bracket_minimum`: three of four). So on the
+held-out loss the result is never worse than pruning alone, and never worse than the splits built.
 """
 
 from __future__ import annotations
@@ -23,20 +22,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "bracket_minimum",
-           "calibration_batches",
-           "heldout_split", "build_batches", "heldout_loss", "adopt"]
+__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "bracket_minimum", "calibration_batches",
+           "heldout_split", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
 #: 0 is the factorisation search alone, 1 pruning alone
 AUTO_SPLITS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-#: fitting batches (the first ones) on which method ``"auto"`` builds its candidates block by block (two passes of
-#: the trunk per batch and candidate); the activation statistics, which plan the pruning and the search and fit the
-#: pruning's least-squares fold, use every fitting batch (one forward pass each): more text for the statistics is
-#: cheap and makes the pruning much less noisy (docs/compress.md, "Choosing the pruning")
-AUTO_BUILD_BATCHES = 3
 
 #: share of the calibration text (its end) from which ``calibration_batches`` draws the held-out batch
 HELDOUT_FRACTION = 0.1
@@ -131,11 +122,6 @@ def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], 
     if len(batches) < 2:
         return batches, batches
     return batches[:-1], batches[-1:]
-
-
-def build_batches(fit: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The first :data:`AUTO_BUILD_BATCHES` of the fitting batches: those the block-by-block builds pass over."""
-    return list(fit)[:AUTO_BUILD_BATCHES]
 
 
 def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor]) -> float:

@@ -55,7 +55,6 @@ CHECKPOINT_SUBDIR = "heal_checkpoint"
 DEFAULT_RATIO = 0.8
 #: default calibration tokens of ``tnkit compress`` (``CompressSettings.calib_tokens``): 17 windows of 4 x 256
 #: tokens, i.e. 16,384 tokens of statistics and one held-out batch for method ``"auto"``
-#: (:data:`tnkit.compress.recipes.recipe.AUTO_BUILD_BATCHES`)
 CALIB_TOKENS = 17 * 4 * 256
 
 #: Generated tokens timed by each evaluation of :func:`run_compress`.
@@ -205,7 +204,7 @@ class CompressSettings:
         Text for the activation statistics; default: the healing text, else ``eval_text``.
     calib_tokens : int
         Calibration tokens, >= 1 (default ``CALIB_TOKENS``, 17,408: method ``"auto"`` measures its
-        activation statistics on all but the held-out batch and builds on the first three batches).
+        activation statistics on all but the held-out batch and scores its candidates on that one).
     seq_len : int
         Tokens per calibration and healing window, >= 2.
     stats_precision : {"float32", "bfloat16"}, optional
