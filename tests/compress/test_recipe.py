@@ -10,7 +10,7 @@ from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on 
 
 import tnkit.compress as tc
 from tnkit.compress.recipes.prune import block_linear_params
-from tnkit.compress.recipes.recipe import (AUTO_SPLITS, adopt, bracket_minimum, heldout_loss, heldout_split,
+from tnkit.compress.recipes.recipe import (AUTO_SPLITS, adopt, descend, heldout_loss, heldout_split,
                                           prune_fraction)
 
 
@@ -28,8 +28,12 @@ def test_auto_adopts_the_best_one_shot_split_or_pruning_alone_whichever_is_bette
     res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
     assert res.method == "auto" == tc.DEFAULT_METHOD
     predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
-    searched = [round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0]
-    assert set(predicted) <= set(searched) and len(predicted) == (3 if len(searched) == 4 else len(predicted))
+    searched = sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0)
+    # built from the most pruning down while the held-out loss falls (the first compared with pruning alone's)
+    assert sorted(predicted) == searched[:len(predicted)] and predicted
+    walk = [losses[0.6]] + [predicted[k] for k in sorted(predicted)]
+    assert all(a > b for a, b in zip(walk[:-2], walk[1:-1]))
+    assert len(predicted) == len(searched) or walk[-1] >= walk[-2]
     assert all(np.isfinite(v) and v > 0 for v in predicted.values())
     best = min(predicted, key=predicted.get)
     assert sorted(losses) == sorted({best, 0.6})  # the best one-shot split, and pruning alone
@@ -114,18 +118,24 @@ def test_calibration_batches_hold_out_the_end_of_the_text():
 
 
 @pytest.mark.parametrize("n", range(1, 10))
-def test_bracket_minimum_finds_the_minimum_of_a_unimodal_sequence_with_few_calls(n):
+def test_descend_finds_the_minimum_of_a_unimodal_sequence_walking_down_from_its_end(n):
     rng = np.random.default_rng(n)
-    for m in range(n):
-        values = np.abs(np.arange(n) - m) + rng.uniform(0.0, 0.5, n) * (np.arange(n) != m)
+    for m in range(n + 1):  # m == n: the known point after the last index is the minimum
+        values = np.abs(np.arange(n + 1) - m) + rng.uniform(0.0, 0.5, n + 1) * (np.arange(n + 1) != m)
         calls = []
-        assert bracket_minimum(lambda i: calls.append(i) or values[i], n) == m
-        assert len(calls) == len(set(calls)) <= (n if n < 4 else n - 1)  # each index at most once; four: three
-    # the measured SmolLM2 losses of the four search splits (shares 0, 0.25, 0.5, 0.75): 70% and 90% kept
-    for losses, best in (((4.638, 4.326, 4.076, 3.946), 3), ((3.364, 3.324, 3.319, 3.472), 2)):
-        assert bracket_minimum(lambda i: losses[i], 4) == best
+        seen = descend(lambda i: calls.append(i) or values[i], n, above=values[n])
+        assert calls == list(range(n - 1, n - 1 - len(calls), -1))  # from the end down, each index once
+        best = min(seen, key=seen.get)
+        assert (best == m) if m < n else (seen[best] > values[n] and calls == [n - 1])
+        assert len(calls) == min(n - m + 1, n)
+    # the measured SmolLM2 one-shot losses of the four search splits (shares 0, 0.25, 0.5, 0.75) and pruning alone:
+    # 70% kept (two splits built) and 90% kept (three)
+    for losses, above, best, built in (((4.638, 4.326, 4.076, 3.946), 4.122, 3, 2),
+                                       ((3.364, 3.324, 3.319, 3.472), 3.533, 2, 3)):
+        seen = descend(lambda i: losses[i], 4, above=above)
+        assert min(seen, key=seen.get) == best and len(seen) == built
     with pytest.raises(ValueError, match="n"):
-        bracket_minimum(lambda i: 0.0, 0)
+        descend(lambda i: 0.0, 0)
 
 
 def test_bfloat16_statistics_are_float32_statistics_to_bfloat16_rounding(calib):

@@ -33,6 +33,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -533,7 +534,8 @@ class AutoCandidate:
         Mean next-token cross-entropy on the held-out calibration batch.
     predicted : dict
         The held-out loss of every split that uses the search built in one shot, by the
-        fraction pruning keeps (see :func:`auto_candidates`); the same dict for every candidate.
+        fraction pruning keeps (see :func:`auto_candidates`); empty for pruning alone, which
+        is built before them.
     """
 
     prune: float
@@ -610,17 +612,19 @@ def _build_split(model, split: _Split, progress, start, params_before) -> Compre
                           bases=split.bases)
 
 
-def _best_split(model, ratio, shares, search, held, progress) -> tuple[AutoCandidate, dict[float, float]]:
+def _best_split(model, ratio, shares, search, held, progress, above=math.inf
+                ) -> tuple[AutoCandidate, dict[float, float]]:
     """The splits that use the search, built in one shot and scored on the held-out batch; the best one.
 
     Each split costs its pruning, its candidates' eigendecompositions, its factorisations and
     one forward pass over the held-out batch: no pass over the calibration text (the
     statistics are the original model's, cut to the kept channels). Not every split is
-    built: the held-out loss is taken to be unimodal in the share (:func:`bracket_minimum`;
-    measured on SmolLM2 it falls steadily with the share at 70% kept and has one interior
-    minimum at 90%), so of four shares three are built. Each is built in place on its pruned
-    copy (or on the model itself, whose dense layers are put back afterwards); only the best
-    so far is kept.
+    built: the held-out loss is taken to be unimodal in the share, so the splits are built
+    from the largest share of pruning down while the loss falls (:func:`descend`), the first
+    compared with ``above`` (pruning alone's loss). Measured on SmolLM2 the one-shot loss
+    falls steadily with the share at 70% kept (two splits built) and has one interior minimum
+    at 90% (three). Each is built in place on its pruned copy (or on the model itself, whose
+    dense layers are put back afterwards); only the best so far is kept.
 
     Returns the best split as an :class:`AutoCandidate` (``model`` is its compressed copy;
     ``model`` itself is unchanged) and the held-out loss of every split built, by the
@@ -628,12 +632,12 @@ def _best_split(model, ratio, shares, search, held, progress) -> tuple[AutoCandi
 
     A block-by-block build of the best split (:mod:`tnkit.compress.calibrate.sequential`, on
     three of the fitting batches) scored worse on the held-out batch than its one-shot build
-    on SmolLM2 (70% kept: 3.992 against 3.950; 90%: 3.349 against 3.319; docs/compress.md),
+    on SmolLM2 (70% kept: 3.992 against 3.950; 90%: 3.349 against 3.319; docs/compress.md)
     for two more passes of the trunk over that text, so the one-shot build is the candidate.
     """
     from tqdm.auto import tqdm
 
-    from .recipe import bracket_minimum, heldout_loss, prune_fraction
+    from .recipe import descend, heldout_loss, prune_fraction
 
     shares = sorted(shares)
     losses, reference, best = {}, None, None
@@ -663,9 +667,12 @@ def _best_split(model, ratio, shares, search, held, progress) -> tuple[AutoCandi
             split.pruned = None  # its pruned copy: not needed any more
         losses[keep] = loss
         bar.update(1)
+        if progress:
+            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights, then the factorisation search "
+                       f"(one shot): held-out loss {loss:.4f}")
         return loss
 
-    bracket_minimum(loss_of, len(shares))
+    descend(loss_of, len(shares), above=above)
     bar.close()
     split, built, res = best
     trial = split.pruned if split.pruned is not None else replace_layers(copy.deepcopy(model), built)
@@ -695,12 +702,13 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
-    for the rest of the budget. The splits that use the search are built in one shot on the
-    original model's statistics and scored by their held-out loss (:func:`_best_split`, which
-    builds only the splits a ternary search over the shares visits); the best of them is the
-    first candidate, pruning alone (share 1, which needs no factorisation) the second. Each
-    candidate is scored on the last batch (see ``calibration_batches``). The original
-    model's statistics (on every fitting batch) and gradient sensitivities are measured once and shared.
+    for the rest of the budget. Pruning alone (share 1, which needs no factorisation) is the
+    first candidate; the splits that use the search are built in one shot on the original
+    model's statistics and scored by their held-out loss (:func:`_best_split`, which builds
+    them from the largest share down while the loss falls), and the best of them is the
+    second. Each candidate is scored on the last batch (see ``calibration_batches``). The
+    original model's statistics (on every fitting batch) and gradient sensitivities are
+    measured once and shared.
     """
     from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
@@ -714,19 +722,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
         with clock("sensitivity"):
             weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
-    search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
-    with clock("one-shot splits"):
-        cand, predicted = _best_split(model, ratio, [s for s in shares if s < 1.0], search, held, progress)
-    cand.result.extra["stage_seconds"] = clock.seconds
-    if progress:
-        from tqdm.auto import tqdm
-
-        tqdm.write("auto: held-out loss of each split built in one shot, by the fraction width pruning keeps: "
-                   + ", ".join(f"{k:.1%}: {v:.4f}" for k, v in predicted.items())
-                   + f"; width pruning to {cand.prune:.1%} of the block weights, then the factorisation search: "
-                     f"held-out loss {cand.loss:.4f}")
-    yield AutoCandidate(cand.prune, cand.model, cand.result, cand.loss, predicted)
-    del cand
+    pruned_loss = math.inf
     if 1.0 in shares:
         start, params_before = time.perf_counter(), count_params(model)
         with clock("pruning alone"):
@@ -734,12 +730,19 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
             res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         res.extra["stage_seconds"] = clock.seconds
         with clock("held-out scores"):
-            loss = heldout_loss(trial, held)
+            pruned_loss = heldout_loss(trial, held)
         if progress:
             from tqdm.auto import tqdm
 
-            tqdm.write(f"auto: width pruning to {ratio:.1%} of the block weights: held-out loss {loss:.4f}")
-        yield AutoCandidate(round(prune_fraction(ratio, 1.0), 6), trial, res, loss, predicted)
+            tqdm.write(f"auto: width pruning to {ratio:.1%} of the block weights: held-out loss {pruned_loss:.4f}")
+        yield AutoCandidate(round(prune_fraction(ratio, 1.0), 6), trial, res, pruned_loss)
+        del trial
+    search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
+    with clock("one-shot splits"):
+        cand, predicted = _best_split(model, ratio, [s for s in shares if s < 1.0], search, held, progress,
+                                      above=pruned_loss)
+    cand.result.extra["stage_seconds"] = clock.seconds
+    yield AutoCandidate(cand.prune, cand.model, cand.result, cand.loss, predicted)
 
 
 def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,

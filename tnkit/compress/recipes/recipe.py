@@ -8,21 +8,22 @@ when much is), and mixing them (prune to ``p``, then search the rest of the budg
 beat both. ``AUTO_SPLITS`` lists the shares of the removal ``1 - ratio`` given to
 pruning that method ``"auto"`` tries. Each candidate is built on a copy of the model and
 scored by its language-model loss on a calibration batch that no candidate was fitted on,
-and the lowest wins. The splits that use the search are built in one shot (every layer
-truncated on the original model's statistics, no pass over the calibration text) and the
-best of them competes with pruning alone. The held-out loss is taken to be unimodal in the
-share, so not every split is built (:func:`bracket_minimum`: three of four). So on the
-held-out loss the result is never worse than pruning alone, and never worse than the splits built.
+and the lowest wins. Pruning alone is built first; the splits that use the search are built
+in one shot (every layer truncated on the original model's statistics, no pass over the
+calibration text), from the largest share of pruning down while the held-out loss falls
+(:func:`descend`: the loss is taken to be unimodal in the share). So on the held-out loss
+the result is never worse than pruning alone, and never worse than the splits built.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "bracket_minimum", "calibration_batches",
+__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "descend", "calibration_batches",
            "heldout_split", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
@@ -78,12 +79,14 @@ def prune_fraction(ratio: float, share: float) -> float:
     return 1.0 - float(share) * (1.0 - float(ratio))
 
 
-def bracket_minimum(f: Callable[[int], float], n: int) -> int:
-    """The index in ``range(n)`` minimising ``f``, assuming ``f`` unimodal, by discrete ternary search.
+def descend(f: Callable[[int], float], n: int, *, above: float = math.inf) -> dict[int, float]:
+    """``f`` from the last index down while it falls: ``f(n - 1)``, ``f(n - 2)``, ... (each called once).
 
-    ``f`` is called at most once per index and never at every one of ``n >= 4`` (``n = 4``: three calls),
-    in the order: the two inner thirds, then inside the bracket that must hold the minimum.
-    On a tie the lower index wins.
+    For ``f`` unimodal on ``range(n)`` followed by one more point whose value is ``above``
+    (already known), the walk stops at the first value that is not lower than the one
+    before it (``f(n - 1)`` is compared with ``above``), and the least value seen is the
+    minimum over all ``n + 1`` points. It calls ``f`` once when the extra point is the
+    minimum, and at most ``n`` times.
 
     Parameters
     ----------
@@ -91,26 +94,25 @@ def bracket_minimum(f: Callable[[int], float], n: int) -> int:
         ``f(i)`` for ``0 <= i < n``; lower is better.
     n : int
         At least 1.
+    above : float
+        The value of the point after ``n - 1``.
+
+    Returns
+    -------
+    dict of int to float
+        The values of ``f`` at the indices visited.
     """
     from ...core.validate import check_int
 
     n = check_int("n", n, minimum=1)
     seen: dict[int, float] = {}
-
-    def at(i: int) -> float:
-        if i not in seen:
-            seen[i] = float(f(i))
-        return seen[i]
-
-    lo, hi = 0, n - 1
-    while hi - lo > 2:
-        third = (hi - lo) // 3
-        m1, m2 = lo + third, hi - third
-        if at(m1) <= at(m2):
-            hi = m2 - 1  # a unimodal f has its minimum left of m2
-        else:
-            lo = m1 + 1
-    return min(range(lo, hi + 1), key=lambda i: (at(i), i))
+    last = float(above)
+    for i in range(n - 1, -1, -1):
+        seen[i] = float(f(i))
+        if not seen[i] < last:
+            break
+        last = seen[i]
+    return seen
 
 
 def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
