@@ -510,7 +510,8 @@ def search_allocation(options: Mapping[str, LayerOptions], budget: int, *, weigh
 # ----------------------------------------------------------------------------- sensitivity
 
 
-def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[object]) -> dict[str, float]:
+def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[object], *,
+                     precision: str = "float32") -> dict[str, float]:
     """Per-layer sensitivity: mean squared loss gradient at the layer's output, per output channel.
 
     With ``g = dL/dy`` at a layer's output, the loss change caused by an output error
@@ -526,8 +527,17 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
         The layers to weigh.
     batches : sequence of torch.Tensor
         Token ids ``(batch, seq)``; the language-model loss on them is differentiated.
+    precision : {"float32", "bfloat16"}
+        ``"bfloat16"`` runs the forward pass's matrix products (and so their gradients) in
+        bfloat16 under ``torch.autocast``, as the statistics pass of method ``"auto"``
+        (:data:`tnkit.compress.calibrate.calibration.STATS_PRECISIONS`); the gradients'
+        energies are summed in float64 either way.
     """
     import torch
+
+    from ..calibrate.calibration import STATS_PRECISIONS
+
+    check_option("precision", precision, STATS_PRECISIONS)
 
     sums = dict.fromkeys(layers, 0.0)
     counts = dict.fromkeys(layers, 0)
@@ -545,10 +555,12 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     grads = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
+    device = next(iter(model.parameters())).device.type
     try:
         for ids in batches:
             emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # gradients flow to the hooks
-            loss = model(inputs_embeds=emb, labels=ids, use_cache=False).loss
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                loss = model(inputs_embeds=emb, labels=ids, use_cache=False).loss
             loss.backward()
     finally:
         for h in handles:

@@ -242,8 +242,9 @@ def compress_model(
         With ``sequential``: also correct each weight toward the original layer's
         outputs (error feedback) with this relative ridge. Off by default.
     stats_precision : {"float32", "bfloat16"}, optional
-        Precision of the forward pass that measures method ``"auto"``'s activation statistics
-        (:func:`tnkit.compress.collect_activation_stats`); default
+        Precision of the forward passes that measure method ``"auto"``'s activation statistics
+        (:func:`tnkit.compress.collect_activation_stats`) and gradient sensitivities
+        (:func:`tnkit.compress.numerics.search.gradient_weights`); default
         ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
         multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
@@ -715,12 +716,13 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
+    precision = stats_precision or default_stats_precision(model)
     with clock("calibrate"):
-        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress),
-                                         precision=stats_precision or default_stats_precision(model))
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress), precision=precision)
     if weights is None and sensitivity == "gradient":
         with clock("sensitivity"):
-            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress),
+                                       precision=precision)
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
     pruned_loss = math.inf
     if 1.0 in shares:
