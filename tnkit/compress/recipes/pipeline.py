@@ -812,7 +812,8 @@ def _prune_stage(model, keep, calibration, stats, progress):
 
     if progress:
         log.info("width pruning to %.0f%% of the block weights", 100 * keep)
-    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats)
+    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats,
+                       progress=progress)
 
 
 def _pruned_result(model, pres, params_before, seconds) -> CompressionResult:

@@ -269,7 +269,8 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
                 kv_groups: int | None = None, heads_per_group: int | None = None,
                 calibration: Sequence[torch.Tensor] | None = None, stats: Mapping[str, object] | None = None,
                 weights: Mapping[str, float] | None = None, fold: bool = True,
-                fold_ridge: float = PRUNE_FOLD_RIDGE, channel_score: str = DEFAULT_CHANNEL_SCORE) -> PruneResult:
+                fold_ridge: float = PRUNE_FOLD_RIDGE, channel_score: str = DEFAULT_CHANNEL_SCORE,
+                progress: bool = False) -> PruneResult:
     """Remove MLP channels and attention heads uniformly in every block, in place.
 
     Parameters
@@ -297,6 +298,8 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
         How each block's kept MLP channels are chosen, one of :data:`CHANNEL_SCORES`:
         ``"energy"`` (default, ``||down_j||^2 C_jj``) or ``"obs"`` (greedy removal by the
         error after the fold).
+    progress : bool
+        Show a tqdm bar over the blocks.
 
     Returns
     -------
@@ -341,8 +344,18 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
                                                 fold_ridge, CHANNEL_SCORES[channel_score])
             return err_a, tot_a, err_m, tot_m, channels, cols
 
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(blocks), desc="prune", disable=not progress, leave=False)
+
+        def counted(i: int):
+            out = one(i)
+            bar.update(1)
+            return out
+
         # the blocks are independent: one worker thread per core, each with one BLAS thread (numpy frees the GIL)
-        parts = map_on_threads(one, range(len(blocks)), available_threads())
+        parts = map_on_threads(counted, range(len(blocks)), available_threads())
+        bar.close()
         removed = total = 0.0
         kept, errors = {}, {}
         for i, (err_a, tot_a, err_m, tot_m, channels, cols) in enumerate(parts):
