@@ -221,6 +221,7 @@ def test_accumulated_statistics_are_read_after_their_float32_sum_is_added(rng, m
     np.testing.assert_allclose(st.covariance, flat.T @ flat / 200, rtol=1e-5, atol=1e-7)  # reading adds them
     np.testing.assert_allclose(st.covariance, ref.covariance, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(st.mean_abs, np.abs(flat).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(st.variance, np.diag(st.covariance), rtol=1e-12)
     st.accumulate(x[0])
     taken = st.take_covariance()  # the last user also gets what was pending
     np.testing.assert_allclose(taken, (flat.T @ flat + flat[:50].T @ flat[:50]) / 250, rtol=1e-5, atol=1e-7)

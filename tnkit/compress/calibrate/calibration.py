@@ -182,6 +182,11 @@ class ActivationStats:
         """
         return symmetrize_(self._sum() / max(self.n_tokens, 1), source="upper")
 
+    @property
+    def variance(self) -> np.ndarray:
+        """The diagonal of :attr:`covariance`, ``E[x_i^2]`` per input channel (no ``in x in`` array is formed)."""
+        return np.diag(self._sum()) / max(self.n_tokens, 1)
+
     def take_covariance(self) -> np.ndarray:
         """:attr:`covariance`, computed in the storage of the running sum, which these statistics give up.
 

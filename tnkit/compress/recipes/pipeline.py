@@ -243,8 +243,9 @@ def compress_model(
         outputs (error feedback) with this relative ridge. Off by default.
     stats_precision : {"float32", "bfloat16"}, optional
         Precision of the forward passes that measure method ``"auto"``'s activation statistics
-        (:func:`tnkit.compress.collect_activation_stats`) and gradient sensitivities
-        (:func:`tnkit.compress.numerics.search.gradient_weights`); default
+        (:func:`tnkit.compress.collect_activation_stats`), gradient sensitivities
+        (:func:`tnkit.compress.numerics.search.gradient_weights`) and held-out losses
+        (:func:`tnkit.compress.recipes.recipe.heldout_loss`); default
         ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
         multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
@@ -613,7 +614,7 @@ def _build_split(model, split: _Split, progress, start, params_before) -> Compre
                           bases=split.bases)
 
 
-def _best_split(model, ratio, shares, search, held, progress, above=math.inf
+def _best_split(model, ratio, shares, search, held, progress, above=math.inf, precision="float32"
                 ) -> tuple[AutoCandidate, dict[float, float]]:
     """The splits that use the search, built in one shot and scored on the held-out batch; the best one.
 
@@ -629,7 +630,7 @@ def _best_split(model, ratio, shares, search, held, progress, above=math.inf
 
     Returns the best split as an :class:`AutoCandidate` (``model`` is its compressed copy;
     ``model`` itself is unchanged) and the held-out loss of every split built, by the
-    fraction width pruning keeps.
+    fraction width pruning keeps. ``precision``: of the held-out forward passes (:func:`heldout_loss`).
 
     A block-by-block build of the best split (:mod:`tnkit.compress.calibrate.sequential`, on
     three of the fitting batches) scored worse on the held-out batch than its one-shot build
@@ -656,7 +657,7 @@ def _best_split(model, ratio, shares, search, held, progress, above=math.inf
         dense = find_layers(trial)
         try:
             res = _build_split(trial, split, False, start, params_before)
-            split.loss = loss = heldout_loss(trial, held)
+            split.loss = loss = heldout_loss(trial, held, precision=precision)
             if best is None or loss < best[0].loss:
                 built = {name: trial.get_submodule(name) for name in dense}
                 best = (split, {n: m for n, m in built.items() if m is not dense[n]}, res)
@@ -732,7 +733,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
             res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         res.extra["stage_seconds"] = clock.seconds
         with clock("held-out scores"):
-            pruned_loss = heldout_loss(trial, held)
+            pruned_loss = heldout_loss(trial, held, precision=precision)
         if progress:
             from tqdm.auto import tqdm
 
@@ -742,7 +743,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
     with clock("one-shot splits"):
         cand, predicted = _best_split(model, ratio, [s for s in shares if s < 1.0], search, held, progress,
-                                      above=pruned_loss)
+                                      above=pruned_loss, precision=precision)
     cand.result.extra["stage_seconds"] = clock.seconds
     yield AutoCandidate(cand.prune, cand.model, cand.result, cand.loss, predicted)
 

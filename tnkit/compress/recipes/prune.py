@@ -128,10 +128,10 @@ def _energy(w: np.ndarray, c: np.ndarray, cols: np.ndarray) -> float:
 def _head_scores(o: np.ndarray, c: np.ndarray, n_kv: int, per_group: int, head_dim: int) -> np.ndarray:
     """Energy of each query head through ``o``, shape ``(n_kv, per_group)``."""
     heads = n_kv * per_group
-    oh = o[:, : heads * head_dim].reshape(o.shape[0], heads, head_dim)
+    oh = o[:, : heads * head_dim].reshape(o.shape[0], heads, head_dim).transpose(1, 0, 2)  # (heads, out, head_dim)
     ch = c[: heads * head_dim, : heads * head_dim].reshape(heads, head_dim, heads, head_dim)
     diag = ch[np.arange(heads), :, np.arange(heads), :]  # (heads, head_dim, head_dim): each head's own block
-    return np.einsum("ohi,hij,ohj->h", oh, diag, oh).reshape(n_kv, per_group)
+    return np.sum((oh @ diag) * oh, axis=(1, 2)).reshape(n_kv, per_group)  # batched products, not an einsum loop
 
 
 def _kept_heads(scores: np.ndarray, kv_keep: int, per_group_keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +238,8 @@ def prune_plan(model: nn.Module, ratio: float, stats: Mapping[str, object], *,
         on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
         o = b.self_attn.o_proj.weight.detach().double().numpy()
         d = b.mlp.down_proj.weight.detach().double().numpy()
-        co, cd = stats[on].covariance, stats[dn].covariance
-        ch = np.sum(d * d, axis=0) * np.diag(cd)  # each channel's own energy through down
+        co = stats[on].covariance
+        ch = np.sum(d * d, axis=0) * stats[dn].variance  # each channel's own energy through down
         mats.append((_head_scores(o, co, n_kv, per_group, head_dim), np.sort(ch)[::-1],
                      float(w.get(on, 1.0)), float(w.get(dn, 1.0))))
     best = None

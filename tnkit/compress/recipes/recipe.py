@@ -126,13 +126,24 @@ def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], 
     return batches[:-1], batches[-1:]
 
 
-def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor]) -> float:
-    """Mean next-token cross-entropy of ``model`` on token-id ``batches`` (each ``(batch, seq)``)."""
+def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor], *, precision: str = "float32") -> float:
+    """Mean next-token cross-entropy of ``model`` on token-id ``batches`` (each ``(batch, seq)``).
+
+    ``precision="bfloat16"`` runs the matrix products in bfloat16 under ``torch.autocast``
+    (as method ``"auto"``'s statistics pass), about half the time of a float32 pass on a CPU
+    that multiplies bfloat16 natively; candidates compared with each other must be scored
+    in the same precision.
+    """
+    from ..calibrate.calibration import STATS_PRECISIONS
+    from ...core.validate import check_option
+
+    check_option("precision", precision, STATS_PRECISIONS)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
+    device = next(iter(model.parameters())).device.type
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             for ids in batches:
                 n = ids.shape[0] * (ids.shape[1] - 1)
                 total += float(model(input_ids=ids, labels=ids, use_cache=False).loss) * n
