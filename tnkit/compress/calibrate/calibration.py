@@ -35,16 +35,10 @@ import torch
 from torch import nn
 
 from ...core.linalg import symmetrize_
+from ..numerics.precision import STATS_PRECISIONS, precision_autocast
 
 __all__ = ["ActivationStats", "collect_activation_stats", "channel_scale", "gram_upper", "add_gram_upper", "GRAM_BAND",
            "STATS_PRECISIONS", "fast_bfloat16", "stats_precision"]
-
-#: precisions of the statistics pass (:func:`collect_activation_stats`): ``"float32"`` runs the model as it is;
-#: ``"bfloat16"`` runs its matrix products in bfloat16 under ``torch.autocast`` (float32 accumulation inside each
-#: product), about 2.4x faster on a CPU with native bfloat16 arithmetic (AVX-512 BF16, AMX); the second moments
-#: are accumulated from float32 copies of the inputs either way
-STATS_PRECISIONS = ("float32", "bfloat16")
-
 
 def fast_bfloat16(device: torch.device | str = "cpu") -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA device, or a CPU whose oneDNN has bfloat16."""
@@ -263,9 +257,7 @@ def collect_activation_stats(
     -------
     dict of str to ActivationStats
     """
-    from ...core.validate import check_option
-
-    check_option("precision", precision, STATS_PRECISIONS)
+    autocast = precision_autocast(model, precision)
     stats: dict[str, ActivationStats] = {}
     by_input: dict[int, tuple[torch.Tensor, ActivationStats]] = {}  # holds x, so ids stay unique
 
@@ -287,9 +279,8 @@ def collect_activation_stats(
     runner = _trunk(model, layers)
     was_training = model.training
     model.eval()
-    device = next(iter(model.parameters())).device.type
     try:
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        with torch.no_grad(), autocast:
             for ids in batches:
                 by_input.clear()
                 for st in stats.values():

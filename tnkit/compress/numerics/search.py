@@ -535,9 +535,9 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     """
     import torch
 
-    from ..calibrate.calibration import STATS_PRECISIONS
+    from .precision import precision_autocast
 
-    check_option("precision", precision, STATS_PRECISIONS)
+    autocast = precision_autocast(model, precision)
 
     sums = dict.fromkeys(layers, 0.0)
     counts = dict.fromkeys(layers, 0)
@@ -555,11 +555,10 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     grads = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    device = next(iter(model.parameters())).device.type
     try:
         for ids in batches:
             emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # gradients flow to the hooks
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            with autocast:
                 loss = model(inputs_embeds=emb, labels=ids, use_cache=False).loss
             loss.backward()
     finally:

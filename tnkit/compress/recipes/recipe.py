@@ -134,16 +134,14 @@ def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor], *, precision
     that multiplies bfloat16 natively; candidates compared with each other must be scored
     in the same precision.
     """
-    from ..calibrate.calibration import STATS_PRECISIONS
-    from ...core.validate import check_option
+    from ..numerics.precision import precision_autocast
 
-    check_option("precision", precision, STATS_PRECISIONS)
+    autocast = precision_autocast(model, precision)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    device = next(iter(model.parameters())).device.type
     try:
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        with torch.no_grad(), autocast:
             for ids in batches:
                 n = ids.shape[0] * (ids.shape[1] - 1)
                 total += float(model(input_ids=ids, labels=ids, use_cache=False).loss) * n
