@@ -530,7 +530,7 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     precision : {"float32", "bfloat16"}
         ``"bfloat16"`` runs the forward pass's matrix products (and so their gradients) in
         bfloat16 under ``torch.autocast``, as the statistics pass of method ``"auto"``
-        (:data:`tnkit.compress.calibrate.calibration.STATS_PRECISIONS`); the gradients'
+        (``tnkit.compress.numerics.precision.STATS_PRECISIONS``); the gradients'
         energies are summed in float64 either way.
     """
     import torch

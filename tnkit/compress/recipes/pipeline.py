@@ -245,7 +245,7 @@ def compress_model(
         Precision of the forward passes that measure method ``"auto"``'s activation statistics
         (:func:`tnkit.compress.collect_activation_stats`), gradient sensitivities
         (:func:`tnkit.compress.numerics.search.gradient_weights`) and held-out losses
-        (:func:`tnkit.compress.recipes.recipe.heldout_loss`); default
+        (``tnkit.compress.recipes.recipe.heldout_loss``); default
         ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
         multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
