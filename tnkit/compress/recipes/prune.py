@@ -331,6 +331,7 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
             raise ValueError(f"`{name}` must be at most {top}, got {v}.")
         widths[name] = v
     st = _stats(model, blocks, calibration, stats)
+    workers = available_threads()  # read before the one-BLAS-thread section below, which it would report
     with blas_threads(min(hidden, inter)):  # small factorisations: one BLAS thread (tnkit.core.threads)
         if ratio is not None:
             widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
@@ -354,7 +355,7 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
             return out
 
         # the blocks are independent: one worker thread per core, each with one BLAS thread (numpy frees the GIL)
-        parts = map_on_threads(counted, range(len(blocks)), available_threads())
+        parts = map_on_threads(counted, range(len(blocks)), workers)
         bar.close()
         removed = total = 0.0
         kept, errors = {}, {}
