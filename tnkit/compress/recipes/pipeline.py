@@ -727,7 +727,6 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
     pruned_loss = math.inf
     if 1.0 in shares:
-        start, params_before = time.perf_counter(), count_params(model)
         with clock("pruning alone"):
             trial = copy.deepcopy(model)
             res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
