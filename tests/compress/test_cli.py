@@ -47,7 +47,7 @@ def test_compress_then_eval_end_to_end(model_dir, tmp_path, capsys):
     assert "auto: held-out loss after width pruning to " in printed and "; chose " in printed
     assert "auto: held-out loss of the search built in one shot after width pruning to " in printed
     stages = next(line for line in printed.splitlines() if line.startswith("time per stage (wall s, CPU s): "))
-    for stage in ("calibrate", "sensitivity", "one-shot splits", "block-by-block build", "pruning alone",
+    for stage in ("calibrate", "sensitivity", "one-shot splits", "pruning alone",
                   "held-out scores"):
         assert f" {stage} " in stages
     assert json.loads((out / "heal_checkpoint" / "heal_state.json").read_text())["loss"] == "kl"

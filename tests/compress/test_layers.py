@@ -194,6 +194,56 @@ def test_gram_bands_give_the_upper_triangle_of_x_t_x(rng, band):
     np.testing.assert_allclose(np.triu(got), np.triu(full), rtol=1e-12)
 
 
+@pytest.mark.parametrize("band", [4, 9, 64])
+def test_gram_added_in_place_in_bands_is_the_upper_triangle_of_x_t_x(rng, band):
+    from tnkit.compress.calibrate.calibration import add_gram_upper
+
+    x = torch.as_tensor(random_array(rng, (30, 9)), dtype=torch.float64)
+    start = random_array(rng, (9, 9))
+    total = torch.as_tensor(start.copy())
+    add_gram_upper(total, x, band=band)
+    got = total.numpy()
+    np.testing.assert_allclose(np.triu(got), np.triu(start + (x.T @ x).numpy()), rtol=1e-12)
+    np.testing.assert_array_equal(np.tril(got, -band), np.tril(start, -band))  # below the bands: untouched
+
+
+def test_accumulated_statistics_are_read_after_their_float32_sum_is_added(rng, monkeypatch):
+    from tnkit.compress.calibrate import calibration
+
+    monkeypatch.setattr(calibration, "GRAM_BAND", 5)
+    x = torch.as_tensor(random_array(rng, (4, 50, 13)), dtype=torch.float32)
+    st, ref = calibration.ActivationStats.zeros(13), calibration.ActivationStats.zeros(13)
+    for part in x:
+        st.accumulate(part)
+        ref.update(part)
+    assert not st.second_moment_sum.any()  # the batches wait in the float32 sum
+    flat = x.reshape(-1, 13).double().numpy()
+    np.testing.assert_allclose(st.covariance, flat.T @ flat / 200, rtol=1e-5, atol=1e-7)  # reading adds them
+    np.testing.assert_allclose(st.covariance, ref.covariance, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(st.mean_abs, np.abs(flat).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(st.variance, np.diag(st.covariance), rtol=1e-12)
+    st.accumulate(x[0])
+    taken = st.take_covariance()  # the last user also gets what was pending
+    np.testing.assert_allclose(taken, (flat.T @ flat + flat[:50].T @ flat[:50]) / 250, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="take_covariance"):
+        st.accumulate(x[0])
+
+
+def test_output_energy_is_remembered_per_weight_value(rng, monkeypatch):
+    from tnkit.compress.calibrate import calibration
+
+    st = calibration.ActivationStats.zeros(7)
+    st.update(torch.as_tensor(random_array(rng, (40, 7)), dtype=torch.float32))
+    w = random_array(rng, (5, 7))
+    c = st.covariance
+    assert st.output_energy(w) == pytest.approx(float(np.trace(w @ c @ w.T)), rel=1e-5)
+    monkeypatch.setattr(calibration.ActivationStats, "covariance", property(lambda self: 1 / 0))
+    assert st.output_energy(w.copy(), c) == st.output_energy(w)  # an equal weight: not formed again
+    w2 = w.copy()
+    w2[0, 0] += 1.0
+    assert st.output_energy(w2, c) == pytest.approx(float(np.trace(w2 @ c @ w2.T)), rel=1e-5)
+
+
 def test_activation_stats_in_bands_equal_the_exact_second_moment(rng, monkeypatch):
     from tnkit.compress.calibrate import calibration
 

@@ -150,3 +150,16 @@ def test_fold_error_equals_the_explicit_output_error(ridge):
     assert err == pytest.approx(float(np.sum((e @ c) * e)), rel=1e-9)
     drop = np.setdiff1d(np.arange(12), keep)
     assert err <= float(np.sum((w[:, drop] @ c[np.ix_(drop, drop)]) * w[:, drop])) + 1e-12
+
+
+def test_pruning_spreads_its_blocks_over_the_callers_threads(calib, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    import tnkit.compress.recipes.prune as prune
+
+    seen = []
+    real = prune.map_on_threads
+    monkeypatch.setattr(prune, "map_on_threads", lambda fn, items, workers: seen.append(workers) or real(fn, items, 1))
+    with threadpool_limits(2):  # the caller's BLAS threads: the block workers, not the one-thread section's count
+        prune_width(tc.tiny_llama(seed=0), ratio=0.7, calibration=calib)
+    assert seen == [2]

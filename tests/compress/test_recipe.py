@@ -10,7 +10,7 @@ from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on 
 
 import tnkit.compress as tc
 from tnkit.compress.recipes.prune import block_linear_params
-from tnkit.compress.recipes.recipe import (AUTO_SPLITS, adopt, bracket_minimum, heldout_loss, heldout_split,
+from tnkit.compress.recipes.recipe import (AUTO_SPLITS, adopt, descend, heldout_loss, heldout_split,
                                           prune_fraction)
 
 
@@ -20,7 +20,7 @@ def calib():
     return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
 
 
-def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_better(calib):
+def test_auto_adopts_the_best_one_shot_split_or_pruning_alone_whichever_is_better(calib):
     base = tc.tiny_llama(seed=2)
     before = block_linear_params(base)
     model = copy.deepcopy(base)
@@ -28,48 +28,52 @@ def test_auto_builds_the_predicted_best_split_and_pruning_alone_and_keeps_the_be
     res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
     assert res.method == "auto" == tc.DEFAULT_METHOD
     predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
-    searched = [round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0]
-    assert set(predicted) <= set(searched) and len(predicted) == (3 if len(searched) == 4 else len(predicted))
+    searched = sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0)
+    # built from the most pruning down while the held-out loss falls (the first compared with pruning alone's)
+    assert sorted(predicted) == searched[:len(predicted)] and predicted
+    walk = [losses[0.6]] + [predicted[k] for k in sorted(predicted)]
+    assert all(a > b for a, b in zip(walk[:-2], walk[1:-1]))
+    assert len(predicted) == len(searched) or walk[-1] >= walk[-2]
     assert all(np.isfinite(v) and v > 0 for v in predicted.values())
     best = min(predicted, key=predicted.get)
-    assert sorted(losses) == sorted({best, 0.6})  # the predicted best search split, and pruning alone
+    assert sorted(losses) == sorted({best, 0.6})  # the best one-shot split, and pruning alone
+    assert losses[best] == predicted[best]
     assert losses[res.extra["auto_prune"]] == min(losses.values())
     fit, held = heldout_split(calib)
     assert len(fit) == 2 and len(held) == 1
     assert heldout_loss(model, held) == pytest.approx(min(losses.values()), rel=1e-6)
     kept = sum(r.params if r.form != "dense" else r.original_params for r in res.layers)
     assert kept <= 0.6 * before + 1
-    # both built candidates are the plain methods run directly on the fitting batches with the same sensitivities
+    # both candidates are the plain methods run directly on the fitting batches with the same sensitivities
     weights = tc.gradient_weights(base, tc.find_layers(base), fit[:1])
     pruned = copy.deepcopy(base)
     tc.compress_model(pruned, method="prune", ratio=0.6, calibration=fit, progress=False)
     searched = copy.deepcopy(base)
     tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit,
-                      weights=weights, progress=False)
+                      sequential=False, weights=weights, progress=False)
     for m, keep in ((pruned, 0.6), (searched, best)):
         assert heldout_loss(m, held) == pytest.approx(losses[keep], rel=1e-5)
         assert heldout_loss(model, held) <= heldout_loss(m, held) + 1e-9
 
 
-def test_the_prediction_of_a_split_is_its_one_shot_held_out_loss(calib):
-    from tnkit.compress.recipes.pipeline import _predict_splits
+def test_each_split_is_scored_by_its_one_shot_held_out_loss_and_the_best_is_kept(calib):
+    from tnkit.compress.recipes.pipeline import _best_split
 
     base = tc.tiny_llama(seed=5)
     fit, held = heldout_split(calib)
     layers = tc.find_layers(base)
-    search = dict(calibration=fit, stats=tc.collect_activation_stats(base, layers, fit),
+    search = dict(stats=tc.collect_activation_stats(base, layers, fit),
                   weights=tc.gradient_weights(base, layers, fit[:1]), families=("lowrank",), step=8, max_flops=None)
-    pred = _predict_splits(base, 0.6, (0.0, 0.5), search, held, False)
-    assert sorted(pred) == [0.8, 1.0]
+    best, losses = _best_split(base, 0.6, (0.0, 0.5), search, held, False)
+    assert sorted(losses) == [0.8, 1.0]
     for keep in (0.8, 1.0):
         m = copy.deepcopy(base)
         tc.compress_model(m, method="search", ratio=0.6, prune=None if keep == 1.0 else keep, sequential=False,
                           calibration=fit, weights=search["weights"], progress=False)
-        assert pred[keep].loss == pytest.approx(heldout_loss(m, held), rel=1e-6)
-        # the split keeps what its block-by-block build reuses: the pruned copy, unfactorised
-        assert (pred[keep].pruned is None) == (keep == 1.0)
-        if keep < 1.0:
-            assert tc.block_linear_params(pred[keep].pruned) == pred[keep].prune.params_after
+        assert losses[keep] == pytest.approx(heldout_loss(m, held), rel=1e-6)
+    assert best.prune == min(losses, key=losses.get) and best.loss == losses[best.prune]
+    assert heldout_loss(best.model, held) == pytest.approx(best.loss, rel=1e-6)
+    assert best.result.params_after == tc.count_params(best.model) < tc.count_params(base)
     ref = tc.tiny_llama(seed=5)
     for p, q in zip(base.parameters(), ref.parameters()):  # the model itself is untouched
         assert p.shape == q.shape and bool((p == q).all())
@@ -113,40 +117,25 @@ def test_calibration_batches_hold_out_the_end_of_the_text():
         tc.calibration_batches(ids[:1000], seq_len=64, batch_size=4, n_batches=3)
 
 
-def test_auto_plans_on_every_fitting_batch_and_builds_on_the_first(calib, monkeypatch):
-    import tnkit.compress.recipes.recipe as recipe
-
-    monkeypatch.setattr(recipe, "AUTO_BUILD_BATCHES", 1)
-    assert recipe.build_batches(calib) == calib[:1]
-    base = tc.tiny_llama(seed=2)
-    model = copy.deepcopy(base)
-    res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
-    losses, best = res.extra["auto_losses"], min(res.extra["auto_predicted"], key=res.extra["auto_predicted"].get)
-    fit, held = heldout_split(calib)
-    layers = tc.find_layers(base)
-    stats = tc.collect_activation_stats(base, layers, fit)  # both fitting batches
-    searched = copy.deepcopy(base)
-    tc.compress_model(searched, method="search", ratio=0.6, prune=None if best == 1.0 else best, calibration=fit[:1],
-                      stats=stats, weights=tc.gradient_weights(base, layers, fit[:1]), progress=False)
-    assert heldout_loss(searched, held) == pytest.approx(losses[best], rel=1e-5)
-    pruned = copy.deepcopy(base)
-    tc.compress_model(pruned, method="prune", ratio=0.6, stats=stats, calibration=fit, progress=False)
-    assert heldout_loss(pruned, held) == pytest.approx(losses[0.6], rel=1e-5)
-
-
 @pytest.mark.parametrize("n", range(1, 10))
-def test_bracket_minimum_finds_the_minimum_of_a_unimodal_sequence_with_few_calls(n):
+def test_descend_finds_the_minimum_of_a_unimodal_sequence_walking_down_from_its_end(n):
     rng = np.random.default_rng(n)
-    for m in range(n):
-        values = np.abs(np.arange(n) - m) + rng.uniform(0.0, 0.5, n) * (np.arange(n) != m)
+    for m in range(n + 1):  # m == n: the known point after the last index is the minimum
+        values = np.abs(np.arange(n + 1) - m) + rng.uniform(0.0, 0.5, n + 1) * (np.arange(n + 1) != m)
         calls = []
-        assert bracket_minimum(lambda i: calls.append(i) or values[i], n) == m
-        assert len(calls) == len(set(calls)) <= (n if n < 4 else n - 1)  # each index at most once; four: three
-    # the measured SmolLM2 losses of the four search splits (shares 0, 0.25, 0.5, 0.75): 70% and 90% kept
-    for losses, best in (((4.638, 4.326, 4.076, 3.946), 3), ((3.364, 3.324, 3.319, 3.472), 2)):
-        assert bracket_minimum(lambda i: losses[i], 4) == best
+        seen = descend(lambda i: calls.append(i) or values[i], n, above=values[n])
+        assert calls == list(range(n - 1, n - 1 - len(calls), -1))  # from the end down, each index once
+        best = min(seen, key=seen.get)
+        assert (best == m) if m < n else (seen[best] > values[n] and calls == [n - 1])
+        assert len(calls) == min(n - m + 1, n)
+    # the measured SmolLM2 one-shot losses of the four search splits (shares 0, 0.25, 0.5, 0.75) and pruning alone:
+    # 70% kept (two splits built) and 90% kept (three)
+    for losses, above, best, built in (((4.638, 4.326, 4.076, 3.946), 4.122, 3, 2),
+                                       ((3.364, 3.324, 3.319, 3.472), 3.533, 2, 3)):
+        seen = descend(lambda i: losses[i], 4, above=above)
+        assert min(seen, key=seen.get) == best and len(seen) == built
     with pytest.raises(ValueError, match="n"):
-        bracket_minimum(lambda i: 0.0, 0)
+        descend(lambda i: 0.0, 0)
 
 
 def test_bfloat16_statistics_are_float32_statistics_to_bfloat16_rounding(calib):
@@ -174,8 +163,8 @@ def test_auto_with_bfloat16_statistics_builds_the_same_kind_of_model(calib):
     ra = tc.compress_model(a, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
     rb = tc.compress_model(b, ratio=0.6, calibration=calib, stats_precision="bfloat16", progress=False)
     pa, pb = ra.extra["auto_predicted"], rb.extra["auto_predicted"]
-    common = set(pa) & set(pb)  # the ternary search visits the same two inner shares first
-    assert len(common) >= 2
+    common = set(pa) & set(pb)  # both walks start at the split with the most pruning
+    assert min(pa) in common
     for keep in common:
         assert pb[keep] == pytest.approx(pa[keep], rel=2e-2)
     assert rb.extra["auto_losses"][0.6] == pytest.approx(ra.extra["auto_losses"][0.6], rel=2e-2)

@@ -155,6 +155,19 @@ def test_gradient_weights_are_positive_and_normalised():
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_gradient_weights_in_bfloat16_are_float32_ones_to_bfloat16_rounding():
+    model = tc.tiny_llama(seed=1)
+    layers = tc.find_layers(model)
+    ids = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (4, 64)))
+    exact = gradient_weights(model, layers, [ids])
+    fast = gradient_weights(model, layers, [ids], precision="bfloat16")
+    assert fast != exact  # the products did run in bfloat16
+    ratios = np.array([fast[n] / exact[n] for n in layers])
+    np.testing.assert_allclose(ratios, 1.0, atol=0.02)
+    with pytest.raises(ValueError, match="precision"):
+        gradient_weights(model, layers, [ids], precision="float16")
+
+
 def test_layer_options_validate_inputs(rng):
     with pytest.raises(ValueError, match="families"):
         layer_options(np.ones((4, 6)), np.eye(6), families=("tucker",))

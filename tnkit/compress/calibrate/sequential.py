@@ -132,7 +132,7 @@ class _InputMoments:
         self.cross = np.zeros((n, n)) if paired else None
 
     def add(self, x_comp: torch.Tensor, x: torch.Tensor | None) -> None:
-        self.stats.update(x_comp)
+        self.stats.accumulate(x_comp)  # read (and flushed) when the block's layers are built
         if self.cross is not None:
             a = x.reshape(-1, x.shape[-1]).to(torch.float64)
             b = x_comp.reshape(-1, x_comp.shape[-1]).to(torch.float64)

@@ -129,10 +129,10 @@ def add_compress_parser(sub: Any) -> None:
                    help="text for activation statistics (data-aware methods); default: --heal-text, else --eval-text")
     p.add_argument("--calib-tokens", type=int_at_least(1), default=CALIB_TOKENS,
                    help=f"calibration tokens (default {CALIB_TOKENS}: the default method measures its statistics on "
-                        "all of them but a held-out batch, and builds on the first three batches)")
+                        "all of them but a held-out batch, which scores its candidates)")
     p.add_argument("--stats-precision", default=None, choices=("float32", "bfloat16"),
-                   help="precision of the default method's statistics pass (default: bfloat16 where the CPU "
-                        "multiplies it natively, else float32)")
+                   help="precision of the default method's statistics, sensitivity and held-out passes (default: "
+                        "bfloat16 where the CPU multiplies it natively, else float32)")
     add_heal_args(p)
     p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")

@@ -226,8 +226,10 @@ def _whitened_spectrum(w: np.ndarray, c: np.ndarray | None, whitener: np.ndarray
         g = gram(m) if side == "right" else gram(m.T)
         del m
     total = float(np.trace(g))
-    if keep_basis:
-        values, vectors = np.linalg.eigh(g)
+    if keep_basis:  # LAPACK's divide and conquer through SciPy: 39 ms for a 576 matrix on one thread, numpy's 55 ms
+        from scipy.linalg import eigh
+
+        values, vectors = eigh(g, driver="evd", overwrite_a=True, check_finite=False)
         values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
     else:
         values, vectors = np.clip(np.linalg.eigvalsh(g)[::-1], 0.0, None), None
@@ -508,7 +510,8 @@ def search_allocation(options: Mapping[str, LayerOptions], budget: int, *, weigh
 # ----------------------------------------------------------------------------- sensitivity
 
 
-def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[object]) -> dict[str, float]:
+def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[object], *,
+                     precision: str = "float32") -> dict[str, float]:
     """Per-layer sensitivity: mean squared loss gradient at the layer's output, per output channel.
 
     With ``g = dL/dy`` at a layer's output, the loss change caused by an output error
@@ -524,8 +527,17 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
         The layers to weigh.
     batches : sequence of torch.Tensor
         Token ids ``(batch, seq)``; the language-model loss on them is differentiated.
+    precision : {"float32", "bfloat16"}
+        ``"bfloat16"`` runs the forward pass's matrix products (and so their gradients) in
+        bfloat16 under ``torch.autocast``, as the statistics pass of method ``"auto"``
+        (``tnkit.compress.numerics.precision.STATS_PRECISIONS``); the gradients'
+        energies are summed in float64 either way.
     """
     import torch
+
+    from .precision import precision_autocast
+
+    autocast = precision_autocast(model, precision)
 
     sums = dict.fromkeys(layers, 0.0)
     counts = dict.fromkeys(layers, 0)
@@ -546,7 +558,8 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     try:
         for ids in batches:
             emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # gradients flow to the hooks
-            loss = model(inputs_embeds=emb, labels=ids, use_cache=False).loss
+            with autocast:
+                loss = model(inputs_embeds=emb, labels=ids, use_cache=False).loss
             loss.backward()
     finally:
         for h in handles:

@@ -33,6 +33,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,8 +242,10 @@ def compress_model(
         With ``sequential``: also correct each weight toward the original layer's
         outputs (error feedback) with this relative ridge. Off by default.
     stats_precision : {"float32", "bfloat16"}, optional
-        Precision of the forward pass that measures method ``"auto"``'s activation statistics
-        (:func:`tnkit.compress.collect_activation_stats`); default
+        Precision of the forward passes that measure method ``"auto"``'s activation statistics
+        (:func:`tnkit.compress.collect_activation_stats`), gradient sensitivities
+        (:func:`tnkit.compress.numerics.search.gradient_weights`) and held-out losses
+        (``tnkit.compress.recipes.recipe.heldout_loss``); default
         ``tnkit.compress.calibrate.calibration.stats_precision(model)``: bfloat16 where the hardware
         multiplies it natively, else float32. The other methods measure in float32.
     progress : bool
@@ -533,7 +536,8 @@ class AutoCandidate:
         Mean next-token cross-entropy on the held-out calibration batch.
     predicted : dict
         The held-out loss of every split that uses the search built in one shot, by the
-        fraction pruning keeps (see :func:`auto_candidates`); the same dict for every candidate.
+        fraction pruning keeps (see :func:`auto_candidates`); empty for pruning alone, which
+        is built before them.
     """
 
     prune: float
@@ -545,11 +549,10 @@ class AutoCandidate:
 
 @dataclass
 class _Split:
-    """A split of method ``"auto"`` planned and built in one shot (:func:`_predict_splits`).
+    """A split of method ``"auto"`` planned on the original model's statistics (:func:`_plan_split`).
 
-    Its block-by-block build starts from ``pruned`` (the width-pruned copy of the model,
-    not yet factorised; ``None`` when the split does not prune) with the same plan, so
-    neither the pruning nor the search's candidates are computed twice.
+    ``pruned`` is the width-pruned copy of the model (``None`` when the split does not
+    prune); the split's factorised layers are built on it in one shot (:func:`_build_split`).
     """
 
     keep: float
@@ -574,10 +577,10 @@ def _default_build_options() -> _BuildOptions:
 def _plan_split(model, ratio, keep, search, reference, keep_bases=False) -> tuple[_Split, tuple]:
     """Width-prune a copy of ``model`` to ``keep`` (1: none) and plan the search of the rest of ``ratio`` on it.
 
-    ``reference`` is ``(layers, statistics, candidates)`` of the unpruned model's search (or
+    ``reference`` is ``(layers, statistics, candidates)`` of an earlier split's search (or
     ``None``): the candidates of a layer that pruning left unchanged (same weight, same
     statistics object) are taken from it. ``keep_bases``: the split keeps its low-rank
-    candidates' eigenvectors (``_Split.bases``) for a one-shot build.
+    candidates' eigenvectors (``_Split.bases``) for the one-shot build.
     """
     import torch
 
@@ -601,63 +604,81 @@ def _plan_split(model, ratio, keep, search, reference, keep_bases=False) -> tupl
     return _Split(keep, pruned, pres, stats, plan, forms, bases=bases), (chosen, stats, options)
 
 
-def _build_split(model, split: _Split, calibration, progress, start, params_before) -> CompressionResult:
-    """Factorise ``model`` (the split's pruned copy, or a copy of the unpruned model) by the split's plan.
-
-    Without ``calibration`` (one shot) the low-rank layers are cut from the split's ``bases`` where it has them.
-    """
+def _build_split(model, split: _Split, progress, start, params_before) -> CompressionResult:
+    """Factorise ``model`` (the split's pruned copy, or the unpruned model) in place by the split's plan, in one
+    shot: every layer truncated on the original model's statistics (cut to the kept channels), the low-rank
+    layers cut from the split's ``bases`` where it has them."""
     extra = {} if split.prune is None else {"prune": split.prune}
     return _build_planned(model, "search", find_layers(model), split.plan, split.forms, split.stats,
-                          _default_build_options(), calibration, calibration is not None, None, progress, extra,
-                          start, params_before, bases=split.bases if calibration is None else None)
+                          _default_build_options(), None, False, None, progress, extra, start, params_before,
+                          bases=split.bases)
 
 
-def _predict_splits(model, ratio, shares, search, held, progress) -> dict[float, _Split]:
-    """The splits planned on the original model's statistics and built in one shot, with their held-out losses.
+def _best_split(model, ratio, shares, search, held, progress, above=math.inf, precision="float32"
+                ) -> tuple[AutoCandidate, dict[float, float]]:
+    """The splits that use the search, built in one shot and scored on the held-out batch; the best one.
 
-    The cheap stand-in for the block-by-block build (:mod:`tnkit.compress.calibrate.sequential`),
-    which costs two passes over the calibration text per split: here each split costs its
-    factorisations and one forward pass over the held-out batch. The sensitivity-weighted
-    sum of the layers' output errors (the knapsack's objective plus the pruning's errors)
-    was tried first and ranks pruning far too well (SmolLM2 at 70% kept: it put pruning
-    alone below the mix that is 0.26 nats better on held-out text).
+    Each split costs its pruning, its candidates' eigendecompositions, its factorisations and
+    one forward pass over the held-out batch: no pass over the calibration text (the
+    statistics are the original model's, cut to the kept channels). Not every split is
+    built: the held-out loss is taken to be unimodal in the share, so the splits are built
+    from the largest share of pruning down while the loss falls (:func:`descend`), the first
+    compared with ``above`` (pruning alone's loss). Measured on SmolLM2 the one-shot loss
+    falls steadily with the share at 70% kept (two splits built) and has one interior minimum
+    at 90% (three). Each is built in place on its pruned copy (or on the model itself, whose
+    dense layers are put back afterwards); only the best so far is kept.
 
-    Not every split is built: the held-out loss is taken to be unimodal in the share
-    (:func:`bracket_minimum`; measured on SmolLM2 it falls steadily with the share at 70%
-    kept and has one interior minimum at 90%), so of four shares three are built. Returns
-    the built splits by the fraction width pruning keeps; each keeps its pruned copy for
-    the block-by-block build.
+    Returns the best split as an :class:`AutoCandidate` (``model`` is its compressed copy;
+    ``model`` itself is unchanged) and the held-out loss of every split built, by the
+    fraction width pruning keeps. ``precision``: of the held-out forward passes (:func:`heldout_loss`).
+
+    A block-by-block build of the best split (:mod:`tnkit.compress.calibrate.sequential`, on
+    three of the fitting batches) scored worse on the held-out batch than its one-shot build
+    on SmolLM2 (70% kept: 3.992 against 3.950; 90%: 3.349 against 3.319; docs/compress.md)
+    for two more passes of the trunk over that text, so the one-shot build is the candidate.
     """
     from tqdm.auto import tqdm
 
-    from .recipe import bracket_minimum, heldout_loss, prune_fraction
+    from .recipe import descend, heldout_loss, prune_fraction
 
     shares = sorted(shares)
-    splits, reference = {}, None
-    bar = tqdm(total=len(shares), desc="auto: predict splits", disable=not progress, leave=False)
+    losses, reference, best = {}, None, None
+    params_before = count_params(model)
+    bar = tqdm(total=len(shares), desc="auto: one-shot splits", disable=not progress, leave=False)
 
     def loss_of(i: int) -> float:
-        nonlocal reference
+        nonlocal reference, best
+        start = time.perf_counter()
         keep = round(prune_fraction(ratio, shares[i]), 6)
         split, planned = _plan_split(model, ratio, keep, search, reference, keep_bases=True)
         # the first split's candidates serve every later split wherever pruning left a layer unchanged
         reference = reference or _unchanged_bases(planned, find_layers(model))
-        # built in place and scored, then the dense layers go back: the pruned copy (or the model) is not copied
         trial = model if split.pruned is None else split.pruned
         dense = find_layers(trial)
         try:
-            _build_split(trial, split, None, False, time.perf_counter(), 0)
-            split.loss = heldout_loss(trial, held)
+            res = _build_split(trial, split, False, start, params_before)
+            split.loss = loss = heldout_loss(trial, held, precision=precision)
+            if best is None or loss < best[0].loss:
+                built = {name: trial.get_submodule(name) for name in dense}
+                best = (split, {n: m for n, m in built.items() if m is not dense[n]}, res)
         finally:
-            replace_layers(trial, dense)
+            if trial is model:
+                replace_layers(model, dense)  # the model itself stays as it was
         split.bases = None
-        splits[keep] = split
+        if best[0] is not split:
+            split.pruned = None  # its pruned copy: not needed any more
+        losses[keep] = loss
         bar.update(1)
-        return split.loss
+        if progress:
+            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights, then the factorisation search "
+                       f"(one shot): held-out loss {loss:.4f}")
+        return loss
 
-    bracket_minimum(loss_of, len(shares))
+    descend(loss_of, len(shares), above=above)
     bar.close()
-    return dict(sorted(splits.items(), reverse=True))
+    split, built, res = best
+    trial = split.pruned if split.pruned is not None else replace_layers(copy.deepcopy(model), built)
+    return AutoCandidate(split.keep, trial, res, split.loss), dict(sorted(losses.items(), reverse=True))
 
 
 def _unchanged_bases(planned: tuple, original: Mapping[str, nn.Module]) -> tuple:
@@ -683,66 +704,47 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
-    for the rest of the budget. The splits that use the search are first ranked by their
-    held-out loss when built in one shot on the original model's statistics
-    (:func:`_predict_splits`, which builds only the splits a ternary search over the shares
-    visits); only the best of them is built block by block (sequential
-    calibration, on the first ``AUTO_BUILD_BATCHES`` calibration batches, with the plan of its
-    one-shot build), next to pruning alone (share 1, which needs no factorisation). Each built
-    candidate is scored on the last batch (see ``calibration_batches``). The original
-    model's statistics (on every fitting batch) and gradient sensitivities are measured once and shared.
+    for the rest of the budget. Pruning alone (share 1, which needs no factorisation) is the
+    first candidate; the splits that use the search are built in one shot on the original
+    model's statistics and scored by their held-out loss (:func:`_best_split`, which builds
+    them from the largest share down while the loss falls), and the best of them is the
+    second. Each candidate is scored on the last batch (see ``calibration_batches``). The
+    original model's statistics (on every fitting batch) and gradient sensitivities are
+    measured once and shared.
     """
-    from .recipe import AUTO_SPLITS, build_batches, heldout_loss, heldout_split, prune_fraction
+    from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
     clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
     fit, held = heldout_split(calibration)
     chosen = find_layers(model)
+    precision = stats_precision or default_stats_precision(model)
     with clock("calibrate"):
-        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress),
-                                         precision=stats_precision or default_stats_precision(model))
+        stats = collect_activation_stats(model, chosen, _bar(fit, "calibrate", progress), precision=precision)
     if weights is None and sensitivity == "gradient":
         with clock("sensitivity"):
-            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress))
+            weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress),
+                                       precision=precision)
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
-    searched = [s for s in shares if s < 1.0]
-    search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
-    predicted, splits = {}, {}
-    if len(searched) > 1:
-        with clock("one-shot splits"):
-            splits = _predict_splits(model, ratio, searched, search, held, progress)
-        predicted = {keep: split.loss for keep, split in splits.items()}
-        best = min(predicted, key=predicted.get)
-        searched = [s for s in searched if round(prune_fraction(ratio, s), 6) == best]
-        for keep in [k for k in splits if k != best]:
-            del splits[keep]  # its pruned copy
-        if progress:
-            from tqdm.auto import tqdm
-
-            tqdm.write("auto: held-out loss of each split built in one shot, by the fraction width pruning keeps: "
-                       + ", ".join(f"{k:.1%}: {v:.4f}" for k, v in predicted.items()))
-    for share in searched + [s for s in shares if s == 1.0]:
-        keep = round(prune_fraction(ratio, share), 6)
-        start, params_before = time.perf_counter(), count_params(model)
-        if share == 1.0:
-            with clock("pruning alone"):
-                trial = copy.deepcopy(model)
-                res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
-        else:
-            with clock("block-by-block build"):
-                split = splits.pop(keep, None) or _plan_split(model, ratio, keep, search, None)[0]
-                trial = split.pruned if split.pruned is not None else copy.deepcopy(model)
-                split.pruned = None
-                res = _build_split(trial, split, build_batches(fit), progress, start, params_before)
+    pruned_loss = math.inf
+    if 1.0 in shares:
+        with clock("pruning alone"):
+            trial = copy.deepcopy(model)
+            res = compress_model(trial, method="prune", ratio=ratio, stats=stats, progress=progress)
         res.extra["stage_seconds"] = clock.seconds
         with clock("held-out scores"):
-            loss = heldout_loss(trial, held)
+            pruned_loss = heldout_loss(trial, held, precision=precision)
         if progress:
             from tqdm.auto import tqdm
 
-            tqdm.write(f"auto: width pruning to {keep:.1%} of the block weights"
-                       + ("" if share == 1.0 else ", then the factorisation search") + f": held-out loss {loss:.4f}")
-        yield AutoCandidate(keep, trial, res, loss, predicted)
+            tqdm.write(f"auto: width pruning to {ratio:.1%} of the block weights: held-out loss {pruned_loss:.4f}")
+        yield AutoCandidate(round(prune_fraction(ratio, 1.0), 6), trial, res, pruned_loss)
         del trial
+    search = dict(stats=stats, weights=weights, families=tuple(families), step=step, max_flops=max_flops)
+    with clock("one-shot splits"):
+        cand, predicted = _best_split(model, ratio, [s for s in shares if s < 1.0], search, held, progress,
+                                      above=pruned_loss, precision=precision)
+    cand.result.extra["stage_seconds"] = clock.seconds
+    yield AutoCandidate(cand.prune, cand.model, cand.result, cand.loss, predicted)
 
 
 def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
@@ -810,7 +812,8 @@ def _prune_stage(model, keep, calibration, stats, progress):
 
     if progress:
         log.info("width pruning to %.0f%% of the block weights", 100 * keep)
-    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats)
+    return prune_width(model, ratio=keep, calibration=_bar(calibration, "prune: calibrate", progress), stats=stats,
+                       progress=progress)
 
 
 def _pruned_result(model, pres, params_before, seconds) -> CompressionResult:

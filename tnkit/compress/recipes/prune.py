@@ -128,10 +128,10 @@ def _energy(w: np.ndarray, c: np.ndarray, cols: np.ndarray) -> float:
 def _head_scores(o: np.ndarray, c: np.ndarray, n_kv: int, per_group: int, head_dim: int) -> np.ndarray:
     """Energy of each query head through ``o``, shape ``(n_kv, per_group)``."""
     heads = n_kv * per_group
-    oh = o[:, : heads * head_dim].reshape(o.shape[0], heads, head_dim)
+    oh = o[:, : heads * head_dim].reshape(o.shape[0], heads, head_dim).transpose(1, 0, 2)  # (heads, out, head_dim)
     ch = c[: heads * head_dim, : heads * head_dim].reshape(heads, head_dim, heads, head_dim)
     diag = ch[np.arange(heads), :, np.arange(heads), :]  # (heads, head_dim, head_dim): each head's own block
-    return np.einsum("ohi,hij,ohj->h", oh, diag, oh).reshape(n_kv, per_group)
+    return np.sum((oh @ diag) * oh, axis=(1, 2)).reshape(n_kv, per_group)  # batched products, not an einsum loop
 
 
 def _kept_heads(scores: np.ndarray, kv_keep: int, per_group_keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +238,8 @@ def prune_plan(model: nn.Module, ratio: float, stats: Mapping[str, object], *,
         on, dn = f"model.layers.{i}.self_attn.o_proj", f"model.layers.{i}.mlp.down_proj"
         o = b.self_attn.o_proj.weight.detach().double().numpy()
         d = b.mlp.down_proj.weight.detach().double().numpy()
-        co, cd = stats[on].covariance, stats[dn].covariance
-        ch = np.sum(d * d, axis=0) * np.diag(cd)  # each channel's own energy through down
+        co = stats[on].covariance
+        ch = np.sum(d * d, axis=0) * stats[dn].variance  # each channel's own energy through down
         mats.append((_head_scores(o, co, n_kv, per_group, head_dim), np.sort(ch)[::-1],
                      float(w.get(on, 1.0)), float(w.get(dn, 1.0))))
     best = None
@@ -269,7 +269,8 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
                 kv_groups: int | None = None, heads_per_group: int | None = None,
                 calibration: Sequence[torch.Tensor] | None = None, stats: Mapping[str, object] | None = None,
                 weights: Mapping[str, float] | None = None, fold: bool = True,
-                fold_ridge: float = PRUNE_FOLD_RIDGE, channel_score: str = DEFAULT_CHANNEL_SCORE) -> PruneResult:
+                fold_ridge: float = PRUNE_FOLD_RIDGE, channel_score: str = DEFAULT_CHANNEL_SCORE,
+                progress: bool = False) -> PruneResult:
     """Remove MLP channels and attention heads uniformly in every block, in place.
 
     Parameters
@@ -297,6 +298,8 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
         How each block's kept MLP channels are chosen, one of :data:`CHANNEL_SCORES`:
         ``"energy"`` (default, ``||down_j||^2 C_jj``) or ``"obs"`` (greedy removal by the
         error after the fold).
+    progress : bool
+        Show a tqdm bar over the blocks.
 
     Returns
     -------
@@ -328,6 +331,7 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
             raise ValueError(f"`{name}` must be at most {top}, got {v}.")
         widths[name] = v
     st = _stats(model, blocks, calibration, stats)
+    workers = available_threads()  # read before the one-BLAS-thread section below, which it would report
     with blas_threads(min(hidden, inter)):  # small factorisations: one BLAS thread (tnkit.core.threads)
         if ratio is not None:
             widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"] = prune_plan(
@@ -335,14 +339,24 @@ def prune_width(model: nn.Module, *, ratio: float | None = None, intermediate_si
         m_keep, kv_keep, pg_keep = widths["intermediate_size"], widths["kv_groups"], widths["heads_per_group"]
         def one(i: int) -> tuple[float, float, float, float, np.ndarray | None, np.ndarray | None]:
             b = blocks[i]
-            err_a, tot_a, cols = _prune_attention(b.self_attn, st[f"model.layers.{i}.self_attn.o_proj"].covariance,
-                                                  n_kv, per_group, head_dim, kv_keep, pg_keep, fold, fold_ridge)
-            err_m, tot_m, channels = _prune_mlp(b.mlp, st[f"model.layers.{i}.mlp.down_proj"].covariance, m_keep, fold,
+            err_a, tot_a, cols = _prune_attention(b.self_attn, st[f"model.layers.{i}.self_attn.o_proj"], n_kv,
+                                                  per_group, head_dim, kv_keep, pg_keep, fold, fold_ridge)
+            err_m, tot_m, channels = _prune_mlp(b.mlp, st[f"model.layers.{i}.mlp.down_proj"], m_keep, fold,
                                                 fold_ridge, CHANNEL_SCORES[channel_score])
             return err_a, tot_a, err_m, tot_m, channels, cols
 
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(blocks), desc="prune", disable=not progress, leave=False)
+
+        def counted(i: int):
+            out = one(i)
+            bar.update(1)
+            return out
+
         # the blocks are independent: one worker thread per core, each with one BLAS thread (numpy frees the GIL)
-        parts = map_on_threads(one, range(len(blocks)), available_threads())
+        parts = map_on_threads(counted, range(len(blocks)), workers)
+        bar.close()
         removed = total = 0.0
         kept, errors = {}, {}
         for i, (err_a, tot_a, err_m, tot_m, channels, cols) in enumerate(parts):
@@ -401,10 +415,11 @@ def _sliced(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -
     return new
 
 
-def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool, ridge: float, select
+def _prune_mlp(mlp: nn.Module, st, keep_n: int, fold: bool, ridge: float, select
                ) -> tuple[float, float, np.ndarray | None]:
     d = mlp.down_proj.weight.detach().double().numpy()
-    total = float(np.sum((d @ c) * d))
+    c = st.covariance
+    total = st.output_energy(d, c)  # remembered: the prunings of copies of one model share it
     if keep_n == d.shape[1]:
         return 0.0, total, None
     keep = select(d, c, keep_n, ridge)
@@ -421,10 +436,11 @@ def _prune_mlp(mlp: nn.Module, c: np.ndarray, keep_n: int, fold: bool, ridge: fl
     return err, total, keep
 
 
-def _prune_attention(attn: nn.Module, c: np.ndarray, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
+def _prune_attention(attn: nn.Module, st, n_kv: int, per_group: int, head_dim: int, kv_keep: int,
                      pg_keep: int, fold: bool, ridge: float) -> tuple[float, float, np.ndarray | None]:
     o = attn.o_proj.weight.detach().double().numpy()
-    total = float(np.sum((o @ c) * o))
+    c = st.covariance
+    total = st.output_energy(o, c)
     if kv_keep == n_kv and pg_keep == per_group:
         return 0.0, total, None
     groups, heads = _kept_heads(_head_scores(o, c, n_kv, per_group, head_dim), kv_keep, pg_keep)

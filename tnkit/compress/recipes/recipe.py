@@ -8,35 +8,27 @@ when much is), and mixing them (prune to ``p``, then search the rest of the budg
 beat both. ``AUTO_SPLITS`` lists the shares of the removal ``1 - ratio`` given to
 pruning that method ``"auto"`` tries. Each candidate is built on a copy of the model and
 scored by its language-model loss on a calibration batch that no candidate was fitted on,
-and the lowest wins. The splits that use the search are first built in one shot (every
-layer truncated on the original model's statistics, no pass over the calibration text)
-and only the best of them is rebuilt block by block (sequential calibration, two passes
-over the text) to compete with pruning alone. The held-out loss is taken to be unimodal in
-the share, so not every one-shot split is built (:func:`bracket_minimum`: three of four). So on the held-out loss the result is never
-worse than pruning alone, and never worse than the one-shot splits built.
+and the lowest wins. Pruning alone is built first; the splits that use the search are built
+in one shot (every layer truncated on the original model's statistics, no pass over the
+calibration text), from the largest share of pruning down while the held-out loss falls
+(:func:`descend`: the loss is taken to be unimodal in the share). So on the held-out loss
+the result is never worse than pruning alone, and never worse than the splits built.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["AUTO_SPLITS", "AUTO_BUILD_BATCHES", "HELDOUT_FRACTION", "prune_fraction", "bracket_minimum",
-           "calibration_batches",
-           "heldout_split", "build_batches", "heldout_loss", "adopt"]
+__all__ = ["AUTO_SPLITS", "HELDOUT_FRACTION", "prune_fraction", "descend", "calibration_batches",
+           "heldout_split", "heldout_loss", "adopt"]
 
 #: share of the removal ``1 - ratio`` done by width pruning in each candidate of method ``"auto"``:
 #: 0 is the factorisation search alone, 1 pruning alone
 AUTO_SPLITS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-#: fitting batches (the first ones) on which method ``"auto"`` builds its candidates block by block (two passes of
-#: the trunk per batch and candidate); the activation statistics, which plan the pruning and the search and fit the
-#: pruning's least-squares fold, use every fitting batch (one forward pass each): more text for the statistics is
-#: cheap and makes the pruning much less noisy (docs/compress.md, "Choosing the pruning")
-AUTO_BUILD_BATCHES = 3
 
 #: share of the calibration text (its end) from which ``calibration_batches`` draws the held-out batch
 HELDOUT_FRACTION = 0.1
@@ -87,12 +79,14 @@ def prune_fraction(ratio: float, share: float) -> float:
     return 1.0 - float(share) * (1.0 - float(ratio))
 
 
-def bracket_minimum(f: Callable[[int], float], n: int) -> int:
-    """The index in ``range(n)`` minimising ``f``, assuming ``f`` unimodal, by discrete ternary search.
+def descend(f: Callable[[int], float], n: int, *, above: float = math.inf) -> dict[int, float]:
+    """``f`` from the last index down while it falls: ``f(n - 1)``, ``f(n - 2)``, ... (each called once).
 
-    ``f`` is called at most once per index and never at every one of ``n >= 4`` (``n = 4``: three calls),
-    in the order: the two inner thirds, then inside the bracket that must hold the minimum.
-    On a tie the lower index wins.
+    For ``f`` unimodal on ``range(n)`` followed by one more point whose value is ``above``
+    (already known), the walk stops at the first value that is not lower than the one
+    before it (``f(n - 1)`` is compared with ``above``), and the least value seen is the
+    minimum over all ``n + 1`` points. It calls ``f`` once when the extra point is the
+    minimum, and at most ``n`` times.
 
     Parameters
     ----------
@@ -100,26 +94,25 @@ def bracket_minimum(f: Callable[[int], float], n: int) -> int:
         ``f(i)`` for ``0 <= i < n``; lower is better.
     n : int
         At least 1.
+    above : float
+        The value of the point after ``n - 1``.
+
+    Returns
+    -------
+    dict of int to float
+        The values of ``f`` at the indices visited.
     """
     from ...core.validate import check_int
 
     n = check_int("n", n, minimum=1)
     seen: dict[int, float] = {}
-
-    def at(i: int) -> float:
-        if i not in seen:
-            seen[i] = float(f(i))
-        return seen[i]
-
-    lo, hi = 0, n - 1
-    while hi - lo > 2:
-        third = (hi - lo) // 3
-        m1, m2 = lo + third, hi - third
-        if at(m1) <= at(m2):
-            hi = m2 - 1  # a unimodal f has its minimum left of m2
-        else:
-            lo = m1 + 1
-    return min(range(lo, hi + 1), key=lambda i: (at(i), i))
+    last = float(above)
+    for i in range(n - 1, -1, -1):
+        seen[i] = float(f(i))
+        if not seen[i] < last:
+            break
+        last = seen[i]
+    return seen
 
 
 def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -133,18 +126,22 @@ def heldout_split(batches: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], 
     return batches[:-1], batches[-1:]
 
 
-def build_batches(fit: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The first :data:`AUTO_BUILD_BATCHES` of the fitting batches: those the block-by-block builds pass over."""
-    return list(fit)[:AUTO_BUILD_BATCHES]
+def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor], *, precision: str = "float32") -> float:
+    """Mean next-token cross-entropy of ``model`` on token-id ``batches`` (each ``(batch, seq)``).
 
+    ``precision="bfloat16"`` runs the matrix products in bfloat16 under ``torch.autocast``
+    (as method ``"auto"``'s statistics pass), about half the time of a float32 pass on a CPU
+    that multiplies bfloat16 natively; candidates compared with each other must be scored
+    in the same precision.
+    """
+    from ..numerics.precision import precision_autocast
 
-def heldout_loss(model: nn.Module, batches: Sequence[torch.Tensor]) -> float:
-    """Mean next-token cross-entropy of ``model`` on token-id ``batches`` (each ``(batch, seq)``)."""
+    autocast = precision_autocast(model, precision)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             for ids in batches:
                 n = ids.shape[0] * (ids.shape[1] - 1)
                 total += float(model(input_ids=ids, labels=ids, use_cache=False).loss) * n
