@@ -369,6 +369,10 @@ def read_safetensors(path: Any, expected: dict[str, tuple[int, ...]] | None = No
             if not _checked(t, mapping if mapped else None, begin):
                 raise SchemaError(f"{str(path)!r}: tensor {name!r} holds NaN or infinite values.")
             tensors[name] = t
+        if mapping is not None:
+            # the kernel maps neighbouring pages around each fault (fault-around), including pages
+            # of parts already released; nothing has been written, so dropping every page is safe
+            _release_pages(mapping, 0, len(mapping))
     return tensors
 
 
@@ -403,7 +407,9 @@ def _checked(t: torch.Tensor, mapping: Any, begin: int, *, chunk_bytes: int = 1 
         if t.is_floating_point() and not all_finite(part):
             return False
         start = begin + i * t.element_size()
-        _release_pages(mapping, start, start + part.numel() * t.element_size())
+        # from one part back: the kernel maps neighbouring pages around each fault (fault-around),
+        # so a part's first reads map pages of the part before it again
+        _release_pages(mapping, max(0, start - chunk_bytes), start + part.numel() * t.element_size())
     return True
 
 
