@@ -50,8 +50,10 @@ rest of the tree (``E_v = T_v`` when ``v`` is the orthogonality centre).
   unchanged; for small steps it is close to the identity, so Adam's moments stay
   meaningful).
 
-Bond dimensions are fixed at ``max_bond`` (capped where a subtree, or the rest of the
-tree, has fewer configurations).
+A node update keeps the bond dimensions, so a fresh full-batch sweep fit grows them in
+stages from ``init_bond`` to ``max_bond`` (capped where a subtree, or the rest of the tree,
+has fewer configurations): :meth:`tnkit.TTN.pad_bonds` between stages, a held-out share of
+the rows to choose where growth stops (``validation_fraction``; see ``growth_``).
 
 Sampling is the engine's perfect sampler (:meth:`tnkit.TTN.sample`, top-down from the
 root in canonical form).
