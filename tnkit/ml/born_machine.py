@@ -42,7 +42,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..core.rng import as_generator
+from ..core.rng import as_generator, standard_normal
 from ..core.validate import check_int, check_option
 from ..io import load_arrays, save_arrays
 from ..mps.mps import MatrixProductState
@@ -159,9 +159,7 @@ def perturbed_tensors(tensors: Any, size: float, rng: np.random.Generator) -> li
     """
     out = []
     for t in tensors:
-        noise = rng.standard_normal(t.shape)
-        if np.iscomplexobj(t):
-            noise = (noise + 1j * rng.standard_normal(t.shape)) / math.sqrt(2.0)
+        noise = standard_normal(rng, t.shape, is_complex=np.iscomplexobj(t))
         out.append(t + size * np.linalg.norm(t) / math.sqrt(t.size) * noise)
     return out
 
