@@ -347,6 +347,12 @@ def test_bad_arguments_are_named(rng):
         TTNBornMachine(n_hops=-1).fit(X)
     with pytest.raises(ValueError, match="hop_sweeps"):
         TTNBornMachine(hop_sweeps=0).fit(X)
+    with pytest.raises(ValueError, match="init_bond"):
+        TTNBornMachine(init_bond=0).fit(X)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TTNBornMachine(validation_fraction=0.95).fit(X)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TTNBornMachine(validation_fraction=-0.1).fit(X)
     with pytest.raises(ValueError, match="`tree` has 4 leaves"):
         TTNBornMachine(tree=Tree.grid(2, 2)).fit(X)
     with pytest.raises(ValueError, match="image_shape"):
