@@ -27,7 +27,10 @@ batches of 4 rows of 256 tokens, AdamW at 1e-4), e.g. 30 minutes on 2 cores:
 
 ``--data`` (or ``TNKIT_DATA``) is a directory holding
 ``text/wikitext-2-raw/wiki.test.raw`` (calibration, optional mixed-in text and the
-perplexity); without it the compression is plain SVD and no perplexity is reported.
+perplexity); the model is then compressed by the default recipe (``tnkit compress --ratio KEEP
+--calib-text``); without it the compression is plain SVD and no perplexity is reported.
+``--skip-before`` leaves out the two evaluations before healing (the original and the
+compressed model) when they are known.
 ``--model DIR`` starts from an already compressed directory instead. One JSON line
 goes to stdout at the end.
 """
@@ -71,6 +74,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     p.add_argument("--eval-tokens", type=int, default=None, help="evaluate on the first N tokens only (default: all)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (less memory)")
+    p.add_argument("--skip-before", action="store_true",
+                   help="evaluate only the healed model (skip the original's and the unhealed model's perplexity, "
+                        "two full evaluations, when they are known)")
     args = p.parse_args()
     for name in ("minutes", "keep", "lr"):
         if not getattr(args, name) > 0:
@@ -124,16 +130,20 @@ def main() -> None:
         method = "loaded"
     else:
         student = copy.deepcopy(teacher)
-        method = "whiten" if heal_ids is not None else "svd"
-        calib = None if heal_ids is None else tc.token_batches(heal_ids, seq_len=256, batch_size=4, n_batches=2, seed=0)
-        tc.compress_model(student, method=method, ratio=args.keep, calibration=calib, allocation="uniform",
-                          progress=False)
+        if heal_ids is not None:  # the default recipe, calibrated as `tnkit compress --calib-text` does
+            method = "auto"
+            n_batches = tc.CompressSettings(model="", out="").calib_tokens // (4 * 256)
+            calib = tc.calibration_batches(heal_ids, seq_len=256, batch_size=4, n_batches=n_batches)
+            tc.compress_model(student, ratio=args.keep, calibration=calib, progress=False)
+        else:
+            method = "svd"
+            tc.compress_model(student, method=method, ratio=args.keep, allocation="uniform", progress=False)
     _log(f"compressed ({method}): {tc.count_params(student):,} of {tc.count_params(teacher):,} parameters "
          f"[{time.perf_counter() - t0:.0f} s]")
     ppl = {}
-    if eval_ids is not None:
-        teacher.to(device)
-        student.to(device)
+    teacher.to(device)
+    student.to(device)
+    if eval_ids is not None and not args.skip_before:
         ppl["original"] = tc.perplexity(teacher, eval_ids, max_tokens=args.eval_tokens)
         ppl["before"] = tc.perplexity(student, eval_ids, max_tokens=args.eval_tokens)
         _log(f"perplexity: original {ppl['original']:.2f}, compressed {ppl['before']:.2f}")
