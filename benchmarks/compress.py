@@ -334,17 +334,24 @@ def plot_pareto(row_files, png):
         if not healed:
             before.setdefault(label, []).append((kept[key], r["tnkit"]))
         else:
-            how = f"{r.get('heal_loss', 'lm')}, {cpu.pop((key, r.get('heal_loss')), 0.0):.0f} CPU s"
+            # the budget to the nearest 100 CPU s, so that one budget's rows form one line
+            spent = cpu.pop((key, r.get("heal_loss")), 0.0)
+            how = f"{r.get('heal_loss', 'lm')}, ~{max(100, round(spent, -2)):.0f} CPU s"
             after.setdefault((label, how), []).append((kept[key], r["tnkit"]))
     fig, ax = plt.subplots(figsize=(8.5, 5))
-    colours = {label: plt.cm.tab20(k % 20) for k, label in enumerate(sorted(set(before) | {lab for lab, _ in after}))}
+    labels = sorted(set(before) | {lab for lab, _ in after})
+    palette = [plt.cm.tab10(k) for k in range(10) if k != 3]  # tab10's red is the default's
+    colours = {label: palette[k % 9] for k, label in enumerate(lab for lab in labels if lab != "auto")}
+    colours["auto"] = "crimson"  # the default stands out
+    width = {"auto": 2.2}
     for label, pts in sorted(before.items()):
         marker = "s" if label.startswith("mpo") else "o"
-        ax.plot(*zip(*sorted(pts)), "-", marker=marker, ms=5, color=colours[label], label=label.replace("_", " "))
+        ax.plot(*zip(*sorted(pts)), "-", marker=marker, ms=5, color=colours[label], lw=width.get(label, 1.2),
+                label=label.replace("_", " ") + (" (default)" if label == "auto" else ""))
     for (label, how), pts in sorted(after.items()):
         marker = "s" if label.startswith("mpo") else "o"
         ax.plot(*zip(*sorted(pts)), "--", marker=marker, ms=7, mfc="none", color=colours[label],
-                label=f"{label.replace('_', ' ')} + healing ({how})")
+                lw=width.get(label, 1.2), label=f"{label.replace('_', ' ')} + healing ({how})")
     if base:
         ax.axhline(base, color="k", lw=0.8, label=f"original ({base:.1f})")
         ax.axhline(1.1 * base, color="k", lw=0.8, ls=":", label="original + 10%")

@@ -68,3 +68,32 @@ def test_families_are_checked_before_any_work(bench, capsys):
         bench.main(["--quick", "--families", "lowrank,tucker"])
     assert exc.value.code == 2
     assert "--families" in capsys.readouterr().err
+
+
+def test_pareto_plot_draws_one_line_per_method_and_healing_budget(bench, monkeypatch, tmp_path):
+    """Healed rows of one nominal budget (201 and 213 CPU s spent) form one line, labelled by the budget."""
+    import matplotlib.axes
+
+    def row(case, value, **extra):
+        return json.dumps({"case": case, "tnkit": value, "ratio": extra.pop("ratio", None),
+                           "reference_value": 20.0, **extra})
+
+    lines = [row("params_whiten_keep90", 1.0, ratio=0.92), row("params_whiten_keep70", 1.0, ratio=0.76),
+             row("perplexity_whiten_keep90", 71.0), row("perplexity_whiten_keep70", 245.0),
+             row("perplexity_whiten_keep90_healed", 42.0, heal_loss="lm", heal_cpu_seconds=201.0),
+             row("perplexity_whiten_keep70_healed", 78.0, heal_loss="lm", heal_cpu_seconds=213.0)]
+    rows_file = tmp_path / "rows.jsonl"
+    rows_file.write_text("\n".join(lines) + "\n")
+    drawn = []
+    real = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs.get("label"), len(args[0]) if args and hasattr(args[0], "__len__") else None))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    png = tmp_path / "pareto.png"
+    bench.plot_pareto([rows_file], png)
+    assert png.stat().st_size > 0
+    assert ("whiten", 2) in drawn
+    assert ("whiten + healing (lm, ~200 CPU s)", 2) in drawn
