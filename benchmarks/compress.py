@@ -341,7 +341,7 @@ def plot_pareto(row_files, png):
     fig, ax = plt.subplots(figsize=(8.5, 5))
     labels = sorted(set(before) | {lab for lab, _ in after})
     palette = [plt.cm.tab10(k) for k in range(10) if k != 3]  # tab10's red is the default's
-    colours = {label: palette[k % 9] for k, label in enumerate(lab for lab in labels if lab != "auto")}
+    colours = {label: palette[k % len(palette)] for k, label in enumerate(lab for lab in labels if lab != "auto")}
     colours["auto"] = "crimson"  # the default stands out
     width = {"auto": 2.2}
     for label, pts in sorted(before.items()):

@@ -112,6 +112,7 @@ def main() -> None:
     import torch
 
     import tnkit.compress as tc
+    from tnkit.compress.recipes.run import CALIB_TOKENS
     from tnkit.compress.tuning.distill import TextWindows
     from tnkit.compress.tuning.healing import resolve_device
 
@@ -132,8 +133,8 @@ def main() -> None:
         student = copy.deepcopy(teacher)
         if heal_ids is not None:  # the default recipe, calibrated as `tnkit compress --calib-text` does
             method = "auto"
-            n_batches = tc.CompressSettings(model="", out="").calib_tokens // (4 * 256)
-            calib = tc.calibration_batches(heal_ids, seq_len=256, batch_size=4, n_batches=n_batches)
+            calib = tc.calibration_batches(heal_ids, seq_len=256, batch_size=4,
+                                           n_batches=CALIB_TOKENS // (4 * 256))
             tc.compress_model(student, ratio=args.keep, calibration=calib, progress=False)
         else:
             method = "svd"
