@@ -333,30 +333,30 @@ def test_load_rejects_other_kinds(tmp_path, bas):
         TTNBornMachine.load(path)
 
 
-def test_bad_arguments_are_named(rng):
+BAD_ARGUMENTS = [
+    (dict(trainer="adam"), OptionError, "trainer"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate"),
+    (dict(max_bond=0), ValueError, "max_bond"),
+    (dict(n_starts=0), ValueError, "n_starts"),
+    (dict(n_hops=-1), ValueError, "n_hops"),
+    (dict(hop_sweeps=0), ValueError, "hop_sweeps"),
+    (dict(init_bond=0), ValueError, "init_bond"),
+    (dict(validation_fraction=0.95), ValueError, "validation_fraction"),
+    (dict(validation_fraction=-0.1), ValueError, "validation_fraction"),
+    (dict(tree=Tree.grid(2, 2)), ValueError, "`tree` has 4 leaves"),
+    (dict(image_shape=(3, 3)), ValueError, "image_shape"),
+]
+
+
+@pytest.mark.parametrize("options, error, match", BAD_ARGUMENTS)
+def test_bad_arguments_are_named(rng, options, error, match):
     X = random_data(rng, 10, DIMS)
-    with pytest.raises(OptionError, match="trainer"):
-        TTNBornMachine(trainer="adam").fit(X)
-    with pytest.raises(ValueError, match="learning_rate"):
-        TTNBornMachine(learning_rate=-1.0).fit(X)
-    with pytest.raises(ValueError, match="max_bond"):
-        TTNBornMachine(max_bond=0).fit(X)
-    with pytest.raises(ValueError, match="n_starts"):
-        TTNBornMachine(n_starts=0).fit(X)
-    with pytest.raises(ValueError, match="n_hops"):
-        TTNBornMachine(n_hops=-1).fit(X)
-    with pytest.raises(ValueError, match="hop_sweeps"):
-        TTNBornMachine(hop_sweeps=0).fit(X)
-    with pytest.raises(ValueError, match="init_bond"):
-        TTNBornMachine(init_bond=0).fit(X)
-    with pytest.raises(ValueError, match="validation_fraction"):
-        TTNBornMachine(validation_fraction=0.95).fit(X)
-    with pytest.raises(ValueError, match="validation_fraction"):
-        TTNBornMachine(validation_fraction=-0.1).fit(X)
-    with pytest.raises(ValueError, match="`tree` has 4 leaves"):
-        TTNBornMachine(tree=Tree.grid(2, 2)).fit(X)
-    with pytest.raises(ValueError, match="image_shape"):
-        TTNBornMachine(image_shape=(3, 3)).fit(X)
+    with pytest.raises(error, match=match):
+        TTNBornMachine(**options).fit(X)
+
+
+def test_values_outside_the_fitted_categories_are_named(rng):
+    X = random_data(rng, 10, DIMS)
     model = TTNBornMachine(max_bond=2, n_sweeps=1, random_state=0).fit(X)
     bad = X.copy()
     bad[0, 1] = 3
