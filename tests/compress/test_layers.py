@@ -85,13 +85,63 @@ def test_gradients_flow_and_match_finite_differences(rng):
     assert float(core.grad[idx]) == pytest.approx((up - down) / (2 * eps), rel=1e-6)
 
 
-def test_auto_mode_picks_cheaper_form(rng):
-    layer = MPOLinear.from_weight(torch.as_tensor(random_array(rng, (64, 64))), n_cores=2, max_bond=2)
-    assert layer.choose_mode(1, cached=True) == "dense" or layer.choose_mode(1, cached=True) == "factored"
-    factored, dense = layer._flops(512)
-    assert layer.choose_mode(512, cached=False) == ("factored" if factored < dense + 64 * 64 * 2 else "dense")
+def test_auto_mode_compares_multiply_adds_with_multiply_adds(rng):
+    # out (o0, o1) = (6, 8), in (i0, i1) = (9, 4), bond 5: the cheapest of the three orders of the
+    # factored contraction, counted by hand in multiply-adds (opt_einsum counts twice that)
+    w = torch.as_tensor(random_array(rng, (48, 36)))
+    layer = MPOLinear.from_weight(w, out_dims=(6, 8), in_dims=(9, 4), max_bond=5)
+    for batch in (1, 3, 64):
+        last_first = batch * 9 * 4 * 5 * 8 + batch * 6 * 9 * 5 * 8
+        first_first = batch * 4 * 9 * 6 * 5 + batch * 6 * 8 * 4 * 5
+        cores_first = 6 * 9 * 5 * 8 * 4 + batch * 48 * 36
+        factored, dense = layer._flops(batch)
+        assert factored == min(last_first, first_first, cores_first)
+        assert dense == batch * 48 * 36
+        rebuild = 48 * 36 * 5
+        assert layer.choose_mode(batch, cached=True) == ("factored" if factored < dense else "dense")
+        expected = "factored" if factored < dense + rebuild else "dense"
+        assert layer.choose_mode(batch, cached=False) == expected
+    assert layer.choose_mode(1, cached=False) == "factored"  # 1,980 against 1,728 + 8,640
+    assert layer.choose_mode(64, cached=True) == "dense"
     with pytest.raises(OptionError, match="forward_mode"):
         MPOLinear(layer.cores, forward_mode="fast")
+
+
+@pytest.mark.parametrize("mode", ["factored", "dense"])
+@pytest.mark.parametrize("n_cores", [1, 2, 3, 4])
+@pytest.mark.parametrize("block", [None, 1])
+def test_gradient_free_forward_equals_the_autograd_forward(rng, monkeypatch, mode, n_cores, block):
+    import tnkit.compress.layers.mpo_linear as mpo_linear
+
+    if block is not None:  # one input row or one value of o_0 per block
+        monkeypatch.setattr(mpo_linear, "INFERENCE_BLOCK_BYTES", block)
+    lin = _dense(rng, 36, 24)
+    layer = MPOLinear.from_linear(lin, n_cores=n_cores, max_bond=None if n_cores == 1 else 5,
+                                  forward_mode=mode, input_scale=rng.uniform(0.5, 2.0, 24))
+    x = torch.as_tensor(random_array(rng, (2, 7, 24)))
+    expected = layer(x).detach()
+    with torch.no_grad():
+        got = layer(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    reference = x @ layer.dense_weight().detach().T + lin.bias.detach()
+    torch.testing.assert_close(got, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_gradient_free_forward_keeps_its_intermediates_in_blocks(rng):
+    from tnkit.core import workspace
+
+    w = torch.as_tensor(random_array(rng, (96, 96)))
+    layer = MPOLinear.from_weight(w, out_dims=(8, 12), in_dims=(12, 8), max_bond=24, forward_mode="factored")
+    x = torch.as_tensor(random_array(rng, (512, 96)))
+    workspace.release()
+    with torch.no_grad():
+        y = layer(x)
+        # unblocked, the first intermediate alone would be 512 * 12 * 24 * 12 doubles (14 MiB)
+        assert 0 < workspace.cached_bytes() <= 2**21
+        y_again = y.clone()
+        layer(2 * x)  # the result is new memory, not a scratch view the next call overwrites
+    torch.testing.assert_close(y, y_again, rtol=0, atol=0)
+    torch.testing.assert_close(y, x @ layer.dense_weight().T, rtol=1e-10, atol=1e-10)
 
 
 def test_dense_cache_follows_updates(rng):

@@ -31,6 +31,12 @@ low-rank layer of the same size costs less than the dense one. With
 ``cache_dense=True`` (or :func:`cache_dense_weights` on a whole model) the layer
 keeps ``W`` after its first gradient-free forward and runs at dense speed, holding
 the dense weight in memory besides the cores.
+
+Without gradients, on the CPU, both forms keep their intermediates in per-thread
+scratch buffers of about :data:`INFERENCE_BLOCK_BYTES` each (rows of the input, or of
+``W``, a block at a time), shared by every MPO layer: generating text then needs
+little memory beyond the cores (SmolLM2 with every block linear layer a two-core MPO
+at 70%: peak 0.79 of the original's while generating, parameters 0.76).
 """
 
 from __future__ import annotations
@@ -46,11 +52,15 @@ from torch import nn
 
 from ...core.contract import contract, contraction_info
 from ...core.validate import check_option
+from ...core.workspace import scratch
 from ..numerics.factorize import mpo_factorize, refit_last_core
 
 __all__ = ["MPOLinear", "FORWARD_MODES", "cache_dense_weights"]
 
 FORWARD_MODES = ("auto", "factored", "dense")
+#: Target size of each scratch intermediate of the gradient-free CPU forward (bytes); a block
+#: of one input row (``"factored"``) or one value of ``o_0`` (``"dense"``) is never split.
+INFERENCE_BLOCK_BYTES = 2**20
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -65,8 +75,12 @@ def _equation(n: int) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _factored_flops(shapes: tuple[tuple[int, ...], ...]) -> int:
-    """Multiply-adds of the planned factored contraction for operand ``shapes`` (input first)."""
-    return int(contraction_info(_equation(len(shapes) - 1), *shapes).flops)
+    """Multiply-adds of the planned factored contraction for operand ``shapes`` (input first).
+
+    opt_einsum counts a multiply and an add as two operations; the dense matmul it is compared
+    with (:meth:`MPOLinear.choose_mode`) is counted in multiply-adds, so the count is halved.
+    """
+    return int(contraction_info(_equation(len(shapes) - 1), *shapes).flops) // 2
 
 
 class MPOLinear(nn.Module):
@@ -286,7 +300,9 @@ class MPOLinear(nn.Module):
         grad = torch.is_grad_enabled() and any(c.requires_grad for c in self.cores)
         cached = self.cache_dense and not grad
         mode = self.choose_mode(batch, cached=cached)
-        if mode == "dense":
+        if not grad and not cached and x2.device.type == "cpu":
+            y = self._inference(x2.contiguous(), mode)
+        elif mode == "dense":
             w = self._cached_dense() if cached else self.dense_weight()
             y = x2 @ w.T
         else:
@@ -296,6 +312,73 @@ class MPOLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
+
+    def _inference(self, x2: torch.Tensor, mode: str) -> torch.Tensor:
+        """Gradient-free CPU forward of ``x2`` (``(batch, in)``, contiguous) in bounded scratch memory.
+
+        Only the ``(batch, out)`` result is new memory. The intermediates live in this
+        thread's :func:`tnkit.core.workspace.scratch` buffers, shared by every MPO layer of
+        the model and kept near :data:`INFERENCE_BLOCK_BYTES` by working in blocks: rows
+        of ``x2`` (``"factored"``) or of ``W`` (``"dense"``). Fresh multi-megabyte
+        intermediates in every layer at every generated token leave glibc's heap
+        fragmented (it raises its mmap threshold after the first such free), and the
+        process then grows well past its live data.
+
+        ``"factored"`` contracts the cores from the last to the first by matmuls that need
+        no transposes: after core ``k`` the intermediate has layout
+        ``(rows, i_0 .. i_{k-1}, r_k, o_k .. o_{n-1})``. ``"dense"`` builds blocks of
+        ``W diag(s)`` (a range of ``o_0`` at a time) and applies them to ``x / s``.
+        """
+        cores = [c.detach() for c in self.cores]
+        if self.input_scale is not None:
+            x2 = x2 / self.input_scale
+        batch, item = x2.shape[0], x2.element_size()
+        y = torch.empty((batch, self.out_features), dtype=x2.dtype)
+        if mode == "dense":
+            first = cores[0][0]  # (o_0, i_0, r_1)
+            o0 = first.shape[0]
+            width = max(self.in_features * max(self.bond_dims, default=1), batch)  # per row of W, at most
+            per_o0 = self.out_features // o0 * width * item
+            step = max(1, min(o0, INFERENCE_BLOCK_BYTES // max(per_o0, 1)))
+            block_out = self.out_features // o0
+            for lo in range(0, o0, step):
+                hi = min(o0, lo + step)
+                w = first[lo:hi]
+                for core in cores[1:]:
+                    o, i, r = w.shape
+                    _, c, d, s = core.shape
+                    prod = _scratch_tensor("mpo.a", (o * i, c * d * s), w.dtype)
+                    torch.matmul(w.reshape(o * i, r), core.reshape(r, c * d * s), out=prod)
+                    nxt = _scratch_tensor("mpo.b", (o, c, i, d, s), w.dtype)
+                    nxt.copy_(prod.view(o, i, c, d, s).permute(0, 2, 1, 3, 4))
+                    w = nxt.view(o * c, i * d, s)
+                if step == o0:
+                    torch.matmul(x2, w[..., 0].t(), out=y)
+                else:
+                    part = _scratch_tensor("mpo.c", (batch, (hi - lo) * block_out), x2.dtype)
+                    torch.matmul(x2, w[..., 0].t(), out=part)
+                    y[:, lo * block_out : hi * block_out] = part
+            return y
+        if len(cores) == 1:
+            return torch.matmul(x2, cores[0][0, :, :, 0].t(), out=y)
+        shapes = [tuple(c.shape) for c in cores]
+        per_row = max(self.in_features // i * r * math.prod(o for _, o, _, _ in shapes[k + 1:]) * o
+                      for k, (r, o, i, _) in enumerate(shapes))
+        step = max(1, INFERENCE_BLOCK_BYTES // max(per_row * item, 1))
+        for lo in range(0, batch, step):
+            hi = min(batch, lo + step)
+            r, o, i, _ = shapes[-1]
+            t = _scratch_tensor("mpo.a", ((hi - lo) * self.in_features // i, r * o), x2.dtype)
+            torch.matmul(x2[lo:hi].view(-1, i), cores[-1].reshape(r * o, i).t(), out=t)
+            right, slot, other = o, "mpo.b", "mpo.a"  # o_{k+1} ... o_{n-1}; the next output's slot and t's
+            for k in range(len(cores) - 2, -1, -1):
+                r, o, i, s = shapes[k]
+                rows = t.numel() // (i * s * right)
+                out = y[lo:hi] if k == 0 else _scratch_tensor(slot, (rows, r * o, right), x2.dtype)
+                torch.matmul(cores[k].reshape(r * o, i * s), t.view(rows, i * s, right),
+                             out=out.view(rows, r * o, right))
+                t, right, slot, other = out, right * o, other, slot
+        return y
 
     def _factored(self, x2: torch.Tensor) -> torch.Tensor:
         shapes = ((x2.shape[0], *self.in_dims), *(tuple(c.shape) for c in self.cores))
@@ -336,6 +419,12 @@ def cache_dense_weights(model: nn.Module, enabled: bool = True) -> int:
     for m in layers:
         m.cache_dense = enabled
     return len(layers)
+
+
+def _scratch_tensor(slot: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor of ``shape`` and ``dtype`` backed by this thread's scratch buffer ``slot``."""
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    return torch.from_numpy(scratch(slot, (nbytes,), np.uint8)).view(dtype).view(shape)
 
 
 def _check_cores(cores: list[torch.Tensor]) -> None:
