@@ -210,7 +210,7 @@ def test_best_of_several_starts_is_continued(rng):
     """The first start is the single-start fit's; the kept one has the lowest NLL after ``start_sweeps``."""
     true = tnkit.MPS.random(8, 3, seed=rng)
     X = true.sample(1000, seed=rng)
-    options = dict(max_bond=3, start_sweeps=2, n_sweeps=4, tol=None, random_state=5)
+    options = dict(max_bond=3, start_sweeps=2, n_sweeps=4, tol=None, random_state=5, validation_fraction=None)
     single = MPSBornMachine(n_starts=1, **options).fit(X)
     several = MPSBornMachine(n_starts=3, **options).fit(X)
     assert len(several.history_.nll) == 4
@@ -224,7 +224,7 @@ def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     with the lowest final training NLL is kept (a choice after a few sweeps keeps the start that
     leads early, which need not end lowest)."""
     X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
-    options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4)
+    options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4, validation_fraction=None)
     model = MPSBornMachine(**options)
     runs = fit_recording_starts(model, X)
     assert len(runs) == 3
@@ -232,6 +232,30 @@ def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     assert model.history_.nll == min(runs, key=lambda h: h[-1])
     assert np.all(np.diff(model.history_.nll) <= 1e-12)
     assert np.isclose(-model.score(X), model.history_.nll[-1])
+
+
+def test_held_out_rows_choose_the_fit_and_the_bond(rng):
+    """With held-out rows each bond level's starts are compared by held-out NLL, levels go down
+    from ``max_bond`` through the growth stages, and the kept fit (its level's best) is swept on
+    every row (its history), capped at its bond."""
+    X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
+    options = dict(max_bond=4, n_sweeps=8, n_hops=0, n_starts=2, random_state=2)
+    model = MPSBornMachine(**options).fit(X)
+    rows = model.selection_
+    levels = sorted({row["bond"] for row in rows}, reverse=True)
+    assert levels[0] == 4 and [row["start"] for row in rows] == [0, 1] * len(levels)
+    assert sum(row["kept"] for row in rows) == 1
+    kept = next(row for row in rows if row["kept"])
+    best = {b: min((r for r in rows if r["bond"] == b), key=lambda r: r["validation_nll"]) for b in levels}
+    assert kept is best[kept["bond"]]
+    assert max(model.mps_.bond_dims) <= kept["bond"]
+    assert np.isclose(-model.score(X), model.history_.nll[-1])  # the history is the sweeps on every row
+    assert np.all(np.diff(model.history_.nll) <= 1e-9)
+    assert levels == list(range(4, levels[-1] - 1, -1))  # the stages 2, 3, 4 taken downwards
+    off = MPSBornMachine(validation_fraction=None, **options).fit(X)
+    assert off.selection_ == [] and max(off.mps_.bond_dims) <= 4
+    small = MPSBornMachine(**options).fit(X[:400])  # 40 held-out rows are too few: nothing is held out
+    assert small.selection_ == []
 
 
 # --------------------------------------------------------------------------- basin hopping
@@ -242,7 +266,7 @@ def test_hops_keep_only_better_states_and_the_history_never_rises(rng):
     from tnkit.ml.born_machine import perturbed
 
     X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
-    options = dict(max_bond=3, n_sweeps=6, n_starts=1, random_state=3)
+    options = dict(max_bond=3, n_sweeps=6, n_starts=1, random_state=3, validation_fraction=None)
     plain = MPSBornMachine(n_hops=0, **options).fit(X)
     hopped = MPSBornMachine(n_hops=3, hop_sweeps=4, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)
@@ -262,7 +286,7 @@ def test_every_hop_runs_even_after_rejected_ones(rng):
     16-feature, bond-8 fit at a held-out gap of 0.072; its later hops reach 0.050.
     """
     X = tnkit.MPS.random(6, 2, seed=rng).sample(500, seed=rng)
-    options = dict(max_bond=2, n_sweeps=40, n_starts=1, random_state=0, hop_sweeps=2)
+    options = dict(max_bond=2, n_sweeps=40, n_starts=1, random_state=0, hop_sweeps=2, validation_fraction=None)
     plain = MPSBornMachine(n_hops=0, **options).fit(X)
     hopped = MPSBornMachine(n_hops=6, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)

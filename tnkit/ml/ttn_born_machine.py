@@ -77,7 +77,13 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from .born_machine import BornMachineBase, perturbed_tensors
+from .born_machine import (
+    _MIN_VALIDATION_ROWS,
+    BornMachineBase,
+    _bond_stages,
+    _largest_within_noise,
+    perturbed_tensors,
+)
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
@@ -97,8 +103,6 @@ __all__ = [
 ]
 
 _KIND = "TTNBornMachine"
-#: Fewest held-out rows for which the bond growth holds rows out (``validation_fraction``).
-_MIN_VALIDATION_ROWS = 50
 #: Growth stops this many stages after the one it would keep (one worse stage can be noise).
 _GROWTH_PATIENCE = 2
 #: Noise of each growth stage's padding, relative to each tensor's root-mean-square entry.
@@ -107,31 +111,6 @@ _GROWTH_NOISE = 0.1
 _GROWTH_FIELDS = ("start", "bond", "sweeps", "nll", "validation_nll", "kept")
 #: Rows per chunk of ``log_prob`` (bounds the inside vectors held at once).
 _CHUNK = 8192
-
-
-def _largest_within_noise(losses: list[np.ndarray]) -> int:
-    """Index of the last stage whose held-out NLL is within one standard error of the lowest.
-
-    ``losses[k]`` holds stage ``k``'s NLL of each held-out row. The standard error is that of
-    the mean of the paired differences to the lowest stage, so a larger stage is preferred
-    unless the held-out rows show it worse (a few hundred rows cannot resolve 0.01 nats,
-    and the larger stage is then usually the better one).
-    """
-    means = [float(np.mean(loss)) for loss in losses]
-    low = int(np.argmin(means))
-    for k in range(len(losses) - 1, low, -1):
-        d = losses[k] - losses[low]
-        if float(np.mean(d)) <= float(np.std(d, ddof=1)) / math.sqrt(len(d)):
-            return k
-    return low
-
-
-def _bond_stages(start: int, max_bond: int) -> list[int]:
-    """Bonds of the growth stages from ``start``: ``b -> b + max(1, b // 4)``, ending at ``max_bond``."""
-    stages = [min(start, max_bond)]
-    while stages[-1] < max_bond:
-        stages.append(min(max_bond, stages[-1] + max(1, stages[-1] // 4)))
-    return stages
 
 
 # --------------------------------------------------------------------------- equations
