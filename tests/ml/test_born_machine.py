@@ -224,7 +224,8 @@ def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     with the lowest final training NLL is kept (a choice after a few sweeps keeps the start that
     leads early, which need not end lowest)."""
     X = tnkit.MPS.random(8, 3, seed=rng).sample(1000, seed=rng)
-    options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4, validation_fraction=None)
+    options = dict(max_bond=3, n_sweeps=6, hop_sweeps=3, n_hops=2, n_starts=3, random_state=4,
+                   validation_fraction=None)
     model = MPSBornMachine(**options)
     runs = fit_recording_starts(model, X)
     assert len(runs) == 3
@@ -286,7 +287,8 @@ def test_every_hop_runs_even_after_rejected_ones(rng):
     16-feature, bond-8 fit at a held-out gap of 0.072; its later hops reach 0.050.
     """
     X = tnkit.MPS.random(6, 2, seed=rng).sample(500, seed=rng)
-    options = dict(max_bond=2, n_sweeps=40, n_starts=1, random_state=0, hop_sweeps=2, validation_fraction=None)
+    options = dict(max_bond=2, n_sweeps=40, n_starts=1, random_state=0, hop_sweeps=2,
+                   validation_fraction=None)
     plain = MPSBornMachine(n_hops=0, **options).fit(X)
     hopped = MPSBornMachine(n_hops=6, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)

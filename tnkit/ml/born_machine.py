@@ -98,7 +98,9 @@ def _bond_stages(start: int, max_bond: int) -> list[int]:
     return stages
 
 
-def split_rows(X: np.ndarray, fraction: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def split_rows(
+    X: np.ndarray, fraction: float | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(fitting rows, held-out rows)``: a random ``fraction`` of the rows of ``X`` held out.
 
     Nothing is held out (``None``) when ``fraction`` is ``None`` or 0, or gives fewer than
@@ -459,7 +461,8 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             scores = [key(*run) for run in runs]
             return runs[int(np.argmin(scores))]
         if params["n_sweeps"] <= params["start_sweeps"]:
-            run = self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"], hops=True)
+            run = self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"],
+                                  hops=True)
             key(*run)
             return run
         runs = [
@@ -689,15 +692,17 @@ class MPSBornMachine(BornMachineBase):
                 )
 
             full_batch = params["batch_size"] is None or params["batch_size"] >= len(X)
-            fit_rows, held = split_rows(X, params["validation_fraction"], rng) if full_batch and not warm else (X, None)
+            fit_rows, held = (split_rows(X, params["validation_fraction"], rng) if full_batch and not warm
+                              else (X, None))
             if held is not None:
                 self.mps_, self.history_ = self._selected_fit(make_sweep, rng, params, X, fit_rows, held)
             elif not warm and full_batch and params["n_starts"] > 1:
-                self.mps_, self.history_ = self._best_start(make_sweep(X, params["max_bond"]), rng, params, self.mps_)
+                self.mps_, self.history_ = self._best_start(make_sweep(X, params["max_bond"]), rng, params,
+                                                            self.mps_)
             else:
                 self.mps_, self.history_ = self._sweep_fit(
-                    make_sweep(X, params["max_bond"]), rng, params, self.mps_, self.history_, params["n_sweeps"],
-                    hops=full_batch,
+                    make_sweep(X, params["max_bond"]), rng, params, self.mps_, self.history_,
+                    params["n_sweeps"], hops=full_batch,
                 )
             self.learning_rate_ = self._decayed_rate(params)
         else:
@@ -729,7 +734,7 @@ class MPSBornMachine(BornMachineBase):
         for bond in levels:
             level = {**params, "max_bond": bond}
 
-            def score(state: MatrixProductState, history: TrainingHistory, bond: int | None = bond) -> float:
+            def score(state: MatrixProductState, history: TrainingHistory) -> float:
                 loss = -self._state_log_prob(state, held)
                 rows.append(dict(bond=max(state.bond_dims), start=len(rows) - first, nll=history.nll[-1],
                                  validation_nll=float(np.mean(loss)), kept=False))
@@ -871,8 +876,9 @@ class MPSBornMachine(BornMachineBase):
             **self._common_meta(),
             "learning_rate_": np.asarray(getattr(self, "learning_rate_", self.learning_rate), dtype=float),
             "canonical_range": np.asarray(self.mps_.canonical_range, dtype=np.int64),
-            "selection": np.array([[float(row[f]) for f in _SELECTION_FIELDS] for row in getattr(self, "selection_", [])],
-                                  dtype=float).reshape(-1, len(_SELECTION_FIELDS)),
+            "selection": np.array(
+                [[float(row[f]) for f in _SELECTION_FIELDS] for row in getattr(self, "selection_", [])], dtype=float
+            ).reshape(-1, len(_SELECTION_FIELDS)),
         }
         return save_arrays(path, _KIND, list(self.mps_.tensors), meta)
 
@@ -888,7 +894,8 @@ class MPSBornMachine(BornMachineBase):
             selection = [
                 {f: (bool(v) if f == "kept" else float(v) if f in ("nll", "validation_nll") else int(v))
                  for f, v in zip(_SELECTION_FIELDS, row, strict=True)}
-                for row in np.asarray(meta.get("selection", np.zeros((0, len(_SELECTION_FIELDS)))), dtype=float)
+                for row in np.asarray(meta.get("selection", np.zeros((0, len(_SELECTION_FIELDS)))),
+                                      dtype=float)
             ]
         except (KeyError, ValueError, TypeError) as exc:
             raise SchemaError(f"{str(path)!r} is not a valid {_KIND} file: {exc}") from exc

@@ -78,11 +78,11 @@ from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
 from .born_machine import (
-    _MIN_VALIDATION_ROWS,
     BornMachineBase,
     _bond_stages,
     _largest_within_noise,
     perturbed_tensors,
+    split_rows,
 )
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
@@ -800,12 +800,8 @@ class TTNBornMachine(BornMachineBase):
         stages = _bond_stages(start.max_bond_dim, top)
         if len(stages) == 1:
             return start
-        n_held = int(math.floor((params["validation_fraction"] or 0.0) * len(X)))
-        held = None
-        if n_held >= _MIN_VALIDATION_ROWS:
-            order = rng.permutation(len(X))
-            X, held = X[order[n_held:]], X[order[:n_held]]
-        else:
+        X, held = split_rows(X, params["validation_fraction"], rng)
+        if held is None:
             stages = stages[:-1]
         index = 1 + max((row["start"] for row in self.growth_), default=-1)
         state, best, rows, states, losses = start, 0, [], [], []
