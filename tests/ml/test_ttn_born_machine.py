@@ -232,12 +232,50 @@ def test_batched_sweeps_train(rng):
     assert np.isfinite(model.score(X)) and len(model.history_.nll) == 3
 
 
+def test_tree_held_out_rows_choose_the_start_and_the_kept_fit_is_swept_on_every_row(rng, monkeypatch):
+    """With held-out rows every start grows, sweeps and hops on the other rows; the start with the
+    lowest held-out NLL is the one swept last, on every row (the history)."""
+    import tnkit.ml.ttn_born_machine as module
+
+    X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(1000, seed=rng)
+    split, ends, calls = {}, [], []
+    real_split, real_fit, real_sweep = module.split_rows, TTNBornMachine._sweep_fit, TTNBornMachine._sweep
+
+    def spy_split(rows, fraction, generator):
+        out = real_split(rows, fraction, generator)
+        split["held"] = out[1]
+        return out
+
+    def spy_fit(self, *args, **kwargs):
+        out = real_fit(self, *args, **kwargs)
+        ends.append(out[0])
+        return out
+
+    def spy_sweep(self, state, **kwargs):
+        calls.append((state, len(kwargs["X"])))
+        return real_sweep(self, state, **kwargs)
+
+    monkeypatch.setattr(module, "split_rows", spy_split)
+    monkeypatch.setattr(TTNBornMachine, "_sweep_fit", spy_fit)
+    monkeypatch.setattr(TTNBornMachine, "_sweep", spy_sweep)
+    model = TTNBornMachine(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, hop_sweeps=2, n_hops=2, n_starts=3,
+                           random_state=4).fit(X)
+    held = split["held"]
+    assert len(held) == 100 and len(ends) == 3
+    held_nll = [-np.mean(model._state_log_prob(state, held)) for state in ends]
+    last_state, last_rows = calls[-1]
+    assert last_rows == 1000 and last_state is ends[int(np.argmin(held_nll))]
+    assert all(rows == 900 for _, rows in calls[:-1])  # growth, sweeps and hops: the fitting rows only
+    assert np.all(np.diff(model.history_.nll) <= 1e-12)
+    assert -model.score(X) == pytest.approx(model.history_.nll[-1], rel=1e-10)
+
+
 def test_tree_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     """Several starts (the machinery shared with the MPS Born machine): each start gets sweeps and hops,
-    and the fit with the lowest final training NLL is kept."""
+    and without held-out rows the fit with the lowest final training NLL is kept."""
     X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
     options = dict(max_bond=3, tree=Tree.balanced(6), n_sweeps=4, hop_sweeps=2, n_hops=2, n_starts=3,
-                   random_state=4)
+                   random_state=4, validation_fraction=None)
     model = TTNBornMachine(**options)
     runs = fit_recording_starts(model, X)
     assert len(runs) == 3
@@ -251,7 +289,8 @@ def test_tree_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
 def test_tree_hops_keep_only_better_states_and_the_history_never_rises(rng):
     """Each hop adds one history entry, the NLL of the state kept; ``ttn_`` is that state."""
     X = TTN.random(Tree.balanced(6), 2, 3, seed=rng, dtype=complex).sample(600, seed=rng)
-    options = dict(max_bond=3, init_bond=3, tree=Tree.balanced(6), n_sweeps=4, n_starts=1, random_state=3)
+    options = dict(max_bond=3, init_bond=3, tree=Tree.balanced(6), n_sweeps=4, n_starts=1, random_state=3,
+                   validation_fraction=None)
     plain = TTNBornMachine(n_hops=0, **options).fit(X)
     hopped = TTNBornMachine(n_hops=3, hop_sweeps=3, **options).fit(X)
     nll = np.asarray(hopped.history_.nll)
@@ -268,7 +307,7 @@ def test_bonds_grow_in_stages_until_the_held_out_nll_stops_falling(rng):
     the sweeps on every row."""
     tree = Tree.balanced(8)
     X = TTN.random(tree, 2, 2, seed=rng, dtype=complex).sample(1500, seed=rng)
-    model = TTNBornMachine(max_bond=6, tree=tree, n_hops=0, random_state=0).fit(X)
+    model = TTNBornMachine(max_bond=6, tree=tree, n_hops=0, n_starts=1, random_state=0).fit(X)
     rows = model.growth_
     bonds = [row["bond"] for row in rows]
     assert bonds[0] == 2 and bonds == sorted(set(bonds)) and len(rows) >= 2
@@ -297,7 +336,7 @@ def test_the_stage_kept_is_the_largest_within_one_standard_error_of_the_lowest()
 
 def test_without_held_out_rows_the_bonds_grow_to_max_bond(rng):
     X = random_data(rng, 40, DIMS)  # 4 held-out rows would be too few: none are held out
-    model = TTNBornMachine(max_bond=4, image_shape=(2, 3), n_sweeps=3, random_state=0).fit(X)
+    model = TTNBornMachine(max_bond=4, image_shape=(2, 3), n_sweeps=3, n_starts=1, random_state=0).fit(X)
     assert [row["bond"] for row in model.growth_] == [2, 3]  # the last stage is the sweeps on every row
     assert all(math.isnan(row["validation_nll"]) for row in model.growth_)
     assert model.ttn_.max_bond_dim == 4 and model.growth_[-1]["kept"]

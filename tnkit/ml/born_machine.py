@@ -548,7 +548,8 @@ class MPSBornMachine(BornMachineBase):
         Bond dimension of the random starting state (capped by ``max_bond``).
     n_starts : int, default 3
         Sweeps (full batch, fresh fit): fits from this many random starts; the one with
-        the lowest training NLL is kept. Fits from different starts end in different
+        the lowest held-out NLL (``validation_fraction``; without held-out rows, the lowest
+        training NLL) is kept. Fits from different starts end in different
         local minima, and choosing after the complete fits compares the minima
         themselves, not how fast each start descends in its first sweeps (see
         ``docs/generative.md``).
