@@ -322,16 +322,16 @@ def test_bonds_grow_in_stages_until_the_held_out_nll_stops_falling(rng):
 
 
 def test_the_stage_kept_is_the_largest_within_one_standard_error_of_the_lowest():
-    from tnkit.ml.ttn_born_machine import _largest_within_noise
+    from tnkit.ml.born_machine import largest_within_noise
 
     noise = np.random.default_rng(0).standard_normal(400)
     base = 5.0 + noise
     slightly_worse = base + 0.002 + 0.1 * np.random.default_rng(1).standard_normal(400)  # SE 0.005: within
     clearly_worse = base + 0.05
-    assert _largest_within_noise([base + 0.3, base, slightly_worse]) == 2
-    assert _largest_within_noise([base + 0.3, base, slightly_worse, clearly_worse]) == 2
-    assert _largest_within_noise([base + 0.3, base, clearly_worse]) == 1
-    assert _largest_within_noise([base]) == 0
+    assert largest_within_noise([base + 0.3, base, slightly_worse]) == 2
+    assert largest_within_noise([base + 0.3, base, slightly_worse, clearly_worse]) == 2
+    assert largest_within_noise([base + 0.3, base, clearly_worse]) == 1
+    assert largest_within_noise([base]) == 0
 
 
 def test_without_held_out_rows_the_bonds_grow_to_max_bond(rng):

@@ -59,6 +59,9 @@ __all__ = [
     "check_discrete_data",
     "check_training_data",
     "check_dtype",
+    "split_rows",
+    "bond_stages",
+    "largest_within_noise",
     "log_marginal",
     "complete",
 ]
@@ -73,7 +76,7 @@ _MIN_VALIDATION_ROWS = 50
 _SELECTION_FIELDS = ("bond", "start", "nll", "validation_nll", "kept")
 
 
-def _largest_within_noise(losses: list[np.ndarray]) -> int:
+def largest_within_noise(losses: list[np.ndarray]) -> int:
     """Index of the last stage whose held-out NLL is within one standard error of the lowest.
 
     ``losses[k]`` holds stage ``k``'s NLL of each held-out row. The standard error is that of
@@ -90,7 +93,7 @@ def _largest_within_noise(losses: list[np.ndarray]) -> int:
     return low
 
 
-def _bond_stages(start: int, max_bond: int) -> list[int]:
+def bond_stages(start: int, max_bond: int) -> list[int]:
     """Bonds of the growth stages from ``start``: ``b -> b + max(1, b // 4)``, ending at ``max_bond``."""
     stages = [min(start, max_bond)]
     while stages[-1] < max_bond:
@@ -720,40 +723,42 @@ class MPSBornMachine(BornMachineBase):
         """The fit chosen on held-out rows, then swept on every row (``validation_fraction``).
 
         Bond levels go down from ``max_bond`` through the growth stages
-        (:func:`_bond_stages` from ``init_bond``, reversed). At each level the
+        (:func:`bond_stages` from ``init_bond``, reversed). At each level the
         ``n_starts`` complete fits (sweeps and hops on ``fit_rows``) are compared by
         their NLL on ``held`` and the best is the level's. The level kept is the largest
         bond whose best fit is within one standard error of the lowest held-out NLL
-        (:func:`_largest_within_noise`); levels stop going down once the newest one is
+        (:func:`largest_within_noise`); levels stop going down once the newest one is
         not the kept one. The kept fit is then swept on all of ``X`` (no hops) until it
         converges; the history returned is that of these sweeps (the NLL of every row).
         Every completed start is a row of ``selection_``.
         """
         top = params["max_bond"]
-        levels = [top] if top is None else _bond_stages(min(params["init_bond"], top), top)[::-1]
-        fits, losses, rows = [], [], []
-        for bond in levels:
-            level = {**params, "max_bond": bond}
+        levels = [top] if top is None else bond_stages(min(params["init_bond"], top), top)[::-1]
+        fits, losses, rows, row_losses = [], [], [], []
 
-            def score(state: MatrixProductState, history: TrainingHistory) -> float:
-                loss = -self._state_log_prob(state, held)
-                rows.append(dict(bond=max(state.bond_dims), start=len(rows) - first, nll=history.nll[-1],
-                                 validation_nll=float(np.mean(loss)), kept=False))
-                return rows[-1]["validation_nll"]
+        def score(state: MatrixProductState, history: TrainingHistory) -> float:
+            row_losses.append(-self._state_log_prob(state, held))
+            rows.append(dict(bond=max(state.bond_dims), start=0, nll=history.nll[-1],
+                             validation_nll=float(np.mean(row_losses[-1])), kept=False))
+            return rows[-1]["validation_nll"]
 
+        for cap in levels:
+            level = {**params, "max_bond": cap}
             first = len(rows)
-            state, history = self._best_start(make_sweep(fit_rows, bond), rng, level,
-                                              self._initial_state(rng, level), score=score)
+            state, _ = self._best_start(make_sweep(fit_rows, cap), rng, level, self._initial_state(rng, level),
+                                        score=score)
+            for k, row in enumerate(rows[first:]):
+                row["start"] = k
             best = first + int(np.argmin([row["validation_nll"] for row in rows[first:]]))
-            fits.append((bond, state, history, best))
-            losses.append(-self._state_log_prob(state, held))
-            kept = len(losses) - 1 - _largest_within_noise(losses[::-1])
+            fits.append((cap, state, best))
+            losses.append(row_losses[best])
+            kept = len(losses) - 1 - largest_within_noise(losses[::-1])
             if kept != len(losses) - 1:
                 break
-        bond, state, history, row = fits[kept]
+        cap, state, row = fits[kept]
         rows[row]["kept"] = True
         self.selection_ = rows
-        return make_sweep(X, bond)(state, n_sweeps=params["n_sweeps"], history=TrainingHistory())
+        return make_sweep(X, cap)(state, n_sweeps=params["n_sweeps"], history=TrainingHistory())
 
     def _state_log_prob(self, state: MatrixProductState, X: np.ndarray) -> np.ndarray:
         """``log p(x)`` of validated rows under ``state`` (not necessarily the fitted ``mps_``)."""

@@ -77,13 +77,7 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from .born_machine import (
-    BornMachineBase,
-    _bond_stages,
-    _largest_within_noise,
-    perturbed_tensors,
-    split_rows,
-)
+from .born_machine import BornMachineBase, bond_stages, largest_within_noise, perturbed_tensors, split_rows
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
@@ -809,13 +803,13 @@ class TTNBornMachine(BornMachineBase):
         """The bonds of ``start`` grown in stages to ``max_bond`` (``init_bond``, ``validation_fraction``).
 
         Each stage pads the bonds (:meth:`tnkit.TTN.pad_bonds`) and sweeps until convergence on
-        the fitting rows. With held-out rows, the stage kept is :func:`_largest_within_noise`'s,
+        the fitting rows. With held-out rows, the stage kept is :func:`largest_within_noise`'s,
         growth stops ``_GROWTH_PATIENCE`` stages after it, and the kept stage's state is
         returned. Without them the state of the last stage below ``max_bond`` is returned padded
         to it (the caller's sweeps are the last stage). Appends to ``growth_``.
         """
         top = start.pad_bonds(params["max_bond"]).max_bond_dim  # the largest bond the tree allows
-        stages = _bond_stages(start.max_bond_dim, top)
+        stages = bond_stages(start.max_bond_dim, top)
         if len(stages) == 1:
             return start
         if held is None:
@@ -834,7 +828,7 @@ class TTNBornMachine(BornMachineBase):
                 continue
             losses.append(-self._state_log_prob(state, held))
             rows[-1]["validation_nll"] = float(np.mean(losses[-1]))
-            best = _largest_within_noise(losses)
+            best = largest_within_noise(losses)
             if k - best >= _GROWTH_PATIENCE:
                 break
         if held is None:
