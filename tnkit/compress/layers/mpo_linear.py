@@ -330,6 +330,7 @@ class MPOLinear(nn.Module):
         ``W diag(s)`` (a range of ``o_0`` at a time) and applies them to ``x / s``.
         """
         cores = [c.detach() for c in self.cores]
+        x2 = x2.to(cores[0].dtype)  # as the autograd path's result: the cores' type
         if self.input_scale is not None:
             x2 = x2 / self.input_scale
         batch, item = x2.shape[0], x2.element_size()
