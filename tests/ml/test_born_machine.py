@@ -235,7 +235,7 @@ def test_default_starts_are_complete_fits_and_the_lowest_final_nll_wins(rng):
     assert np.isclose(-model.score(X), model.history_.nll[-1])
 
 
-def test_held_out_rows_choose_the_fit_and_the_bond(rng):
+def test_held_out_rows_choose_the_fit_and_the_bond(rng, tmp_path):
     """With held-out rows each bond level's starts are compared by held-out NLL, levels go down
     from ``max_bond`` through the growth stages, and the kept fit (its level's best) is swept on
     every row (its history), capped at its bond."""
@@ -253,6 +253,8 @@ def test_held_out_rows_choose_the_fit_and_the_bond(rng):
     assert np.isclose(-model.score(X), model.history_.nll[-1])  # the history is the sweeps on every row
     assert np.all(np.diff(model.history_.nll) <= 1e-9)
     assert levels == list(range(4, levels[-1] - 1, -1))  # the stages 2, 3, 4 taken downwards
+    back = MPSBornMachine.load(model.save(tmp_path / "selected.npz"))
+    assert back.selection_ == rows and back.validation_fraction == 0.1
     off = MPSBornMachine(validation_fraction=None, **options).fit(X)
     assert off.selection_ == [] and max(off.mps_.bond_dims) <= 4
     small = MPSBornMachine(**options).fit(X[:400])  # 40 held-out rows are too few: nothing is held out
