@@ -338,10 +338,11 @@ class MPOLinear(nn.Module):
         if mode == "dense":
             first = cores[0][0]  # (o_0, i_0, r_1)
             o0 = first.shape[0]
-            width = max(self.in_features * max(self.bond_dims, default=1), batch)  # per row of W, at most
-            per_o0 = self.out_features // o0 * width * item
-            step = max(1, min(o0, INFERENCE_BLOCK_BYTES // max(per_o0, 1)))
             block_out = self.out_features // o0
+            # entries per value of o_0: each product of the rebuild, and the block of the output
+            per_o0 = [math.prod(self.out_dims[1 : k + 1]) * math.prod(self.in_dims[: k + 1]) * cores[k].shape[3]
+                      for k in range(1, len(cores))]
+            step = max(1, min(o0, INFERENCE_BLOCK_BYTES // (max(per_o0 + [batch * block_out]) * item)))
             for lo in range(0, o0, step):
                 hi = min(o0, lo + step)
                 w = first[lo:hi]
@@ -363,9 +364,10 @@ class MPOLinear(nn.Module):
         if len(cores) == 1:
             return torch.matmul(x2, cores[0][0, :, :, 0].t(), out=y)
         shapes = [tuple(c.shape) for c in cores]
-        per_row = max(self.in_features // i * r * math.prod(o for _, o, _, _ in shapes[k + 1:]) * o
-                      for k, (r, o, i, _) in enumerate(shapes))
-        step = max(1, INFERENCE_BLOCK_BYTES // max(per_row * item, 1))
+        # entries per input row of the intermediate after core k (k >= 1; core 0 writes the output)
+        per_row = max(math.prod(self.in_dims[:k]) * shapes[k][0] * math.prod(self.out_dims[k:])
+                      for k in range(1, len(shapes)))
+        step = max(1, INFERENCE_BLOCK_BYTES // (per_row * item))
         for lo in range(0, batch, step):
             hi = min(batch, lo + step)
             r, o, i, _ = shapes[-1]
@@ -424,7 +426,7 @@ def cache_dense_weights(model: nn.Module, enabled: bool = True) -> int:
 
 def _scratch_tensor(slot: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """A CPU tensor of ``shape`` and ``dtype`` backed by this thread's scratch buffer ``slot``."""
-    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    nbytes = math.prod(shape) * dtype.itemsize
     return torch.from_numpy(scratch(slot, (nbytes,), np.uint8)).view(dtype).view(shape)
 
 
