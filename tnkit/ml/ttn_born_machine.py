@@ -625,11 +625,12 @@ class TTNBornMachine(BornMachineBase):
         The sweeps and hops that follow run on the other rows, the start with the lowest
         held-out NLL is kept (``n_starts``), and that fit is then swept on every row (no
         hops). With too much capacity for the data, the held-out NLL rises with the bond
-        while the training NLL keeps falling (the extra directions fit the sample); hops on
-        every row fitted 5,000 samples too closely (10 ternary features at bond 4: KL
-        0.064-0.089 nats, against 0.062-0.070 with the hops on the fitting rows only; see
-        ``docs/generative.md``). ``None``, 0, or fewer than 50 held-out rows: no rows are
-        held out, the bonds grow to ``max_bond``, and sweeps and hops run on every row.
+        while the training NLL keeps falling (the extra directions fit the sample). On 5,000
+        samples of 10 ternary features at bond 4, one start with sweeps and hops on every row
+        gave KL 0.064-0.089 nats on three data sets, three starts chosen on held-out rows
+        0.064-0.066 (``docs/generative.md``). ``None``, 0, or fewer than 50 held-out rows:
+        no rows are held out, the bonds grow to ``max_bond``, and sweeps and hops run on
+        every row.
     n_starts : int, default 3
         Sweeps (full batch, fresh fit): complete fits (growth, sweeps, then hops) from this many
         random starts; the lowest held-out NLL wins (``validation_fraction``; without held-out
@@ -757,7 +758,8 @@ class TTNBornMachine(BornMachineBase):
             sweep = functools.partial(self._sweep, X=fit_rows, params=params, rng=rng)
             prepare = (functools.partial(self._grown, X=fit_rows, held=held, params=params, rng=rng) if grow
                        else None)
-            score = None if held is None else (lambda state, _: float(-np.mean(self._state_log_prob(state, held))))
+            score = (None if held is None
+                     else (lambda state, _: float(-np.mean(self._state_log_prob(state, held)))))
             if grow and params["n_starts"] > 1:
                 state, self.history_ = self._best_start(sweep, rng, params, self.ttn_, prepare, score=score)
             else:
@@ -766,8 +768,8 @@ class TTNBornMachine(BornMachineBase):
                     sweep, rng, params, start, self.history_, params["n_sweeps"], hops=full_batch
                 )
             if held is not None:  # the chosen fit, swept on every row
-                state, self.history_ = self._sweep(state, n_sweeps=params["n_sweeps"], history=TrainingHistory(),
-                                                   X=X, params=params, rng=rng)
+                state, self.history_ = self._sweep(state, n_sweeps=params["n_sweeps"],
+                                                   history=TrainingHistory(), X=X, params=params, rng=rng)
         else:
             tree = self.tree_
             settings = AdamSettings(n_epochs=params["n_epochs"], batch_size=params["batch_size"] or 100,

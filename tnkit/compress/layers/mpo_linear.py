@@ -340,8 +340,8 @@ class MPOLinear(nn.Module):
             o0 = first.shape[0]
             block_out = self.out_features // o0
             # entries per value of o_0: each product of the rebuild, and the block of the output
-            per_o0 = [math.prod(self.out_dims[1 : k + 1]) * math.prod(self.in_dims[: k + 1]) * cores[k].shape[3]
-                      for k in range(1, len(cores))]
+            per_o0 = [math.prod(self.out_dims[1 : k + 1]) * math.prod(self.in_dims[: k + 1])
+                      * cores[k].shape[3] for k in range(1, len(cores))]
             step = max(1, min(o0, INFERENCE_BLOCK_BYTES // (max(per_o0 + [batch * block_out]) * item)))
             for lo in range(0, o0, step):
                 hi = min(o0, lo + step)
