@@ -583,7 +583,8 @@ class MPSBornMachine(BornMachineBase):
         capped at the chosen one (``selection_`` lists every start). On few samples the
         lowest training NLL is not the best model: on 5,000 samples of 14-feature, bond-6
         Born distributions the choice by training NLL gave KL 0.134 and 0.139 nats on two
-        data sets, the held-out choice 0.068-0.104 on three (see ``docs/generative.md``).
+        data sets, the held-out choice 0.068-0.139 on five (three within the finite-sample
+        floor plus 0.02; see ``docs/generative.md``).
         ``None``, 0, or fewer than 50 held-out rows: nothing is held out and the lowest
         training NLL at ``max_bond`` wins.
     trainer : {"sweep", "gradient"}, default "sweep"
