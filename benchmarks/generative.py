@@ -59,7 +59,8 @@ Cases (``--quick`` shrinks the MNIST ones; the reference of each is named in the
   configurations), median and range over the seeds (``--recovery-seeds``, default 3;
   ``--recovery-first-seed`` for other data; ``--recovery-kinds mps,ttn``;
   ``--recovery-cases mps_n16_chi8,...`` for a subset; ``--recovery-options n_hops=0`` for
-  options on top of the defaults),
+  options on top of the defaults; ``--recovery-dtype complex128`` for complex random cores,
+  cases ``recovery_..._complex``),
   against the finite-sample floor ``k / (2 n)`` (``k`` real parameters of the model, ``n``
   training samples); the goal is a gap within 0.02 nats of the floor. Fit CPU and wall seconds
   (the whole fit, every start) and the sweeps and hops of the kept fit are in the row.
@@ -514,16 +515,16 @@ def _free_parameters(sizes: int, bonds: list[int], complex_: bool) -> int:
 
 
 def _recovery_problem(
-    kind: str, n_sites: int, chi: int, seed: int, d: int = 2
+    kind: str, n_sites: int, chi: int, seed: int, d: int = 2, dtype: str = "float64"
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     import tnkit
     from tnkit.ttn import Tree
 
     rng = np.random.default_rng(seed)
     if kind == "mps":
-        true = tnkit.MPS.random(n_sites, chi, phys_dim=d, seed=rng)
+        true = tnkit.MPS.random(n_sites, chi, phys_dim=d, seed=rng, dtype=dtype)
     else:
-        true = tnkit.TTN.random(Tree.balanced(n_sites), 2, chi, seed=rng)
+        true = tnkit.TTN.random(Tree.balanced(n_sites), 2, chi, seed=rng, dtype=dtype)
     return true, true.sample(20_000, seed=rng), true.sample(20_000, seed=rng)
 
 
@@ -536,12 +537,17 @@ def _recovery_name(kind: str, n_sites: int, chi: int, d: int) -> str:
     return f"{kind}_n{n_sites}_chi{chi}" + ("" if d == 2 else f"_d{d}")
 
 
+#: ``--recovery-dtype`` -> suffix of the case names (real cores: none).
+_CORE_SUFFIX = {"float64": "", "complex128": "_complex"}
+
+
 def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ...] = ("mps", "ttn"),
                   only: tuple[str, ...] | None = None, first_seed: int = 0,
-                  options: dict[str, Any] | None = None) -> None:
+                  options: dict[str, Any] | None = None, dtype: str = "float64") -> None:
     """Default fits on data drawn from exact MPS / tree Born distributions of bond chi <= max_bond.
 
-    ``options`` (``--recovery-options``) are passed to every model on top of the defaults.
+    ``options`` (``--recovery-options``) are passed to every model on top of the defaults;
+    ``dtype`` (``--recovery-dtype``) is that of the true state's random cores.
     """
     import itertools
 
@@ -558,7 +564,7 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
         configs = np.array(list(itertools.product(range(d), repeat=n_sites)), dtype=np.intp)
         gaps, kls, floors, seconds, cpu_seconds, sweeps, fitted_bonds = [], [], [], [], [], [], []
         for seed in seeds:
-            true, X, X_test = _recovery_problem(kind, n_sites, chi, seed, d)
+            true, X, X_test = _recovery_problem(kind, n_sites, chi, seed, d, dtype)
             if kind == "mps":
                 model = MPSBornMachine(max_bond=chi, random_state=1000 + seed, **(options or {}))
             else:
@@ -583,7 +589,8 @@ def case_recovery(rep: Reporter, quick: bool, n_seeds: int, kinds: tuple[str, ..
         floor = float(np.median(floors))
         gap = float(np.median(gaps))
         rep.emit(make_row(
-            BENCH, f"recovery_{_recovery_name(kind, n_sites, chi, d)}", gap, "finite_sample_floor", floor,
+            BENCH, f"recovery_{_recovery_name(kind, n_sites, chi, d)}{_CORE_SUFFIX[dtype]}", gap,
+            "finite_sample_floor", floor,
             metric="heldout_nll_gap_nats",
             gap_range=[min(gaps), max(gaps)], kl_median=float(np.median(kls)), kl_range=[min(kls), max(kls)],
             fit_seconds_median=float(np.median(seconds)), fit_seconds_range=[min(seconds), max(seconds)],
@@ -654,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="only these recovery cases, comma-separated names such as mps_n16_chi8,mps_n12_chi4_d3")
     p.add_argument("--recovery-options", default=None,
                    help="model options on top of the defaults for the recovery cases, such as n_hops=0 (default: none)")
+    p.add_argument("--recovery-dtype", choices=sorted(_CORE_SUFFIX), default="float64",
+                   help="type of the true state's random cores in the recovery cases (default float64; "
+                        "complex128 adds _complex to the case names)")
     args = p.parse_args(argv)
     use_data_dir(args.data)
     from _common import thread_limit
@@ -677,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                                            tuple(args.recovery_kinds.split(",")),
                                            None if args.recovery_cases is None else
                                            tuple(args.recovery_cases.split(",")), args.recovery_first_seed,
-                                           _recovery_options(args.recovery_options))),
+                                           _recovery_options(args.recovery_options), args.recovery_dtype)),
     ]
     if not args.quick:
         cases += [

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tnkit.datasets import augment_images, bars_and_stripes, binarize, load_digits, load_mnist, pool_images, read_idx
+from tnkit.datasets import (
+    augment_images,
+    bars_and_stripes,
+    binarize,
+    load_digits,
+    load_mnist,
+    pool_images,
+    read_idx,
+    shifted_views,
+)
 from tnkit.errors import SchemaError
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -197,3 +206,63 @@ def test_augment_images_rejects_bad_input():
         augment_images(np.full((1, 4, 4), np.nan), [0])
     with pytest.raises(TypeError, match="images"):
         augment_images(np.array([[["a"]]]), [0])
+
+
+def test_shifted_views_are_the_exact_shifts_then_pooled(rng):
+    """Each view against np.roll with the wrapped-in rows and columns zeroed, then pool_images."""
+    images = rng.random((3, 8, 6))
+    views = shifted_views(images, max_shift=2, pool=2)
+    assert views.shape == (25, 3, 12)
+    np.testing.assert_array_equal(views[0], pool_images(images, 2).reshape(3, -1))
+    steps = range(-2, 3)
+    shifts = [(0, 0)] + [(a, b) for a in steps for b in steps if (a, b) != (0, 0)]
+    for view, (dy, dx) in zip(views, shifts, strict=True):
+        ref = np.roll(images, (dy, dx), axis=(1, 2))
+        if dy > 0:
+            ref[:, :dy] = 0
+        elif dy < 0:
+            ref[:, dy:] = 0
+        if dx > 0:
+            ref[:, :, :dx] = 0
+        elif dx < 0:
+            ref[:, :, dx:] = 0
+        np.testing.assert_allclose(view, pool_images(ref, 2).reshape(3, -1), atol=1e-15)
+    unflat = shifted_views(images, max_shift=1, flatten=False)
+    assert unflat.shape == (9, 3, 8, 6)
+    np.testing.assert_array_equal(unflat[0], images)
+    assert np.all(unflat.sum(axis=(2, 3)) <= images.sum(axis=(1, 2)) + 1e-12)   # mass only leaves the image
+
+
+def test_shifted_views_average_a_classifier():
+    """The documented test-time average: the mean of predict_proba over the views is a distribution."""
+    from tnkit.ml import TTNClassifier
+
+    data, target = load_digits(flatten=False)
+    clf = TTNClassifier(max_bond=4, n_epochs=2, random_state=0).fit(data[:300].reshape(300, -1), target[:300])
+    views = shifted_views(data[300:400], max_shift=1)
+    proba = np.mean([clf.predict_proba(v) for v in views], axis=0)
+    assert proba.shape == (100, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(clf.predict_proba(views[0]), clf.predict_proba(data[300:400].reshape(100, -1)))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"max_shift": -1}, ValueError, "max_shift"),
+    ({"max_shift": 4}, ValueError, "max_shift"),
+    ({"max_shift": 1.5}, TypeError, "max_shift"),
+    ({"pool": 3}, ValueError, "pool"),
+    ({"pool": 0}, ValueError, "pool"),
+    ({"flatten": 1}, TypeError, "flatten"),
+])
+def test_shifted_views_rejects_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        shifted_views(np.zeros((2, 4, 4)), **kwargs)
+
+
+def test_shifted_views_rejects_bad_input():
+    with pytest.raises(ValueError, match="images"):
+        shifted_views(np.zeros((2, 16)))
+    with pytest.raises(ValueError, match="NaN"):
+        shifted_views(np.full((1, 4, 4), np.nan))
+    with pytest.raises(TypeError, match="images"):
+        shifted_views(np.array([[["a"]]]))

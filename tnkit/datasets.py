@@ -11,6 +11,8 @@
 - :func:`binarize` thresholds images to ``{0, 1}`` integers.
 - :func:`augment_images` adds randomly shifted, rotated and scaled copies of images
   (training-set augmentation; seeded, bilinear interpolation, zero outside the image).
+- :func:`shifted_views` gives every whole-pixel shift of images up to a distance, pooled
+  (test-time augmentation: average a classifier's ``predict_proba`` over the views).
 
 Images come back as ``float64`` arrays of shape ``(n_samples, height * width)``
 (row-major pixels), or ``(n_samples, height, width)`` with ``flatten=False``;
@@ -39,6 +41,7 @@ __all__ = [
     "bars_and_stripes",
     "binarize",
     "augment_images",
+    "shifted_views",
     "MNIST_FILES",
     "default_mnist_dir",
 ]
@@ -399,3 +402,78 @@ def augment_images(
             e = min(n, s + chunk)
             out[copy * n + s : copy * n + e] = _affine_warp(images[s:e], angles[s:e], scales[s:e], shifts[s:e])
     return out, np.tile(labels, n_copies + first)
+
+
+def shifted_views(images: Any, *, max_shift: int = 1, pool: int = 1, flatten: bool = True) -> np.ndarray:
+    """Every whole-pixel shift of each image by at most ``max_shift`` along each axis, then pooled.
+
+    Test-time augmentation: a classifier trained on shifted copies
+    (:func:`augment_images`) predicts the mean of its ``predict_proba`` over the views,
+    ``np.mean([clf.predict_proba(v) for v in views], axis=0)``. Shifts are exact (no
+    interpolation); pixels shifted in from outside the image are 0. Shift at full
+    resolution and pool afterwards (as for :func:`augment_images`): a 1-pixel shift at
+    28x28 is a half-pixel shift of the 14x14 image.
+
+    Parameters
+    ----------
+    images : array_like, shape (n, height, width)
+        Images (real, finite; any range).
+    max_shift : int
+        Largest shift along each axis, in pixels (``0 <= max_shift < min(height, width)``);
+        ``(2 * max_shift + 1) ** 2`` views.
+    pool : int
+        Average-pooling factor applied to every view (:func:`pool_images`; 1 = none).
+    flatten : bool
+        Return each pooled view as rows of ``h * w`` pixels (row-major), the layout of
+        :func:`load_mnist` and of tnkit's classifiers.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (n_views, n, h * w) or (n_views, n, h, w)
+        ``h, w = height // pool, width // pool``. View 0 is the unshifted image; the others
+        follow in row-major order of the shift ``(rows, columns)`` in
+        ``[-max_shift, max_shift]**2``. Memory: ``n_views * n * h * w * 8`` bytes (MNIST
+        test set, ``max_shift=1``, ``pool=2``: 141 MB).
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not 3-dimensional or holds non-finite values, if ``max_shift`` is
+        out of range, or if ``pool`` does not divide the image size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> views = shifted_views(np.arange(16.0).reshape(1, 4, 4), max_shift=1, pool=2)
+    >>> views.shape
+    (9, 1, 4)
+    >>> views[0].tolist()
+    [[2.5, 4.5, 10.5, 12.5]]
+    """
+    max_shift = check_int("max_shift", max_shift, minimum=0)
+    pool = check_int("pool", pool, minimum=1)
+    if not isinstance(flatten, (bool, np.bool_)):
+        raise TypeError(f"`flatten` must be a bool, got {flatten!r}.")
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
+    if images.dtype.kind not in "biuf":
+        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    n, h, w = images.shape
+    if max_shift >= min(h, w):
+        raise ValueError(f"`max_shift` must be smaller than the image size {h}x{w}, got {max_shift}.")
+    if h % pool or w % pool:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the pooling `pool` {pool}.")
+    images = images.astype(float)
+    if not np.all(np.isfinite(images)):
+        raise ValueError("`images` holds NaN or infinite values.")
+    steps = range(-max_shift, max_shift + 1)
+    shifts = [(0, 0)] + [s for s in itertools.product(steps, steps) if s != (0, 0)]
+    out = np.empty((len(shifts), n, h // pool, w // pool))
+    shifted = np.empty_like(images)
+    for k, (dy, dx) in enumerate(shifts):
+        shifted.fill(0.0)
+        shifted[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        out[k] = pool_images(shifted, pool)
+    return out.reshape(len(shifts), n, -1) if flatten else out
