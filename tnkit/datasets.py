@@ -307,6 +307,23 @@ def _affine_warp(images: np.ndarray, angles: np.ndarray, scales: np.ndarray, shi
             + fy * (1 - fx) * padded[idx, y1p, x0p] + fy * fx * padded[idx, y1p, x1p])
 
 
+def _checked_images(images: Any) -> np.ndarray:
+    """``images`` as a float64 array of shape ``(n, height, width)``, or a clear error.
+
+    Raises ``ValueError`` for another number of dimensions or non-finite values and
+    ``TypeError`` for values that are not real numbers.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
+    if images.dtype.kind not in "biuf":
+        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    images = images.astype(float)
+    if not np.all(np.isfinite(images)):
+        raise ValueError("`images` holds NaN or infinite values.")
+    return images
+
+
 def augment_images(
     images: Any,
     labels: Any,
@@ -377,14 +394,7 @@ def augment_images(
         raise ValueError(f"`max_scale` must be in [0, 1), got {max_scale!r}.")
     if not isinstance(include_original, (bool, np.bool_)):
         raise TypeError(f"`include_original` must be a bool, got {include_original!r}.")
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
-    if images.dtype.kind not in "biuf":
-        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
-    images = images.astype(float)
-    if not np.all(np.isfinite(images)):
-        raise ValueError("`images` holds NaN or infinite values.")
+    images = _checked_images(images)
     labels = np.asarray(labels)
     if labels.shape != (len(images),):
         raise ValueError(f"`labels` must have shape ({len(images)},) (one per image), got shape {labels.shape}.")
@@ -454,19 +464,12 @@ def shifted_views(images: Any, *, max_shift: int = 1, pool: int = 1, flatten: bo
     pool = check_int("pool", pool, minimum=1)
     if not isinstance(flatten, (bool, np.bool_)):
         raise TypeError(f"`flatten` must be a bool, got {flatten!r}.")
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"`images` must have shape (n, height, width), got shape {images.shape}.")
-    if images.dtype.kind not in "biuf":
-        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    images = _checked_images(images)
     n, h, w = images.shape
     if max_shift >= min(h, w):
         raise ValueError(f"`max_shift` must be smaller than the image size {h}x{w}, got {max_shift}.")
     if h % pool or w % pool:
         raise ValueError(f"image size {h}x{w} is not a multiple of the pooling `pool` {pool}.")
-    images = images.astype(float)
-    if not np.all(np.isfinite(images)):
-        raise ValueError("`images` holds NaN or infinite values.")
     steps = range(-max_shift, max_shift + 1)
     shifts = [(0, 0)] + [s for s in itertools.product(steps, steps) if s != (0, 0)]
     out = np.empty((len(shifts), n, h // pool, w // pool))
