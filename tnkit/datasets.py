@@ -473,10 +473,8 @@ def shifted_views(images: Any, *, max_shift: int = 1, pool: int = 1, flatten: bo
     steps = range(-max_shift, max_shift + 1)
     shifts = [(0, 0)] + [s for s in itertools.product(steps, steps) if s != (0, 0)]
     out = np.empty((len(shifts), n, h // pool, w // pool))
-    shifted = np.empty_like(images)
+    m = max_shift
+    padded = np.pad(images, ((0, 0), (m, m), (m, m)))   # view (dy, dx) at pixel p reads p - (dy, dx)
     for k, (dy, dx) in enumerate(shifts):
-        shifted.fill(0.0)
-        shifted[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-        out[k] = pool_images(shifted, pool)
+        out[k] = pool_images(padded[:, m - dy : m - dy + h, m - dx : m - dx + w], pool)
     return out.reshape(len(shifts), n, -1) if flatten else out
