@@ -26,7 +26,7 @@ def test_auto_adopts_the_best_one_shot_split_or_pruning_alone_whichever_is_bette
     model = copy.deepcopy(base)
     # float32 statistics: the candidates must equal the plain methods' (which measure in float32) below
     res = tc.compress_model(model, ratio=0.6, calibration=calib, stats_precision="float32", progress=False)
-    assert res.method == "auto" == tc.DEFAULT_METHOD
+    assert res.method == "auto" == tc.DEFAULT_METHOD and res.extra["auto_prunable"] is True
     predicted, losses = res.extra["auto_predicted"], res.extra["auto_losses"]
     searched = sorted(round(prune_fraction(0.6, s), 6) for s in AUTO_SPLITS if s < 1.0)
     # built from the most pruning down while the held-out loss falls (the first compared with pruning alone's)

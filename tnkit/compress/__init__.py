@@ -8,7 +8,8 @@ Importing this package imports nothing heavy: each name below is loaded from its
   the per-layer search of :mod:`tnkit.compress.numerics.search`);
 * :func:`layer_options`, :func:`search_allocation`: every layer's candidate factorisations
   and one knapsack for the global budget;
-* :func:`prune_width`: structured width pruning to a plain, smaller Llama;
+* :func:`prune_width`: structured width pruning to a plain, smaller Llama (:func:`width_prunable`
+  says whether a model has the layout it needs);
 * :func:`collect_activation_stats`: input statistics for data-aware truncation;
 * :func:`whitened_mpo_factorize`: MPO truncation for the output error on calibration inputs;
 * :func:`allocate_budget`: per-layer sizes for a global parameter budget;
@@ -115,7 +116,8 @@ _SUBMODULE_OF: dict[str, str] = {
         'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS', 'METHOD_SPECS', 'MethodSpec',
         'CompressionResult', 'compress_model', 'count_params',
     ), 'recipes.pipeline'),
-    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width', 'pruned_stats'), 'recipes.prune'),
+    **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width', 'pruned_stats',
+                    'width_prunable'), 'recipes.prune'),
     **dict.fromkeys((
         'FAMILIES', 'LayerOptions', 'gradient_weights', 'knapsack', 'layer_options', 'search_allocation',
     ), 'numerics.search'),
@@ -146,7 +148,8 @@ __all__ = [
     "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
-    "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params",
+    "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats",
+    "block_linear_params", "width_prunable",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
     "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
     "CompressSettings", "HealSettings", "CompressRun", "run_compress", "run_heal",

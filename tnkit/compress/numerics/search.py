@@ -542,14 +542,23 @@ def gradient_weights(model, layers: Mapping[str, object], batches: Sequence[obje
     sums = dict.fromkeys(layers, 0.0)
     counts = dict.fromkeys(layers, 0)
 
-    def hook(name):
-        def fn(module, _grad_in, grad_out):
-            g = grad_out[0].detach().to(torch.float64)
+    def record(name):
+        def fn(g):
+            g = g.detach().to(torch.float64)
             sums[name] += float((g * g).sum()) / g.shape[-1]
             counts[name] += g[..., 0].numel()
         return fn
 
-    handles = [m.register_full_backward_hook(hook(n)) for n, m in layers.items()]
+    def hook(name):
+        # a hook on the output tensor, not a module backward hook: those wrap the output in a view that models
+        # editing it in place (Falcon) cannot use; registered before any such edit, it sees dL/dy of the output
+        def fn(_module, _inputs, out):
+            y = out[0] if isinstance(out, tuple) else out
+            if y.requires_grad:
+                y.register_hook(record(name))
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
     was_training = model.training
     model.eval()
     grads = [p.requires_grad for p in model.parameters()]

@@ -175,7 +175,8 @@ def compress_model(
         A causal LM (Llama-style ``nn.Linear`` or GPT-2-style ``Conv1D``).
     method : str
         One of :data:`METHODS`; default :data:`DEFAULT_METHOD` (``"auto"``: width pruning and
-        the per-layer search, the budget split between them chosen on held-out calibration loss,
+        the per-layer search, the budget split between them chosen on held-out calibration loss;
+        the search alone for a model whose blocks are not Llama-style, such as GPT-2,
         :mod:`tnkit.compress.recipes.recipe`). ``"prune"`` is structured width pruning alone
         (:mod:`tnkit.compress.recipes.prune`, Llama-style models), ``"search"`` the per-layer
         search over factorisations alone (:mod:`tnkit.compress.numerics.search`).
@@ -258,6 +259,13 @@ def compress_model(
         check_option("stats_precision", stats_precision, STATS_PRECISIONS)
     opts = _check_options(method, ratio, max_bond, allocation, ridge, feedback_ridge, sequential, calibration,
                           stats, sensitivity, families, prune, layers)
+    if method == "prune" or prune is not None:  # "auto" searches alone where widths cannot be pruned
+        from .prune import width_prunable
+
+        if not width_prunable(model):
+            raise TypeError(f"width pruning (method 'prune' or `prune`) needs a Llama-style model "
+                            f"(model.layers[i].mlp.gate_proj/up_proj/down_proj, self_attn.q/k/v/o_proj as "
+                            f"nn.Linear), got {type(model).__name__}; method 'search' factorises any model.")
     start = time.perf_counter()
     params_before = count_params(model)
     runner = _RECIPE_RUNNERS.get(method)
@@ -704,14 +712,16 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
-    for the rest of the budget. Pruning alone (share 1, which needs no factorisation) is the
-    first candidate; the splits that use the search are built in one shot on the original
+    for the rest of the budget (a model that :func:`tnkit.compress.width_prunable` rejects, such
+    as GPT-2, gets share 0 alone: the search without pruning). Pruning alone (share 1, which
+    needs no factorisation) is the first candidate; the splits that use the search are built in one shot on the original
     model's statistics and scored by their held-out loss (:func:`_best_split`, which builds
     them from the largest share down while the loss falls), and the best of them is the
     second. Each candidate is scored on the last batch (see ``calibration_batches``). The
     original model's statistics (on every fitting batch) and gradient sensitivities are
     measured once and shared.
     """
+    from .prune import width_prunable
     from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
     clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
@@ -724,7 +734,12 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
         with clock("sensitivity"):
             weights = gradient_weights(model, chosen, _bar(fit[:_GRADIENT_BATCHES], "sensitivity", progress),
                                        precision=precision)
-    shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 else (0.0,)))
+    prunable = width_prunable(model)
+    if not prunable and ratio < 1.0 and progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"auto: {type(model).__name__} has no Llama-style blocks to prune: the factorisation search alone")
+    shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 and prunable else (0.0,)))
     pruned_loss = math.inf
     if 1.0 in shares:
         with clock("pruning alone"):
@@ -750,8 +765,10 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_flops, progress, start,
           params_before, stats_precision=None) -> CompressionResult:
     """Method ``"auto"``: the candidate of :func:`auto_candidates` with the lowest held-out loss, adopted in place."""
+    from .prune import width_prunable
     from .recipe import adopt
 
+    prunable = width_prunable(model)  # before the layers are replaced
     best, losses, predicted = None, {}, {}
     for cand in auto_candidates(model, ratio=ratio, calibration=calibration, weights=weights, families=families,
                                 stats_precision=stats_precision,
@@ -762,7 +779,8 @@ def _auto(model, ratio, calibration, weights, families, sensitivity, step, max_f
             best = cand
         del cand
     adopt(model, best.model)
-    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune, auto_predicted=predicted)
+    extra = dict(best.result.extra, auto_losses=losses, auto_prune=best.prune, auto_predicted=predicted,
+                 auto_prunable=prunable)
     return CompressionResult("auto", best.result.layers, params_before, count_params(model),
                              time.perf_counter() - start, extra)
 

@@ -41,12 +41,17 @@ from torch import nn
 from ...core.threads import available_threads, blas_threads, map_on_threads
 from ...core.validate import check_int, check_number, check_option
 
-__all__ = ["PruneResult", "prune_width", "prune_plan", "pruned_stats", "block_linear_params", "PRUNE_FOLD_RIDGE",
+__all__ = ["PruneResult", "prune_width", "prune_plan", "width_prunable", "pruned_stats", "block_linear_params",
+           "PRUNE_FOLD_RIDGE",
            "CHANNEL_SCORES", "DEFAULT_CHANNEL_SCORE"]
 
 #: relative ridge of the least-squares fold (times the mean kept-channel energy): 0.1-1 is the flat optimum on
 #: SmolLM2 at 70% kept (docs/compress.md); 1e-3 overfitted the calibration text
 PRUNE_FOLD_RIDGE = 1e-1
+
+#: the linear layers every block must have for width pruning: (submodule, names)
+_LLAMA_LAYOUT = (("mlp", ("gate_proj", "up_proj", "down_proj")),
+                 ("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")))
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,29 @@ class PruneResult:
 def _blocks(model: nn.Module) -> list[nn.Module]:
     layers = getattr(getattr(model, "model", None), "layers", None)
     cfg = getattr(model, "config", None)
-    ok = layers is not None and cfg is not None and all(
-        hasattr(b, "mlp") and hasattr(b, "self_attn") and all(hasattr(b.mlp, n) for n in ("gate_proj", "up_proj",
-                                                                                         "down_proj"))
+    ok = layers is not None and cfg is not None and len(layers) > 0 and all(
+        all(isinstance(getattr(getattr(b, part, None), n, None), nn.Linear) for part, names in _LLAMA_LAYOUT
+            for n in names)
         for b in layers)
     if not ok:
         raise TypeError(f"width pruning needs a Llama-style model (model.layers[i].mlp.gate_proj/up_proj/down_proj, "
                         f"self_attn.q/k/v/o_proj), got {type(model).__name__}.")
     return list(layers)
+
+
+def width_prunable(model: nn.Module) -> bool:
+    """Whether :func:`prune_width` can act on ``model``: every block has the Llama layout.
+
+    That is ``model.model.layers[i]`` with ``nn.Linear`` layers ``mlp.gate_proj``,
+    ``mlp.up_proj``, ``mlp.down_proj`` and ``self_attn.q_proj``, ``k_proj``, ``v_proj``,
+    ``o_proj`` (Llama, Mistral, Qwen2/3, Gemma and the like). GPT-2's ``Conv1D`` layers,
+    fused projections (Phi-3's ``qkv_proj``) and mixture-of-experts MLPs are not.
+    """
+    try:
+        _blocks(model)
+    except TypeError:
+        return False
+    return True
 
 
 def _geometry(model: nn.Module) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -533,6 +533,10 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
     say(f"loaded in {time.perf_counter() - start:.1f} s: {count_params(model):,} parameters, of which "
         f"{block_weights:,} in the {len(layers)} linear layers to compress"
         + ("" if s.ratio is None else f" (keeping {s.ratio:.0%}: {int(s.ratio * block_weights):,})"))
+    untouched = _uncompressible_block_params(model, layers) if not s.selects_layers else 0
+    if untouched:
+        say(f"note: {untouched:,} parameters inside the blocks are not in linear layers (for example fused expert "
+            f"tensors) and stay as they are; --ratio counts only the {len(layers)} linear layers")
     eval_ids = read_token_ids(tok, s.eval_text, "eval")
     heal_ids = read_token_ids(tok, None if s.heal is None else s.heal.text, "heal")
     calib_ids = (read_token_ids(tok, s.calib_text, "heal") if s.calib_text
@@ -571,6 +575,15 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
     return CompressRun(result=result, reports=reports, heal=healed, out=saved, summary=summary, seconds=seconds)
 
 
+def _uncompressible_block_params(model: Any, layers: Mapping[str, Any]) -> int:
+    """Parameters of matrices (2-d or more) inside the numbered blocks that are not weights of ``layers``."""
+    from ..layers.surgery import layer_depth
+
+    covered = {id(p) for m in layers.values() for p in m.parameters()}
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.ndim >= 2 and layer_depth(name) is not None and id(p) not in covered)
+
+
 def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
     """One screen: what was kept, how big, how good, how long."""
     from .evaluate import format_reports
@@ -581,10 +594,12 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
         forms[r.form] = forms.get(r.form, 0) + 1
     prune = result.extra.get("prune")
     lines = ["", f"== tnkit compress: {result.method} =="]
-    if result.extra.get("auto_predicted"):
+    if result.extra.get("auto_prunable") is False:
+        lines.append("auto: no Llama-style blocks to width-prune: the factorisation search alone")
+    elif result.extra.get("auto_predicted"):
         lines.append("auto: held-out loss of the search built in one shot after width pruning to " + ", ".join(
             f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_predicted"].items()))
-    if "auto_losses" in result.extra:
+    if "auto_losses" in result.extra and result.extra.get("auto_prunable") is not False:
         lines.append("auto: held-out loss after width pruning to " + ", ".join(
             f"{keep:.0%} {loss:.4f}" for keep, loss in result.extra["auto_losses"].items())
             + f" of the block weights (then the search); chose {result.extra['auto_prune']:.0%}")
