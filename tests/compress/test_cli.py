@@ -228,3 +228,25 @@ def test_the_compress_command_parses_and_checks_its_options_without_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     root = Path(tc.__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+
+
+def test_a_bfloat16_checkpoint_gives_a_bfloat16_output_smaller_than_it(model_dir, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    src = tmp_path / "bf16"
+    tc.tiny_llama(seed=0).to(torch.bfloat16).save_pretrained(src)
+    for f in model_dir.glob("tokenizer*"):
+        shutil.copy(f, src)
+    assert tc.stored_dtype(src) == "bfloat16"
+    common = ["--ratio", "0.6", "--calib-text", str(model_dir / "text.txt"), "--calib-tokens", "1024",
+              "--seq-len", "32", "--no-progress"]
+    assert _main(["compress", str(src), "--out", str(tmp_path / "auto"), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "stored as bfloat16, the output will be bfloat16" in printed and "(bfloat16 -> bfloat16)" in printed
+    assert _main(["compress", str(src), "--out", str(tmp_path / "f32"), "--save-dtype", "float32", *common]) == 0
+    size = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("auto", "f32")}
+    assert size["auto"] < (src / "model.safetensors").stat().st_size < size["f32"]
+    assert {p.dtype for p in tc.load_model(tmp_path / "auto", tokenizer=False)[0].parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in tc.load_model(tmp_path / "f32", tokenizer=False)[0].parameters()} == {torch.float32}

@@ -330,3 +330,58 @@ def test_dequantised_model_copy_loads_identically(llama, ids, tmp_path):
     with pytest.raises(ValueError, match="could not load"):
         tc.load_model(tmp_path / "bad.gguf", cache=tmp_path / "cache")
     assert not any((tmp_path / "cache").glob("*/config.json"))  # nothing half-written
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_save_in_a_narrower_precision_loads_as_the_rounded_model(llama, ids, tmp_path, dtype):
+    calib = tc.token_batches(ids, seq_len=64, batch_size=2, n_batches=1)
+    layers = tc.find_layers(llama)
+    names = list(layers)
+    tc.compress_model(llama, method="mpo-aware", ratio=0.5, layers={n: layers[n] for n in names[:7]},
+                      calibration=calib, progress=False)
+    tc.compress_model(llama, method="svd", ratio=0.5, layers={n: layers[n] for n in names[7:]}, progress=False)
+    plain = tc.save_compressed(llama, tmp_path / "f32")
+    narrow = tc.save_compressed(llama, tmp_path / "narrow", dtype=dtype)
+    size = (narrow / "model.safetensors").stat().st_size
+    assert size < 0.55 * (plain / "model.safetensors").stat().st_size
+    loaded = tc.load_compressed(narrow)
+    target = getattr(torch, dtype)
+    assert {p.dtype for p in loaded.parameters()} == {target}
+    assert loaded.config.to_dict().get("dtype", loaded.config.to_dict().get("torch_dtype")) in (dtype, target)
+    before = {k: v.clone() for k, v in llama.state_dict().items()}
+    tc.round_weights(llama, dtype)
+    state = llama.state_dict()
+    assert any(not torch.equal(state[k], before[k]) for k in state)  # something was rounded
+    for k, v in loaded.state_dict().items():  # the file holds exactly the rounded values
+        assert v.dtype == target and torch.equal(v.float(), state[k]), k
+    tc.round_weights(llama, dtype)
+    assert all(torch.equal(v, s) for v, s in zip(llama.state_dict().values(), state.values(), strict=True))
+    x = torch.as_tensor(ids[:50])[None]
+    with torch.no_grad():  # MPO and low-rank layers run in the narrow precision
+        got, ref = loaded(x).logits.float(), llama(x).logits
+    assert torch.isfinite(got).all()
+    assert float((got - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    gen = loaded.generate(x[:, :5], max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert gen.shape == (1, 8)
+
+
+def test_save_precision_is_checked(llama, tmp_path):
+    with pytest.raises(ValueError, match="`dtype` must be None or one of"):
+        tc.save_compressed(llama, tmp_path / "m", dtype="int8")
+    with pytest.raises(ValueError, match="`dtype` must be None or one of"):
+        tc.round_weights(llama, "float64")
+    assert not (tmp_path / "m").exists()
+
+
+def test_stored_dtype_reads_the_config_without_loading(tmp_path):
+    import json
+
+    cases = {"a": {"dtype": "bfloat16"}, "b": {"torch_dtype": "float16"}, "c": {},
+             "d": {"model_type": "tnkit-compressed", "base_config": {"dtype": "bfloat16"}}, "e": {"dtype": "int8"}}
+    for name, cfg in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    got = {name: tc.stored_dtype(tmp_path / name) for name in cases}
+    assert got == {"a": "bfloat16", "b": "float16", "c": "float32", "d": "bfloat16", "e": "float32"}
+    assert tc.stored_dtype(tmp_path / "model.gguf") == "float32"
+    assert tc.stored_dtype(tmp_path / "a", gguf_file="x.gguf") == "float32"

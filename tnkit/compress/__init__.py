@@ -20,7 +20,8 @@ Importing this package imports nothing heavy: each name below is loaded from its
 * :func:`distillation_stream`: unbounded healing data written by the original model;
 * :func:`export_dense`: a plain Hugging Face copy of a compressed model;
 * :func:`perplexity`, :func:`evaluate_model`: sliding-window perplexity, size, speed;
-* :func:`save_compressed`, :func:`load_compressed`: safetensors + JSON, no pickle;
+* :func:`save_compressed`, :func:`load_compressed`: safetensors + JSON, no pickle, in the
+  precision asked for (:func:`stored_dtype` of the input, :func:`round_weights`);
 * :func:`load_model`, :func:`tiny_llama`, :func:`tiny_gpt2`: models from disk or for tests.
 
 The modules live in subpackages, one per concern, each importing only from those listed
@@ -110,7 +111,7 @@ _SUBMODULE_OF: dict[str, str] = {
     ), 'numerics.factorize'),
     **dict.fromkeys(('HEAL_LOSSES', 'HealResult', 'heal'), 'tuning.healing'),
     **dict.fromkeys(('LowRankLinear', 'lowrank_factors', 'ridge_covariance'), 'layers.lowrank'),
-    **dict.fromkeys(('load_model', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'storage.models'),
+    **dict.fromkeys(('load_model', 'stored_dtype', 'smollm2_gguf_path', 'tiny_gpt2', 'tiny_llama'), 'storage.models'),
     **dict.fromkeys(('MPOLinear', 'cache_dense_weights'), 'layers.mpo_linear'),
     **dict.fromkeys((
         'ALLOCATIONS', 'AutoCandidate', 'auto_candidates', 'DEFAULT_FAMILIES', 'DEFAULT_METHOD', 'DEFAULT_RIDGE', 'DEFAULT_SEQUENTIAL', 'METHODS', 'METHOD_SPECS', 'MethodSpec',
@@ -125,7 +126,7 @@ _SUBMODULE_OF: dict[str, str] = {
         'entanglement_profile', 'entanglement_weights', 'plot_profile', 'sensitive_layers',
         'sensitivity_profile', 'sensitivity_weights',
     ), 'recipes.sensitivity'),
-    **dict.fromkeys(('load_compressed', 'save_compressed'), 'storage.serialize'),
+    **dict.fromkeys(('load_compressed', 'save_compressed', 'round_weights'), 'storage.serialize'),
     **dict.fromkeys(('AUTO_SPLITS', 'calibration_batches'), 'recipes.recipe'),
     **dict.fromkeys(('CompressRun', 'CompressSettings', 'HealSettings', 'run_compress', 'run_heal'), 'recipes.run'),
     **dict.fromkeys(('find_layers', 'linear_weight', 'replace_layers'), 'layers.surgery'),
@@ -145,7 +146,8 @@ __all__ = [
     "count_params", "find_layers", "replace_layers", "linear_weight", "entanglement_profile",
     "sensitivity_profile", "sensitivity_weights", "plot_profile", "HealResult", "heal", "perplexity",
     "evaluate_model", "EvalReport", "format_reports", "generation_speed", "model_bytes",
-    "save_compressed", "load_compressed", "load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2",
+    "save_compressed", "load_compressed", "round_weights", "load_model", "stored_dtype", "smollm2_gguf_path",
+    "tiny_llama", "tiny_gpt2",
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats",

@@ -22,6 +22,7 @@ from ..._argtypes import (
 from .cli_distributed import add_distributed_args
 from .cli_heal import add_export_parser, add_heal_args, heal_settings_from_args, nonnegative_int
 from ..recipes.run import CALIB_TOKENS
+from ..storage.models import SAVE_DTYPE_NAMES
 
 __all__ = ["add_parser", "add_compress_parser", "add_profile_parser", "add_eval_parser", "settings_from_args"]
 
@@ -93,10 +94,11 @@ def add_compress_parser(sub: Any) -> None:
                            "head are not counted and not changed; the summary also prints the whole model's count). "
                            "Default 0.8")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                   help=f"default {DEFAULT_METHOD}. auto: width pruning to 100%%, half-way or all the way to "
-                        "--ratio, then the search for the rest, each on a copy, the lowest held-out calibration loss "
-                        "kept; prune: width pruning (MLP channels, attention heads; the output "
-                        "loads in plain transformers); search: per-layer search over --families and dense, one "
+                   help=f"default {DEFAULT_METHOD}. auto: width pruning doing none, a quarter, half, three "
+                        "quarters or all of the removal, then the search for the rest, each on a copy, the lowest "
+                        "held-out calibration loss kept (the search alone on models without Llama-style blocks, "
+                        "such as GPT-2); prune: width pruning of Llama-style models (MLP channels, attention "
+                        "heads; the output loads in plain transformers); search: per-layer search over --families and dense, one "
                         "knapsack for the budget, layers weighted by their loss-gradient sensitivity, sequential "
                         "calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
                         "(CompactifAI); mpo-aware, mpo-whiten: data-aware MPOs")
@@ -133,6 +135,11 @@ def add_compress_parser(sub: Any) -> None:
     p.add_argument("--stats-precision", default=None, choices=("float32", "bfloat16"),
                    help="precision of the default method's statistics, sensitivity and held-out passes (default: "
                         "bfloat16 where the CPU multiplies it natively, else float32)")
+    p.add_argument("--save-dtype", default="auto", choices=("auto", *SAVE_DTYPE_NAMES),
+                   help="precision of the saved model (default auto: the input's, from its config.json; a "
+                        "bfloat16 checkpoint stays bfloat16, so the output is never wider per parameter than the "
+                        "input; GGUF input gives float32). Compression and healing compute in float32; the "
+                        "compressed model is evaluated with its weights rounded to this precision")
     add_heal_args(p)
     p.add_argument("--seq-len", type=int_at_least(2), default=256,
                    help="tokens per training/calibration window (default 256)")
@@ -203,7 +210,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         calib_tokens=args.calib_tokens, seq_len=args.seq_len, stats_precision=args.stats_precision,
         heal=heal_settings_from_args(args),
         eval_text=args.eval_text, eval_tokens=args.eval_tokens, window=args.window, stride=args.stride,
-        progress=not args.no_progress,
+        progress=not args.no_progress, save_dtype=args.save_dtype,
     )
 
 

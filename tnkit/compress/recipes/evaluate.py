@@ -70,10 +70,21 @@ def perplexity(model: nn.Module, ids: Any, *, window: int = 512, stride: int = 2
     return math.exp(nll / count)
 
 
-def model_bytes(model: nn.Module) -> int:
-    """Bytes of the distinct parameters and buffers held in memory."""
+def model_bytes(model: nn.Module, *, dtype: Any = None) -> int:
+    """Bytes of the distinct parameters and buffers held in memory.
+
+    With ``dtype`` (a name of ``tnkit.compress.storage.serialize.SAVE_DTYPES`` or a
+    ``torch.dtype``): the bytes they take stored in that precision (wider floating
+    tensors counted at its width), as :func:`tnkit.compress.save_compressed` writes them.
+    """
+    width = None
+    if dtype is not None:
+        from ..storage.serialize import SAVE_DTYPES
+
+        width = (SAVE_DTYPES[dtype] if isinstance(dtype, str) else dtype).itemsize
     tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    return sum(t.numel() * (min(width, t.element_size()) if width and t.is_floating_point() else t.element_size())
+               for t in tensors.values())
 
 
 def generation_speed(model: nn.Module, *, prompt_ids: Any, new_tokens: int = 32, repeats: int = 3,

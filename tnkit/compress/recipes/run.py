@@ -221,6 +221,12 @@ class CompressSettings:
         Perplexity sliding window and its step, in tokens.
     progress : bool
         Show progress bars.
+    save_dtype : {"auto", "float32", "bfloat16", "float16"}
+        Precision of the saved model; ``"auto"``: the input's (:func:`tnkit.compress.stored_dtype`:
+        a bfloat16 checkpoint stays bfloat16, a GGUF file gives float32). The compression and
+        healing compute in float32; the compressed model's perplexities are measured with its
+        weights rounded to this precision (:func:`tnkit.compress.round_weights`), so they are
+        the saved model's.
     """
 
     model: str | Path
@@ -252,6 +258,7 @@ class CompressSettings:
     window: int = 512
     stride: int = 256
     progress: bool = True
+    save_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         from .methods import ALLOCATIONS, DEFAULT_METHOD, METHODS
@@ -296,6 +303,9 @@ class CompressSettings:
             from ..calibrate.calibration import STATS_PRECISIONS
 
             check_option("stats_precision", self.stats_precision, STATS_PRECISIONS)
+        from ..storage.models import SAVE_DTYPE_NAMES
+
+        check_option("save_dtype", self.save_dtype, ("auto", *SAVE_DTYPE_NAMES))
         if self.heal is not None and not isinstance(self.heal, HealSettings):
             raise TypeError(f"`heal` must be HealSettings or None, got {type(self.heal).__name__}.")
         _optional(check_int, "eval_tokens", self.eval_tokens, minimum=2)
@@ -519,20 +529,23 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
     start = time.perf_counter()
     say(f"tnkit compress: loading {s.model} ...")
     from ..layers.surgery import linear_weight
-    from ..storage.models import load_model
-    from ..storage.serialize import save_compressed
+    from ..storage.models import load_model, stored_dtype
+    from ..storage.serialize import round_weights, save_compressed
     from .evaluate import evaluate_model, model_bytes, write_reports
     from .pipeline import compress_model, count_params
     from .sensitivity import sensitive_layers, sensitivity_weights
 
     out, profile_rows = check_compress_settings(s)
+    in_dtype = stored_dtype(s.model, gguf_file=s.gguf)
+    save_dtype = in_dtype if s.save_dtype == "auto" else s.save_dtype
     model, tok = load_model(s.model, gguf_file=s.gguf, cache=s.cache)
     layers = select_layers(model, layers=s.layers, roles=s.roles, depth=s.depth, exclude=s.exclude)
     block_weights = sum(linear_weight(m).numel() for m in layers.values())
-    bytes_before = model_bytes(model)
+    bytes_before = model_bytes(model, dtype=in_dtype)
     say(f"loaded in {time.perf_counter() - start:.1f} s: {count_params(model):,} parameters, of which "
         f"{block_weights:,} in the {len(layers)} linear layers to compress"
-        + ("" if s.ratio is None else f" (keeping {s.ratio:.0%}: {int(s.ratio * block_weights):,})"))
+        + ("" if s.ratio is None else f" (keeping {s.ratio:.0%}: {int(s.ratio * block_weights):,})")
+        + f"; stored as {in_dtype}, the output will be {save_dtype}")
     untouched = _uncompressible_block_params(model, layers) if not s.selects_layers else 0
     if untouched:
         say(f"note: {untouched:,} parameters inside the blocks are not in linear layers (for example fused expert "
@@ -557,6 +570,7 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
                             allocation=s.allocation, ridge=s.ridge, weights=weights, protect=protect,
                             sequential=s.sequential, feedback_ridge=s.feedback_ridge, prune=s.prune,
                             stats_precision=s.stats_precision, progress=s.progress, **extra)
+    round_weights(model, save_dtype)  # what is measured below is what is saved
     if show_layers:
         say(result.table())
     if eval_ids is not None:
@@ -565,13 +579,15 @@ def run_compress(settings: CompressSettings, *, log: Callable[[str], None] | Non
     if s.heal is not None:
         healed = run_heal(model, s.heal, text_ids=heal_ids, teacher=teacher, checkpoint_dir=out / CHECKPOINT_SUBDIR,
                           seq_len=s.seq_len, progress=s.progress, log=say)
+        round_weights(model, save_dtype)
         if eval_ids is not None:
             reports.append(evaluate_model(model, f"{s.method}+heal", ids=eval_ids, **kw))
-    saved = save_compressed(model, out, tokenizer=tok)
+    saved = save_compressed(model, out, tokenizer=tok, dtype=save_dtype)
     if reports:
         write_reports(reports, saved / "report.json")
     seconds = time.perf_counter() - start
-    summary = _summary(result, block_weights, (bytes_before, model_bytes(model)), reports, seconds, saved)
+    summary = _summary(result, block_weights, (bytes_before, model_bytes(model, dtype=save_dtype)), reports, seconds,
+                       saved, (in_dtype, save_dtype))
     return CompressRun(result=result, reports=reports, heal=healed, out=saved, summary=summary, seconds=seconds)
 
 
@@ -584,7 +600,8 @@ def _uncompressible_block_params(model: Any, layers: Mapping[str, Any]) -> int:
                if p.ndim >= 2 and layer_depth(name) is not None and id(p) not in covered)
 
 
-def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any) -> str:
+def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: list, seconds: float, out: Any,
+             dtypes: tuple[str, str] = ("float32", "float32")) -> str:
     """One screen: what was kept, how big, how good, how long."""
     from .evaluate import format_reports
 
@@ -612,7 +629,8 @@ def _summary(result: Any, block_weights: int, memory: tuple[int, int], reports: 
     lines.append(f"block linear weights: {block_weights:,} -> {kept:,} ({kept / block_weights:.1%} kept); layers: "
                  + ", ".join(f"{n} {k}" for k, n in sorted(forms.items())))
     lines.append(f"whole model: {result.params_before:,} -> {result.params_after:,} parameters ({result.ratio:.1%}); "
-                 f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers")
+                 f"{memory[0] / 2**20:,.1f} -> {memory[1] / 2**20:,.1f} MiB of parameters and buffers"
+                 + ("" if dtypes == ("float32", "float32") else f" ({dtypes[0]} -> {dtypes[1]})"))
     if reports:
         lines.append(format_reports(reports))
     stages = result.extra.get("stage_seconds") or {}

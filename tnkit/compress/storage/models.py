@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_model", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2", "tiny_tokenizer", "is_compressed_dir",
-           "gguf_cache_dir"]
+__all__ = ["load_model", "stored_dtype", "smollm2_gguf_path", "tiny_llama", "tiny_gpt2", "tiny_tokenizer",
+           "is_compressed_dir", "gguf_cache_dir"]
+
+#: precisions a model is stored and saved in (names of torch dtypes; torch-free, for the command line)
+SAVE_DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 #: Written next to a converted GGUF model; records which file it was converted from.
 GGUF_SOURCE_FILE = "tnkit_gguf_source.json"
@@ -48,6 +51,29 @@ def is_compressed_dir(path: Any) -> bool:
 def gguf_cache_dir() -> Path:
     """Default folder for dequantised GGUF models: ``$TNKIT_CACHE`` or ``~/.cache/tnkit``, plus ``/gguf``."""
     return Path(os.environ.get("TNKIT_CACHE", Path.home() / ".cache" / "tnkit")) / "gguf"
+
+
+def stored_dtype(path: Any, *, gguf_file: str | None = None) -> str:
+    """The precision a model on disk is stored in: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Read from ``config.json`` (``dtype``, or ``torch_dtype`` of older checkpoints; inside
+    ``base_config`` for a directory written by tnkit) without loading any weight. A GGUF
+    file counts as float32 (its quantised weights are dequantised to float32, the
+    baseline), as does a config that names no supported precision.
+    """
+    import json
+
+    path = Path(os.fspath(path))
+    if gguf_file is not None or path.suffix == ".gguf" or not (path / "config.json").is_file():
+        return "float32"
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "float32"
+    if isinstance(config, dict) and isinstance(config.get("base_config"), dict):
+        config = config["base_config"]
+    name = (config.get("dtype") or config.get("torch_dtype")) if isinstance(config, dict) else None
+    return name if name in SAVE_DTYPE_NAMES else "float32"
 
 
 def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = True,

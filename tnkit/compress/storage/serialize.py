@@ -51,9 +51,10 @@ from ...io import read_safetensors_header
 from ..layers.lowrank import LowRankLinear
 from ..layers.mpo_linear import MPOLinear
 from ..layers.surgery import replace_layers
+from .models import SAVE_DTYPE_NAMES
 
-__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "all_finite", "LAYERS_FILE",
-           "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
+__all__ = ["save_compressed", "load_compressed", "check_output_dir", "read_safetensors", "write_metadata", "all_finite",
+           "round_weights", "SAVE_DTYPES", "LAYERS_FILE", "WEIGHTS_FILE", "SCHEMA", "MODEL_TYPE"]
 
 LAYERS_FILE = "tnkit_layers.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -61,6 +62,8 @@ SCHEMA = 2
 #: ``model_type`` of a directory that needs tnkit: transformers refuses it by name.
 MODEL_TYPE = "tnkit-compressed"
 _KIND = "tnkit-compressed-lm"
+#: precisions a compressed model can be saved in (:func:`save_compressed`'s ``dtype``)
+SAVE_DTYPES = {name: getattr(torch, name) for name in SAVE_DTYPE_NAMES}
 _TYPES = {"mpo": MPOLinear, "lowrank": LowRankLinear}
 _PARTIAL, _PREVIOUS = "tnkit-partial-", "tnkit-previous-"
 _MAX_HEADER = 100 << 20
@@ -216,7 +219,32 @@ def unique_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_compressed(model: nn.Module, directory: Any, *, tokenizer: Any = None) -> Path:
+def _save_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype) and dtype in SAVE_DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in SAVE_DTYPES:
+        return SAVE_DTYPES[dtype]
+    raise ValueError(f"`dtype` must be None or one of {sorted(SAVE_DTYPES)}, got {dtype!r}.")
+
+
+def round_weights(model: nn.Module, dtype: Any) -> nn.Module:
+    """Round every floating parameter and buffer of ``model`` to ``dtype``'s precision, in place.
+
+    The tensors keep their own dtype (training and evaluation run as before); their values
+    become exactly those :func:`save_compressed` with ``dtype`` writes, so a perplexity
+    measured afterwards is that of the saved model. Returns ``model``.
+    """
+    target = _save_dtype(dtype)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point() and t.dtype != target and t.element_size() > target.itemsize:
+                t.copy_(t.to(target))
+    return model
+
+
+def save_compressed(model: nn.Module, directory: Any, *, tokenizer: Any = None, dtype: Any = None) -> Path:
     """Write ``model`` (with its compressed layers) to ``directory`` as a unit; returns it.
 
     Parameters
@@ -227,19 +255,33 @@ def save_compressed(model: nn.Module, directory: Any, *, tokenizer: Any = None) 
         one is complete; its entries that this save does not write are kept.
     tokenizer : transformers tokenizer, optional
         Saved alongside, so ``tnkit eval DIR`` needs nothing else.
+    dtype : {"float32", "bfloat16", "float16"} or torch.dtype, optional
+        Precision of the saved floating tensors (and the config's ``dtype``); default: as
+        they are in memory. :func:`load_compressed` gives them back in this precision, as
+        transformers does with a checkpoint (keep a bfloat16 model's output bfloat16, or it
+        is twice its size per parameter).
 
     Raises
     ------
     NotADirectoryError, PermissionError
         If ``directory`` cannot be written (checked before anything is written).
+    ValueError
+        For an unknown ``dtype``.
     """
     from safetensors.torch import save_file
 
+    target = _save_dtype(dtype)
     config = model.config.to_dict()
+    if target is not None:
+        name = next(k for k, v in SAVE_DTYPES.items() if v == target)
+        config.update({k: name for k in ("dtype", "torch_dtype") if k in config} or {"dtype": name})
     specs = {n: m.spec() for n, m in model.named_modules() if isinstance(m, (MPOLinear, LowRankLinear))}
 
     def write(tmp: Path) -> None:
-        save_file(unique_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "producer": "tnkit"})
+        tensors = unique_tensors(model)
+        if target is not None:
+            tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "producer": "tnkit"})
         write_metadata(tmp, config, specs, name=Path(directory).name, tokenizer=tokenizer)
 
     return write_model_dir(directory, write)
