@@ -139,3 +139,23 @@ def test_gradient_weights_are_the_output_gradients_energy_also_for_in_place_mode
     mean = np.mean(list(sums.values()))
     for n in layers:
         assert got[n] == pytest.approx(sums[n] / mean, rel=1e-6)
+
+
+def test_default_recipe_leaves_out_splits_that_pruning_cannot_reach(calib):
+    """One head per block: attention alone is about half the block weights, so pruning cannot reach 30%."""
+    torch.manual_seed(0)
+    cfg = T.LlamaConfig(vocab_size=256, hidden_size=58, intermediate_size=97, num_hidden_layers=2,
+                        num_attention_heads=1, num_key_value_heads=1)
+    model = T.LlamaForCausalLM(cfg).eval()
+    floor = tc.min_prune_fraction(model)
+    assert floor == pytest.approx((3 * 58 + 4 * 58 * 58) / (3 * 58 * 97 + 4 * 58 * 58))
+    with pytest.raises(ValueError, match="too small for width pruning"):
+        tc.compress_model(T.LlamaForCausalLM(cfg).eval(), method="prune", ratio=0.3, calibration=calib,
+                          progress=False)
+    res = tc.compress_model(model, ratio=0.3, calibration=calib, progress=False)
+    built = set(res.extra["auto_losses"]) | set(res.extra["auto_predicted"])
+    assert built and all(keep >= floor for keep in built)  # every split built is reachable
+    assert 0.3 not in built  # pruning alone is not
+    assert res.params_after < res.params_before
+    with pytest.raises(TypeError, match="Llama-style"):
+        tc.min_prune_fraction(_build("gpt2"))

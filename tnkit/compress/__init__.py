@@ -118,7 +118,7 @@ _SUBMODULE_OF: dict[str, str] = {
         'CompressionResult', 'compress_model', 'count_params',
     ), 'recipes.pipeline'),
     **dict.fromkeys(('PruneResult', 'block_linear_params', 'prune_plan', 'prune_width', 'pruned_stats',
-                    'width_prunable'), 'recipes.prune'),
+                    'width_prunable', 'min_prune_fraction'), 'recipes.prune'),
     **dict.fromkeys((
         'FAMILIES', 'LayerOptions', 'gradient_weights', 'knapsack', 'layer_options', 'search_allocation',
     ), 'numerics.search'),
@@ -151,7 +151,7 @@ __all__ = [
     "read_text", "split_articles", "heal_eval_split", "tokenize", "token_batches", "DEFAULT_METHOD",
     "DEFAULT_FAMILIES", "DEFAULT_SEQUENTIAL", "FAMILIES", "LayerOptions", "layer_options", "knapsack",
     "search_allocation", "gradient_weights", "PruneResult", "prune_width", "prune_plan", "pruned_stats",
-    "block_linear_params", "width_prunable",
+    "block_linear_params", "width_prunable", "min_prune_fraction",
     "cache_dense_weights", "export_dense", "TokenStream", "TextWindows", "SelfGenerated", "MixedStream",
     "distillation_stream", "self_generate", "AutoCandidate", "auto_candidates", "AUTO_SPLITS", "calibration_batches",
     "CompressSettings", "HealSettings", "CompressRun", "run_compress", "run_heal",

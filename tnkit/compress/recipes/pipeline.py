@@ -721,7 +721,7 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     original model's statistics (on every fitting batch) and gradient sensitivities are
     measured once and shared.
     """
-    from .prune import width_prunable
+    from .prune import min_prune_fraction, width_prunable
     from .recipe import AUTO_SPLITS, heldout_loss, heldout_split, prune_fraction
 
     clock = StageClock()  # every candidate's result.extra["stage_seconds"] is this clock's table, kept up to date
@@ -740,6 +740,9 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
 
         tqdm.write(f"auto: {type(model).__name__} has no Llama-style blocks to prune: the factorisation search alone")
     shares = tuple(dict.fromkeys(AUTO_SPLITS if ratio < 1.0 and prunable else (0.0,)))
+    if prunable:  # a split that would prune below one channel and one head per block is left out
+        floor = min_prune_fraction(model)
+        shares = tuple(s for s in shares if s == 0.0 or prune_fraction(ratio, s) >= floor)
     pruned_loss = math.inf
     if 1.0 in shares:
         with clock("pruning alone"):

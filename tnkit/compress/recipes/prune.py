@@ -41,7 +41,7 @@ from torch import nn
 from ...core.threads import available_threads, blas_threads, map_on_threads
 from ...core.validate import check_int, check_number, check_option
 
-__all__ = ["PruneResult", "prune_width", "prune_plan", "width_prunable", "pruned_stats", "block_linear_params",
+__all__ = ["PruneResult", "prune_width", "prune_plan", "width_prunable", "min_prune_fraction", "pruned_stats", "block_linear_params",
            "PRUNE_FOLD_RIDGE",
            "CHANNEL_SCORES", "DEFAULT_CHANNEL_SCORE"]
 
@@ -125,6 +125,18 @@ def width_prunable(model: nn.Module) -> bool:
     except TypeError:
         return False
     return True
+
+
+def min_prune_fraction(model: nn.Module) -> float:
+    """The least fraction of the block linear weights :func:`prune_width` can keep.
+
+    One MLP channel, one key/value head and one query head per block. Raises ``TypeError``
+    for a model that is not Llama-style (:func:`width_prunable`).
+    """
+    _blocks(model)
+    inter, n_kv, per_group, head_dim = _geometry(model)
+    hidden = model.config.hidden_size
+    return _block_params(hidden, 1, 1, 1, head_dim) / _block_params(hidden, inter, n_kv, per_group, head_dim)
 
 
 def _geometry(model: nn.Module) -> tuple[int, int, int, int]:
