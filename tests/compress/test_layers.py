@@ -306,3 +306,16 @@ def test_activation_stats_in_bands_equal_the_exact_second_moment(rng, monkeypatc
     np.testing.assert_allclose(st.covariance, flat.T @ flat / 200, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(st.mean_abs, np.abs(flat).mean(0), rtol=1e-6)
     assert st.n_tokens == 200
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_cores_give_the_float32_product_rounded_once(rng, dtype):
+    lin = _dense(rng, 24, 36).float()
+    layer = MPOLinear.from_linear(lin, n_cores=3, max_bond=4)
+    narrow = MPOLinear.from_linear(lin, n_cores=3, max_bond=4).to(dtype)
+    with torch.no_grad():
+        for c in layer.cores:
+            c.copy_(c.to(dtype).float())  # the same (rounded) cores in float32
+    w = narrow.dense_weight()
+    assert w.dtype == dtype
+    assert torch.equal(w, layer.dense_weight().to(dtype))

@@ -261,13 +261,22 @@ class MPOLinear(nn.Module):
     # ----------------------------------------------------------------- forward
 
     def dense_weight(self) -> torch.Tensor:
-        """The ``(out, in)`` weight ``W`` (including the input scale's inverse)."""
-        w = self.cores[0][0]  # (o, i, r)
-        for core in self.cores[1:]:
+        """The ``(out, in)`` weight ``W`` (including the input scale's inverse).
+
+        Cores stored in a 16-bit precision are multiplied in float32 and the result rounded
+        once to their precision (not once per core).
+        """
+        dtype = self.cores[0].dtype
+        wide = torch.float32 if dtype in (torch.bfloat16, torch.float16) else None
+        cores = [c if wide is None else c.to(wide) for c in self.cores]
+        w = cores[0][0]  # (o, i, r)
+        for core in cores[1:]:
             o, i = w.shape[0], w.shape[1]
             w = contract("abr,rcds->acbds", w, core).reshape(o * core.shape[1], i * core.shape[2], core.shape[3])
         w = w[..., 0]
-        return w if self.input_scale is None else w / self.input_scale
+        if self.input_scale is not None:
+            w = w / (self.input_scale if wide is None else self.input_scale.to(wide))
+        return w if wide is None else w.to(dtype)
 
     def _cached_dense(self) -> torch.Tensor:
         key = tuple(c._version for c in self.cores) + tuple(id(c) for c in self.cores)
