@@ -78,7 +78,12 @@ def stored_dtype(path: Any, *, gguf_file: str | None = None) -> str:
 
 def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = True,
                cache: Any = None) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` from a local directory or GGUF file, in eval mode.
+    """Load ``(model, tokenizer)`` from a local directory or GGUF file, in eval mode, in float32.
+
+    Every model comes back in float32, whatever its stored precision, so that compression,
+    healing and evaluation compute alike on every input (``tnkit eval`` compares a bfloat16
+    original and its bfloat16 compressed copy in the same arithmetic). To deploy a compressed
+    model in its stored precision, use :func:`tnkit.compress.load_compressed`.
 
     Parameters
     ----------
@@ -113,6 +118,8 @@ def load_model(path: Any, *, gguf_file: str | None = None, tokenizer: bool = Tru
         from .serialize import load_compressed
 
         model = load_compressed(path)
+        if any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters()):
+            model = model.float()  # computed in float32, as every other model loaded here
         return model, (load_tokenizer(path, None, config=model.config) if tokenizer else None)
     from transformers import AutoModelForCausalLM
 
