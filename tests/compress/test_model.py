@@ -104,13 +104,19 @@ def test_compress_argument_errors(llama):
         tc.compress_model(llama, method="tucker", ratio=0.5)
 
 
-def test_save_load_identical_logits_and_generate(llama, ids, tmp_path):
+def _mpo_and_lowrank(llama, ids):
+    """``llama`` with its first seven block layers as data-aware MPOs and the rest low-rank, in place."""
     calib = tc.token_batches(ids, seq_len=64, batch_size=2, n_batches=1)
     layers = tc.find_layers(llama)
     names = list(layers)
     tc.compress_model(llama, method="mpo-aware", ratio=0.5, layers={n: layers[n] for n in names[:7]},
                       calibration=calib, progress=False)
     tc.compress_model(llama, method="svd", ratio=0.5, layers={n: layers[n] for n in names[7:]}, progress=False)
+    return llama
+
+
+def test_save_load_identical_logits_and_generate(llama, ids, tmp_path):
+    _mpo_and_lowrank(llama, ids)
     out = tc.save_compressed(llama, tmp_path / "m")
     loaded = tc.load_compressed(out)
     x = torch.as_tensor(ids[:50])[None]
@@ -334,12 +340,7 @@ def test_dequantised_model_copy_loads_identically(llama, ids, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_save_in_a_narrower_precision_loads_as_the_rounded_model(llama, ids, tmp_path, dtype):
-    calib = tc.token_batches(ids, seq_len=64, batch_size=2, n_batches=1)
-    layers = tc.find_layers(llama)
-    names = list(layers)
-    tc.compress_model(llama, method="mpo-aware", ratio=0.5, layers={n: layers[n] for n in names[:7]},
-                      calibration=calib, progress=False)
-    tc.compress_model(llama, method="svd", ratio=0.5, layers={n: layers[n] for n in names[7:]}, progress=False)
+    _mpo_and_lowrank(llama, ids)
     plain = tc.save_compressed(llama, tmp_path / "f32")
     narrow = tc.save_compressed(llama, tmp_path / "narrow", dtype=dtype)
     size = (narrow / "model.safetensors").stat().st_size
