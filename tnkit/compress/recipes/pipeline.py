@@ -713,9 +713,10 @@ def auto_candidates(model: nn.Module, *, ratio: float, calibration: Sequence[Any
     Each split of ``tnkit.compress.AUTO_SPLITS`` prunes widths to
     ``1 - share * (1 - ratio)`` of the block linear weights, then runs the factorisation search
     for the rest of the budget (a model that :func:`tnkit.compress.width_prunable` rejects, such
-    as GPT-2, gets share 0 alone: the search without pruning). Pruning alone (share 1, which
-    needs no factorisation) is the first candidate; the splits that use the search are built in one shot on the original
-    model's statistics and scored by their held-out loss (:func:`_best_split`, which builds
+    as GPT-2, gets share 0 alone: the search without pruning; a split that would prune below
+    :func:`tnkit.compress.min_prune_fraction` is left out). Pruning alone (share 1, which needs
+    no factorisation) is the first candidate; the splits that use the search are built in one
+    shot on the original model's statistics and scored by their held-out loss (:func:`_best_split`, which builds
     them from the largest share down while the loss falls), and the best of them is the
     second. Each candidate is scored on the last batch (see ``calibration_batches``). The
     original model's statistics (on every fitting batch) and gradient sensitivities are

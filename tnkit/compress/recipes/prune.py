@@ -41,9 +41,8 @@ from torch import nn
 from ...core.threads import available_threads, blas_threads, map_on_threads
 from ...core.validate import check_int, check_number, check_option
 
-__all__ = ["PruneResult", "prune_width", "prune_plan", "width_prunable", "min_prune_fraction", "pruned_stats", "block_linear_params",
-           "PRUNE_FOLD_RIDGE",
-           "CHANNEL_SCORES", "DEFAULT_CHANNEL_SCORE"]
+__all__ = ["PruneResult", "prune_width", "prune_plan", "width_prunable", "min_prune_fraction", "pruned_stats",
+           "block_linear_params", "PRUNE_FOLD_RIDGE", "CHANNEL_SCORES", "DEFAULT_CHANNEL_SCORE"]
 
 #: relative ridge of the least-squares fold (times the mean kept-channel energy): 0.1-1 is the flat optimum on
 #: SmolLM2 at 70% kept (docs/compress.md); 1e-3 overfitted the calibration text
