@@ -100,8 +100,8 @@ def add_compress_parser(sub: Any) -> None:
                         "such as GPT-2); prune: width pruning of Llama-style models (MLP channels, attention "
                         "heads; the output loads in plain transformers); search: per-layer search over --families "
                         "and dense, one knapsack for the budget, layers weighted by their loss-gradient "
-                        "sensitivity, sequential calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; mpo: plain TT-SVD "
-                        "(CompactifAI); mpo-aware, mpo-whiten: data-aware MPOs")
+                        "sensitivity, sequential calibration; whiten (SVD-LLM), asvd, svd: low-rank baselines; "
+                        "mpo: plain TT-SVD (CompactifAI); mpo-aware, mpo-whiten: data-aware MPOs")
     p.add_argument("--families", nargs="+", default=None, choices=FAMILIES, metavar="FAMILY",
                    help=f"candidates of the search besides dense: {', '.join(FAMILIES)} "
                         "(default: tnkit.compress.DEFAULT_FAMILIES)")
