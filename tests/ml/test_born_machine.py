@@ -317,6 +317,8 @@ def test_bad_arguments_are_named(rng):
         MPSBornMachine(start_sweeps=0).fit(X)
     with pytest.raises(ValueError, match="n_hops"):
         MPSBornMachine(n_hops=-1).fit(X)
+    with pytest.raises(TypeError, match="n_hops"):
+        MPSBornMachine(n_hops="many").fit(X)
     with pytest.raises(ValueError, match="hop_size"):
         MPSBornMachine(hop_size=0.0).fit(X)
     with pytest.raises(ValueError, match="whole numbers"):
@@ -348,3 +350,30 @@ def test_check_discrete_data_accepts_bool_and_whole_floats():
     np.testing.assert_array_equal(check_discrete_data("X", np.array([[1.0, 2.0]])), [[1, 2]])
     with pytest.raises(ValueError, match="non-negative"):
         check_discrete_data("X", np.array([[-1, 0]]))
+
+
+def test_auto_search_effort_follows_the_number_of_features(monkeypatch):
+    """``n_starts``/``n_hops`` "auto": three starts and twelve hops up to 32 features, one start and no hops above."""
+    from tnkit.ml import TTNBornMachine, born_machine
+
+    assert born_machine.search_effort(12) == {"n_starts": 3, "n_hops": 12}
+    assert born_machine.search_effort(born_machine.SEARCH_FEATURE_LIMIT) == {"n_starts": 3, "n_hops": 12}
+    assert born_machine.search_effort(born_machine.SEARCH_FEATURE_LIMIT + 1) == {"n_starts": 1, "n_hops": 0}
+    seen = []
+    original = born_machine.BornMachineBase._start_fit
+
+    def spy(self, X, attr):
+        params, warm, X, rng = original(self, X, attr)
+        seen.append((type(self).__name__, X.shape[1], params["n_starts"], params["n_hops"]))
+        return params, warm, X, rng
+
+    monkeypatch.setattr(born_machine.BornMachineBase, "_start_fit", spy)
+    rng = np.random.default_rng(0)
+    for n_features in (6, 40):
+        X = rng.integers(0, 2, (60, n_features))
+        MPSBornMachine(max_bond=2, n_sweeps=2, hop_sweeps=1, validation_fraction=None, random_state=0).fit(X)
+        TTNBornMachine(max_bond=2, n_sweeps=2, hop_sweeps=1, validation_fraction=None, random_state=0).fit(X)
+    MPSBornMachine(max_bond=2, n_sweeps=2, hop_sweeps=1, n_starts=2, n_hops=1, random_state=0).fit(X)
+    assert seen == [("MPSBornMachine", 6, 3, 12), ("TTNBornMachine", 6, 3, 12),
+                    ("MPSBornMachine", 40, 1, 0), ("TTNBornMachine", 40, 1, 0), ("MPSBornMachine", 40, 2, 1)]
+    assert MPSBornMachine().get_params()["n_starts"] == "auto" == TTNBornMachine().get_params()["n_hops"]

@@ -378,6 +378,7 @@ BAD_ARGUMENTS = [
     (dict(max_bond=0), ValueError, "max_bond"),
     (dict(n_starts=0), ValueError, "n_starts"),
     (dict(n_hops=-1), ValueError, "n_hops"),
+    (dict(n_starts="all"), TypeError, "n_starts"),
     (dict(hop_sweeps=0), ValueError, "hop_sweeps"),
     (dict(init_bond=0), ValueError, "init_bond"),
     (dict(validation_fraction=0.95), ValueError, "validation_fraction"),

@@ -41,6 +41,7 @@ from ..core.validate import check_cutoff, check_int, check_max_bond, check_numbe
 
 __all__ = [
     "Rule", "check_params", "store_params", "integer", "number", "option", "bond", "fraction", "boolean", "instance",
+    "or_auto",
 ]
 
 #: ``(name, value) -> None``, raising ``TypeError`` or ``ValueError`` that names ``name``.
@@ -65,6 +66,16 @@ def integer(*, minimum: int | None = 1, optional: bool = False) -> Rule:
         check_int(name, value, minimum=minimum)
 
     return _optional(check, optional)
+
+
+def or_auto(rule: Rule) -> Rule:
+    """Rule: the string ``"auto"`` (the estimator decides from the data), or what ``rule`` accepts."""
+
+    def check(name: str, value: Any) -> None:
+        if not (isinstance(value, str) and value == "auto"):
+            rule(name, value)
+
+    return check
 
 
 def number(*, positive: bool = True, maximum: float | None = None, optional: bool = False) -> Rule:
