@@ -334,6 +334,26 @@ def test_the_stage_kept_is_the_largest_within_one_standard_error_of_the_lowest()
     assert largest_within_noise([base]) == 0
 
 
+def test_rows_of_probability_zero_rank_fits_before_the_mean():
+    """A held-out row a fit gives probability zero (NLL inf) counts first; the rest is compared as usual."""
+    from tnkit.ml.born_machine import held_out_rank, largest_within_noise
+
+    base = 5.0 + np.random.default_rng(0).standard_normal(400)
+    one_zero, two_zeros = base.copy(), base - 0.5
+    one_zero[3] = np.inf
+    two_zeros[[3, 7]] = np.inf
+    assert held_out_rank(base) == (0, pytest.approx(base.mean()))
+    assert held_out_rank(one_zero)[0] == 1 and np.isfinite(held_out_rank(one_zero)[1])
+    assert held_out_rank(np.full(5, np.inf)) == (5, np.inf)
+    # fewer rows of probability zero wins, even against a lower mean of the other rows
+    assert largest_within_noise([one_zero, two_zeros]) == 0
+    assert largest_within_noise([two_zeros, one_zero]) == 1
+    # every stage has the same zero row: the larger stage within noise on the other rows is kept
+    slightly_worse = one_zero + 0.002 + 0.1 * np.random.default_rng(1).standard_normal(400)
+    assert largest_within_noise([one_zero + 0.3, one_zero, slightly_worse]) == 2
+    assert largest_within_noise([one_zero + 0.3, one_zero, one_zero + 0.05]) == 1
+
+
 def test_without_held_out_rows_the_bonds_grow_to_max_bond(rng):
     X = random_data(rng, 40, DIMS)  # 4 held-out rows would be too few: none are held out
     model = TTNBornMachine(max_bond=4, image_shape=(2, 3), n_sweeps=3, n_starts=1, random_state=0).fit(X)

@@ -62,6 +62,7 @@ __all__ = [
     "split_rows",
     "bond_stages",
     "largest_within_noise",
+    "held_out_rank",
     "search_effort",
     "SEARCH_FEATURE_LIMIT",
     "log_marginal",
@@ -98,19 +99,36 @@ def search_effort(n_features: int) -> dict[str, int]:
     return {"n_starts": 1, "n_hops": 0}
 
 
+def held_out_rank(loss: np.ndarray) -> tuple[int, float]:
+    """Sort key of a fit by its NLL of each held-out row (lower is better).
+
+    A row the fit gives probability zero (NLL ``inf``: a value never seen in training, say)
+    makes the mean infinite for every such fit, so fits are ranked first by how many rows
+    they give probability zero, then by the mean NLL of the other rows.
+    """
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    return int(np.count_nonzero(~finite)), float(np.mean(loss[finite])) if finite.any() else math.inf
+
+
 def largest_within_noise(losses: list[np.ndarray]) -> int:
     """Index of the last stage whose held-out NLL is within one standard error of the lowest.
 
     ``losses[k]`` holds stage ``k``'s NLL of each held-out row. The standard error is that of
     the mean of the paired differences to the lowest stage, so a larger stage is preferred
     unless the held-out rows show it worse (a few hundred rows cannot resolve 0.01 nats,
-    and the larger stage is then usually the better one).
+    and the larger stage is then usually the better one). Stages are ranked by
+    :func:`held_out_rank`: one that gives more rows probability zero than the lowest is
+    worse, and rows of probability zero are left out of the paired differences.
     """
-    means = [float(np.mean(loss)) for loss in losses]
-    low = int(np.argmin(means))
+    ranks = [held_out_rank(loss) for loss in losses]
+    low = min(range(len(losses)), key=ranks.__getitem__)
     for k in range(len(losses) - 1, low, -1):
-        d = losses[k] - losses[low]
-        if float(np.mean(d)) <= float(np.std(d, ddof=1)) / math.sqrt(len(d)):
+        if ranks[k][0] > ranks[low][0]:
+            continue
+        both = np.isfinite(losses[k]) & np.isfinite(losses[low])
+        d = losses[k][both] - losses[low][both]
+        if len(d) < 2 or float(np.mean(d)) <= float(np.std(d, ddof=1)) / math.sqrt(len(d)):
             return k
     return low
 
@@ -476,7 +494,8 @@ class BornMachineBase(DensityMixin, BaseEstimator):
         int, each gets ``start_sweeps`` sweeps (MPS: two-site only) and only the best is continued.
         ``first`` is the first start; the others come from ``_initial_state``. ``prepare``
         (``start -> state``) runs on each start before its sweeps (the tree's bond growth).
-        ``score`` (``(state, history) -> float``, lower is better; e.g. the held-out NLL) is
+        ``score`` (``(state, history) -> float`` or a tuple compared in order, lower is better;
+        e.g. :func:`held_out_rank` of the held-out rows) is
         called once on every completed fit and chooses among them instead of the training NLL.
         """
         key = score if score is not None else (lambda state, history: history.nll[-1])
@@ -487,7 +506,7 @@ class BornMachineBase(DensityMixin, BaseEstimator):
             runs = [self._sweep_fit(sweep, rng, params, s, TrainingHistory(), params["n_sweeps"], hops=True)
                     for s in starts]
             scores = [key(*run) for run in runs]
-            return runs[int(np.argmin(scores))]
+            return runs[min(range(len(runs)), key=scores.__getitem__)]
         if params["n_sweeps"] <= params["start_sweeps"]:
             run = self._sweep_fit(sweep, rng, params, starts[0], TrainingHistory(), params["n_sweeps"],
                                   hops=True)
@@ -768,7 +787,7 @@ class MPSBornMachine(BornMachineBase):
             row_losses.append(-self._state_log_prob(state, held))
             rows.append(dict(bond=max(state.bond_dims), start=0, nll=history.nll[-1],
                              validation_nll=float(np.mean(row_losses[-1])), kept=False))
-            return rows[-1]["validation_nll"]
+            return held_out_rank(row_losses[-1])
 
         for cap in levels:
             level = {**params, "max_bond": cap}
@@ -777,7 +796,7 @@ class MPSBornMachine(BornMachineBase):
             state, _ = self._best_start(make_sweep(fit_rows, cap), rng, level, start, score=score)
             for k, row in enumerate(rows[first:]):
                 row["start"] = k
-            best = first + int(np.argmin([row["validation_nll"] for row in rows[first:]]))
+            best = min(range(first, len(rows)), key=lambda i: held_out_rank(row_losses[i]))
             fits.append((cap, state, best))
             losses.append(row_losses[best])
             kept = len(losses) - 1 - largest_within_noise(losses[::-1])

@@ -77,7 +77,8 @@ from ..io import load_arrays, save_arrays
 from ..ttn import TTN, Tree
 from ..ttn import sampling as tree_sampling
 from ..ttn.canonical import qr_toward
-from .born_machine import BornMachineBase, bond_stages, largest_within_noise, perturbed_tensors, split_rows
+from .born_machine import (BornMachineBase, bond_stages, held_out_rank, largest_within_noise, perturbed_tensors,
+                           split_rows)
 from .born_sweeps import sphere_descent
 from .environments import TINY, group_rows, normalize_rows
 from .history import TrainingHistory, converged, gradient_epochs, progress_bar, record
@@ -762,7 +763,7 @@ class TTNBornMachine(BornMachineBase):
             prepare = (functools.partial(self._grown, X=fit_rows, held=held, params=params, rng=rng) if grow
                        else None)
             score = (None if held is None
-                     else (lambda state, _: float(-np.mean(self._state_log_prob(state, held)))))
+                     else (lambda state, _: held_out_rank(-self._state_log_prob(state, held))))
             if grow and params["n_starts"] > 1:
                 state, self.history_ = self._best_start(sweep, rng, params, self.ttn_, prepare, score=score)
             else:
