@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
+from token_data import random_token_batches
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
@@ -47,8 +48,7 @@ def _build(kind: str):
 
 @pytest.fixture(scope="module")
 def calib():
-    ids = np.random.default_rng(0).integers(0, 256, 4096)
-    return tc.token_batches(ids, seq_len=32, batch_size=4, n_batches=6, seed=0)
+    return random_token_batches(0, 4096, seq_len=32, n_batches=6)
 
 
 def _logits(model, ids):

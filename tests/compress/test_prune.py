@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from token_data import random_token_batches
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
@@ -13,8 +14,7 @@ from tnkit.compress.recipes.prune import prune_width
 
 @pytest.fixture(scope="module")
 def calib():
-    ids = np.random.default_rng(0).integers(0, 256, 2048)
-    return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
+    return random_token_batches(0, 2048, seq_len=64, n_batches=3)
 
 
 def _logits(model, ids):

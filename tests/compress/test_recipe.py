@@ -6,18 +6,24 @@ import copy
 
 import numpy as np
 import pytest
+from token_data import random_token_batches
 from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
 from tnkit.compress.recipes.prune import block_linear_params
-from tnkit.compress.recipes.recipe import (AUTO_SPLITS, adopt, descend, heldout_loss, heldout_split,
-                                          prune_fraction)
+from tnkit.compress.recipes.recipe import (
+    AUTO_SPLITS,
+    adopt,
+    descend,
+    heldout_loss,
+    heldout_split,
+    prune_fraction,
+)
 
 
 @pytest.fixture(scope="module")
 def calib():
-    ids = np.random.default_rng(1).integers(0, 256, 4096)
-    return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=3, seed=0)
+    return random_token_batches(1, 4096, seq_len=64, n_batches=3)
 
 
 def test_auto_adopts_the_best_one_shot_split_or_pruning_alone_whichever_is_better(calib):

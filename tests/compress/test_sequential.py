@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from token_data import random_token_batches
+from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 import tnkit.compress as tc
 from tnkit.compress.calibrate.sequential import corrected_weight
-from torch_one_thread import one_torch_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 @pytest.fixture
 def calib():
-    ids = np.random.default_rng(0).integers(0, 256, 3000)
-    return tc.token_batches(ids, seq_len=64, batch_size=4, n_batches=2)
+    return random_token_batches(0, 3000, seq_len=64, n_batches=2, seed=None)
 
 
 def test_corrected_weight_is_the_least_squares_fit_on_the_compressed_inputs(rng):
