@@ -595,8 +595,8 @@ class MPSBornMachine(BornMachineBase):
         Bond dimension of the random starting state (capped by ``max_bond``).
     n_starts : int or "auto", default "auto"
         ``"auto"``: 3 up to :data:`SEARCH_FEATURE_LIMIT` (32) features, 1 above
-        (:func:`search_effort`). Sweeps (full batch, fresh fit): fits from this many random starts; the one with
-        the lowest held-out NLL (``validation_fraction``; without held-out rows, the lowest
+        (:func:`search_effort`). Sweeps (full batch, fresh fit): fits from this many random
+        starts; the one with the lowest held-out NLL (``validation_fraction``; without held-out rows, the lowest
         training NLL) is kept. Fits from different starts end in different
         local minima, and choosing after the complete fits compares the minima
         themselves, not how fast each start descends in its first sweeps (see
@@ -781,13 +781,14 @@ class MPSBornMachine(BornMachineBase):
         """
         top = params["max_bond"]
         levels = [top] if top is None else bond_stages(min(params["init_bond"], top), top)[::-1]
-        fits, losses, rows, row_losses = [], [], [], []
+        fits, losses, rows, row_losses, ranks = [], [], [], [], []
 
-        def score(state: MatrixProductState, history: TrainingHistory) -> float:
+        def score(state: MatrixProductState, history: TrainingHistory) -> tuple[int, float]:
             row_losses.append(-self._state_log_prob(state, held))
             rows.append(dict(bond=max(state.bond_dims), start=0, nll=history.nll[-1],
                              validation_nll=float(np.mean(row_losses[-1])), kept=False))
-            return held_out_rank(row_losses[-1])
+            ranks.append(held_out_rank(row_losses[-1]))
+            return ranks[-1]
 
         for cap in levels:
             level = {**params, "max_bond": cap}
@@ -796,7 +797,7 @@ class MPSBornMachine(BornMachineBase):
             state, _ = self._best_start(make_sweep(fit_rows, cap), rng, level, start, score=score)
             for k, row in enumerate(rows[first:]):
                 row["start"] = k
-            best = min(range(first, len(rows)), key=lambda i: held_out_rank(row_losses[i]))
+            best = min(range(first, len(rows)), key=ranks.__getitem__)
             fits.append((cap, state, best))
             losses.append(row_losses[best])
             kept = len(losses) - 1 - largest_within_noise(losses[::-1])
