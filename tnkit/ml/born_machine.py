@@ -51,7 +51,18 @@ from .born_gradient import gradient_train
 from .born_sweeps import sweep_train
 from .history import TrainingHistory
 from .trainers import AdamSettings
-from .validation import Rule, bond, boolean, check_params, fraction, integer, number, option, or_auto, store_params
+from .validation import (
+    Rule,
+    bond,
+    boolean,
+    check_params,
+    fraction,
+    integer,
+    number,
+    option,
+    or_auto,
+    store_params,
+)
 
 __all__ = [
     "MPSBornMachine",
