@@ -55,7 +55,7 @@ def _usage_error(capsys, argv) -> str:
         (["--coupling-map", "0-0"], r"two different"),
         (["--coupling-map", "zigzag"], r"argument --coupling-map"),
         (["--coupling-map", "0-2,2-4,1-3,3-5,0-1", "--ansatz", "ran"], r"lacks the pairs .* of the line"),
-        (["--cnot-budget", "30"], r"--cnot-budget applies to the 'trotter' ansatz or to --grow"),
+        (["--cnot-budget", "30", "--depth", "2"], r"--cnot-budget applies to the 'trotter' ansatz"),
         (["--ansatz", "trotter"], r"'trotter' needs a spin-chain model, not --mps"),
         (["--delta", "0.3"], r"--delta: model options, which do not apply to --mps"),
     ],
@@ -377,3 +377,39 @@ except ImportError as exc:
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("IMPORT:")]
     assert "pip install 'tnkit[aqc]'" in line
     assert (tmp_path / "c.qasm").exists()
+
+
+def _ghz_file(tmp_path: Path, n: int) -> Path:
+    """``(|0...0> + |1...1>) / sqrt 2`` as a saved bond-2 MPS."""
+    first = np.zeros((1, 2, 2))
+    first[0, 0, 0] = first[0, 1, 1] = 2**-0.5
+    middle = np.zeros((2, 2, 2))
+    middle[0, 0, 0] = middle[1, 1, 1] = 1.0
+    last = np.zeros((2, 2, 1))
+    last[0, 0, 0] = last[1, 1, 0] = 1.0
+    path = tmp_path / "ghz.npz"
+    MPS([first] + [middle] * (n - 2) + [last]).save(path)
+    return path
+
+
+def test_mps_default_grows_ran_layers_to_the_target_instead_of_a_fixed_depth(tmp_path):
+    """A GHZ state needs one staircase; three fixed Ran layers triple its CNOTs."""
+    target = _ghz_file(tmp_path, 6)
+    reports = {}
+    for name, extra in [("default", []), ("fixed", ["--depth", "3"])]:
+        out = tmp_path / f"{name}.qasm"
+        assert _aqc(["--mps", str(target), "--out", str(out), "--no-progress", *extra]) == 0
+        reports[name] = json.loads(out.with_suffix(".json").read_text())
+    default, fixed = reports["default"], reports["fixed"]
+    assert default["settings"]["grow"] == "ran" and default["settings"]["depth"] == 0
+    assert fixed["settings"]["grow"] == "none" and fixed["settings"]["depth"] == 3
+    assert default["fidelity"] > 0.999 and fixed["fidelity"] > 0.999
+    assert default["cnots"] <= 15 < 40 <= fixed["cnots"]  # one layer of 5 blocks, against three
+
+
+def test_mps_default_growth_stops_at_the_cnot_budget(tmp_path, state_file):
+    out = tmp_path / "c.qasm"
+    status = _aqc(["--mps", str(state_file), "--out", str(out), "--no-progress", "--cnot-budget", "15",
+                   "--target-fidelity", "1", "--allow-miss"])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert status == 0 and report["settings"]["grow"] == "ran" and 0 < report["cnots"] <= 15

@@ -201,7 +201,8 @@ def _add_compile_options(comp: Any) -> None:
         default=None,
         help=f"Trotter steps (trotter), odd/even layer pairs (hva) or layers (the other ansätze), 0 to "
         f"{MAX_DEPTH}; 0 only with "
-        "--grow, which then starts from no circuit (default: 3; hva of a --ground-state: N // 3)",
+        "--grow, which then starts from no circuit (default: 3; hva of a --ground-state: N // 3; "
+        "0 with --mps and the ran ansatz, grown by --grow ran)",
     )
     comp.add_argument(
         "--max-bond",
@@ -245,11 +246,12 @@ def _add_compile_options(comp: Any) -> None:
     comp.add_argument(
         "--grow",
         choices=GROW_CHOICES,
-        default="none",
+        default=None,
         help="grow the ansatz layer by layer until --target-fidelity or --cnot-budget: brickwall "
         "(identity brick layers), ran (Ran's analytic staircase layers, first in time) or "
         "ran-brickwall (one centred Ran layer, then brick layers); with --depth 0 start from no "
-        "circuit (default: none)",
+        "circuit (default: ran from no circuit for --mps with the ran ansatz when --depth is not "
+        "given, none otherwise)",
     )
     comp.add_argument(
         "--max-layers",
@@ -306,10 +308,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     Each flag sets the field of its name; a flag left unset (``None``) takes the
     field's default (for ``--ground-state``, :func:`~tnkit.aqc.recipe.ground_state_defaults`
-    first), and :func:`~tnkit.aqc.recipe.check_given_options` refuses a
-    flag that the chosen target would ignore.
+    first; for ``--mps``, :func:`~tnkit.aqc.recipe.mps_defaults`), and
+    :func:`~tnkit.aqc.recipe.check_given_options` refuses a flag that the chosen target
+    would ignore.
     """
-    from .recipe import AQCSettings, check_given_options, ground_state_defaults
+    from .recipe import AQCSettings, check_given_options, ground_state_defaults, mps_defaults
 
     defaults = {f.name: f.default for f in dataclasses.fields(AQCSettings)}
     options = {name: getattr(args, name) for name in defaults if hasattr(args, name)}  # flag = field
@@ -320,6 +323,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if args.ground_state:
         n_sites = defaults["n_sites"] if args.n_sites is None else args.n_sites
         defaults.update(ground_state_defaults(n_sites, options["ansatz"]))
+    elif args.mps is not None:
+        defaults.update(mps_defaults(options["ansatz"], given))
     options.update({k: defaults[k] for k, v in options.items() if v is None})
     check_given_options(options, given)
     return AQCSettings(**options)

@@ -381,6 +381,45 @@ def check_given_options(options: Mapping[str, Any], given: Collection[str]) -> N
 GROUND_STATE_DEFAULTS: dict[str, Any] = {"max_bond": 32, "target_fidelity": 0.995}
 
 
+#: What a saved ``mps`` compiled with the ``ran`` ansatz takes when neither ``depth`` nor
+#: ``grow`` is set: Ran layers grown from no circuit until ``target_fidelity``
+#: (:func:`~tnkit.aqc.growth.compile_growing`). A fixed depth is too long for simple
+#: states and too short for entangled ones: of seven 8-12 qubit states (GHZ, W, random
+#: bond 2 and 4, time-evolved), three fixed Ran layers reached fidelity 0.999 on four with
+#: 61-79 CNOTs, where growth needs 19-25, and missed it on three (0.64, 0.995, 0.85),
+#: where growth reached 0.996, 0.999 and 0.996 (``docs/aqc.md``).
+MPS_DEFAULTS: dict[str, Any] = {"grow": "ran", "depth": 0}
+
+
+def mps_defaults(ansatz: str, given: Collection[str]) -> dict[str, Any]:
+    """The settings a saved ``mps`` takes when they are not given (see :data:`MPS_DEFAULTS`).
+
+    Parameters
+    ----------
+    ansatz : str
+        The ansatz's name; only ``"ran"`` grows by default.
+    given : collection of str
+        The names of the fields the user set; a ``depth`` or ``grow`` among them
+        keeps the fixed-depth default.
+
+    Returns
+    -------
+    dict
+        Field names of :class:`AQCSettings` and their values (empty when nothing changes).
+
+    Examples
+    --------
+    >>> from tnkit.aqc.recipe import mps_defaults
+    >>> mps_defaults("ran", given={"mps"})
+    {'grow': 'ran', 'depth': 0}
+    >>> mps_defaults("ran", given={"mps", "depth"})
+    {}
+    """
+    if ansatz != "ran" or {"depth", "grow"} & set(given):
+        return {}
+    return dict(MPS_DEFAULTS)
+
+
 def ground_state_defaults(n_sites: int, ansatz: str) -> dict[str, Any]:
     """The settings a ground state takes when they are not given (see :data:`GROUND_STATE_DEFAULTS`).
 
