@@ -156,6 +156,27 @@ def test_distinct_rows_with_frequencies_give_the_node_nll_and_gradient_of_all_ro
     np.testing.assert_allclose(counted.data_gradient(tensors[v]), every.data_gradient(tensors[v]), atol=1e-12)
 
 
+def test_node_problem_reuses_amplitudes_only_for_the_array_it_scored(rng):
+    """The gradient after an NLL at the same tensor reuses its amplitudes; any other tensor recomputes."""
+    from tnkit.ml.ttn_born_machine import _NodeProblem
+
+    tree = Tree.grid(2, 3)
+    X = random_data(rng, 40, DIMS)
+    psi = TTN.random(tree, list(DIMS), 3, seed=rng, dtype=np.complex128)
+    v = tree.root
+    tensors = node_tensors(psi.canonicalize_(v).normalize_())
+    data = _TreeData(tree, np.asarray(DIMS), X)
+    data.build_inside(tensors)
+    problem = _NodeProblem(data, v)
+    t1 = tensors[v]
+    t2 = t1 + 0.3 * rng.standard_normal(t1.shape)
+    problem.nll(t1)
+    np.testing.assert_array_equal(problem.data_gradient(t1), data.data_gradient(v, t1))
+    np.testing.assert_array_equal(problem.data_gradient(t2), data.data_gradient(v, t2))
+    assert np.abs(data.data_gradient(v, t2) - data.data_gradient(v, t1)).max() > 1e-3
+    assert problem.nll(t2) == pytest.approx(dense_nll(tree, [*tensors[:v], t2, *tensors[v + 1:]], X), rel=1e-10)
+
+
 def test_sweep_tour_walks_every_edge_down_and_up():
     tree = Tree.grid(3, 4)
     tour = sweep_tour(tree)

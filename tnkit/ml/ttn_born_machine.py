@@ -250,14 +250,21 @@ class _TreeData:
             if v >= self.tree.n_leaves and v != self.tree.root:
                 self.set_inside(v, tensors[v])
 
-    def log_psi(self, v: int, t: np.ndarray) -> np.ndarray:
-        """``log|psi(x)|`` of every sample, evaluated at node ``v``."""
-        amp = np.einsum("np,np->n", self.forward(v, t), self.outside[v][0])
+    def amplitudes(self, v: int, t: np.ndarray) -> np.ndarray:
+        """``psi(x)`` of every sample with ``t`` at node ``v``, the stored log-scales left out, ``(n,)``."""
+        return np.einsum("np,np->n", self.forward(v, t), self.outside[v][0])
+
+    def log_psi(self, v: int, t: np.ndarray, amp: np.ndarray | None = None) -> np.ndarray:
+        """``log|psi(x)|`` of every sample at node ``v`` (``amp``: its :meth:`amplitudes`, if known)."""
+        amp = self.amplitudes(v, t) if amp is None else amp
         with np.errstate(divide="ignore"):
             return np.log(np.abs(amp)) + self._in_log(v) + self.outside[v][1]
 
-    def data_gradient(self, v: int, t: np.ndarray) -> np.ndarray:
-        """``sum_x w(x) Phi_v(x) / psi(x)``: the data term of ``dNLL/dT_v`` (shape of ``T_v``)."""
+    def data_gradient(self, v: int, t: np.ndarray, amp: np.ndarray | None = None) -> np.ndarray:
+        """``sum_x w(x) Phi_v(x) / psi(x)``: the data term of ``dNLL/dT_v`` (shape of ``T_v``).
+
+        ``amp``: the :meth:`amplitudes` of ``t``, if known (saves one contraction per row group).
+        """
         tp = _with_parent(self.tree, v, t)
         k = len(self.internal_kids[v])
         forward, _, gradient = _data_equations(k)
@@ -265,9 +272,13 @@ class _TreeData:
         out_v = self.outside[v][0]
         for index, rows in self.groups[v]:
             sub, ins, out = tp[index], self._ins(v, rows), out_v[rows]
-            amp = np.einsum("np,np->n", sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins), out)
-            amp = np.where(np.abs(amp) < TINY, TINY, amp)
-            grad[index] += contract(gradient, *ins, out * (self.weights[rows] / amp)[:, None])
+            if amp is None:
+                inside = sub[None, :] if sub.ndim == 1 else contract(forward, sub, *ins)
+                group_amp = np.einsum("np,np->n", inside, out)
+            else:
+                group_amp = amp[rows]
+            group_amp = np.where(np.abs(group_amp) < TINY, TINY, group_amp)
+            grad[index] += contract(gradient, *ins, out * (self.weights[rows] / group_amp)[:, None])
         if np.iscomplexobj(grad):
             grad = grad.conj()
         return grad[..., 0] if v == self.tree.root else grad
@@ -280,14 +291,25 @@ class _NodeProblem:
 
     def __init__(self, data: _TreeData, v: int) -> None:
         self.data, self.v = data, v
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _amplitudes(self, t: np.ndarray) -> np.ndarray:
+        """``data.amplitudes`` of ``t``, kept for the same array: the descent asks for the
+        gradient at the tensor whose NLL it has just accepted."""
+        if self._cache is not None and self._cache[0] is t:
+            return self._cache[1]
+        amp = self.data.amplitudes(self.v, t)
+        self._cache = (t, amp)
+        return amp
 
     def nll(self, t: np.ndarray) -> float:
         """Exact NLL with ``t`` at the orthogonality centre ``v`` (``Z = ||t||**2``)."""
-        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.dot(self.data.weights, self.data.log_psi(self.v, t)))
+        log_psi = self.data.log_psi(self.v, t, self._amplitudes(t))
+        return float(np.log(np.vdot(t, t).real)) - 2.0 * float(np.dot(self.data.weights, log_psi))
 
     def data_gradient(self, t: np.ndarray) -> np.ndarray:
         """``sum_x w(x) Phi_v(x) / psi(x)``."""
-        return self.data.data_gradient(self.v, t)
+        return self.data.data_gradient(self.v, t, self._amplitudes(t))
 
 
 # --------------------------------------------------------------------------- functional core
