@@ -134,6 +134,25 @@ def test_growing_ran_layers_from_no_seed(target5):
     assert len(budgeted) == 2 and budgeted[-1].cnot_count <= 25  # a third layer would need 12 more
 
 
+def test_default_growth_kind_is_ran_without_a_seed_and_brickwall_after_one():
+    """GHZ from no circuit: identity brick layers stay at a stationary point (F = 1/2); Ran's layer is exact."""
+    n = 6
+    ghz = np.zeros(2**n)
+    ghz[0] = ghz[-1] = 2**-0.5
+    target = MPS.from_dense(ghz, [2] * n)
+    stages = compile_growing(target, target_fidelity=0.999, max_bond=None, seed=0, progress=False)
+    assert all(s.ansatz.family == "staircase" for s in stages)
+    assert stages[-1].fidelity > 0.999 and stages[-1].cnot_count <= 3 * (n - 1)
+    with pytest.warns(ConvergenceWarning):
+        bricks = compile_growing(target, grow="brickwall", target_fidelity=0.999, max_layers=2, max_bond=None,
+                                 max_iter=50, seed=0, progress=False)
+    assert bricks[-1].fidelity < 0.51
+    with pytest.warns(ConvergenceWarning):
+        seeded = compile_growing(target, brickwall_ansatz(n, 1), target_fidelity=0.9, max_layers=1,
+                                 max_bond=None, max_iter=5, seed=0, progress=False)
+    assert seeded[-1].ansatz.family == "brickwall"
+
+
 def test_growing_from_a_ran_layer_recovers_a_shallow_circuit_state():
     """No seed: one Ran layer of the target, then identity brick layers, recovers a known 3-layer state."""
     known = brickwall_ansatz(5, 3)

@@ -184,7 +184,7 @@ def compile_growing(
     ansatz: Ansatz | None = None,
     initial_params: Any = None,
     *,
-    grow: str = "brickwall",
+    grow: str | None = None,
     target_fidelity: float = 0.99,
     cnot_budget: int | None = None,
     max_layers: int = 8,
@@ -206,10 +206,16 @@ def compile_growing(
     initial_params : array_like, optional
         Angles of ``ansatz`` (default: :func:`~tnkit.aqc.compiler.initial_angles`,
         small random angles).
-    grow : {"brickwall", "ran", "ran-brickwall"}
+    grow : {"brickwall", "ran", "ran-brickwall"} or None
         The kind of layer added at each stage (see the module docstring);
         ``"ran-brickwall"`` first puts one Ran layer before ``ansatz`` (or alone),
-        then adds identity brick layers.
+        then adds identity brick layers. ``None``: ``"brickwall"`` after a seed
+        ``ansatz``, ``"ran"`` without one. From no circuit, identity brick layers
+        start at a stationary point of states such as GHZ (8 qubits: stuck at
+        fidelity 0.5 with 76 CNOTs, where Ran's layer gives 1.0 with 19; on bond-2
+        random, W and TFIM-quench states it also gave 19-25 CNOTs against 32-59). For
+        longer time evolutions brick layers give shorter circuits (12-qubit XXZ quench:
+        120 CNOTs at 0.999 against 262 at 0.996): pass ``"brickwall"`` there.
     target_fidelity : float
         Stop as soon as a stage reaches it. If the last stage does not, a
         :class:`~tnkit.errors.ConvergenceWarning` (intermediate stages never warn).
@@ -242,6 +248,8 @@ def compile_growing(
     >>> stages[-1].fidelity >= 0.999, len(stages) <= 8
     (True, True)
     """
+    if grow is None:
+        grow = "ran" if ansatz is None else "brickwall"
     check_option("grow", grow, GROWTH_KINDS)
     kind = GROWTH_KINDS[grow]
     psi = as_target(target)
