@@ -30,9 +30,9 @@ Usage::
     python benchmarks/classifier.py --skip-digits --seeds 0 --threads 1 --idx /path/to/fashion
     python benchmarks/classifier.py --json --skip-digits --skip-mnist --long --seeds 0 1   # ~35 min each, 2 at once
 
-MNIST is read from ``--data`` (default ``$TNKIT_DATA/mnist``, see
-``tnkit.datasets.default_mnist_dir``); cases whose data are missing are skipped with a
-printed reason. Nothing is downloaded.
+MNIST is read from ``--data``, the MNIST folder or the data folder holding ``mnist/``
+(default ``$TNKIT_DATA/mnist``, see ``tnkit.datasets.default_mnist_dir``); cases whose
+data are missing are skipped with a printed reason. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -220,6 +220,17 @@ def long_cases(data: Path, seeds: list[int], recipe: dict = LONG_RECIPE, *, work
     return rows
 
 
+def _has_mnist(folder: Path) -> bool:
+    """Whether ``folder`` holds MNIST's training images (gzipped or not)."""
+    names = ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
+    return any((folder / name).is_file() for name in names)
+
+
+def mnist_folder(data: Path) -> Path:
+    """``data`` if it holds MNIST, else its ``mnist/`` if that does (a data root), else ``data``."""
+    return data / "mnist" if not _has_mnist(data) and _has_mnist(data / "mnist") else data
+
+
 def mnist_cases(data: Path, seeds: list[int], threads: list[int], *, name: str = "default",
                 options: dict | None = None, estimator: str = "MPSClassifier") -> list[dict]:
     """MNIST 14x14 with the defaults (plus ``options``), one fresh process per seed and thread count."""
@@ -277,7 +288,9 @@ def _emit_all(reporter: Reporter, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0], default_threads="1,2")
-    parser.add_argument("--data", type=Path, default=None, help="MNIST directory (default $TNKIT_DATA/mnist)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="MNIST directory, or the data directory holding mnist/ as the other benchmarks "
+                        "take it (default $TNKIT_DATA/mnist)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random_state values (MNIST)")
     parser.add_argument("--skip-digits", action="store_true", help="no digits cases")
     parser.add_argument("--skip-mnist", action="store_true", help="no MNIST default cases")
@@ -297,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ])
     if not args.skip_digits:
         _emit_all(reporter, digits_cases())
-    data = args.data or default_mnist_dir()
+    data = mnist_folder(args.data or default_mnist_dir())
     if not args.quick and not (args.skip_mnist and not args.long and not args.ttn):
-        if not (data / "train-images-idx3-ubyte.gz").is_file() and not (data / "train-images-idx3-ubyte").is_file():
+        if not _has_mnist(data):
             log(f"skipping the MNIST cases: no MNIST files in {data} (pass --data or set TNKIT_DATA)")
         else:
             if not args.skip_mnist:
