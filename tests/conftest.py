@@ -266,3 +266,16 @@ def fit_recording_starts(model, X) -> list[list[float]]:
         mp.setattr(cls, "_sweep_fit", spy)
         model.fit(X)
     return runs
+
+
+def load_script(monkeypatch, path, name: str):
+    """The script at ``path`` imported as module ``name`` (``sys.path``, ``sys.modules`` restored after)."""
+    import importlib.util
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SCRIPT = CHECKOUT / "benchmarks" / "classifier.py"
@@ -16,13 +15,8 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="the benchmarks are
 
 @pytest.fixture
 def bench(monkeypatch):
-    """``benchmarks/classifier.py`` imported as a module (``sys.path`` restored afterwards)."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    spec = importlib.util.spec_from_file_location("_bench_classifier_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/classifier.py`` imported as a module."""
+    return load_script(monkeypatch, SCRIPT, "_bench_classifier_under_test")
 
 
 @pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,13 +20,8 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="the benchmarks are
 
 @pytest.fixture
 def bench(monkeypatch):
-    """``benchmarks/compress.py`` imported as a module (``sys.path`` restored afterwards)."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    spec = importlib.util.spec_from_file_location("_bench_compress_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/compress.py`` imported as a module."""
+    return load_script(monkeypatch, SCRIPT, "_bench_compress_under_test")
 
 
 def test_quick_run_shares_statistics_saves_rows_and_plots(bench, monkeypatch, tmp_path, capsys):
